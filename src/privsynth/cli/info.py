@@ -1,0 +1,52 @@
+"""privsynth info: print a run's privacy card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("info", help="print a run's privacy card")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--json", action="store_true", help="print card.json as is")
+    p.set_defaults(func=run)
+
+
+def format_card(card: dict) -> str:
+    pv, data = card["privacy"], card["data"]
+    lines = [f"privsynth run {card['run_id']}  [{card['status']}]",
+             f"  method      {card['method']}",
+             f"  data        {data['name']}  ({data['n_train']} train / {data['n_holdout']} holdout, "
+             f"{'x'.join(map(str, data['image_shape']))}, {len(data['classes'])} classes)",
+             f"  fingerprint {data['fingerprint'][:16]}…"]
+    if not card.get("private"):
+        lines.append("  privacy     NONE — epsilon = infinity (non-private baseline)")
+    else:
+        eps = pv.get("epsilon")
+        lines.append(f"  privacy     ({eps:.4g}, {pv['delta']:.3g})-DP per {pv['unit']}"
+                     if isinstance(eps, (int, float)) else "  privacy     (training not finished)")
+        sgd = pv.get("dp_sgd")
+        if sgd:
+            lines += [f"  DP-SGD      epsilon {sgd['epsilon']:.4g} at delta {sgd['delta']:.3g} "
+                      f"({sgd['accountant']} accountant, computed from what ran)",
+                      f"              sigma {sgd['noise_multiplier']:.4g}, q {sgd['sample_rate']:.4g} "
+                      f"(Poisson, E[batch] {sgd['expected_batch_size']}), {sgd['steps']} steps, "
+                      f"clip C {sgd['max_grad_norm']}"]
+        counts = pv.get("class_proportions", {})
+        if counts.get("mechanism", "uniform") != "uniform":
+            lines.append(f"  classes     proportions released with {counts['mechanism']} "
+                         f"(epsilon {counts['epsilon']:.3g})")
+        if pv.get("not_protected"):
+            lines.append(f"  not covered {pv['not_protected']}")
+    if "progress" in card:
+        lines.append(f"  progress    {card['progress']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..run import read_card
+
+    card = read_card(args.run)
+    print(json.dumps(card, indent=2) if args.json else format_card(card))
+    return 0

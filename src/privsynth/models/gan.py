@@ -1,0 +1,248 @@
+"""Conditional DCGAN, trained privately the way "Private GANs, revisited" (Bie, Kamath, Zhang,
+TMLR 2023) does: many discriminator steps per generator step and large expected batches.
+
+Only the discriminator reads private images, so only it is trained with DP-SGD (Opacus). The
+generator learns from the discriminator's outputs on *fake* images: post-processing of a DP
+model, which spends no extra privacy. Unit of privacy: one training image together with its label.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ..data import ImageDataset, from_unit_range, to_unit_range
+from ..errors import ConfigError
+from ..privacy import dpsgd
+from ..privacy.accounting import AccountantState
+from .base import FitResult, TrainContext, build_config, infinite
+from .progress import progress_bar
+
+
+def halvings(size: int) -> int:
+    """How many stride-2 stages take ``size`` down to a 3..7 pixel base (8->4, 28->7, 32->4)."""
+    k = 0
+    while size % 2 == 0 and size > 7:
+        size //= 2
+        k += 1
+    if size > 7 or k == 0:
+        raise ConfigError(f"image size {size << k} is not base x 2^k with base 3..7 (e.g. 8, 28, 32, "
+                          "64); pass --image-size to resize")
+    return k
+
+
+class Generator(nn.Module):
+    """z + class embedding -> linear -> k x (upsample conv) -> tanh image in -1..1."""
+
+    def __init__(self, channels: int, size: int, num_classes: int, width: int, z_dim: int):
+        super().__init__()
+        self.k, self.base = halvings(size), size >> halvings(size)
+        c = width * 2 ** self.k
+        self.c0, self.z_dim = c, z_dim
+        self.embed = nn.Embedding(num_classes, z_dim)
+        self.fc = nn.Sequential(nn.Linear(2 * z_dim, c * self.base ** 2),
+                                nn.BatchNorm1d(c * self.base ** 2), nn.ReLU())
+        blocks = []
+        for _ in range(self.k):
+            blocks += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.BatchNorm2d(c // 2), nn.ReLU()]
+            c //= 2
+        self.blocks = nn.Sequential(*blocks, nn.Conv2d(c, channels, 3, 1, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.fc(torch.cat([z, self.embed(y)], 1)).view(-1, self.c0, self.base, self.base)
+        return self.blocks(h)
+
+
+class Discriminator(nn.Module):
+    """Conv stack with GroupNorm (DP-SGD needs per-sample gradients: no BatchNorm) and a
+    projection head: score = w . h + embed(y) . h."""
+
+    def __init__(self, channels: int, size: int, num_classes: int, width: int):
+        super().__init__()
+        k = halvings(size)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2)]
+        c = width
+        for _ in range(k):
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.GroupNorm(min(8, 2 * c), 2 * c),
+                       nn.LeakyReLU(0.2)]
+            c *= 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        feat = c * (size >> k) ** 2
+        self.out = nn.Linear(feat, 1)
+        self.embed = nn.Embedding(num_classes, feat)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        return self.out(h).squeeze(1) + (self.embed(y) * h).sum(1) / math.sqrt(h.shape[1])
+
+
+@dataclass
+class GANConfig:
+    z_dim: int = 32
+    width: int = 32            # discriminator channels at full resolution
+    g_width: int = 32          # generator channels at full resolution
+    batch_size: int = 256      # expected (Poisson) number of private images per D step
+    epochs: float = 40.0       # expected passes over the private data; D steps = epochs / q
+    n_d: int = 10              # discriminator steps per generator step
+    lr_d: float = 2e-4
+    lr_g: float = 2e-4
+    ema: float = 0.995         # generator EMA (post-processing, free); 0 disables
+
+    def d_steps(self, n_private: int) -> int:
+        q = dpsgd.sample_rate(n_private, self.batch_size)
+        return max(1, math.ceil(self.epochs / q))
+
+
+class GANSynthesizer:
+    """``dpgan`` (DP-SGD on the discriminator) and ``gan`` (the same model, no privacy)."""
+
+    def __init__(self, image_shape, num_classes, config=None, private=True, name="dpgan"):
+        self.name, self.private = name, private
+        self.image_shape, self.num_classes = tuple(image_shape), num_classes
+        self.config = build_config(GANConfig, config)
+        c, h, w = self.image_shape
+        if h != w:
+            raise ConfigError(f"images are {h}x{w}; the GAN needs square images, pass --image-size")
+        cfg = self.config
+        self.generator = Generator(c, h, num_classes, cfg.g_width, cfg.z_dim)
+        self.discriminator = Discriminator(c, h, num_classes, cfg.width)
+        self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    # --- training ---------------------------------------------------------------------------
+    def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
+        cfg, device = self.config, torch.device(ctx.device)
+        torch.manual_seed(ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        x = torch.from_numpy(to_unit_range(data.images))
+        y = torch.from_numpy(data.labels)
+        dataset = TensorDataset(x, y)
+        n = len(dataset)
+        if cfg.batch_size > n:
+            raise ConfigError(f"batch size {cfg.batch_size} exceeds the {n} training images; "
+                              "lower --batch-size")
+        total = cfg.d_steps(n)
+        G, D, G_ema = self.generator.to(device), self.discriminator.to(device), self.g_ema.to(device)
+        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
+        start = 0
+        resume = ctx.resume
+        if resume is not None:
+            G.load_state_dict(resume["generator"])
+            G_ema.load_state_dict(resume["g_ema"])
+            D.load_state_dict(resume["discriminator"])
+            opt_g.load_state_dict(resume["opt_g"])
+            opt_d.load_state_dict(resume["opt_d"])
+            start = int(resume["step"])
+        plan, engine, acc_state = None, None, None
+        if ctx.privacy is not None:
+            plan = dpsgd.plan(ctx.privacy, n, cfg.batch_size, total)
+            ctx.on_plan(plan)
+            acc_state = AccountantState.from_json(resume["accountant"]) if resume else None
+            D_train, opt_d, loader, engine = dpsgd.make_private(D, opt_d, dataset, plan, ctx.privacy,
+                                                                acc_state, generator=gen)
+        else:
+            D_train = D
+            loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                generator=gen)
+        batches = infinite(loader)
+
+        def snapshot(step: int) -> None:
+            acc = dpsgd.accountant_state(engine, ctx.privacy.accountant) if engine else None
+            state = {"generator": G.state_dict(), "g_ema": G_ema.state_dict(),
+                     "discriminator": D.state_dict(), "opt_g": opt_g.state_dict(),
+                     "opt_d": opt_d.state_dict(), "step": step,
+                     "accountant": acc.to_json() if acc else None}
+            ctx.checkpoint(step, state, acc)
+
+        bar = progress_bar(total, start, ctx, plan, desc=f"{self.name} D-steps")
+        d_loss = g_loss = float("nan")
+        for step in range(start, total):
+            xr, yr = next(batches)
+            xr, yr = xr.to(device), yr.to(device)
+            d_loss = self._d_step(G, D_train, opt_d, xr, yr, cfg.batch_size, device)
+            if (step + 1) % cfg.n_d == 0 or step + 1 == total:
+                g_loss = self._g_step(G, D_train, opt_g, cfg.batch_size, device)
+                self._update_ema(G, G_ema, cfg.ema)
+            bar.update(step + 1, d_loss=d_loss, g_loss=g_loss)
+            if (step + 1) % ctx.checkpoint_every == 0 and step + 1 < total:
+                snapshot(step + 1)
+        bar.close()
+        snapshot(total)
+        acc = dpsgd.accountant_state(engine, ctx.privacy.accountant) if engine else None
+        if engine is not None:
+            D_train._close()  # remove Opacus hooks; self.discriminator is the bare module
+        return FitResult(total, plan, acc, {"d_loss": d_loss, "g_loss": g_loss})
+
+    def _d_step(self, G, D, opt_d, xr, yr, fake_n, device) -> float:
+        with torch.no_grad():
+            yf = torch.randint(0, self.num_classes, (fake_n,), device=device)
+            xf = G(torch.randn(fake_n, self.config.z_dim, device=device), yf)
+        # One forward over real and fake: each row gets its own clipped gradient. Fake rows depend
+        # only on earlier (already private) steps, so the sensitivity to one real image stays C.
+        logits = D(torch.cat([xr, xf]), torch.cat([yr, yf]))
+        target = torch.cat([torch.ones(len(xr), device=device), torch.zeros(fake_n, device=device)])
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_d.step()
+        return loss.item()
+
+    def _g_step(self, G, D, opt_g, n, device) -> float:
+        hooks = getattr(D, "disable_hooks", None)
+        if hooks:  # no per-sample gradients for the discriminator during the generator's step
+            D.disable_hooks()
+        D.requires_grad_(False)
+        y = torch.randint(0, self.num_classes, (n,), device=device)
+        logits = D(G(torch.randn(n, self.config.z_dim, device=device), y), y)
+        loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+        if hooks:
+            D.enable_hooks()
+        return loss.item()
+
+    @staticmethod
+    @torch.no_grad()
+    def _update_ema(G, G_ema, decay: float) -> None:
+        if decay <= 0:
+            G_ema.load_state_dict(G.state_dict())
+            return
+        for p_ema, p in zip(G_ema.state_dict().values(), G.state_dict().values()):
+            if p.dtype.is_floating_point:
+                p_ema.mul_(decay).add_(p, alpha=1 - decay)
+            else:
+                p_ema.copy_(p)
+
+    # --- sampling and weights ---------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, labels: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
+        g = torch.Generator().manual_seed(0 if seed is None else seed)
+        labels = (torch.randint(0, self.num_classes, (n,), generator=g) if labels is None
+                  else torch.as_tensor(np.asarray(labels), dtype=torch.long))
+        device = next(self.g_ema.parameters()).device
+        out = []
+        for i in range(0, n, 1024):
+            y = labels[i:i + 1024]
+            z = torch.randn(len(y), self.config.z_dim, generator=g)
+            out.append(self.g_ema(z.to(device), y.to(device)).cpu().numpy())
+        return from_unit_range(np.concatenate(out)) if out else np.zeros((0, *self.image_shape), np.uint8)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The released weights: the EMA generator only (the discriminator is not needed to sample)."""
+        return {f"g_ema.{k}": v.detach().cpu() for k, v in self.g_ema.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.g_ema.load_state_dict({k[len("g_ema."):]: v for k, v in state.items()
+                                    if k.startswith("g_ema.")})

@@ -1,0 +1,38 @@
+"""A tqdm bar over privacy steps that shows the epsilon spent so far."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from tqdm.auto import tqdm
+
+from ..privacy.accounting import epsilon_from_history
+
+
+class progress_bar:
+    def __init__(self, total: int, start: int, ctx, plan, desc: str):
+        self.plan, self.ctx = plan, ctx
+        self.bar = tqdm(total=total, initial=start, desc=desc, disable=not ctx.progress,
+                        dynamic_ncols=True, leave=False)
+        # Epsilon on the bar comes from the same accountant as the card, refreshed at most every
+        # few seconds: one PRV evaluation costs about as much as a whole small training step.
+        self.eps, self.last = 0.0, 0.0
+
+    def update(self, step: int, **losses: float) -> None:
+        self.bar.n = step
+        if self.bar.disable:
+            return
+        now = time.monotonic()
+        if self.plan is not None and (now - self.last > 3.0 or step == self.bar.total):
+            self.last = now
+            self.eps = epsilon_from_history([(self.plan.noise_multiplier, self.plan.sample_rate, step)],
+                                            self.plan.delta, self.ctx.privacy.accountant)
+        post = {k: f"{v:.3f}" for k, v in losses.items() if not math.isnan(v)}
+        if self.plan is not None:
+            post["eps"] = f"{self.eps:.2f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(0)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,113 @@
+"""Noise calibration and epsilon accounting, delegated to Opacus' accountants.
+
+Nothing here computes a privacy bound itself: ``get_noise_multiplier`` and the accountants'
+``get_epsilon`` are Opacus'. The state worth saving is the accountant's ``history``, a list of
+``(noise_multiplier, sample_rate, num_steps)`` triples; from it any accountant recomputes epsilon.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+from opacus.accountants import create_accountant
+from opacus.accountants.utils import get_noise_multiplier
+
+from ..errors import ConfigError, PrivacyError
+
+ACCOUNTANTS = ("prv", "rdp")
+
+
+@dataclass
+class PrivacySpec:
+    """What the user asked for. ``epsilon=None`` with ``noise_multiplier=None`` means no DP.
+
+    Units: epsilon in nats (the usual), delta a probability; ``max_grad_norm`` is the per-sample
+    L2 clipping bound C. ``delta=None`` picks ``1 / (10 N)`` once N (training images) is known.
+    """
+
+    epsilon: float | None = 10.0
+    delta: float | None = None
+    noise_multiplier: float | None = None
+    max_grad_norm: float = 1.0
+    accountant: str = "prv"
+    grad_sample_mode: str = "hooks"
+
+    def __post_init__(self) -> None:
+        if self.accountant not in ACCOUNTANTS:
+            raise ConfigError(f"unknown accountant '{self.accountant}'; choose one of {ACCOUNTANTS}")
+        if self.epsilon is not None and not (self.epsilon > 0 and math.isfinite(self.epsilon)):
+            raise ConfigError(f"epsilon must be a positive finite number, got {self.epsilon}; "
+                              "use --no-dp (or --method gan) for a non-private baseline")
+        if self.delta is not None and not 0 < self.delta < 1:
+            raise ConfigError(f"delta must lie in (0, 1), got {self.delta}; the default is 1/(10 N)")
+        if self.noise_multiplier is not None and self.noise_multiplier <= 0:
+            raise ConfigError("noise multiplier must be > 0; omit it to calibrate from --epsilon")
+        if self.max_grad_norm <= 0:
+            raise ConfigError(f"clip norm must be > 0, got {self.max_grad_norm}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.epsilon is not None or self.noise_multiplier is not None
+
+    def resolved_delta(self, n_private: int) -> float:
+        return self.delta if self.delta is not None else default_delta(n_private)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def default_delta(n_private: int) -> float:
+    """``1 / (10 N)``: comfortably below the 1/N at which one record's leak is 'likely'."""
+    return 1.0 / (10.0 * n_private)
+
+
+def calibrate_noise(epsilon: float, delta: float, sample_rate: float, steps: int,
+                    accountant: str = "prv") -> float:
+    """The smallest noise multiplier sigma whose epsilon after ``steps`` is <= target.
+
+    Opacus bisects; ``epsilon_tolerance`` is 0.5% of the target so the result is within 1%.
+    """
+    try:
+        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                          sample_rate=sample_rate, steps=steps,
+                                          accountant=accountant,
+                                          epsilon_tolerance=max(0.005 * epsilon, 1e-4)))
+    except ValueError as e:
+        raise PrivacyError(f"cannot reach epsilon={epsilon} at delta={delta:g} with sampling rate "
+                           f"{sample_rate:.4g} over {steps} steps ({e}); raise --epsilon or "
+                           "train fewer steps / smaller batches") from None
+
+
+@dataclass
+class AccountantState:
+    """The accountant's history, serialisable: ``[(sigma, q, steps), ...]``."""
+
+    accountant: str = "prv"
+    history: list[tuple[float, float, int]] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return sum(int(s) for _, _, s in self.history)
+
+    def epsilon(self, delta: float) -> float:
+        return epsilon_from_history(self.history, delta, self.accountant)
+
+    def to_json(self) -> dict:
+        return {"accountant": self.accountant, "history": [list(h) for h in self.history]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "AccountantState":
+        return cls(d["accountant"], [(float(a), float(b), int(c)) for a, b, c in d["history"]])
+
+
+def epsilon_from_history(history: Iterable[tuple[float, float, int]], delta: float,
+                         accountant: str = "prv") -> float:
+    """Epsilon spent by the DP-SGD steps in ``history``, from a fresh Opacus accountant."""
+    history = [(float(a), float(b), int(c)) for a, b, c in history if int(c) > 0]
+    if not history:
+        return 0.0
+    acc = create_accountant(accountant)
+    acc.history = history
+    return float(acc.get_epsilon(delta=delta))

@@ -1,0 +1,177 @@
+"""The run folder: everything one training run leaves behind, loadable without pickle.
+
+    runs/digits-dpgan/
+      card.json            the privacy card: method, epsilon/delta and how they were computed,
+                           dataset fingerprint, split, full config, package versions
+      weights.safetensors  what sampling needs (e.g. the GAN's EMA generator)
+      split.json           which dataset rows were trained on (private!) and which held out
+      train_state.pt       only while training: resumable state, tensors only (weights_only load)
+
+A run folder is *not* the release: split.json names the training rows. Release samples or weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path, write_json
+from .data import ImageDataset, Split
+from .errors import CheckpointError, ConfigError
+from .models.registry import create
+
+CARD, WEIGHTS, SPLIT, TRAIN_STATE = "card.json", "weights.safetensors", "split.json", "train_state.pt"
+FORMAT = "privsynth-run/1"
+INFINITY = "infinity"
+
+
+def read_card(path: str | os.PathLike[str]) -> dict:
+    card_path = Path(path) / CARD
+    if not card_path.exists():
+        raise CheckpointError(f"'{path}' is not a run folder (no {CARD}); pass the --out folder "
+                              "of a `privsynth train` run")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{card_path} is corrupt ({e}); retrain or restore the file") from None
+    if card.get("format") != FORMAT:
+        raise CheckpointError(f"{card_path}: unknown format {card.get('format')!r}; expected {FORMAT}")
+    return card
+
+
+def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+
+
+def save_train_state(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_train_state(path: Path) -> dict[str, Any]:
+    # weights_only=True: tensors, numbers, strings and containers only — no code runs on load.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class Run:
+    """A trained (or training) run, loaded from its folder.
+
+    >>> run = Run.load("runs/digits-dpgan")
+    >>> images, labels = run.sample(100, labels=[3] * 100)
+    """
+
+    def __init__(self, path: Path, card: dict, synthesizer):
+        self.path, self.card, self.synthesizer = Path(path), card, synthesizer
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> "Run":
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        card = read_card(path)
+        if card.get("status") != "complete":
+            raise CheckpointError(f"run '{path}' did not finish (status {card.get('status')!r}); "
+                                  "rerun the same `privsynth train` command to resume it")
+        weights = path / WEIGHTS
+        if not weights.exists():
+            raise CheckpointError(f"{weights} is missing; the run folder is incomplete — retrain")
+        data = card["data"]
+        synth = create(card["method"], tuple(data["image_shape"]), len(data["classes"]),
+                       card["config"], private=card["private"])
+        synth.load_state_dict(load_file(str(weights), device=device))
+        return cls(path, card, synth)
+
+    # --- what the card says -----------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.card["method"]
+
+    @property
+    def epsilon(self) -> float:
+        eps = self.card["privacy"]["epsilon"]
+        return math.inf if eps == INFINITY else float(eps)
+
+    @property
+    def delta(self) -> float:
+        return float(self.card["privacy"]["delta"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card["data"]["classes"])
+
+    @property
+    def split(self) -> Split:
+        return Split.from_json(json.loads((self.path / SPLIT).read_text()))
+
+    def load_data(self, data: ImageDataset | str | None = None) -> tuple[ImageDataset, ImageDataset]:
+        """The real (train, holdout) split this run used, checked against the card's fingerprint.
+
+        ``data`` overrides the recorded source (e.g. the run was trained from memory or moved).
+        """
+        from .data import load_dataset
+
+        info = self.card["data"]
+        if data is None:
+            if info.get("source") is None:
+                raise CheckpointError(f"run '{self.path}' was trained on in-memory data; pass the "
+                                      "same dataset (--data) to evaluate it")
+            data = info["source"]
+        if not isinstance(data, ImageDataset):
+            data = load_dataset(data, image_size=info.get("image_size"))
+        if data.fingerprint != info["fingerprint"]:
+            raise CheckpointError(f"data '{data.name}' is not the dataset run '{self.path}' was "
+                                  f"trained on (fingerprint {data.fingerprint[:12]} vs "
+                                  f"{info['fingerprint'][:12]}); pass the original --data")
+        parts = self.split
+        return data.subset(parts.train), data.subset(parts.holdout)
+
+    def class_proportions(self) -> np.ndarray:
+        return np.asarray(self.card["privacy"]["class_proportions"]["values"], dtype=np.float64)
+
+    # --- sampling -----------------------------------------------------------------------------
+    def sample(self, n: int, labels: Any = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` synthetic images (uint8 N x C x H x W) and their labels.
+
+        ``labels``: None draws classes from the card's class proportions (uniform, or the DP
+        release); an int or a list of ints (or class names) fixes them.
+        """
+        k = len(self.class_names)
+        if labels is None:
+            rng = np.random.default_rng(seed)
+            labels = rng.choice(k, size=n, p=self.class_proportions())
+        else:
+            labels = self._label_ids(labels, n)
+        return self.synthesizer.sample(n, labels, seed=seed), labels
+
+    def sample_dataset(self, n: int, seed: int = 0) -> ImageDataset:
+        images, labels = self.sample(n, seed=seed)
+        return ImageDataset(images, labels, self.class_names, name=f"{self.path.name}-synthetic")
+
+    def _label_ids(self, labels: Any, n: int) -> np.ndarray:
+        names = self.class_names
+        if isinstance(labels, (int, np.integer, str)):
+            labels = [labels] * n
+        out = []
+        for lab in labels:
+            if isinstance(lab, str) and lab in names:
+                out.append(names.index(lab))
+            elif isinstance(lab, (int, np.integer)) and 0 <= int(lab) < len(names):
+                out.append(int(lab))
+            else:
+                raise ConfigError(f"label {lab!r} is not a class of this run; classes: {names}")
+        if len(out) != n:
+            raise ConfigError(f"{len(out)} labels given for n={n} samples; give one label or n")
+        return np.asarray(out, dtype=np.int64)
+
+
+def write_card(path: Path, card: dict) -> None:
+    write_json(path / CARD, card)
