@@ -1,7 +1,8 @@
 """One-shot releases of counts (class proportions) with the Laplace or Gaussian mechanism.
 
-The mechanisms are IBM's diffprivlib (not hand-rolled). Add/remove one image changes one class
-count by 1: L1 and L2 sensitivity 1.
+The mechanisms and their calibration are OpenDP's (not hand-rolled): integer counts get
+discrete Laplace / discrete Gaussian noise whose scale OpenDP searches for the requested
+(epsilon, delta). Add/remove one image changes one class count by 1: L1 and L2 sensitivity 1.
 """
 
 from __future__ import annotations
@@ -13,11 +14,29 @@ from ..errors import ConfigError
 COUNT_MECHANISMS = ("uniform", "laplace", "gaussian")
 
 
+def _measurement(mechanism: str, epsilon: float, delta: float):
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    if mechanism == "laplace":
+        space = dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int)
+        return dp.binary_search_chain(lambda s: dp.m.make_laplace(*space, scale=s),
+                                      d_in=1, d_out=epsilon)
+    space = dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=float)
+
+    def gaussian(scale: float):
+        rho = dp.m.make_gaussian(*space, scale=scale)  # zCDP, converted to (epsilon, delta)
+        return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(rho), delta)
+
+    return dp.binary_search_chain(gaussian, d_in=1.0, d_out=(epsilon, delta))
+
+
 def release_proportions(counts: np.ndarray, mechanism: str, epsilon: float, delta: float,
                         seed: int | None = None) -> tuple[np.ndarray, float, float]:
     """Return ``(proportions, epsilon_spent, delta_spent)``.
 
-    ``uniform`` spends nothing and returns 1/K for every class.
+    ``uniform`` spends nothing and returns 1/K for every class. OpenDP draws its noise from the
+    operating system's CSPRNG, so ``seed`` does not make a release repeatable (by design).
     """
     k = len(counts)
     if mechanism == "uniform":
@@ -27,16 +46,10 @@ def release_proportions(counts: np.ndarray, mechanism: str, epsilon: float, delt
                           f"choose one of {COUNT_MECHANISMS}")
     if not epsilon > 0:
         raise ConfigError("--counts-epsilon must be > 0 to release class proportions")
-    from diffprivlib.mechanisms import GaussianAnalytic, Laplace
-
-    rng = np.random.default_rng(seed)
-    if mechanism == "laplace":
-        mech = Laplace(epsilon=epsilon, delta=0.0, sensitivity=1.0, random_state=int(rng.integers(2**31)))
-        delta = 0.0
-    else:
-        mech = GaussianAnalytic(epsilon=epsilon, delta=delta, sensitivity=1.0,
-                                random_state=int(rng.integers(2**31)))
-    noisy = np.array([mech.randomise(float(c)) for c in counts])
-    # Post-processing (free): clip at a floor so every class can still be sampled.
+    if mechanism == "gaussian" and not 0 < delta < 1:
+        raise ConfigError("the Gaussian mechanism needs 0 < delta < 1; use laplace for pure DP")
+    meas = _measurement(mechanism, epsilon, delta)
+    noisy = np.asarray(meas([int(c) for c in counts]), dtype=np.float64)
+    # Post-processing (free): a floor of 1 so every class can still be sampled.
     noisy = np.maximum(noisy, 1.0)
-    return noisy / noisy.sum(), float(epsilon), float(delta)
+    return noisy / noisy.sum(), float(epsilon), float(delta if mechanism == "gaussian" else 0.0)
