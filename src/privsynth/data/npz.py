@@ -53,7 +53,11 @@ def load_npz(path: Path) -> ImageDataset:
         keys = set(archive.files)
         for img_key, lbl_key in _KEY_PAIRS:
             if img_key in keys and lbl_key in keys:
-                images, labels = archive[img_key], archive[lbl_key]
+                try:  # arrays are read lazily: object (pickled) arrays fail only here
+                    images, labels = archive[img_key], archive[lbl_key]
+                except (OSError, ValueError) as e:
+                    raise DataError(f"{path}: cannot read '{img_key}'/'{lbl_key}' ({e}); save "
+                                    "plain numeric arrays with numpy.savez") from None
                 break
         else:
             raise DataError(f"{path}: found keys {sorted(keys)}; expected x/y, images/labels or "
