@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import gzip
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import MNIST_10K, write_idx
 from privsynth.data import load_dataset
 from privsynth.errors import DataError
+
+# The repo root's sibling ../shared/data (CI clones the repo with shared/ beside it).
+MNIST_10K = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist-t10k"
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """``array`` (uint8) as an IDX file; gzip-compressed when the name ends in .gz."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw += array.tobytes()
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+@pytest.fixture
+def idx_pair(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A tiny MNIST-style pair in ``tmp_path/idx``: (folder, images N x H x W, labels)."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(12, 6, 6), dtype=np.uint8)
+    labels = (np.arange(12) % 4).astype(np.uint8)
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", images)
+    write_idx(folder / "train-labels-idx1-ubyte", labels)
+    return folder, images, labels
 
 
 def test_idx_folder_raw(idx_pair):

@@ -1,0 +1,117 @@
+"""privsynth.train: budgets, non-private baselines, class-proportion spend, failed starts.
+
+(Resume after a kill and the ledger's one-entry-per-run rule: tests/test_resume.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import privsynth
+from privsynth.errors import BudgetError, CheckpointError, ConfigError, PrivacyError
+from privsynth.privacy import Ledger, epsilon_from_history
+
+SIGMA = 1.0  # a fixed sigma skips Opacus' calibration search (tested in tests/privacy)
+
+
+def ledger_runs(path):
+    return {rid: r for ds in json.loads(path.read_text())["datasets"].values()
+            for rid, r in ds["runs"].items()}
+
+
+def test_budget_refuses_then_force(tmp_path, tiny_dataset, fast_gan):
+    kw = dict(config=fast_gan, progress=False, noise_multiplier=SIGMA, accountant="rdp")
+    first = privsynth.train(tiny_dataset, "dpgan", tmp_path / "a", budget=20, **kw)
+    spent = first.epsilon
+    assert 0 < spent < 10
+    # The budget is remembered in the ledger; a fixed sigma's plan is what gets checked.
+    with pytest.raises(BudgetError, match="--force"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", budget=1.5 * spent, **kw)
+    assert not (tmp_path / "b").exists()  # refused before anything was written
+    second = privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", budget=1.5 * spent,
+                             force=True, **kw)
+    total = Ledger(tmp_path / "privacy-ledger.json").spent(tiny_dataset.fingerprint).epsilon
+    assert total == pytest.approx(first.epsilon + second.epsilon)
+
+
+def test_budget_with_epsilon_target_refused_before_training(tmp_path, tiny_dataset, fast_gan):
+    ledger = tmp_path / "ledger.json"
+    Ledger(ledger).record(tiny_dataset.fingerprint, "tiny", "earlier", epsilon=8.0, delta=1e-3)
+    with pytest.raises(BudgetError, match="spent epsilon=8"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", epsilon=5, budget=10,
+                        ledger=ledger, config=fast_gan, progress=False)
+    assert not (tmp_path / "r").exists()
+    assert list(ledger_runs(ledger)) == ["earlier"]
+
+
+@pytest.mark.parametrize("method, no_dp", [("gan", False), ("dpgan", True)])
+def test_non_private_baseline(tmp_path, tiny_dataset, fast_gan, method, no_dp):
+    run = privsynth.train(tiny_dataset, method, tmp_path / "r", no_dp=no_dp, config=fast_gan,
+                          progress=False, class_proportions="laplace")
+    assert run.card["privacy"]["epsilon"] == "infinity" and math.isinf(run.epsilon)
+    assert run.card["private"] is False
+    assert "without differential privacy" in run.card["privacy"]["guarantee"]
+    assert run.card["privacy"]["class_proportions"]["mechanism"] == "uniform"
+    assert not (tmp_path / "privacy-ledger.json").exists()
+
+
+@pytest.mark.parametrize("mechanism, target", [("laplace", {"epsilon": 4.0}),
+                                               ("gaussian", {"noise_multiplier": SIGMA})])
+def test_class_proportions_count_in_card_and_ledger(tmp_path, tiny_dataset, fast_gan, mechanism,
+                                                    target):
+    run = privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", config=fast_gan, progress=False,
+                          class_proportions=mechanism, counts_epsilon=0.5, accountant="rdp",
+                          **target)
+    pv = run.card["privacy"]
+    counts, sgd = pv["class_proportions"], pv["dp_sgd"]
+    assert counts["mechanism"] == mechanism and counts["epsilon"] == 0.5
+    assert (counts["delta"] > 0) == (mechanism == "gaussian")
+    assert run.class_proportions().sum() == pytest.approx(1.0)
+    assert sgd["epsilon"] == pytest.approx(epsilon_from_history(sgd["history"], sgd["delta"], "rdp"))
+    assert pv["epsilon"] == pytest.approx(sgd["epsilon"] + 0.5)
+    if "epsilon" in target:  # the target is the total: DP-SGD gets what the counts leave
+        assert sgd["target_epsilon"] == pytest.approx(3.5)
+        assert 0.99 * 4 <= pv["epsilon"] <= 4 * (1 + 1e-9)
+    assert sgd["delta"] + counts["delta"] == pytest.approx(pv["delta"])
+    (entry,) = ledger_runs(tmp_path / "privacy-ledger.json").values()
+    assert entry["epsilon"] == pytest.approx(pv["epsilon"])
+
+
+def test_counts_epsilon_must_leave_room(tmp_path, tiny_dataset, fast_gan):
+    with pytest.raises(ConfigError, match="smaller --counts-epsilon"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", epsilon=1, counts_epsilon=1,
+                        class_proportions="laplace", config=fast_gan, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_failed_start_leaves_no_run_folder(tmp_path, tiny_dataset, fast_gan):
+    with pytest.raises(ConfigError, match="lower --batch-size"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", noise_multiplier=SIGMA,
+                        config={**fast_gan, "batch_size": 500}, progress=False)
+    with pytest.raises(PrivacyError, match="raise --epsilon"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", epsilon=1e-6, accountant="rdp",
+                        config=fast_gan, progress=False)
+    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "privacy-ledger.json").exists()
+
+
+def test_unknown_method_and_option(tmp_path, tiny_dataset, fast_gan):
+    with pytest.raises(ConfigError, match="choose one of"):
+        privsynth.train(tiny_dataset, "vaeX", tmp_path / "r", config=fast_gan, progress=False)
+    with pytest.raises(ConfigError, match="unknown option"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", config={"n_dd": 3}, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_finished_run_is_not_overwritten(tmp_path, tiny_dataset, fast_gan):
+    kw = dict(config=fast_gan, progress=False, no_dp=True)
+    privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", **kw)
+    with pytest.raises(CheckpointError, match="--overwrite"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", **kw)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="choose an empty --out"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "other", **kw)
