@@ -1,4 +1,8 @@
-"""Fixtures make tiny data in memory; nothing downloads."""
+"""Fixtures make tiny data in memory or in tmp_path; nothing downloads.
+
+Expensive things (a trained run) are session-scoped and built once; tests that read them must not
+modify them.
+"""
 
 from __future__ import annotations
 
@@ -11,30 +15,49 @@ import pytest
 
 from privsynth.data import ImageDataset
 
-# The repo root's sibling ../shared/data (CI clones the repo with shared/ beside it).
+# ../shared/data beside the repository root (CI clones the repo with shared/ next to it).
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-MNIST_10K = SHARED_DATA / "mnist-t10k"
-
-# The smallest GAN that trains end to end: 96 private images / 32 per batch -> q = 1/3, 6 D-steps.
+# A tiny GAN: 96 training images at batch 32 -> q = 1/3, 2 epochs -> 6 discriminator steps.
 FAST_GAN = {"epochs": 2, "batch_size": 32, "n_d": 2, "width": 8, "g_width": 8, "z_dim": 8}
-# A fixed sigma skips Opacus' calibration search (tested on its own in tests/privacy).
-FAST_SIGMA = 1.0
 
 
-def make_tiny(n: int = 120, k: int = 3, size: int = 8, channels: int = 1, seed: int = 0) -> ImageDataset:
-    """``n`` images, ``size`` x ``size``, ``k`` classes: a bright bar whose row depends on the class."""
+def make_tiny_dataset(n: int = 120, k: int = 3, seed: int = 0) -> ImageDataset:
+    """``n`` images 8x8, ``k`` classes: a bright bar whose position depends on the class.
+    Every image has distinct random background noise, so each row is unique."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % k
-    images = rng.integers(0, 40, size=(n, channels, size, size), dtype=np.uint8)
+    images = rng.integers(0, 40, size=(n, 1, 8, 8), dtype=np.uint8)
     for i, y in enumerate(labels):
-        images[i, :, 2 * y:2 * y + 3, 2:6] = 220
-    return ImageDataset(images, labels, [chr(ord("a") + c) for c in range(k)], name="tiny")
+        images[i, 0, 2 * y:2 * y + 3, 2:6] = 220
+    return ImageDataset(images, labels, [chr(ord("a") + j) for j in range(k)], name="tiny")
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write ``array`` (uint8) in the IDX (MNIST) format; gzip it if ``path`` ends in .gz."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw += array.tobytes()
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+def write_image_folder(root: Path, images: np.ndarray, labels: np.ndarray, names: list[str],
+                       ext: str = ".png") -> Path:
+    """A class-per-sub-folder tree of images (N x C x H x W uint8) as PNG or JPEG."""
+    from PIL import Image
+
+    for k in names:
+        (root / k).mkdir(parents=True, exist_ok=True)
+    for i, (img, y) in enumerate(zip(images, labels)):
+        arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+        Image.fromarray(arr).save(root / names[y] / f"{i:04d}{ext}")
+    return root
 
 
 @pytest.fixture
 def tiny_dataset() -> ImageDataset:
-    """120 images, 8x8, 3 classes."""
-    return make_tiny()
+    """120 images, 8x8, 3 classes: a bright square whose position depends on the class."""
+    return make_tiny_dataset()
 
 
 @pytest.fixture
@@ -42,34 +65,32 @@ def fast_gan() -> dict:
     return dict(FAST_GAN)
 
 
-def write_idx(path: Path, array: np.ndarray, type_code: int = 0x08) -> Path:
-    """Write ``array`` as an IDX file (big-endian header); gzip it when the name ends in .gz."""
-    header = bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    raw = header + np.ascontiguousarray(array).astype(array.dtype.newbyteorder(">")).tobytes()
-    if path.suffix == ".gz":
-        raw = gzip.compress(raw)
-    path.write_bytes(raw)
-    return path
-
-
 @pytest.fixture
-def idx_pair(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A tiny MNIST-style pair in ``tmp_path/idx``: (folder, images N x H x W, labels)."""
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, size=(12, 6, 6), dtype=np.uint8)
-    labels = (np.arange(12) % 4).astype(np.uint8)
-    folder = tmp_path / "idx"
-    folder.mkdir()
-    write_idx(folder / "train-images-idx3-ubyte", images)
-    write_idx(folder / "train-labels-idx1-ubyte", labels)
-    return folder, images, labels
+def tiny_npz(tmp_path, tiny_dataset) -> Path:
+    """The tiny dataset as an .npz with keys images/labels (N x C x H x W uint8)."""
+    path = tmp_path / "tiny.npz"
+    np.savez(path, images=tiny_dataset.images, labels=tiny_dataset.labels)
+    return path
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """One finished tiny DP run shared by read-only tests (checkpoint, sample, info)."""
-    import privsynth
+    """One finished private run trained through the CLI on an .npz of the tiny dataset
+    (RDP accountant, class proportions released with Laplace), plus its paths.
 
-    root = tmp_path_factory.mktemp("shared-run")
-    return privsynth.train(make_tiny(), "dpgan", root / "run", noise_multiplier=FAST_SIGMA,
-                           config=FAST_GAN, progress=False)
+    Shared by the checkpoint, sample, info and ledger tests: read it, never modify it.
+    """
+    from privsynth.cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    data = make_tiny_dataset()
+    npz = root / "tiny.npz"
+    np.savez(npz, images=data.images, labels=data.labels)
+    out = root / "runs" / "tiny-dpgan"
+    sets = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
+    code = main(["train", "--data", str(npz), "--out", str(out), "--epsilon", "8",
+                 "--accountant", "rdp", "--class-proportions", "laplace", "--counts-epsilon",
+                 "0.5", "--no-progress", "--checkpoint-every", "2", *sets])
+    assert code == 0
+    return {"out": out, "data": npz, "ledger": out.parent / "privacy-ledger.json",
+            "dataset": data}

@@ -7,35 +7,47 @@ checkpointing and resume behaviour.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import shutil
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
 
 from .atomic import write_json
 from .data import ImageDataset, load_dataset, split
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, PrivsynthError
 from .models import TrainContext
 from .models.registry import create, is_private
 from .privacy import AccountantState, Ledger, PrivacySpec, default_ledger_path
 from .privacy.accounting import epsilon_from_history
-from .privacy.mechanisms import release_proportions
-from .run import (FORMAT, INFINITY, SPLIT, TRAIN_STATE, WEIGHTS, Run, load_train_state, read_card,
-                  save_train_state, save_weights, write_card)
+from .privacy.mechanisms import count_spend, release_proportions
+from .run import (
+    CARD,
+    FORMAT,
+    INFINITY,
+    SPLIT,
+    TRAIN_STATE,
+    WEIGHTS,
+    Run,
+    load_train_state,
+    read_card,
+    save_train_state,
+    save_weights,
+    write_card,
+)
 
 PROTECTED = ("Sample-level (example-level) differential privacy: adding or removing any one "
              "training image together with its label changes the distribution of everything "
              "released (weights, samples) by at most (epsilon, delta).")
 NOT_PROTECTED = ("Not covered: hyper-parameter tuning or repeated runs on the same private data "
                  "(see the privacy ledger for composed spends), the holdout split (used only for "
-                 "evaluation, never for training), the run folder's split.json, and properties "
-                 "shared by many images (DP protects individuals, not population statistics).")
+                 "evaluation, never for training), the run folder's split.json and train_state.pt, "
+                 "training losses (progress bar, card train.metrics: computed on private batches "
+                 "without noise), and properties shared by many images (DP protects individuals, "
+                 "not population statistics).")
 
 
 def versions() -> dict[str, str]:
@@ -77,72 +89,110 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan", out
 
     spec = None
     if private:
+        if noise_multiplier is not None:
+            epsilon = None  # a fixed sigma decides epsilon; it is computed from what runs
         spec = PrivacySpec(epsilon=epsilon, delta=delta, noise_multiplier=noise_multiplier,
                            max_grad_norm=max_grad_norm, accountant=accountant,
                            grad_sample_mode=grad_sample_mode)
+    torch.manual_seed(seed)  # reproducible initial weights
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
+    # Resuming needs the same command: a changed split would train on former holdout images, a
+    # changed privacy flag would silently mix two plans in one card.
+    mech = class_proportions if private else "uniform"
+    request = json.loads(json.dumps({
+        "method": method, "private": private, "config": full_config,
+        "privacy": spec.to_json() if spec else None, "class_proportions": mech,
+        "counts_epsilon": counts_epsilon if mech != "uniform" else None,
+        "holdout": holdout, "split_seed": split_seed, "seed": seed,
+        "fingerprint": dataset.fingerprint}))
 
-    card, resume = _start_or_resume(out, method, dataset, full_config, private, overwrite)
+    card, resume = _start_or_resume(out, request, parts, overwrite)
+    fresh = not (out / "card.json").exists()
+    created_out = not out.exists()
     run_id = card["run_id"]
     ledger_obj = Ledger(ledger if ledger else default_ledger_path(out))
 
     total_delta = spec.resolved_delta(n) if spec else 0.0
-    counts = card["privacy"].get("class_proportions")
-    if counts is None:  # first start: release class proportions (or take uniform) once
-        mech = class_proportions if private or class_proportions == "uniform" else "uniform"
-        if mech != "uniform" and spec is not None and spec.epsilon is not None \
-                and counts_epsilon >= spec.epsilon:
-            raise ConfigError(f"--counts-epsilon {counts_epsilon} leaves nothing of --epsilon "
-                              f"{spec.epsilon} for training; use a smaller --counts-epsilon")
-        c_delta = total_delta / 2 if mech == "gaussian" else 0.0
-        props, c_eps, c_delta = release_proportions(train_set.class_counts(), mech,
-                                                    counts_epsilon, c_delta, seed)
-        counts = {"mechanism": mech, "epsilon": c_eps, "delta": c_delta, "values": props.tolist()}
+    # Class proportions are released once, after training (sampling is their only use); their
+    # (epsilon, delta) is fixed now and taken out of the DP-SGD share of the target.
+    c_eps, c_delta = count_spend(mech, counts_epsilon, total_delta / 2)
     if spec is not None:
         if spec.epsilon is not None:
-            spec.epsilon = spec.epsilon - counts["epsilon"]
-        spec.delta = total_delta - counts["delta"]
-        planned = (spec.epsilon if spec.epsilon is not None else math.nan) + counts["epsilon"]
-        ledger_obj.check(dataset.fingerprint, dataset.name, run_id,
-                         planned if not math.isnan(planned) else 0.0, budget, force)
+            if c_eps >= spec.epsilon:
+                raise ConfigError(f"--counts-epsilon {counts_epsilon} leaves nothing of --epsilon "
+                                  f"{spec.epsilon} for training; use a smaller --counts-epsilon")
+            spec.epsilon = spec.epsilon - c_eps
+            # Fail fast, before any work: a calibrated run spends at most its target.
+            ledger_obj.check(dataset.fingerprint, dataset.name, run_id, spec.epsilon + c_eps,
+                             budget, force)
+        spec.delta = total_delta - c_delta
+    counts = card["privacy"].get("class_proportions") or {
+        "mechanism": mech, "epsilon": c_eps, "delta": c_delta, "values": None}
 
-    card.update(private=private, config=full_config, versions=versions(),
+    card.update(request=request, private=private, config=full_config, versions=versions(),
                 data={"name": dataset.name, "fingerprint": dataset.fingerprint,
+                      "train_fingerprint": train_set.fingerprint,
                       "n_total": len(dataset), "n_train": n, "n_holdout": len(parts.holdout),
                       "image_shape": list(dataset.image_shape), "classes": dataset.class_names,
                       "split_seed": split_seed, "source": _source(data), "image_size": image_size},
-                train={"seed": seed, "device": device, "holdout": holdout})
+                train={**card.get("train", {}), "seed": seed, "device": device,
+                       "holdout": holdout})
     card["privacy"]["class_proportions"] = counts
-    if not (out / SPLIT).exists():
-        write_json(out / SPLIT, parts.to_json())
-    write_card(out, card)
+    checkpointed = [resume is not None]
+
+    def begin() -> None:
+        """Write split.json and the card the first time there is something to keep."""
+        if not (out / SPLIT).exists():
+            write_json(out / SPLIT, parts.to_json())
+        write_card(out, card)
 
     def book(acc: AccountantState | None) -> dict:
-        """Epsilon so far from the accountant's history; written to card and ledger."""
+        """Epsilon so far from the accountant's history (+ the counts once released); written to
+        the ledger, which holds one entry per run, set (never added to) at every checkpoint."""
         sgd_eps = acc.epsilon(spec.delta) if (acc and spec) else 0.0
-        total = sgd_eps + counts["epsilon"]
+        released = counts["values"] is not None
+        total = sgd_eps + (counts["epsilon"] if released else 0.0)
         if private:
             ledger_obj.record(dataset.fingerprint, dataset.name, run_id, epsilon=total,
-                              delta=total_delta, method=method, out=str(out.resolve()),
-                              status=card["status"])
+                              delta=(spec.delta if sgd_eps else 0.0)
+                              + (counts["delta"] if released else 0.0),
+                              method=method, out=str(out.resolve()), status=card["status"])
         return {"sgd_epsilon": sgd_eps, "total_epsilon": total}
 
     def checkpoint(step: int, state: dict, acc: AccountantState | None) -> None:
         save_train_state(out / TRAIN_STATE, state)
+        checkpointed[0] = True
         spent = book(acc)
         card["progress"] = {"steps_done": step, "epsilon_spent": spent["total_epsilon"]}
-        write_card(out, card)
+        begin()
 
     def on_plan(plan) -> None:
-        card["privacy"]["dp_sgd_plan"] = plan.to_json()
-        write_card(out, card)
+        # The exact spend of the whole plan (a fixed --noise-multiplier too) against the budget.
+        planned = epsilon_from_history([(plan.noise_multiplier, plan.sample_rate, plan.steps)],
+                                       plan.delta, spec.accountant) + counts["epsilon"]
+        ledger_obj.check(dataset.fingerprint, dataset.name, run_id, planned, budget, force)
+        card["privacy"]["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
+        begin()
 
     ctx = TrainContext(privacy=spec, seed=seed, device=device, progress=progress,
                        checkpoint_every=checkpoint_every, checkpoint=checkpoint, on_plan=on_plan,
                        resume=resume)
-    result = synth.fit(train_set, ctx)
+    try:
+        result = synth.fit(train_set, ctx)
+    except PrivsynthError:
+        # Refused before anything was kept (e.g. epsilon unreachable, budget): leave nothing.
+        if fresh and not checkpointed[0]:
+            for name in (CARD, SPLIT):
+                (out / name).unlink(missing_ok=True)
+            if created_out:
+                shutil.rmtree(out, ignore_errors=True)
+        raise
 
+    if counts["values"] is None:
+        props, _, _ = release_proportions(train_set.class_counts(), mech, counts["epsilon"],
+                                          counts["delta"], seed)
+        counts["values"] = props.tolist()
     save_weights(out / WEIGHTS, synth.state_dict(), {"method": method, "run_id": run_id})
     card["status"] = "complete"
     card["privacy"].update(_privacy_block(spec, result, counts, total_delta, n))
@@ -151,7 +201,7 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan", out
                                             + time.time() - t0, 2))
     card.pop("progress", None)
     book(result.accountant)
-    write_card(out, card)
+    begin()
     (out / TRAIN_STATE).unlink(missing_ok=True)
     return Run.load(out, device="cpu")
 
@@ -186,9 +236,9 @@ def _privacy_block(spec, result, counts, total_delta, n) -> dict:
     }
 
 
-def _start_or_resume(out: Path, method: str, dataset: ImageDataset, config: dict, private: bool,
-                     overwrite: bool) -> tuple[dict, dict | None]:
-    if (out / "card.json").exists():
+def _start_or_resume(out: Path, request: dict, parts, overwrite: bool
+                     ) -> tuple[dict, dict | None]:
+    if (out / CARD).exists():
         card = read_card(out)
         if overwrite:
             shutil.rmtree(out)  # the ledger keeps the old run's spend: privacy once spent stays spent
@@ -196,17 +246,21 @@ def _start_or_resume(out: Path, method: str, dataset: ImageDataset, config: dict
             raise CheckpointError(f"'{out}' already holds a finished run; choose another --out or "
                                   "pass --overwrite (its privacy spend stays in the ledger)")
         else:
-            same = (card["method"] == method and card["data"]["fingerprint"] == dataset.fingerprint
-                    and card["config"] == config and card["private"] == private)
-            if not same:
-                raise CheckpointError(f"'{out}' holds an unfinished run with a different method, "
-                                      "data or config; rerun it with the same flags to resume, or "
-                                      "pass --overwrite")
+            if card.get("request") != request:
+                changed = sorted(k for k in request if (card.get("request") or {}).get(k)
+                                 != request[k])
+                raise CheckpointError(f"'{out}' holds an unfinished run started with other "
+                                      f"settings ({', '.join(changed)}); rerun it with the same "
+                                      "flags to resume, or pass --overwrite")
+            if (out / SPLIT).exists() and json.loads((out / SPLIT).read_text()) != parts.to_json():
+                raise CheckpointError(f"'{out}/{SPLIT}' does not match the data's split; rerun "
+                                      "with the original --data, or pass --overwrite")
             state = out / TRAIN_STATE
             resume = load_train_state(state) if state.exists() else None
             return card, resume
     elif out.exists() and any(out.iterdir()):
         raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")
     card = {"format": FORMAT, "run_id": uuid.uuid4().hex[:12], "status": "running",
-            "method": method, "privacy": {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "method": request["method"], "privacy": {},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     return card, None

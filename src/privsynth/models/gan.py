@@ -143,6 +143,13 @@ class GANSynthesizer:
             opt_g.load_state_dict(resume["opt_g"])
             opt_d.load_state_dict(resume["opt_d"])
             start = int(resume["step"])
+            # Continue the random streams (Poisson sampling, DP noise) where they stopped: replaying
+            # them from the seed would reuse the first steps' batches and noise.
+            if "rng" in resume:
+                torch.set_rng_state(resume["rng"]["torch"])
+                gen.set_state(resume["rng"]["loader"])
+                if "cuda" in resume["rng"] and device.type == "cuda":
+                    torch.cuda.set_rng_state(resume["rng"]["cuda"], device)
         plan, engine, acc_state = None, None, None
         if ctx.privacy is not None:
             plan = dpsgd.plan(ctx.privacy, n, cfg.batch_size, total)
@@ -161,6 +168,9 @@ class GANSynthesizer:
             state = {"generator": G.state_dict(), "g_ema": G_ema.state_dict(),
                      "discriminator": D.state_dict(), "opt_g": opt_g.state_dict(),
                      "opt_d": opt_d.state_dict(), "step": step,
+                     "rng": {"torch": torch.get_rng_state(), "loader": gen.get_state(),
+                             **({"cuda": torch.cuda.get_rng_state(device)}
+                                if device.type == "cuda" else {})},
                      "accountant": acc.to_json() if acc else None}
             ctx.checkpoint(step, state, acc)
 

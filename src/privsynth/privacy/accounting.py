@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Iterable
 
 from opacus.accountants import create_accountant
@@ -105,9 +106,16 @@ class AccountantState:
 def epsilon_from_history(history: Iterable[tuple[float, float, int]], delta: float,
                          accountant: str = "prv") -> float:
     """Epsilon spent by the DP-SGD steps in ``history``, from a fresh Opacus accountant."""
-    history = [(float(a), float(b), int(c)) for a, b, c in history if int(c) > 0]
+    history = tuple((float(a), float(b), int(c)) for a, b, c in history if int(c) > 0)
     if not history:
         return 0.0
+    return _epsilon(history, float(delta), accountant)
+
+
+@lru_cache(maxsize=256)
+def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accountant: str) -> float:
+    # Cached: a run asks for the same history's epsilon at its last checkpoint, for the card and
+    # for the ledger, and one PRV evaluation can take seconds.
     acc = create_accountant(accountant)
-    acc.history = history
+    acc.history = list(history)
     return float(acc.get_epsilon(delta=delta))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,30 @@ class Spend:
 
 
 class Ledger:
+    """Several runs may share one ledger file at once: every check and record re-reads it under
+    an exclusive lock (``<ledger>.lock``) and changes only its own run's entry, so concurrent runs
+    never overwrite each other's spend."""
+
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self.data = self._read()
+
+    @contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as f:
+            try:
+                import fcntl
+            except ImportError:  # not POSIX: no cross-process lock, still re-read before writing
+                fcntl = None
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                self.data = self._read()
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(f, fcntl.LOCK_UN)
 
     def _read(self) -> dict:
         if not self.path.exists():
@@ -59,14 +81,18 @@ class Ledger:
 
     def check(self, fingerprint: str, name: str, run_id: str, planned_epsilon: float,
               budget: float | None, force: bool = False) -> None:
-        """Refuse a run whose planned epsilon would push the dataset past its budget."""
-        entry = self.dataset(fingerprint, name)
-        if budget is not None:
-            entry["budget"] = budget
-        budget = entry["budget"]
+        """Refuse a run whose planned epsilon would push the dataset past its budget.
+
+        A ``budget`` given here becomes the dataset's budget in the ledger file."""
+        with self._locked():
+            entry = self.dataset(fingerprint, name)
+            if budget is not None and entry["budget"] != budget:
+                entry["budget"] = float(budget)
+                write_json(self.path, self.data)
+            budget = entry["budget"]
+            spent = self.spent(fingerprint, exclude_run=run_id).epsilon
         if budget is None or force:
             return
-        spent = self.spent(fingerprint, exclude_run=run_id).epsilon
         if spent + planned_epsilon > budget + 1e-9:
             raise BudgetError(f"dataset '{name}' has spent epsilon={spent:.3g} of its budget "
                               f"{budget:g}; this run plans {planned_epsilon:.3g} more. Lower "
@@ -75,11 +101,12 @@ class Ledger:
     def record(self, fingerprint: str, name: str, run_id: str, *, epsilon: float, delta: float,
                **info) -> None:
         """Set (not add) this run's spend so far; written atomically."""
-        entry = self.dataset(fingerprint, name)
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        run = entry["runs"].setdefault(run_id, {"started": now})
-        run.update(info, epsilon=float(epsilon), delta=float(delta), updated=now)
-        write_json(self.path, self.data)
+        with self._locked():
+            entry = self.dataset(fingerprint, name)
+            now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            run = entry["runs"].setdefault(run_id, {"started": now})
+            run.update(info, epsilon=float(epsilon), delta=float(delta), updated=now)
+            write_json(self.path, self.data)
 
     def summary(self) -> list[dict]:
         rows = []

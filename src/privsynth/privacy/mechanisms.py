@@ -31,6 +31,21 @@ def _measurement(mechanism: str, epsilon: float, delta: float):
     return dp.binary_search_chain(gaussian, d_in=1.0, d_out=(epsilon, delta))
 
 
+def count_spend(mechanism: str, epsilon: float, delta: float) -> tuple[float, float]:
+    """``(epsilon, delta)`` a release with ``mechanism`` will spend; checks the arguments first,
+    so a run can book the spend (and refuse a bad flag) before anything is released."""
+    if mechanism == "uniform":
+        return 0.0, 0.0
+    if mechanism not in COUNT_MECHANISMS:
+        raise ConfigError(f"unknown class-proportion mechanism '{mechanism}'; "
+                          f"choose one of {COUNT_MECHANISMS}")
+    if not epsilon > 0:
+        raise ConfigError("--counts-epsilon must be > 0 to release class proportions")
+    if mechanism == "gaussian" and not 0 < delta < 1:
+        raise ConfigError("the Gaussian mechanism needs 0 < delta < 1; use laplace for pure DP")
+    return float(epsilon), float(delta if mechanism == "gaussian" else 0.0)
+
+
 def release_proportions(counts: np.ndarray, mechanism: str, epsilon: float, delta: float,
                         seed: int | None = None) -> tuple[np.ndarray, float, float]:
     """Return ``(proportions, epsilon_spent, delta_spent)``.
@@ -39,17 +54,11 @@ def release_proportions(counts: np.ndarray, mechanism: str, epsilon: float, delt
     operating system's CSPRNG, so ``seed`` does not make a release repeatable (by design).
     """
     k = len(counts)
+    eps_spent, delta_spent = count_spend(mechanism, epsilon, delta)
     if mechanism == "uniform":
         return np.full(k, 1.0 / k), 0.0, 0.0
-    if mechanism not in COUNT_MECHANISMS:
-        raise ConfigError(f"unknown class-proportion mechanism '{mechanism}'; "
-                          f"choose one of {COUNT_MECHANISMS}")
-    if not epsilon > 0:
-        raise ConfigError("--counts-epsilon must be > 0 to release class proportions")
-    if mechanism == "gaussian" and not 0 < delta < 1:
-        raise ConfigError("the Gaussian mechanism needs 0 < delta < 1; use laplace for pure DP")
     meas = _measurement(mechanism, epsilon, delta)
     noisy = np.asarray(meas([int(c) for c in counts]), dtype=np.float64)
     # Post-processing (free): a floor of 1 so every class can still be sampled.
     noisy = np.maximum(noisy, 1.0)
-    return noisy / noisy.sum(), float(epsilon), float(delta if mechanism == "gaussian" else 0.0)
+    return noisy / noisy.sum(), eps_spent, delta_spent

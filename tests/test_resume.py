@@ -1,0 +1,112 @@
+"""Resume after a kill: same accountant state, one ledger entry, the spend of the full plan."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import privsynth
+from privsynth import trainer
+from privsynth.privacy import Ledger
+from privsynth.privacy.accounting import epsilon_from_history
+from privsynth.run import TRAIN_STATE, load_train_state
+
+
+def _kill_after_first_checkpoint(monkeypatch):
+    """The second checkpoint raises KeyboardInterrupt, as a Ctrl-C between checkpoints would."""
+    real, calls = trainer.save_train_state, []
+
+    def save(path, state):
+        calls.append(state["step"])
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        real(path, state)
+
+    monkeypatch.setattr(trainer, "save_train_state", save)
+    return calls
+
+
+def _record_draws(monkeypatch) -> dict:
+    """Record every Poisson batch (indices) and the first value of every DP noise draw."""
+    from opacus.optimizers import optimizer as dp_optimizer
+    from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+
+    seen = {"batches": [], "noise": []}
+    real_iter, real_noise = UniformWithReplacementSampler.__iter__, dp_optimizer._generate_noise
+
+    def batches(self):
+        for indices in real_iter(self):
+            seen["batches"].append(list(indices))
+            yield indices
+
+    def noise(*args, **kwargs):
+        out = real_noise(*args, **kwargs)
+        if len(seen["noise"]) < len(seen["batches"]):  # the first parameter of each step
+            seen["noise"].append(float(out.reshape(-1)[0]))
+        return out
+
+    monkeypatch.setattr(UniformWithReplacementSampler, "__iter__", batches)
+    monkeypatch.setattr(dp_optimizer, "_generate_noise", noise)
+    return seen
+
+
+def test_killed_run_resumes_without_resetting_or_double_counting(tmp_path, tiny_dataset, fast_gan,
+                                                                 monkeypatch):
+    kw = dict(epsilon=4.0, accountant="rdp", config=fast_gan, progress=False, checkpoint_every=2)
+    out, ledger_path = tmp_path / "runs" / "r", tmp_path / "runs" / "privacy-ledger.json"
+    draws = [_record_draws(monkeypatch)]
+    calls = _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpgan", out, **kw)
+    assert calls == [2, 4]
+
+    # What a killed run leaves: a resumable state (tensors only) and the spend so far in the ledger.
+    state = load_train_state(out / TRAIN_STATE)  # weights_only=True inside
+    assert state["step"] == 2
+    torch.load(out / TRAIN_STATE, weights_only=True)
+    card = json.loads((out / "card.json").read_text())
+    assert card["status"] == "running"
+    runs = Ledger(ledger_path).summary()[0]["runs"]
+    assert len(runs) == 1
+    (partial,) = runs.values()
+    sigma, q = state["accountant"]["history"][0][:2]
+    delta = card["privacy"]["dp_sgd_plan"]["delta"]
+    assert partial["epsilon"] == pytest.approx(epsilon_from_history([(sigma, q, 2)], delta, "rdp"))
+
+    monkeypatch.undo()
+    draws.append(_record_draws(monkeypatch))
+    run = privsynth.train(tiny_dataset, "dpgan", out, **kw)  # the same command again
+    sgd = run.card["privacy"]["dp_sgd"]
+    assert sgd["steps"] == sgd["planned_steps"] == 6
+    assert sgd["history"] == [[sigma, q, 6]]
+    full_plan = epsilon_from_history([(sigma, q, 6)], delta, "rdp")
+    assert run.epsilon == pytest.approx(full_plan)
+    assert run.epsilon == pytest.approx(epsilon_from_history(sgd["history"], sgd["delta"], "rdp"))
+    assert run.epsilon <= 4.0
+    runs = Ledger(ledger_path).summary()[0]["runs"]
+    assert len(runs) == 1 and set(runs) == {card["run_id"]}
+    assert runs[card["run_id"]]["epsilon"] == pytest.approx(full_plan)
+    assert runs[card["run_id"]]["status"] == "complete"
+    assert not (out / TRAIN_STATE).exists()
+
+    # Resuming continues the random streams: the steps after the resume draw fresh Poisson batches
+    # and fresh noise; replaying the first steps' draws would break the accountant's assumptions.
+    first, resumed = draws
+    assert len(first["batches"]) == 4 and len(resumed["batches"]) == 4  # steps 0-3, then 2-5
+    assert resumed["batches"][:2] != first["batches"][:2]
+    assert resumed["noise"][:2] != first["noise"][:2]
+
+
+def test_resume_refuses_changed_privacy_flags(tmp_path, tiny_dataset, fast_gan, monkeypatch):
+    kw = dict(accountant="rdp", config=fast_gan, progress=False, checkpoint_every=2)
+    out = tmp_path / "r"
+    _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpgan", out, epsilon=4.0, **kw)
+    monkeypatch.undo()
+    with pytest.raises(privsynth.errors.CheckpointError, match="same flags"):
+        privsynth.train(tiny_dataset, "dpgan", out, epsilon=8.0, **kw)
+    with pytest.raises(privsynth.errors.CheckpointError, match="same flags"):
+        privsynth.train(tiny_dataset, "dpgan", out, epsilon=4.0, holdout=0.3, **kw)
