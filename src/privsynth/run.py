@@ -38,11 +38,20 @@ def read_card(path: str | os.PathLike[str]) -> dict:
                               "of a `privsynth train` run")
     try:
         card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{card_path} is corrupt ({e}); retrain or restore the file") from None
-    if card.get("format") != FORMAT:
-        raise CheckpointError(f"{card_path}: unknown format {card.get('format')!r}; expected {FORMAT}")
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        fmt = card.get("format") if isinstance(card, dict) else None
+        raise CheckpointError(f"{card_path}: unknown format {fmt!r}, expected {FORMAT}; pass a "
+                              "run folder written by `privsynth train`, or retrain")
+    missing = [k for k in _CARD_KEYS if k not in card]
+    if missing:
+        raise CheckpointError(f"{card_path} lacks {missing}; the card was edited or cut short, "
+                              "restore it or retrain")
     return card
+
+
+_CARD_KEYS = ("run_id", "status", "method", "privacy")
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -59,7 +68,12 @@ def save_train_state(path: Path, state: dict[str, Any]) -> None:
 
 def load_train_state(path: Path) -> dict[str, Any]:
     # weights_only=True: tensors, numbers, strings and containers only — no code runs on load.
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or holding objects weights_only refuses
+        raise CheckpointError(f"{path} cannot be loaded ({type(e).__name__}); delete it to restart "
+                              "training from step 0 (the ledger keeps what was spent), or pass "
+                              "--overwrite") from None
 
 
 class Run:
@@ -84,10 +98,25 @@ class Run:
         weights = path / WEIGHTS
         if not weights.exists():
             raise CheckpointError(f"{weights} is missing; the run folder is incomplete — retrain")
-        data = card["data"]
-        synth = create(card["method"], tuple(data["image_shape"]), len(data["classes"]),
-                       card["config"], private=card["private"])
-        synth.load_state_dict(load_file(str(weights), device=device))
+        try:
+            data = card["data"]
+            shape, classes = tuple(data["image_shape"]), len(data["classes"])
+            config, private = card["config"], card["private"]
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{path / CARD} lacks {e}; the card was edited or cut short, "
+                                  "restore it or retrain") from None
+        synth = create(card["method"], shape, classes, config, private=private)
+        try:
+            state = load_file(str(weights), device=device)
+        except Exception as e:  # safetensors raises its own error type on a damaged header
+            raise CheckpointError(f"{weights} is corrupt ({e}); restore it or retrain") from None
+        try:
+            synth.load_state_dict(state)
+        except (RuntimeError, KeyError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{weights} does not fit the card's model ({first}); the weights "
+                                  "and card.json come from different runs — restore or retrain"
+                                  ) from None
         return cls(path, card, synth)
 
     # --- what the card says -----------------------------------------------------------------
