@@ -10,7 +10,7 @@ import pytest
 from safetensors import safe_open
 
 from privsynth import Run
-from privsynth.data import ImageDataset
+from privsynth.data import ImageDataset, load_dataset
 from privsynth.errors import CheckpointError, ConfigError
 from privsynth.run import CARD, SPLIT, WEIGHTS
 
@@ -47,7 +47,7 @@ def test_card_holds_what_the_issue_lists(trained_run):
     for key in ("accountant", "noise_multiplier", "sample_rate", "steps", "max_grad_norm"):
         assert sgd[key] is not None, key
     assert sgd["accountant"] == "rdp" and sgd["poisson_sampling"] is True
-    assert data["fingerprint"] == trained_run["dataset"].fingerprint
+    assert data["fingerprint"] == load_dataset(trained_run["data"]).fingerprint
     assert data["n_train"] + data["n_holdout"] == data["n_total"] == 120
     assert data["classes"] == ["0", "1", "2"] and data["split_seed"] == 0
     assert card["config"]["n_d"] == 2 and {"torch", "opacus"} <= set(card["versions"])
@@ -69,7 +69,7 @@ def test_load_data_is_the_recorded_split(trained_run):
     run = Run.load(trained_run["out"])
     train, holdout = run.load_data()
     split = json.loads((trained_run["out"] / SPLIT).read_text())
-    full = trained_run["dataset"]
+    full = load_dataset(trained_run["data"])
     np.testing.assert_array_equal(train.images, full.images[split["train"]])
     np.testing.assert_array_equal(holdout.labels, full.labels[split["holdout"]])
     other = ImageDataset(full.images[::-1].copy(), full.labels[::-1].copy(), full.class_names)
@@ -112,3 +112,20 @@ def test_unfinished_run(run_copy):
 def test_not_a_run_folder(tmp_path):
     with pytest.raises(CheckpointError, match="not a run folder"):
         Run.load(tmp_path)
+
+
+def test_card_missing_a_field(run_copy):
+    card = json.loads((run_copy / CARD).read_text())
+    del card["data"]
+    (run_copy / CARD).write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="lacks 'data'.*retrain"):
+        Run.load(run_copy)
+
+
+def test_weights_from_another_model(run_copy):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"g_ema.fc.0.weight": torch.zeros(3, 3)}, str(run_copy / WEIGHTS))
+    with pytest.raises(CheckpointError, match="does not fit the card's model.*different runs"):
+        Run.load(run_copy)
