@@ -48,7 +48,7 @@ def write_image_folder(root: Path, images: np.ndarray, labels: np.ndarray, names
 
     for k in names:
         (root / k).mkdir(parents=True, exist_ok=True)
-    for i, (img, y) in enumerate(zip(images, labels)):
+    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
         arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
         Image.fromarray(arr).save(root / names[y] / f"{i:04d}{ext}")
     return root

@@ -72,7 +72,8 @@ class Ledger:
         return data
 
     def dataset(self, fingerprint: str, name: str = "") -> dict:
-        return self.data["datasets"].setdefault(fingerprint, {"name": name, "budget": None, "runs": {}})
+        return self.data["datasets"].setdefault(fingerprint,
+                                                {"name": name, "budget": None, "runs": {}})
 
     def spent(self, fingerprint: str, exclude_run: str | None = None) -> Spend:
         runs = self.data["datasets"].get(fingerprint, {}).get("runs", {})
@@ -112,7 +113,8 @@ class Ledger:
         rows = []
         for fp, entry in self.data["datasets"].items():
             total = self.spent(fp)
-            rows.append({"fingerprint": fp, "name": entry.get("name", ""), "budget": entry["budget"],
+            rows.append({"fingerprint": fp, "name": entry.get("name", ""),
+                         "budget": entry["budget"],
                          "epsilon_spent": total.epsilon, "delta_spent": total.delta,
                          "runs": entry["runs"]})
         return rows
