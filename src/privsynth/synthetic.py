@@ -32,8 +32,10 @@ def write_synthetic(out: str | os.PathLike[str], images: np.ndarray, labels: np.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        for k, name in enumerate(class_names):
-            (tmp / name).mkdir()
+        # Only classes that were drawn get a sub-folder: the folder loader (rightly) refuses an
+        # empty class folder, and the output must load back as --data.
+        for k in np.unique(labels):
+            (tmp / class_names[k]).mkdir()
         for i, (img, lab) in enumerate(zip(images, labels)):
             arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
             Image.fromarray(arr).save(tmp / class_names[lab] / f"{i:06d}.png")

@@ -1,0 +1,44 @@
+"""`privsynth info` (text and --json) and `privsynth ledger`."""
+
+from __future__ import annotations
+
+import json
+
+from privsynth.cli import main
+from privsynth.run import Run
+
+
+def test_info_text(trained_run, capsys):
+    assert main(["info", str(trained_run["out"])]) == 0
+    text = capsys.readouterr().out
+    run = Run.load(trained_run["out"])
+    assert f"privsynth run {run.card['run_id']}  [complete]" in text
+    assert f"({run.epsilon:.4g}, " in text and "one training image with its label" in text
+    assert "rdp accountant" in text and "Poisson" in text
+    assert "proportions released with laplace" in text and "not covered" in text
+
+
+def test_info_json_is_the_card(trained_run, capsys):
+    assert main(["info", str(trained_run["out"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == Run.load(trained_run["out"]).card
+
+
+def test_info_non_private(tmp_path, tiny_dataset, fast_gan, capsys):
+    import privsynth
+
+    privsynth.train(tiny_dataset, "gan", tmp_path / "g", config=fast_gan, progress=False)
+    assert main(["info", str(tmp_path / "g")]) == 0
+    assert "epsilon = infinity" in capsys.readouterr().out
+
+
+def test_ledger_prints_the_spend(trained_run, capsys):
+    assert main(["ledger", "--ledger", str(trained_run["ledger"])]) == 0
+    text = capsys.readouterr().out
+    run = Run.load(trained_run["out"])
+    assert f"epsilon spent {run.epsilon:.4g} of budget none" in text
+    assert run.card["run_id"] in text and "[complete]" in text and "basic composition" in text
+
+
+def test_ledger_missing(tmp_path, capsys):
+    assert main(["ledger", "--ledger", str(tmp_path / "none.json")]) == 2
+    assert "pass --ledger PATH" in capsys.readouterr().err
