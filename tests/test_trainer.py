@@ -115,3 +115,29 @@ def test_finished_run_is_not_overwritten(tmp_path, tiny_dataset, fast_gan):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(CheckpointError, match="choose an empty --out"):
         privsynth.train(tiny_dataset, "dpgan", tmp_path / "other", **kw)
+
+
+def test_holdout_is_never_trained_on(tmp_path, tiny_dataset, fast_gan, monkeypatch):
+    from privsynth.models.gan import GANSynthesizer
+
+    seen = {}
+    real_fit = GANSynthesizer.fit
+
+    def spy(self, data, ctx):
+        seen["data"] = data
+        return real_fit(self, data, ctx)
+
+    monkeypatch.setattr(GANSynthesizer, "fit", spy)
+    run = privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", noise_multiplier=SIGMA,
+                          config=fast_gan, progress=False, holdout=0.25, split_seed=3)
+    split = json.loads((tmp_path / "r" / "split.json").read_text())
+    assert split["seed"] == 3 and len(split["holdout"]) == 30
+    assert sorted(split["train"] + split["holdout"]) == list(range(len(tiny_dataset)))
+    trained = seen["data"]
+    # Every row is unique (random background), so compare rows as bytes.
+    rows = {tiny_dataset.images[i].tobytes(): i for i in range(len(tiny_dataset))}
+    used = sorted(rows[img.tobytes()] for img in trained.images)
+    assert used == split["train"]
+    assert run.card["data"]["n_train"] == 90 and run.card["privacy"]["dp_sgd"]["n_private"] == 90
+    # Delta defaults to 1 / (10 N) with N the training (not the total) count.
+    assert run.delta == pytest.approx(1 / 900)
