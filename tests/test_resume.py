@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -112,6 +113,23 @@ def test_resume_refuses_changed_privacy_flags(tmp_path, tiny_dataset, fast_gan, 
         privsynth.train(tiny_dataset, "dpgan", out, noise_multiplier=0.9, **kw)
     with pytest.raises(privsynth.errors.CheckpointError, match="holdout.*same flags"):
         privsynth.train(tiny_dataset, "dpgan", out, noise_multiplier=1.2, holdout=0.3, **kw)
+    # A damaged train_state.pt is refused with the fix, not unpickled or half-loaded.
+    shutil.copytree(out, tmp_path / "copy")
+    state = tmp_path / "copy" / TRAIN_STATE
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    with pytest.raises(privsynth.errors.CheckpointError, match="delete it to restart"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "copy", noise_multiplier=1.2, **kw)
     # Nothing was changed by the refusals: the same command still resumes and finishes.
     run = privsynth.train(tiny_dataset, "dpgan", out, noise_multiplier=1.2, **kw)
     assert run.card["privacy"]["dp_sgd"]["steps"] == 6
+
+
+def test_overwrite_keeps_the_old_spend(tmp_path, tiny_dataset, fast_gan):
+    kw = dict(noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False)
+    first = privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", **kw)
+    second = privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", overwrite=True, **kw)
+    assert first.card["run_id"] != second.card["run_id"]
+    ledger = Ledger(tmp_path / "privacy-ledger.json")
+    (row,) = ledger.summary()
+    assert set(row["runs"]) == {first.card["run_id"], second.card["run_id"]}
+    assert row["epsilon_spent"] == pytest.approx(first.epsilon + second.epsilon)
