@@ -76,7 +76,7 @@ def tiny_npz(tmp_path, tiny_dataset) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One finished private run trained through the CLI on an .npz of the tiny dataset
-    (RDP accountant, class proportions released with Laplace), plus its paths.
+    (fixed sigma, RDP accountant, class proportions released with Laplace), plus its paths.
 
     Shared by the checkpoint, sample, info and ledger tests: read it, never modify it.
     """
@@ -88,7 +88,7 @@ def trained_run(tmp_path_factory):
     np.savez(npz, images=data.images, labels=data.labels)
     out = root / "runs" / "tiny-dpgan"
     sets = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
-    code = main(["train", "--data", str(npz), "--out", str(out), "--epsilon", "8",
+    code = main(["train", "--data", str(npz), "--out", str(out), "--noise-multiplier", "1.2",
                  "--accountant", "rdp", "--class-proportions", "laplace", "--counts-epsilon",
                  "0.5", "--no-progress", "--checkpoint-every", "2", *sets])
     assert code == 0
