@@ -24,17 +24,17 @@ def ledger_runs(path):
 
 def test_budget_refuses_then_force(tmp_path, tiny_dataset, fast_gan):
     kw = dict(config=fast_gan, progress=False, noise_multiplier=SIGMA, accountant="rdp")
-    first = privsynth.train(tiny_dataset, "dpgan", tmp_path / "a", budget=20, **kw)
-    spent = first.epsilon
-    assert 0 < spent < 10
-    # The budget is remembered in the ledger; a fixed sigma's plan is what gets checked.
-    with pytest.raises(BudgetError, match="--force"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", budget=1.5 * spent, **kw)
+    ledger = tmp_path / "privacy-ledger.json"
+    Ledger(ledger).record(tiny_dataset.fingerprint, "tiny", "earlier", epsilon=8.0, delta=1e-3)
+    # A fixed sigma: the exact epsilon of its plan (about 6.8 here) is what the budget checks.
+    with pytest.raises(BudgetError, match="spent epsilon=8 of its budget 10.*--force"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", budget=10, **kw)
     assert not (tmp_path / "b").exists()  # refused before anything was written
-    second = privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", budget=1.5 * spent,
-                             force=True, **kw)
-    total = Ledger(tmp_path / "privacy-ledger.json").spent(tiny_dataset.fingerprint).epsilon
-    assert total == pytest.approx(first.epsilon + second.epsilon)
+    assert list(ledger_runs(ledger)) == ["earlier"]
+    forced = privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", force=True, **kw)
+    led = Ledger(ledger)
+    assert led.data["datasets"][tiny_dataset.fingerprint]["budget"] == 10  # remembered
+    assert led.spent(tiny_dataset.fingerprint).epsilon == pytest.approx(8.0 + forced.epsilon)
 
 
 def test_budget_with_epsilon_target_refused_before_training(tmp_path, tiny_dataset, fast_gan):

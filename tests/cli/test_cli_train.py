@@ -72,17 +72,24 @@ def test_bad_flags_exit_2(tmp_path, tiny_npz, capsys):
 
 
 def test_budget_exit_2_unless_force(tmp_path, tiny_npz, capsys):
-    base = ["train", "--data", str(tiny_npz), "--no-progress", "--noise-multiplier", "1.0",
-            "--accountant", "rdp", *TINY]
-    assert main([*base, "--out", str(tmp_path / "a")]) == 0
-    spent = Run.load(tmp_path / "a").epsilon
-    capsys.readouterr()
-    assert main([*base, "--out", str(tmp_path / "b"), "--budget", str(1.5 * spent)]) == 2
+    from privsynth.data import load_dataset
+    from privsynth.privacy import Ledger
+
+    ledger = tmp_path / "ledger.json"
+    Ledger(ledger).record(load_dataset(tiny_npz).fingerprint, "tiny", "earlier", epsilon=8.0,
+                          delta=1e-3)
+    base = ["train", "--data", str(tiny_npz), "--out", str(tmp_path / "b"), "--no-progress",
+            "--noise-multiplier", "1.0", "--accountant", "rdp", "--ledger", str(ledger),
+            "--budget", "10", *TINY]
+    assert main(base) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "BudgetError" in line and "--force" in line
     assert not (tmp_path / "b").exists()
-    assert main([*base, "--out", str(tmp_path / "b"), "--budget", str(1.5 * spent),
-                 "--force"]) == 0
+    assert main([*base, "--force"]) == 0
+    capsys.readouterr()
+    assert main(["ledger", "--ledger", str(ledger)]) == 0
+    spent = 8.0 + Run.load(tmp_path / "b").epsilon
+    assert f"epsilon spent {spent:.4g} of budget 10" in capsys.readouterr().out
 
 
 def test_debug_shows_the_traceback(tmp_path):
