@@ -1,4 +1,4 @@
-"""The run folder: safetensors + card.json reload, identical samples, and errors that name the fix."""
+"""The run folder: safetensors + card.json reload, identical samples, errors that name the fix."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def write_synthetic(out: str | os.PathLike[str], images: np.ndarray, labels: np.
         # empty class folder, and the output must load back as --data.
         for k in np.unique(labels):
             (tmp / class_names[k]).mkdir()
-        for i, (img, lab) in enumerate(zip(images, labels)):
+        for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
             arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
             Image.fromarray(arr).save(tmp / class_names[lab] / f"{i:06d}.png")
         if out.exists():

@@ -54,7 +54,8 @@ def test_keyboard_interrupt(monkeypatch, capsys):
 
 
 def _python_m(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run([sys.executable, "-m", "privsynth.cli", *args], capture_output=True,
                           text=True, env=env, timeout=120)
 

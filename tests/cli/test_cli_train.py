@@ -27,7 +27,8 @@ def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
     assert 0 <= ev["tstr_accuracy"] <= 1 and 0 <= ev["trtr_accuracy"] <= 1
     assert ev["n_holdout"] == 24
     run = Run.load(out)
-    assert run.card["config"]["n_d"] == 2 and run.card["privacy"]["dp_sgd"]["noise_multiplier"] == 1.0
+    assert run.card["config"]["n_d"] == 2
+    assert run.card["privacy"]["dp_sgd"]["noise_multiplier"] == 1.0
     ledger = json.loads((out.parent / "privacy-ledger.json").read_text())
     (entry,) = [r for d in ledger["datasets"].values() for r in d["runs"].values()]
     assert entry["epsilon"] == pytest.approx(run.epsilon)
@@ -96,7 +97,8 @@ def test_debug_shows_the_traceback(tmp_path):
     from privsynth.errors import DataError
 
     with pytest.raises(DataError):
-        main(["--debug", "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
+        main(["--debug", "train", "--data", str(tmp_path / "missing"),
+              "--out", str(tmp_path / "r")])
 
 
 def test_npz_written_by_sample_is_trainable_data(tmp_path, trained_run):

@@ -16,7 +16,8 @@ def make_folder(root, classes=("cat", "dog"), per_class=3, size=(6, 6), mode="L"
     for c in classes:
         (root / c).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / c / f"{i}{ext}")
+            pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+            Image.fromarray(pixels, mode).save(root / c / f"{i}{ext}")
     return root
 
 

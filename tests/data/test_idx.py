@@ -1,4 +1,4 @@
-"""IDX (MNIST format) loader: raw and gzip, folder or images file, the shared MNIST-10k, bad files."""
+"""IDX (MNIST format) loader: raw and gzip, folder or file, the shared MNIST-10k, bad files."""
 
 from __future__ import annotations
 

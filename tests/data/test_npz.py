@@ -47,7 +47,8 @@ def test_medmnist_labels_column(tmp_path):
     np.testing.assert_array_equal(load_dataset(tmp_path / "m.npz").labels, LABELS)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(images=arrays(np.uint8, st.tuples(st.integers(2, 6), st.sampled_from([1, 3]),
                                          st.integers(1, 5), st.integers(1, 5))),
        data=st.data())

@@ -7,7 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from privsynth.errors import ConfigError, PrivacyError
-from privsynth.privacy import PrivacySpec, calibrate_noise, default_delta, epsilon_from_history, plan
+from privsynth.privacy import (
+    PrivacySpec,
+    calibrate_noise,
+    default_delta,
+    epsilon_from_history,
+    plan,
+)
 from privsynth.privacy.dpsgd import sample_rate
 
 # Few examples over a small range: each calibration is an Opacus bisection (~0.5-3 s on 2 cores).
