@@ -108,8 +108,11 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan", out
         "fingerprint": dataset.fingerprint}))
 
     card, resume = _start_or_resume(out, request, parts, overwrite)
-    fresh = not (out / "card.json").exists()
-    created_out = not out.exists()
+    # --overwrite removes the old run only once the new one has something to write, so a
+    # refused replacement (budget, unreachable epsilon) leaves the old run intact.
+    replace = [overwrite and (out / CARD).exists()]
+    replacing, created_out = replace[0], not out.exists()
+    fresh = resume is None and (replacing or not (out / CARD).exists())
     run_id = card["run_id"]
     ledger_obj = Ledger(ledger if ledger else default_ledger_path(out))
 
@@ -143,6 +146,9 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan", out
 
     def begin() -> None:
         """Write split.json and the card the first time there is something to keep."""
+        if replace[0]:
+            shutil.rmtree(out)  # the ledger keeps the old run's spend
+            replace[0] = False
         if not (out / SPLIT).exists():
             write_json(out / SPLIT, parts.to_json())
         write_card(out, card)
@@ -182,10 +188,10 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan", out
         result = synth.fit(train_set, ctx)
     except PrivsynthError:
         # Refused before anything was kept (e.g. epsilon unreachable, budget): leave nothing.
-        if fresh and not checkpointed[0]:
+        if fresh and not checkpointed[0] and not replace[0]:
             for name in (CARD, SPLIT):
                 (out / name).unlink(missing_ok=True)
-            if created_out:
+            if created_out or replacing:
                 shutil.rmtree(out, ignore_errors=True)
         raise
 
@@ -238,11 +244,9 @@ def _privacy_block(spec, result, counts, total_delta, n) -> dict:
 
 def _start_or_resume(out: Path, request: dict, parts, overwrite: bool
                      ) -> tuple[dict, dict | None]:
-    if (out / CARD).exists():
-        card = read_card(out)
-        if overwrite:
-            shutil.rmtree(out)  # the ledger keeps the old run's spend: privacy once spent stays spent
-        elif card.get("status") == "complete":
+    if (out / CARD).exists() and not overwrite:  # with --overwrite: a new run below, the old
+        card = read_card(out)                     # one is removed when the new one first writes
+        if card.get("status") == "complete":
             raise CheckpointError(f"'{out}' already holds a finished run; choose another --out or "
                                   "pass --overwrite (its privacy spend stays in the ledger)")
         else:
@@ -258,7 +262,7 @@ def _start_or_resume(out: Path, request: dict, parts, overwrite: bool
             state = out / TRAIN_STATE
             resume = load_train_state(state) if state.exists() else None
             return card, resume
-    elif out.exists() and any(out.iterdir()):
+    elif not (out / CARD).exists() and out.exists() and any(out.iterdir()):
         raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")
     card = {"format": FORMAT, "run_id": uuid.uuid4().hex[:12], "status": "running",
             "method": request["method"], "privacy": {},
