@@ -42,3 +42,18 @@ def test_ledger_prints_the_spend(trained_run, capsys):
 def test_ledger_missing(tmp_path, capsys):
     assert main(["ledger", "--ledger", str(tmp_path / "none.json")]) == 2
     assert "pass --ledger PATH" in capsys.readouterr().err
+
+
+def test_info_unfinished_run_says_counts_not_yet_released(tmp_path, trained_run, capsys):
+    import shutil
+
+    run = shutil.copytree(trained_run["out"], tmp_path / "r")
+    card = json.loads((run / "card.json").read_text())
+    card["status"] = "running"
+    card["privacy"]["class_proportions"]["values"] = None
+    card["privacy"].pop("epsilon")
+    (run / "card.json").write_text(json.dumps(card))
+    assert main(["info", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert "[running]" in text and "(training not finished)" in text
+    assert "to be released after training with laplace" in text

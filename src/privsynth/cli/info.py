@@ -35,7 +35,9 @@ def format_card(card: dict) -> str:
                       f"clip C {sgd['max_grad_norm']}"]
         counts = pv.get("class_proportions", {})
         if counts.get("mechanism", "uniform") != "uniform":
-            lines.append(f"  classes     proportions released with {counts['mechanism']} "
+            when = "released" if counts.get("values") is not None else \
+                "to be released after training"
+            lines.append(f"  classes     proportions {when} with {counts['mechanism']} "
                          f"(epsilon {counts['epsilon']:.3g})")
         if pv.get("not_protected"):
             lines.append(f"  not covered {pv['not_protected']}")
