@@ -1,7 +1,12 @@
 """Privacy: DP-SGD on Opacus, noise calibration, accountant state, ledger, count mechanisms."""
 
-from .accounting import (AccountantState, PrivacySpec, calibrate_noise, default_delta,
-                         epsilon_from_history)
+from .accounting import (
+                         AccountantState,
+                         PrivacySpec,
+                         calibrate_noise,
+                         default_delta,
+                         epsilon_from_history,
+)
 from .dpsgd import DPPlan, make_private, plan
 from .ledger import Ledger, default_ledger_path
 

@@ -37,16 +37,20 @@ class PrivacySpec:
 
     def __post_init__(self) -> None:
         if self.accountant not in ACCOUNTANTS:
-            raise ConfigError(f"unknown accountant '{self.accountant}'; choose one of {ACCOUNTANTS}")
+            raise ConfigError(f"unknown accountant '{self.accountant}'; "
+                              f"choose one of {ACCOUNTANTS}")
         if self.epsilon is not None and not (self.epsilon > 0 and math.isfinite(self.epsilon)):
             raise ConfigError(f"epsilon must be a positive finite number, got {self.epsilon}; "
                               "use --no-dp (or --method gan) for a non-private baseline")
         if self.delta is not None and not 0 < self.delta < 1:
-            raise ConfigError(f"delta must lie in (0, 1), got {self.delta}; the default is 1/(10 N)")
-        if self.noise_multiplier is not None and self.noise_multiplier <= 0:
-            raise ConfigError("noise multiplier must be > 0; omit it to calibrate from --epsilon")
-        if self.max_grad_norm <= 0:
-            raise ConfigError(f"clip norm must be > 0, got {self.max_grad_norm}")
+            raise ConfigError(f"delta must lie in (0, 1), got {self.delta}; "
+                              "the default is 1/(10 N)")
+        if self.noise_multiplier is not None and not (self.noise_multiplier > 0
+                                                      and math.isfinite(self.noise_multiplier)):
+            raise ConfigError("noise multiplier must be a finite number > 0; omit it to calibrate "
+                              "from --epsilon")
+        if not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
+            raise ConfigError(f"clip norm must be a finite number > 0, got {self.max_grad_norm}")
 
     @property
     def enabled(self) -> bool:

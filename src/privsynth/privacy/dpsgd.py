@@ -83,7 +83,8 @@ def make_private(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data
         noise_multiplier=dp_plan.noise_multiplier, max_grad_norm=spec.max_grad_norm,
         poisson_sampling=True, grad_sample_mode=spec.grad_sample_mode)
     # The accountant must see exactly the q the noise was calibrated for.
-    assert abs(optimizer.expected_batch_size / len(dataset) - dp_plan.sample_rate) < 1 / len(dataset)
+    q_loader = optimizer.expected_batch_size / len(dataset)
+    assert abs(q_loader - dp_plan.sample_rate) < 1 / len(dataset)
     if state is not None:
         engine.accountant.history = list(state.history)
     return module, optimizer, loader, engine

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import write_json
-from ..errors import BudgetError, CheckpointError
+from ..errors import BudgetError, CheckpointError, ConfigError
 
 LEDGER_NAME = "privacy-ledger.json"
 
@@ -85,6 +86,9 @@ class Ledger:
         """Refuse a run whose planned epsilon would push the dataset past its budget.
 
         A ``budget`` given here becomes the dataset's budget in the ledger file."""
+        if budget is not None and not (budget > 0 and math.isfinite(budget)):
+            raise ConfigError(f"--budget must be a finite epsilon > 0, got {budget}; omit it for "
+                              "no budget")
         with self._locked():
             entry = self.dataset(fingerprint, name)
             if budget is not None and entry["budget"] != budget:

@@ -7,6 +7,8 @@ discrete Laplace / discrete Gaussian noise whose scale OpenDP searches for the r
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import ConfigError
@@ -39,8 +41,9 @@ def count_spend(mechanism: str, epsilon: float, delta: float) -> tuple[float, fl
     if mechanism not in COUNT_MECHANISMS:
         raise ConfigError(f"unknown class-proportion mechanism '{mechanism}'; "
                           f"choose one of {COUNT_MECHANISMS}")
-    if not epsilon > 0:
-        raise ConfigError("--counts-epsilon must be > 0 to release class proportions")
+    if not (epsilon > 0 and math.isfinite(epsilon)):
+        raise ConfigError(f"--counts-epsilon must be > 0 and finite to release class "
+                          f"proportions, got {epsilon}")
     if mechanism == "gaussian" and not 0 < delta < 1:
         raise ConfigError("the Gaussian mechanism needs 0 < delta < 1; use laplace for pure DP")
     return float(epsilon), float(delta if mechanism == "gaussian" else 0.0)
