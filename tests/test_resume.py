@@ -133,10 +133,9 @@ def test_overwrite_keeps_the_old_spend(tmp_path, tiny_dataset, fast_gan):
     (row,) = ledger.summary()
     assert set(row["runs"]) == {first.card["run_id"], second.card["run_id"]}
     assert row["epsilon_spent"] == pytest.approx(first.epsilon + second.epsilon)
-    # A replacement that is refused (unreachable epsilon) leaves the finished run as it was.
-    with pytest.raises(privsynth.errors.PrivacyError, match="raise --epsilon"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", overwrite=True,
-                        **{**kw, "noise_multiplier": None, "epsilon": 1e-6})
+    # A replacement that is refused (over budget) leaves the finished run as it was.
+    with pytest.raises(privsynth.errors.BudgetError, match="--force"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", overwrite=True, budget=1.0, **kw)
     kept = privsynth.Run.load(tmp_path / "r")
     assert kept.card["run_id"] == second.card["run_id"] and (tmp_path / "r" / "split.json").exists()
     # --overwrite also replaces a run folder whose card is damaged beyond reading.
