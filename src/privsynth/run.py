@@ -26,7 +26,8 @@ from .data import ImageDataset, Split
 from .errors import CheckpointError, ConfigError
 from .models.registry import create
 
-CARD, WEIGHTS, SPLIT, TRAIN_STATE = "card.json", "weights.safetensors", "split.json", "train_state.pt"
+CARD, WEIGHTS = "card.json", "weights.safetensors"
+SPLIT, TRAIN_STATE = "split.json", "train_state.pt"
 FORMAT = "privsynth-run/1"
 INFINITY = "infinity"
 
@@ -39,7 +40,8 @@ def read_card(path: str | os.PathLike[str]) -> dict:
     try:
         card = json.loads(card_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{card_path} is corrupt ({e}); retrain or restore the file") from None
+        raise CheckpointError(f"{card_path} is corrupt ({e}); retrain or restore the file"
+                              ) from None
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         fmt = card.get("format") if isinstance(card, dict) else None
         raise CheckpointError(f"{card_path}: unknown format {fmt!r}, expected {FORMAT}; pass a "
@@ -141,7 +143,8 @@ class Run:
     def split(self) -> Split:
         return Split.from_json(json.loads((self.path / SPLIT).read_text()))
 
-    def load_data(self, data: ImageDataset | str | None = None) -> tuple[ImageDataset, ImageDataset]:
+    def load_data(self, data: ImageDataset | str | None = None
+                  ) -> tuple[ImageDataset, ImageDataset]:
         """The real (train, holdout) split this run used, checked against the card's fingerprint.
 
         ``data`` overrides the recorded source (e.g. the run was trained from memory or moved).

@@ -62,7 +62,8 @@ def versions() -> dict[str, str]:
     return out
 
 
-def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan", out: str | Path = "runs/run",
+def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
+          out: str | Path = "runs/run",
           *, epsilon: float | None = 10.0, delta: float | None = None,
           noise_multiplier: float | None = None, max_grad_norm: float = 1.0,
           accountant: str = "prv", grad_sample_mode: str = "hooks", no_dp: bool = False,
@@ -221,8 +222,9 @@ def _source(data) -> str | None:
 
 def _privacy_block(spec, result, counts, total_delta, n) -> dict:
     if spec is None:
-        return {"epsilon": INFINITY, "delta": 0.0, "guarantee": "none: trained without differential "
-                "privacy (a non-private baseline); epsilon = infinity", "unit": None}
+        return {"epsilon": INFINITY, "delta": 0.0, "unit": None,
+                "guarantee": "none: trained without differential privacy (a non-private "
+                             "baseline); epsilon = infinity"}
     plan, acc = result.dp_plan, result.accountant
     sgd_eps = epsilon_from_history(acc.history, spec.delta, spec.accountant)
     total = sgd_eps + counts["epsilon"]
