@@ -183,6 +183,9 @@ class GANSynthesizer:
             start = int(resume["step"])
         plan, engine, acc_state = None, None, None
         if ctx.privacy is not None:
+            if ctx.privacy.grad_sample_mode == "ew":
+                raise ConfigError("grad-sample mode 'ew' (expanded weights) cannot take the "
+                                  "discriminator's label input; use --grad-sample-mode hooks")
             plan = dpsgd.plan(ctx.privacy, n, cfg.batch_size, total)
             ctx.on_plan(plan)
             acc_state = AccountantState.from_json(resume["accountant"]) if resume else None
