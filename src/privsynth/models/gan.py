@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from ..data import ImageDataset, from_unit_range, to_unit_range
 from ..errors import ConfigError
@@ -163,7 +163,7 @@ class GANSynthesizer:
         gen = torch.Generator().manual_seed(ctx.seed)
         x = torch.from_numpy(to_unit_range(data.images))
         y = torch.from_numpy(data.labels)
-        dataset = TensorDataset(x, y)
+        dataset = dpsgd.TensorBatches(x, y)
         n = len(dataset)
         if cfg.batch_size > n:
             raise ConfigError(f"batch size {cfg.batch_size} exceeds the {n} training images; "
@@ -194,7 +194,7 @@ class GANSynthesizer:
         else:
             D_train = D
             loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                generator=gen)
+                                generator=gen, collate_fn=dpsgd.TensorBatches.collate)
         batches = infinite(loader)
 
         def snapshot(step: int) -> None:
