@@ -97,9 +97,9 @@ class GANConfig:
     z_dim: int = 32
     width: int = 32            # discriminator channels after the first (stride-2) layer
     g_width: int = 32          # generator channels at full resolution
-    batch_size: int = 256      # expected (Poisson) number of private images per D step
-    epochs: float = 40.0       # expected passes over the private data; D steps = epochs / q
-    n_d: int = 10              # discriminator steps per generator step
+    batch_size: int = 64       # expected (Poisson) number of private images per D step
+    epochs: float = 250.0      # expected passes over the private data; D steps = epochs / q
+    n_d: int = 5               # discriminator steps per generator step
     lr_d: float = 2e-4
     lr_g: float = 2e-4
     beta1: float = 0.5         # Adam beta1 for both networks
