@@ -1,4 +1,4 @@
-"""DP-GAN quality: TSTR accuracy of the fixed LeNet at several epsilons, next to TRTR, with wall time.
+"""DP-GAN quality: TSTR of the fixed LeNet at several epsilons, next to TRTR, with wall time.
 
     PYTHONPATH=src nice -n 10 python bench/quality_gan.py                      # digits + MNIST-10k
     PYTHONPATH=src python bench/quality_gan.py --datasets digits --eps 10      # one cell
@@ -62,7 +62,8 @@ def one(data, holdout, eps: float, config: dict, args, workdir: Path) -> dict:
     acc = tstr(images, labels, hold.images, hold.labels, train.num_classes, args.eval_epochs,
                args.seed)
     dp = run.card["privacy"].get("dp_sgd", {})
-    return {"epsilon_target": eps if private else "infinity", "epsilon_spent": run.epsilon if private else "infinity",
+    return {"epsilon_target": eps if private else "infinity",
+            "epsilon_spent": run.epsilon if private else "infinity",
             "tstr_accuracy": acc, "train_seconds": round(train_s, 1),
             "total_seconds": round(time.time() - t0, 1), "d_steps": run.card["train"]["steps"],
             "noise_multiplier": dp.get("noise_multiplier"), "sample_rate": dp.get("sample_rate"),

@@ -101,7 +101,7 @@ def reference_sum(args, x, y, t) -> torch.Tensor:
         loss = F.binary_cross_entropy_with_logits(D(x[i:i + 1], y[i:i + 1]), t[i:i + 1])
         g = torch.autograd.grad(loss, params)
         norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
-        for acc, gi in zip(total, g):
+        for acc, gi in zip(total, g, strict=True):
             acc += gi * min(1.0, 1.0 / (norm.item() + 1e-6))
     q = 1 / math.ceil(args.n / args.batch)
     return torch.cat([a.flatten() for a in total]) / int(args.n * q)
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             step(x, y, t)  # warm-up (and: does this mode run at all?)
             steppers[mode] = step
         except Exception as e:  # record why a mode cannot run with our layers
-            errors[mode] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}".split(", tensor(")[0]
+            msg = str(e).splitlines()[0][:300].split(", tensor(")[0]
+            errors[mode] = f"{type(e).__name__}: {msg}"
     ref = reference_sum(args, x, y, t)
     scale = ref.abs().max().item()
     correct = {}

@@ -169,7 +169,8 @@ class GANSynthesizer:
             raise ConfigError(f"batch size {cfg.batch_size} exceeds the {n} training images; "
                               "lower --batch-size")
         total = cfg.d_steps(n)
-        G, D, G_ema = self.generator.to(device), self.discriminator.to(device), self.g_ema.to(device)
+        G, D = self.generator.to(device), self.discriminator.to(device)
+        G_ema = self.g_ema.to(device)
         opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
         opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
         start = 0
@@ -260,7 +261,8 @@ class GANSynthesizer:
         if decay <= 0:
             G_ema.load_state_dict(G.state_dict())
             return
-        for p_ema, p in zip(G_ema.state_dict().values(), G.state_dict().values()):
+        ema_state, state = G_ema.state_dict().values(), G.state_dict().values()
+        for p_ema, p in zip(ema_state, state, strict=True):
             if p.dtype.is_floating_point:
                 p_ema.mul_(decay).add_(p, alpha=1 - decay)
             else:

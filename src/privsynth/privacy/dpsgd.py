@@ -21,7 +21,8 @@ from .accounting import AccountantState, PrivacySpec, calibrate_noise
 GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew")
 
 
-def _store_grad_sample(*, param: torch.Tensor, grad_sample: torch.Tensor, max_batch_len: int) -> None:
+def _store_grad_sample(*, param: torch.Tensor, grad_sample: torch.Tensor,
+                       max_batch_len: int) -> None:
     """Opacus' ``create_or_accumulate_grad_sample`` without a needless zero-fill + copy.
 
     Opacus allocates ``zeros(max_batch_len, ...)`` and copies every layer's per-sample gradients
@@ -45,7 +46,8 @@ class TensorBatches(TensorDataset):
 
     The default path calls ``__getitem__`` per row and stacks the rows: ~5 ms per 256-image batch
     on CPU, a sizeable share of a small DP step. ``__getitems__`` takes the (Poisson-sampled)
-    index list at once; pass ``collate_fn=TensorBatches.collate``. Which rows are drawn is unchanged.
+    index list at once; pass ``collate_fn=TensorBatches.collate``. Which rows are drawn is
+    unchanged.
     """
 
     def __getitems__(self, indices):
