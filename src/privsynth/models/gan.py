@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from ..data import ImageDataset, from_unit_range, to_unit_range
 from ..errors import ConfigError
@@ -62,42 +62,80 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     """Conv stack with GroupNorm (DP-SGD needs per-sample gradients: no BatchNorm) and a
-    projection head: score = w . h + embed(y) . h."""
+    projection head (Miyato & Koyama 2018): score = w . h + embed(y) . pool(h).
+
+    The class embedding meets the globally pooled features (``c`` numbers), not the flattened map:
+    a per-sample gradient of a ``K x c*s*s`` embedding would dominate the DP step's cost.
+    """
 
     def __init__(self, channels: int, size: int, num_classes: int, width: int):
         super().__init__()
+        # DCGAN-style: stride-2 from the first layer. A stride-1 stem at full resolution would
+        # make the per-sample gradients of the next layer (im2col over 28x28) the step's main cost.
         k = halvings(size)
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = width
-        for _ in range(k):
+        for _ in range(k - 1):
             layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.GroupNorm(min(8, 2 * c), 2 * c),
                        nn.LeakyReLU(0.2)]
             c *= 2
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        feat = c * (size >> k) ** 2
-        self.out = nn.Linear(feat, 1)
-        self.embed = nn.Embedding(num_classes, feat)
+        layers += [nn.Conv2d(c, c, 3, 1, 1), nn.GroupNorm(min(8, c), c), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Linear(c * (size >> k) ** 2, 1)
+        self.embed = nn.Embedding(num_classes, c)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.features(x)
-        return self.out(h).squeeze(1) + (self.embed(y) * h).sum(1) / math.sqrt(h.shape[1])
+        pooled = h.mean((2, 3))
+        return self.out(h.flatten(1)).squeeze(1) + (self.embed(y) * pooled).sum(1)
 
 
 @dataclass
 class GANConfig:
+    """Defaults: see docs/gan.md (the literature + tuning on public digits / MNIST test data)."""
+
     z_dim: int = 32
-    width: int = 32            # discriminator channels at full resolution
+    width: int = 32            # discriminator channels after the first (stride-2) layer
     g_width: int = 32          # generator channels at full resolution
-    batch_size: int = 256      # expected (Poisson) number of private images per D step
-    epochs: float = 40.0       # expected passes over the private data; D steps = epochs / q
-    n_d: int = 10              # discriminator steps per generator step
+    batch_size: int = 64       # expected (Poisson) number of private images per D step
+    epochs: float = 250.0      # expected passes over the private data; D steps = epochs / q
+    n_d: int = 5               # discriminator steps per generator step
     lr_d: float = 2e-4
     lr_g: float = 2e-4
+    beta1: float = 0.5         # Adam beta1 for both networks
     ema: float = 0.995         # generator EMA (post-processing, free); 0 disables
+    loss: str = "bce"          # "bce" (non-saturating) or "hinge"
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown GAN loss '{self.loss}'; choose one of {LOSSES}")
+        for name in ("batch_size", "n_d", "z_dim", "width", "g_width"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.epochs > 0:
+            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ema must lie in [0, 1), got {self.ema}")
 
     def d_steps(self, n_private: int) -> int:
         q = dpsgd.sample_rate(n_private, self.batch_size)
         return max(1, math.ceil(self.epochs / q))
+
+
+LOSSES = ("bce", "hinge")
+
+
+def d_loss_fn(kind: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-row discriminator loss averaged over rows (target 1 = real, 0 = fake)."""
+    if kind == "hinge":
+        return F.relu(1 - (2 * target - 1) * logits).mean()
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def g_loss_fn(kind: str, logits: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        return -logits.mean()
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # non-saturating
 
 
 class GANSynthesizer:
@@ -125,15 +163,16 @@ class GANSynthesizer:
         gen = torch.Generator().manual_seed(ctx.seed)
         x = torch.from_numpy(to_unit_range(data.images))
         y = torch.from_numpy(data.labels)
-        dataset = TensorDataset(x, y)
+        dataset = dpsgd.TensorBatches(x, y)
         n = len(dataset)
         if cfg.batch_size > n:
             raise ConfigError(f"batch size {cfg.batch_size} exceeds the {n} training images; "
                               "lower --batch-size")
         total = cfg.d_steps(n)
-        G, D, G_ema = self.generator.to(device), self.discriminator.to(device), self.g_ema.to(device)
-        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
+        G, D = self.generator.to(device), self.discriminator.to(device)
+        G_ema = self.g_ema.to(device)
+        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
+        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
         start = 0
         resume = ctx.resume
         if resume is not None:
@@ -152,6 +191,9 @@ class GANSynthesizer:
                     torch.cuda.set_rng_state(resume["rng"]["cuda"], device)
         plan, engine, acc_state = None, None, None
         if ctx.privacy is not None:
+            if ctx.privacy.grad_sample_mode == "ew":
+                raise ConfigError("grad-sample mode 'ew' (expanded weights) cannot take the "
+                                  "discriminator's label input; use --grad-sample-mode hooks")
             plan = dpsgd.plan(ctx.privacy, n, cfg.batch_size, total)
             ctx.on_plan(plan)
             acc_state = AccountantState.from_json(resume["accountant"]) if resume else None
@@ -160,7 +202,7 @@ class GANSynthesizer:
         else:
             D_train = D
             loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                generator=gen)
+                                generator=gen, collate_fn=dpsgd.TensorBatches.collate)
         batches = infinite(loader)
 
         def snapshot(step: int) -> None:
@@ -201,7 +243,7 @@ class GANSynthesizer:
         # only on earlier (already private) steps, so the sensitivity to one real image stays C.
         logits = D(torch.cat([xr, xf]), torch.cat([yr, yf]))
         target = torch.cat([torch.ones(len(xr), device=device), torch.zeros(fake_n, device=device)])
-        loss = F.binary_cross_entropy_with_logits(logits, target)
+        loss = d_loss_fn(self.config.loss, logits, target)
         opt_d.zero_grad(set_to_none=True)
         loss.backward()
         opt_d.step()
@@ -214,7 +256,7 @@ class GANSynthesizer:
         D.requires_grad_(False)
         y = torch.randint(0, self.num_classes, (n,), device=device)
         logits = D(G(torch.randn(n, self.config.z_dim, device=device), y), y)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        loss = g_loss_fn(self.config.loss, logits)
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
@@ -229,7 +271,8 @@ class GANSynthesizer:
         if decay <= 0:
             G_ema.load_state_dict(G.state_dict())
             return
-        for p_ema, p in zip(G_ema.state_dict().values(), G.state_dict().values()):
+        ema_state, state = G_ema.state_dict().values(), G.state_dict().values()
+        for p_ema, p in zip(ema_state, state, strict=True):
             if p.dtype.is_floating_point:
                 p_ema.mul_(decay).add_(p, alpha=1 - decay)
             else:

@@ -1,0 +1,41 @@
+"""The benchmark scripts at --smoke size (seconds), so they keep running as the code changes.
+
+The real figures come from the full runs (see docs/gan.md); nothing here asserts timings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_dp_smoke(tmp_path):
+    out = tmp_path / "speed.json"
+    assert load("speed_dp").main(["--smoke", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["modes"]["none"]["ratio_to_non_dp"] == 1.0
+    assert result["modes"]["hooks"]["correct"] is True
+    assert result["fastest_correct_dp_mode"] in result["modes"]
+    for mode in ("hooks", "functorch", "ew", "ghost"):  # each mode either ran or says why not
+        assert mode in result["modes"] or mode in result["errors"]
+
+
+def test_quality_gan_smoke(tmp_path):
+    out = tmp_path / "quality.json"
+    assert load("quality_gan").main(["--smoke", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    runs = result["datasets"]["digits"]["runs"]
+    assert [r["epsilon_target"] for r in runs] == [1.0, 10.0, "infinity"]
+    assert runs[0]["epsilon_spent"] <= 1.0 * 1.01 and runs[1]["epsilon_spent"] <= 10 * 1.01
+    assert all(0.0 <= r["tstr_accuracy"] <= 1.0 for r in runs)
+    assert 0.0 <= result["datasets"]["digits"]["trtr_accuracy"] <= 1.0
