@@ -27,7 +27,8 @@ def test_prdc_identical_sets_are_perfect_and_disjoint_sets_score_zero():
 
 
 def test_stats_table_differences():
-    real = np.full((4, 1, 2, 2), 100, np.uint8)
+    real = (np.arange(16) * 10).astype(np.uint8).reshape(4, 1, 2, 2)
     rows = stats_table(real, {"m": real + 51})
     assert rows[0]["model"] == "real" and abs(rows[1]["d_mean"] - 51 / 255) < 1e-9
-    assert pixel_stats(real)["std"] == 0.0
+    assert abs(rows[1]["d_std"]) < 1e-9 and abs(rows[1]["d_skewness"]) < 1e-9
+    assert abs(pixel_stats(real)["mean"] - 75 / 255) < 1e-9

@@ -32,6 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--inception-weights", default=None,
                    help="local pytorch-fid Inception-v3 weights file: also report standard FID "
                         "(nothing is downloaded)")
+    p.add_argument("--classifier-passes", type=int, default=12000,
+                   help="training budget of every evaluation CNN, in images seen (default 12000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
                       holdout=args.holdout, split_seed=args.split_seed, image_size=args.image_size,
                       n_synthetic=args.n_synthetic, max_members=args.max_members,
                       cache_dir=args.cache_dir, inception_weights=args.inception_weights,
-                      seed=args.seed, progress=not args.no_progress)
+                      seed=args.seed, progress=not args.no_progress,
+                      classifier_passes=args.classifier_passes)
     print(summary(result))
     print(f"\nwrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
     return 0

@@ -17,7 +17,7 @@ CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1150px;colo
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;
 font-size:13px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 h2{border-bottom:2px solid #444;padding-bottom:2px;margin-top:28px}.card{background:#f7f7f2;
-border:1px solid #cc9;padding:8px 12px;white-space:pre;font-family:monospace;font-size:12px}
+border:1px solid #cc9;padding:8px 12px;white-space:pre-wrap;font-family:monospace;font-size:12px}
 .flex{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}.note{color:#555;font-size:13px}
 .bad{color:#b00;font-weight:bold}.ok{color:#070}"""
 
