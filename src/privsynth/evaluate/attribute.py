@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def _halves(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h = images.shape[2] // 2
     return images[:, :, :h], images[:, :, h:]

@@ -29,6 +29,23 @@ def dp_auc_ceiling(epsilon: float, delta: float) -> float:
     return float(np.trapezoid(dp_ceiling(epsilon, delta, f), f))
 
 
+def exceeds_ceiling(summary: dict, n_members: int, n_nonmembers: int, level: float = 0.01
+                    ) -> bool:
+    """True when, at an FPR the non-members can resolve (>= 1/n), the members caught are
+    significantly more than the DP ceiling allows (one-sided binomial test at ``level``): a sign
+    that the claim is wrong, rather than the noise of a few hundred images."""
+    from scipy import stats
+
+    for f in FPRS:
+        if f < 1.0 / max(1, n_nonmembers):
+            continue
+        caught = round(summary[f"tpr_at_{f:g}_fpr"] * n_members)
+        ceiling = summary[f"dp_ceiling_tpr_at_{f:g}_fpr"]
+        if ceiling < 1 and caught and stats.binom.sf(caught - 1, n_members, ceiling) < level:
+            return True
+    return False
+
+
 def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray,
                 epsilon: float = math.inf, delta: float = 0.0, points: int = 400) -> dict:
     """AUC, TPR at 1% and 0.1% FPR (sklearn roc_curve), ROC points for plotting, and the DP
@@ -47,8 +64,7 @@ def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray,
         out[f"tpr_at_{f:g}_fpr"] = float(tpr[ok].max()) if ok.any() else 0.0
         out[f"dp_ceiling_tpr_at_{f:g}_fpr"] = float(dp_ceiling(epsilon, delta, f))
     out["dp_ceiling_auc"] = dp_auc_ceiling(epsilon, delta)
-    out["exceeds_dp_ceiling"] = bool(any(out[f"tpr_at_{f:g}_fpr"] > out[f"dp_ceiling_tpr_at_{f:g}_fpr"]
-                                         for f in FPRS))
+    out["exceeds_dp_ceiling"] = exceeds_ceiling(out, len(member_scores), len(nonmember_scores))
     if len(fpr) > points:  # keep the low-FPR end dense: the plot is log-scale
         keep = np.unique(np.geomspace(1, len(fpr), points).astype(int) - 1)
         fpr, tpr = fpr[keep], tpr[keep]

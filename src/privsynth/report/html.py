@@ -139,7 +139,7 @@ def render(result: dict, subjects: list, train) -> str:
         d = p["dcr"]
         out.append(f"<h3>{html.escape(m['name'])}</h3><div class='flex'><div>"
                    + table(["attack", "AUC", "TPR@1%", "TPR@0.1%", "DP ceiling @1%",
-                            "DP ceiling @0.1%", "exceeds"], rows)
+                            "DP ceiling @0.1%", "significantly above ceiling"], rows)
                    + table(["DCR", "value"], [[k2, f"{v:.4f}"] for k2, v in d.items()])
                    + f"</div>{img(roc, 'ROC ' + m['name'], 420)}</div>")
         ai = p["attribute_inference"]
