@@ -69,7 +69,8 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "bench" / "work"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "evaluate.json"))
     ap.add_argument("--canaries", type=int, default=200)
-    ap.add_argument("--no-audit", action="store_true")
+    ap.add_argument("--no-audit", action="store_true",
+                    help="skip the audits (keeps an earlier audit entry of the dataset)")
     args = ap.parse_args()
     work = Path(args.work)
     path = Path(args.out)
@@ -96,6 +97,8 @@ def main() -> None:
                  "evaluate_seconds_first": round(seconds, 1),
                  "evaluate_seconds_cached_extractor": round(seconds_cached, 1),
                  "metrics": _slim(ev)}
+        if args.no_audit and "audit" in results.get(name, {}):
+            entry["audit"] = results[name]["audit"]  # keep the earlier audit of the same runs
         if not args.no_audit:
             entry["audit"] = {}
             data, holdout, gan_cfg, dp_cfg = DATASETS[name]

@@ -12,7 +12,7 @@ def _auc(scores, m):
 
 def test_roc_summary_perfect_attack_and_dp_ceiling():
     r = roc_summary(np.arange(100) + 100.0, np.arange(100.0), epsilon=1.0, delta=1e-5)
-    assert r["auc"] == 1.0 and r["tpr_at_0.01_fpr"] == 1.0
+    assert r["auc"] == 1.0 and r["tpr_at_0.01_fpr"] == 1.0 and r["auc_ci95"][0] == 1.0
     assert abs(r["dp_ceiling_tpr_at_0.01_fpr"] - (math.e * 0.01 + 1e-5)) < 1e-9
     assert r["exceeds_dp_ceiling"]  # all 100 members caught at 1% FPR: far above e*1% + delta
     chance = roc_summary(*np.split(np.random.default_rng(0).random(400), 2), epsilon=1.0)

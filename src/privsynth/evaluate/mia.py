@@ -48,7 +48,7 @@ def exceeds_ceiling(summary: dict, n_members: int, n_nonmembers: int, level: flo
 
 def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray,
                 epsilon: float = math.inf, delta: float = 0.0, points: int = 400) -> dict:
-    """AUC, TPR at 1% and 0.1% FPR (sklearn roc_curve), ROC points for plotting, and the DP
+    """AUC (with a 95% DeLong interval), TPR at 1% and 0.1% FPR (sklearn roc_curve), ROC points for plotting, and the DP
     ceiling at the same FPRs. ``min_resolvable_fpr`` = 1 / #non-members: TPR at a smaller FPR
     is read off a single non-member and is only indicative."""
     from sklearn.metrics import roc_auc_score, roc_curve
@@ -56,7 +56,11 @@ def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray,
     y = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
     s = np.r_[member_scores, nonmember_scores]
     fpr, tpr, _ = roc_curve(y, s)
-    out = {"auc": float(roc_auc_score(y, s)), "n_members": int(len(member_scores)),
+    from .detection import delong_ci
+
+    _, lo, hi = delong_ci(y, s)
+    out = {"auc": float(roc_auc_score(y, s)), "auc_ci95": [lo, hi],
+           "n_members": int(len(member_scores)),
            "n_nonmembers": int(len(nonmember_scores)),
            "min_resolvable_fpr": 1.0 / max(1, len(nonmember_scores))}
     for f in FPRS:

@@ -129,7 +129,8 @@ def render(result: dict, subjects: list, train) -> str:
                "can reach against the claimed (ε, δ)-DP.</p>")
     for m in result["models"]:
         p = m["privacy"]
-        rows = [[html.escape(n), f"{a['auc']:.3f}", f"{a['tpr_at_0.01_fpr']:.3f}",
+        rows = [[html.escape(n), f"{a['auc']:.3f} [{a['auc_ci95'][0]:.3f}, {a['auc_ci95'][1]:.3f}]",
+                 f"{a['tpr_at_0.01_fpr']:.3f}",
                  f"{a['tpr_at_0.001_fpr']:.3f}", f"{a['dp_ceiling_tpr_at_0.01_fpr']:.3f}",
                  f"{a['dp_ceiling_tpr_at_0.001_fpr']:.3f}",
                  "<span class='bad'>yes</span>" if a["exceeds_dp_ceiling"] else "no"]
@@ -138,7 +139,7 @@ def render(result: dict, subjects: list, train) -> str:
         roc = roc_png(p["mia"], f"{m['name']} (ε = {eps_text(m['epsilon'])})", eps, m["delta"])
         d = p["dcr"]
         out.append(f"<h3>{html.escape(m['name'])}</h3><div class='flex'><div>"
-                   + table(["attack", "AUC", "TPR@1%", "TPR@0.1%", "DP ceiling @1%",
+                   + table(["attack", "AUC [95% CI]", "TPR@1%", "TPR@0.1%", "DP ceiling @1%",
                             "DP ceiling @0.1%", "significantly above ceiling"], rows)
                    + table(["DCR", "value"], [[k2, f"{v:.4f}"] for k2, v in d.items()])
                    + f"</div>{img(roc, 'ROC ' + m['name'], 420)}</div>")

@@ -48,12 +48,13 @@ def summary(result: dict) -> str:
                      f"{d['auc_ci'][1]:.3f}] | {u['tstr']['accuracy']:.1%} | "
                      f"{u['trtr']['accuracy']:.1%} |")
     lines += ["", "### Membership inference (members = training split, non-members = holdout)", "",
-              "| model | attack | AUC | TPR@1%FPR | TPR@0.1%FPR | DP ceiling TPR@1% | "
+              "| model | attack | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR | DP ceiling TPR@1% | "
               "DCR share closer to train |", "|---|---|---|---|---|---|---|"]
     for m in result["models"]:
         p = m["privacy"]
         for name, a in p["mia"].items():
-            lines.append(f"| {m['name']} | {name} | {a['auc']:.3f} | {a['tpr_at_0.01_fpr']:.3f} | "
+            lines.append(f"| {m['name']} | {name} | {a['auc']:.3f} [{a['auc_ci95'][0]:.2f}, "
+                         f"{a['auc_ci95'][1]:.2f}] | {a['tpr_at_0.01_fpr']:.3f} | "
                          f"{a['tpr_at_0.001_fpr']:.3f} | {a['dp_ceiling_tpr_at_0.01_fpr']:.3f} | "
                          f"{p['dcr']['share_closer_to_train']:.3f} |")
     lines += ["", f"evaluation took {result['seconds']:.1f} s"]
