@@ -153,7 +153,7 @@ def render(result: dict, subjects: list, train) -> str:
                            rows))
     out.append("<h2>Nearest-neighbour gallery</h2><p class='note'>The synthetic images closest to "
                "any training image (left of each pair) beside that training image (right).</p>")
-    for m, s in zip(result["models"], subjects):
+    for m, s in zip(result["models"], subjects, strict=True):
         pairs = m["privacy"]["nearest_pairs"]
         dists = ", ".join(f"{p['distance']:.2f}" for p in pairs)
         out.append(f"<h3>{html.escape(m['name'])}</h3>"
