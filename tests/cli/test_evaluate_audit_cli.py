@@ -7,6 +7,17 @@ from privsynth.cli import main
 from privsynth.data import load_dataset
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny CNNs on 8x8 images run faster on one thread (no OpenMP spin-up on every op)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def small_digits(tmp_path) -> str:
     """400 digits as an .npz: a real dataset, small enough for an end-to-end CLI test."""

@@ -25,3 +25,14 @@ def digits_parts():
     perm = np.random.default_rng(0).permutation(len(d))
     parts = [perm[i * 300:(i + 1) * 300] for i in range(4)]
     return [(d.images[p], d.labels[p]) for p in parts]
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny CNNs on 8x8 images run faster on one thread (no OpenMP spin-up on every op)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
