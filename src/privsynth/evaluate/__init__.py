@@ -1,6 +1,12 @@
-"""Evaluate: fidelity, detection, utility and privacy risk, as plain functions on arrays."""
+"""Evaluate: fidelity, detection, utility and privacy risk, as plain functions on arrays.
 
-from .fidelity import per_class_stats, pixel_stats, stats_table
+``evaluate(runs, out=...)`` composes them into one dict (metrics.json + report.html);
+``privsynth.evaluate.audit.audit(...)`` is the empirical-epsilon audit with canaries.
+"""
+
+from .fidelity import frechet, kid, per_class_stats, pixel_stats, prdc_scores, stats_table
+from .pipeline import evaluate
 from .utility import trtr, tstr
 
-__all__ = ["pixel_stats", "stats_table", "per_class_stats", "tstr", "trtr"]
+__all__ = ["evaluate", "pixel_stats", "stats_table", "per_class_stats", "frechet", "kid",
+           "prdc_scores", "tstr", "trtr"]

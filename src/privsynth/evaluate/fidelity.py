@@ -1,9 +1,17 @@
-"""Fidelity: how closely synthetic pixels match real ones (plain functions, plain data)."""
+"""Fidelity: how closely synthetic images match real ones (plain functions, plain data).
+
+Pixel statistics (the seeds' table) and, in a feature space, the Fréchet distance, KID and
+precision / recall / density / coverage (Naeem et al. 2020, via the ``prdc`` package).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
+
 import numpy as np
-from scipy import stats
+from scipy import linalg, stats
 
 
 def pixel_stats(images: np.ndarray) -> dict[str, float]:
@@ -26,3 +34,61 @@ def stats_table(real: np.ndarray, synthetic: dict[str, np.ndarray]) -> list[dict
 def per_class_stats(images: np.ndarray, labels: np.ndarray, num_classes: int) -> list[dict]:
     return [{"class": k, **pixel_stats(images[labels == k])} for k in range(num_classes)
             if np.any(labels == k)]
+
+
+def per_class_diff(real: np.ndarray, real_labels: np.ndarray, synth: np.ndarray,
+                   synth_labels: np.ndarray, num_classes: int) -> list[dict]:
+    """Per class: synthetic minus real for each pixel statistic (classes present in both)."""
+    out = []
+    for k in range(num_classes):
+        if np.any(real_labels == k) and np.any(synth_labels == k):
+            r, s = pixel_stats(real[real_labels == k]), pixel_stats(synth[synth_labels == k])
+            out.append({"class": k, **{f"d_{m}": s[m] - r[m] for m in r}})
+    return out
+
+
+def frechet(real_feats: np.ndarray, synth_feats: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (0 = same mean/covariance)."""
+    mu1, mu2 = real_feats.mean(0), synth_feats.mean(0)
+    s1, s2 = np.cov(real_feats, rowvar=False), np.cov(synth_feats, rowvar=False)
+    # ReLU features have dead units, so covariances are often singular: regularise as
+    # pytorch-fid does (a tiny ridge), which changes the distance by ~1e-6 x dims.
+    off = np.eye(len(s1)) * 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
+    covmean = np.real(covmean)
+    d = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    return max(d, 0.0)
+
+
+def kid(real_feats: np.ndarray, synth_feats: np.ndarray, subsets: int = 10,
+        subset_size: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Kernel Inception-style distance: unbiased MMD^2 with the cubic polynomial kernel
+    (Bińkowski et al. 2018), averaged over random subsets; mean and std over subsets."""
+    rng = np.random.default_rng(seed)
+    m = min(subset_size, len(real_feats), len(synth_feats))
+    d = real_feats.shape[1]
+    vals = []
+    for _ in range(subsets):
+        x = real_feats[rng.choice(len(real_feats), m, replace=False)]
+        y = synth_feats[rng.choice(len(synth_feats), m, replace=False)]
+        kxx, kyy, kxy = [(a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y))]
+        mmd = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy))
+               / (m * (m - 1)) - 2 * kxy.mean())
+        vals.append(mmd)
+    return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "subset_size": m}
+
+
+def prdc_scores(real_feats: np.ndarray, synth_feats: np.ndarray, nearest_k: int = 5,
+                max_n: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Precision, recall, density, coverage (``prdc`` package) on up to ``max_n`` of each set."""
+    from prdc import compute_prdc
+
+    rng = np.random.default_rng(seed)
+    r = real_feats[rng.permutation(len(real_feats))[:max_n]]
+    s = synth_feats[rng.permutation(len(synth_feats))[:max_n]]
+    k = min(nearest_k, len(r) - 1, len(s) - 1)
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
+        scores = compute_prdc(r, s, nearest_k=k)
+    return {key: float(v) for key, v in scores.items()} | {"nearest_k": k}

@@ -152,6 +152,7 @@ class GANSynthesizer:
         self.generator = Generator(c, h, num_classes, cfg.g_width, cfg.z_dim)
         self.discriminator = Discriminator(c, h, num_classes, cfg.width)
         self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.has_discriminator = False  # True once trained or loaded: white-box scores need it
 
     def config_dict(self) -> dict:
         return asdict(self.config)
@@ -229,6 +230,7 @@ class GANSynthesizer:
             if (step + 1) % ctx.checkpoint_every == 0 and step + 1 < total:
                 snapshot(step + 1)
         bar.close()
+        self.has_discriminator = True
         snapshot(total)
         acc = dpsgd.accountant_state(engine, ctx.privacy.accountant) if engine else None
         if engine is not None:
@@ -293,9 +295,32 @@ class GANSynthesizer:
         return from_unit_range(np.concatenate(out)) if out else np.zeros((0, *self.image_shape), np.uint8)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The released weights: the EMA generator only (the discriminator is not needed to sample)."""
-        return {f"g_ema.{k}": v.detach().cpu() for k, v in self.g_ema.state_dict().items()}
+        """The EMA generator (all sampling needs) and the discriminator (trained with the same
+        DP-SGD guarantee; kept so evaluation can run white-box membership scores)."""
+        out = {f"g_ema.{k}": v.detach().cpu() for k, v in self.g_ema.state_dict().items()}
+        if self.has_discriminator:
+            out.update({f"discriminator.{k}": v.detach().cpu()
+                        for k, v in self.discriminator.state_dict().items()})
+        return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.g_ema.load_state_dict({k[len("g_ema."):]: v for k, v in state.items()
                                     if k.startswith("g_ema.")})
+        d = {k[len("discriminator."):]: v for k, v in state.items()
+             if k.startswith("discriminator.")}
+        if d:
+            self.discriminator.load_state_dict(d)
+            self.has_discriminator = True
+
+    @torch.no_grad()
+    def membership_scores(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+        """White-box membership score: the discriminator's logit for (image, label); higher =
+        "looks like training data". None when the discriminator is not available."""
+        if not self.has_discriminator:
+            return None
+        D = self.discriminator.eval()
+        device = next(D.parameters()).device
+        x = torch.from_numpy(to_unit_range(images))
+        y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        return torch.cat([D(xb.to(device), yb.to(device)).cpu()
+                          for xb, yb in zip(x.split(1024), y.split(1024))]).numpy().astype(np.float64)

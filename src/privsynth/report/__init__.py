@@ -1,5 +1,5 @@
-"""Report: sample grids, plots, Markdown and HTML reports."""
+"""Report: sample grids, plots, nearest-neighbour gallery, Markdown and HTML reports."""
 
-from .grid import grid_array, save_grid
+from .grid import grid_array, grid_png, save_grid
 
-__all__ = ["grid_array", "save_grid"]
+__all__ = ["grid_array", "grid_png", "save_grid"]

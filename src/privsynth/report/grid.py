@@ -22,6 +22,22 @@ def grid_array(images: np.ndarray, labels: np.ndarray, num_classes: int, per_cla
     return canvas
 
 
+def grid_png(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int = 10,
+             scale: int | None = None) -> bytes:
+    """The grid as PNG bytes (for reports that embed images)."""
+    import io
+
+    from PIL import Image
+
+    canvas = grid_array(images, labels, num_classes, per_class)
+    scale = scale or max(1, min(8, 160 // images.shape[-1]))
+    img = Image.fromarray(canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def save_grid(path: str | os.PathLike[str], images: np.ndarray, labels: np.ndarray,
               num_classes: int, per_class: int = 10, scale: int | None = None) -> None:
     from PIL import Image

@@ -1,0 +1,62 @@
+"""The FD-LeNet feature space: a LeNet trained on real *reference* (held-out) images only.
+
+Trained once per dataset and cached by the reference set's fingerprint, so every model evaluated
+on the same data is measured with the same yardstick. Weights are safetensors (no pickle); the
+write is atomic, so two evaluations racing on one cache never see half a file.
+This is not Inception: its distances are called "FD-LeNet", never "FID".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..data import ImageDataset
+from .classifier import LeNet, budget_epochs, embed, train_selected
+
+VERSION = "lenet-features/1"
+
+
+def default_cache_dir() -> Path:
+    """``$PRIVSYNTH_CACHE`` or ``~/.cache/privsynth``."""
+    env = os.environ.get("PRIVSYNTH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "privsynth"
+
+
+def feature_model(reference: ImageDataset, cache_dir: str | os.PathLike[str] | None = None,
+                  seed: int = 0, progress: bool = False, passes: int = 12000
+                  ) -> tuple[LeNet, dict]:
+    """The feature LeNet for ``reference`` (trained now, or loaded from the cache) and its info."""
+    from safetensors.torch import load_file, save_file
+
+    epochs = budget_epochs(len(reference), passes)
+    key = hashlib.sha256(f"{VERSION}|{reference.fingerprint}|{epochs}|{seed}".encode()).hexdigest()
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    weights, meta_path = cache / f"lenet-{key[:24]}.safetensors", cache / f"lenet-{key[:24]}.json"
+    c, h, _ = reference.image_shape
+    model = LeNet(c, h, reference.num_classes)
+    if weights.exists() and meta_path.exists():
+        model.load_state_dict(load_file(str(weights)))
+        return model.eval(), {**json.loads(meta_path.read_text()), "cached": True}
+    model, chosen, val_acc = train_selected(reference.images, reference.labels,
+                                            reference.num_classes, epochs, val_fraction=0.1,
+                                            seed=seed, progress=progress, desc="FD-LeNet features")
+    info = {"version": VERSION, "reference_fingerprint": reference.fingerprint,
+            "n_reference": len(reference), "epochs": chosen, "val_accuracy": val_acc,
+            "seed": seed, "path": str(weights)}
+    cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(weights) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2))
+    return model.eval(), {**info, "cached": False}
+
+
+def features(model: LeNet, images: np.ndarray) -> np.ndarray:
+    """N x 128 float64 features of uint8 images."""
+    return embed(model, images)

@@ -1,0 +1,201 @@
+"""``privsynth.evaluate.evaluate``: fidelity, detection, utility and privacy risk for one or more
+synthetic sets against the same real train/holdout split, composed into one plain dict.
+
+How the real data is used (and why):
+- the holdout is cut in two halves, seeded: *reference* (trains the FD-LeNet feature extractor;
+  the attacker's population sample for calibrated attacks) and *non-members* (MIA non-members);
+- MIA members are an equal-size random subset of the training split;
+- fidelity compares synthetic images with the training split (what the generator imitated), next
+  to a real-vs-real floor (training split vs non-member holdout half);
+- TSTR/TRTR/detection test on the holdout; every classifier picks its epochs on a validation
+  split of its own training data, never on the holdout.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..atomic import write_json
+from ..data import ImageDataset
+from ..errors import ConfigError
+from . import attribute, detection, fidelity, mia, privacy, utility
+from .features import feature_model, features
+from .sources import Subject, from_run, from_synthetic
+
+
+def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None = None,
+             data: str | ImageDataset | None = None, out: str | os.PathLike[str] | None = None,
+             holdout: float = 0.2, split_seed: int = 0, image_size: int | None = None,
+             n_synthetic: int | None = None, max_members: int = 1000, n_fidelity: int = 5000,
+             cache_dir: str | None = None, inception_weights: str | None = None,
+             html: bool = True, seed: int = 0, progress: bool = True,
+             classifier_passes: int = 12000) -> dict:
+    """Evaluate run folders (``runs``) and/or a synthetic set made elsewhere (``synthetic`` +
+    ``data``). Returns the metrics dict; with ``out`` also writes metrics.json and report.html.
+
+    ``data`` for runs overrides the recorded source (needed for runs trained from memory).
+    ``classifier_passes``: every CNN's training budget, in images seen (default 12,000)."""
+    t0 = time.time()
+    subjects, train, hold = _load(runs, synthetic, data, holdout, split_seed, image_size,
+                                  n_synthetic, seed)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(hold))
+    ref = hold.subset(perm[: len(hold) // 2], name="reference")
+    nonmem = hold.subset(perm[len(hold) // 2:], name="nonmembers")
+    m = min(max_members, len(nonmem), len(train))
+    members_idx = rng.permutation(len(train))[:m]
+    nonmem_idx = rng.permutation(len(nonmem))[:m]
+    xm, ym = train.images[members_idx], train.labels[members_idx]
+    xn, yn = nonmem.images[nonmem_idx], nonmem.labels[nonmem_idx]
+    fid_idx = rng.permutation(len(train))[:n_fidelity]
+    k = train.num_classes
+
+    extractor, fx_info = feature_model(ref, cache_dir, seed, progress, classifier_passes)
+    f_train = features(extractor, train.images[fid_idx])
+    f_nonmem, f_ref = features(extractor, nonmem.images), features(extractor, ref.images)
+    f_members, f_nonmem_c = features(extractor, xm), f_nonmem[nonmem_idx]
+    real_floor = {"fd_lenet": fidelity.frechet(f_train, f_nonmem),
+                  "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
+                  "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed)}
+
+    trtr = utility.selected_accuracy(train.images, train.labels, hold.images, hold.labels, k,
+                                     seed, progress, "TRTR", classifier_passes)
+    imbalanced = None
+    models = []
+    for subj in subjects:
+        t1 = time.time()
+        stages = tqdm(total=6, desc=f"evaluate {subj.name}", disable=not progress, leave=False)
+        row = {"name": subj.name, "source": subj.source, "n_synthetic": int(len(subj.images)),
+               "epsilon": "infinity" if math.isinf(subj.epsilon) else subj.epsilon,
+               "delta": subj.delta, "card": subj.card}
+        f_syn = features(extractor, subj.images)
+        stages.set_postfix_str("fidelity")
+        row["fidelity"] = {
+            "per_class_diff": fidelity.per_class_diff(train.images, train.labels, subj.images,
+                                                      subj.labels, k),
+            "fd_lenet": fidelity.frechet(f_train, f_syn),
+            "kid_lenet": fidelity.kid(f_train, f_syn, seed=seed),
+            "prdc": fidelity.prdc_scores(f_train, f_syn, seed=seed)}
+        if inception_weights:
+            from .inception import fid
+
+            row["fidelity"]["fid_inception"] = fid(inception_weights, train.images[fid_idx],
+                                                   subj.images)
+        stages.update()
+        stages.set_postfix_str("detection")
+        row["detection"] = detection.detection(hold.images, subj.images, seed, progress=progress,
+                                               passes=classifier_passes)
+        stages.update()
+        stages.set_postfix_str("utility")
+        tstr = utility.selected_accuracy(subj.images, subj.labels, hold.images, hold.labels, k,
+                                         seed, progress, "TSTR", classifier_passes)
+        aug = utility.augmentation(train.images, train.labels, subj.images, subj.labels,
+                                   hold.images, hold.labels, k, seed=seed, progress=progress,
+                                   baseline=imbalanced, passes=classifier_passes)
+        imbalanced = aug["imbalanced_real"]
+        row["utility"] = {"tstr": tstr, "trtr": trtr, "augmentation": aug}
+        stages.update()
+        stages.set_postfix_str("membership inference")
+        row["privacy"] = _privacy(subj, xm, ym, xn, yn, ref, f_members, f_nonmem_c, f_ref, f_syn,
+                                  seed)
+        stages.update()
+        stages.set_postfix_str("attribute inference")
+        row["privacy"]["attribute_inference"] = attribute.attribute_inference(
+            xm, ym, xn, yn, subj.images, subj.labels, ref.images, ref.labels, seed)
+        stages.update()
+        row["privacy"]["nearest_pairs"] = privacy.nearest_pairs(train.images, subj.images)
+        stages.update()
+        stages.close()
+        row["seconds"] = round(time.time() - t1, 2)
+        models.append(row)
+
+    result = {
+        "format": "privsynth-evaluation/1",
+        "dataset": {"name": train.name, "fingerprint": subjects[0].card["data"]["fingerprint"]
+                    if subjects[0].card else _fingerprint_of(data, image_size),
+                    "train_fingerprint": train.fingerprint, "holdout_fingerprint": hold.fingerprint,
+                    "n_train": len(train), "n_holdout": len(hold), "n_reference": len(ref),
+                    "n_members": int(m), "n_nonmembers": int(m), "n_fidelity": int(len(fid_idx)),
+                    "image_shape": list(train.image_shape), "classes": train.class_names},
+        "feature_extractor": fx_info,
+        "stats_table": fidelity.stats_table(train.images, {"real holdout": hold.images,
+                                                           **{s.name: s.images for s in subjects}}),
+        "real_floor": real_floor,
+        "models": models,
+        "seconds": 0.0,
+    }
+    result["seconds"] = round(time.time() - t0, 2)
+    if out is not None:
+        from ..report.html import write_report
+
+        write_json(os.path.join(out, "metrics.json"), _plain(result))
+        if html:
+            write_report(os.path.join(out, "report.html"), result, subjects, train)
+    return result
+
+
+def _privacy(subj: Subject, xm, ym, xn, yn, ref: ImageDataset, f_m, f_n, f_ref, f_syn,
+             seed: int) -> dict:
+    cand, cand_y = np.concatenate([xm, xn]), np.concatenate([ym, yn])
+    m = len(xm)
+    scores = privacy.gan_leaks(cand, cand_y, subj.images, subj.labels, ref.images, ref.labels)
+    scores["monte_carlo"], radius = privacy.monte_carlo(cand, cand_y, subj.images, subj.labels)
+    scores["domias"] = privacy.domias(np.concatenate([f_m, f_n]), f_syn, f_ref, seed=seed)
+    hook = getattr(subj.synthesizer, "membership_scores", None)
+    white = hook(cand, cand_y) if hook is not None else None
+    if white is not None:
+        scores["white_box"] = np.asarray(white, dtype=np.float64)
+    attacks = {name: mia.roc_summary(s[:m], s[m:], subj.epsilon, subj.delta)
+               for name, s in scores.items()}
+    best = max(attacks, key=lambda a: attacks[a]["auc"])
+    return {"mia": attacks, "monte_carlo_radius": radius, "strongest_attack": best,
+            "dcr": privacy.dcr(xm, ym, xn, yn, subj.images, subj.labels),
+            "white_box": "white_box" in scores}
+
+
+def _load(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed):
+    if not runs and synthetic is None:
+        raise ConfigError("nothing to evaluate: pass run folders and/or --synthetic PATH --data D")
+    subjects, splits = [], []
+    for r in runs:
+        subj, train, hold = from_run(r, data, n_synthetic, seed)
+        subjects.append(subj)
+        splits.append((train, hold, str(r)))
+    if synthetic is not None:
+        subj, train, hold = from_synthetic(synthetic, data, holdout, split_seed, image_size)
+        if n_synthetic:
+            subj.images, subj.labels = subj.images[:n_synthetic], subj.labels[:n_synthetic]
+        subjects.append(subj)
+        splits.append((train, hold, str(synthetic)))
+    train, hold, first = splits[0]
+    for t, h, name in splits[1:]:
+        if t.fingerprint != train.fingerprint or h.fingerprint != hold.fingerprint:
+            raise ConfigError(f"'{name}' uses a different dataset or train/holdout split than "
+                              f"'{first}'; evaluate runs of one dataset and split together")
+    return subjects, train, hold
+
+
+def _fingerprint_of(data, image_size) -> str:
+    from ..data import load_dataset
+
+    ds = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
+    return ds.fingerprint
+
+
+def _plain(obj):
+    """Floats that JSON can hold (NaN/inf -> null / "infinity")."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return None if math.isnan(f) else ("infinity" if math.isinf(f) else f)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

@@ -1,0 +1,101 @@
+"""What `evaluate` compares: synthetic images from a run folder, or made elsewhere (PNG folder or
+.npz written by `privsynth sample`), each paired with the real train/holdout split."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data import ImageDataset, load_dataset, split
+from ..errors import ConfigError, DataError
+
+
+@dataclass
+class Subject:
+    """One synthetic set under evaluation. ``synthesizer`` is set for runs (white-box hooks)."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    epsilon: float = math.inf
+    delta: float = 0.0
+    card: dict | None = None
+    synthesizer: object | None = None
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def from_run(path: str | os.PathLike[str], data: ImageDataset | str | None = None,
+             n: int | None = None, seed: int = 0) -> tuple[Subject, ImageDataset, ImageDataset]:
+    """Sample ``n`` images (default: as many as the training split) from a run folder."""
+    from ..run import Run
+
+    run = Run.load(path)
+    train, holdout = run.load_data(data)
+    images, labels = run.sample(n or len(train), seed=seed)
+    name = Path(path).name or str(path)
+    return (Subject(name, images, labels, run.epsilon, run.delta, run.card, run.synthesizer,
+                    str(path)), train, holdout)
+
+
+def load_synthetic(path: str | os.PathLike[str], class_names: list[str]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels (0..K-1 of ``class_names``) from an .npz or a class-per-folder tree."""
+    from ..data.folder import load_folder
+    from ..data.npz import to_uint8_nchw
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"synthetic set '{path}' does not exist; pass a folder or .npz written by "
+                        "`privsynth sample`")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "images" not in z.files or "labels" not in z.files:
+                raise DataError(f"{path}: needs arrays 'images' and 'labels' (as `privsynth "
+                                f"sample --out x.npz` writes); found {sorted(z.files)}")
+            images, labels = to_uint8_nchw(z["images"], str(path)), np.asarray(z["labels"])
+            names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
+        if names is not None:
+            labels = _rename(np.asarray([names[i] for i in labels]), class_names, path)
+        else:
+            labels = labels.astype(np.int64)
+            if labels.min() < 0 or labels.max() >= len(class_names):
+                raise DataError(f"{path}: labels must be 0..{len(class_names) - 1}")
+        return images, labels
+    ds = load_folder(path) if path.is_dir() else None
+    if ds is None:
+        raise DataError(f"'{path}': pass a folder of class sub-folders or an .npz file")
+    labels = _rename(np.asarray([ds.class_names[i] for i in ds.labels]), class_names, path)
+    return ds.images, labels
+
+
+def _rename(names: np.ndarray, class_names: list[str], path: Path) -> np.ndarray:
+    unknown = sorted(set(names.tolist()) - set(class_names))
+    if unknown:
+        raise DataError(f"{path}: classes {unknown[:5]} are not classes of the real data "
+                        f"{class_names}; name sub-folders after the real classes")
+    index = {c: i for i, c in enumerate(class_names)}
+    return np.asarray([index[c] for c in names], dtype=np.int64)
+
+
+def from_synthetic(path: str | os.PathLike[str], data: str | ImageDataset, holdout: float = 0.2,
+                   split_seed: int = 0, image_size: int | None = None
+                   ) -> tuple[Subject, ImageDataset, ImageDataset]:
+    """A synthetic set made elsewhere, against ``data`` split with ``holdout``/``split_seed``
+    (use the split the generator was trained with, or the MIA numbers mean nothing)."""
+    if data is None:
+        raise ConfigError("--synthetic needs --data (the real dataset, split with --holdout and "
+                          "--split-seed as in training)")
+    ds = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
+    parts = split(ds, holdout, split_seed)
+    images, labels = load_synthetic(path, ds.class_names)
+    if images.shape[1:] != ds.images.shape[1:]:
+        raise DataError(f"synthetic images are {images.shape[1:]} but the real ones are "
+                        f"{ds.images.shape[1:]}; pass --image-size or resample")
+    name = Path(path).stem or str(path)
+    return (Subject(name, images, labels, source=str(path)), ds.subset(parts.train),
+            ds.subset(parts.holdout))

@@ -1,0 +1,171 @@
+"""A self-contained HTML report: every image is embedded as a base64 PNG, no external files."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import time
+
+from ..atomic import atomic_path
+from .gallery import gallery_png
+from .grid import grid_png
+from .markdown import eps_text, fmt
+from .plots import roc_png
+
+CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1150px;color:#222}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;
+font-size:13px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+h2{border-bottom:2px solid #444;padding-bottom:2px;margin-top:28px}.card{background:#f7f7f2;
+border:1px solid #cc9;padding:8px 12px;white-space:pre-wrap;font-family:monospace;font-size:12px}
+.flex{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}.note{color:#555;font-size:13px}
+.bad{color:#b00;font-weight:bold}.ok{color:#070}"""
+
+
+def img(png: bytes, alt: str, width: int | None = None) -> str:
+    w = f' width="{width}"' if width else ""
+    return (f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,'
+            f'{base64.b64encode(png).decode()}">')
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def privacy_card(m: dict) -> str:
+    """The run card (if any) plus what the attacks found, against what the guarantee allows."""
+    lines = []
+    if m.get("card"):
+        from ..cli.info import format_card
+
+        lines.append(format_card(m["card"]))
+    else:
+        lines.append(f"synthetic set {m['source']} (made elsewhere: no card, no DP claim known)")
+    p = m["privacy"]
+    best = p["mia"][p["strongest_attack"]]
+    lines += ["", f"strongest membership attack: {p['strongest_attack']}  AUC {best['auc']:.3f} "
+              f"(DP ceiling {best['dp_ceiling_auc']:.3f}),  TPR@1%FPR {best['tpr_at_0.01_fpr']:.3f} "
+              f"(ceiling {best['dp_ceiling_tpr_at_0.01_fpr']:.3f})",
+              f"synthetic images nearer a training image than a holdout image: "
+              f"{p['dcr']['share_closer_to_train']:.1%} (50% = no sign of copying)"]
+    if any(a["exceeds_dp_ceiling"] for a in p["mia"].values()):
+        lines.append("WARNING: an attack exceeds the DP ceiling at a low FPR — check the claim "
+                     "(or the statistical noise of few non-members)")
+    return f'<div class="card">{html.escape(chr(10).join(lines))}</div>'
+
+
+def render(result: dict, subjects: list, train) -> str:
+    ds = result["dataset"]
+    k = len(ds["classes"])
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>privsynth evaluation — "
+           f"{html.escape(ds['name'])}</title><style>{CSS}</style></head><body>",
+           f"<h1>privsynth evaluation: {html.escape(ds['name'])}</h1>",
+           f"<p class='note'>{ds['n_train']} training / {ds['n_holdout']} holdout images "
+           f"({'x'.join(map(str, ds['image_shape']))}, {k} classes); dataset fingerprint "
+           f"<code>{ds['fingerprint']}</code>. Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+           f" in {result['seconds']:.1f} s.</p>"]
+    out.append("<h2>Privacy cards</h2>")
+    out += [f"<h3>{html.escape(m['name'])}</h3>{privacy_card(m)}" for m in result["models"]]
+
+    out.append("<h2>Samples (one row per class)</h2><div class='flex'>")
+    for s in subjects:
+        out.append(f"<div><b>{html.escape(s.name)}</b><br>{img(grid_png(s.images, s.labels, k), s.name)}</div>")
+    out.append(f"<div><b>real (training split)</b><br>"
+               f"{img(grid_png(train.images, train.labels, k), 'real')}</div></div>")
+
+    out.append("<h2>Pixel statistics (real training split vs synthetic)</h2>")
+    rows = [[html.escape("real (train)" if r["model"] == "real" else r["model"]),
+             *(f"{r[c]:.4f}" for c in ("mean", "std", "skewness", "kurtosis")),
+             *(fmt(r.get(f"d_{c}"), "+.4f") for c in ("mean", "std", "skewness", "kurtosis"))]
+            for r in result["stats_table"]]
+    out.append(table(["data", "mean", "std", "skewness", "kurtosis", "Δmean", "Δstd", "Δskew",
+                      "Δkurt"], rows))
+
+    fx = result["feature_extractor"]
+    out.append("<h2>Fidelity in the FD-LeNet feature space</h2>"
+               f"<p class='note'>Features: 128-d penultimate layer of a LeNet trained on "
+               f"{fx['n_reference']} real reference (holdout) images, validation accuracy "
+               f"{fx['val_accuracy']:.1%}. FD-LeNet is a Fréchet distance in <i>this</i> space, "
+               f"not FID. The real-holdout row is the floor: two real samples.</p>")
+    fl = result["real_floor"]
+    rows = [["real holdout (floor)", f"{fl['fd_lenet']:.2f}", f"{1e3 * fl['kid_lenet']['mean']:.2f}",
+             *(f"{fl['prdc'][c]:.3f}" for c in ("precision", "recall", "density", "coverage")), "–"]]
+    for m in result["models"]:
+        f = m["fidelity"]
+        rows.append([html.escape(m["name"]), f"{f['fd_lenet']:.2f}",
+                     f"{1e3 * f['kid_lenet']['mean']:.2f} ± {1e3 * f['kid_lenet']['std']:.2f}",
+                     *(f"{f['prdc'][c]:.3f}" for c in ("precision", "recall", "density", "coverage")),
+                     fmt(f.get("fid_inception"), ".2f")])
+    out.append(table(["model", "FD-LeNet", "KID ×1e3", "precision", "recall", "density",
+                      "coverage", "FID (Inception)"], rows))
+
+    out.append("<h2>Detection: real vs synthetic classifier</h2>")
+    rows = [[html.escape(m["name"]), f"{m['detection']['accuracy']:.3f}",
+             f"{m['detection']['auc']:.3f}",
+             f"[{m['detection']['auc_ci'][0]:.3f}, {m['detection']['auc_ci'][1]:.3f}]",
+             m["detection"]["n_test"]] for m in result["models"]]
+    out.append(table(["model", "accuracy", "AUC (0.5 = indistinguishable)", "95% CI (DeLong)",
+                      "test images"], rows))
+
+    out.append("<h2>Utility: train on synthetic, test on real (TSTR) vs train on real (TRTR)</h2>"
+               "<p class='note'>Same LeNet and budget for all; epochs chosen on a validation split "
+               "of each training set (synthetic for TSTR), never on the holdout.</p>")
+    rows = []
+    for m in result["models"]:
+        u = m["utility"]
+        a = u["augmentation"]
+        rows.append([html.escape(m["name"]), f"{u['tstr']['accuracy']:.1%}",
+                     f"{u['trtr']['accuracy']:.1%}",
+                     f"{a['minority_accuracy']['imbalanced_real']:.1%}",
+                     f"{a['minority_accuracy']['real_plus_synthetic']:.1%}",
+                     f"{a['real_plus_synthetic']['accuracy']:.1%}"])
+    out.append(table(["model", "TSTR", "TRTR", "minority acc., imbalanced real",
+                      "minority acc., real + synthetic", "overall acc., real + synthetic"], rows))
+
+    out.append("<h2>Membership inference</h2><p class='note'>Members: training images; "
+               "non-members: holdout images (equal numbers). Dashed: the largest TPR any attack "
+               "can reach against the claimed (ε, δ)-DP.</p>")
+    for m in result["models"]:
+        p = m["privacy"]
+        rows = [[html.escape(n), f"{a['auc']:.3f} [{a['auc_ci95'][0]:.3f}, {a['auc_ci95'][1]:.3f}]",
+                 f"{a['tpr_at_0.01_fpr']:.3f}",
+                 f"{a['tpr_at_0.001_fpr']:.3f}", f"{a['dp_ceiling_tpr_at_0.01_fpr']:.3f}",
+                 f"{a['dp_ceiling_tpr_at_0.001_fpr']:.3f}",
+                 "<span class='bad'>yes</span>" if a["exceeds_dp_ceiling"] else "no"]
+                for n, a in p["mia"].items()]
+        eps = None if m["epsilon"] == "infinity" else m["epsilon"]
+        roc = roc_png(p["mia"], f"{m['name']} (ε = {eps_text(m['epsilon'])})", eps, m["delta"])
+        d = p["dcr"]
+        out.append(f"<h3>{html.escape(m['name'])}</h3><div class='flex'><div>"
+                   + table(["attack", "AUC [95% CI]", "TPR@1%", "TPR@0.1%", "DP ceiling @1%",
+                            "DP ceiling @0.1%", "significantly above ceiling"], rows)
+                   + table(["DCR", "value"], [[k2, f"{v:.4f}"] for k2, v in d.items()])
+                   + f"</div>{img(roc, 'ROC ' + m['name'], 420)}</div>")
+        ai = p["attribute_inference"]
+        rows = [[src, who, f"{ai[src][who]['mse_hidden_half']:.4f}",
+                 f"{ai[src][who]['label_accuracy']:.3f}"]
+                for src in ("synthetic", "reference") for who in ("members", "nonmembers")]
+        out.append("<p><b>Attribute inference</b> (attacker knows the top half, reconstructs the "
+                   f"bottom half and the label from {ai['n_pool']} images of each source)</p>"
+                   + table(["attacker's images", "targets", "MSE hidden half", "label accuracy"],
+                           rows))
+    out.append("<h2>Nearest-neighbour gallery</h2><p class='note'>The synthetic images closest to "
+               "any training image (left of each pair) beside that training image (right).</p>")
+    for m, s in zip(result["models"], subjects, strict=True):
+        pairs = m["privacy"]["nearest_pairs"]
+        dists = ", ".join(f"{p['distance']:.2f}" for p in pairs)
+        out.append(f"<h3>{html.escape(m['name'])}</h3>"
+                   f"{img(gallery_png(pairs, s.images, train.images), 'gallery ' + m['name'])}"
+                   f"<p class='note'>L2 distances (pixels 0..1): {dists}</p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(path: str | os.PathLike[str], result: dict, subjects: list, train) -> None:
+    text = render(result, subjects, train)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
