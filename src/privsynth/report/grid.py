@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +31,7 @@ def grid_png(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class
     from PIL import Image
 
     canvas = grid_array(images, labels, num_classes, per_class)
+    # Upscale small images (8x8 digits) so the PNG is readable; nearest keeps pixels honest.
     scale = scale or max(1, min(8, 160 // images.shape[-1]))
     img = Image.fromarray(canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
@@ -40,12 +42,6 @@ def grid_png(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class
 
 def save_grid(path: str | os.PathLike[str], images: np.ndarray, labels: np.ndarray,
               num_classes: int, per_class: int = 10, scale: int | None = None) -> None:
-    from PIL import Image
-
-    canvas = grid_array(images, labels, num_classes, per_class)
-    # Upscale small images (8x8 digits) so the PNG is readable; nearest keeps pixels honest.
-    scale = scale or max(1, min(8, 160 // images.shape[-1]))
-    img = Image.fromarray(canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas)
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    png = grid_png(images, labels, num_classes, per_class, scale)
     with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+        Path(tmp).write_bytes(png)
