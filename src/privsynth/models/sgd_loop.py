@@ -51,7 +51,10 @@ def merge_grad_samples(module: nn.Module, batch: int, multiplicity: int) -> None
 
 
 @torch.no_grad()
-def update_ema(model: nn.Module, ema: nn.Module, decay: float) -> None:
+def update_ema(model: nn.Module, ema: nn.Module, decay: float, step: int = 10**9) -> None:
+    """EMA with the usual warm-up (decay <= (1 + step) / (10 + step)) so short runs are not
+    dominated by the initial weights."""
+    decay = min(decay, (1 + step) / (10 + step))
     for p_ema, p in zip(ema.state_dict().values(), model.state_dict().values()):
         if p.dtype.is_floating_point and decay > 0:
             p_ema.mul_(decay).add_(p, alpha=1 - decay)
@@ -124,7 +127,7 @@ def fit_dpsgd(model: nn.Module, ema: nn.Module, loss_fn: LossFn, data: ImageData
         if engine is not None:
             merge_grad_samples(train_model, len(x), multiplicity)
         opt.step()
-        update_ema(model, ema, ema_decay)
+        update_ema(model, ema, ema_decay, step)
         bar.update(step + 1, loss=loss_value)
         if (step + 1) % ctx.checkpoint_every == 0 and step + 1 < total:
             snapshot(step + 1)
