@@ -30,7 +30,8 @@ def test_sweep_writes_table_and_plot_and_resumes(tmp_path, tiny_dataset):
     assert all(r["skipped_training"] for r in again["rows"])
     assert ids == {p.name: json.loads((p / "card.json").read_text())["run_id"]
                    for p in (out / "cells").iterdir() if p.is_dir()}
-    assert [r["tstr_accuracy"] for r in again["rows"]] == [r["tstr_accuracy"] for r in table["rows"]]
+    assert ([r["tstr_accuracy"] for r in again["rows"]]
+            == [r["tstr_accuracy"] for r in table["rows"]])
 
 
 def test_sweep_cli_end_to_end_and_bad_epsilon(tmp_path, tiny_dataset, capsys):

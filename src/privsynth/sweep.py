@@ -1,6 +1,6 @@
-"""``privsynth.sweep``: the privacy-utility frontier — methods x epsilons, trained and evaluated.
+"""``privsynth.sweep``: the privacy-utility frontier, methods x epsilons, trained and evaluated.
 
-Every cell is an ordinary run folder written by `privsynth.train` under ``out/cells/<method>-eps<e>``
+Every cell is an ordinary run folder written by `privsynth.train` in ``out/cells/<method>-eps<e>``
 so a sweep is resumable for free: a cell whose card says ``complete`` is kept (not retrained), an
 unfinished one resumes from its checkpoint, and its evaluation is cached in ``eval.json``.
 ``inf`` trains the method's non-private twin (dpvae -> vae, ...; dpmerf with no DP).

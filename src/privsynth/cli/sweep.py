@@ -39,7 +39,8 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
         method, colon, rest = item.partition(":")
         key, eq, value = rest.partition("=")
         if not (colon and eq and key.strip()):
-            raise ConfigError(f"--set expects METHOD:KEY=VALUE (e.g. dpvae:epochs=20), got '{item}'")
+            raise ConfigError(f"--set expects METHOD:KEY=VALUE (e.g. dpvae:epochs=20), "
+                              f"got '{item}'")
         try:
             val = ast.literal_eval(value)
         except (ValueError, SyntaxError):

@@ -21,7 +21,7 @@ def lenet_features(model: LeNet, images: np.ndarray) -> np.ndarray:
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` (rows = samples)."""
+    """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` (rows: samples)."""
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)

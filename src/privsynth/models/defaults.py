@@ -26,8 +26,8 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
               "large": {"batch_size": 256, "epochs": 10}},
     "dpdiffusion": {"small": {"batch_size": 128, "epochs": 20, "width": 32, "multiplicity": 4},
                     "large": {"batch_size": 256, "epochs": 5, "width": 32, "multiplicity": 4}},
-    "dpmerf": {"small": {"steps": 1500, "n_features": 2000},
-               "large": {"steps": 2000, "n_features": 4000}},
+    "dpmerf": {"small": {"steps": 800, "n_features": 2000},
+               "large": {"steps": 1000, "n_features": 4000, "batch_size": 300}},
 }
 TWINS = {"dpgan": "gan", "dpvae": "vae", "dpdiffusion": "diffusion"}
 

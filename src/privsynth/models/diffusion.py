@@ -87,7 +87,7 @@ class UNet(nn.Module):
             if i < len(self.pool):
                 h = self.pool[i](h)
         h = self.mid(h, e)
-        for i, block in enumerate(self.up):
+        for block in self.up:
             skip = skips.pop()
             if h.shape[-1] != skip.shape[-1]:
                 h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
@@ -190,7 +190,8 @@ class DiffusionSynthesizer:
         return (1 + w) * cond - w * uncond
 
     @torch.no_grad()
-    def sample(self, n: int, labels: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, labels: np.ndarray | None = None,
+               seed: int | None = None) -> np.ndarray:
         g = torch.Generator().manual_seed(0 if seed is None else seed)
         labels = (torch.randint(0, self.num_classes, (n,), generator=g) if labels is None
                   else torch.as_tensor(np.asarray(labels), dtype=torch.long))

@@ -46,7 +46,8 @@ def merge_grad_samples(module: nn.Module, batch: int, multiplicity: int) -> None
         if isinstance(gs, list):
             gs = torch.cat(gs, 0)
         if gs.shape[0] != batch * multiplicity:
-            raise RuntimeError(f"expected {batch * multiplicity} per-row gradients, got {gs.shape[0]}")
+            raise RuntimeError(f"expected {batch * multiplicity} per-row gradients, "
+                               f"got {gs.shape[0]}")
         p.grad_sample = gs.view(batch, multiplicity, *gs.shape[1:]).mean(1)
 
 

@@ -121,7 +121,8 @@ class VAESynthesizer:
                          ema_decay=cfg.ema, name=self.name)
 
     @torch.no_grad()
-    def sample(self, n: int, labels: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, labels: np.ndarray | None = None,
+               seed: int | None = None) -> np.ndarray:
         g = torch.Generator().manual_seed(0 if seed is None else seed)
         labels = (torch.randint(0, self.num_classes, (n,), generator=g) if labels is None
                   else torch.as_tensor(np.asarray(labels), dtype=torch.long))
