@@ -8,7 +8,8 @@ What is released, exactly: the matrix ``S = sum_i f(x_i) e_{y_i}^T`` (features x
 Adding or removing one image (with its label) moves ``S`` by at most C in L2 norm: sensitivity C.
 The last feature is a constant, so the same release carries noisy class counts and the per-class
 mean embedding is estimated as a ratio (no separate count release, no public N needed).
-Noise: ``N(0, (sigma C)^2)`` per entry with sigma from Opacus' ``get_noise_multiplier`` at sampling
+Noise: ``N(0, (sigma C)^2)`` per entry, drawn by OpenDP's Gaussian mechanism (CSPRNG), with sigma
+from Opacus' ``get_noise_multiplier`` at sampling
 rate 1 and 1 step (one full-batch Gaussian release); epsilon on the card is recomputed by the same
 Opacus accountant from the history ``[(sigma, 1.0, 1)]``.
 """
@@ -59,6 +60,18 @@ def features(x: torch.Tensor, freqs: torch.Tensor, norm: float = 1.0) -> torch.T
     return f * (norm / math.sqrt(proj.shape[1] + 1))
 
 
+def gaussian_noise_release(values: torch.Tensor, scale: float) -> torch.Tensor:
+    """``values + N(0, scale^2)`` per entry, the noise drawn by OpenDP's Gaussian mechanism from
+    the OS CSPRNG (never from a seeded generator: a known seed would let anyone subtract it)."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float)
+    meas = dp.m.make_gaussian(*space, scale=float(scale))
+    flat = values.double().flatten().tolist()
+    return torch.tensor(meas(flat), dtype=torch.float64).view(values.shape)
+
+
 class MERFSynthesizer:
     """``dpmerf``: one Gaussian release of per-class mean embeddings + a generator trained for free.
 
@@ -104,9 +117,7 @@ class MERFSynthesizer:
                      else calibrate_noise(spec.epsilon, delta, 1.0, 1, spec.accountant))
         plan = DPPlan(sigma, n, 1.0, 1, delta, spec.epsilon, n)
         ctx.on_plan(plan)
-        # The Gaussian mechanism's noise; torch's generator (not a CSPRNG), as Opacus' default.
-        g = torch.Generator().manual_seed(ctx.seed + 7919)
-        noisy = total + torch.randn(total.shape, generator=g, dtype=torch.float64) * sigma * C
+        noisy = gaussian_noise_release(total, sigma * C)
         return noisy.float(), plan, AccountantState(spec.accountant, [(sigma, 1.0, 1)])
 
     # --- training the generator (post-processing) -------------------------------------------

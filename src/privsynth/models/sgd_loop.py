@@ -74,8 +74,12 @@ def fit_dpsgd(model: nn.Module, ema: nn.Module, loss_fn: LossFn, data: ImageData
     from ..privacy.dpsgd import sample_rate
 
     device = torch.device(ctx.device)
-    torch.manual_seed(ctx.seed)
-    gen = torch.Generator().manual_seed(ctx.seed)
+    start = int(ctx.resume["step"]) if ctx.resume is not None else 0
+    # A resumed run must not replay the random streams of its first part: Opacus' noise comes from
+    # torch's global RNG, and the same noise added at two different steps would cancel in their
+    # difference. Offset the seeds by the step reached.
+    torch.manual_seed(ctx.seed + 1_000_003 * start)
+    gen = torch.Generator().manual_seed(ctx.seed + 1_000_003 * start)
     dataset = TensorDataset(torch.from_numpy(to_unit_range(data.images)),
                             torch.from_numpy(data.labels))
     n = len(dataset)
@@ -85,12 +89,11 @@ def fit_dpsgd(model: nn.Module, ema: nn.Module, loss_fn: LossFn, data: ImageData
     total = max(1, int(round(epochs / sample_rate(n, batch_size))))
     model, ema = model.to(device), ema.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    start, resume = 0, ctx.resume
+    resume = ctx.resume
     if resume is not None:
         model.load_state_dict(resume["model"])
         ema.load_state_dict(resume["ema"])
         opt.load_state_dict(resume["opt"])
-        start = int(resume["step"])
     plan, engine, train_model = None, None, model
     if ctx.privacy is not None:
         if multiplicity > 1 and ctx.privacy.grad_sample_mode == "ew":
