@@ -88,28 +88,33 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
     frechet_floor = frechet_distance(lenet_features(real_model, train_set.images), real_feats)
     eval_seconds_ref = time.time() - t0
 
-    rows = []
-    for method in methods:
-        for eps in epsilons:
-            name = cell_name(method, eps)
-            cell = out / "cells" / name
-            reg, no_dp = _train_args(method, eps)
-            config = {**recommended_config(method, len(train_set)),
-                      **(configs or {}).get(method, {})}
-            t1 = time.time()
-            done = (cell / "card.json").exists() and read_card(cell).get("status") == "complete"
-            if done:
-                run = Run.load(cell)
-            else:
-                from .trainer import train
+    from tqdm.auto import tqdm
 
-                run = train(dataset, reg, cell, epsilon=None if math.isinf(eps) else eps,
-                            delta=delta, accountant=accountant, no_dp=no_dp, config=config,
-                            holdout=holdout, split_seed=split_seed, seed=seed, progress=progress)
-            train_s = time.time() - t1
-            rows.append(_evaluate_cell(run, cell, method, eps, done, train_s, hold, real_model,
-                                       real_feats, n_synthetic or len(train_set), k, eval_epochs,
-                                       seed))
+    rows = []
+    grid = [(m, e) for m in methods for e in epsilons]
+    for method, eps in tqdm(grid, desc="sweep cells", disable=not progress, leave=False):
+        name = cell_name(method, eps)
+        cell = out / "cells" / name
+        reg, no_dp = _train_args(method, eps)
+        config = {**recommended_config(method, len(train_set)),
+                  **(configs or {}).get(method, {})}
+        t1 = time.time()
+        done = (cell / "card.json").exists() and read_card(cell).get("status") == "complete"
+        if done:
+            run = Run.load(cell)
+        else:
+            from .trainer import train
+
+            # Pass the data spec (not the loaded arrays) so each card records where to reload it.
+            source = dataset if isinstance(data, ImageDataset) else data
+            run = train(source, reg, cell, epsilon=None if math.isinf(eps) else eps,
+                        delta=delta, accountant=accountant, no_dp=no_dp, config=config,
+                        holdout=holdout, split_seed=split_seed, seed=seed, image_size=image_size,
+                        progress=progress)
+        train_s = time.time() - t1
+        rows.append(_evaluate_cell(run, cell, method, eps, done, train_s, hold, real_model,
+                                   real_feats, n_synthetic or len(train_set), k, eval_epochs,
+                                   seed))
     table = {"data": dataset.name, "fingerprint": dataset.fingerprint, "n_train": len(train_set),
              "n_holdout": len(hold), "methods": methods,
              "epsilons": ["inf" if math.isinf(e) else e for e in epsilons],
