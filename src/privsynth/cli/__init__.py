@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-VERBS = ["train", "sample", "info", "ledger", "evaluate", "audit"]
+VERBS = ["train", "sample", "info", "ledger", "evaluate", "audit", "sweep"]
 
 
 def build_parser() -> argparse.ArgumentParser:

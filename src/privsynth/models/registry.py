@@ -11,6 +11,11 @@ from .base import Synthesizer
 METHODS: dict[str, tuple[str, str, bool]] = {
     "dpgan": ("privsynth.models.gan", "GANSynthesizer", True),
     "gan": ("privsynth.models.gan", "GANSynthesizer", False),
+    "dpvae": ("privsynth.models.vae", "VAESynthesizer", True),
+    "vae": ("privsynth.models.vae", "VAESynthesizer", False),
+    "dpdiffusion": ("privsynth.models.diffusion", "DiffusionSynthesizer", True),
+    "diffusion": ("privsynth.models.diffusion", "DiffusionSynthesizer", False),
+    "dpmerf": ("privsynth.models.merf", "MERFSynthesizer", True),
 }
 
 

@@ -1,0 +1,39 @@
+"""Per-method defaults by dataset size, chosen without looking at anyone's private data.
+
+Where each number comes from (also in docs/zoo.md):
+- dpgan: "Private GANs, revisited" (Bie, Kamath, Zhang 2023) — many D steps per G step, large
+  batches; scaled down to CPU budgets.
+- dpvae: standard conditional-VAE settings (Kingma & Welling 2014; Sohn et al. 2015), batch/epochs
+  set like the DP-GAN's; EMA/temperature checked on the public sklearn digits only.
+- dpdiffusion: DPDM's MNIST configs (nv-tlabs/DPDM configs/mnist_28/train_eps_*.yaml: EDM loss,
+  p_mean -1.2, p_std 1.2, noise multiplicity 32, batch 4096, lr 3e-4, EMA 0.999, 50 DDIM steps),
+  scaled down (K 4, batch 256-512, lr 1e-3, 20 steps) so a run fits minutes on CPU.
+- dpmerf: DP-MERF (Harder et al. 2021) uses thousands of random features and a length scale on
+  the order of the data's typical distance; ours is a fraction of sqrt(pixels) (a property of the
+  image size, not of the private pixels), picked on the public sklearn digits.
+"Small" datasets (< 3,000 training images, e.g. digits) get fewer epochs per cell so a 20-cell sweep
+fits a CPU; larger ones get more steps (the noise per step shrinks with N at fixed epsilon).
+"""
+
+from __future__ import annotations
+
+SMALL = 3000
+
+_DEFAULTS: dict[str, dict[str, dict]] = {
+    "dpgan": {"small": {"batch_size": 128, "epochs": 30, "n_d": 5},
+              "large": {"batch_size": 256, "epochs": 20, "n_d": 10}},
+    "dpvae": {"small": {"batch_size": 128, "epochs": 30},
+              "large": {"batch_size": 256, "epochs": 10}},
+    "dpdiffusion": {"small": {"batch_size": 128, "epochs": 20, "width": 32, "multiplicity": 4},
+                    "large": {"batch_size": 256, "epochs": 5, "width": 32, "multiplicity": 4}},
+    "dpmerf": {"small": {"steps": 800, "n_features": 2000},
+               "large": {"steps": 1000, "n_features": 4000, "batch_size": 300}},
+}
+TWINS = {"dpgan": "gan", "dpvae": "vae", "dpdiffusion": "diffusion"}
+
+
+def recommended_config(method: str, n_train: int) -> dict:
+    """Defaults for ``method`` (private name or its non-private twin) on ``n_train`` images."""
+    base = {v: k for k, v in TWINS.items()}.get(method, method)
+    table = _DEFAULTS.get(base, {})
+    return dict(table.get("small" if n_train < SMALL else "large", {}))

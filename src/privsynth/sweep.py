@@ -1,0 +1,178 @@
+"""``privsynth.sweep``: the privacy-utility frontier, methods x epsilons, trained and evaluated.
+
+Every cell is an ordinary run folder written by `privsynth.train` in ``out/cells/<method>-eps<e>``
+so a sweep is resumable for free: a cell whose card says ``complete`` is kept (not retrained), an
+unfinished one resumes from its checkpoint, and its evaluation is cached in ``eval.json``.
+``inf`` trains the method's non-private twin (dpvae -> vae, ...; dpmerf with no DP).
+
+Privacy: all cells spend on the same dataset, and the ledger (``out/cells/privacy-ledger.json``)
+adds them up. Choosing the best cell of a sweep run on private data is hyper-parameter selection on
+that data, which none of the per-cell epsilons covers: run sweeps on public or proxy data to pick a
+method, then train once on the private set.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import write_json
+from .data import ImageDataset, load_dataset, split
+from .errors import ConfigError
+from .evaluate.classifier import accuracy, train_classifier
+from .evaluate.frechet_min import frechet_distance, lenet_features
+from .evaluate.utility import tstr
+from .models.defaults import TWINS, recommended_config
+from .models.registry import METHODS
+from .run import Run, read_card
+
+
+def parse_epsilons(text: str) -> list[float]:
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        try:
+            eps = math.inf if part in ("inf", "infinity", "nodp") else float(part)
+        except ValueError:
+            raise ConfigError(f"--epsilons: '{part}' is not a number; e.g. 1,2,5,10,inf") from None
+        if not eps > 0:
+            raise ConfigError(f"--epsilons: {part} must be > 0 (or inf for no DP)")
+        out.append(eps)
+    return out
+
+
+def cell_name(method: str, eps: float) -> str:
+    return f"{method}-eps{'inf' if math.isinf(eps) else f'{eps:g}'}"
+
+
+def _train_args(method: str, eps: float) -> tuple[str, bool]:
+    """(registered method, no_dp) for a cell: the non-private twin when eps is infinite."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method '{method}' in --methods; choose from {sorted(METHODS)}")
+    if not math.isinf(eps):
+        return method, False
+    return (TWINS[method], False) if method in TWINS else (method, True)
+
+
+def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[float],
+          out: str | Path, *, delta: float | None = None, accountant: str = "prv",
+          configs: dict[str, dict[str, Any]] | None = None, holdout: float = 0.2,
+          split_seed: int = 0, image_size: int | None = None, seed: int = 0,
+          n_synthetic: int | None = None, eval_epochs: int = 10, progress: bool = True) -> dict:
+    """Train and evaluate every (method, epsilon) cell; write ``sweep.json``, ``sweep.md`` and
+    ``sweep.png`` in ``out``. Returns the table as a dict.
+
+    ``configs[method]`` overrides the size-based defaults (`models.defaults.recommended_config`).
+    Utility: TSTR accuracy of the fixed LeNet on the real holdout. Fidelity: Fréchet distance
+    between LeNet features of synthetic and real holdout images, in the feature space of a LeNet
+    trained on the real training split (the same network that gives the train-on-real ceiling).
+    """
+    out = Path(out)
+    dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
+    parts = split(dataset, holdout, split_seed)
+    train_set, hold = dataset.subset(parts.train), dataset.subset(parts.holdout)
+    k = dataset.num_classes
+    for m in methods:
+        _train_args(m, 1.0)
+
+    t0 = time.time()
+    real_model = train_classifier(train_set.images, train_set.labels, k, epochs=eval_epochs,
+                                  seed=seed)
+    ceiling = accuracy(real_model, hold.images, hold.labels)
+    real_feats = lenet_features(real_model, hold.images)
+    # Reference: the same distance between the real training split and the holdout (a floor).
+    frechet_floor = frechet_distance(lenet_features(real_model, train_set.images), real_feats)
+    eval_seconds_ref = time.time() - t0
+
+    from tqdm.auto import tqdm
+
+    rows = []
+    grid = [(m, e) for m in methods for e in epsilons]
+    for method, eps in tqdm(grid, desc="sweep cells", disable=not progress, leave=False):
+        name = cell_name(method, eps)
+        cell = out / "cells" / name
+        reg, no_dp = _train_args(method, eps)
+        config = {**recommended_config(method, len(train_set)),
+                  **(configs or {}).get(method, {})}
+        t1 = time.time()
+        done = (cell / "card.json").exists() and read_card(cell).get("status") == "complete"
+        if done:
+            run = Run.load(cell)
+        else:
+            from .trainer import train
+
+            # Pass the data spec (not the loaded arrays) so each card records where to reload it.
+            source = dataset if isinstance(data, ImageDataset) else data
+            run = train(source, reg, cell, epsilon=None if math.isinf(eps) else eps,
+                        delta=delta, accountant=accountant, no_dp=no_dp, config=config,
+                        holdout=holdout, split_seed=split_seed, seed=seed, image_size=image_size,
+                        progress=progress)
+        train_s = time.time() - t1
+        rows.append(_evaluate_cell(run, cell, method, eps, done, train_s, hold, real_model,
+                                   real_feats, n_synthetic or len(train_set), k, eval_epochs,
+                                   seed))
+    table = {"data": dataset.name, "fingerprint": dataset.fingerprint, "n_train": len(train_set),
+             "n_holdout": len(hold), "methods": methods,
+             "epsilons": ["inf" if math.isinf(e) else e for e in epsilons],
+             "train_on_real_accuracy": ceiling, "frechet_real_train_vs_holdout": frechet_floor,
+             "classifier": f"LeNet, {eval_epochs} epochs", "rows": rows,
+             "reference_eval_seconds": round(eval_seconds_ref, 2)}
+    write_json(out / "sweep.json", table)
+    from .atomic import atomic_path
+
+    with atomic_path(out / "sweep.md") as tmp:
+        tmp.write_text(markdown(table))
+    from .report.plots_sweep import plot_frontier
+
+    plot_frontier(table, out / "sweep.png")
+    return table
+
+
+def _evaluate_cell(run, cell, method, eps, skipped, train_s, hold, real_model, real_feats, n, k,
+                   eval_epochs, seed) -> dict:
+    cached = cell / "eval.json"
+    if cached.exists():
+        import json
+
+        row = json.loads(cached.read_text())
+        row["skipped_training"] = skipped
+        return row
+    t = time.time()
+    images, labels = run.sample(n, seed=seed)
+    acc = tstr(images, labels, hold.images, hold.labels, k, eval_epochs, seed)
+    fd = frechet_distance(lenet_features(real_model, images), real_feats)
+    row = {"method": method, "run_method": run.method, "epsilon": "inf" if math.isinf(eps) else eps,
+           "epsilon_spent": "inf" if math.isinf(run.epsilon) else run.epsilon,
+           "tstr_accuracy": acc, "frechet_lenet": fd, "n_synthetic": n,
+           "train_seconds": round(float(run.card["train"].get("wall_seconds", train_s)), 2),
+           "eval_seconds": round(time.time() - t, 2), "run": str(cell),
+           "skipped_training": skipped}
+    write_json(cached, row)
+    return row
+
+
+def markdown(table: dict) -> str:
+    lines = [f"## Privacy-utility sweep on {table['data']} ({table['n_train']} train / "
+             f"{table['n_holdout']} holdout)", "",
+             f"Train-on-real ceiling (TRTR, {table['classifier']}): "
+             f"**{table['train_on_real_accuracy']:.1%}**; Fréchet (LeNet features) real train vs "
+             f"holdout: {table['frechet_real_train_vs_holdout']:.3g}", "",
+             "| method | epsilon | epsilon spent | TSTR accuracy | Fréchet (LeNet) | train s |",
+             "|---|---|---|---|---|---|"]
+    for r in table["rows"]:
+        spent = r["epsilon_spent"]
+        spent = spent if isinstance(spent, str) else f"{spent:.3g}"
+        lines.append(f"| {r['method']} | {r['epsilon']} | {spent} | {r['tstr_accuracy']:.1%} | "
+                     f"{r['frechet_lenet']:.3g} | {r['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def best(table: dict, epsilon: float) -> dict | None:
+    """The row with the highest TSTR accuracy at target ``epsilon``."""
+    rows = [r for r in table["rows"] if not isinstance(r["epsilon"], str)
+            and np.isclose(r["epsilon"], epsilon)]
+    return max(rows, key=lambda r: r["tstr_accuracy"]) if rows else None

@@ -1,0 +1,35 @@
+import numpy as np
+import torch
+from opacus.accountants.utils import get_noise_multiplier
+
+import privsynth
+from privsynth.models.merf import MERFConfig, features, random_frequencies
+
+from .test_vae import check_private_run, check_sampling_and_roundtrip
+
+TINY = {"n_features": 64, "steps": 20, "batch_size": 30, "g_width": 8, "z_dim": 8}
+
+
+def test_dpmerf_one_release_accounted(tmp_path, tiny_dataset):
+    run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / "r", epsilon=2, config=TINY,
+                          progress=False)
+    check_private_run(run, 2)
+    sgd = run.card["privacy"]["dp_sgd"]
+    assert sgd["history"] == [[sgd["noise_multiplier"], 1.0, 1]]
+    ref = get_noise_multiplier(target_epsilon=2, target_delta=sgd["delta"], sample_rate=1.0,
+                               steps=1, accountant="prv", epsilon_tolerance=0.01)
+    assert abs(sgd["noise_multiplier"] - ref) / ref < 0.02
+    check_sampling_and_roundtrip(run, (1, 8, 8))
+
+
+def test_features_have_norm_c_so_sensitivity_is_c():
+    freqs = random_frequencies(64, MERFConfig(n_features=100))
+    x = torch.rand(50, 1, 8, 8) * 2 - 1
+    norms = features(x, freqs, norm=1.5).norm(dim=1)
+    assert np.allclose(norms.numpy(), 1.5, atol=1e-5)
+
+
+def test_merf_without_dp_is_the_twin(tmp_path, tiny_dataset):
+    run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / "r", no_dp=True, config=TINY,
+                          progress=False)
+    assert run.epsilon == float("inf")
