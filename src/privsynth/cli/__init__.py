@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-VERBS = ["train", "sample", "info", "ledger"]
+VERBS = ["train", "sample", "info", "ledger", "federate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

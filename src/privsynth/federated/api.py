@@ -82,14 +82,15 @@ def build_run_config(data: str, method: str, out: Path, clients: int, rounds: in
 def federate(data: str = "digits", method: str = "dpgan", out: str | Path = "runs/federated",
              clients: int = 5, rounds: int = 10, *, local_steps: int = 20, fraction: float = 1.0,
              aggregation: str = "plain", epsilon: float | None = 10.0, delta: float | None = None,
-             clip: float = 1.0, accountant: str = "prv", client_epsilon: float | None = None,
+             clip: float = 1.0, accountant: str = "prv", noise_multiplier: float | None = None,
+             client_epsilon: float | None = None,
              client_noise: float | None = None, client_clip: float = 1.0,
              client_delta: float = 1e-5, dirichlet: float | None = None, holdout: float = 0.2,
              split_seed: int = 0, seed: int = 0, image_size: int | None = None,
              config: dict | None = None, owner_data: list[str] | None = None,
              mode: str = "processes", tls: tuple[str, str, str] | None = None,
              overwrite: bool = False, timeout: float = 1800, ledger: str | Path | None = None,
-             extra_run_config: dict | None = None) -> Run:
+             extra_run_config: dict | None = None, inprocess_drop: dict | None = None) -> Run:
     """Train ``method`` across ``clients`` owners with FedAvg for ``rounds`` rounds.
 
     ``epsilon``: sample-level target per owner (DP-SGD inside each owner; None/0 = off).
@@ -110,6 +111,9 @@ def federate(data: str = "digits", method: str = "dpgan", out: str | Path = "run
         client_epsilon=client_epsilon, client_noise=client_noise, client_clip=client_clip,
         client_delta=client_delta, dirichlet=dirichlet, holdout=holdout, split_seed=split_seed,
         seed=seed, image_size=image_size, config=config, owner_data=owner_data)
+    if noise_multiplier:  # fix the owners' DP-SGD sigma instead of calibrating it
+        cfg["epsilon"] = cfg["epsilon"] or 1.0   # (marks the run private; epsilon is accounted)
+        cfg["noise-multiplier"] = float(noise_multiplier)
     cfg.update(extra_run_config or {})
     work = out / "federation"
     if aggregation == "ckks":
@@ -125,7 +129,7 @@ def federate(data: str = "digits", method: str = "dpgan", out: str | Path = "run
         from .inprocess import InProcessGrid, server_context
         from .server_app import run_federation
 
-        run_federation(InProcessGrid(nodes, cfg), server_context(cfg))
+        run_federation(InProcessGrid(nodes, cfg, drop=inprocess_drop), server_context(cfg))
     elif mode == "processes":
         from .launch import flwr_run, local_deployment, write_app
 
@@ -156,6 +160,11 @@ def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size)
                             n_train=len(parts.train), n_holdout=len(parts.holdout),
                             source="digits" if str(data) == "digits" else str(Path(data).resolve()),
                             image_size=image_size)
+    else:
+        card["data"].update(fingerprint="per-owner (each owner's ledger keys its own data)",
+                            n_train=sum(r["num_examples"] for r in card["privacy"].get(
+                                "sample_level", {}).get("per_owner", [])), n_holdout=0,
+                            owner_data=[str(Path(p).resolve()) for p in owner_data])
     write_card(out, card)
 
 

@@ -54,7 +54,9 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
         eps = max((o["epsilon"] for o in owners), default=float(cfg["epsilon"]))
         delta = max((o["delta"] for o in owners), default=0.0)
         block["sample_level"] = {
-            "epsilon": eps, "delta": delta, "unit": SAMPLE_UNIT, "target_epsilon": float(cfg["epsilon"]),
+            "epsilon": eps, "delta": delta, "unit": SAMPLE_UNIT, "target_epsilon":
+                None if cfg.get("noise-multiplier") else float(cfg["epsilon"]),
+            "noise_multiplier_fixed": float(cfg.get("noise-multiplier", 0)) or None,
             "accountant": str(cfg.get("accountant", "prv")), "clip": float(cfg.get("clip", 1.0)),
             "per_owner": owners, "owners_reporting": len(owners),
             "computed_by": "each owner's Opacus accountant from the DP-SGD steps it ran; the "
@@ -105,7 +107,7 @@ def write_run(cfg: dict, synth, reports: list[dict], rounds_info: dict, wall: fl
     up = sum(r["bytes_up"] for r in reports)
     down = sum(r["bytes_down"] for r in reports)
     card = {"format": FORMAT, "run_id": uuid.uuid4().hex[:12], "status": "complete",
-            "method": synth.name, "private": synth.private, "config": synth.config_dict(),
+            "method": synth.name, "private": privacy["epsilon"] != INFINITY, "config": synth.config_dict(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "privacy": privacy,
             "data": {"name": str(cfg.get("data", "")), "image_shape": list(synth.image_shape),
                      "classes": names, "source": None, "image_size": int(cfg["image-size"]),

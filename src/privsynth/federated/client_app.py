@@ -28,8 +28,23 @@ from . import encrypted, task
 STATE = "privsynth"
 
 
+def _value_bytes(v) -> int:
+    if isinstance(v, (bytes, str)):
+        return len(v)
+    if isinstance(v, list):
+        return sum(_value_bytes(x) for x in v)
+    return 8
+
+
 def record_bytes(content: RecordDict) -> int:
-    return int(sum(r.count_bytes() for r in content.values()))
+    """Payload size of a message: array bytes plus config/metric values (keys included)."""
+    total = 0
+    for name, rec in content.items():
+        if isinstance(rec, ArrayRecord):
+            total += rec.count_bytes()
+        else:
+            total += sum(len(k) + _value_bytes(v) for k, v in rec.items())
+    return int(total)
 
 
 def traffic_mod(msg: Message, ctx: Context, call_next) -> Message:
@@ -99,7 +114,7 @@ def train(msg: Message, context: Context) -> Message:
     pid = int(node.get("partition-id", 0))
     _maybe_drop(cfg, pid, server_round)
     res = task.local_train(synth, data, cfg, history, seed=int(cfg.get("seed", 0)) + 1000 * pid
-                           + server_round)
+                           + server_round, sigma=float(st.get("noise-multiplier", cfg.get("noise-multiplier", 0.0))) or None)
     if res.accountant is not None:
         st["history"] = json.dumps(res.accountant.to_json())
     _book_ledger(node, data, context.run_id, res)

@@ -8,10 +8,12 @@ in Flower's workflow and mod, whatever carries the messages.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Iterable
 
 from flwr.app import Context, Message, RecordDict
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.serverapp import Grid
 
 from .client_app import app as client_app
@@ -20,7 +22,11 @@ _ids = itertools.count(1)
 
 
 class InProcessGrid(Grid):
-    def __init__(self, node_configs: list[dict], run_config: dict, run_id: int = 1):
+    def __init__(self, node_configs: list[dict], run_config: dict, run_id: int = 1,
+                 drop: dict[int, str] | None = None):
+        """``drop={i: stage}``: owner ``i`` becomes unreachable when the SecAgg+ protocol reaches
+        ``stage`` (e.g. ``"collect_masked_vectors"``, after it shared its keys): a dropout."""
+        self.drop = {1000 + i: stage for i, stage in (drop or {}).items()}
         self._run_id = run_id
         self.contexts = {1000 + i: Context(run_id=run_id, node_id=1000 + i, node_config=dict(nc),
                                            state=RecordDict(), run_config=dict(run_config))
@@ -33,7 +39,9 @@ class InProcessGrid(Grid):
 
     @property
     def run(self):
-        return None
+        from flwr.supercore.run import Run
+
+        return Run.create_empty(self._run_id)
 
     def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
                        group_id: str, ttl: float | None = None) -> Message:
@@ -49,9 +57,15 @@ class InProcessGrid(Grid):
         for msg in messages:
             mid = f"m{next(_ids)}"
             msg.metadata.__dict__["_message_id"] = mid
-            if msg.metadata.dst_node_id in self.dropped:
+            dst = msg.metadata.dst_node_id
+            secagg = msg.content.config_records.get(RECORD_KEY_CONFIGS)
+            if secagg is not None and self.drop.get(dst) == secagg.get(Key.STAGE):
+                self.dropped.add(dst)
+            if dst in self.dropped:
                 continue
-            self._replies[mid] = client_app(msg, self.contexts[msg.metadata.dst_node_id])
+            # a deep copy stands in for serialization: nothing is shared between the two sides
+            reply = client_app(copy.deepcopy(msg), self.contexts[msg.metadata.dst_node_id])
+            self._replies[mid] = copy.deepcopy(reply)
             ids.append(mid)
         return ids
 

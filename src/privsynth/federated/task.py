@@ -131,8 +131,13 @@ def privacy_spec(cfg: dict[str, Any]) -> PrivacySpec | None:
 
 
 def local_train(synth: GANSynthesizer, data: ImageDataset, cfg: dict[str, Any],
-                history: AccountantState | None, seed: int) -> LocalResult:
-    """``local-steps`` D-steps (DP-SGD if the run is private) + G-steps on this owner's data."""
+                history: AccountantState | None, seed: int, sigma: float | None = None
+                ) -> LocalResult:
+    """``local-steps`` D-steps (DP-SGD if the run is private) + G-steps on this owner's data.
+
+    ``sigma``: the noise multiplier this owner calibrated in an earlier round (the plan is the
+    same every round; calibrating once saves the accountant's bisection).
+    """
     gcfg = synth.config
     steps = int(cfg.get("local-steps", 20))
     rounds = int(cfg.get("num-server-rounds", 1))
@@ -148,7 +153,10 @@ def local_train(synth: GANSynthesizer, data: ImageDataset, cfg: dict[str, Any],
     spec = privacy_spec(cfg) if synth.private else None
     engine, plan = None, None
     if spec is not None:
+        if sigma:
+            spec.noise_multiplier = sigma  # same (epsilon, delta, q, steps) -> same sigma
         plan = dpsgd.plan(spec, n, batch, rounds * steps)
+        plan.target_epsilon = float(cfg["epsilon"])
         D_train, opt_d, loader, engine = dpsgd.make_private(D, opt_d, dataset, plan, spec, history,
                                                             generator=gen)
     else:
