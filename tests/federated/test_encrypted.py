@@ -12,7 +12,7 @@ def keys(tmp_path_factory):
 
 def test_ckks_fedavg_matches_plaintext_fedavg(keys):
     rng = np.random.default_rng(0)
-    updates = [rng.normal(0, 0.1, 70_000) for _ in range(3)]   # > one chunk
+    updates = [rng.normal(0, 0.1, 70_000) for _ in range(3)]  # > one chunk
     loss = encrypted.precision_loss(updates, [120, 300, 57], *keys)
     assert loss["n_values"] == 70_000
     assert loss["max_abs_error"] < 1e-5
@@ -26,7 +26,7 @@ def test_server_context_cannot_decrypt(keys):
     chunks = encrypted.encrypt(secret, np.arange(5.0))
     summed = encrypted.add(public, [chunks, chunks])
     np.testing.assert_allclose(encrypted.decrypt(secret, summed)[:5], 2 * np.arange(5.0), atol=1e-5)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="secret_key"):
         encrypted.decrypt(public, summed)
     with pytest.raises(ConfigError, match="secret key"):
         encrypted.load_context(secret_path, need_secret=False)

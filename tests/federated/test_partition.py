@@ -24,7 +24,7 @@ def test_dirichlet_is_disjoint_seeded_and_skewed():
     assert sorted(np.concatenate(a).tolist()) == list(range(len(labels)))
     assert all(len(p) >= 10 for p in a)
     b = dirichlet(labels, 5, alpha=0.3, seed=3)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=False))
 
     def top_class_share(parts):
         return np.mean([np.bincount(labels[p], minlength=10).max() / len(p) for p in parts])

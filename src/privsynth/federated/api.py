@@ -22,14 +22,33 @@ from .partition import partition
 AGGREGATIONS = ("plain", "secagg", "ckks")
 
 
-def build_run_config(data: str, method: str, out: Path, clients: int, rounds: int, *,
-                     local_steps: int, fraction: float, aggregation: str, epsilon: float | None,
-                     delta: float | None, clip: float, accountant: str, client_epsilon: float | None,
-                     client_noise: float | None, client_clip: float, client_delta: float,
-                     dirichlet: float | None, holdout: float, split_seed: int, seed: int,
-                     image_size: int | None, config: dict | None, owner_data: list[str] | None
-                     ) -> tuple[dict, list[dict]]:
-    """The Flower run config (what ``[tool.flwr.app.config]`` holds) and one node config per owner."""
+def build_run_config(
+    data: str,
+    method: str,
+    out: Path,
+    clients: int,
+    rounds: int,
+    *,
+    local_steps: int,
+    fraction: float,
+    aggregation: str,
+    epsilon: float | None,
+    delta: float | None,
+    clip: float,
+    accountant: str,
+    client_epsilon: float | None,
+    client_noise: float | None,
+    client_clip: float,
+    client_delta: float,
+    dirichlet: float | None,
+    holdout: float,
+    split_seed: int,
+    seed: int,
+    image_size: int | None,
+    config: dict | None,
+    owner_data: list[str] | None,
+) -> tuple[dict, list[dict]]:
+    """The Flower run config (``[tool.flwr.app.config]``) and one node config per owner."""
     if aggregation not in AGGREGATIONS:
         raise ConfigError(f"unknown aggregation '{aggregation}'; choose one of {AGGREGATIONS}")
     if rounds < 1 or local_steps < 1:
@@ -47,50 +66,103 @@ def build_run_config(data: str, method: str, out: Path, clients: int, rounds: in
         nodes = [{"data-path": str(Path(p).resolve())} for p in owner_data]
     else:
         parts = split(dataset, holdout, split_seed)
-        owners = partition(dataset.subset(parts.train), clients,
-                           "dirichlet" if dirichlet else "iid", dirichlet or 0.3, seed)
+        owners = partition(
+            dataset.subset(parts.train),
+            clients,
+            "dirichlet" if dirichlet else "iid",
+            dirichlet or 0.3,
+            seed,
+        )
         sizes = [len(o) for o in owners]
         nodes = [{"partition-id": i, "num-partitions": clients} for i in range(clients)]
     source = "digits" if str(data) == "digits" else str(Path(data).resolve())
     cfg: dict[str, Any] = {
-        "method": method, "model-config": json.dumps(config or {}), "data": source,
-        "image-size": h, "image-channels": c, "num-classes": dataset.num_classes,
-        "class-names": ",".join(dataset.class_names), "holdout": holdout, "split-seed": split_seed,
-        "partition": "dirichlet" if dirichlet else "iid", "alpha": float(dirichlet or 0.0),
-        "partition-seed": seed, "num-server-rounds": rounds, "local-steps": local_steps,
-        "fraction-train": fraction, "min-nodes": max(2, round(fraction * clients)),
-        "epsilon": float(epsilon or 0.0) if method != "gan" else 0.0, "delta": float(delta or 0.0),
-        "clip": clip, "accountant": accountant, "aggregation": aggregation,
-        "client-noise": 0.0, "client-clip": client_clip, "client-delta": client_delta,
-        "out-dir": str(out.resolve()), "seed": seed, "max-weight": float(max(sizes)),
-        "drop-partition": -1, "drop-round": 1}
+        "method": method,
+        "model-config": json.dumps(config or {}),
+        "data": source,
+        "image-size": h,
+        "image-channels": c,
+        "num-classes": dataset.num_classes,
+        "class-names": ",".join(dataset.class_names),
+        "holdout": holdout,
+        "split-seed": split_seed,
+        "partition": "dirichlet" if dirichlet else "iid",
+        "alpha": float(dirichlet or 0.0),
+        "partition-seed": seed,
+        "num-server-rounds": rounds,
+        "local-steps": local_steps,
+        "fraction-train": fraction,
+        "min-nodes": max(2, round(fraction * clients)),
+        "epsilon": float(epsilon or 0.0) if method != "gan" else 0.0,
+        "delta": float(delta or 0.0),
+        "clip": clip,
+        "accountant": accountant,
+        "aggregation": aggregation,
+        "client-noise": 0.0,
+        "client-clip": client_clip,
+        "client-delta": client_delta,
+        "out-dir": str(out.resolve()),
+        "seed": seed,
+        "max-weight": float(max(sizes)),
+        "drop-partition": -1,
+        "drop-round": 1,
+    }
     if client_epsilon is not None or client_noise is not None:
         if aggregation == "ckks":
-            raise ConfigError("client-level DP needs clipping the server can see or that SecAgg+ "
-                              "supports; use plain or --secure-aggregation with --client-epsilon")
-        cfg["client-noise"] = float(client_noise) if client_noise else calibrate_noise(
-            client_epsilon, client_delta, 1.0, rounds, "rdp")
-        cfg["max-weight"] = 1.0   # equal weights: sensitivity of the average is clip / m
+            raise ConfigError(
+                "client-level DP needs clipping the server can see or that SecAgg+ "
+                "supports; use plain or --secure-aggregation with --client-epsilon"
+            )
+        cfg["client-noise"] = (
+            float(client_noise)
+            if client_noise
+            else calibrate_noise(client_epsilon, client_delta, 1.0, rounds, "rdp")
+        )
+        cfg["max-weight"] = 1.0  # equal weights: sensitivity of the average is clip / m
     min_n = min(sizes)
     batch = int((config or {}).get("batch_size", 256))
     if cfg["epsilon"] > 0 and batch > min_n:
-        raise ConfigError(f"batch size {batch} exceeds the smallest owner's {min_n} images; pass "
-                          f"--batch-size {max(1, min_n // 4)} or fewer --clients")
+        raise ConfigError(
+            f"batch size {batch} exceeds the smallest owner's {min_n} images; pass "
+            f"--batch-size {max(1, min_n // 4)} or fewer --clients"
+        )
     return cfg, nodes
 
 
-def federate(data: str = "digits", method: str = "dpgan", out: str | Path = "runs/federated",
-             clients: int = 5, rounds: int = 10, *, local_steps: int = 20, fraction: float = 1.0,
-             aggregation: str = "plain", epsilon: float | None = 10.0, delta: float | None = None,
-             clip: float = 1.0, accountant: str = "prv", noise_multiplier: float | None = None,
-             client_epsilon: float | None = None,
-             client_noise: float | None = None, client_clip: float = 1.0,
-             client_delta: float = 1e-5, dirichlet: float | None = None, holdout: float = 0.2,
-             split_seed: int = 0, seed: int = 0, image_size: int | None = None,
-             config: dict | None = None, owner_data: list[str] | None = None,
-             mode: str = "processes", tls: tuple[str, str, str] | None = None,
-             overwrite: bool = False, timeout: float = 1800, ledger: str | Path | None = None,
-             extra_run_config: dict | None = None, inprocess_drop: dict | None = None) -> Run:
+def federate(
+    data: str = "digits",
+    method: str = "dpgan",
+    out: str | Path = "runs/federated",
+    clients: int = 5,
+    rounds: int = 10,
+    *,
+    local_steps: int = 20,
+    fraction: float = 1.0,
+    aggregation: str = "plain",
+    epsilon: float | None = 10.0,
+    delta: float | None = None,
+    clip: float = 1.0,
+    accountant: str = "prv",
+    noise_multiplier: float | None = None,
+    client_epsilon: float | None = None,
+    client_noise: float | None = None,
+    client_clip: float = 1.0,
+    client_delta: float = 1e-5,
+    dirichlet: float | None = None,
+    holdout: float = 0.2,
+    split_seed: int = 0,
+    seed: int = 0,
+    image_size: int | None = None,
+    config: dict | None = None,
+    owner_data: list[str] | None = None,
+    mode: str = "processes",
+    tls: tuple[str, str, str] | None = None,
+    overwrite: bool = False,
+    timeout: float = 1800,
+    ledger: str | Path | None = None,
+    extra_run_config: dict | None = None,
+    inprocess_drop: dict | None = None,
+) -> Run:
     """Train ``method`` across ``clients`` owners with FedAvg for ``rounds`` rounds.
 
     ``epsilon``: sample-level target per owner (DP-SGD inside each owner; None/0 = off).
@@ -101,18 +173,39 @@ def federate(data: str = "digits", method: str = "dpgan", out: str | Path = "run
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise CheckpointError(f"'{out}' is not empty; choose another --out or pass --overwrite "
-                                  "(owners' spends stay in their ledgers)")
+            raise CheckpointError(
+                f"'{out}' is not empty; choose another --out or pass --overwrite "
+                "(owners' spends stay in their ledgers)"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg, nodes = build_run_config(
-        data, method, out, clients, rounds, local_steps=local_steps, fraction=fraction,
-        aggregation=aggregation, epsilon=epsilon, delta=delta, clip=clip, accountant=accountant,
-        client_epsilon=client_epsilon, client_noise=client_noise, client_clip=client_clip,
-        client_delta=client_delta, dirichlet=dirichlet, holdout=holdout, split_seed=split_seed,
-        seed=seed, image_size=image_size, config=config, owner_data=owner_data)
+        data,
+        method,
+        out,
+        clients,
+        rounds,
+        local_steps=local_steps,
+        fraction=fraction,
+        aggregation=aggregation,
+        epsilon=epsilon,
+        delta=delta,
+        clip=clip,
+        accountant=accountant,
+        client_epsilon=client_epsilon,
+        client_noise=client_noise,
+        client_clip=client_clip,
+        client_delta=client_delta,
+        dirichlet=dirichlet,
+        holdout=holdout,
+        split_seed=split_seed,
+        seed=seed,
+        image_size=image_size,
+        config=config,
+        owner_data=owner_data,
+    )
     if noise_multiplier:  # fix the owners' DP-SGD sigma instead of calibrating it
-        cfg["epsilon"] = cfg["epsilon"] or 1.0   # (marks the run private; epsilon is accounted)
+        cfg["epsilon"] = cfg["epsilon"] or 1.0  # (marks the run private; epsilon is accounted)
         cfg["noise-multiplier"] = float(noise_multiplier)
     cfg.update(extra_run_config or {})
     work = out / "federation"
@@ -137,8 +230,9 @@ def federate(data: str = "digits", method: str = "dpgan", out: str | Path = "run
         with local_deployment(nodes, work, tls) as dep:
             rc = flwr_run(app_dir, dep["env"], work / "flwr-run.log", timeout)
         if not (out / "card.json").exists():
-            raise ConfigError(f"the federated run failed (flwr run exit {rc}); see the logs in "
-                              f"{work}")
+            raise ConfigError(
+                f"the federated run failed (flwr run exit {rc}); see the logs in {work}"
+            )
     else:
         raise ConfigError(f"unknown mode '{mode}'; use 'processes' or 'inprocess'")
     _complete_card(out, data, owner_data, holdout, split_seed, image_size)
@@ -156,15 +250,24 @@ def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size)
         dataset = load_dataset(data, image_size=image_size)
         parts = split(dataset, holdout, split_seed)
         write_json(out / SPLIT, parts.to_json())
-        card["data"].update(fingerprint=dataset.fingerprint, n_total=len(dataset),
-                            n_train=len(parts.train), n_holdout=len(parts.holdout),
-                            source="digits" if str(data) == "digits" else str(Path(data).resolve()),
-                            image_size=image_size)
+        card["data"].update(
+            fingerprint=dataset.fingerprint,
+            n_total=len(dataset),
+            n_train=len(parts.train),
+            n_holdout=len(parts.holdout),
+            source="digits" if str(data) == "digits" else str(Path(data).resolve()),
+            image_size=image_size,
+        )
     else:
-        card["data"].update(fingerprint="per-owner (each owner's ledger keys its own data)",
-                            n_train=sum(r["num_examples"] for r in card["privacy"].get(
-                                "sample_level", {}).get("per_owner", [])), n_holdout=0,
-                            owner_data=[str(Path(p).resolve()) for p in owner_data])
+        card["data"].update(
+            fingerprint="per-owner (each owner's ledger keys its own data)",
+            n_train=sum(
+                r["num_examples"]
+                for r in card["privacy"].get("sample_level", {}).get("per_owner", [])
+            ),
+            n_holdout=0,
+            owner_data=[str(Path(p).resolve()) for p in owner_data],
+        )
     write_card(out, card)
 
 

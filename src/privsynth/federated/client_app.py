@@ -4,7 +4,7 @@ Handlers (Flower's Message API):
 - ``train``: load the global model, train locally (DP-SGD on D, see ``task``), reply with the new
   weights (plain FedAvg), the weight *delta* (SecAgg+, inside Flower's ``secaggplus_mod``), or the
   CKKS-encrypted ``[n * w, n]`` (encrypted aggregation).
-- ``query.report``: this owner's privacy accounting (its DP-SGD history and epsilon) and the bytes it
+- ``query.report``: this owner's privacy accounting (DP-SGD history and epsilon) and the bytes it
   sent/received; with CKKS, it also decrypts the final aggregate for the server to release.
 """
 
@@ -39,7 +39,7 @@ def _value_bytes(v) -> int:
 def record_bytes(content: RecordDict) -> int:
     """Payload size of a message: array bytes plus config/metric values (keys included)."""
     total = 0
-    for name, rec in content.items():
+    for _name, rec in content.items():
         if isinstance(rec, ArrayRecord):
             total += rec.count_bytes()
         else:
@@ -98,11 +98,11 @@ def train(msg: Message, context: Context) -> Message:
     cfg, node = dict(context.run_config), dict(context.node_config)
     synth = task.build_model(cfg)
     keys = task.array_keys(synth)
-    legacy = "fitins.parameters" in msg.content.array_records   # SecAgg+ workflow (legacy records)
+    legacy = "fitins.parameters" in msg.content.array_records  # SecAgg+ workflow (legacy records)
     if legacy:
         fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
         server_round = int(fitins.config.get("server-round", 1))
-        global_arrays = dict(zip(keys, parameters_to_ndarrays(fitins.parameters)))
+        global_arrays = dict(zip(keys, parameters_to_ndarrays(fitins.parameters), strict=False))
     else:
         server_round = int(msg.content["config"]["server-round"])
         global_arrays = _global_arrays(msg, cfg, node, keys)
@@ -113,31 +113,60 @@ def train(msg: Message, context: Context) -> Message:
     history = AccountantState.from_json(json.loads(st["history"])) if "history" in st else None
     pid = int(node.get("partition-id", 0))
     _maybe_drop(cfg, pid, server_round)
-    res = task.local_train(synth, data, cfg, history, seed=int(cfg.get("seed", 0)) + 1000 * pid
-                           + server_round, sigma=float(st.get("noise-multiplier", cfg.get("noise-multiplier", 0.0))) or None)
+    res = task.local_train(
+        synth,
+        data,
+        cfg,
+        history,
+        seed=int(cfg.get("seed", 0)) + 1000 * pid + server_round,
+        sigma=float(st.get("noise-multiplier", cfg.get("noise-multiplier", 0.0))) or None,
+    )
     if res.accountant is not None:
         st["history"] = json.dumps(res.accountant.to_json())
     _book_ledger(node, data, context.run_id, res)
-    st.update({"epsilon": res.epsilon, "delta": res.delta, "num-examples": res.num_examples,
-               "noise-multiplier": res.noise_multiplier, "sample-rate": res.sample_rate})
+    st.update(
+        {
+            "epsilon": res.epsilon,
+            "delta": res.delta,
+            "num-examples": res.num_examples,
+            "noise-multiplier": res.noise_multiplier,
+            "sample-rate": res.sample_rate,
+        }
+    )
     # Client-level DP needs equal weights (sensitivity C / m); otherwise FedAvg by example count.
     weight = 1 if float(cfg.get("client-noise", 0)) > 0 else res.num_examples
-    metrics = {"num-examples": weight, "epsilon": res.epsilon, "d-loss": res.d_loss,
-               "g-loss": res.g_loss}
+    metrics = {
+        "num-examples": weight,
+        "epsilon": res.epsilon,
+        "d-loss": res.d_loss,
+        "g-loss": res.g_loss,
+    }
     if legacy:  # full weights; secure_mod turns them into deltas after any clipping
-        fitres = compat.FitRes(status=compat.Status(code=compat.Code.OK, message=""),
-                               parameters=ndarrays_to_parameters([res.arrays[k] for k in keys]),
-                               num_examples=weight, metrics=metrics)
+        fitres = compat.FitRes(
+            status=compat.Status(code=compat.Code.OK, message=""),
+            parameters=ndarrays_to_parameters([res.arrays[k] for k in keys]),
+            num_examples=weight,
+            metrics=metrics,
+        )
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
     if str(cfg.get("aggregation", "plain")) == "ckks":
         ctx = encrypted.load_context(_secret_path(node, cfg), need_secret=True)
-        blob, lengths = encrypted.pack(encrypted.encrypt(
-            ctx, encrypted.weighted_payload(res.arrays, keys, weight)))
-        content = RecordDict({"enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}),
-                              "metrics": MetricRecord(metrics)})
+        blob, lengths = encrypted.pack(
+            encrypted.encrypt(ctx, encrypted.weighted_payload(res.arrays, keys, weight))
+        )
+        content = RecordDict(
+            {
+                "enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}),
+                "metrics": MetricRecord(metrics),
+            }
+        )
         return Message(content, reply_to=msg)
-    content = RecordDict({"arrays": ArrayRecord({k: Array(res.arrays[k]) for k in keys}),
-                          "metrics": MetricRecord(metrics)})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(res.arrays[k]) for k in keys}),
+            "metrics": MetricRecord(metrics),
+        }
+    )
     return Message(content, reply_to=msg)
 
 
@@ -145,14 +174,27 @@ def train(msg: Message, context: Context) -> Message:
 def report(msg: Message, context: Context) -> Message:
     """This owner's privacy spend and traffic; with CKKS, the decrypted final model."""
     st = _state(context)
-    out = RecordDict({"metrics": MetricRecord({
-        "epsilon": float(st.get("epsilon", 0.0)), "delta": float(st.get("delta", 0.0)),
-        "num-examples": int(st.get("num-examples", 0)),
-        "noise-multiplier": float(st.get("noise-multiplier", 0.0)),
-        "sample-rate": float(st.get("sample-rate", 0.0)),
-        "bytes-up": int(st.get("bytes-up", 0)), "bytes-down": int(st.get("bytes-down", 0))}),
-        "info": ConfigRecord({"history": str(st.get("history", "")),
-                              "partition-id": int(context.node_config.get("partition-id", -1))})})
+    out = RecordDict(
+        {
+            "metrics": MetricRecord(
+                {
+                    "epsilon": float(st.get("epsilon", 0.0)),
+                    "delta": float(st.get("delta", 0.0)),
+                    "num-examples": int(st.get("num-examples", 0)),
+                    "noise-multiplier": float(st.get("noise-multiplier", 0.0)),
+                    "sample-rate": float(st.get("sample-rate", 0.0)),
+                    "bytes-up": int(st.get("bytes-up", 0)),
+                    "bytes-down": int(st.get("bytes-down", 0)),
+                }
+            ),
+            "info": ConfigRecord(
+                {
+                    "history": str(st.get("history", "")),
+                    "partition-id": int(context.node_config.get("partition-id", -1)),
+                }
+            ),
+        }
+    )
     if "enc" in msg.content.array_records:
         cfg, node = dict(context.run_config), dict(context.node_config)
         keys = task.array_keys(task.build_model(cfg))
@@ -165,7 +207,9 @@ def _global_arrays(msg: Message, cfg: dict, node: dict, keys: list[str]) -> dict
     if "enc" in msg.content.array_records:  # CKKS: decrypt the server's sum, divide by the count
         rec = msg.content["enc"]
         ctx = encrypted.load_context(_secret_path(node, cfg), need_secret=True)
-        total = encrypted.decrypt(ctx, encrypted.unpack(rec["blob"].numpy(), rec["lengths"].numpy()))
+        total = encrypted.decrypt(
+            ctx, encrypted.unpack(rec["blob"].numpy(), rec["lengths"].numpy())
+        )
         like = task.get_arrays(task.build_model(cfg))
         return encrypted.unflatten(encrypted.average_from_sum(total), like, keys)
     rec = msg.content["arrays"]
@@ -189,5 +233,11 @@ def _book_ledger(node: dict, data, run_id: int, res: task.LocalResult) -> None:
         return
     from ..privacy import Ledger
 
-    Ledger(str(node["ledger"])).record(data.fingerprint, data.name, f"federated-{run_id}",
-                                       epsilon=res.epsilon, delta=res.delta, method="dpgan-federated")
+    Ledger(str(node["ledger"])).record(
+        data.fingerprint,
+        data.name,
+        f"federated-{run_id}",
+        epsilon=res.epsilon,
+        delta=res.delta,
+        method="dpgan-federated",
+    )

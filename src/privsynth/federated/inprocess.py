@@ -22,15 +22,27 @@ _ids = itertools.count(1)
 
 
 class InProcessGrid(Grid):
-    def __init__(self, node_configs: list[dict], run_config: dict, run_id: int = 1,
-                 drop: dict[int, str] | None = None):
+    def __init__(
+        self,
+        node_configs: list[dict],
+        run_config: dict,
+        run_id: int = 1,
+        drop: dict[int, str] | None = None,
+    ):
         """``drop={i: stage}``: owner ``i`` becomes unreachable when the SecAgg+ protocol reaches
         ``stage`` (e.g. ``"collect_masked_vectors"``, after it shared its keys): a dropout."""
         self.drop = {1000 + i: stage for i, stage in (drop or {}).items()}
         self._run_id = run_id
-        self.contexts = {1000 + i: Context(run_id=run_id, node_id=1000 + i, node_config=dict(nc),
-                                           state=RecordDict(), run_config=dict(run_config))
-                         for i, nc in enumerate(node_configs)}
+        self.contexts = {
+            1000 + i: Context(
+                run_id=run_id,
+                node_id=1000 + i,
+                node_config=dict(nc),
+                state=RecordDict(),
+                run_config=dict(run_config),
+            )
+            for i, nc in enumerate(node_configs)
+        }
         self.dropped: set[int] = set()
         self._replies: dict[str, Message] = {}
 
@@ -43,8 +55,14 @@ class InProcessGrid(Grid):
 
         return Run.create_empty(self._run_id)
 
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
-                       group_id: str, ttl: float | None = None) -> Message:
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
         msg = Message(content, message_type=message_type, dst_node_id=dst_node_id)
         msg.metadata.group_id = group_id
         return msg
@@ -72,8 +90,9 @@ class InProcessGrid(Grid):
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return [self._replies.pop(m) for m in message_ids if m in self._replies]
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None
-                         ) -> Iterable[Message]:
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
         return self.pull_messages(self.push_messages(messages))
 
 
@@ -82,5 +101,6 @@ def server_context(run_config: dict, run_id: int = 1) -> Context:
     from flwr.supercore.task_identity import TaskIdentity
 
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = run_id, 0, 0
-    return Context(run_id=run_id, node_id=0, node_config={}, state=RecordDict(),
-                   run_config=dict(run_config))
+    return Context(
+        run_id=run_id, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config)
+    )

@@ -45,11 +45,25 @@ def write_app(folder: Path, run_config: dict) -> Path:
     installed ``privsynth`` package (see docs/federated.md for a real deployment).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    lines = ["[build-system]", 'requires = ["setuptools>=64"]', 'build-backend = "setuptools.build_meta"',
-             "", "[project]", f'name = "{APP_NAME}"', 'version = "0.1.0"', "dependencies = []", "",
-             "[tool.flwr.app]", 'publisher = "privsynth"', "", "[tool.flwr.app.components]",
-             'serverapp = "privsynth.federated.server_app:app"',
-             'clientapp = "privsynth.federated.client_app:app"', "", "[tool.flwr.app.config]"]
+    lines = [
+        "[build-system]",
+        'requires = ["setuptools>=64"]',
+        'build-backend = "setuptools.build_meta"',
+        "",
+        "[project]",
+        f'name = "{APP_NAME}"',
+        'version = "0.1.0"',
+        "dependencies = []",
+        "",
+        "[tool.flwr.app]",
+        'publisher = "privsynth"',
+        "",
+        "[tool.flwr.app.components]",
+        'serverapp = "privsynth.federated.server_app:app"',
+        'clientapp = "privsynth.federated.client_app:app"',
+        "",
+        "[tool.flwr.app.config]",
+    ]
     lines += [f"{k} = {_toml_value(v)}" for k, v in run_config.items()]
     (folder / "pyproject.toml").write_text("\n".join(lines) + "\n")
     return folder
@@ -68,8 +82,9 @@ def _env(flwr_home: Path) -> dict:
 
 def _start(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
     fh = open(log, "ab")
-    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -95,8 +110,9 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 
 @contextmanager
-def local_deployment(node_configs: list[dict], workdir: Path,
-                     tls: tuple[str, str, str] | None = None) -> Iterator[dict]:
+def local_deployment(
+    node_configs: list[dict], workdir: Path, tls: tuple[str, str, str] | None = None
+) -> Iterator[dict]:
     """Start a SuperLink and one SuperNode per node config; yield connection info; stop them all."""
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "flwr-home"
@@ -118,15 +134,29 @@ def local_deployment(node_configs: list[dict], workdir: Path,
         conn.append(f'root-certificates = "{ca}"')
         node_sec = ["--root-certificates", ca]
     (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "{CONNECTION}"\n\n' + "\n".join(conn) + "\n")
+        f'[superlink]\ndefault = "{CONNECTION}"\n\n' + "\n".join(conn) + "\n"
+    )
     procs: list[subprocess.Popen] = []
     try:
         procs.append(_start(link, workdir / "superlink.log", env))
         for i, nc in enumerate(node_configs):
             node_cfg = " ".join(f"{k}={_toml_value(v)}" for k, v in nc.items())
-            procs.append(_start(["flower-supernode", *node_sec, "--superlink", f"127.0.0.1:{port}",
-                                 "--port", str(free_port()), "--node-config", node_cfg],
-                                workdir / f"supernode-{i}.log", env))
+            procs.append(
+                _start(
+                    [
+                        "flower-supernode",
+                        *node_sec,
+                        "--superlink",
+                        f"127.0.0.1:{port}",
+                        "--port",
+                        str(free_port()),
+                        "--node-config",
+                        node_cfg,
+                    ],
+                    workdir / f"supernode-{i}.log",
+                    env,
+                )
+            )
         yield {"env": env, "procs": procs, "port": port, "home": home}
     finally:
         _stop(procs)
@@ -135,11 +165,18 @@ def local_deployment(node_configs: list[dict], workdir: Path,
 def flwr_run(app_dir: Path, env: dict, log: Path, timeout: float) -> int:
     """``flwr run APP privsynth-local --stream``: submit the run and follow it to the end."""
     with open(log, "ab") as fh:
-        p = subprocess.Popen(["flwr", "run", str(app_dir), CONNECTION, "--stream"], stdout=fh,
-                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        p = subprocess.Popen(
+            ["flwr", "run", str(app_dir), CONNECTION, "--stream"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         try:
             return p.wait(timeout)
         except subprocess.TimeoutExpired:
             _stop([p])
-            raise ConfigError(f"the federated run did not finish within {timeout:.0f}s; see "
-                              f"{log.parent} for the SuperLink/SuperNode logs") from None
+            raise ConfigError(
+                f"the federated run did not finish within {timeout:.0f}s; see "
+                f"{log.parent} for the SuperLink/SuperNode logs"
+            ) from None

@@ -22,8 +22,14 @@ def iid(labels: np.ndarray, n_owners: int, seed: int = 0) -> list[np.ndarray]:
     return [np.sort(p) for p in np.array_split(perm, n_owners)]
 
 
-def dirichlet(labels: np.ndarray, n_owners: int, alpha: float, seed: int = 0,
-              min_size: int = 10, max_tries: int = 100) -> list[np.ndarray]:
+def dirichlet(
+    labels: np.ndarray,
+    n_owners: int,
+    alpha: float,
+    seed: int = 0,
+    min_size: int = 10,
+    max_tries: int = 100,
+) -> list[np.ndarray]:
     """Label skew: for each class, owner shares ~ Dirichlet(alpha, ..., alpha).
 
     Small ``alpha`` (0.1-0.5) gives each owner a few dominant classes; large alpha tends to IID.
@@ -31,7 +37,9 @@ def dirichlet(labels: np.ndarray, n_owners: int, alpha: float, seed: int = 0,
     """
     _check(len(labels), n_owners)
     if not alpha > 0:
-        raise ConfigError(f"--dirichlet alpha must be > 0, got {alpha}; e.g. 0.3 (skewed) or 100 (~IID)")
+        raise ConfigError(
+            f"--dirichlet alpha must be > 0, got {alpha}; e.g. 0.3 (skewed) or 100 (~IID)"
+        )
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     for _ in range(max_tries):
@@ -44,12 +52,15 @@ def dirichlet(labels: np.ndarray, n_owners: int, alpha: float, seed: int = 0,
                 parts[owner].extend(chunk.tolist())
         if min(len(p) for p in parts) >= min_size:
             return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
-    raise ConfigError(f"Dirichlet(alpha={alpha}) left an owner with < {min_size} images after "
-                      f"{max_tries} draws; raise alpha or use fewer --clients")
+    raise ConfigError(
+        f"Dirichlet(alpha={alpha}) left an owner with < {min_size} images after "
+        f"{max_tries} draws; raise alpha or use fewer --clients"
+    )
 
 
-def partition(data: ImageDataset, n_owners: int, scheme: str = "iid", alpha: float = 0.3,
-              seed: int = 0) -> list[ImageDataset]:
+def partition(
+    data: ImageDataset, n_owners: int, scheme: str = "iid", alpha: float = 0.3, seed: int = 0
+) -> list[ImageDataset]:
     """``n_owners`` disjoint datasets covering ``data``."""
     if scheme == "iid":
         parts = iid(data.labels, n_owners, seed)

@@ -51,21 +51,32 @@ def run_secagg(grid: Grid, context: Context, initial: list[np.ndarray], cfg: dic
     ``current`` holds the final global weights)."""
     n_min = int(cfg.get("min-nodes", 2))
     strategy: Any = DeltaFedAvg(
-        initial, fraction_fit=float(cfg.get("fraction-train", 1.0)), fraction_evaluate=0.0,
-        min_fit_clients=n_min, min_available_clients=n_min,
-        on_fit_config_fn=lambda r: {"server-round": r})
+        initial,
+        fraction_fit=float(cfg.get("fraction-train", 1.0)),
+        fraction_evaluate=0.0,
+        min_fit_clients=n_min,
+        min_available_clients=n_min,
+        on_fit_config_fn=lambda r: {"server-round": r},
+    )
     inner = strategy
     if float(cfg.get("client-noise", 0)) > 0:
         strategy = DifferentialPrivacyClientSideFixedClipping(
-            strategy, float(cfg["client-noise"]), float(cfg.get("client-clip", 1.0)),
-            num_sampled_clients=int(cfg["sampled-per-round"]))
-    legacy = LegacyContext(context=context, config=ServerConfig(
-        num_rounds=int(cfg.get("num-server-rounds", 1))), strategy=strategy)
+            strategy,
+            float(cfg["client-noise"]),
+            float(cfg.get("client-clip", 1.0)),
+            num_sampled_clients=int(cfg["sampled-per-round"]),
+        )
+    legacy = LegacyContext(
+        context=context,
+        config=ServerConfig(num_rounds=int(cfg.get("num-server-rounds", 1))),
+        strategy=strategy,
+    )
     workflow = SecAggPlusWorkflow(
         num_shares=float(cfg.get("secagg-shares", 1.0)),
         reconstruction_threshold=float(cfg.get("secagg-threshold", 0.6)),
         max_weight=float(cfg.get("max-weight", 100000.0)),
         clipping_range=float(cfg.get("secagg-clip-range", 8.0)),
-        timeout=float(cfg.get("secagg-timeout", 120.0)))
+        timeout=float(cfg.get("secagg-timeout", 120.0)),
+    )
     DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
     return inner

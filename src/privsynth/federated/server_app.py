@@ -28,7 +28,7 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def run_federation(grid: Grid, context: Context) -> dict:
-    """Train for ``num-server-rounds`` rounds; write the run folder ``out-dir``; return a summary."""
+    """Train ``num-server-rounds`` rounds; write the run folder ``out-dir``; return its card."""
     cfg = dict(context.run_config)
     t0 = time.time()
     synth = task.build_model(cfg)
@@ -46,18 +46,23 @@ def run_federation(grid: Grid, context: Context) -> dict:
         from .secure import run_secagg
 
         strategy = run_secagg(grid, context, [init[k] for k in keys], cfg)
-        final = dict(zip(keys, strategy.current))
+        final = dict(zip(keys, strategy.current, strict=False))
         rounds_info = strategy.round_metrics
         enc_final = None
     elif mode in ("plain", "ckks"):
         if mode == "ckks" and client_dp:
-            raise ConfigError("client-level DP needs the server to clip each update, which CKKS "
-                              "hides; use --secure-aggregation with client-level DP instead")
+            raise ConfigError(
+                "client-level DP needs the server to clip each update, which CKKS "
+                "hides; use --secure-aggregation with client-level DP instead"
+            )
         strategy = make_strategy(cfg, mode, keys)
-        result = strategy.start(grid=grid, initial_arrays=ArrayRecord({k: Array(init[k])
-                                for k in keys}), num_rounds=rounds,
-                                timeout=float(cfg.get("round-timeout", 600)),
-                                train_config=ConfigRecord({}))
+        result = strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord({k: Array(init[k]) for k in keys}),
+            num_rounds=rounds,
+            timeout=float(cfg.get("round-timeout", 600)),
+            train_config=ConfigRecord({}),
+        )
         rounds_info = {r: dict(m) for r, m in result.train_metrics_clientapp.items()}
         enc_final = result.arrays if mode == "ckks" else None
         final = None if mode == "ckks" else {k: result.arrays[k].numpy() for k in keys}
@@ -79,8 +84,10 @@ def wait_for_nodes(grid: Grid, n: int, timeout: float) -> None:
     t_end = time.time() + timeout
     while len(list(grid.get_node_ids())) < n:
         if time.time() > t_end:
-            raise ConfigError(f"only {len(list(grid.get_node_ids()))} of {n} SuperNodes connected "
-                              f"within {timeout:.0f}s; start more SuperNodes or lower min-nodes")
+            raise ConfigError(
+                f"only {len(list(grid.get_node_ids()))} of {n} SuperNodes connected "
+                f"within {timeout:.0f}s; start more SuperNodes or lower min-nodes"
+            )
         time.sleep(0.5)
 
 
@@ -92,32 +99,48 @@ def sampled_per_round(cfg: dict, n_nodes: int) -> int:
 def _aggregate_metrics(contents: list[RecordDict], weight_key: str) -> MetricRecord:
     """Per round: the worst (largest) owner epsilon so far, mean losses, number of owners."""
     ms = [next(iter(c.metric_records.values())) for c in contents]
-    return MetricRecord({"owners": len(ms), "max-epsilon": max(float(m["epsilon"]) for m in ms),
-                         "d-loss": float(np.mean([m["d-loss"] for m in ms])),
-                         "g-loss": float(np.mean([m["g-loss"] for m in ms]))})
+    return MetricRecord(
+        {
+            "owners": len(ms),
+            "max-epsilon": max(float(m["epsilon"]) for m in ms),
+            "d-loss": float(np.mean([m["d-loss"] for m in ms])),
+            "g-loss": float(np.mean([m["g-loss"] for m in ms])),
+        }
+    )
 
 
 def make_strategy(cfg: dict, mode: str, keys: list[str]) -> Any:
     n_min = int(cfg.get("min-nodes", 2))
-    kwargs = dict(fraction_train=float(cfg.get("fraction-train", 1.0)), fraction_evaluate=0.0,
-                  min_train_nodes=n_min, min_available_nodes=n_min,
-                  train_metrics_aggr_fn=_aggregate_metrics)
+    kwargs = dict(
+        fraction_train=float(cfg.get("fraction-train", 1.0)),
+        fraction_evaluate=0.0,
+        min_train_nodes=n_min,
+        min_available_nodes=n_min,
+        train_metrics_aggr_fn=_aggregate_metrics,
+    )
     if mode == "ckks":
         public = encrypted.load_context(str(cfg["ckks-public"]), need_secret=False)
         return EncryptedFedAvg(public, **kwargs)
     strategy: Any = FedAvg(**kwargs)
     if float(cfg.get("client-noise", 0)) > 0:
-        from flwr.serverapp import (NeighboringRelation, PrivacyConfig, RdpAccountant,
-                                    SamplingMethod)
+        from flwr.serverapp import NeighboringRelation, PrivacyConfig, RdpAccountant, SamplingMethod
 
         m = int(cfg["sampled-per-round"])
-        accountant = RdpAccountant(PrivacyConfig(
-            target_delta=float(cfg.get("client-delta", 1e-5)), population_size=max(m, n_min),
-            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-            sampling_method=SamplingMethod.NO_AMPLIFICATION))
+        accountant = RdpAccountant(
+            PrivacyConfig(
+                target_delta=float(cfg.get("client-delta", 1e-5)),
+                population_size=max(m, n_min),
+                neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                sampling_method=SamplingMethod.NO_AMPLIFICATION,
+            )
+        )
         strategy = DifferentialPrivacyServerSideFixedClipping(
-            strategy, float(cfg["client-noise"]), float(cfg.get("client-clip", 1.0)), m,
-            accountant=accountant)
+            strategy,
+            float(cfg["client-noise"]),
+            float(cfg.get("client-clip", 1.0)),
+            m,
+            accountant=accountant,
+        )
     return strategy
 
 
@@ -132,8 +155,9 @@ class EncryptedFedAvg(FedAvg):
         super().__init__(**kwargs)
         self.public_ctx = public_ctx
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         messages = list(super().configure_train(server_round, arrays, config, grid))
         if "blob" in arrays:  # an encrypted aggregate: send it under "enc" instead
             for msg in messages:  # the strategy shares one RecordDict between messages
@@ -146,8 +170,10 @@ class EncryptedFedAvg(FedAvg):
         valid = [m for m in replies if not m.has_error()]
         if not valid:
             return None, None
-        chunks = [encrypted.unpack(m.content["enc"]["blob"].numpy(),
-                                   m.content["enc"]["lengths"].numpy()) for m in valid]
+        chunks = [
+            encrypted.unpack(m.content["enc"]["blob"].numpy(), m.content["enc"]["lengths"].numpy())
+            for m in valid
+        ]
         blob, lengths = encrypted.pack(encrypted.add(self.public_ctx, chunks))
         metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
         return ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}), metrics
@@ -169,11 +195,19 @@ def query_reports(grid: Grid, enc_final: ArrayRecord | None) -> tuple[list[dict]
             continue
         m = reply.content["metrics"]
         info = reply.content["info"]
-        reports.append({"partition": int(info["partition-id"]), "epsilon": float(m["epsilon"]),
-                        "delta": float(m["delta"]), "num_examples": int(m["num-examples"]),
-                        "noise_multiplier": float(m["noise-multiplier"]),
-                        "sample_rate": float(m["sample-rate"]), "bytes_up": int(m["bytes-up"]),
-                        "bytes_down": int(m["bytes-down"]), "history": str(info["history"])})
+        reports.append(
+            {
+                "partition": int(info["partition-id"]),
+                "epsilon": float(m["epsilon"]),
+                "delta": float(m["delta"]),
+                "num_examples": int(m["num-examples"]),
+                "noise_multiplier": float(m["noise-multiplier"]),
+                "sample_rate": float(m["sample-rate"]),
+                "bytes_up": int(m["bytes-up"]),
+                "bytes_down": int(m["bytes-down"]),
+                "history": str(info["history"]),
+            }
+        )
         if "arrays" in reply.content.array_records:
             rec = reply.content["arrays"]
             decrypted = {k: rec[k].numpy() for k in rec.keys()}

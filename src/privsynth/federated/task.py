@@ -39,20 +39,27 @@ def build_model(cfg: dict[str, Any]) -> GANSynthesizer:
     """The method named in the run config, sized from the image shape it carries."""
     method = str(cfg.get("method", "dpgan"))
     if method not in FEDERATED_METHODS:
-        raise ConfigError(f"method '{method}' cannot be federated yet; choose one of "
-                          f"{FEDERATED_METHODS}")
+        raise ConfigError(
+            f"method '{method}' cannot be federated yet; choose one of {FEDERATED_METHODS}"
+        )
     shape = (int(cfg["image-channels"]), int(cfg["image-size"]), int(cfg["image-size"]))
     model_config = json.loads(str(cfg.get("model-config", "{}")) or "{}")
     torch.manual_seed(int(cfg.get("seed", 0)))
-    return create(method, shape, int(cfg["num-classes"]), model_config,
-                  private=float(cfg.get("epsilon", 0)) > 0)
+    return create(
+        method,
+        shape,
+        int(cfg["num-classes"]),
+        model_config,
+        private=float(cfg.get("epsilon", 0)) > 0,
+    )
 
 
 def array_keys(synth: GANSynthesizer) -> list[str]:
     """Float tensors of G and D in a fixed order (integer BatchNorm counters are not averaged)."""
     keys = [f"g.{k}" for k, v in synth.generator.state_dict().items() if v.is_floating_point()]
-    return keys + [f"d.{k}" for k, v in synth.discriminator.state_dict().items()
-                   if v.is_floating_point()]
+    return keys + [
+        f"d.{k}" for k, v in synth.discriminator.state_dict().items() if v.is_floating_point()
+    ]
 
 
 def get_arrays(synth: GANSynthesizer) -> dict[str, np.ndarray]:
@@ -67,8 +74,10 @@ def get_arrays(synth: GANSynthesizer) -> dict[str, np.ndarray]:
 def set_arrays(synth: GANSynthesizer, arrays: dict[str, np.ndarray]) -> None:
     missing = set(array_keys(synth)) - set(arrays)
     if missing:
-        raise ConfigError(f"global model lacks {sorted(missing)[:3]}...; server and owners must "
-                          "run the same method, model-config and image shape")
+        raise ConfigError(
+            f"global model lacks {sorted(missing)[:3]}...; server and owners must "
+            "run the same method, model-config and image shape"
+        )
     for part, module in (("g", synth.generator), ("d", synth.discriminator)):
         state = module.state_dict()
         for name in state:
@@ -85,7 +94,7 @@ def finalize(synth: GANSynthesizer) -> GANSynthesizer:
     return synth
 
 
-# --- data ------------------------------------------------------------------------------------------
+# --- data ---------------------------------------------------------------------
 def load_owner_data(node_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> ImageDataset:
     """This owner's private training images.
 
@@ -97,23 +106,30 @@ def load_owner_data(node_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> ImageD
     if "data-path" in node_cfg:
         return load_dataset(str(node_cfg["data-path"]), image_size=size)
     if "partition-id" not in node_cfg:
-        raise ConfigError("this SuperNode has no data: start it with --node-config "
-                          "'data-path=\"/my/images\"' (or partition-id=I num-partitions=N)")
+        raise ConfigError(
+            "this SuperNode has no data: start it with --node-config "
+            "'data-path=\"/my/images\"' (or partition-id=I num-partitions=N)"
+        )
     data = load_dataset(str(run_cfg["data"]), image_size=size)
     parts = split(data, float(run_cfg.get("holdout", 0.2)), int(run_cfg.get("split-seed", 0)))
     train = data.subset(parts.train, name=data.name)
-    owners = partition(train, int(node_cfg["num-partitions"]), str(run_cfg.get("partition", "iid")),
-                       float(run_cfg.get("alpha", 0.3)), int(run_cfg.get("partition-seed", 0)))
+    owners = partition(
+        train,
+        int(node_cfg["num-partitions"]),
+        str(run_cfg.get("partition", "iid")),
+        float(run_cfg.get("alpha", 0.3)),
+        int(run_cfg.get("partition-seed", 0)),
+    )
     return owners[int(node_cfg["partition-id"])]
 
 
-# --- local training ---------------------------------------------------------------------------------
+# --- local training ------------------------------------------------------------
 @dataclass
 class LocalResult:
     arrays: dict[str, np.ndarray]
     num_examples: int
     accountant: AccountantState | None
-    epsilon: float                 # this owner's sample-level epsilon so far (0 without DP)
+    epsilon: float  # this owner's sample-level epsilon so far (0 without DP)
     delta: float
     noise_multiplier: float
     sample_rate: float
@@ -126,13 +142,22 @@ def privacy_spec(cfg: dict[str, Any]) -> PrivacySpec | None:
     if eps <= 0:
         return None
     delta = float(cfg.get("delta", 0)) or None
-    return PrivacySpec(epsilon=eps, delta=delta, max_grad_norm=float(cfg.get("clip", 1.0)),
-                       accountant=str(cfg.get("accountant", "prv")))
+    return PrivacySpec(
+        epsilon=eps,
+        delta=delta,
+        max_grad_norm=float(cfg.get("clip", 1.0)),
+        accountant=str(cfg.get("accountant", "prv")),
+    )
 
 
-def local_train(synth: GANSynthesizer, data: ImageDataset, cfg: dict[str, Any],
-                history: AccountantState | None, seed: int, sigma: float | None = None
-                ) -> LocalResult:
+def local_train(
+    synth: GANSynthesizer,
+    data: ImageDataset,
+    cfg: dict[str, Any],
+    history: AccountantState | None,
+    seed: int,
+    sigma: float | None = None,
+) -> LocalResult:
     """``local-steps`` D-steps (DP-SGD if the run is private) + G-steps on this owner's data.
 
     ``sigma``: the noise multiplier this owner calibrated in an earlier round (the plan is the
@@ -143,8 +168,9 @@ def local_train(synth: GANSynthesizer, data: ImageDataset, cfg: dict[str, Any],
     rounds = int(cfg.get("num-server-rounds", 1))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    dataset = TensorDataset(torch.from_numpy(to_unit_range(data.images)),
-                            torch.from_numpy(data.labels))
+    dataset = TensorDataset(
+        torch.from_numpy(to_unit_range(data.images)), torch.from_numpy(data.labels)
+    )
     n = len(dataset)
     batch = min(gcfg.batch_size, n)
     G, D = synth.generator.train(), synth.discriminator.train()
@@ -157,8 +183,9 @@ def local_train(synth: GANSynthesizer, data: ImageDataset, cfg: dict[str, Any],
             spec.noise_multiplier = sigma  # same (epsilon, delta, q, steps) -> same sigma
         plan = dpsgd.plan(spec, n, batch, rounds * steps)
         plan.target_epsilon = float(cfg["epsilon"])
-        D_train, opt_d, loader, engine = dpsgd.make_private(D, opt_d, dataset, plan, spec, history,
-                                                            generator=gen)
+        D_train, opt_d, loader, engine = dpsgd.make_private(
+            D, opt_d, dataset, plan, spec, history, generator=gen
+        )
     else:
         D_train = D
         loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, generator=gen)
@@ -175,6 +202,14 @@ def local_train(synth: GANSynthesizer, data: ImageDataset, cfg: dict[str, Any],
         delta = spec.resolved_delta(n)
         eps = acc.epsilon(delta)
         D_train._close()
-    return LocalResult(get_arrays(synth), n, acc, eps, delta,
-                       plan.noise_multiplier if plan else 0.0, plan.sample_rate if plan else 0.0,
-                       d_loss, g_loss)
+    return LocalResult(
+        get_arrays(synth),
+        n,
+        acc,
+        eps,
+        delta,
+        plan.noise_multiplier if plan else 0.0,
+        plan.sample_rate if plan else 0.0,
+        d_loss,
+        g_loss,
+    )
