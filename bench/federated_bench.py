@@ -47,9 +47,11 @@ def main() -> None:
     ap.add_argument("--epsilon", type=float, default=10.0)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--mode", default="inprocess", choices=["inprocess", "processes"])
+    ap.add_argument("--width", type=int, default=16, help="GAN channels (D and G)")
+    ap.add_argument("--accountant", default="rdp", choices=["rdp", "prv"])
     ap.add_argument("--out", default="bench/results/federated.json")
     args = ap.parse_args()
-    gan = {"batch_size": args.batch_size, "n_d": 5, "width": 32, "g_width": 32}
+    gan = {"batch_size": args.batch_size, "n_d": 5, "width": args.width, "g_width": args.width}
     work = Path(tempfile.mkdtemp(prefix="fedbench-"))
     rows = []
 
@@ -62,7 +64,7 @@ def main() -> None:
         "dpgan",
         work / "central",
         epsilon=args.epsilon,
-        accountant="prv",
+        accountant=args.accountant,
         config=dict(gan, epochs=epochs),
         progress=False,
         ledger=work / "ledger.json",
@@ -97,7 +99,7 @@ def main() -> None:
                 local_steps=args.local_steps,
                 aggregation=agg,
                 epsilon=args.epsilon,
-                accountant="prv",
+                accountant=args.accountant,
                 dirichlet=part,
                 config=gan,
                 mode=args.mode,
