@@ -162,8 +162,10 @@ def main() -> None:
             "local_steps": args.local_steps,
             "epsilon": args.epsilon,
             "gan_config": gan,
-            "command": f"nice -n 10 python bench/federated_bench.py --mode {args.mode} --rounds "
-            f"{args.rounds} --local-steps {args.local_steps}",
+            "command": f"OMP_NUM_THREADS=1 nice -n 10 python bench/federated_bench.py --mode "
+            f"{args.mode} --rounds {args.rounds} --local-steps {args.local_steps} --width "
+            f"{args.width} --accountant {args.accountant}",
+            "accountant": args.accountant,
             "rows": rows,
             "ckks_precision_on_model_sized_updates": ckks_loss,
             "notes": "wall_vs_central: wall time of the whole federated run / central DP training "
