@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-VERBS = ["train", "sample", "info", "ledger", "evaluate", "audit", "sweep"]
+VERBS = ["train", "sample", "info", "ledger", "evaluate", "audit", "sweep", "federate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,128 @@
+"""privsynth federate: train across N data owners with Flower (local SuperLink+SuperNodes)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .options import add_data_options, add_method_options, method_config
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "federate",
+        help="federated training across data owners (Flower); writes a run folder",
+        description="Start a Flower SuperLink and one SuperNode per owner on 127.0.0.1, train "
+        "with FedAvg (optionally SecAgg+ or CKKS), write a run folder.",
+    )
+    p.add_argument("--method", default="dpgan", help="dpgan (default) or gan")
+    p.add_argument("--out", required=True, help="run folder to write")
+    add_data_options(p)
+    add_method_options(p)
+    g = p.add_argument_group("federation")
+    g.add_argument("--clients", type=int, default=5, help="number of data owners (SuperNodes)")
+    g.add_argument("--rounds", type=int, default=10, help="FedAvg rounds")
+    g.add_argument(
+        "--local-steps", type=int, default=20, help="discriminator steps per owner per round"
+    )
+    g.add_argument("--fraction", type=float, default=1.0, help="fraction of owners per round")
+    g.add_argument(
+        "--dirichlet",
+        type=float,
+        default=None,
+        metavar="ALPHA",
+        help="non-IID split: Dirichlet(ALPHA) over labels (default: IID)",
+    )
+    g.add_argument(
+        "--owner-data",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="one dataset per owner instead of splitting --data",
+    )
+    agg = g.add_mutually_exclusive_group()
+    agg.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="SecAgg+: the server sees only the sum of the updates",
+    )
+    agg.add_argument(
+        "--encrypted-aggregation",
+        action="store_true",
+        help="CKKS (TenSEAL): the server adds ciphertexts it cannot decrypt",
+    )
+    g.add_argument(
+        "--inprocess",
+        action="store_true",
+        help="no processes: call the apps directly (fast; for experiments)",
+    )
+    g.add_argument(
+        "--tls",
+        nargs=3,
+        default=None,
+        metavar=("CA", "CERT", "KEY"),
+        help="serve TLS with these PEM files instead of insecure loopback",
+    )
+    g.add_argument("--timeout", type=float, default=1800, help="seconds before giving up")
+    d = p.add_argument_group("differential privacy")
+    d.add_argument(
+        "--epsilon",
+        type=float,
+        default=10.0,
+        help="sample-level epsilon per owner (DP-SGD inside each owner; default 10)",
+    )
+    d.add_argument("--delta", type=float, default=None, help="per owner (default 1/(10 n_owner))")
+    d.add_argument("--no-dp", action="store_true", help="no sample-level DP")
+    d.add_argument("--clip", type=float, default=1.0, help="per-sample clip norm C")
+    d.add_argument("--accountant", choices=["prv", "rdp"], default="prv")
+    d.add_argument(
+        "--client-epsilon",
+        type=float,
+        default=None,
+        help="add client-level DP (server-side noise) calibrated to this epsilon",
+    )
+    d.add_argument("--client-clip", type=float, default=1.0, help="update clip norm (client DP)")
+    d.add_argument("--client-delta", type=float, default=1e-5)
+    d.add_argument("--ledger", default=None, help="owners' privacy ledger (default beside --out)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..federated import federate
+    from .info import format_card
+
+    aggregation = (
+        "secagg" if args.secure_aggregation else "ckks" if args.encrypted_aggregation else "plain"
+    )
+    result = federate(
+        args.data,
+        args.method,
+        args.out,
+        args.clients,
+        args.rounds,
+        local_steps=args.local_steps,
+        fraction=args.fraction,
+        aggregation=aggregation,
+        epsilon=None if args.no_dp else args.epsilon,
+        delta=args.delta,
+        clip=args.clip,
+        accountant=args.accountant,
+        client_epsilon=args.client_epsilon,
+        client_clip=args.client_clip,
+        client_delta=args.client_delta,
+        dirichlet=args.dirichlet,
+        holdout=args.holdout,
+        split_seed=args.split_seed,
+        seed=args.seed,
+        image_size=args.image_size,
+        config=method_config(args),
+        owner_data=args.owner_data,
+        mode="inprocess" if args.inprocess else "processes",
+        tls=tuple(args.tls) if args.tls else None,
+        overwrite=args.overwrite,
+        timeout=args.timeout,
+        ledger=args.ledger,
+    )
+    print(format_card(result.card))
+    print(result.card["privacy"]["guarantee"])
+    return 0

@@ -1,0 +1,243 @@
+"""The ClientApp: one data owner. Its images never leave this process; only model updates do.
+
+Handlers (Flower's Message API):
+- ``train``: load the global model, train locally (DP-SGD on D, see ``task``), reply with the new
+  weights (plain FedAvg), the weight *delta* (SecAgg+, inside Flower's ``secaggplus_mod``), or the
+  CKKS-encrypted ``[n * w, n]`` (encrypted aggregation).
+- ``query.report``: this owner's privacy accounting (DP-SGD history and epsilon) and the bytes it
+  sent/received; with CKKS, it also decrypts the final aggregate for the server to release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.client.mod import fixedclipping_mod, secaggplus_mod
+from flwr.clientapp import ClientApp
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.compat.common import recorddict_compat as compat
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
+
+from ..privacy.accounting import AccountantState
+from . import encrypted, task
+
+STATE = "privsynth"
+
+
+def _value_bytes(v) -> int:
+    if isinstance(v, (bytes, str)):
+        return len(v)
+    if isinstance(v, list):
+        return sum(_value_bytes(x) for x in v)
+    return 8
+
+
+def record_bytes(content: RecordDict) -> int:
+    """Payload size of a message: array bytes plus config/metric values (keys included)."""
+    total = 0
+    for _name, rec in content.items():
+        if isinstance(rec, ArrayRecord):
+            total += rec.count_bytes()
+        else:
+            total += sum(len(k) + _value_bytes(v) for k, v in rec.items())
+    return int(total)
+
+
+def traffic_mod(msg: Message, ctx: Context, call_next) -> Message:
+    """Count payload bytes in and out of this owner (record sizes, not wire framing)."""
+    out = call_next(msg, ctx)
+    st = _state(ctx)
+    st["bytes-down"] = int(st.get("bytes-down", 0)) + record_bytes(msg.content)
+    if not out.has_error():
+        st["bytes-up"] = int(st.get("bytes-up", 0)) + record_bytes(out.content)
+    return out
+
+
+def secure_mod(msg: Message, ctx: Context, call_next) -> Message:
+    """Flower's SecAgg+ client mod, applied only to messages of the SecAgg+ protocol. Inside it,
+    updates become deltas (small numbers, inside SecAgg+'s quantization range) after Flower's
+    fixed-clipping mod has clipped them, when the server asked for client-level DP."""
+    if RECORD_KEY_CONFIGS not in msg.content.config_records:
+        return call_next(msg, ctx)
+
+    def clipped(m: Message, c: Context) -> Message:
+        fitins = m.content.config_records.get("fitins.config")
+        if fitins is not None and KEY_CLIPPING_NORM in fitins:
+            return fixedclipping_mod(m, c, call_next)
+        return call_next(m, c)
+
+    def as_delta(m: Message, c: Context) -> Message:
+        out = clipped(m, c)
+        if out.has_error() or "fitins.parameters" not in m.content.array_records:
+            return out
+        sent = parameters_to_ndarrays(compat.recorddict_to_fitins(m.content, True).parameters)
+        res = compat.recorddict_to_fitres(out.content, keep_input=True)
+        new = parameters_to_ndarrays(res.parameters)
+        res.parameters = ndarrays_to_parameters([a - b for a, b in zip(new, sent, strict=True)])
+        out.content = compat.fitres_to_recorddict(res, keep_input=True)
+        return out
+
+    return secaggplus_mod(msg, ctx, as_delta)
+
+
+app = ClientApp(mods=[traffic_mod])
+
+
+def _state(ctx: Context) -> ConfigRecord:
+    if STATE not in ctx.state.config_records:
+        ctx.state.config_records[STATE] = ConfigRecord({})
+    return ctx.state.config_records[STATE]
+
+
+@app.train(mods=[secure_mod])
+def train(msg: Message, context: Context) -> Message:
+    cfg, node = dict(context.run_config), dict(context.node_config)
+    synth = task.build_model(cfg)
+    keys = task.array_keys(synth)
+    legacy = "fitins.parameters" in msg.content.array_records  # SecAgg+ workflow (legacy records)
+    if legacy:
+        fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
+        server_round = int(fitins.config.get("server-round", 1))
+        global_arrays = dict(zip(keys, parameters_to_ndarrays(fitins.parameters), strict=False))
+    else:
+        server_round = int(msg.content["config"]["server-round"])
+        global_arrays = _global_arrays(msg, cfg, node, keys)
+    task.set_arrays(synth, global_arrays)
+
+    data = task.load_owner_data(node, cfg)
+    st = _state(context)
+    history = AccountantState.from_json(json.loads(st["history"])) if "history" in st else None
+    pid = int(node.get("partition-id", 0))
+    _maybe_drop(cfg, pid, server_round)
+    res = task.local_train(
+        synth,
+        data,
+        cfg,
+        history,
+        seed=int(cfg.get("seed", 0)) + 1000 * pid + server_round,
+        sigma=float(st.get("noise-multiplier", cfg.get("noise-multiplier", 0.0))) or None,
+    )
+    if res.accountant is not None:
+        st["history"] = json.dumps(res.accountant.to_json())
+    _book_ledger(node, data, context.run_id, res)
+    st.update(
+        {
+            "epsilon": res.epsilon,
+            "delta": res.delta,
+            "num-examples": res.num_examples,
+            "noise-multiplier": res.noise_multiplier,
+            "sample-rate": res.sample_rate,
+        }
+    )
+    # Client-level DP needs equal weights (sensitivity C / m); otherwise FedAvg by example count.
+    weight = 1 if float(cfg.get("client-noise", 0)) > 0 else res.num_examples
+    metrics = {
+        "num-examples": weight,
+        "epsilon": res.epsilon,
+        "d-loss": res.d_loss,
+        "g-loss": res.g_loss,
+    }
+    if legacy:  # full weights; secure_mod turns them into deltas after any clipping
+        fitres = compat.FitRes(
+            status=compat.Status(code=compat.Code.OK, message=""),
+            parameters=ndarrays_to_parameters([res.arrays[k] for k in keys]),
+            num_examples=weight,
+            metrics=metrics,
+        )
+        return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+    if str(cfg.get("aggregation", "plain")) == "ckks":
+        ctx = encrypted.load_context(_secret_path(node, cfg), need_secret=True)
+        blob, lengths = encrypted.pack(
+            encrypted.encrypt(ctx, encrypted.weighted_payload(res.arrays, keys, weight))
+        )
+        content = RecordDict(
+            {
+                "enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}),
+                "metrics": MetricRecord(metrics),
+            }
+        )
+        return Message(content, reply_to=msg)
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(res.arrays[k]) for k in keys}),
+            "metrics": MetricRecord(metrics),
+        }
+    )
+    return Message(content, reply_to=msg)
+
+
+@app.query("report")
+def report(msg: Message, context: Context) -> Message:
+    """This owner's privacy spend and traffic; with CKKS, the decrypted final model."""
+    st = _state(context)
+    out = RecordDict(
+        {
+            "metrics": MetricRecord(
+                {
+                    "epsilon": float(st.get("epsilon", 0.0)),
+                    "delta": float(st.get("delta", 0.0)),
+                    "num-examples": int(st.get("num-examples", 0)),
+                    "noise-multiplier": float(st.get("noise-multiplier", 0.0)),
+                    "sample-rate": float(st.get("sample-rate", 0.0)),
+                    "bytes-up": int(st.get("bytes-up", 0)),
+                    "bytes-down": int(st.get("bytes-down", 0)),
+                }
+            ),
+            "info": ConfigRecord(
+                {
+                    "history": str(st.get("history", "")),
+                    "partition-id": int(context.node_config.get("partition-id", -1)),
+                }
+            ),
+        }
+    )
+    if "enc" in msg.content.array_records:
+        cfg, node = dict(context.run_config), dict(context.node_config)
+        keys = task.array_keys(task.build_model(cfg))
+        arrays = _global_arrays(msg, cfg, node, keys)
+        out["arrays"] = ArrayRecord({k: Array(arrays[k]) for k in keys})
+    return Message(out, reply_to=msg)
+
+
+def _global_arrays(msg: Message, cfg: dict, node: dict, keys: list[str]) -> dict[str, np.ndarray]:
+    if "enc" in msg.content.array_records:  # CKKS: decrypt the server's sum, divide by the count
+        rec = msg.content["enc"]
+        ctx = encrypted.load_context(_secret_path(node, cfg), need_secret=True)
+        total = encrypted.decrypt(
+            ctx, encrypted.unpack(rec["blob"].numpy(), rec["lengths"].numpy())
+        )
+        like = task.get_arrays(task.build_model(cfg))
+        return encrypted.unflatten(encrypted.average_from_sum(total), like, keys)
+    rec = msg.content["arrays"]
+    return {k: rec[k].numpy() for k in keys}
+
+
+def _secret_path(node: dict, cfg: dict) -> str:
+    return str(node.get("ckks-secret", cfg.get("ckks-secret", "")))
+
+
+def _maybe_drop(cfg: dict, pid: int, server_round: int) -> None:
+    """Test hook: the owner ``drop-partition`` crashes (its process exits) in ``drop-round``."""
+    if int(cfg.get("drop-partition", -1)) == pid and int(cfg.get("drop-round", 1)) == server_round:
+        os._exit(17)
+
+
+def _book_ledger(node: dict, data, run_id: int, res: task.LocalResult) -> None:
+    """Each owner books its own spend in its own ledger (node config ``ledger``), keyed by the
+    fingerprint of its own data."""
+    if "ledger" not in node or res.accountant is None:
+        return
+    from ..privacy import Ledger
+
+    Ledger(str(node["ledger"])).record(
+        data.fingerprint,
+        data.name,
+        f"federated-{run_id}",
+        epsilon=res.epsilon,
+        delta=res.delta,
+        method="dpgan-federated",
+    )

@@ -1,0 +1,215 @@
+"""Model, data and local training of one data owner (Flower's ``task.py``).
+
+What is federated: the conditional GAN's generator G and discriminator D (``privsynth.models.gan``).
+Each round, every sampled owner starts from the global (G, D), runs ``local-steps`` discriminator
+steps with DP-SGD (Opacus: Poisson sampling, per-sample clipping, Gaussian noise) on *its own*
+images, and a generator step every ``n_d`` D-steps against its local D. G only ever sees D's outputs
+on fake images, so G's update is post-processing of the owner's DP discriminator and spends no
+privacy. Both updates go back to the server and are averaged (FedAvg).
+
+Each owner's accountant history lives in its own process across rounds; the noise multiplier is
+calibrated once for the whole federation (``rounds x local-steps`` steps at the owner's q), so the
+owner's epsilon after the last round is at most the target, whatever subset of rounds it joined.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from ..data import ImageDataset, load_dataset, split, to_unit_range
+from ..errors import ConfigError
+from ..models.base import infinite
+from ..models.gan import GANSynthesizer
+from ..models.registry import create
+from ..privacy import dpsgd
+from ..privacy.accounting import AccountantState, PrivacySpec
+from .partition import partition
+
+FEDERATED_METHODS = ("dpgan", "gan")
+
+
+# --- model <-> arrays ----------------------------------------------------------------------------
+def build_model(cfg: dict[str, Any]) -> GANSynthesizer:
+    """The method named in the run config, sized from the image shape it carries."""
+    method = str(cfg.get("method", "dpgan"))
+    if method not in FEDERATED_METHODS:
+        raise ConfigError(
+            f"method '{method}' cannot be federated yet; choose one of {FEDERATED_METHODS}"
+        )
+    shape = (int(cfg["image-channels"]), int(cfg["image-size"]), int(cfg["image-size"]))
+    model_config = json.loads(str(cfg.get("model-config", "{}")) or "{}")
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    return create(
+        method,
+        shape,
+        int(cfg["num-classes"]),
+        model_config,
+        private=float(cfg.get("epsilon", 0)) > 0,
+    )
+
+
+def array_keys(synth: GANSynthesizer) -> list[str]:
+    """Float tensors of G and D in a fixed order (integer BatchNorm counters are not averaged)."""
+    keys = [f"g.{k}" for k, v in synth.generator.state_dict().items() if v.is_floating_point()]
+    return keys + [
+        f"d.{k}" for k, v in synth.discriminator.state_dict().items() if v.is_floating_point()
+    ]
+
+
+def get_arrays(synth: GANSynthesizer) -> dict[str, np.ndarray]:
+    g, d = synth.generator.state_dict(), synth.discriminator.state_dict()
+    out = {}
+    for key in array_keys(synth):
+        part, name = key.split(".", 1)
+        out[key] = (g if part == "g" else d)[name].detach().cpu().numpy().astype(np.float32)
+    return out
+
+
+def set_arrays(synth: GANSynthesizer, arrays: dict[str, np.ndarray]) -> None:
+    missing = set(array_keys(synth)) - set(arrays)
+    if missing:
+        raise ConfigError(
+            f"global model lacks {sorted(missing)[:3]}...; server and owners must "
+            "run the same method, model-config and image shape"
+        )
+    for part, module in (("g", synth.generator), ("d", synth.discriminator)):
+        state = module.state_dict()
+        for name in state:
+            key = f"{part}.{name}"
+            if key in arrays:
+                state[name] = torch.from_numpy(np.asarray(arrays[key], dtype=np.float32).copy())
+        module.load_state_dict(state)
+
+
+def finalize(synth: GANSynthesizer) -> GANSynthesizer:
+    """The released sampler is the global generator (set as the EMA slot the run folder saves)."""
+    synth.g_ema.load_state_dict(synth.generator.state_dict())
+    synth.g_ema.eval()
+    return synth
+
+
+# --- data ---------------------------------------------------------------------
+def load_owner_data(node_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> ImageDataset:
+    """This owner's private training images.
+
+    A real owner names its own data (node config ``data-path``) and uses all of it. For
+    experiments, ``partition-id`` / ``num-partitions`` pick one part of the run's dataset after the
+    same seeded train/holdout split ``privsynth train`` uses, so the holdout is never trained on.
+    """
+    size = int(run_cfg["image-size"])
+    if "data-path" in node_cfg:
+        return load_dataset(str(node_cfg["data-path"]), image_size=size)
+    if "partition-id" not in node_cfg:
+        raise ConfigError(
+            "this SuperNode has no data: start it with --node-config "
+            "'data-path=\"/my/images\"' (or partition-id=I num-partitions=N)"
+        )
+    data = load_dataset(str(run_cfg["data"]), image_size=size)
+    parts = split(data, float(run_cfg.get("holdout", 0.2)), int(run_cfg.get("split-seed", 0)))
+    train = data.subset(parts.train, name=data.name)
+    owners = partition(
+        train,
+        int(node_cfg["num-partitions"]),
+        str(run_cfg.get("partition", "iid")),
+        float(run_cfg.get("alpha", 0.3)),
+        int(run_cfg.get("partition-seed", 0)),
+    )
+    return owners[int(node_cfg["partition-id"])]
+
+
+# --- local training ------------------------------------------------------------
+@dataclass
+class LocalResult:
+    arrays: dict[str, np.ndarray]
+    num_examples: int
+    accountant: AccountantState | None
+    epsilon: float  # this owner's sample-level epsilon so far (0 without DP)
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    d_loss: float
+    g_loss: float
+
+
+def privacy_spec(cfg: dict[str, Any]) -> PrivacySpec | None:
+    eps = float(cfg.get("epsilon", 0))
+    if eps <= 0:
+        return None
+    delta = float(cfg.get("delta", 0)) or None
+    return PrivacySpec(
+        epsilon=eps,
+        delta=delta,
+        max_grad_norm=float(cfg.get("clip", 1.0)),
+        accountant=str(cfg.get("accountant", "prv")),
+    )
+
+
+def local_train(
+    synth: GANSynthesizer,
+    data: ImageDataset,
+    cfg: dict[str, Any],
+    history: AccountantState | None,
+    seed: int,
+    sigma: float | None = None,
+) -> LocalResult:
+    """``local-steps`` D-steps (DP-SGD if the run is private) + G-steps on this owner's data.
+
+    ``sigma``: the noise multiplier this owner calibrated in an earlier round (the plan is the
+    same every round; calibrating once saves the accountant's bisection).
+    """
+    gcfg = synth.config
+    steps = int(cfg.get("local-steps", 20))
+    rounds = int(cfg.get("num-server-rounds", 1))
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    dataset = TensorDataset(
+        torch.from_numpy(to_unit_range(data.images)), torch.from_numpy(data.labels)
+    )
+    n = len(dataset)
+    batch = min(gcfg.batch_size, n)
+    G, D = synth.generator.train(), synth.discriminator.train()
+    opt_g = torch.optim.Adam(G.parameters(), lr=gcfg.lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=gcfg.lr_d, betas=(0.5, 0.999))
+    spec = privacy_spec(cfg) if synth.private else None
+    engine, plan = None, None
+    if spec is not None:
+        if sigma:
+            spec.noise_multiplier = sigma  # same (epsilon, delta, q, steps) -> same sigma
+        plan = dpsgd.plan(spec, n, batch, rounds * steps)
+        plan.target_epsilon = float(cfg["epsilon"])
+        D_train, opt_d, loader, engine = dpsgd.make_private(
+            D, opt_d, dataset, plan, spec, history, generator=gen
+        )
+    else:
+        D_train = D
+        loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, generator=gen)
+    batches = infinite(loader)
+    d_loss = g_loss = float("nan")
+    for step in range(steps):
+        xr, yr = next(batches)
+        d_loss = synth._d_step(G, D_train, opt_d, xr, yr, batch, torch.device("cpu"))
+        if (step + 1) % gcfg.n_d == 0 or step + 1 == steps:
+            g_loss = synth._g_step(G, D_train, opt_g, batch, torch.device("cpu"))
+    acc, eps, delta = None, 0.0, 0.0
+    if engine is not None:
+        acc = dpsgd.accountant_state(engine, spec.accountant)
+        delta = spec.resolved_delta(n)
+        eps = acc.epsilon(delta)
+        D_train._close()
+    return LocalResult(
+        get_arrays(synth),
+        n,
+        acc,
+        eps,
+        delta,
+        plan.noise_multiplier if plan else 0.0,
+        plan.sample_rate if plan else 0.0,
+        d_loss,
+        g_loss,
+    )
