@@ -23,8 +23,8 @@ import numpy as np
 from .atomic import write_json
 from .data import ImageDataset, load_dataset, split
 from .errors import ConfigError
-from .evaluate.classifier import accuracy, train_classifier
-from .evaluate.frechet_min import frechet_distance, lenet_features
+from .evaluate.classifier import accuracy, embed, train_classifier
+from .evaluate.fidelity import frechet
 from .evaluate.utility import tstr
 from .models.defaults import TWINS, recommended_config
 from .models.registry import METHODS
@@ -83,9 +83,9 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
     real_model = train_classifier(train_set.images, train_set.labels, k, epochs=eval_epochs,
                                   seed=seed)
     ceiling = accuracy(real_model, hold.images, hold.labels)
-    real_feats = lenet_features(real_model, hold.images)
+    real_feats = embed(real_model, hold.images)
     # Reference: the same distance between the real training split and the holdout (a floor).
-    frechet_floor = frechet_distance(lenet_features(real_model, train_set.images), real_feats)
+    frechet_floor = frechet(real_feats, embed(real_model, train_set.images))
     eval_seconds_ref = time.time() - t0
 
     from tqdm.auto import tqdm
@@ -144,7 +144,7 @@ def _evaluate_cell(run, cell, method, eps, skipped, train_s, hold, real_model, r
     t = time.time()
     images, labels = run.sample(n, seed=seed)
     acc = tstr(images, labels, hold.images, hold.labels, k, eval_epochs, seed)
-    fd = frechet_distance(lenet_features(real_model, images), real_feats)
+    fd = frechet(real_feats, embed(real_model, images))
     row = {"method": method, "run_method": run.method, "epsilon": "inf" if math.isinf(eps) else eps,
            "epsilon_spent": "inf" if math.isinf(run.epsilon) else run.epsilon,
            "tstr_accuracy": acc, "frechet_lenet": fd, "n_synthetic": n,

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Iterable
 
+import numpy as np
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
 
@@ -75,10 +76,11 @@ def calibrate_noise(epsilon: float, delta: float, sample_rate: float, steps: int
     Opacus bisects; ``epsilon_tolerance`` is 0.5% of the target so the result is within 1%.
     """
     try:
-        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
-                                          sample_rate=sample_rate, steps=steps,
-                                          accountant=accountant,
-                                          epsilon_tolerance=max(0.005 * epsilon, 1e-4)))
+        with _quiet_full_batch():
+            return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                              sample_rate=sample_rate, steps=steps,
+                                              accountant=accountant,
+                                              epsilon_tolerance=max(0.005 * epsilon, 1e-4)))
     except ValueError as e:
         raise PrivacyError(f"cannot reach epsilon={epsilon} at delta={delta:g} with sampling rate "
                            f"{sample_rate:.4g} over {steps} steps ({e}); raise --epsilon or "
@@ -122,4 +124,11 @@ def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accoun
     # for the ledger, and one PRV evaluation can take seconds.
     acc = create_accountant(accountant)
     acc.history = list(history)
-    return float(acc.get_epsilon(delta=delta))
+    with _quiet_full_batch():
+        return float(acc.get_epsilon(delta=delta))
+
+
+def _quiet_full_batch():
+    # Opacus' PRV evaluates log(1 - q), i.e. log(0) at q = 1 (full-batch releases such as
+    # dpmerf's); numpy warns but the masked branch it feeds is never used, so the value is right.
+    return np.errstate(divide="ignore")

@@ -7,6 +7,7 @@ reads like any Opacus example; the `PrivacyEngine` is kept so its accountant can
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 
 import torch
@@ -108,7 +109,15 @@ def make_private(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data
     The loader draws Poisson-sampled batches (each image independently with probability q),
     which is what the accountant's subsampling analysis assumes. A restored ``state`` puts the
     previous run's history back into the accountant, so resuming never resets the budget.
+
+    Which images a batch holds and the Gaussian noise both come from generators seeded from the
+    operating system's entropy, never from ``--seed``: the guarantee assumes an adversary cannot
+    predict them, and the seed is written on the card. ``generator`` is accepted for the
+    signature's sake (non-private loaders use it) and ignored here. A resumed run draws fresh
+    streams, so no batch or noise of the first segment is replayed.
     """
+    del generator
+    device = next(module.parameters()).device
     if spec.grad_sample_mode not in GRAD_SAMPLE_MODES:
         raise ConfigError(f"grad-sample mode '{spec.grad_sample_mode}' unknown; "
                           f"choose one of {GRAD_SAMPLE_MODES}")
@@ -116,19 +125,29 @@ def make_private(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data
     if errors:
         raise ConfigError(f"model is not DP-compatible: {errors[0]}; use GroupNorm, not BatchNorm")
     collate = TensorBatches.collate if isinstance(dataset, TensorBatches) else None
-    loader = DataLoader(dataset, batch_size=dp_plan.batch_size, generator=generator,
+    loader = DataLoader(dataset, batch_size=dp_plan.batch_size, generator=private_generator("cpu"),
                         collate_fn=collate)
     engine = PrivacyEngine(accountant=spec.accountant, secure_mode=False)
     module, optimizer, loader = engine.make_private(
         module=module, optimizer=optimizer, data_loader=loader,
         noise_multiplier=dp_plan.noise_multiplier, max_grad_norm=spec.max_grad_norm,
-        poisson_sampling=True, grad_sample_mode=spec.grad_sample_mode)
+        poisson_sampling=True, grad_sample_mode=spec.grad_sample_mode,
+        noise_generator=private_generator(device))
     # The accountant must see exactly the q the noise was calibrated for.
     q_loader = optimizer.expected_batch_size / len(dataset)
     assert abs(q_loader - dp_plan.sample_rate) < 1 / len(dataset)
     if state is not None:
         engine.accountant.history = list(state.history)
     return module, optimizer, loader, engine
+
+
+def private_generator(device: torch.device | str) -> torch.Generator:
+    """A torch generator seeded with 64 bits from the OS (``secrets``), unknown to anyone.
+
+    Not a CSPRNG (Opacus' ``secure_mode`` needs torchcsprng, which no longer builds for current
+    PyTorch); the seed is never stored on the card or in the run folder.
+    """
+    return torch.Generator(device=device).manual_seed(secrets.randbits(64))
 
 
 def accountant_state(engine: PrivacyEngine, accountant: str) -> AccountantState:
