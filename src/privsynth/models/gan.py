@@ -183,8 +183,9 @@ class GANSynthesizer:
             opt_g.load_state_dict(resume["opt_g"])
             opt_d.load_state_dict(resume["opt_d"])
             start = int(resume["step"])
-            # Continue the random streams (Poisson sampling, DP noise) where they stopped: replaying
-            # them from the seed would reuse the first steps' batches and noise.
+            # Continue the seeded streams (latents, the non-private loader) where they stopped.
+            # A private run's batches and noise never come from these: make_private draws them
+            # from fresh OS-entropy generators, so nothing is replayed after a resume.
             if "rng" in resume:
                 torch.set_rng_state(resume["rng"]["torch"])
                 gen.set_state(resume["rng"]["loader"])

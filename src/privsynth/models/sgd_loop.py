@@ -75,9 +75,9 @@ def fit_dpsgd(model: nn.Module, ema: nn.Module, loss_fn: LossFn, data: ImageData
 
     device = torch.device(ctx.device)
     start = int(ctx.resume["step"]) if ctx.resume is not None else 0
-    # A resumed run must not replay the random streams of its first part: Opacus' noise comes from
-    # torch's global RNG, and the same noise added at two different steps would cancel in their
-    # difference. Offset the seeds by the step reached.
+    # Private batches and DP noise come from OS-entropy generators (dpsgd.make_private), never
+    # from these seeds. The seeded streams (diffusion noise levels, VAE latents, the non-private
+    # loader) are offset by the step reached so a resumed run does not repeat its first part.
     torch.manual_seed(ctx.seed + 1_000_003 * start)
     gen = torch.Generator().manual_seed(ctx.seed + 1_000_003 * start)
     dataset = TensorDataset(torch.from_numpy(to_unit_range(data.images)),
