@@ -1,21 +1,25 @@
 """Central DP vs federated (plain / SecAgg+ / CKKS) at equal epsilon, IID and Dirichlet 0.3.
 
-Writes bench/results/federated.json. For each setting: the privacy guarantee (words + epsilon),
-TSTR accuracy (privsynth.evaluate.utility.tstr: the fixed CNN trained on 2000 synthetic images,
-tested on the real holdout), wall time relative to central training, bytes sent per round, and
-for CKKS the max abs deviation of its model from the plaintext-FedAvg model with the same seeds.
+Writes bench/results/federated.json (or --out). For each setting: the privacy guarantee (words +
+epsilon), TSTR accuracy (privsynth.evaluate.utility.tstr: the fixed CNN trained on 2000 synthetic
+images, tested on the real holdout), Fréchet distance in the features of a LeNet trained on the
+real training split (the sweep's "frechet_lenet"), wall time relative to central training, bytes
+sent per round, and for CKKS the max abs deviation of its model from the plaintext-FedAvg model.
 
-Compute is matched: every owner runs rounds x local_steps D-steps on ~1/5 of the data; central
-DP runs 5x that many steps on all of it, at the same expected batch size.
+Compute is matched: every owner runs rounds x local_steps DP-SGD steps on ~1/5 of the data;
+central DP runs 5x that many steps on all of it, at the same expected batch size.
 
-    nice -n 10 python bench/federated_bench.py                       # in-process apps (default)
-    nice -n 10 python bench/federated_bench.py --mode processes      # real SuperLink + SuperNodes
+    python bench/federated_bench.py                                  # dpgan, in-process apps
+    python bench/federated_bench.py --method dpvae --rounds 20 --local-steps 15
+    python bench/federated_bench.py --mode processes                 # real SuperLink + SuperNodes
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import sys
 import shutil
 import tempfile
 import time
@@ -25,33 +29,50 @@ import numpy as np
 
 from privsynth import train
 from privsynth.atomic import write_json
+from privsynth.evaluate.classifier import embed, train_classifier
+from privsynth.evaluate.fidelity import frechet
 from privsynth.evaluate.utility import tstr
 from privsynth.federated import federate
 from privsynth.federated.encrypted import make_keys, precision_loss
 
 
-def evaluate(run, n=2000, seed=0) -> float:
-    _, holdout = run.load_data()
-    images, labels = run.sample(n, seed=seed)
-    return float(
-        tstr(images, labels, holdout.images, holdout.labels, len(run.class_names), seed=seed)
-    )
+class Judge:
+    """TSTR and Fréchet distance against the real holdout, with one LeNet feature extractor."""
+
+    def __init__(self, run, seed=0):
+        train_set, self.holdout = run.load_data()
+        k = len(run.class_names)
+        self.features = train_classifier(train_set.images, train_set.labels, k, seed=seed)
+        self.real = embed(self.features, self.holdout.images)
+
+    def __call__(self, run, n=2000, seed=0) -> dict:
+        images, labels = run.sample(n, seed=seed)
+        h = self.holdout
+        acc = tstr(images, labels, h.images, h.labels, len(run.class_names), seed=seed)
+        return {"tstr": float(acc), "frechet_lenet": float(frechet(self.real,
+                                                                   embed(self.features, images)))}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="digits")
+    ap.add_argument("--method", default="dpgan", choices=["dpgan", "dpvae"])
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--local-steps", type=int, default=30)
     ap.add_argument("--epsilon", type=float, default=10.0)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--mode", default="inprocess", choices=["inprocess", "processes"])
-    ap.add_argument("--width", type=int, default=16, help="GAN channels (D and G)")
+    ap.add_argument("--width", type=int, default=16, help="model channels (GAN: D and G)")
     ap.add_argument("--accountant", default="rdp", choices=["rdp", "prv"])
     ap.add_argument("--out", default="bench/results/federated.json")
     args = ap.parse_args()
-    gan = {"batch_size": args.batch_size, "n_d": 5, "width": args.width, "g_width": args.width}
+    if args.method == "dpgan":
+        model = {"batch_size": args.batch_size, "n_d": 5, "width": args.width,
+                 "g_width": args.width}
+    else:
+        model = {"batch_size": args.batch_size, "width": args.width}
+    load_1m = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="fedbench-"))
     rows = []
 
@@ -61,23 +82,24 @@ def main() -> None:
     epochs = central_steps * args.batch_size / n_train
     central = train(
         args.data,
-        "dpgan",
+        args.method,
         work / "central",
         epsilon=args.epsilon,
         accountant=args.accountant,
-        config=dict(gan, epochs=epochs),
+        config=dict(model, epochs=epochs),
         progress=False,
         ledger=work / "ledger.json",
         holdout=0.2 if args.data == "digits" else 2000,
     )
     central_wall = time.time() - t
+    judge = Judge(central)
     rows.append(
         {
             "setting": "central DP",
             "partition": "-",
             "epsilon": central.epsilon,
             "guarantee": central.card["privacy"]["guarantee"][:160],
-            "tstr": evaluate(central),
+            **judge(central),
             "wall_s": round(central_wall, 1),
             "wall_vs_central": 1.0,
             "bytes_up_per_round": 0,
@@ -92,7 +114,7 @@ def main() -> None:
             t = time.time()
             run = federate(
                 args.data,
-                "dpgan",
+                args.method,
                 work / f"{agg}-{part}",
                 args.clients,
                 args.rounds,
@@ -101,7 +123,8 @@ def main() -> None:
                 epsilon=args.epsilon,
                 accountant=args.accountant,
                 dirichlet=part,
-                config=gan,
+                delta=central.delta,  # equal (epsilon, delta) to central DP, not 1/(10 n_owner)
+                config=model,
                 mode=args.mode,
                 ledger=work / "ledger.json",
                 holdout=0.2 if args.data == "digits" else 2000,
@@ -119,7 +142,7 @@ def main() -> None:
                 "epsilon": pv["epsilon"],
                 "guarantee": pv["guarantee"],
                 "server_sees": pv["server_sees"],
-                "tstr": evaluate(run),
+                **judge(run),
                 "wall_s": round(wall, 1),
                 "wall_vs_central": round(wall / central_wall, 2),
                 "bytes_up_per_round": run.card["federated"]["bytes_up_per_round"],
@@ -153,23 +176,23 @@ def main() -> None:
     write_json(
         args.out,
         {
-            "machine": "2-core CPU, shared with 4 other engineers' jobs "
-            f"({platform.processor() or 'x86_64'})",
+            "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU; "
+            f"load average {load_1m:.2f} at start, {os.getloadavg()[0]:.2f} at end",
             "mode": args.mode,
             "data": args.data,
             "clients": args.clients,
             "rounds": args.rounds,
             "local_steps": args.local_steps,
             "epsilon": args.epsilon,
-            "gan_config": gan,
-            "command": f"OMP_NUM_THREADS=1 nice -n 10 python bench/federated_bench.py --mode "
-            f"{args.mode} --rounds {args.rounds} --local-steps {args.local_steps} --width "
-            f"{args.width} --accountant {args.accountant}",
+            "method": args.method,
+            "model_config": model,
+            "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python "
+            + " ".join(sys.argv),
             "accountant": args.accountant,
             "rows": rows,
             "ckks_precision_on_model_sized_updates": ckks_loss,
             "notes": "wall_vs_central: wall time of the whole federated run / central DP training "
-            "(same total D-steps). bytes: payload bytes of Flower records each owner sent, "
+            "(same total DP-SGD steps). bytes: payload bytes of Flower records each owner sent, "
             "summed over owners, per round (SecAgg+ includes its key-exchange stages).",
         },
     )

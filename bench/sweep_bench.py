@@ -47,6 +47,7 @@ def main() -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--result", required=True)
     p.add_argument("--collect", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained at once (worker processes)")
     a = p.parse_args()
     out = Path(a.out)
     start = machine()
@@ -56,7 +57,8 @@ def main() -> int:
         return 0
     t0 = time.time()
     table = sweep(a.data, a.methods.split(","), parse_epsilons(a.epsilons), out, delta=a.delta,
-                  configs=parse_sets(a.set), holdout=a.holdout, split_seed=0, progress=False)
+                  configs=parse_sets(a.set), holdout=a.holdout, split_seed=0, progress=False,
+                  jobs=a.jobs)
     wall = time.time() - t0
     eps = [e for e in table["epsilons"] if e != "inf"]
     write_json(a.result, {"command": " ".join(sys.argv), "partial": False,

@@ -37,10 +37,15 @@ def test_sweep_writes_table_and_plot_and_resumes(tmp_path, tiny_dataset):
 def test_sweep_cli_end_to_end_and_bad_epsilon(tmp_path, tiny_dataset, capsys):
     data = tmp_path / "tiny.npz"
     np.savez(data, x=tiny_dataset.images, y=tiny_dataset.labels)
-    code = main(["sweep", "--data", str(data), "--methods", "dpmerf", "--epsilons", "3",
+    code = main(["sweep", "--data", str(data), "--methods", "dpmerf", "--epsilons", "3,inf",
                  "--out", str(tmp_path / "cli"), "--eval-epochs", "1", "--no-progress",
-                 "--set", "dpmerf:steps=5", "--set", "dpmerf:n_features=16"])
+                 "--set", "dpmerf:steps=5", "--set", "dpmerf:n_features=16", "--jobs", "2"])
     assert code == 0 and (tmp_path / "cli" / "sweep.png").exists()
+    # both cells were trained by the two worker processes, then evaluated here
+    rows = json.loads((tmp_path / "cli" / "sweep.json").read_text())["rows"]
+    assert [r["epsilon"] for r in rows] == [3.0, "inf"]
+    assert not any(r["skipped_training"] for r in rows) and rows[0]["epsilon_spent"] <= 3.03
+    assert main(["sweep", "--data", str(data), "--out", str(tmp_path / "bad"), "--jobs", "0"]) == 2
     assert main(["sweep", "--data", str(data), "--epsilons", "0,inf", "--out",
                  str(tmp_path / "bad")]) == 2
     assert "--epsilons" in capsys.readouterr().err

@@ -62,7 +62,8 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
           out: str | Path, *, delta: float | None = None, accountant: str = "prv",
           configs: dict[str, dict[str, Any]] | None = None, holdout: float = 0.2,
           split_seed: int = 0, image_size: int | None = None, seed: int = 0,
-          n_synthetic: int | None = None, eval_epochs: int = 10, progress: bool = True) -> dict:
+          n_synthetic: int | None = None, eval_epochs: int = 10, progress: bool = True,
+          jobs: int = 1) -> dict:
     """Train and evaluate every (method, epsilon) cell; write ``sweep.json``, ``sweep.md`` and
     ``sweep.png`` in ``out``. Returns the table as a dict.
 
@@ -70,6 +71,9 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
     Utility: TSTR accuracy of the fixed LeNet on the real holdout. Fidelity: Fréchet distance
     between LeNet features of synthetic and real holdout images, in the feature space of a LeNet
     trained on the real training split (the same network that gives the train-on-real ceiling).
+    ``jobs`` > 1 trains that many unfinished cells at once in worker processes (each with
+    ``cores // jobs`` torch threads; small models use cores better side by side than threaded);
+    evaluation then runs in this process, cell by cell.
     """
     out = Path(out)
     dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
@@ -92,26 +96,24 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
 
     rows = []
     grid = [(m, e) for m in methods for e in epsilons]
+    source = dataset if isinstance(data, ImageDataset) else data
+    common = dict(delta=delta, accountant=accountant, holdout=holdout, split_seed=split_seed,
+                  seed=seed, image_size=image_size)
+    todo = [(m, e, out / "cells" / cell_name(m, e),
+             {**recommended_config(m, len(train_set)), **(configs or {}).get(m, {})})
+            for m, e in grid]
+    train_seconds = _train_parallel(source, todo, common, jobs) if jobs > 1 else {}
     for method, eps in tqdm(grid, desc="sweep cells", disable=not progress, leave=False):
-        name = cell_name(method, eps)
-        cell = out / "cells" / name
-        reg, no_dp = _train_args(method, eps)
-        config = {**recommended_config(method, len(train_set)),
-                  **(configs or {}).get(method, {})}
+        cell = out / "cells" / cell_name(method, eps)
+        config = next(c for m, e, _, c in todo if (m, e) == (method, eps))
         t1 = time.time()
-        done = (cell / "card.json").exists() and read_card(cell).get("status") == "complete"
-        if done:
+        done = _complete(cell) and cell not in train_seconds
+        if _complete(cell):
             run = Run.load(cell)
         else:
-            from .trainer import train
-
             # Pass the data spec (not the loaded arrays) so each card records where to reload it.
-            source = dataset if isinstance(data, ImageDataset) else data
-            run = train(source, reg, cell, epsilon=None if math.isinf(eps) else eps,
-                        delta=delta, accountant=accountant, no_dp=no_dp, config=config,
-                        holdout=holdout, split_seed=split_seed, seed=seed, image_size=image_size,
-                        progress=progress)
-        train_s = time.time() - t1
+            run = _train_cell(source, method, eps, cell, config, common, progress)
+        train_s = train_seconds.get(cell, time.time() - t1)
         rows.append(_evaluate_cell(run, cell, method, eps, done, train_s, hold, real_model,
                                    real_feats, n_synthetic or len(train_set), k, eval_epochs,
                                    seed))
@@ -130,6 +132,49 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
 
     plot_frontier(table, out / "sweep.png")
     return table
+
+
+def _complete(cell: Path) -> bool:
+    return (cell / "card.json").exists() and read_card(cell).get("status") == "complete"
+
+
+def _train_cell(source, method: str, eps: float, cell: Path, config: dict, common: dict,
+                progress: bool) -> Run:
+    from .trainer import train
+
+    reg, no_dp = _train_args(method, eps)
+    return train(source, reg, cell, epsilon=None if math.isinf(eps) else eps, no_dp=no_dp,
+                 config=config, progress=progress, **common)
+
+
+def _worker(source, method, eps, cell, config, common, threads) -> tuple[Path, float]:
+    import torch
+
+    torch.set_num_threads(threads)
+    t = time.time()
+    _train_cell(source, method, eps, cell, config, common, progress=False)
+    return cell, time.time() - t
+
+
+def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
+    """Train the unfinished cells ``jobs`` at a time; returns each one's training seconds.
+
+    The ledger takes a file lock per write, so concurrent cells book their spends safely."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    pending = [t for t in todo if not _complete(t[2])]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    seconds: dict[Path, float] = {}
+    # spawn, not fork: forking a process that already ran torch threads can deadlock
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, source, m, e, cell, cfg, common, threads)
+                   for m, e, cell, cfg in pending]
+        for f in futures:
+            cell, sec = f.result()
+            seconds[cell] = sec
+    return seconds
 
 
 def _evaluate_cell(run, cell, method, eps, skipped, train_s, hold, real_model, real_feats, n, k,

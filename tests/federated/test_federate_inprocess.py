@@ -97,3 +97,18 @@ def test_bad_federation_options(tmp_path, tiny_fed):
     tiny_fed["config"]["batch_size"] = 10_000
     with pytest.raises(ConfigError, match="batch size"):
         federate(out=tmp_path / "c", clients=2, rounds=1, mode="inprocess", **tiny_fed)
+
+
+def test_dpvae_federates_under_secagg(tmp_path, tiny_fed):
+    """The VAE's whole model is the private module: every owner books rounds x local-steps."""
+    tiny_fed.update(method="dpvae", config={"batch_size": 32, "width": 8, "z_dim": 4})
+    run = federate(out=tmp_path / "vae", clients=2, rounds=2, mode="inprocess",
+                   aggregation="secagg", **tiny_fed)
+    loaded = Run.load(tmp_path / "vae")
+    assert loaded.card["method"] == "dpvae"
+    pv = loaded.card["privacy"]["sample_level"]
+    assert [sum(s for _, _, s in o["history"]) for o in pv["per_owner"]] == [4, 4]
+    assert 0 < loaded.epsilon <= 10.0 * 1.01
+    images, _ = run.sample(6, labels=[1] * 6)
+    assert images.shape == (6, 1, 8, 8) and images.dtype == np.uint8
+    assert (tmp_path / "privacy-ledger.json").read_text().count("dpvae-federated") == 2

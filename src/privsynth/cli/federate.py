@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
         description="Start a Flower SuperLink and one SuperNode per owner on 127.0.0.1, train "
         "with FedAvg (optionally SecAgg+ or CKKS), write a run folder.",
     )
-    p.add_argument("--method", default="dpgan", help="dpgan (default) or gan")
+    p.add_argument("--method", default="dpgan", help="dpgan (default), gan, dpvae or vae")
     p.add_argument("--out", required=True, help="run folder to write")
     add_data_options(p)
     add_method_options(p)
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     g.add_argument("--clients", type=int, default=5, help="number of data owners (SuperNodes)")
     g.add_argument("--rounds", type=int, default=10, help="FedAvg rounds")
     g.add_argument(
-        "--local-steps", type=int, default=20, help="discriminator steps per owner per round"
+        "--local-steps", type=int, default=20, help="DP-SGD steps per owner per round (discriminator steps for the GAN)"
     )
     g.add_argument("--fraction", type=float, default=1.0, help="fraction of owners per round")
     g.add_argument(

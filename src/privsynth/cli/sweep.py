@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
                    help="synthetic images per cell for evaluation (default: training-set size)")
     p.add_argument("--eval-epochs", type=int, default=10, help="LeNet epochs for TSTR/TRTR")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="cells trained at once in worker processes (e.g. 2 on a 2-core CPU)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -52,14 +54,18 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..errors import ConfigError
     from ..sweep import parse_epsilons, sweep
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     table = sweep(args.data, methods, parse_epsilons(args.epsilons), args.out, delta=args.delta,
                   accountant=args.accountant, configs=parse_sets(args.set), holdout=args.holdout,
                   split_seed=args.split_seed, image_size=args.image_size, seed=args.seed,
                   n_synthetic=args.n_synthetic, eval_epochs=args.eval_epochs,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, jobs=args.jobs)
     from ..sweep import markdown
 
     print(markdown(table))

@@ -93,7 +93,7 @@ def build_run_config(
         "local-steps": local_steps,
         "fraction-train": fraction,
         "min-nodes": max(2, round(fraction * clients)),
-        "epsilon": float(epsilon or 0.0) if method != "gan" else 0.0,
+        "epsilon": float(epsilon or 0.0) if method.startswith("dp") else 0.0,
         "delta": float(delta or 0.0),
         "clip": clip,
         "accountant": accountant,

@@ -123,7 +123,7 @@ def train(msg: Message, context: Context) -> Message:
     )
     if res.accountant is not None:
         st["history"] = json.dumps(res.accountant.to_json())
-    _book_ledger(node, data, context.run_id, res)
+    _book_ledger(node, data, context.run_id, res, str(cfg.get("method", "dpgan")))
     st.update(
         {
             "epsilon": res.epsilon,
@@ -226,7 +226,7 @@ def _maybe_drop(cfg: dict, pid: int, server_round: int) -> None:
         os._exit(17)
 
 
-def _book_ledger(node: dict, data, run_id: int, res: task.LocalResult) -> None:
+def _book_ledger(node: dict, data, run_id: int, res: task.LocalResult, method: str) -> None:
     """Each owner books its own spend in its own ledger (node config ``ledger``), keyed by the
     fingerprint of its own data."""
     if "ledger" not in node or res.accountant is None:
@@ -239,5 +239,5 @@ def _book_ledger(node: dict, data, run_id: int, res: task.LocalResult) -> None:
         f"federated-{run_id}",
         epsilon=res.epsilon,
         delta=res.delta,
-        method="dpgan-federated",
+        method=f"{method}-federated",
     )

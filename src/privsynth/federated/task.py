@@ -1,11 +1,16 @@
 """Model, data and local training of one data owner (Flower's ``task.py``).
 
-What is federated: the conditional GAN's generator G and discriminator D (``privsynth.models.gan``).
-Each round, every sampled owner starts from the global (G, D), runs ``local-steps`` discriminator
-steps with DP-SGD (Opacus: Poisson sampling, per-sample clipping, Gaussian noise) on *its own*
-images, and a generator step every ``n_d`` D-steps against its local D. G only ever sees D's outputs
-on fake images, so G's update is post-processing of the owner's DP discriminator and spends no
-privacy. Both updates go back to the server and are averaged (FedAvg).
+What is federated:
+
+* ``dpgan``/``gan``: the conditional GAN's generator G and discriminator D. Each round, every
+  sampled owner starts from the global (G, D), runs ``local-steps`` discriminator steps with DP-SGD
+  (Opacus: Poisson sampling, per-sample clipping, Gaussian noise) on *its own* images, and a
+  generator step every ``n_d`` D-steps against its local D. G only ever sees D's outputs on fake
+  images, so G's update is post-processing of the owner's DP discriminator and spends no privacy.
+* ``dpvae``/``vae``: the conditional VAE (encoder + decoder); ``local-steps`` DP-SGD steps on the
+  whole model, since both halves read the private images.
+
+The updated weights go back to the server and are averaged (FedAvg).
 
 Each owner's accountant history lives in its own process across rounds; the noise multiplier is
 calibrated once for the whole federation (``rounds x local-steps`` steps at the owner's q), so the
@@ -27,15 +32,17 @@ from ..errors import ConfigError
 from ..models.base import infinite
 from ..models.gan import GANSynthesizer
 from ..models.registry import create
+from ..models.vae import VAESynthesizer
 from ..privacy import dpsgd
 from ..privacy.accounting import AccountantState, PrivacySpec
 from .partition import partition
 
-FEDERATED_METHODS = ("dpgan", "gan")
+FEDERATED_METHODS = ("dpgan", "gan", "dpvae", "vae")
+Synth = GANSynthesizer | VAESynthesizer
 
 
 # --- model <-> arrays ----------------------------------------------------------------------------
-def build_model(cfg: dict[str, Any]) -> GANSynthesizer:
+def build_model(cfg: dict[str, Any]) -> Synth:
     """The method named in the run config, sized from the image shape it carries."""
     method = str(cfg.get("method", "dpgan"))
     if method not in FEDERATED_METHODS:
@@ -54,31 +61,36 @@ def build_model(cfg: dict[str, Any]) -> GANSynthesizer:
     )
 
 
-def array_keys(synth: GANSynthesizer) -> list[str]:
-    """Float tensors of G and D in a fixed order (integer BatchNorm counters are not averaged)."""
-    keys = [f"g.{k}" for k, v in synth.generator.state_dict().items() if v.is_floating_point()]
-    return keys + [
-        f"d.{k}" for k, v in synth.discriminator.state_dict().items() if v.is_floating_point()
-    ]
+def _parts(synth: Synth) -> dict[str, torch.nn.Module]:
+    """The modules whose weights travel, by key prefix."""
+    if isinstance(synth, VAESynthesizer):
+        return {"m": synth.model}
+    return {"g": synth.generator, "d": synth.discriminator}
 
 
-def get_arrays(synth: GANSynthesizer) -> dict[str, np.ndarray]:
-    g, d = synth.generator.state_dict(), synth.discriminator.state_dict()
+def array_keys(synth: Synth) -> list[str]:
+    """Float tensors of every travelling module in a fixed order (integer counters not averaged)."""
+    return [f"{part}.{k}" for part, module in _parts(synth).items()
+            for k, v in module.state_dict().items() if v.is_floating_point()]
+
+
+def get_arrays(synth: Synth) -> dict[str, np.ndarray]:
+    states = {part: module.state_dict() for part, module in _parts(synth).items()}
     out = {}
     for key in array_keys(synth):
         part, name = key.split(".", 1)
-        out[key] = (g if part == "g" else d)[name].detach().cpu().numpy().astype(np.float32)
+        out[key] = states[part][name].detach().cpu().numpy().astype(np.float32)
     return out
 
 
-def set_arrays(synth: GANSynthesizer, arrays: dict[str, np.ndarray]) -> None:
+def set_arrays(synth: Synth, arrays: dict[str, np.ndarray]) -> None:
     missing = set(array_keys(synth)) - set(arrays)
     if missing:
         raise ConfigError(
             f"global model lacks {sorted(missing)[:3]}...; server and owners must "
             "run the same method, model-config and image shape"
         )
-    for part, module in (("g", synth.generator), ("d", synth.discriminator)):
+    for part, module in _parts(synth).items():
         state = module.state_dict()
         for name in state:
             key = f"{part}.{name}"
@@ -87,8 +99,12 @@ def set_arrays(synth: GANSynthesizer, arrays: dict[str, np.ndarray]) -> None:
         module.load_state_dict(state)
 
 
-def finalize(synth: GANSynthesizer) -> GANSynthesizer:
-    """The released sampler is the global generator (set as the EMA slot the run folder saves)."""
+def finalize(synth: Synth) -> Synth:
+    """The released sampler is the global model (set as the EMA slot the run folder saves)."""
+    if isinstance(synth, VAESynthesizer):
+        synth.ema.load_state_dict(synth.model.state_dict())
+        synth.ema.eval()
+        return synth
     synth.g_ema.load_state_dict(synth.generator.state_dict())
     synth.g_ema.eval()
     return synth
@@ -133,8 +149,8 @@ class LocalResult:
     delta: float
     noise_multiplier: float
     sample_rate: float
-    d_loss: float
-    g_loss: float
+    d_loss: float  # the private module's loss (D for the GAN, the ELBO for the VAE)
+    g_loss: float  # the generator's loss (NaN for the VAE)
 
 
 def privacy_spec(cfg: dict[str, Any]) -> PrivacySpec | None:
@@ -151,31 +167,37 @@ def privacy_spec(cfg: dict[str, Any]) -> PrivacySpec | None:
 
 
 def local_train(
-    synth: GANSynthesizer,
+    synth: Synth,
     data: ImageDataset,
     cfg: dict[str, Any],
     history: AccountantState | None,
     seed: int,
     sigma: float | None = None,
 ) -> LocalResult:
-    """``local-steps`` D-steps (DP-SGD if the run is private) + G-steps on this owner's data.
+    """``local-steps`` DP-SGD steps (plain SGD if the run is not private) on this owner's data:
+    D-steps + G-steps for the GAN, ELBO steps for the VAE.
 
     ``sigma``: the noise multiplier this owner calibrated in an earlier round (the plan is the
     same every round; calibrating once saves the accountant's bisection).
     """
-    gcfg = synth.config
     steps = int(cfg.get("local-steps", 20))
     rounds = int(cfg.get("num-server-rounds", 1))
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # non-private loader only; DP batches use OS entropy
     dataset = TensorDataset(
         torch.from_numpy(to_unit_range(data.images)), torch.from_numpy(data.labels)
     )
     n = len(dataset)
-    batch = min(gcfg.batch_size, n)
-    G, D = synth.generator.train(), synth.discriminator.train()
-    opt_g = torch.optim.Adam(G.parameters(), lr=gcfg.lr_g, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=gcfg.lr_d, betas=(0.5, 0.999))
+    batch = min(synth.config.batch_size, n)
+    is_vae = isinstance(synth, VAESynthesizer)
+    if is_vae:  # encoder and decoder both read the images: the whole model is the private one
+        private_module = synth.model.train()
+        opt = torch.optim.Adam(private_module.parameters(), lr=synth.config.lr)
+    else:  # only D reads the images; G is post-processing of D
+        G, private_module = synth.generator.train(), synth.discriminator.train()
+        opt_g = torch.optim.Adam(G.parameters(), lr=synth.config.lr_g, betas=(0.5, 0.999))
+        opt = torch.optim.Adam(private_module.parameters(), lr=synth.config.lr_d,
+                               betas=(0.5, 0.999))
     spec = privacy_spec(cfg) if synth.private else None
     engine, plan = None, None
     if spec is not None:
@@ -183,25 +205,32 @@ def local_train(
             spec.noise_multiplier = sigma  # same (epsilon, delta, q, steps) -> same sigma
         plan = dpsgd.plan(spec, n, batch, rounds * steps)
         plan.target_epsilon = float(cfg["epsilon"])
-        D_train, opt_d, loader, engine = dpsgd.make_private(
-            D, opt_d, dataset, plan, spec, history, generator=gen
+        trained, opt, loader, engine = dpsgd.make_private(
+            private_module, opt, dataset, plan, spec, history, generator=gen
         )
     else:
-        D_train = D
+        trained = private_module
         loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, generator=gen)
     batches = infinite(loader)
     d_loss = g_loss = float("nan")
     for step in range(steps):
         xr, yr = next(batches)
-        d_loss = synth._d_step(G, D_train, opt_d, xr, yr, batch, torch.device("cpu"))
-        if (step + 1) % gcfg.n_d == 0 or step + 1 == steps:
-            g_loss = synth._g_step(G, D_train, opt_g, batch, torch.device("cpu"))
+        if is_vae:
+            opt.zero_grad(set_to_none=True)
+            loss = trained(xr, yr).mean()  # an empty Poisson batch still books its noise
+            loss.backward()
+            opt.step()
+            d_loss = loss.item() if len(xr) else d_loss
+            continue
+        d_loss = synth._d_step(G, trained, opt, xr, yr, batch, torch.device("cpu"))
+        if (step + 1) % synth.config.n_d == 0 or step + 1 == steps:
+            g_loss = synth._g_step(G, trained, opt_g, batch, torch.device("cpu"))
     acc, eps, delta = None, 0.0, 0.0
     if engine is not None:
         acc = dpsgd.accountant_state(engine, spec.accountant)
         delta = spec.resolved_delta(n)
         eps = acc.epsilon(delta)
-        D_train._close()
+        trained._close()
     return LocalResult(
         get_arrays(synth),
         n,

@@ -82,7 +82,7 @@ class CVAE(nn.Module):
         target = (x + 1) / 2
         rec = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-        return (rec + self.beta * kl) / x[0].numel()
+        return (rec + self.beta * kl) / x.shape[1:].numel()  # also for an empty Poisson batch
 
 
 @dataclass
