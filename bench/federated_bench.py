@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--local-steps", type=int, default=30)
     ap.add_argument("--epsilon", type=float, default=10.0)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--splits", default="iid,0.3",
+                    help="owner splits: iid and/or Dirichlet alphas, comma-separated")
     ap.add_argument("--mode", default="inprocess", choices=["inprocess", "processes"])
     ap.add_argument("--width", type=int, default=16, help="model channels (GAN: D and G)")
     ap.add_argument("--accountant", default="rdp", choices=["rdp", "prv"])
@@ -108,7 +110,8 @@ def main() -> None:
     )
     print(rows[-1], flush=True)
 
-    for part in (None, 0.3):
+    splits = [None if x.strip() == "iid" else float(x) for x in args.splits.split(",")]
+    for part in splits:
         finals = {}
         for agg in ("plain", "secagg", "ckks"):
             t = time.time()
