@@ -5,7 +5,8 @@ stated in the JSON), evaluate all three in one call (one row per model), time it
 one-run audit for the non-private GAN and the eps=10 DP-GAN.
 
     nice -n 10 python bench/evaluate_bench.py --datasets digits
-    nice -n 10 python bench/evaluate_bench.py --datasets digits mnist10k --out bench/results/evaluate.json
+    nice -n 10 python bench/evaluate_bench.py --datasets digits mnist10k \
+        --out bench/results/evaluate.json
 
 Writes bench/results/evaluate.json (merged per dataset, so datasets can be run separately).
 """
@@ -76,7 +77,8 @@ def main() -> None:
     path = Path(args.out)
     results = json.loads(path.read_text()) if path.exists() else {}
     results["machine"] = (f"{os.cpu_count()}-core CPU, shared with other jobs "
-                          f"({platform.machine()}, torch threads {__import__('torch').get_num_threads()})")
+                          f"({platform.machine()}, "
+                          f"torch threads {__import__('torch').get_num_threads()})")
     for name in args.datasets:
         runs = train_runs(name, work)
         cache = work / "cache"

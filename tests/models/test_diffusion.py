@@ -41,7 +41,7 @@ def test_noise_multiplicity_gives_one_gradient_per_image():
     for i in range(B):
         grads = torch.autograd.grad(rows[i * K:(i + 1) * K].mean(), list(reference.parameters()),
                                     retain_graph=True, allow_unused=True)
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             ref = torch.zeros_like(p) if g is None else g
             assert torch.allclose(p.grad_sample[i], ref, atol=1e-5, rtol=1e-4)
     gsm._close()

@@ -1,4 +1,4 @@
-"""privsynth evaluate: fidelity, detection, utility and privacy risk -> metrics.json + report.html."""
+"""privsynth evaluate: fidelity, detection, utility, privacy risk -> metrics.json + report.html."""
 
 from __future__ import annotations
 

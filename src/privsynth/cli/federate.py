@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     g.add_argument("--clients", type=int, default=5, help="number of data owners (SuperNodes)")
     g.add_argument("--rounds", type=int, default=10, help="FedAvg rounds")
     g.add_argument(
-        "--local-steps", type=int, default=20, help="DP-SGD steps per owner per round (discriminator steps for the GAN)"
+        "--local-steps", type=int, default=20,
+        help="DP-SGD steps per owner per round (discriminator steps for the GAN)",
     )
     g.add_argument("--fraction", type=float, default=1.0, help="fraction of owners per round")
     g.add_argument(

@@ -17,7 +17,8 @@ def format_card(card: dict) -> str:
     pv, data = card["privacy"], card["data"]
     lines = [f"privsynth run {card['run_id']}  [{card['status']}]",
              f"  method      {card['method']}",
-             f"  data        {data['name']}  ({data['n_train']} train / {data['n_holdout']} holdout, "
+             f"  data        {data['name']}  "
+             f"({data['n_train']} train / {data['n_holdout']} holdout, "
              f"{'x'.join(map(str, data['image_shape']))}, {len(data['classes'])} classes)",
              f"  fingerprint {data['fingerprint'][:16]}…"]
     if not card.get("private"):
@@ -30,7 +31,8 @@ def format_card(card: dict) -> str:
         if sgd:
             lines += [f"  DP-SGD      epsilon {sgd['epsilon']:.4g} at delta {sgd['delta']:.3g} "
                       f"({sgd['accountant']} accountant, computed from what ran)",
-                      f"              sigma {sgd['noise_multiplier']:.4g}, q {sgd['sample_rate']:.4g} "
+                      f"              sigma {sgd['noise_multiplier']:.4g}, "
+                      f"q {sgd['sample_rate']:.4g} "
                       f"(Poisson, E[batch] {sgd['expected_batch_size']}), {sgd['steps']} steps, "
                       f"clip C {sgd['max_grad_norm']}"]
         counts = pv.get("class_proportions", {})

@@ -46,7 +46,8 @@ class ImageDataset:
     def subset(self, indices: np.ndarray, name: str | None = None) -> "ImageDataset":
         """A view on some rows; the fingerprint is recomputed for the subset."""
         idx = np.asarray(indices, dtype=np.int64)
-        return ImageDataset(self.images[idx], self.labels[idx], list(self.class_names), name or self.name)
+        return ImageDataset(self.images[idx], self.labels[idx], list(self.class_names),
+                            name or self.name)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.num_classes)
@@ -61,19 +62,23 @@ def validate(images: np.ndarray, labels: np.ndarray, class_names: list[str], nam
     if images.shape[0] == 0:
         raise DataError(f"{name}: no images found; point --data at a non-empty dataset")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise DataError(f"{name}: {images.shape[0]} images but {labels.reshape(-1).shape[0]} labels; "
+        raise DataError(f"{name}: {images.shape[0]} images but "
+                        f"{labels.reshape(-1).shape[0]} labels; "
                         "images and labels must have the same count")
     if images.dtype.kind == "f" and not np.isfinite(images).all():
-        raise DataError(f"{name}: images contain NaN or infinite values; clean or drop those images")
+        raise DataError(f"{name}: images contain NaN or infinite values; "
+                        "clean or drop those images")
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise DataError(f"{name}: labels contain NaN or infinite values; every image needs a class")
     if images.dtype != np.uint8:
         raise DataError(f"{name}: images must be uint8 0-255 here, got {images.dtype}; "
                         "the loaders convert for you")
     if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
-        raise DataError(f"{name}: labels must lie in 0..{len(class_names) - 1}; relabel the classes")
+        raise DataError(f"{name}: labels must lie in 0..{len(class_names) - 1}; "
+                        "relabel the classes")
     if images.shape[1] not in (1, 3):
-        raise DataError(f"{name}: images need 1 (grayscale) or 3 (RGB) channels, got {images.shape[1]}")
+        raise DataError(f"{name}: images need 1 (grayscale) or 3 (RGB) channels, "
+                        f"got {images.shape[1]}")
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> str:

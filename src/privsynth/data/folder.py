@@ -12,12 +12,15 @@ from .dataset import ImageDataset
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 
 
-def load_folder(path: Path, image_size: int | None = None, channels: int | None = None) -> ImageDataset:
+def load_folder(
+    path: Path, image_size: int | None = None, channels: int | None = None
+) -> ImageDataset:
     from PIL import Image, UnidentifiedImageError
 
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise DataError(f"folder '{path}' has {len(classes)} class sub-folder(s); conditional models "
+        raise DataError(f"folder '{path}' has {len(classes)} class sub-folder(s); "
+                        "conditional models "
                         "need >= 2 (put each class's images in its own sub-folder)")
     files = [(f, k) for k, c in enumerate(classes) for f in sorted(c.iterdir())
              if f.suffix.lower() in EXTENSIONS]
@@ -41,7 +44,8 @@ def load_folder(path: Path, image_size: int | None = None, channels: int | None 
     mode = "L" if channels == 1 else "RGB"
     sizes = {im.size for im in images}
     if image_size is None and len(sizes) > 1:
-        raise DataError(f"folder '{path}' mixes {len(sizes)} image sizes (e.g. {sorted(sizes)[:2]}); "
+        raise DataError(f"folder '{path}' mixes {len(sizes)} image sizes "
+                        f"(e.g. {sorted(sizes)[:2]}); "
                         "pass --image-size N to resize all to N x N")
     arrays = []
     for im in images:

@@ -24,7 +24,8 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read IDX file ({e}); re-download or re-extract it") from None
+        raise DataError(f"{path}: cannot read IDX file ({e}); "
+                        "re-download or re-extract it") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number); pass MNIST-format files")
     ndim = raw[3]
@@ -75,4 +76,5 @@ def load_idx(path: Path) -> ImageDataset:
     from .npz import relabel
 
     labels, names = relabel(labels)
-    return ImageDataset(np.ascontiguousarray(images), labels, names, name=img_path.name.split(".")[0])
+    return ImageDataset(np.ascontiguousarray(images), labels, names,
+                        name=img_path.name.split(".")[0])

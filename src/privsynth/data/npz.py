@@ -1,4 +1,5 @@
-"""NPZ arrays: keys ``x``/``y``, ``images``/``labels`` or MedMNIST-style ``train_images``/``train_labels``.
+"""NPZ arrays: keys ``x``/``y``, ``images``/``labels`` or MedMNIST-style
+``train_images``/``train_labels``.
 
 Images may be N x H x W, N x H x W x C or N x C x H x W, uint8 0-255 or float 0-1.
 Loaded with ``allow_pickle=False``: an NPZ cannot run code.

@@ -44,7 +44,8 @@ def attribute_inference(members, m_labels, nonmembers, n_labels, synthetic, s_la
         out[name] = {"members": _infer(members, m_labels, pool, pool_y),
                      "nonmembers": _infer(nonmembers, n_labels, pool, pool_y)}
     s = out["synthetic"]
-    out["member_advantage_mse"] = s["nonmembers"]["mse_hidden_half"] - s["members"]["mse_hidden_half"]
+    out["member_advantage_mse"] = (s["nonmembers"]["mse_hidden_half"]
+                                   - s["members"]["mse_hidden_half"])
     out["member_advantage_label"] = (s["members"]["label_accuracy"]
                                      - s["nonmembers"]["label_accuracy"])
     return out

@@ -38,7 +38,8 @@ def make_canaries(data: ImageDataset, count: int, seed: int = 0
     """Pick ``count`` images, give each a different (wrong) label, and flip a fair coin for each.
     Returns (canary source indices, canary labels, included mask, indices of the other images)."""
     if not 2 <= count <= len(data) // 2:
-        raise ConfigError(f"--canaries {count}: use between 2 and half the dataset ({len(data) // 2})")
+        raise ConfigError(f"--canaries {count}: use between 2 and half the dataset "
+                          f"({len(data) // 2})")
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(data))[:count]
     shift = rng.integers(1, data.num_classes, size=count)

@@ -50,7 +50,8 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, e
 
 
 def train_selected(images: np.ndarray, labels: np.ndarray, num_classes: int, max_epochs: int = 10,
-                   val_fraction: float = 0.1, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
+                   val_fraction: float = 0.1, batch_size: int = 128, lr: float = 2e-3,
+                   seed: int = 0,
                    progress: bool = False, desc: str = "classifier") -> tuple[LeNet, int, float]:
     """Train for up to ``max_epochs``; keep the epoch with the best accuracy on a validation split
     carved out of *these* training images (never the test set). Returns (model, epochs, val acc).

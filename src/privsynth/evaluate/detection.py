@@ -1,4 +1,5 @@
-"""Detection: can a fresh classifier tell real from synthetic? (The seeds' "discriminator accuracy".)
+"""Detection: can a fresh classifier tell real from synthetic?
+(The seeds' "discriminator accuracy".)
 
 Real = held-out images (never trained on by the generator), synthetic = an equal number of
 samples. Half of this balanced set trains a new LeNet, the other half tests it. AUC 0.5 means
@@ -40,8 +41,8 @@ def detection(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, confidence
     order = rng.permutation(2 * n)
     x, y = x[order], y[order]
     half = n  # first half trains, second half tests (both balanced in expectation)
-    model, epochs, _ = train_selected(x[:half], y[:half], 2, budget_epochs(half, passes), 0.1, seed=seed,
-                                      progress=progress, desc="detection classifier")
+    model, epochs, _ = train_selected(x[:half], y[:half], 2, budget_epochs(half, passes), 0.1,
+                                      seed=seed, progress=progress, desc="detection classifier")
     p_real = predict(model, x[half:])[:, 1]
     auc, lo, hi = delong_ci(y[half:], p_real, confidence)
     acc = float(((p_real > 0.5) == y[half:].astype(bool)).mean())

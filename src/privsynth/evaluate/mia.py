@@ -48,9 +48,9 @@ def exceeds_ceiling(summary: dict, n_members: int, n_nonmembers: int, level: flo
 
 def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray,
                 epsilon: float = math.inf, delta: float = 0.0, points: int = 400) -> dict:
-    """AUC (with a 95% DeLong interval), TPR at 1% and 0.1% FPR (sklearn roc_curve), ROC points for plotting, and the DP
-    ceiling at the same FPRs. ``min_resolvable_fpr`` = 1 / #non-members: TPR at a smaller FPR
-    is read off a single non-member and is only indicative."""
+    """AUC (with a 95% DeLong interval), TPR at 1% and 0.1% FPR (sklearn roc_curve), ROC points
+    for plotting, and the DP ceiling at the same FPRs. ``min_resolvable_fpr`` = 1 / #non-members:
+    TPR at a smaller FPR is read off a single non-member and is only indicative."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     y = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]

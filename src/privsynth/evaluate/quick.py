@@ -10,7 +10,8 @@ from .fidelity import stats_table
 from .utility import trtr, tstr
 
 
-def quick_evaluate(run, data=None, n_synthetic: int | None = None, epochs: int = 10, seed: int = 0) -> dict:
+def quick_evaluate(run, data=None, n_synthetic: int | None = None, epochs: int = 10,
+                   seed: int = 0) -> dict:
     train, holdout = run.load_data(data)
     n = n_synthetic or len(train)
     images, labels = run.sample(n, seed=seed)

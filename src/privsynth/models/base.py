@@ -54,7 +54,8 @@ class Synthesizer(Protocol):
 
     def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult: ...
 
-    def sample(self, n: int, labels: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, labels: np.ndarray | None = None,
+               seed: int | None = None) -> np.ndarray:
         """``n`` uint8 images N x C x H x W for the given class labels (0..K-1)."""
         ...
 
@@ -64,7 +65,7 @@ class Synthesizer(Protocol):
 
 
 def build_config(cls: type, overrides: dict[str, Any] | None) -> Any:
-    """Dataclass ``cls`` with known keys overridden; unknown keys are an error naming the valid ones."""
+    """Dataclass ``cls`` with known keys overridden; unknown keys are an error naming valid ones."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(overrides) - names)

@@ -65,11 +65,12 @@ class UNet(nn.Module):
         self.time = nn.Sequential(nn.Linear(width, e), nn.SiLU(), nn.Linear(e, e))
         self.label = nn.Embedding(num_classes + 1, e)  # index num_classes = "no label" (CFG)
         self.inp = nn.Conv2d(channels, chans[0], 3, 1, 1)
-        self.down = nn.ModuleList(ResBlock(a, b, e) for a, b in zip([chans[0]] + chans[:-1], chans))
+        self.down = nn.ModuleList(ResBlock(a, b, e)
+                                  for a, b in zip([chans[0]] + chans[:-1], chans, strict=True))
         self.pool = nn.ModuleList(nn.Conv2d(c, c, 3, 2, 1) for c in chans[:-1])
         self.mid = ResBlock(chans[-1], chans[-1], e)
         self.up = nn.ModuleList(ResBlock(2 * c, c_out, e) for c, c_out in
-                                zip(chans[::-1], chans[::-1][1:] + [chans[0]]))
+                                zip(chans[::-1], chans[::-1][1:] + [chans[0]], strict=True))
         self.out = nn.Sequential(_norm(chans[0]), nn.SiLU(), nn.Conv2d(chans[0], channels, 3, 1, 1))
 
     def embed_noise(self, c_noise: torch.Tensor) -> torch.Tensor:
@@ -201,7 +202,8 @@ class DiffusionSynthesizer:
         for y in labels.split(512):
             y = y.to(device)
             x = (torch.randn(len(y), *self.image_shape, generator=g) * sig[0]).to(device)
-            for s, s_next in zip(sig[:-1], sig[1:]):  # DDIM = Euler on the probability-flow ODE
+            # DDIM = Euler on the probability-flow ODE
+            for s, s_next in zip(sig[:-1], sig[1:], strict=True):
                 d = (x - self._guided(x, s, y)) / s
                 x = x + (s_next - s) * d
             out.append(from_unit_range(x.clamp(-1, 1).cpu().numpy()))

@@ -33,7 +33,8 @@ def halvings(size: int) -> int:
         size //= 2
         k += 1
     if size > 7 or k == 0:
-        raise ConfigError(f"image size {size << k} is not base x 2^k with base 3..7 (e.g. 8, 28, 32, "
+        raise ConfigError(f"image size {size << k} is not base x 2^k with base 3..7 "
+                          "(e.g. 8, 28, 32, "
                           "64); pass --image-size to resize")
     return k
 
@@ -199,8 +200,9 @@ class GANSynthesizer:
             plan = dpsgd.plan(ctx.privacy, n, cfg.batch_size, total)
             ctx.on_plan(plan)
             acc_state = AccountantState.from_json(resume["accountant"]) if resume else None
-            D_train, opt_d, loader, engine = dpsgd.make_private(D, opt_d, dataset, plan, ctx.privacy,
-                                                                acc_state, generator=gen)
+            D_train, opt_d, loader, engine = dpsgd.make_private(D, opt_d, dataset, plan,
+                                                                ctx.privacy, acc_state,
+                                                                generator=gen)
         else:
             D_train = D
             loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
@@ -283,7 +285,8 @@ class GANSynthesizer:
 
     # --- sampling and weights ---------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, labels: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, labels: np.ndarray | None = None,
+               seed: int | None = None) -> np.ndarray:
         g = torch.Generator().manual_seed(0 if seed is None else seed)
         labels = (torch.randint(0, self.num_classes, (n,), generator=g) if labels is None
                   else torch.as_tensor(np.asarray(labels), dtype=torch.long))
@@ -293,7 +296,8 @@ class GANSynthesizer:
             y = labels[i:i + 1024]
             z = torch.randn(len(y), self.config.z_dim, generator=g)
             out.append(self.g_ema(z.to(device), y.to(device)).cpu().numpy())
-        return from_unit_range(np.concatenate(out)) if out else np.zeros((0, *self.image_shape), np.uint8)
+        return (from_unit_range(np.concatenate(out)) if out
+                else np.zeros((0, *self.image_shape), np.uint8))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The EMA generator (all sampling needs) and the discriminator (trained with the same
@@ -323,5 +327,6 @@ class GANSynthesizer:
         device = next(D.parameters()).device
         x = torch.from_numpy(to_unit_range(images))
         y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        return torch.cat([D(xb.to(device), yb.to(device)).cpu()
-                          for xb, yb in zip(x.split(1024), y.split(1024))]).numpy().astype(np.float64)
+        scores = torch.cat([D(xb.to(device), yb.to(device)).cpu()
+                            for xb, yb in zip(x.split(1024), y.split(1024), strict=True)])
+        return scores.numpy().astype(np.float64)

@@ -104,7 +104,7 @@ class MERFSynthesizer:
         spec = ctx.privacy
         C = spec.max_grad_norm if spec is not None else 1.0
         total = torch.zeros(2 * self.config.n_features + 1, self.num_classes, dtype=torch.float64)
-        for xb, yb in zip(x.split(1024), y.split(1024)):
+        for xb, yb in zip(x.split(1024), y.split(1024), strict=True):
             f = features(xb, self.freqs, C).double()
             total.index_add_(1, yb, f.T)
         if spec is None:

@@ -56,7 +56,7 @@ def update_ema(model: nn.Module, ema: nn.Module, decay: float, step: int = 10**9
     """EMA with the usual warm-up (decay <= (1 + step) / (10 + step)) so short runs are not
     dominated by the initial weights."""
     decay = min(decay, (1 + step) / (10 + step))
-    for p_ema, p in zip(ema.state_dict().values(), model.state_dict().values()):
+    for p_ema, p in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
         if p.dtype.is_floating_point and decay > 0:
             p_ema.mul_(decay).add_(p, alpha=1 - decay)
         else:

@@ -20,7 +20,8 @@ def gallery_array(pairs: list[dict], synthetic: np.ndarray, train: np.ndarray, c
     for i, p in enumerate(pairs):
         y, x = pad + (i // columns) * (h + pad), (i % columns) * cell_w + pad
         canvas[y:y + h, x:x + w] = synthetic[p["synthetic"]].transpose(1, 2, 0)
-        canvas[y:y + h, x + w + pad // 2:x + 2 * w + pad // 2] = train[p["train"]].transpose(1, 2, 0)
+        canvas[y:y + h, x + w + pad // 2:x + 2 * w + pad // 2] = (
+            train[p["train"]].transpose(1, 2, 0))
     return canvas
 
 

@@ -46,7 +46,8 @@ def privacy_card(m: dict) -> str:
     p = m["privacy"]
     best = p["mia"][p["strongest_attack"]]
     lines += ["", f"strongest membership attack: {p['strongest_attack']}  AUC {best['auc']:.3f} "
-              f"(DP ceiling {best['dp_ceiling_auc']:.3f}),  TPR@1%FPR {best['tpr_at_0.01_fpr']:.3f} "
+              f"(DP ceiling {best['dp_ceiling_auc']:.3f}),  "
+              f"TPR@1%FPR {best['tpr_at_0.01_fpr']:.3f} "
               f"(ceiling {best['dp_ceiling_tpr_at_0.01_fpr']:.3f})",
               f"synthetic images nearer a training image than a holdout image: "
               f"{p['dcr']['share_closer_to_train']:.1%} (50% = no sign of copying)"]
@@ -64,14 +65,16 @@ def render(result: dict, subjects: list, train) -> str:
            f"<h1>privsynth evaluation: {html.escape(ds['name'])}</h1>",
            f"<p class='note'>{ds['n_train']} training / {ds['n_holdout']} holdout images "
            f"({'x'.join(map(str, ds['image_shape']))}, {k} classes); dataset fingerprint "
-           f"<code>{ds['fingerprint']}</code>. Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+           f"<code>{ds['fingerprint']}</code>. "
+           f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
            f" in {result['seconds']:.1f} s.</p>"]
     out.append("<h2>Privacy cards</h2>")
     out += [f"<h3>{html.escape(m['name'])}</h3>{privacy_card(m)}" for m in result["models"]]
 
     out.append("<h2>Samples (one row per class)</h2><div class='flex'>")
     for s in subjects:
-        out.append(f"<div><b>{html.escape(s.name)}</b><br>{img(grid_png(s.images, s.labels, k), s.name)}</div>")
+        out.append(f"<div><b>{html.escape(s.name)}</b><br>"
+                   f"{img(grid_png(s.images, s.labels, k), s.name)}</div>")
     out.append(f"<div><b>real (training split)</b><br>"
                f"{img(grid_png(train.images, train.labels, k), 'real')}</div></div>")
 
@@ -90,13 +93,16 @@ def render(result: dict, subjects: list, train) -> str:
                f"{fx['val_accuracy']:.1%}. FD-LeNet is a Fréchet distance in <i>this</i> space, "
                f"not FID. The real-holdout row is the floor: two real samples.</p>")
     fl = result["real_floor"]
-    rows = [["real holdout (floor)", f"{fl['fd_lenet']:.2f}", f"{1e3 * fl['kid_lenet']['mean']:.2f}",
-             *(f"{fl['prdc'][c]:.3f}" for c in ("precision", "recall", "density", "coverage")), "–"]]
+    rows = [["real holdout (floor)", f"{fl['fd_lenet']:.2f}",
+             f"{1e3 * fl['kid_lenet']['mean']:.2f}",
+             *(f"{fl['prdc'][c]:.3f}"
+               for c in ("precision", "recall", "density", "coverage")), "–"]]
     for m in result["models"]:
         f = m["fidelity"]
         rows.append([html.escape(m["name"]), f"{f['fd_lenet']:.2f}",
                      f"{1e3 * f['kid_lenet']['mean']:.2f} ± {1e3 * f['kid_lenet']['std']:.2f}",
-                     *(f"{f['prdc'][c]:.3f}" for c in ("precision", "recall", "density", "coverage")),
+                     *(f"{f['prdc'][c]:.3f}"
+                       for c in ("precision", "recall", "density", "coverage")),
                      fmt(f.get("fid_inception"), ".2f")])
     out.append(table(["model", "FD-LeNet", "KID ×1e3", "precision", "recall", "density",
                       "coverage", "FID (Inception)"], rows))

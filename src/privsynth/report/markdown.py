@@ -34,7 +34,8 @@ def summary(result: dict) -> str:
     floor = result["real_floor"]
     lines += ["", "### Fidelity (FD-LeNet feature space), detection, utility", "",
               "| model | ε | FD-LeNet | KID×1e3 | precision | recall | density | coverage | "
-              "detect AUC [95% CI] | TSTR | TRTR |", "|---|---|---|---|---|---|---|---|---|---|---|",
+              "detect AUC [95% CI] | TSTR | TRTR |",
+              "|---|---|---|---|---|---|---|---|---|---|---|",
               f"| real holdout (floor) | – | {floor['fd_lenet']:.2f} | "
               f"{1e3 * floor['kid_lenet']['mean']:.2f} | {floor['prdc']['precision']:.3f} | "
               f"{floor['prdc']['recall']:.3f} | {floor['prdc']['density']:.3f} | "

@@ -28,7 +28,7 @@ def plot_frontier(table: dict, path: str | os.PathLike[str]) -> None:
         pts = sorted((xpos(r["epsilon"]), r["tstr_accuracy"]) for r in table["rows"]
                      if r["method"] == method)
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=method)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=method)
     ax.axhline(table["train_on_real_accuracy"], color="k", ls="--", lw=1, label="train on real")
     ax.set_xscale("log")
     ticks = sorted(set(finite)) + ([inf_x] if any(isinstance(r["epsilon"], str)
