@@ -75,6 +75,8 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
     ``cores // jobs`` torch threads; small models use cores better side by side than threaded);
     evaluation then runs in this process, cell by cell.
     """
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}; use 1 to train cells one by one")
     out = Path(out)
     dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
     parts = split(dataset, holdout, split_seed)
@@ -95,20 +97,19 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
     from tqdm.auto import tqdm
 
     rows = []
-    grid = [(m, e) for m in methods for e in epsilons]
     source = dataset if isinstance(data, ImageDataset) else data
     common = dict(delta=delta, accountant=accountant, holdout=holdout, split_seed=split_seed,
                   seed=seed, image_size=image_size)
     todo = [(m, e, out / "cells" / cell_name(m, e),
              {**recommended_config(m, len(train_set)), **(configs or {}).get(m, {})})
-            for m, e in grid]
+            for m in methods for e in epsilons]
     train_seconds = _train_parallel(source, todo, common, jobs) if jobs > 1 else {}
-    for method, eps in tqdm(grid, desc="sweep cells", disable=not progress, leave=False):
-        cell = out / "cells" / cell_name(method, eps)
-        config = next(c for m, e, _, c in todo if (m, e) == (method, eps))
+    for method, eps, cell, config in tqdm(todo, desc="sweep cells", disable=not progress,
+                                          leave=False):
         t1 = time.time()
-        done = _complete(cell) and cell not in train_seconds
-        if _complete(cell):
+        complete = _complete(cell)
+        done = complete and cell not in train_seconds  # finished by an earlier invocation
+        if complete:
             run = Run.load(cell)
         else:
             # Pass the data spec (not the loaded arrays) so each card records where to reload it.

@@ -54,11 +54,7 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..errors import ConfigError
     from ..sweep import parse_epsilons, sweep
-
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     table = sweep(args.data, methods, parse_epsilons(args.epsilons), args.out, delta=args.delta,

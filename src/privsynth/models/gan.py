@@ -34,8 +34,7 @@ def halvings(size: int) -> int:
         k += 1
     if size > 7 or k == 0:
         raise ConfigError(f"image size {size << k} is not base x 2^k with base 3..7 "
-                          "(e.g. 8, 28, 32, "
-                          "64); pass --image-size to resize")
+                          "(e.g. 8, 28, 32, 64); pass --image-size to resize")
     return k
 
 
