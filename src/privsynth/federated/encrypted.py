@@ -153,3 +153,13 @@ def precision_loss(
         "n_values": int(plain.size),
         "max_abs_value": float(np.abs(plain).max()),
     }
+
+
+def add_plain(public_ctx, chunks: list[bytes], vec: np.ndarray) -> list[bytes]:
+    """Add a plaintext vector to an encrypted one chunk by chunk (server side, public context):
+    how the server puts its DP noise into an aggregate it cannot read."""
+    ts = _ts()
+    return [
+        (ts.ckks_vector_from(public_ctx, c) + vec[j * CHUNK : (j + 1) * CHUNK].tolist()).serialize()
+        for j, c in enumerate(chunks)
+    ]

@@ -1,0 +1,26 @@
+"""One source of truth for the federated run config."""
+
+from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10 (flwr brings tomli)
+    import tomli as tomllib
+
+from privsynth.federated.runconfig import DEFAULTS, aggregation_weight, resolve
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+
+def test_pyproject_app_config_is_the_defaults_table():
+    """`flwr run .` reads pyproject; the apps read DEFAULTS: they must be the same table."""
+    table = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
+    assert table == DEFAULTS
+
+
+def test_client_level_dp_forces_unit_weights_and_max_weight():
+    assert resolve({})["max-weight"] == DEFAULTS["max-weight"]
+    cfg = resolve({"client-noise": 1.5, "max-weight": 100000.0})
+    assert cfg["max-weight"] == 1.0 == aggregation_weight(cfg, 300)
+    assert aggregation_weight(resolve({}), 300) == 300
+    assert resolve(cfg) == cfg  # idempotent
