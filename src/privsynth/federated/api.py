@@ -18,7 +18,7 @@ from ..errors import CheckpointError, ConfigError
 from ..privacy.accounting import calibrate_noise
 from ..run import SPLIT, Run, read_card, write_card
 from .partition import partition
-from .runconfig import DEFAULTS
+from .runconfig import DEFAULTS, require_dp_accounting
 
 AGGREGATIONS = ("plain", "secagg", "ckks")
 
@@ -114,6 +114,8 @@ def build_run_config(
         cfg["client-noise"] = float(client_noise)
     elif client_epsilon is not None:
         cfg["client-noise"] = calibrate_noise(client_epsilon, client_delta, 1.0, rounds, "rdp")
+    if cfg["client-noise"] > 0 and aggregation == "plain":
+        require_dp_accounting()
     min_n = min(sizes)
     batch = int((config or {}).get("batch_size", 256))
     if cfg["epsilon"] > 0 and batch > min_n:

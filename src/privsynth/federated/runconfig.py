@@ -13,7 +13,10 @@ the quantisation error, scaled back up, breaks the clip bound the accountant rel
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Mapping
+
+from ..errors import ConfigError
 
 DEFAULTS: dict[str, Any] = {
     "method": "dpgan",
@@ -72,3 +75,13 @@ def resolve(run_config: Mapping[str, Any]) -> dict[str, Any]:
     if client_dp(cfg):
         cfg["max-weight"] = 1.0  # = the largest weight aggregation_weight gives
     return cfg
+
+
+def require_dp_accounting() -> None:
+    """Flower's ``RdpAccountant`` (plain aggregation with client-level DP) needs ``dp-accounting``,
+    a privsynth dependency through ``flwr[dp]``: say so in one line if it is missing."""
+    if importlib.util.find_spec("dp_accounting") is None:
+        raise ConfigError(
+            "client-level DP accounting needs the package dp-accounting (Flower's [dp] extra); "
+            "reinstall privsynth with its dependencies (pip install -e .) or pip install 'flwr[dp]'"
+        )

@@ -31,7 +31,7 @@ from flwr.supercore.differential_privacy import add_gaussian_noise_inplace, comp
 from ..errors import ConfigError
 from . import encrypted, task
 from .card import write_run
-from .runconfig import client_dp, resolve
+from .runconfig import client_dp, require_dp_accounting, resolve
 
 app = ServerApp()
 
@@ -139,6 +139,7 @@ def make_strategy(cfg: dict, mode: str, keys: list[str]) -> Any:
     if dp:
         from flwr.serverapp import NeighboringRelation, PrivacyConfig, RdpAccountant, SamplingMethod
 
+        require_dp_accounting()  # (`flwr run .` does not pass through the launcher's check)
         m = int(cfg["sampled-per-round"])
         accountant = RdpAccountant(
             PrivacyConfig(
