@@ -26,7 +26,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, clip_inputs_i
 
 from ..privacy.accounting import AccountantState
 from . import encrypted, task
-from .runconfig import aggregation_weight, resolve
+from .runconfig import aggregation_weight, client_dp, resolve
 
 STATE = "privsynth"
 
@@ -148,12 +148,11 @@ def train(msg: Message, context: Context) -> Message:
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
     if str(cfg["aggregation"]) == "ckks":
         ctx = encrypted.load_context(_secret_path(node, cfg), need_secret=True)
-        clip = msg.content["config"].get(KEY_CLIPPING_NORM)
-        payload = (
-            _clipped_delta_payload(res.arrays, global_arrays, keys, float(clip))
-            if clip is not None
-            else encrypted.weighted_payload(res.arrays, keys, weight)
-        )
+        if client_dp(cfg):  # the clip norm comes from Flower's client-side clipping wrapper
+            clip = float(msg.content["config"].get(KEY_CLIPPING_NORM, cfg["client-clip"]))
+            payload = _clipped_delta_payload(res.arrays, global_arrays, keys, clip)
+        else:
+            payload = encrypted.weighted_payload(res.arrays, keys, weight)
         blob, lengths = encrypted.pack(encrypted.encrypt(ctx, payload))
         content = RecordDict(
             {

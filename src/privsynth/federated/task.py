@@ -149,6 +149,7 @@ class LocalResult:
     delta: float
     noise_multiplier: float
     sample_rate: float
+    # losses on private batches are not DP: for the owner's own eyes, never sent to the server
     d_loss: float  # the private module's loss (D for the GAN, the ELBO for the VAE)
     g_loss: float  # the generator's loss (NaN for the VAE)
 
