@@ -84,16 +84,6 @@ def test_client_level_epsilon_agrees_with_flowers_accountant(tmp_path, tiny_fed)
 def test_bad_federation_options(tmp_path, tiny_fed):
     with pytest.raises(ConfigError, match="clients"):
         federate(out=tmp_path / "a", clients=1, rounds=1, mode="inprocess", **tiny_fed)
-    with pytest.raises(ConfigError, match="client-level DP"):
-        federate(
-            out=tmp_path / "b",
-            clients=2,
-            rounds=1,
-            mode="inprocess",
-            aggregation="ckks",
-            client_epsilon=5.0,
-            **tiny_fed,
-        )
     tiny_fed["config"]["batch_size"] = 10_000
     with pytest.raises(ConfigError, match="batch size"):
         federate(out=tmp_path / "c", clients=2, rounds=1, mode="inprocess", **tiny_fed)
@@ -112,3 +102,23 @@ def test_dpvae_federates_under_secagg(tmp_path, tiny_fed):
     images, _ = run.sample(6, labels=[1] * 6)
     assert images.shape == (6, 1, 8, 8) and images.dtype == np.uint8
     assert (tmp_path / "privacy-ledger.json").read_text().count("dpvae-federated") == 2
+
+
+@pytest.mark.parametrize("aggregation", ["plain", "secagg"])
+def test_owners_send_no_losses_and_the_card_records_none(tmp_path, tiny_fed, monkeypatch,
+                                                         aggregation):
+    """A loss on private batches is not DP: it must not leave the owner, nor reach the card."""
+    from privsynth.federated import inprocess
+
+    replies, real = [], inprocess.client_app
+    monkeypatch.setattr(inprocess, "client_app",
+                        lambda msg, ctx: replies.append(real(msg, ctx)) or replies[-1])
+    tiny_fed.update(epsilon=None, noise_multiplier=1.0)
+    run = federate(out=tmp_path / "run", clients=2, rounds=1, mode="inprocess",
+                   aggregation=aggregation, **tiny_fed)
+    sent = [key for r in replies for rec in r.content.values() if hasattr(rec, "keys")
+            for key in rec.keys()]
+    assert "num-examples" in sent or "fitres.num_examples" in sent  # the records were read
+    assert not [k for k in sent if "loss" in k]
+    assert "loss" not in str(run.card["federated"]["per_round"])
+    assert "losses" in run.card["privacy"]["not_protected"]

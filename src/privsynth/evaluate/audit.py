@@ -50,22 +50,27 @@ def make_canaries(data: ImageDataset, count: int, seed: int = 0
 
 
 def audit_dataset(data: ImageDataset, idx, labels, included, rest, holdout: float, split_seed: int
-                  ) -> ImageDataset:
-    """The base images plus the included canaries, ordered so that ``split(holdout, split_seed)``
-    puts every included canary in the training split (they must be trained on)."""
+                  ) -> tuple[ImageDataset, int]:
+    """The audit run's dataset and the holdout count to train it with.
+
+    The one-run theorem assumes that only the canaries' inclusion changes between worlds, so the
+    non-canary images are split first — train/holdout fixed by ``split_seed``, whatever canaries
+    are drawn in — and the included canaries then join the training part. The rows are arranged
+    so that the trainer's own ``split(dataset, n_holdout, split_seed)`` reproduces exactly that.
+    """
+    base = split(_Sized(len(rest)), holdout, split_seed)  # split only needs len()
+    rest_train, rest_holdout = rest[base.train], rest[base.holdout]
     inc = idx[included]
-    n = len(rest) + len(inc)
-    parts = split(_Sized(n), holdout, split_seed)  # split only needs len()
-    if len(parts.train) < len(inc):
-        raise ConfigError("too many canaries for the training split; lower --canaries or --holdout")
-    slots = np.sort(parts.train)[:len(inc)]
-    is_canary = np.zeros(n, bool)
-    is_canary[slots] = True
-    images = np.empty((n, *data.image_shape), np.uint8)
-    labs = np.empty(n, np.int64)
-    images[slots], labs[slots] = data.images[inc], labels[included]
-    images[~is_canary], labs[~is_canary] = data.images[rest], data.labels[rest]
-    return ImageDataset(images, labs, list(data.class_names), name=f"{data.name}+canaries")
+    n, n_holdout = len(rest) + len(inc), len(rest_holdout)
+    parts = split(_Sized(n), n_holdout, split_seed)  # what the trainer will compute
+    rows = np.empty(n, np.int64)  # source index of each row
+    rows[parts.holdout] = rest_holdout
+    rows[parts.train] = np.concatenate([rest_train, inc])
+    labs = data.labels[rows].astype(np.int64)
+    labs[parts.train[len(rest_train):]] = labels[included]  # the canaries' (wrong) labels
+    dataset = ImageDataset(data.images[rows], labs, list(data.class_names),
+                           name=f"{data.name}+canaries")
+    return dataset, n_holdout
 
 
 def canary_scores(run, canaries: np.ndarray, labels: np.ndarray, reference: ImageDataset,
@@ -98,9 +103,9 @@ def audit(data: str | os.PathLike[str] | ImageDataset = "digits", method: str = 
     t0 = time.time()
     ds = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
     idx, labels, included, rest = make_canaries(ds, canaries, seed)
-    train_set = audit_dataset(ds, idx, labels, included, rest, holdout, split_seed)
+    train_set, n_holdout = audit_dataset(ds, idx, labels, included, rest, holdout, split_seed)
     run = train(train_set, method, Path(out) / "run", epsilon=epsilon, no_dp=no_dp, config=config,
-                holdout=holdout, split_seed=split_seed, seed=seed, progress=progress,
+                holdout=n_holdout, split_seed=split_seed, seed=seed, progress=progress,
                 **train_kwargs)
     _, reference = run.load_data(train_set)
     n_syn = n_synthetic or max(len(train_set) - len(reference), 10 * ds.num_classes)

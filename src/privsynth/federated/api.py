@@ -18,6 +18,7 @@ from ..errors import CheckpointError, ConfigError
 from ..privacy.accounting import calibrate_noise
 from ..run import SPLIT, Run, read_card, write_card
 from .partition import partition
+from .runconfig import DEFAULTS, require_dp_accounting
 
 AGGREGATIONS = ("plain", "secagg", "ckks")
 
@@ -77,6 +78,7 @@ def build_run_config(
         nodes = [{"partition-id": i, "num-partitions": clients} for i in range(clients)]
     source = "digits" if str(data) == "digits" else str(Path(data).resolve())
     cfg: dict[str, Any] = {
+        **DEFAULTS,
         "method": method,
         "model-config": json.dumps(config or {}),
         "data": source,
@@ -107,18 +109,13 @@ def build_run_config(
         "drop-partition": -1,
         "drop-round": 1,
     }
-    if client_epsilon is not None or client_noise is not None:
-        if aggregation == "ckks":
-            raise ConfigError(
-                "client-level DP needs clipping the server can see or that SecAgg+ "
-                "supports; use plain or --secure-aggregation with --client-epsilon"
-            )
-        cfg["client-noise"] = (
-            float(client_noise)
-            if client_noise
-            else calibrate_noise(client_epsilon, client_delta, 1.0, rounds, "rdp")
-        )
-        cfg["max-weight"] = 1.0  # equal weights: sensitivity of the average is clip / m
+    # client-level DP (runconfig.resolve then sets equal weights and SecAgg+'s max-weight to 1)
+    if client_noise is not None:  # a fixed noise multiplier; 0 = off
+        cfg["client-noise"] = float(client_noise)
+    elif client_epsilon is not None:
+        cfg["client-noise"] = calibrate_noise(client_epsilon, client_delta, 1.0, rounds, "rdp")
+    if cfg["client-noise"] > 0 and aggregation == "plain":
+        require_dp_accounting()
     min_n = min(sizes)
     batch = int((config or {}).get("batch_size", 256))
     if cfg["epsilon"] > 0 and batch > min_n:

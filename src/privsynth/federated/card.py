@@ -5,9 +5,9 @@ Two guarantees can hold at once, with different units:
   accountant. Owners' datasets are disjoint and every other owner's update is computed without
   that image, so the released model is (max_i eps_i, max_i delta_i)-DP for every image.
 - client-level (one owner with all its images): server-side Gaussian noise on the clipped average
-  of the owners' updates (Flower's fixed-clipping wrappers). Flower 1.41's ``RdpAccountant`` (no
-  sampling amplification) reports its epsilon; we recompute it with Opacus' RDP accountant from
-  (noise multiplier, q = 1, rounds) and store both.
+  of the owners' updates (Flower's fixed-clipping wrappers), in the model the server releases.
+  Flower's ``RdpAccountant`` (no sampling amplification) reports its epsilon in plain mode; we
+  recompute it with Opacus' RDP accountant from (noise multiplier, q = 1, rounds) and store both.
 """
 
 from __future__ import annotations
@@ -27,16 +27,59 @@ SAMPLE_UNIT = "one training image with its label (held by one owner)"
 CLIENT_UNIT = "one data owner with all of its images"
 
 
+# How client-level noise reaches the released model, per aggregation mode (docs/federated.md).
+CLIENT_NOISE_PATH = {
+    "plain": "Flower's DifferentialPrivacyServerSideFixedClipping: the server clips each update "
+    "to C, averages over the m sampled owners and adds N(0, (sigma*C/m)^2) to the new global "
+    "model; a round in which a sampled owner fails is not released (Flower's accounted mode)",
+    "secagg": "owners clip (Flower's fixedclipping_mod) before SecAgg+ masking; the server "
+    "divides the unmasked sum of the surviving owners' deltas by the planned m (fixed "
+    "denominator) and Flower's DifferentialPrivacyClientSideFixedClipping adds "
+    "N(0, (sigma*C/m)^2) to the new global model, which is the one the next round starts from "
+    "and the one released",
+    "ckks": "owners clip their delta to C and encrypt it; the server adds the ciphertexts to the "
+    "global model held encrypted as [m*w, m] and adds Gaussian noise of std sigma*C to it "
+    "(sigma*C/m on the model, Flower's compute_stdv); dividing by the fixed m keeps rounds with "
+    "dropouts fully noised; owners decrypt each round's noised model, one decrypts the last",
+}
+
+
+def not_protected(mode: str, client_dp: bool) -> str:
+    """What the card must not be read as protecting (it lists what was released besides the
+    model, so that nothing the run publishes goes unmentioned)."""
+    parts = [
+        "Hyper-parameter tuning and repeated runs on the same owners' data (see each owner's "
+        "ledger); properties shared by many images.",
+        "Released beside the model and not protected: each owner's image count, epsilon, DP-SGD "
+        "history and bytes sent, and how many owners each round aggregated (they describe the "
+        "plan and who took part, not image content). Owners send no losses or other statistics "
+        "of their private batches.",
+        "Secure/encrypted aggregation hides individual updates from the server but adds no DP.",
+    ]
+    if client_dp:
+        server_sees = {
+            "plain": "every owner's un-noised update",
+            "secagg": "the un-noised sum of the updates",
+            "ckks": "its own noise, so it can remove it from the model it releases",
+        }[mode]
+        parts.append(
+            "Client-level DP protects the released model and the global models owners receive "
+            "each round; the server adds the noise and is trusted with it "
+            f"(it knows {server_sees})."
+        )
+    return " ".join(parts)
+
+
 def client_level_epsilon(noise: float, rounds: int, delta: float) -> float:
     """Opacus RDP accountant: ``rounds`` Gaussian releases, sensitivity = clip, no subsampling."""
     return epsilon_from_history([(noise, 1.0, rounds)], delta, "rdp")
 
 
 def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dict:
-    rounds = int(cfg.get("num-server-rounds", 1))
-    mode = str(cfg.get("aggregation", "plain"))
-    sample_dp = float(cfg.get("epsilon", 0)) > 0
-    client_noise = float(cfg.get("client-noise", 0))
+    rounds = int(cfg["num-server-rounds"])
+    mode = str(cfg["aggregation"])
+    sample_dp = float(cfg["epsilon"]) > 0
+    client_noise = float(cfg["client-noise"])
     block: dict = {
         "aggregation": mode,
         "server_sees": {
@@ -65,7 +108,7 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
         # recompute each owner's epsilon from its history, independently of the owner's number
         for o in owners:
             o["epsilon_recomputed"] = epsilon_from_history(
-                o["history"], o["delta"], str(cfg.get("accountant", "prv"))
+                o["history"], o["delta"], str(cfg["accountant"])
             )
         eps = max((o["epsilon"] for o in owners), default=float(cfg["epsilon"]))
         delta = max((o["delta"] for o in owners), default=0.0)
@@ -73,10 +116,10 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
             "epsilon": eps,
             "delta": delta,
             "unit": SAMPLE_UNIT,
-            "target_epsilon": None if cfg.get("noise-multiplier") else float(cfg["epsilon"]),
-            "noise_multiplier_fixed": float(cfg.get("noise-multiplier", 0)) or None,
-            "accountant": str(cfg.get("accountant", "prv")),
-            "clip": float(cfg.get("clip", 1.0)),
+            "target_epsilon": None if cfg["noise-multiplier"] else float(cfg["epsilon"]),
+            "noise_multiplier_fixed": float(cfg["noise-multiplier"]) or None,
+            "accountant": str(cfg["accountant"]),
+            "clip": float(cfg["clip"]),
             "per_owner": owners,
             "owners_reporting": len(owners),
             "computed_by": "each owner's Opacus accountant from the DP-SGD steps it ran; the "
@@ -89,7 +132,8 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
         )
         eps_top, delta_top, unit = eps, delta, SAMPLE_UNIT
     if client_noise > 0:
-        c_delta = float(cfg.get("client-delta", 1e-5))
+        c_delta = float(cfg["client-delta"])
+        m = int(cfg.get("sampled-per-round", 0))
         c_eps = client_level_epsilon(client_noise, rounds, c_delta)
         flower_eps = None
         if flower_accountant is not None:
@@ -99,10 +143,12 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
             "delta": c_delta,
             "unit": CLIENT_UNIT,
             "noise_multiplier": client_noise,
-            "clip": float(cfg.get("client-clip", 1.0)),
+            "clip": float(cfg["client-clip"]),
             "rounds": rounds,
-            "sampled_per_round": int(cfg.get("sampled-per-round", 0)),
+            "sampled_per_round": m,
             "sampling": "none assumed (q = 1: no amplification by client sampling is claimed)",
+            "noise_std_on_model": client_noise * float(cfg["client-clip"]) / max(m, 1),
+            "how": CLIENT_NOISE_PATH[mode],
             "epsilon_flower_rdp": flower_eps,
             "computed_by": "Opacus RDP accountant from (noise multiplier, q=1, rounds); "
             "Flower's RdpAccountant value alongside when the strategy kept one",
@@ -122,12 +168,7 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
             if guarantees
             else "none: trained without differential privacy; epsilon = infinity"
         ),
-        not_protected=(
-            "Hyper-parameter tuning and repeated runs on the same owners' data "
-            "(see each owner's ledger); the number of images each owner holds; "
-            "properties shared by many images. Secure/encrypted aggregation "
-            "hides individual updates from the server but adds no DP."
-        ),
+        not_protected=not_protected(mode, client_noise > 0),
     )
     return block
 
@@ -139,8 +180,8 @@ def write_run(
     out = Path(str(cfg["out-dir"]))
     k = int(cfg["num-classes"])
     names = (
-        str(cfg.get("class-names", "")).split(",")
-        if cfg.get("class-names")
+        str(cfg["class-names"]).split(",")
+        if cfg["class-names"]
         else [str(i) for i in range(k)]
     )
     privacy = privacy_block(cfg, reports, flower_accountant)
@@ -150,7 +191,7 @@ def write_run(
         "delta": 0.0,
         "values": (np.ones(k) / k).tolist(),
     }
-    rounds = int(cfg.get("num-server-rounds", 1))
+    rounds = int(cfg["num-server-rounds"])
     up = sum(r["bytes_up"] for r in reports)
     down = sum(r["bytes_down"] for r in reports)
     card = {
@@ -163,21 +204,21 @@ def write_run(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "privacy": privacy,
         "data": {
-            "name": str(cfg.get("data", "")),
+            "name": str(cfg["data"]),
             "image_shape": list(synth.image_shape),
             "classes": names,
             "source": None,
             "image_size": int(cfg["image-size"]),
-            "split_seed": int(cfg.get("split-seed", 0)),
+            "split_seed": int(cfg["split-seed"]),
             "fingerprint": None,
         },
         "federated": {
             "owners_reporting": len(reports),
             "rounds": rounds,
-            "local_steps": int(cfg.get("local-steps", 20)),
-            "fraction_train": float(cfg.get("fraction-train", 1.0)),
-            "partition": str(cfg.get("partition", "")),
-            "alpha": float(cfg.get("alpha", 0)),
+            "local_steps": int(cfg["local-steps"]),
+            "fraction_train": float(cfg["fraction-train"]),
+            "partition": str(cfg["partition"]),
+            "alpha": float(cfg["alpha"]),
             "per_round": {str(r): v for r, v in rounds_info.items()},
             "bytes_up_per_round": up / rounds,
             "bytes_down_per_round": down / rounds,
@@ -186,7 +227,7 @@ def write_run(
         },
         "train": {
             "wall_seconds": round(wall, 2),
-            "steps": rounds * int(cfg.get("local-steps", 20)),
+            "steps": rounds * int(cfg["local-steps"]),
         },
     }
     save_weights(

@@ -3,7 +3,9 @@
 Handlers (Flower's Message API):
 - ``train``: load the global model, train locally (DP-SGD on D, see ``task``), reply with the new
   weights (plain FedAvg), the weight *delta* (SecAgg+, inside Flower's ``secaggplus_mod``), or the
-  CKKS-encrypted ``[n * w, n]`` (encrypted aggregation).
+  CKKS-encrypted ``[n * w, n]`` (encrypted aggregation; with client-level DP the delta clipped to
+  the norm the server sent, ``[clip(delta), 0]``). The reply's metrics are the FedAvg weight and
+  this owner's epsilon so far; losses on private batches are not DP and never leave the owner.
 - ``query.report``: this owner's privacy accounting (DP-SGD history and epsilon) and the bytes it
   sent/received; with CKKS, it also decrypts the final aggregate for the server to release.
 """
@@ -20,10 +22,11 @@ from flwr.clientapp import ClientApp
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common import recorddict_compat as compat
-from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, clip_inputs_inplace
 
 from ..privacy.accounting import AccountantState
 from . import encrypted, task
+from .runconfig import aggregation_weight, client_dp, resolve
 
 STATE = "privsynth"
 
@@ -95,7 +98,7 @@ def _state(ctx: Context) -> ConfigRecord:
 
 @app.train(mods=[secure_mod])
 def train(msg: Message, context: Context) -> Message:
-    cfg, node = dict(context.run_config), dict(context.node_config)
+    cfg, node = resolve(context.run_config), dict(context.node_config)
     synth = task.build_model(cfg)
     keys = task.array_keys(synth)
     legacy = "fitins.parameters" in msg.content.array_records  # SecAgg+ workflow (legacy records)
@@ -118,12 +121,12 @@ def train(msg: Message, context: Context) -> Message:
         data,
         cfg,
         history,
-        seed=int(cfg.get("seed", 0)) + 1000 * pid + server_round,
-        sigma=float(st.get("noise-multiplier", cfg.get("noise-multiplier", 0.0))) or None,
+        seed=int(cfg["seed"]) + 1000 * pid + server_round,
+        sigma=float(st.get("noise-multiplier", cfg["noise-multiplier"])) or None,
     )
     if res.accountant is not None:
         st["history"] = json.dumps(res.accountant.to_json())
-    _book_ledger(node, data, context.run_id, res, str(cfg.get("method", "dpgan")))
+    _book_ledger(node, data, context.run_id, res, str(cfg["method"]))
     st.update(
         {
             "epsilon": res.epsilon,
@@ -133,14 +136,8 @@ def train(msg: Message, context: Context) -> Message:
             "sample-rate": res.sample_rate,
         }
     )
-    # Client-level DP needs equal weights (sensitivity C / m); otherwise FedAvg by example count.
-    weight = 1 if float(cfg.get("client-noise", 0)) > 0 else res.num_examples
-    metrics = {
-        "num-examples": weight,
-        "epsilon": res.epsilon,
-        "d-loss": res.d_loss,
-        "g-loss": res.g_loss,
-    }
+    weight = aggregation_weight(cfg, res.num_examples)
+    metrics = {"num-examples": weight, "epsilon": res.epsilon}
     if legacy:  # full weights; secure_mod turns them into deltas after any clipping
         fitres = compat.FitRes(
             status=compat.Status(code=compat.Code.OK, message=""),
@@ -149,11 +146,14 @@ def train(msg: Message, context: Context) -> Message:
             metrics=metrics,
         )
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
-    if str(cfg.get("aggregation", "plain")) == "ckks":
+    if str(cfg["aggregation"]) == "ckks":
         ctx = encrypted.load_context(_secret_path(node, cfg), need_secret=True)
-        blob, lengths = encrypted.pack(
-            encrypted.encrypt(ctx, encrypted.weighted_payload(res.arrays, keys, weight))
-        )
+        if client_dp(cfg):  # the clip norm comes from Flower's client-side clipping wrapper
+            clip = float(msg.content["config"].get(KEY_CLIPPING_NORM, cfg["client-clip"]))
+            payload = _clipped_delta_payload(res.arrays, global_arrays, keys, clip)
+        else:
+            payload = encrypted.weighted_payload(res.arrays, keys, weight)
+        blob, lengths = encrypted.pack(encrypted.encrypt(ctx, payload))
         content = RecordDict(
             {
                 "enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}),
@@ -196,7 +196,7 @@ def report(msg: Message, context: Context) -> Message:
         }
     )
     if "enc" in msg.content.array_records:
-        cfg, node = dict(context.run_config), dict(context.node_config)
+        cfg, node = resolve(context.run_config), dict(context.node_config)
         keys = task.array_keys(task.build_model(cfg))
         arrays = _global_arrays(msg, cfg, node, keys)
         out["arrays"] = ArrayRecord({k: Array(arrays[k]) for k in keys})
@@ -216,8 +216,18 @@ def _global_arrays(msg: Message, cfg: dict, node: dict, keys: list[str]) -> dict
     return {k: rec[k].numpy() for k in keys}
 
 
+def _clipped_delta_payload(
+    new: dict[str, np.ndarray], start: dict[str, np.ndarray], keys: list[str], clip: float
+) -> np.ndarray:
+    """``[delta, 0]`` with this round's update clipped to L2 norm ``clip`` by Flower's own clipping
+    (what ``fixedclipping_mod`` does; under CKKS the owner must clip before encrypting)."""
+    delta = [np.asarray(new[k], np.float64) - np.asarray(start[k], np.float64) for k in keys]
+    clip_inputs_inplace(delta, clip)
+    return np.append(np.concatenate([d.ravel() for d in delta]), 0.0)
+
+
 def _secret_path(node: dict, cfg: dict) -> str:
-    return str(node.get("ckks-secret", cfg.get("ckks-secret", "")))
+    return str(node.get("ckks-secret", cfg["ckks-secret"]))
 
 
 def _maybe_drop(cfg: dict, pid: int, server_round: int) -> None:

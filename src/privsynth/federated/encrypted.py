@@ -5,8 +5,11 @@ Key handling: one owner (or the launcher, standing in for the owners) makes a CK
 *public* context (no secret key) goes to the server. Each round every owner encrypts
 ``[n_i * w_i, n_i]`` (its weights scaled by its example count, and the count); the server
 multiplies nothing and decrypts nothing — it only adds the ciphertexts; owners decrypt the sum
-and divide, which is exactly FedAvg. CKKS is approximate: :func:`precision_loss` measures the
-error against plaintext FedAvg (it is ~1e-6 here, far below DP noise).
+and divide, which is exactly FedAvg. (With client-level DP the owners encrypt ``[clipped delta,
+0]`` and the server adds them, and its plaintext noise via :func:`add_plain`, to the global model
+it keeps encrypted as ``[m * w, m]``; see ``server_app.EncryptedFedAvg``.) CKKS is approximate:
+:func:`precision_loss` measures the error against plaintext FedAvg (it is ~1e-6 here, far below
+DP noise).
 
 What it protects: individual updates from the server (and from anyone reading its traffic).
 What it does not: the owners all hold the secret key, so they must not collude with the server;
@@ -153,3 +156,13 @@ def precision_loss(
         "n_values": int(plain.size),
         "max_abs_value": float(np.abs(plain).max()),
     }
+
+
+def add_plain(public_ctx, chunks: list[bytes], vec: np.ndarray) -> list[bytes]:
+    """Add a plaintext vector to an encrypted one chunk by chunk (server side, public context):
+    how the server puts its DP noise into an aggregate it cannot read."""
+    ts = _ts()
+    return [
+        (ts.ckks_vector_from(public_ctx, c) + vec[j * CHUNK : (j + 1) * CHUNK].tolist()).serialize()
+        for j, c in enumerate(chunks)
+    ]

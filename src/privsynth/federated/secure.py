@@ -11,7 +11,15 @@ called from the same Message-API ``ServerApp``. Owners send weight *deltas* (sma
 inside SecAgg+'s clipping/quantization range); ``DeltaFedAvg`` adds the averaged delta to the
 global model. With client-level DP, Flower's client-side fixed clipping
 (``DifferentialPrivacyClientSideFixedClipping`` + ``fixedclipping_mod``) clips each update before
-masking and the server adds the Gaussian noise to the unmasked average.
+masking and the server adds the Gaussian noise (std sigma*C/m) to the new global model.
+
+Two things make that noise the noise of the *released* model:
+- the global model is what the DP wrapper returns (noise included): ``DeltaFedAvg`` takes it back
+  from the workflow at the start of each round and at the end, never from its own sum;
+- the average has a fixed denominator, the planned number of owners per round m: surviving owners'
+  deltas are summed and divided by m, so with m' < m survivors the sum of clipped updates still
+  carries noise of std sigma*C (the Gaussian mechanism the accountant books), instead of being
+  divided by m' against noise calibrated for m.
 """
 
 from __future__ import annotations
@@ -21,62 +29,88 @@ from typing import Any
 import numpy as np
 from flwr.app import Context
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.compat.common import recorddict_compat as compat
 from flwr.server import LegacyContext, ServerConfig
 from flwr.server.strategy import DifferentialPrivacyClientSideFixedClipping
 from flwr.server.strategy import FedAvg as CompatFedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
+
+from .runconfig import client_dp, resolve
 
 
 class DeltaFedAvg(CompatFedAvg):
-    """FedAvg over deltas: global += weighted mean of the owners' deltas (from SecAgg+'s sum)."""
+    """FedAvg over deltas: global += weighted mean of the owners' deltas (from SecAgg+'s sum).
 
-    def __init__(self, initial: list[np.ndarray], **kwargs: Any) -> None:
+    ``planned_owners`` (client-level DP): divide the survivors' summed deltas by this fixed
+    number instead of by the survivors' count (every weight is then 1).
+    """
+
+    def __init__(
+        self, initial: list[np.ndarray], planned_owners: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(initial_parameters=ndarrays_to_parameters(initial), **kwargs)
         self.current = [np.asarray(a, np.float32) for a in initial]
+        self.planned_owners = planned_owners
         self.round_metrics: dict[int, dict] = {}
+
+    def configure_fit(self, server_round, parameters, client_manager):
+        # the global model the owners start from: the last release, DP noise included
+        self.current = [np.asarray(a, np.float32) for a in parameters_to_ndarrays(parameters)]
+        return super().configure_fit(server_round, parameters, client_manager)
 
     def aggregate_fit(self, server_round, results, failures):
         params, metrics = super().aggregate_fit(server_round, results, failures)
         self.round_metrics[server_round] = {"owners": len(results), "failures": len(failures)}
         if params is None:
             return None, metrics
-        delta = parameters_to_ndarrays(params)
-        self.current = [c + d.astype(np.float32) for c, d in zip(self.current, delta, strict=True)]
-        return ndarrays_to_parameters(self.current), metrics
+        delta = parameters_to_ndarrays(params)  # the mean over the len(results) survivors
+        scale = len(results) / self.planned_owners if self.planned_owners else 1.0
+        new = [c + scale * d.astype(np.float32) for c, d in zip(self.current, delta, strict=True)]
+        return ndarrays_to_parameters(new), metrics
 
 
 def run_secagg(grid: Grid, context: Context, initial: list[np.ndarray], cfg: dict) -> DeltaFedAvg:
-    """Run ``num-server-rounds`` rounds of FedAvg under SecAgg+; returns the strategy (its
-    ``current`` holds the final global weights)."""
-    n_min = int(cfg.get("min-nodes", 2))
+    """Run ``num-server-rounds`` rounds of FedAvg under SecAgg+ (``cfg``: the run config, with
+    ``sampled-per-round`` when client-level DP is on); returns the strategy, whose ``current``
+    holds the released global weights (after the last round's DP noise, if any)."""
+    cfg = resolve(cfg)  # (idempotent) derives max-weight from the weights the owners use
+    n_min = int(cfg["min-nodes"])
+    dp = client_dp(cfg)
     strategy: Any = DeltaFedAvg(
         initial,
-        fraction_fit=float(cfg.get("fraction-train", 1.0)),
+        planned_owners=int(cfg["sampled-per-round"]) if dp else None,
+        fraction_fit=float(cfg["fraction-train"]),
         fraction_evaluate=0.0,
         min_fit_clients=n_min,
         min_available_clients=n_min,
         on_fit_config_fn=lambda r: {"server-round": r},
     )
     inner = strategy
-    if float(cfg.get("client-noise", 0)) > 0:
+    if dp:
         strategy = DifferentialPrivacyClientSideFixedClipping(
             strategy,
             float(cfg["client-noise"]),
-            float(cfg.get("client-clip", 1.0)),
+            float(cfg["client-clip"]),
             num_sampled_clients=int(cfg["sampled-per-round"]),
         )
     legacy = LegacyContext(
         context=context,
-        config=ServerConfig(num_rounds=int(cfg.get("num-server-rounds", 1))),
+        config=ServerConfig(num_rounds=int(cfg["num-server-rounds"])),
         strategy=strategy,
     )
     workflow = SecAggPlusWorkflow(
-        num_shares=float(cfg.get("secagg-shares", 1.0)),
-        reconstruction_threshold=float(cfg.get("secagg-threshold", 0.6)),
-        max_weight=float(cfg.get("max-weight", 100000.0)),
-        clipping_range=float(cfg.get("secagg-clip-range", 8.0)),
-        timeout=float(cfg.get("secagg-timeout", 120.0)),
+        num_shares=float(cfg["secagg-shares"]),
+        reconstruction_threshold=float(cfg["secagg-threshold"]),
+        max_weight=float(cfg["max-weight"]),
+        clipping_range=float(cfg["secagg-clip-range"]),
+        timeout=float(cfg["secagg-timeout"]),
     )
     DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+    # the workflow keeps the strategy's last return (the noised model) as the global model
+    final = compat.arrayrecord_to_parameters(
+        legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True
+    )
+    inner.current = [np.asarray(a, np.float32) for a in parameters_to_ndarrays(final)]
     return inner

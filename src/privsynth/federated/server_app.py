@@ -3,6 +3,14 @@ optional client-level DP (Flower's fixed-clipping wrappers); writes a normal run
 
 The server never sees an image. What it sees of the updates depends on ``aggregation``:
 ``plain`` every owner's update; ``secagg`` only their sum (SecAgg+); ``ckks`` only ciphertexts.
+
+Client-level DP, per mode (the released model is always the global model *after* the noise):
+``plain`` Flower's ``DifferentialPrivacyServerSideFixedClipping`` with its ``RdpAccountant``: the
+server clips, adds noise sigma*C/m to the average; a round in which a sampled owner fails is not
+released (Flower's accounted mode). ``secagg`` see ``secure.py``. ``ckks`` the owners clip their
+delta and encrypt it; the server keeps the global model as the ciphertext ``[m * w, m]``, adds
+the deltas and Flower-sized noise (std sigma*C on the sum, i.e. sigma*C/m on the model) to it;
+dividing by the fixed m (not the survivors' count) keeps a round with dropouts fully noised.
 """
 
 from __future__ import annotations
@@ -13,11 +21,17 @@ from typing import Any, Iterable
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+)
+from flwr.supercore.differential_privacy import add_gaussian_noise_inplace, compute_stdv
 
 from ..errors import ConfigError
 from . import encrypted, task
 from .card import write_run
+from .runconfig import client_dp, require_dp_accounting, resolve
 
 app = ServerApp()
 
@@ -29,17 +43,16 @@ def main(grid: Grid, context: Context) -> None:
 
 def run_federation(grid: Grid, context: Context) -> dict:
     """Train ``num-server-rounds`` rounds; write the run folder ``out-dir``; return its card."""
-    cfg = dict(context.run_config)
+    cfg = resolve(context.run_config)
     t0 = time.time()
     synth = task.build_model(cfg)
     keys = task.array_keys(synth)
     init = task.get_arrays(synth)
-    n_min = int(cfg.get("min-nodes", 2))
-    wait_for_nodes(grid, n_min, float(cfg.get("wait-timeout", 120)))
-    mode = str(cfg.get("aggregation", "plain"))
-    rounds = int(cfg.get("num-server-rounds", 1))
-    client_dp = float(cfg.get("client-noise", 0)) > 0
-    if client_dp:
+    n_min = int(cfg["min-nodes"])
+    wait_for_nodes(grid, n_min, float(cfg["wait-timeout"]))
+    mode = str(cfg["aggregation"])
+    rounds = int(cfg["num-server-rounds"])
+    if client_dp(cfg):
         cfg["sampled-per-round"] = sampled_per_round(cfg, len(list(grid.get_node_ids())))
     rounds_info: dict[int, dict] = {}
     if mode == "secagg":
@@ -50,17 +63,12 @@ def run_federation(grid: Grid, context: Context) -> dict:
         rounds_info = strategy.round_metrics
         enc_final = None
     elif mode in ("plain", "ckks"):
-        if mode == "ckks" and client_dp:
-            raise ConfigError(
-                "client-level DP needs the server to clip each update, which CKKS "
-                "hides; use --secure-aggregation with client-level DP instead"
-            )
         strategy = make_strategy(cfg, mode, keys)
         result = strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord({k: Array(init[k]) for k in keys}),
             num_rounds=rounds,
-            timeout=float(cfg.get("round-timeout", 600)),
+            timeout=float(cfg["round-timeout"]),
             train_config=ConfigRecord({}),
         )
         rounds_info = {r: dict(m) for r, m in result.train_metrics_clientapp.items()}
@@ -92,27 +100,25 @@ def wait_for_nodes(grid: Grid, n: int, timeout: float) -> None:
 
 
 def sampled_per_round(cfg: dict, n_nodes: int) -> int:
-    n_min = int(cfg.get("min-nodes", 2))
-    return max(int(n_nodes * float(cfg.get("fraction-train", 1.0))), n_min)
+    n_min = int(cfg["min-nodes"])
+    return max(int(n_nodes * float(cfg["fraction-train"])), n_min)
 
 
 def _aggregate_metrics(contents: list[RecordDict], weight_key: str) -> MetricRecord:
-    """Per round: the worst (largest) owner epsilon so far, mean losses, number of owners."""
+    """Per round: the number of owners and the worst (largest) owner epsilon so far. (Owners
+    send no losses: a loss on private batches is not DP, so it never leaves the owner.)"""
     ms = [next(iter(c.metric_records.values())) for c in contents]
     return MetricRecord(
-        {
-            "owners": len(ms),
-            "max-epsilon": max(float(m["epsilon"]) for m in ms),
-            "d-loss": float(np.mean([m["d-loss"] for m in ms])),
-            "g-loss": float(np.mean([m["g-loss"] for m in ms])),
-        }
+        {"owners": len(ms), "max-epsilon": max(float(m["epsilon"]) for m in ms)}
     )
 
 
 def make_strategy(cfg: dict, mode: str, keys: list[str]) -> Any:
-    n_min = int(cfg.get("min-nodes", 2))
+    """The Message-API strategy for ``plain`` or ``ckks`` (``cfg``: a resolved run config)."""
+    n_min = int(cfg["min-nodes"])
+    dp = client_dp(cfg)
     kwargs = dict(
-        fraction_train=float(cfg.get("fraction-train", 1.0)),
+        fraction_train=float(cfg["fraction-train"]),
         fraction_evaluate=0.0,
         min_train_nodes=n_min,
         min_available_nodes=n_min,
@@ -120,15 +126,24 @@ def make_strategy(cfg: dict, mode: str, keys: list[str]) -> Any:
     )
     if mode == "ckks":
         public = encrypted.load_context(str(cfg["ckks-public"]), need_secret=False)
-        return EncryptedFedAvg(public, **kwargs)
+        if not dp:
+            return EncryptedFedAvg(public, keys, **kwargs)
+        m = int(cfg["sampled-per-round"])
+        return EncryptedClientSideFixedClipping(
+            EncryptedFedAvg(public, keys, planned_owners=m, **kwargs),
+            float(cfg["client-noise"]),
+            float(cfg["client-clip"]),
+            m,
+        )
     strategy: Any = FedAvg(**kwargs)
-    if float(cfg.get("client-noise", 0)) > 0:
+    if dp:
         from flwr.serverapp import NeighboringRelation, PrivacyConfig, RdpAccountant, SamplingMethod
 
+        require_dp_accounting()  # (`flwr run .` does not pass through the launcher's check)
         m = int(cfg["sampled-per-round"])
         accountant = RdpAccountant(
             PrivacyConfig(
-                target_delta=float(cfg.get("client-delta", 1e-5)),
+                target_delta=float(cfg["client-delta"]),
                 population_size=max(m, n_min),
                 neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
                 sampling_method=SamplingMethod.NO_AMPLIFICATION,
@@ -137,7 +152,7 @@ def make_strategy(cfg: dict, mode: str, keys: list[str]) -> Any:
         strategy = DifferentialPrivacyServerSideFixedClipping(
             strategy,
             float(cfg["client-noise"]),
-            float(cfg.get("client-clip", 1.0)),
+            float(cfg["client-clip"]),
             m,
             accountant=accountant,
         )
@@ -147,17 +162,29 @@ def make_strategy(cfg: dict, mode: str, keys: list[str]) -> Any:
 class EncryptedFedAvg(FedAvg):
     """FedAvg whose aggregate is a CKKS ciphertext: the server adds, never decrypts.
 
-    Round 1 sends the plaintext initial model; later rounds send the encrypted sum
-    ``[sum n_i w_i, sum n_i]``, which each owner decrypts and divides.
+    Round 1 sends the plaintext initial model; later rounds send an encrypted ``[S, n]`` that
+    each owner decrypts and divides (``S / n`` is the global model). Without client-level DP
+    ``S = sum n_i w_i``, ``n = sum n_i`` over the owners who answered (FedAvg by image count).
+    With ``planned_owners`` m (client-level DP) the owners send ``[clipped delta_i, 0]`` and the
+    server adds them to the current global model kept as ``[m * w, m]``: the new model is
+    ``w + sum_i delta_i / m`` with the fixed denominator m, whoever dropped out.
     """
 
-    def __init__(self, public_ctx, **kwargs: Any) -> None:
+    def __init__(
+        self, public_ctx, keys: list[str], planned_owners: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.public_ctx = public_ctx
+        self.keys = keys
+        self.planned_owners = planned_owners
+        self.n_values = 0  # length of the encrypted vector (weights + the count)
+        self.base: list[bytes] = []
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        if self.planned_owners:
+            self.base = self._global_sum(arrays)
         messages = list(super().configure_train(server_round, arrays, config, grid))
         if "blob" in arrays:  # an encrypted aggregate: send it under "enc" instead
             for msg in messages:  # the strategy shares one RecordDict between messages
@@ -165,6 +192,16 @@ class EncryptedFedAvg(FedAvg):
                     del msg.content["arrays"]
                 msg.content["enc"] = arrays
         return messages
+
+    def _global_sum(self, arrays: ArrayRecord) -> list[bytes]:
+        """The global model as the ciphertext ``[m * w, m]`` (m = ``planned_owners``)."""
+        if "blob" in arrays:  # already so: the last round's aggregate
+            return encrypted.unpack(arrays["blob"].numpy(), arrays["lengths"].numpy())
+        # round 1: the plaintext initial model, encrypted with the public key
+        vec = encrypted.flatten({k: arrays[k].numpy() for k in self.keys}, self.keys)
+        self.n_values = len(vec) + 1
+        m = float(self.planned_owners or 1)
+        return encrypted.encrypt(self.public_ctx, np.append(vec * m, m))
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         valid = [m for m in replies if not m.has_error()]
@@ -174,9 +211,36 @@ class EncryptedFedAvg(FedAvg):
             encrypted.unpack(m.content["enc"]["blob"].numpy(), m.content["enc"]["lengths"].numpy())
             for m in valid
         ]
+        if self.planned_owners:
+            chunks.append(self.base)
         blob, lengths = encrypted.pack(encrypted.add(self.public_ctx, chunks))
         metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
         return ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}), metrics
+
+
+class EncryptedClientSideFixedClipping(DifferentialPrivacyClientSideFixedClipping):
+    """Flower's client-side fixed-clipping wrapper (it sends the clip norm C to the owners, who
+    clip before encrypting), with its Gaussian noise added to the encrypted aggregate.
+
+    The ciphertext holds ``[m * w, m]``: noise of Flower's std sigma*C/m on the model ``w`` is
+    noise of std sigma*C on the first part (and none on the count)."""
+
+    strategy: EncryptedFedAvg
+
+    def _add_noise_to_aggregated_arrays(self, aggregated_arrays: ArrayRecord) -> ArrayRecord:
+        m = self.num_sampled_clients
+        noise = [np.zeros(self.strategy.n_values)]
+        add_gaussian_noise_inplace(
+            noise, compute_stdv(self.noise_multiplier, self.clipping_norm, m) * m
+        )
+        noise[0][-1] = 0.0
+        chunks = encrypted.unpack(
+            aggregated_arrays["blob"].numpy(), aggregated_arrays["lengths"].numpy()
+        )
+        blob, lengths = encrypted.pack(
+            encrypted.add_plain(self.strategy.public_ctx, chunks, noise[0])
+        )
+        return ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)})
 
 
 def query_reports(grid: Grid, enc_final: ArrayRecord | None) -> tuple[list[dict], dict | None]:

@@ -44,20 +44,20 @@ Synth = GANSynthesizer | VAESynthesizer
 # --- model <-> arrays ----------------------------------------------------------------------------
 def build_model(cfg: dict[str, Any]) -> Synth:
     """The method named in the run config, sized from the image shape it carries."""
-    method = str(cfg.get("method", "dpgan"))
+    method = str(cfg["method"])
     if method not in FEDERATED_METHODS:
         raise ConfigError(
             f"method '{method}' cannot be federated yet; choose one of {FEDERATED_METHODS}"
         )
     shape = (int(cfg["image-channels"]), int(cfg["image-size"]), int(cfg["image-size"]))
-    model_config = json.loads(str(cfg.get("model-config", "{}")) or "{}")
-    torch.manual_seed(int(cfg.get("seed", 0)))
+    model_config = json.loads(str(cfg["model-config"]) or "{}")
+    torch.manual_seed(int(cfg["seed"]))
     return create(
         method,
         shape,
         int(cfg["num-classes"]),
         model_config,
-        private=float(cfg.get("epsilon", 0)) > 0,
+        private=float(cfg["epsilon"]) > 0,
     )
 
 
@@ -127,14 +127,14 @@ def load_owner_data(node_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> ImageD
             "'data-path=\"/my/images\"' (or partition-id=I num-partitions=N)"
         )
     data = load_dataset(str(run_cfg["data"]), image_size=size)
-    parts = split(data, float(run_cfg.get("holdout", 0.2)), int(run_cfg.get("split-seed", 0)))
+    parts = split(data, float(run_cfg["holdout"]), int(run_cfg["split-seed"]))
     train = data.subset(parts.train, name=data.name)
     owners = partition(
         train,
         int(node_cfg["num-partitions"]),
-        str(run_cfg.get("partition", "iid")),
-        float(run_cfg.get("alpha", 0.3)),
-        int(run_cfg.get("partition-seed", 0)),
+        str(run_cfg["partition"]),
+        float(run_cfg["alpha"]),
+        int(run_cfg["partition-seed"]),
     )
     return owners[int(node_cfg["partition-id"])]
 
@@ -149,20 +149,21 @@ class LocalResult:
     delta: float
     noise_multiplier: float
     sample_rate: float
+    # losses on private batches are not DP: for the owner's own eyes, never sent to the server
     d_loss: float  # the private module's loss (D for the GAN, the ELBO for the VAE)
     g_loss: float  # the generator's loss (NaN for the VAE)
 
 
 def privacy_spec(cfg: dict[str, Any]) -> PrivacySpec | None:
-    eps = float(cfg.get("epsilon", 0))
+    eps = float(cfg["epsilon"])
     if eps <= 0:
         return None
-    delta = float(cfg.get("delta", 0)) or None
+    delta = float(cfg["delta"]) or None
     return PrivacySpec(
         epsilon=eps,
         delta=delta,
-        max_grad_norm=float(cfg.get("clip", 1.0)),
-        accountant=str(cfg.get("accountant", "prv")),
+        max_grad_norm=float(cfg["clip"]),
+        accountant=str(cfg["accountant"]),
     )
 
 
@@ -180,8 +181,8 @@ def local_train(
     ``sigma``: the noise multiplier this owner calibrated in an earlier round (the plan is the
     same every round; calibrating once saves the accountant's bisection).
     """
-    steps = int(cfg.get("local-steps", 20))
-    rounds = int(cfg.get("num-server-rounds", 1))
+    steps = int(cfg["local-steps"])
+    rounds = int(cfg["num-server-rounds"])
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)  # non-private loader only; DP batches use OS entropy
     dataset = TensorDataset(

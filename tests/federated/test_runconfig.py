@@ -1,0 +1,49 @@
+"""One source of truth for the federated run config."""
+
+from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10 (flwr brings tomli)
+    import tomli as tomllib
+
+from privsynth.federated.runconfig import DEFAULTS, aggregation_weight, resolve
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+
+def test_pyproject_app_config_is_the_defaults_table():
+    """`flwr run .` reads pyproject; the apps read DEFAULTS: they must be the same table."""
+    table = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
+    assert table == DEFAULTS
+
+
+def test_client_level_dp_forces_unit_weights_and_max_weight():
+    assert resolve({})["max-weight"] == DEFAULTS["max-weight"]
+    cfg = resolve({"client-noise": 1.5, "max-weight": 100000.0})
+    assert cfg["max-weight"] == 1.0 == aggregation_weight(cfg, 300)
+    assert aggregation_weight(resolve({}), 300) == 300
+    assert resolve(cfg) == cfg  # idempotent
+
+
+def test_plain_install_brings_what_client_level_dp_needs():
+    """`pip install -e .` (no extras) must bring dp-accounting, which Flower's RdpAccountant
+    needs for client-level DP; scripts/check_plain_install.sh runs the CLI on such an install."""
+    deps = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    assert any(d.replace(" ", "").startswith(("flwr[dp]", "dp-accounting")) for d in deps)
+
+
+def test_missing_dp_accounting_is_a_one_line_error(tmp_path, tiny_fed, monkeypatch):
+    import importlib.util
+
+    import pytest
+
+    from privsynth.errors import ConfigError
+    from privsynth.federated import federate
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "dp_accounting" else real(name, *a))
+    with pytest.raises(ConfigError, match="pip install"):
+        federate(out=tmp_path / "r", clients=2, rounds=1, mode="inprocess", client_noise=2.0,
+                 **tiny_fed)
