@@ -130,7 +130,7 @@ def test_deleting_train_state_keeps_the_abandoned_segment(tmp_path, tiny_dataset
     monkeypatch.undo()
     (out / TRAIN_STATE).unlink()
     with pytest.warns(UserWarning, match="restarts from step 0; the spend of its earlier "
-                                         "segment\(s\) stays booked"):
+                                         r"segment\(s\) stays booked"):
         run = privsynth.train(tiny_dataset, "dpgan", out, **kw)
     abandoned, restarted = _segments(run.card["run_id"])
     assert abandoned["status"] == "interrupted" and abandoned["counted_epsilon"] > 0

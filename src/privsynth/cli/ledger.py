@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
                                    "or a postgresql:// URL.")
     p.add_argument("--ledger", default=None, metavar="PATH|URL",
                    help="ledger location (default $PRIVSYNTH_LEDGER, else the per-user ledger)")
+    p.add_argument("--json", action="store_true", help="print the ledger as JSON")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
 
     def action(name: str, help_: str) -> argparse.ArgumentParser:
@@ -29,7 +30,8 @@ def add_parser(sub) -> None:
     show = action("show", "spends per dataset (the default action)")
     show.add_argument("fingerprint", nargs="?", help="only this dataset (6+ leading characters)")
     _data_options(show)
-    show.add_argument("--json", action="store_true", help="print the ledger as JSON")
+    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                      help="print the ledger as JSON")
     budget = action("set-budget", "set (or with 'none' remove) a dataset's epsilon budget; logged")
     budget.add_argument("target", nargs="+", metavar="[FINGERPRINT] EPS",
                         help="the dataset's fingerprint (or --data) and the new budget")
