@@ -154,6 +154,24 @@ def postgres_schema_url(request) -> str:
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
+@pytest.fixture
+def postgres_url(request) -> str:
+    """A fresh schema on the real PostgreSQL test server (mark the test `postgres`)."""
+    return postgres_schema_url(request)
+
+
+@pytest.fixture
+def image_folder_writer():
+    """`write_image_folder` for tests outside this file (conftest modules are not importable
+    by name when several exist)."""
+    return write_image_folder
+
+
+@pytest.fixture
+def idx_writer():
+    return write_idx
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def ledger_location(request, tmp_path) -> str:
     """Each ledger test runs on SQLite and on the real PostgreSQL server."""

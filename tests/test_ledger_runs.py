@@ -15,17 +15,16 @@ from privsynth.data import load_dataset
 from privsynth.errors import BudgetError
 from privsynth.privacy import Ledger
 
-from conftest import FAST_GAN, write_image_folder
-
 SIGMA = dict(noise_multiplier=1.0, accountant="rdp")  # fixed sigma: no calibration search
-TINY = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
+TINY = ["--set=epochs=2", "--set=batch_size=32", "--set=n_d=2", "--set=width=8",
+        "--set=g_width=8", "--set=z_dim=8"]
 
 
 def test_one_budget_per_dataset_across_out_folders_and_image_sizes(tmp_path, tiny_dataset,
-                                                                   capsys):
+                                                                   capsys, image_folder_writer):
     """Two runs on the same image folder, in two folders, one of them resized: one dataset in
     the ledger, one budget, and the second run is refused."""
-    folder = write_image_folder(tmp_path / "scans", tiny_dataset.images, tiny_dataset.labels,
+    folder = image_folder_writer(tmp_path / "scans", tiny_dataset.images, tiny_dataset.labels,
                                 tiny_dataset.class_names)
     assert main(["ledger", "set-budget", "--data", str(folder), "7", "--reason", "DPO"]) == 0
     assert "budget none -> 7" in capsys.readouterr().out  # about 4.7 per run fits once
@@ -44,9 +43,8 @@ def test_one_budget_per_dataset_across_out_folders_and_image_sizes(tmp_path, tin
 
 
 @pytest.mark.parametrize("kind", ["npz", "idx", "digits"])
-def test_source_fingerprint_ignores_preprocessing(tmp_path, tiny_dataset, kind):
-    from conftest import write_idx
-
+def test_source_fingerprint_ignores_preprocessing(tmp_path, tiny_dataset, kind, idx_writer):
+    write_idx = idx_writer
     if kind == "npz":
         spec = tmp_path / "tiny.npz"
         np.savez(spec, images=tiny_dataset.images[:, 0], labels=tiny_dataset.labels)
@@ -156,10 +154,8 @@ def test_ledger_shows_the_tighter_composition_labelled(tmp_path, tiny_dataset, f
 
 
 @pytest.mark.postgres
-def test_runs_share_a_budget_through_postgres(tmp_path, tiny_dataset, fast_gan, request):
-    from conftest import postgres_schema_url
-
-    url = postgres_schema_url(request)
+def test_runs_share_a_budget_through_postgres(tmp_path, tiny_dataset, fast_gan, postgres_url):
+    url = postgres_url
     Ledger(url).set_budget(tiny_dataset.source_fingerprint, 7.0, reason="team budget")
     run = privsynth.train(tiny_dataset, "dpgan", tmp_path / "a", ledger=url, config=fast_gan,
                           progress=False, **SIGMA)

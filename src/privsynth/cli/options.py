@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import sys
+import warnings
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -69,3 +72,23 @@ def method_config(args: argparse.Namespace) -> dict:
         except (ValueError, SyntaxError):
             config[key.strip()] = value
     return {k: v for k, v in config.items() if v is not None}
+
+
+@contextlib.contextmanager
+def privacy_warnings():
+    """Print privacy warnings (weak delta, legacy ledger imported, restarted segment) as one
+    ``privsynth: warning: ...`` line each instead of Python's two-line file:line format."""
+    from ..privacy.checks import PrivacyWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PrivacyWarning):
+            print(f"privsynth: warning: {message}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    original = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original

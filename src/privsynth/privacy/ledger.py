@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BudgetError, ConfigError
-from .ledger_store import Store, Tx, process_alive, redact
+from .ledger_store import Store, Tx, process_alive, redact, this_host
 
 ENV_VAR = "PRIVSYNTH_LEDGER"
 LEGACY_NAME = "privacy-ledger.json"
@@ -148,7 +148,7 @@ class Ledger:
             tx.insert_spend({**values, "id": segment, "fingerprint": fingerprint,
                              "run_id": run_id, "kind": kind, "method": method, "out": out,
                              "status": RUNNING, "epsilon": 0.0, "delta": 0.0,
-                             "host": socket.gethostname(), "pid": os.getpid(), "started": now,
+                             "host": this_host(), "pid": os.getpid(), "started": now,
                              "note": ""})
             return segment
 
@@ -194,7 +194,7 @@ class Ledger:
                              "kind": kind, "method": method, "out": str(info.get("out", "")),
                              "status": "booked", "reserved_epsilon": 0.0, "reserved_delta": 0.0,
                              "epsilon": float(epsilon), "delta": float(delta), "accounting": acc,
-                             "forced": 0, "host": socket.gethostname(), "pid": os.getpid(),
+                             "forced": 0, "host": this_host(), "pid": os.getpid(),
                              "started": now, "updated": now, "note": ""})
 
     def _settle_dead(self, tx: Tx, fingerprint: str) -> None:
@@ -310,7 +310,7 @@ class Ledger:
                                  "reserved_epsilon": 0.0, "reserved_delta": 0.0,
                                  "epsilon": e["epsilon"], "delta": e["delta"],
                                  "accounting": json.dumps({"imported_from": str(path)}),
-                                 "forced": 0, "host": socket.gethostname(), "pid": 0,
+                                 "forced": 0, "host": this_host(), "pid": 0,
                                  "started": e["started"] or now, "updated": now,
                                  "note": f"imported from {path}"})
             for fp, (name, budget) in budgets.items():

@@ -198,12 +198,31 @@ class Tx:
         self.run(f"UPDATE spends SET {sets} WHERE id = ?", (*values.values(), spend_id))
 
 
-def process_alive(host: str, pid: int) -> bool | None:
-    """True/False for a process on this machine; None when it ran elsewhere (cannot tell)."""
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def this_host() -> str:
+    """``hostname|machine-id|boot-id``: which machine (and which boot of it) a segment ran on.
+    Hostnames alone repeat across containers and CI runners that share one PostgreSQL ledger."""
     import socket
 
-    if host != socket.gethostname():
+    return "|".join((socket.gethostname(), _read("/etc/machine-id")[:16],
+                     _read("/proc/sys/kernel/random/boot_id")[:16]))
+
+
+def process_alive(host: str, pid: int) -> bool | None:
+    """True/False for a process of this machine; None when it ran on another (cannot tell)."""
+    name, _, boot = host.rpartition("|")
+    mine_name, _, mine_boot = this_host().rpartition("|")
+    if name != mine_name:
         return None
+    if boot != mine_boot:
+        return False  # this machine rebooted since: the process is gone
     if pid == os.getpid():
         return True
     try:

@@ -100,6 +100,8 @@ class RunSpend:
 
     def finish(self, full_history: Sequence | None, status: str = "complete") -> None:
         """Settle to exactly what ran (``full_history``: the run's accountant history now)."""
+        if self.segment is None:  # nothing private ran in this process (a resumed post-step)
+            return
         ran = history_minus(full_history or [], self.prefix)
         eps, delta = self._value(ran)
         self.ledger.settle(self.segment, status, epsilon=eps, delta=delta,
