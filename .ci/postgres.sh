@@ -16,7 +16,9 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
 as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
   -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=off" start >/dev/null
-trap 'as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true' EXIT
+# (One EXIT trap per shell: a later step that needs its own should call stop_postgres in it.)
+stop_postgres() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR"; }
+trap stop_postgres EXIT
 as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres privsynth_test
 export PRIVSYNTH_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$PG_PORT/privsynth_test"
 echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') for the ledger tests at $PRIVSYNTH_TEST_POSTGRES_URL"

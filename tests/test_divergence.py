@@ -66,7 +66,8 @@ def test_cli_divergence_and_empty_batches_are_one_line_exit_2(tmp_path, tiny_npz
             "--noise-multiplier", "2", "--accountant", "rdp",
             *[f"--set={k}={v}" for k, v in MERF.items() if k != "batch_size"]]
     assert main([*base, "--out", str(tmp_path / "a"), "--set", "lr=1e30"]) == 2
-    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("privsynth:")]
+    (line,) = [x for x in capsys.readouterr().err.splitlines()
+               if x.startswith("privsynth: error:")]
     assert "TrainingDiverged" in line and "--set lr=" in line
     assert main([*base, "--out", str(tmp_path / "b"), "--batch-size", "0"]) == 2
     err = capsys.readouterr().err

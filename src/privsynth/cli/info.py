@@ -48,8 +48,9 @@ def format_card(card: dict) -> str:
                          f"(epsilon {counts['epsilon']:.3g})")
         if pv.get("ledger"):
             led = pv["ledger"]
-            lines.append(f"  ledger      dataset total epsilon {led['dataset_epsilon_spent']:.4g}"
-                         f" by {led['composition'].split(':')[0]} ({led['location']})")
+            lines.append(f"  ledger      dataset {led['dataset_key'][:12]}: total epsilon "
+                         f"{led['dataset_epsilon_spent']:.4g} by "
+                         f"{led['composition'].split(':')[0]} ({led['location']})")
         for note in pv.get("warnings", []):
             lines.append(f"  warning     {note}")
         if pv.get("not_protected"):
