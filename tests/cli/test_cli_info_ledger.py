@@ -45,6 +45,9 @@ def test_ledger_prints_the_spend_and_the_rule(trained_run, capsys):
 def test_ledger_missing_and_empty(tmp_path, capsys):
     assert main(["ledger", "--ledger", str(tmp_path / "old.json")]) == 2
     assert "privsynth ledger import" in capsys.readouterr().err
+    assert main(["ledger", "--ledger", str(tmp_path / "typo.sqlite")]) == 2
+    assert "no ledger at" in capsys.readouterr().err
+    assert not (tmp_path / "typo.sqlite").exists()
     assert main(["ledger"]) == 0  # the default ledger, before any run: says so, creates nothing
     assert "no spends booked yet" in capsys.readouterr().out
 

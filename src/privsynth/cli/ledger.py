@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
     from ..privacy import Ledger
 
     led = Ledger(args.ledger)
+    if args.ledger and args.action in (None, "show") and not led.store.exists():
+        from ..errors import CheckpointError
+
+        raise CheckpointError(f"no ledger at '{args.ledger}'; check the path (without --ledger, "
+                              "`privsynth ledger` reads $PRIVSYNTH_LEDGER or the per-user ledger)")
     if args.action == "set-budget":
         return _set_budget(led, args)
     if args.action == "import":
