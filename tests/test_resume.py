@@ -1,4 +1,4 @@
-"""Resume after a kill: same accountant state, one ledger entry, the spend of the full plan."""
+"""Resume after a kill: same accountant state; every segment that touched the data stays booked."""
 
 from __future__ import annotations
 
@@ -53,30 +53,36 @@ def _record_draws(monkeypatch) -> dict:
     return seen
 
 
-def test_killed_run_resumes_without_resetting_or_double_counting(tmp_path, tiny_dataset, fast_gan,
-                                                                 monkeypatch):
+def _segments(run_id: str) -> list[dict]:
+    (ds,) = Ledger().datasets()
+    return ds["runs"][run_id]["segments"]
+
+
+def test_killed_run_resumes_without_resetting_or_forgetting(tmp_path, tiny_dataset, fast_gan,
+                                                            monkeypatch):
     # A fixed sigma skips the calibration search (tested in tests/privacy); the plan is the same.
     kw = dict(noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False,
               checkpoint_every=2)
-    out, ledger_path = tmp_path / "runs" / "r", tmp_path / "runs" / "privacy-ledger.json"
+    out = tmp_path / "runs" / "r"
     draws = [_record_draws(monkeypatch)]
     calls = _kill_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         privsynth.train(tiny_dataset, "dpgan", out, **kw)
     assert calls == [2, 4]
 
-    # What a killed run leaves: a resumable state (tensors only) and the spend so far in the ledger.
+    # What a killed run leaves: a resumable state (tensors only) and its segment in the ledger,
+    # settled to the steps it may have run: 2 checkpointed + one checkpoint interval (2) = 4.
     state = load_train_state(out / TRAIN_STATE)  # weights_only=True inside
     assert state["step"] == 2
     torch.load(out / TRAIN_STATE, weights_only=True)
     card = json.loads((out / "card.json").read_text())
     assert card["status"] == "running"
-    runs = Ledger(ledger_path).summary()[0]["runs"]
-    assert len(runs) == 1
-    (partial,) = runs.values()
     sigma, q = state["accountant"]["history"][0][:2]
     delta = card["privacy"]["dp_sgd_plan"]["delta"]
-    assert partial["epsilon"] == pytest.approx(epsilon_from_history([(sigma, q, 2)], delta, "rdp"))
+    (first,) = _segments(card["run_id"])
+    assert first["status"] == "interrupted"
+    assert first["counted_epsilon"] == pytest.approx(
+        epsilon_from_history([(sigma, q, 4)], delta, "rdp"))
 
     monkeypatch.undo()
     draws.append(_record_draws(monkeypatch))
@@ -85,13 +91,22 @@ def test_killed_run_resumes_without_resetting_or_double_counting(tmp_path, tiny_
     assert sgd["steps"] == sgd["planned_steps"] == 6
     assert sgd["history"] == [[sigma, q, 6]]
     full_plan = epsilon_from_history([(sigma, q, 6)], delta, "rdp")
-    assert run.epsilon == pytest.approx(full_plan)
+    assert run.epsilon == pytest.approx(full_plan)  # the model's guarantee: its own lineage
     assert run.epsilon == pytest.approx(epsilon_from_history(sgd["history"], sgd["delta"], "rdp"))
     assert run.card["privacy"]["dp_sgd_plan"]["planned_epsilon"] == pytest.approx(full_plan)
-    runs = Ledger(ledger_path).summary()[0]["runs"]
-    assert len(runs) == 1 and set(runs) == {card["run_id"]}
-    assert runs[card["run_id"]]["epsilon"] == pytest.approx(full_plan)
-    assert runs[card["run_id"]]["status"] == "complete"
+    # The ledger keeps both segments (basic composition): the resumed one booked steps 2-5 only.
+    first, second = _segments(card["run_id"])
+    assert second["status"] == "complete" and second["accounting"]["booked"] == [[sigma, q, 4]]
+    resumed_part = epsilon_from_history([(sigma, q, 4)], delta, "rdp")
+    (ds,) = Ledger().datasets()
+    assert ds["epsilon_spent"] == pytest.approx(first["counted_epsilon"] + resumed_part)
+    assert ds["delta_spent"] == pytest.approx(2 * delta)
+    # The tighter rule composes the two histories (8 steps) with the accountant, labelled.
+    from privsynth.privacy.composition import tighter
+
+    t = tighter(ds)
+    assert t["epsilon"] == pytest.approx(epsilon_from_history([(sigma, q, 8)], 2 * delta, "rdp"))
+    assert t["epsilon"] < ds["epsilon_spent"] and "not used for budgets" in t["rule"]
     assert not (out / TRAIN_STATE).exists()
 
     # Resuming continues the random streams: the steps after the resume draw fresh Poisson batches
@@ -100,6 +115,28 @@ def test_killed_run_resumes_without_resetting_or_double_counting(tmp_path, tiny_
     assert len(first["batches"]) == 4 and len(resumed["batches"]) == 4  # steps 0-3, then 2-5
     assert resumed["batches"][:2] != first["batches"][:2]
     assert resumed["noise"][:2] != first["noise"][:2]
+
+
+def test_deleting_train_state_keeps_the_abandoned_segment(tmp_path, tiny_dataset, fast_gan,
+                                                          monkeypatch):
+    """Deleting train_state.pt (as the error message for a damaged one advises) restarts from
+    step 0: the first segment's spend stays booked, the warning says so, both count."""
+    kw = dict(noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False,
+              checkpoint_every=2)
+    out = tmp_path / "r"
+    _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpgan", out, **kw)
+    monkeypatch.undo()
+    (out / TRAIN_STATE).unlink()
+    with pytest.warns(UserWarning, match="restarts from step 0; the spend of its earlier "
+                                         r"segment\(s\) stays booked"):
+        run = privsynth.train(tiny_dataset, "dpgan", out, **kw)
+    abandoned, restarted = _segments(run.card["run_id"])
+    assert abandoned["status"] == "interrupted" and abandoned["counted_epsilon"] > 0
+    assert restarted["counted_epsilon"] == pytest.approx(run.epsilon)  # all 6 steps again
+    assert Ledger().spent(tiny_dataset.source_fingerprint).epsilon == pytest.approx(
+        abandoned["counted_epsilon"] + run.epsilon)
 
 
 def test_resume_refuses_changed_privacy_flags(tmp_path, tiny_dataset, fast_gan, monkeypatch):
@@ -129,8 +166,7 @@ def test_overwrite_keeps_the_old_spend(tmp_path, tiny_dataset, fast_gan):
     first = privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", **kw)
     second = privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", overwrite=True, **kw)
     assert first.card["run_id"] != second.card["run_id"]
-    ledger = Ledger(tmp_path / "privacy-ledger.json")
-    (row,) = ledger.summary()
+    (row,) = Ledger().datasets()
     assert set(row["runs"]) == {first.card["run_id"], second.card["run_id"]}
     assert row["epsilon_spent"] == pytest.approx(first.epsilon + second.epsilon)
     # A replacement that is refused (over budget) leaves the finished run as it was.

@@ -17,32 +17,42 @@ from privsynth.privacy import Ledger, epsilon_from_history
 SIGMA = 1.0  # a fixed sigma skips Opacus' calibration search (tested in tests/privacy)
 
 
-def ledger_runs(path):
-    return {rid: r for ds in json.loads(path.read_text())["datasets"].values()
-            for rid, r in ds["runs"].items()}
+def ledger_runs(location=None):
+    """{run_id: run} of every dataset in the ledger (the test's own unless ``location``)."""
+    return {rid: r for ds in Ledger(location).datasets() for rid, r in ds["runs"].items()}
+
+
+def _earlier_spend(fingerprint: str, epsilon: float = 8.0, location=None) -> None:
+    led = Ledger(location)
+    seg = led.reserve(fingerprint, "tiny", run_id="earlier", epsilon=epsilon, delta=1e-3)
+    led.settle(seg, "complete", epsilon=epsilon, delta=1e-3)
 
 
 def test_budget_refuses_then_force(tmp_path, tiny_dataset, fast_gan):
     kw = dict(config=fast_gan, progress=False, noise_multiplier=SIGMA, accountant="rdp")
-    ledger = tmp_path / "privacy-ledger.json"
-    Ledger(ledger).record(tiny_dataset.fingerprint, "tiny", "earlier", epsilon=8.0, delta=1e-3)
+    _earlier_spend(tiny_dataset.source_fingerprint)
     # A fixed sigma: the exact epsilon of its plan (about 6.8 here) is what the budget checks.
-    with pytest.raises(BudgetError, match="spent epsilon=8 of its budget 10.*--force"):
+    with pytest.raises(BudgetError, match="spent epsilon 8 of this run's --budget, 10.*--force"):
         privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", budget=10, **kw)
     assert not (tmp_path / "b").exists()  # refused before anything was written
-    assert list(ledger_runs(ledger)) == ["earlier"]
-    forced = privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", force=True, **kw)
-    led = Ledger(ledger)
-    assert led.data["datasets"][tiny_dataset.fingerprint]["budget"] == 10  # remembered
-    assert led.spent(tiny_dataset.fingerprint).epsilon == pytest.approx(8.0 + forced.epsilon)
+    assert list(ledger_runs()) == ["earlier"]
+    forced = privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", budget=10, force=True, **kw)
+    (ds,) = Ledger().datasets()
+    assert ds["budget"] is None  # --budget checks; it never becomes the dataset's budget
+    assert ds["epsilon_spent"] == pytest.approx(8.0 + forced.epsilon)
+    assert ds["runs"][forced.card["run_id"]]["segments"][0]["forced"] == 1
+    assert forced.card["privacy"]["ledger"]["dataset_epsilon_spent"] == pytest.approx(
+        8.0 + forced.epsilon)
+    assert "basic composition" in forced.card["privacy"]["ledger"]["composition"]
 
 
 def test_budget_with_epsilon_target_refused_before_training(tmp_path, tiny_dataset, fast_gan):
-    ledger = tmp_path / "ledger.json"
-    Ledger(ledger).record(tiny_dataset.fingerprint, "tiny", "earlier", epsilon=8.0, delta=1e-3)
-    with pytest.raises(BudgetError, match="spent epsilon=8"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", epsilon=5, budget=10,
-                        ledger=ledger, config=fast_gan, progress=False)
+    ledger = tmp_path / "elsewhere.sqlite"
+    _earlier_spend(tiny_dataset.source_fingerprint, location=ledger)
+    Ledger(ledger).set_budget(tiny_dataset.source_fingerprint, 10.0, reason="test")
+    with pytest.raises(BudgetError, match="spent epsilon 8 of the dataset's budget"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", epsilon=5, ledger=ledger,
+                        config=fast_gan, progress=False)
     assert not (tmp_path / "r").exists()
     assert list(ledger_runs(ledger)) == ["earlier"]
 
@@ -50,12 +60,12 @@ def test_budget_with_epsilon_target_refused_before_training(tmp_path, tiny_datas
 @pytest.mark.parametrize("method, no_dp", [("gan", False), ("dpgan", True)])
 def test_non_private_baseline(tmp_path, tiny_dataset, fast_gan, method, no_dp):
     run = privsynth.train(tiny_dataset, method, tmp_path / "r", no_dp=no_dp, config=fast_gan,
-                          progress=False, class_proportions="laplace")
+                          progress=False)
     assert run.card["privacy"]["epsilon"] == "infinity" and math.isinf(run.epsilon)
     assert run.card["private"] is False
     assert "without differential privacy" in run.card["privacy"]["guarantee"]
     assert run.card["privacy"]["class_proportions"]["mechanism"] == "uniform"
-    assert not (tmp_path / "privacy-ledger.json").exists()
+    assert Ledger().datasets() == []  # a non-private run books nothing
 
 
 @pytest.mark.parametrize("mechanism, target", [("laplace", {"epsilon": 4.0}),
@@ -77,8 +87,9 @@ def test_class_proportions_count_in_card_and_ledger(tmp_path, tiny_dataset, fast
         assert sgd["target_epsilon"] == pytest.approx(3.5)
         assert 0.99 * 4 <= pv["epsilon"] <= 4 * (1 + 1e-9)
     assert sgd["delta"] + counts["delta"] == pytest.approx(pv["delta"])
-    (entry,) = ledger_runs(tmp_path / "privacy-ledger.json").values()
+    (entry,) = ledger_runs().values()
     assert entry["epsilon"] == pytest.approx(pv["epsilon"])
+    assert entry["delta"] == pytest.approx(pv["delta"])
 
 
 def test_counts_epsilon_must_leave_room(tmp_path, tiny_dataset, fast_gan):
@@ -96,7 +107,7 @@ def test_failed_start_leaves_no_run_folder(tmp_path, tiny_dataset, fast_gan):
         privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", epsilon=1e-6, accountant="rdp",
                         config=fast_gan, progress=False)
     assert not (tmp_path / "r").exists()
-    assert not (tmp_path / "privacy-ledger.json").exists()
+    assert ledger_runs() == {}  # refused before any private step: no spend booked
 
 
 def test_unknown_method_and_option(tmp_path, tiny_dataset, fast_gan):

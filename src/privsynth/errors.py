@@ -27,3 +27,7 @@ class BudgetError(PrivacyError):
 
 class CheckpointError(PrivsynthError):
     """A run directory or checkpoint is missing, incomplete or inconsistent."""
+
+
+class TrainingDiverged(PrivsynthError):
+    """Loss or weights became NaN/infinite: the run stops, is never marked complete."""

@@ -74,8 +74,9 @@ def load_train_state(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or holding objects weights_only refuses
         raise CheckpointError(f"{path} cannot be loaded ({type(e).__name__}); delete it to restart "
-                              "training from step 0 (the ledger keeps what was spent), or pass "
-                              "--overwrite") from None
+                              "training from step 0 (the ledger keeps the spend of the steps "
+                              "that ran, and the restart books its own), or pass --overwrite"
+                              ) from None
 
 
 class Run:
@@ -112,6 +113,10 @@ class Run:
             state = load_file(str(weights), device=device)
         except Exception as e:  # safetensors raises its own error type on a damaged header
             raise CheckpointError(f"{weights} is corrupt ({e}); restore it or retrain") from None
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:  # NaN weights would sample black (or garbage) images without a word
+            raise CheckpointError(f"{weights} holds NaN/infinite weights ({bad[0]}): the training "
+                                  "diverged; retrain with a lower learning rate (--set lr=...)")
         try:
             synth.load_state_dict(state)
         except (RuntimeError, KeyError) as e:

@@ -5,7 +5,7 @@ so a sweep is resumable for free: a cell whose card says ``complete`` is kept (n
 unfinished one resumes from its checkpoint, and its evaluation is cached in ``eval.json``.
 ``inf`` trains the method's non-private twin (dpvae -> vae, ...; dpmerf with no DP).
 
-Privacy: all cells spend on the same dataset, and the ledger (``out/cells/privacy-ledger.json``)
+Privacy: all cells spend on the same dataset, and the ledger (the per-user one, or ``ledger``)
 adds them up. Choosing the best cell of a sweep run on private data is hyper-parameter selection on
 that data, which none of the per-cell epsilons covers: run sweeps on public or proxy data to pick a
 method, then train once on the private set.
@@ -63,7 +63,7 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
           configs: dict[str, dict[str, Any]] | None = None, holdout: float = 0.2,
           split_seed: int = 0, image_size: int | None = None, seed: int = 0,
           n_synthetic: int | None = None, eval_epochs: int = 10, progress: bool = True,
-          jobs: int = 1) -> dict:
+          jobs: int = 1, ledger: str | Path | None = None) -> dict:
     """Train and evaluate every (method, epsilon) cell; write ``sweep.json``, ``sweep.md`` and
     ``sweep.png`` in ``out``. Returns the table as a dict.
 
@@ -99,7 +99,7 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
     rows = []
     source = dataset if isinstance(data, ImageDataset) else data
     common = dict(delta=delta, accountant=accountant, holdout=holdout, split_seed=split_seed,
-                  seed=seed, image_size=image_size)
+                  seed=seed, image_size=image_size, ledger=ledger)
     todo = [(m, e, out / "cells" / cell_name(m, e),
              {**recommended_config(m, len(train_set)), **(configs or {}).get(m, {})})
             for m in methods for e in epsilons]
@@ -144,6 +144,8 @@ def _train_cell(source, method: str, eps: float, cell: Path, config: dict, commo
     from .trainer import train
 
     reg, no_dp = _train_args(method, eps)
+    if math.isinf(eps):  # the non-private twin takes no privacy flags (train refuses them)
+        common = {**common, "delta": None}
     return train(source, reg, cell, epsilon=None if math.isinf(eps) else eps, no_dp=no_dp,
                  config=config, progress=progress, **common)
 
@@ -160,7 +162,7 @@ def _worker(source, method, eps, cell, config, common, threads) -> tuple[Path, f
 def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
     """Train the unfinished cells ``jobs`` at a time; returns each one's training seconds.
 
-    The ledger takes a file lock per write, so concurrent cells book their spends safely."""
+    The ledger books each cell in its own transaction, so concurrent cells book safely."""
     import multiprocessing as mp
     import os
     from concurrent.futures import ProcessPoolExecutor

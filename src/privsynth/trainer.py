@@ -7,10 +7,12 @@ checkpointing and resume behaviour.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,15 @@ import torch
 
 from .atomic import write_json
 from .data import ImageDataset, load_dataset, split
-from .errors import CheckpointError, ConfigError, PrivsynthError
+from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
 from .models import TrainContext
 from .models.registry import create, is_private
-from .privacy import AccountantState, Ledger, PrivacySpec, default_ledger_path
+from .privacy import AccountantState, Ledger, PrivacySpec
 from .privacy.accounting import epsilon_from_history
+from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
+from .privacy.ledger import COMPOSITION_RULE
 from .privacy.mechanisms import count_spend, release_proportions
+from .privacy.spend import RunSpend
 from .run import (
     CARD,
     FORMAT,
@@ -64,7 +69,7 @@ def versions() -> dict[str, str]:
 
 def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
           out: str | Path = "runs/run",
-          *, epsilon: float | None = 10.0, delta: float | None = None,
+          *, epsilon: float | None = None, delta: float | None = None,
           noise_multiplier: float | None = None, max_grad_norm: float = 1.0,
           accountant: str = "prv", grad_sample_mode: str = "hooks", no_dp: bool = False,
           config: dict[str, Any] | None = None, holdout: float = 0.2, split_seed: int = 0,
@@ -74,15 +79,24 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
           device: str = "cpu", progress: bool = True, checkpoint_every: int = 500) -> Run:
     """Train ``method`` on ``data`` and write the run folder ``out``; returns the loaded `Run`.
 
-    Private methods take ``epsilon`` (total, including any class-proportion release) and
-    ``delta`` (default 1/(10 N), N = training images); the noise multiplier is calibrated with
-    Opacus for the planned steps. ``no_dp=True`` (or a non-private method such as ``gan``)
-    trains the same model without privacy: the card then says epsilon = infinity.
+    Private methods take ``epsilon`` (total, including any class-proportion release; default
+    10) and ``delta`` (default 1/(10 N), N = training images; ``delta >= 1/N`` needs ``force``);
+    the noise multiplier is calibrated with Opacus for the planned steps. ``no_dp=True`` (or a
+    non-private method such as ``gan``) trains the same model without privacy: the card then says
+    epsilon = infinity, and passing a privacy argument with it is an error.
+    The spend is reserved in the ledger (``ledger``: path or postgresql:// URL, default
+    ``$PRIVSYNTH_LEDGER`` or the per-user ledger) before the first private step, checked against
+    the dataset's budget and ``budget`` (which only checks, never sets), and settled at the end.
     If ``out`` holds an unfinished run of the same command, training resumes from its checkpoint.
     """
     t0 = time.time()
     out = Path(out)
     private = is_private(method) and not no_dp
+    if not private:
+        refuse_flags_without_dp(method, no_dp, {
+            "--epsilon": epsilon is not None, "--delta": delta is not None,
+            "--noise-multiplier": noise_multiplier is not None, "--budget": budget is not None,
+            "--class-proportions": class_proportions != "uniform"})
     dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
     parts = split(dataset, holdout, split_seed)
     train_set = dataset.subset(parts.train, name=dataset.name)
@@ -90,14 +104,13 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
 
     spec = None
     if private:
-        if noise_multiplier is not None:
-            epsilon = None  # a fixed sigma decides epsilon; it is computed from what runs
-        spec = PrivacySpec(epsilon=epsilon, delta=delta, noise_multiplier=noise_multiplier,
-                           max_grad_norm=max_grad_norm, accountant=accountant,
-                           grad_sample_mode=grad_sample_mode)
+        spec = PrivacySpec(epsilon=default_epsilon(epsilon, noise_multiplier), delta=delta,
+                           noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+                           accountant=accountant, grad_sample_mode=grad_sample_mode)
     torch.manual_seed(seed)  # reproducible initial weights
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
+    _check_sizes(full_config)
     # Resuming needs the same command: a changed split would train on former holdout images, a
     # changed privacy flag would silently mix two plans in one card.
     mech = class_proportions if private else "uniform"
@@ -115,102 +128,173 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
     replacing, created_out = replace[0], not out.exists()
     fresh = resume is None and (replacing or not (out / CARD).exists())
     run_id = card["run_id"]
-    ledger_obj = Ledger(ledger if ledger else default_ledger_path(out))
 
     total_delta = spec.resolved_delta(n) if spec else 0.0
+    notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
     # Class proportions are released once, after training (sampling is their only use); their
     # (epsilon, delta) is fixed now and taken out of the DP-SGD share of the target.
     c_eps, c_delta = count_spend(mech, counts_epsilon, total_delta / 2)
-    if spec is not None:
-        if spec.epsilon is not None:
-            if c_eps >= spec.epsilon:
-                raise ConfigError(f"--counts-epsilon {counts_epsilon} leaves nothing of --epsilon "
-                                  f"{spec.epsilon} for training; use a smaller --counts-epsilon")
-            spec.epsilon = spec.epsilon - c_eps
-            # Fail fast, before any work: a calibrated run spends at most its target.
-            ledger_obj.check(dataset.fingerprint, dataset.name, run_id, spec.epsilon + c_eps,
-                             budget, force)
-        spec.delta = total_delta - c_delta
+    if spec is not None and spec.epsilon is not None and c_eps >= spec.epsilon:
+        raise ConfigError(f"--counts-epsilon {counts_epsilon} leaves nothing of --epsilon "
+                          f"{spec.epsilon} for training; use a smaller --counts-epsilon")
     counts = card["privacy"].get("class_proportions") or {
         "mechanism": mech, "epsilon": c_eps, "delta": c_delta, "values": None}
-
-    card.update(request=request, private=private, config=full_config, versions=versions(),
-                data={"name": dataset.name, "fingerprint": dataset.fingerprint,
-                      "train_fingerprint": train_set.fingerprint,
-                      "n_total": len(dataset), "n_train": n, "n_holdout": len(parts.holdout),
-                      "image_shape": list(dataset.image_shape), "classes": dataset.class_names,
-                      "split_seed": split_seed, "source": _source(data), "image_size": image_size},
-                train={**card.get("train", {}), "seed": seed, "device": device,
-                       "holdout": holdout})
-    card["privacy"]["class_proportions"] = counts
-    checkpointed = [resume is not None]
-
-    def begin() -> None:
-        """Write split.json and the card the first time there is something to keep."""
-        if replace[0]:
-            shutil.rmtree(out)  # the ledger keeps the old run's spend
-            replace[0] = False
-        if not (out / SPLIT).exists():
-            write_json(out / SPLIT, parts.to_json())
-        write_card(out, card)
-
-    def book(acc: AccountantState | None) -> dict:
-        """Epsilon so far from the accountant's history (+ the counts once released); written to
-        the ledger, which holds one entry per run, set (never added to) at every checkpoint."""
-        sgd_eps = acc.epsilon(spec.delta) if (acc and spec) else 0.0
-        released = counts["values"] is not None
-        total = sgd_eps + (counts["epsilon"] if released else 0.0)
-        if private:
-            ledger_obj.record(dataset.fingerprint, dataset.name, run_id, epsilon=total,
-                              delta=(spec.delta if sgd_eps else 0.0)
-                              + (counts["delta"] if released else 0.0),
-                              method=method, out=str(out.resolve()), status=card["status"])
-        return {"sgd_epsilon": sgd_eps, "total_epsilon": total}
-
-    def checkpoint(step: int, state: dict, acc: AccountantState | None) -> None:
-        save_train_state(out / TRAIN_STATE, state)
-        checkpointed[0] = True
-        spent = book(acc)
-        card["progress"] = {"steps_done": step, "epsilon_spent": spent["total_epsilon"]}
-        begin()
-
-    def on_plan(plan) -> None:
-        # The exact spend of the whole plan (a fixed --noise-multiplier too) against the budget.
-        planned = epsilon_from_history([(plan.noise_multiplier, plan.sample_rate, plan.steps)],
-                                       plan.delta, spec.accountant) + counts["epsilon"]
-        ledger_obj.check(dataset.fingerprint, dataset.name, run_id, planned, budget, force)
-        card["privacy"]["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
-        begin()
-
-    ctx = TrainContext(privacy=spec, seed=seed, device=device, progress=progress,
-                       checkpoint_every=checkpoint_every, checkpoint=checkpoint, on_plan=on_plan,
-                       resume=resume)
+    spend = None
+    if private:
+        ledger_obj = Ledger(ledger)
+        moved = ledger_obj.import_legacy_beside(out, {dataset.fingerprint:
+                                                      dataset.source_fingerprint})
+        if moved:
+            warnings.warn(f"imported {moved} spend(s) from the JSON ledger beside '{out}' into "
+                          f"{ledger_obj.shown}", PrivacyWarning, stacklevel=2)
+        prefix = (AccountantState.from_json(resume["accountant"]).history
+                  if resume is not None and resume.get("accountant") else [])
+        spend = RunSpend(ledger_obj, dataset.source_fingerprint, dataset.name, run_id=run_id,
+                         method=method, out=str(out.resolve()), kind="train", limit=budget,
+                         force=force, accountant=spec.accountant, chunk=checkpoint_every,
+                         prefix=prefix)
     try:
-        result = synth.fit(train_set, ctx)
-    except PrivsynthError:
-        # Refused before anything was kept (e.g. epsilon unreachable, budget): leave nothing.
-        if fresh and not checkpointed[0] and not replace[0]:
-            for name in (CARD, SPLIT):
-                (out / name).unlink(missing_ok=True)
-            if created_out or replacing:
-                shutil.rmtree(out, ignore_errors=True)
+        if spec is not None:
+            if spec.epsilon is not None:
+                spec.epsilon = spec.epsilon - c_eps
+                if resume is None:  # fail fast, before any work: a calibrated run spends at
+                    spend.reserve_target(spec.epsilon + c_eps, total_delta)  # most its target
+            spec.delta = total_delta - c_delta
+        card.update(request=request, private=private, config=full_config, versions=versions(),
+                    data={"name": dataset.name, "fingerprint": dataset.fingerprint,
+                          "source_fingerprint": dataset.source_fingerprint,
+                          "train_fingerprint": train_set.fingerprint,
+                          "n_total": len(dataset), "n_train": n, "n_holdout": len(parts.holdout),
+                          "image_shape": list(dataset.image_shape),
+                          "classes": dataset.class_names,
+                          "split_seed": split_seed, "source": _source(data),
+                          "image_size": image_size},
+                    train={**card.get("train", {}), "seed": seed, "device": device,
+                           "holdout": holdout})
+        card["privacy"]["class_proportions"] = counts
+        if notes:
+            card["privacy"]["warnings"] = notes
+        checkpointed = [resume is not None]
+        to_release = ((counts["epsilon"], counts["delta"]) if counts["values"] is None
+                      else (0.0, 0.0))
+
+        def begin() -> None:
+            """Write split.json and the card the first time there is something to keep."""
+            if replace[0]:
+                shutil.rmtree(out)  # the ledger keeps the old run's spend
+                replace[0] = False
+            if not (out / SPLIT).exists():
+                write_json(out / SPLIT, parts.to_json())
+            write_card(out, card)
+
+        def diverged(step: int, bad: list[str], acc: AccountantState | None) -> None:
+            """Stop for good: book exactly what ran, mark the card, keep no weights."""
+            if spend is not None:
+                spend.finish(acc.history if acc else None, status="diverged")
+            checkpointed[0] = True  # the card stays: it says what happened
+            card["status"] = "diverged"
+            card["diverged"] = {"step": step, "non_finite": bad[:10]}
+            begin()
+            (out / TRAIN_STATE).unlink(missing_ok=True)
+            raise TrainingDiverged(
+                f"training diverged at step {step}: {', '.join(bad[:3])} became NaN or "
+                "infinite; lower the learning rate (--set lr=...) or fix --batch-size/--epochs, "
+                "then rerun with --overwrite (the spend of the steps that ran stays in the "
+                "ledger)")
+
+        def checkpoint(step: int, state: dict, acc: AccountantState | None) -> None:
+            bad = non_finite(state)
+            if bad:
+                diverged(step, bad, acc)
+            save_train_state(out / TRAIN_STATE, state)
+            checkpointed[0] = True
+            if spend is not None:  # the previous booking covers every step up to this one
+                spend.checkpoint(acc.history if acc else [])
+            sgd_eps = acc.epsilon(spec.delta) if (acc and spec) else 0.0
+            card["progress"] = {"steps_done": step, "epsilon_spent": sgd_eps}
+            begin()
+
+        def on_plan(plan) -> None:
+            # The exact spend of the whole plan (a fixed --noise-multiplier too), for the card;
+            # the ledger reserves what this segment will run, in the same transaction as the
+            # budget check.
+            whole = [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
+            planned = epsilon_from_history(whole, plan.delta, spec.accountant) + counts["epsilon"]
+            spend.plan(plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta, to_release)
+            card["privacy"]["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
+            begin()
+
+        ctx = TrainContext(privacy=spec, seed=seed, device=device, progress=progress,
+                           checkpoint_every=checkpoint_every, checkpoint=checkpoint,
+                           on_plan=on_plan, resume=resume)
+        try:
+            result = synth.fit(train_set, ctx)
+        except PrivsynthError:
+            # Refused before anything was kept (e.g. epsilon unreachable, budget): leave nothing.
+            if fresh and not checkpointed[0] and not replace[0]:
+                for name in (CARD, SPLIT):
+                    (out / name).unlink(missing_ok=True)
+                if created_out or replacing:
+                    shutil.rmtree(out, ignore_errors=True)
+            raise
+        bad = non_finite(synth.state_dict()) + [
+            f"metric {k}" for k, v in result.metrics.items()
+            if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            diverged(result.steps, bad, result.accountant)
+
+        if counts["values"] is None:
+            if spend is not None and counts["mechanism"] != "uniform":
+                spend.ensure_planned(to_release)
+                spend.releasing_other()  # booked before it is drawn
+            props, _, _ = release_proportions(train_set.class_counts(), counts["mechanism"],
+                                              counts["epsilon"], counts["delta"], seed)
+            counts["values"] = props.tolist()
+        save_weights(out / WEIGHTS, synth.state_dict(), {"method": method, "run_id": run_id})
+        card["status"] = "complete"
+        card["privacy"].update(_privacy_block(spec, result, counts, total_delta, n,
+                                              getattr(synth, "privacy_mechanism", "dp-sgd")))
+        card["train"].update(steps=result.steps, metrics=result.metrics,
+                             wall_seconds=round(card["train"].get("wall_seconds", 0.0)
+                                                + time.time() - t0, 2))
+        card.pop("progress", None)
+        if spend is not None:
+            spend.finish(result.accountant.history if result.accountant else None)
+            led = spend.ledger
+            card["privacy"]["ledger"] = {
+                "location": led.shown, "dataset_key": dataset.source_fingerprint,
+                "composition": COMPOSITION_RULE,
+                "dataset_epsilon_spent": led.spent(dataset.source_fingerprint).epsilon}
+        begin()
+        (out / TRAIN_STATE).unlink(missing_ok=True)
+        return Run.load(out, device="cpu")
+    except BaseException as e:
+        if spend is not None:
+            spend.abort("interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                        note=f"{type(e).__name__}: {str(e)[:200]}")
         raise
 
-    if counts["values"] is None:
-        props, _, _ = release_proportions(train_set.class_counts(), mech, counts["epsilon"],
-                                          counts["delta"], seed)
-        counts["values"] = props.tolist()
-    save_weights(out / WEIGHTS, synth.state_dict(), {"method": method, "run_id": run_id})
-    card["status"] = "complete"
-    card["privacy"].update(_privacy_block(spec, result, counts, total_delta, n))
-    card["train"].update(steps=result.steps, metrics=result.metrics,
-                         wall_seconds=round(card["train"].get("wall_seconds", 0.0)
-                                            + time.time() - t0, 2))
-    card.pop("progress", None)
-    book(result.accountant)
-    begin()
-    (out / TRAIN_STATE).unlink(missing_ok=True)
-    return Run.load(out, device="cpu")
+
+def non_finite(tree: Any, prefix: str = "") -> list[str]:
+    """Names of floating-point tensors in a (nested) state that hold NaN or infinity."""
+    if isinstance(tree, torch.Tensor):
+        ok = not tree.is_floating_point() or bool(torch.isfinite(tree).all())
+        return [] if ok else [prefix or "tensor"]
+    if isinstance(tree, dict):
+        return [b for k, v in tree.items() for b in non_finite(v, f"{prefix}.{k}".lstrip("."))]
+    if isinstance(tree, (list, tuple)):
+        return [b for i, v in enumerate(tree) for b in non_finite(v, f"{prefix}[{i}]")]
+    return []
+
+
+def _check_sizes(config: dict) -> None:
+    """Sizes that would train on nothing (``--batch-size 0``) fail here, not as NaN weights."""
+    flags = {"batch_size": "--batch-size", "epochs": "--epochs", "steps": "--set steps"}
+    for key, flag in flags.items():
+        value = config.get(key)
+        if isinstance(value, (int, float)) and not value > 0:
+            raise ConfigError(f"{flag} must be > 0, got {value}; pass a positive value or omit "
+                              "it for the method's default")
 
 
 def _source(data) -> str | None:
@@ -220,7 +304,15 @@ def _source(data) -> str | None:
     return "digits" if str(data) == "digits" else str(Path(data).resolve())
 
 
-def _privacy_block(spec, result, counts, total_delta, n) -> dict:
+MECHANISMS = {
+    "dp-sgd": "DP-SGD (Opacus): per-sample gradients clipped to C, Gaussian noise sigma * C "
+              "added at every step, Poisson-subsampled batches",
+    "gaussian": "the Gaussian mechanism (OpenDP), released once on the whole training set with "
+                "sensitivity C; accounted as one step at sampling rate 1",
+}
+
+
+def _privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
     if spec is None:
         return {"epsilon": INFINITY, "delta": 0.0, "unit": None,
                 "guarantee": "none: trained without differential privacy (a non-private "
@@ -234,6 +326,7 @@ def _privacy_block(spec, result, counts, total_delta, n) -> dict:
         "not_protected": NOT_PROTECTED,
         "unit": "one training image with its label",
         "composition": "dp_sgd epsilon + class_proportions epsilon (basic composition)",
+        "mechanism": {"name": mechanism, "description": MECHANISMS.get(mechanism, mechanism)},
         "dp_sgd": {"epsilon": sgd_eps, "delta": spec.delta, "accountant": spec.accountant,
                    "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
                    "expected_batch_size": round(plan.expected_batch_size, 1), "steps": acc.steps,
@@ -248,6 +341,11 @@ def _start_or_resume(out: Path, request: dict, parts, overwrite: bool
                      ) -> tuple[dict, dict | None]:
     if (out / CARD).exists() and not overwrite:  # with --overwrite: a new run below, the old
         card = read_card(out)                     # one is removed when the new one first writes
+        if card.get("status") == "diverged":
+            raise CheckpointError(f"'{out}' holds a run that diverged (NaN/inf at step "
+                                  f"{card.get('diverged', {}).get('step')}); change what caused "
+                                  "it (e.g. a lower --set lr=...) and pass --overwrite (its "
+                                  "spend stays in the ledger)")
         if card.get("status") == "complete":
             raise CheckpointError(f"'{out}' already holds a finished run; choose another --out or "
                                   "pass --overwrite (its privacy spend stays in the ledger)")
@@ -263,6 +361,11 @@ def _start_or_resume(out: Path, request: dict, parts, overwrite: bool
                                       "with the original --data, or pass --overwrite")
             state = out / TRAIN_STATE
             resume = load_train_state(state) if state.exists() else None
+            if resume is None and card.get("progress"):
+                warnings.warn(f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
+                              "step 0; the spend of its earlier segment(s) stays booked in the "
+                              "ledger and this restart books its own", PrivacyWarning,
+                              stacklevel=3)
             return card, resume
     elif not (out / CARD).exists() and out.exists() and any(out.iterdir()):
         raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")

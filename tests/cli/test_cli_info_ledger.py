@@ -31,17 +31,25 @@ def test_info_non_private(tmp_path, tiny_dataset, fast_gan, capsys):
     assert "epsilon = infinity" in capsys.readouterr().out
 
 
-def test_ledger_prints_the_spend(trained_run, capsys):
+def test_ledger_prints_the_spend_and_the_rule(trained_run, capsys):
     assert main(["ledger", "--ledger", str(trained_run["ledger"])]) == 0
     text = capsys.readouterr().out
     run = Run.load(trained_run["out"])
+    assert f"privacy ledger {trained_run['ledger']}" in text
+    assert "composition: basic composition: the epsilons of all segments" in text
     assert f"epsilon spent {run.epsilon:.4g} of budget none" in text
-    assert run.card["run_id"] in text and "[complete]" in text and "basic composition" in text
+    assert run.card["run_id"] in text and "[complete]" in text
+    assert run.card["privacy"]["ledger"]["composition"] in text  # the card states the same rule
 
 
-def test_ledger_missing(tmp_path, capsys):
-    assert main(["ledger", "--ledger", str(tmp_path / "none.json")]) == 2
-    assert "pass --ledger PATH" in capsys.readouterr().err
+def test_ledger_missing_and_empty(tmp_path, capsys):
+    assert main(["ledger", "--ledger", str(tmp_path / "old.json")]) == 2
+    assert "privsynth ledger import" in capsys.readouterr().err
+    assert main(["ledger", "--ledger", str(tmp_path / "typo.sqlite")]) == 2
+    assert "no ledger at" in capsys.readouterr().err
+    assert not (tmp_path / "typo.sqlite").exists()
+    assert main(["ledger"]) == 0  # the default ledger, before any run: says so, creates nothing
+    assert "no spends booked yet" in capsys.readouterr().out
 
 
 def test_info_unfinished_run_says_counts_not_yet_released(tmp_path, trained_run, capsys):

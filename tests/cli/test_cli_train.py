@@ -29,13 +29,19 @@ def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
     run = Run.load(out)
     assert run.card["config"]["n_d"] == 2
     assert run.card["privacy"]["dp_sgd"]["noise_multiplier"] == 1.0
-    ledger = json.loads((out.parent / "privacy-ledger.json").read_text())
-    (entry,) = [r for d in ledger["datasets"].values() for r in d["runs"].values()]
+    from privsynth.data import load_dataset
+    from privsynth.privacy import Ledger
+
+    (ds,) = Ledger().datasets()  # the default ledger ($PRIVSYNTH_LEDGER), not beside --out
+    assert ds["fingerprint"] == load_dataset(tiny_npz).source_fingerprint
+    (entry,) = ds["runs"].values()
     assert entry["epsilon"] == pytest.approx(run.epsilon)
+    assert not (out.parent / "privacy-ledger.json").exists()
 
 
 def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.splitlines()  # warnings (e.g. a weak delta) may precede it
+             if line.strip() and not line.startswith("privsynth: warning: ")]
     assert len(lines) == 1, err
     assert lines[0].startswith("privsynth: error: ") and "Traceback" not in err
     return lines[0]
@@ -59,6 +65,9 @@ def test_bad_data_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys, kind
     line = one_error_line(capsys.readouterr().err)
     assert "DataError" in line and match in line
     assert not out.exists() and not (tmp_path / "runs" / "privacy-ledger.json").exists()
+    from privsynth.privacy import Ledger
+
+    assert Ledger().datasets() == []
 
 
 def test_bad_flags_exit_2(tmp_path, tiny_npz, capsys):
@@ -76,9 +85,11 @@ def test_budget_exit_2_unless_force(tmp_path, tiny_npz, capsys):
     from privsynth.data import load_dataset
     from privsynth.privacy import Ledger
 
-    ledger = tmp_path / "ledger.json"
-    Ledger(ledger).record(load_dataset(tiny_npz).fingerprint, "tiny", "earlier", epsilon=8.0,
-                          delta=1e-3)
+    ledger = tmp_path / "team-ledger.sqlite"
+    led = Ledger(ledger)
+    seg = led.reserve(load_dataset(tiny_npz).source_fingerprint, "tiny", run_id="earlier",
+                      epsilon=8.0, delta=1e-3)
+    led.settle(seg, "complete", epsilon=8.0, delta=1e-3)
     base = ["train", "--data", str(tiny_npz), "--out", str(tmp_path / "b"), "--no-progress",
             "--noise-multiplier", "1.0", "--accountant", "rdp", "--ledger", str(ledger),
             "--budget", "10", *TINY]
@@ -90,7 +101,7 @@ def test_budget_exit_2_unless_force(tmp_path, tiny_npz, capsys):
     capsys.readouterr()
     assert main(["ledger", "--ledger", str(ledger)]) == 0
     spent = 8.0 + Run.load(tmp_path / "b").epsilon
-    assert f"epsilon spent {spent:.4g} of budget 10" in capsys.readouterr().out
+    assert f"epsilon spent {spent:.4g} of budget none" in capsys.readouterr().out
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -1,38 +1,195 @@
-"""The ledger file on its own: set-not-add per run, budget checks, corrupt file."""
+"""The ledger database on its own, on SQLite and on a real PostgreSQL server (`ledger_location`):
+reserve-and-check in one transaction, budgets only set on purpose, segments never forgotten."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from privsynth.errors import BudgetError, CheckpointError
+from privsynth.errors import BudgetError, CheckpointError, ConfigError
 from privsynth.privacy import Ledger
+from privsynth.privacy.ledger import counted
 
 
-def test_record_sets_not_adds_and_persists(tmp_path):
-    path = tmp_path / "ledger.json"
-    led = Ledger(path)
-    led.record("fp", "data", "run1", epsilon=1.0, delta=1e-5)
-    led.record("fp", "data", "run1", epsilon=2.5, delta=1e-5)  # a later checkpoint of run1
-    led.record("fp", "data", "run2", epsilon=1.0, delta=1e-5)
-    again = Ledger(path)
-    assert list(again.data["datasets"]["fp"]["runs"]) == ["run1", "run2"]
-    assert again.spent("fp").epsilon == pytest.approx(3.5)
-    assert again.spent("fp", exclude_run="run1").epsilon == pytest.approx(1.0)
-    assert again.spent("fp").delta == pytest.approx(2e-5)
+def test_reserve_counts_until_settled_then_what_ran(ledger_location):
+    led = Ledger(ledger_location)
+    seg = led.reserve("fp", "data", run_id="r1", epsilon=4.0, delta=1e-5, method="dpgan")
+    assert led.spent("fp").epsilon == pytest.approx(4.0)  # running: its reservation counts
+    led.book(seg, epsilon=1.5, delta=1e-5)
+    assert led.spent("fp").epsilon == pytest.approx(4.0)  # still running: never below the plan
+    led.settle(seg, "complete", epsilon=3.0, delta=1e-5)
+    again = Ledger(ledger_location)  # a new connection reads what was committed
+    assert again.spent("fp").epsilon == pytest.approx(3.0)
+    (ds,) = again.datasets()
+    assert ds["runs"]["r1"]["status"] == "complete" and ds["segments"] == 1
 
 
-def test_budget_refuses_unless_forced(tmp_path):
-    led = Ledger(tmp_path / "l.json")
-    led.record("fp", "data", "old", epsilon=6.0, delta=1e-5)
-    with pytest.raises(BudgetError, match="spent epsilon=6 of its budget 10.*--force"):
-        led.check("fp", "data", "new", planned_epsilon=5.0, budget=10)
-    led.check("fp", "data", "new", planned_epsilon=5.0, budget=10, force=True)
-    led.check("fp", "data", "new", planned_epsilon=4.0, budget=None)  # budget remembered: fits
-    # A resumed run is not charged twice for its own earlier spend.
-    led.check("fp", "data", "old", planned_epsilon=9.0, budget=None)
+def test_budget_refuses_unless_forced_and_force_is_recorded(ledger_location):
+    led = Ledger(ledger_location)
+    led.set_budget("fp", 10.0, name="data", reason="DPO sign-off")
+    old = led.reserve("fp", "data", run_id="old", epsilon=6.0, delta=1e-5)
+    led.settle(old, "complete", epsilon=6.0, delta=1e-5)
+    with pytest.raises(BudgetError, match=r"spent epsilon 6 of the dataset's budget in the "
+                                          r"ledger, 10 .*needs 5 more.*set-budget.*--force"):
+        led.reserve("fp", "data", run_id="new", epsilon=5.0, delta=1e-5)
+    assert led.spent("fp").epsilon == pytest.approx(6.0)  # the refused reservation left nothing
+    seg = led.reserve("fp", "data", run_id="new", epsilon=5.0, delta=1e-5, force=True)
+    (ds,) = led.datasets()
+    assert ds["runs"]["new"]["segments"][0]["forced"] == 1 and seg
 
 
-def test_corrupt_ledger_names_the_fix(tmp_path):
-    (tmp_path / "l.json").write_text("{not json")
+def test_a_runs_budget_only_checks_never_rewrites(ledger_location):
+    led = Ledger(ledger_location)
+    with pytest.raises(BudgetError, match="this run's --budget, 2"):
+        led.reserve("fp", "data", run_id="a", epsilon=3.0, delta=0.0, limit=2.0)
+    assert led.datasets() == []  # a refused --budget 2 saved nothing, least of all a budget
+    led.reserve("fp", "data", run_id="b", epsilon=3.0, delta=0.0, limit=20.0)
+    assert led.datasets()[0]["budget"] is None  # nor is a --budget 20 that passed
+    led.set_budget("fp", 5.0, reason="policy")
+    # A run's --budget 20 cannot raise the dataset's 5; a run can only be stricter.
+    with pytest.raises(BudgetError, match="dataset's budget in the ledger, 5"):
+        led.reserve("fp", "data", run_id="c", epsilon=3.0, delta=0.0, limit=20.0)
+    with pytest.raises(BudgetError, match="this run's --budget, 4"):
+        led.reserve("fp", "data", run_id="c", epsilon=1.5, delta=0.0, limit=4.0)
+    led.set_budget("fp", 8.0, reason="more data collected")
+    led.reserve("fp", "data", run_id="c", epsilon=3.0, delta=0.0)
+    log = led.datasets()[0]["budget_log"]
+    assert [(e["old"], e["new"], e["reason"]) for e in log] == [
+        (None, 5.0, "policy"), (5.0, 8.0, "more data collected")]
+    assert all(e["who"] and e["at"] for e in log)
+
+
+@pytest.mark.parametrize("budget", [0.0, -2.0, float("nan"), float("inf")])
+def test_budgets_must_be_finite_positive(tmp_path, budget):
+    led = Ledger(tmp_path / "l.sqlite")
+    with pytest.raises(ConfigError, match="--budget must be a finite epsilon > 0"):
+        led.reserve("fp", "data", run_id="r", epsilon=1.0, delta=0.0, limit=budget)
+    with pytest.raises(ConfigError, match="finite epsilon > 0"):
+        led.set_budget("fp", budget, reason="x")
+    assert not (tmp_path / "l.sqlite").exists()
+
+
+def _reserve_in_child(location: str, start, done, results, i: int) -> None:
+    import time
+
+    from privsynth.privacy.ledger_store import Tx
+
+    read = Tx.spends
+
+    def slow_read(self, *args):  # widen the window between the check and the write
+        rows = read(self, *args)
+        time.sleep(0.3)
+        return rows
+
+    Tx.spends = slow_read
+    try:
+        Ledger(location).spent("fp")  # connected and schema ready before the race starts
+        start.wait(timeout=60)
+        Ledger(location).reserve("fp", "data", run_id=f"run-{i}", epsilon=4.0, delta=0.0)
+        results.put("reserved")
+    except BudgetError:
+        results.put("refused")
+    done.wait(timeout=60)  # stay alive (a running segment) until every process has tried
+
+
+def test_runs_started_together_cannot_all_pass(ledger_location):
+    """Four processes check and reserve at the same instant under a budget two of them fit:
+    exactly two pass, because the check and the reservation are one locked transaction."""
+    import multiprocessing as mp
+
+    Ledger(ledger_location).set_budget("fp", 10.0, name="data", reason="test")
+    ctx = mp.get_context("fork")
+    start, done, results = ctx.Barrier(4), ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_reserve_in_child,
+                         args=(ledger_location, start, done, results, i)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    outcomes = sorted(results.get(timeout=10) for _ in procs)
+    assert outcomes == ["refused", "refused", "reserved", "reserved"]
+    assert Ledger(ledger_location).spent("fp").epsilon == pytest.approx(8.0)
+
+
+def test_a_killed_process_settles_to_what_it_booked(ledger_location):
+    """A process that dies without settling (SIGKILL, power loss) keeps its booking (steps run
+    plus one checkpoint interval), found by the next booking on the same dataset."""
+    code = ("import os, sys; from privsynth.privacy import Ledger; led = Ledger(sys.argv[1]); "
+            "s = led.reserve('fp', 'data', run_id='killed', epsilon=9.0, delta=1e-5); "
+            "led.book(s, epsilon=2.0, delta=1e-5); os._exit(9)")
+    subprocess.run([sys.executable, "-c", code, ledger_location], check=False, timeout=120)
+    led = Ledger(ledger_location)
+    assert led.spent("fp").epsilon == pytest.approx(9.0)  # a running reservation, for now
+    led.reserve("fp", "data", run_id="next", epsilon=1.0, delta=1e-5)
+    (ds,) = led.datasets()
+    (killed,) = ds["runs"]["killed"]["segments"]
+    assert killed["status"] == "abandoned" and counted(killed).epsilon == pytest.approx(2.0)
+    assert led.spent("fp").epsilon == pytest.approx(3.0)
+
+
+def test_record_sets_not_adds(ledger_location):
+    """`record` (a federated owner's cumulative spend after each round) replaces its own row."""
+    led = Ledger(ledger_location)
+    led.record("fp", "owner-data", "federated-1", epsilon=1.0, delta=1e-5, method="dpgan")
+    led.record("fp", "owner-data", "federated-1", epsilon=2.5, delta=1e-5, method="dpgan")
+    led.record("fp", "owner-data", "federated-2", epsilon=1.0, delta=1e-5, method="dpgan")
+    assert led.spent("fp").epsilon == pytest.approx(3.5)
+    assert led.spent("fp").delta == pytest.approx(2e-5)
+
+
+def test_json_ledgers_import_once_with_budgets(tmp_path, ledger_location):
+    import json
+
+    legacy = tmp_path / "privacy-ledger.json"
+    legacy.write_text(json.dumps({"version": 1, "datasets": {
+        "pixels": {"name": "scans", "budget": 12.0, "runs": {
+            "a": {"epsilon": 5.0, "delta": 1e-5, "method": "dpgan", "status": "complete"},
+            "b": {"epsilon": 2.0, "delta": 1e-5, "method": "dpvae", "status": "running"}}}}}))
+    led = Ledger(ledger_location)
+    assert led.import_json(legacy, {"pixels": "source"}) == 2
+    assert led.import_json(legacy, {"pixels": "source"}) == 0  # idempotent
+    (ds,) = led.datasets()
+    assert ds["fingerprint"] == "source" and ds["budget"] == 12.0
+    assert ds["epsilon_spent"] == pytest.approx(7.0)
+    assert "imported from" in ds["budget_log"][0]["reason"]
+    with pytest.raises(BudgetError):  # the imported budget and spend are enforced
+        led.reserve("source", "scans", run_id="c", epsilon=6.0, delta=0.0)
+
+
+def test_a_json_path_names_the_import_command(tmp_path):
+    with pytest.raises(ConfigError, match="privsynth ledger import"):
+        Ledger(tmp_path / "privacy-ledger.json")
+
+
+def test_damaged_sqlite_names_the_fix(tmp_path):
+    (tmp_path / "l.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(CheckpointError, match="restore it from a backup"):
-        Ledger(tmp_path / "l.json")
+        Ledger(tmp_path / "l.sqlite").spent("fp")
+
+
+def test_unreachable_postgres_is_one_line_naming_the_fix():
+    with pytest.raises(ConfigError, match=r"cannot reach the PostgreSQL ledger "
+                                          r"postgresql://u:\*\*\*@127.0.0.1:9/x .*check the URL"):
+        Ledger("postgresql://u:secret@127.0.0.1:9/x").spent("fp")
+
+
+def test_missing_psycopg_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'privsynth\[postgres\]'"):
+        Ledger("postgresql+psycopg://localhost/ledger")
+
+
+def test_where_the_ledger_lives(monkeypatch, tmp_path, _own_ledger):
+    from privsynth.privacy import default_location, resolve_location
+
+    # The test suite itself never books into the real per-user ledger.
+    assert resolve_location() == str(_own_ledger) == os.environ["PRIVSYNTH_LEDGER"]
+    assert resolve_location("explicit.sqlite") == "explicit.sqlite"
+    monkeypatch.delenv("PRIVSYNTH_LEDGER")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert default_location() == tmp_path / "xdg" / "privsynth" / "ledger.sqlite"
+    assert resolve_location() == str(default_location())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data_options, add_method_options, method_config
+from .options import add_data_options, add_ledger_option, add_method_options, method_config
 
 
 def add_parser(sub) -> None:
@@ -83,7 +83,7 @@ def add_parser(sub) -> None:
     )
     d.add_argument("--client-clip", type=float, default=1.0, help="update clip norm (client DP)")
     d.add_argument("--client-delta", type=float, default=1e-5)
-    d.add_argument("--ledger", default=None, help="owners' privacy ledger (default beside --out)")
+    add_ledger_option(d)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=run)
 

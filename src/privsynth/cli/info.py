@@ -28,19 +28,31 @@ def format_card(card: dict) -> str:
         lines.append(f"  privacy     ({eps:.4g}, {pv['delta']:.3g})-DP per {pv['unit']}"
                      if isinstance(eps, (int, float)) else "  privacy     (training not finished)")
         sgd = pv.get("dp_sgd")
+        gaussian = pv.get("mechanism", {}).get("name") == "gaussian"
         if sgd:
-            lines += [f"  DP-SGD      epsilon {sgd['epsilon']:.4g} at delta {sgd['delta']:.3g} "
-                      f"({sgd['accountant']} accountant, computed from what ran)",
-                      f"              sigma {sgd['noise_multiplier']:.4g}, "
-                      f"q {sgd['sample_rate']:.4g} "
-                      f"(Poisson, E[batch] {sgd['expected_batch_size']}), {sgd['steps']} steps, "
-                      f"clip C {sgd['max_grad_norm']}"]
+            lines.append(f"  {'Gaussian' if gaussian else 'DP-SGD':<11} epsilon "
+                         f"{sgd['epsilon']:.4g} at delta {sgd['delta']:.3g} "
+                         f"({sgd['accountant']} accountant, computed from what ran)")
+            lines.append(f"              sigma {sgd['noise_multiplier']:.4g}, one release on all "
+                         f"{sgd['n_private']} images, sensitivity C {sgd['max_grad_norm']}"
+                         if gaussian else
+                         f"              sigma {sgd['noise_multiplier']:.4g}, "
+                         f"q {sgd['sample_rate']:.4g} "
+                         f"(Poisson, E[batch] {sgd['expected_batch_size']}), {sgd['steps']} "
+                         f"steps, clip C {sgd['max_grad_norm']}")
         counts = pv.get("class_proportions", {})
         if counts.get("mechanism", "uniform") != "uniform":
             when = "released" if counts.get("values") is not None else \
                 "to be released after training"
             lines.append(f"  classes     proportions {when} with {counts['mechanism']} "
                          f"(epsilon {counts['epsilon']:.3g})")
+        if pv.get("ledger"):
+            led = pv["ledger"]
+            lines.append(f"  ledger      dataset {led['dataset_key'][:12]}: total epsilon "
+                         f"{led['dataset_epsilon_spent']:.4g} by "
+                         f"{led['composition'].split(':')[0]} ({led['location']})")
+        for note in pv.get("warnings", []):
+            lines.append(f"  warning     {note}")
         if pv.get("not_protected"):
             lines.append(f"  not covered {pv['not_protected']}")
     if "progress" in card:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import sys
+import warnings
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -19,9 +22,10 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 def add_privacy_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("differential privacy")
-    g.add_argument("--epsilon", type=float, default=10.0,
+    g.add_argument("--epsilon", type=float, default=None,
                    help="total epsilon target (default 10); the noise is calibrated to it")
-    g.add_argument("--delta", type=float, default=None, help="delta (default 1/(10 N))")
+    g.add_argument("--delta", type=float, default=None,
+                   help="delta (default 1/(10 N)); >= 1/N is refused unless --force")
     g.add_argument("--noise-multiplier", type=float, default=None,
                    help="fix sigma instead of calibrating from --epsilon")
     g.add_argument("--clip", type=float, default=1.0, help="per-sample gradient clip norm C")
@@ -29,11 +33,19 @@ def add_privacy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-sample-mode", choices=["hooks", "functorch", "ew"], default="hooks",
                    help="how Opacus computes per-sample gradients")
     g.add_argument("--no-dp", action="store_true", help="train without privacy (a baseline)")
-    g.add_argument("--ledger", default=None,
-                   help="privacy ledger JSON (default: privacy-ledger.json beside --out)")
+    add_ledger_option(g)
     g.add_argument("--budget", type=float, default=None,
-                   help="total epsilon budget for this dataset; runs that would exceed it stop")
-    g.add_argument("--force", action="store_true", help="run even if it exceeds --budget")
+                   help="refuse this run if the dataset's total spend would exceed this epsilon "
+                        "(checks only; set a dataset's budget with `privsynth ledger set-budget`)")
+    g.add_argument("--force", action="store_true",
+                   help="run even if it exceeds the budget, or with delta >= 1/N")
+
+
+def add_ledger_option(g) -> None:
+    g.add_argument("--ledger", default=None, metavar="PATH|URL",
+                   help="privacy ledger: a SQLite file or a postgresql:// URL (default "
+                        "$PRIVSYNTH_LEDGER, else the per-user ledger; `privsynth ledger` "
+                        "prints where)")
 
 
 def add_method_options(p: argparse.ArgumentParser) -> None:
@@ -60,3 +72,23 @@ def method_config(args: argparse.Namespace) -> dict:
         except (ValueError, SyntaxError):
             config[key.strip()] = value
     return {k: v for k, v in config.items() if v is not None}
+
+
+@contextlib.contextmanager
+def privacy_warnings():
+    """Print privacy warnings (weak delta, legacy ledger imported, restarted segment) as one
+    ``privsynth: warning: ...`` line each instead of Python's two-line file:line format."""
+    from ..privacy.checks import PrivacyWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PrivacyWarning):
+            print(f"privsynth: warning: {message}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    original = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original

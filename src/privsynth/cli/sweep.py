@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 
-from .options import add_data_options
+from .options import add_data_options, add_ledger_option
 
 
 def add_parser(sub) -> None:
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="cells trained at once in worker processes (e.g. 2 on a 2-core CPU)")
     p.add_argument("--no-progress", action="store_true")
+    add_ledger_option(p)
     p.set_defaults(func=run)
 
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                   accountant=args.accountant, configs=parse_sets(args.set), holdout=args.holdout,
                   split_seed=args.split_seed, image_size=args.image_size, seed=args.seed,
                   n_synthetic=args.n_synthetic, eval_epochs=args.eval_epochs,
-                  progress=not args.no_progress, jobs=args.jobs)
+                  progress=not args.no_progress, jobs=args.jobs, ledger=args.ledger)
     from ..sweep import markdown
 
     print(markdown(table))

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data_options, add_method_options, add_privacy_options, method_config
+from .options import (
+    add_data_options,
+    add_method_options,
+    add_privacy_options,
+    method_config,
+    privacy_warnings,
+)
 
 
 def add_parser(sub) -> None:
@@ -36,15 +42,16 @@ def run(args: argparse.Namespace) -> int:
     from ..report import save_grid
     from ..trainer import train
 
-    result = train(args.data, args.method, args.out, epsilon=args.epsilon, delta=args.delta,
-                   noise_multiplier=args.noise_multiplier, max_grad_norm=args.clip,
-                   accountant=args.accountant, grad_sample_mode=args.grad_sample_mode,
-                   no_dp=args.no_dp, config=method_config(args), holdout=args.holdout,
-                   split_seed=args.split_seed, seed=args.seed, image_size=args.image_size,
-                   ledger=args.ledger, budget=args.budget, force=args.force,
-                   overwrite=args.overwrite, class_proportions=args.class_proportions,
-                   counts_epsilon=args.counts_epsilon, device=args.device,
-                   progress=not args.no_progress, checkpoint_every=args.checkpoint_every)
+    with privacy_warnings():
+        result = train(args.data, args.method, args.out, epsilon=args.epsilon, delta=args.delta,
+                       noise_multiplier=args.noise_multiplier, max_grad_norm=args.clip,
+                       accountant=args.accountant, grad_sample_mode=args.grad_sample_mode,
+                       no_dp=args.no_dp, config=method_config(args), holdout=args.holdout,
+                       split_seed=args.split_seed, seed=args.seed, image_size=args.image_size,
+                       ledger=args.ledger, budget=args.budget, force=args.force,
+                       overwrite=args.overwrite, class_proportions=args.class_proportions,
+                       counts_epsilon=args.counts_epsilon, device=args.device,
+                       progress=not args.no_progress, checkpoint_every=args.checkpoint_every)
     k = len(result.class_names)
     images, labels = result.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=args.seed)
     grid = Path(args.out) / "samples.png"

@@ -55,7 +55,8 @@ def resize(data: ImageDataset, size: int) -> ImageDataset:
     x = torch.from_numpy(data.images).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     images = x.round().clamp(0, 255).to(torch.uint8).numpy()
-    return ImageDataset(images, data.labels, data.class_names, name=data.name)
+    return ImageDataset(images, data.labels, data.class_names, name=data.name,
+                        source_fingerprint=data.source_fingerprint)
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -14,8 +15,11 @@ from ..errors import DataError
 class ImageDataset:
     """Images as uint8 ``N x C x H x W`` (pixels 0-255), integer labels ``0..K-1``.
 
-    ``fingerprint`` is the SHA-256 of the pixels, labels and class names: the privacy ledger keys
-    every spend on it, so two copies of the same data share one budget whatever their path.
+    ``fingerprint`` is the SHA-256 of the pixels, labels and class names (what was trained on).
+    ``source_fingerprint`` identifies the *records* before any conversion: a loader hashes the
+    source file bytes / arrays, so ``--image-size 64`` or a colour conversion of the same folder
+    keeps it. The privacy ledger keys every spend on it: one budget per set of people, whatever
+    the path or the preprocessing. In-memory datasets default to their pixel fingerprint.
     """
 
     images: np.ndarray
@@ -23,6 +27,7 @@ class ImageDataset:
     class_names: list[str]
     name: str = "dataset"
     fingerprint: str = field(default="", init=True)
+    source_fingerprint: str = ""
 
     def __post_init__(self) -> None:
         validate(self.images, self.labels, self.class_names, self.name)
@@ -30,6 +35,8 @@ class ImageDataset:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if not self.fingerprint:
             self.fingerprint = fingerprint(self.images, self.labels, self.class_names)
+        if not self.source_fingerprint:
+            self.source_fingerprint = self.fingerprint
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -88,6 +95,28 @@ def fingerprint(images: np.ndarray, labels: np.ndarray, class_names: list[str]) 
     h.update(np.asarray(labels, dtype=np.int64).tobytes())
     h.update("\x00".join(class_names).encode())
     return h.hexdigest()
+
+
+def source_fingerprint(*parts: np.ndarray | bytes | str) -> str:
+    """SHA-256 over raw source records (arrays with their dtype and shape, bytes, strings), taken
+    *before* a loader converts, rescales or resizes anything: the privacy ledger's key."""
+    h = hashlib.sha256(b"privsynth-source/1")
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(f"{part.dtype.str}{part.shape}".encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(part.encode() if isinstance(part, str) else bytes(part))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def files_fingerprint(files: list[tuple[Path, str]]) -> str:
+    """Source fingerprint of image files with their class names: the SHA-256 of each file's bytes,
+    sorted, so renaming or re-ordering files keeps it and any changed byte changes it."""
+    digests = sorted(f"{label}\x00{hashlib.sha256(path.read_bytes()).hexdigest()}"
+                     for path, label in files)
+    return source_fingerprint(*digests)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ImageDataset
+from .dataset import ImageDataset, files_fingerprint
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -55,4 +55,6 @@ def load_folder(
         a = np.asarray(im, dtype=np.uint8)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     labels = np.array([k for _, k in files], dtype=np.int64)
-    return ImageDataset(np.stack(arrays), labels, [c.name for c in classes], name=path.name)
+    return ImageDataset(np.stack(arrays), labels, [c.name for c in classes], name=path.name,
+                        source_fingerprint=files_fingerprint([(f, classes[k].name)
+                                                              for f, k in files]))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ImageDataset
+from .dataset import ImageDataset, source_fingerprint
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -61,6 +61,7 @@ def load_idx(path: Path) -> ImageDataset:
     img_path, lbl_path = find_idx_pair(path)
     images = read_idx(img_path)
     labels = read_idx(lbl_path)
+    source = source_fingerprint(images, labels)  # the records as stored, before any conversion
     if images.ndim == 3:
         images = images[:, None]
     elif images.ndim == 4:  # N x H x W x C
@@ -77,4 +78,4 @@ def load_idx(path: Path) -> ImageDataset:
 
     labels, names = relabel(labels)
     return ImageDataset(np.ascontiguousarray(images), labels, names,
-                        name=img_path.name.split(".")[0])
+                        name=img_path.name.split(".")[0], source_fingerprint=source)

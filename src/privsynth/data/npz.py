@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ImageDataset
+from .dataset import ImageDataset, source_fingerprint
 
 _KEY_PAIRS = [("x", "y"), ("images", "labels"), ("train_images", "train_labels"), ("X", "y")]
 
@@ -63,6 +63,7 @@ def load_npz(path: Path) -> ImageDataset:
         else:
             raise DataError(f"{path}: found keys {sorted(keys)}; expected x/y, images/labels or "
                             "train_images/train_labels")
+    source = source_fingerprint(np.asarray(images), np.asarray(labels))  # before any conversion
     labels = np.asarray(labels).reshape(-1)
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise DataError(f"{path}: labels contain NaN; every image needs a class")
@@ -70,4 +71,5 @@ def load_npz(path: Path) -> ImageDataset:
         raise DataError(f"{path}: {len(images)} images but {len(labels)} labels; "
                         "images and labels must have the same count")
     labels, names = relabel(labels)
-    return ImageDataset(to_uint8_nchw(images, str(path)), labels, names, name=path.stem)
+    return ImageDataset(to_uint8_nchw(images, str(path)), labels, names, name=path.stem,
+                        source_fingerprint=source)

@@ -88,7 +88,7 @@ def canary_scores(run, canaries: np.ndarray, labels: np.ndarray, reference: Imag
 
 
 def audit(data: str | os.PathLike[str] | ImageDataset = "digits", method: str = "dpgan",
-          out: str | os.PathLike[str] = "audit", *, epsilon: float | None = 10.0,
+          out: str | os.PathLike[str] = "audit", *, epsilon: float | None = None,
           canaries: int = 100, confidence: float = 0.95, no_dp: bool = False,
           config: dict | None = None, holdout: float = 0.2, split_seed: int = 0, seed: int = 0,
           image_size: int | None = None, n_synthetic: int | None = None, progress: bool = True,
@@ -104,6 +104,8 @@ def audit(data: str | os.PathLike[str] | ImageDataset = "digits", method: str = 
     ds = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
     idx, labels, included, rest = make_canaries(ds, canaries, seed)
     train_set, n_holdout = audit_dataset(ds, idx, labels, included, rest, holdout, split_seed)
+    # The canaries are the source's own images: book the spend on the source dataset's budget.
+    train_set.source_fingerprint = ds.source_fingerprint
     run = train(train_set, method, Path(out) / "run", epsilon=epsilon, no_dp=no_dp, config=config,
                 holdout=n_holdout, split_seed=split_seed, seed=seed, progress=progress,
                 **train_kwargs)

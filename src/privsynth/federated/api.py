@@ -16,6 +16,8 @@ from ..atomic import write_json
 from ..data import load_dataset, split
 from ..errors import CheckpointError, ConfigError
 from ..privacy.accounting import calibrate_noise
+from ..privacy.ledger import resolve_location
+from ..privacy.ledger_store import is_url
 from ..run import SPLIT, Run, read_card, write_card
 from .partition import partition
 from .runconfig import DEFAULTS, require_dp_accounting
@@ -211,10 +213,11 @@ def federate(
 
         secret, public = make_keys(work / "keys")
         cfg["ckks-public"], cfg["ckks-secret"] = str(public), str(secret)
-    ledger_path = Path(ledger) if ledger else out.resolve().parent / "privacy-ledger.json"
-    if cfg["epsilon"] > 0:
+    if cfg["epsilon"] > 0:  # owners book into the ledger every verb finds (privacy/ledger.py)
+        location = resolve_location(ledger)
+        location = location if is_url(location) else str(Path(location).expanduser().resolve())
         for n in nodes:
-            n["ledger"] = str(ledger_path.resolve())
+            n["ledger"] = location
     if mode == "inprocess":
         from .inprocess import InProcessGrid, server_context
         from .server_app import run_federation

@@ -78,6 +78,8 @@ class MERFSynthesizer:
     Without privacy (``--no-dp``) the embedding is the exact one: the non-private twin.
     """
 
+    privacy_mechanism = "gaussian"  # one Gaussian release, not DP-SGD: the card names it
+
     def __init__(self, image_shape, num_classes, config=None, private=True, name="dpmerf"):
         self.name, self.private = name, private
         self.image_shape, self.num_classes = tuple(image_shape), num_classes

@@ -8,8 +8,8 @@ from .accounting import (
                          epsilon_from_history,
 )
 from .dpsgd import DPPlan, make_private, plan
-from .ledger import Ledger, default_ledger_path
+from .ledger import COMPOSITION_RULE, Ledger, default_location, resolve_location
 
 __all__ = ["AccountantState", "PrivacySpec", "calibrate_noise", "default_delta",
            "epsilon_from_history", "DPPlan", "make_private", "plan", "Ledger",
-           "default_ledger_path"]
+           "COMPOSITION_RULE", "default_location", "resolve_location"]

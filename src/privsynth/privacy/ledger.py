@@ -1,32 +1,74 @@
-"""The privacy ledger: what every run has spent on each dataset, keyed by its fingerprint.
+"""The privacy ledger: what every run has spent on each dataset, in a database.
 
-One JSON file (``privacy-ledger.json`` next to the run folders, or a path the user names).
-Each run owns one entry, updated in place at every checkpoint, so a resumed run keeps spending
-from its own entry: the budget is never reset and never counted twice.
+Where it lives (the first that applies):
+  1. ``--ledger LOCATION`` (a ``ledger=`` argument): a file path (SQLite) or a
+     ``postgresql://user@host/db`` URL, for a team that shares one budget across machines;
+  2. the environment variable ``PRIVSYNTH_LEDGER`` (same forms);
+  3. one default per user: ``$XDG_DATA_HOME/privsynth/ledger.sqlite`` (Linux, default
+     ``~/.local/share``), ``~/Library/Application Support/privsynth/ledger.sqlite`` (macOS),
+     ``%APPDATA%\\privsynth\\ledger.sqlite`` (Windows).
+Every verb (train, sweep, federate, audit, ledger) finds it the same way, wherever it writes.
 
-Spends across runs compose by *basic composition* (epsilons add, deltas add), a safe upper
-bound for any mix of mechanisms. It covers only what privsynth ran: hyper-parameter tuning on
-the private data, or releases made elsewhere, are not in it.
+Key: the dataset's *source* fingerprint (the records as stored, before resizing or conversion),
+so the same people share one budget whatever the path or the preprocessing.
+
+Rows are *segments*: each process that touched a dataset for a run reserves its planned spend in
+the same transaction as the budget check, books what ran at every checkpoint (one checkpoint
+interval ahead, so a killed process is never under-booked) and settles when it ends. Segments are
+never replaced or deleted once they touched data: a restarted or resumed run adds one.
+
+Composition rule (what budgets are checked against): BASIC composition, the epsilons of all
+segments on a dataset add up and so do their deltas; valid for any mix of mechanisms.
+`tighter()` also offers the Opacus accountant's composition of the DP-SGD histories (labelled).
+It covers only what privsynth ran: tuning on the private data elsewhere is not in it.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import getpass
 import json
 import math
 import os
-from contextlib import contextmanager
+import socket
+import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..atomic import write_json
-from ..errors import BudgetError, CheckpointError, ConfigError
+from ..errors import BudgetError, ConfigError
+from .ledger_store import Store, Tx, process_alive, redact, this_host
 
-LEDGER_NAME = "privacy-ledger.json"
+ENV_VAR = "PRIVSYNTH_LEDGER"
+LEGACY_NAME = "privacy-ledger.json"
+COMPOSITION_RULE = ("basic composition: the epsilons of all segments booked on a dataset add up, "
+                    "and so do their deltas (valid for any mix of mechanisms); budgets are "
+                    "checked against this sum")
+RUNNING = "running"
 
 
-def default_ledger_path(run_dir: str | os.PathLike[str]) -> Path:
-    return Path(run_dir).resolve().parent / LEDGER_NAME
+def default_location() -> Path:
+    """The per-user ledger file for this platform (used when neither --ledger nor
+    ``PRIVSYNTH_LEDGER`` is given)."""
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return base / "privsynth" / "ledger.sqlite"
+
+
+def resolve_location(location: str | os.PathLike[str] | None = None) -> str:
+    if location:
+        return str(location)
+    return os.environ.get(ENV_VAR) or str(default_location())
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 @dataclass
@@ -35,90 +77,255 @@ class Spend:
     delta: float
 
 
+def counted(row: dict[str, Any]) -> Spend:
+    """What one segment counts for: its reservation while running, what it booked once settled."""
+    if row["status"] == RUNNING:
+        return Spend(max(row["reserved_epsilon"], row["epsilon"]),
+                     max(row["reserved_delta"], row["delta"]))
+    return Spend(row["epsilon"], row["delta"])
+
+
+def _check_budget(value: float | None, flag: str) -> None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{flag} must be a finite epsilon > 0, got {value}")
+
+
 class Ledger:
-    """Several runs may share one ledger file at once: every check and record re-reads it under
-    an exclusive lock (``<ledger>.lock``) and changes only its own run's entry, so concurrent runs
-    never overwrite each other's spend."""
+    """One ledger database. Opening it does not create it; the first write does."""
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-        self.data = self._read()
+    def __init__(self, location: str | os.PathLike[str] | None = None):
+        self.location = resolve_location(location)
+        self.store = Store(self.location)
 
-    @contextmanager
-    def _locked(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as f:
-            try:
-                import fcntl
-            except ImportError:  # not POSIX: no cross-process lock, still re-read before writing
-                fcntl = None
-            if fcntl is not None:
-                fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                self.data = self._read()
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(f, fcntl.LOCK_UN)
+    def __repr__(self) -> str:
+        return f"Ledger({redact(self.location)!r})"
 
-    def _read(self) -> dict:
-        if not self.path.exists():
-            return {"version": 1, "datasets": {}}
-        try:
-            data = json.loads(self.path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"privacy ledger {self.path} is not valid JSON ({e}); restore it "
-                                  "from a backup — deleting it forgets what was spent") from None
-        data.setdefault("datasets", {})
-        return data
+    @property
+    def shown(self) -> str:
+        return redact(self.location)
 
-    def dataset(self, fingerprint: str, name: str = "") -> dict:
-        return self.data["datasets"].setdefault(fingerprint,
-                                                {"name": name, "budget": None, "runs": {}})
+    # --- segments: reserve, book, settle ----------------------------------------------------
+    def reserve(self, fingerprint: str, name: str, *, run_id: str, epsilon: float, delta: float,
+                method: str = "", out: str = "", kind: str = "train", limit: float | None = None,
+                force: bool = False, accounting: dict | None = None,
+                segment: str | None = None) -> str:
+        """Check the budget and reserve ``(epsilon, delta)`` in one locked transaction.
 
-    def spent(self, fingerprint: str, exclude_run: str | None = None) -> Spend:
-        runs = self.data["datasets"].get(fingerprint, {}).get("runs", {})
-        chosen = [r for rid, r in runs.items() if rid != exclude_run]
-        return Spend(sum(r["epsilon"] for r in chosen), sum(r["delta"] for r in chosen))
+        The budget is the dataset's (set by `set_budget`) and, if given, ``limit`` (a run's
+        ``--budget``): a run may only be stricter, never raise or rewrite the dataset's budget.
+        ``segment`` re-reserves an existing segment (e.g. the exact plan replacing a target).
+        Returns the segment id; raises `BudgetError` (nothing written) if it does not fit.
+        Book (`book`) before the first private step: a process found dead later settles to
+        what it booked, and until it books that is nothing."""
+        _check_budget(limit, "--budget")
+        with self.store.transaction() as tx:
+            now = _now()
+            budget = tx.lock_dataset(fingerprint, name, now)
+            self._settle_dead(tx, fingerprint)
+            rows = [r for r in tx.spends("WHERE fingerprint = ?", (fingerprint,))
+                    if r["id"] != segment]
+            spent = sum(counted(r).epsilon for r in rows)
+            bounds = [(b, w) for b, w in ((budget, "the dataset's budget in the ledger"),
+                                          (limit, "this run's --budget")) if b is not None]
+            if bounds and not force:
+                bound, which = min(bounds)
+                if spent + epsilon > bound + 1e-9:
+                    running = sum(r["status"] == RUNNING for r in rows)
+                    raise BudgetError(
+                        f"dataset '{name}' ({fingerprint[:12]}) has spent epsilon {spent:.4g} of "
+                        f"{which}, {bound:g} (basic composition of {len(rows)} segment(s)"
+                        f"{f', {running} still running' if running else ''}; ledger "
+                        f"{self.shown}); this run needs {epsilon:.4g} more. Lower --epsilon, "
+                        f"raise the budget with `privsynth ledger set-budget {fingerprint[:12]} "
+                        "EPS`, or pass --force")
+            values = dict(reserved_epsilon=float(epsilon), reserved_delta=float(delta),
+                          accounting=json.dumps(accounting or {}), forced=int(bool(force)),
+                          updated=now)
+            if segment is not None:
+                tx.update_spend(segment, **values)
+                return segment
+            segment = uuid.uuid4().hex[:16]
+            tx.insert_spend({**values, "id": segment, "fingerprint": fingerprint,
+                             "run_id": run_id, "kind": kind, "method": method, "out": out,
+                             "status": RUNNING, "epsilon": 0.0, "delta": 0.0,
+                             "host": this_host(), "pid": os.getpid(), "started": now,
+                             "note": ""})
+            return segment
 
-    def check(self, fingerprint: str, name: str, run_id: str, planned_epsilon: float,
-              budget: float | None, force: bool = False) -> None:
-        """Refuse a run whose planned epsilon would push the dataset past its budget.
+    def book(self, segment: str, *, epsilon: float, delta: float,
+             accounting: dict | None = None) -> None:
+        """A running segment's spend so far (never more than its reservation is counted while
+        it runs; this is what it settles to if its process dies)."""
+        values: dict[str, Any] = dict(epsilon=float(epsilon), delta=float(delta), updated=_now())
+        if accounting is not None:
+            values["accounting"] = json.dumps(accounting)
+        with self.store.transaction() as tx:
+            tx.update_spend(segment, **values)
 
-        A ``budget`` given here becomes the dataset's budget in the ledger file."""
-        if budget is not None and not (budget > 0 and math.isfinite(budget)):
-            raise ConfigError(f"--budget must be a finite epsilon > 0, got {budget}; omit it for "
-                              "no budget")
-        with self._locked():
-            entry = self.dataset(fingerprint, name)
-            if budget is not None and entry["budget"] != budget:
-                entry["budget"] = float(budget)
-                write_json(self.path, self.data)
-            budget = entry["budget"]
-            spent = self.spent(fingerprint, exclude_run=run_id).epsilon
-        if budget is None or force:
-            return
-        if spent + planned_epsilon > budget + 1e-9:
-            raise BudgetError(f"dataset '{name}' has spent epsilon={spent:.3g} of its budget "
-                              f"{budget:g}; this run plans {planned_epsilon:.3g} more. Lower "
-                              "--epsilon, raise --budget, or pass --force to override")
+    def settle(self, segment: str, status: str, *, epsilon: float, delta: float,
+               accounting: dict | None = None, note: str = "") -> None:
+        """End a segment: from now on it counts ``(epsilon, delta)``, what really ran."""
+        values: dict[str, Any] = dict(status=status, epsilon=float(epsilon), delta=float(delta),
+                                      updated=_now(), note=note)
+        if accounting is not None:
+            values["accounting"] = json.dumps(accounting)
+        with self.store.transaction() as tx:
+            tx.update_spend(segment, **values)
+
+    def cancel(self, segment: str) -> None:
+        """Drop a reservation whose process never touched the data (refused before any step)."""
+        with self.store.transaction() as tx:
+            tx.run("DELETE FROM spends WHERE id = ? AND status = ?", (segment, RUNNING))
 
     def record(self, fingerprint: str, name: str, run_id: str, *, epsilon: float, delta: float,
-               **info) -> None:
-        """Set (not add) this run's spend so far; written atomically."""
-        with self._locked():
-            entry = self.dataset(fingerprint, name)
-            now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            run = entry["runs"].setdefault(run_id, {"started": now})
-            run.update(info, epsilon=float(epsilon), delta=float(delta), updated=now)
-            write_json(self.path, self.data)
+               method: str = "", kind: str = "federated", **info: Any) -> None:
+        """Set (not add) a settled spend for ``run_id`` on a dataset, e.g. a federated owner's
+        cumulative spend after each round. No budget check."""
+        segment = uuid.uuid5(uuid.NAMESPACE_URL, f"{fingerprint}/{run_id}").hex[:16]
+        with self.store.transaction() as tx:
+            now = _now()
+            tx.lock_dataset(fingerprint, name, now)
+            acc = json.dumps(info, default=str)
+            if tx.run("SELECT id FROM spends WHERE id = ?", (segment,)):
+                tx.update_spend(segment, epsilon=float(epsilon), delta=float(delta),
+                                accounting=acc, updated=now)
+                return
+            tx.insert_spend({"id": segment, "fingerprint": fingerprint, "run_id": run_id,
+                             "kind": kind, "method": method, "out": str(info.get("out", "")),
+                             "status": "booked", "reserved_epsilon": 0.0, "reserved_delta": 0.0,
+                             "epsilon": float(epsilon), "delta": float(delta), "accounting": acc,
+                             "forced": 0, "host": this_host(), "pid": os.getpid(),
+                             "started": now, "updated": now, "note": ""})
 
-    def summary(self) -> list[dict]:
-        rows = []
-        for fp, entry in self.data["datasets"].items():
-            total = self.spent(fp)
-            rows.append({"fingerprint": fp, "name": entry.get("name", ""),
-                         "budget": entry["budget"],
-                         "epsilon_spent": total.epsilon, "delta_spent": total.delta,
-                         "runs": entry["runs"]})
-        return rows
+    def _settle_dead(self, tx: Tx, fingerprint: str) -> None:
+        """Segments whose process on this machine is gone settle to what they booked (their
+        last checkpoint plus one checkpoint interval: an upper bound on what ran)."""
+        for r in tx.spends("WHERE fingerprint = ? AND status = ?", (fingerprint, RUNNING)):
+            if process_alive(r["host"], r["pid"]) is False:
+                tx.update_spend(r["id"], status="abandoned", updated=_now(),
+                                note="its process ended without settling; booked up to its last "
+                                     "checkpoint plus one checkpoint interval")
+
+    # --- budgets ------------------------------------------------------------------------------
+    def set_budget(self, fingerprint: str, budget: float | None, *, name: str = "",
+                   reason: str = "", who: str | None = None) -> float | None:
+        """Set (or with None remove) a dataset's epsilon budget; logged. Returns the old one."""
+        _check_budget(budget, "the budget")
+        who = who or f"{getpass.getuser()}@{socket.gethostname()}"
+        with self.store.transaction() as tx:
+            now = _now()
+            old = tx.lock_dataset(fingerprint, name or fingerprint[:12], now)
+            tx.run("UPDATE datasets SET budget = ? WHERE fingerprint = ?", (budget, fingerprint))
+            tx.run("INSERT INTO budget_log (id, fingerprint, old_budget, new_budget, at, who, "
+                   "reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (uuid.uuid4().hex[:16], fingerprint, old, budget, now, who, reason or ""))
+        return old
+
+    # --- reading --------------------------------------------------------------------------------
+    def spent(self, fingerprint: str) -> Spend:
+        """The dataset's spend under basic composition (running segments at their reservation)."""
+        if not self.store.exists():
+            return Spend(0.0, 0.0)
+        with self.store.transaction(write=False) as tx:
+            rows = tx.spends("WHERE fingerprint = ?", (fingerprint,))
+        return Spend(sum(counted(r).epsilon for r in rows), sum(counted(r).delta for r in rows))
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Every dataset with its budget, basic-composition spend, runs (segments grouped by run)
+        and the budget log. Reading only: never creates the ledger."""
+        if not self.store.exists():
+            return []
+        with self.store.transaction(write=False) as tx:
+            sets = tx.run("SELECT fingerprint, name, budget, created FROM datasets "
+                          "ORDER BY created, fingerprint")
+            spends = tx.spends()
+            log = tx.run("SELECT fingerprint, old_budget, new_budget, at, who, reason "
+                         "FROM budget_log ORDER BY at, id")
+        out = []
+        for fp, name, budget, created in sets:
+            rows = [r for r in spends if r["fingerprint"] == fp]
+            runs: dict[str, dict] = {}
+            for r in rows:
+                r["counted_epsilon"], r["counted_delta"] = (counted(r).epsilon,
+                                                            counted(r).delta)
+                r["accounting"] = json.loads(r["accounting"] or "{}")
+                run = runs.setdefault(r["run_id"], {"method": r["method"], "out": r["out"],
+                                                    "kind": r["kind"], "segments": []})
+                run["segments"].append(r)
+                run["status"] = r["status"]
+                run["epsilon"] = sum(s["counted_epsilon"] for s in run["segments"])
+                run["delta"] = sum(s["counted_delta"] for s in run["segments"])
+            out.append({"fingerprint": fp, "name": name, "budget": budget, "created": created,
+                        "epsilon_spent": sum(r["counted_epsilon"] for r in rows),
+                        "delta_spent": sum(r["counted_delta"] for r in rows),
+                        "segments": len(rows), "runs": runs,
+                        "budget_log": [dict(zip(("old", "new", "at", "who", "reason"), e[1:],
+                                                strict=True)) for e in log if e[0] == fp]})
+        return out
+
+    def summary(self) -> list[dict[str, Any]]:
+        return self.datasets()
+
+    def find(self, prefix: str) -> dict[str, Any]:
+        """The dataset whose fingerprint starts with ``prefix`` (at least 6 characters)."""
+        matches = [d for d in self.datasets() if d["fingerprint"].startswith(prefix.lower())]
+        if len(prefix) < 6 or len(matches) != 1:
+            found = "no dataset" if not matches else f"{len(matches)} datasets"
+            raise ConfigError(f"{found} in ledger {self.shown} match fingerprint '{prefix}'; "
+                              "give 6+ leading characters as `privsynth ledger` prints them, "
+                              "or --data PATH")
+        return matches[0]
+
+    # --- migration ------------------------------------------------------------------------------
+    def import_json(self, path: str | os.PathLike[str],
+                    aliases: dict[str, str] | None = None) -> int:
+        """Import a JSON ledger (``privacy-ledger.json`` of privsynth <= 0.1); idempotent.
+
+        Each JSON run entry becomes a settled segment (re-importing updates it, never lowers it);
+        a JSON budget becomes the dataset's budget only where the ledger has none, logged.
+        JSON ledgers keyed datasets by their pixel fingerprint: ``aliases`` maps such a key to
+        the dataset's source fingerprint (`privsynth ledger import --data D` builds it).
+        Returns how many segments were new or raised."""
+        from .ledger_legacy import read_legacy
+
+        entries, budgets = read_legacy(Path(path), aliases or {})
+        changed = 0
+        with self.store.transaction() as tx:
+            now = _now()
+            for e in entries:
+                tx.lock_dataset(e["fingerprint"], e["name"], now)
+                segment = uuid.uuid5(uuid.NAMESPACE_URL,
+                                     f"legacy/{e['fingerprint']}/{e['run_id']}").hex[:16]
+                old = tx.run("SELECT epsilon, delta FROM spends WHERE id = ?", (segment,))
+                if old and old[0][0] >= e["epsilon"] and old[0][1] >= e["delta"]:
+                    continue
+                changed += 1
+                if old:
+                    tx.update_spend(segment, epsilon=max(old[0][0], e["epsilon"]),
+                                    delta=max(old[0][1], e["delta"]), updated=now)
+                    continue
+                tx.insert_spend({"id": segment, "fingerprint": e["fingerprint"],
+                                 "run_id": e["run_id"], "kind": "imported",
+                                 "method": e["method"], "out": e["out"], "status": e["status"],
+                                 "reserved_epsilon": 0.0, "reserved_delta": 0.0,
+                                 "epsilon": e["epsilon"], "delta": e["delta"],
+                                 "accounting": json.dumps({"imported_from": str(path)}),
+                                 "forced": 0, "host": this_host(), "pid": 0,
+                                 "started": e["started"] or now, "updated": now,
+                                 "note": f"imported from {path}"})
+            for fp, (name, budget) in budgets.items():
+                current = tx.lock_dataset(fp, name, now)
+                if current is None:
+                    tx.run("UPDATE datasets SET budget = ? WHERE fingerprint = ?", (budget, fp))
+                    tx.run("INSERT INTO budget_log (id, fingerprint, old_budget, new_budget, at, "
+                           "who, reason) VALUES (?, ?, NULL, ?, ?, ?, ?)",
+                           (uuid.uuid4().hex[:16], fp, budget, now, getpass.getuser(),
+                            f"imported from {path}"))
+        return changed
+
+    def import_legacy_beside(self, out: str | os.PathLike[str],
+                             aliases: dict[str, str] | None = None) -> int:
+        """Import the JSON ledger that privsynth <= 0.1 kept beside run folders, if there is one
+        beside ``out``: its spends must not be forgotten when the default ledger moved."""
+        legacy = Path(out).resolve().parent / LEGACY_NAME
+        return self.import_json(legacy, aliases) if legacy.is_file() else 0

@@ -16,21 +16,28 @@ from ..errors import ConfigError
 COUNT_MECHANISMS = ("uniform", "laplace", "gaussian")
 
 
-def _measurement(mechanism: str, epsilon: float, delta: float):
+def calibrated(mechanism: str, epsilon: float, delta: float):
+    """``(measurement, scale)``: OpenDP's mechanism with the smallest noise scale whose privacy
+    map meets ``epsilon`` (``(epsilon, delta)`` for the Gaussian) at sensitivity 1."""
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
     if mechanism == "laplace":
         space = dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int)
-        return dp.binary_search_chain(lambda s: dp.m.make_laplace(*space, scale=s),
-                                      d_in=1, d_out=epsilon)
+
+        def make(scale: float):
+            return dp.m.make_laplace(*space, scale=scale)
+
+        scale = dp.binary_search_param(make, d_in=1, d_out=epsilon)
+        return make(scale), float(scale)
     space = dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=float)
 
     def gaussian(scale: float):
         rho = dp.m.make_gaussian(*space, scale=scale)  # zCDP, converted to (epsilon, delta)
         return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(rho), delta)
 
-    return dp.binary_search_chain(gaussian, d_in=1.0, d_out=(epsilon, delta))
+    scale = dp.binary_search_param(gaussian, d_in=1.0, d_out=(epsilon, delta))
+    return gaussian(scale), float(scale)
 
 
 def count_spend(mechanism: str, epsilon: float, delta: float) -> tuple[float, float]:
@@ -60,7 +67,7 @@ def release_proportions(counts: np.ndarray, mechanism: str, epsilon: float, delt
     eps_spent, delta_spent = count_spend(mechanism, epsilon, delta)
     if mechanism == "uniform":
         return np.full(k, 1.0 / k), 0.0, 0.0
-    meas = _measurement(mechanism, epsilon, delta)
+    meas, _ = calibrated(mechanism, epsilon, delta)
     noisy = np.asarray(meas([int(c) for c in counts]), dtype=np.float64)
     # Post-processing (free): a floor of 1 so every class can still be sampled.
     noisy = np.maximum(noisy, 1.0)

@@ -1,0 +1,234 @@
+"""Where the privacy ledger is kept: SQLite (standard library) or PostgreSQL, one schema.
+
+Every change happens inside one database transaction. A budget check and the reservation it
+allows are one transaction that holds the dataset's lock (SQLite: ``BEGIN IMMEDIATE``, the
+database's write lock; PostgreSQL: ``SELECT ... FOR UPDATE`` on the dataset's row), so two runs
+started together on the same data cannot both pass a budget that only one fits.
+
+Locations: a file path (SQLite) or a ``postgresql://user@host/db`` URL (a SQLAlchemy-style
+``postgresql+psycopg://`` is accepted too). PostgreSQL needs ``psycopg``:
+``pip install 'privsynth[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import CheckpointError, ConfigError
+
+SCHEMA_VERSION = "1"
+_SCHEMA = [
+    # One row per dataset (the source fingerprint): its budget, None = no budget.
+    """CREATE TABLE IF NOT EXISTS datasets (
+        fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, budget DOUBLE PRECISION,
+        created TEXT NOT NULL)""",
+    # Every change of a budget, who made it and why: budgets are set on purpose, never by a run.
+    """CREATE TABLE IF NOT EXISTS budget_log (
+        id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, old_budget DOUBLE PRECISION,
+        new_budget DOUBLE PRECISION, at TEXT NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL)""",
+    # One row per *segment*: each process that touched the private data for a run (a resumed or
+    # restarted run adds a segment; none is ever replaced). While ``status = 'running'`` the row
+    # counts its reservation; once settled, what it booked.
+    """CREATE TABLE IF NOT EXISTS spends (
+        id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, run_id TEXT NOT NULL,
+        kind TEXT NOT NULL, method TEXT NOT NULL, out TEXT NOT NULL, status TEXT NOT NULL,
+        reserved_epsilon DOUBLE PRECISION NOT NULL, reserved_delta DOUBLE PRECISION NOT NULL,
+        epsilon DOUBLE PRECISION NOT NULL, delta DOUBLE PRECISION NOT NULL,
+        accounting TEXT NOT NULL, forced INTEGER NOT NULL, host TEXT NOT NULL,
+        pid INTEGER NOT NULL, started TEXT NOT NULL, updated TEXT NOT NULL, note TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS spends_by_dataset ON spends (fingerprint)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+]
+SPEND_COLUMNS = ("id", "fingerprint", "run_id", "kind", "method", "out", "status",
+                 "reserved_epsilon", "reserved_delta", "epsilon", "delta", "accounting", "forced",
+                 "host", "pid", "started", "updated", "note")
+
+
+def is_url(location: str) -> bool:
+    return bool(re.match(r"^(postgres|postgresql)(\+\w+)?://", location))
+
+
+def redact(location: str) -> str:
+    """A location fit for printing and for cards: the password of a URL replaced by ***."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", location)
+
+
+class Store:
+    """A connection factory plus the SQL differences between SQLite and PostgreSQL."""
+
+    def __init__(self, location: str):
+        self.location = location
+        self.postgres = is_url(location)
+        if self.postgres:
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise ConfigError("a PostgreSQL ledger needs psycopg: pip install "
+                                  "'privsynth[postgres]' (or use a SQLite file path)") from None
+            # libpq takes postgresql://...; drop a SQLAlchemy driver suffix (+psycopg).
+            self.dsn = re.sub(r"^(postgres|postgresql)\+\w+://", "postgresql://", location)
+        else:
+            self.path = Path(location).expanduser()
+            if self.path.suffix == ".json":
+                raise ConfigError(f"'{location}' is a JSON ledger from an earlier privsynth; "
+                                  f"import it once with `privsynth ledger import {location}` "
+                                  "and use the default ledger (or a .sqlite path) from then on")
+        self._ready = False
+
+    def exists(self) -> bool:
+        return True if self.postgres else self.path.exists()
+
+    # --- connections and transactions -----------------------------------------------------
+    def _connect(self):
+        if self.postgres:
+            import psycopg
+
+            try:
+                return psycopg.connect(self.dsn, connect_timeout=10)
+            except psycopg.OperationalError as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ConfigError(f"cannot reach the PostgreSQL ledger {redact(self.location)} "
+                                  f"({first}); check the URL, the server and your credentials"
+                                  ) from None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: no implicit transactions; each one starts with BEGIN below.
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 60000")
+        except sqlite3.Error as e:
+            raise CheckpointError(f"cannot open the ledger {self.path} ({e}); check the path and "
+                                  "its permissions, or pass --ledger") from None
+        return conn
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator["Tx"]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        ``write=True`` on SQLite takes the database's write lock at once (BEGIN IMMEDIATE), so a
+        read-check-write sequence inside cannot interleave with another process's."""
+        self.ensure_schema()
+        conn = self._connect()
+        try:
+            if not self.postgres:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            tx = Tx(conn, self.postgres)
+            try:
+                yield tx
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        except sqlite3.DatabaseError as e:
+            raise CheckpointError(f"the ledger {self.path} is damaged or not a ledger ({e}); "
+                                  "restore it from a backup: deleting it forgets what was spent"
+                                  ) from None
+        finally:
+            conn.close()
+
+    def ensure_schema(self) -> None:
+        if self._ready:
+            return
+        conn = self._connect()
+        try:
+            if self.postgres:
+                with conn.cursor() as cur:  # concurrent first uses: one creates, others wait
+                    cur.execute("SELECT pg_advisory_xact_lock(7405528)")
+                    for stmt in _SCHEMA:
+                        cur.execute(stmt)
+                    cur.execute("INSERT INTO meta (key, value) VALUES ('schema', %s) "
+                                "ON CONFLICT (key) DO NOTHING", (SCHEMA_VERSION,))
+                conn.commit()
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                for stmt in _SCHEMA:
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?) "
+                             "ON CONFLICT (key) DO NOTHING", (SCHEMA_VERSION,))
+                conn.commit()
+        except sqlite3.DatabaseError as e:
+            raise CheckpointError(f"the ledger {self.path} is damaged or not a ledger ({e}); "
+                                  "restore it from a backup: deleting it forgets what was spent"
+                                  ) from None
+        finally:
+            conn.close()
+        self._ready = True
+
+
+class Tx:
+    """SQL written once with ``?`` placeholders; PostgreSQL gets ``%s``."""
+
+    def __init__(self, conn, postgres: bool):
+        self.conn, self.postgres = conn, postgres
+
+    def run(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if self.postgres:
+            with self.conn.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), params)
+                return cur.fetchall() if cur.description else []
+        cur = self.conn.execute(sql, params)
+        return cur.fetchall()
+
+    def lock_dataset(self, fingerprint: str, name: str, now: str) -> float | None:
+        """Create the dataset's row if new, lock it until the transaction ends; its budget."""
+        self.run("INSERT INTO datasets (fingerprint, name, budget, created) VALUES (?, ?, NULL, ?) "
+                 "ON CONFLICT (fingerprint) DO NOTHING", (fingerprint, name, now))
+        suffix = " FOR UPDATE" if self.postgres else ""  # SQLite: BEGIN IMMEDIATE holds it
+        (row,) = self.run(f"SELECT budget FROM datasets WHERE fingerprint = ?{suffix}",
+                          (fingerprint,))
+        return row[0]
+
+    def spends(self, where: str = "", params: tuple = ()) -> list[dict[str, Any]]:
+        rows = self.run(f"SELECT {', '.join(SPEND_COLUMNS)} FROM spends {where} "
+                        "ORDER BY started, id", params)
+        return [dict(zip(SPEND_COLUMNS, r, strict=True)) for r in rows]
+
+    def insert_spend(self, row: dict[str, Any]) -> None:
+        cols = ", ".join(SPEND_COLUMNS)
+        marks = ", ".join("?" for _ in SPEND_COLUMNS)
+        self.run(f"INSERT INTO spends ({cols}) VALUES ({marks})",
+                 tuple(row[c] for c in SPEND_COLUMNS))
+
+    def update_spend(self, spend_id: str, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.run(f"UPDATE spends SET {sets} WHERE id = ?", (*values.values(), spend_id))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def this_host() -> str:
+    """``hostname|machine-id|boot-id``: which machine (and which boot of it) a segment ran on.
+    Hostnames alone repeat across containers and CI runners that share one PostgreSQL ledger."""
+    import socket
+
+    return "|".join((socket.gethostname(), _read("/etc/machine-id")[:16],
+                     _read("/proc/sys/kernel/random/boot_id")[:16]))
+
+
+def process_alive(host: str, pid: int) -> bool | None:
+    """True/False for a process of this machine; None when it ran on another (cannot tell)."""
+    name, _, boot = host.rpartition("|")
+    mine_name, _, mine_boot = this_host().rpartition("|")
+    if name != mine_name:
+        return None
+    if boot != mine_boot:
+        return False  # this machine rebooted since: the process is gone
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

@@ -1,0 +1,160 @@
+"""One process's spend on one run, kept in the ledger from before the first private step to the end.
+
+The life of a segment (see privacy/ledger.py for the rows):
+  reserve   before any private step, in the same transaction as the budget check: the whole
+            remaining plan (DP-SGD steps + a class-count release still to come);
+  book      at every checkpoint: the steps run so far *plus one checkpoint interval*, so that a
+            process killed between checkpoints is never booked below what it ran;
+  settle    at the end: exactly what ran (complete, or diverged at a checkpoint), or what was
+            booked (interrupted, failed, or a process found dead later).
+A segment refused before it planned (budget, unreachable epsilon, bad flag) is cancelled: it never
+touched the data.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .accounting import epsilon_from_history
+from .ledger import Ledger
+
+History = list[tuple[float, float, int]]
+
+
+def history_steps(history: Sequence) -> int:
+    return sum(int(h[2]) for h in history)
+
+
+def history_minus(full: Sequence, prefix: Sequence) -> History:
+    """The steps of ``full`` after its first ``history_steps(prefix)`` steps (a resumed run's
+    accountant history minus what earlier segments ran)."""
+    skip, out = history_steps(prefix), []
+    for sigma, q, steps in full:
+        steps = int(steps)
+        used = min(skip, steps)
+        skip -= used
+        if steps - used > 0:
+            out.append((float(sigma), float(q), steps - used))
+    return out
+
+
+class RunSpend:
+    """The ledger booking of one segment of one run (used by `privsynth.train`)."""
+
+    def __init__(self, ledger: Ledger, fingerprint: str, name: str, *, run_id: str, method: str,
+                 out: str, kind: str, limit: float | None, force: bool, accountant: str,
+                 chunk: int, prefix: Sequence = ()):
+        self.ledger, self.fingerprint, self.name = ledger, fingerprint, name
+        self.meta = dict(run_id=run_id, method=method, out=out, kind=kind)
+        self.limit, self.force, self.accountant = limit, force, accountant
+        self.chunk = max(1, int(chunk))
+        self.prefix: History = [tuple(h) for h in prefix]
+        self.segment: str | None = None
+        self.planned = False
+        self.sigma = self.q = 0.0
+        self.remaining, self.sgd_delta = 0, 0.0
+        self.other = (0.0, 0.0)         # a release still to come (class counts): (eps, delta)
+        self.other_booked = False
+        self.booked: History = []
+        self.settled = False
+
+    # --- reserve -------------------------------------------------------------------------------
+    def reserve_target(self, epsilon: float, delta: float) -> None:
+        """Fail fast: reserve a calibrated run's target before any work; `plan` replaces it."""
+        self.segment = self.ledger.reserve(
+            self.fingerprint, self.name, epsilon=epsilon, delta=delta, limit=self.limit,
+            force=self.force, accounting={"target_epsilon": epsilon}, **self.meta)
+
+    def plan(self, sigma: float, q: float, steps: int, sgd_delta: float,
+             other: tuple[float, float] = (0.0, 0.0)) -> float:
+        """Reserve the remaining plan (``steps`` in total for the run, minus what earlier
+        segments ran) and ``other`` (a release this segment will make). Returns the epsilon
+        reserved."""
+        self.sigma, self.q, self.sgd_delta, self.other = sigma, q, sgd_delta, other
+        self.remaining = max(0, int(steps) - history_steps(self.prefix))
+        planned = [(sigma, q, self.remaining)] if self.remaining else []
+        eps = self._eps(planned) + other[0]
+        delta = (sgd_delta if planned else 0.0) + other[1]
+        self.segment = self.ledger.reserve(
+            self.fingerprint, self.name, epsilon=eps, delta=delta, limit=self.limit,
+            force=self.force, segment=self.segment, accounting=self._accounting(planned),
+            **self.meta)
+        self.planned = True
+        self._book(self._ahead([]))
+        return eps
+
+    def ensure_planned(self, other: tuple[float, float]) -> None:
+        """A segment that runs no private step but still releases ``other`` (a resumed run
+        whose DP part was finished) reserves that release first."""
+        if not self.planned:
+            self.plan(self.sigma, self.q, history_steps(self.prefix), self.sgd_delta, other)
+
+    # --- book and settle -----------------------------------------------------------------------
+    def checkpoint(self, full_history: Sequence) -> None:
+        self._book(self._ahead(history_minus(full_history, self.prefix)))
+
+    def releasing_other(self) -> None:
+        """Book the coming release (class counts) before it is drawn."""
+        self.other_booked = True
+        self._book(self.booked)
+
+    def finish(self, full_history: Sequence | None, status: str = "complete") -> None:
+        """Settle to exactly what ran (``full_history``: the run's accountant history now)."""
+        if self.segment is None:  # nothing private ran in this process (a resumed post-step)
+            return
+        ran = history_minus(full_history or [], self.prefix)
+        eps, delta = self._value(ran)
+        self.ledger.settle(self.segment, status, epsilon=eps, delta=delta,
+                           accounting=self._accounting(self._planned(), ran))
+        self.settled = True
+
+    def abort(self, status: str, note: str = "") -> None:
+        """The process is ending early: settle to what was booked (an upper bound on what ran),
+        or cancel a reservation that never reached its first private step."""
+        if self.segment is None or self.settled:
+            return
+        self.settled = True
+        if not self.planned:
+            self.ledger.cancel(self.segment)
+            return
+        eps, delta = self._value(self.booked)
+        self.ledger.settle(self.segment, status, epsilon=eps, delta=delta, note=note,
+                           accounting=self._accounting(self._planned(), self.booked))
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _eps(self, history: History) -> float:
+        return epsilon_from_history(history, self.sgd_delta, self.accountant) if history else 0.0
+
+    def _planned(self) -> History:
+        return [(self.sigma, self.q, self.remaining)] if self.remaining else []
+
+    def _ahead(self, ran: History) -> History:
+        """``ran`` plus the steps the next checkpoint interval may run."""
+        left = self.remaining - history_steps(ran)
+        if left <= 0:
+            return ran
+        last = ran[-1] if ran else None
+        if last and (last[0], last[1]) == (self.sigma, self.q):  # one entry, as Opacus keeps it
+            return [*ran[:-1], (self.sigma, self.q, int(last[2]) + min(self.chunk, left))]
+        return [*ran, (self.sigma, self.q, min(self.chunk, left))]
+
+    def _value(self, history: History) -> tuple[float, float]:
+        other = self.other if self.other_booked else (0.0, 0.0)
+        return (self._eps(history) + other[0],
+                (self.sgd_delta if history else 0.0) + other[1])
+
+    def _book(self, history: History) -> None:
+        self.booked = history
+        eps, delta = self._value(history)
+        self.ledger.book(self.segment, epsilon=eps, delta=delta,
+                         accounting=self._accounting(self._planned(), history))
+
+    def _accounting(self, planned: History, booked: History | None = None) -> dict:
+        other_booked = self.other if self.other_booked else (0.0, 0.0)
+        return {"accountant": self.accountant, "sgd_delta": self.sgd_delta,
+                "planned": [list(h) for h in planned],
+                "booked": [list(h) for h in (booked or [])],
+                "other_planned": {"epsilon": self.other[0], "delta": self.other[1]},
+                "other_booked": {"epsilon": other_booked[0], "delta": other_booked[1]},
+                "checkpoint_interval": self.chunk, "resumed_after_steps":
+                    history_steps(self.prefix)}

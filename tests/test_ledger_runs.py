@@ -1,0 +1,167 @@
+"""The ledger as runs see it: one budget per set of people, wherever the runs write; budgets set
+only by `privsynth ledger set-budget`; the reservation precedes the first private step; audits
+book on the source dataset; old JSON ledgers are carried over; the composition rule is stated."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import privsynth
+from privsynth.cli import main
+from privsynth.data import load_dataset
+from privsynth.errors import BudgetError
+from privsynth.privacy import Ledger
+
+SIGMA = dict(noise_multiplier=1.0, accountant="rdp")  # fixed sigma: no calibration search
+TINY = ["--set=epochs=2", "--set=batch_size=32", "--set=n_d=2", "--set=width=8",
+        "--set=g_width=8", "--set=z_dim=8"]
+
+
+def test_one_budget_per_dataset_across_out_folders_and_image_sizes(tmp_path, tiny_dataset,
+                                                                   capsys, image_folder_writer):
+    """Two runs on the same image folder, in two folders, one of them resized: one dataset in
+    the ledger, one budget, and the second run is refused."""
+    folder = image_folder_writer(tmp_path / "scans", tiny_dataset.images, tiny_dataset.labels,
+                                tiny_dataset.class_names)
+    assert main(["ledger", "set-budget", "--data", str(folder), "7", "--reason", "DPO"]) == 0
+    assert "budget none -> 7" in capsys.readouterr().out  # about 4.7 per run fits once
+    base = ["train", "--data", str(folder), "--no-progress", "--noise-multiplier", "1.0",
+            "--accountant", "rdp", *TINY]
+    assert main([*base, "--out", str(tmp_path / "a" / "run")]) == 0
+    first = privsynth.Run.load(tmp_path / "a" / "run")
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "b" / "run"), "--image-size", "16"]) == 2
+    err = capsys.readouterr().err
+    assert f"spent epsilon {first.epsilon:.4g} of the dataset's budget in the ledger, 7" in err
+    (ds,) = Ledger().datasets()
+    assert ds["fingerprint"] == first.card["data"]["source_fingerprint"]
+    assert ds["fingerprint"] == load_dataset(folder, image_size=16).source_fingerprint
+    assert first.card["data"]["fingerprint"] != load_dataset(folder, image_size=16).fingerprint
+
+
+@pytest.mark.parametrize("kind", ["npz", "idx", "digits"])
+def test_source_fingerprint_ignores_preprocessing(tmp_path, tiny_dataset, kind, idx_writer):
+    write_idx = idx_writer
+    if kind == "npz":
+        spec = tmp_path / "tiny.npz"
+        np.savez(spec, images=tiny_dataset.images[:, 0], labels=tiny_dataset.labels)
+    elif kind == "idx":
+        write_idx(tmp_path / "train-images-idx3-ubyte.gz", tiny_dataset.images[:, 0])
+        write_idx(tmp_path / "train-labels-idx1-ubyte.gz", tiny_dataset.labels.astype(np.uint8))
+        spec = tmp_path
+    else:
+        spec = "digits"
+    plain, resized = load_dataset(spec), load_dataset(spec, image_size=16)
+    assert plain.source_fingerprint == resized.source_fingerprint
+    assert plain.fingerprint != resized.fingerprint
+    if kind == "npz":  # one changed record is another dataset
+        changed = tiny_dataset.images[:, 0].copy()
+        changed[0, 0, 0] += 1
+        np.savez(spec, images=changed, labels=tiny_dataset.labels)
+        assert load_dataset(spec).source_fingerprint != plain.source_fingerprint
+
+
+def test_set_budget_is_explicit_and_logged_and_run_budgets_never_write(tmp_path, tiny_npz,
+                                                                        capsys):
+    base = ["train", "--data", str(tiny_npz), "--no-progress", "--noise-multiplier", "1.0",
+            "--accountant", "rdp", *TINY]
+    assert main([*base, "--out", str(tmp_path / "a"), "--budget", "2"]) == 2  # refused ...
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "a"), "--budget", "20"]) == 0  # ... and passed
+    assert Ledger().datasets()[0]["budget"] is None  # neither became the dataset's budget
+    fp = load_dataset(tiny_npz).source_fingerprint
+    assert main(["ledger", "set-budget", fp[:10], "5", "--reason", "policy"]) == 0
+    with pytest.raises(SystemExit):  # --reason is required
+        main(["ledger", "set-budget", fp[:10], "50"])
+    capsys.readouterr()
+    # --budget 20 cannot lift the dataset's 5.
+    assert main([*base, "--out", str(tmp_path / "b"), "--budget", "20"]) == 2
+    assert "the dataset's budget in the ledger, 5" in capsys.readouterr().err
+    assert main(["ledger"]) == 0
+    out = capsys.readouterr().out
+    assert "budget none -> 5 by" in out and ": policy" in out
+
+
+def test_reservation_is_in_the_ledger_before_the_first_private_step(tmp_path, tiny_dataset,
+                                                                     fast_gan, monkeypatch):
+    from privsynth.privacy import dpsgd
+
+    seen = {}
+
+    def stop(*args, **kwargs):  # the moment DP-SGD would start drawing batches
+        (ds,) = Ledger().datasets()
+        (run,) = ds["runs"].values()
+        seen["segments"] = run["segments"]
+        raise RuntimeError("stop before the first step")
+
+    monkeypatch.setattr(dpsgd, "make_private", stop)
+    with pytest.raises(RuntimeError, match="stop before"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", config=fast_gan, progress=False,
+                        **SIGMA)
+    (seg,) = seen["segments"]
+    card = json.loads((tmp_path / "r" / "card.json").read_text())
+    assert seg["status"] == "running"
+    assert seg["reserved_epsilon"] == pytest.approx(card["privacy"]["dp_sgd_plan"]
+                                                    ["planned_epsilon"])
+    assert seg["counted_epsilon"] == pytest.approx(seg["reserved_epsilon"])
+    # The failed process settled its segment to what it had booked: no step went unbooked.
+    ((failed,),) = [r["segments"] for r in Ledger().datasets()[0]["runs"].values()]
+    assert failed["status"] == "failed" and failed["counted_epsilon"] > 0
+    assert "RuntimeError" in failed["note"]
+
+
+def test_audit_books_on_the_source_dataset(tmp_path, tiny_npz, fast_gan):
+    from privsynth.evaluate.audit import audit
+
+    audit(str(tiny_npz), "dpgan", tmp_path / "audit", canaries=10, config=fast_gan,
+          progress=False, **SIGMA)
+    (ds,) = Ledger().datasets()
+    assert ds["fingerprint"] == load_dataset(tiny_npz).source_fingerprint
+
+
+def test_a_json_ledger_beside_the_runs_is_carried_over(tmp_path, tiny_npz, fast_gan):
+    """privsynth <= 0.1 kept privacy-ledger.json beside the run folders, keyed by the pixel
+    fingerprint: the first run there imports it, so its spends and budget still count."""
+    data = load_dataset(tiny_npz)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "privacy-ledger.json").write_text(json.dumps({"version": 1, "datasets": {
+        data.fingerprint: {"name": "tiny", "budget": 10.0, "runs": {
+            "old": {"epsilon": 8.0, "delta": 1e-3, "method": "dpgan", "status": "complete"}}}}}))
+    with pytest.warns(UserWarning, match="imported 1 spend"), \
+            pytest.raises(BudgetError, match="spent epsilon 8 of the dataset's budget"):
+        privsynth.train(str(tiny_npz), "dpgan", tmp_path / "runs" / "new", config=fast_gan,
+                        progress=False, **SIGMA)
+    (ds,) = Ledger().datasets()
+    assert ds["fingerprint"] == data.source_fingerprint and ds["budget"] == 10.0
+
+
+def test_ledger_shows_the_tighter_composition_labelled(tmp_path, tiny_dataset, fast_gan, capsys):
+    for name in ("a", "b"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / name, config=fast_gan, progress=False,
+                        **SIGMA)
+    assert main(["ledger", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    (ds,) = shown["datasets"]
+    assert shown["composition"].startswith("basic composition")
+    assert ds["tighter"]["epsilon"] < ds["epsilon_spent"]
+    assert ds["tighter"]["delta"] == pytest.approx(ds["delta_spent"])
+    assert main(["ledger"]) == 0
+    text = capsys.readouterr().out
+    assert "tighter: epsilon" in text and "NOT what budgets are checked against" in text
+
+
+@pytest.mark.postgres
+def test_runs_share_a_budget_through_postgres(tmp_path, tiny_dataset, fast_gan, postgres_url):
+    url = postgres_url
+    Ledger(url).set_budget(tiny_dataset.source_fingerprint, 7.0, reason="team budget")
+    run = privsynth.train(tiny_dataset, "dpgan", tmp_path / "a", ledger=url, config=fast_gan,
+                          progress=False, **SIGMA)
+    with pytest.raises(BudgetError, match="postgresql://"):
+        privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", ledger=url, config=fast_gan,
+                        progress=False, **SIGMA)
+    assert Ledger(url).spent(tiny_dataset.source_fingerprint).epsilon == pytest.approx(
+        run.epsilon)
+    assert run.card["privacy"]["ledger"]["location"].startswith("postgresql://")
