@@ -69,7 +69,8 @@ def fast_gan() -> dict:
 def tiny_npz(tmp_path, tiny_dataset) -> Path:
     """The tiny dataset as an .npz with keys images/labels (N x C x H x W uint8)."""
     path = tmp_path / "tiny.npz"
-    np.savez(path, images=tiny_dataset.images, labels=tiny_dataset.labels)
+    np.savez(path, images=tiny_dataset.images, labels=tiny_dataset.labels,
+             class_names=[str(k) for k in range(tiny_dataset.num_classes)])
     return path
 
 
@@ -85,7 +86,8 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     data = make_tiny_dataset()
     npz = root / "tiny.npz"
-    np.savez(npz, images=data.images, labels=data.labels)
+    np.savez(npz, images=data.images, labels=data.labels,
+             class_names=[str(k) for k in range(data.num_classes)])
     out = root / "runs" / "tiny-dpgan"
     sets = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
     code = main(["train", "--data", str(npz), "--out", str(out), "--noise-multiplier", "1.2",

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 
 from .atomic import write_json
-from .data import ImageDataset, load_dataset, split
+from .data import DataSource, ImageDataset, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError
 from .models import TrainContext
 from .models.registry import create, is_private
+from .preflight import check_device, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec, default_ledger_path
 from .privacy.accounting import epsilon_from_history
 from .privacy.mechanisms import count_spend, release_proportions
@@ -42,7 +43,7 @@ from .run import (
 PROTECTED = ("Sample-level (example-level) differential privacy: adding or removing any one "
              "training image together with its label changes the distribution of everything "
              "released (weights, samples) by at most (epsilon, delta).")
-NOT_PROTECTED = ("Not covered: hyper-parameter tuning or repeated runs on the same private data "
+NOT_PROTECTED = ("Hyper-parameter tuning or repeated runs on the same private data "
                  "(see the privacy ledger for composed spends), the holdout split (used only for "
                  "evaluation, never for training), the run folder's split.json and train_state.pt, "
                  "training losses (progress bar, card train.metrics: computed on private batches "
@@ -67,7 +68,7 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
           *, epsilon: float | None = 10.0, delta: float | None = None,
           noise_multiplier: float | None = None, max_grad_norm: float = 1.0,
           accountant: str = "prv", grad_sample_mode: str = "hooks", no_dp: bool = False,
-          config: dict[str, Any] | None = None, holdout: float = 0.2, split_seed: int = 0,
+          config: dict[str, Any] | None = None, holdout: float | str = 0.2, split_seed: int = 0,
           seed: int = 0, image_size: int | None = None, ledger: str | Path | None = None,
           budget: float | None = None, force: bool = False, overwrite: bool = False,
           class_proportions: str = "uniform", counts_epsilon: float = 0.1,
@@ -81,10 +82,12 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
     If ``out`` holds an unfinished run of the same command, training resumes from its checkpoint.
     """
     t0 = time.time()
-    out = Path(out)
+    out = check_output_folder(out)
+    check_device(device)
     private = is_private(method) and not no_dp
-    dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
-    parts = split(dataset, holdout, split_seed)
+    if is_holdout_path(holdout):  # an official test split: recorded absolute, like --data
+        holdout = str(Path(holdout).expanduser().resolve())
+    dataset, parts = load_split(data, holdout, split_seed, image_size)
     train_set = dataset.subset(parts.train, name=dataset.name)
     n = len(train_set)
 
@@ -139,7 +142,10 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
                       "train_fingerprint": train_set.fingerprint,
                       "n_total": len(dataset), "n_train": n, "n_holdout": len(parts.holdout),
                       "image_shape": list(dataset.image_shape), "classes": dataset.class_names,
-                      "split_seed": split_seed, "source": _source(data), "image_size": image_size},
+                      "split_seed": split_seed, "source": _source(data), "image_size": image_size,
+                      "format": data.options() if isinstance(data, DataSource) else None},
+                ledger=str(ledger) if ledger and "://" in str(ledger)
+                else str(Path(ledger or default_ledger_path(out)).resolve()),
                 train={**card.get("train", {}), "seed": seed, "device": device,
                        "holdout": holdout})
     card["privacy"]["class_proportions"] = counts

@@ -51,7 +51,7 @@ def make_bad(root, kind):
 
 @pytest.mark.parametrize("kind, match", [("missing", "does not exist"),
                                          ("empty", "0 class sub-folder"),
-                                         ("bad.npz", "cannot read NPZ")])
+                                         ("bad.npz", "not an NPZ archive")])
 def test_bad_data_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys, kind, match):
     data, out = make_bad(tmp_path, kind), tmp_path / "runs" / "r"
     code = main(["train", "--data", str(data), "--out", str(out), "--no-progress", *TINY])
