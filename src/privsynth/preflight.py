@@ -3,6 +3,7 @@ the device exists, an output path can be written."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -64,6 +65,7 @@ def _check_writable(folder: Path, flag: str, named: Path | None = None) -> None:
         with tempfile.TemporaryFile(dir=existing, prefix=".privsynth-probe-"):
             pass
     except OSError as e:
-        why = os.strerror(e.errno) if e.errno else str(e)
-        raise ConfigError(f"cannot write {flag} '{named}' ({why} in '{existing}'); choose a "
+        why = "files cannot be created" if e.errno == errno.ENOENT else \
+            (os.strerror(e.errno) if e.errno else str(e))
+        raise ConfigError(f"cannot write {flag} '{named}': {why} in '{existing}'; choose a "
                           "folder you can write") from None

@@ -25,6 +25,9 @@ def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
     assert (out / "samples.png").exists() and (out / "weights.safetensors").exists()
     ev = json.loads((out / "quick_eval.json").read_text())
     assert 0 <= ev["tstr_accuracy"] <= 1 and 0 <= ev["trtr_accuracy"] <= 1
+    # The model card is rewritten with the evaluation and the grid once they exist.
+    readme = (out / "README.md").read_text()
+    assert f"**{ev['tstr_accuracy']:.1%}**" in readme and "`samples.png`" in readme
     assert ev["n_holdout"] == 24
     run = Run.load(out)
     assert run.card["config"]["n_d"] == 2
