@@ -15,8 +15,6 @@ import pytest
 
 from privsynth.data import ImageDataset
 
-# ../shared/data beside the repository root (CI clones the repo with shared/ next to it).
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 # A tiny GAN: 96 training images at batch 32 -> q = 1/3, 2 epochs -> 6 discriminator steps.
 FAST_GAN = {"epochs": 2, "batch_size": 32, "n_d": 2, "width": 8, "g_width": 8, "z_dim": 8}
 

@@ -7,6 +7,8 @@ import io
 import re
 from types import SimpleNamespace
 
+from conftest import FAST_GAN
+
 from privsynth.cli import main
 from privsynth.models.progress import progress_bar
 
@@ -17,9 +19,9 @@ LINE = re.compile(r"^privsynth: dpgan D-steps: (\d+)/30 \((\d+)%\), epsilon spen
                   r"elapsed \d+:\d\d, ETA \d+:\d\d$")
 
 
-def _train(tmp_path, tiny_npz, *flags):
+def _train(tmp_path, tiny_npz, *flags, steps=STEPS30):
     return main(["train", "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
-                 "--noise-multiplier", "1.0", "--accountant", "rdp", *STEPS30, *flags])
+                 "--noise-multiplier", "1.0", "--accountant", "rdp", *steps, *flags])
 
 
 def test_redirected_output_gets_ten_progress_lines(tmp_path, tiny_npz, capsys):
@@ -38,10 +40,11 @@ def test_redirected_output_gets_ten_progress_lines(tmp_path, tiny_npz, capsys):
 
 
 def test_no_progress_and_quiet(tmp_path, tiny_npz, capsys):
-    assert _train(tmp_path, tiny_npz, "--no-progress") == 0
+    tiny = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
+    assert _train(tmp_path, tiny_npz, "--no-progress", steps=tiny) == 0
     out, err = capsys.readouterr()
     assert err == "" and "privsynth run" in out and "model card" in out
-    assert _train(tmp_path, tiny_npz, "--quiet", "--overwrite") == 0
+    assert _train(tmp_path, tiny_npz, "--quiet", "--overwrite", steps=tiny) == 0
     out, err = capsys.readouterr()
     assert out == "" and err == ""
     assert (tmp_path / "r" / "weights.safetensors").exists()

@@ -13,6 +13,7 @@ from .dataset import ImageDataset, Split, split
 from .digits import load_digits_dataset
 from .folder import load_folder
 from .idx import load_idx
+from .labels import class_list
 from .npz import load_npz
 from .source import DataSource, as_source
 
@@ -113,8 +114,7 @@ def _digits(src: DataSource) -> ImageDataset:
     if src.pixel_range is not None or src.window is not None:
         raise ConfigError("--pixel-range and --window do not apply to 'digits' (embedded, "
                           "already 0-255)")
-    if src.classes is not None and list(src.classes if not isinstance(src.classes, int) else
-                                        map(str, range(src.classes))) != data.class_names:
+    if src.classes is not None and class_list(src.classes, None, "digits") != data.class_names:
         raise ConfigError(f"--classes {src.classes}: 'digits' has the classes 0..9")
     if src.channels == 3:
         data = ImageDataset(np.repeat(data.images, 3, axis=1), data.labels, data.class_names,
