@@ -64,6 +64,25 @@ def fast_gan() -> dict:
 
 
 @pytest.fixture
+def fast_gan_flags() -> list[str]:
+    """FAST_GAN as `--set` flags for CLI tests."""
+    return [f"--set={k}={v}" for k, v in FAST_GAN.items()]
+
+
+@pytest.fixture
+def make_tiny():
+    """`make_tiny_dataset` for tests that need other sizes (conftest is not importable by name:
+    several folders have one)."""
+    return make_tiny_dataset
+
+
+@pytest.fixture
+def image_folder():
+    """`write_image_folder`: a class-per-sub-folder tree of PNGs from arrays."""
+    return write_image_folder
+
+
+@pytest.fixture
 def tiny_npz(tmp_path, tiny_dataset) -> Path:
     """The tiny dataset as an .npz with keys images/labels (N x C x H x W uint8)."""
     path = tmp_path / "tiny.npz"

@@ -7,8 +7,6 @@ import io
 import re
 from types import SimpleNamespace
 
-from conftest import FAST_GAN
-
 from privsynth.cli import main
 from privsynth.models.progress import progress_bar
 
@@ -39,8 +37,8 @@ def test_redirected_output_gets_ten_progress_lines(tmp_path, tiny_npz, capsys):
     assert "loss" not in err  # un-noised training losses stay out of logs
 
 
-def test_no_progress_and_quiet(tmp_path, tiny_npz, capsys):
-    tiny = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
+def test_no_progress_and_quiet(tmp_path, tiny_npz, capsys, fast_gan_flags):
+    tiny = fast_gan_flags
     assert _train(tmp_path, tiny_npz, "--no-progress", steps=tiny) == 0
     out, err = capsys.readouterr()
     assert err == "" and "privsynth run" in out and "model card" in out
