@@ -10,14 +10,14 @@ from types import SimpleNamespace
 from privsynth.cli import main
 from privsynth.models.progress import progress_bar
 
-# 96 training images, batch 32 -> q = 1/3; 10 epochs -> 30 discriminator steps.
-STEPS30 = ["--set=epochs=10", "--set=batch_size=32", "--set=n_d=2", "--set=width=8",
+# 96 training images, expected batch 96 -> q = 1; 20 epochs -> 20 discriminator steps.
+STEPS20 = ["--set=epochs=20", "--set=batch_size=96", "--set=n_d=2", "--set=width=8",
            "--set=g_width=8", "--set=z_dim=8"]
-LINE = re.compile(r"^privsynth: dpgan D-steps: (\d+)/30 \((\d+)%\), epsilon spent ([\d.]+), "
+LINE = re.compile(r"^privsynth: dpgan D-steps: (\d+)/20 \((\d+)%\), epsilon spent ([\d.]+), "
                   r"elapsed \d+:\d\d, ETA \d+:\d\d$")
 
 
-def _train(tmp_path, tiny_npz, *flags, steps=STEPS30):
+def _train(tmp_path, tiny_npz, *flags, steps=STEPS20):
     return main(["train", "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
                  "--noise-multiplier", "1.0", "--accountant", "rdp", *steps, *flags])
 
@@ -31,7 +31,7 @@ def test_redirected_output_gets_ten_progress_lines(tmp_path, tiny_npz, capsys):
     parsed = [LINE.match(line) for line in lines]
     assert all(parsed), err
     steps = [int(m.group(1)) for m in parsed]
-    assert steps == list(range(3, 31, 3))
+    assert steps == list(range(2, 21, 2))
     eps = [float(m.group(3)) for m in parsed]
     assert eps == sorted(eps) and eps[0] > 0  # epsilon spent grows with the steps
     assert "loss" not in err  # un-noised training losses stay out of logs
