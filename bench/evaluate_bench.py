@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import privsynth
+from privsynth.data import DataSource
 from privsynth.evaluate import evaluate
 from privsynth.evaluate.audit import audit
 from privsynth.report.markdown import summary
@@ -40,7 +41,7 @@ DATASETS = {
                       "z_dim": 16},
                      {"epochs": 30, "batch_size": 64, "n_d": 5, "width": 16, "g_width": 16,
                       "z_dim": 16}),
-    "mnist10k": (str(MNIST), 2000,
+    "mnist10k": (DataSource(str(MNIST), classes=10), 2000,
                  {"epochs": 3, "batch_size": 64, "n_d": 1, "width": 16, "g_width": 16, "z_dim": 32},
                  {"epochs": 5, "batch_size": 512, "n_d": 5, "width": 16, "g_width": 16,
                   "z_dim": 32}),

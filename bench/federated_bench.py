@@ -56,6 +56,8 @@ class Judge:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="digits")
+    ap.add_argument("--classes", type=int, default=None,
+                    help="class count for IDX/NPZ data without a class list (MNIST: 10)")
     ap.add_argument("--method", default="dpgan", choices=["dpgan", "dpvae"])
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=10)
@@ -82,8 +84,11 @@ def main() -> None:
     central_steps = args.clients * args.rounds * args.local_steps
     n_train = 1437 if args.data == "digits" else 8000
     epochs = central_steps * args.batch_size / n_train
+    from privsynth.data import DataSource
+
+    data = DataSource(args.data, classes=args.classes)
     central = train(
-        args.data,
+        data,
         args.method,
         work / "central",
         epsilon=args.epsilon,
@@ -116,7 +121,7 @@ def main() -> None:
         for agg in ("plain", "secagg", "ckks"):
             t = time.time()
             run = federate(
-                args.data,
+                data,
                 args.method,
                 work / f"{agg}-{part}",
                 args.clients,

@@ -27,12 +27,12 @@ import torch
 
 import privsynth
 from privsynth.atomic import write_json
-from privsynth.data import load_dataset, split
+from privsynth.data import DataSource, load_dataset, split
 from privsynth.evaluate.utility import trtr, tstr
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / ".." / "shared" / "data" / "mnist-t10k"
-DATASETS = {"digits": ("digits", 0.2), "mnist10k": (str(MNIST), 2000)}
+DATASETS = {"digits": ("digits", 0.2), "mnist10k": (DataSource(str(MNIST), classes=10), 2000)}
 SMOKE = {"epochs": 1, "batch_size": 64, "n_d": 2, "width": 8, "g_width": 8, "z_dim": 8}
 
 

@@ -42,6 +42,8 @@ def main() -> int:
     p.add_argument("--methods", default="dpgan,dpvae,dpdiffusion,dpmerf")
     p.add_argument("--epsilons", default="1,2,5,10,inf")
     p.add_argument("--holdout", type=float, default=0.2)
+    p.add_argument("--classes", default=None,
+                   help="class list for IDX/NPZ data without one, e.g. 10 (see --classes in train)")
     p.add_argument("--delta", type=float, default=None)
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--out", required=True)
@@ -56,7 +58,11 @@ def main() -> int:
                               "rows": collect(out)})
         return 0
     t0 = time.time()
-    table = sweep(a.data, a.methods.split(","), parse_epsilons(a.epsilons), out, delta=a.delta,
+    from privsynth.data import DataSource
+    from privsynth.data.source import parse_classes
+
+    data = DataSource(a.data, classes=parse_classes(a.classes) if a.classes else None)
+    table = sweep(data, a.methods.split(","), parse_epsilons(a.epsilons), out, delta=a.delta,
                   configs=parse_sets(a.set), holdout=a.holdout, split_seed=0, progress=False,
                   jobs=a.jobs)
     wall = time.time() - t0

@@ -34,8 +34,6 @@ def _own_ledger(tmp_path):
         yield path
 
 
-# ../shared/data beside the repository root (CI clones the repo with shared/ next to it).
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 # A tiny GAN: 96 training images at batch 32 -> q = 1/3, 2 epochs -> 6 discriminator steps.
 FAST_GAN = {"epochs": 2, "batch_size": 32, "n_d": 2, "width": 8, "g_width": 8, "z_dim": 8}
 
@@ -85,10 +83,30 @@ def fast_gan() -> dict:
 
 
 @pytest.fixture
+def fast_gan_flags() -> list[str]:
+    """FAST_GAN as `--set` flags for CLI tests."""
+    return [f"--set={k}={v}" for k, v in FAST_GAN.items()]
+
+
+@pytest.fixture
+def make_tiny():
+    """`make_tiny_dataset` for tests that need other sizes (conftest is not importable by name:
+    several folders have one)."""
+    return make_tiny_dataset
+
+
+@pytest.fixture
+def image_folder():
+    """`write_image_folder`: a class-per-sub-folder tree of PNGs from arrays."""
+    return write_image_folder
+
+
+@pytest.fixture
 def tiny_npz(tmp_path, tiny_dataset) -> Path:
     """The tiny dataset as an .npz with keys images/labels (N x C x H x W uint8)."""
     path = tmp_path / "tiny.npz"
-    np.savez(path, images=tiny_dataset.images, labels=tiny_dataset.labels)
+    np.savez(path, images=tiny_dataset.images, labels=tiny_dataset.labels,
+             class_names=[str(k) for k in range(tiny_dataset.num_classes)])
     return path
 
 
@@ -104,7 +122,8 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     data = make_tiny_dataset()
     npz = root / "tiny.npz"
-    np.savez(npz, images=data.images, labels=data.labels)
+    np.savez(npz, images=data.images, labels=data.labels,
+             class_names=[str(k) for k in range(data.num_classes)])
     out = root / "runs" / "tiny-dpgan"
     sets = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
     ledger = root / "ledger.sqlite"

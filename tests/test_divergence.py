@@ -69,7 +69,11 @@ def test_cli_divergence_and_empty_batches_are_one_line_exit_2(tmp_path, tiny_npz
     (line,) = [x for x in capsys.readouterr().err.splitlines()
                if x.startswith("privsynth: error:")]
     assert "TrainingDiverged" in line and "--set lr=" in line
+    # --batch-size 0 stops at parse time; the same size through --set reaches train's check.
     assert main([*base, "--out", str(tmp_path / "b"), "--batch-size", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch-size: must be >= 1, got 0" in err and "Traceback" not in err
+    assert main([*base, "--out", str(tmp_path / "b"), "--set", "batch_size=0"]) == 2
     err = capsys.readouterr().err
     assert "--batch-size must be > 0, got 0" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()

@@ -36,7 +36,8 @@ def test_sweep_writes_table_and_plot_and_resumes(tmp_path, tiny_dataset):
 
 def test_sweep_cli_end_to_end_and_bad_epsilon(tmp_path, tiny_dataset, capsys):
     data = tmp_path / "tiny.npz"
-    np.savez(data, x=tiny_dataset.images, y=tiny_dataset.labels)
+    np.savez(data, x=tiny_dataset.images, y=tiny_dataset.labels,
+             class_names=["0", "1", "2"])
     code = main(["sweep", "--data", str(data), "--methods", "dpmerf", "--epsilons", "3,inf",
                  "--out", str(tmp_path / "cli"), "--eval-epochs", "1", "--no-progress",
                  "--set", "dpmerf:steps=5", "--set", "dpmerf:n_features=16", "--jobs", "2"])

@@ -7,6 +7,7 @@
 
 __version__ = "0.1.0"
 
+import importlib as _importlib
 import warnings as _warnings
 
 # Opacus and PyTorch warnings that say nothing actionable to a privsynth user:
@@ -18,11 +19,26 @@ _warnings.filterwarnings("ignore", message="Secure RNG turned off")
 _warnings.filterwarnings("ignore", message="Full backward hook is firing")
 _warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
 
-from .data import ImageDataset, load_dataset, split  # noqa: E402
-from .errors import PrivsynthError  # noqa: E402
-from .models.registry import METHODS, create  # noqa: E402
-from .run import Run  # noqa: E402
-from .trainer import train  # noqa: E402
+# The public names are imported on first use (PEP 562): `import privsynth.cli` must not pay for
+# torch, so `privsynth --help` answers in well under a second.
+_LAZY = {
+    "ImageDataset": "privsynth.data", "DataSource": "privsynth.data",
+    "load_dataset": "privsynth.data", "split": "privsynth.data",
+    "PrivsynthError": "privsynth.errors",
+    "METHODS": "privsynth.models.registry", "create": "privsynth.models.registry",
+    "Run": "privsynth.run", "train": "privsynth.trainer",
+}
 
-__all__ = ["ImageDataset", "load_dataset", "split", "PrivsynthError", "METHODS", "create", "Run",
-           "train", "__version__"]
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'privsynth' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -48,3 +48,25 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def replace_dir(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Rename the finished folder ``new`` onto ``target`` (same parent). An existing ``target`` is
+    moved aside first and deleted only once ``new`` is in place; if the rename fails it is put
+    back, so ``target`` is always either the old folder or the new one, never a mix."""
+    import shutil
+
+    new, target = Path(new), Path(target)
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.replace(target, old / "previous")
+    try:
+        os.replace(new, target)
+    except OSError:
+        if old is not None:
+            os.replace(old / "previous", target)
+            old.rmdir()
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

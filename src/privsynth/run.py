@@ -4,10 +4,13 @@
       card.json            the privacy card: method, epsilon/delta and how they were computed,
                            dataset fingerprint, split, full config, package versions
       weights.safetensors  what sampling needs (e.g. the GAN's EMA generator)
+      README.md            the model card (Hugging Face format): method, guarantee, what is not
+                           protected, evaluation, how to sample — rewritten with every card.json
       split.json           which dataset rows were trained on (private!) and which held out
       train_state.pt       only while training: resumable state, tensors only (weights_only load)
 
-A run folder is *not* the release: split.json names the training rows. Release samples or weights.
+A run folder is *not* the release: split.json names the training rows. `privsynth export RUN DIR`
+(`privsynth.export.export`) copies only what is safe to publish.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,8 @@ from .data import ImageDataset, Split
 from .errors import CheckpointError, ConfigError
 from .models.registry import create
 
-CARD, WEIGHTS = "card.json", "weights.safetensors"
+CARD, WEIGHTS, MODEL_CARD = "card.json", "weights.safetensors", "README.md"
+GRID, QUICK_EVAL = "samples.png", "quick_eval.json"
 SPLIT, TRAIN_STATE = "split.json", "train_state.pt"
 FORMAT = "privsynth-run/1"
 INFINITY = "infinity"
@@ -154,7 +159,7 @@ class Run:
 
         ``data`` overrides the recorded source (e.g. the run was trained from memory or moved).
         """
-        from .data import load_dataset
+        from .data import DataSource, is_holdout_path, load_dataset, load_split
 
         info = self.card["data"]
         if data is None:
@@ -162,8 +167,16 @@ class Run:
                 raise CheckpointError(f"run '{self.path}' was trained on in-memory data; pass the "
                                       "same dataset (--data) to evaluate it")
             data = info["source"]
+        if not isinstance(data, (ImageDataset, DataSource)):
+            # The format inputs the run was trained with (older cards: their class list).
+            data = DataSource.from_options(str(data), info.get("format") or
+                                           {"classes": info.get("classes")})
         if not isinstance(data, ImageDataset):
-            data = load_dataset(data, image_size=info.get("image_size"))
+            holdout = (self.card.get("train") or {}).get("holdout")
+            if is_holdout_path(holdout):  # an official test split: data + test, split by origin
+                data, _ = load_split(data, holdout, 0, info.get("image_size"))
+            else:
+                data = load_dataset(data, image_size=info.get("image_size"))
         if data.fingerprint != info["fingerprint"]:
             raise CheckpointError(f"data '{data.name}' is not the dataset run '{self.path}' was "
                                   f"trained on (fingerprint {data.fingerprint[:12]} vs "
@@ -211,4 +224,72 @@ class Run:
 
 
 def write_card(path: Path, card: dict) -> None:
+    """card.json plus the model card README.md, each written atomically. Both carry the data
+    owner's one-sentence summary and the dataset's total spend in the ledger at this moment."""
+    from .report.card_text import plain_language
+
+    privacy = dict(card.get("privacy") or {})
+    privacy["plain_language"] = plain_language(card)
+    spend = dataset_spend(card)
+    if spend is not None:
+        privacy["dataset_spend"] = spend
+    card = {**card, "privacy": privacy}
     write_json(path / CARD, card)
+    write_model_card(path, card)
+
+
+def write_model_card(path: str | os.PathLike[str], card: dict | None = None) -> None:
+    """(Re)write README.md from card.json and quick_eval.json (after `train --evaluate`)."""
+    from .atomic import write_bytes
+    from .report.card_text import model_card
+
+    path = Path(path)
+    card = read_card(path) if card is None else card
+    evaluation = None
+    if (path / QUICK_EVAL).exists():
+        try:
+            evaluation = json.loads((path / QUICK_EVAL).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            evaluation = None
+    files = [f for f in (WEIGHTS, CARD, GRID) if (path / f).exists() or f == CARD]
+    write_bytes(path / MODEL_CARD, model_card(card, evaluation, files).encode())
+
+
+def dataset_spend(card: dict) -> dict | None:
+    """The total (epsilon, delta) the ledger holds now for this run's dataset (basic composition,
+    keyed by the source fingerprint), or None when the card names no ledger (non-private or
+    federated runs) or it cannot be read."""
+    from .errors import PrivsynthError
+
+    data = card.get("data") or {}
+    ref = card.get("ledger") or ((card.get("privacy") or {}).get("ledger") or {}).get("location")
+    key = data.get("source_fingerprint") or data.get("fingerprint")
+    if not card.get("private") or not ref or not key:
+        return None
+    from .privacy import Ledger
+
+    try:
+        location = _reopenable(str(ref))
+        if location is None:
+            return None
+        ledger = Ledger(location)
+        if not ledger.store.exists():
+            return None
+        spent = ledger.spent(key)
+    except (PrivsynthError, OSError):
+        return None
+    return {"epsilon": float(spent.epsilon), "delta": float(spent.delta),
+            "composition": "basic composition: epsilons add, deltas add", "ledger": str(ref),
+            "as_of": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _reopenable(shown: str) -> str | None:
+    """Cards name the ledger with a URL's password redacted (***): reopen it through
+    ``$PRIVSYNTH_LEDGER`` / the default when that is the same ledger, else give up."""
+    from .privacy.ledger import resolve_location
+    from .privacy.ledger_store import redact
+
+    if "***@" not in shown:
+        return shown
+    current = resolve_location(None)
+    return current if redact(current) == shown else None

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import write_json
-from .data import ImageDataset, load_dataset, split
+from .data import ImageDataset, load_split
 from .errors import ConfigError
 from .evaluate.classifier import accuracy, embed, train_classifier
 from .evaluate.fidelity import frechet
@@ -60,10 +60,11 @@ def _train_args(method: str, eps: float) -> tuple[str, bool]:
 
 def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[float],
           out: str | Path, *, delta: float | None = None, accountant: str = "prv",
-          configs: dict[str, dict[str, Any]] | None = None, holdout: float = 0.2,
+          configs: dict[str, dict[str, Any]] | None = None, holdout: float | str = 0.2,
           split_seed: int = 0, image_size: int | None = None, seed: int = 0,
           n_synthetic: int | None = None, eval_epochs: int = 10, progress: bool = True,
-          jobs: int = 1, ledger: str | Path | None = None) -> dict:
+          jobs: int = 1, ledger: str | Path | None = None, budget: float | None = None,
+          force: bool = False) -> dict:
     """Train and evaluate every (method, epsilon) cell; write ``sweep.json``, ``sweep.md`` and
     ``sweep.png`` in ``out``. Returns the table as a dict.
 
@@ -74,12 +75,13 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
     ``jobs`` > 1 trains that many unfinished cells at once in worker processes (each with
     ``cores // jobs`` torch threads; small models use cores better side by side than threaded);
     evaluation then runs in this process, cell by cell.
+    ``budget``: every private cell is checked against the dataset's budget in ``ledger`` before it
+    trains, like `train`; the first cell that would exceed it stops the sweep (finished cells stay).
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}; use 1 to train cells one by one")
     out = Path(out)
-    dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
-    parts = split(dataset, holdout, split_seed)
+    dataset, parts = load_split(data, holdout, split_seed, image_size)
     train_set, hold = dataset.subset(parts.train), dataset.subset(parts.holdout)
     k = dataset.num_classes
     for m in methods:
@@ -99,7 +101,7 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
     rows = []
     source = dataset if isinstance(data, ImageDataset) else data
     common = dict(delta=delta, accountant=accountant, holdout=holdout, split_seed=split_seed,
-                  seed=seed, image_size=image_size, ledger=ledger)
+                  seed=seed, image_size=image_size, ledger=ledger, budget=budget, force=force)
     todo = [(m, e, out / "cells" / cell_name(m, e),
              {**recommended_config(m, len(train_set)), **(configs or {}).get(m, {})})
             for m in methods for e in epsilons]
@@ -145,7 +147,7 @@ def _train_cell(source, method: str, eps: float, cell: Path, config: dict, commo
 
     reg, no_dp = _train_args(method, eps)
     if math.isinf(eps):  # the non-private twin takes no privacy flags (train refuses them)
-        common = {**common, "delta": None}
+        common = {**common, "delta": None, "budget": None}
     return train(source, reg, cell, epsilon=None if math.isinf(eps) else eps, no_dp=no_dp,
                  config=config, progress=progress, **common)
 

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 
 from .atomic import write_json
-from .data import ImageDataset, load_dataset, split
+from .data import DataSource, ImageDataset, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
 from .models import TrainContext
 from .models.registry import create, is_private
+from .preflight import check_device, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec
 from .privacy.accounting import epsilon_from_history
 from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
@@ -47,7 +48,7 @@ from .run import (
 PROTECTED = ("Sample-level (example-level) differential privacy: adding or removing any one "
              "training image together with its label changes the distribution of everything "
              "released (weights, samples) by at most (epsilon, delta).")
-NOT_PROTECTED = ("Not covered: hyper-parameter tuning or repeated runs on the same private data "
+NOT_PROTECTED = ("Hyper-parameter tuning or repeated runs on the same private data "
                  "(see the privacy ledger for composed spends), the holdout split (used only for "
                  "evaluation, never for training), the run folder's split.json and train_state.pt, "
                  "training losses (progress bar, card train.metrics: computed on private batches "
@@ -67,12 +68,12 @@ def versions() -> dict[str, str]:
     return out
 
 
-def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
+def train(data: str | Path | DataSource | ImageDataset = "digits", method: str = "dpgan",
           out: str | Path = "runs/run",
           *, epsilon: float | None = None, delta: float | None = None,
           noise_multiplier: float | None = None, max_grad_norm: float = 1.0,
           accountant: str = "prv", grad_sample_mode: str = "hooks", no_dp: bool = False,
-          config: dict[str, Any] | None = None, holdout: float = 0.2, split_seed: int = 0,
+          config: dict[str, Any] | None = None, holdout: float | str = 0.2, split_seed: int = 0,
           seed: int = 0, image_size: int | None = None, ledger: str | Path | None = None,
           budget: float | None = None, force: bool = False, overwrite: bool = False,
           class_proportions: str = "uniform", counts_epsilon: float = 0.1,
@@ -87,18 +88,23 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
     The spend is reserved in the ledger (``ledger``: path or postgresql:// URL, default
     ``$PRIVSYNTH_LEDGER`` or the per-user ledger) before the first private step, checked against
     the dataset's budget and ``budget`` (which only checks, never sets), and settled at the end.
+    ``data``: 'digits', a path, a `DataSource` (a path plus its public format inputs, recorded
+    on the card as ``data.format``) or an in-memory `ImageDataset`; ``holdout``: a fraction, a
+    count, or the path of an official test split in the same format.
     If ``out`` holds an unfinished run of the same command, training resumes from its checkpoint.
     """
     t0 = time.time()
-    out = Path(out)
+    out = check_output_folder(out)
+    check_device(device)
     private = is_private(method) and not no_dp
     if not private:
         refuse_flags_without_dp(method, no_dp, {
             "--epsilon": epsilon is not None, "--delta": delta is not None,
             "--noise-multiplier": noise_multiplier is not None, "--budget": budget is not None,
             "--class-proportions": class_proportions != "uniform"})
-    dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
-    parts = split(dataset, holdout, split_seed)
+    if is_holdout_path(holdout):  # an official test split: recorded absolute, like --data
+        holdout = str(Path(holdout).expanduser().resolve())
+    dataset, parts = load_split(data, holdout, split_seed, image_size)
     train_set = dataset.subset(parts.train, name=dataset.name)
     n = len(train_set)
 
@@ -168,9 +174,12 @@ def train(data: str | Path | ImageDataset = "digits", method: str = "dpgan",
                           "image_shape": list(dataset.image_shape),
                           "classes": dataset.class_names,
                           "split_seed": split_seed, "source": _source(data),
-                          "image_size": image_size},
+                          "image_size": image_size,
+                          "format": data.options() if isinstance(data, DataSource) else None},
                     train={**card.get("train", {}), "seed": seed, "device": device,
                            "holdout": holdout})
+        if spend is not None:  # where this dataset's total is read back (cards, `info`)
+            card["ledger"] = spend.ledger.shown
         card["privacy"]["class_proportions"] = counts
         if notes:
             card["privacy"]["warnings"] = notes

@@ -16,6 +16,29 @@ def test_info_text(trained_run, capsys):
     assert f"({run.epsilon:.4g}, " in text and "one training image with its label" in text
     assert "rdp accountant" in text and "Poisson" in text
     assert "proportions released with laplace" in text and "not covered" in text
+    # The label once (it used to read "not covered  Not covered: ...").
+    assert text.lower().count("not covered") == 1
+    # The data owner's sentence, and the dataset's total spend read from the ledger now.
+    assert f"  in words    {run.card['privacy']['plain_language']}" in text
+    assert f"  dataset     total spend epsilon {run.epsilon:.4g}" in text
+
+
+def test_info_reads_the_ledger_total_now(tmp_path, trained_run, capsys):
+    """A later run on the same data raises the total `info` shows for an earlier run."""
+    import shutil
+
+    from privsynth.privacy import Ledger
+
+    run = shutil.copytree(trained_run["out"], tmp_path / "r")
+    ledger = shutil.copy(trained_run["ledger"], tmp_path / "copied-ledger.sqlite")
+    card = json.loads((run / "card.json").read_text())
+    card["ledger"] = str(ledger)
+    (run / "card.json").write_text(json.dumps(card))
+    Ledger(ledger).record(card["data"]["source_fingerprint"], "tiny", "later", epsilon=2.5,
+                          delta=0.0)
+    assert main(["info", str(run)]) == 0
+    total = card["privacy"]["epsilon"] + 2.5
+    assert f"total spend epsilon {total:.4g}" in capsys.readouterr().out
 
 
 def test_info_json_is_the_card(trained_run, capsys):

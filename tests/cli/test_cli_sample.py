@@ -43,7 +43,7 @@ def test_sample_errors(tmp_path, trained_run, capsys):
     assert main(["sample", str(tmp_path), "-n", "5", "--out", str(tmp_path / "x.npz")]) == 2
     assert "not a run folder" in capsys.readouterr().err
     assert main(["sample", str(trained_run["out"]), "-n", "0", "--out", str(tmp_path / "y")]) == 2
-    assert "-n must be a positive" in capsys.readouterr().err
+    assert "argument -n: must be >= 1" in capsys.readouterr().err
     assert main(["sample", str(trained_run["out"]), "-n", "3", "--labels", "9",
                  "--out", str(tmp_path / "z")]) == 2
     assert "not a class of this run" in capsys.readouterr().err

@@ -25,6 +25,9 @@ def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
     assert (out / "samples.png").exists() and (out / "weights.safetensors").exists()
     ev = json.loads((out / "quick_eval.json").read_text())
     assert 0 <= ev["tstr_accuracy"] <= 1 and 0 <= ev["trtr_accuracy"] <= 1
+    # The model card is rewritten with the evaluation and the grid once they exist.
+    readme = (out / "README.md").read_text()
+    assert f"**{ev['tstr_accuracy']:.1%}**" in readme and "`samples.png`" in readme
     assert ev["n_holdout"] == 24
     run = Run.load(out)
     assert run.card["config"]["n_d"] == 2
@@ -57,7 +60,7 @@ def make_bad(root, kind):
 
 @pytest.mark.parametrize("kind, match", [("missing", "does not exist"),
                                          ("empty", "0 class sub-folder"),
-                                         ("bad.npz", "cannot read NPZ")])
+                                         ("bad.npz", "not an NPZ archive")])
 def test_bad_data_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys, kind, match):
     data, out = make_bad(tmp_path, kind), tmp_path / "runs" / "r"
     code = main(["train", "--data", str(data), "--out", str(out), "--no-progress", *TINY])

@@ -23,7 +23,7 @@ def small_digits(tmp_path) -> str:
     """400 digits as an .npz: a real dataset, small enough for an end-to-end CLI test."""
     d = load_dataset("digits")
     path = tmp_path / "digits400.npz"
-    np.savez(path, images=d.images[:400], labels=d.labels[:400])
+    np.savez(path, images=d.images[:400], labels=d.labels[:400], class_names=d.class_names)
     return str(path)
 
 

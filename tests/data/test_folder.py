@@ -1,4 +1,5 @@
-"""Image-folder loader: one sub-folder per class, PNG/JPEG, grayscale/RGB, resizing, bad folders."""
+"""Image-folder loader: one sub-folder per class, PNG/JPEG, grayscale/RGB as a declared input,
+declared class lists, split folders, names, resizing, bad folders."""
 
 from __future__ import annotations
 
@@ -33,9 +34,51 @@ def test_grayscale_png(tmp_path):
 
 def test_rgb_jpeg(tmp_path):
     root = make_folder(tmp_path / "rgb", mode="RGB", ext=".jpg", classes=("a", "b", "c"))
-    data = load_dataset(root)
+    data = load_dataset(root, channels=3)
     assert data.images.shape == (9, 3, 6, 6)
     assert data.class_counts().tolist() == [3, 3, 3]
+
+
+def test_one_colour_image_does_not_change_the_architecture(tmp_path):
+    # It used to turn the whole folder RGB (3-channel model); now the channel count is declared.
+    root = make_folder(tmp_path / "g")
+    Image.fromarray(np.full((6, 6, 3), [200, 10, 10], np.uint8), "RGB").save(root / "cat" / "x.png")
+    with pytest.raises(DataError, match="x.png: 1 colour image.*--channels 3"):
+        load_dataset(root)
+    assert load_dataset(root, channels=1).image_shape == (1, 6, 6)  # explicit: to gray
+    assert load_dataset(root, channels=3).image_shape == (3, 6, 6)
+
+
+def test_gray_saved_as_rgb_is_grayscale(tmp_path):
+    root = make_folder(tmp_path / "g", mode="RGB")
+    for f in root.rglob("*.png"):
+        a = np.asarray(Image.open(f))
+        Image.fromarray(np.repeat(a[..., :1], 3, axis=2), "RGB").save(f)
+    assert load_dataset(root).image_shape == (1, 6, 6)
+
+
+def test_declared_classes(tmp_path):
+    root = make_folder(tmp_path / "f")
+    data = load_dataset(root, classes=("dog", "cat", "eel"))  # order and an absent class kept
+    assert data.class_names == ["dog", "cat", "eel"]
+    assert data.class_counts().tolist() == [3, 3, 0]
+    with pytest.raises(DataError, match=r"\['dog'\] are not in --classes"):
+        load_dataset(root, classes=("cat", "eel"))
+
+
+def test_split_folders_get_a_hint(tmp_path):
+    make_folder(tmp_path / "png" / "train")
+    make_folder(tmp_path / "png" / "test")
+    with pytest.raises(DataError, match="splits test/, train/ — not classes; pass --data "
+                                        ".*train --holdout .*test"):
+        load_dataset(tmp_path / "png")
+
+
+def test_name_defaults_to_the_parent_of_a_split_folder(tmp_path):
+    make_folder(tmp_path / "chest-xray" / "train")
+    assert load_dataset(tmp_path / "chest-xray" / "train").name == "chest-xray"
+    assert load_dataset(make_folder(tmp_path / "scans")).name == "scans"
+    assert load_dataset(tmp_path / "scans", name="My scans").name == "My scans"
 
 
 def test_mixed_sizes_need_image_size(tmp_path):
@@ -66,7 +109,7 @@ def test_empty_folder(tmp_path):
 def test_class_folders_without_images(tmp_path):
     (tmp_path / "e" / "a").mkdir(parents=True)
     (tmp_path / "e" / "b").mkdir()
-    with pytest.raises(DataError, match="no PNG/JPEG images"):
+    with pytest.raises(DataError, match="no PNG/JPEG/TIFF/DICOM images"):
         load_dataset(tmp_path / "e")
 
 

@@ -1,4 +1,6 @@
-"""IDX (MNIST format) loader: raw and gzip, folder or file, the shared MNIST-10k, bad files."""
+"""IDX (MNIST format) loader: raw and gzip, folder or file, an MNIST-shaped set made here, bad
+files. (The real shared MNIST-10k is checked by bench/check_shared_data.py, not by the suite:
+tests pass in any clone.)"""
 
 from __future__ import annotations
 
@@ -11,9 +13,6 @@ import pytest
 
 from privsynth.data import load_dataset
 from privsynth.errors import DataError
-
-# The repo root's sibling ../shared/data (CI clones the repo with shared/ beside it).
-MNIST_10K = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist-t10k"
 
 
 def write_idx(path: Path, array: np.ndarray) -> Path:
@@ -40,7 +39,7 @@ def idx_pair(tmp_path) -> tuple[Path, np.ndarray, np.ndarray]:
 
 def test_idx_folder_raw(idx_pair):
     folder, images, labels = idx_pair
-    data = load_dataset(folder)
+    data = load_dataset(folder, classes=4)
     assert data.images.shape == (12, 1, 6, 6) and data.images.dtype == np.uint8
     np.testing.assert_array_equal(data.images[:, 0], images)
     np.testing.assert_array_equal(data.labels, labels)
@@ -53,19 +52,41 @@ def test_idx_gzip_images_file_finds_labels_beside_it(tmp_path):
     labels = np.array([3, 7] * 5, dtype=np.uint8)
     img = write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
-    data = load_dataset(img)
+    data = load_dataset(img, classes=8)
     np.testing.assert_array_equal(data.images[:, 0], images)
-    # Label values are kept as class names and mapped to 0..K-1.
-    assert data.class_names == ["3", "7"]
-    np.testing.assert_array_equal(data.labels, (labels == 7).astype(int))
+    # Integer labels are indices into the declared list: 3 stays 3, and the absent classes stay.
+    assert data.class_names == [str(d) for d in range(8)]
+    np.testing.assert_array_equal(data.labels, labels)
+    assert data.class_counts().tolist() == [0, 0, 0, 5, 0, 0, 0, 5]
 
 
-def test_shared_mnist_10k_loads():
-    data = load_dataset(MNIST_10K)
-    assert data.images.shape == (10000, 1, 28, 28) and data.images.dtype == np.uint8
-    assert data.class_counts().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+def test_idx_needs_a_declared_class_list(idx_pair):
+    folder, _, _ = idx_pair
+    with pytest.raises(DataError, match="class list is a public input.*--classes N"):
+        load_dataset(folder)
+    with pytest.raises(DataError, match="outside 0..2"):
+        load_dataset(folder, classes=3)  # a label 3 is present: it cannot add a class
+
+
+def test_mnist_shaped_set_made_here(tmp_path):
+    """The loader on an MNIST-layout folder (t10k names, gzip, 28 x 28, ten classes) built in
+    the test, with known class counts."""
+    rng = np.random.default_rng(5)
+    counts = np.array([5, 6, 4, 5, 5, 3, 4, 6, 5, 7])
+    labels = rng.permutation(np.repeat(np.arange(10), counts)).astype(np.uint8)
+    images = rng.integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
+    folder = tmp_path / "mnist-t10k"
+    folder.mkdir()
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    data = load_dataset(folder, classes=10)
+    assert data.images.shape == (50, 1, 28, 28) and data.images.dtype == np.uint8
+    assert data.class_counts().tolist() == counts.tolist()
     assert data.class_names == [str(d) for d in range(10)]
-    assert len(data.fingerprint) == 64
+    assert data.name == "mnist-t10k" and len(data.fingerprint) == 64
+    np.testing.assert_array_equal(data.images[:, 0], images)
+    by_file = load_dataset(folder / "t10k-images-idx3-ubyte.gz", classes=10)
+    assert by_file.fingerprint == data.fingerprint and by_file.name == "mnist-t10k"
 
 
 def test_bad_magic(idx_pair):
@@ -73,7 +94,7 @@ def test_bad_magic(idx_pair):
     path = folder / "train-images-idx3-ubyte"
     path.write_bytes(b"\x12\x34" + path.read_bytes()[2:])
     with pytest.raises(DataError, match="bad magic"):
-        load_dataset(folder)
+        load_dataset(folder, classes=4)
 
 
 @pytest.mark.parametrize("cut", [6, 40])
@@ -82,7 +103,7 @@ def test_truncated(idx_pair, cut):
     path = folder / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:cut])
     with pytest.raises(DataError, match="truncated"):
-        load_dataset(folder)
+        load_dataset(folder, classes=4)
 
 
 def test_truncated_gzip_stream(tmp_path):
@@ -91,20 +112,20 @@ def test_truncated_gzip_stream(tmp_path):
     write_idx(tmp_path / "x-labels-idx1-ubyte.gz", np.array([0, 1, 0, 1], np.uint8))
     img.write_bytes(img.read_bytes()[:-8])  # a cut-off download
     with pytest.raises(DataError, match="re-download"):
-        load_dataset(img)
+        load_dataset(img, classes=2)
 
 
 def test_count_mismatch(tmp_path):
     write_idx(tmp_path / "a-images-idx3-ubyte", np.zeros((5, 4, 4), np.uint8))
     write_idx(tmp_path / "a-labels-idx1-ubyte", np.array([0, 1, 0], np.uint8))
     with pytest.raises(DataError, match="5 images but .* 3 labels"):
-        load_dataset(tmp_path)
+        load_dataset(tmp_path, classes=2)
 
 
 def test_missing_labels_file(tmp_path):
     img = write_idx(tmp_path / "a-images-idx3-ubyte", np.zeros((5, 4, 4), np.uint8))
     with pytest.raises(DataError, match="no labels file"):
-        load_dataset(img)
+        load_dataset(img, classes=2)
 
 
 def test_gzip_helper_is_really_gzip(tmp_path):

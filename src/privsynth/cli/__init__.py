@@ -1,22 +1,47 @@
 """The command line: a thin shell around the Python API.
 
 Each verb lives in its own module with ``add_parser(subparsers)``; adding a verb = one module +
-one entry in ``VERBS``. Errors a user can fix print one line and exit 2; ``--debug`` shows the
-traceback.
+one entry in ``VERBS``. Verb modules import the API (and torch) only inside ``run``, so --help is
+fast. Errors a user can fix (project exceptions, unusable paths, bad flags) print one line and exit
+2; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
-VERBS = ["train", "sample", "info", "ledger", "evaluate", "audit", "sweep", "federate"]
+VERBS = ["train", "sample", "info", "ledger", "evaluate", "audit", "sweep", "federate", "export"]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default unless the text already states one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is argparse.SUPPRESS
+                or isinstance(default, (bool, list)) or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other privsynth error."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="privsynth", description="Differentially private synthetic image data.")
+    parser = Parser(prog="privsynth", description="Differentially private synthetic image data.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -32,21 +57,52 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 2 bad input or usage, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help/--version (0) or a usage error (2): argparse has printed
+        return e.code if isinstance(e.code, int) else 2
     from ..errors import PrivsynthError
 
     try:
-        return int(args.func(args) or 0)
+        with _quiet_stdout(getattr(args, "quiet", False)):
+            return int(args.func(args) or 0)
     except PrivsynthError as e:
         if args.debug:
             raise
-        print(f"privsynth: error: {type(e).__name__}: {e}", file=sys.stderr)
+        _error(f"{type(e).__name__}: {e}")
+        return 2
+    except BrokenPipeError:
+        # `privsynth info RUN | head`: the reader left. Point stdout at /dev/null so the final
+        # flush at exit cannot raise again, and end like other Unix tools killed by SIGPIPE.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as e:  # an unwritable or vanished path outside the checks: the OS names it
+        if args.debug:
+            raise
+        where = f" '{e.filename}'" if e.filename else ""
+        _error(f"OSError: cannot use{where}: {e.strerror or e}; check the path and permissions")
         return 2
     except KeyboardInterrupt:
         print("privsynth: interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+
+
+def _error(message: str) -> None:
+    print(f"privsynth: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _quiet_stdout(quiet: bool):
+    if not quiet:
+        yield
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        yield
 
 
 if __name__ == "__main__":

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_data_options, add_method_options, add_privacy_options, method_config
+from .options import (
+    add_data_options,
+    add_method_options,
+    add_output_options,
+    add_privacy_options,
+    data_source,
+    method_config,
+    method_names,
+    positive_int,
+    progress_wanted,
+)
 
 
 def add_parser(sub) -> None:
@@ -14,28 +24,32 @@ def add_parser(sub) -> None:
                                    "the Steinke-Nasr-Jagielski (2023) lower bound on epsilon "
                                    "next to the accountant's epsilon. Writes OUT/audit.json and "
                                    "the run in OUT/run.")
-    p.add_argument("--method", default="dpgan", help="registered method (default dpgan)")
+    p.add_argument("--method", default="dpgan", choices=method_names(),
+                   help="the method to audit")
     p.add_argument("--out", required=True, help="folder for the audit run and audit.json")
-    p.add_argument("--canaries", type=int, default=100, help="number of canaries (default 100)")
+    p.add_argument("--canaries", type=positive_int, default=100, help="number of canaries")
     p.add_argument("--confidence", type=float, default=0.95,
-                   help="confidence of the lower bound (default 0.95)")
-    p.add_argument("-n", "--n-synthetic", type=int, default=None,
+                   help="confidence of the lower bound")
+    p.add_argument("-n", "--n-synthetic", type=positive_int, default=None,
                    help="synthetic images the black-box attacks see (default: training size)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_data_options(p)
+    add_data_options(p, holdout_path=False)
     add_privacy_options(p)
     add_method_options(p)
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluate.audit import audit, markdown
+    from ..preflight import check_device, check_output_folder
 
-    result = audit(args.data, args.method, args.out, epsilon=args.epsilon,
+    check_output_folder(args.out)
+    check_device(args.device)
+    result = audit(data_source(args), args.method, args.out, epsilon=args.epsilon,
                    canaries=args.canaries, confidence=args.confidence, no_dp=args.no_dp,
                    config=method_config(args), holdout=args.holdout, split_seed=args.split_seed,
                    seed=args.seed, image_size=args.image_size, n_synthetic=args.n_synthetic,
-                   progress=not args.no_progress, delta=args.delta,
+                   progress=progress_wanted(args), delta=args.delta,
                    noise_multiplier=args.noise_multiplier, max_grad_norm=args.clip,
                    accountant=args.accountant, grad_sample_mode=args.grad_sample_mode,
                    ledger=args.ledger, budget=args.budget, force=args.force, device=args.device)

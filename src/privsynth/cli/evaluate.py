@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from .options import (
+    HOLDOUT_HELP,
+    add_format_options,
+    add_output_options,
+    data_source,
+    holdout_value,
+    image_size,
+    positive_int,
+)
+
+OUTPUTS = ("metrics.json", "report.html")
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate runs or a synthetic set; writes an HTML report",
@@ -13,43 +25,58 @@ def add_parser(sub) -> None:
                                    "--out and prints a Markdown summary.")
     p.add_argument("runs", nargs="*", help="run folders written by `privsynth train`")
     p.add_argument("--out", required=True, help="folder for metrics.json and report.html")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace metrics.json/report.html already in --out")
     p.add_argument("--synthetic", default=None,
                    help="PNG class-folder tree or .npz (as `privsynth sample` writes) to evaluate")
-    p.add_argument("--data", default=None,
+    g = p.add_argument_group("real data (with --synthetic; for runs it overrides the card)")
+    g.add_argument("--data", default=None,
                    help="the real dataset: needed with --synthetic; for runs it overrides the "
                         "recorded source (e.g. the data moved)")
-    p.add_argument("--holdout", type=float, default=0.2,
-                   help="with --synthetic: the holdout used in training (fraction or count)")
-    p.add_argument("--split-seed", type=int, default=0, help="with --synthetic: the split seed")
-    p.add_argument("--image-size", type=int, default=None, help="with --synthetic: resize to N x N")
-    p.add_argument("-n", "--n-synthetic", type=int, default=None,
+    g.add_argument("--holdout", type=holdout_value, default=0.2,
+                   help=f"with --synthetic: as in training; {HOLDOUT_HELP}")
+    g.add_argument("--split-seed", type=int, default=0,
+                   help="with --synthetic: the split seed used in training")
+    g.add_argument("--image-size", type=image_size, default=None, metavar="N",
+                   help="with --synthetic: resize to N x N (default: keep the size)")
+    add_format_options(g)
+    e = p.add_argument_group("evaluation")
+    e.add_argument("-n", "--n-synthetic", type=positive_int, default=None,
                    help="synthetic images per run (default: as many as the training split)")
-    p.add_argument("--max-members", type=int, default=1000,
-                   help="membership-inference members (= non-members) at most (default 1000)")
-    p.add_argument("--cache-dir", default=None,
+    e.add_argument("--max-members", type=positive_int, default=1000,
+                   help="membership-inference members (= non-members) at most")
+    e.add_argument("--cache-dir", default=None,
                    help="where the FD-LeNet feature extractor is cached (default "
                         "$PRIVSYNTH_CACHE or ~/.cache/privsynth)")
-    p.add_argument("--inception-weights", default=None,
+    e.add_argument("--inception-weights", default=None,
                    help="local pytorch-fid Inception-v3 weights file: also report standard FID "
-                        "(nothing is downloaded)")
-    p.add_argument("--classifier-passes", type=int, default=12000,
-                   help="training budget of every evaluation CNN, in images seen (default 12000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+                        "(nothing is downloaded; default: no FID)")
+    e.add_argument("--classifier-passes", type=positive_int, default=12000,
+                   help="training budget of every evaluation CNN, in images seen")
+    e.add_argument("--seed", type=int, default=0, help="seed of sampling and of the CNNs")
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..errors import ConfigError
     from ..evaluate import evaluate
+    from ..preflight import check_output_folder
     from ..report.markdown import summary
 
-    result = evaluate(args.runs, synthetic=args.synthetic, data=args.data, out=args.out,
+    out = check_output_folder(args.out)
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not args.overwrite:
+        raise ConfigError(f"'{out}' already holds {', '.join(existing)}; pass --overwrite to "
+                          "replace them or choose another --out")
+    data = data_source(args) if args.data else None
+    result = evaluate(args.runs, synthetic=args.synthetic, data=data, out=args.out,
                       holdout=args.holdout, split_seed=args.split_seed, image_size=args.image_size,
                       n_synthetic=args.n_synthetic, max_members=args.max_members,
                       cache_dir=args.cache_dir, inception_weights=args.inception_weights,
-                      seed=args.seed, progress=not args.no_progress,
+                      seed=args.seed, progress=not (args.no_progress or args.quiet),
                       classifier_passes=args.classifier_passes)
     print(summary(result))
     print(f"\nwrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")

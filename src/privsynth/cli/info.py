@@ -7,20 +7,28 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("info", help="print a run's privacy card")
+    p = sub.add_parser("info", help="print a run's privacy card",
+                       description="Print a run's privacy card: the guarantee, how it was "
+                                   "computed, the data owner's one-sentence summary and the "
+                                   "dataset's total spend in the ledger (read now).")
     p.add_argument("run", help="run folder")
     p.add_argument("--json", action="store_true", help="print card.json as is")
     p.set_defaults(func=run)
 
 
-def format_card(card: dict) -> str:
+def format_card(card: dict, spend: dict | None = None) -> str:
+    """The card as text. ``spend``: the dataset's ledger total (default: the card's snapshot)."""
+    from ..report.card_text import not_covered, plain_language, spend_line
+
     pv, data = card["privacy"], card["data"]
+    n_train, n_holdout = data.get("n_train", "?"), data.get("n_holdout", "?")
+    shape = "x".join(map(str, data.get("image_shape", [])))
+    fingerprint = data.get("fingerprint") or "-"
     lines = [f"privsynth run {card['run_id']}  [{card['status']}]",
              f"  method      {card['method']}",
-             f"  data        {data['name']}  "
-             f"({data['n_train']} train / {data['n_holdout']} holdout, "
-             f"{'x'.join(map(str, data['image_shape']))}, {len(data['classes'])} classes)",
-             f"  fingerprint {data['fingerprint'][:16]}…"]
+             f"  data        {data.get('name')}  ({n_train} train / {n_holdout} holdout, {shape}, "
+             f"{len(data.get('classes', []))} classes)",
+             f"  fingerprint {fingerprint[:16]}…"]
     if not card.get("private"):
         lines.append("  privacy     NONE — epsilon = infinity (non-private baseline)")
     else:
@@ -50,19 +58,24 @@ def format_card(card: dict) -> str:
             led = pv["ledger"]
             lines.append(f"  ledger      dataset {led['dataset_key'][:12]}: total epsilon "
                          f"{led['dataset_epsilon_spent']:.4g} by "
-                         f"{led['composition'].split(':')[0]} ({led['location']})")
+                         f"{led['composition'].split(':')[0]} when this run finished "
+                         f"({led['location']})")
+        total = spend_line(spend or pv.get("dataset_spend"))
+        if total:
+            lines.append(f"  dataset     total spend {total}")
         for note in pv.get("warnings", []):
             lines.append(f"  warning     {note}")
-        if pv.get("not_protected"):
-            lines.append(f"  not covered {pv['not_protected']}")
+        if not_covered(card):
+            lines.append(f"  not covered {not_covered(card)}")
+    lines.append(f"  in words    {plain_language(card)}")
     if "progress" in card:
         lines.append(f"  progress    {card['progress']}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..run import read_card
+    from ..run import dataset_spend, read_card
 
     card = read_card(args.run)
-    print(json.dumps(card, indent=2) if args.json else format_card(card))
+    print(json.dumps(card, indent=2) if args.json else format_card(card, dataset_spend(card)))
     return 0

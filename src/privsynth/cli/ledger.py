@@ -44,9 +44,12 @@ def add_parser(sub) -> None:
 
 
 def _data_options(p: argparse.ArgumentParser, what: str = "pick the dataset by its data") -> None:
+    from .options import add_format_options
+
     p.add_argument("--data", default=None, help=f"{what} ('digits', a path)")
     p.add_argument("--image-size", type=int, default=None,
                    help="with --data (import only): the --image-size the old runs used")
+    add_format_options(p)  # e.g. IDX needs --classes to load (the key does not depend on them)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,15 +65,17 @@ def run(args: argparse.Namespace) -> int:
         return _set_budget(led, args)
     if args.action == "import":
         return _import(led, args)
-    return _show(led, getattr(args, "fingerprint", None), getattr(args, "data", None),
-                 getattr(args, "json", False))
+    return _show(led, getattr(args, "fingerprint", None),
+                 args if getattr(args, "data", None) else None, getattr(args, "json", False))
 
 
-def _dataset_key(data: str, image_size: int | None = None) -> tuple[str, str, str]:
-    """(source fingerprint, name, pixel fingerprint) of ``--data``."""
+def _dataset_key(args: argparse.Namespace, image_size: int | None = None
+                 ) -> tuple[str, str, str]:
+    """(source fingerprint, name, pixel fingerprint) of ``--data`` with its format flags."""
     from ..data import load_dataset
+    from .options import data_source
 
-    ds = load_dataset(data, image_size=image_size)
+    ds = load_dataset(data_source(args), image_size=image_size)
     return ds.source_fingerprint, ds.name, ds.fingerprint
 
 
@@ -88,7 +93,7 @@ def _set_budget(led, args) -> int:
         raise ConfigError(f"budget '{raw}' is not a number; give an epsilon such as 8, or 'none' "
                           "to remove the budget") from None
     if args.data:
-        fingerprint, name, _ = _dataset_key(args.data)
+        fingerprint, name, _ = _dataset_key(args)
     else:
         found = led.find(args.target[0])
         fingerprint, name = found["fingerprint"], found["name"]
@@ -101,20 +106,20 @@ def _set_budget(led, args) -> int:
 def _import(led, args) -> int:
     aliases = {}
     if args.data:
-        source, _, pixels = _dataset_key(args.data, args.image_size)
+        source, _, pixels = _dataset_key(args, args.image_size)
         aliases[pixels] = source
     changed = led.import_json(args.json_ledger, aliases)
     print(f"imported {changed} new or larger spend(s) from {args.json_ledger} into {led.shown}")
     return 0
 
 
-def _show(led, fingerprint: str | None, data: str | None, as_json: bool) -> int:
+def _show(led, fingerprint: str | None, data: argparse.Namespace | None, as_json: bool) -> int:
     from ..privacy.composition import tighter
     from ..privacy.ledger import COMPOSITION_RULE
 
     rows = led.datasets()
     if data:
-        key = _dataset_key(data)[0]
+        key = _dataset_key(data)[0]  # --data with its format flags
         rows = [r for r in rows if r["fingerprint"] == key]
     elif fingerprint:
         rows = [led.find(fingerprint)]

@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_output_options, positive_int
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="draw synthetic images from a run",
                        description="Write N synthetic images as a PNG folder (one sub-folder per "
-                                   "class, loadable as --data) or as an .npz (images, labels).")
+                                   "class, loadable as --data) or as an .npz (images, labels, "
+                                   "class_names).")
     p.add_argument("run", help="run folder written by `privsynth train`")
-    p.add_argument("-n", type=int, default=1000, help="number of images (default 1000)")
-    p.add_argument("--out", required=True, help="folder for PNGs, or a path ending in .npz")
+    p.add_argument("-n", type=positive_int, default=1000, help="number of images")
+    p.add_argument("--out", required=True,
+                   help="a folder for PNGs, or a file path ending in .npz")
     p.add_argument("--labels", default=None,
-                   help="comma-separated classes to draw (cycled); default: the card's proportions")
-    p.add_argument("--seed", type=int, default=0)
+                   help="comma-separated classes to draw, cycled (default: the card's class "
+                        "proportions)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same images)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing .npz or non-empty folder at --out")
+    add_output_options(p, progress=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from ..run import Run
-    from ..synthetic import write_synthetic
+    from ..synthetic import check_synthetic_out, write_synthetic
 
-    if args.n <= 0:
-        raise ConfigError(f"-n must be a positive number of images, got {args.n}")
+    check_synthetic_out(args.out, args.overwrite)
     r = Run.load(args.run)
     labels = None
     if args.labels:
@@ -32,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
                   for s in args.labels.split(",")]
         labels = [wanted[i % len(wanted)] for i in range(args.n)]
     images, labels = r.sample(args.n, labels=labels, seed=args.seed)
-    path = write_synthetic(args.out, images, labels, r.class_names)
+    path = write_synthetic(args.out, images, labels, r.class_names, overwrite=args.overwrite)
     print(f"wrote {args.n} images to {path}")
     return 0

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import ast
 
-from .options import add_data_options, add_ledger_option
+from .options import (
+    add_data_options,
+    add_ledger_options,
+    add_output_options,
+    data_source,
+    positive_int,
+    privacy_warnings,
+    progress_wanted,
+)
 
 
 def add_parser(sub) -> None:
@@ -14,23 +22,28 @@ def add_parser(sub) -> None:
                                    "cells are kept), evaluate TSTR accuracy and a Fréchet "
                                    "distance, write sweep.json, sweep.md and sweep.png.")
     add_data_options(p)
-    p.add_argument("--methods", default="dpgan,dpvae,dpdiffusion,dpmerf",
+    g = p.add_argument_group("sweep")
+    g.add_argument("--methods", default="dpgan,dpvae,dpdiffusion,dpmerf",
                    help="comma-separated registered methods (default: the four DP methods)")
-    p.add_argument("--epsilons", default="1,2,5,10,inf",
+    g.add_argument("--epsilons", default="1,2,5,10,inf",
                    help="comma-separated targets; inf = the method's non-private twin")
-    p.add_argument("--out", required=True, help="sweep folder (cells/, sweep.json, sweep.png)")
-    p.add_argument("--delta", type=float, default=None, help="delta (default 1/(10 N))")
-    p.add_argument("--accountant", choices=["prv", "rdp"], default="prv")
-    p.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE",
-                   help="override a method option, e.g. --set dpvae:epochs=20")
-    p.add_argument("--n-synthetic", type=int, default=None,
+    g.add_argument("--out", required=True, help="sweep folder (cells/, sweep.json, sweep.png)")
+    g.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                   help="override a method option, e.g. --set dpvae:epochs=20 (repeatable)")
+    g.add_argument("--n-synthetic", type=positive_int, default=None,
                    help="synthetic images per cell for evaluation (default: training-set size)")
-    p.add_argument("--eval-epochs", type=int, default=10, help="LeNet epochs for TSTR/TRTR")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=1,
+    g.add_argument("--eval-epochs", type=positive_int, default=10,
+                   help="LeNet epochs for TSTR/TRTR")
+    g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and the LeNet")
+    g.add_argument("--jobs", type=positive_int, default=1,
                    help="cells trained at once in worker processes (e.g. 2 on a 2-core CPU)")
-    p.add_argument("--no-progress", action="store_true")
-    add_ledger_option(p)
+    d = p.add_argument_group("differential privacy")
+    d.add_argument("--delta", type=float, default=None,
+                   help="delta of every private cell (default 1/(10 N))")
+    d.add_argument("--accountant", choices=["prv", "rdp"], default="prv",
+                   help="Opacus accountant that computes each cell's epsilon")
+    add_ledger_options(d, delta_check=True)
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
@@ -55,16 +68,18 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..sweep import parse_epsilons, sweep
+    from ..preflight import check_output_folder
+    from ..sweep import markdown, parse_epsilons, sweep
 
+    check_output_folder(args.out)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    table = sweep(args.data, methods, parse_epsilons(args.epsilons), args.out, delta=args.delta,
-                  accountant=args.accountant, configs=parse_sets(args.set), holdout=args.holdout,
-                  split_seed=args.split_seed, image_size=args.image_size, seed=args.seed,
-                  n_synthetic=args.n_synthetic, eval_epochs=args.eval_epochs,
-                  progress=not args.no_progress, jobs=args.jobs, ledger=args.ledger)
-    from ..sweep import markdown
-
+    with privacy_warnings():
+        table = sweep(data_source(args), methods, parse_epsilons(args.epsilons), args.out,
+                      delta=args.delta, accountant=args.accountant, configs=parse_sets(args.set),
+                      holdout=args.holdout, split_seed=args.split_seed,
+                      image_size=args.image_size, seed=args.seed, n_synthetic=args.n_synthetic,
+                      eval_epochs=args.eval_epochs, progress=progress_wanted(args),
+                      jobs=args.jobs, ledger=args.ledger, budget=args.budget, force=args.force)
     print(markdown(table))
     print(f"table: {Path(args.out) / 'sweep.json'}  plot: {Path(args.out) / 'sweep.png'}")
     return 0

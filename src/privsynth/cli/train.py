@@ -7,31 +7,40 @@ import argparse
 from .options import (
     add_data_options,
     add_method_options,
+    add_output_options,
     add_privacy_options,
+    data_source,
     method_config,
+    method_names,
     privacy_warnings,
+    progress_wanted,
 )
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a (DP) generative model; writes a run folder",
                        description="Train a generative model with DP-SGD and write a run folder "
-                                   "(card.json, weights.safetensors, samples.png).")
-    p.add_argument("--method", default="dpgan", help="registered method (default dpgan)")
+                                   "(card.json, README.md model card, weights.safetensors, "
+                                   "samples.png).")
+    p.add_argument("--method", default="dpgan", choices=method_names(),
+                   help="dp* methods train with differential privacy; gan, vae and diffusion "
+                        "are their non-private twins")
     p.add_argument("--out", required=True, help="run folder to write (resumes if unfinished)")
     add_data_options(p)
     add_privacy_options(p)
     add_method_options(p)
-    p.add_argument("--class-proportions", choices=["uniform", "laplace", "gaussian"],
+    g = p.add_argument_group("run")
+    g.add_argument("--class-proportions", choices=["uniform", "laplace", "gaussian"],
                    default="uniform", help="how sampling picks classes: uniform (free) or the "
                                            "private class counts released with a DP mechanism")
-    p.add_argument("--counts-epsilon", type=float, default=0.1,
+    g.add_argument("--counts-epsilon", type=float, default=0.1,
                    help="epsilon spent on the class counts (taken from --epsilon)")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--evaluate", action="store_true",
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (its spend stays in the ledger)")
+    g.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    g.add_argument("--evaluate", action="store_true",
                    help="after training, print the stats table and TSTR/TRTR accuracy")
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
@@ -40,31 +49,35 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import write_json
     from ..report import save_grid
+    from ..run import GRID, QUICK_EVAL, write_model_card
     from ..trainer import train
 
     with privacy_warnings():
-        result = train(args.data, args.method, args.out, epsilon=args.epsilon, delta=args.delta,
-                       noise_multiplier=args.noise_multiplier, max_grad_norm=args.clip,
-                       accountant=args.accountant, grad_sample_mode=args.grad_sample_mode,
-                       no_dp=args.no_dp, config=method_config(args), holdout=args.holdout,
+        result = train(data_source(args), args.method, args.out, epsilon=args.epsilon,
+                       delta=args.delta, noise_multiplier=args.noise_multiplier,
+                       max_grad_norm=args.clip, accountant=args.accountant,
+                       grad_sample_mode=args.grad_sample_mode, no_dp=args.no_dp,
+                       config=method_config(args), holdout=args.holdout,
                        split_seed=args.split_seed, seed=args.seed, image_size=args.image_size,
                        ledger=args.ledger, budget=args.budget, force=args.force,
                        overwrite=args.overwrite, class_proportions=args.class_proportions,
                        counts_epsilon=args.counts_epsilon, device=args.device,
-                       progress=not args.no_progress, checkpoint_every=args.checkpoint_every)
+                       progress=progress_wanted(args), checkpoint_every=args.checkpoint_every)
     k = len(result.class_names)
     images, labels = result.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=args.seed)
-    grid = Path(args.out) / "samples.png"
-    save_grid(grid, images, labels, k)
+    out = Path(args.out)
+    save_grid(out / GRID, images, labels, k)
     from .info import format_card
 
     print(format_card(result.card))
-    print(f"sample grid: {grid}")
+    print(f"sample grid: {out / GRID}")
     if args.evaluate:
         from ..evaluate.quick import markdown, quick_evaluate
 
         ev = quick_evaluate(result, seed=args.seed)
-        write_json(Path(args.out) / "quick_eval.json", ev)
+        write_json(out / QUICK_EVAL, ev)
         print()
         print(markdown(ev, result.card))
+    write_model_card(out)  # now with the grid (and the evaluation) in it
+    print(f"model card: {out / 'README.md'}")
     return 0

@@ -1,42 +1,53 @@
-"""Data: loaders for digits / IDX / NPZ / image folders -> one `ImageDataset`; seeded split."""
+"""Data: loaders for digits / IDX / NPZ / image folders (PNG, 16-bit TIFF, DICOM) -> one
+`ImageDataset`; the seeded split, or an official test split given as a second path."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .dataset import ImageDataset, Split, split
 from .digits import load_digits_dataset
 from .folder import load_folder
 from .idx import load_idx
+from .labels import class_list
 from .npz import load_npz
+from .source import DataSource, as_source
 
-__all__ = ["ImageDataset", "Split", "split", "load_dataset", "resize"]
+__all__ = ["ImageDataset", "DataSource", "Split", "split", "load_dataset", "load_split", "resize"]
 
 
-def load_dataset(spec: str | Path, image_size: int | None = None) -> ImageDataset:
+def load_dataset(spec: str | os.PathLike[str] | DataSource, image_size: int | None = None,
+                 **options) -> ImageDataset:
     """Load ``digits`` (embedded), an IDX file/folder, an ``.npz`` or a class-per-folder tree.
 
+    ``spec`` is a path or a `DataSource` (path + format inputs: classes, channels, pixel_range,
+    window, name); keyword ``options`` build one, e.g. ``load_dataset("x.npz", classes=10)``.
     ``image_size`` resizes every image to ``image_size x image_size`` (bilinear).
     """
-    spec_str = str(spec)
-    if spec_str == "digits":
-        data = load_digits_dataset()
+    src = as_source(spec)
+    if options:
+        src = DataSource.from_options(src.path, {**src.options(), **options})
+    check_image_size(image_size)
+    if src.path == "digits":
+        data = _digits(src)
     else:
-        path = Path(spec_str).expanduser()
+        path = Path(src.path).expanduser()
+        src = src.with_path(path, src.name)
         if not path.exists():
             raise DataError(f"data path '{path}' does not exist; pass 'digits', an IDX file, "
                             "an .npz file or a folder with one sub-folder per class")
         if path.is_file() and path.suffix == ".npz":
-            data = load_npz(path)
+            data = load_npz(src)
         elif path.is_file() and ("idx" in path.name or "ubyte" in path.name):
-            data = load_idx(path)
+            data = load_idx(src)
         elif path.is_dir() and any(("idx" in p.name or "ubyte" in p.name) for p in path.iterdir()):
-            data = load_idx(path)
+            data = load_idx(src)
         elif path.is_dir():
-            return load_folder(path, image_size=image_size)
+            data = load_folder(src, image_size=image_size)
         else:
             raise DataError(f"'{path}': unknown data format; use .npz, IDX (MNIST) files or an "
                             "image folder with one sub-folder per class")
@@ -44,6 +55,73 @@ def load_dataset(spec: str | Path, image_size: int | None = None) -> ImageDatase
         raise DataError(f"{data.name}: only one class; conditional models need >= 2 classes")
     if image_size is not None and data.image_shape[1:] != (image_size, image_size):
         data = resize(data, image_size)
+    return data
+
+
+def load_split(data: str | os.PathLike[str] | DataSource | ImageDataset,
+               holdout: float | str | os.PathLike[str] = 0.2, seed: int = 0,
+               image_size: int | None = None) -> tuple[ImageDataset, Split]:
+    """The dataset and which rows are trained on / held out.
+
+    ``holdout`` is a fraction (< 1) or a count for a seeded random split, or the path of an
+    official test split in the same format (read with the same format inputs). Then the dataset
+    is ``data`` followed by the test images and the split is exactly that; its fingerprint (the
+    ledger's key) stays the one of ``data``, the images that can be trained on."""
+    dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size)
+    if not is_holdout_path(holdout):
+        return dataset, split(dataset, float(holdout), seed)
+    if isinstance(data, ImageDataset):
+        raise ConfigError("--holdout PATH needs --data as a path too (not in-memory data)")
+    if not Path(holdout).expanduser().exists():
+        raise DataError(f"--holdout '{holdout}' is neither a number nor an existing path; pass a "
+                        "fraction (0.2), a count (2000) or the test split's path")
+    src = as_source(data)
+    test = load_dataset(src.with_path(holdout), image_size)
+    if test.image_shape != dataset.image_shape:
+        raise DataError(f"holdout '{holdout}' holds {test.image_shape} images but --data holds "
+                        f"{dataset.image_shape}; pass --image-size N (and --channels) for both")
+    if test.class_names != dataset.class_names:
+        raise DataError(f"holdout '{holdout}' has classes {test.class_names[:10]} but --data has "
+                        f"{dataset.class_names[:10]}; pass the same --classes list for both")
+    n, m = len(dataset), len(test)
+    combined = ImageDataset(np.concatenate([dataset.images, test.images]),
+                            np.concatenate([dataset.labels, test.labels]), dataset.class_names,
+                            name=dataset.name, fingerprint=dataset.fingerprint,
+                            source_fingerprint=dataset.source_fingerprint)
+    return combined, Split(np.arange(n), np.arange(n, n + m), seed)
+
+
+def is_holdout_path(holdout) -> bool:
+    return isinstance(holdout, (str, os.PathLike)) and not _is_number(holdout)
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def check_image_size(image_size: int | None) -> None:
+    if image_size is not None and (not isinstance(image_size, (int, np.integer))
+                                   or not 1 <= image_size <= 4096):
+        raise ConfigError(f"--image-size must be a whole number of pixels in 1..4096, "
+                          f"got {image_size}")
+
+
+def _digits(src: DataSource) -> ImageDataset:
+    data = load_digits_dataset()
+    if src.pixel_range is not None or src.window is not None:
+        raise ConfigError("--pixel-range and --window do not apply to 'digits' (embedded, "
+                          "already 0-255)")
+    if src.classes is not None and class_list(src.classes, None, "digits") != data.class_names:
+        raise ConfigError(f"--classes {src.classes}: 'digits' has the classes 0..9")
+    if src.channels == 3:
+        data = ImageDataset(np.repeat(data.images, 3, axis=1), data.labels, data.class_names,
+                            name=data.name, source_fingerprint=data.source_fingerprint)
+    if src.name:
+        data.name = src.name
     return data
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 
 @dataclass
@@ -142,6 +143,9 @@ class Split:
 
 def split(data: ImageDataset, holdout: float | int = 0.2, seed: int = 0) -> Split:
     """Seeded random split. ``holdout`` is a fraction (<1) or a count of images."""
+    if isinstance(holdout, str) or not math.isfinite(holdout):
+        raise ConfigError(f"--holdout {holdout!r}: this command takes a fraction (<1) or a count "
+                          "of images; a test-split path is read by train, sweep and evaluate")
     n = len(data)
     n_holdout = int(round(holdout * n)) if holdout < 1 else int(holdout)
     if not 0 < n_holdout < n:

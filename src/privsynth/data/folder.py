@@ -1,4 +1,9 @@
-"""An image folder with one sub-folder per class (PNG/JPEG, grayscale or RGB)."""
+"""An image folder with one sub-folder per class: PNG/JPEG/BMP/GIF, 8- or 16-bit PNG/TIFF, DICOM.
+
+Bit depth is read from the file: a 16-bit image maps 0..65535 onto 0..255 (or the declared
+``--pixel-range`` / ``--window``), never saturates. The class list is the sub-folder names (or
+``--classes``), the channel count is 1 unless ``--channels 3`` is declared.
+"""
 
 from __future__ import annotations
 
@@ -8,53 +13,102 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import ImageDataset, files_fingerprint
+from .dicom import is_dicom, read_dicom
+from .pixels import to_channels, to_uint8, warn_if_narrow
+from .source import SPLIT_NAMES, DataSource, default_name
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
+_HIGH_DEPTH = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}  # read as numbers, not as 8-bit
 
 
-def load_folder(
-    path: Path, image_size: int | None = None, channels: int | None = None
-) -> ImageDataset:
-    from PIL import Image, UnidentifiedImageError
-
-    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise DataError(f"folder '{path}' has {len(classes)} class sub-folder(s); "
-                        "conditional models "
-                        "need >= 2 (put each class's images in its own sub-folder)")
-    files = [(f, k) for k, c in enumerate(classes) for f in sorted(c.iterdir())
-             if f.suffix.lower() in EXTENSIONS]
+def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageDataset:
+    src = src if isinstance(src, DataSource) else DataSource(str(src))
+    path = Path(src.path)
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = _class_names(path, subdirs, src.classes)
+    files = [(f, names.index(d.name)) for d in subdirs if d.name in names
+             for f in sorted(d.iterdir()) if f.is_file() and _is_image(f)]
     if not files:
-        raise DataError(f"folder '{path}' has no PNG/JPEG images in its class sub-folders")
-    empty = [c.name for k, c in enumerate(classes) if not any(kk == k for _, kk in files)]
-    if empty:
-        raise DataError(f"folder '{path}': class sub-folder(s) {empty} hold no images; "
-                        "remove them or add images")
-    images = []
+        raise DataError(f"folder '{path}' has no PNG/JPEG/TIFF/DICOM images in its class "
+                        "sub-folders")
+    if src.classes is None:
+        empty = [n for k, n in enumerate(names) if not any(kk == k for _, kk in files)]
+        if empty:
+            raise DataError(f"folder '{path}': class sub-folder(s) {empty} hold no images; "
+                            "remove them or add images")
+    arrays, high_max = [], 0.0
     for f, _ in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{f}: corrupt or unreadable image ({e.__class__.__name__}); "
-                            "fix or remove the file") from None
-    if channels is None:
-        channels = 1 if all(im.mode in ("L", "1", "I;16", "I", "LA") for im in images) else 3
-    mode = "L" if channels == 1 else "RGB"
-    sizes = {im.size for im in images}
+        image, peak = _read(f, src)
+        high_max = max(high_max, peak)
+        arrays.append(image)
+    if high_max and src.pixel_range is None and src.window is None:
+        warn_if_narrow(high_max, 65535.0, f"folder '{path}'")
+    sizes = {a.shape[1:] for a in arrays}
     if image_size is None and len(sizes) > 1:
         raise DataError(f"folder '{path}' mixes {len(sizes)} image sizes "
-                        f"(e.g. {sorted(sizes)[:2]}); "
-                        "pass --image-size N to resize all to N x N")
-    arrays = []
-    for im in images:
-        im = im.convert(mode)
-        if image_size is not None and im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.BILINEAR)
-        a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+                        f"(e.g. {sorted(sizes)[:2]}); pass --image-size N to resize all to N x N")
+    if image_size is not None:
+        arrays = [_resize(a, image_size) for a in arrays]
+    stack = np.stack([to_channels(a[None], src.channels, str(f))[0]
+                      for a, (f, _) in zip(arrays, files, strict=True)])
     labels = np.array([k for _, k in files], dtype=np.int64)
-    return ImageDataset(np.stack(arrays), labels, [c.name for c in classes], name=path.name,
-                        source_fingerprint=files_fingerprint([(f, classes[k].name)
-                                                              for f, k in files]))
+    # The ledger key: the files' bytes with their classes, before any decoding or resizing.
+    return ImageDataset(stack, labels, names, name=src.name or default_name(path),
+                        source_fingerprint=files_fingerprint([(f, names[k]) for f, k in files]))
+
+
+def _class_names(path: Path, subdirs: list[Path], declared) -> list[str]:
+    found = [d.name for d in subdirs]
+    if declared is None:
+        if found and {n.lower() for n in found} <= SPLIT_NAMES:
+            train = next((d for d in subdirs if d.name.lower().startswith("train")), subdirs[0])
+            test = next((d for d in subdirs if d != train), None)
+            hint = f" --holdout {test}" if test is not None else ""
+            raise DataError(f"folder '{path}' holds the splits {', '.join(f + '/' for f in found)}"
+                            f" — not classes; pass --data {train}{hint}")
+        if len(found) < 2:
+            raise DataError(f"folder '{path}' has {len(found)} class sub-folder(s); conditional "
+                            "models need >= 2 (put each class's images in its own sub-folder)")
+        return found
+    names = [str(i) for i in range(declared)] if isinstance(declared, int) else list(declared)
+    extra = sorted(set(found) - set(names))
+    if extra:
+        raise DataError(f"folder '{path}': sub-folder(s) {extra[:5]} are not in --classes "
+                        f"{names}; add them to --classes or move them out")
+    return names
+
+
+def _is_image(f: Path) -> bool:
+    return f.suffix.lower() in EXTENSIONS or is_dicom(f)
+
+
+def _read(f: Path, src: DataSource) -> tuple[np.ndarray, float]:
+    """One file -> (uint8 C x H x W, its peak stored value if 16-bit, else 0)."""
+    if is_dicom(f):
+        return read_dicom(f, src.pixel_range, src.window), 0.0
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            im.load()
+            mode = im.mode
+            if mode in _HIGH_DEPTH:
+                values = np.asarray(im)
+            else:
+                target = "L" if mode in ("L", "1", "LA") else "RGB"
+                values = np.asarray(im.convert(target))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"{f}: corrupt or unreadable image ({e.__class__.__name__}); "
+                        "fix or remove the file") from None
+    peak = float(values.max()) if mode.startswith("I;16") and values.size else 0.0
+    image = to_uint8(values, str(f), src.pixel_range, src.window, warn=False)
+    return (image[None] if image.ndim == 2 else image.transpose(2, 0, 1)), peak
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[1:] == (size, size):
+        return image
+    from PIL import Image
+
+    planes = [np.asarray(Image.fromarray(c).resize((size, size), Image.BILINEAR)) for c in image]
+    return np.stack(planes)

@@ -14,6 +14,9 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import ImageDataset, source_fingerprint
+from .labels import class_list, to_indices
+from .pixels import to_channels, to_uint8
+from .source import SPLIT_NAMES, DataSource, default_name
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -57,7 +60,8 @@ def find_idx_pair(path: Path) -> tuple[Path, Path]:
     return path, labels
 
 
-def load_idx(path: Path) -> ImageDataset:
+def load_idx(src: DataSource) -> ImageDataset:
+    path = Path(src.path)
     img_path, lbl_path = find_idx_pair(path)
     images = read_idx(img_path)
     labels = read_idx(lbl_path)
@@ -68,14 +72,25 @@ def load_idx(path: Path) -> ImageDataset:
         images = images.transpose(0, 3, 1, 2)
     else:
         raise DataError(f"{img_path}: IDX images must be 3-D (N x H x W), got {images.ndim}-D")
-    if images.dtype != np.uint8:
-        raise DataError(f"{img_path}: IDX images must be unsigned bytes; convert them to uint8")
-    labels = labels.reshape(-1).astype(np.int64)
+    labels = labels.reshape(-1)
     if labels.shape[0] != images.shape[0]:
         raise DataError(f"{img_path.name} holds {images.shape[0]} images but {lbl_path.name} holds "
                         f"{labels.shape[0]} labels; use matching files")
-    from .npz import relabel
+    if images.shape[0] == 0:
+        raise DataError(f"{img_path}: holds no images; point --data at a non-empty dataset")
+    # IDX stores no class names: the list is declared (--classes), never the labels present.
+    names = class_list(src.classes, None, str(img_path))
+    pixels = to_channels(to_uint8(np.ascontiguousarray(images), str(img_path), src.pixel_range),
+                         src.channels, str(img_path))
+    return ImageDataset(pixels, to_indices(labels, names, str(lbl_path)), names,
+                        name=src.name or _idx_name(path, img_path), source_fingerprint=source)
 
-    labels, names = relabel(labels)
-    return ImageDataset(np.ascontiguousarray(images), labels, names,
-                        name=img_path.name.split(".")[0], source_fingerprint=source)
+
+def _idx_name(path: Path, img_path: Path) -> str:
+    """The folder's name (mnist-t10k), or the file's prefix (train-images-... -> its folder)."""
+    if path.is_dir():
+        return default_name(path)
+    prefix = img_path.name.split("-images")[0].split(".")[0]
+    if prefix.lower() in SPLIT_NAMES | {"t10k"}:
+        return default_name(img_path.parent)
+    return prefix

@@ -1,8 +1,10 @@
 """NPZ arrays: keys ``x``/``y``, ``images``/``labels`` or MedMNIST-style
-``train_images``/``train_labels``.
+``train_images``/``train_labels``, plus an optional ``class_names`` array (`privsynth sample`
+writes one).
 
-Images may be N x H x W, N x H x W x C or N x C x H x W, uint8 0-255 or float 0-1.
-Loaded with ``allow_pickle=False``: an NPZ cannot run code.
+Images may be N x H x W, N x H x W x C or N x C x H x W; pixels are scaled by the declared
+``--pixel-range`` or the dtype's range (uint8 0-255, float 0-1, uint16 0-65535), never by the
+values present. Loaded with ``allow_pickle=False``: an NPZ cannot run code.
 """
 
 from __future__ import annotations
@@ -13,29 +15,17 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import ImageDataset, source_fingerprint
+from .labels import class_list, to_indices
+from .pixels import to_channels, to_uint8
+from .source import DataSource, default_name
 
 _KEY_PAIRS = [("x", "y"), ("images", "labels"), ("train_images", "train_labels"), ("X", "y")]
+# An .npz is a zip archive: local-file header, or the end record of an empty archive.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-def relabel(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Map arbitrary label values to 0..K-1, keeping their names."""
-    values, inverse = np.unique(labels, return_inverse=True)
-    return inverse.astype(np.int64), [str(v) for v in values]
-
-
-def to_uint8_nchw(images: np.ndarray, source: str) -> np.ndarray:
-    images = np.asarray(images)
-    if images.dtype.kind == "f":
-        if not np.isfinite(images).all():
-            raise DataError(f"{source}: images contain NaN or infinite values; clean or drop them")
-        scale = 255.0 if images.max() <= 1.0 + 1e-6 else 1.0
-        images = np.clip(np.rint(images * scale), 0, 255).astype(np.uint8)
-    elif images.dtype.kind in "iu":
-        if images.min() < 0 or images.max() > 255:
-            raise DataError(f"{source}: integer pixels must be 0-255; rescale the images")
-        images = images.astype(np.uint8)
-    else:
-        raise DataError(f"{source}: images have dtype {images.dtype}; use uint8 or float arrays")
+def to_nchw(images: np.ndarray, source: str) -> np.ndarray:
+    """N x H x W, N x H x W x C or N x C x H x W -> N x C x H x W (C = 1 or 3, by position)."""
     if images.ndim == 3:
         return images[:, None]
     if images.ndim == 4:
@@ -45,10 +35,23 @@ def to_uint8_nchw(images: np.ndarray, source: str) -> np.ndarray:
     raise DataError(f"{source}: images must be 3-D or 4-D, got shape {images.shape}")
 
 
-def load_npz(path: Path) -> ImageDataset:
+def to_uint8_nchw(images: np.ndarray, source: str,
+                  pixel_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Pixels by the declared or the dtype's range -> uint8 N x C x H x W."""
+    return to_nchw(to_uint8(np.asarray(images), source, pixel_range), source)
+
+
+def load_npz(src: DataSource) -> ImageDataset:
+    path = Path(src.path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head not in _ZIP_MAGIC:
+        what = "an empty file" if not head else "no zip header"
+        raise DataError(f"{path}: not an NPZ archive ({what}); save the arrays with "
+                        "numpy.savez(path, images=..., labels=...)")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise DataError(f"{path}: cannot read NPZ ({e}); save it with numpy.savez") from None
     with archive:
         keys = set(archive.files)
@@ -56,7 +59,9 @@ def load_npz(path: Path) -> ImageDataset:
             if img_key in keys and lbl_key in keys:
                 try:  # arrays are read lazily: object (pickled) arrays fail only here
                     images, labels = archive[img_key], archive[lbl_key]
-                except (OSError, ValueError) as e:
+                    stored = ([str(s) for s in archive["class_names"]]
+                              if "class_names" in keys else None)
+                except (OSError, ValueError, EOFError) as e:
                     raise DataError(f"{path}: cannot read '{img_key}'/'{lbl_key}' ({e}); save "
                                     "plain numeric arrays with numpy.savez") from None
                 break
@@ -65,11 +70,13 @@ def load_npz(path: Path) -> ImageDataset:
                             "train_images/train_labels")
     source = source_fingerprint(np.asarray(images), np.asarray(labels))  # before any conversion
     labels = np.asarray(labels).reshape(-1)
-    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-        raise DataError(f"{path}: labels contain NaN; every image needs a class")
     if len(labels) != len(images):
         raise DataError(f"{path}: {len(images)} images but {len(labels)} labels; "
                         "images and labels must have the same count")
-    labels, names = relabel(labels)
-    return ImageDataset(to_uint8_nchw(images, str(path)), labels, names, name=path.stem,
-                        source_fingerprint=source)
+    if len(images) == 0:
+        raise DataError(f"{path}: holds no images; point --data at a non-empty dataset")
+    names = class_list(src.classes, stored, str(path))
+    pixels = to_channels(to_uint8_nchw(images, str(path), src.pixel_range), src.channels,
+                         str(path))
+    return ImageDataset(pixels, to_indices(labels, names, str(path)), names,
+                        name=src.name or default_name(path), source_fingerprint=source)

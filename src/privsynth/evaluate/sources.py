@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import ImageDataset, load_dataset, split
+from ..data import ImageDataset, load_split
 from ..errors import ConfigError, DataError
 
 
@@ -42,9 +42,11 @@ def from_run(path: str | os.PathLike[str], data: ImageDataset | str | None = Non
                     str(path)), train, holdout)
 
 
-def load_synthetic(path: str | os.PathLike[str], class_names: list[str]
+def load_synthetic(path: str | os.PathLike[str], class_names: list[str], channels: int = 1
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels (0..K-1 of ``class_names``) from an .npz or a class-per-folder tree."""
+    """Images and labels (0..K-1 of ``class_names``) from an .npz or a class-per-folder tree
+    (read with the real data's ``channels``)."""
+    from ..data import DataSource
     from ..data.folder import load_folder
     from ..data.npz import to_uint8_nchw
 
@@ -66,7 +68,7 @@ def load_synthetic(path: str | os.PathLike[str], class_names: list[str]
             if labels.min() < 0 or labels.max() >= len(class_names):
                 raise DataError(f"{path}: labels must be 0..{len(class_names) - 1}")
         return images, labels
-    ds = load_folder(path) if path.is_dir() else None
+    ds = load_folder(DataSource(str(path), channels=channels)) if path.is_dir() else None
     if ds is None:
         raise DataError(f"'{path}': pass a folder of class sub-folders or an .npz file")
     labels = _rename(np.asarray([ds.class_names[i] for i in ds.labels]), class_names, path)
@@ -82,7 +84,8 @@ def _rename(names: np.ndarray, class_names: list[str], path: Path) -> np.ndarray
     return np.asarray([index[c] for c in names], dtype=np.int64)
 
 
-def from_synthetic(path: str | os.PathLike[str], data: str | ImageDataset, holdout: float = 0.2,
+def from_synthetic(path: str | os.PathLike[str], data: str | ImageDataset,
+                   holdout: float | str = 0.2,
                    split_seed: int = 0, image_size: int | None = None
                    ) -> tuple[Subject, ImageDataset, ImageDataset]:
     """A synthetic set made elsewhere, against ``data`` split with ``holdout``/``split_seed``
@@ -90,9 +93,8 @@ def from_synthetic(path: str | os.PathLike[str], data: str | ImageDataset, holdo
     if data is None:
         raise ConfigError("--synthetic needs --data (the real dataset, split with --holdout and "
                           "--split-seed as in training)")
-    ds = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
-    parts = split(ds, holdout, split_seed)
-    images, labels = load_synthetic(path, ds.class_names)
+    ds, parts = load_split(data, holdout, split_seed, image_size)
+    images, labels = load_synthetic(path, ds.class_names, ds.image_shape[0])
     if images.shape[1:] != ds.images.shape[1:]:
         raise DataError(f"synthetic images are {images.shape[1:]} but the real ones are "
                         f"{ds.images.shape[1:]}; pass --image-size or resample")

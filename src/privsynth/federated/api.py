@@ -7,14 +7,15 @@ ServerApp and ClientApp code with messages passed by function call (tests, bench
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_json
-from ..data import load_dataset, split
-from ..errors import CheckpointError, ConfigError
+from ..data import DataSource, load_dataset, split
+from ..errors import BudgetError, CheckpointError, ConfigError, PrivsynthError
 from ..privacy.accounting import calibrate_noise
 from ..privacy.ledger import resolve_location
 from ..privacy.ledger_store import is_url
@@ -62,10 +63,11 @@ def build_run_config(
         clients = len(owner_data)
     if clients < 2:
         raise ConfigError(f"--clients must be >= 2 for a federation, got {clients}")
-    dataset = load_dataset(owner_data[0] if owner_data else data, image_size=image_size)
+    dataset = load_dataset(_owner_source(data, owner_data[0]) if owner_data else data,
+                           image_size=image_size)
     c, h, _ = dataset.image_shape
     if owner_data:
-        sizes = [len(load_dataset(p, image_size=h)) for p in owner_data]
+        sizes = [len(load_dataset(_owner_source(data, p), image_size=h)) for p in owner_data]
         nodes = [{"data-path": str(Path(p).resolve())} for p in owner_data]
     else:
         parts = split(dataset, holdout, split_seed)
@@ -84,6 +86,8 @@ def build_run_config(
         "method": method,
         "model-config": json.dumps(config or {}),
         "data": source,
+        # The public format inputs (classes, channels, pixel range...) every owner reads with.
+        "data-format": json.dumps(data.options() if isinstance(data, DataSource) else {}),
         "image-size": h,
         "image-channels": c,
         "num-classes": dataset.num_classes,
@@ -159,6 +163,8 @@ def federate(
     overwrite: bool = False,
     timeout: float = 1800,
     ledger: str | Path | None = None,
+    budget: float | None = None,
+    force: bool = False,
     extra_run_config: dict | None = None,
     inprocess_drop: dict | None = None,
 ) -> Run:
@@ -168,6 +174,8 @@ def federate(
     ``client_epsilon`` (or ``client_noise``): client-level DP by server-side Gaussian noise.
     ``aggregation``: ``plain`` | ``secagg`` (SecAgg+) | ``ckks`` (TenSEAL). ``dirichlet``: alpha of
     a non-IID label split (None = IID). ``owner_data``: one dataset path per owner instead.
+    ``budget``: before any round, every owner's data is checked against its budget in the ledger
+    for the per-owner ``epsilon`` (like `train`; ``force`` overrides).
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -207,15 +215,23 @@ def federate(
         cfg["epsilon"] = cfg["epsilon"] or 1.0  # (marks the run private; epsilon is accounted)
         cfg["noise-multiplier"] = float(noise_multiplier)
     cfg.update(extra_run_config or {})
+    # Owners book into the ledger every verb finds (privacy/ledger.py), keyed by their data.
+    location = resolve_location(ledger)
+    location = location if is_url(location) else str(Path(location).expanduser().resolve())
+    if budget is not None and cfg["epsilon"] > 0:
+        try:
+            _check_budgets(cfg, nodes, location, budget, force)
+        except PrivsynthError:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # created above and still empty: leave nothing behind
+            raise
     work = out / "federation"
     if aggregation == "ckks":
         from .encrypted import make_keys
 
         secret, public = make_keys(work / "keys")
         cfg["ckks-public"], cfg["ckks-secret"] = str(public), str(secret)
-    if cfg["epsilon"] > 0:  # owners book into the ledger every verb finds (privacy/ledger.py)
-        location = resolve_location(ledger)
-        location = location if is_url(location) else str(Path(location).expanduser().resolve())
+    if cfg["epsilon"] > 0:
         for n in nodes:
             n["ledger"] = location
     if mode == "inprocess":
@@ -243,6 +259,35 @@ def federate(
     return run
 
 
+def _owner_source(data, path: str) -> DataSource | str:
+    """An owner's own data path, read with the run's format inputs."""
+    return data.with_path(path) if isinstance(data, DataSource) else path
+
+
+def _check_budgets(cfg: dict, nodes: list[dict], location: str, budget: float,
+                   force: bool) -> None:
+    """Each owner's images, exactly as its ClientApp will load them, against the ledger: the
+    dataset's budget and ``budget``, checked (in the ledger's locked transaction) for the
+    per-owner ``epsilon``. Check only: the owners book what they spend as rounds run."""
+    import uuid
+
+    from ..privacy import Ledger
+    from .task import load_owner_data
+
+    ledger, run_id = Ledger(location), f"federated-check-{uuid.uuid4().hex[:8]}"
+    epsilon = float(cfg["epsilon"])
+    for i, node in enumerate(nodes):
+        owned = load_owner_data(node, cfg)
+        try:
+            segment = ledger.reserve(owned.source_fingerprint, owned.name, run_id=run_id,
+                                     epsilon=epsilon, delta=0.0, kind="federated-check",
+                                     limit=budget, force=force)
+        except BudgetError as e:
+            raise BudgetError(f"owner {i + 1} of {len(nodes)}: this federation plans {epsilon:g} "
+                              f"(epsilon) on each owner's data; {e}") from None
+        ledger.cancel(segment)  # it fits: drop the check's reservation, it used no data
+
+
 def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size) -> None:
     """Local experiments split one dataset: record its fingerprint and split like `train` does."""
     card = read_card(out)
@@ -257,6 +302,7 @@ def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size)
             n_holdout=len(parts.holdout),
             source="digits" if str(data) == "digits" else str(Path(data).resolve()),
             image_size=image_size,
+            format=data.options() if isinstance(data, DataSource) else None,
         )
     else:
         card["data"].update(

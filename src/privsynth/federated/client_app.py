@@ -238,13 +238,13 @@ def _maybe_drop(cfg: dict, pid: int, server_round: int) -> None:
 
 def _book_ledger(node: dict, data, run_id: int, res: task.LocalResult, method: str) -> None:
     """Each owner books its own spend in its own ledger (node config ``ledger``), keyed by the
-    fingerprint of its own data."""
+    source fingerprint of its own data (the key `train` books the same records under)."""
     if "ledger" not in node or res.accountant is None:
         return
     from ..privacy import Ledger
 
     Ledger(str(node["ledger"])).record(
-        data.fingerprint,
+        data.source_fingerprint,
         data.name,
         f"federated-{run_id}",
         epsilon=res.epsilon,

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "method": "dpgan",
     "model-config": "{}",
     "data": "digits",
+    "data-format": "{}",  # the public format inputs (DataSource.options() as JSON)
     "image-size": 8,
     "image-channels": 1,
     "num-classes": 10,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..data import ImageDataset, load_dataset, split, to_unit_range
+from ..data import DataSource, ImageDataset, load_dataset, split, to_unit_range
 from ..errors import ConfigError
 from ..models.base import infinite
 from ..models.gan import GANSynthesizer
@@ -111,6 +111,11 @@ def finalize(synth: Synth) -> Synth:
 
 
 # --- data ---------------------------------------------------------------------
+def _source(run_cfg: dict[str, Any], path) -> DataSource:
+    """``path`` with the run's public format inputs (``data-format``: classes, channels, ...)."""
+    return DataSource.from_options(str(path), json.loads(str(run_cfg["data-format"]) or "{}"))
+
+
 def load_owner_data(node_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> ImageDataset:
     """This owner's private training images.
 
@@ -120,13 +125,13 @@ def load_owner_data(node_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> ImageD
     """
     size = int(run_cfg["image-size"])
     if "data-path" in node_cfg:
-        return load_dataset(str(node_cfg["data-path"]), image_size=size)
+        return load_dataset(_source(run_cfg, node_cfg["data-path"]), image_size=size)
     if "partition-id" not in node_cfg:
         raise ConfigError(
             "this SuperNode has no data: start it with --node-config "
             "'data-path=\"/my/images\"' (or partition-id=I num-partitions=N)"
         )
-    data = load_dataset(str(run_cfg["data"]), image_size=size)
+    data = load_dataset(_source(run_cfg, run_cfg["data"]), image_size=size)
     parts = split(data, float(run_cfg["holdout"]), int(run_cfg["split-seed"]))
     train = data.subset(parts.train, name=data.name)
     owners = partition(

@@ -1,6 +1,17 @@
 """Models: one file per method family, registered by name in ``registry.METHODS``."""
 
-from .base import FitResult, Synthesizer, TrainContext
-from .registry import METHODS, create, method_class
+import importlib as _importlib
 
-__all__ = ["FitResult", "Synthesizer", "TrainContext", "METHODS", "create", "method_class"]
+# Loaded on first use: the CLI lists ``registry.METHODS`` in --help without importing torch.
+_LAZY = {"FitResult": "base", "Synthesizer": "base", "TrainContext": "base",
+         "METHODS": "registry", "create": "registry", "method_class": "registry"}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -71,7 +71,29 @@ def build_config(cls: type, overrides: dict[str, Any] | None) -> Any:
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} for this method; valid: {sorted(names)}")
+    defaults = {f.name: f.default for f in fields(cls)}
+    for key, value in overrides.items():
+        _check_type(key, value, defaults[key])
     return cls(**overrides)
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    """A value of the default's kind (numbers for numeric options), so `--set steps=abc` stops
+    here with one line instead of deep inside training."""
+    if default is None or isinstance(default, (list, tuple, dict)):
+        return
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "True or False"
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        kind = "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    else:
+        return
+    if not ok:
+        raise ConfigError(f"option {key}={value!r} must be {kind} (default {default!r}); "
+                          f"e.g. --set {key}={default!r}")
 
 
 def infinite(loader):

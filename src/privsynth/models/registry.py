@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .base import Synthesizer
+
+if TYPE_CHECKING:  # base imports torch; the CLI reads METHODS without it
+    from .base import Synthesizer
 
 # name -> (module, class name, private by default). Imported lazily so `privsynth --help` is fast.
 METHODS: dict[str, tuple[str, str, bool]] = {

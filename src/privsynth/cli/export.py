@@ -1,0 +1,34 @@
+"""privsynth export: copy the publishable part of a run folder (weights, cards, grid)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .options import add_output_options
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="write a folder with only what is safe to publish",
+                       description="Copy a finished DP run's weights.safetensors and samples.png, "
+                                   "and write its card.json (without local paths and un-noised "
+                                   "training losses) and README.md model card (Hugging Face "
+                                   "format) into DIR. Never copies split.json or train_state.pt.")
+    p.add_argument("run", help="run folder written by `privsynth train` or `federate`")
+    p.add_argument("dir", metavar="DIR", help="folder to write (e.g. a Hugging Face repo clone)")
+    p.add_argument("--license", default=None, metavar="ID",
+                   help="Hugging Face license identifier for the model card, e.g. apache-2.0 "
+                        "(default: 'other', unspecified — the data owner decides)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
+    p.add_argument("--non-private", action="store_true",
+                   help="also export a run trained without DP (only for public training data)")
+    add_output_options(p, progress=False)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export
+
+    out = export(args.run, args.dir, license_id=args.license, overwrite=args.overwrite,
+                 non_private=args.non_private)
+    print(f"exported {args.run} -> {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+    return 0
