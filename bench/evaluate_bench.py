@@ -59,7 +59,7 @@ def train_runs(name: str, work: Path) -> dict[str, str]:
                 "status"] != "complete":
             t = time.time()
             privsynth.train(data, method, out, epsilon=eps, config=cfg, holdout=holdout,
-                            split_seed=0, ledger=work / "ledger.json", progress=True)
+                            split_seed=0, ledger=work / "ledger.sqlite", progress=True)
             print(f"trained {label} on {name} in {time.time() - t:.0f}s")
         runs[label] = str(out)
     return runs
@@ -112,7 +112,7 @@ def main() -> None:
 
                 shutil.rmtree(out, ignore_errors=True)
                 r = audit(data, method, out, epsilon=eps, canaries=args.canaries, config=cfg,
-                          holdout=holdout, ledger=work / "ledger.json", progress=True)
+                          holdout=holdout, ledger=work / "ledger.sqlite", progress=True)
                 entry["audit"][label] = {k: r[k] for k in (
                     "accountant_epsilon", "delta", "epsilon_lower_bound", "confidence",
                     "canaries", "included", "per_attack", "seconds")}

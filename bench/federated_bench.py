@@ -95,7 +95,7 @@ def main() -> None:
         accountant=args.accountant,
         config=dict(model, epochs=epochs),
         progress=False,
-        ledger=work / "ledger.json",
+        ledger=work / "ledger.sqlite",
         holdout=0.2 if args.data == "digits" else 2000,
     )
     central_wall = time.time() - t
@@ -134,7 +134,7 @@ def main() -> None:
                 delta=central.delta,  # equal (epsilon, delta) to central DP, not 1/(10 n_owner)
                 config=model,
                 mode=args.mode,
-                ledger=work / "ledger.json",
+                ledger=work / "ledger.sqlite",
                 holdout=0.2 if args.data == "digits" else 2000,
             )
             wall = time.time() - t

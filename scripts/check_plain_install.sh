@@ -29,6 +29,8 @@ else
 fi
 PS="$VENV/bin/privsynth"
 export OMP_NUM_THREADS=1
+# Book into a throw-away ledger, never the per-user one of whoever runs the check.
+export PRIVSYNTH_LEDGER="$WORK/ledger.sqlite"
 
 # tiny: 8x8 digits, 2 owners, 1 round of 2 local steps, a few-channel GAN
 TINY=(--data digits --clients 2 --rounds 1 --local-steps 2 --accountant rdp --epsilon 10
