@@ -189,7 +189,8 @@ def _evaluate_cell(run, cell, method, eps, skipped, train_s, hold, real_model, r
         return row
     t = time.time()
     images, labels = run.sample(n, seed=seed)
-    acc = tstr(images, labels, hold.images, hold.labels, k, eval_epochs, seed)
+    acc = tstr(images, labels, hold.images, hold.labels, k, epochs=eval_epochs,
+               seed=seed)["accuracy"]
     fd = frechet(real_feats, embed(real_model, images))
     row = {"method": method, "run_method": run.method, "epsilon": "inf" if math.isinf(eps) else eps,
            "epsilon_spent": "inf" if math.isinf(run.epsilon) else run.epsilon,

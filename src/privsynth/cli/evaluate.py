@@ -23,7 +23,11 @@ def add_parser(sub) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="with --synthetic: the split seed")
     p.add_argument("--image-size", type=int, default=None, help="with --synthetic: resize to N x N")
     p.add_argument("-n", "--n-synthetic", type=int, default=None,
-                   help="synthetic images per run (default: as many as the training split)")
+                   help="synthetic images per model, sampled class-balanced (default 10000; "
+                        "DPImageBench uses 60000); a set made elsewhere is cut to a "
+                        "class-balanced subset of this size")
+    p.add_argument("--classifiers", default="lenet,resnet",
+                   help="TSTR/TRTR classifiers, comma-separated (default lenet,resnet)")
     p.add_argument("--max-members", type=int, default=1000,
                    help="membership-inference members (= non-members) at most (default 1000)")
     p.add_argument("--cache-dir", default=None,
@@ -50,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
                       n_synthetic=args.n_synthetic, max_members=args.max_members,
                       cache_dir=args.cache_dir, inception_weights=args.inception_weights,
                       seed=args.seed, progress=not args.no_progress,
-                      classifier_passes=args.classifier_passes)
+                      classifier_passes=args.classifier_passes,
+                      classifiers=tuple(c.strip() for c in args.classifiers.split(",")
+                                        if c.strip()))
     print(summary(result))
     print(f"\nwrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
     return 0

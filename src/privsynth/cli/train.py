@@ -25,7 +25,10 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--evaluate", action="store_true",
-                   help="after training, print the stats table and TSTR/TRTR accuracy")
+                   help="after training, print the stats table, the collapse check and "
+                        "TSTR/TRTR accuracy (LeNet)")
+    p.add_argument("--evaluate-resnet", action="store_true",
+                   help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)")
     p.set_defaults(func=run)
 
 
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.evaluate:
         from ..evaluate.quick import markdown, quick_evaluate
 
-        ev = quick_evaluate(result, seed=args.seed)
+        nets = ("lenet", "resnet") if args.evaluate_resnet else ("lenet",)
+        ev = quick_evaluate(result, classifiers=nets, seed=args.seed)
         write_json(Path(args.out) / "quick_eval.json", ev)
         print()
         print(markdown(ev, result.card))
