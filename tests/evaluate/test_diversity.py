@@ -32,6 +32,14 @@ def test_real_data_is_not_flagged(halves):
     assert collapse_flags(div, floor, floor, names) == []
 
 
+def test_dim_but_varied_images_are_not_taken_for_collapse(halves):
+    """A DP-VAE draws varied but dim digits: the spread must not confuse brightness with variety."""
+    (xa, ya), (xb, yb), _ = halves
+    dim = (xb.astype(np.float64) * 0.4).round().astype(np.uint8)
+    div = within_class_diversity(xa, ya, dim, yb, 10)
+    assert 0.85 < div["ratio_mean"] < 1.15 and collapse_flags(div) == []
+
+
 def test_collapsed_set_is_flagged_in_plain_words(halves):
     (xa, ya), (xb, yb), names = halves
     div = within_class_diversity(xa, ya, collapse(xb, yb), yb, 10)

@@ -64,7 +64,12 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """A ResNet-8: a 3x3 stem and three residual stages (width w, 2w, 4w), global average pool.
     Every stage halves the resolution (8x8 images keep theirs in the first), so 28x28 costs about
-    2.5 LeNets on one CPU thread and 8x8 about 4 (8x8 LeNets are very cheap)."""
+    2.5 LeNets on one CPU thread and 8x8 about 4 (8x8 LeNets are very cheap).
+
+    Each image is standardised (zero mean, unit variance) before the stem. Batch norm learns the
+    statistics of its training images; trained on dim, low-contrast synthetic digits (a DP-VAE's
+    pixel std is half the real one) and tested on real ones, the plain ResNet fell to 32% where
+    the LeNet reached 74%. Standardised, it does as well or better, and TRTR is unchanged."""
 
     def __init__(self, channels: int, size: int, num_classes: int, width: int = 32):
         super().__init__()
@@ -78,13 +83,15 @@ class ResNet(nn.Module):
         self.head = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = x.mean((1, 2, 3), keepdim=True), x.std((1, 2, 3), keepdim=True)
+        x = (x - mean) / (std + 1e-2)
         return self.head(F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1))
 
 
 # name -> (network, its readable name, light shift augmentation while training)
 CLASSIFIERS: dict[str, tuple[type[nn.Module], str, bool]] = {
     "lenet": (LeNet, "LeNet", False),
-    "resnet": (ResNet, "ResNet-8 + shifts", True),
+    "resnet": (ResNet, "ResNet-8 (standardised input) + shifts", True),
 }
 
 

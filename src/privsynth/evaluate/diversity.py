@@ -4,8 +4,9 @@ A Fréchet distance compares means and covariances and can rank a generator that
 image per class above an honest, varied one (it did: a fully collapsed DP-GAN scored best on a
 medical set). So every Fréchet figure is shown beside
 - the within-class spread: the mean pairwise distance between images of one class, synthetic
-  divided by real (1 = as varied as the real data, 0.33 = three times less varied), in pixels,
-  so it needs no trained network and means the same on every dataset;
+  divided by real (1 = as varied as the real data, 0.33 = three times less varied), on pixels
+  standardised per image (so dim or low-contrast images are not mistaken for identical ones);
+  it needs no trained network and means the same on every dataset;
 - recall / coverage (how much of the real variety the synthetic set reproduces), when known;
 and a plain-words flag when either says the variety is gone. Pixel spread cannot tell variety
 from noise (random pixels are "varied"); recall can, which is why both are shown.
@@ -24,10 +25,20 @@ LOW_RECALL_SHARE, LOW_RECALL = 0.5, 0.1
 MIN_PER_CLASS = 3
 
 
+def standardise(images: np.ndarray) -> np.ndarray:
+    """Each image flattened, minus its mean, divided by its length (a blank image stays 0): the
+    distance between two such images depends on their shapes, not their brightness."""
+    x = images.reshape(len(images), -1).astype(np.float64)
+    x -= x.mean(1, keepdims=True)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
 def within_class_spread(images: np.ndarray, labels: np.ndarray, num_classes: int,
                         max_per_class: int = 300, seed: int = 0) -> list[float]:
-    """Mean pairwise L2 distance between images of each class (pixels scaled to 0..1), on up to
-    ``max_per_class`` images per class (seeded); NaN for a class with fewer than 3 images."""
+    """Mean pairwise L2 distance between the `standardise`d images of each class (0 = all the
+    same, sqrt(2) = unrelated), on up to ``max_per_class`` images per class (seeded); NaN for a
+    class with fewer than 3 images."""
     rng = np.random.default_rng(seed)
     out = []
     for k in range(num_classes):
@@ -36,8 +47,7 @@ def within_class_spread(images: np.ndarray, labels: np.ndarray, num_classes: int
             out.append(float("nan"))
             continue
         idx = rng.permutation(idx)[:max_per_class]
-        x = images[idx].reshape(len(idx), -1).astype(np.float64) / 255.0
-        out.append(float(pdist(x).mean()))
+        out.append(float(pdist(standardise(images[idx])).mean()))
     return out
 
 
@@ -55,9 +65,10 @@ def within_class_diversity(real_images: np.ndarray, real_labels: np.ndarray,
     synth = within_class_spread(synth_images, synth_labels, k, max_per_class, seed)
     ratio = [s / r if r > 0 else float("nan") for r, s in zip(real, synth, strict=True)]
     valid = [i for i in range(k) if np.isfinite(ratio[i])]
+    space = "pixels, standardised per image"
     if not valid:
         return {"per_class": [], "ratio_mean": float("nan"), "ratio_min": float("nan"),
-                "least_varied_class": None, "collapsed_classes": [], "space": "pixels 0..1",
+                "least_varied_class": None, "collapsed_classes": [], "space": space,
                 "max_per_class": max_per_class}
     worst = min(valid, key=lambda i: ratio[i])
     return {"per_class": [{"class": i, "real": real[i], "synthetic": synth[i], "ratio": ratio[i]}
@@ -65,7 +76,7 @@ def within_class_diversity(real_images: np.ndarray, real_labels: np.ndarray,
             "ratio_mean": float(np.mean([ratio[i] for i in valid])),
             "ratio_min": float(ratio[worst]), "least_varied_class": worst,
             "collapsed_classes": [i for i in valid if ratio[i] < COLLAPSE_RATIO],
-            "space": "pixels 0..1", "max_per_class": max_per_class}
+            "space": space, "max_per_class": max_per_class}
 
 
 def _less(ratio: float) -> str:

@@ -34,6 +34,11 @@ def table(header: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def png_width(png: bytes) -> int:
+    """Pixel width from the PNG header (IHDR: bytes 16..20, big-endian)."""
+    return int.from_bytes(png[16:20], "big")
+
+
 def verdict(flags: list[str]) -> str:
     text = html.escape(collapse_text(flags))
     return f"<span class='bad'>{text}</span>" if flags else f"<span class='ok'>{text}</span>"
@@ -87,9 +92,9 @@ def render(result: dict, subjects: list, train) -> str:
 
     out.append("<h2>Samples (one row per class)</h2><div class='flex'>")
     for s, m in zip(subjects, result["models"], strict=True):
-        out.append(f"<div><b>{html.escape(s.name)}</b><br>"
-                   f"{img(grid_png(s.images, s.labels, k), s.name)}"
-                   f"{flag_html(m.get('collapse_flags', []), 360)}</div>")
+        png = grid_png(s.images, s.labels, k)
+        out.append(f"<div><b>{html.escape(s.name)}</b><br>{img(png, s.name)}"
+                   f"{flag_html(m.get('collapse_flags', []), png_width(png))}</div>")
     out.append(f"<div><b>real (training split)</b><br>"
                f"{img(grid_png(train.images, train.labels, k), 'real')}</div></div>")
 
@@ -126,8 +131,9 @@ def render(result: dict, subjects: list, train) -> str:
                       "FID (Inception)"], rows))
     out.append("<p class='note'>A low Fréchet distance alone does not mean varied images: a "
                "generator that draws one good image per class can score well. Read it with the "
-               "within-class spread (mean pairwise pixel distance inside a class, synthetic / "
-               "real: 1 = as varied as the real data) and recall / coverage.</p>")
+               "within-class spread (mean pairwise pixel distance inside a class, each image "
+               "standardised for brightness and contrast; synthetic / real: 1 = as varied as the "
+               "real data) and recall / coverage.</p>")
     for m in result["models"]:
         flags = m.get("collapse_flags", [])
         out.append(f"<p><b>{html.escape(m['name'])}</b>: "
@@ -146,8 +152,9 @@ def render(result: dict, subjects: list, train) -> str:
         if result["models"] else []
     names = [CLASSIFIER_NAMES.get(c, c) for c in classifiers]
     out.append("<h2>Utility: train on synthetic, test on real (TSTR) vs train on real (TRTR)</h2>"
-               "<p class='note'>Each classifier (LeNet; ResNet-8 with random shifts) follows one "
-               "fixed schedule set by the training-set size alone and the last epoch is "
+               "<p class='note'>Each classifier (LeNet; ResNet-8 on standardised images, with "
+               "random shifts) follows one fixed schedule set by the training-set size alone "
+               "and the last epoch is "
                "reported: nothing is selected, the holdout is only the test set. TRTR: the same "
                "classifier and rule on the real training split. Synthetic images are sampled "
                "class-balanced. The augmentation columns use the LeNet.</p>")
