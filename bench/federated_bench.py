@@ -48,7 +48,8 @@ class Judge:
     def __call__(self, run, n=2000, seed=0) -> dict:
         images, labels = run.sample(n, seed=seed)
         h = self.holdout
-        acc = tstr(images, labels, h.images, h.labels, len(run.class_names), seed=seed)
+        acc = tstr(images, labels, h.images, h.labels, len(run.class_names), epochs=10,
+                   seed=seed)["accuracy"]
         return {"tstr": float(acc), "frechet_lenet": float(frechet(self.real,
                                                                    embed(self.features, images)))}
 

@@ -59,8 +59,8 @@ def one(data, holdout, eps: float, config: dict, args, workdir: Path) -> dict:
     train_s = time.time() - t0
     train, hold = run.load_data(data if not isinstance(data, str) else None)
     images, labels = run.sample(len(train), seed=args.seed)
-    acc = tstr(images, labels, hold.images, hold.labels, train.num_classes, args.eval_epochs,
-               args.seed)
+    acc = tstr(images, labels, hold.images, hold.labels, train.num_classes,
+               epochs=args.eval_epochs, seed=args.seed)["accuracy"]
     dp = run.card["privacy"].get("dp_sgd", {})
     return {"epsilon_target": eps if private else "infinity",
             "epsilon_spent": run.epsilon if private else "infinity",
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             train, hold = data.subset(parts.train), data.subset(parts.holdout)
             t0 = time.time()
             base = trtr(train.images, train.labels, hold.images, hold.labels, data.num_classes,
-                        args.eval_epochs, args.seed)
+                        epochs=args.eval_epochs, seed=args.seed)["accuracy"]
             entry = {"n_train": len(train), "n_holdout": len(hold),
                      "trtr_accuracy": base, "trtr_seconds": round(time.time() - t0, 1), "runs": []}
             results["datasets"][name] = entry

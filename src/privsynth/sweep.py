@@ -24,10 +24,12 @@ from .atomic import write_json
 from .data import ImageDataset, load_split
 from .errors import ConfigError
 from .evaluate.classifier import accuracy, embed, train_classifier
+from .evaluate.diversity import collapse_flags, within_class_diversity
 from .evaluate.fidelity import frechet
 from .evaluate.utility import tstr
 from .models.defaults import TWINS, recommended_config
 from .models.registry import METHODS
+from .report.markdown import collapse_text
 from .run import Run, read_card
 
 
@@ -193,11 +195,15 @@ def _evaluate_cell(run, cell, method, eps, skipped, train_s, hold, real_model, r
         return row
     t = time.time()
     images, labels = run.sample(n, seed=seed)
-    acc = tstr(images, labels, hold.images, hold.labels, k, eval_epochs, seed)
+    acc = tstr(images, labels, hold.images, hold.labels, k, epochs=eval_epochs,
+               seed=seed)["accuracy"]
     fd = frechet(real_feats, embed(real_model, images))
+    # next to every Fréchet figure: is the variety there? (spread vs the real holdout's)
+    div = within_class_diversity(hold.images, hold.labels, images, labels, k, seed=seed)
     row = {"method": method, "run_method": run.method, "epsilon": "inf" if math.isinf(eps) else eps,
            "epsilon_spent": "inf" if math.isinf(run.epsilon) else run.epsilon,
            "tstr_accuracy": acc, "frechet_lenet": fd, "n_synthetic": n,
+           "within_class_spread": div["ratio_mean"], "collapse_flags": collapse_flags(div),
            "train_seconds": round(float(run.card["train"].get("wall_seconds", train_s)), 2),
            "eval_seconds": round(time.time() - t, 2), "run": str(cell),
            "skipped_training": skipped}
@@ -211,13 +217,19 @@ def markdown(table: dict) -> str:
              f"Train-on-real ceiling (TRTR, {table['classifier']}): "
              f"**{table['train_on_real_accuracy']:.1%}**; Fréchet (LeNet features) real train vs "
              f"holdout: {table['frechet_real_train_vs_holdout']:.3g}", "",
-             "| method | epsilon | epsilon spent | TSTR accuracy | Fréchet (LeNet) | train s |",
-             "|---|---|---|---|---|---|"]
+             "| method | epsilon | epsilon spent | TSTR accuracy | Fréchet (LeNet) | "
+             "within-class spread syn/real | collapse? | train s |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in table["rows"]:
         spent = r["epsilon_spent"]
         spent = spent if isinstance(spent, str) else f"{spent:.3g}"
+        spread = r.get("within_class_spread")
+        flags = r.get("collapse_flags")
         lines.append(f"| {r['method']} | {r['epsilon']} | {spent} | {r['tstr_accuracy']:.1%} | "
-                     f"{r['frechet_lenet']:.3g} | {r['train_seconds']:.0f} |")
+                     f"{r['frechet_lenet']:.3g} | "
+                     f"{'–' if spread is None else f'{spread:.2f}'} | "
+                     f"{'–' if flags is None else collapse_text(flags)} | "
+                     f"{r['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

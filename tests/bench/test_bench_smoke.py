@@ -39,3 +39,12 @@ def test_quality_gan_smoke(tmp_path):
     assert runs[0]["epsilon_spent"] <= 1.0 * 1.01 and runs[1]["epsilon_spent"] <= 10 * 1.01
     assert all(0.0 <= r["tstr_accuracy"] <= 1.0 for r in runs)
     assert 0.0 <= result["datasets"]["digits"]["trtr_accuracy"] <= 1.0
+
+
+def test_tstr_speed_smoke(tmp_path, trained_run):
+    out = tmp_path / "tstr.json"
+    assert load("tstr_speed").main([str(trained_run["out"]), "--smoke", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n_synthetic"] == 100
+    assert all(0 <= result[f"tstr_{c}"]["accuracy"] <= 1 for c in ("lenet", "resnet"))
+    assert "ratio_mean" in result["diversity"]

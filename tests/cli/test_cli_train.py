@@ -17,7 +17,8 @@ TINY = ["--set", "epochs=2", "--set", "batch_size=32", "--set", "n_d=2", "--set"
 def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
     out = tmp_path / "runs" / "r"
     code = main(["train", "--data", str(tiny_npz), "--out", str(out), "--noise-multiplier", "1.0",
-                 "--accountant", "rdp", "--no-progress", "--evaluate", *TINY])
+                 "--accountant", "rdp", "--no-progress", "--evaluate", "--evaluate-resnet",
+                 *TINY])
     assert code == 0
     printed = capsys.readouterr().out
     assert "DP-SGD" in printed and "rdp accountant" in printed
@@ -28,6 +29,9 @@ def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
     # The model card is rewritten with the evaluation and the grid once they exist.
     readme = (out / "README.md").read_text()
     assert f"**{ev['tstr_accuracy']:.1%}**" in readme and "`samples.png`" in readme
+    assert set(ev["tstr"]) == set(ev["trtr"]) == {"lenet", "resnet"}  # both, side by side
+    assert ev["tstr"]["resnet"]["n_train"] == ev["n_synthetic"] == 96
+    assert "Within-class spread" in printed and "| ResNet |" in printed
     assert ev["n_holdout"] == 24
     run = Run.load(out)
     assert run.card["config"]["n_d"] == 2

@@ -42,7 +42,11 @@ def add_parser(sub) -> None:
     add_format_options(g)
     e = p.add_argument_group("evaluation")
     e.add_argument("-n", "--n-synthetic", type=positive_int, default=None,
-                   help="synthetic images per run (default: as many as the training split)")
+                   help="synthetic images per model, sampled class-balanced (default 10000; "
+                        "DPImageBench uses 60000); a set made elsewhere is cut to a "
+                        "class-balanced subset of this size")
+    e.add_argument("--classifiers", default="lenet,resnet",
+                   help="TSTR/TRTR classifiers, comma-separated (default lenet,resnet)")
     e.add_argument("--max-members", type=positive_int, default=1000,
                    help="membership-inference members (= non-members) at most")
     e.add_argument("--cache-dir", default=None,
@@ -77,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
                       n_synthetic=args.n_synthetic, max_members=args.max_members,
                       cache_dir=args.cache_dir, inception_weights=args.inception_weights,
                       seed=args.seed, progress=not (args.no_progress or args.quiet),
-                      classifier_passes=args.classifier_passes)
+                      classifier_passes=args.classifier_passes,
+                      classifiers=tuple(c.strip() for c in args.classifiers.split(",")
+                                        if c.strip()))
     print(summary(result))
     print(f"\nwrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
     return 0

@@ -39,7 +39,10 @@ def add_parser(sub) -> None:
                    help="replace a finished run in --out (its spend stays in the ledger)")
     g.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     g.add_argument("--evaluate", action="store_true",
-                   help="after training, print the stats table and TSTR/TRTR accuracy")
+                   help="after training, print the stats table, the collapse check and "
+                        "TSTR/TRTR accuracy (LeNet)")
+    g.add_argument("--evaluate-resnet", action="store_true",
+                   help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)")
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.evaluate:
         from ..evaluate.quick import markdown, quick_evaluate
 
-        ev = quick_evaluate(result, seed=args.seed)
+        nets = ("lenet", "resnet") if args.evaluate_resnet else ("lenet",)
+        ev = quick_evaluate(result, classifiers=nets, seed=args.seed)
         write_json(out / QUICK_EVAL, ev)
         print()
         print(markdown(ev, result.card))

@@ -4,9 +4,10 @@
 ``privsynth.evaluate.audit.audit(...)`` is the empirical-epsilon audit with canaries.
 """
 
+from .diversity import collapse_flags, within_class_diversity
 from .fidelity import frechet, kid, per_class_stats, pixel_stats, prdc_scores, stats_table
 from .pipeline import evaluate
 from .utility import trtr, tstr
 
 __all__ = ["evaluate", "pixel_stats", "stats_table", "per_class_stats", "frechet", "kid",
-           "prdc_scores", "tstr", "trtr"]
+           "prdc_scores", "tstr", "trtr", "within_class_diversity", "collapse_flags"]

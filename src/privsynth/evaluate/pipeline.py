@@ -7,8 +7,11 @@ How the real data is used (and why):
 - MIA members are an equal-size random subset of the training split;
 - fidelity compares synthetic images with the training split (what the generator imitated), next
   to a real-vs-real floor (training split vs non-member holdout half);
-- TSTR/TRTR/detection test on the holdout; every classifier picks its epochs on a validation
-  split of its own training data, never on the holdout.
+- TSTR/TRTR/detection test on the holdout. TSTR and TRTR (LeNet and ResNet) follow one fixed
+  schedule with no model selection (`utility`); the detection classifier picks its epochs on a
+  validation split of its own training half, never on its test half;
+- every Fréchet figure comes with within-class spread and recall, and plain-words collapse flags
+  (`diversity`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_json
 from ..data import ImageDataset
 from ..errors import ConfigError
-from . import attribute, detection, fidelity, mia, privacy, utility
+from . import attribute, detection, diversity, fidelity, mia, privacy, utility
 from .features import feature_model, features
 from .sources import Subject, from_run, from_synthetic
 
@@ -34,12 +37,20 @@ def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None =
              n_synthetic: int | None = None, max_members: int = 1000, n_fidelity: int = 5000,
              cache_dir: str | None = None, inception_weights: str | None = None,
              html: bool = True, seed: int = 0, progress: bool = True,
-             classifier_passes: int = 12000) -> dict:
+             classifier_passes: int = utility.DEFAULT_PASSES,
+             classifiers: tuple[str, ...] = utility.UTILITY_CLASSIFIERS) -> dict:
     """Evaluate run folders (``runs``) and/or a synthetic set made elsewhere (``synthetic`` +
     ``data``). Returns the metrics dict; with ``out`` also writes metrics.json and report.html.
 
     ``data`` for runs overrides the recorded source (needed for runs trained from memory).
-    ``classifier_passes``: every CNN's training budget, in images seen (default 12,000)."""
+    ``n_synthetic``: images per model, sampled class-balanced from a run, or a class-balanced
+    subset of a set made elsewhere (default `utility.DEFAULT_N_SYNTHETIC`).
+    ``classifier_passes``: every CNN's training budget, in images seen (default 12,000; TSTR
+    always makes at least one full pass over the synthetic set).
+    ``classifiers``: the TSTR/TRTR networks, side by side (default LeNet and ResNet)."""
+    for c in classifiers:
+        utility.check_classifier(c)
+    n_synthetic = n_synthetic or utility.DEFAULT_N_SYNTHETIC
     t0 = time.time()
     subjects, train, hold = _load(runs, synthetic, data, holdout, split_seed, image_size,
                                   n_synthetic, seed)
@@ -61,10 +72,15 @@ def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None =
     f_members, f_nonmem_c = features(extractor, xm), f_nonmem[nonmem_idx]
     real_floor = {"fd_lenet": fidelity.frechet(f_train, f_nonmem),
                   "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
-                  "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed)}
+                  "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed),
+                  "diversity": diversity.within_class_diversity(
+                      train.images, train.labels, nonmem.images, nonmem.labels, k, seed=seed)}
+    real_floor["collapse_flags"] = diversity.collapse_flags(
+        real_floor["diversity"], real_floor["prdc"], None, train.class_names)
 
-    trtr = utility.selected_accuracy(train.images, train.labels, hold.images, hold.labels, k,
-                                     seed, progress, "TRTR", classifier_passes)
+    trtr = {c: utility.trtr(train.images, train.labels, hold.images, hold.labels, k,
+                            classifier=c, passes=classifier_passes, seed=seed, progress=progress)
+            for c in classifiers}
     imbalanced = None
     models = []
     for subj in subjects:
@@ -80,7 +96,12 @@ def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None =
                                                       subj.labels, k),
             "fd_lenet": fidelity.frechet(f_train, f_syn),
             "kid_lenet": fidelity.kid(f_train, f_syn, seed=seed),
-            "prdc": fidelity.prdc_scores(f_train, f_syn, seed=seed)}
+            "prdc": fidelity.prdc_scores(f_train, f_syn, seed=seed),
+            "diversity": diversity.within_class_diversity(train.images, train.labels,
+                                                          subj.images, subj.labels, k, seed=seed)}
+        row["collapse_flags"] = diversity.collapse_flags(
+            row["fidelity"]["diversity"], row["fidelity"]["prdc"], real_floor["prdc"],
+            train.class_names)
         if inception_weights:
             from .inception import fid
 
@@ -92,13 +113,15 @@ def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None =
                                                passes=classifier_passes)
         stages.update()
         stages.set_postfix_str("utility")
-        tstr = utility.selected_accuracy(subj.images, subj.labels, hold.images, hold.labels, k,
-                                         seed, progress, "TSTR", classifier_passes)
+        tstr = {c: utility.tstr(subj.images, subj.labels, hold.images, hold.labels, k,
+                                classifier=c, passes=classifier_passes, seed=seed,
+                                progress=progress) for c in classifiers}
         aug = utility.augmentation(train.images, train.labels, subj.images, subj.labels,
                                    hold.images, hold.labels, k, seed=seed, progress=progress,
                                    baseline=imbalanced, passes=classifier_passes)
         imbalanced = aug["imbalanced_real"]
-        row["utility"] = {"tstr": tstr, "trtr": trtr, "augmentation": aug}
+        row["utility"] = {"protocol": utility.PROTOCOL, "classifiers": list(classifiers),
+                          "tstr": tstr, "trtr": trtr, "augmentation": aug}
         stages.update()
         stages.set_postfix_str("membership inference")
         row["privacy"] = _privacy(subj, xm, ym, xn, yn, ref, f_members, f_nonmem_c, f_ref, f_syn,
@@ -115,7 +138,7 @@ def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None =
         models.append(row)
 
     result = {
-        "format": "privsynth-evaluation/1",
+        "format": "privsynth-evaluation/2",
         "dataset": {"name": train.name, "fingerprint": subjects[0].card["data"]["fingerprint"]
                     if subjects[0].card else _fingerprint_of(data, image_size),
                     "train_fingerprint": train.fingerprint, "holdout_fingerprint": hold.fingerprint,
@@ -168,8 +191,8 @@ def _load(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, s
         splits.append((train, hold, str(r)))
     if synthetic is not None:
         subj, train, hold = from_synthetic(synthetic, data, holdout, split_seed, image_size)
-        if n_synthetic:
-            subj.images, subj.labels = subj.images[:n_synthetic], subj.labels[:n_synthetic]
+        keep = utility.balanced_subset(subj.labels, n_synthetic, train.num_classes, seed)
+        subj.images, subj.labels = subj.images[keep], subj.labels[keep]
         subjects.append(subj)
         splits.append((train, hold, str(synthetic)))
     train, hold, first = splits[0]

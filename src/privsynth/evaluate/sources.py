@@ -31,12 +31,17 @@ class Subject:
 
 def from_run(path: str | os.PathLike[str], data: ImageDataset | str | None = None,
              n: int | None = None, seed: int = 0) -> tuple[Subject, ImageDataset, ImageDataset]:
-    """Sample ``n`` images (default: as many as the training split) from a run folder."""
+    """Sample ``n`` images, class-balanced (default: as many as the training split), from a run
+    folder. Balanced as in DPImageBench: every class equally often, whatever the class
+    proportions on the card."""
     from ..run import Run
+    from .utility import balanced_labels
 
     run = Run.load(path)
     train, holdout = run.load_data(data)
-    images, labels = run.sample(n or len(train), seed=seed)
+    n = n or len(train)
+    images, labels = run.sample(n, labels=balanced_labels(n, len(run.class_names), seed),
+                                seed=seed)
     name = Path(path).name or str(path)
     return (Subject(name, images, labels, run.epsilon, run.delta, run.card, run.synthesizer,
                     str(path)), train, holdout)

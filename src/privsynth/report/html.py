@@ -10,7 +10,7 @@ import time
 from ..atomic import atomic_path
 from .gallery import gallery_png
 from .grid import grid_png
-from .markdown import eps_text, fmt
+from .markdown import CLASSIFIER_NAMES, collapse_text, eps_text, fmt, spread_text
 from .plots import roc_png
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1150px;color:#222}
@@ -32,6 +32,25 @@ def table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def png_width(png: bytes) -> int:
+    """Pixel width from the PNG header (IHDR: bytes 16..20, big-endian)."""
+    return int.from_bytes(png[16:20], "big")
+
+
+def verdict(flags: list[str]) -> str:
+    text = html.escape(collapse_text(flags))
+    return f"<span class='bad'>{text}</span>" if flags else f"<span class='ok'>{text}</span>"
+
+
+def flag_html(flags: list[str], width: int | None = None) -> str:
+    """The plain-words flags in red, one per line (empty string when there are none)."""
+    if not flags:
+        return ""
+    style = f" style='max-width:{width}px'" if width else ""
+    return (f"<div class='bad'{style}>"
+            + "<br>".join(f"⚠ {html.escape(f)}" for f in flags) + "</div>")
 
 
 def privacy_card(m: dict) -> str:
@@ -72,9 +91,10 @@ def render(result: dict, subjects: list, train) -> str:
     out += [f"<h3>{html.escape(m['name'])}</h3>{privacy_card(m)}" for m in result["models"]]
 
     out.append("<h2>Samples (one row per class)</h2><div class='flex'>")
-    for s in subjects:
-        out.append(f"<div><b>{html.escape(s.name)}</b><br>"
-                   f"{img(grid_png(s.images, s.labels, k), s.name)}</div>")
+    for s, m in zip(subjects, result["models"], strict=True):
+        png = grid_png(s.images, s.labels, k)
+        out.append(f"<div><b>{html.escape(s.name)}</b><br>{img(png, s.name)}"
+                   f"{flag_html(m.get('collapse_flags', []), png_width(png))}</div>")
     out.append(f"<div><b>real (training split)</b><br>"
                f"{img(grid_png(train.images, train.labels, k), 'real')}</div></div>")
 
@@ -96,16 +116,29 @@ def render(result: dict, subjects: list, train) -> str:
     rows = [["real holdout (floor)", f"{fl['fd_lenet']:.2f}",
              f"{1e3 * fl['kid_lenet']['mean']:.2f}",
              *(f"{fl['prdc'][c]:.3f}"
-               for c in ("precision", "recall", "density", "coverage")), "–"]]
+               for c in ("precision", "recall", "density", "coverage")),
+             spread_text(fl.get("diversity")), verdict(fl.get("collapse_flags", [])), "–"]]
     for m in result["models"]:
         f = m["fidelity"]
         rows.append([html.escape(m["name"]), f"{f['fd_lenet']:.2f}",
                      f"{1e3 * f['kid_lenet']['mean']:.2f} ± {1e3 * f['kid_lenet']['std']:.2f}",
                      *(f"{f['prdc'][c]:.3f}"
                        for c in ("precision", "recall", "density", "coverage")),
+                     spread_text(f.get("diversity")), verdict(m.get("collapse_flags", [])),
                      fmt(f.get("fid_inception"), ".2f")])
     out.append(table(["model", "FD-LeNet", "KID ×1e3", "precision", "recall", "density",
-                      "coverage", "FID (Inception)"], rows))
+                      "coverage", "within-class spread syn/real", "collapse?",
+                      "FID (Inception)"], rows))
+    out.append("<p class='note'>A low Fréchet distance alone does not mean varied images: a "
+               "generator that draws one good image per class can score well. Read it with the "
+               "within-class spread (mean pairwise pixel distance inside a class, each image "
+               "standardised for brightness and contrast; synthetic / real: 1 = as varied as the "
+               "real data) and recall / coverage.</p>")
+    for m in result["models"]:
+        flags = m.get("collapse_flags", [])
+        out.append(f"<p><b>{html.escape(m['name'])}</b>: "
+                   + (flag_html(flags) if flags else "<span class='ok'>no sign of mode collapse"
+                      "</span>") + "</p>")
 
     out.append("<h2>Detection: real vs synthetic classifier</h2>")
     rows = [[html.escape(m["name"]), f"{m['detection']['accuracy']:.3f}",
@@ -115,19 +148,30 @@ def render(result: dict, subjects: list, train) -> str:
     out.append(table(["model", "accuracy", "AUC (0.5 = indistinguishable)", "95% CI (DeLong)",
                       "test images"], rows))
 
+    classifiers = result["models"][0]["utility"].get("classifiers", ["lenet"]) \
+        if result["models"] else []
+    names = [CLASSIFIER_NAMES.get(c, c) for c in classifiers]
     out.append("<h2>Utility: train on synthetic, test on real (TSTR) vs train on real (TRTR)</h2>"
-               "<p class='note'>Same LeNet and budget for all; epochs chosen on a validation split "
-               "of each training set (synthetic for TSTR), never on the holdout.</p>")
+               "<p class='note'>Each classifier (LeNet; ResNet-8 on standardised images, with "
+               "random shifts) follows one fixed schedule set by the training-set size alone "
+               "and the last epoch is "
+               "reported: nothing is selected, the holdout is only the test set. TRTR: the same "
+               "classifier and rule on the real training split. Synthetic images are sampled "
+               "class-balanced. The augmentation columns use the LeNet.</p>")
     rows = []
     for m in result["models"]:
         u = m["utility"]
         a = u["augmentation"]
-        rows.append([html.escape(m["name"]), f"{u['tstr']['accuracy']:.1%}",
-                     f"{u['trtr']['accuracy']:.1%}",
+        rows.append([html.escape(m["name"]), m["n_synthetic"],
+                     *(f"{u['tstr'][c]['accuracy']:.1%}" if c in u["tstr"] else "–"
+                       for c in classifiers),
+                     *(f"{u['trtr'][c]['accuracy']:.1%}" if c in u["trtr"] else "–"
+                       for c in classifiers),
                      f"{a['minority_accuracy']['imbalanced_real']:.1%}",
                      f"{a['minority_accuracy']['real_plus_synthetic']:.1%}",
                      f"{a['real_plus_synthetic']['accuracy']:.1%}"])
-    out.append(table(["model", "TSTR", "TRTR", "minority acc., imbalanced real",
+    out.append(table(["model", "synthetic images", *(f"TSTR {n}" for n in names),
+                      *(f"TRTR {n}" for n in names), "minority acc., imbalanced real",
                       "minority acc., real + synthetic", "overall acc., real + synthetic"], rows))
 
     out.append("<h2>Membership inference</h2><p class='note'>Members: training images; "

@@ -26,28 +26,75 @@ def stats_rows(result: dict) -> list[str]:
     return lines
 
 
+CLASSIFIER_NAMES = {"lenet": "LeNet", "resnet": "ResNet"}
+
+
+def spread_text(div: dict | None) -> str:
+    """Within-class spread, synthetic / real (mean over classes; the least varied class)."""
+    if not div or div.get("ratio_mean") is None or div["ratio_mean"] != div["ratio_mean"]:
+        return "–"
+    return f"{div['ratio_mean']:.2f} (min {div['ratio_min']:.2f})"
+
+
+def collapse_text(flags: list[str]) -> str:
+    """The short verdict next to a Fréchet figure: what the first flag names, or 'no'."""
+    return "; ".join(f.split(":")[0] for f in flags) if flags else "no"
+
+
+def flag_lines(result: dict) -> list[str]:
+    """One plain-words line per flag, per model (or a line saying nothing was flagged)."""
+    lines = []
+    for m in result["models"]:
+        flags = m.get("collapse_flags", [])
+        lines += [f"- **{m['name']}**: {f}" for f in flags] or [
+            f"- {m['name']}: no sign of mode collapse (within-class spread and recall close "
+            f"enough to the real data's)"]
+    return lines
+
+
+def accuracy_cells(u: dict, kind: str, classifiers: list[str]) -> list[str]:
+    return [f"{u[kind][c]['accuracy']:.1%}" if c in u[kind] else "–" for c in classifiers]
+
+
 def summary(result: dict) -> str:
     ds = result["dataset"]
     lines = [f"## privsynth evaluation — {ds['name']} ({ds['n_train']} train / {ds['n_holdout']} "
              f"holdout, fingerprint {ds['fingerprint'][:12]})", "", "### Pixel statistics", ""]
     lines += stats_rows(result)
     floor = result["real_floor"]
-    lines += ["", "### Fidelity (FD-LeNet feature space), detection, utility", "",
+    lines += ["", "### Fidelity (FD-LeNet feature space) with the collapse check", "",
               "| model | ε | FD-LeNet | KID×1e3 | precision | recall | density | coverage | "
-              "detect AUC [95% CI] | TSTR | TRTR |",
-              "|---|---|---|---|---|---|---|---|---|---|---|",
+              "within-class spread syn/real | collapse? |",
+              "|---|---|---|---|---|---|---|---|---|---|",
               f"| real holdout (floor) | – | {floor['fd_lenet']:.2f} | "
               f"{1e3 * floor['kid_lenet']['mean']:.2f} | {floor['prdc']['precision']:.3f} | "
               f"{floor['prdc']['recall']:.3f} | {floor['prdc']['density']:.3f} | "
-              f"{floor['prdc']['coverage']:.3f} | – | – | – |"]
+              f"{floor['prdc']['coverage']:.3f} | {spread_text(floor.get('diversity'))} | "
+              f"{collapse_text(floor.get('collapse_flags', []))} |"]
     for m in result["models"]:
-        f, d, u = m["fidelity"], m["detection"], m["utility"]
+        f = m["fidelity"]
         lines.append(f"| {m['name']} | {eps_text(m['epsilon'])} | {f['fd_lenet']:.2f} | "
                      f"{1e3 * f['kid_lenet']['mean']:.2f} | {f['prdc']['precision']:.3f} | "
                      f"{f['prdc']['recall']:.3f} | {f['prdc']['density']:.3f} | "
-                     f"{f['prdc']['coverage']:.3f} | {d['auc']:.3f} [{d['auc_ci'][0]:.3f}, "
-                     f"{d['auc_ci'][1]:.3f}] | {u['tstr']['accuracy']:.1%} | "
-                     f"{u['trtr']['accuracy']:.1%} |")
+                     f"{f['prdc']['coverage']:.3f} | {spread_text(f.get('diversity'))} | "
+                     f"{collapse_text(m.get('collapse_flags', []))} |")
+    lines += ["", "A low Fréchet distance alone does not mean varied images: read it with the "
+              "spread (1 = as varied as the real data) and recall.", ""] + flag_lines(result)
+    classifiers = result["models"][0]["utility"].get("classifiers", ["lenet"]) \
+        if result["models"] else []
+    names = [CLASSIFIER_NAMES.get(c, c) for c in classifiers]
+    lines += ["", "### Detection and utility (fixed training schedule, last epoch; the holdout "
+              "is only the test set)", "",
+              "| model | n synthetic | detect AUC [95% CI] | "
+              + " | ".join(f"TSTR {n}" for n in names) + " | "
+              + " | ".join(f"TRTR {n}" for n in names) + " |",
+              "|---|---|---|" + "---|" * (2 * len(names))]
+    for m in result["models"]:
+        d, u = m["detection"], m["utility"]
+        lines.append(f"| {m['name']} | {m['n_synthetic']} | {d['auc']:.3f} [{d['auc_ci'][0]:.3f}, "
+                     f"{d['auc_ci'][1]:.3f}] | "
+                     + " | ".join(accuracy_cells(u, "tstr", classifiers)) + " | "
+                     + " | ".join(accuracy_cells(u, "trtr", classifiers)) + " |")
     lines += ["", "### Membership inference (members = training split, non-members = holdout)", "",
               "| model | attack | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR | DP ceiling TPR@1% | "
               "DCR share closer to train |", "|---|---|---|---|---|---|---|"]
