@@ -39,3 +39,14 @@ def test_quality_gan_smoke(tmp_path):
     assert runs[0]["epsilon_spent"] <= 1.0 * 1.01 and runs[1]["epsilon_spent"] <= 10 * 1.01
     assert all(0.0 <= r["tstr_accuracy"] <= 1.0 for r in runs)
     assert 0.0 <= result["datasets"]["digits"]["trtr_accuracy"] <= 1.0
+
+
+def test_warmup_bench_smoke(tmp_path):
+    out = tmp_path / "warmup.json"
+    code = load("warmup_bench").main(["--smoke", "--out", str(tmp_path / "runs"), "--result",
+                                      str(out), "--jobs", "2"])
+    assert code == 0
+    cells = {c["variant"]: c for c in json.loads(out.read_text())["cells"]}
+    assert set(cells) == {"none", "central"}
+    assert cells["central"]["warmup_sigma"] > 0 and cells["none"]["warmup_sigma"] is None
+    assert all(c["epsilon_spent"] <= 10 * 1.001 for c in cells.values())

@@ -26,7 +26,8 @@ class progress_bar:
         now = time.monotonic()
         if self.plan is not None and (now - self.last > max(3.0, 30 * self.cost)
                                       or step == self.bar.total):
-            history = [(self.plan.noise_multiplier, self.plan.sample_rate, step)]
+            history = [*self.ctx.privacy.prior,  # a warm-up release, if any, came first
+                       (self.plan.noise_multiplier, self.plan.sample_rate, step)]
             self.eps = epsilon_from_history(history, self.plan.delta, self.ctx.privacy.accountant)
             self.last = time.monotonic()
             self.cost = self.last - now
