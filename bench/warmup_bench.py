@@ -35,6 +35,7 @@ def parse(argv):
     p.add_argument("--data", default="digits")
     p.add_argument("--holdout", type=float, default=0.2)
     p.add_argument("--delta", type=float, default=1e-5)
+    p.add_argument("--accountant", choices=["prv", "rdp"], default="prv")
     p.add_argument("--methods", default="dpvae")
     p.add_argument("--epsilons", default="1,10")
     p.add_argument("--variants", default="none,central,public")
@@ -45,9 +46,13 @@ def parse(argv):
     p.add_argument("--warmup-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="cells at a time, one process each (0: one after another in this process)")
+    p.add_argument("--eval-epochs", type=int, default=10, help="LeNet epochs of the quick TSTR")
     p.add_argument("--out", default="runs/warmup-bench")
     p.add_argument("--result", default="bench/results/warmup.json")
+    p.add_argument("--collect", action="store_true",
+                   help="only gather the cells' JSON files (earlier invocations) into --result")
     p.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # one cell, in a subprocess
     p.add_argument("--smoke", action="store_true", help="tiny sizes, digits, seconds")
     return p.parse_args(argv)
@@ -83,6 +88,7 @@ def run_cell(args, cell: str) -> dict:
     t0 = time.time()
     run = privsynth.train(
         data, method, out, epsilon=float(eps), delta=args.delta, holdout=args.holdout,
+        accountant=args.accountant,
         config=config, device=args.device, progress=False, overwrite=True,
         warmup="central" if variant == "central" else "none",
         public_data=args.public if variant == "public" else None,
@@ -90,7 +96,8 @@ def run_cell(args, cell: str) -> dict:
         ledger=str(Path(args.out) / "ledger.sqlite"))
     train_s = time.time() - t0
     run = privsynth.Run.load(out, device=args.device)
-    ev = quick_evaluate(run, data=data)
+    save_samples(run, out)
+    ev = quick_evaluate(run, data=data, epochs=args.eval_epochs)
     pv = run.card["privacy"]
     central = pv.get("warmup", {}).get("central")
     return {"cell": cell, "method": method, "epsilon_target": float(eps), "variant": variant,
@@ -104,6 +111,15 @@ def run_cell(args, cell: str) -> dict:
             "train_seconds": round(train_s, 1), "device": args.device, "run": str(out)}
 
 
+def save_samples(run, out: Path) -> None:
+    """samples.png as `privsynth train` writes it: ten per class, one row per class."""
+    from privsynth.report import save_grid
+
+    k = len(run.class_names)
+    images, labels = run.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=0)
+    save_grid(out / "samples.png", images, labels, k)
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     if args.smoke:
@@ -111,7 +127,7 @@ def main(argv=None) -> int:
         args.variants = "none,central"  # digits cannot be its own public data
         args.set = [*args.set, "epochs=1", "width=8", "z_dim=4", "batch_size=64"]
         args.warmup_set = [*args.warmup_set, "epochs=1"]
-        args.delta = 1e-4
+        args.delta, args.eval_epochs, args.jobs, args.accountant = 1e-4, 1, 0, "rdp"
     if args.cell:
         result = run_cell(args, args.cell)
         Path(args.result).write_text(json.dumps(result, indent=1))
@@ -119,12 +135,17 @@ def main(argv=None) -> int:
     result_path = Path(args.result)
     parts = result_path.parent / (result_path.stem + "_cells")
     parts.mkdir(parents=True, exist_ok=True)
-    todo, running, t0 = cells(args), [], time.time()
+    todo, running, t0 = ([] if args.collect else cells(args)), [], time.time()
     own = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--smoke"]
     if args.smoke:
         own += ["--data", "digits", "--methods", "dpvae", "--epsilons", "10", "--delta", "1e-4",
                 "--variants", args.variants,
                 *(f"--set={s}" for s in args.set), *(f"--warmup-set={s}" for s in args.warmup_set)]
+    if args.jobs == 0:
+        for cell in todo:
+            row = run_cell(args, cell)
+            (parts / (cell.replace(":", "-") + ".json")).write_text(json.dumps(row, indent=1))
+        todo = []
     while todo or running:
         while todo and len(running) < max(1, args.jobs):
             cell = todo.pop(0)
@@ -134,7 +155,8 @@ def main(argv=None) -> int:
                                                       os.environ.get("OMP_NUM_THREADS", "1")}))
         time.sleep(1)
         running = [p for p in running if p.poll() is None]
-    rows = [json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))]
+    files = [parts / (c.replace(":", "-") + ".json") for c in cells(args)]
+    rows = [json.loads(f.read_text()) for f in files if f.exists()]
     result = {"command": "python bench/warmup_bench.py " + " ".join(own),
               "wall_seconds_total": round(time.time() - t0, 1), "cells": rows,
               "machine": {"cpu_count": os.cpu_count(), "loadavg_1m": os.getloadavg()[0],

@@ -44,7 +44,7 @@ def test_quality_gan_smoke(tmp_path):
 def test_warmup_bench_smoke(tmp_path):
     out = tmp_path / "warmup.json"
     code = load("warmup_bench").main(["--smoke", "--out", str(tmp_path / "runs"), "--result",
-                                      str(out), "--jobs", "2"])
+                                      str(out)])
     assert code == 0
     cells = {c["variant"]: c for c in json.loads(out.read_text())["cells"]}
     assert set(cells) == {"none", "central"}

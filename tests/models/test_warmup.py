@@ -253,6 +253,8 @@ def test_bad_warmup_requests_fail_with_the_fix(tmp_path, tiny_dataset):
         train(warmup="central", warmup_config={"sharee": 0.2})
     with pytest.raises(ConfigError, match="warmup-share"):
         train(warmup="central", warmup_config={"share": 1.5})
+    with pytest.raises(ConfigError, match="exceeds the 8-pixel images"):
+        train(warmup="central", warmup_config={"size": 16})
     with pytest.raises(ConfigError, match="need --warmup central or --public-data"):
         train(warmup_config={"share": 0.2})
     with pytest.raises(DataError, match="classes"):

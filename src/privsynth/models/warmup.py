@@ -102,6 +102,10 @@ class WarmUp:
                                   "central or --public-data")
             return None
         cfg = warmup_config(config)
+        side = min(dataset.image_shape[1:])
+        if cfg.size is not None and cfg.size > side:
+            raise ConfigError(f"--warmup-set size={cfg.size} exceeds the {side}-pixel images; "
+                              "pick a size up to the image side, e.g. half of it")
         if getattr(synth, "privacy_mechanism", "dp-sgd") != "dp-sgd" or not hasattr(
                 getattr(synth, "config", None), "epochs"):
             raise ConfigError(f"--warmup/--public-data pretrain a DP-SGD method; '{synth.name}' "

@@ -107,6 +107,9 @@ def release_central(images: np.ndarray, labels: np.ndarray, num_classes: int, *,
     from .dpsgd import private_generator
 
     channels = images.shape[1]
+    if size > min(images.shape[2:]):
+        raise ConfigError(f"warm-up size {size} exceeds the {images.shape[2]}x{images.shape[3]} "
+                          "images; pick a size up to the image side, e.g. half of it")
     clip = float(clip) if clip is not None else max_norm(channels, size)
     check_settings(size, sample_rate, queries, count_weight, clip)
     v = features(images, size, clip, count_weight)
