@@ -23,6 +23,7 @@ from .data import DataSource, ImageDataset, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
 from .models import TrainContext
 from .models.registry import create, is_private
+from .models.warmup import WARMUP_STATE, WarmUp
 from .preflight import check_device, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec
 from .privacy.accounting import epsilon_from_history
@@ -77,7 +78,9 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
           seed: int = 0, image_size: int | None = None, ledger: str | Path | None = None,
           budget: float | None = None, force: bool = False, overwrite: bool = False,
           class_proportions: str = "uniform", counts_epsilon: float = 0.1,
-          device: str = "cpu", progress: bool = True, checkpoint_every: int = 500) -> Run:
+          device: str = "cpu", progress: bool = True, checkpoint_every: int = 500,
+          warmup: str = "none", public_data: str | Path | ImageDataset | None = None,
+          warmup_config: dict[str, Any] | None = None) -> Run:
     """Train ``method`` on ``data`` and write the run folder ``out``; returns the loaded `Run`.
 
     Private methods take ``epsilon`` (total, including any class-proportion release; default
@@ -92,6 +95,10 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
     on the card as ``data.format``) or an in-memory `ImageDataset`; ``holdout``: a fraction, a
     count, or the path of an official test split in the same format.
     If ``out`` holds an unfinished run of the same command, training resumes from its checkpoint.
+    ``warmup="central"`` pretrains on a DP release of per-class central images first (its
+    epsilon composed with DP-SGD's in one accountant, within ``epsilon``); ``public_data``
+    pretrains on images the user declares public (no budget). ``warmup_config``: `WarmupConfig`
+    keys (share, epochs, size, ...). See models/warmup.py and docs/warmup.md.
     """
     t0 = time.time()
     out = check_output_folder(out)
@@ -117,6 +124,7 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
     _check_sizes(full_config)
+    warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
     # Resuming needs the same command: a changed split would train on former holdout images, a
     # changed privacy flag would silently mix two plans in one card.
     mech = class_proportions if private else "uniform"
@@ -125,7 +133,7 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
         "privacy": spec.to_json() if spec else None, "class_proportions": mech,
         "counts_epsilon": counts_epsilon if mech != "uniform" else None,
         "holdout": holdout, "split_seed": split_seed, "seed": seed,
-        "fingerprint": dataset.fingerprint}))
+        "fingerprint": dataset.fingerprint, **({"warmup": warm.request()} if warm else {})}))
 
     card, resume = _start_or_resume(out, request, parts, overwrite)
     # --overwrite removes the old run only once the new one has something to write, so a
@@ -166,6 +174,10 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
                 if resume is None:  # fail fast, before any work: a calibrated run spends at
                     spend.reserve_target(spec.epsilon + c_eps, total_delta)  # most its target
             spec.delta = total_delta - c_delta
+        if warm is not None:  # the release's sigma joins the accountant before DP-SGD's
+            released = warm.prepare(spec, out, resuming=not fresh)
+            if spend is not None and spec.prior:
+                spend.set_lead(spec.prior, spec.delta, released)
         card.update(request=request, private=private, config=full_config, versions=versions(),
                     data={"name": dataset.name, "fingerprint": dataset.fingerprint,
                           "source_fingerprint": dataset.source_fingerprint,
@@ -205,6 +217,7 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
             card["diverged"] = {"step": step, "non_finite": bad[:10]}
             begin()
             (out / TRAIN_STATE).unlink(missing_ok=True)
+            (out / WARMUP_STATE).unlink(missing_ok=True)
             raise TrainingDiverged(
                 f"training diverged at step {step}: {', '.join(bad[:3])} became NaN or "
                 "infinite; lower the learning rate (--set lr=...) or fix --batch-size/--epochs, "
@@ -227,7 +240,7 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
             # The exact spend of the whole plan (a fixed --noise-multiplier too), for the card;
             # the ledger reserves what this segment will run, in the same transaction as the
             # budget check.
-            whole = [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
+            whole = [*spec.prior, (plan.noise_multiplier, plan.sample_rate, plan.steps)]
             planned = epsilon_from_history(whole, plan.delta, spec.accountant) + counts["epsilon"]
             spend.plan(plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta, to_release)
             card["privacy"]["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
@@ -237,11 +250,23 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
                            checkpoint_every=checkpoint_every, checkpoint=checkpoint,
                            on_plan=on_plan, resume=resume)
         try:
+            if warm is not None:
+                card["privacy"]["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
+                if resume is None:  # a DP checkpoint already holds the pretrained weights
+                    begin()
+
+                    def released() -> None:
+                        checkpointed[0] = True  # spend booked: the card stays whatever happens
+                        card["privacy"]["warmup"] = warm.card(spec.delta, accountant)
+                        begin()
+
+                    warm.run(synth, train_set, ctx, out,
+                             spend.book_lead if spend else (lambda: None), released)
             result = synth.fit(train_set, ctx)
         except PrivsynthError:
             # Refused before anything was kept (e.g. epsilon unreachable, budget): leave nothing.
             if fresh and not checkpointed[0] and not replace[0]:
-                for name in (CARD, SPLIT):
+                for name in (CARD, SPLIT, WARMUP_STATE):
                     (out / name).unlink(missing_ok=True)
                 if created_out or replacing:
                     shutil.rmtree(out, ignore_errors=True)
@@ -274,8 +299,11 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
                 "location": led.shown, "dataset_key": dataset.source_fingerprint,
                 "composition": COMPOSITION_RULE,
                 "dataset_epsilon_spent": led.spent(dataset.source_fingerprint).epsilon}
+        if warm is not None:
+            card["privacy"]["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
         begin()
         (out / TRAIN_STATE).unlink(missing_ok=True)
+        (out / WARMUP_STATE).unlink(missing_ok=True)
         return Run.load(out, device="cpu")
     except BaseException as e:
         if spend is not None:
@@ -329,16 +357,21 @@ def _privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
     plan, acc = result.dp_plan, result.accountant
     sgd_eps = epsilon_from_history(acc.history, spec.delta, spec.accountant)
     total = sgd_eps + counts["epsilon"]
+    lead = sum(int(h[2]) for h in spec.prior)  # warm-up release entries opening the history
     return {
         "epsilon": total, "delta": total_delta,
         "guarantee": f"({total:.3g}, {total_delta:.3g})-DP at sample level. {PROTECTED}",
         "not_protected": NOT_PROTECTED,
         "unit": "one training image with its label",
-        "composition": "dp_sgd epsilon + class_proportions epsilon (basic composition)",
+        "composition": ("dp_sgd epsilon (one Opacus accountant over the warm-up release and the "
+                        "DP-SGD steps, its history) + class_proportions epsilon (basic "
+                        "composition)" if lead else
+                        "dp_sgd epsilon + class_proportions epsilon (basic composition)"),
         "mechanism": {"name": mechanism, "description": MECHANISMS.get(mechanism, mechanism)},
         "dp_sgd": {"epsilon": sgd_eps, "delta": spec.delta, "accountant": spec.accountant,
                    "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
-                   "expected_batch_size": round(plan.expected_batch_size, 1), "steps": acc.steps,
+                   "expected_batch_size": round(plan.expected_batch_size, 1),
+                   "steps": acc.steps - lead, "includes_warmup_release": bool(lead),
                    "planned_steps": plan.steps, "max_grad_norm": spec.max_grad_norm,
                    "target_epsilon": plan.target_epsilon, "poisson_sampling": True,
                    "grad_sample_mode": spec.grad_sample_mode, "history": acc.to_json()["history"],

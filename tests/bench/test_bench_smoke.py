@@ -48,3 +48,14 @@ def test_tstr_speed_smoke(tmp_path, trained_run):
     assert result["n_synthetic"] == 100
     assert all(0 <= result[f"tstr_{c}"]["accuracy"] <= 1 for c in ("lenet", "resnet"))
     assert "ratio_mean" in result["diversity"]
+
+
+def test_warmup_bench_smoke(tmp_path):
+    out = tmp_path / "warmup.json"
+    code = load("warmup_bench").main(["--smoke", "--out", str(tmp_path / "runs"), "--result",
+                                      str(out)])
+    assert code == 0
+    cells = {c["variant"]: c for c in json.loads(out.read_text())["cells"]}
+    assert set(cells) == {"none", "central"}
+    assert cells["central"]["warmup_sigma"] > 0 and cells["none"]["warmup_sigma"] is None
+    assert all(c["epsilon_spent"] <= 10 * 1.001 for c in cells.values())

@@ -38,9 +38,12 @@ def format_card(card: dict, spend: dict | None = None) -> str:
         sgd = pv.get("dp_sgd")
         gaussian = pv.get("mechanism", {}).get("name") == "gaussian"
         if sgd:
+            with_release = (", with the warm-up release" if sgd.get("includes_warmup_release")
+                            else "")
             lines.append(f"  {'Gaussian' if gaussian else 'DP-SGD':<11} epsilon "
                          f"{sgd['epsilon']:.4g} at delta {sgd['delta']:.3g} "
-                         f"({sgd['accountant']} accountant, computed from what ran)")
+                         f"({sgd['accountant']} accountant, computed from what ran"
+                         f"{with_release})")
             lines.append(f"              sigma {sgd['noise_multiplier']:.4g}, one release on all "
                          f"{sgd['n_private']} images, sensitivity C {sgd['max_grad_norm']}"
                          if gaussian else
@@ -48,6 +51,7 @@ def format_card(card: dict, spend: dict | None = None) -> str:
                          f"q {sgd['sample_rate']:.4g} "
                          f"(Poisson, E[batch] {sgd['expected_batch_size']}), {sgd['steps']} "
                          f"steps, clip C {sgd['max_grad_norm']}")
+        lines += _warmup_lines(pv.get("warmup"))
         counts = pv.get("class_proportions", {})
         if counts.get("mechanism", "uniform") != "uniform":
             when = "released" if counts.get("values") is not None else \
@@ -71,6 +75,25 @@ def format_card(card: dict, spend: dict | None = None) -> str:
     if "progress" in card:
         lines.append(f"  progress    {card['progress']}")
     return "\n".join(lines)
+
+
+def _warmup_lines(warm: dict | None) -> list[str]:
+    """What pretrained the model before DP-SGD: the DP central release and/or public data."""
+    if not warm:
+        return []
+    out = []
+    c = warm.get("central")
+    if c:
+        share = f", {c['share']:.0%} share" if c.get("share") else ""
+        out.append(f"  warm-up     central images: Gaussian release, sigma "
+                   f"{c['noise_multiplier']:.4g}, q {c['sample_rate']:.3g} x {c['queries']}, "
+                   "epsilon alone "
+                   f"{c['epsilon_alone']:.3g}{share}; composed with DP-SGD in one accountant")
+    p = warm.get("public_data")
+    if p:
+        out.append(f"  warm-up     public data {p['source'] or '(in memory)'} ({p['n_images']} "
+                   "images, declared public: no budget spent, not protected)")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -186,17 +186,24 @@ def add_output_options(p: argparse.ArgumentParser, progress: bool = True) -> Non
 
 def method_config(args: argparse.Namespace) -> dict:
     config = {"epochs": args.epochs, "batch_size": args.batch_size}
-    for item in args.set:
+    config.update(parse_settings(args.set, "--set"))
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def parse_settings(items: list[str], flag: str) -> dict:
+    """``KEY=VALUE`` strings -> dict; values are Python literals where they parse as one."""
+    config = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             from ..errors import ConfigError
 
-            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+            raise ConfigError(f"{flag} expects KEY=VALUE, got '{item}'")
         try:
             config[key.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             config[key.strip()] = value
-    return {k: v for k, v in config.items() if v is not None}
+    return config
 
 
 def progress_wanted(args: argparse.Namespace) -> bool:

@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
                                            "private class counts released with a DP mechanism")
     g.add_argument("--counts-epsilon", type=float, default=0.1,
                    help="epsilon spent on the class counts (taken from --epsilon)")
+    add_warmup_options(p)
     g.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in --out (its spend stays in the ledger)")
     g.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
@@ -45,6 +46,31 @@ def add_parser(sub) -> None:
                    help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)")
     add_output_options(p)
     p.set_defaults(func=run)
+
+
+def add_warmup_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("warm-up (pretraining before DP-SGD; docs/warmup.md)")
+    g.add_argument("--warmup", choices=["none", "central"], default="none",
+                   help="central: pretrain on a DP release of per-class central images "
+                        "(DP-FETA), its epsilon taken from --epsilon (default none)")
+    g.add_argument("--warmup-share", type=float, default=None,
+                   help="the central release alone spends this share of --epsilon "
+                        "(default 0.3); DP-SGD's noise is calibrated for the exact total")
+    g.add_argument("--warmup-epochs", type=float, default=None,
+                   help="pretraining passes per warm-up phase (default: the method's epochs)")
+    g.add_argument("--warmup-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any warm-up option, e.g. --warmup-set size=7 --warmup-set queries=5")
+    g.add_argument("--public-data", default=None, metavar="PATH",
+                   help="pretrain on these images, declared public by you (same formats as "
+                        "--data; resized to its size; same classes); spends no budget")
+
+
+def warmup_config(args: argparse.Namespace) -> dict:
+    from .options import parse_settings
+
+    config = {"share": args.warmup_share, "epochs": args.warmup_epochs}
+    config.update(parse_settings(args.warmup_set, "--warmup-set"))
+    return {k: v for k, v in config.items() if v is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
                        ledger=args.ledger, budget=args.budget, force=args.force,
                        overwrite=args.overwrite, class_proportions=args.class_proportions,
                        counts_epsilon=args.counts_epsilon, device=args.device,
-                       progress=progress_wanted(args), checkpoint_every=args.checkpoint_every)
+                       progress=progress_wanted(args), checkpoint_every=args.checkpoint_every,
+                       warmup=args.warmup, public_data=args.public_data,
+                       warmup_config=warmup_config(args))
     k = len(result.class_names)
     images, labels = result.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=args.seed)
     out = Path(args.out)

@@ -48,7 +48,8 @@ class progress_bar:
         return min(self.total, (step // tenth + 1) * tenth)
 
     def _epsilon(self, step: int) -> float:
-        history = [(self.plan.noise_multiplier, self.plan.sample_rate, step)]
+        history = [*self.ctx.privacy.prior,  # a warm-up release, if any, came first
+                   (self.plan.noise_multiplier, self.plan.sample_rate, step)]
         return epsilon_from_history(history, self.plan.delta, self.ctx.privacy.accountant)
 
     def update(self, step: int, **losses: float) -> None:

@@ -35,6 +35,12 @@ class PrivacySpec:
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     grad_sample_mode: str = "hooks"
+    # Releases this run made from the same private data before DP-SGD (e.g. the warm-up's
+    # central images), as accountant history entries (sigma, q, steps). DP-SGD's noise is
+    # calibrated over prior + its own steps, and its accountant starts from this history, so
+    # the card and the ledger compose them exactly. Derived by the trainer, not asked for:
+    # not part of to_json (the run's request).
+    prior: list[tuple[float, float, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.accountant not in ACCOUNTANTS:
@@ -61,7 +67,9 @@ class PrivacySpec:
         return self.delta if self.delta is not None else default_delta(n_private)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("prior")
+        return out
 
 
 def default_delta(n_private: int) -> float:
@@ -70,11 +78,18 @@ def default_delta(n_private: int) -> float:
 
 
 def calibrate_noise(epsilon: float, delta: float, sample_rate: float, steps: int,
-                    accountant: str = "prv") -> float:
+                    accountant: str = "prv", prior: Iterable[tuple[float, float, int]] = ()
+                    ) -> float:
     """The smallest noise multiplier sigma whose epsilon after ``steps`` is <= target.
 
     Opacus bisects; ``epsilon_tolerance`` is 0.5% of the target so the result is within 1%.
+    ``prior``: history entries spent before these steps in the same accountant (a warm-up
+    release); the target is then the epsilon of ``prior + [(sigma, q, steps)]``.
     """
+    prior = tuple((float(a), float(b), int(c)) for a, b, c in prior if int(c) > 0)
+    if prior:
+        return _calibrate_after(prior, float(epsilon), float(delta), float(sample_rate),
+                                int(steps), accountant)
     try:
         with _quiet_full_batch():
             return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
@@ -85,6 +100,47 @@ def calibrate_noise(epsilon: float, delta: float, sample_rate: float, steps: int
         raise PrivacyError(f"cannot reach epsilon={epsilon} at delta={delta:g} with sampling rate "
                            f"{sample_rate:.4g} over {steps} steps ({e}); raise --epsilon or "
                            "train fewer steps / smaller batches") from None
+
+
+MAX_SIGMA = 1e6
+
+
+@lru_cache(maxsize=64)
+def _calibrate_after(prior: tuple[tuple[float, float, int], ...], epsilon: float, delta: float,
+                     q: float, steps: int, accountant: str) -> float:
+    # Opacus' get_noise_multiplier bisection (opacus/accountants/utils.py), run on an Opacus
+    # accountant whose history starts with ``prior``: the composition is the accountant's own.
+    # Cached: a run calibrates the same plan when it probes and when it trains.
+    already = epsilon_from_history(prior, delta, accountant)
+    if already >= epsilon:
+        raise PrivacyError(f"the warm-up release alone spends epsilon {already:.3g} of the "
+                           f"target {epsilon:.3g}, leaving nothing for training; lower "
+                           "--warmup-share or raise --epsilon")
+    acc = create_accountant(accountant)
+    tolerance = max(0.005 * epsilon, 1e-4)
+
+    def eps_at(sigma: float) -> float:
+        acc.history = [*prior, (sigma, q, steps)]
+        with _quiet_full_batch():
+            return float(acc.get_epsilon(delta=delta))
+
+    low, high, eps_high = 0.0, 10.0, eps_at(10.0)
+    while eps_high > epsilon:
+        high *= 2
+        if high > MAX_SIGMA:
+            raise PrivacyError(f"cannot reach epsilon={epsilon} at delta={delta:g} after the "
+                               f"warm-up release (it spends {already:.3g}) with sampling rate "
+                               f"{q:.4g} over {steps} steps; lower --warmup-share or raise "
+                               "--epsilon")
+        eps_high = eps_at(high)
+    while epsilon - eps_high > tolerance:
+        mid = (low + high) / 2
+        eps = eps_at(mid)
+        if eps < epsilon:
+            high, eps_high = mid, eps
+        else:
+            low = mid
+    return high
 
 
 @dataclass

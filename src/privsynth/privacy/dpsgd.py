@@ -97,7 +97,7 @@ def plan(spec: PrivacySpec, n_private: int, expected_batch_size: int, steps: int
         sigma = spec.noise_multiplier
     else:
         assert spec.epsilon is not None
-        sigma = calibrate_noise(spec.epsilon, delta, q, steps, spec.accountant)
+        sigma = calibrate_noise(spec.epsilon, delta, q, steps, spec.accountant, spec.prior)
     return DPPlan(sigma, expected_batch_size, q, steps, delta, spec.epsilon, n_private)
 
 
@@ -108,7 +108,8 @@ def make_private(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data
 
     The loader draws Poisson-sampled batches (each image independently with probability q),
     which is what the accountant's subsampling analysis assumes. A restored ``state`` puts the
-    previous run's history back into the accountant, so resuming never resets the budget.
+    previous run's history back into the accountant, so resuming never resets the budget; a
+    fresh one starts from ``spec.prior`` (releases made before DP-SGD, e.g. the warm-up).
 
     Which images a batch holds and the Gaussian noise both come from generators seeded from the
     operating system's entropy, never from ``--seed``: the guarantee assumes an adversary cannot
@@ -138,6 +139,8 @@ def make_private(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data
     assert abs(q_loader - dp_plan.sample_rate) < 1 / len(dataset)
     if state is not None:
         engine.accountant.history = list(state.history)
+    elif spec.prior:  # a warm-up release came first: one accountant composes both exactly
+        engine.accountant.history = [tuple(h) for h in spec.prior]
     return module, optimizer, loader, engine
 
 

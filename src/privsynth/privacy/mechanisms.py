@@ -1,4 +1,5 @@
-"""One-shot releases of counts (class proportions) with the Laplace or Gaussian mechanism.
+"""One-shot releases: counts (class proportions) with the Laplace or Gaussian mechanism, and
+OpenDP Gaussian noise on a vector (the warm-up's central images, privacy/central.py).
 
 The mechanisms and their calibration are OpenDP's (not hand-rolled): integer counts get
 discrete Laplace / discrete Gaussian noise whose scale OpenDP searches for the requested
@@ -72,3 +73,18 @@ def release_proportions(counts: np.ndarray, mechanism: str, epsilon: float, delt
     # Post-processing (free): a floor of 1 so every class can still be sampled.
     noisy = np.maximum(noisy, 1.0)
     return noisy / noisy.sum(), eps_spent, delta_spent
+
+
+def gaussian_vector(values, scale: float):
+    """``values + N(0, scale^2)`` per entry (a float64 torch tensor of any shape), the noise drawn
+    by OpenDP's Gaussian mechanism from the OS CSPRNG, never from a seeded generator (a known seed
+    would let anyone subtract the noise). ``scale`` is the noise standard deviation: sigma times
+    the L2 sensitivity; the privacy of the release is accounted by the caller (Opacus history)."""
+    import opendp.prelude as dp
+    import torch
+
+    dp.enable_features("contrib")
+    space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float)
+    meas = dp.m.make_gaussian(*space, scale=float(scale))
+    flat = values.double().flatten().tolist()
+    return torch.tensor(meas(flat), dtype=torch.float64).view(values.shape)

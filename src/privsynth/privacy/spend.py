@@ -9,6 +9,11 @@ The life of a segment (see privacy/ledger.py for the rows):
             booked (interrupted, failed, or a process found dead later).
 A segment refused before it planned (budget, unreachable epsilon, bad flag) is cancelled: it never
 touched the data.
+
+A *lead* (`set_lead`) is a release that comes before the DP-SGD steps in the same accountant
+history (the warm-up's central images): it is booked before it is drawn (`book_lead`), it is part
+of every reservation and booking from then on, and its epsilon composes with DP-SGD's in one
+Opacus accountant. The checkpoint interval counts DP-SGD steps only.
 """
 
 from __future__ import annotations
@@ -23,6 +28,17 @@ History = list[tuple[float, float, int]]
 
 def history_steps(history: Sequence) -> int:
     return sum(int(h[2]) for h in history)
+
+
+def history_take(history: Sequence, steps: int) -> History:
+    """The first ``steps`` steps of ``history``."""
+    out: History = []
+    for sigma, q, n in history:
+        use = min(int(n), steps)
+        if use > 0:
+            out.append((float(sigma), float(q), use))
+        steps -= use
+    return out
 
 
 def history_minus(full: Sequence, prefix: Sequence) -> History:
@@ -52,11 +68,33 @@ class RunSpend:
         self.segment: str | None = None
         self.planned = False
         self.sigma = self.q = 0.0
-        self.remaining, self.sgd_delta = 0, 0.0
+        self.steps, self.sgd_delta = 0, 0.0
         self.other = (0.0, 0.0)         # a release still to come (class counts): (eps, delta)
         self.other_booked = False
         self.booked: History = []
         self.settled = False
+        self.lead: History = []         # releases before DP-SGD in the accountant (warm-up)
+        self.lead_booked = False
+
+    def set_lead(self, lead: Sequence, delta: float, released: Sequence = ()) -> None:
+        """``lead``: the run's accountant entries before its DP-SGD steps, composed with them at
+        ``delta``. ``released``: the part an earlier segment already released and booked (it
+        joins the prefix when no DP checkpoint carries it)."""
+        self.lead, self.sgd_delta = [tuple(h) for h in lead], float(delta)
+        if released and history_steps(self.prefix) < history_steps(released):
+            self.prefix = [tuple(h) for h in released]
+
+    def book_lead(self) -> None:
+        """Book the lead release (reserving it if nothing was reserved yet) before it is drawn."""
+        pending = history_minus(self.lead, self.prefix)
+        if not pending:
+            return
+        if self.segment is None:
+            self.segment = self.ledger.reserve(
+                self.fingerprint, self.name, epsilon=self._eps(pending), delta=self.sgd_delta,
+                limit=self.limit, force=self.force, accounting={"lead": pending}, **self.meta)
+        self.lead_booked = True
+        self._book(pending)
 
     # --- reserve -------------------------------------------------------------------------------
     def reserve_target(self, epsilon: float, delta: float) -> None:
@@ -71,8 +109,8 @@ class RunSpend:
         segments ran) and ``other`` (a release this segment will make). Returns the epsilon
         reserved."""
         self.sigma, self.q, self.sgd_delta, self.other = sigma, q, sgd_delta, other
-        self.remaining = max(0, int(steps) - history_steps(self.prefix))
-        planned = [(sigma, q, self.remaining)] if self.remaining else []
+        self.steps = int(steps)
+        planned = self._planned()
         eps = self._eps(planned) + other[0]
         delta = (sgd_delta if planned else 0.0) + other[1]
         self.segment = self.ledger.reserve(
@@ -87,7 +125,8 @@ class RunSpend:
         """A segment that runs no private step but still releases ``other`` (a resumed run
         whose DP part was finished) reserves that release first."""
         if not self.planned:
-            self.plan(self.sigma, self.q, history_steps(self.prefix), self.sgd_delta, other)
+            done = history_steps(self.prefix) - history_steps(self.lead)
+            self.plan(self.sigma, self.q, max(0, done), self.sgd_delta, other)
 
     # --- book and settle -----------------------------------------------------------------------
     def checkpoint(self, full_history: Sequence) -> None:
@@ -114,7 +153,7 @@ class RunSpend:
         if self.segment is None or self.settled:
             return
         self.settled = True
-        if not self.planned:
+        if not self.planned and not self.lead_booked:
             self.ledger.cancel(self.segment)
             return
         eps, delta = self._value(self.booked)
@@ -126,17 +165,25 @@ class RunSpend:
         return epsilon_from_history(history, self.sgd_delta, self.accountant) if history else 0.0
 
     def _planned(self) -> History:
-        return [(self.sigma, self.q, self.remaining)] if self.remaining else []
+        """What this segment plans to run: the whole run's plan (lead + DP-SGD) minus what
+        earlier segments ran."""
+        whole = [*self.lead, *([(self.sigma, self.q, self.steps)] if self.steps else [])]
+        return history_minus(whole, self.prefix)
 
     def _ahead(self, ran: History) -> History:
-        """``ran`` plus the steps the next checkpoint interval may run."""
-        left = self.remaining - history_steps(ran)
-        if left <= 0:
-            return ran
-        last = ran[-1] if ran else None
-        if last and (last[0], last[1]) == (self.sigma, self.q):  # one entry, as Opacus keeps it
-            return [*ran[:-1], (self.sigma, self.q, int(last[2]) + min(self.chunk, left))]
-        return [*ran, (self.sigma, self.q, min(self.chunk, left))]
+        """``ran`` plus the steps the next checkpoint interval may run: any lead release not yet
+        in ``ran``, then ``chunk`` DP-SGD steps."""
+        rest = history_minus(self._planned(), ran)
+        lead_left = max(0, history_steps(history_minus(self.lead, self.prefix))
+                        - history_steps(ran))
+        extra = history_take(rest, lead_left + self.chunk)
+        out = [tuple(h) for h in ran]
+        for sigma, q, n in extra:  # one entry per (sigma, q) run, as Opacus keeps it
+            if out and (out[-1][0], out[-1][1]) == (sigma, q):
+                out[-1] = (sigma, q, int(out[-1][2]) + n)
+            else:
+                out.append((sigma, q, n))
+        return out
 
     def _value(self, history: History) -> tuple[float, float]:
         other = self.other if self.other_booked else (0.0, 0.0)

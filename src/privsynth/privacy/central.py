@@ -1,0 +1,132 @@
+"""The warm-up's one private release: per-class "central images" (noisy class means).
+
+DP-FETA ("From Easy to Hard: Building a Shortcut for Differentially Private Image Synthesis",
+Li et al., IEEE S&P 2025) pretrains a DP generator on a few noisy *central images* of the private
+set before DP-SGD. Ours, exactly:
+
+- each private image is area-averaged down to ``size x size`` (a low-pass: its low-frequency
+  content, as FETA's half-resolution means), shifted to pixels in -0.5..0.5 and clipped to L2 norm
+  ``clip`` (default: the largest norm such an image can have, so clipping never changes one);
+- its feature vector is ``v = [a * x_low / clip, c]`` with ``a^2 + c^2 = 1``: ``||v|| <= 1``. The
+  constant last entry ``c`` (``count_weight``) makes the same release carry noisy class counts,
+  so the means need no separate count release and no public class sizes;
+- per class k the sum ``S_k = sum of v_i over images i of class k`` (a K x (D + 1) matrix). Adding
+  or removing one image (with its label) changes one row by ``v_i``: L2 sensitivity 1;
+- released: ``S + N(0, sigma^2)`` per entry, the noise drawn by OpenDP's Gaussian mechanism from
+  the OS CSPRNG (`mechanisms.gaussian_vector`). With ``sample_rate < 1`` each of ``queries``
+  releases sums a fresh Poisson sample (each image in with probability q) as FETA does.
+Accounting: the whole release is the Opacus accountant history entry ``(sigma, q, queries)`` —
+one Gaussian step at sampling rate 1 by default — composed with DP-SGD in the same accountant
+(``PrivacySpec.prior``). Sigma comes from ``calibrate_noise`` (Opacus) for the release's share of
+the target epsilon. Everything computed from the noisy sums afterwards is post-processing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from .accounting import calibrate_noise
+from .mechanisms import gaussian_vector
+
+
+@dataclass
+class CentralRelease:
+    """The released central images (post-processed noisy means) and how they were released."""
+
+    images: np.ndarray      # K * queries x C x size x size, float pixels 0..1 (not clamped)
+    labels: np.ndarray      # class of each central image
+    counts: np.ndarray      # noisy class counts, same order
+    sigma: float
+    sample_rate: float
+    queries: int
+    size: int
+    clip: float
+    count_weight: float
+
+    @property
+    def history(self) -> list[tuple[float, float, int]]:
+        return [(self.sigma, self.sample_rate, self.queries)]
+
+
+def max_norm(channels: int, size: int) -> float:
+    """The largest L2 norm of a ``channels x size x size`` image with pixels in -0.5..0.5."""
+    return 0.5 * math.sqrt(channels * size * size)
+
+
+def check_settings(size: int, sample_rate: float, queries: int, count_weight: float,
+                   clip: float | None) -> None:
+    if size < 1:
+        raise ConfigError(f"warm-up size must be >= 1 pixel, got {size}; e.g. --warmup-set size=14")
+    if not 0 < sample_rate <= 1:
+        raise ConfigError(f"warm-up sample_rate must lie in (0, 1], got {sample_rate}")
+    if queries < 1:
+        raise ConfigError(f"warm-up queries must be >= 1, got {queries}")
+    if not 0 < count_weight < 1:
+        raise ConfigError(f"warm-up count_weight must lie in (0, 1), got {count_weight}")
+    if clip is not None and not (clip > 0 and math.isfinite(clip)):
+        raise ConfigError(f"warm-up clip must be a finite norm > 0, got {clip}")
+
+
+def central_sigma(epsilon: float, delta: float, sample_rate: float = 1.0, queries: int = 1,
+                  accountant: str = "prv") -> float:
+    """Sigma at which the release alone spends ``epsilon`` (Opacus' calibration)."""
+    return calibrate_noise(epsilon, delta, sample_rate, queries, accountant)
+
+
+def features(images: np.ndarray, size: int, clip: float, count_weight: float) -> torch.Tensor:
+    """``v_i = [a * clip_norm(x_low) / clip, c]`` per image, each of L2 norm <= 1 (float64)."""
+    x = torch.from_numpy(images).double() / 255.0 - 0.5
+    low = F.adaptive_avg_pool2d(x, size).flatten(1)
+    norms = low.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    low = low * (clip / norms).clamp(max=1.0) / clip  # ||low|| <= 1 after this
+    a = math.sqrt(1.0 - count_weight ** 2)
+    ones = torch.full((len(low), 1), count_weight, dtype=torch.float64)
+    return torch.cat([a * low, ones], 1)
+
+
+def class_sums(v: torch.Tensor, labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    out = torch.zeros(num_classes, v.shape[1], dtype=torch.float64)
+    out.index_add_(0, torch.from_numpy(np.asarray(labels, dtype=np.int64)), v)
+    return out
+
+
+def release_central(images: np.ndarray, labels: np.ndarray, num_classes: int, *, sigma: float,
+                    size: int, sample_rate: float = 1.0, queries: int = 1,
+                    count_weight: float = 0.3, clip: float | None = None) -> CentralRelease:
+    """Release noisy per-class means of ``images`` (uint8 N x C x H x W), see the module doc.
+
+    The only private step: ``queries`` Gaussian releases of the clipped class sums (sensitivity
+    1, noise std ``sigma``). Which images a Poisson sample holds is drawn from the OS entropy.
+    """
+    from .dpsgd import private_generator
+
+    channels = images.shape[1]
+    if size > min(images.shape[2:]):
+        raise ConfigError(f"warm-up size {size} exceeds the {images.shape[2]}x{images.shape[3]} "
+                          "images; pick a size up to the image side, e.g. half of it")
+    clip = float(clip) if clip is not None else max_norm(channels, size)
+    check_settings(size, sample_rate, queries, count_weight, clip)
+    v = features(images, size, clip, count_weight)
+    means, labs, counts = [], [], []
+    picker = private_generator("cpu")
+    for _ in range(queries):
+        rows = (torch.rand(len(v), generator=picker) < sample_rate if sample_rate < 1
+                else torch.ones(len(v), dtype=torch.bool))
+        sums = class_sums(v[rows], np.asarray(labels)[rows.numpy()], num_classes)
+        noisy = gaussian_vector(sums, sigma)  # the private step
+        # Post-processing from here on.
+        a = math.sqrt(1.0 - count_weight ** 2)
+        count = noisy[:, -1] / count_weight
+        mean = noisy[:, :-1] / a * clip / count.clamp_min(1.0)[:, None]
+        means.append(mean.view(num_classes, channels, size, size) + 0.5)
+        labs.append(np.arange(num_classes))
+        counts.append(count.numpy())
+    return CentralRelease(torch.cat(means).float().numpy(), np.concatenate(labs),
+                          np.concatenate(counts), float(sigma), float(sample_rate), int(queries),
+                          int(size), clip, float(count_weight))

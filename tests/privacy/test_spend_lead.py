@@ -1,0 +1,76 @@
+"""RunSpend with a lead release (the warm-up's central images) before the DP-SGD steps: booked
+before it is drawn, in every booking after, counted once across segments."""
+
+from __future__ import annotations
+
+import pytest
+
+from privsynth.privacy import Ledger
+from privsynth.privacy.accounting import epsilon_from_history
+from privsynth.privacy.spend import RunSpend, history_take
+
+LEAD = [(3.0, 1.0, 1)]
+SGD = (1.1, 0.1, 40)
+DELTA = 1e-5
+
+
+def _spend(ledger, prefix=()):
+    return RunSpend(ledger, "f" * 64, "toy", run_id="r1", method="dpvae", out="/x", kind="train",
+                    limit=None, force=False, accountant="rdp", chunk=10, prefix=prefix)
+
+
+def _segment(ledger, seg):
+    (ds,) = ledger.datasets()
+    return next(s for s in ds["runs"]["r1"]["segments"] if s["id"] == seg)
+
+
+def test_history_take():
+    assert history_take([(1.0, 1.0, 1), (2.0, 0.1, 5)], 3) == [(1.0, 1.0, 1), (2.0, 0.1, 2)]
+    assert history_take([(1.0, 1.0, 1)], 0) == []
+
+
+def test_lead_is_booked_before_the_plan_and_ahead_counts_dp_steps(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    spend = _spend(ledger)
+    spend.set_lead(LEAD, DELTA)
+    spend.book_lead()  # no reservation yet (a fixed-sigma run): it reserves the release itself
+    seg = _segment(ledger, spend.segment)
+    assert seg["epsilon"] == pytest.approx(epsilon_from_history(LEAD, DELTA, "rdp"))
+    assert seg["delta"] == DELTA
+    spend.plan(*SGD, DELTA)
+    # Reserved: the whole plan; booked ahead: the release plus one interval of 10 DP-SGD steps.
+    seg = _segment(ledger, spend.segment)
+    whole = [*LEAD, SGD]
+    assert seg["reserved_epsilon"] == pytest.approx(epsilon_from_history(whole, DELTA, "rdp"))
+    assert spend.booked == [*LEAD, (1.1, 0.1, 10)]
+    spend.checkpoint([*LEAD, (1.1, 0.1, 10)])
+    assert spend.booked == [*LEAD, (1.1, 0.1, 20)]
+    spend.abort("interrupted")  # killed: settles to the booking, which covers what ran
+    seg = _segment(ledger, spend.segment)
+    assert seg["status"] == "interrupted"
+    assert seg["epsilon"] == pytest.approx(
+        epsilon_from_history([*LEAD, (1.1, 0.1, 20)], DELTA, "rdp"))
+
+
+def test_a_killed_release_is_settled_not_cancelled(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    spend = _spend(ledger)
+    spend.set_lead(LEAD, DELTA)
+    spend.reserve_target(2.0, DELTA)
+    spend.book_lead()
+    spend.abort("interrupted")  # killed while pretraining, before the DP plan
+    seg = _segment(ledger, spend.segment)
+    assert seg["status"] == "interrupted" and seg["epsilon"] > 0
+
+
+def test_a_resumed_segment_does_not_book_the_release_again(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    spend = _spend(ledger)
+    spend.set_lead(LEAD, DELTA, released=LEAD)  # an earlier segment drew it
+    spend.book_lead()
+    assert spend.segment is None  # nothing to book yet
+    spend.plan(*SGD, DELTA)
+    assert spend.booked == [(1.1, 0.1, 10)]
+    spend.finish([*LEAD, SGD])
+    seg = _segment(ledger, spend.segment)
+    assert seg["epsilon"] == pytest.approx(epsilon_from_history([SGD], DELTA, "rdp"))
