@@ -98,7 +98,8 @@ def run_cell(args, cell: str) -> dict:
     train_s = time.time() - t0
     run = privsynth.Run.load(out, device=args.device)
     save_samples(run, out)
-    ev = quick_evaluate(run, data=data, **({"passes": args.eval_passes} if args.eval_passes else {}))
+    passes = {"passes": args.eval_passes} if args.eval_passes else {}
+    ev = quick_evaluate(run, data=data, **passes)
     pv = run.card["privacy"]
     central = pv.get("warmup", {}).get("central")
     return {"cell": cell, "method": method, "epsilon_target": float(eps), "variant": variant,
