@@ -33,3 +33,19 @@ def test_merf_without_dp_is_the_twin(tmp_path, tiny_dataset):
     run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / "r", no_dp=True, config=TINY,
                           progress=False)
     assert run.epsilon == float("inf")
+
+
+def test_target_is_the_true_class_mean_embedding_without_noise():
+    """No noise: the generator's target must be each class's exact mean f(x), for any C and D."""
+    from privsynth.models.merf import class_mean_embeddings
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(60, 1, 8, 8, generator=g) * 2 - 1, torch.arange(60) % 3
+    for norm, d in [(1.0, 100), (2.5, 2000)]:
+        freqs = random_frequencies(64, MERFConfig(n_features=d))
+        f = features(x, freqs, norm).double()
+        released = torch.zeros(f.shape[1], 3, dtype=torch.float64).index_add_(1, y, f.T)
+        target = class_mean_embeddings(released, norm, d)
+        truth = torch.stack([f[y == k].mean(0) for k in range(3)])
+        assert torch.allclose(target, truth, atol=1e-9)
+        assert torch.allclose(target.norm(dim=1), truth.norm(dim=1))  # not inflated
