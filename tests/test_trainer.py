@@ -154,3 +154,17 @@ def test_holdout_is_never_trained_on(tmp_path, tiny_dataset, fast_gan, monkeypat
     assert run.card["data"]["n_train"] == 90 and run.card["privacy"]["dp_sgd"]["n_private"] == 90
     # Delta defaults to 1 / (10 N) with N the training (not the total) count.
     assert run.delta == pytest.approx(1 / 900)
+
+
+def test_train_takes_its_defaults_from_the_one_defaults_table(tmp_path, tiny_dataset, monkeypatch):
+    """`privsynth train` and `sweep` read the same size-based defaults; flags override them."""
+    from privsynth.models import defaults
+
+    monkeypatch.setitem(defaults._DEFAULTS, "dpmerf", {"small": {"steps": 7, "n_features": 16},
+                                                       "large": {"steps": 9}})
+    run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / "a", epsilon=5, progress=False,
+                          config={"batch_size": 20, "g_width": 8})
+    assert run.card["config"]["steps"] == 7 and run.card["config"]["n_features"] == 16
+    run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / "b", epsilon=5, progress=False,
+                          config={"batch_size": 20, "g_width": 8, "steps": 3})
+    assert run.card["config"]["steps"] == 3 and run.card["config"]["n_features"] == 16

@@ -22,6 +22,7 @@ from .atomic import write_json
 from .data import DataSource, ImageDataset, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
 from .models import TrainContext
+from .models.defaults import recommended_config
 from .models.registry import create, is_private
 from .models.warmup import WARMUP_STATE, WarmUp
 from .preflight import check_device, check_output_folder
@@ -121,6 +122,8 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
                            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
                            accountant=accountant, grad_sample_mode=grad_sample_mode)
     torch.manual_seed(seed)  # reproducible initial weights
+    # One place decides the defaults (models/defaults.py, by training-set size); flags override.
+    config = {**recommended_config(method, n), **(config or {})}
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
     _check_sizes(full_config)

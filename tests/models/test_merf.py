@@ -3,11 +3,11 @@ import torch
 from opacus.accountants.utils import get_noise_multiplier
 
 import privsynth
-from privsynth.models.merf import MERFConfig, features, random_frequencies
+from privsynth.models.merf import KernelFeatures, MERFConfig, MERFSynthesizer
 
 from .test_vae import check_private_run, check_sampling_and_roundtrip
 
-TINY = {"n_features": 64, "steps": 20, "batch_size": 30, "g_width": 8, "z_dim": 8}
+TINY = {"n_features": 32, "steps": 20, "batch_size": 30, "g_width": 8, "z_dim": 8}
 
 
 def test_dpmerf_one_release_accounted(tmp_path, tiny_dataset):
@@ -23,9 +23,9 @@ def test_dpmerf_one_release_accounted(tmp_path, tiny_dataset):
 
 
 def test_features_have_norm_c_so_sensitivity_is_c():
-    freqs = random_frequencies(64, MERFConfig(n_features=100))
+    feats = KernelFeatures((1, 8, 8), MERFConfig(n_features=100))
     x = torch.rand(50, 1, 8, 8) * 2 - 1
-    norms = features(x, freqs, norm=1.5).norm(dim=1)
+    norms = feats(x, norm=1.5).norm(dim=1)
     assert np.allclose(norms.numpy(), 1.5, atol=1e-5)
 
 
@@ -37,15 +37,34 @@ def test_merf_without_dp_is_the_twin(tmp_path, tiny_dataset):
 
 def test_target_is_the_true_class_mean_embedding_without_noise():
     """No noise: the generator's target must be each class's exact mean f(x), for any C and D."""
-    from privsynth.models.merf import class_mean_embeddings
-
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(60, 1, 8, 8, generator=g) * 2 - 1, torch.arange(60) % 3
     for norm, d in [(1.0, 100), (2.5, 2000)]:
-        freqs = random_frequencies(64, MERFConfig(n_features=d))
-        f = features(x, freqs, norm).double()
+        feats = KernelFeatures((1, 8, 8), MERFConfig(n_features=d))
+        f = feats(x, norm).double()
         released = torch.zeros(f.shape[1], 3, dtype=torch.float64).index_add_(1, y, f.T)
-        target = class_mean_embeddings(released, norm, d)
+        target = feats.class_means(released, norm)
         truth = torch.stack([f[y == k].mean(0) for k in range(3)])
         assert torch.allclose(target, truth, atol=1e-9)
         assert torch.allclose(target.norm(dim=1), truth.norm(dim=1))  # not inflated
+
+
+def test_release_noise_reaches_the_embedding_at_sigma_c(tiny_dataset):
+    """The released sums differ from the exact ones by N(0, (sigma C)^2) per entry, fresh noise
+    each release (OS entropy), and the generator is trained on exactly that release."""
+    from privsynth.models import TrainContext
+    from privsynth.privacy import PrivacySpec
+
+    synth = MERFSynthesizer((1, 8, 8), 10, TINY)
+    exact, _, _ = synth.release(tiny_dataset, TrainContext(privacy=None))
+    spec = PrivacySpec(epsilon=None, noise_multiplier=3.0, max_grad_norm=0.5)
+    first, plan, acc = synth.release(tiny_dataset, TrainContext(privacy=spec))
+    second, _, _ = synth.release(tiny_dataset, TrainContext(privacy=spec))
+    exact_c, _, _ = MERFSynthesizer((1, 8, 8), 10, TINY).release(
+        tiny_dataset, TrainContext(privacy=PrivacySpec(epsilon=None, noise_multiplier=1e-9,
+                                                       max_grad_norm=0.5)))
+    noise = (first - exact_c).double()
+    assert abs(noise.std().item() / (3.0 * 0.5) - 1) < 0.1
+    assert not torch.allclose(first, second)
+    assert acc.history == [(3.0, 1.0, 1)] and plan.noise_multiplier == 3.0
+    assert torch.allclose(exact_c, exact * 0.5, atol=1e-4)  # sums scale with C

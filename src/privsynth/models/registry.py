@@ -18,6 +18,7 @@ METHODS: dict[str, tuple[str, str, bool]] = {
     "dpdiffusion": ("privsynth.models.diffusion", "DiffusionSynthesizer", True),
     "diffusion": ("privsynth.models.diffusion", "DiffusionSynthesizer", False),
     "dpmerf": ("privsynth.models.merf", "MERFSynthesizer", True),
+    "dpkernel": ("privsynth.models.merf", "KernelSynthesizer", True),
 }
 
 
