@@ -30,7 +30,7 @@ from torch import nn
 from ..data import ImageDataset, from_unit_range
 from ..errors import ConfigError
 from .base import FitResult, TrainContext, build_config
-from .gan import halvings
+from .generator import halvings
 from .sgd_loop import ema_copy, fit_dpsgd
 
 SIGMA_DATA = 0.5

@@ -23,41 +23,8 @@ from ..errors import ConfigError
 from ..privacy import dpsgd
 from ..privacy.accounting import AccountantState
 from .base import FitResult, TrainContext, build_config, infinite
+from .generator import Generator, check_generator_weights, halvings
 from .progress import progress_bar
-
-
-def halvings(size: int) -> int:
-    """How many stride-2 stages take ``size`` down to a 3..7 pixel base (8->4, 28->7, 32->4)."""
-    k = 0
-    while size % 2 == 0 and size > 7:
-        size //= 2
-        k += 1
-    if size > 7 or k == 0:
-        raise ConfigError(f"image size {size << k} is not base x 2^k with base 3..7 "
-                          "(e.g. 8, 28, 32, 64); pass --image-size to resize")
-    return k
-
-
-class Generator(nn.Module):
-    """z + class embedding -> linear -> k x (upsample conv) -> tanh image in -1..1."""
-
-    def __init__(self, channels: int, size: int, num_classes: int, width: int, z_dim: int):
-        super().__init__()
-        self.k, self.base = halvings(size), size >> halvings(size)
-        c = width * 2 ** self.k
-        self.c0, self.z_dim = c, z_dim
-        self.embed = nn.Embedding(num_classes, z_dim)
-        self.fc = nn.Sequential(nn.Linear(2 * z_dim, c * self.base ** 2),
-                                nn.BatchNorm1d(c * self.base ** 2), nn.ReLU())
-        blocks = []
-        for _ in range(self.k):
-            blocks += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.BatchNorm2d(c // 2), nn.ReLU()]
-            c //= 2
-        self.blocks = nn.Sequential(*blocks, nn.Conv2d(c, channels, 3, 1, 1), nn.Tanh())
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.fc(torch.cat([z, self.embed(y)], 1)).view(-1, self.c0, self.base, self.base)
-        return self.blocks(h)
 
 
 class Discriminator(nn.Module):
@@ -149,7 +116,8 @@ class GANSynthesizer:
         if h != w:
             raise ConfigError(f"images are {h}x{w}; the GAN needs square images, pass --image-size")
         cfg = self.config
-        self.generator = Generator(c, h, num_classes, cfg.g_width, cfg.z_dim)
+        # g_width counts channels at full resolution; they double at each lower one.
+        self.generator = Generator(c, h, num_classes, cfg.g_width << halvings(h), cfg.z_dim)
         self.discriminator = Discriminator(c, h, num_classes, cfg.width)
         self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.has_discriminator = False  # True once trained or loaded: white-box scores need it
@@ -177,6 +145,7 @@ class GANSynthesizer:
         start = 0
         resume = ctx.resume
         if resume is not None:
+            check_generator_weights(resume["generator"], "")
             G.load_state_dict(resume["generator"])
             G_ema.load_state_dict(resume["g_ema"])
             D.load_state_dict(resume["discriminator"])
@@ -308,6 +277,7 @@ class GANSynthesizer:
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        check_generator_weights(state, "g_ema.")
         self.g_ema.load_state_dict({k[len("g_ema."):]: v for k, v in state.items()
                                     if k.startswith("g_ema.")})
         d = {k[len("discriminator."):]: v for k, v in state.items()

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 
 
-def base_size(size: int) -> tuple[int, int]:
-    """(base, upsamplings): ``size = base * 2**k`` with base 3..7 (8 -> 4,1; 28 -> 7,2; 32 -> 4,3)."""
+def halvings(size: int) -> int:
+    """How many stride-2 stages take ``size`` down to a 3..7 pixel base (8->4, 28->7, 32->4)."""
     k = 0
     while size % 2 == 0 and size > 7:
         size //= 2
@@ -29,17 +29,26 @@ def base_size(size: int) -> tuple[int, int]:
     if size > 7 or k == 0:
         raise ConfigError(f"image size {size << k} is not base x 2^k with base 3..7 "
                           "(e.g. 8, 28, 32, 64); pass --image-size to resize")
-    return size, k
+    return k
+
+
+def check_generator_weights(state: dict, prefix: str) -> None:
+    """Weights of the generator before this one (``blocks.*`` / ``embed.*`` keys) get a one-line
+    error instead of a key mismatch: that generator sampled one image per class; retrain."""
+    if any(k.startswith((f"{prefix}blocks.", f"{prefix}embed.")) for k in state):
+        raise CheckpointError("these weights come from an older privsynth generator (one image "
+                              "per class when sampled); retrain the run with this version")
 
 
 class Generator(nn.Module):
     """(z, label) -> image in -1..1. ``width`` = channels at the base resolution, halved per
-    upsampling (at least 8)."""
+    upsampling (at least 8). Shared by dpgan, dpmerf and dpkernel."""
 
     def __init__(self, channels: int, size: int, num_classes: int, width: int = 32,
                  z_dim: int = 32, hidden: int = 256):
         super().__init__()
-        self.base, k = base_size(size)
+        k = halvings(size)
+        self.base = size >> k
         self.num_classes, self.z_dim, self.width = num_classes, z_dim, width
         self.fc = nn.Sequential(
             nn.Linear(z_dim + num_classes, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),

@@ -16,7 +16,7 @@ label) moves ``S`` by at most C in L2 norm: sensitivity C. The constant last fea
 count release, no public N needed).
 Noise: ``N(0, (sigma C)^2)`` per entry, drawn by OpenDP's Gaussian mechanism (CSPRNG), with sigma
 from Opacus' ``get_noise_multiplier`` at sampling rate 1 and 1 step (one full-batch Gaussian
-release); epsilon on the card is recomputed by the same Opacus accountant from ``[(sigma, 1.0, 1)]``.
+release); the card's epsilon is recomputed by the same Opacus accountant from ``[(sigma, 1.0, 1)]``.
 
 Why one release and not fresh noise every step (DP-Kernel's recipe): at the same epsilon the
 accountant gives T subsampled releases about the same total noise as one (we measured sigma 5.2 at
@@ -42,7 +42,7 @@ from ..errors import ConfigError
 from ..privacy.accounting import AccountantState, calibrate_noise
 from ..privacy.dpsgd import DPPlan
 from .base import FitResult, TrainContext, build_config
-from .generator import Generator
+from .generator import Generator, check_generator_weights
 from .progress import progress_bar
 
 
@@ -58,7 +58,7 @@ class MERFConfig:
     z_dim: int = 32
     g_width: int = 32
     steps: int = 4000          # most generator steps (free: post-processing)
-    patience: int = 600        # stop once the loss has not come 1% closer to its floor for this long
+    patience: int = 600        # stop once the loss has not neared its floor by 1% for this long
     batch_size: int = 200      # generated images per generator step
     lr: float = 1e-3
     feature_seed: int = 1234   # the random frequencies are public (independent of the data)
@@ -210,6 +210,7 @@ class MERFSynthesizer:
             released = resume["released"]
             acc = AccountantState.from_json(resume["accountant"]) if resume["accountant"] else None
             plan = DPPlan(**resume["plan"]) if resume.get("plan") else None
+            check_generator_weights(resume["generator"], "")
             G.load_state_dict(resume["generator"])
             opt.load_state_dict(resume["opt"])
             start = int(resume["step"])
@@ -289,6 +290,7 @@ class MERFSynthesizer:
         return {f"generator.{k}": v.detach().cpu() for k, v in self.generator.state_dict().items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        check_generator_weights(state, "generator.")
         self.generator.load_state_dict({k[len("generator."):]: v for k, v in state.items()
                                         if k.startswith("generator.")})
 

@@ -19,7 +19,7 @@ from torch import nn
 from ..data import ImageDataset
 from ..errors import ConfigError
 from .base import FitResult, TrainContext, build_config
-from .gan import halvings
+from .generator import halvings
 from .sgd_loop import ema_copy, fit_dpsgd
 
 
