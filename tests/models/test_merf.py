@@ -97,5 +97,5 @@ def test_dpkernel_stops_when_the_public_loss_stops_improving(tmp_path, tiny_data
     run = privsynth.train(tiny_dataset, "dpkernel", tmp_path / "r", epsilon=5,
                           config={**TINY, "steps": 2000, "patience": 30}, progress=False)
     assert run.card["config"]["kernels"] == "1:0.14,1:0.29,1:0.57,2:0.14,4:0.07"
-    assert run.card["train"]["metrics"]["generator_steps"] < 2000
+    assert 30 < run.card["train"]["metrics"]["generator_steps"] < 2000  # improved, then stopped
     check_private_run(run, 5)

@@ -45,6 +45,8 @@ from .base import FitResult, TrainContext, build_config
 from .generator import Generator, check_generator_weights
 from .progress import progress_bar
 
+IMPROVEMENT = 0.005  # relative drop of the running loss that resets the patience count
+
 
 @dataclass
 class MERFConfig:
@@ -58,7 +60,7 @@ class MERFConfig:
     z_dim: int = 32
     g_width: int = 32
     steps: int = 4000          # most generator steps (free: post-processing)
-    patience: int = 600        # stop once the loss has not neared its floor by 1% for this long
+    patience: int = 600        # stop once the running loss has not improved 0.5% for this long
     batch_size: int = 200      # generated images per generator step
     lr: float = 1e-3
     feature_seed: int = 1234   # the random frequencies are public (independent of the data)
@@ -230,7 +232,6 @@ class MERFSynthesizer:
         C = ctx.privacy.max_grad_norm if ctx.privacy is not None else 1.0
         features = self.features.to(device)
         target = features.class_means(released.to(device), C)[:, :-1]
-        floor = self._noise_floor(released, plan, C)
         t0 = time.time()
         bar = progress_bar(cfg.steps, start, ctx, None, desc=f"{self.name} generator")
         smooth, step = math.nan, start
@@ -245,10 +246,10 @@ class MERFSynthesizer:
             loss.backward()
             opt.step()
             # The loss against the released embedding is public (post-processing), so stopping on
-            # it costs nothing: stop once its running mean has not come 1% closer to the noise
-            # floor (the part of the loss no generator can remove) for `patience` steps.
+            # it costs nothing: stop once its running mean has not gone 0.5% below its best for
+            # `patience` steps.
             smooth = loss.item() if math.isnan(smooth) else 0.98 * smooth + 0.02 * loss.item()
-            better = smooth < best - 0.01 * max(best - floor, 0.0)
+            better = smooth < best * (1 - IMPROVEMENT)  # best starts at inf: the first step counts
             best, since = (smooth, 0) if better else (best, since + 1)
             bar.update(step + 1, loss=smooth)
             if since >= cfg.patience:
@@ -260,14 +261,6 @@ class MERFSynthesizer:
         snapshot(steps)
         return FitResult(steps, plan, acc, {"loss": smooth, "generator_steps": steps,
                                             "generator_seconds": round(time.time() - t0, 1)})
-
-    def _noise_floor(self, released: torch.Tensor, plan: DPPlan | None, norm: float) -> float:
-        """Expected loss from the release's noise alone: per class, F entries of variance
-        (sigma / n_c)^2 in units of C^2 (public: sigma and the noisy counts are released)."""
-        if plan is None:
-            return 0.0
-        counts = self.features.counts(released.double(), norm)
-        return float(((self.features.dim - 1) * plan.noise_multiplier ** 2 / counts ** 2).sum())
 
     # --- sampling and weights ---------------------------------------------------------------
     @torch.no_grad()
