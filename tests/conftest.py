@@ -127,7 +127,8 @@ def trained_run(tmp_path_factory):
     out = root / "runs" / "tiny-dpgan"
     sets = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
     ledger = root / "ledger.sqlite"
-    code = main(["train", "--data", str(npz), "--out", str(out), "--noise-multiplier", "1.2",
+    code = main(["train", "--method", "dpgan",
+                 "--data", str(npz), "--out", str(out), "--noise-multiplier", "1.2",
                  "--ledger", str(ledger),
                  "--accountant", "rdp", "--class-proportions", "laplace", "--counts-epsilon",
                  "0.5", "--no-progress", "--checkpoint-every", "2", *sets])

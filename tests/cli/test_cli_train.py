@@ -16,7 +16,8 @@ TINY = ["--set", "epochs=2", "--set", "batch_size=32", "--set", "n_d=2", "--set"
 
 def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
     out = tmp_path / "runs" / "r"
-    code = main(["train", "--data", str(tiny_npz), "--out", str(out), "--noise-multiplier", "1.0",
+    code = main(["train", "--method", "dpgan",
+                 "--data", str(tiny_npz), "--out", str(out), "--noise-multiplier", "1.0",
                  "--accountant", "rdp", "--no-progress", "--evaluate", "--evaluate-resnet",
                  *TINY])
     assert code == 0
@@ -67,7 +68,8 @@ def make_bad(root, kind):
                                          ("bad.npz", "not an NPZ archive")])
 def test_bad_data_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys, kind, match):
     data, out = make_bad(tmp_path, kind), tmp_path / "runs" / "r"
-    code = main(["train", "--data", str(data), "--out", str(out), "--no-progress", *TINY])
+    code = main(["train", "--method", "dpgan",
+                 "--data", str(data), "--out", str(out), "--no-progress", *TINY])
     assert code == 2
     line = one_error_line(capsys.readouterr().err)
     assert "DataError" in line and match in line

@@ -15,7 +15,8 @@ VAE = ["--method", "dpvae", "--set", "epochs=2", "--set", "batch_size=32", "--se
 
 def test_train_warmup_central_shows_the_release_on_the_card(tmp_path, tiny_npz, capsys):
     out = tmp_path / "r"
-    code = main(["train", "--data", str(tiny_npz), "--out", str(out), "--epsilon", "3",
+    code = main(["train", "--method", "dpgan",
+                 "--data", str(tiny_npz), "--out", str(out), "--epsilon", "3",
                  "--accountant", "rdp", "--warmup", "central", "--warmup-share", "0.2",
                  "--warmup-epochs", "1", "--warmup-set", "images=96", *VAE])
     assert code == 0
@@ -34,7 +35,8 @@ def test_train_public_data_from_a_file(tmp_path, tiny_npz, capsys):
     path = tmp_path / "public.npz"
     np.savez(path, images=public.images, labels=public.labels)
     out = tmp_path / "r"
-    code = main(["train", "--data", str(tiny_npz), "--out", str(out), "--noise-multiplier", "1.5",
+    code = main(["train", "--method", "dpgan",
+                 "--data", str(tiny_npz), "--out", str(out), "--noise-multiplier", "1.5",
                  "--accountant", "rdp", "--public-data", str(path), "--warmup-epochs", "1", *VAE])
     assert code == 0
     assert "declared public: no budget spent" in capsys.readouterr().out
@@ -44,7 +46,8 @@ def test_train_public_data_from_a_file(tmp_path, tiny_npz, capsys):
 
 
 def test_bad_warmup_flags_exit_2_with_one_line(tmp_path, tiny_npz, capsys):
-    code = main(["train", "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
+    code = main(["train", "--method", "dpgan",
+                 "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
                  "--warmup", "central", "--warmup-set", "size", *VAE])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()

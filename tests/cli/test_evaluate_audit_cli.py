@@ -29,7 +29,8 @@ def small_digits(tmp_path) -> str:
 
 def _train(tmp_path, data, fast_gan, name, extra=()):
     cfg = [f"--set={k}={v}" for k, v in fast_gan.items() if k not in ("epochs", "batch_size")]
-    assert main(["train", "--data", data, "--out", str(tmp_path / name), "--epochs", "2",
+    assert main(["train", "--method", "dpgan",
+                 "--data", data, "--out", str(tmp_path / name), "--epochs", "2",
                  "--batch-size", "32", "--no-progress", *cfg, *extra]) == 0
     return str(tmp_path / name)
 

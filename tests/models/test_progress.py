@@ -18,7 +18,8 @@ LINE = re.compile(r"^privsynth: dpgan D-steps: (\d+)/20 \((\d+)%\), epsilon spen
 
 
 def _train(tmp_path, tiny_npz, *flags, steps=STEPS20):
-    return main(["train", "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
+    return main(["train", "--method", "dpgan",
+                 "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
                  "--noise-multiplier", "1.0", "--accountant", "rdp", *steps, *flags])
 
 
