@@ -28,7 +28,8 @@ def test_one_budget_per_dataset_across_out_folders_and_image_sizes(tmp_path, tin
                                 tiny_dataset.class_names)
     assert main(["ledger", "set-budget", "--data", str(folder), "7", "--reason", "DPO"]) == 0
     assert "budget none -> 7" in capsys.readouterr().out  # about 4.7 per run fits once
-    base = ["train", "--data", str(folder), "--no-progress", "--noise-multiplier", "1.0",
+    base = ["train", "--method", "dpgan",
+            "--data", str(folder), "--no-progress", "--noise-multiplier", "1.0",
             "--accountant", "rdp", *TINY]
     assert main([*base, "--out", str(tmp_path / "a" / "run")]) == 0
     first = privsynth.Run.load(tmp_path / "a" / "run")
@@ -68,7 +69,8 @@ def test_source_fingerprint_ignores_preprocessing(tmp_path, tiny_dataset, kind, 
 
 def test_set_budget_is_explicit_and_logged_and_run_budgets_never_write(tmp_path, tiny_npz,
                                                                         capsys):
-    base = ["train", "--data", str(tiny_npz), "--no-progress", "--noise-multiplier", "1.0",
+    base = ["train", "--method", "dpgan",
+            "--data", str(tiny_npz), "--no-progress", "--noise-multiplier", "1.0",
             "--accountant", "rdp", *TINY]
     assert main([*base, "--out", str(tmp_path / "a"), "--budget", "2"]) == 2  # refused ...
     capsys.readouterr()

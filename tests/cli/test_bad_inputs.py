@@ -43,7 +43,8 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
 
 def _train(root: Path, *extra: str, data: Path | str | None = None) -> list[str]:
     data = str(data if data is not None else _tiny(root))
-    return ["train", "--data", data, "--out", str(root / "runs" / "r"), "--no-progress", *TINY,
+    return ["train", "--method", "dpgan",
+            "--data", data, "--out", str(root / "runs" / "r"), "--no-progress", *TINY,
             *extra]
 
 
@@ -75,10 +76,12 @@ CASES = {
     "--device banana": (lambda r, t: _train(r, "--device", "banana"), "not a device"),
     "--device cuda without CUDA": (lambda r, t: _train(r, "--device", "cuda"),
                                    "CUDA is not available"),
-    "--out names a file": (lambda r, t: ["train", "--data", str(_tiny(r)), "--out",
+    "--out names a file": (lambda r, t: ["train", "--method", "dpgan",
+                                         "--data", str(_tiny(r)), "--out",
                                          str(_write(r / "f.txt", b"x")), *TINY],
                            "is a file; pass a folder"),
-    "--out under a file": (lambda r, t: ["train", "--data", str(_tiny(r)), "--out",
+    "--out under a file": (lambda r, t: ["train", "--method", "dpgan",
+                                         "--data", str(_tiny(r)), "--out",
                                          str(_write(r / "f.txt", b"x") / "run"), *TINY],
                            "is a file, not a folder"),
     # --- issue 15 --------------------------------------------------------------------------------
@@ -130,7 +133,8 @@ CASES = {
 }
 if Path("/proc").is_dir():  # root may write anywhere else; not even root creates files in /proc
     CASES["--out unwritable (/proc)"] = (
-        lambda r, t: ["train", "--data", str(_tiny(r)), "--out", "/proc/privsynth-test/run",
+        lambda r, t: ["train", "--method", "dpgan",
+                      "--data", str(_tiny(r)), "--out", "/proc/privsynth-test/run",
                       *TINY], "cannot write --out")
 
 

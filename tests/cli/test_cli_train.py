@@ -80,7 +80,8 @@ def test_bad_data_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys, kind
 
 
 def test_bad_flags_exit_2(tmp_path, tiny_npz, capsys):
-    base = ["train", "--data", str(tiny_npz), "--out", str(tmp_path / "r"), "--no-progress"]
+    base = ["train", "--method", "dpgan",
+            "--data", str(tiny_npz), "--out", str(tmp_path / "r"), "--no-progress"]
     assert main([*base, "--set", "nonsense"]) == 2
     assert "KEY=VALUE" in one_error_line(capsys.readouterr().err)
     assert main([*base, "--epsilon", "-1"]) == 2
@@ -99,7 +100,8 @@ def test_budget_exit_2_unless_force(tmp_path, tiny_npz, capsys):
     seg = led.reserve(load_dataset(tiny_npz).source_fingerprint, "tiny", run_id="earlier",
                       epsilon=8.0, delta=1e-3)
     led.settle(seg, "complete", epsilon=8.0, delta=1e-3)
-    base = ["train", "--data", str(tiny_npz), "--out", str(tmp_path / "b"), "--no-progress",
+    base = ["train", "--method", "dpgan",
+            "--data", str(tiny_npz), "--out", str(tmp_path / "b"), "--no-progress",
             "--noise-multiplier", "1.0", "--accountant", "rdp", "--ledger", str(ledger),
             "--budget", "10", *TINY]
     assert main(base) == 2
@@ -127,3 +129,10 @@ def test_npz_written_by_sample_is_trainable_data(tmp_path, trained_run):
                  str(tmp_path / "s.npz")]) == 0
     arrays = np.load(tmp_path / "s.npz")
     assert arrays["images"].shape == (30, 1, 8, 8)
+
+
+def test_default_method_is_dpkernel(tmp_path, tiny_npz):
+    out = tmp_path / "k"
+    assert main(["train", "--data", str(tiny_npz), "--out", str(out), "--no-progress",
+                 "--epsilon", "5", "--set", "steps=20", "--set", "n_features=16"]) == 0
+    assert Run.load(out).method == "dpkernel"

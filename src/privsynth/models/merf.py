@@ -66,7 +66,7 @@ class MERFConfig:
     feature_seed: int = 1234   # the random frequencies are public (independent of the data)
 
     def __post_init__(self) -> None:
-        for name in ("n_features", "steps", "batch_size", "z_dim", "g_width", "patience"):
+        for name in ("n_features", "steps", "z_dim", "g_width", "patience"):  # batch: trainer
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.count_weight < 1:

@@ -253,8 +253,16 @@ def load_public(public_data, dataset: ImageDataset) -> tuple[ImageDataset, str |
     from ..data import load_dataset
 
     c, h, _ = dataset.image_shape
-    public = (public_data if isinstance(public_data, ImageDataset)
-              else load_dataset(public_data, image_size=h))
+    if isinstance(public_data, ImageDataset):
+        public = public_data
+    else:
+        try:
+            public = load_dataset(public_data, image_size=h)
+        except DataError as e:
+            if "class list is a public input" not in str(e):
+                raise
+            # IDX/NPZ without a class list: the private data's (public) list, same label set.
+            public = load_dataset(public_data, image_size=h, classes=list(dataset.class_names))
     source = None if isinstance(public_data, ImageDataset) else (
         "digits" if str(public_data) == "digits" else str(Path(public_data).resolve()))
     if public.image_shape[1:] != (h, h):
