@@ -12,7 +12,7 @@ import privsynth
 from privsynth import trainer
 from privsynth.privacy import Ledger
 from privsynth.privacy.accounting import epsilon_from_history
-from privsynth.run import TRAIN_STATE, load_train_state
+from privsynth.run import TRAIN_STATE, load_train_state, save_train_state
 
 
 def _kill_after_first_checkpoint(monkeypatch):
@@ -179,3 +179,28 @@ def test_overwrite_keeps_the_old_spend(tmp_path, tiny_dataset, fast_gan):
     third = privsynth.train(tiny_dataset, "gan", tmp_path / "r", overwrite=True, config=fast_gan,
                             progress=False)
     assert third.card["status"] == "complete" and third.card["run_id"] != second.card["run_id"]
+
+
+def test_killed_dpkernel_resumes_on_its_one_release(tmp_path, tiny_dataset, monkeypatch):
+    """A one-shot method killed after its release resumes on the checkpointed release: the noise
+    is drawn (and paid for) once, and the card's history is that one release."""
+    import privsynth.models.merf as merf
+
+    releases = []
+    real_release = merf.gaussian_noise_release
+    monkeypatch.setattr(merf, "gaussian_noise_release",
+                        lambda v, s: releases.append(s) or real_release(v, s))
+    kw = dict(epsilon=4, config={"n_features": 16, "steps": 30, "patience": 1000},
+              progress=False, checkpoint_every=10)
+    out = tmp_path / "k"
+    calls = _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpkernel", out, **kw)
+    assert calls == [0, 10] and len(releases) == 1
+    monkeypatch.setattr(trainer, "save_train_state", save_train_state)  # no more kills
+    run = privsynth.train(tiny_dataset, "dpkernel", out, **kw)
+    assert len(releases) == 1  # no second release on resume
+    sigma = run.card["privacy"]["dp_sgd"]["noise_multiplier"]
+    assert run.card["privacy"]["dp_sgd"]["history"] == [[sigma, 1.0, 1]]
+    assert run.card["train"]["metrics"]["generator_steps"] == 30
+    assert 4 * 0.99 <= run.epsilon <= 4 * 1.01
