@@ -70,7 +70,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def train(data: str | Path | DataSource | ImageDataset = "digits", method: str = "dpkernel",
+def train(data: str | Path | DataSource | ImageDataset = "digits", method: str = "dpmerf",
           out: str | Path = "runs/run",
           *, epsilon: float | None = None, delta: float | None = None,
           noise_multiplier: float | None = None, max_grad_norm: float = 1.0,

@@ -55,7 +55,7 @@ def test_train_help_lists_methods_and_defaults(capsys):
     for flag in ("--seed", "--split-seed", "--accountant", "--budget", "--quiet", "--classes",
                  "--channels", "--pixel-range", "--name"):
         assert flag in out
-    assert "(default: dpkernel)" in out and "(default: prv)" in out
+    assert "(default: dpmerf)" in out and "(default: prv)" in out
 
 
 @pytest.mark.parametrize("verb", ["sweep", "federate"])

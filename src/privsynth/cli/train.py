@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
                        description="Train a generative model with DP-SGD and write a run folder "
                                    "(card.json, README.md model card, weights.safetensors, "
                                    "samples.png).")
-    p.add_argument("--method", default="dpkernel", choices=method_names(),
+    p.add_argument("--method", default="dpmerf", choices=method_names(),
                    help="dp* methods train with differential privacy; gan, vae and diffusion "
                         "are their non-private twins")
     p.add_argument("--out", required=True, help="run folder to write (resumes if unfinished)")
