@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
                                    "samples.png).")
     p.add_argument("--method", default="dpmerf", choices=method_names(),
                    help="dp* methods train with differential privacy; gan, vae and diffusion "
-                        "are their non-private twins")
+                        "are their non-private twins (dpmerf/dpkernel: --no-dp); dpmerf is the "
+                        "best measured (README, Benchmarks)")
     p.add_argument("--out", required=True, help="run folder to write (resumes if unfinished)")
     add_data_options(p)
     add_privacy_options(p)
