@@ -124,11 +124,13 @@ class Store:
                 raise
             conn.commit()
         except sqlite3.DatabaseError as e:
-            raise CheckpointError(f"the ledger {self.path} is damaged or not a ledger ({e}); "
-                                  "restore it from a backup: deleting it forgets what was spent"
-                                  ) from None
+            raise self._damaged(e) from None
         finally:
             conn.close()
+
+    def _damaged(self, e: Exception) -> CheckpointError:
+        return CheckpointError(f"the ledger {self.path} is damaged or not a ledger ({e}); "
+                               "restore it from a backup: deleting it forgets what was spent")
 
     def ensure_schema(self) -> None:
         if self._ready:
@@ -151,9 +153,7 @@ class Store:
                              "ON CONFLICT (key) DO NOTHING", (SCHEMA_VERSION,))
                 conn.commit()
         except sqlite3.DatabaseError as e:
-            raise CheckpointError(f"the ledger {self.path} is damaged or not a ledger ({e}); "
-                                  "restore it from a backup: deleting it forgets what was spent"
-                                  ) from None
+            raise self._damaged(e) from None
         finally:
             conn.close()
         self._ready = True
