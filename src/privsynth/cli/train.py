@@ -26,6 +26,11 @@ def add_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--evaluate", action="store_true",
                    help="after training, print the stats table and TSTR/TRTR accuracy")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="DP-SGD processes sharing one run (torch.distributed; same epsilon as 1); "
+                        "or start the command with torchrun --nproc-per-node N -m privsynth.cli")
+    p.add_argument("--dist-backend", choices=["gloo", "nccl"], default="gloo",
+                   help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)")
     p.set_defaults(func=run)
 
 
@@ -33,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..atomic import write_json
+    from ..distributed import train
     from ..report import save_grid
-    from ..trainer import train
 
     result = train(args.data, args.method, args.out, epsilon=args.epsilon, delta=args.delta,
                    noise_multiplier=args.noise_multiplier, max_grad_norm=args.clip,
@@ -44,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
                    ledger=args.ledger, budget=args.budget, force=args.force,
                    overwrite=args.overwrite, class_proportions=args.class_proportions,
                    counts_epsilon=args.counts_epsilon, device=args.device,
-                   progress=not args.no_progress, checkpoint_every=args.checkpoint_every)
+                   progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
+                   nproc=args.nproc, backend=args.dist_backend)
+    if result is None:  # a torchrun process other than 0: process 0 reports
+        return 0
     k = len(result.class_names)
     images, labels = result.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=args.seed)
     grid = Path(args.out) / "samples.png"
