@@ -72,6 +72,27 @@ def test_vae_with_transposed_convolutions_matches_reference():
                                rtol=1e-4, atol=1e-6)
 
 
+def test_per_unit_convolution_path_matches_reference(monkeypatch):
+    """With kernel calls free, every convolution forms its units' weight gradients one by one
+    ("loop") and the clipped sum reuses them: still the reference's numbers."""
+    from privsynth.privacy import bk_layers
+
+    monkeypatch.setattr(bk_layers, "CALL_MS", 0.0)
+    monkeypatch.setattr(bk_layers, "BMM_MACS_PER_MS", 1.0)
+    x, y = data(6)
+    for k in (1, 2):
+        torch.manual_seed(0)
+        model = Denoiser(1, 8, 4, 4, k, -1.2, 1.2, 0.1)
+        row_loss = lambda m: m(x, y)  # noqa: E731
+        torch.testing.assert_close(bookkeeping(model, row_loss), reference(model, row_loss, 6, k),
+                                   rtol=1e-4, atol=1e-6)
+    torch.manual_seed(0)
+    model = CVAE(1, 8, 4, 4, 3, 1.0)  # transposed convolutions too
+    row_loss = lambda m: m(x, y)  # noqa: E731
+    torch.testing.assert_close(bookkeeping(model, row_loss), reference(model, row_loss, 6, 1),
+                               rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_diffusion_noise_multiplicity_clips_per_image(k):
     """K noised copies of an image make one gradient (their mean loss), clipped once."""

@@ -52,9 +52,12 @@ def check(module: nn.Module) -> str | None:
 
 # --- per-unit squared norms ------------------------------------------------------------------
 def unit_norms_sq(m: nn.Module, a: torch.Tensor, g: torch.Tensor, k: int,
-                  chunk_floats: int, norm_rows=None) -> torch.Tensor:
+                  chunk_floats: int, norm_rows=None, keep: dict | None = None) -> torch.Tensor:
     """Squared norm of each unit's gradient of ``m``'s parameters (rows: unit-major, k per unit).
-    ``norm_rows``: GroupNorm's per-row gradients if already computed (`norm_layer_rows`)."""
+    ``norm_rows``: GroupNorm's per-row gradients if already computed (`norm_layer_rows`).
+    ``keep``: where a convolution whose units' weight gradients were formed one by one ("loop")
+    leaves them (``keep["weight"]``: units x weight shape), if they fit in ``chunk_floats``; the
+    clipped sum is then their weighted sum (`clipped_grads`), with no second pass."""
     units = len(g) // k
     if isinstance(m, nn.GroupNorm):
         w, b = norm_rows if norm_rows is not None else norm_layer_rows(m, a, g)
@@ -71,9 +74,16 @@ def unit_norms_sq(m: nn.Module, a: torch.Tensor, g: torch.Tensor, k: int,
         return out
     if isinstance(m, nn.Linear):
         return out + _linear_norms_sq(a, g, k, chunk_floats)
-    if isinstance(m, nn.Conv2d):
-        return out + conv_norms_sq(a, g, m.kernel_size, m.stride, m.padding, k, chunk_floats)
-    return out + conv_norms_sq(g, a, m.kernel_size, m.stride, m.padding, k, chunk_floats)
+    x, gy = (a, g) if isinstance(m, nn.Conv2d) else (g, a)  # ConvTranspose2d: the adjoint
+    strategy = "auto"
+    if keep is not None and units * m.weight.numel() <= chunk_floats:
+        strategy = _conv_strategy(x, gy, m.kernel_size, m.stride, k)
+        if strategy == "loop":
+            grads = conv_unit_grads(x, gy, m.kernel_size, m.stride, m.padding, k)
+            keep["weight"] = grads
+            return out + grads.pow(2).flatten(1).sum(1)
+    return out + conv_norms_sq(x, gy, m.kernel_size, m.stride, m.padding, k, chunk_floats,
+                               strategy)
 
 
 def _per_unit(rows: torch.Tensor, k: int) -> torch.Tensor:
@@ -119,7 +129,7 @@ def conv_norms_sq(x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: 
     hph, wph = ho + math.ceil(kh / sh), wo + math.ceil(kw / sw) - 1
     n, length = hph * wph, ho * wph
     if strategy == "auto":
-        strategy = _cheapest(c, p, kh * kw, sh * sw, k, ho * wo, n, length)
+        strategy = _conv_strategy(x, g, kernel, stride, k)
     if strategy == "loop":
         out = x.new_empty(units)
         for u in range(units):
@@ -172,6 +182,23 @@ def conv_norms_sq(x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: 
                                          flat.storage_offset() + o * c)
                 out[u0:u1] += torch.bmm(gt, window).pow(2).sum((1, 2))
     return out
+
+
+def conv_unit_grads(x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: int
+                    ) -> torch.Tensor:
+    """Each unit's Conv2d weight gradient (units, P, C, kh, kw), one kernel call per unit."""
+    units, shape = len(x) // k, (g.shape[1], x.shape[1], *kernel)
+    out = x.new_empty(units, *shape)
+    for u in range(units):
+        rows_u = slice(u * k, (u + 1) * k)
+        out[u] = conv2d_weight(x[rows_u], shape, g[rows_u], stride, padding)
+    return out
+
+
+def _conv_strategy(x, g, kernel, stride, k: int) -> str:
+    c, (p, ho, wo), (kh, kw), (sh, sw) = x.shape[1], g.shape[1:], kernel, stride
+    hph, wph = ho + math.ceil(kh / sh), wo + math.ceil(kw / sw) - 1
+    return _cheapest(c, p, kh * kw, sh * sw, k, ho * wo, hph * wph, ho * wph)
 
 
 def _cheapest(c, p, taps, phases, k, positions, n, length) -> str:
@@ -235,9 +262,11 @@ def _embedding_norms_sq(idx: torch.Tensor, g: torch.Tensor, chunk_floats: int) -
 
 # --- the weighted sum ------------------------------------------------------------------------
 def clipped_grads(m: nn.Module, a: torch.Tensor, g: torch.Tensor, row_weight: torch.Tensor,
-                  norm_rows=None) -> dict[torch.Tensor, torch.Tensor]:
+                  norm_rows=None, unit_grads: torch.Tensor | None = None,
+                  unit_weight: torch.Tensor | None = None) -> dict[torch.Tensor, torch.Tensor]:
     """{param: sum over rows of row_weight[r] * (row r's gradient)} for ``m``'s parameters:
-    the same products as a non-private backward, with each row's backprop (or input) scaled."""
+    the same products as a non-private backward, with each row's backprop (or input) scaled.
+    ``unit_grads`` (kept by `unit_norms_sq`): the weight's sum is ``unit_weight . unit_grads``."""
     out: dict[torch.Tensor, torch.Tensor] = {}
     if isinstance(m, nn.GroupNorm):
         wr, br = norm_rows if norm_rows is not None else norm_layer_rows(m, a, g)
@@ -256,7 +285,9 @@ def clipped_grads(m: nn.Module, a: torch.Tensor, g: torch.Tensor, row_weight: to
                        if isinstance(m, nn.Linear) else row_weight @ g.flatten(2).sum(2))
     if not m.weight.requires_grad:
         return out
-    if isinstance(m, nn.Linear):
+    if unit_grads is not None:
+        out[m.weight] = torch.tensordot(unit_weight, unit_grads, dims=1)
+    elif isinstance(m, nn.Linear):
         out[m.weight] = (g * w).reshape(-1, g.shape[-1]).t() @ a.reshape(-1, a.shape[-1])
     elif isinstance(m, nn.Conv2d):  # scale whichever of input / backprop is smaller
         if a.numel() < g.numel():

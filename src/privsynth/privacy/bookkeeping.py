@@ -17,8 +17,9 @@ layer's input (activation A) and output gradient (backprop G) are kept. From the
 After ``loss.backward()`` every trainable parameter's ``.grad`` holds the clipped sum (no noise,
 not averaged), added to what ``.grad`` held, like autograd: a large batch can run in chunks of
 examples, one forward/backward each, before the optimizer step (`dpsgd.backward`), which bounds
-the memory of activations by the chunk. Opacus' ``DPOptimizerFastGradientClipping`` then adds the Gaussian noise
-``N(0, sigma^2 C^2)``, divides by the expected batch size, and its accountant books the step.
+the memory of activations by the chunk. Opacus' ``DPOptimizerFastGradientClipping`` then adds
+the Gaussian noise ``N(0, sigma^2 C^2)``, divides by the expected batch size, and its accountant
+books the step.
 Nothing in this module draws noise or accounts; ``dpsgd.make_private`` wires the two together.
 
 Unit of privacy: one row of the wrapped module's first argument. A layer that sees K rows per
@@ -51,6 +52,7 @@ class _Record:
     activation: torch.Tensor
     backprop: torch.Tensor | None = None
     norm_rows: tuple | None = None  # GroupNorm: per-row gradients, shared by norms and sums
+    unit_grads: dict | None = None  # convolutions: units' weight gradients, if formed for norms
 
 
 class BookKeeping(nn.Module):
@@ -183,9 +185,10 @@ class BookKeeping(nn.Module):
             k = _rows_per_unit(r, units)
             if isinstance(r.module, nn.GroupNorm):
                 r.norm_rows = norm_layer_rows(r.module, r.activation, r.backprop)
+            r.unit_grads = {}
             norms_sq += unit_norms_sq(r.module, r.activation[:clip_rows * k],
                                       r.backprop[:clip_rows * k], k, self.chunk_floats,
-                                      _rows(r.norm_rows, 0, clip_rows * k))
+                                      _rows(r.norm_rows, 0, clip_rows * k), r.unit_grads)
         norms = scale * norms_sq.sqrt()
         factor = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
         out = self._weighted_sum(records, units, 0, clip_rows, factor * scale)
@@ -210,9 +213,11 @@ class BookKeeping(nn.Module):
         for r in records:
             k = _rows_per_unit(r, units)
             row_weight = unit_weight.repeat_interleave(k) if k > 1 else unit_weight
+            kept = (r.unit_grads or {}).get("weight")  # units 0 .. clip_rows, if formed
+            kept = kept[u0:u1] if kept is not None and u1 <= len(kept) else None
             out.update(clipped_grads(r.module, r.activation[u0 * k:u1 * k],
                                      r.backprop[u0 * k:u1 * k], row_weight,
-                                     _rows(r.norm_rows, u0 * k, u1 * k)))
+                                     _rows(r.norm_rows, u0 * k, u1 * k), kept, unit_weight))
         return out
 
 

@@ -280,12 +280,12 @@ def backward(module: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor,
 
 
 # How a GAN's fake rows enter the discriminator's DP-SGD sum (privacy/bookkeeping.py): "clip"
-# clips each like a real row (Opacus' semantics, every mode); "total" skips their per-example
-# norms and scales their summed gradient to norm <= (fake rows) x C, the bound per-example
-# clipping gives them, so the real and fake halves keep comparable weight; "none" adds it
-# unscaled (fake rows' gradients are ~10-40x C at init). The epsilon is the same for all three
-# (docs/privacy.md); "total" halves the per-example work of a discriminator step.
-FAKE_ROWS = "total"
+# clips each like a real row (Opacus' semantics, every mode); "none" adds their gradient
+# unclipped, with no per-example norms (half the per-example work of a discriminator step);
+# "total" also skips their norms but scales their summed gradient to norm <= (fake rows) x C.
+# The epsilon is the same for all three (docs/privacy.md). Digits, epsilon 10, 100 epochs, four
+# seeds, TSTR: clip 0.41, none 0.47, total 0.31 on average (docs/gan.md).
+FAKE_ROWS = "none"
 
 
 def public_rows(module: torch.nn.Module, n_private: int, policy: str | None = None):
