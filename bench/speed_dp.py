@@ -126,6 +126,7 @@ def build(case: Case, mode: str, sigma: float, n_private: int):
             opt.zero_grad(set_to_none=True)
             backward(case, model, x, y)
             opt.step()
+            opt.zero_grad(set_to_none=True)  # hold no gradients between steps (memory)
         return step, opt
     units = case.public_from or len(case.x)
     if mode == "ghost":
@@ -149,6 +150,7 @@ def build(case: Case, mode: str, sigma: float, n_private: int):
         if gs_mode != "bk":
             merge_grad_samples(module, len(x), case.rows_per_unit)
         opt.step()
+        opt.zero_grad(set_to_none=True)  # free per-sample buffers between steps (memory)
     if mode == "hooks_stock":
         from opacus.grad_sample import grad_sample_module as gsm
 
@@ -186,6 +188,7 @@ def _ghost(case, model, opt, sigma, n_private, units):
         opt.zero_grad(set_to_none=True)
         crit(module(x, y), real_then_fake(len(x))).backward()
         opt.step()
+        opt.zero_grad(set_to_none=True)
     return step, opt
 
 

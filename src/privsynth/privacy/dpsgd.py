@@ -284,7 +284,7 @@ def backward(module: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor,
 # unclipped, with no per-example norms (half the per-example work of a discriminator step);
 # "total" also skips their norms but scales their summed gradient to norm <= (fake rows) x C.
 # The epsilon is the same for all three (docs/privacy.md). Digits, epsilon 10, 100 epochs, four
-# seeds, TSTR: clip 0.41, none 0.47, total 0.31 on average (docs/gan.md).
+# seeds, TSTR: clip 0.41, none 0.47, total 0.34 on average (docs/gan.md).
 FAKE_ROWS = "none"
 
 
