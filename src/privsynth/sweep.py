@@ -5,6 +5,17 @@ so a sweep is resumable for free: a cell whose card says ``complete`` is kept (n
 unfinished one resumes from its checkpoint, and its evaluation is cached in ``eval.json``.
 ``inf`` trains the method's non-private twin (dpvae -> vae, ...; dpmerf with no DP).
 
+Several machines: start the same ``privsynth sweep`` command on each, with ``--out`` on a folder
+they all see. Each cell is claimed by one worker before it trains (``claims``: an exclusive
+``.<cell>.claim`` file beside it), so every machine trains different cells; a machine finds the
+cells it did not train either complete (evaluated, cached in their ``eval.json``) or pending
+(listed in ``sweep.json`` / ``sweep.md``). Rerunning the command anywhere once all are done
+evaluates the rest and writes the full table; a crashed worker's cell is taken over after
+`claims.STALE_AFTER_S` without a checkpoint (or at once on the same host).
+
+With several machines, point ``--ledger`` at a PostgreSQL URL they all reach (a SQLite file on a
+network share is not safe for concurrent writers).
+
 Privacy: all cells spend on the same dataset, and the ledger (the per-user one, or ``ledger``)
 adds them up. Choosing the best cell of a sweep run on private data is hyper-parameter selection on
 that data, which none of the per-cell epsilons covers: run sweeps on public or proxy data to pick a
@@ -20,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from . import claims
 from .atomic import write_json
 from .data import ImageDataset, load_split
 from .errors import ConfigError
@@ -108,6 +120,7 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
              {**recommended_config(m, len(train_set)), **(configs or {}).get(m, {})})
             for m in methods for e in epsilons]
     train_seconds = _train_parallel(source, todo, common, jobs) if jobs > 1 else {}
+    pending = []
     for method, eps, cell, config in tqdm(todo, desc="sweep cells", disable=not progress,
                                           leave=False):
         t1 = time.time()
@@ -115,9 +128,16 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
         done = complete and cell not in train_seconds  # finished by an earlier invocation
         if complete:
             run = Run.load(cell)
+        elif not claims.claim(cell):  # another worker (maybe another machine) trains it
+            pending.append({"cell": cell.name, "worker": claims.holder(cell)})
+            continue
         else:
-            # Pass the data spec (not the loaded arrays) so each card records where to reload it.
-            run = _train_cell(source, method, eps, cell, config, common, progress)
+            try:
+                # Pass the data spec (not the arrays) so each card records where to reload it.
+                run = (Run.load(cell) if _complete(cell)
+                       else _train_cell(source, method, eps, cell, config, common, progress))
+            finally:
+                claims.release(cell)
         train_s = train_seconds.get(cell, time.time() - t1)
         rows.append(_evaluate_cell(run, cell, method, eps, done, train_s, hold, real_model,
                                    real_feats, n_synthetic or len(train_set), k, eval_epochs,
@@ -126,7 +146,7 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
              "n_holdout": len(hold), "methods": methods,
              "epsilons": ["inf" if math.isinf(e) else e for e in epsilons],
              "train_on_real_accuracy": ceiling, "frechet_real_train_vs_holdout": frechet_floor,
-             "classifier": f"LeNet, {eval_epochs} epochs", "rows": rows,
+             "classifier": f"LeNet, {eval_epochs} epochs", "rows": rows, "pending": pending,
              "reference_eval_seconds": round(eval_seconds_ref, 2)}
     write_json(out / "sweep.json", table)
     from .atomic import atomic_path
@@ -166,21 +186,26 @@ def _worker(source, method, eps, cell, config, common, threads) -> tuple[Path, f
 def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
     """Train the unfinished cells ``jobs`` at a time; returns each one's training seconds.
 
-    The ledger books each cell in its own transaction, so concurrent cells book safely."""
+    Each cell is claimed first (`claims`), so workers of other sweeps sharing ``out`` skip it;
+    the ledger books each cell in its own transaction, so concurrent cells book safely."""
     import multiprocessing as mp
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    pending = [t for t in todo if not _complete(t[2])]
+    mine = [t for t in todo if not _complete(t[2]) and claims.claim(t[2])]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     seconds: dict[Path, float] = {}
-    # spawn, not fork: forking a process that already ran torch threads can deadlock
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, source, m, e, cell, cfg, common, threads)
-                   for m, e, cell, cfg in pending]
-        for f in futures:
-            cell, sec = f.result()
-            seconds[cell] = sec
+    try:
+        # spawn, not fork: forking a process that already ran torch threads can deadlock
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_worker, source, m, e, cell, cfg, common, threads)
+                       for m, e, cell, cfg in mine if not _complete(cell)]
+            for f in futures:
+                cell, sec = f.result()
+                seconds[cell] = sec
+    finally:
+        for _, _, cell, _ in mine:
+            claims.release(cell)
     return seconds
 
 
@@ -230,6 +255,9 @@ def markdown(table: dict) -> str:
                      f"{'–' if spread is None else f'{spread:.2f}'} | "
                      f"{'–' if flags is None else collapse_text(flags)} | "
                      f"{r['train_seconds']:.0f} |")
+    if table.get("pending"):
+        lines += ["", "Still training elsewhere (rerun the sweep once they finish): "
+                  + ", ".join(f"{p['cell']} ({p['worker']})" for p in table["pending"])]
     return "\n".join(lines) + "\n"
 
 

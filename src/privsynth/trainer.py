@@ -74,7 +74,7 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
           out: str | Path = "runs/run",
           *, epsilon: float | None = None, delta: float | None = None,
           noise_multiplier: float | None = None, max_grad_norm: float = 1.0,
-          accountant: str = "prv", grad_sample_mode: str = "hooks", no_dp: bool = False,
+          accountant: str = "prv", grad_sample_mode: str = "bk", no_dp: bool = False,
           config: dict[str, Any] | None = None, holdout: float | str = 0.2, split_seed: int = 0,
           seed: int = 0, image_size: int | None = None, ledger: str | Path | None = None,
           budget: float | None = None, force: bool = False, overwrite: bool = False,

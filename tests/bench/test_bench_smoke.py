@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -15,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 def load(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -23,11 +25,17 @@ def test_speed_dp_smoke(tmp_path):
     out = tmp_path / "speed.json"
     assert load("speed_dp").main(["--smoke", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["modes"]["none"]["ratio_to_non_dp"] == 1.0
-    assert result["modes"]["hooks"]["correct"] is True
-    assert result["fastest_correct_dp_mode"] in result["modes"]
-    for mode in ("hooks", "functorch", "ew", "ghost"):  # each mode either ran or says why not
-        assert mode in result["modes"] or mode in result["errors"]
+    assert set(result["methods"]) == {"dpgan", "dpvae", "dpdiffusion"}
+    assert result["default_ratio"] == result["methods"]["dpgan"]["default_ratio"] > 0
+    for method in result["methods"].values():
+        modes = method["modes"]
+        assert modes["none"]["ratio_to_non_dp"] == 1.0
+        for mode in ("bk", "hooks"):  # the default and Opacus' reference mode are exact
+            assert modes[mode]["exact"] is True
+        assert method["fastest_exact_dp_mode"] in modes
+        for mode in ("hooks", "functorch", "ew"):  # each mode either ran or says why not
+            assert mode in modes or mode in method["errors"]
+    assert result["methods"]["dpgan"]["modes"]["bk_public"]["exact"] is True
 
 
 def test_quality_gan_smoke(tmp_path):

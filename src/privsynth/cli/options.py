@@ -135,8 +135,9 @@ def add_privacy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clip", type=float, default=1.0, help="per-sample gradient clip norm C")
     g.add_argument("--accountant", choices=["prv", "rdp"], default="prv",
                    help="Opacus accountant that computes epsilon from the steps that ran")
-    g.add_argument("--grad-sample-mode", choices=["hooks", "functorch", "ew"], default="hooks",
-                   help="how Opacus computes per-sample gradients")
+    g.add_argument("--grad-sample-mode", choices=["bk", "hooks", "functorch", "ew"], default="bk",
+                   help="how per-sample clipping is computed: bk (Book-Keeping, fastest) or "
+                        "Opacus' hooks/functorch/ew; all exact, noise and accounting by Opacus")
     g.add_argument("--no-dp", action="store_true", help="train without privacy (a baseline)")
     add_ledger_options(g, delta_check=True)
 

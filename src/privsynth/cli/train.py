@@ -45,6 +45,11 @@ def add_parser(sub) -> None:
                         "TSTR/TRTR accuracy (LeNet)")
     g.add_argument("--evaluate-resnet", action="store_true",
                    help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)")
+    g.add_argument("--nproc", type=int, default=1,
+                   help="DP-SGD processes sharing one run (torch.distributed; same epsilon as 1); "
+                        "or start the command with torchrun --nproc-per-node N -m privsynth.cli")
+    g.add_argument("--dist-backend", choices=["gloo", "nccl"], default="gloo",
+                   help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)")
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -78,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..atomic import write_json
+    from ..distributed import train
     from ..report import save_grid
     from ..run import GRID, QUICK_EVAL, write_model_card
-    from ..trainer import train
 
     with privacy_warnings():
         result = train(data_source(args), args.method, args.out, epsilon=args.epsilon,
@@ -94,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
                        counts_epsilon=args.counts_epsilon, device=args.device,
                        progress=progress_wanted(args), checkpoint_every=args.checkpoint_every,
                        warmup=args.warmup, public_data=args.public_data,
-                       warmup_config=warmup_config(args))
+                       warmup_config=warmup_config(args), nproc=args.nproc,
+                       backend=args.dist_backend)
+    if result is None:  # a torchrun process other than 0: process 0 reports
+        return 0
     k = len(result.class_names)
     images, labels = result.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=args.seed)
     out = Path(args.out)

@@ -175,6 +175,7 @@ class GANSynthesizer:
             D_train = D
             loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                 generator=gen, collate_fn=dpsgd.TensorBatches.collate)
+        dpsgd.share_across_processes(G)  # [speed, issue 14] multi-process runs; else a no-op
         batches = infinite(loader)
 
         def snapshot(step: int) -> None:
@@ -209,12 +210,15 @@ class GANSynthesizer:
         return FitResult(total, plan, acc, {"d_loss": d_loss, "g_loss": g_loss})
 
     def _d_step(self, G, D, opt_d, xr, yr, fake_n, device) -> float:
+        fake_n = dpsgd.per_process(fake_n)  # [speed, issue 14] this process' share of the fakes
         with torch.no_grad():
             yf = torch.randint(0, self.num_classes, (fake_n,), device=device)
             xf = G(torch.randn(fake_n, self.config.z_dim, device=device), yf)
         # One forward over real and fake: each row gets its own clipped gradient. Fake rows depend
         # only on earlier (already private) steps, so the sensitivity to one real image stays C.
-        logits = D(torch.cat([xr, xf]), torch.cat([yr, yf]))
+        # [speed, issue 14] dpsgd.public_rows: how the fake rows are clipped (privacy/dpsgd.py).
+        with dpsgd.public_rows(D, len(xr)):
+            logits = D(torch.cat([xr, xf]), torch.cat([yr, yf]))
         target = torch.cat([torch.ones(len(xr), device=device), torch.zeros(fake_n, device=device)])
         loss = d_loss_fn(self.config.loss, logits, target)
         opt_d.zero_grad(set_to_none=True)
@@ -227,6 +231,7 @@ class GANSynthesizer:
         if hooks:  # no per-sample gradients for the discriminator during the generator's step
             D.disable_hooks()
         D.requires_grad_(False)
+        n = dpsgd.per_process(n)  # [speed, issue 14] this process' share of the fakes
         y = torch.randint(0, self.num_classes, (n,), device=device)
         logits = D(G(torch.randn(n, self.config.z_dim, device=device), y), y)
         loss = g_loss_fn(self.config.loss, logits)

@@ -2,24 +2,39 @@
 
 ``make_private`` returns Opacus' own (module, optimizer, data_loader) triple so a training loop
 reads like any Opacus example; the `PrivacyEngine` is kept so its accountant can be saved.
+
+Grad-sample modes: ``bk`` (the default; Book-Keeping, privacy/bookkeeping.py: per-sample norms and
+the clipped sum from one backward, no per-sample gradient tensors) and Opacus' own ``hooks``,
+``functorch``, ``ew``. All give the same clipped sum (bench/speed_dp.py checks each against a
+one-backward-per-example reference); in every mode Opacus draws the Poisson batches, adds the
+Gaussian noise and keeps the accountant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 from dataclasses import dataclass
 
 import torch
 from opacus import PrivacyEngine
+from opacus.data_loader import DPDataLoader
+from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+from opacus.grad_sample import AbstractGradSampleModule
 from opacus.grad_sample import grad_sample_module as _gsm
+from opacus.optimizers import (
+    DistributedDPOptimizerFastGradientClipping,
+    DPOptimizerFastGradientClipping,
+)
 from opacus.validators import ModuleValidator
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..errors import ConfigError
 from .accounting import AccountantState, PrivacySpec, calibrate_noise
+from .bookkeeping import BookKeeping
 
-GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew")
+GRAD_SAMPLE_MODES = ("bk", "hooks", "functorch", "ew")
 
 
 def _store_grad_sample(*, param: torch.Tensor, grad_sample: torch.Tensor,
@@ -129,19 +144,163 @@ def make_private(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data
     loader = DataLoader(dataset, batch_size=dp_plan.batch_size, generator=private_generator("cpu"),
                         collate_fn=collate)
     engine = PrivacyEngine(accountant=spec.accountant, secure_mode=False)
-    module, optimizer, loader = engine.make_private(
-        module=module, optimizer=optimizer, data_loader=loader,
-        noise_multiplier=dp_plan.noise_multiplier, max_grad_norm=spec.max_grad_norm,
-        poisson_sampling=True, grad_sample_mode=spec.grad_sample_mode,
-        noise_generator=private_generator(device))
+    module, world = _distribute(module, dp_plan)
+    if spec.grad_sample_mode == "bk":
+        module, optimizer, loader = _make_private_bk(engine, module, optimizer, loader, dp_plan,
+                                                     spec, device)
+    else:
+        module, optimizer, loader = engine.make_private(
+            module=module, optimizer=optimizer, data_loader=loader,
+            noise_multiplier=dp_plan.noise_multiplier, max_grad_norm=spec.max_grad_norm,
+            poisson_sampling=True, grad_sample_mode=spec.grad_sample_mode,
+            noise_generator=private_generator(device))
     # The accountant must see exactly the q the noise was calibrated for.
-    q_loader = optimizer.expected_batch_size / len(dataset)
+    q_loader = optimizer.expected_batch_size * world / len(dataset)
     assert abs(q_loader - dp_plan.sample_rate) < 1 / len(dataset)
     if state is not None:
         engine.accountant.history = list(state.history)
     elif spec.prior:  # a warm-up release came first: one accountant composes both exactly
         engine.accountant.history = [tuple(h) for h in spec.prior]
     return module, optimizer, loader, engine
+
+
+# One entry per make_private in a multi-process run (distributed.py reports methods that never
+# call it, e.g. dpmerf, as gaining nothing from --nproc).
+DISTRIBUTED_STEPS: list[int] = []
+MAX_EMPTY_LOCAL_BATCH = 1e-6  # chance that one process' Poisson batch is empty (see below)
+
+
+def _distribute(module: torch.nn.Module, dp_plan: DPPlan) -> tuple[torch.nn.Module, int]:
+    """In a process group of N > 1: Opacus' DPDDP around ``module`` (weights broadcast from
+    process 0; with it Opacus picks its distributed Poisson sampler and optimizer), and this
+    process' non-private random streams (latents, diffusion noise) made its own."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return module, 1
+    world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+    if world == 1:
+        return module, 1
+    # Opacus' distributed sampler skips an empty local batch (draws again), which the Poisson
+    # analysis does not cover: allow it only where it has (almost) no chance to happen.
+    p_empty = (1 - dp_plan.sample_rate) ** (dp_plan.n_private // world)
+    if p_empty > MAX_EMPTY_LOCAL_BATCH:
+        local = dp_plan.expected_batch_size / world
+        raise ConfigError(f"{world} processes leave an expected {local:.1f} images per process "
+                          f"and step (an empty local batch would be likely enough to matter: "
+                          f"{p_empty:.1e}); raise --batch-size or use fewer processes (--nproc)")
+    DISTRIBUTED_STEPS.append(dp_plan.steps)
+    if rank:
+        torch.manual_seed(torch.initial_seed() + 7919 * rank)
+    return (module if isinstance(module, DPDDP) else DPDDP(module)), world
+
+
+def per_process(n: int) -> int:
+    """This process' share of ``n`` non-private rows (a GAN's fakes) so that all processes
+    together draw ``n``, as one process would."""
+    rank, world = _rank_world()
+    return n // world + (rank < n % world)
+
+
+def share_across_processes(module: torch.nn.Module) -> torch.nn.Module:
+    """Keep a non-private module (a GAN's generator) equal in all processes: weights broadcast
+    from process 0, gradients averaged over processes as they are computed. No-op in one
+    process."""
+    rank, world = _rank_world()
+    if world == 1:
+        return module
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            torch.distributed.broadcast(t, 0)
+    for p in module.parameters():
+        if p.requires_grad:
+            p.register_hook(_average_over_processes)
+    return module
+
+
+def _average_over_processes(grad: torch.Tensor) -> torch.Tensor:
+    grad = grad.clone()
+    torch.distributed.all_reduce(grad)
+    return grad / torch.distributed.get_world_size()
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _make_private_bk(engine: PrivacyEngine, module: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, loader: DataLoader, dp_plan: DPPlan,
+                     spec: PrivacySpec, device: torch.device):
+    """``engine.make_private`` with our Book-Keeping module in place of Opacus' per-sample
+    gradients; the rest is Opacus' own, built as ``make_private`` builds it: the Poisson loader
+    (``DPDataLoader``), the optimizer that adds N(0, sigma^2 C^2) to the clipped sum and divides by
+    the expected batch size (``DPOptimizerFastGradientClipping``, the one Opacus pairs with its
+    ghost clipping: it takes ``.grad`` as the clipped sum), and the accountant's step hook."""
+    distributed = isinstance(module, DPDDP)
+    loader = DPDataLoader.from_data_loader(loader, distributed=distributed)
+    q = 1 / len(loader)
+    expected_batch_size = int(len(loader.dataset) * q)
+    if distributed:  # each process sums its own shard; the optimizer averages over processes
+        expected_batch_size /= torch.distributed.get_world_size()
+    optimizer_class = (DistributedDPOptimizerFastGradientClipping if distributed
+                       else DPOptimizerFastGradientClipping)
+    dp_optimizer = optimizer_class(
+        optimizer, noise_multiplier=dp_plan.noise_multiplier, max_grad_norm=spec.max_grad_norm,
+        expected_batch_size=expected_batch_size, loss_reduction="mean",
+        generator=private_generator(device))
+    dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=q))
+    return BookKeeping(module, spec.max_grad_norm), dp_optimizer, loader
+
+
+# Examples per forward/backward chunk in grad-sample mode bk (dpsgd.backward): bounds the memory
+# of activations (a 28x28 diffusion U-Net holds ~3 MB per image and noise level).
+CHUNK_EXAMPLES = 64
+
+
+def backward(module: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor,
+             chunk: int | None = None) -> torch.Tensor:
+    """``loss_fn(module, x, y).backward()`` for a loss that is a mean over rows; returns the loss
+    (detached).
+
+    The batch runs in chunks of ``chunk`` examples (default `CHUNK_EXAMPLES`), so only one
+    chunk's activations are in memory. With Book-Keeping each chunk adds its clipped sum to
+    ``.grad``: the same clipped sum, as each example sits in one chunk and its gradient does not
+    depend on the others. A non-private module accumulates the chunks' gradients weighted to the
+    batch mean. Opacus' modes take the batch whole (they forbid accumulating between steps)."""
+    chunk = CHUNK_EXAMPLES if chunk is None else chunk
+    if isinstance(module, AbstractGradSampleModule) or len(x) <= chunk:
+        loss = loss_fn(module, x, y)
+        loss.backward()
+        return loss.detach()
+    total = x.new_zeros(())
+    for xc, yc in zip(x.split(chunk), y.split(chunk), strict=True):
+        loss = loss_fn(module, xc, yc)
+        share = len(xc) / len(x)
+        # Book-Keeping takes each example's own gradient whatever the loss' scale
+        (loss if isinstance(module, BookKeeping) else loss * share).backward()
+        total += loss.detach() * share
+    return total
+
+
+# How a GAN's fake rows enter the discriminator's DP-SGD sum (privacy/bookkeeping.py): "clip"
+# clips each like a real row (Opacus' semantics, every mode); "none" adds their gradient
+# unclipped, with no per-example norms (half the per-example work of a discriminator step);
+# "total" also skips their norms but scales their summed gradient to norm <= (fake rows) x C.
+# The epsilon is the same for all three (docs/privacy.md). Digits, epsilon 10, 100 epochs, four
+# seeds, TSTR: clip 0.41, none 0.47, total 0.34 on average (docs/gan.md).
+FAKE_ROWS = "none"
+
+
+def public_rows(module: torch.nn.Module, n_private: int, policy: str | None = None):
+    """Context for one forward whose rows from ``n_private`` on are *public*: computed only from
+    values already released (a GAN's fakes: the generator is post-processing of earlier DP
+    steps). With grad-sample mode ``bk`` and ``policy`` (default `FAKE_ROWS`) "total" or "none",
+    only the private rows get per-example norms; the sum's sensitivity stays C (docs/privacy.md).
+    Elsewhere (Opacus' modes, "clip") every row is clipped, the reference semantics."""
+    policy = FAKE_ROWS if policy is None else policy
+    if policy == "clip" or not isinstance(module, BookKeeping):
+        return contextlib.nullcontext(module)
+    return module.public_rows(n_private, policy)
 
 
 def private_generator(device: torch.device | str) -> torch.Generator:
