@@ -67,3 +67,32 @@ def test_warmup_bench_smoke(tmp_path):
     assert set(cells) == {"none", "central"}
     assert cells["central"]["warmup_sigma"] > 0 and cells["none"]["warmup_sigma"] is None
     assert all(c["epsilon_spent"] <= 10 * 1.001 for c in cells.values())
+
+
+def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz):
+    bench = load("utility")
+    out, result = tmp_path / "cells", tmp_path / "utility.json"
+    args = ["--smoke", "--data", str(tiny_npz), "--methods", "dpmerf", "--out", str(out),
+            "--result", str(result), "--ledger", str(tmp_path / "ledger.sqlite")]
+    assert bench.main([*args, "--epsilons", "10"]) == 0
+    table = json.loads(result.read_text())
+    assert not table["partial"] and table["not_run"] == []
+    assert [(r["method"], r["epsilon"]) for r in table["rows"]] == [("dpmerf", 10.0)]
+    for r in table["rows"]:
+        assert set(r["tstr"]) == {"lenet", "resnet"}
+        assert all(0 <= t["accuracy"] <= 1 for t in r["tstr"].values())
+        assert r["fd_lenet"] >= 0 and 0 <= r["prdc"]["recall"] <= 1
+        assert r["trained_by_this_bench"] and r["train"]["peak_rss_mib"] > 0
+    assert 0 < table["rows"][0]["epsilon_spent"] <= 10 * 1.001
+    assert set(table["reference"]["trtr"]) == {"lenet", "resnet"}
+    assert result.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a rerun trains nothing, reuses the cached evaluations, and names the cell it did not train
+    created = [r["created"] for r in table["rows"]]
+    assert bench.main([*args, "--epsilons", "10,inf", "--collect"]) == 0
+    again = json.loads(result.read_text())
+    assert [r["created"] for r in again["rows"]] == created
+    assert [r["tstr"] for r in again["rows"]] == [r["tstr"] for r in table["rows"]]
+    assert [(n["method"], n["epsilon"]) for n in again["not_run"]] == [("dpmerf", "inf")]
+    assert "not trained" in again["not_run"][0]["reason"]
+    assert not (out / "cells" / "dpmerf-epsinf").exists()
