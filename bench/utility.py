@@ -18,7 +18,7 @@ Training reuses `privsynth.sweep`'s cells: ``<out>/cells/<method>-eps<e>`` train
 `models.defaults.recommended_config`, so a rerun (or `privsynth sweep --out` on the same folder)
 skips finished cells; every evaluation is cached in the cell (``utility_eval.json``).
 Each cell trains in a fresh process so that its peak memory is its own: ``ru_maxrss`` of that
-process (resident set high-water mark, includes Python + torch, ~0.3-0.4 GiB; the value before
+process (resident set high-water mark, includes Python + torch, 0.3-0.7 GiB; the value before
 training starts is recorded as ``baseline_rss_mib``). A cell found complete without this bench's
 ``bench_train.json`` (trained by an earlier sweep) reports the card's wall time and no memory.
 Several bench processes may share ``--out`` (each cell is claimed first, as `privsynth sweep`
@@ -79,6 +79,7 @@ def parse_args(argv):
                    help="start no cell's training after this many minutes")
     p.add_argument("--collect", action="store_true",
                    help="train nothing: tabulate the finished cells, list the rest as not run")
+    p.add_argument("--note", default=None, help="free text kept in the result JSON")
     p.add_argument("--smoke", action="store_true", help="tiny configs and sets (CI)")
     return p.parse_args(argv)
 
@@ -278,6 +279,7 @@ def main(argv=None) -> int:
             "protocol": _protocol(ref, passes),
             "reference": {k: ref.info[k] for k in ("trtr", "real_floor", "feature_extractor")},
             "git_commit": _git_commit(), "ledger": str(ledger), "threads": threads,
+            "note": a.note,
             "machine_start": machine(threads), "started": t0}
     print(f"reference ready ({time.time() - t0:.0f}s): TRTR "
           + ", ".join(f"{c} {r['accuracy']:.1%}" for c, r in ref.info["trtr"].items()), flush=True)
@@ -289,6 +291,7 @@ def main(argv=None) -> int:
             config = {**recommended_config(method, len(train)), **overrides.get(method, {})}
             if not _complete(cell):
                 reason = ("not trained within this benchmark's time on the shared machine"
+                          + (" (see note)" if a.note else "")
                           if a.collect else _no_time(a.max_minutes, t0, last_train.get(method)))
                 if reason:
                     not_run.append({"method": method, "epsilon": _eps(eps), "reason": reason,

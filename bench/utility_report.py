@@ -57,7 +57,8 @@ def markdown(table: dict) -> str:
                      f"{'–' if wall is None else f'{wall / 60:.1f}'} | "
                      f"{'–' if mem is None else f'{mem:.0f}'} |")
     for r in table["not_run"]:
-        lines.append(f"| {r['method']}-eps{r['epsilon']} | not run: {r['reason']} "
+        e = r["epsilon"] if isinstance(r["epsilon"], str) else f"{r['epsilon']:g}"
+        lines.append(f"| {r['method']}-eps{e} | not run: {r['reason']} "
                      "| | | | | | | |")
     return "\n".join(lines) + "\n"
 
