@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from privsynth.atomic import write_json
 from privsynth.models.diffusion import Denoiser
 from privsynth.models.gan import Discriminator
-from privsynth.models.sgd_loop import merge_grad_samples
+from privsynth.models.engine import merge_grad_samples
 from privsynth.models.vae import CVAE
 from privsynth.privacy import PrivacySpec, dpsgd
 

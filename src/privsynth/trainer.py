@@ -23,7 +23,7 @@ from .data import DataSource, ImageDataset, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
 from .models import TrainContext
 from .models.defaults import recommended_config
-from .models.registry import create, is_private
+from .models.registry import create, is_private, private_name
 from .models.warmup import WARMUP_STATE, WarmUp
 from .preflight import check_device, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec
@@ -109,7 +109,8 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
         refuse_flags_without_dp(method, no_dp, {
             "--epsilon": epsilon is not None, "--delta": delta is not None,
             "--noise-multiplier": noise_multiplier is not None, "--budget": budget is not None,
-            "--class-proportions": class_proportions != "uniform"})
+            "--class-proportions": class_proportions != "uniform"},
+            twin=private_name(method) if private_name(method) != method else None)
     if is_holdout_path(holdout):  # an official test split: recorded absolute, like --data
         holdout = str(Path(holdout).expanduser().resolve())
     dataset, parts = load_split(data, holdout, split_seed, image_size)
@@ -173,12 +174,14 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
     try:
         if spec is not None:
             if spec.epsilon is not None:
-                spec.epsilon = spec.epsilon - c_eps
+                spec = spec.replace(epsilon=spec.epsilon - c_eps)
                 if resume is None:  # fail fast, before any work: a calibrated run spends at
                     spend.reserve_target(spec.epsilon + c_eps, total_delta)  # most its target
-            spec.delta = total_delta - c_delta
+            spec = spec.replace(delta=total_delta - c_delta)
         if warm is not None:  # the release's sigma joins the accountant before DP-SGD's
-            released = warm.prepare(spec, out, resuming=not fresh)
+            prior, released = warm.prepare(spec, out, resuming=not fresh)
+            if prior:
+                spec = spec.replace(prior=prior)
             if spend is not None and spec.prior:
                 spend.set_lead(spec.prior, spec.delta, released)
         card.update(request=request, private=private, config=full_config, versions=versions(),
@@ -290,7 +293,7 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
         save_weights(out / WEIGHTS, synth.state_dict(), {"method": method, "run_id": run_id})
         card["status"] = "complete"
         card["privacy"].update(_privacy_block(spec, result, counts, total_delta, n,
-                                              getattr(synth, "privacy_mechanism", "dp-sgd")))
+                                              synth.mechanism))
         card["train"].update(steps=result.steps, metrics=result.metrics,
                              wall_seconds=round(card["train"].get("wall_seconds", 0.0)
                                                 + time.time() - t0, 2))
