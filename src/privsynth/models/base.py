@@ -91,16 +91,23 @@ class Method:
     loss_name: ClassVar[str] = "loss"  # the private loss' name in the card's train.metrics
     step_name: ClassVar[str] = "steps"  # what the progress line counts
 
-    def __init__(self, image_shape, num_classes, config=None, private: bool | None = None,
-                 name: str | None = None):
+    def __init__(
+        self,
+        image_shape,
+        num_classes,
+        config=None,
+        private: bool | None = None,
+        name: str | None = None,
+    ):
         self.name = name or self.name
         self.private = (self.kind != "none") if private is None else private
         self.image_shape, self.num_classes = tuple(image_shape), num_classes
         self.config = build_config(self.config_class, config)
         c, h, w = self.image_shape
         if self.square and h != w:
-            raise ConfigError(f"images are {h}x{w}; {self.name} needs square images, "
-                              "pass --image-size")
+            raise ConfigError(
+                f"images are {h}x{w}; {self.name} needs square images, pass --image-size"
+            )
 
     def config_dict(self) -> dict:
         return asdict(self.config)
@@ -116,8 +123,9 @@ class Method:
         """Private steps of a whole run: ``epochs`` expected passes at the Poisson rate q."""
         from ..privacy.dpsgd import sample_rate
 
-        return max(1, int(round(self.config.epochs / sample_rate(n_private,
-                                                                 self.config.batch_size))))
+        return max(
+            1, int(round(self.config.epochs / sample_rate(n_private, self.config.batch_size)))
+        )
 
     def check_privacy(self, spec: PrivacySpec) -> None:
         """Refuse a privacy setting this method cannot train under (one line naming the fix)."""
@@ -159,27 +167,34 @@ class Method:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"{prefix}.{k}": v.detach().cpu() for prefix, module in
-                self.released_modules().items() for k, v in module.state_dict().items()}
+        return {
+            f"{prefix}.{k}": v.detach().cpu()
+            for prefix, module in self.released_modules().items()
+            for k, v in module.state_dict().items()
+        }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for prefix, module in self.released_modules().items():
-            module.load_state_dict({k[len(prefix) + 1:]: v for k, v in state.items()
-                                    if k.startswith(prefix + ".")})
+            module.load_state_dict(
+                {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            )
 
     def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Images in -1..1 (N x C x H x W) for the labels ``y`` (on the sampling device)."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(self, n: int, labels: np.ndarray | None = None,
-               seed: int | None = None) -> np.ndarray:
+    def sample(
+        self, n: int, labels: np.ndarray | None = None, seed: int | None = None
+    ) -> np.ndarray:
         """``n`` uint8 images N x C x H x W for the given class labels (0..K-1)."""
         g = torch.Generator().manual_seed(0 if seed is None else seed)
-        labels = (torch.randint(0, self.num_classes, (n,), generator=g) if labels is None
-                  else torch.as_tensor(np.asarray(labels), dtype=torch.long))
-        device = next(p.device for m in self.released_modules().values()
-                      for p in m.parameters())
+        labels = (
+            torch.randint(0, self.num_classes, (n,), generator=g)
+            if labels is None
+            else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        )
+        device = next(p.device for m in self.released_modules().values() for p in m.parameters())
         out = [np.zeros((0, *self.image_shape), np.uint8)]
         for y in labels.split(self.sample_batch):
             out.append(from_unit_range(self.draw(y.to(device), g).cpu().numpy()))
@@ -221,8 +236,10 @@ def _check_type(key: str, value: Any, default: Any) -> None:
     else:
         return
     if not ok:
-        raise ConfigError(f"option {key}={value!r} must be {kind} (default {default!r}); "
-                          f"e.g. --set {key}={default!r}")
+        raise ConfigError(
+            f"option {key}={value!r} must be {kind} (default {default!r}); "
+            f"e.g. --set {key}={default!r}"
+        )
 
 
 def infinite(loader):

@@ -54,8 +54,9 @@ def merge_grad_samples(module: nn.Module, batch: int, multiplicity: int) -> None
         if isinstance(gs, list):
             gs = torch.cat(gs, 0)
         if gs.shape[0] != batch * multiplicity:
-            raise RuntimeError(f"expected {batch * multiplicity} per-row gradients, "
-                               f"got {gs.shape[0]}")
+            raise RuntimeError(
+                f"expected {batch * multiplicity} per-row gradients, got {gs.shape[0]}"
+            )
         p.grad_sample = gs.view(batch, multiplicity, *gs.shape[1:]).mean(1)
 
 
@@ -88,11 +89,20 @@ class DPSGD:
     ``on_plan(plan)`` runs once the plan is fixed and before any private step: the budget check.
     """
 
-    def __init__(self, method: Method, data: ImageDataset, privacy: PrivacySpec | None, *,
-                 seed: int = 0, device: str = "cpu", planned_steps: int | None = None,
-                 history: AccountantState | None = None, sigma: float | None = None,
-                 resume: dict | None = None,
-                 on_plan: Callable[[DPPlan], None] = lambda plan: None):
+    def __init__(
+        self,
+        method: Method,
+        data: ImageDataset,
+        privacy: PrivacySpec | None,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        planned_steps: int | None = None,
+        history: AccountantState | None = None,
+        sigma: float | None = None,
+        resume: dict | None = None,
+        on_plan: Callable[[DPPlan], None] = lambda plan: None,
+    ):
         self.method, self.privacy = method, privacy
         self.device = torch.device(device)
         self.step = int(resume["step"]) if resume is not None else 0
@@ -101,13 +111,15 @@ class DPSGD:
         # loader) start where a resumed segment stopped, so nothing is repeated.
         torch.manual_seed(seed + RESEED * self.step)
         self.loader_rng = torch.Generator().manual_seed(seed + RESEED * self.step)
-        dataset = dpsgd.TensorBatches(torch.from_numpy(to_unit_range(data.images)),
-                                      torch.from_numpy(data.labels))
+        dataset = dpsgd.TensorBatches(
+            torch.from_numpy(to_unit_range(data.images)), torch.from_numpy(data.labels)
+        )
         n = self.n_private = len(dataset)
         batch = int(method.config.batch_size)
         if batch > n:
-            raise ConfigError(f"batch size {batch} exceeds the {n} training images; "
-                              "lower --batch-size")
+            raise ConfigError(
+                f"batch size {batch} exceeds the {n} training images; lower --batch-size"
+            )
         self.total = planned_steps if planned_steps is not None else method.total_steps(n)
         module = self.module = method.private_module().to(self.device).train()
         for public in method.public_modules():
@@ -132,19 +144,32 @@ class DPSGD:
             self.plan.target_epsilon = self.privacy.epsilon
             on_plan(self.plan)
             self.trained, self.optimizer, loader, self.engine = dpsgd.make_private(
-                module, opt, dataset, self.plan, privacy, history)
+                module, opt, dataset, self.plan, privacy, history
+            )
         else:
             self.trained = module
-            loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
-                                generator=self.loader_rng, collate_fn=dpsgd.TensorBatches.collate)
+            loader = DataLoader(
+                dataset,
+                batch_size=batch,
+                shuffle=True,
+                drop_last=True,
+                generator=self.loader_rng,
+                collate_fn=dpsgd.TensorBatches.collate,
+            )
         for public in method.public_modules():
             dpsgd.share_across_processes(public)  # multi-process runs; else a no-op
         self.batches = infinite(loader)
         self.metrics: dict[str, float] = {method.loss_name: float("nan")}
 
     # --- the loop -------------------------------------------------------------------------------
-    def run(self, until: int, *, every: int = 0, checkpoint: Callable[[int], None] | None = None,
-            bar=None) -> dict[str, float]:
+    def run(
+        self,
+        until: int,
+        *,
+        every: int = 0,
+        checkpoint: Callable[[int], None] | None = None,
+        bar=None,
+    ) -> dict[str, float]:
         """Private steps ``self.step .. until - 1``; ``checkpoint(step)`` every ``every`` steps.
 
         Losses are computed on private batches without noise: for the owner's eyes only."""
@@ -184,9 +209,14 @@ class DPSGD:
         """A checkpoint (tensors, numbers, strings: loads with ``weights_only=True``)."""
         acc = self.accountant()
         rng = {"torch": torch.get_rng_state(), "loader": self.loader_rng.get_state()}
-        return {"step": self.step, "private": self.module.state_dict(),
-                "opt": self.optimizer.state_dict(), "method": self.method.train_state(),
-                "rng": rng, "accountant": acc.to_json() if acc else None}
+        return {
+            "step": self.step,
+            "private": self.module.state_dict(),
+            "opt": self.optimizer.state_dict(),
+            "method": self.method.train_state(),
+            "rng": rng,
+            "accountant": acc.to_json() if acc else None,
+        }
 
     def close(self) -> AccountantState | None:
         """Remove Opacus' hooks (the method's private module is the bare one again)."""
@@ -201,10 +231,19 @@ def fit(method: Method, data: ImageDataset, ctx: TrainContext) -> FitResult:
     """A whole central run of a DP-SGD method: plan, budget check, steps, checkpoints."""
     resume = ctx.resume
     if resume is not None and "private" not in resume:
-        raise ConfigError("the run's train_state.pt was written by an older privsynth; delete it "
-                          "to restart from step 0, or pass --overwrite")
-    run = DPSGD(method, data, ctx.privacy, seed=ctx.seed, device=ctx.device, resume=resume,
-                on_plan=ctx.on_plan)
+        raise ConfigError(
+            "the run's train_state.pt was written by an older privsynth; delete it "
+            "to restart from step 0, or pass --overwrite"
+        )
+    run = DPSGD(
+        method,
+        data,
+        ctx.privacy,
+        seed=ctx.seed,
+        device=ctx.device,
+        resume=resume,
+        on_plan=ctx.on_plan,
+    )
 
     def checkpoint(step: int) -> None:
         ctx.checkpoint(step, run.state(), run.accountant())
@@ -222,8 +261,11 @@ def plan_release(privacy: PrivacySpec, n_private: int, ctx: TrainContext) -> DPP
     delta = privacy.resolved_delta(n_private)
     with warnings.catch_warnings():  # PRV at q = 1 evaluates log(1 - q) = -inf: harmless
         warnings.simplefilter("ignore", RuntimeWarning)
-        sigma = (privacy.noise_multiplier if privacy.noise_multiplier is not None
-                 else calibrate_noise(privacy.epsilon, delta, 1.0, 1, privacy.accountant))
+        sigma = (
+            privacy.noise_multiplier
+            if privacy.noise_multiplier is not None
+            else calibrate_noise(privacy.epsilon, delta, 1.0, 1, privacy.accountant)
+        )
     plan = DPPlan(sigma, n_private, 1.0, 1, delta, privacy.epsilon, n_private)
     ctx.on_plan(plan)
     return plan

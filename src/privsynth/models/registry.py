@@ -59,10 +59,16 @@ def federable() -> list[str]:
     return [n for n in METHODS if method_class(n).federable]
 
 
-def create(name: str, image_shape: tuple[int, int, int], num_classes: int,
-           config: dict[str, Any] | None = None, private: bool | None = None) -> Method:
+def create(
+    name: str,
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    config: dict[str, Any] | None = None,
+    private: bool | None = None,
+) -> Method:
     """Build method ``name`` for images of ``image_shape`` (C, H, W) and ``num_classes`` classes."""
     cls = method_class(name)
     private = is_private(name) if private is None else private
-    return cls(image_shape=image_shape, num_classes=num_classes, config=config, private=private,
-               name=name)
+    return cls(
+        image_shape=image_shape, num_classes=num_classes, config=config, private=private, name=name
+    )

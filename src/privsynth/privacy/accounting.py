@@ -7,8 +7,8 @@ Nothing here computes a privacy bound itself: ``get_noise_multiplier`` and the a
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Iterable
