@@ -7,7 +7,7 @@
 One step = what the method's training loop does with one private batch: forward, loss, backward,
 optimizer step (Adam); VAE and diffusion batches go through ``dpsgd.backward`` as in training
 (chunks of ``dpsgd.CHUNK_EXAMPLES`` examples, except Opacus' modes, which take the batch whole).
-dpgan: the discriminator step of ``GANSynthesizer._d_step`` on real + as
+dpgan: the discriminator step of ``GANSynthesizer.private_loss`` on real + as
 many fake rows (fakes precomputed); dpvae: the CVAE's negative ELBO; dpdiffusion: the denoiser's
 EDM loss with noise multiplicity K (one gradient per image over its K noised copies). DP modes add
 per-sample clipping to C and Opacus' Gaussian noise. Modes are timed in interleaved rounds (median
@@ -87,7 +87,7 @@ def make_case(method: str, size: int, batch: int, width: int) -> Case:
     if method == "dpgan":
         x2 = torch.cat([x, torch.rand(batch, 1, size, size, generator=g) * 2 - 1])
         y2 = torch.cat([y, torch.randint(0, 10, (batch,), generator=g)])
-        return Case("discriminator step: real + as many fake rows, BCE (GANSynthesizer._d_step)",
+        return Case("discriminator step: real + as many fake rows, BCE (GANSynthesizer.private_loss)",
                     seeded(lambda: Discriminator(1, size, 10, width)),
                     lambda m, xb, yb: F.binary_cross_entropy_with_logits(
                         m(xb, yb), real_then_fake(len(xb)), reduction="none"),
@@ -165,7 +165,7 @@ def build(case: Case, mode: str, sigma: float, n_private: int):
 
 
 def backward(case: Case, module, x, y) -> None:
-    """As the training loops do: the GAN's D step whole (GANSynthesizer._d_step), VAE and
+    """As the training loops do: the GAN's D step whole (GANSynthesizer.private_loss), VAE and
     diffusion batches through dpsgd.backward (chunks of examples: bounded memory)."""
     if case.public_from is not None:
         case.loss(module, x, y).backward()
