@@ -46,8 +46,8 @@ import torch.nn.functional as F
 
 from privsynth.atomic import write_json
 from privsynth.models.diffusion import Denoiser
-from privsynth.models.gan import Discriminator
 from privsynth.models.engine import merge_grad_samples
+from privsynth.models.gan import Discriminator
 from privsynth.models.vae import CVAE
 from privsynth.privacy import PrivacySpec, dpsgd
 
@@ -87,7 +87,7 @@ def make_case(method: str, size: int, batch: int, width: int) -> Case:
     if method == "dpgan":
         x2 = torch.cat([x, torch.rand(batch, 1, size, size, generator=g) * 2 - 1])
         y2 = torch.cat([y, torch.randint(0, 10, (batch,), generator=g)])
-        return Case("discriminator step: real + as many fake rows, BCE (GANSynthesizer.private_loss)",
+        return Case("discriminator step: real + as many fake rows, BCE (GANSynthesizer._d_step)",
                     seeded(lambda: Discriminator(1, size, 10, width)),
                     lambda m, xb, yb: F.binary_cross_entropy_with_logits(
                         m(xb, yb), real_then_fake(len(xb)), reduction="none"),
