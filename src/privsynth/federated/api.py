@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_json
 from ..data import DataSource, load_dataset, split
 from ..errors import BudgetError, CheckpointError, ConfigError, PrivsynthError
 from ..models.registry import is_private, method_class
@@ -21,7 +20,7 @@ from ..privacy.accounting import PrivacySpec, calibrate_noise, epsilon_from_hist
 from ..privacy.dpsgd import sample_rate
 from ..privacy.ledger import resolve_location
 from ..privacy.ledger_store import is_url
-from ..run import SPLIT, Run, read_card, write_card
+from ..run import Card, Run, RunWriter, read_card
 from .partition import partition
 from .runconfig import (
     DEFAULTS,
@@ -323,12 +322,11 @@ def _check_budgets(cfg: dict, nodes: list[dict], location: str, budget: float, f
 
 def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size) -> None:
     """Local experiments split one dataset: record its fingerprint and split like `train` does."""
-    card = read_card(out)
+    card, parts = Card.from_json(read_card(out)), None
     if not owner_data:
         dataset = load_dataset(data, image_size=image_size)
         parts = split(dataset, holdout, split_seed)
-        write_json(out / SPLIT, parts.to_json())
-        card["data"].update(
+        card.data.update(
             fingerprint=dataset.fingerprint,
             n_total=len(dataset),
             n_train=len(parts.train),
@@ -338,16 +336,15 @@ def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size)
             format=data.options() if isinstance(data, DataSource) else None,
         )
     else:
-        card["data"].update(
+        card.data.update(
             fingerprint="per-owner (each owner's ledger keys its own data)",
             n_train=sum(
-                r["num_examples"]
-                for r in card["privacy"].get("sample_level", {}).get("per_owner", [])
+                r["num_examples"] for r in card.privacy.get("sample_level", {}).get("per_owner", [])
             ),
             n_holdout=0,
             owner_data=[str(Path(p).resolve()) for p in owner_data],
         )
-    write_card(out, card)
+    RunWriter(out, card, parts).write()
 
 
 def _write_samples(run: Run, out: Path, seed: int) -> None:

@@ -13,15 +13,13 @@ Two guarantees can hold at once, with different units:
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import write_json
 from ..privacy.accounting import epsilon_from_history
-from ..run import FORMAT, INFINITY, WEIGHTS, save_weights, write_card
+from ..run import INFINITY, Card, RunWriter
 from .runconfig import privacy_spec
 
 SAMPLE_UNIT = "one training image with its label (held by one owner)"
@@ -192,16 +190,13 @@ def write_run(
     rounds = int(cfg["num-server-rounds"])
     up = sum(r["bytes_up"] for r in reports)
     down = sum(r["bytes_down"] for r in reports)
-    card = {
-        "format": FORMAT,
-        "run_id": uuid.uuid4().hex[:12],
-        "status": "complete",
-        "method": synth.name,
-        "private": privacy["epsilon"] != INFINITY,
-        "config": synth.config_dict(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "privacy": privacy,
-        "data": {
+    card = Card.new(
+        synth.name,
+        status="complete",
+        private=privacy["epsilon"] != INFINITY,
+        config=synth.config_dict(),
+        privacy=privacy,
+        data={
             "name": str(cfg["data"]),
             "image_shape": list(synth.image_shape),
             "classes": names,
@@ -210,7 +205,7 @@ def write_run(
             "split_seed": int(cfg["split-seed"]),
             "fingerprint": None,
         },
-        "federated": {
+        federated={
             "owners_reporting": len(reports),
             "rounds": rounds,
             "local_steps": int(cfg["local-steps"]),
@@ -223,14 +218,13 @@ def write_run(
             "bytes_note": "payload bytes of Flower records counted by each owner's "
             "traffic mod (no transport framing)",
         },
-        "train": {
+        train={
             "wall_seconds": round(wall, 2),
             "steps": rounds * int(cfg["local-steps"]),
         },
-    }
-    save_weights(
-        out / WEIGHTS, synth.state_dict(), {"method": synth.name, "run_id": card["run_id"]}
     )
-    write_card(out, card)
+    writer = RunWriter(out, card)
+    writer.save_weights(synth.state_dict())
+    writer.write()
     write_json(out / "federation.json", {"run_config": cfg, "reports": reports})
-    return card
+    return card.to_json()
