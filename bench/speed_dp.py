@@ -7,7 +7,7 @@
 One step = what the method's training loop does with one private batch: forward, loss, backward,
 optimizer step (Adam); VAE and diffusion batches go through ``dpsgd.backward`` as in training
 (chunks of ``dpsgd.CHUNK_EXAMPLES`` examples, except Opacus' modes, which take the batch whole).
-dpgan: the discriminator step of ``GANSynthesizer._d_step`` on real + as
+dpgan: the discriminator step of ``GANSynthesizer.private_loss`` on real + as
 many fake rows (fakes precomputed); dpvae: the CVAE's negative ELBO; dpdiffusion: the denoiser's
 EDM loss with noise multiplicity K (one gradient per image over its K noised copies). DP modes add
 per-sample clipping to C and Opacus' Gaussian noise. Modes are timed in interleaved rounds (median
@@ -45,8 +45,8 @@ import torch.nn.functional as F
 
 from privsynth.atomic import write_json
 from privsynth.models.diffusion import Denoiser
+from privsynth.models.engine import merge_grad_samples
 from privsynth.models.gan import Discriminator
-from privsynth.models.sgd_loop import merge_grad_samples
 from privsynth.models.vae import CVAE
 from privsynth.privacy import PrivacySpec, dpsgd
 
@@ -164,7 +164,7 @@ def build(case: Case, mode: str, sigma: float, n_private: int):
 
 
 def backward(case: Case, module, x, y) -> None:
-    """As the training loops do: the GAN's D step whole (GANSynthesizer._d_step), VAE and
+    """As the training loops do: the GAN's D step whole (GANSynthesizer.private_loss), VAE and
     diffusion batches through dpsgd.backward (chunks of examples: bounded memory)."""
     if case.public_from is not None:
         case.loss(module, x, y).backward()

@@ -105,7 +105,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..federated import federate
     from ..preflight import check_output_folder
-    from .info import format_card
+    from ..report.card_lines import format_card
 
     check_output_folder(args.out)
     if args.device != "cpu":
