@@ -215,6 +215,10 @@ def federate(
         cfg["epsilon"] = cfg["epsilon"] or 1.0  # (marks the run private; epsilon is accounted)
         cfg["noise-multiplier"] = float(noise_multiplier)
     cfg.update(extra_run_config or {})
+    from .oneshot import is_oneshot, prepare_run_config  # fedmerf: one-shot release (dpmerf)
+
+    if is_oneshot(method):
+        prepare_run_config(cfg, nodes)
     # Owners book into the ledger every verb finds (privacy/ledger.py), keyed by their data.
     location = resolve_location(ledger)
     location = location if is_url(location) else str(Path(location).expanduser().resolve())
