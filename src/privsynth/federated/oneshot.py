@@ -204,10 +204,9 @@ class _SumOfShares(CompatFedAvg):
     def __init__(self, shape: tuple[int, int], **kwargs) -> None:
         super().__init__(initial_parameters=ndarrays_to_parameters([np.zeros(shape)]), **kwargs)
         self.mean: np.ndarray | None = None
-        self.survivors, self.failures, self.owner_metrics = 0, 0, []
+        self.survivors, self.owner_metrics = 0, []
 
     def aggregate_fit(self, server_round, results, failures):
-        self.failures = len(failures)
         if not results:
             return None, {}
         self.mean = parameters_to_ndarrays(results[0][1].parameters)[0]
@@ -287,7 +286,7 @@ def _secagg_sum(grid: Grid, context: Context, cfg: dict, synth, owners: int,
                           f"{plan.threshold}; nothing is released")
     released = decode_sum(strategy.mean, strategy.survivors, plan)
     info = {"aggregation": "secagg", "plan": plan, "survivors": strategy.survivors,
-            "failures": strategy.failures,
+            "failures": plan.owners - strategy.survivors,  # sampled, not in the sum
             "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None}
     return released, info
 
