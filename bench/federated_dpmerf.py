@@ -42,13 +42,20 @@ def measure(run, wall: float) -> dict:
     pv = run.card["privacy"]
     noise = pv.get("distributed_noise") or {}
     sigma = pv["dp_sgd"]["noise_multiplier"]
-    return {"epsilon": pv["epsilon"], "delta": pv["delta"], "accountant": pv["dp_sgd"]["accountant"],
-            "noise_multiplier": sigma,
-            "noise_std_released": noise.get("noise_std_released", sigma * pv["dp_sgd"][
-                "max_grad_norm"]),
-            "tstr": q["tstr_accuracy"], "trtr": q["trtr_accuracy"],
-            "generator_steps": run.card["train"]["steps"], "wall_seconds": round(wall, 1),
-            "guarantee": pv["guarantee"]}
+    return {
+        "epsilon": pv["epsilon"],
+        "delta": pv["delta"],
+        "accountant": pv["dp_sgd"]["accountant"],
+        "noise_multiplier": sigma,
+        "noise_std_released": noise.get(
+            "noise_std_released", sigma * pv["dp_sgd"]["max_grad_norm"]
+        ),
+        "tstr": q["tstr_accuracy"],
+        "trtr": q["trtr_accuracy"],
+        "generator_steps": run.card["train"]["steps"],
+        "wall_seconds": round(wall, 1),
+        "guarantee": pv["guarantee"],
+    }
 
 
 def main() -> None:
@@ -71,23 +78,41 @@ def main() -> None:
     for name in args.settings.split(","):
         t0 = time.time()
         if name == "central":
-            run = train(args.data, method=args.method, epsilon=args.epsilon, out=work / name,
-                        config=config or None, progress=False, overwrite=True)
+            run = train(
+                args.data,
+                method=args.method,
+                epsilon=args.epsilon,
+                out=work / name,
+                config=config or None,
+                progress=False,
+                overwrite=True,
+            )
         else:
-            run = federate(args.data, args.method, work / name, clients=args.clients,
-                           mode="inprocess", epsilon=args.epsilon, config=config or None,
-                           overwrite=True, **SETTINGS[name])
+            run = federate(
+                args.data,
+                args.method,
+                work / name,
+                clients=args.clients,
+                mode="inprocess",
+                epsilon=args.epsilon,
+                config=config or None,
+                overwrite=True,
+                **SETTINGS[name],
+            )
         results[name] = measure(run, time.time() - t0)
         print(name, {k: v for k, v in results[name].items() if k != "guarantee"}, flush=True)
-    write_json(Path(args.out), {
-        "what": f"{args.method} on {args.data}: central vs federated one-shot release, "
-                f"{args.clients} IID owners, epsilon {args.epsilon}, in-process Flower apps",
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
-        "samples": {name: str(work / name / "samples.png") for name in results},
-        "results": results,
-    })
+    write_json(
+        Path(args.out),
+        {
+            "what": f"{args.method} on {args.data}: central vs federated one-shot release, "
+            f"{args.clients} IID owners, epsilon {args.epsilon}, in-process Flower apps",
+            "command": "python " + " ".join(sys.argv),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
+            "samples": {name: str(work / name / "samples.png") for name in results},
+            "results": results,
+        },
+    )
 
 
 if __name__ == "__main__":

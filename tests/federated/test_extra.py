@@ -23,8 +23,10 @@ def without(monkeypatch):
     return hide
 
 
-@pytest.mark.parametrize("module", ["privsynth.federated", "privsynth.federated.server_app",
-                                    "privsynth.federated.client_app"])
+@pytest.mark.parametrize(
+    "module",
+    ["privsynth.federated", "privsynth.federated.server_app", "privsynth.federated.client_app"],
+)
 def test_importing_federated_without_flower_names_the_extra(without, module):
     without("flwr")
     with pytest.raises(MissingExtra) as err:
@@ -56,7 +58,13 @@ def test_central_training_needs_neither_flower_nor_tenseal(without, tmp_path):
     without("flwr", "tenseal")
     import privsynth
 
-    run = privsynth.train("digits", method="dpmerf", epsilon=10, out=tmp_path / "central",
-                          config={"n_features": 50, "steps": 3, "g_width": 8, "z_dim": 8},
-                          progress=False, ledger=tmp_path / "ledger.sqlite")
+    run = privsynth.train(
+        "digits",
+        method="dpmerf",
+        epsilon=10,
+        out=tmp_path / "central",
+        config={"n_features": 50, "steps": 3, "g_width": 8, "z_dim": 8},
+        progress=False,
+        ledger=tmp_path / "ledger.sqlite",
+    )
     assert run.card["status"] == "complete"  # (any `import flwr` on the way would have failed)

@@ -43,8 +43,9 @@ def _exact_sum() -> torch.Tensor:
 
 
 def _fed(tmp_path, name, **kw):
-    args = dict(clients=3, mode="inprocess", aggregation="secagg", epsilon=EPS,
-                config=dict(TINY_MERF))
+    args = dict(
+        clients=3, mode="inprocess", aggregation="secagg", epsilon=EPS, config=dict(TINY_MERF)
+    )
     return federate("digits", "dpmerf", tmp_path / name, **{**args, **kw})
 
 
@@ -59,8 +60,7 @@ def test_secagg_release_noise_matches_the_central_release(tmp_path, captured):
     data = load_dataset("digits")
     train = data.subset(split(data, 0.2, 0).train)
     central = MERFSynthesizer((1, 8, 8), 10, TINY_MERF)
-    spec = PrivacySpec(epsilon=EPS, delta=run.card["privacy"]["dp_sgd"]["delta"],
-                       accountant="rdp")
+    spec = PrivacySpec(epsilon=EPS, delta=run.card["privacy"]["dp_sgd"]["delta"], accountant="rdp")
     central.fit(train, TrainContext(privacy=spec, progress=False))
     central_std = float((captured[-1] - exact).std())
     sigma = run.card["privacy"]["dp_sgd"]["noise_multiplier"]
@@ -70,8 +70,7 @@ def test_secagg_release_noise_matches_the_central_release(tmp_path, captured):
     assert noise["opendp_rho"] == pytest.approx(noise["opacus_rdp_rho"], rel=1e-3)
 
 
-def test_dropout_to_the_threshold_keeps_the_central_noise_and_the_card_says_so(
-        tmp_path, captured):
+def test_dropout_to_the_threshold_keeps_the_central_noise_and_the_card_says_so(tmp_path, captured):
     """3 owners, t = 2 (Flower's 0.6 default); owner 1 vanishes after sharing its keys: the sum
     of the 2 survivors still carries std >= sigma C; the card states mechanism and assumptions."""
     from privsynth.federated.task import load_owner_data
@@ -79,8 +78,10 @@ def test_dropout_to_the_threshold_keeps_the_central_noise_and_the_card_says_so(
     run = _fed(tmp_path, "drop", inprocess_drop={1: "collect_masked_vectors"})
     cfg = json.loads((tmp_path / "drop" / "federation.json").read_text())["run_config"]
     synth = MERFSynthesizer((1, 8, 8), 10, TINY_MERF)
-    survivors = sum(synth.embedding_sum(load_owner_data(
-        {"partition-id": i, "num-partitions": 3}, cfg), 1.0) for i in (0, 2))
+    survivors = sum(
+        synth.embedding_sum(load_owner_data({"partition-id": i, "num-partitions": 3}, cfg), 1.0)
+        for i in (0, 2)
+    )
     pv = run.card["privacy"]
     noise = pv["distributed_noise"]
     assert noise["threshold"] == 2 and noise["shares_in_sum"] == 2 and noise["owners_failed"] == 1
@@ -110,9 +111,24 @@ def test_cli_federate_dpmerf_then_info(tmp_path, capsys):
 
     out = tmp_path / "cli"
     sets = [a for k, v in TINY_MERF.items() for a in ("--set", f"{k}={v}")]
-    rc = main(["federate", "--method", "dpmerf", "--data", "digits", "--clients", "3",
-               "--secure-aggregation", "--inprocess", "--epsilon", "10", *sets,
-               "--out", str(out)])
+    rc = main(
+        [
+            "federate",
+            "--method",
+            "dpmerf",
+            "--data",
+            "digits",
+            "--clients",
+            "3",
+            "--secure-aggregation",
+            "--inprocess",
+            "--epsilon",
+            "10",
+            *sets,
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
@@ -134,10 +150,30 @@ def test_an_owner_releases_only_once_per_run(tmp_path):
     out = tmp_path / "twice"
     out.mkdir()
     cfg, nodes = build_run_config(
-        "digits", "dpmerf", out, 2, 1, local_steps=1, fraction=1.0, aggregation="plain",
-        epsilon=EPS, delta=None, clip=1.0, accountant="rdp", client_epsilon=None,
-        client_noise=None, client_clip=1.0, client_delta=1e-5, dirichlet=None, holdout=0.2,
-        split_seed=0, seed=0, image_size=None, config=dict(TINY_MERF), owner_data=None)
+        "digits",
+        "dpmerf",
+        out,
+        2,
+        1,
+        local_steps=1,
+        fraction=1.0,
+        aggregation="plain",
+        epsilon=EPS,
+        delta=None,
+        clip=1.0,
+        accountant="rdp",
+        client_epsilon=None,
+        client_noise=None,
+        client_clip=1.0,
+        client_delta=1e-5,
+        dirichlet=None,
+        holdout=0.2,
+        split_seed=0,
+        seed=0,
+        image_size=None,
+        config=dict(TINY_MERF),
+        owner_data=None,
+    )
     prepare_run_config(cfg, nodes)
     grid = InProcessGrid(nodes, cfg)
     run_federation(grid, server_context(cfg))

@@ -26,7 +26,7 @@ def test_grid_fits_flowers_modulus_and_the_data_bound():
     plan = _plan()
     assert math.log2(plan.clipping_range).is_integer()  # powers of two: exact dyadic grid
     assert math.log2(plan.quantization_range).is_integer()
-    assert plan.owners * plan.quantization_range < 2 ** 32  # no modular wrap-around
+    assert plan.owners * plan.quantization_range < 2**32  # no modular wrap-around
     # the range exceeds the data bound by >= 40 standard deviations of a share
     margin = plan.clipping_range - plan.max_images * plan.clip
     assert margin >= 40 * plan.share_scale_units * plan.grid
@@ -80,7 +80,7 @@ def test_decode_recovers_the_exact_sum_from_flowers_mean():
 def test_accounting_cross_check_opendp_rho_equals_opacus_rdp():
     sigma = calibrate_noise(5.0, 1e-5, 1.0, 1, "rdp")
     plan = plan_release(sigma, 1.0, 500, 3, 2, 401, 10)
-    assert opendp_rho(plan) == pytest.approx(1 / (2 * sigma ** 2), rel=1e-3)
+    assert opendp_rho(plan) == pytest.approx(1 / (2 * sigma**2), rel=1e-3)
 
 
 def test_an_owner_above_the_public_bound_refuses():

@@ -71,15 +71,26 @@ def prepare_run_config(cfg: dict, nodes: list[dict]) -> None:
 
     mode = str(cfg["aggregation"])
     if mode not in AGGREGATIONS:
-        raise ConfigError(f"{cfg['method']} federates with --secure-aggregation (SecAgg+, "
-                          f"recommended) or plain aggregation, not '{mode}'; drop "
-                          "--encrypted-aggregation")
+        raise ConfigError(
+            f"{cfg['method']} federates with --secure-aggregation (SecAgg+, "
+            f"recommended) or plain aggregation, not '{mode}'; drop "
+            "--encrypted-aggregation"
+        )
     sizes = [len(load_owner_data(node, cfg)) for node in nodes]
-    model_config = {**recommended_config(str(cfg["method"]), sum(sizes)),
-                    **json.loads(str(cfg["model-config"]) or "{}")}
-    cfg.update({"max-images": max(sizes), "total-images": sum(sizes),
-                "model-config": json.dumps(model_config), "num-server-rounds": 1,
-                "fraction-train": 1.0, "min-nodes": len(nodes)})
+    model_config = {
+        **recommended_config(str(cfg["method"]), sum(sizes)),
+        **json.loads(str(cfg["model-config"]) or "{}"),
+    }
+    cfg.update(
+        {
+            "max-images": max(sizes),
+            "total-images": sum(sizes),
+            "model-config": json.dumps(model_config),
+            "num-server-rounds": 1,
+            "fraction-train": 1.0,
+            "min-nodes": len(nodes),
+        }
+    )
     if float(cfg["epsilon"]) > 0 and not float(cfg["delta"]):
         cfg["delta"] = default_delta(sum(sizes))
     if mode == "secagg":
@@ -98,24 +109,39 @@ def noise_multiplier(cfg: dict) -> float:
     if float(cfg["noise-multiplier"]) > 0:
         return float(cfg["noise-multiplier"])
     if not float(cfg["delta"]):
-        raise ConfigError("a one-shot release needs delta in the run config (privsynth federate "
-                          "sets 1/(10 N)); pass --delta")
+        raise ConfigError(
+            "a one-shot release needs delta in the run config (privsynth federate "
+            "sets 1/(10 N)); pass --delta"
+        )
     with warnings.catch_warnings():  # PRV at q = 1 evaluates log(1 - q) = -inf: harmless
         warnings.simplefilter("ignore", RuntimeWarning)
-        return calibrate_noise(float(cfg["epsilon"]), float(cfg["delta"]), 1.0, 1,
-                               str(cfg["accountant"]))
+        return calibrate_noise(
+            float(cfg["epsilon"]), float(cfg["delta"]), 1.0, 1, str(cfg["accountant"])
+        )
 
 
 def build_synth(cfg: dict):
     shape = (int(cfg["image-channels"]), int(cfg["image-size"]), int(cfg["image-size"]))
     torch.manual_seed(int(cfg["seed"]))  # reproducible generator weights, as `train` does
-    return create(str(cfg["method"]), shape, int(cfg["num-classes"]),
-                  json.loads(str(cfg["model-config"]) or "{}"), private=private(cfg))
+    return create(
+        str(cfg["method"]),
+        shape,
+        int(cfg["num-classes"]),
+        json.loads(str(cfg["model-config"]) or "{}"),
+        private=private(cfg),
+    )
 
 
 def _plan(cfg: dict, synth, owners: int, threshold: int) -> DistributedPlan:
-    return plan_release(noise_multiplier(cfg), float(cfg["clip"]), int(cfg["max-images"]),
-                        owners, threshold, synth.features.dim, synth.num_classes)
+    return plan_release(
+        noise_multiplier(cfg),
+        float(cfg["clip"]),
+        int(cfg["max-images"]),
+        owners,
+        threshold,
+        synth.features.dim,
+        synth.num_classes,
+    )
 
 
 # --- the owner -------------------------------------------------------------------------------
@@ -127,15 +153,19 @@ def owner_release(msg: Message, context: Context) -> Message:
         context.state.config_records[STATE] = ConfigRecord({})
     st = context.state.config_records[STATE]
     if st.get("released"):
-        raise ConfigError("this owner already released its embedding in this run; a second "
-                          "release would let the server average the noise away")
+        raise ConfigError(
+            "this owner already released its embedding in this run; a second "
+            "release would let the server average the noise away"
+        )
     from .task import load_owner_data
 
     synth = build_synth(cfg)
     data = load_owner_data(node, cfg)
     if len(data) > int(cfg["max-images"]):
-        raise ConfigError(f"this owner holds {len(data)} images, more than the run's public "
-                          f"bound max-images={cfg['max-images']}; raise it in the run config")
+        raise ConfigError(
+            f"this owner holds {len(data)} images, more than the run's public "
+            f"bound max-images={cfg['max-images']}; raise it in the run config"
+        )
     clip = float(cfg["clip"])
     total = synth.embedding_sum(data, clip).numpy()
     secagg = "fitins.parameters" in msg.content.array_records
@@ -144,9 +174,11 @@ def owner_release(msg: Message, context: Context) -> Message:
         plan = _plan(cfg, synth, int(sa.sample_num), int(sa.threshold))
         asked = (float(sa.clipping_range), int(sa.target_range), float(sa.max_weight))
         if asked != (plan.clipping_range, plan.quantization_range, 1.0):
-            raise ConfigError(f"the server's SecAgg+ range/levels/max-weight {asked} differ from "
-                              f"this owner's plan {plan.clipping_range, plan.quantization_range}"
-                              "; refusing to release (server and owners run different configs)")
+            raise ConfigError(
+                f"the server's SecAgg+ range/levels/max-weight {asked} differ from "
+                f"this owner's plan {plan.clipping_range, plan.quantization_range}"
+                "; refusing to release (server and owners run different configs)"
+            )
     _book_ledger(node, data, context.run_id, cfg)
     st["released"] = True  # before the draw: a crash after it must not allow a second one
     if secagg:
@@ -162,8 +194,12 @@ def owner_release(msg: Message, context: Context) -> Message:
 
     sigma = noise_multiplier(cfg)
     noisy = gaussian_noise_release(torch.from_numpy(total), sigma * clip) if sigma else total
-    content = RecordDict({"arrays": ArrayRecord({"release": Array(np.asarray(noisy, np.float64))}),
-                          "metrics": MetricRecord({"noise-std": sigma * clip})})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({"release": Array(np.asarray(noisy, np.float64))}),
+            "metrics": MetricRecord({"noise-std": sigma * clip}),
+        }
+    )
     return Message(content, reply_to=msg)
 
 
@@ -174,15 +210,21 @@ def _book_ledger(node: dict, data, run_id: int, cfg: dict) -> None:
     from ..privacy import Ledger
 
     epsilon, delta = release_epsilon(cfg)
-    Ledger(str(node["ledger"])).record(data.source_fingerprint, data.name,
-                                       f"federated-{run_id}", epsilon=epsilon, delta=delta,
-                                       method=f"{cfg['method']}-federated")
+    Ledger(str(node["ledger"])).record(
+        data.source_fingerprint,
+        data.name,
+        f"federated-{run_id}",
+        epsilon=epsilon,
+        delta=delta,
+        method=f"{cfg['method']}-federated",
+    )
 
 
 def release_epsilon(cfg: dict) -> tuple[float, float]:
     delta = float(cfg["delta"])
-    return epsilon_from_history([(noise_multiplier(cfg), 1.0, 1)], delta,
-                                str(cfg["accountant"])), delta
+    return epsilon_from_history(
+        [(noise_multiplier(cfg), 1.0, 1)], delta, str(cfg["accountant"])
+    ), delta
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -231,8 +273,10 @@ def run_release(grid: Grid, context: Context) -> dict:
     elif str(cfg["aggregation"]) == "plain":
         released, info = _plain_sum(grid, cfg, shape)
     else:
-        raise ConfigError(f"{cfg['method']} federates with secagg or plain aggregation, "
-                          f"not '{cfg['aggregation']}'")
+        raise ConfigError(
+            f"{cfg['method']} federates with secagg or plain aggregation, "
+            f"not '{cfg['aggregation']}'"
+        )
     spec, plan, acc = _central_equivalent(cfg)
     from ..models.base import TrainContext
 
@@ -250,19 +294,28 @@ def _central_equivalent(cfg: dict):
     if not private(cfg):
         return PrivacySpec(epsilon=None, max_grad_norm=clip), None, None
     sigma, delta = noise_multiplier(cfg), float(cfg["delta"])
-    spec = PrivacySpec(epsilon=float(cfg["epsilon"]), delta=delta, max_grad_norm=clip,
-                       accountant=str(cfg["accountant"]))
+    spec = PrivacySpec(
+        epsilon=float(cfg["epsilon"]),
+        delta=delta,
+        max_grad_norm=clip,
+        accountant=str(cfg["accountant"]),
+    )
     n = int(cfg.get("total-images", 0))
     plan = DPPlan(sigma, n, 1.0, 1, delta, float(cfg["epsilon"]), n)
     return spec, plan, AccountantState(str(cfg["accountant"]), [(sigma, 1.0, 1)])
 
 
-def _secagg_sum(grid: Grid, context: Context, cfg: dict, synth, owners: int,
-                shape: tuple[int, int]) -> tuple[np.ndarray, dict]:
+def _secagg_sum(
+    grid: Grid, context: Context, cfg: dict, synth, owners: int, shape: tuple[int, int]
+) -> tuple[np.ndarray, dict]:
     plan = _plan(cfg, synth, owners, owners)  # c and Q do not depend on t
-    strategy = _SumOfShares(shape, fraction_fit=1.0, fraction_evaluate=0.0,
-                            min_fit_clients=int(cfg["min-nodes"]),
-                            min_available_clients=int(cfg["min-nodes"]))
+    strategy = _SumOfShares(
+        shape,
+        fraction_fit=1.0,
+        fraction_evaluate=0.0,
+        min_fit_clients=int(cfg["min-nodes"]),
+        min_available_clients=int(cfg["min-nodes"]),
+    )
     legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1), strategy=strategy)
     workflow = _ThresholdRecorder(
         num_shares=float(cfg["secagg-shares"]),
@@ -274,34 +327,55 @@ def _secagg_sum(grid: Grid, context: Context, cfg: dict, synth, owners: int,
     )
     DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
     if strategy.mean is None:
-        raise ConfigError(f"the SecAgg+ release failed: fewer than the threshold of owners "
-                          f"({workflow.threshold}) stayed to the end, so the server could not "
-                          "unmask the sum; nothing was released (each owner's spend stays "
-                          "booked); rerun with more owners online")
+        raise ConfigError(
+            f"the SecAgg+ release failed: fewer than the threshold of owners "
+            f"({workflow.threshold}) stayed to the end, so the server could not "
+            "unmask the sum; nothing was released (each owner's spend stays "
+            "booked); rerun with more owners online"
+        )
     plan = replace(plan, owners=workflow.sampled, threshold=workflow.threshold)
     plan.check()
     told = {int(m["threshold"]) for m in strategy.owner_metrics}
     if told != {plan.threshold}:
-        raise ConfigError(f"owners noised for thresholds {sorted(told)}, the server ran "
-                          f"{plan.threshold}; nothing is released")
+        raise ConfigError(
+            f"owners noised for thresholds {sorted(told)}, the server ran "
+            f"{plan.threshold}; nothing is released"
+        )
     released = decode_sum(strategy.mean, strategy.survivors, plan)
-    info = {"aggregation": "secagg", "plan": plan, "survivors": strategy.survivors,
-            "failures": plan.owners - strategy.survivors,  # sampled, not in the sum
-            "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None}
+    info = {
+        "aggregation": "secagg",
+        "plan": plan,
+        "survivors": strategy.survivors,
+        "failures": plan.owners - strategy.survivors,  # sampled, not in the sum
+        "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None,
+    }
     return released, info
 
 
 def _plain_sum(grid: Grid, cfg: dict, shape: tuple[int, int]) -> tuple[np.ndarray, dict]:
     nodes = sorted(grid.get_node_ids())
-    msgs = [Message(RecordDict({"config": ConfigRecord({"oneshot": "plain"})}),
-                    message_type="train", dst_node_id=nid) for nid in nodes]
-    replies = [r for r in grid.send_and_receive(msgs, timeout=float(cfg["round-timeout"]))
-               if not r.has_error()]
+    msgs = [
+        Message(
+            RecordDict({"config": ConfigRecord({"oneshot": "plain"})}),
+            message_type="train",
+            dst_node_id=nid,
+        )
+        for nid in nodes
+    ]
+    replies = [
+        r
+        for r in grid.send_and_receive(msgs, timeout=float(cfg["round-timeout"]))
+        if not r.has_error()
+    ]
     if not replies:
         raise ConfigError("no owner answered the release request; nothing was released")
     total = np.zeros(shape)
     for reply in replies:
         total += reply.content["arrays"]["release"].numpy()
     std = float(next(iter(replies)).content["metrics"]["noise-std"])
-    return total, {"aggregation": "plain", "survivors": len(replies),
-                   "failures": len(nodes) - len(replies), "owner_noise_std": std}
+    return total, {
+        "aggregation": "plain",
+        "survivors": len(replies),
+        "failures": len(nodes) - len(replies),
+        "owner_noise_std": std,
+    }

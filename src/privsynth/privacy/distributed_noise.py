@@ -46,8 +46,8 @@ import numpy as np
 
 from ..errors import ConfigError, PrivacyError
 
-MODULUS_BITS = 32      # Flower's SecAgg+ default modulus_range = 2^32
-RANGE_SIGMAS = 40.0    # noise standard deviations of one share between the data bound and c
+MODULUS_BITS = 32  # Flower's SecAgg+ default modulus_range = 2^32
+RANGE_SIGMAS = 40.0  # noise standard deviations of one share between the data bound and c
 TAU_TOLERANCE = 1e-12  # largest accepted sum-of-discrete-Gaussians correction (Kairouz Thm. 1)
 
 
@@ -56,13 +56,13 @@ class DistributedPlan:
     """Every public number of one distributed release (owners and server compute the same)."""
 
     noise_multiplier: float  # sigma of the whole release, in units of the sensitivity
-    clip: float              # C: L2 norm of one image's vector
-    max_images: int          # public bound on any owner's image count
-    owners: int              # n: owners sampled into the SecAgg+ round
-    threshold: int           # t: SecAgg+ reconstruction threshold (>= t shares in any sum)
-    entries_per_class: int   # D: entries one image can change (one class column)
-    entries: int             # d: entries of the released matrix
-    clipping_range: float    # c (a power of two): SecAgg+ maps [-c, c] onto the grid
+    clip: float  # C: L2 norm of one image's vector
+    max_images: int  # public bound on any owner's image count
+    owners: int  # n: owners sampled into the SecAgg+ round
+    threshold: int  # t: SecAgg+ reconstruction threshold (>= t shares in any sum)
+    entries_per_class: int  # D: entries one image can change (one class column)
+    entries: int  # d: entries of the released matrix
+    clipping_range: float  # c (a power of two): SecAgg+ maps [-c, c] onto the grid
     quantization_range: int  # Q (a power of two): grid levels
 
     @property
@@ -96,9 +96,10 @@ class DistributedPlan:
     def tau(self) -> float:
         """Kairouz et al. (2021), Thm. 1: how far a sum of up to n shares is from one discrete
         Gaussian (0.0 in float64 whenever a share's scale is many grid units)."""
-        s2 = self.share_scale_units ** 2
-        return 10.0 * sum(math.exp(-2 * math.pi ** 2 * s2 * j / (j + 1))
-                          for j in range(1, self.owners))
+        s2 = self.share_scale_units**2
+        return 10.0 * sum(
+            math.exp(-2 * math.pi**2 * s2 * j / (j + 1)) for j in range(1, self.owners)
+        )
 
     @property
     def log10_clip_probability(self) -> float:
@@ -112,22 +113,40 @@ class DistributedPlan:
 
     def check(self) -> None:
         if self.threshold < 1 or self.threshold > self.owners:
-            raise ConfigError(f"SecAgg+ threshold {self.threshold} is not within 1..{self.owners} "
-                              "owners; set secagg-threshold in (0, 1]")
+            raise ConfigError(
+                f"SecAgg+ threshold {self.threshold} is not within 1..{self.owners} "
+                "owners; set secagg-threshold in (0, 1]"
+            )
         if self.noise_multiplier > 0 and self.tau * math.sqrt(self.entries) > TAU_TOLERANCE / (
-                self.noise_multiplier):
-            raise PrivacyError(f"each owner's noise share ({self.share_scale_units:.3g} grid "
-                               "units) is too coarse for the SecAgg+ grid; use fewer owners per "
-                               "release or a larger epsilon")
+            self.noise_multiplier
+        ):
+            raise PrivacyError(
+                f"each owner's noise share ({self.share_scale_units:.3g} grid "
+                "units) is too coarse for the SecAgg+ grid; use fewer owners per "
+                "release or a larger epsilon"
+            )
 
     def to_json(self) -> dict:
-        return {**asdict(self), "grid": self.grid, "sensitivity_units": self.sensitivity_units,
-                "share_scale_units": self.share_scale_units, "noise_std": self.noise_std,
-                "tau": self.tau, "log10_clip_probability": self.log10_clip_probability}
+        return {
+            **asdict(self),
+            "grid": self.grid,
+            "sensitivity_units": self.sensitivity_units,
+            "share_scale_units": self.share_scale_units,
+            "noise_std": self.noise_std,
+            "tau": self.tau,
+            "log10_clip_probability": self.log10_clip_probability,
+        }
 
 
-def plan_release(noise_multiplier: float, clip: float, max_images: int, owners: int,
-                 threshold: int, entries_per_class: int, classes: int) -> DistributedPlan:
+def plan_release(
+    noise_multiplier: float,
+    clip: float,
+    max_images: int,
+    owners: int,
+    threshold: int,
+    entries_per_class: int,
+    classes: int,
+) -> DistributedPlan:
     """The grid for ``owners`` owners of at most ``max_images`` images each (all public)."""
     if owners < 2:
         raise ConfigError(f"a SecAgg+ release needs >= 2 owners, got {owners}")
@@ -135,20 +154,27 @@ def plan_release(noise_multiplier: float, clip: float, max_images: int, owners: 
     q_bits = min(30, MODULUS_BITS - 1 - math.ceil(math.log2(owners)))
     bound = max_images * clip + RANGE_SIGMAS * noise_multiplier * 2 * clip
     plan = DistributedPlan(
-        noise_multiplier=float(noise_multiplier), clip=float(clip), max_images=int(max_images),
-        owners=int(owners), threshold=int(threshold), entries_per_class=int(entries_per_class),
+        noise_multiplier=float(noise_multiplier),
+        clip=float(clip),
+        max_images=int(max_images),
+        owners=int(owners),
+        threshold=int(threshold),
+        entries_per_class=int(entries_per_class),
         entries=int(entries_per_class * classes),
-        clipping_range=float(2.0 ** math.ceil(math.log2(bound))), quantization_range=2 ** q_bits)
+        clipping_range=float(2.0 ** math.ceil(math.log2(bound))),
+        quantization_range=2**q_bits,
+    )
     # the 2C above assumed the rounding term sqrt(D) gamma <= C (it is ~1e-4 C in practice)
     if math.sqrt(entries_per_class) * plan.grid > clip:
-        raise ConfigError(f"the SecAgg+ grid ({plan.grid:.3g}) is too coarse for {owners} owners "
-                          f"of up to {max_images} images; use fewer owners or smaller owners")
+        raise ConfigError(
+            f"the SecAgg+ grid ({plan.grid:.3g}) is too coarse for {owners} owners "
+            f"of up to {max_images} images; use fewer owners or smaller owners"
+        )
     plan.check()
     return plan
 
 
-def noisy_share(values: np.ndarray, plan: DistributedPlan, shares: int | None = None
-                ) -> np.ndarray:
+def noisy_share(values: np.ndarray, plan: DistributedPlan, shares: int | None = None) -> np.ndarray:
     """One owner's contribution: its sum rounded to the grid plus its discrete Gaussian share,
     as float64 grid points in [-c, c] (SecAgg+ quantises them exactly).
 
@@ -157,14 +183,17 @@ def noisy_share(values: np.ndarray, plan: DistributedPlan, shares: int | None = 
     units = np.rint(np.asarray(values, np.float64) / plan.grid).astype(np.int64)
     limit = plan.quantization_range // 2
     if np.abs(units).max(initial=0) > plan.max_images * plan.clip / plan.grid + 1:
-        raise ConfigError("this owner's embedding sum exceeds the public bound max_images * C; "
-                          "the run's max-images is smaller than this owner's image count")
+        raise ConfigError(
+            "this owner's embedding sum exceeds the public bound max_images * C; "
+            "the run's max-images is smaller than this owner's image count"
+        )
     if plan.noise_multiplier > 0:
         scale = plan.total_scale_units / math.sqrt(shares or plan.threshold)
         units = discrete_gaussian(units, scale)
     if np.abs(units).max(initial=0) > limit:  # a 40-sigma event, counted in delta
-        raise PrivacyError("a noise draw left the SecAgg+ range (probability < 1e-300); "
-                           "nothing was sent; rerun")
+        raise PrivacyError(
+            "a noise draw left the SecAgg+ range (probability < 1e-300); nothing was sent; rerun"
+        )
     return units.astype(np.float64) * plan.grid
 
 
@@ -174,8 +203,9 @@ def discrete_gaussian(units: np.ndarray, scale: float) -> np.ndarray:
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
-    meas = dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T="i64")),
-                              dp.l2_distance(T="i64"), scale=float(scale))
+    meas = dp.m.make_gaussian(
+        dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64"), scale=float(scale)
+    )
     return np.asarray(meas(units.ravel().tolist()), np.int64).reshape(units.shape)
 
 
@@ -185,8 +215,11 @@ def opendp_rho(plan: DistributedPlan) -> float:
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
-    meas = dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T="i64")),
-                              dp.l2_distance(T="i64"), scale=plan.total_scale_units)
+    meas = dp.m.make_gaussian(
+        dp.vector_domain(dp.atom_domain(T="i64")),
+        dp.l2_distance(T="i64"),
+        scale=plan.total_scale_units,
+    )
     return float(meas.map(plan.sensitivity_units))
 
 
