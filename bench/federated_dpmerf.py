@@ -13,6 +13,7 @@ LeNet, class-balanced synthetic set as large as the training split), wall second
 
     python bench/federated_dpmerf.py                       # digits, eps 10, in-process apps
     python bench/federated_dpmerf.py --epsilon 1 --out bench/results/federated_dpmerf_eps1.json
+    python bench/federated_dpmerf.py --smoke --out /tmp/smoke.json   # seconds (tests/bench)
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ SETTINGS = {
 }
 
 
-def measure(run, wall: float) -> dict:
-    q = quick_evaluate(run)
+SMOKE_CONFIG = {"n_features": 50, "steps": 3, "patience": 3, "g_width": 8, "z_dim": 8}
+
+
+def measure(run, wall: float, smoke: bool = False) -> dict:
+    q = quick_evaluate(run, n_synthetic=100, passes=1) if smoke else quick_evaluate(run)
     pv = run.card["privacy"]
     noise = pv.get("distributed_noise") or {}
     sigma = pv["dp_sgd"]["noise_multiplier"]
@@ -58,7 +62,7 @@ def measure(run, wall: float) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="digits")
     ap.add_argument("--method", default="dpmerf")
@@ -68,10 +72,13 @@ def main() -> None:
     ap.add_argument("--config", default="{}", help="JSON method config (smoke runs)")
     ap.add_argument("--keep", default=None, help="keep the run folders here")
     ap.add_argument("--out", default="bench/results/federated_dpmerf_digits.json")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="tiny config, central + secagg only")
+    args = ap.parse_args(argv)
     import json
 
-    config = json.loads(args.config)
+    config = SMOKE_CONFIG if args.smoke else json.loads(args.config)
+    if args.smoke:
+        args.settings = "central,secagg"
     work = Path(args.keep or tempfile.mkdtemp(prefix="fedmerf-"))
     os.environ.setdefault("PRIVSYNTH_LEDGER", str(work / "ledger.sqlite"))
     results: dict = {}
@@ -99,7 +106,7 @@ def main() -> None:
                 overwrite=True,
                 **SETTINGS[name],
             )
-        results[name] = measure(run, time.time() - t0)
+        results[name] = measure(run, time.time() - t0, args.smoke)
         print(name, {k: v for k, v in results[name].items() if k != "guarantee"}, flush=True)
     write_json(
         Path(args.out),

@@ -3,6 +3,7 @@ matches the central release's, reaches the generator's target, survives dropouts
 folder reads like any other."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -106,36 +107,37 @@ def test_plain_fallback_every_owner_adds_the_full_noise(tmp_path, captured):
     assert run.card["privacy"]["mechanism"]["variant"] == "plain"
 
 
-def test_cli_federate_dpmerf_then_info(tmp_path, capsys):
+@pytest.mark.parametrize("method", ["dpmerf", "dpkernel"])
+def test_cli_federate_one_shot_then_info(tmp_path, capsys, method):
     from privsynth.cli import main
 
     out = tmp_path / "cli"
     sets = [a for k, v in TINY_MERF.items() for a in ("--set", f"{k}={v}")]
-    rc = main(
-        [
-            "federate",
-            "--method",
-            "dpmerf",
-            "--data",
-            "digits",
-            "--clients",
-            "3",
-            "--secure-aggregation",
-            "--inprocess",
-            "--epsilon",
-            "10",
-            *sets,
-            "--out",
-            str(out),
-        ]
-    )
-    assert rc == 0
+    argv = [
+        "federate",
+        "--method",
+        method,
+        "--data",
+        "digits",
+        "--clients",
+        "3",
+        "--secure-aggregation",
+        "--inprocess",
+        "--epsilon",
+        "10",
+        *sets,
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "dpmerf" in text and "Gaussian" in text and "1438 train" in text
+    assert method in text and "1438 train" in text
+    assert re.search(r"Gaussian\s+epsilon", text) and "honest owners" in text
     card = json.loads((out / "card.json").read_text())
-    assert card["privacy"]["guarantee"].startswith("(10, ") or card["privacy"]["epsilon"] <= 10.1
+    assert card["privacy"]["epsilon"] <= 10 * 1.01
+    assert card["privacy"]["mechanism"]["variant"] == "secagg"
     assert (out / "samples.png").exists() and (out / "weights.safetensors").exists()
 
 

@@ -27,6 +27,12 @@ SECAGG_ASSUMPTIONS = [
     "shares), and the owners' channels to the server are authenticated (TLS in a deployment)",
     "every owner holds at most max-images images (public; an owner with more refuses)",
 ]
+UNCOVERED = {
+    "secagg": " Outside the assumptions (privacy.assumptions): a server that deviates from SecAgg+ "
+    "(e.g. forges dropouts) or colludes with t or more owners, and sums holding fewer than t "
+    "honest owners' shares.",
+    "plain": "",
+}
 PLAIN_ASSUMPTIONS = [
     "none beyond the image's own owner adding its noise: every owner's reply is the central "
     "Gaussian release of its own images, DP before it leaves the owner; the server may see "
@@ -131,7 +137,8 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
         not_protected="Hyper-parameter tuning and repeated runs on the same owners' data (see "
         "each owner's ledger); properties shared by many images. Released beside "
         "the generator: the number of owners and of shares summed, and the public "
-        "bounds max-images and total-images (the launcher's counts).",
+        "bounds max-images and total-images (the launcher's counts)."
+        + UNCOVERED[info["aggregation"]],
     )
     return block
 
