@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             "results": results,
         },
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
