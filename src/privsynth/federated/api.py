@@ -222,6 +222,10 @@ def federate(
         owner_data=owner_data,
     )
     cfg.update(extra_run_config or {})
+    from .oneshot import is_oneshot, prepare_run_config  # fedmerf: one-shot release (dpmerf)
+
+    if is_oneshot(method):
+        prepare_run_config(cfg, nodes)
     # Owners book into the ledger every verb finds (privacy/ledger.py), keyed by their data.
     location = resolve_location(ledger)
     location = location if is_url(location) else str(Path(location).expanduser().resolve())

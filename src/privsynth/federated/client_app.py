@@ -98,6 +98,10 @@ def _state(ctx: Context) -> ConfigRecord:
 @app.train(mods=[secure_mod])
 def train(msg: Message, context: Context) -> Message:
     cfg, node = resolve(context.run_config), dict(context.node_config)
+    from .oneshot import is_oneshot, owner_release  # fedmerf: one-shot release (dpmerf/dpkernel)
+
+    if is_oneshot(str(cfg["method"])):
+        return owner_release(msg, context)
     synth = task.build_model(cfg)
     keys = task.array_keys(synth)
     legacy = "fitins.parameters" in msg.content.array_records  # SecAgg+ workflow (legacy records)

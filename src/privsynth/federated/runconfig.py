@@ -114,9 +114,9 @@ def resolve(run_config: Mapping[str, Any]) -> dict[str, Any]:
 
 def require_dp_accounting() -> None:
     """Flower's ``RdpAccountant`` (plain aggregation with client-level DP) needs ``dp-accounting``,
-    a privsynth dependency through ``flwr[dp]``: say so in one line if it is missing."""
+    which the federated extra brings through ``flwr[dp]``: say so in one line if it is missing."""
     if importlib.util.find_spec("dp_accounting") is None:
         raise ConfigError(
             "client-level DP accounting needs the package dp-accounting (Flower's [dp] extra); "
-            "reinstall privsynth with its dependencies (pip install -e .) or pip install 'flwr[dp]'"
+            "install the federated extra: pip install 'privsynth[federated]'"
         )

@@ -173,13 +173,9 @@ class MERFSynthesizer(Method):
     def release(self, data: ImageDataset, ctx: TrainContext) -> tuple[torch.Tensor, DPPlan | None,
                                                                      AccountantState | None]:
         """The noisy feature-by-class sum ``S`` (and the plan/accountant that priced it)."""
-        x = torch.from_numpy(to_unit_range(data.images))
-        y = torch.from_numpy(data.labels).long()
         spec = ctx.privacy
         C = spec.max_grad_norm if spec is not None else 1.0
-        total = torch.zeros(self.features.dim, self.num_classes, dtype=torch.float64)
-        for xb, yb in zip(x.split(1024), y.split(1024), strict=True):
-            total.index_add_(1, yb, self.features(xb, C).double().T)
+        total = self.embedding_sum(data, C)
         if spec is None:
             return total.float(), None, None
         plan = plan_release(spec, len(data), ctx)  # the budget check comes before the noise
@@ -187,25 +183,43 @@ class MERFSynthesizer(Method):
         noisy = gaussian_noise_release(total, sigma * C)
         return noisy.float(), plan, AccountantState(spec.accountant, [(sigma, 1.0, 1)])
 
+    def embedding_sum(self, data: ImageDataset, C: float) -> torch.Tensor:
+        """``S = sum_i f(x_i) e_{y_i}^T`` (float64, features x classes), no noise: what the
+        Gaussian release perturbs (a federated owner computes it on its own images)."""
+        x = torch.from_numpy(to_unit_range(data.images))
+        y = torch.from_numpy(data.labels).long()
+        total = torch.zeros(self.features.dim, self.num_classes, dtype=torch.float64)
+        for xb, yb in zip(x.split(1024), y.split(1024), strict=True):
+            total.index_add_(1, yb, self.features(xb, C).double().T)
+        return total
+
     # --- training the generator (post-processing) -------------------------------------------
     def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
+        if ctx.resume is not None:  # the release already happened: reuse it, never draw new noise
+            resume = ctx.resume
+            released = resume["released"]
+            acc = AccountantState.from_json(resume["accountant"]) if resume["accountant"] else None
+            plan = DPPlan(**resume["plan"]) if resume.get("plan") else None
+        else:
+            released, plan, acc = self.release(data, ctx)
+        return self.fit_released(released, plan, acc, ctx)
+
+    def fit_released(self, released: torch.Tensor, plan: DPPlan | None,
+                     acc: AccountantState | None, ctx: TrainContext) -> FitResult:
+        """Train the generator on a released ``S`` (post-processing: no privacy cost). The
+        federated one-shot path (federated/oneshot.py) calls it with the SecAgg+ sum."""
         cfg, device = self.config, torch.device(ctx.device)
         torch.manual_seed(ctx.seed)
         resume = ctx.resume
         G = self.generator.to(device)
         opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         best, since, start = math.inf, 0, 0
-        if resume is not None:  # the release already happened: reuse it, never draw new noise
-            released = resume["released"]
-            acc = AccountantState.from_json(resume["accountant"]) if resume["accountant"] else None
-            plan = DPPlan(**resume["plan"]) if resume.get("plan") else None
+        if resume is not None:
             check_generator_weights(resume["generator"], "")
             G.load_state_dict(resume["generator"])
             opt.load_state_dict(resume["opt"])
             start = int(resume["step"])
             best, since = float(resume.get("best", math.inf)), int(resume.get("since", 0))
-        else:
-            released, plan, acc = self.release(data, ctx)
 
         def snapshot(step: int) -> None:
             state = {"released": released, "generator": G.state_dict(), "opt": opt.state_dict(),
