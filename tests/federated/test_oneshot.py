@@ -148,6 +148,7 @@ def test_an_owner_releases_only_once_per_run(tmp_path):
     from privsynth.federated.inprocess import InProcessGrid, server_context
     from privsynth.federated.oneshot import prepare_run_config
     from privsynth.federated.server_app import run_federation
+    from privsynth.privacy import PrivacySpec
 
     out = tmp_path / "twice"
     out.mkdir()
@@ -160,10 +161,7 @@ def test_an_owner_releases_only_once_per_run(tmp_path):
         local_steps=1,
         fraction=1.0,
         aggregation="plain",
-        epsilon=EPS,
-        delta=None,
-        clip=1.0,
-        accountant="rdp",
+        privacy=PrivacySpec(epsilon=EPS, max_grad_norm=1.0, accountant="rdp"),
         client_epsilon=None,
         client_noise=None,
         client_clip=1.0,

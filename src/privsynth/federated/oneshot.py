@@ -47,15 +47,15 @@ from ..privacy.distributed_noise import (
     opendp_rho,
     plan_release,
 )
-from .runconfig import resolve
+from .runconfig import privacy_run_config, privacy_spec, resolve
 
 STATE = "privsynth-oneshot"
 AGGREGATIONS = ("secagg", "plain")
 
 
 def is_oneshot(method: str) -> bool:
-    """The method releases one noisy embedding sum (it offers ``embedding_sum``)."""
-    return callable(getattr(method_class(method), "embedding_sum", None))
+    """The method federates by summing one noisy release (its class says so, models/base.py)."""
+    return method_class(method).federates_by == "release-sum"
 
 
 # --- the launcher: public numbers every side computes the same plan from ---------------------
@@ -91,33 +91,41 @@ def prepare_run_config(cfg: dict, nodes: list[dict]) -> None:
             "min-nodes": len(nodes),
         }
     )
-    if float(cfg["epsilon"]) > 0 and not float(cfg["delta"]):
-        cfg["delta"] = default_delta(sum(sizes))
-    if mode == "secagg":
-        cfg["accountant"] = "rdp"
+    spec = privacy_spec(cfg)
+    if spec is not None:
+        if spec.delta is None:
+            spec = spec.replace(delta=default_delta(sum(sizes)))
+        if mode == "secagg":
+            spec = spec.replace(accountant="rdp")
+        cfg.update(privacy_run_config(spec))
 
 
 def private(cfg: dict) -> bool:
-    return float(cfg["epsilon"]) > 0
+    return privacy_spec(cfg) is not None
+
+
+def clip_norm(cfg: dict) -> float:
+    """C: the features' norm, so one image moves the sum by at most C (1.0 without DP)."""
+    spec = privacy_spec(cfg)
+    return spec.max_grad_norm if spec is not None else 1.0
 
 
 def noise_multiplier(cfg: dict) -> float:
     """sigma of the whole release: Opacus, sampling rate 1, one step (0 without DP). Owners and
     server compute it from the same run config, so nobody has to trust another's number."""
-    if not private(cfg):
+    spec = privacy_spec(cfg)
+    if spec is None:
         return 0.0
-    if float(cfg["noise-multiplier"]) > 0:
-        return float(cfg["noise-multiplier"])
-    if not float(cfg["delta"]):
+    if spec.noise_multiplier:
+        return spec.noise_multiplier
+    if spec.delta is None:
         raise ConfigError(
             "a one-shot release needs delta in the run config (privsynth federate "
             "sets 1/(10 N)); pass --delta"
         )
     with warnings.catch_warnings():  # PRV at q = 1 evaluates log(1 - q) = -inf: harmless
         warnings.simplefilter("ignore", RuntimeWarning)
-        return calibrate_noise(
-            float(cfg["epsilon"]), float(cfg["delta"]), 1.0, 1, str(cfg["accountant"])
-        )
+        return calibrate_noise(spec.epsilon, spec.delta, 1.0, 1, spec.accountant)
 
 
 def build_synth(cfg: dict):
@@ -135,7 +143,7 @@ def build_synth(cfg: dict):
 def _plan(cfg: dict, synth, owners: int, threshold: int) -> DistributedPlan:
     return plan_release(
         noise_multiplier(cfg),
-        float(cfg["clip"]),
+        clip_norm(cfg),
         int(cfg["max-images"]),
         owners,
         threshold,
@@ -166,7 +174,7 @@ def owner_release(msg: Message, context: Context) -> Message:
             f"this owner holds {len(data)} images, more than the run's public "
             f"bound max-images={cfg['max-images']}; raise it in the run config"
         )
-    clip = float(cfg["clip"])
+    clip = clip_norm(cfg)
     total = synth.embedding_sum(data, clip).numpy()
     secagg = "fitins.parameters" in msg.content.array_records
     if secagg:
@@ -221,10 +229,10 @@ def _book_ledger(node: dict, data, run_id: int, cfg: dict) -> None:
 
 
 def release_epsilon(cfg: dict) -> tuple[float, float]:
-    delta = float(cfg["delta"])
+    spec = privacy_spec(cfg)
     return epsilon_from_history(
-        [(noise_multiplier(cfg), 1.0, 1)], delta, str(cfg["accountant"])
-    ), delta
+        [(noise_multiplier(cfg), 1.0, 1)], spec.delta, spec.accountant
+    ), spec.delta
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -286,23 +294,17 @@ def run_release(grid: Grid, context: Context) -> dict:
 
 
 def _central_equivalent(cfg: dict):
-    """The plan and accountant history of the central release this one stands for."""
-    from ..privacy.accounting import AccountantState, PrivacySpec
+    """The spec, plan and accountant history of the central release this one stands for."""
+    from ..privacy.accounting import AccountantState
     from ..privacy.dpsgd import DPPlan
 
-    clip = float(cfg["clip"])
-    if not private(cfg):
-        return PrivacySpec(epsilon=None, max_grad_norm=clip), None, None
-    sigma, delta = noise_multiplier(cfg), float(cfg["delta"])
-    spec = PrivacySpec(
-        epsilon=float(cfg["epsilon"]),
-        delta=delta,
-        max_grad_norm=clip,
-        accountant=str(cfg["accountant"]),
-    )
+    spec = privacy_spec(cfg)
+    if spec is None:
+        return None, None, None
+    sigma = noise_multiplier(cfg)
     n = int(cfg.get("total-images", 0))
-    plan = DPPlan(sigma, n, 1.0, 1, delta, float(cfg["epsilon"]), n)
-    return spec, plan, AccountantState(str(cfg["accountant"]), [(sigma, 1.0, 1)])
+    plan = DPPlan(sigma, n, 1.0, 1, spec.delta, spec.epsilon, n)
+    return spec, plan, AccountantState(spec.accountant, [(sigma, 1.0, 1)])
 
 
 def _secagg_sum(

@@ -15,6 +15,7 @@ from ..atomic import write_json
 from ..privacy.accounting import epsilon_from_history
 from ..run import FORMAT, INFINITY, WEIGHTS, save_weights, write_card
 from .card import SAMPLE_UNIT
+from .runconfig import privacy_spec
 
 SECAGG_ASSUMPTIONS = [
     "the server is honest-but-curious: it runs Flower's SecAgg+ protocol as written (it does not "
@@ -58,7 +59,8 @@ def mechanism_text(info: dict) -> str:
 
 def guarantee_block(cfg: dict, info: dict) -> dict:
     """``card["privacy"]`` of a one-shot federated release."""
-    if float(cfg["epsilon"]) <= 0:
+    spec = privacy_spec(cfg)
+    if spec is None:
         return {
             "epsilon": INFINITY,
             "delta": 0.0,
@@ -68,8 +70,8 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
         }
     from .oneshot import noise_multiplier
 
-    sigma, delta, accountant = noise_multiplier(cfg), float(cfg["delta"]), str(cfg["accountant"])
-    clip = float(cfg["clip"])
+    sigma, delta, accountant = noise_multiplier(cfg), spec.delta, spec.accountant
+    clip = spec.max_grad_norm
     eps = epsilon_from_history([(sigma, 1.0, 1)], delta, accountant)
     block: dict = {"aggregation": info["aggregation"], "unit": SAMPLE_UNIT}
     if info["aggregation"] == "secagg":
@@ -128,7 +130,7 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "steps": 1,
             "planned_steps": 1,
             "max_grad_norm": clip,
-            "target_epsilon": float(cfg["epsilon"]),
+            "target_epsilon": spec.epsilon,
             "n_private": int(cfg.get("total-images", 0)),
             "history": [[sigma, 1.0, 1]],
             "includes_warmup_release": False,

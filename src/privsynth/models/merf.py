@@ -160,7 +160,8 @@ class MERFSynthesizer(Method):
     name, config_class = "dpmerf", MERFConfig
     kind = "one-shot"  # one Gaussian release, not DP-SGD
     mechanism = "gaussian"  # the card names it
-    federates_by = "release-sum"  # owners' shares of S add up to S (fedmerf plugs in here)
+    federable = True
+    federates_by = "release-sum"  # owners' shares of S add up to S (federated/oneshot.py)
 
     def __init__(self, image_shape, num_classes, config=None, private=None, name=None):
         super().__init__(image_shape, num_classes, config, private, name)
