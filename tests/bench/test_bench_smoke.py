@@ -96,3 +96,16 @@ def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz)
     assert [(n["method"], n["epsilon"]) for n in again["not_run"]] == [("dpmerf", "inf")]
     assert "not trained" in again["not_run"][0]["reason"]
     assert not (out / "cells" / "dpmerf-epsinf").exists()
+
+
+def test_federated_dpmerf_smoke(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIVSYNTH_LEDGER", str(tmp_path / "ledger.sqlite"))
+    out = tmp_path / "fedmerf.json"
+    assert load("federated_dpmerf").main(["--smoke", "--keep", str(tmp_path / "runs"),
+                                          "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"central", "secagg"}
+    assert results["central"]["accountant"] == "prv" and results["secagg"]["accountant"] == "rdp"
+    for r in results.values():
+        assert r["epsilon"] <= 10 * 1.01 and 0.0 <= r["tstr"] <= 1.0
+    assert results["secagg"]["noise_std_released"] >= results["secagg"]["noise_multiplier"]
