@@ -65,13 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke or args.data == "digits":
         data = load_dataset("digits")
     else:
-        full = load_dataset(args.mnist)
+        full = load_dataset(args.mnist, classes=[str(i) for i in range(10)])
         data = full.subset(list(range(2000)), name="mnist-t10k-2000")
     configs = SMOKE if args.smoke else CONFIGS
     result = {"what": "the same private run (fixed sigma) in 1 and in N processes",
               "data": data.name, "n_images": len(data), "cores": os.cpu_count(),
               "machine": platform.platform(), "torch": torch.__version__, "smoke": args.smoke,
-              "methods": {}}
+              "load_average_start": os.getloadavg(), "methods": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods:
             runs = [one(data, method, configs[method], n, Path(tmp)) for n in (1, args.nproc)]
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 "speedup": round(runs[1]["steps_per_second"] / runs[0]["steps_per_second"], 2)}
             print(method, json.dumps({r["nproc"]: r["steps_per_second"] for r in runs}),
                   flush=True)
+    result["load_average_end"] = os.getloadavg()  # other jobs on the machine skew the speed-up
     write_json(Path(args.out), result)
     return 0
 

@@ -7,7 +7,7 @@
 One step = what the method's training loop does with one private batch: forward, loss, backward,
 optimizer step (Adam); VAE and diffusion batches go through ``dpsgd.backward`` as in training
 (chunks of ``dpsgd.CHUNK_EXAMPLES`` examples, except Opacus' modes, which take the batch whole).
-dpgan: the discriminator step of ``GANSynthesizer._d_step`` on real + as
+dpgan: the discriminator step of ``GANSynthesizer.private_loss`` on real + as
 many fake rows (fakes precomputed); dpvae: the CVAE's negative ELBO; dpdiffusion: the denoiser's
 EDM loss with noise multiplicity K (one gradient per image over its K noised copies). DP modes add
 per-sample clipping to C and Opacus' Gaussian noise. Modes are timed in interleaved rounds (median
@@ -31,7 +31,6 @@ import contextlib
 import json
 import math
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -46,8 +45,8 @@ import torch.nn.functional as F
 
 from privsynth.atomic import write_json
 from privsynth.models.diffusion import Denoiser
+from privsynth.models.engine import merge_grad_samples
 from privsynth.models.gan import Discriminator
-from privsynth.models.sgd_loop import merge_grad_samples
 from privsynth.models.vae import CVAE
 from privsynth.privacy import PrivacySpec, dpsgd
 
@@ -165,7 +164,7 @@ def build(case: Case, mode: str, sigma: float, n_private: int):
 
 
 def backward(case: Case, module, x, y) -> None:
-    """As the training loops do: the GAN's D step whole (GANSynthesizer._d_step), VAE and
+    """As the training loops do: the GAN's D step whole (GANSynthesizer.private_loss), VAE and
     diffusion batches through dpsgd.backward (chunks of examples: bounded memory)."""
     if case.public_from is not None:
         case.loss(module, x, y).backward()
@@ -237,16 +236,18 @@ def memory_probe(method: str, mode: str, args) -> dict:
     """Peak resident memory of two steps of (method, mode), in this (fresh) process."""
     case = make_case(method, args.size, args.batch[method], args.width)
     step = build(case, mode, 1.0, args.n)[0]
-    before = _rss_mb()
+    before = _status_mb("VmRSS")
     for _ in range(2):
         step(case.x, case.y)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across fork + exec, so a probe
+    # started by a big parent would report the parent's peak for every mode.
+    peak = _status_mb("VmHWM")
     return {"peak_rss_mb": round(peak, 1), "step_peak_mb": round(peak - before, 1)}
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -342,6 +343,8 @@ def parse_args(argv):
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds")
     ap.add_argument("--out", default="bench/results/speed_dp.json")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--memory-only", action="store_true",
+                    help="re-measure only the memory of the modes in an existing --out file")
     args = ap.parse_args(argv)
     batch = {"dpgan": 256, "dpvae": 128, "dpdiffusion": 64}
     batch.update({k: int(v) for k, v in (b.split("=") for b in args.batch)})
@@ -361,6 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_probe:
         method, mode = args.memory_probe.split(":")
         print(json.dumps(memory_probe(method, mode, args)))
+        return 0
+    if args.memory_only:  # re-measure the memory of an existing result's modes only
+        result = json.loads(Path(args.out).read_text())
+        for method in args.methods:
+            for mode, row in result["methods"][method]["modes"].items():
+                row.update(measure_memory(method, mode, [a for a in argv if a != "--memory-only"]))
+        write_json(Path(args.out), result)
+        print(json.dumps({m: {k: v.get("step_peak_mb") for k, v in r["modes"].items()}
+                          for m, r in result["methods"].items()}))
         return 0
     t0 = time.time()
     methods = {m: bench_method(m, args, argv) for m in args.methods}

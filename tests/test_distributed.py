@@ -22,8 +22,8 @@ def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast
     # the accountant saw the same (sigma, q, steps): global Poisson rate, same step count
     assert sgd_two["history"] == sgd_one["history"] == [[SIGMA, 1 / 3, 6]]
     assert two.epsilon == pytest.approx(one.epsilon, rel=1e-12)
-    # only process 0 booked the run in the (default) ledger beside --out
-    spent = Ledger(tmp_path / "privacy-ledger.json").spent(tiny_dataset.fingerprint).epsilon
+    # only process 0 booked the run in the ledger (each test's own, see conftest)
+    spent = Ledger().spent(tiny_dataset.fingerprint).epsilon
     assert spent == pytest.approx(one.epsilon + two.epsilon)
     images, _ = two.sample(8, seed=0)
     assert images.shape == (8, 1, 8, 8)

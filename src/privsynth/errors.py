@@ -31,3 +31,7 @@ class CheckpointError(PrivsynthError):
 
 class TrainingDiverged(PrivsynthError):
     """Loss or weights became NaN/infinite: the run stops, is never marked complete."""
+
+
+class MissingExtra(PrivsynthError, ImportError):
+    """A feature's optional dependencies are not installed (e.g. ``privsynth[federated]``)."""

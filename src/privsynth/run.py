@@ -15,10 +15,14 @@ A run folder is *not* the release: split.json names the training rows. `privsynt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import shutil
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +225,81 @@ class Run:
         if len(out) != n:
             raise ConfigError(f"{len(out)} labels given for n={n} samples; give one label or n")
         return np.asarray(out, dtype=np.int64)
+
+
+@dataclass
+class Card:
+    """card.json, typed at the top level (its sections stay JSON objects: readers index them by
+    key). The one place that names the card's fields; `RunWriter` writes it."""
+
+    run_id: str
+    method: str
+    status: str = "running"  # running | complete | diverged
+    private: bool | None = None
+    privacy: dict = field(default_factory=dict)
+    config: dict | None = None
+    data: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    format: str = FORMAT
+    # Written only when set:
+    request: dict | None = None  # the command a resume must repeat (central runs)
+    versions: dict | None = None
+    ledger: str | None = None  # where the dataset's total spend is read back
+    federated: dict | None = None  # rounds, owners, traffic (federated runs)
+    progress: dict | None = None  # while training: steps done, epsilon spent so far
+    diverged: dict | None = None
+    extra: dict = field(default_factory=dict)  # keys this version does not know, kept as read
+
+    @classmethod
+    def new(cls, method: str, **fields_: Any) -> "Card":
+        return cls(run_id=uuid.uuid4().hex[:12], method=method, **fields_)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Card":
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "extra" and not (f.name in _OPTIONAL and getattr(self, f.name) is None)}
+        return {**self.extra, **out}
+
+
+_OPTIONAL = ("request", "versions", "ledger", "federated", "progress", "diverged")
+
+
+class RunWriter:
+    """The one writer of a run folder's card.json (+ README.md), split.json and weights, for
+    central (``privsynth.train``) and federated (the ServerApp, ``privsynth.federate``) runs.
+
+    ``replace``: ``out`` holds a finished run being overwritten; it is removed at the first write,
+    so a run refused before that (budget, unreachable epsilon) leaves the old one intact.
+    """
+
+    def __init__(self, out: str | os.PathLike[str], card: Card, split: Split | None = None,
+                 replace: bool = False):
+        self.out, self.card, self.split, self.replace = Path(out), card, split, replace
+        self.written = False
+
+    def write(self) -> None:
+        """The card now (and split.json, the first time): each file atomic."""
+        if self.replace:
+            shutil.rmtree(self.out)  # the ledger keeps the old run's spend
+            self.replace = False
+        if self.split is not None and not (self.out / SPLIT).exists():
+            write_json(self.out / SPLIT, self.split.to_json())
+        write_card(self.out, self.card.to_json())
+        self.written = True
+
+    def save_weights(self, state: dict[str, torch.Tensor]) -> None:
+        save_weights(self.out / WEIGHTS, state,
+                     {"method": self.card.method, "run_id": self.card.run_id})
+
+    def remove(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            (self.out / name).unlink(missing_ok=True)
 
 
 def write_card(path: Path, card: dict) -> None:

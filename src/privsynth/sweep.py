@@ -39,8 +39,8 @@ from .evaluate.classifier import accuracy, embed, train_classifier
 from .evaluate.diversity import collapse_flags, within_class_diversity
 from .evaluate.fidelity import frechet
 from .evaluate.utility import tstr
-from .models.defaults import TWINS, recommended_config
-from .models.registry import METHODS
+from .models.defaults import recommended_config
+from .models.registry import METHODS, twin_of
 from .report.markdown import collapse_text
 from .run import Run, read_card
 
@@ -69,7 +69,8 @@ def _train_args(method: str, eps: float) -> tuple[str, bool]:
         raise ConfigError(f"unknown method '{method}' in --methods; choose from {sorted(METHODS)}")
     if not math.isinf(eps):
         return method, False
-    return (TWINS[method], False) if method in TWINS else (method, True)
+    twin = twin_of(method)
+    return (twin, False) if twin else (method, True)
 
 
 def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[float],

@@ -11,19 +11,17 @@ import math
 import platform
 import shutil
 import time
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import write_json
 from .data import DataSource, ImageDataset, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
 from .models import TrainContext
 from .models.defaults import recommended_config
-from .models.registry import create, is_private
+from .models.registry import create, is_private, private_name
 from .models.warmup import WARMUP_STATE, WarmUp
 from .preflight import check_device, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec
@@ -34,17 +32,15 @@ from .privacy.mechanisms import count_spend, release_proportions
 from .privacy.spend import RunSpend
 from .run import (
     CARD,
-    FORMAT,
     INFINITY,
     SPLIT,
     TRAIN_STATE,
-    WEIGHTS,
+    Card,
     Run,
+    RunWriter,
     load_train_state,
     read_card,
     save_train_state,
-    save_weights,
-    write_card,
 )
 
 PROTECTED = ("Sample-level (example-level) differential privacy: adding or removing any one "
@@ -109,7 +105,8 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
         refuse_flags_without_dp(method, no_dp, {
             "--epsilon": epsilon is not None, "--delta": delta is not None,
             "--noise-multiplier": noise_multiplier is not None, "--budget": budget is not None,
-            "--class-proportions": class_proportions != "uniform"})
+            "--class-proportions": class_proportions != "uniform"},
+            twin=private_name(method) if private_name(method) != method else None)
     if is_holdout_path(holdout):  # an official test split: recorded absolute, like --data
         holdout = str(Path(holdout).expanduser().resolve())
     dataset, parts = load_split(data, holdout, split_seed, image_size)
@@ -141,10 +138,10 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
     card, resume = _start_or_resume(out, request, parts, overwrite)
     # --overwrite removes the old run only once the new one has something to write, so a
     # refused replacement (budget, unreachable epsilon) leaves the old run intact.
-    replace = [overwrite and (out / CARD).exists()]
-    replacing, created_out = replace[0], not out.exists()
+    replacing, created_out = overwrite and (out / CARD).exists(), not out.exists()
+    writer = RunWriter(out, card, parts, replace=replacing)
     fresh = resume is None and (replacing or not (out / CARD).exists())
-    run_id = card["run_id"]
+    run_id = card.run_id
 
     total_delta = spec.resolved_delta(n) if spec else 0.0
     notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
@@ -154,7 +151,7 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
     if spec is not None and spec.epsilon is not None and c_eps >= spec.epsilon:
         raise ConfigError(f"--counts-epsilon {counts_epsilon} leaves nothing of --epsilon "
                           f"{spec.epsilon} for training; use a smaller --counts-epsilon")
-    counts = card["privacy"].get("class_proportions") or {
+    counts = card.privacy.get("class_proportions") or {
         "mechanism": mech, "epsilon": c_eps, "delta": c_delta, "values": None}
     spend = None
     if private:
@@ -173,16 +170,19 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
     try:
         if spec is not None:
             if spec.epsilon is not None:
-                spec.epsilon = spec.epsilon - c_eps
+                spec = spec.replace(epsilon=spec.epsilon - c_eps)
                 if resume is None:  # fail fast, before any work: a calibrated run spends at
                     spend.reserve_target(spec.epsilon + c_eps, total_delta)  # most its target
-            spec.delta = total_delta - c_delta
+            spec = spec.replace(delta=total_delta - c_delta)
         if warm is not None:  # the release's sigma joins the accountant before DP-SGD's
-            released = warm.prepare(spec, out, resuming=not fresh)
+            prior, released = warm.prepare(spec, out, resuming=not fresh)
+            if prior:
+                spec = spec.replace(prior=prior)
             if spend is not None and spec.prior:
                 spend.set_lead(spec.prior, spec.delta, released)
-        card.update(request=request, private=private, config=full_config, versions=versions(),
-                    data={"name": dataset.name, "fingerprint": dataset.fingerprint,
+        card.request, card.private, card.config = request, private, full_config
+        card.versions = versions()
+        card.data = {"name": dataset.name, "fingerprint": dataset.fingerprint,
                           "source_fingerprint": dataset.source_fingerprint,
                           "train_fingerprint": train_set.fingerprint,
                           "n_total": len(dataset), "n_train": n, "n_holdout": len(parts.holdout),
@@ -190,37 +190,26 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
                           "classes": dataset.class_names,
                           "split_seed": split_seed, "source": _source(data),
                           "image_size": image_size,
-                          "format": data.options() if isinstance(data, DataSource) else None},
-                    train={**card.get("train", {}), "seed": seed, "device": device,
-                           "holdout": holdout})
+                          "format": data.options() if isinstance(data, DataSource) else None}
+        card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
         if spend is not None:  # where this dataset's total is read back (cards, `info`)
-            card["ledger"] = spend.ledger.shown
-        card["privacy"]["class_proportions"] = counts
+            card.ledger = spend.ledger.shown
+        card.privacy["class_proportions"] = counts
         if notes:
-            card["privacy"]["warnings"] = notes
+            card.privacy["warnings"] = notes
         checkpointed = [resume is not None]
         to_release = ((counts["epsilon"], counts["delta"]) if counts["values"] is None
                       else (0.0, 0.0))
-
-        def begin() -> None:
-            """Write split.json and the card the first time there is something to keep."""
-            if replace[0]:
-                shutil.rmtree(out)  # the ledger keeps the old run's spend
-                replace[0] = False
-            if not (out / SPLIT).exists():
-                write_json(out / SPLIT, parts.to_json())
-            write_card(out, card)
 
         def diverged(step: int, bad: list[str], acc: AccountantState | None) -> None:
             """Stop for good: book exactly what ran, mark the card, keep no weights."""
             if spend is not None:
                 spend.finish(acc.history if acc else None, status="diverged")
             checkpointed[0] = True  # the card stays: it says what happened
-            card["status"] = "diverged"
-            card["diverged"] = {"step": step, "non_finite": bad[:10]}
-            begin()
-            (out / TRAIN_STATE).unlink(missing_ok=True)
-            (out / WARMUP_STATE).unlink(missing_ok=True)
+            card.status = "diverged"
+            card.diverged = {"step": step, "non_finite": bad[:10]}
+            writer.write()
+            writer.remove((TRAIN_STATE, WARMUP_STATE))
             raise TrainingDiverged(
                 f"training diverged at step {step}: {', '.join(bad[:3])} became NaN or "
                 "infinite; lower the learning rate (--set lr=...) or fix --batch-size/--epochs, "
@@ -236,8 +225,8 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
             if spend is not None:  # the previous booking covers every step up to this one
                 spend.checkpoint(acc.history if acc else [])
             sgd_eps = acc.epsilon(spec.delta) if (acc and spec) else 0.0
-            card["progress"] = {"steps_done": step, "epsilon_spent": sgd_eps}
-            begin()
+            card.progress = {"steps_done": step, "epsilon_spent": sgd_eps}
+            writer.write()
 
         def on_plan(plan) -> None:
             # The exact spend of the whole plan (a fixed --noise-multiplier too), for the card;
@@ -246,29 +235,29 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
             whole = [*spec.prior, (plan.noise_multiplier, plan.sample_rate, plan.steps)]
             planned = epsilon_from_history(whole, plan.delta, spec.accountant) + counts["epsilon"]
             spend.plan(plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta, to_release)
-            card["privacy"]["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
-            begin()
+            card.privacy["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
+            writer.write()
 
         ctx = TrainContext(privacy=spec, seed=seed, device=device, progress=progress,
                            checkpoint_every=checkpoint_every, checkpoint=checkpoint,
                            on_plan=on_plan, resume=resume)
         try:
             if warm is not None:
-                card["privacy"]["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
+                card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
                 if resume is None:  # a DP checkpoint already holds the pretrained weights
-                    begin()
+                    writer.write()
 
                     def released() -> None:
                         checkpointed[0] = True  # spend booked: the card stays whatever happens
-                        card["privacy"]["warmup"] = warm.card(spec.delta, accountant)
-                        begin()
+                        card.privacy["warmup"] = warm.card(spec.delta, accountant)
+                        writer.write()
 
                     warm.run(synth, train_set, ctx, out,
                              spend.book_lead if spend else (lambda: None), released)
             result = synth.fit(train_set, ctx)
         except PrivsynthError:
             # Refused before anything was kept (e.g. epsilon unreachable, budget): leave nothing.
-            if fresh and not checkpointed[0] and not replace[0]:
+            if fresh and not checkpointed[0] and not writer.replace:
                 for name in (CARD, SPLIT, WARMUP_STATE):
                     (out / name).unlink(missing_ok=True)
                 if created_out or replacing:
@@ -287,26 +276,25 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
             props, _, _ = release_proportions(train_set.class_counts(), counts["mechanism"],
                                               counts["epsilon"], counts["delta"], seed)
             counts["values"] = props.tolist()
-        save_weights(out / WEIGHTS, synth.state_dict(), {"method": method, "run_id": run_id})
-        card["status"] = "complete"
-        card["privacy"].update(_privacy_block(spec, result, counts, total_delta, n,
-                                              getattr(synth, "privacy_mechanism", "dp-sgd")))
-        card["train"].update(steps=result.steps, metrics=result.metrics,
-                             wall_seconds=round(card["train"].get("wall_seconds", 0.0)
-                                                + time.time() - t0, 2))
-        card.pop("progress", None)
+        writer.save_weights(synth.state_dict())
+        card.status = "complete"
+        card.privacy.update(_privacy_block(spec, result, counts, total_delta, n,
+                                           synth.mechanism))
+        card.train.update(steps=result.steps, metrics=result.metrics,
+                          wall_seconds=round(card.train.get("wall_seconds", 0.0)
+                                             + time.time() - t0, 2))
+        card.progress = None
         if spend is not None:
             spend.finish(result.accountant.history if result.accountant else None)
             led = spend.ledger
-            card["privacy"]["ledger"] = {
+            card.privacy["ledger"] = {
                 "location": led.shown, "dataset_key": dataset.source_fingerprint,
                 "composition": COMPOSITION_RULE,
                 "dataset_epsilon_spent": led.spent(dataset.source_fingerprint).epsilon}
         if warm is not None:
-            card["privacy"]["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
-        begin()
-        (out / TRAIN_STATE).unlink(missing_ok=True)
-        (out / WARMUP_STATE).unlink(missing_ok=True)
+            card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
+        writer.write()
+        writer.remove((TRAIN_STATE, WARMUP_STATE))
         return Run.load(out, device="cpu")
     except BaseException as e:
         if spend is not None:
@@ -383,7 +371,7 @@ def _privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
 
 
 def _start_or_resume(out: Path, request: dict, parts, overwrite: bool
-                     ) -> tuple[dict, dict | None]:
+                     ) -> tuple[Card, dict | None]:
     if (out / CARD).exists() and not overwrite:  # with --overwrite: a new run below, the old
         card = read_card(out)                     # one is removed when the new one first writes
         if card.get("status") == "diverged":
@@ -411,10 +399,7 @@ def _start_or_resume(out: Path, request: dict, parts, overwrite: bool
                               "step 0; the spend of its earlier segment(s) stays booked in the "
                               "ledger and this restart books its own", PrivacyWarning,
                               stacklevel=3)
-            return card, resume
+            return Card.from_json(card), resume
     elif not (out / CARD).exists() and out.exists() and any(out.iterdir()):
         raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")
-    card = {"format": FORMAT, "run_id": uuid.uuid4().hex[:12], "status": "running",
-            "method": request["method"], "privacy": {},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    return card, None
+    return Card.new(request["method"]), None

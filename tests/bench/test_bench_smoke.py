@@ -71,3 +71,16 @@ def test_warmup_bench_smoke(tmp_path):
     assert set(cells) == {"none", "central"}
     assert cells["central"]["warmup_sigma"] > 0 and cells["none"]["warmup_sigma"] is None
     assert all(c["epsilon_spent"] <= 10 * 1.001 for c in cells.values())
+
+
+def test_federated_dpmerf_smoke(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIVSYNTH_LEDGER", str(tmp_path / "ledger.sqlite"))
+    out = tmp_path / "fedmerf.json"
+    assert load("federated_dpmerf").main(["--smoke", "--keep", str(tmp_path / "runs"),
+                                          "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"central", "secagg"}
+    assert results["central"]["accountant"] == "prv" and results["secagg"]["accountant"] == "rdp"
+    for r in results.values():
+        assert r["epsilon"] <= 10 * 1.01 and 0.0 <= r["tstr"] <= 1.0
+    assert results["secagg"]["noise_std_released"] >= results["secagg"]["noise_multiplier"]

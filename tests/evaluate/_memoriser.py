@@ -7,10 +7,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from privsynth.models.base import FitResult
+from privsynth.models.base import FitResult, Method
 
 
-class Memoriser:
+class Memoriser(Method):
+    name, kind = "memorise", "none"  # never private
+
     def __init__(self, image_shape, num_classes, config=None, private=False, name="memorise"):
         self.name, self.private, self.num_classes = name, False, num_classes
         self.images = np.zeros((0, *image_shape), np.uint8)

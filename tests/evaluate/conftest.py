@@ -14,7 +14,7 @@ def memoriser(monkeypatch) -> str:
     from privsynth.models import registry
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    monkeypatch.setitem(registry.METHODS, "memorise", ("_memoriser", "Memoriser", False))
+    monkeypatch.setitem(registry.METHODS, "memorise", "_memoriser:Memoriser")
     return "memorise"
 
 

@@ -1,6 +1,8 @@
 """Real processes: a SuperLink and SuperNodes on 127.0.0.1, driven by `flwr run` (the CLI path)."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -56,9 +58,11 @@ def test_cli_federate_bad_input_exits_2(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_secagg_round_survives_one_of_five_owners_crashing(tmp_path):
+def test_secagg_round_survives_one_of_five_owners_crashing(tmp_path, monkeypatch):
     """5 SuperNodes under SecAgg+; owner 3's ClientApp process exits after the key exchange
     (mid-round). The round still aggregates the 4 survivors' masked updates."""
+    here = str(Path(__file__).resolve().parent)  # the SuperNodes import faulty_client from here
+    monkeypatch.setenv("PYTHONPATH", here + os.pathsep + os.environ.get("PYTHONPATH", ""))
     run = federate(
         "digits",
         "dpgan",
@@ -69,7 +73,7 @@ def test_secagg_round_survives_one_of_five_owners_crashing(tmp_path):
         aggregation="secagg",
         accountant="rdp",
         config=dict(TINY_GAN),
-        extra_run_config={"drop-partition": 3, "drop-round": 1},
+        client_app="faulty_client:app",  # owner 3 crashes in round 1 (tests/federated)
         timeout=900,
     )
     per_round = run.card["federated"]["per_round"]

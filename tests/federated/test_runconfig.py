@@ -26,11 +26,19 @@ def test_client_level_dp_forces_unit_weights_and_max_weight():
     assert resolve(cfg) == cfg  # idempotent
 
 
-def test_plain_install_brings_what_client_level_dp_needs():
-    """`pip install -e .` (no extras) must bring dp-accounting, which Flower's RdpAccountant
-    needs for client-level DP; scripts/check_plain_install.sh runs the CLI on such an install."""
-    deps = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
-    assert any(d.replace(" ", "").startswith(("flwr[dp]", "dp-accounting")) for d in deps)
+def test_federated_extra_brings_what_client_level_dp_needs_and_plain_install_skips_flower():
+    """`pip install -e .` (no extras) must not pull Flower/TenSEAL; the `federated` extra must
+    bring dp-accounting (Flower's [dp]), which Flower's RdpAccountant needs for client-level DP;
+    the `test` extra (the README's test command) includes `federated`.
+    scripts/check_plain_install.sh runs the CLI on both installs."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    extras = project["optional-dependencies"]
+    plain = [d.replace(" ", "") for d in project["dependencies"]]
+    assert not any(d.startswith(("flwr", "tenseal")) for d in plain)
+    federated = [d.replace(" ", "") for d in extras["federated"]]
+    assert any(d.startswith("flwr[dp]") for d in federated)
+    assert any(d.startswith("tenseal") for d in federated)
+    assert "privsynth[federated]" in extras["test"]
 
 
 def test_missing_dp_accounting_is_a_one_line_error(tmp_path, tiny_fed, monkeypatch):

@@ -5,7 +5,7 @@ from opacus import GradSampleModule
 
 import privsynth
 from privsynth.models.diffusion import Denoiser
-from privsynth.models.sgd_loop import merge_grad_samples
+from privsynth.models.engine import merge_grad_samples
 
 from .test_vae import check_private_run, check_sampling_and_roundtrip
 

@@ -9,6 +9,7 @@ from opacus.validators import ModuleValidator
 
 from privsynth.errors import ConfigError
 from privsynth.models import TrainContext
+from privsynth.models.engine import update_ema
 from privsynth.models.gan import GANConfig, GANSynthesizer, halvings
 from privsynth.privacy import PrivacySpec
 
@@ -61,11 +62,11 @@ def test_ema_update_is_an_exponential_average():
     with torch.no_grad():
         for p in G.parameters():
             p.add_(1.0)
-    synth._update_ema(G, G_ema, 0.9)
+    update_ema(G, G_ema, 0.9)
     for k, v in G_ema.state_dict().items():
         if v.dtype.is_floating_point:
             torch.testing.assert_close(v, 0.9 * before[k] + 0.1 * G.state_dict()[k])
-    synth._update_ema(G, G_ema, 0.0)  # 0 disables the average: a plain copy
+    update_ema(G, G_ema, 0.0)  # 0 disables the average: a plain copy
     for k, v in G_ema.state_dict().items():
         torch.testing.assert_close(v, G.state_dict()[k])
 

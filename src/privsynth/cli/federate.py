@@ -23,7 +23,10 @@ def add_parser(sub) -> None:
         description="Start a Flower SuperLink and one SuperNode per owner on 127.0.0.1, train "
         "with FedAvg (optionally SecAgg+ or CKKS), write a run folder.",
     )
-    p.add_argument("--method", default="dpgan", help="dpgan (default), gan, dpvae or vae")
+    p.add_argument("--method", default="dpgan",
+                   help="dpgan (default), gan, dpvae, vae; or dpmerf/dpkernel: one noisy "
+                        "embedding sum, with --secure-aggregation the distributed Gaussian "
+                        "(docs/federated.md); --rounds/--local-steps do not apply")
     p.add_argument("--out", required=True, help="run folder to write")
     add_data_options(p, holdout_path=False)
     add_method_options(p)
@@ -105,7 +108,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..federated import federate
     from ..preflight import check_output_folder
-    from .info import format_card
+    from ..report.card_lines import format_card
 
     check_output_folder(args.out)
     if args.device != "cpu":

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     images, labels = result.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=args.seed)
     out = Path(args.out)
     save_grid(out / GRID, images, labels, k)
-    from .info import format_card
+    from ..report.card_lines import format_card
 
     print(format_card(result.card))
     print(f"sample grid: {out / GRID}")

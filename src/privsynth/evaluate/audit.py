@@ -80,8 +80,7 @@ def canary_scores(run, canaries: np.ndarray, labels: np.ndarray, reference: Imag
     scores = privacy.gan_leaks(canaries, labels, images, syn_labels, reference.images,
                                reference.labels)
     scores["monte_carlo"], _ = privacy.monte_carlo(canaries, labels, images, syn_labels)
-    hook = getattr(run.synthesizer, "membership_scores", None)
-    white = hook(canaries, labels) if hook is not None else None
+    white = run.synthesizer.membership_scores(canaries, labels)
     if white is not None:
         scores["white_box"] = np.asarray(white, dtype=np.float64)
     return scores

@@ -8,25 +8,10 @@ import math
 
 import numpy as np
 
+from ..privacy.ceiling import dp_auc_ceiling, dp_ceiling
+
 FPRS = (0.01, 0.001)
-
-
-def dp_ceiling(epsilon: float, delta: float, fpr: np.ndarray | float) -> np.ndarray | float:
-    """Largest TPR any membership test can reach at ``fpr`` against an (eps, delta)-DP release."""
-    fpr = np.asarray(fpr, dtype=np.float64)
-    if math.isinf(epsilon):
-        return np.ones_like(fpr) if fpr.ndim else 1.0
-    e = math.exp(min(epsilon, 700))
-    tpr = np.minimum.reduce([np.ones_like(fpr), e * fpr + delta, 1 - (1 - delta - fpr) / e])
-    return tpr if tpr.ndim else float(tpr)
-
-
-def dp_auc_ceiling(epsilon: float, delta: float) -> float:
-    """Area under the DP ceiling curve (the largest AUC the guarantee allows)."""
-    if math.isinf(epsilon):
-        return 1.0
-    f = np.linspace(0, 1, 20001)
-    return float(np.trapezoid(dp_ceiling(epsilon, delta, f), f))
+__all__ = ["FPRS", "dp_auc_ceiling", "dp_ceiling", "exceeds_ceiling", "roc_summary"]
 
 
 def exceeds_ceiling(summary: dict, n_members: int, n_nonmembers: int, level: float = 0.01

@@ -169,8 +169,8 @@ def _privacy(subj: Subject, xm, ym, xn, yn, ref: ImageDataset, f_m, f_n, f_ref, 
     scores = privacy.gan_leaks(cand, cand_y, subj.images, subj.labels, ref.images, ref.labels)
     scores["monte_carlo"], radius = privacy.monte_carlo(cand, cand_y, subj.images, subj.labels)
     scores["domias"] = privacy.domias(np.concatenate([f_m, f_n]), f_syn, f_ref, seed=seed)
-    hook = getattr(subj.synthesizer, "membership_scores", None)
-    white = hook(cand, cand_y) if hook is not None else None
+    synth = subj.synthesizer  # None for a synthetic set read from files (no model)
+    white = synth.membership_scores(cand, cand_y) if synth is not None else None
     if white is not None:
         scores["white_box"] = np.asarray(white, dtype=np.float64)
     attacks = {name: mia.roc_summary(s[:m], s[m:], subj.epsilon, subj.delta)

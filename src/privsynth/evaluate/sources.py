@@ -7,6 +7,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ class Subject:
     epsilon: float = math.inf
     delta: float = 0.0
     card: dict | None = None
-    synthesizer: object | None = None
+    synthesizer: Any = None  # a models.base.Method (membership_scores), or None
     source: str = ""
     extra: dict = field(default_factory=dict)
 

@@ -3,9 +3,29 @@ SecAgg+ secure aggregation, CKKS encrypted aggregation and sample-/client-level 
 
 Layout follows Flower's example apps: ``task.py`` (model, data, local training), ``client_app.py``,
 ``server_app.py``; plus ``partition.py``, ``secure.py`` (SecAgg+), ``encrypted.py`` (CKKS),
-``card.py`` (the guarantees), ``launch.py`` (local SuperLink + SuperNodes), ``inprocess.py``.
+``card.py`` (the guarantees), ``launch.py`` (local SuperLink + SuperNodes), ``inprocess.py``,
+``oneshot.py`` + ``oneshot_card.py`` (dpmerf/dpkernel: one noisy sum under SecAgg+).
+
+Flower and TenSEAL are an extra (``pip install 'privsynth[federated]'``): central training does
+not need them, so importing this package without Flower stops at once with one line naming it.
 """
 
-from .api import federate
+import importlib.util as _util
 
-__all__ = ["federate"]
+from ..errors import MissingExtra
+
+EXTRA = "pip install 'privsynth[federated]'"
+
+
+def require(module: str, feature: str = "federated training") -> None:
+    """Raise `MissingExtra` (one line naming the extra) if ``module`` is not installed."""
+    if _util.find_spec(module) is None:
+        raise MissingExtra(f"{feature} needs the package '{module}', which is not installed; "
+                           f"install the federated extra: {EXTRA}")
+
+
+require("flwr")
+
+from .api import federate  # noqa: E402  (after the check: api's callees import Flower)
+
+__all__ = ["EXTRA", "federate", "require"]

@@ -13,15 +13,22 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_json
 from ..data import DataSource, load_dataset, split
 from ..errors import BudgetError, CheckpointError, ConfigError, PrivsynthError
-from ..privacy.accounting import calibrate_noise
+from ..models.registry import is_private, method_class
+from ..privacy.accounting import PrivacySpec, calibrate_noise, epsilon_from_history
+from ..privacy.dpsgd import sample_rate
 from ..privacy.ledger import resolve_location
 from ..privacy.ledger_store import is_url
-from ..run import SPLIT, Run, read_card, write_card
+from ..run import Card, Run, RunWriter, read_card
 from .partition import partition
-from .runconfig import DEFAULTS, require_dp_accounting
+from .runconfig import (
+    DEFAULTS,
+    PRIVACY_KEYS,
+    privacy_run_config,
+    privacy_spec,
+    require_dp_accounting,
+)
 
 AGGREGATIONS = ("plain", "secagg", "ckks")
 
@@ -36,10 +43,7 @@ def build_run_config(
     local_steps: int,
     fraction: float,
     aggregation: str,
-    epsilon: float | None,
-    delta: float | None,
-    clip: float,
-    accountant: str,
+    privacy: PrivacySpec | None,
     client_epsilon: float | None,
     client_noise: float | None,
     client_clip: float,
@@ -63,8 +67,9 @@ def build_run_config(
         clients = len(owner_data)
     if clients < 2:
         raise ConfigError(f"--clients must be >= 2 for a federation, got {clients}")
-    dataset = load_dataset(_owner_source(data, owner_data[0]) if owner_data else data,
-                           image_size=image_size)
+    dataset = load_dataset(
+        _owner_source(data, owner_data[0]) if owner_data else data, image_size=image_size
+    )
     c, h, _ = dataset.image_shape
     if owner_data:
         sizes = [len(load_dataset(_owner_source(data, p), image_size=h)) for p in owner_data]
@@ -82,7 +87,8 @@ def build_run_config(
         nodes = [{"partition-id": i, "num-partitions": clients} for i in range(clients)]
     source = "digits" if str(data) == "digits" else str(Path(data).resolve())
     cfg: dict[str, Any] = {
-        **DEFAULTS,
+        **{k: v for k, v in DEFAULTS.items() if k not in PRIVACY_KEYS},
+        **privacy_run_config(privacy),
         "method": method,
         "model-config": json.dumps(config or {}),
         "data": source,
@@ -101,10 +107,6 @@ def build_run_config(
         "local-steps": local_steps,
         "fraction-train": fraction,
         "min-nodes": max(2, round(fraction * clients)),
-        "epsilon": float(epsilon or 0.0) if method.startswith("dp") else 0.0,
-        "delta": float(delta or 0.0),
-        "clip": clip,
-        "accountant": accountant,
         "aggregation": aggregation,
         "client-noise": 0.0,
         "client-clip": client_clip,
@@ -112,8 +114,6 @@ def build_run_config(
         "out-dir": str(out.resolve()),
         "seed": seed,
         "max-weight": float(max(sizes)),
-        "drop-partition": -1,
-        "drop-round": 1,
     }
     # client-level DP (runconfig.resolve then sets equal weights and SecAgg+'s max-weight to 1)
     if client_noise is not None:  # a fixed noise multiplier; 0 = off
@@ -123,8 +123,8 @@ def build_run_config(
     if cfg["client-noise"] > 0 and aggregation == "plain":
         require_dp_accounting()
     min_n = min(sizes)
-    batch = int((config or {}).get("batch_size", 256))
-    if cfg["epsilon"] > 0 and batch > min_n:
+    batch = _batch_size(method, config)
+    if privacy is not None and batch > min_n:
         raise ConfigError(
             f"batch size {batch} exceeds the smallest owner's {min_n} images; pass "
             f"--batch-size {max(1, min_n // 4)} or fewer --clients"
@@ -167,6 +167,7 @@ def federate(
     force: bool = False,
     extra_run_config: dict | None = None,
     inprocess_drop: dict | None = None,
+    client_app: str | None = None,
 ) -> Run:
     """Train ``method`` across ``clients`` owners with FedAvg for ``rounds`` rounds.
 
@@ -174,10 +175,22 @@ def federate(
     ``client_epsilon`` (or ``client_noise``): client-level DP by server-side Gaussian noise.
     ``aggregation``: ``plain`` | ``secagg`` (SecAgg+) | ``ckks`` (TenSEAL). ``dirichlet``: alpha of
     a non-IID label split (None = IID). ``owner_data``: one dataset path per owner instead.
+    ``inprocess_drop`` / ``client_app``: faults tests inject (an owner unreachable from a SecAgg+
+    stage in-process; a ClientApp component that crashes, for ``mode="processes"``).
     ``budget``: before any round, every owner's data is checked against its budget in the ledger
     for the per-owner ``epsilon`` (like `train`; ``force`` overrides).
     """
     out = Path(out)
+    privacy = None
+    if is_private(method) and (epsilon or noise_multiplier):
+        # fix the owners' DP-SGD sigma (noise_multiplier) or calibrate it for epsilon
+        privacy = PrivacySpec(
+            epsilon=epsilon or None,
+            delta=delta,
+            noise_multiplier=noise_multiplier or None,
+            max_grad_norm=clip,
+            accountant=accountant,
+        )
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise CheckpointError(
@@ -195,10 +208,7 @@ def federate(
         local_steps=local_steps,
         fraction=fraction,
         aggregation=aggregation,
-        epsilon=epsilon,
-        delta=delta,
-        clip=clip,
-        accountant=accountant,
+        privacy=privacy,
         client_epsilon=client_epsilon,
         client_noise=client_noise,
         client_clip=client_clip,
@@ -211,14 +221,15 @@ def federate(
         config=config,
         owner_data=owner_data,
     )
-    if noise_multiplier:  # fix the owners' DP-SGD sigma instead of calibrating it
-        cfg["epsilon"] = cfg["epsilon"] or 1.0  # (marks the run private; epsilon is accounted)
-        cfg["noise-multiplier"] = float(noise_multiplier)
     cfg.update(extra_run_config or {})
+    from .oneshot import is_oneshot, prepare_run_config  # fedmerf: one-shot release (dpmerf)
+
+    if is_oneshot(method):
+        prepare_run_config(cfg, nodes)
     # Owners book into the ledger every verb finds (privacy/ledger.py), keyed by their data.
     location = resolve_location(ledger)
     location = location if is_url(location) else str(Path(location).expanduser().resolve())
-    if budget is not None and cfg["epsilon"] > 0:
+    if budget is not None and privacy is not None:
         try:
             _check_budgets(cfg, nodes, location, budget, force)
         except PrivsynthError:
@@ -231,7 +242,7 @@ def federate(
 
         secret, public = make_keys(work / "keys")
         cfg["ckks-public"], cfg["ckks-secret"] = str(public), str(secret)
-    if cfg["epsilon"] > 0:
+    if privacy is not None:
         for n in nodes:
             n["ledger"] = location
     if mode == "inprocess":
@@ -242,7 +253,7 @@ def federate(
     elif mode == "processes":
         from .launch import flwr_run, local_deployment, write_app
 
-        app_dir = write_app(work / "app", cfg)
+        app_dir = write_app(work / "app", cfg, **({"client_app": client_app} if client_app else {}))
         with local_deployment(nodes, work, tls) as dep:
             rc = flwr_run(app_dir, dep["env"], work / "flwr-run.log", timeout)
         if not (out / "card.json").exists():
@@ -259,13 +270,19 @@ def federate(
     return run
 
 
+def _batch_size(method: str, config: dict | None) -> int:
+    """The method's (expected) batch size under ``config``: its config class decides."""
+    from ..models.base import build_config
+
+    return int(build_config(method_class(method).config_class, config).batch_size)
+
+
 def _owner_source(data, path: str) -> DataSource | str:
     """An owner's own data path, read with the run's format inputs."""
     return data.with_path(path) if isinstance(data, DataSource) else path
 
 
-def _check_budgets(cfg: dict, nodes: list[dict], location: str, budget: float,
-                   force: bool) -> None:
+def _check_budgets(cfg: dict, nodes: list[dict], location: str, budget: float, force: bool) -> None:
     """Each owner's images, exactly as its ClientApp will load them, against the ledger: the
     dataset's budget and ``budget``, checked (in the ledger's locked transaction) for the
     per-owner ``epsilon``. Check only: the owners book what they spend as rounds run."""
@@ -275,27 +292,45 @@ def _check_budgets(cfg: dict, nodes: list[dict], location: str, budget: float,
     from .task import load_owner_data
 
     ledger, run_id = Ledger(location), f"federated-check-{uuid.uuid4().hex[:8]}"
-    epsilon = float(cfg["epsilon"])
+    spec = privacy_spec(cfg)
+    batch = _batch_size(str(cfg["method"]), json.loads(str(cfg["model-config"])))
+    steps = int(cfg["num-server-rounds"]) * int(cfg["local-steps"])
     for i, node in enumerate(nodes):
         owned = load_owner_data(node, cfg)
+        epsilon = spec.epsilon
+        if spec.noise_multiplier is not None:  # a fixed sigma: what this owner's plan spends
+            q = sample_rate(len(owned), batch)
+            epsilon = epsilon_from_history(
+                [(spec.noise_multiplier, q, steps)],
+                spec.resolved_delta(len(owned)),
+                spec.accountant,
+            )
         try:
-            segment = ledger.reserve(owned.source_fingerprint, owned.name, run_id=run_id,
-                                     epsilon=epsilon, delta=0.0, kind="federated-check",
-                                     limit=budget, force=force)
+            segment = ledger.reserve(
+                owned.source_fingerprint,
+                owned.name,
+                run_id=run_id,
+                epsilon=epsilon,
+                delta=0.0,
+                kind="federated-check",
+                limit=budget,
+                force=force,
+            )
         except BudgetError as e:
-            raise BudgetError(f"owner {i + 1} of {len(nodes)}: this federation plans {epsilon:g} "
-                              f"(epsilon) on each owner's data; {e}") from None
+            raise BudgetError(
+                f"owner {i + 1} of {len(nodes)}: this federation plans {epsilon:g} "
+                f"(epsilon) on each owner's data; {e}"
+            ) from None
         ledger.cancel(segment)  # it fits: drop the check's reservation, it used no data
 
 
 def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size) -> None:
     """Local experiments split one dataset: record its fingerprint and split like `train` does."""
-    card = read_card(out)
+    card, parts = Card.from_json(read_card(out)), None
     if not owner_data:
         dataset = load_dataset(data, image_size=image_size)
         parts = split(dataset, holdout, split_seed)
-        write_json(out / SPLIT, parts.to_json())
-        card["data"].update(
+        card.data.update(
             fingerprint=dataset.fingerprint,
             n_total=len(dataset),
             n_train=len(parts.train),
@@ -305,16 +340,15 @@ def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size)
             format=data.options() if isinstance(data, DataSource) else None,
         )
     else:
-        card["data"].update(
+        card.data.update(
             fingerprint="per-owner (each owner's ledger keys its own data)",
             n_train=sum(
-                r["num_examples"]
-                for r in card["privacy"].get("sample_level", {}).get("per_owner", [])
+                r["num_examples"] for r in card.privacy.get("sample_level", {}).get("per_owner", [])
             ),
             n_holdout=0,
             owner_data=[str(Path(p).resolve()) for p in owner_data],
         )
-    write_card(out, card)
+    RunWriter(out, card, parts).write()
 
 
 def _write_samples(run: Run, out: Path, seed: int) -> None:

@@ -13,15 +13,14 @@ Two guarantees can hold at once, with different units:
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import write_json
 from ..privacy.accounting import epsilon_from_history
-from ..run import FORMAT, INFINITY, WEIGHTS, save_weights, write_card
+from ..run import INFINITY, Card, RunWriter
+from .runconfig import privacy_spec
 
 SAMPLE_UNIT = "one training image with its label (held by one owner)"
 CLIENT_UNIT = "one data owner with all of its images"
@@ -78,7 +77,8 @@ def client_level_epsilon(noise: float, rounds: int, delta: float) -> float:
 def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dict:
     rounds = int(cfg["num-server-rounds"])
     mode = str(cfg["aggregation"])
-    sample_dp = float(cfg["epsilon"]) > 0
+    spec = privacy_spec(cfg)
+    sample_dp = spec is not None
     client_noise = float(cfg["client-noise"])
     block: dict = {
         "aggregation": mode,
@@ -108,18 +108,18 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
         # recompute each owner's epsilon from its history, independently of the owner's number
         for o in owners:
             o["epsilon_recomputed"] = epsilon_from_history(
-                o["history"], o["delta"], str(cfg["accountant"])
+                o["history"], o["delta"], spec.accountant
             )
-        eps = max((o["epsilon"] for o in owners), default=float(cfg["epsilon"]))
+        eps = max((o["epsilon"] for o in owners), default=spec.epsilon)
         delta = max((o["delta"] for o in owners), default=0.0)
         block["sample_level"] = {
             "epsilon": eps,
             "delta": delta,
             "unit": SAMPLE_UNIT,
-            "target_epsilon": None if cfg["noise-multiplier"] else float(cfg["epsilon"]),
-            "noise_multiplier_fixed": float(cfg["noise-multiplier"]) or None,
-            "accountant": str(cfg["accountant"]),
-            "clip": float(cfg["clip"]),
+            "target_epsilon": None if spec.noise_multiplier else spec.epsilon,
+            "noise_multiplier_fixed": spec.noise_multiplier,
+            "accountant": spec.accountant,
+            "clip": spec.max_grad_norm,
             "per_owner": owners,
             "owners_reporting": len(owners),
             "computed_by": "each owner's Opacus accountant from the DP-SGD steps it ran; the "
@@ -179,11 +179,7 @@ def write_run(
     """card.json + weights.safetensors in ``out-dir`` (the server's machine)."""
     out = Path(str(cfg["out-dir"]))
     k = int(cfg["num-classes"])
-    names = (
-        str(cfg["class-names"]).split(",")
-        if cfg["class-names"]
-        else [str(i) for i in range(k)]
-    )
+    names = str(cfg["class-names"]).split(",") if cfg["class-names"] else [str(i) for i in range(k)]
     privacy = privacy_block(cfg, reports, flower_accountant)
     privacy["class_proportions"] = {
         "mechanism": "uniform",
@@ -194,16 +190,13 @@ def write_run(
     rounds = int(cfg["num-server-rounds"])
     up = sum(r["bytes_up"] for r in reports)
     down = sum(r["bytes_down"] for r in reports)
-    card = {
-        "format": FORMAT,
-        "run_id": uuid.uuid4().hex[:12],
-        "status": "complete",
-        "method": synth.name,
-        "private": privacy["epsilon"] != INFINITY,
-        "config": synth.config_dict(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "privacy": privacy,
-        "data": {
+    card = Card.new(
+        synth.name,
+        status="complete",
+        private=privacy["epsilon"] != INFINITY,
+        config=synth.config_dict(),
+        privacy=privacy,
+        data={
             "name": str(cfg["data"]),
             "image_shape": list(synth.image_shape),
             "classes": names,
@@ -212,7 +205,7 @@ def write_run(
             "split_seed": int(cfg["split-seed"]),
             "fingerprint": None,
         },
-        "federated": {
+        federated={
             "owners_reporting": len(reports),
             "rounds": rounds,
             "local_steps": int(cfg["local-steps"]),
@@ -225,14 +218,13 @@ def write_run(
             "bytes_note": "payload bytes of Flower records counted by each owner's "
             "traffic mod (no transport framing)",
         },
-        "train": {
+        train={
             "wall_seconds": round(wall, 2),
             "steps": rounds * int(cfg["local-steps"]),
         },
-    }
-    save_weights(
-        out / WEIGHTS, synth.state_dict(), {"method": synth.name, "run_id": card["run_id"]}
     )
-    write_card(out, card)
+    writer = RunWriter(out, card)
+    writer.save_weights(synth.state_dict())
+    writer.write()
     write_json(out / "federation.json", {"run_config": cfg, "reports": reports})
-    return card
+    return card.to_json()

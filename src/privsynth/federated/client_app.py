@@ -13,7 +13,6 @@ Handlers (Flower's Message API):
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -99,6 +98,10 @@ def _state(ctx: Context) -> ConfigRecord:
 @app.train(mods=[secure_mod])
 def train(msg: Message, context: Context) -> Message:
     cfg, node = resolve(context.run_config), dict(context.node_config)
+    from .oneshot import is_oneshot, owner_release  # fedmerf: one-shot release (dpmerf/dpkernel)
+
+    if is_oneshot(str(cfg["method"])):
+        return owner_release(msg, context)
     synth = task.build_model(cfg)
     keys = task.array_keys(synth)
     legacy = "fitins.parameters" in msg.content.array_records  # SecAgg+ workflow (legacy records)
@@ -115,14 +118,13 @@ def train(msg: Message, context: Context) -> Message:
     st = _state(context)
     history = AccountantState.from_json(json.loads(st["history"])) if "history" in st else None
     pid = int(node.get("partition-id", 0))
-    _maybe_drop(cfg, pid, server_round)
     res = task.local_train(
         synth,
         data,
         cfg,
         history,
         seed=int(cfg["seed"]) + 1000 * pid + server_round,
-        sigma=float(st.get("noise-multiplier", cfg["noise-multiplier"])) or None,
+        sigma=float(st.get("noise-multiplier", 0.0)) or None,  # calibrated in an earlier round
     )
     if res.accountant is not None:
         st["history"] = json.dumps(res.accountant.to_json())
@@ -228,12 +230,6 @@ def _clipped_delta_payload(
 
 def _secret_path(node: dict, cfg: dict) -> str:
     return str(node.get("ckks-secret", cfg["ckks-secret"]))
-
-
-def _maybe_drop(cfg: dict, pid: int, server_round: int) -> None:
-    """Test hook: the owner ``drop-partition`` crashes (its process exits) in ``drop-round``."""
-    if int(cfg.get("drop-partition", -1)) == pid and int(cfg.get("drop-round", 1)) == server_round:
-        os._exit(17)
 
 
 def _book_ledger(node: dict, data, run_id: int, res: task.LocalResult, method: str) -> None:

@@ -33,6 +33,9 @@ CHUNK = 65536  # values per serialized ciphertext vector (keeps messages bounded
 
 
 def _ts():
+    from . import require
+
+    require("tenseal", "CKKS encrypted aggregation")
     import tenseal as ts
 
     return ts

@@ -38,8 +38,14 @@ def _toml_value(v) -> str:
     return json.dumps(str(v))
 
 
-def write_app(folder: Path, run_config: dict) -> Path:
+CLIENT_APP = "privsynth.federated.client_app:app"
+
+
+def write_app(folder: Path, run_config: dict, client_app: str = CLIENT_APP) -> Path:
     """A minimal Flower app folder: pyproject with the components and this run's config.
+
+    ``client_app``: the ClientApp component (module:attribute) the SuperNodes run; tests name one
+    that wraps privsynth's with an injected fault (an owner that crashes mid-round).
 
     The code is not copied: the SuperLink's ServerApp and the SuperNodes' ClientApps import the
     installed ``privsynth`` package (see docs/federated.md for a real deployment).
@@ -60,7 +66,7 @@ def write_app(folder: Path, run_config: dict) -> Path:
         "",
         "[tool.flwr.app.components]",
         'serverapp = "privsynth.federated.server_app:app"',
-        'clientapp = "privsynth.federated.client_app:app"',
+        f'clientapp = "{client_app}"',
         "",
         "[tool.flwr.app.config]",
     ]

@@ -14,9 +14,11 @@ the quantisation error, scaled back up, breaks the clip bound the accountant rel
 from __future__ import annotations
 
 import importlib.util
+import json
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+from ..privacy.accounting import PrivacySpec
 
 DEFAULTS: dict[str, Any] = {
     "method": "dpgan",
@@ -59,6 +61,35 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# The owners' sample-level privacy travels as one JSON value, ``privacy``: a `PrivacySpec`
+# (``PrivacySpec.to_json``) or ``null`` for no DP, read only by `privacy_spec`. `flwr run .` in the
+# repository reads pyproject's table, which still spells it as these five keys (0 = off/unset);
+# `privacy_spec` reads them only when ``privacy`` is absent, and `resolve` drops them when it is
+# present so that no second spelling travels beside it.
+PRIVACY_KEYS = ("epsilon", "delta", "clip", "accountant", "noise-multiplier")
+
+
+def privacy_run_config(spec: PrivacySpec | None) -> dict[str, str]:
+    """The run-config entry that carries ``spec`` (None = no sample-level DP)."""
+    return {"privacy": json.dumps(spec.to_json() if spec is not None else None)}
+
+
+def privacy_spec(cfg: Mapping[str, Any]) -> PrivacySpec | None:
+    """The owners' sample-level DP-SGD spec from a run config; None = no DP."""
+    if "privacy" in cfg:
+        return PrivacySpec.from_json(json.loads(str(cfg["privacy"])))
+    eps, sigma = float(cfg["epsilon"]), float(cfg["noise-multiplier"])
+    if eps <= 0 and sigma <= 0:
+        return None
+    return PrivacySpec(
+        epsilon=eps if eps > 0 else None,
+        delta=float(cfg["delta"]) or None,
+        noise_multiplier=sigma if sigma > 0 else None,
+        max_grad_norm=float(cfg["clip"]),
+        accountant=str(cfg["accountant"]),
+    )
+
+
 def client_dp(cfg: Mapping[str, Any]) -> bool:
     """Client-level DP is on (server-side Gaussian noise on clipped owner updates)."""
     return float(cfg.get("client-noise", DEFAULTS["client-noise"])) > 0
@@ -73,6 +104,9 @@ def aggregation_weight(cfg: Mapping[str, Any], num_examples: int) -> int:
 def resolve(run_config: Mapping[str, Any]) -> dict[str, Any]:
     """:data:`DEFAULTS` overlaid with ``run_config``, plus the derived values."""
     cfg = {**DEFAULTS, **dict(run_config)}
+    if "privacy" in run_config:
+        for key in PRIVACY_KEYS:
+            cfg.pop(key, None)
     if client_dp(cfg):
         cfg["max-weight"] = 1.0  # = the largest weight aggregation_weight gives
     return cfg
@@ -80,9 +114,9 @@ def resolve(run_config: Mapping[str, Any]) -> dict[str, Any]:
 
 def require_dp_accounting() -> None:
     """Flower's ``RdpAccountant`` (plain aggregation with client-level DP) needs ``dp-accounting``,
-    a privsynth dependency through ``flwr[dp]``: say so in one line if it is missing."""
+    which the federated extra brings through ``flwr[dp]``: say so in one line if it is missing."""
     if importlib.util.find_spec("dp_accounting") is None:
         raise ConfigError(
             "client-level DP accounting needs the package dp-accounting (Flower's [dp] extra); "
-            "reinstall privsynth with its dependencies (pip install -e .) or pip install 'flwr[dp]'"
+            "install the federated extra: pip install 'privsynth[federated]'"
         )

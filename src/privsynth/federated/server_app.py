@@ -44,6 +44,10 @@ def main(grid: Grid, context: Context) -> None:
 def run_federation(grid: Grid, context: Context) -> dict:
     """Train ``num-server-rounds`` rounds; write the run folder ``out-dir``; return its card."""
     cfg = resolve(context.run_config)
+    from .oneshot import is_oneshot, run_release  # fedmerf: one-shot release (dpmerf/dpkernel)
+
+    if is_oneshot(str(cfg["method"])):
+        return run_release(grid, context)
     t0 = time.time()
     synth = task.build_model(cfg)
     keys = task.array_keys(synth)

@@ -1,15 +1,11 @@
 """Model, data and local training of one data owner (Flower's ``task.py``).
 
-What is federated:
-
-* ``dpgan``/``gan``: the conditional GAN's generator G and discriminator D. Each round, every
-  sampled owner starts from the global (G, D), runs ``local-steps`` discriminator steps with DP-SGD
-  (Opacus: Poisson sampling, per-sample clipping, Gaussian noise) on *its own* images, and a
-  generator step every ``n_d`` D-steps against its local D. G only ever sees D's outputs on fake
-  images, so G's update is post-processing of the owner's DP discriminator and spends no privacy.
-* ``dpvae``/``vae``: the conditional VAE (encoder + decoder); ``local-steps`` DP-SGD steps on the
-  whole model, since both halves read the private images.
-
+What is federated: every method whose class says ``federable`` (``models/base.Method``). Each
+round, every sampled owner starts from the global weights of the method's
+``federated_modules()`` and runs ``local-steps`` DP-SGD steps on *its own* images through the one
+DP-SGD engine (``models/engine.DPSGD``: Opacus' Poisson sampling, per-sample clipping, Gaussian
+noise), with the method's own post-processing after each step (the GAN's generator step against
+its local discriminator: post-processing of the owner's DP discriminator, no privacy spent).
 The updated weights go back to the server and are averaged (FedAvg).
 
 Each owner's accountant history lives in its own process across rounds; the noise multiplier is
@@ -20,62 +16,48 @@ owner's epsilon after the last round is at most the target, whatever subset of r
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from ..data import DataSource, ImageDataset, load_dataset, split, to_unit_range
+from ..data import DataSource, ImageDataset, load_dataset, split
 from ..errors import ConfigError
-from ..models.base import infinite
-from ..models.gan import GANSynthesizer
-from ..models.registry import create
-from ..models.vae import VAESynthesizer
-from ..privacy import dpsgd
-from ..privacy.accounting import AccountantState, PrivacySpec
+from ..models.base import Method
+from ..models.engine import DPSGD
+from ..models.registry import create, federable, method_class
+from ..privacy.accounting import AccountantState
 from .partition import partition
-
-FEDERATED_METHODS = ("dpgan", "gan", "dpvae", "vae")
-Synth = GANSynthesizer | VAESynthesizer
+from .runconfig import privacy_spec
 
 
 # --- model <-> arrays ----------------------------------------------------------------------------
-def build_model(cfg: dict[str, Any]) -> Synth:
+def build_model(cfg: dict[str, Any]) -> Method:
     """The method named in the run config, sized from the image shape it carries."""
     method = str(cfg["method"])
-    if method not in FEDERATED_METHODS:
-        raise ConfigError(
-            f"method '{method}' cannot be federated yet; choose one of {FEDERATED_METHODS}"
-        )
+    if not method_class(method).federable:
+        raise ConfigError(f"method '{method}' cannot be federated yet; choose one of {federable()}")
     shape = (int(cfg["image-channels"]), int(cfg["image-size"]), int(cfg["image-size"]))
     model_config = json.loads(str(cfg["model-config"]) or "{}")
     torch.manual_seed(int(cfg["seed"]))
     return create(
-        method,
-        shape,
-        int(cfg["num-classes"]),
-        model_config,
-        private=float(cfg["epsilon"]) > 0,
+        method, shape, int(cfg["num-classes"]), model_config, private=privacy_spec(cfg) is not None
     )
 
 
-def _parts(synth: Synth) -> dict[str, torch.nn.Module]:
-    """The modules whose weights travel, by key prefix."""
-    if isinstance(synth, VAESynthesizer):
-        return {"m": synth.model}
-    return {"g": synth.generator, "d": synth.discriminator}
-
-
-def array_keys(synth: Synth) -> list[str]:
+def array_keys(synth: Method) -> list[str]:
     """Float tensors of every travelling module in a fixed order (integer counters not averaged)."""
-    return [f"{part}.{k}" for part, module in _parts(synth).items()
-            for k, v in module.state_dict().items() if v.is_floating_point()]
+    return [
+        f"{part}.{k}"
+        for part, module in synth.federated_modules().items()
+        for k, v in module.state_dict().items()
+        if v.is_floating_point()
+    ]
 
 
-def get_arrays(synth: Synth) -> dict[str, np.ndarray]:
-    states = {part: module.state_dict() for part, module in _parts(synth).items()}
+def get_arrays(synth: Method) -> dict[str, np.ndarray]:
+    states = {part: module.state_dict() for part, module in synth.federated_modules().items()}
     out = {}
     for key in array_keys(synth):
         part, name = key.split(".", 1)
@@ -83,14 +65,14 @@ def get_arrays(synth: Synth) -> dict[str, np.ndarray]:
     return out
 
 
-def set_arrays(synth: Synth, arrays: dict[str, np.ndarray]) -> None:
+def set_arrays(synth: Method, arrays: dict[str, np.ndarray]) -> None:
     missing = set(array_keys(synth)) - set(arrays)
     if missing:
         raise ConfigError(
             f"global model lacks {sorted(missing)[:3]}...; server and owners must "
             "run the same method, model-config and image shape"
         )
-    for part, module in _parts(synth).items():
+    for part, module in synth.federated_modules().items():
         state = module.state_dict()
         for name in state:
             key = f"{part}.{name}"
@@ -99,14 +81,9 @@ def set_arrays(synth: Synth, arrays: dict[str, np.ndarray]) -> None:
         module.load_state_dict(state)
 
 
-def finalize(synth: Synth) -> Synth:
-    """The released sampler is the global model (set as the EMA slot the run folder saves)."""
-    if isinstance(synth, VAESynthesizer):
-        synth.ema.load_state_dict(synth.model.state_dict())
-        synth.ema.eval()
-        return synth
-    synth.g_ema.load_state_dict(synth.generator.state_dict())
-    synth.g_ema.eval()
+def finalize(synth: Method) -> Method:
+    """The released sampler is the global model (e.g. set as the EMA slot the run folder saves)."""
+    synth.after_federation()
     return synth
 
 
@@ -155,88 +132,34 @@ class LocalResult:
     noise_multiplier: float
     sample_rate: float
     # losses on private batches are not DP: for the owner's own eyes, never sent to the server
-    d_loss: float  # the private module's loss (D for the GAN, the ELBO for the VAE)
-    g_loss: float  # the generator's loss (NaN for the VAE)
-
-
-def privacy_spec(cfg: dict[str, Any]) -> PrivacySpec | None:
-    eps = float(cfg["epsilon"])
-    if eps <= 0:
-        return None
-    delta = float(cfg["delta"]) or None
-    return PrivacySpec(
-        epsilon=eps,
-        delta=delta,
-        max_grad_norm=float(cfg["clip"]),
-        accountant=str(cfg["accountant"]),
-    )
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def local_train(
-    synth: Synth,
+    synth: Method,
     data: ImageDataset,
     cfg: dict[str, Any],
     history: AccountantState | None,
     seed: int,
     sigma: float | None = None,
 ) -> LocalResult:
-    """``local-steps`` DP-SGD steps (plain SGD if the run is not private) on this owner's data:
-    D-steps + G-steps for the GAN, ELBO steps for the VAE.
+    """``local-steps`` DP-SGD steps (plain SGD if the run is not private) on this owner's data,
+    through the one engine, planned over the whole federation (rounds x local-steps).
 
     ``sigma``: the noise multiplier this owner calibrated in an earlier round (the plan is the
     same every round; calibrating once saves the accountant's bisection).
     """
-    steps = int(cfg["local-steps"])
-    rounds = int(cfg["num-server-rounds"])
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)  # non-private loader only; DP batches use OS entropy
-    dataset = TensorDataset(
-        torch.from_numpy(to_unit_range(data.images)), torch.from_numpy(data.labels)
-    )
-    n = len(dataset)
-    batch = min(synth.config.batch_size, n)
-    is_vae = isinstance(synth, VAESynthesizer)
-    if is_vae:  # encoder and decoder both read the images: the whole model is the private one
-        private_module = synth.model.train()
-        opt = torch.optim.Adam(private_module.parameters(), lr=synth.config.lr)
-    else:  # only D reads the images; G is post-processing of D
-        G, private_module = synth.generator.train(), synth.discriminator.train()
-        opt_g = torch.optim.Adam(G.parameters(), lr=synth.config.lr_g, betas=(0.5, 0.999))
-        opt = torch.optim.Adam(private_module.parameters(), lr=synth.config.lr_d,
-                               betas=(0.5, 0.999))
+    steps, rounds = int(cfg["local-steps"]), int(cfg["num-server-rounds"])
     spec = privacy_spec(cfg) if synth.private else None
-    engine, plan = None, None
-    if spec is not None:
-        if sigma:
-            spec.noise_multiplier = sigma  # same (epsilon, delta, q, steps) -> same sigma
-        plan = dpsgd.plan(spec, n, batch, rounds * steps)
-        plan.target_epsilon = float(cfg["epsilon"])
-        trained, opt, loader, engine = dpsgd.make_private(
-            private_module, opt, dataset, plan, spec, history, generator=gen
-        )
-    else:
-        trained = private_module
-        loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, generator=gen)
-    batches = infinite(loader)
-    d_loss = g_loss = float("nan")
-    for step in range(steps):
-        xr, yr = next(batches)
-        if is_vae:
-            opt.zero_grad(set_to_none=True)
-            loss = trained(xr, yr).mean()  # an empty Poisson batch still books its noise
-            loss.backward()
-            opt.step()
-            d_loss = loss.item() if len(xr) else d_loss
-            continue
-        d_loss = synth._d_step(G, trained, opt, xr, yr, batch, torch.device("cpu"))
-        if (step + 1) % synth.config.n_d == 0 or step + 1 == steps:
-            g_loss = synth._g_step(G, trained, opt_g, batch, torch.device("cpu"))
-    acc, eps, delta = None, 0.0, 0.0
-    if engine is not None:
-        acc = dpsgd.accountant_state(engine, spec.accountant)
-        delta = spec.resolved_delta(n)
-        eps = acc.epsilon(delta)
-        trained._close()
+    run = DPSGD(
+        synth, data, spec, seed=seed, planned_steps=rounds * steps, history=history, sigma=sigma
+    )
+    metrics = run.run(steps)
+    acc = run.close()
+    n = run.n_private
+    delta = spec.resolved_delta(n) if spec is not None else 0.0
+    eps = acc.epsilon(delta) if acc is not None else 0.0
+    plan = run.plan
     return LocalResult(
         get_arrays(synth),
         n,
@@ -245,6 +168,5 @@ def local_train(
         delta,
         plan.noise_multiplier if plan else 0.0,
         plan.sample_rate if plan else 0.0,
-        d_loss,
-        g_loss,
+        metrics,
     )

@@ -1,20 +1,21 @@
-"""The one interface every method trains through.
+"""The one interface every method trains through: the `Method` base class.
 
 A method is a class registered in ``registry.METHODS``. It is built from the data's shape and a
-config dict, trains with ``fit(data, ctx)`` and draws images with ``sample(n, labels)``. The run
-folder (``privsynth.run``) saves ``state_dict()`` as safetensors and the config in ``card.json``,
-so every method returns the same checkpoint.
+config dict, trains with ``fit(data, ctx)`` (DP-SGD methods through ``models/engine.py``) and draws
+images with ``sample(n, labels)``. The run folder (``privsynth.run``) saves ``state_dict()`` as
+safetensors and the config in ``card.json``, so every method returns the same checkpoint.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Protocol, runtime_checkable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
-from ..data import ImageDataset
+from ..data import ImageDataset, from_unit_range
 from ..errors import ConfigError
 from ..privacy import AccountantState, DPPlan, PrivacySpec
 
@@ -47,21 +48,164 @@ class FitResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-@runtime_checkable
-class Synthesizer(Protocol):
-    name: str
-    private: bool
+class Method:
+    """A generative method: its facts on the class, its work in a few declared hooks.
 
-    def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult: ...
+    Facts (class attributes, read by the registry, the trainer, the sweep and federation):
 
-    def sample(self, n: int, labels: np.ndarray | None = None,
-               seed: int | None = None) -> np.ndarray:
+    - ``name``: the registry name of the private method; ``twin``: its non-private twin (the same
+      model trained without DP), or None.
+    - ``config_class``: the config dataclass (defaults that run; ``--set key=value`` overrides).
+    - ``kind``: ``"dp-sgd"`` (a network reads the private data, trained by the one DP-SGD loop in
+      ``models/engine.py``), ``"one-shot"`` (one noisy release of a statistic, then
+      post-processing: dpmerf, dpkernel) or ``"none"`` (never private; test doubles).
+    - ``mechanism``: the key of the card's mechanism description (``trainer.MECHANISMS``).
+    - ``federable``: whether ``privsynth federate`` can train it; a DP-SGD method federates its
+      ``federated_modules()`` by weight averaging, a one-shot method by summing owners' releases
+      (``federates_by = "release-sum"``: each owner's share of the noisy statistic, summed under
+      secure aggregation; the hook is the method's own ``release``).
+
+    Hooks of a DP-SGD method (``models/engine.py`` calls them; nothing else writes a DP loop):
+    ``private_module()`` (the one network that reads private images), ``private_optimizer``,
+    ``private_loss(module, x, y)`` (mean over rows of per-example losses), ``after_step``
+    (post-processing after each private step: a generator step, the EMA), ``train_state`` /
+    ``load_train_state`` (what a checkpoint keeps besides the private module and optimizer).
+    Every method: ``released_modules()`` (what the run folder saves and sampling reads),
+    ``draw(y, generator)`` (images in -1..1 for labels ``y``; the shared ``sample`` batches it),
+    and optionally ``membership_scores`` (white-box scores for the privacy evaluation).
+    """
+
+    name: ClassVar[str] = ""
+    twin: ClassVar[str | None] = None
+    config_class: ClassVar[type] = type(None)
+    kind: ClassVar[str] = "dp-sgd"
+    mechanism: ClassVar[str] = "dp-sgd"
+    federable: ClassVar[bool] = False
+    federates_by: ClassVar[str] = "weights"  # or "release-sum" (one-shot methods)
+    square: ClassVar[bool] = True  # the networks need square images
+    sample_batch: ClassVar[int] = 1024
+    # dpsgd.backward's chunk (examples per forward/backward); None = its default. A loss that
+    # adds rows of its own per batch (a GAN's fakes) takes the batch whole.
+    backward_chunk: ClassVar[float | None] = None
+    multiplicity: int = 1  # rows per private image in private_loss (diffusion's noise levels)
+    loss_name: ClassVar[str] = "loss"  # the private loss' name in the card's train.metrics
+    step_name: ClassVar[str] = "steps"  # what the progress line counts
+
+    def __init__(
+        self,
+        image_shape,
+        num_classes,
+        config=None,
+        private: bool | None = None,
+        name: str | None = None,
+    ):
+        self.name = name or self.name
+        self.private = (self.kind != "none") if private is None else private
+        self.image_shape, self.num_classes = tuple(image_shape), num_classes
+        self.config = build_config(self.config_class, config)
+        c, h, w = self.image_shape
+        if self.square and h != w:
+            raise ConfigError(
+                f"images are {h}x{w}; {self.name} needs square images, pass --image-size"
+            )
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    # --- training -----------------------------------------------------------------------------
+    def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
+        """DP-SGD methods train through the one engine; one-shot methods override this."""
+        from .engine import fit
+
+        return fit(self, data, ctx)
+
+    def total_steps(self, n_private: int) -> int:
+        """Private steps of a whole run: ``epochs`` expected passes at the Poisson rate q."""
+        from ..privacy.dpsgd import sample_rate
+
+        return max(
+            1, int(round(self.config.epochs / sample_rate(n_private, self.config.batch_size)))
+        )
+
+    def check_privacy(self, spec: PrivacySpec) -> None:
+        """Refuse a privacy setting this method cannot train under (one line naming the fix)."""
+
+    def private_module(self) -> nn.Module:
+        raise NotImplementedError(f"{type(self).__name__} is not a DP-SGD method")
+
+    def private_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam(module.parameters(), lr=self.config.lr)
+
+    def private_loss(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean over ``len(x) * multiplicity`` rows (image-major); x in -1..1."""
+        return module(x, y).mean()
+
+    def public_modules(self) -> list[nn.Module]:
+        """Networks trained only on released values (a GAN's generator)."""
+        return []
+
+    def after_step(self, step: int, last: bool, private: nn.Module) -> dict[str, float]:
+        """Post-processing after private step ``step`` (``last``: the segment's final step)."""
+        return {}
+
+    def train_state(self) -> dict:
+        return {}
+
+    def load_train_state(self, state: dict) -> None:
+        pass
+
+    # --- federation (federated/task.py) -------------------------------------------------------
+    def federated_modules(self) -> dict[str, nn.Module]:
+        """The modules whose weights travel each round, by key prefix."""
+        raise NotImplementedError(f"{self.name} does not federate by weights")
+
+    def after_federation(self) -> None:
+        """The global model becomes what is released (e.g. copied into the EMA slot)."""
+
+    # --- what is released ---------------------------------------------------------------------
+    def released_modules(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {
+            f"{prefix}.{k}": v.detach().cpu()
+            for prefix, module in self.released_modules().items()
+            for k, v in module.state_dict().items()
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for prefix, module in self.released_modules().items():
+            module.load_state_dict(
+                {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            )
+
+    def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Images in -1..1 (N x C x H x W) for the labels ``y`` (on the sampling device)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, labels: np.ndarray | None = None, seed: int | None = None
+    ) -> np.ndarray:
         """``n`` uint8 images N x C x H x W for the given class labels (0..K-1)."""
-        ...
+        g = torch.Generator().manual_seed(0 if seed is None else seed)
+        labels = (
+            torch.randint(0, self.num_classes, (n,), generator=g)
+            if labels is None
+            else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        )
+        device = next(p.device for m in self.released_modules().values() for p in m.parameters())
+        out = [np.zeros((0, *self.image_shape), np.uint8)]
+        for y in labels.split(self.sample_batch):
+            out.append(from_unit_range(self.draw(y.to(device), g).cpu().numpy()))
+        return np.concatenate(out)
 
-    def state_dict(self) -> dict[str, torch.Tensor]: ...
+    def membership_scores(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+        """White-box membership scores (higher = "looks like training data"), or None."""
+        return None
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+Synthesizer = Method  # the name the rest of the code and the docs use
 
 
 def build_config(cls: type, overrides: dict[str, Any] | None) -> Any:
@@ -92,8 +236,10 @@ def _check_type(key: str, value: Any, default: Any) -> None:
     else:
         return
     if not ok:
-        raise ConfigError(f"option {key}={value!r} must be {kind} (default {default!r}); "
-                          f"e.g. --set {key}={default!r}")
+        raise ConfigError(
+            f"option {key}={value!r} must be {kind} (default {default!r}); "
+            f"e.g. --set {key}={default!r}"
+        )
 
 
 def infinite(loader):

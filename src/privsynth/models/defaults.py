@@ -38,11 +38,11 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
     "dpmerf": {"small": {"steps": 2000}, "large": {"steps": 4000}},
     "dpkernel": {"small": {"steps": 2000}, "large": {"steps": 4000}},
 }
-TWINS = {"dpgan": "gan", "dpvae": "vae", "dpdiffusion": "diffusion"}
 
 
 def recommended_config(method: str, n_train: int) -> dict:
     """Defaults for ``method`` (private name or its non-private twin) on ``n_train`` images."""
-    base = {v: k for k, v in TWINS.items()}.get(method, method)
-    table = _DEFAULTS.get(base, {})
+    from .registry import private_name
+
+    table = _DEFAULTS.get(private_name(method), {})
     return dict(table.get("small" if n_train < SMALL else "large", {}))

@@ -6,7 +6,7 @@
 - DP-SGD on the whole network (it reads private images) via Opacus, with *noise multiplicity*:
   each private image is noised at K independent noise levels inside one forward pass and its
   per-sample loss is the mean over its K copies; Opacus' per-row gradients are averaged per image
-  (``sgd_loop.merge_grad_samples``) before clipping, so one image still moves the update by at most
+  (``engine.merge_grad_samples``) before clipping, so one image still moves the update by at most
   C. More noise draws per image lower the variance of the gradient at no privacy cost.
 - Noise levels ln(sigma) ~ N(p_mean, p_std^2), the EDM/DPDM MNIST setting (p_mean -1.2, p_std 1.2
   in nv-tlabs/DPDM configs/mnist_28/train_eps_*.yaml); large expected batches; EMA weights.
@@ -20,18 +20,16 @@ Released weights: the EMA denoiser. Unit of privacy: one training image with its
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import ImageDataset, from_unit_range
 from ..errors import ConfigError
-from .base import FitResult, TrainContext, build_config
+from .base import Method
+from .engine import ema_copy, update_ema
 from .generator import halvings
-from .sgd_loop import ema_copy, fit_dpsgd
 
 SIGMA_DATA = 0.5
 
@@ -145,32 +143,48 @@ class DiffusionConfig:
     rho: float = 7.0
 
 
-class DiffusionSynthesizer:
+class DiffusionSynthesizer(Method):
     """``dpdiffusion`` (DPDM: DP-SGD + noise multiplicity) and ``diffusion`` (no privacy)."""
 
-    def __init__(self, image_shape, num_classes, config=None, private=True, name="dpdiffusion"):
-        self.name, self.private = name, private
-        self.image_shape, self.num_classes = tuple(image_shape), num_classes
-        self.config = build_config(DiffusionConfig, config)
-        c, h, w = self.image_shape
-        if h != w:
-            raise ConfigError(f"images are {h}x{w}; the diffusion U-Net needs square images, "
-                              "pass --image-size")
+    name, twin, config_class = "dpdiffusion", "diffusion", DiffusionConfig
+    federable = True
+    sample_batch = 512
+
+    def __init__(self, image_shape, num_classes, config=None, private=None, name=None):
+        super().__init__(image_shape, num_classes, config, private, name)
+        c, h, _ = self.image_shape
         cfg = self.config
         if cfg.multiplicity < 1 or cfg.sample_steps < 1:
             raise ConfigError("multiplicity and sample_steps must be >= 1")
+        self.multiplicity = cfg.multiplicity
         self.model = Denoiser(c, h, num_classes, cfg.width, cfg.multiplicity, cfg.p_mean,
                               cfg.p_std, cfg.p_uncond)
         self.ema = ema_copy(self.model)
 
-    def config_dict(self) -> dict:
-        return asdict(self.config)
+    # --- DP-SGD hooks: the whole denoiser reads private images --------------------------------
+    def check_privacy(self, spec) -> None:
+        if self.multiplicity > 1 and spec.grad_sample_mode == "ew":
+            raise ConfigError("noise multiplicity needs per-layer grad samples; use "
+                              "--grad-sample-mode hooks or functorch (or --set multiplicity=1)")
 
-    def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
-        cfg = self.config
-        return fit_dpsgd(self.model, self.ema, lambda m, x, y: m(x, y).mean(), data, ctx,
-                         batch_size=cfg.batch_size, epochs=cfg.epochs, lr=cfg.lr,
-                         ema_decay=cfg.ema, name=self.name, multiplicity=cfg.multiplicity)
+    def private_module(self) -> nn.Module:
+        return self.model
+
+    def after_step(self, step: int, last: bool, private: nn.Module) -> dict[str, float]:
+        update_ema(self.model, self.ema, self.config.ema, step)
+        return {}
+
+    def train_state(self) -> dict:
+        return {"ema": self.ema.state_dict()}
+
+    def load_train_state(self, state: dict) -> None:
+        self.ema.load_state_dict(state["ema"])
+
+    def federated_modules(self) -> dict[str, nn.Module]:
+        return {"m": self.model}
+
+    def after_federation(self) -> None:
+        self.ema.load_state_dict(self.model.state_dict())
 
     # --- sampling -----------------------------------------------------------------------------
     def sigmas(self) -> torch.Tensor:
@@ -190,29 +204,15 @@ class DiffusionSynthesizer:
         cond, uncond = both.chunk(2)
         return (1 + w) * cond - w * uncond
 
-    @torch.no_grad()
-    def sample(self, n: int, labels: np.ndarray | None = None,
-               seed: int | None = None) -> np.ndarray:
-        g = torch.Generator().manual_seed(0 if seed is None else seed)
-        labels = (torch.randint(0, self.num_classes, (n,), generator=g) if labels is None
-                  else torch.as_tensor(np.asarray(labels), dtype=torch.long))
-        device = next(self.ema.parameters()).device
+    def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         sig = self.sigmas().tolist()
-        out = [np.zeros((0, *self.image_shape), np.uint8)]
-        for y in labels.split(512):
-            y = y.to(device)
-            x = (torch.randn(len(y), *self.image_shape, generator=g) * sig[0]).to(device)
-            # DDIM = Euler on the probability-flow ODE
-            for s, s_next in zip(sig[:-1], sig[1:], strict=True):
-                d = (x - self._guided(x, s, y)) / s
-                x = x + (s_next - s) * d
-            out.append(from_unit_range(x.clamp(-1, 1).cpu().numpy()))
-        return np.concatenate(out)
+        x = (torch.randn(len(y), *self.image_shape, generator=generator) * sig[0]).to(y.device)
+        # DDIM = Euler on the probability-flow ODE
+        for s, s_next in zip(sig[:-1], sig[1:], strict=True):
+            d = (x - self._guided(x, s, y)) / s
+            x = x + (s_next - s) * d
+        return x.clamp(-1, 1)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def released_modules(self) -> dict[str, nn.Module]:
         """The released weights: the EMA denoiser."""
-        return {f"ema.{k}": v.detach().cpu() for k, v in self.ema.state_dict().items()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.ema.load_state_dict({k[len("ema."):]: v for k, v in state.items()
-                                  if k.startswith("ema.")})
+        return {"ema": self.ema}

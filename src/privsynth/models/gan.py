@@ -8,23 +8,20 @@ model, which spends no extra privacy. Unit of privacy: one training image togeth
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..data import ImageDataset, from_unit_range, to_unit_range
+from ..data import to_unit_range
 from ..errors import ConfigError
 from ..privacy import dpsgd
-from ..privacy.accounting import AccountantState
-from .base import FitResult, TrainContext, build_config, infinite
+from .base import Method
+from .engine import ema_copy, update_ema
 from .generator import Generator, check_generator_weights, halvings
-from .progress import progress_bar
 
 
 class Discriminator(nn.Module):
@@ -105,177 +102,120 @@ def g_loss_fn(kind: str, logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # non-saturating
 
 
-class GANSynthesizer:
+class GANSynthesizer(Method):
     """``dpgan`` (DP-SGD on the discriminator) and ``gan`` (the same model, no privacy)."""
 
-    def __init__(self, image_shape, num_classes, config=None, private=True, name="dpgan"):
-        self.name, self.private = name, private
-        self.image_shape, self.num_classes = tuple(image_shape), num_classes
-        self.config = build_config(GANConfig, config)
-        c, h, w = self.image_shape
-        if h != w:
-            raise ConfigError(f"images are {h}x{w}; the GAN needs square images, pass --image-size")
+    name, twin, config_class = "dpgan", "gan", GANConfig
+    federable = True
+    backward_chunk = math.inf  # the loss adds its own fake rows: one forward per batch
+    loss_name, step_name = "d_loss", "D-steps"
+
+    def __init__(self, image_shape, num_classes, config=None, private=None, name=None):
+        super().__init__(image_shape, num_classes, config, private, name)
+        c, h, _ = self.image_shape
         cfg = self.config
         # g_width counts channels at full resolution; they double at each lower one.
         self.generator = Generator(c, h, num_classes, cfg.g_width << halvings(h), cfg.z_dim)
         self.discriminator = Discriminator(c, h, num_classes, cfg.width)
-        self.g_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.g_ema = ema_copy(self.generator)
         self.has_discriminator = False  # True once trained or loaded: white-box scores need it
+        self.opt_g: torch.optim.Optimizer | None = None
+        self.g_loss = float("nan")
 
-    def config_dict(self) -> dict:
-        return asdict(self.config)
+    # --- DP-SGD hooks (models/engine.py runs the loop) --------------------------------------
+    def total_steps(self, n_private: int) -> int:
+        return self.config.d_steps(n_private)
 
-    # --- training ---------------------------------------------------------------------------
-    def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
-        cfg, device = self.config, torch.device(ctx.device)
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        x = torch.from_numpy(to_unit_range(data.images))
-        y = torch.from_numpy(data.labels)
-        dataset = dpsgd.TensorBatches(x, y)
-        n = len(dataset)
-        if cfg.batch_size > n:
-            raise ConfigError(f"batch size {cfg.batch_size} exceeds the {n} training images; "
-                              "lower --batch-size")
-        total = cfg.d_steps(n)
-        G, D = self.generator.to(device), self.discriminator.to(device)
-        G_ema = self.g_ema.to(device)
-        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
-        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
-        start = 0
-        resume = ctx.resume
-        if resume is not None:
-            check_generator_weights(resume["generator"], "")
-            G.load_state_dict(resume["generator"])
-            G_ema.load_state_dict(resume["g_ema"])
-            D.load_state_dict(resume["discriminator"])
-            opt_g.load_state_dict(resume["opt_g"])
-            opt_d.load_state_dict(resume["opt_d"])
-            start = int(resume["step"])
-            # Continue the seeded streams (latents, the non-private loader) where they stopped.
-            # A private run's batches and noise never come from these: make_private draws them
-            # from fresh OS-entropy generators, so nothing is replayed after a resume.
-            if "rng" in resume:
-                torch.set_rng_state(resume["rng"]["torch"])
-                gen.set_state(resume["rng"]["loader"])
-                if "cuda" in resume["rng"] and device.type == "cuda":
-                    torch.cuda.set_rng_state(resume["rng"]["cuda"], device)
-        plan, engine, acc_state = None, None, None
-        if ctx.privacy is not None:
-            if ctx.privacy.grad_sample_mode == "ew":
-                raise ConfigError("grad-sample mode 'ew' (expanded weights) cannot take the "
-                                  "discriminator's label input; use --grad-sample-mode hooks")
-            plan = dpsgd.plan(ctx.privacy, n, cfg.batch_size, total)
-            ctx.on_plan(plan)
-            acc_state = AccountantState.from_json(resume["accountant"]) if resume else None
-            D_train, opt_d, loader, engine = dpsgd.make_private(D, opt_d, dataset, plan,
-                                                                ctx.privacy, acc_state,
-                                                                generator=gen)
-        else:
-            D_train = D
-            loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                generator=gen, collate_fn=dpsgd.TensorBatches.collate)
-        dpsgd.share_across_processes(G)  # [speed, issue 14] multi-process runs; else a no-op
-        batches = infinite(loader)
+    def check_privacy(self, spec) -> None:
+        if spec.grad_sample_mode == "ew":
+            raise ConfigError("grad-sample mode 'ew' (expanded weights) cannot take the "
+                              "discriminator's label input; use --grad-sample-mode hooks")
 
-        def snapshot(step: int) -> None:
-            acc = dpsgd.accountant_state(engine, ctx.privacy.accountant) if engine else None
-            state = {"generator": G.state_dict(), "g_ema": G_ema.state_dict(),
-                     "discriminator": D.state_dict(), "opt_g": opt_g.state_dict(),
-                     "opt_d": opt_d.state_dict(), "step": step,
-                     "rng": {"torch": torch.get_rng_state(), "loader": gen.get_state(),
-                             **({"cuda": torch.cuda.get_rng_state(device)}
-                                if device.type == "cuda" else {})},
-                     "accountant": acc.to_json() if acc else None}
-            ctx.checkpoint(step, state, acc)
+    def private_module(self) -> nn.Module:
+        """Only D reads private images; G learns from D's outputs on fakes (post-processing)."""
+        return self.discriminator
 
-        bar = progress_bar(total, start, ctx, plan, desc=f"{self.name} D-steps")
-        d_loss = g_loss = float("nan")
-        for step in range(start, total):
-            xr, yr = next(batches)
-            xr, yr = xr.to(device), yr.to(device)
-            d_loss = self._d_step(G, D_train, opt_d, xr, yr, cfg.batch_size, device)
-            if (step + 1) % cfg.n_d == 0 or step + 1 == total:
-                g_loss = self._g_step(G, D_train, opt_g, cfg.batch_size, device)
-                self._update_ema(G, G_ema, cfg.ema)
-            bar.update(step + 1, d_loss=d_loss, g_loss=g_loss)
-            if (step + 1) % ctx.checkpoint_every == 0 and step + 1 < total:
-                snapshot(step + 1)
-        bar.close()
-        self.has_discriminator = True
-        snapshot(total)
-        acc = dpsgd.accountant_state(engine, ctx.privacy.accountant) if engine else None
-        if engine is not None:
-            D_train._close()  # remove Opacus hooks; self.discriminator is the bare module
-        return FitResult(total, plan, acc, {"d_loss": d_loss, "g_loss": g_loss})
+    def public_modules(self) -> list[nn.Module]:
+        return [self.generator]
 
-    def _d_step(self, G, D, opt_d, xr, yr, fake_n, device) -> float:
-        fake_n = dpsgd.per_process(fake_n)  # [speed, issue 14] this process' share of the fakes
+    def private_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        cfg = self.config
+        # the generator's optimizer lives as long as the discriminator's (one training segment)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g,
+                                      betas=(cfg.beta1, 0.999))
+        return torch.optim.Adam(module.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
+
+    def private_loss(self, D: nn.Module, xr: torch.Tensor, yr: torch.Tensor) -> torch.Tensor:
+        """One forward over real and fake rows: each real row gets its own clipped gradient. Fake
+        rows depend only on earlier (already private) steps, so the sensitivity to one real image
+        stays C; dpsgd.public_rows says how the fake rows are clipped (privacy/dpsgd.py)."""
+        device = xr.device
+        fake_n = dpsgd.per_process(self.config.batch_size)  # this process' share of the fakes
         with torch.no_grad():
             yf = torch.randint(0, self.num_classes, (fake_n,), device=device)
-            xf = G(torch.randn(fake_n, self.config.z_dim, device=device), yf)
-        # One forward over real and fake: each row gets its own clipped gradient. Fake rows depend
-        # only on earlier (already private) steps, so the sensitivity to one real image stays C.
-        # [speed, issue 14] dpsgd.public_rows: how the fake rows are clipped (privacy/dpsgd.py).
+            xf = self.generator(torch.randn(fake_n, self.config.z_dim, device=device), yf)
         with dpsgd.public_rows(D, len(xr)):
             logits = D(torch.cat([xr, xf]), torch.cat([yr, yf]))
-        target = torch.cat([torch.ones(len(xr), device=device), torch.zeros(fake_n, device=device)])
-        loss = d_loss_fn(self.config.loss, logits, target)
-        opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_d.step()
-        return loss.item()
+        target = torch.cat([torch.ones(len(xr), device=device),
+                            torch.zeros(fake_n, device=device)])
+        return d_loss_fn(self.config.loss, logits, target)
 
-    def _g_step(self, G, D, opt_g, n, device) -> float:
+    def after_step(self, step: int, last: bool, D: nn.Module) -> dict[str, float]:
+        """A generator step every ``n_d`` discriminator steps (and after the last), then EMA."""
+        self.has_discriminator = True
+        if (step + 1) % self.config.n_d == 0 or last:
+            self.g_loss = self._g_step(D)
+            update_ema(self.generator, self.g_ema, self.config.ema)
+        return {"g_loss": self.g_loss}
+
+    def _g_step(self, D: nn.Module) -> float:
+        G, cfg = self.generator, self.config
+        device = next(G.parameters()).device
         hooks = getattr(D, "disable_hooks", None)
         if hooks:  # no per-sample gradients for the discriminator during the generator's step
             D.disable_hooks()
         D.requires_grad_(False)
-        n = dpsgd.per_process(n)  # [speed, issue 14] this process' share of the fakes
+        n = dpsgd.per_process(cfg.batch_size)  # this process' share of the fakes
         y = torch.randint(0, self.num_classes, (n,), device=device)
-        logits = D(G(torch.randn(n, self.config.z_dim, device=device), y), y)
-        loss = g_loss_fn(self.config.loss, logits)
-        opt_g.zero_grad(set_to_none=True)
+        logits = D(G(torch.randn(n, cfg.z_dim, device=device), y), y)
+        loss = g_loss_fn(cfg.loss, logits)
+        self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        opt_g.step()
+        self.opt_g.step()
         D.requires_grad_(True)
         if hooks:
             D.enable_hooks()
         return loss.item()
 
-    @staticmethod
-    @torch.no_grad()
-    def _update_ema(G, G_ema, decay: float) -> None:
-        if decay <= 0:
-            G_ema.load_state_dict(G.state_dict())
-            return
-        ema_state, state = G_ema.state_dict().values(), G.state_dict().values()
-        for p_ema, p in zip(ema_state, state, strict=True):
-            if p.dtype.is_floating_point:
-                p_ema.mul_(decay).add_(p, alpha=1 - decay)
-            else:
-                p_ema.copy_(p)
+    def train_state(self) -> dict:
+        return {"generator": self.generator.state_dict(), "g_ema": self.g_ema.state_dict(),
+                "opt_g": self.opt_g.state_dict()}
+
+    def load_train_state(self, state: dict) -> None:
+        check_generator_weights(state["generator"], "")
+        self.generator.load_state_dict(state["generator"])
+        self.g_ema.load_state_dict(state["g_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+
+    # --- federation ---------------------------------------------------------------------------
+    def federated_modules(self) -> dict[str, nn.Module]:
+        return {"g": self.generator, "d": self.discriminator}
+
+    def after_federation(self) -> None:
+        self.g_ema.load_state_dict(self.generator.state_dict())
 
     # --- sampling and weights ---------------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, n: int, labels: np.ndarray | None = None,
-               seed: int | None = None) -> np.ndarray:
-        g = torch.Generator().manual_seed(0 if seed is None else seed)
-        labels = (torch.randint(0, self.num_classes, (n,), generator=g) if labels is None
-                  else torch.as_tensor(np.asarray(labels), dtype=torch.long))
-        device = next(self.g_ema.parameters()).device
-        out = []
-        for i in range(0, n, 1024):
-            y = labels[i:i + 1024]
-            z = torch.randn(len(y), self.config.z_dim, generator=g)
-            out.append(self.g_ema(z.to(device), y.to(device)).cpu().numpy())
-        return (from_unit_range(np.concatenate(out)) if out
-                else np.zeros((0, *self.image_shape), np.uint8))
+    def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        z = torch.randn(len(y), self.config.z_dim, generator=generator)
+        return self.g_ema(z.to(y.device), y)
+
+    def released_modules(self) -> dict[str, nn.Module]:
+        return {"g_ema": self.g_ema}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The EMA generator (all sampling needs) and the discriminator (trained with the same
         DP-SGD guarantee; kept so evaluation can run white-box membership scores)."""
-        out = {f"g_ema.{k}": v.detach().cpu() for k, v in self.g_ema.state_dict().items()}
+        out = super().state_dict()
         if self.has_discriminator:
             out.update({f"discriminator.{k}": v.detach().cpu()
                         for k, v in self.discriminator.state_dict().items()})
@@ -283,8 +223,7 @@ class GANSynthesizer:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         check_generator_weights(state, "g_ema.")
-        self.g_ema.load_state_dict({k[len("g_ema."):]: v for k, v in state.items()
-                                    if k.startswith("g_ema.")})
+        super().load_state_dict(state)
         d = {k[len("discriminator."):]: v for k, v in state.items()
              if k.startswith("discriminator.")}
         if d:

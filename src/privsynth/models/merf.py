@@ -30,18 +30,17 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import ImageDataset, from_unit_range, to_unit_range
+from ..data import ImageDataset, to_unit_range
 from ..errors import ConfigError
-from ..privacy.accounting import AccountantState, calibrate_noise
+from ..privacy.accounting import AccountantState
 from ..privacy.dpsgd import DPPlan
-from .base import FitResult, TrainContext, build_config
+from .base import FitResult, Method, TrainContext
+from .engine import plan_release
 from .generator import Generator, check_generator_weights
 from .progress import progress_bar
 
@@ -152,73 +151,76 @@ def gaussian_noise_release(values: torch.Tensor, scale: float) -> torch.Tensor:
     return torch.tensor(meas(flat), dtype=torch.float64).view(values.shape)
 
 
-class MERFSynthesizer:
+class MERFSynthesizer(Method):
     """``dpmerf``: one Gaussian release of per-class mean embeddings + a generator trained for free.
 
     Without privacy (``--no-dp``) the embedding is the exact one: the non-private twin.
     """
 
-    privacy_mechanism = "gaussian"  # one Gaussian release, not DP-SGD: the card names it
-    config_class: type[MERFConfig] = MERFConfig
+    name, config_class = "dpmerf", MERFConfig
+    kind = "one-shot"  # one Gaussian release, not DP-SGD
+    mechanism = "gaussian"  # the card names it
+    federable = True
+    federates_by = "release-sum"  # owners' shares of S add up to S (federated/oneshot.py)
 
-    def __init__(self, image_shape, num_classes, config=None, private=True, name="dpmerf"):
-        self.name, self.private = name, private
-        self.image_shape, self.num_classes = tuple(image_shape), num_classes
-        self.config = build_config(self.config_class, config)
-        c, h, w = self.image_shape
-        if h != w:
-            raise ConfigError(f"images are {h}x{w}; DP-MERF's generator needs square images, "
-                              "pass --image-size")
+    def __init__(self, image_shape, num_classes, config=None, private=None, name=None):
+        super().__init__(image_shape, num_classes, config, private, name)
+        c, h, _ = self.image_shape
         cfg = self.config
         self.generator = Generator(c, h, num_classes, cfg.g_width, cfg.z_dim)
         self.features = KernelFeatures(self.image_shape, cfg)
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)
 
     # --- the one private step ----------------------------------------------------------------
     def release(self, data: ImageDataset, ctx: TrainContext) -> tuple[torch.Tensor, DPPlan | None,
                                                                      AccountantState | None]:
         """The noisy feature-by-class sum ``S`` (and the plan/accountant that priced it)."""
-        x = torch.from_numpy(to_unit_range(data.images))
-        y = torch.from_numpy(data.labels).long()
         spec = ctx.privacy
         C = spec.max_grad_norm if spec is not None else 1.0
-        total = torch.zeros(self.features.dim, self.num_classes, dtype=torch.float64)
-        for xb, yb in zip(x.split(1024), y.split(1024), strict=True):
-            total.index_add_(1, yb, self.features(xb, C).double().T)
+        total = self.embedding_sum(data, C)
         if spec is None:
             return total.float(), None, None
-        n = len(data)
-        delta = spec.resolved_delta(n)
-        with warnings.catch_warnings():  # PRV at q = 1 evaluates log(1 - q) = -inf: harmless
-            warnings.simplefilter("ignore", RuntimeWarning)
-            sigma = (spec.noise_multiplier if spec.noise_multiplier is not None
-                     else calibrate_noise(spec.epsilon, delta, 1.0, 1, spec.accountant))
-        plan = DPPlan(sigma, n, 1.0, 1, delta, spec.epsilon, n)
-        ctx.on_plan(plan)
+        plan = plan_release(spec, len(data), ctx)  # the budget check comes before the noise
+        sigma = plan.noise_multiplier
         noisy = gaussian_noise_release(total, sigma * C)
         return noisy.float(), plan, AccountantState(spec.accountant, [(sigma, 1.0, 1)])
 
+    def embedding_sum(self, data: ImageDataset, C: float) -> torch.Tensor:
+        """``S = sum_i f(x_i) e_{y_i}^T`` (float64, features x classes), no noise: what the
+        Gaussian release perturbs (a federated owner computes it on its own images)."""
+        x = torch.from_numpy(to_unit_range(data.images))
+        y = torch.from_numpy(data.labels).long()
+        total = torch.zeros(self.features.dim, self.num_classes, dtype=torch.float64)
+        for xb, yb in zip(x.split(1024), y.split(1024), strict=True):
+            total.index_add_(1, yb, self.features(xb, C).double().T)
+        return total
+
     # --- training the generator (post-processing) -------------------------------------------
     def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
+        if ctx.resume is not None:  # the release already happened: reuse it, never draw new noise
+            resume = ctx.resume
+            released = resume["released"]
+            acc = AccountantState.from_json(resume["accountant"]) if resume["accountant"] else None
+            plan = DPPlan(**resume["plan"]) if resume.get("plan") else None
+        else:
+            released, plan, acc = self.release(data, ctx)
+        return self.fit_released(released, plan, acc, ctx)
+
+    def fit_released(self, released: torch.Tensor, plan: DPPlan | None,
+                     acc: AccountantState | None, ctx: TrainContext) -> FitResult:
+        """Train the generator on a released ``S`` (post-processing: no privacy cost). The
+        federated one-shot path (federated/oneshot.py) calls it with the SecAgg+ sum."""
         cfg, device = self.config, torch.device(ctx.device)
         torch.manual_seed(ctx.seed)
         resume = ctx.resume
         G = self.generator.to(device)
         opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         best, since, start = math.inf, 0, 0
-        if resume is not None:  # the release already happened: reuse it, never draw new noise
-            released = resume["released"]
-            acc = AccountantState.from_json(resume["accountant"]) if resume["accountant"] else None
-            plan = DPPlan(**resume["plan"]) if resume.get("plan") else None
+        if resume is not None:
             check_generator_weights(resume["generator"], "")
             G.load_state_dict(resume["generator"])
             opt.load_state_dict(resume["opt"])
             start = int(resume["step"])
             best, since = float(resume.get("best", math.inf)), int(resume.get("since", 0))
-        else:
-            released, plan, acc = self.release(data, ctx)
 
         def snapshot(step: int) -> None:
             state = {"released": released, "generator": G.state_dict(), "opt": opt.state_dict(),
@@ -263,33 +265,24 @@ class MERFSynthesizer:
                                             "generator_seconds": round(time.time() - t0, 1)})
 
     # --- sampling and weights ---------------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, n: int, labels: np.ndarray | None = None,
-               seed: int | None = None) -> np.ndarray:
-        g = torch.Generator().manual_seed(0 if seed is None else seed)
-        labels = (torch.randint(0, self.num_classes, (n,), generator=g) if labels is None
-                  else torch.as_tensor(np.asarray(labels), dtype=torch.long))
+    def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         G = self.generator.eval()
-        device = next(G.parameters()).device
-        out = [np.zeros((0, *self.image_shape), np.uint8)]
-        for y in labels.split(1024):
-            z = torch.randn(len(y), self.config.z_dim, generator=g)
-            out.append(from_unit_range(G(z.to(device), y.to(device)).cpu().numpy()))
+        z = torch.randn(len(y), self.config.z_dim, generator=generator)
+        out = G(z.to(y.device), y)
         G.train()
-        return np.concatenate(out)
+        return out
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def released_modules(self) -> dict[str, torch.nn.Module]:
         """The released weights: the generator (the noisy embedding stays in the run's state)."""
-        return {f"generator.{k}": v.detach().cpu() for k, v in self.generator.state_dict().items()}
+        return {"generator": self.generator}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         check_generator_weights(state, "generator.")
-        self.generator.load_state_dict({k[len("generator."):]: v for k, v in state.items()
-                                        if k.startswith("generator.")})
+        super().load_state_dict(state)
 
 
 class KernelSynthesizer(MERFSynthesizer):
     """``dpkernel``: the same one Gaussian release and free generator training as ``dpmerf``, with
     DP-Kernel's multi-scale kernel (`KernelConfig`)."""
 
-    config_class = KernelConfig
+    name, config_class = "dpkernel", KernelConfig

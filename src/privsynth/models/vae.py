@@ -9,18 +9,15 @@ one training image together with its label.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import ImageDataset
-from ..errors import ConfigError
-from .base import FitResult, TrainContext, build_config
+from .base import Method
+from .engine import ema_copy, update_ema
 from .generator import halvings
-from .sgd_loop import ema_copy, fit_dpsgd
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -97,48 +94,43 @@ class VAEConfig:
     temperature: float = 0.8   # z ~ N(0, t^2 I) when sampling (post-processing)
 
 
-class VAESynthesizer:
+class VAESynthesizer(Method):
     """``dpvae`` (DP-SGD on encoder + decoder) and ``vae`` (the same model, no privacy)."""
 
-    def __init__(self, image_shape, num_classes, config=None, private=True, name="dpvae"):
-        self.name, self.private = name, private
-        self.image_shape, self.num_classes = tuple(image_shape), num_classes
-        self.config = build_config(VAEConfig, config)
-        c, h, w = self.image_shape
-        if h != w:
-            raise ConfigError(f"images are {h}x{w}; the VAE needs square images, pass --image-size")
+    name, twin, config_class = "dpvae", "vae", VAEConfig
+    federable = True
+
+    def __init__(self, image_shape, num_classes, config=None, private=None, name=None):
+        super().__init__(image_shape, num_classes, config, private, name)
+        c, h, _ = self.image_shape
         cfg = self.config
         self.model = CVAE(c, h, num_classes, cfg.width, cfg.z_dim, cfg.beta)
         self.ema = ema_copy(self.model)
 
-    def config_dict(self) -> dict:
-        return asdict(self.config)
+    # --- DP-SGD hooks: the whole model reads private images -----------------------------------
+    def private_module(self) -> nn.Module:
+        return self.model
 
-    def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
-        cfg = self.config
-        return fit_dpsgd(self.model, self.ema, lambda m, x, y: m(x, y).mean(), data, ctx,
-                         batch_size=cfg.batch_size, epochs=cfg.epochs, lr=cfg.lr,
-                         ema_decay=cfg.ema, name=self.name)
+    def after_step(self, step: int, last: bool, private: nn.Module) -> dict[str, float]:
+        update_ema(self.model, self.ema, self.config.ema, step)
+        return {}
 
-    @torch.no_grad()
-    def sample(self, n: int, labels: np.ndarray | None = None,
-               seed: int | None = None) -> np.ndarray:
-        g = torch.Generator().manual_seed(0 if seed is None else seed)
-        labels = (torch.randint(0, self.num_classes, (n,), generator=g) if labels is None
-                  else torch.as_tensor(np.asarray(labels), dtype=torch.long))
-        dec = self.ema.decoder
-        device = next(dec.parameters()).device
-        out = [np.zeros((0, *self.image_shape), np.uint8)]
-        for y in labels.split(1024):
-            z = torch.randn(len(y), self.config.z_dim, generator=g) * self.config.temperature
-            probs = torch.sigmoid(dec(z.to(device), y.to(device))).cpu().numpy()
-            out.append(np.clip(np.rint(probs * 255), 0, 255).astype(np.uint8))
-        return np.concatenate(out)
+    def train_state(self) -> dict:
+        return {"ema": self.ema.state_dict()}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The released weights: the EMA decoder (the encoder is not needed to sample)."""
-        return {f"decoder.{k}": v.detach().cpu() for k, v in self.ema.decoder.state_dict().items()}
+    def load_train_state(self, state: dict) -> None:
+        self.ema.load_state_dict(state["ema"])
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.ema.decoder.load_state_dict({k[len("decoder."):]: v for k, v in state.items()
-                                          if k.startswith("decoder.")})
+    def federated_modules(self) -> dict[str, nn.Module]:
+        return {"m": self.model}
+
+    def after_federation(self) -> None:
+        self.ema.load_state_dict(self.model.state_dict())
+
+    # --- what is released: the EMA decoder (the encoder is not needed to sample) -------------
+    def released_modules(self) -> dict[str, nn.Module]:
+        return {"decoder": self.ema.decoder}
+
+    def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        z = torch.randn(len(y), self.config.z_dim, generator=generator) * self.config.temperature
+        return 2 * torch.sigmoid(self.ema.decoder(z.to(y.device), y)) - 1

@@ -106,8 +106,7 @@ class WarmUp:
         if cfg.size is not None and cfg.size > side:
             raise ConfigError(f"--warmup-set size={cfg.size} exceeds the {side}-pixel images; "
                               "pick a size up to the image side, e.g. half of it")
-        if getattr(synth, "privacy_mechanism", "dp-sgd") != "dp-sgd" or not hasattr(
-                getattr(synth, "config", None), "epochs"):
+        if synth.kind != "dp-sgd":
             raise ConfigError(f"--warmup/--public-data pretrain a DP-SGD method; '{synth.name}' "
                               "trains no network on private data (use dpgan, dpvae or "
                               "dpdiffusion)")
@@ -127,17 +126,18 @@ class WarmUp:
     def release_size(self, image_shape: tuple[int, int, int]) -> int:
         return self.config.size or max(1, image_shape[1] // 2)
 
-    def prepare(self, spec, out: Path, resuming: bool) -> list[tuple[float, float, int]]:
-        """Fix the release's sigma and put its accountant entry in ``spec.prior`` (before
-        DP-SGD's noise is calibrated). ``resuming``: ``out`` holds this unfinished run, whose
-        warm-up state (an earlier segment's release and pretraining) is reused. Returns the
-        history entries an earlier segment already released, which the ledger must not book
-        again."""
+    def prepare(self, spec, out: Path, resuming: bool
+                ) -> tuple[list[tuple[float, float, int]], list[tuple[float, float, int]]]:
+        """Fix the release's sigma. Returns ``(prior, released)``: its accountant entry, for
+        the spec's ``prior`` (before DP-SGD's noise is calibrated), and the history entries an
+        earlier segment already released, which the ledger must not book again. ``resuming``:
+        ``out`` holds this unfinished run, whose warm-up state (an earlier segment's release and
+        pretraining) is reused."""
         self.state = load_state(out) if resuming else {}
         if self.state.get("release") is not None:
             self.release = release_from_state(self.state["release"])
         if self.kind != "central":
-            return []
+            return [], []
         cfg = self.config
         if self.release is not None:
             self.sigma = self.release.sigma
@@ -149,8 +149,8 @@ class WarmUp:
         else:
             self.sigma = central_sigma(cfg.share * spec.epsilon, spec.delta, cfg.sample_rate,
                                        cfg.queries, spec.accountant)
-        spec.prior = [(float(self.sigma), float(cfg.sample_rate), int(cfg.queries))]
-        return list(spec.prior) if self.release is not None else []
+        prior = [(float(self.sigma), float(cfg.sample_rate), int(cfg.queries))]
+        return prior, (list(prior) if self.release is not None else [])
 
     def card(self, delta: float, accountant: str) -> dict:
         from ..privacy.accounting import epsilon_from_history

@@ -7,6 +7,7 @@ Nothing here computes a privacy bound itself: ``get_noise_multiplier`` and the a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -21,9 +22,12 @@ from ..errors import ConfigError, PrivacyError
 ACCOUNTANTS = ("prv", "rdp")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PrivacySpec:
-    """What the user asked for. ``epsilon=None`` with ``noise_multiplier=None`` means no DP.
+    """What the user asked for: a target ``epsilon`` (or a fixed ``noise_multiplier``).
+
+    Frozen: a derived spec is a new one (`replace`). "No DP" has one spelling everywhere: no spec
+    at all (``None`` in Python, ``null`` in JSON, e.g. the federated run config's ``privacy``).
 
     Units: epsilon in nats (the usual), delta a probability; ``max_grad_norm`` is the per-sample
     L2 clipping bound C. ``delta=None`` picks ``1 / (10 N)`` once N (training images) is known.
@@ -40,7 +44,7 @@ class PrivacySpec:
     # calibrated over prior + its own steps, and its accountant starts from this history, so
     # the card and the ledger compose them exactly. Derived by the trainer, not asked for:
     # not part of to_json (the run's request).
-    prior: list[tuple[float, float, int]] = field(default_factory=list)
+    prior: tuple[tuple[float, float, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.accountant not in ACCOUNTANTS:
@@ -70,6 +74,20 @@ class PrivacySpec:
         out = asdict(self)
         out.pop("prior")
         return out
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "PrivacySpec | None":
+        """The spec written by `to_json`; ``None`` (JSON null) is "no DP"."""
+        return None if data is None else cls(**data)
+
+    def replace(self, **changes) -> "PrivacySpec":
+        if "prior" in changes:
+            changes["prior"] = tuple(tuple(h) for h in changes["prior"])
+        return dataclasses.replace(self, **changes)
+
+    def with_noise(self, sigma: float) -> "PrivacySpec":
+        """The same target with its noise multiplier already calibrated (or fixed)."""
+        return self.replace(noise_multiplier=float(sigma))
 
 
 def default_delta(n_private: int) -> float:

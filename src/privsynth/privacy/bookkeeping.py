@@ -25,7 +25,7 @@ Nothing in this module draws noise or accounts; ``dpsgd.make_private`` wires the
 Unit of privacy: one row of the wrapped module's first argument. A layer that sees K rows per
 unit (noise multiplicity, rows laid out unit-major) gets one gradient per unit, the sum of its
 rows' contributions scaled like Opacus' ``loss_reduction="mean"`` hooks followed by
-``sgd_loop.merge_grad_samples``: the unit's gradient is the gradient of the mean of its K losses.
+``engine.merge_grad_samples``: the unit's gradient is the gradient of the mean of its K losses.
 Rows past ``clip_rows`` (see `BookKeeping.public_rows`) are not units: their gradient enters the
 sum unclipped, for rows computed from already-released values only (a GAN's fake images).
 """

@@ -23,14 +23,10 @@ class PrivacyWarning(UserWarning):
     """The run is allowed, but its guarantee is weak or vacuous; the card records why."""
 
 
-def dp_twin(method: str) -> str | None:
-    from ..models.defaults import TWINS
-
-    return {plain: dp for dp, plain in TWINS.items()}.get(method)
-
-
-def refuse_flags_without_dp(method: str, no_dp: bool, given: dict[str, bool]) -> None:
-    """``given``: flag name -> whether the user set it. Raise if any is set on a non-DP run."""
+def refuse_flags_without_dp(method: str, no_dp: bool, given: dict[str, bool],
+                            twin: str | None = None) -> None:
+    """``given``: flag name -> whether the user set it. Raise if any is set on a non-DP run.
+    ``twin``: the DP method whose non-private twin ``method`` is (``gan`` -> ``dpgan``)."""
     flags = [flag for flag, set_ in given.items() if set_]
     if not flags:
         return
@@ -38,7 +34,6 @@ def refuse_flags_without_dp(method: str, no_dp: bool, given: dict[str, bool]) ->
     if no_dp:
         raise ConfigError(f"--no-dp trains without differential privacy, so {named} would be "
                           f"ignored; drop {named} (or drop --no-dp to train with DP)")
-    twin = dp_twin(method)
     fix = f"use --method {twin} (its DP twin)" if twin else "use a DP method (privsynth train " \
                                                             "--help lists them)"
     raise ConfigError(f"--method {method} trains without differential privacy, so {named} would "

@@ -54,7 +54,13 @@ def _store_grad_sample(*, param: torch.Tensor, grad_sample: torch.Tensor,
 
 
 _opacus_store = _gsm.create_or_accumulate_grad_sample
-_gsm.create_or_accumulate_grad_sample = _store_grad_sample
+
+
+def use_fast_grad_store() -> None:
+    """Route Opacus' per-sample gradient store through `_store_grad_sample` (same values, no
+    zero-fill + copy). Called by `make_private` for Opacus' own grad-sample modes, not on import:
+    importing privsynth leaves Opacus as it is. Idempotent."""
+    _gsm.create_or_accumulate_grad_sample = _store_grad_sample
 
 
 class TensorBatches(TensorDataset):
@@ -149,6 +155,7 @@ def make_private(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data
         module, optimizer, loader = _make_private_bk(engine, module, optimizer, loader, dp_plan,
                                                      spec, device)
     else:
+        use_fast_grad_store()
         module, optimizer, loader = engine.make_private(
             module=module, optimizer=optimizer, data_loader=loader,
             noise_multiplier=dp_plan.noise_multiplier, max_grad_norm=spec.max_grad_norm,

@@ -8,6 +8,7 @@ import os
 import time
 
 from ..atomic import atomic_path
+from .card_lines import format_card
 from .gallery import gallery_png
 from .grid import grid_png
 from .markdown import CLASSIFIER_NAMES, collapse_text, eps_text, fmt, spread_text
@@ -57,8 +58,6 @@ def privacy_card(m: dict) -> str:
     """The run card (if any) plus what the attacks found, against what the guarantee allows."""
     lines = []
     if m.get("card"):
-        from ..cli.info import format_card
-
         lines.append(format_card(m["card"]))
     else:
         lines.append(f"synthetic set {m['source']} (made elsewhere: no card, no DP claim known)")

@@ -25,7 +25,7 @@ def roc_png(attacks: dict[str, dict], title: str, epsilon: float | None = None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..evaluate.mia import dp_ceiling
+    from ..privacy.ceiling import dp_ceiling
 
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     floor = min(a["min_resolvable_fpr"] for a in attacks.values()) / 2

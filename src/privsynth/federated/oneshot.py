@@ -1,0 +1,383 @@
+"""Federated one-shot release (``dpmerf``, ``dpkernel``): one noisy sum, no training rounds.
+
+Centrally, DP-MERF releases ``S + noise`` once (``S`` = the feature-by-class sum of the images'
+random-feature embeddings, models/merf.py) and trains a generator on it for free. Federated,
+``S = sum_i S_i`` over the owners, so:
+
+* ``secagg`` (the recommended mode): every owner rounds ``S_i`` to SecAgg+'s grid and adds its
+  share of distributed discrete Gaussian noise (privacy/distributed_noise.py); Flower's SecAgg+
+  (``SecAggPlusWorkflow`` + ``secaggplus_mod``, one round) hands the server only the exact sum,
+  which carries noise of std >= the central sigma * C whenever >= t owners are in it (SecAgg+
+  refuses to unmask fewer than t). The server trains the generator on that sum with the same
+  code as the central path (``fit_released``).
+* ``plain`` (no secure aggregation): every owner releases ``S_i`` with the *full* central noise
+  (OpenDP's Gaussian, as the central path draws it), so each reply is already DP against the
+  server; the sum has n times the central noise variance.
+
+Each owner releases at most once per run (its SuperNode state remembers it), so a repeated round
+cannot average the noise away, and books its spend in its own ledger before it draws the noise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.client.mod.secure_aggregation.secaggplus_mod import SecAggPlusState
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_STATE
+from flwr.compat.common import recorddict_compat as compat
+from flwr.server import LegacyContext, ServerConfig
+from flwr.server.strategy import FedAvg as CompatFedAvg
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.serverapp import Grid
+
+from ..errors import ConfigError
+from ..models.registry import create, method_class
+from ..privacy.accounting import calibrate_noise, default_delta, epsilon_from_history
+from ..privacy.distributed_noise import (
+    DistributedPlan,
+    decode_sum,
+    noisy_share,
+    opendp_rho,
+    plan_release,
+)
+from .runconfig import privacy_run_config, privacy_spec, resolve
+
+STATE = "privsynth-oneshot"
+AGGREGATIONS = ("secagg", "plain")
+
+
+def is_oneshot(method: str) -> bool:
+    """The method federates by summing one noisy release (its class says so, models/base.py)."""
+    return method_class(method).federates_by == "release-sum"
+
+
+# --- the launcher: public numbers every side computes the same plan from ---------------------
+def prepare_run_config(cfg: dict, nodes: list[dict]) -> None:
+    """Complete ``cfg`` (the launcher's run config) for a one-shot release, in place: the public
+    bound ``max-images`` on any owner's image count, the total count (the default delta is
+    1/(10 N), as in `train`), the method's recommended config for N (as `train` picks it), one
+    round with every owner, and the RDP accountant under SecAgg+ (the discrete Gaussian's
+    guarantee is an RDP/zCDP one, Canonne et al. 2020; PRV's exact curve is the continuous one's).
+    """
+    from ..models.defaults import recommended_config
+    from .task import load_owner_data
+
+    mode = str(cfg["aggregation"])
+    if mode not in AGGREGATIONS:
+        raise ConfigError(
+            f"{cfg['method']} federates with --secure-aggregation (SecAgg+, "
+            f"recommended) or plain aggregation, not '{mode}'; drop "
+            "--encrypted-aggregation"
+        )
+    sizes = [len(load_owner_data(node, cfg)) for node in nodes]
+    model_config = {
+        **recommended_config(str(cfg["method"]), sum(sizes)),
+        **json.loads(str(cfg["model-config"]) or "{}"),
+    }
+    cfg.update(
+        {
+            "max-images": max(sizes),
+            "total-images": sum(sizes),
+            "model-config": json.dumps(model_config),
+            "num-server-rounds": 1,
+            "fraction-train": 1.0,
+            "min-nodes": len(nodes),
+        }
+    )
+    spec = privacy_spec(cfg)
+    if spec is not None:
+        if spec.delta is None:
+            spec = spec.replace(delta=default_delta(sum(sizes)))
+        if mode == "secagg":
+            spec = spec.replace(accountant="rdp")
+        cfg.update(privacy_run_config(spec))
+
+
+def private(cfg: dict) -> bool:
+    return privacy_spec(cfg) is not None
+
+
+def clip_norm(cfg: dict) -> float:
+    """C: the features' norm, so one image moves the sum by at most C (1.0 without DP)."""
+    spec = privacy_spec(cfg)
+    return spec.max_grad_norm if spec is not None else 1.0
+
+
+def noise_multiplier(cfg: dict) -> float:
+    """sigma of the whole release: Opacus, sampling rate 1, one step (0 without DP). Owners and
+    server compute it from the same run config, so nobody has to trust another's number."""
+    spec = privacy_spec(cfg)
+    if spec is None:
+        return 0.0
+    if spec.noise_multiplier:
+        return spec.noise_multiplier
+    if spec.delta is None:
+        raise ConfigError(
+            "a one-shot release needs delta in the run config (privsynth federate "
+            "sets 1/(10 N)); pass --delta"
+        )
+    with warnings.catch_warnings():  # PRV at q = 1 evaluates log(1 - q) = -inf: harmless
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return calibrate_noise(spec.epsilon, spec.delta, 1.0, 1, spec.accountant)
+
+
+def build_synth(cfg: dict):
+    shape = (int(cfg["image-channels"]), int(cfg["image-size"]), int(cfg["image-size"]))
+    torch.manual_seed(int(cfg["seed"]))  # reproducible generator weights, as `train` does
+    return create(
+        str(cfg["method"]),
+        shape,
+        int(cfg["num-classes"]),
+        json.loads(str(cfg["model-config"]) or "{}"),
+        private=private(cfg),
+    )
+
+
+def _plan(cfg: dict, synth, owners: int, threshold: int) -> DistributedPlan:
+    return plan_release(
+        noise_multiplier(cfg),
+        clip_norm(cfg),
+        int(cfg["max-images"]),
+        owners,
+        threshold,
+        synth.features.dim,
+        synth.num_classes,
+    )
+
+
+# --- the owner -------------------------------------------------------------------------------
+def owner_release(msg: Message, context: Context) -> Message:
+    """This owner's noisy embedding sum: a SecAgg+ share (inside Flower's ``secaggplus_mod``)
+    or, under plain aggregation, a fully noised release."""
+    cfg, node = resolve(context.run_config), dict(context.node_config)
+    if STATE not in context.state.config_records:
+        context.state.config_records[STATE] = ConfigRecord({})
+    st = context.state.config_records[STATE]
+    if st.get("released"):
+        raise ConfigError(
+            "this owner already released its embedding in this run; a second "
+            "release would let the server average the noise away"
+        )
+    from .task import load_owner_data
+
+    synth = build_synth(cfg)
+    data = load_owner_data(node, cfg)
+    if len(data) > int(cfg["max-images"]):
+        raise ConfigError(
+            f"this owner holds {len(data)} images, more than the run's public "
+            f"bound max-images={cfg['max-images']}; raise it in the run config"
+        )
+    clip = clip_norm(cfg)
+    total = synth.embedding_sum(data, clip).numpy()
+    secagg = "fitins.parameters" in msg.content.array_records
+    if secagg:
+        sa = SecAggPlusState(**context.state.config_records[RECORD_KEY_STATE])
+        plan = _plan(cfg, synth, int(sa.sample_num), int(sa.threshold))
+        asked = (float(sa.clipping_range), int(sa.target_range), float(sa.max_weight))
+        if asked != (plan.clipping_range, plan.quantization_range, 1.0):
+            raise ConfigError(
+                f"the server's SecAgg+ range/levels/max-weight {asked} differ from "
+                f"this owner's plan {plan.clipping_range, plan.quantization_range}"
+                "; refusing to release (server and owners run different configs)"
+            )
+    _book_ledger(node, data, context.run_id, cfg)
+    st["released"] = True  # before the draw: a crash after it must not allow a second one
+    if secagg:
+        values = noisy_share(total, plan)
+        fitres = compat.FitRes(
+            status=compat.Status(code=compat.Code.OK, message=""),
+            parameters=ndarrays_to_parameters([values]),
+            num_examples=1,  # every owner's SecAgg+ weight is 1: the server decodes a plain sum
+            metrics={"threshold": plan.threshold, "share-scale-units": plan.share_scale_units},
+        )
+        return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+    from ..models.merf import gaussian_noise_release
+
+    sigma = noise_multiplier(cfg)
+    noisy = gaussian_noise_release(torch.from_numpy(total), sigma * clip) if sigma else total
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({"release": Array(np.asarray(noisy, np.float64))}),
+            "metrics": MetricRecord({"noise-std": sigma * clip}),
+        }
+    )
+    return Message(content, reply_to=msg)
+
+
+def _book_ledger(node: dict, data, run_id: int, cfg: dict) -> None:
+    """Book the release's (epsilon, delta) in this owner's own ledger, before drawing."""
+    if "ledger" not in node or not private(cfg):
+        return
+    from ..privacy import Ledger
+
+    epsilon, delta = release_epsilon(cfg)
+    Ledger(str(node["ledger"])).record(
+        data.source_fingerprint,
+        data.name,
+        f"federated-{run_id}",
+        epsilon=epsilon,
+        delta=delta,
+        method=f"{cfg['method']}-federated",
+    )
+
+
+def release_epsilon(cfg: dict) -> tuple[float, float]:
+    spec = privacy_spec(cfg)
+    return epsilon_from_history(
+        [(noise_multiplier(cfg), 1.0, 1)], spec.delta, spec.accountant
+    ), spec.delta
+
+
+# --- the server ------------------------------------------------------------------------------
+class _ThresholdRecorder(SecAggPlusWorkflow):
+    """Flower's SecAgg+ workflow, remembering the threshold t it set up (the card states it)."""
+
+    threshold = 0
+    sampled = 0
+
+    def setup_stage(self, grid, context, state) -> bool:
+        ok = super().setup_stage(grid, context, state)
+        self.threshold, self.sampled = int(state.threshold), len(state.sampled_node_ids)
+        return ok
+
+
+class _SumOfShares(CompatFedAvg):
+    """Keeps SecAgg+'s aggregate (Flower returns the mean over the owners it unmasked)."""
+
+    def __init__(self, shape: tuple[int, int], **kwargs) -> None:
+        super().__init__(initial_parameters=ndarrays_to_parameters([np.zeros(shape)]), **kwargs)
+        self.mean: np.ndarray | None = None
+        self.survivors, self.owner_metrics = 0, []
+
+    def aggregate_fit(self, server_round, results, failures):
+        if not results:
+            return None, {}
+        self.mean = parameters_to_ndarrays(results[0][1].parameters)[0]
+        self.survivors = len(results)
+        self.owner_metrics = [dict(res.metrics) for _, res in results]
+        return results[0][1].parameters, {}
+
+
+def run_release(grid: Grid, context: Context) -> dict:
+    """The server side: collect the sum, train the generator on it, write the run folder."""
+    from .oneshot_card import write_oneshot_run
+    from .server_app import wait_for_nodes
+
+    cfg = resolve(context.run_config)
+    t0 = time.time()
+    synth = build_synth(cfg)
+    wait_for_nodes(grid, int(cfg["min-nodes"]), float(cfg["wait-timeout"]))
+    owners = len(list(grid.get_node_ids()))
+    shape = (synth.features.dim, synth.num_classes)
+    if str(cfg["aggregation"]) == "secagg":
+        released, info = _secagg_sum(grid, context, cfg, synth, owners, shape)
+    elif str(cfg["aggregation"]) == "plain":
+        released, info = _plain_sum(grid, cfg, shape)
+    else:
+        raise ConfigError(
+            f"{cfg['method']} federates with secagg or plain aggregation, "
+            f"not '{cfg['aggregation']}'"
+        )
+    spec, plan, acc = _central_equivalent(cfg)
+    from ..models.base import TrainContext
+
+    ctx = TrainContext(privacy=spec, seed=int(cfg["seed"]), progress=False)
+    result = synth.fit_released(torch.from_numpy(released).float(), plan, acc, ctx)
+    return write_oneshot_run(cfg, synth, result, info, time.time() - t0)
+
+
+def _central_equivalent(cfg: dict):
+    """The spec, plan and accountant history of the central release this one stands for."""
+    from ..privacy.accounting import AccountantState
+    from ..privacy.dpsgd import DPPlan
+
+    spec = privacy_spec(cfg)
+    if spec is None:
+        return None, None, None
+    sigma = noise_multiplier(cfg)
+    n = int(cfg.get("total-images", 0))
+    plan = DPPlan(sigma, n, 1.0, 1, spec.delta, spec.epsilon, n)
+    return spec, plan, AccountantState(spec.accountant, [(sigma, 1.0, 1)])
+
+
+def _secagg_sum(
+    grid: Grid, context: Context, cfg: dict, synth, owners: int, shape: tuple[int, int]
+) -> tuple[np.ndarray, dict]:
+    plan = _plan(cfg, synth, owners, owners)  # c and Q do not depend on t
+    strategy = _SumOfShares(
+        shape,
+        fraction_fit=1.0,
+        fraction_evaluate=0.0,
+        min_fit_clients=int(cfg["min-nodes"]),
+        min_available_clients=int(cfg["min-nodes"]),
+    )
+    legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1), strategy=strategy)
+    workflow = _ThresholdRecorder(
+        num_shares=float(cfg["secagg-shares"]),
+        reconstruction_threshold=float(cfg["secagg-threshold"]),
+        max_weight=1.0,
+        clipping_range=plan.clipping_range,
+        quantization_range=plan.quantization_range,
+        timeout=float(cfg["secagg-timeout"]),
+    )
+    DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+    if strategy.mean is None:
+        raise ConfigError(
+            f"the SecAgg+ release failed: fewer than the threshold of owners "
+            f"({workflow.threshold}) stayed to the end, so the server could not "
+            "unmask the sum; nothing was released (each owner's spend stays "
+            "booked); rerun with more owners online"
+        )
+    plan = replace(plan, owners=workflow.sampled, threshold=workflow.threshold)
+    plan.check()
+    told = {int(m["threshold"]) for m in strategy.owner_metrics}
+    if told != {plan.threshold}:
+        raise ConfigError(
+            f"owners noised for thresholds {sorted(told)}, the server ran "
+            f"{plan.threshold}; nothing is released"
+        )
+    released = decode_sum(strategy.mean, strategy.survivors, plan)
+    info = {
+        "aggregation": "secagg",
+        "plan": plan,
+        "survivors": strategy.survivors,
+        "failures": plan.owners - strategy.survivors,  # sampled, not in the sum
+        "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None,
+    }
+    return released, info
+
+
+def _plain_sum(grid: Grid, cfg: dict, shape: tuple[int, int]) -> tuple[np.ndarray, dict]:
+    nodes = sorted(grid.get_node_ids())
+    msgs = [
+        Message(
+            RecordDict({"config": ConfigRecord({"oneshot": "plain"})}),
+            message_type="train",
+            dst_node_id=nid,
+        )
+        for nid in nodes
+    ]
+    replies = [
+        r
+        for r in grid.send_and_receive(msgs, timeout=float(cfg["round-timeout"]))
+        if not r.has_error()
+    ]
+    if not replies:
+        raise ConfigError("no owner answered the release request; nothing was released")
+    total = np.zeros(shape)
+    for reply in replies:
+        total += reply.content["arrays"]["release"].numpy()
+    std = float(next(iter(replies)).content["metrics"]["noise-std"])
+    return total, {
+        "aggregation": "plain",
+        "survivors": len(replies),
+        "failures": len(nodes) - len(replies),
+        "owner_noise_std": std,
+    }

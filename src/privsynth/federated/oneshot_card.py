@@ -1,0 +1,196 @@
+"""The card of a federated one-shot release (oneshot.py): the guarantee, its assumptions, and the
+numbers that price it. Written in the same form as a central dpmerf card (``privacy.dp_sgd`` holds
+the Gaussian release, ``privacy.mechanism.name`` is "gaussian"), so `privsynth info` reads it."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_json
+from ..privacy.accounting import epsilon_from_history
+from ..run import FORMAT, INFINITY, WEIGHTS, save_weights, write_card
+from .card import SAMPLE_UNIT
+from .runconfig import privacy_spec
+
+SECAGG_ASSUMPTIONS = [
+    "the server is honest-but-curious: it runs Flower's SecAgg+ protocol as written (it does not "
+    "forge dropouts or drop messages selectively to unmask a smaller set) and only tries to "
+    "learn from what it receives",
+    "at least t (the SecAgg+ reconstruction threshold) of the owners whose shares enter the sum "
+    "are honest: each adds its noise share and reveals it to nobody; with h < t honest owners in "
+    "the sum the noise multiplier is sigma * sqrt(h / t)",
+    "fewer than t owners collude with the server (SecAgg+'s own assumption for hiding individual "
+    "shares), and the owners' channels to the server are authenticated (TLS in a deployment)",
+    "every owner holds at most max-images images (public; an owner with more refuses)",
+]
+UNCOVERED = {
+    "secagg": " Outside the assumptions (privacy.assumptions): a server that deviates from SecAgg+ "
+    "(e.g. forges dropouts) or colludes with t or more owners, and sums holding fewer than t "
+    "honest owners' shares.",
+    "plain": "",
+}
+PLAIN_ASSUMPTIONS = [
+    "none beyond the image's own owner adding its noise: every owner's reply is the central "
+    "Gaussian release of its own images, DP before it leaves the owner; the server may see "
+    "every reply; owners hold disjoint images, so the sum is as private as each reply",
+]
+
+
+def mechanism_text(info: dict) -> str:
+    if info["aggregation"] == "plain":
+        return (
+            "the Gaussian mechanism (OpenDP), once per owner on its own embedding sum with "
+            "the full central noise sigma*C; the server sums the replies (n times the "
+            "central noise variance)"
+        )
+    return (
+        "the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021) under Flower's "
+        "SecAgg+: each owner rounds its embedding sum to SecAgg+'s grid and adds OpenDP's "
+        "discrete Gaussian of scale sigma*Delta/sqrt(t) grid units; the server unmasks only "
+        "the exact sum of >= t shares (noise std >= sigma*Delta, Delta = C in grid units "
+        "plus the rounding term); accounted as one Gaussian release (RDP, q = 1)"
+    )
+
+
+def guarantee_block(cfg: dict, info: dict) -> dict:
+    """``card["privacy"]`` of a one-shot federated release."""
+    spec = privacy_spec(cfg)
+    if spec is None:
+        return {
+            "epsilon": INFINITY,
+            "delta": 0.0,
+            "unit": None,
+            "aggregation": info["aggregation"],
+            "guarantee": "none: released without differential privacy; epsilon = infinity",
+        }
+    from .oneshot import noise_multiplier
+
+    sigma, delta, accountant = noise_multiplier(cfg), spec.delta, spec.accountant
+    clip = spec.max_grad_norm
+    eps = epsilon_from_history([(sigma, 1.0, 1)], delta, accountant)
+    block: dict = {"aggregation": info["aggregation"], "unit": SAMPLE_UNIT}
+    if info["aggregation"] == "secagg":
+        plan = info["plan"]
+        # the 40-sigma clipping tail (distributed_noise.py), added to delta: (1 + e^eps) p
+        p = 10.0**plan.log10_clip_probability if plan.log10_clip_probability > -300 else 0.0
+        delta_total = delta + (1 + math.exp(min(eps, 700))) * p
+        assumptions = SECAGG_ASSUMPTIONS
+        k = info["survivors"]
+        block["distributed_noise"] = {
+            **plan.to_json(),
+            "shares_in_sum": k,
+            "owners_failed": info["failures"],
+            "noise_std_released": plan.noise_std_with(k),
+            "noise_std_central": sigma * clip,
+            "noise_ratio_to_central": plan.noise_std_with(k) / (sigma * clip),
+            "opendp_rho": info["opendp_rho"],
+            "opacus_rdp_rho": 1 / (2 * sigma**2),
+            "clip_delta": delta_total - delta,
+            "server_sees": "only the sum of the owners' noisy shares (SecAgg+, Flower)",
+        }
+        who = (
+            f"against the server and anyone who sees the released generator or samples, "
+            f"assuming the {len(assumptions)} conditions under 'assumptions' (t = "
+            f"{plan.threshold} of {plan.owners} owners; {k} shares were summed)"
+        )
+    else:
+        delta_total, assumptions = delta, PLAIN_ASSUMPTIONS
+        block["distributed_noise"] = {
+            "owners_in_sum": info["survivors"],
+            "owners_failed": info["failures"],
+            "noise_std_per_owner": info["owner_noise_std"],
+            "noise_std_released": info["owner_noise_std"] * math.sqrt(info["survivors"]),
+            "noise_std_central": sigma * clip,
+            "server_sees": "every owner's noisy embedding sum (each already DP)",
+        }
+        who = "against the server, the other owners and anyone who sees the release"
+    block.update(
+        epsilon=eps,
+        delta=delta_total,
+        guarantee=f"({eps:.3g}, {delta_total:.3g})-DP at sample level (unit: {SAMPLE_UNIT}) "
+        f"{who}; one release of the class-wise kernel mean embedding, the generator "
+        "trained on it afterwards (post-processing)",
+        assumptions=assumptions,
+        mechanism={
+            "name": "gaussian",
+            "variant": info["aggregation"],
+            "description": mechanism_text(info),
+        },
+        dp_sgd={
+            "epsilon": eps,
+            "delta": delta,
+            "accountant": accountant,
+            "noise_multiplier": sigma,
+            "sample_rate": 1.0,
+            "steps": 1,
+            "planned_steps": 1,
+            "max_grad_norm": clip,
+            "target_epsilon": spec.epsilon,
+            "n_private": int(cfg.get("total-images", 0)),
+            "history": [[sigma, 1.0, 1]],
+            "includes_warmup_release": False,
+            "computed_by": "opacus accountant from the one release (sigma, q = 1, 1 step)",
+        },
+        not_protected="Hyper-parameter tuning and repeated runs on the same owners' data (see "
+        "each owner's ledger); properties shared by many images. Released beside "
+        "the generator: the number of owners and of shares summed, and the public "
+        "bounds max-images and total-images (the launcher's counts)."
+        + UNCOVERED[info["aggregation"]],
+    )
+    return block
+
+
+def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict:
+    """card.json + weights.safetensors in ``out-dir``; api.federate completes the data fields."""
+    out = Path(str(cfg["out-dir"]))
+    k = int(cfg["num-classes"])
+    privacy = guarantee_block(cfg, info)
+    privacy["class_proportions"] = {
+        "mechanism": "uniform",
+        "epsilon": 0.0,
+        "delta": 0.0,
+        "values": (np.ones(k) / k).tolist(),
+    }
+    card = {
+        "format": FORMAT,
+        "run_id": uuid.uuid4().hex[:12],
+        "status": "complete",
+        "method": synth.name,
+        "private": privacy["epsilon"] != INFINITY,
+        "config": synth.config_dict(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "privacy": privacy,
+        "data": {
+            "name": str(cfg["data"]),
+            "image_shape": list(synth.image_shape),
+            "classes": str(cfg["class-names"]).split(",")
+            if cfg["class-names"]
+            else [str(i) for i in range(k)],
+            "source": None,
+            "image_size": int(cfg["image-size"]),
+            "split_seed": int(cfg["split-seed"]),
+            "fingerprint": None,
+        },
+        "federated": {
+            "one_shot": True,
+            "owners_in_sum": info["survivors"],
+            "owners_failed": info["failures"],
+            "rounds": 1,
+            "partition": str(cfg["partition"]),
+            "alpha": float(cfg["alpha"]),
+        },
+        "train": {"wall_seconds": round(wall, 2), "steps": result.steps, "metrics": result.metrics},
+    }
+    save_weights(
+        out / WEIGHTS, synth.state_dict(), {"method": synth.name, "run_id": card["run_id"]}
+    )
+    write_card(out, card)
+    write_json(
+        out / "federation.json", {"run_config": cfg, "one_shot": privacy.get("distributed_noise")}
+    )
+    return card

@@ -1,0 +1,103 @@
+"""A run's privacy card as the text `privsynth info`, `train` and `federate` print and the HTML
+report shows. A plain function of the card dict (and the ledger's total, when given)."""
+
+from __future__ import annotations
+
+from .card_text import not_covered, plain_language, spend_line
+
+
+def format_card(card: dict, spend: dict | None = None) -> str:
+    """The card as text. ``spend``: the dataset's ledger total (default: the card's snapshot)."""
+    pv, data = card["privacy"], card["data"]
+    n_train, n_holdout = data.get("n_train", "?"), data.get("n_holdout", "?")
+    shape = "x".join(map(str, data.get("image_shape", [])))
+    fingerprint = data.get("fingerprint") or "-"
+    lines = [
+        f"privsynth run {card['run_id']}  [{card['status']}]",
+        f"  method      {card['method']}",
+        f"  data        {data.get('name')}  ({n_train} train / {n_holdout} holdout, {shape}, "
+        f"{len(data.get('classes', []))} classes)",
+        f"  fingerprint {fingerprint[:16]}…",
+    ]
+    if not card.get("private"):
+        lines.append("  privacy     NONE — epsilon = infinity (non-private baseline)")
+    else:
+        eps = pv.get("epsilon")
+        lines.append(
+            f"  privacy     ({eps:.4g}, {pv['delta']:.3g})-DP per {pv['unit']}"
+            if isinstance(eps, (int, float))
+            else "  privacy     (training not finished)"
+        )
+        sgd = pv.get("dp_sgd")
+        gaussian = pv.get("mechanism", {}).get("name") == "gaussian"
+        if sgd:
+            with_release = (
+                ", with the warm-up release" if sgd.get("includes_warmup_release") else ""
+            )
+            lines.append(
+                f"  {'Gaussian' if gaussian else 'DP-SGD':<11} epsilon "
+                f"{sgd['epsilon']:.4g} at delta {sgd['delta']:.3g} "
+                f"({sgd['accountant']} accountant, computed from what ran"
+                f"{with_release})"
+            )
+            lines.append(
+                f"              sigma {sgd['noise_multiplier']:.4g}, one release on all "
+                f"{sgd['n_private']} images, sensitivity C {sgd['max_grad_norm']}"
+                if gaussian
+                else f"              sigma {sgd['noise_multiplier']:.4g}, "
+                f"q {sgd['sample_rate']:.4g} "
+                f"(Poisson, E[batch] {sgd['expected_batch_size']}), {sgd['steps']} "
+                f"steps, clip C {sgd['max_grad_norm']}"
+            )
+        lines += _warmup_lines(pv.get("warmup"))
+        counts = pv.get("class_proportions", {})
+        if counts.get("mechanism", "uniform") != "uniform":
+            when = (
+                "released" if counts.get("values") is not None else "to be released after training"
+            )
+            lines.append(
+                f"  classes     proportions {when} with {counts['mechanism']} "
+                f"(epsilon {counts['epsilon']:.3g})"
+            )
+        if pv.get("ledger"):
+            led = pv["ledger"]
+            lines.append(
+                f"  ledger      dataset {led['dataset_key'][:12]}: total epsilon "
+                f"{led['dataset_epsilon_spent']:.4g} by "
+                f"{led['composition'].split(':')[0]} when this run finished "
+                f"({led['location']})"
+            )
+        total = spend_line(spend or pv.get("dataset_spend"))
+        if total:
+            lines.append(f"  dataset     total spend {total}")
+        for note in pv.get("warnings", []):
+            lines.append(f"  warning     {note}")
+        if not_covered(card):
+            lines.append(f"  not covered {not_covered(card)}")
+    lines.append(f"  in words    {plain_language(card)}")
+    if "progress" in card:
+        lines.append(f"  progress    {card['progress']}")
+    return "\n".join(lines)
+
+
+def _warmup_lines(warm: dict | None) -> list[str]:
+    """What pretrained the model before DP-SGD: the DP central release and/or public data."""
+    if not warm:
+        return []
+    out = []
+    c = warm.get("central")
+    if c:
+        share = f", {c['share']:.0%} share" if c.get("share") else ""
+        out.append(
+            f"  warm-up     central images: Gaussian release, sigma "
+            f"{c['noise_multiplier']:.4g}, q {c['sample_rate']:.3g} x {c['queries']}, "
+            "epsilon alone "
+            f"{c['epsilon_alone']:.3g}{share}; composed with DP-SGD in one accountant"
+        )
+    p = warm.get("public_data")
+    if p:
+        out.append(
+            f"  warm-up     public data {p['source'] or '(in memory)'} ({p['n_images']} "
+            "images, declared public: no budget spent, not protected)"
+        )
+    return out

@@ -1,0 +1,188 @@
+"""Federated DP-MERF (one noisy embedding sum) in-process: the noise the server's release carries
+matches the central release's, reaches the generator's target, survives dropouts, and the run
+folder reads like any other."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from privsynth import Run
+from privsynth.data import load_dataset, split
+from privsynth.errors import ConfigError
+from privsynth.federated import federate
+from privsynth.models.base import TrainContext
+from privsynth.models.merf import MERFSynthesizer
+from privsynth.privacy.accounting import PrivacySpec
+
+TINY_MERF = {"n_features": 50, "steps": 3, "patience": 3, "g_width": 8, "z_dim": 8}
+EPS = 5.0
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Every embedding the generator is trained on (what fit_released receives)."""
+    seen: list[torch.Tensor] = []
+    original = MERFSynthesizer.fit_released
+
+    def spy(self, released, plan, acc, ctx):
+        seen.append(released.clone())
+        return original(self, released, plan, acc, ctx)
+
+    monkeypatch.setattr(MERFSynthesizer, "fit_released", spy)
+    return seen
+
+
+def _exact_sum() -> torch.Tensor:
+    """The noiseless S over the training split (= the sum of the owners' partitions)."""
+    data = load_dataset("digits")
+    train = data.subset(split(data, 0.2, 0).train)
+    synth = MERFSynthesizer((1, 8, 8), 10, TINY_MERF)
+    return synth.embedding_sum(train, 1.0).float()
+
+
+def _fed(tmp_path, name, **kw):
+    args = dict(
+        clients=3, mode="inprocess", aggregation="secagg", epsilon=EPS, config=dict(TINY_MERF)
+    )
+    return federate("digits", "dpmerf", tmp_path / name, **{**args, **kw})
+
+
+def test_secagg_release_noise_matches_the_central_release(tmp_path, captured):
+    """t = n (threshold 1.0): the summed shares carry the central noise std; the central release
+    at the same accountant (RDP) is drawn with the same std; both reach the generator."""
+    exact = _exact_sum()
+    run = _fed(tmp_path, "fed", extra_run_config={"secagg-threshold": 1.0})
+    fed_std = float((captured[-1] - exact).std())
+    noise = run.card["privacy"]["distributed_noise"]
+    assert noise["threshold"] == 3 and noise["shares_in_sum"] == 3
+    data = load_dataset("digits")
+    train = data.subset(split(data, 0.2, 0).train)
+    central = MERFSynthesizer((1, 8, 8), 10, TINY_MERF)
+    spec = PrivacySpec(epsilon=EPS, delta=run.card["privacy"]["dp_sgd"]["delta"], accountant="rdp")
+    central.fit(train, TrainContext(privacy=spec, progress=False))
+    central_std = float((captured[-1] - exact).std())
+    sigma = run.card["privacy"]["dp_sgd"]["noise_multiplier"]
+    assert central_std == pytest.approx(sigma, rel=0.08)  # C = 1: std = sigma
+    assert fed_std == pytest.approx(central_std, rel=0.1)
+    assert noise["noise_std_released"] == pytest.approx(sigma, rel=1e-3)
+    assert noise["opendp_rho"] == pytest.approx(noise["opacus_rdp_rho"], rel=1e-3)
+
+
+def test_dropout_to_the_threshold_keeps_the_central_noise_and_the_card_says_so(tmp_path, captured):
+    """3 owners, t = 2 (Flower's 0.6 default); owner 1 vanishes after sharing its keys: the sum
+    of the 2 survivors still carries std >= sigma C; the card states mechanism and assumptions."""
+    from privsynth.federated.task import load_owner_data
+
+    run = _fed(tmp_path, "drop", inprocess_drop={1: "collect_masked_vectors"})
+    cfg = json.loads((tmp_path / "drop" / "federation.json").read_text())["run_config"]
+    synth = MERFSynthesizer((1, 8, 8), 10, TINY_MERF)
+    survivors = sum(
+        synth.embedding_sum(load_owner_data({"partition-id": i, "num-partitions": 3}, cfg), 1.0)
+        for i in (0, 2)
+    )
+    pv = run.card["privacy"]
+    noise = pv["distributed_noise"]
+    assert noise["threshold"] == 2 and noise["shares_in_sum"] == 2 and noise["owners_failed"] == 1
+    sigma = pv["dp_sgd"]["noise_multiplier"]
+    assert float((captured[-1] - survivors.float()).std()) == pytest.approx(sigma, rel=0.1)
+    assert noise["noise_std_released"] >= sigma * 0.999
+    assert pv["mechanism"]["name"] == "gaussian" and pv["mechanism"]["variant"] == "secagg"
+    assert "distributed discrete Gaussian" in pv["mechanism"]["description"]
+    assert any("honest-but-curious" in a for a in pv["assumptions"])
+    assert any("at least t" in a for a in pv["assumptions"])
+    assert pv["epsilon"] <= EPS * 1.01 and pv["dp_sgd"]["accountant"] == "rdp"
+    images, _ = Run.load(tmp_path / "drop").sample(10, labels=[2] * 10)
+    assert images.shape == (10, 1, 8, 8) and images.dtype == np.uint8
+
+
+def test_plain_fallback_every_owner_adds_the_full_noise(tmp_path, captured):
+    exact = _exact_sum()
+    run = _fed(tmp_path, "plain", aggregation="plain")
+    std = float((captured[-1] - exact).std())
+    sigma = run.card["privacy"]["dp_sgd"]["noise_multiplier"]
+    assert std == pytest.approx(sigma * np.sqrt(3), rel=0.1)
+    assert run.card["privacy"]["mechanism"]["variant"] == "plain"
+
+
+@pytest.mark.parametrize("method", ["dpmerf", "dpkernel"])
+def test_cli_federate_one_shot_then_info(tmp_path, capsys, method):
+    from privsynth.cli import main
+
+    out = tmp_path / "cli"
+    sets = [a for k, v in TINY_MERF.items() for a in ("--set", f"{k}={v}")]
+    argv = [
+        "federate",
+        "--method",
+        method,
+        "--data",
+        "digits",
+        "--clients",
+        "3",
+        "--secure-aggregation",
+        "--inprocess",
+        "--epsilon",
+        "10",
+        *sets,
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert method in text and "1438 train" in text
+    assert re.search(r"Gaussian\s+epsilon", text) and "honest owners" in text
+    card = json.loads((out / "card.json").read_text())
+    assert card["privacy"]["epsilon"] <= 10 * 1.01
+    assert card["privacy"]["mechanism"]["variant"] == "secagg"
+    assert (out / "samples.png").exists() and (out / "weights.safetensors").exists()
+
+
+def test_an_owner_releases_only_once_per_run(tmp_path):
+    """A second release request in the same run (e.g. a retried round) is refused by every
+    owner: averaging two noisy releases would halve the noise variance."""
+    from privsynth.federated.api import build_run_config
+    from privsynth.federated.inprocess import InProcessGrid, server_context
+    from privsynth.federated.oneshot import prepare_run_config
+    from privsynth.federated.server_app import run_federation
+    from privsynth.privacy import PrivacySpec
+
+    out = tmp_path / "twice"
+    out.mkdir()
+    cfg, nodes = build_run_config(
+        "digits",
+        "dpmerf",
+        out,
+        2,
+        1,
+        local_steps=1,
+        fraction=1.0,
+        aggregation="plain",
+        privacy=PrivacySpec(epsilon=EPS, max_grad_norm=1.0, accountant="rdp"),
+        client_epsilon=None,
+        client_noise=None,
+        client_clip=1.0,
+        client_delta=1e-5,
+        dirichlet=None,
+        holdout=0.2,
+        split_seed=0,
+        seed=0,
+        image_size=None,
+        config=dict(TINY_MERF),
+        owner_data=None,
+    )
+    prepare_run_config(cfg, nodes)
+    grid = InProcessGrid(nodes, cfg)
+    run_federation(grid, server_context(cfg))
+    # in-process the owner's refusal surfaces as its exception; over a SuperLink the server
+    # gets error replies only and stops with "no owner answered"
+    with pytest.raises(ConfigError, match="already released|no owner answered"):
+        run_federation(grid, server_context(cfg))
+
+
+def test_ckks_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="secure-aggregation"):
+        _fed(tmp_path, "ckks", aggregation="ckks")
