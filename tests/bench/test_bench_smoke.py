@@ -46,7 +46,11 @@ def test_quality_gan_smoke(tmp_path):
     assert [r["epsilon_target"] for r in runs] == [1.0, 10.0, "infinity"]
     assert runs[0]["epsilon_spent"] <= 1.0 * 1.01 and runs[1]["epsilon_spent"] <= 10 * 1.01
     assert all(0.0 <= r["tstr_accuracy"] <= 1.0 for r in runs)
+    assert all(0.0 <= r["recall"] <= 1.0 and r["spread_ratio_mean"] >= 0 for r in runs)
     assert 0.0 <= result["datasets"]["digits"]["trtr_accuracy"] <= 1.0
+    merged = tmp_path / "study.json"  # a study = several result files' rows in one
+    assert load("quality_gan").main(["--merge", str(out), str(out), "--out", str(merged)]) == 0
+    assert len(json.loads(merged.read_text())["datasets"]["digits"]["runs"]) == 6
 
 
 def test_tstr_speed_smoke(tmp_path, trained_run):
