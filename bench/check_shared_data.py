@@ -32,19 +32,29 @@ def check_mnist_t10k(folder: Path) -> list[tuple[str, bool, str]]:
     counts = data.class_counts().tolist()
     return [
         ("mnist-t10k loads", True, f"{len(data)} images from {folder}"),
-        ("shape 10000 x 1 x 28 x 28, uint8", data.images.shape == (10000, 1, 28, 28)
-         and str(data.images.dtype) == "uint8", f"{data.images.shape} {data.images.dtype}"),
+        (
+            "shape 10000 x 1 x 28 x 28, uint8",
+            data.images.shape == (10000, 1, 28, 28) and str(data.images.dtype) == "uint8",
+            f"{data.images.shape} {data.images.dtype}",
+        ),
         ("per-digit counts", counts == MNIST_T10K_COUNTS, str(counts)),
-        ("pixels use 0..255", int(data.images.min()) == 0 and int(data.images.max()) == 255,
-         f"{data.images.min()}..{data.images.max()}"),
+        (
+            "pixels use 0..255",
+            int(data.images.min()) == 0 and int(data.images.max()) == 255,
+            f"{data.images.min()}..{data.images.max()}",
+        ),
         ("fingerprint", len(data.fingerprint) == 64, data.fingerprint[:16]),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="check ../shared/data (benchmark data)")
-    p.add_argument("--root", type=Path, default=ROOT / ".." / "shared" / "data",
-                   help="the shared data folder (default: ../shared/data beside the repo)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT / ".." / "shared" / "data",
+        help="the shared data folder (default: ../shared/data beside the repo)",
+    )
     args = p.parse_args(argv)
     if not args.root.is_dir():
         print(f"shared data: {args.root} not found (nothing to check here)", file=sys.stderr)

@@ -29,23 +29,39 @@ from privsynth.data import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / ".." / "shared" / "data" / "mnist-t10k"
-CONFIGS = {"dpgan": {"batch_size": 64, "epochs": 4, "n_d": 5},
-           "dpvae": {"batch_size": 128, "epochs": 4}}
-SMOKE = {"dpgan": {"batch_size": 32, "epochs": 2, "n_d": 2, "width": 8, "g_width": 8, "z_dim": 8},
-         "dpvae": {"batch_size": 32, "epochs": 2, "width": 8, "z_dim": 4}}
+CONFIGS = {
+    "dpgan": {"batch_size": 64, "epochs": 4, "n_d": 5},
+    "dpvae": {"batch_size": 128, "epochs": 4},
+}
+SMOKE = {
+    "dpgan": {"batch_size": 32, "epochs": 2, "n_d": 2, "width": 8, "g_width": 8, "z_dim": 8},
+    "dpvae": {"batch_size": 32, "epochs": 2, "width": 8, "z_dim": 4},
+}
 
 
 def one(data, method: str, config: dict, nproc: int, workdir: Path) -> dict:
     t0, c0 = time.time(), _children_cpu()
-    run = distributed.train(data, method=method, out=workdir / f"{method}-{nproc}",
-                            noise_multiplier=1.0, config=config, progress=False, nproc=nproc,
-                            checkpoint_every=10**9)
+    run = distributed.train(
+        data,
+        method=method,
+        out=workdir / f"{method}-{nproc}",
+        noise_multiplier=1.0,
+        config=config,
+        progress=False,
+        nproc=nproc,
+        checkpoint_every=10**9,
+    )
     wall = time.time() - t0
     steps = run.card["train"]["steps"]
-    return {"nproc": nproc, "wall_seconds": round(wall, 2), "steps": steps,
-            "steps_per_second": round(steps / wall, 3), "epsilon": run.epsilon,
-            "cpu_seconds_children": round(_children_cpu() - c0, 2),
-            "history": run.card["privacy"]["dp_sgd"]["history"]}
+    return {
+        "nproc": nproc,
+        "wall_seconds": round(wall, 2),
+        "steps": steps,
+        "steps_per_second": round(steps / wall, 3),
+        "epsilon": run.epsilon,
+        "cpu_seconds_children": round(_children_cpu() - c0, 2),
+        "history": run.card["privacy"]["dp_sgd"]["history"],
+    }
 
 
 def _children_cpu() -> float:
@@ -68,20 +84,28 @@ def main(argv: list[str] | None = None) -> int:
         full = load_dataset(args.mnist, classes=[str(i) for i in range(10)])
         data = full.subset(list(range(2000)), name="mnist-t10k-2000")
     configs = SMOKE if args.smoke else CONFIGS
-    result = {"what": "the same private run (fixed sigma) in 1 and in N processes",
-              "data": data.name, "n_images": len(data), "cores": os.cpu_count(),
-              "machine": platform.platform(), "torch": torch.__version__, "smoke": args.smoke,
-              "load_average_start": os.getloadavg(), "methods": {}}
+    result = {
+        "what": "the same private run (fixed sigma) in 1 and in N processes",
+        "data": data.name,
+        "n_images": len(data),
+        "cores": os.cpu_count(),
+        "machine": platform.platform(),
+        "torch": torch.__version__,
+        "smoke": args.smoke,
+        "load_average_start": os.getloadavg(),
+        "methods": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods:
             runs = [one(data, method, configs[method], n, Path(tmp)) for n in (1, args.nproc)]
             assert runs[0]["history"] == runs[1]["history"]
             assert abs(runs[0]["epsilon"] - runs[1]["epsilon"]) < 1e-9 * runs[0]["epsilon"]
             result["methods"][method] = {
-                "config": configs[method], "runs": runs,
-                "speedup": round(runs[1]["steps_per_second"] / runs[0]["steps_per_second"], 2)}
-            print(method, json.dumps({r["nproc"]: r["steps_per_second"] for r in runs}),
-                  flush=True)
+                "config": configs[method],
+                "runs": runs,
+                "speedup": round(runs[1]["steps_per_second"] / runs[0]["steps_per_second"], 2),
+            }
+            print(method, json.dumps({r["nproc"]: r["steps_per_second"] for r in runs}), flush=True)
     result["load_average_end"] = os.getloadavg()  # other jobs on the machine skew the speed-up
     write_json(Path(args.out), result)
     return 0

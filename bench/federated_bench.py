@@ -48,33 +48,47 @@ class Judge:
     def __call__(self, run, n=2000, seed=0) -> dict:
         images, labels = run.sample(n, seed=seed)
         h = self.holdout
-        acc = tstr(images, labels, h.images, h.labels, len(run.class_names), epochs=10,
-                   seed=seed)["accuracy"]
-        return {"tstr": float(acc), "frechet_lenet": float(frechet(self.real,
-                                                                   embed(self.features, images)))}
+        acc = tstr(images, labels, h.images, h.labels, len(run.class_names), epochs=10, seed=seed)[
+            "accuracy"
+        ]
+        return {
+            "tstr": float(acc),
+            "frechet_lenet": float(frechet(self.real, embed(self.features, images))),
+        }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="digits")
-    ap.add_argument("--classes", type=int, default=None,
-                    help="class count for IDX/NPZ data without a class list (MNIST: 10)")
+    ap.add_argument(
+        "--classes",
+        type=int,
+        default=None,
+        help="class count for IDX/NPZ data without a class list (MNIST: 10)",
+    )
     ap.add_argument("--method", default="dpgan", choices=["dpgan", "dpvae"])
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--local-steps", type=int, default=30)
     ap.add_argument("--epsilon", type=float, default=10.0)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--splits", default="iid,0.3",
-                    help="owner splits: iid and/or Dirichlet alphas, comma-separated")
+    ap.add_argument(
+        "--splits",
+        default="iid,0.3",
+        help="owner splits: iid and/or Dirichlet alphas, comma-separated",
+    )
     ap.add_argument("--mode", default="inprocess", choices=["inprocess", "processes"])
     ap.add_argument("--width", type=int, default=16, help="model channels (GAN: D and G)")
     ap.add_argument("--accountant", default="rdp", choices=["rdp", "prv"])
     ap.add_argument("--out", default="bench/results/federated.json")
     args = ap.parse_args()
     if args.method == "dpgan":
-        model = {"batch_size": args.batch_size, "n_d": 5, "width": args.width,
-                 "g_width": args.width}
+        model = {
+            "batch_size": args.batch_size,
+            "n_d": 5,
+            "width": args.width,
+            "g_width": args.width,
+        }
     else:
         model = {"batch_size": args.batch_size, "width": args.width}
     load_1m = os.getloadavg()[0]

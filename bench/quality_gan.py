@@ -70,40 +70,65 @@ class Judge:
         self.train, self.hold, self.args = train, hold, args
         k = train.num_classes
         t0 = time.time()
-        self.trtr = trtr(train.images, train.labels, hold.images, hold.labels, k,
-                         passes=args.passes, epochs=args.eval_epochs, seed=args.seed)["accuracy"]
+        self.trtr = trtr(
+            train.images,
+            train.labels,
+            hold.images,
+            hold.labels,
+            k,
+            passes=args.passes,
+            epochs=args.eval_epochs,
+            seed=args.seed,
+        )["accuracy"]
         rng = np.random.default_rng(args.seed)  # the same halves as evaluate/pipeline.py
         perm = rng.permutation(len(hold))
         ref = hold.subset(perm[: len(hold) // 2], name="reference")
-        nonmem = hold.subset(perm[len(hold) // 2:], name="nonmembers")
+        nonmem = hold.subset(perm[len(hold) // 2 :], name="nonmembers")
         self.extractor, _ = feature_model(ref, cache_dir, args.seed, False, args.passes)
         fid_idx = np.random.default_rng(args.seed).permutation(len(train))[:2000]
         self.f_train = features(self.extractor, train.images[fid_idx])
         self.floor = {
-            "prdc": fidelity.prdc_scores(self.f_train, features(self.extractor, nonmem.images),
-                                         seed=args.seed),
+            "prdc": fidelity.prdc_scores(
+                self.f_train, features(self.extractor, nonmem.images), seed=args.seed
+            ),
             "spread_ratio_mean": diversity.within_class_diversity(
-                train.images, train.labels, nonmem.images, nonmem.labels, k,
-                seed=args.seed)["ratio_mean"]}
+                train.images, train.labels, nonmem.images, nonmem.labels, k, seed=args.seed
+            )["ratio_mean"],
+        }
         self.seconds = round(time.time() - t0, 1)
 
     def score(self, images: np.ndarray, labels: np.ndarray) -> dict:
         a, k = self.args, self.train.num_classes
-        t = tstr(images, labels, self.hold.images, self.hold.labels, k, passes=a.passes,
-                 epochs=a.eval_epochs, seed=a.seed)
-        div = diversity.within_class_diversity(self.train.images, self.train.labels, images,
-                                               labels, k, seed=a.seed)
+        t = tstr(
+            images,
+            labels,
+            self.hold.images,
+            self.hold.labels,
+            k,
+            passes=a.passes,
+            epochs=a.eval_epochs,
+            seed=a.seed,
+        )
+        div = diversity.within_class_diversity(
+            self.train.images, self.train.labels, images, labels, k, seed=a.seed
+        )
         prdc = fidelity.prdc_scores(self.f_train, features(self.extractor, images), seed=a.seed)
-        return {"tstr_accuracy": t["accuracy"], "tstr_epochs": t.get("epochs"),
-                "recall": prdc["recall"], "precision": prdc["precision"],
-                "coverage": prdc["coverage"], "spread_ratio_mean": div["ratio_mean"],
-                "spread_ratio_min": div["ratio_min"],
-                "least_varied_class": div["least_varied_class"],
-                "collapse_flags": diversity.collapse_flags(div, prdc, self.floor["prdc"])}
+        return {
+            "tstr_accuracy": t["accuracy"],
+            "tstr_epochs": t.get("epochs"),
+            "recall": prdc["recall"],
+            "precision": prdc["precision"],
+            "coverage": prdc["coverage"],
+            "spread_ratio_mean": div["ratio_mean"],
+            "spread_ratio_min": div["ratio_min"],
+            "least_varied_class": div["least_varied_class"],
+            "collapse_flags": diversity.collapse_flags(div, prdc, self.floor["prdc"]),
+        }
 
 
-def one(data, holdout, eps: float, config: dict, args, workdir: Path, judge: Judge,
-        name: str) -> dict:
+def one(
+    data, holdout, eps: float, config: dict, args, workdir: Path, judge: Judge, name: str
+) -> dict:
     private = math.isfinite(eps)
     out = workdir / f"{'dp' if private else 'nodp'}-{eps}"
     warm = {}
@@ -114,27 +139,49 @@ def one(data, holdout, eps: float, config: dict, args, workdir: Path, judge: Jud
     if warm and args.warmup_set:
         warm["warmup_config"] = parse_set(args.warmup_set)
     t0 = time.time()
-    run = privsynth.train(data, "dpgan" if private else "gan", out,
-                          epsilon=eps if private else None, config=config, holdout=holdout,
-                          split_seed=0, seed=args.seed, device=args.device,
-                          grad_sample_mode=args.grad_sample_mode, progress=args.progress,
-                          checkpoint_every=10**9, **warm)
+    run = privsynth.train(
+        data,
+        "dpgan" if private else "gan",
+        out,
+        epsilon=eps if private else None,
+        config=config,
+        holdout=holdout,
+        split_seed=0,
+        seed=args.seed,
+        device=args.device,
+        grad_sample_mode=args.grad_sample_mode,
+        progress=args.progress,
+        checkpoint_every=10**9,
+        **warm,
+    )
     train_s = time.time() - t0
     n = args.n_synthetic or len(judge.train)
-    images, labels = run.sample(n, labels=balanced_labels(n, judge.train.num_classes, args.seed),
-                                seed=args.seed)
+    images, labels = run.sample(
+        n, labels=balanced_labels(n, judge.train.num_classes, args.seed), seed=args.seed
+    )
     if args.grids:
         tag = f"{name}-" if name else ""
-        save_grid(Path(args.grids) / f"{tag}{'dp' if private else 'nodp'}-{eps:g}.png",
-                  images, labels, judge.train.num_classes)
+        save_grid(
+            Path(args.grids) / f"{tag}{'dp' if private else 'nodp'}-{eps:g}.png",
+            images,
+            labels,
+            judge.train.num_classes,
+        )
     dp = run.card["privacy"].get("dp_sgd", {})
-    return {"name": name, "epsilon_target": eps if private else "infinity",
-            "epsilon_spent": run.epsilon if private else "infinity",
-            **judge.score(images, labels), "n_synthetic": n,
-            "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t0, 1),
-            "d_steps": run.card["train"]["steps"],
-            "noise_multiplier": dp.get("noise_multiplier"), "sample_rate": dp.get("sample_rate"),
-            **warm, "config": run.card["config"]}
+    return {
+        "name": name,
+        "epsilon_target": eps if private else "infinity",
+        "epsilon_spent": run.epsilon if private else "infinity",
+        **judge.score(images, labels),
+        "n_synthetic": n,
+        "train_seconds": round(train_s, 1),
+        "total_seconds": round(time.time() - t0, 1),
+        "d_steps": run.card["train"]["steps"],
+        "noise_multiplier": dp.get("noise_multiplier"),
+        "sample_rate": dp.get("sample_rate"),
+        **warm,
+        "config": run.card["config"],
+    }
 
 
 def merge(paths: list[str], out: Path) -> int:
@@ -155,27 +202,59 @@ def merge(paths: list[str], out: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    ap.add_argument("--eps", nargs="+", type=float, default=[1.0, 10.0, math.inf],
-                    help="epsilons; 'inf' = no DP")
+    ap.add_argument(
+        "--eps",
+        nargs="+",
+        type=float,
+        default=[1.0, 10.0, math.inf],
+        help="epsilons; 'inf' = no DP",
+    )
     ap.add_argument("--epochs", type=float, default=None, help="override GANConfig.epochs")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="any GANConfig field, e.g. --set n_d=5")
-    ap.add_argument("--warmup", default="none", help="'central': DP central-image warm-up "
-                    "(private runs only; its share of epsilon is composed in)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any GANConfig field, e.g. --set n_d=5",
+    )
+    ap.add_argument(
+        "--warmup",
+        default="none",
+        help="'central': DP central-image warm-up "
+        "(private runs only; its share of epsilon is composed in)",
+    )
     ap.add_argument("--public-data", default=None, help="pretrain on these public images first")
-    ap.add_argument("--warmup-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="WarmupConfig field (share, epochs, ...)")
+    ap.add_argument(
+        "--warmup-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="WarmupConfig field (share, epochs, ...)",
+    )
     ap.add_argument("--name", default="", help="label of this row in a study")
     ap.add_argument("--grids", default=None, help="folder for each run's sample grid PNG")
-    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                    help="merge these result files into --out and stop")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="merge these result files into --out and stop",
+    )
     ap.add_argument("--mnist", default=None, help=f"MNIST-10k IDX folder (default {MNIST})")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--grad-sample-mode", default="bk")
-    ap.add_argument("--n-synthetic", type=int, default=None,
-                    help="class-balanced synthetic images for TSTR (default: the training split's)")
-    ap.add_argument("--passes", type=int, default=DEFAULT_PASSES,
-                    help="LeNet training budget in images seen (the evaluation's fixed schedule)")
+    ap.add_argument(
+        "--n-synthetic",
+        type=int,
+        default=None,
+        help="class-balanced synthetic images for TSTR (default: the training split's)",
+    )
+    ap.add_argument(
+        "--passes",
+        type=int,
+        default=DEFAULT_PASSES,
+        help="LeNet training budget in images seen (the evaluation's fixed schedule)",
+    )
     ap.add_argument("--eval-epochs", type=int, default=None, help="fix the LeNet epochs instead")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="tiny digits run, seconds")
@@ -190,13 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.datasets, args.passes = ["digits"], 400
         config = {**SMOKE, **config}
-    results = {"what": "TSTR accuracy (LeNet, fixed schedule, trained on class-balanced "
-                       "synthetic images, tested on the real holdout) next to TRTR; PRDC recall on "
-                       "the evaluation's feature LeNet; within-class spread synthetic / real",
-               "machine": f"{platform.platform()}, {torch.get_num_threads()} torch threads",
-               "torch": torch.__version__, "device": args.device, "smoke": args.smoke,
-               "config_overrides": config, "passes": args.passes,
-               "eval_epochs": args.eval_epochs, "datasets": {}}
+    results = {
+        "what": "TSTR accuracy (LeNet, fixed schedule, trained on class-balanced "
+        "synthetic images, tested on the real holdout) next to TRTR; PRDC recall on "
+        "the evaluation's feature LeNet; within-class spread synthetic / real",
+        "machine": f"{platform.platform()}, {torch.get_num_threads()} torch threads",
+        "torch": torch.__version__,
+        "device": args.device,
+        "smoke": args.smoke,
+        "config_overrides": config,
+        "passes": args.passes,
+        "eval_epochs": args.eval_epochs,
+        "datasets": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
             source, holdout = DATASETS[name]
@@ -209,21 +294,43 @@ def main(argv: list[str] | None = None) -> int:
             train, hold = data.subset(parts.train), data.subset(parts.holdout)
             # the feature LeNet is cached (evaluate's cache); a smoke run keeps it in its tmp
             judge = Judge(train, hold, args, tmp if args.smoke else None)
-            entry = {"n_train": len(train), "n_holdout": len(hold),
-                     "trtr_accuracy": judge.trtr, "real_floor": judge.floor,
-                     "trtr_seconds": judge.seconds, "runs": []}
+            entry = {
+                "n_train": len(train),
+                "n_holdout": len(hold),
+                "trtr_accuracy": judge.trtr,
+                "real_floor": judge.floor,
+                "trtr_seconds": judge.seconds,
+                "runs": [],
+            }
             results["datasets"][name] = entry
             for eps in args.eps:
-                r = one(data if args.smoke else source, holdout, eps, config, args,
-                        Path(tmp) / name, judge, args.name)
+                r = one(
+                    data if args.smoke else source,
+                    holdout,
+                    eps,
+                    config,
+                    args,
+                    Path(tmp) / name,
+                    judge,
+                    args.name,
+                )
                 entry["runs"].append(r)
-                print(f"{name} {args.name} eps={eps}: TSTR {r['tstr_accuracy']:.3f} (TRTR "
-                      f"{judge.trtr:.3f}) recall {r['recall']:.3f} spread "
-                      f"{r['spread_ratio_mean']:.2f} in {r['total_seconds']}s, "
-                      f"{r['d_steps']} D steps", flush=True)
+                print(
+                    f"{name} {args.name} eps={eps}: TSTR {r['tstr_accuracy']:.3f} (TRTR "
+                    f"{judge.trtr:.3f}) recall {r['recall']:.3f} spread "
+                    f"{r['spread_ratio_mean']:.2f} in {r['total_seconds']}s, "
+                    f"{r['d_steps']} D steps",
+                    flush=True,
+                )
                 write_json(Path(args.out), results)
-    print(json.dumps({k: [(r["epsilon_target"], round(r["tstr_accuracy"], 3))
-                          for r in v["runs"]] for k, v in results["datasets"].items()}))
+    print(
+        json.dumps(
+            {
+                k: [(r["epsilon_target"], round(r["tstr_accuracy"], 3)) for r in v["runs"]]
+                for k, v in results["datasets"].items()
+            }
+        )
+    )
     return 0
 
 

@@ -82,24 +82,42 @@ def make_case(method: str, size: int, batch: int, width: int) -> Case:
         def build():
             torch.manual_seed(0)
             return factory()
+
         return build
+
     if method == "dpgan":
         x2 = torch.cat([x, torch.rand(batch, 1, size, size, generator=g) * 2 - 1])
         y2 = torch.cat([y, torch.randint(0, 10, (batch,), generator=g)])
-        return Case("discriminator step: real + as many fake rows, BCE (GANSynthesizer._d_step)",
-                    seeded(lambda: Discriminator(1, size, 10, width)),
-                    lambda m, xb, yb: F.binary_cross_entropy_with_logits(
-                        m(xb, yb), real_then_fake(len(xb)), reduction="none"),
-                    1, x2, y2, public_from=batch)
+        return Case(
+            "discriminator step: real + as many fake rows, BCE (GANSynthesizer._d_step)",
+            seeded(lambda: Discriminator(1, size, 10, width)),
+            lambda m, xb, yb: F.binary_cross_entropy_with_logits(
+                m(xb, yb), real_then_fake(len(xb)), reduction="none"
+            ),
+            1,
+            x2,
+            y2,
+            public_from=batch,
+        )
     if method == "dpvae":
-        return Case("CVAE step: negative ELBO (VAESynthesizer.fit)",
-                    seeded(lambda: CVAE(1, size, 10, width, 16, 1.0)),
-                    lambda m, xb, yb: m(xb, yb), 1, x, y)
+        return Case(
+            "CVAE step: negative ELBO (VAESynthesizer.fit)",
+            seeded(lambda: CVAE(1, size, 10, width, 16, 1.0)),
+            lambda m, xb, yb: m(xb, yb),
+            1,
+            x,
+            y,
+        )
     if method == "dpdiffusion":
         k = 4
-        return Case(f"denoiser step: EDM loss, noise multiplicity K={k} (DiffusionSynthesizer.fit)",
-                    seeded(lambda: Denoiser(1, size, 10, width, k, -1.2, 1.2, 0.1)),
-                    lambda m, xb, yb: m(xb, yb), k, x, y)
+        return Case(
+            f"denoiser step: EDM loss, noise multiplicity K={k} (DiffusionSynthesizer.fit)",
+            seeded(lambda: Denoiser(1, size, 10, width, k, -1.2, 1.2, 0.1)),
+            lambda m, xb, yb: m(xb, yb),
+            k,
+            x,
+            y,
+        )
     raise SystemExit(f"unknown method {method}")
 
 
@@ -113,7 +131,7 @@ def subset(case: Case, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     if case.public_from is None:
         return case.x[:n], case.y[:n]
     b = case.public_from
-    return (torch.cat([case.x[:n], case.x[b:b + n]]), torch.cat([case.y[:n], case.y[b:b + n]]))
+    return (torch.cat([case.x[:n], case.x[b : b + n]]), torch.cat([case.y[:n], case.y[b : b + n]]))
 
 
 def build(case: Case, mode: str, sigma: float, n_private: int):
@@ -121,17 +139,21 @@ def build(case: Case, mode: str, sigma: float, n_private: int):
     model = case.build()
     opt = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999))
     if mode == "none":
+
         def step(x, y):
             opt.zero_grad(set_to_none=True)
             backward(case, model, x, y)
             opt.step()
             opt.zero_grad(set_to_none=True)  # hold no gradients between steps (memory)
+
         return step, opt
     units = case.public_from or len(case.x)
     if mode == "ghost":
         if case.public_from is None:
-            raise RuntimeError("Opacus' ghost clipping needs a criterion(output, target); this "
-                               "model returns its own per-row loss")
+            raise RuntimeError(
+                "Opacus' ghost clipping needs a criterion(output, target); this "
+                "model returns its own per-row loss"
+            )
         return _ghost(case, model, opt, sigma, n_private, units)
     gs_mode = {"bk_public": "bk", "hooks_stock": "hooks"}.get(mode, mode)
     spec = PrivacySpec(epsilon=None, noise_multiplier=sigma or 1.0, grad_sample_mode=gs_mode)
@@ -143,13 +165,13 @@ def build(case: Case, mode: str, sigma: float, n_private: int):
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)
-        with (module.public_rows(len(x) // 2, fake_policy()) if public
-              else contextlib.nullcontext()):
+        with module.public_rows(len(x) // 2, fake_policy()) if public else contextlib.nullcontext():
             backward(case, module, x, y)
         if gs_mode != "bk":
             merge_grad_samples(module, len(x), case.rows_per_unit)
         opt.step()
         opt.zero_grad(set_to_none=True)  # free per-sample buffers between steps (memory)
+
     if mode == "hooks_stock":
         from opacus.grad_sample import grad_sample_module as gsm
 
@@ -159,6 +181,7 @@ def build(case: Case, mode: str, sigma: float, n_private: int):
                 step(x, y)
             finally:
                 gsm.create_or_accumulate_grad_sample = dpsgd._store_grad_sample
+
         return stock, opt
     return step, opt
 
@@ -179,15 +202,22 @@ def _ghost(case, model, opt, sigma, n_private, units):
     loader = DataLoader(TensorDataset(torch.zeros(n_private, 1)), batch_size=units)
     engine = PrivacyEngine(accountant="prv", secure_mode=False)
     module, opt, crit, _ = engine.make_private(
-        module=model, optimizer=opt, data_loader=loader, noise_multiplier=sigma,
-        max_grad_norm=1.0, poisson_sampling=True, grad_sample_mode="ghost",
-        criterion=torch.nn.BCEWithLogitsLoss())
+        module=model,
+        optimizer=opt,
+        data_loader=loader,
+        noise_multiplier=sigma,
+        max_grad_norm=1.0,
+        poisson_sampling=True,
+        grad_sample_mode="ghost",
+        criterion=torch.nn.BCEWithLogitsLoss(),
+    )
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)
         crit(module(x, y), real_then_fake(len(x))).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+
     return step, opt
 
 
@@ -197,7 +227,8 @@ def applied_gradient(case: Case, mode: str, x, y, n_private: int) -> torch.Tenso
     inner = getattr(opt, "original_optimizer", opt)
     grads = {}
     inner.step = lambda *a, **k: grads.update(
-        g=torch.cat([p.grad.flatten() for p in inner.param_groups[0]["params"]]))
+        g=torch.cat([p.grad.flatten() for p in inner.param_groups[0]["params"]])
+    )
     torch.manual_seed(7)  # the same random draws (VAE latents, diffusion noise) as the reference
     step(x, y)
     return grads["g"]
@@ -219,8 +250,12 @@ def reference(case: Case, x, y, n_private: int, public: str | None) -> torch.Ten
     private, fakes = torch.zeros(sum(p.numel() for p in params)), None
     for i in range(units):
         g = torch.autograd.grad(per_unit[i], params, retain_graph=True, allow_unused=True)
-        g = torch.cat([(torch.zeros_like(p) if gi is None else gi).flatten()
-                       for gi, p in zip(g, params, strict=True)])
+        g = torch.cat(
+            [
+                (torch.zeros_like(p) if gi is None else gi).flatten()
+                for gi, p in zip(g, params, strict=True)
+            ]
+        )
         if i < n_clip:
             private += g * min(1.0, 1.0 / (g.norm().item() + 1e-6))
         else:
@@ -282,8 +317,10 @@ def bench_method(method: str, args, argv: list[str]) -> dict:
             continue
         ref = refs[mode == "bk_public"]
         diff = (applied_gradient(case, mode, xs, ys, args.n) - ref).abs().max().item()
-        exact[mode] = {"max_abs_diff_vs_reference": diff,
-                       "exact": diff <= 1e-4 * ref.abs().max().item()}
+        exact[mode] = {
+            "max_abs_diff_vs_reference": diff,
+            "exact": diff <= 1e-4 * ref.abs().max().item(),
+        }
     times: dict[str, list[float]] = {m: [] for m in steppers}
     cpu: dict[str, list[float]] = {m: [] for m in steppers}
     for _ in range(args.rounds):
@@ -295,23 +332,34 @@ def bench_method(method: str, args, argv: list[str]) -> dict:
             cpu[mode].append((time.process_time() - c0) / args.steps)
     med = {m: statistics.median(v) for m, v in times.items()}
     med_cpu = {m: statistics.median(v) for m, v in cpu.items()}
-    result = {m: {"step_seconds": med[m], "ratio_to_non_dp": med[m] / med["none"],
-                  "step_cpu_seconds": med_cpu[m],
-                  "cpu_ratio_to_non_dp": med_cpu[m] / med_cpu["none"],
-                  **exact.get(m, {})} for m in med}
+    result = {
+        m: {
+            "step_seconds": med[m],
+            "ratio_to_non_dp": med[m] / med["none"],
+            "step_cpu_seconds": med_cpu[m],
+            "cpu_ratio_to_non_dp": med_cpu[m] / med_cpu["none"],
+            **exact.get(m, {}),
+        }
+        for m in med
+    }
     if not args.no_memory:
         for m in result:
             result[m].update(measure_memory(method, m, argv))
     ok = [m for m in result if m != "none" and result[m].get("exact")]
     fastest = min(ok, key=lambda m: med[m]) if ok else None
     default = dpsgd_default_mode(case.public_from is not None)
-    return {"what": case.what, "rows_per_step": len(case.x) * case.rows_per_unit,
-            "units_per_step": len(case.x) // (2 if case.public_from else 1),
-            "fake_rows_policy": fake_policy() if case.public_from else None,
-            "modes": result, "errors": errors, "fastest_exact_dp_mode": fastest,
-            "default_mode": default,
-            "default_ratio": result.get(default, {}).get("ratio_to_non_dp"),
-            "default_cpu_ratio": result.get(default, {}).get("cpu_ratio_to_non_dp")}
+    return {
+        "what": case.what,
+        "rows_per_step": len(case.x) * case.rows_per_unit,
+        "units_per_step": len(case.x) // (2 if case.public_from else 1),
+        "fake_rows_policy": fake_policy() if case.public_from else None,
+        "modes": result,
+        "errors": errors,
+        "fastest_exact_dp_mode": fastest,
+        "default_mode": default,
+        "default_ratio": result.get(default, {}).get("ratio_to_non_dp"),
+        "default_cpu_ratio": result.get(default, {}).get("cpu_ratio_to_non_dp"),
+    }
 
 
 def fake_policy() -> str:
@@ -330,9 +378,14 @@ def parse_args(argv):
     ap.add_argument("--methods", nargs="+", default=["dpgan", "dpvae", "dpdiffusion"])
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--width", type=int, default=32, help="the methods' default width")
-    ap.add_argument("--batch", nargs="*", default=[], metavar="METHOD=N",
-                    help="private examples per step (default dpgan=256 (+256 fakes), dpvae=128, "
-                         "dpdiffusion=64)")
+    ap.add_argument(
+        "--batch",
+        nargs="*",
+        default=[],
+        metavar="METHOD=N",
+        help="private examples per step (default dpgan=256 (+256 fakes), dpvae=128, "
+        "dpdiffusion=64)",
+    )
     ap.add_argument("--n", type=int, default=8000, help="private dataset size (sets q)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per mode per round")
@@ -343,8 +396,11 @@ def parse_args(argv):
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds")
     ap.add_argument("--out", default="bench/results/speed_dp.json")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--memory-only", action="store_true",
-                    help="re-measure only the memory of the modes in an existing --out file")
+    ap.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="re-measure only the memory of the modes in an existing --out file",
+    )
     args = ap.parse_args(argv)
     batch = {"dpgan": 256, "dpvae": 128, "dpdiffusion": 64}
     batch.update({k: int(v) for k, v in (b.split("=") for b in args.batch)})
@@ -371,26 +427,47 @@ def main(argv: list[str] | None = None) -> int:
             for mode, row in result["methods"][method]["modes"].items():
                 row.update(measure_memory(method, mode, [a for a in argv if a != "--memory-only"]))
         write_json(Path(args.out), result)
-        print(json.dumps({m: {k: v.get("step_peak_mb") for k, v in r["modes"].items()}
-                          for m, r in result["methods"].items()}))
+        print(
+            json.dumps(
+                {
+                    m: {k: v.get("step_peak_mb") for k, v in r["modes"].items()}
+                    for m, r in result["methods"].items()
+                }
+            )
+        )
         return 0
     t0 = time.time()
     methods = {m: bench_method(m, args, argv) for m in args.methods}
     gan = methods.get("dpgan", {})
     result = {
         "what": "one private step (forward, loss, backward, optimizer step) per method and mode",
-        "image": f"1x{args.size}x{args.size}", "width": args.width, "n_private": args.n,
-        "batch": args.batch, "rounds": args.rounds, "steps_per_round": args.steps,
-        "torch_threads": torch.get_num_threads(), "machine": platform.platform(),
-        "python": sys.version.split()[0], "torch": torch.__version__,
-        "default_mode": dpsgd_default_mode(), "gan_fake_rows": dpsgd.FAKE_ROWS,
+        "image": f"1x{args.size}x{args.size}",
+        "width": args.width,
+        "n_private": args.n,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "default_mode": dpsgd_default_mode(),
+        "gan_fake_rows": dpsgd.FAKE_ROWS,
         "default_ratio": gan.get("default_ratio"),
         "default_cpu_ratio": gan.get("default_cpu_ratio"),
-        "methods": methods, "seconds": round(time.time() - t0, 1), "smoke": args.smoke,
+        "methods": methods,
+        "seconds": round(time.time() - t0, 1),
+        "smoke": args.smoke,
     }
     write_json(Path(args.out), result)
-    print(json.dumps({m: {k: round(v["ratio_to_non_dp"], 2) for k, v in r["modes"].items()}
-                      for m, r in methods.items()}))
+    print(
+        json.dumps(
+            {
+                m: {k: round(v["ratio_to_non_dp"], 2) for k, v in r["modes"].items()}
+                for m, r in methods.items()
+            }
+        )
+    )
     return 0
 
 

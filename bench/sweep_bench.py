@@ -22,10 +22,14 @@ import torch
 
 
 def machine() -> dict:
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "loadavg_1m": os.getloadavg()[0],
-            "note": "2-core CPU, shared with 4 other engineers' jobs (load average above 2 "
-                    "means our timings are inflated by contention)"}
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "loadavg_1m": os.getloadavg()[0],
+        "note": "2-core CPU, shared with 4 other engineers' jobs (load average above 2 "
+        "means our timings are inflated by contention)",
+    }
 
 
 def collect(out: Path) -> list[dict]:
@@ -42,8 +46,11 @@ def main() -> int:
     p.add_argument("--methods", default="dpgan,dpvae,dpdiffusion,dpmerf")
     p.add_argument("--epsilons", default="1,2,5,10,inf")
     p.add_argument("--holdout", type=float, default=0.2)
-    p.add_argument("--classes", default=None,
-                   help="class list for IDX/NPZ data without one, e.g. 10 (see --classes in train)")
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="class list for IDX/NPZ data without one, e.g. 10 (see --classes in train)",
+    )
     p.add_argument("--delta", type=float, default=None)
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--out", required=True)
@@ -54,25 +61,48 @@ def main() -> int:
     out = Path(a.out)
     start = machine()
     if a.collect:
-        write_json(a.result, {"command": " ".join(sys.argv), "partial": True, "machine": start,
-                              "rows": collect(out)})
+        write_json(
+            a.result,
+            {
+                "command": " ".join(sys.argv),
+                "partial": True,
+                "machine": start,
+                "rows": collect(out),
+            },
+        )
         return 0
     t0 = time.time()
     from privsynth.data import DataSource
     from privsynth.data.source import parse_classes
 
     data = DataSource(a.data, classes=parse_classes(a.classes) if a.classes else None)
-    table = sweep(data, a.methods.split(","), parse_epsilons(a.epsilons), out, delta=a.delta,
-                  configs=parse_sets(a.set), holdout=a.holdout, split_seed=0, progress=False,
-                  jobs=a.jobs)
+    table = sweep(
+        data,
+        a.methods.split(","),
+        parse_epsilons(a.epsilons),
+        out,
+        delta=a.delta,
+        configs=parse_sets(a.set),
+        holdout=a.holdout,
+        split_seed=0,
+        progress=False,
+        jobs=a.jobs,
+    )
     wall = time.time() - t0
     eps = [e for e in table["epsilons"] if e != "inf"]
-    write_json(a.result, {"command": " ".join(sys.argv), "partial": False,
-                          "wall_seconds_total": round(wall, 1),
-                          "cells": len(table["rows"]), "machine_start": start,
-                          "machine_end": machine(),
-                          "best_per_epsilon": {str(e): best(table, e) for e in eps},
-                          "table": table})
+    write_json(
+        a.result,
+        {
+            "command": " ".join(sys.argv),
+            "partial": False,
+            "wall_seconds_total": round(wall, 1),
+            "cells": len(table["rows"]),
+            "machine_start": start,
+            "machine_end": machine(),
+            "best_per_epsilon": {str(e): best(table, e) for e in eps},
+            "table": table,
+        },
+    )
     print(json.dumps({"wall_seconds_total": round(wall, 1)}))
     return 0
 

@@ -45,24 +45,42 @@ def main(argv: list[str] | None = None) -> int:
     train, hold = run.load_data()
     k = len(run.class_names)
     (images, labels), wall, _ = timed(run.sample, n, labels=balanced_labels(n, k), seed=0)
-    result = {"run": str(args.run), "method": run.method, "epsilon": run.card["privacy"]["epsilon"],
-              "n_synthetic": n, "n_train": len(train), "n_holdout": len(hold),
-              "image_shape": list(train.image_shape), "sample_wall_seconds": wall,
-              "threads": torch.get_num_threads(), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "privsynth": privsynth.__version__}
+    result = {
+        "run": str(args.run),
+        "method": run.method,
+        "epsilon": run.card["privacy"]["epsilon"],
+        "n_synthetic": n,
+        "n_train": len(train),
+        "n_holdout": len(hold),
+        "image_shape": list(train.image_shape),
+        "sample_wall_seconds": wall,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "privsynth": privsynth.__version__,
+    }
     div, wall, cpu = timed(within_class_diversity, train.images, train.labels, images, labels, k)
-    result["diversity"] = {"ratio_mean": div["ratio_mean"], "ratio_min": div["ratio_min"],
-                           "flags": collapse_flags(div), "wall_seconds": wall,
-                           "cpu_seconds": cpu}
+    result["diversity"] = {
+        "ratio_mean": div["ratio_mean"],
+        "ratio_min": div["ratio_min"],
+        "flags": collapse_flags(div),
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+    }
     for clf in UTILITY_CLASSIFIERS:
         jobs = [("tstr", tstr, images, labels)]
         if args.trtr:
             jobs.append(("trtr", trtr, train.images, train.labels))
         for kind, fn, x, y in jobs:
             r, wall, cpu = timed(fn, x, y, hold.images, hold.labels, k, classifier=clf)
-            result[f"{kind}_{clf}"] = {"accuracy": r["accuracy"], "epochs": r["epochs"],
-                                       "images_seen": r["images_seen"], "wall_seconds": wall,
-                                       "cpu_seconds": cpu, "load_average": os.getloadavg()[0]}
+            result[f"{kind}_{clf}"] = {
+                "accuracy": r["accuracy"],
+                "epochs": r["epochs"],
+                "images_seen": r["images_seen"],
+                "wall_seconds": wall,
+                "cpu_seconds": cpu,
+                "load_average": os.getloadavg()[0],
+            }
             print(kind, clf, result[f"{kind}_{clf}"], flush=True)
     if args.out:
         write_json(args.out, result)

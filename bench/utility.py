@@ -49,13 +49,18 @@ from utility_report import markdown, plot_frontier  # noqa: E402
 METHODS = "dpmerf,dpkernel,dpvae,dpgan,dpdiffusion"
 TRAIN_FILE, EVAL_FILE, GRID_FILE = "bench_train.json", "utility_eval.json", "utility_grid.png"
 # --smoke: seconds, for CI (tests/bench/test_bench_smoke.py); figures mean nothing at this size.
-SMOKE = {"configs": {"dpmerf": {"n_features": 32, "steps": 10, "batch_size": 30, "g_width": 8,
-                                "z_dim": 8},
-                     "dpkernel": {"n_features": 16, "steps": 10, "batch_size": 30, "g_width": 8,
-                                  "z_dim": 8},
-                     "dpvae": {"epochs": 1, "batch_size": 32, "width": 8, "z_dim": 4}},
-         "methods": "dpmerf,dpvae", "epsilons": "10,inf", "n_synthetic": 60, "passes": 240,
-         "n_fidelity": 60}
+SMOKE = {
+    "configs": {
+        "dpmerf": {"n_features": 32, "steps": 10, "batch_size": 30, "g_width": 8, "z_dim": 8},
+        "dpkernel": {"n_features": 16, "steps": 10, "batch_size": 30, "g_width": 8, "z_dim": 8},
+        "dpvae": {"epochs": 1, "batch_size": 32, "width": 8, "z_dim": 4},
+    },
+    "methods": "dpmerf,dpvae",
+    "epsilons": "10,inf",
+    "n_synthetic": 60,
+    "passes": 240,
+    "n_fidelity": 60,
+}
 
 
 def parse_args(argv):
@@ -75,10 +80,17 @@ def parse_args(argv):
     p.add_argument("--passes", type=int, default=None, help="classifier images seen (12 000)")
     p.add_argument("--n-fidelity", type=int, default=5000, help="real train images for FD/PRDC")
     p.add_argument("--threads", type=int, default=None, help="torch threads per training cell")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="start no cell's training after this many minutes")
-    p.add_argument("--collect", action="store_true",
-                   help="train nothing: tabulate the finished cells, list the rest as not run")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start no cell's training after this many minutes",
+    )
+    p.add_argument(
+        "--collect",
+        action="store_true",
+        help="train nothing: tabulate the finished cells, list the rest as not run",
+    )
     p.add_argument("--note", default=None, help="free text kept in the result JSON")
     p.add_argument("--smoke", action="store_true", help="tiny configs and sets (CI)")
     return p.parse_args(argv)
@@ -87,17 +99,26 @@ def parse_args(argv):
 def machine(threads: int) -> dict:
     import torch
 
-    return {"cpu_count": os.cpu_count(), "training_threads": threads,
-            "eval_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "loadavg_1m": round(os.getloadavg()[0], 2),
-            "note": "shared CPU machine, other developers' jobs running (load average above "
-                    "the core count inflates wall times)"}
+    return {
+        "cpu_count": os.cpu_count(),
+        "training_threads": threads,
+        "eval_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "note": "shared CPU machine, other developers' jobs running (load average above "
+        "the core count inflates wall times)",
+    }
 
 
 def _git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -120,28 +141,39 @@ def _train_child(spec: dict) -> None:
     from privsynth.sweep import _train_cell
 
     torch.set_num_threads(spec["threads"])
-    source = DataSource(spec["data"],
-                        classes=parse_classes(spec["classes"]) if spec["classes"] else None)
+    source = DataSource(
+        spec["data"], classes=parse_classes(spec["classes"]) if spec["classes"] else None
+    )
     cell, eps = Path(spec["cell"]), float(spec["epsilon"])
     baseline = _maxrss_mib()
     t, load = time.time(), os.getloadavg()[0]
     _train_cell(source, spec["method"], eps, cell, spec["config"], spec["common"], progress=False)
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    write_json(cell / TRAIN_FILE, {
-        "wall_seconds": round(time.time() - t, 1),
-        "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 1),
-        "peak_rss_mib": round(_maxrss_mib(), 1), "baseline_rss_mib": round(baseline, 1),
-        "memory_measure": "resource.getrusage(RUSAGE_SELF).ru_maxrss of the cell's own process",
-        "threads": spec["threads"], "loadavg_1m_start": round(load, 2),
-        "loadavg_1m_end": round(os.getloadavg()[0], 2), "config": spec["config"]})
+    write_json(
+        cell / TRAIN_FILE,
+        {
+            "wall_seconds": round(time.time() - t, 1),
+            "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 1),
+            "peak_rss_mib": round(_maxrss_mib(), 1),
+            "baseline_rss_mib": round(baseline, 1),
+            "memory_measure": "resource.getrusage(RUSAGE_SELF).ru_maxrss of the cell's own process",
+            "threads": spec["threads"],
+            "loadavg_1m_start": round(load, 2),
+            "loadavg_1m_end": round(os.getloadavg()[0], 2),
+            "config": spec["config"],
+        },
+    )
 
 
 def train_cell(spec: dict) -> None:
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--train-cell",
-                           json.dumps(spec)])
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--train-cell", json.dumps(spec)]
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"training {Path(spec['cell']).name} failed (exit "
-                           f"{done.returncode}); its error is printed above")
+        raise RuntimeError(
+            f"training {Path(spec['cell']).name} failed (exit "
+            f"{done.returncode}); its error is printed above"
+        )
 
 
 class Reference:
@@ -153,38 +185,65 @@ class Reference:
         from privsynth.evaluate import diversity, fidelity, utility
         from privsynth.evaluate.features import feature_model, features
 
-        self.train, self.hold, self.k, self.seed, self.passes = train, hold, train.num_classes, \
-            seed, passes
+        self.train, self.hold, self.k, self.seed, self.passes = (
+            train,
+            hold,
+            train.num_classes,
+            seed,
+            passes,
+        )
         # the reference / non-member halves of the holdout and the fidelity subset of the
         # training split, drawn in the same seeded order as `privsynth evaluate`
         rng = np.random.default_rng(seed)
         perm = rng.permutation(len(hold))
         ref = hold.subset(perm[: len(hold) // 2], name="reference")
-        nonmem = hold.subset(perm[len(hold) // 2:], name="nonmembers")
+        nonmem = hold.subset(perm[len(hold) // 2 :], name="nonmembers")
         for size in (len(train), len(nonmem)):  # evaluate()'s member / non-member draws
             rng.permutation(size)
         self.fid_idx = rng.permutation(len(train))[:n_fidelity]
-        self.extractor, self.extractor_info = feature_model(ref, out / "cache", seed, False,
-                                                            passes)
+        self.extractor, self.extractor_info = feature_model(ref, out / "cache", seed, False, passes)
         self.f_train = features(self.extractor, train.images[self.fid_idx])
         path = out / "reference.json"
-        key = {"fingerprint": train.fingerprint, "n_train": len(train), "n_holdout": len(hold),
-               "passes": passes, "n_fidelity": len(self.fid_idx), "seed": seed}
+        key = {
+            "fingerprint": train.fingerprint,
+            "n_train": len(train),
+            "n_holdout": len(hold),
+            "passes": passes,
+            "n_fidelity": len(self.fid_idx),
+            "seed": seed,
+        }
         cached = json.loads(path.read_text()) if path.exists() else {}
         if cached.get("key") == key:
             self.info = cached
             return
         f_nonmem = features(self.extractor, nonmem.images)
-        self.info = {"key": key, "trtr": {c: _slim(utility.trtr(
-            train.images, train.labels, hold.images, hold.labels, self.k, classifier=c,
-            passes=passes, seed=seed)) for c in utility.UTILITY_CLASSIFIERS},
-            "real_floor": {"fd_lenet": fidelity.frechet(self.f_train, f_nonmem),
-                           "prdc": fidelity.prdc_scores(self.f_train, f_nonmem, seed=seed),
-                           "within_class_spread": diversity.within_class_diversity(
-                               train.images, train.labels, nonmem.images, nonmem.labels, self.k,
-                               seed=seed)["ratio_mean"],
-                           "what": "real training split vs the non-member half of the holdout"},
-            "feature_extractor": {k: v for k, v in self.extractor_info.items() if k != "path"}}
+        self.info = {
+            "key": key,
+            "trtr": {
+                c: _slim(
+                    utility.trtr(
+                        train.images,
+                        train.labels,
+                        hold.images,
+                        hold.labels,
+                        self.k,
+                        classifier=c,
+                        passes=passes,
+                        seed=seed,
+                    )
+                )
+                for c in utility.UTILITY_CLASSIFIERS
+            },
+            "real_floor": {
+                "fd_lenet": fidelity.frechet(self.f_train, f_nonmem),
+                "prdc": fidelity.prdc_scores(self.f_train, f_nonmem, seed=seed),
+                "within_class_spread": diversity.within_class_diversity(
+                    train.images, train.labels, nonmem.images, nonmem.labels, self.k, seed=seed
+                )["ratio_mean"],
+                "what": "real training split vs the non-member half of the holdout",
+            },
+            "feature_extractor": {k: v for k, v in self.extractor_info.items() if k != "path"},
+        }
         write_json(path, self.info)
 
 
@@ -198,24 +257,46 @@ def evaluate_cell(run, ref: Reference, n: int, cell: Path) -> dict:
     from privsynth.report.grid import save_grid
 
     t = time.time()
-    images, labels = run.sample(n, labels=utility.balanced_labels(n, ref.k, ref.seed),
-                                seed=ref.seed)
+    images, labels = run.sample(
+        n, labels=utility.balanced_labels(n, ref.k, ref.seed), seed=ref.seed
+    )
     sample_s = time.time() - t
     save_grid(cell / GRID_FILE, images, labels, ref.k)
     hold = ref.hold
-    tstr = {c: _slim(utility.tstr(images, labels, hold.images, hold.labels, ref.k, classifier=c,
-                                  passes=ref.passes, seed=ref.seed))
-            for c in utility.UTILITY_CLASSIFIERS}
+    tstr = {
+        c: _slim(
+            utility.tstr(
+                images,
+                labels,
+                hold.images,
+                hold.labels,
+                ref.k,
+                classifier=c,
+                passes=ref.passes,
+                seed=ref.seed,
+            )
+        )
+        for c in utility.UTILITY_CLASSIFIERS
+    }
     f_syn = features(ref.extractor, images)
     prdc = fidelity.prdc_scores(ref.f_train, f_syn, seed=ref.seed)
-    div = diversity.within_class_diversity(ref.train.images, ref.train.labels, images, labels,
-                                           ref.k, seed=ref.seed)
-    flags = diversity.collapse_flags(div, prdc, ref.info["real_floor"]["prdc"],
-                                     ref.train.class_names)
-    return {"tstr": tstr, "fd_lenet": fidelity.frechet(ref.f_train, f_syn), "prdc": prdc,
-            "within_class_spread": div["ratio_mean"], "within_class_spread_min": div["ratio_min"],
-            "collapse_flags": flags, "n_synthetic": n, "sample_seconds": round(sample_s, 1),
-            "eval_seconds": round(time.time() - t, 1)}
+    div = diversity.within_class_diversity(
+        ref.train.images, ref.train.labels, images, labels, ref.k, seed=ref.seed
+    )
+    flags = diversity.collapse_flags(
+        div, prdc, ref.info["real_floor"]["prdc"], ref.train.class_names
+    )
+    return {
+        "tstr": tstr,
+        "fd_lenet": fidelity.frechet(ref.f_train, f_syn),
+        "prdc": prdc,
+        "within_class_spread": div["ratio_mean"],
+        "within_class_spread_min": div["ratio_min"],
+        "collapse_flags": flags,
+        "n_synthetic": n,
+        "sample_seconds": round(sample_s, 1),
+        "eval_seconds": round(time.time() - t, 1),
+    }
 
 
 def cell_row(cell: Path, method: str, eps: float, ev: dict) -> dict:
@@ -223,16 +304,30 @@ def cell_row(cell: Path, method: str, eps: float, ev: dict) -> dict:
 
     card = read_card(cell)
     spent = card["privacy"]["epsilon"]
-    trained = json.loads((cell / TRAIN_FILE).read_text()) if (cell / TRAIN_FILE).exists() else {
-        "wall_seconds": card["train"].get("wall_seconds"), "cpu_seconds": None,
-        "peak_rss_mib": None, "memory_measure": "not measured: trained before this bench ran "
-                                                "(an earlier `privsynth sweep` on the same cells)"}
-    return {"method": method, "epsilon": "inf" if math.isinf(eps) else eps,
-            "run_method": card["method"],
-            "epsilon_spent": spent if isinstance(spent, str) else float(spent),
-            "delta": card["privacy"].get("delta"), "cell": cell.name,
-            "trained_by_this_bench": (cell / TRAIN_FILE).exists(), "train": trained,
-            "created": card.get("created"), "config": card.get("config"), **ev}
+    trained = (
+        json.loads((cell / TRAIN_FILE).read_text())
+        if (cell / TRAIN_FILE).exists()
+        else {
+            "wall_seconds": card["train"].get("wall_seconds"),
+            "cpu_seconds": None,
+            "peak_rss_mib": None,
+            "memory_measure": "not measured: trained before this bench ran "
+            "(an earlier `privsynth sweep` on the same cells)",
+        }
+    )
+    return {
+        "method": method,
+        "epsilon": "inf" if math.isinf(eps) else eps,
+        "run_method": card["method"],
+        "epsilon_spent": spent if isinstance(spent, str) else float(spent),
+        "delta": card["privacy"].get("delta"),
+        "cell": cell.name,
+        "trained_by_this_bench": (cell / TRAIN_FILE).exists(),
+        "train": trained,
+        "created": card.get("created"),
+        "config": card.get("config"),
+        **ev,
+    }
 
 
 def main(argv=None) -> int:
@@ -268,21 +363,44 @@ def main(argv=None) -> int:
     result_path = Path(a.result or ROOT / "bench" / "results" / f"utility_{name}.json")
     ledger = a.ledger or os.environ.get("PRIVSYNTH_LEDGER") or str(out / "ledger.sqlite")
     overrides = {**smoke.get("configs", {}), **parse_sets(a.set)}
-    common = dict(delta=a.delta, accountant="prv", holdout=float(holdout), split_seed=0, seed=0,
-                  image_size=None, ledger=ledger, budget=None, force=False)
+    common = dict(
+        delta=a.delta,
+        accountant="prv",
+        holdout=float(holdout),
+        split_seed=0,
+        seed=0,
+        image_size=None,
+        ledger=ledger,
+        budget=None,
+        force=False,
+    )
     out.mkdir(parents=True, exist_ok=True)
     ref = Reference(train, hold, out, n_fid, passes)
-    head = {"command": "python bench/utility.py " + " ".join(argv),
-            "data": dataset.name, "name": name, "fingerprint": dataset.fingerprint,
-            "n_train": len(train), "n_holdout": len(hold), "delta": a.delta,
-            "methods": methods, "epsilons": [_eps(e) for e in epsilons], "n_synthetic": n_syn,
-            "protocol": _protocol(ref, passes),
-            "reference": {k: ref.info[k] for k in ("trtr", "real_floor", "feature_extractor")},
-            "git_commit": _git_commit(), "ledger": str(ledger), "threads": threads,
-            "note": a.note,
-            "machine_start": machine(threads), "started": t0}
-    print(f"reference ready ({time.time() - t0:.0f}s): TRTR "
-          + ", ".join(f"{c} {r['accuracy']:.1%}" for c, r in ref.info["trtr"].items()), flush=True)
+    head = {
+        "command": "python bench/utility.py " + " ".join(argv),
+        "data": dataset.name,
+        "name": name,
+        "fingerprint": dataset.fingerprint,
+        "n_train": len(train),
+        "n_holdout": len(hold),
+        "delta": a.delta,
+        "methods": methods,
+        "epsilons": [_eps(e) for e in epsilons],
+        "n_synthetic": n_syn,
+        "protocol": _protocol(ref, passes),
+        "reference": {k: ref.info[k] for k in ("trtr", "real_floor", "feature_extractor")},
+        "git_commit": _git_commit(),
+        "ledger": str(ledger),
+        "threads": threads,
+        "note": a.note,
+        "machine_start": machine(threads),
+        "started": t0,
+    }
+    print(
+        f"reference ready ({time.time() - t0:.0f}s): TRTR "
+        + ", ".join(f"{c} {r['accuracy']:.1%}" for c, r in ref.info["trtr"].items()),
+        flush=True,
+    )
 
     rows, not_run, last_train = [], [], {}
     for method in methods:
@@ -290,12 +408,16 @@ def main(argv=None) -> int:
             cell = out / "cells" / cell_name(method, eps)
             config = {**recommended_config(method, len(train)), **overrides.get(method, {})}
             if not _complete(cell):
-                reason = ("not trained within this benchmark's time on the shared machine"
-                          + (" (see note)" if a.note else "")
-                          if a.collect else _no_time(a.max_minutes, t0, last_train.get(method)))
+                reason = (
+                    "not trained within this benchmark's time on the shared machine"
+                    + (" (see note)" if a.note else "")
+                    if a.collect
+                    else _no_time(a.max_minutes, t0, last_train.get(method))
+                )
                 if reason:
-                    not_run.append({"method": method, "epsilon": _eps(eps), "reason": reason,
-                                    "config": config})
+                    not_run.append(
+                        {"method": method, "epsilon": _eps(eps), "reason": reason, "config": config}
+                    )
                     print(f"not run {cell.name}: {reason}", flush=True)
                     _write(result_path, head, rows, not_run)
                     continue
@@ -304,9 +426,18 @@ def main(argv=None) -> int:
                     continue
                 print(f"training {cell.name} {config}", flush=True)
                 try:
-                    train_cell({"data": a.data, "classes": a.classes, "method": method,
-                                "epsilon": str(eps), "cell": str(cell), "config": config,
-                                "common": common, "threads": threads})
+                    train_cell(
+                        {
+                            "data": a.data,
+                            "classes": a.classes,
+                            "method": method,
+                            "epsilon": str(eps),
+                            "cell": str(cell),
+                            "config": config,
+                            "common": common,
+                            "threads": threads,
+                        }
+                    )
                 finally:
                     claims.release(cell)
             if (cell / TRAIN_FILE).exists():
@@ -319,10 +450,12 @@ def main(argv=None) -> int:
                 write_json(cached, ev)
             rows.append(cell_row(cell, method, eps, ev))
             r = rows[-1]
-            print(f"{cell.name}: TSTR LeNet {r['tstr']['lenet']['accuracy']:.1%} ResNet "
-                  f"{r['tstr']['resnet']['accuracy']:.1%} FD {r['fd_lenet']:.1f} "
-                  f"recall {r['prdc']['recall']:.2f} train {r['train']['wall_seconds']}s",
-                  flush=True)
+            print(
+                f"{cell.name}: TSTR LeNet {r['tstr']['lenet']['accuracy']:.1%} ResNet "
+                f"{r['tstr']['resnet']['accuracy']:.1%} FD {r['fd_lenet']:.1f} "
+                f"recall {r['prdc']['recall']:.2f} train {r['train']['wall_seconds']}s",
+                flush=True,
+            )
             _write(result_path, head, rows, not_run)
     table = _write(result_path, head, rows, not_run, final=True)
     print(markdown(table))
@@ -338,35 +471,46 @@ def _no_time(max_minutes, t0, last_seconds) -> str | None:
         return None
     used, budget = (time.time() - t0) / 60, max_minutes
     if used >= budget:
-        return (f"not started: the bench's time budget (--max-minutes {budget:g}) was spent "
-                f"({used:.0f} min used)")
+        return (
+            f"not started: the bench's time budget (--max-minutes {budget:g}) was spent "
+            f"({used:.0f} min used)"
+        )
     if last_seconds and used + last_seconds / 60 > budget:
-        return (f"not started: its last cell trained for {last_seconds / 60:.0f} min, more than "
-                f"the {budget - used:.0f} min left of --max-minutes {budget:g}")
+        return (
+            f"not started: its last cell trained for {last_seconds / 60:.0f} min, more than "
+            f"the {budget - used:.0f} min left of --max-minutes {budget:g}"
+        )
     return None
 
 
 def _protocol(ref: Reference, passes: int) -> dict:
     from privsynth.evaluate.utility import PROTOCOL
 
-    return {"tstr": f"class-balanced synthetic set; {PROTOCOL}; about {passes} images seen "
-                    "(at least one full pass); tested once on the real holdout",
-            "classifiers": {"lenet": "LeNet", "resnet": "small ResNet (shift augmentation)"},
-            "fidelity": f"FD-LeNet and PRDC (k=5, up to 2000 each) on LeNet features of "
-                        f"{len(ref.fid_idx)} real training images vs the synthetic set; "
-                        "extractor trained on half of the holdout (as `privsynth evaluate`)",
-            "within_class_spread": "synthetic / real mean pairwise distance per class "
-                                   "(standardised pixels), mean over classes",
-            "configs": "models.defaults.recommended_config, then --set overrides"}
+    return {
+        "tstr": f"class-balanced synthetic set; {PROTOCOL}; about {passes} images seen "
+        "(at least one full pass); tested once on the real holdout",
+        "classifiers": {"lenet": "LeNet", "resnet": "small ResNet (shift augmentation)"},
+        "fidelity": f"FD-LeNet and PRDC (k=5, up to 2000 each) on LeNet features of "
+        f"{len(ref.fid_idx)} real training images vs the synthetic set; "
+        "extractor trained on half of the holdout (as `privsynth evaluate`)",
+        "within_class_spread": "synthetic / real mean pairwise distance per class "
+        "(standardised pixels), mean over classes",
+        "configs": "models.defaults.recommended_config, then --set overrides",
+    }
 
 
 def _write(path: Path, head: dict, rows: list, not_run: list, final: bool = False) -> dict:
     """The result JSON and frontier PNG from what is done so far (called after every cell)."""
     from privsynth.atomic import write_json
 
-    table = {**{k: v for k, v in head.items() if k != "started"}, "partial": not final,
-             "rows": rows, "not_run": not_run, "machine_now": machine(head["threads"]),
-             "wall_seconds_so_far": round(time.time() - head["started"], 1)}
+    table = {
+        **{k: v for k, v in head.items() if k != "started"},
+        "partial": not final,
+        "rows": rows,
+        "not_run": not_run,
+        "machine_now": machine(head["threads"]),
+        "wall_seconds_so_far": round(time.time() - head["started"], 1),
+    }
     write_json(path, table)
     plot_frontier(table, path.with_suffix(".png"))
     return table

@@ -40,20 +40,35 @@ def parse(argv):
     p.add_argument("--epsilons", default="1,10")
     p.add_argument("--variants", default="none,central,public")
     p.add_argument("--public", default="digits", help="--public-data for the 'public' variant")
-    p.add_argument("--public-epochs", type=float, default=None,
-                   help="pretraining epochs of the 'public' variant (e.g. as many steps as the "
-                        "central warm-up: public sets are often smaller)")
+    p.add_argument(
+        "--public-epochs",
+        type=float,
+        default=None,
+        help="pretraining epochs of the 'public' variant (e.g. as many steps as the "
+        "central warm-up: public sets are often smaller)",
+    )
     p.add_argument("--warmup-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="cells at a time, one process each (0: one after another in this process)")
-    p.add_argument("--eval-passes", type=int, default=None,
-                   help="images seen by the TSTR LeNet (default: the evaluation protocol's)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="cells at a time, one process each (0: one after another in this process)",
+    )
+    p.add_argument(
+        "--eval-passes",
+        type=int,
+        default=None,
+        help="images seen by the TSTR LeNet (default: the evaluation protocol's)",
+    )
     p.add_argument("--out", default="runs/warmup-bench")
     p.add_argument("--result", default="bench/results/warmup.json")
-    p.add_argument("--collect", action="store_true",
-                   help="only gather the cells' JSON files (earlier invocations) into --result")
+    p.add_argument(
+        "--collect",
+        action="store_true",
+        help="only gather the cells' JSON files (earlier invocations) into --result",
+    )
     p.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # one cell, in a subprocess
     p.add_argument("--smoke", action="store_true", help="tiny sizes, digits, seconds")
     return p.parse_args(argv)
@@ -66,8 +81,12 @@ def settings(items):
 
 
 def cells(args):
-    return [f"{m}:{e}:{v}" for m in args.methods.split(",") for e in args.epsilons.split(",")
-            for v in args.variants.split(",")]
+    return [
+        f"{m}:{e}:{v}"
+        for m in args.methods.split(",")
+        for e in args.epsilons.split(",")
+        for v in args.variants.split(",")
+    ]
 
 
 def run_cell(args, cell: str) -> dict:
@@ -88,13 +107,22 @@ def run_cell(args, cell: str) -> dict:
     out = Path(args.out) / cell.replace(":", "-")
     t0 = time.time()
     run = privsynth.train(
-        data, method, out, epsilon=float(eps), delta=args.delta, holdout=args.holdout,
+        data,
+        method,
+        out,
+        epsilon=float(eps),
+        delta=args.delta,
+        holdout=args.holdout,
         accountant=args.accountant,
-        config=config, device=args.device, progress=False, overwrite=True,
+        config=config,
+        device=args.device,
+        progress=False,
+        overwrite=True,
         warmup="central" if variant == "central" else "none",
         public_data=args.public if variant == "public" else None,
         warmup_config=warm if variant != "none" else None,
-        ledger=str(Path(args.out) / "ledger.sqlite"))
+        ledger=str(Path(args.out) / "ledger.sqlite"),
+    )
     train_s = time.time() - t0
     run = privsynth.Run.load(out, device=args.device)
     save_samples(run, out)
@@ -102,15 +130,26 @@ def run_cell(args, cell: str) -> dict:
     ev = quick_evaluate(run, data=data, **passes)
     pv = run.card["privacy"]
     central = pv.get("warmup", {}).get("central")
-    return {"cell": cell, "method": method, "epsilon_target": float(eps), "variant": variant,
-            "epsilon_spent": pv["epsilon"], "dp_sgd_sigma": pv["dp_sgd"]["noise_multiplier"],
-            "dp_sgd_steps": pv["dp_sgd"]["steps"],
-            "warmup_sigma": central["noise_multiplier"] if central else None,
-            "warmup_epsilon_alone": central["epsilon_alone"] if central else None,
-            "tstr_accuracy": ev["tstr_accuracy"], "trtr_accuracy": ev["trtr_accuracy"],
-            "n_synthetic": ev["n_synthetic"], "classifier": "LeNet, " + ev["protocol"],
-            "config": config, "warmup_config": warm if variant != "none" else None,
-            "train_seconds": round(train_s, 1), "device": args.device, "run": str(out)}
+    return {
+        "cell": cell,
+        "method": method,
+        "epsilon_target": float(eps),
+        "variant": variant,
+        "epsilon_spent": pv["epsilon"],
+        "dp_sgd_sigma": pv["dp_sgd"]["noise_multiplier"],
+        "dp_sgd_steps": pv["dp_sgd"]["steps"],
+        "warmup_sigma": central["noise_multiplier"] if central else None,
+        "warmup_epsilon_alone": central["epsilon_alone"] if central else None,
+        "tstr_accuracy": ev["tstr_accuracy"],
+        "trtr_accuracy": ev["trtr_accuracy"],
+        "n_synthetic": ev["n_synthetic"],
+        "classifier": "LeNet, " + ev["protocol"],
+        "config": config,
+        "warmup_config": warm if variant != "none" else None,
+        "train_seconds": round(train_s, 1),
+        "device": args.device,
+        "run": str(out),
+    }
 
 
 def save_samples(run, out: Path) -> None:
@@ -140,9 +179,20 @@ def main(argv=None) -> int:
     todo, running, t0 = ([] if args.collect else cells(args)), [], time.time()
     own = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--smoke"]
     if args.smoke:
-        own += ["--data", "digits", "--methods", "dpvae", "--epsilons", "10", "--delta", "1e-4",
-                "--variants", args.variants,
-                *(f"--set={s}" for s in args.set), *(f"--warmup-set={s}" for s in args.warmup_set)]
+        own += [
+            "--data",
+            "digits",
+            "--methods",
+            "dpvae",
+            "--epsilons",
+            "10",
+            "--delta",
+            "1e-4",
+            "--variants",
+            args.variants,
+            *(f"--set={s}" for s in args.set),
+            *(f"--warmup-set={s}" for s in args.warmup_set),
+        ]
     if args.jobs == 0:
         for cell in todo:
             row = run_cell(args, cell)
@@ -151,23 +201,42 @@ def main(argv=None) -> int:
     while todo or running:
         while todo and len(running) < max(1, args.jobs):
             cell = todo.pop(0)
-            cmd = [sys.executable, __file__, *own, "--cell", cell,
-                   "--result", str(parts / (cell.replace(":", "-") + ".json"))]
-            running.append(subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS":
-                                                      os.environ.get("OMP_NUM_THREADS", "1")}))
+            cmd = [
+                sys.executable,
+                __file__,
+                *own,
+                "--cell",
+                cell,
+                "--result",
+                str(parts / (cell.replace(":", "-") + ".json")),
+            ]
+            running.append(
+                subprocess.Popen(
+                    cmd,
+                    env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+                )
+            )
         time.sleep(1)
         running = [p for p in running if p.poll() is None]
     files = [parts / (c.replace(":", "-") + ".json") for c in cells(args)]
     rows = [json.loads(f.read_text()) for f in files if f.exists()]
-    result = {"command": "python bench/warmup_bench.py " + " ".join(own),
-              "wall_seconds_total": round(time.time() - t0, 1), "cells": rows,
-              "machine": {"cpu_count": os.cpu_count(), "loadavg_1m": os.getloadavg()[0],
-                          "torch_threads": os.environ.get("OMP_NUM_THREADS")}}
+    result = {
+        "command": "python bench/warmup_bench.py " + " ".join(own),
+        "wall_seconds_total": round(time.time() - t0, 1),
+        "cells": rows,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "loadavg_1m": os.getloadavg()[0],
+            "torch_threads": os.environ.get("OMP_NUM_THREADS"),
+        },
+    }
     result_path.write_text(json.dumps(result, indent=1))
     print(f"{'cell':<28} {'eps':>6} {'TSTR':>6} {'TRTR':>6} {'train s':>8}")
     for r in rows:
-        print(f"{r['cell']:<28} {r['epsilon_spent']:6.3f} {r['tstr_accuracy']:6.1%} "
-              f"{r['trtr_accuracy']:6.1%} {r['train_seconds']:8.1f}")
+        print(
+            f"{r['cell']:<28} {r['epsilon_spent']:6.3f} {r['tstr_accuracy']:6.1%} "
+            f"{r['trtr_accuracy']:6.1%} {r['train_seconds']:8.1f}"
+        )
     return 0 if len(rows) == len(cells(args)) else 1
 
 

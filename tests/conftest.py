@@ -45,7 +45,7 @@ def make_tiny_dataset(n: int = 120, k: int = 3, seed: int = 0) -> ImageDataset:
     labels = np.arange(n) % k
     images = rng.integers(0, 40, size=(n, 1, 8, 8), dtype=np.uint8)
     for i, y in enumerate(labels):
-        images[i, 0, 2 * y:2 * y + 3, 2:6] = 220
+        images[i, 0, 2 * y : 2 * y + 3, 2:6] = 220
     return ImageDataset(images, labels, [chr(ord("a") + j) for j in range(k)], name="tiny")
 
 
@@ -58,8 +58,9 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def write_image_folder(root: Path, images: np.ndarray, labels: np.ndarray, names: list[str],
-                       ext: str = ".png") -> Path:
+def write_image_folder(
+    root: Path, images: np.ndarray, labels: np.ndarray, names: list[str], ext: str = ".png"
+) -> Path:
     """A class-per-sub-folder tree of images (N x C x H x W uint8) as PNG or JPEG."""
     from PIL import Image
 
@@ -105,8 +106,12 @@ def image_folder():
 def tiny_npz(tmp_path, tiny_dataset) -> Path:
     """The tiny dataset as an .npz with keys images/labels (N x C x H x W uint8)."""
     path = tmp_path / "tiny.npz"
-    np.savez(path, images=tiny_dataset.images, labels=tiny_dataset.labels,
-             class_names=[str(k) for k in range(tiny_dataset.num_classes)])
+    np.savez(
+        path,
+        images=tiny_dataset.images,
+        labels=tiny_dataset.labels,
+        class_names=[str(k) for k in range(tiny_dataset.num_classes)],
+    )
     return path
 
 
@@ -122,16 +127,40 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     data = make_tiny_dataset()
     npz = root / "tiny.npz"
-    np.savez(npz, images=data.images, labels=data.labels,
-             class_names=[str(k) for k in range(data.num_classes)])
+    np.savez(
+        npz,
+        images=data.images,
+        labels=data.labels,
+        class_names=[str(k) for k in range(data.num_classes)],
+    )
     out = root / "runs" / "tiny-dpgan"
     sets = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
     ledger = root / "ledger.sqlite"
-    code = main(["train", "--method", "dpgan",
-                 "--data", str(npz), "--out", str(out), "--noise-multiplier", "1.2",
-                 "--ledger", str(ledger),
-                 "--accountant", "rdp", "--class-proportions", "laplace", "--counts-epsilon",
-                 "0.5", "--no-progress", "--checkpoint-every", "2", *sets])
+    code = main(
+        [
+            "train",
+            "--method",
+            "dpgan",
+            "--data",
+            str(npz),
+            "--out",
+            str(out),
+            "--noise-multiplier",
+            "1.2",
+            "--ledger",
+            str(ledger),
+            "--accountant",
+            "rdp",
+            "--class-proportions",
+            "laplace",
+            "--counts-epsilon",
+            "0.5",
+            "--no-progress",
+            "--checkpoint-every",
+            "2",
+            *sets,
+        ]
+    )
     assert code == 0
     return {"out": out, "data": npz, "ledger": ledger, "dataset": data}
 
@@ -147,8 +176,10 @@ def pytest_collection_modifyitems(config, items):
     if os.environ.get(POSTGRES_ENV):
         return
     if os.environ.get("CI"):
-        raise pytest.UsageError(f"CI must provide {POSTGRES_ENV} (see .ci/run): the PostgreSQL "
-                                "ledger tests may not be left out there")
+        raise pytest.UsageError(
+            f"CI must provide {POSTGRES_ENV} (see .ci/run): the PostgreSQL "
+            "ledger tests may not be left out there"
+        )
     chosen = [i for i in items if "postgres" not in i.keywords]
     if len(chosen) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if "postgres" in i.keywords])

@@ -33,17 +33,21 @@ def test_one_owner_then_release(tmp_path):
 
 def test_claims_race_across_processes(tmp_path):
     cell = tmp_path / "c"
-    code = ("import sys; from pathlib import Path; from privsynth import claims; "
-            "print(int(claims.claim(Path(sys.argv[1]))))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(cell)], stdout=subprocess.PIPE,
-                              text=True) for _ in range(4)]
+    code = (
+        "import sys; from pathlib import Path; from privsynth import claims; "
+        "print(int(claims.claim(Path(sys.argv[1]))))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(cell)], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     won = [int(p.communicate()[0].strip()) for p in procs]
     assert sum(won) == 1
 
 
 def test_stale_claims_are_taken_over(tmp_path):
     dead = tmp_path / "dead"
-    foreign_claim(dead, host=socket.gethostname(), pid=2 ** 22 + 12345)  # no such process
+    foreign_claim(dead, host=socket.gethostname(), pid=2**22 + 12345)  # no such process
     assert claims.claim(dead)
     quiet = tmp_path / "quiet"
     path = foreign_claim(quiet)
@@ -56,10 +60,16 @@ def test_stale_claims_are_taken_over(tmp_path):
 def test_sweep_skips_a_cell_held_elsewhere(tmp_path, tiny_dataset):
     out = tmp_path / "sw"
     foreign_claim(out / "cells" / "dpmerf-eps3")
-    config = {"dpmerf": {"n_features": 16, "steps": 5, "batch_size": 30, "g_width": 8,
-                         "z_dim": 8}}
-    table = sweep(tiny_dataset, ["dpmerf"], [3.0, float("inf")], out, configs=config,
-                  eval_epochs=1, progress=False)
+    config = {"dpmerf": {"n_features": 16, "steps": 5, "batch_size": 30, "g_width": 8, "z_dim": 8}}
+    table = sweep(
+        tiny_dataset,
+        ["dpmerf"],
+        [3.0, float("inf")],
+        out,
+        configs=config,
+        eval_epochs=1,
+        progress=False,
+    )
     assert [r["epsilon"] for r in table["rows"]] == ["inf"]
     assert table["pending"] == [{"cell": "dpmerf-eps3", "worker": "other-host:1"}]
     assert "Still training elsewhere" in (out / "sweep.md").read_text()

@@ -14,8 +14,9 @@ SIGMA = 1.0  # a fixed sigma: no calibration search, the plan is the same in bot
 
 
 def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast_gan):
-    kw = dict(method="dpgan", noise_multiplier=SIGMA, accountant="rdp", config=fast_gan,
-              progress=False)
+    kw = dict(
+        method="dpgan", noise_multiplier=SIGMA, accountant="rdp", config=fast_gan, progress=False
+    )
     one = privsynth.train(tiny_dataset, out=tmp_path / "one", **kw)
     two = distributed.train(tiny_dataset, out=tmp_path / "two", nproc=2, **kw)
     sgd_one, sgd_two = one.card["privacy"]["dp_sgd"], two.card["privacy"]["dp_sgd"]
@@ -35,5 +36,4 @@ def test_process_count_errors_name_the_fix(tmp_path, tiny_dataset):
     with pytest.raises(ConfigError, match="no-dp"):
         distributed.train(tiny_dataset, method="dpgan", out=tmp_path / "b", nproc=2, no_dp=True)
     with pytest.raises(ConfigError, match="dist-backend"):
-        distributed.train(tiny_dataset, method="dpgan", out=tmp_path / "c", nproc=2,
-                          backend="mpi")
+        distributed.train(tiny_dataset, method="dpgan", out=tmp_path / "c", nproc=2, backend="mpi")

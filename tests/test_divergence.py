@@ -26,10 +26,20 @@ def _segment() -> dict:
 def test_diverged_release_keeps_its_spend_and_is_never_complete(tmp_path, tiny_dataset):
     """dpmerf spends its epsilon on one release, then its generator diverges (lr 1e30)."""
     out = tmp_path / "r"
-    with pytest.raises(TrainingDiverged, match=r"training diverged at step 20: generator\..* "
-                                               r"NaN or infinite; lower the learning rate"):
-        privsynth.train(tiny_dataset, "dpmerf", out, noise_multiplier=2.0, accountant="rdp",
-                        config={**MERF, "lr": 1e30}, progress=False)
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"training diverged at step 20: generator\..* "
+        r"NaN or infinite; lower the learning rate",
+    ):
+        privsynth.train(
+            tiny_dataset,
+            "dpmerf",
+            out,
+            noise_multiplier=2.0,
+            accountant="rdp",
+            config={**MERF, "lr": 1e30},
+            progress=False,
+        )
     card = json.loads((out / "card.json").read_text())
     assert card["status"] == "diverged" and card["diverged"]["step"] == 20
     assert not (out / WEIGHTS).exists() and not (out / TRAIN_STATE).exists()
@@ -38,36 +48,63 @@ def test_diverged_release_keeps_its_spend_and_is_never_complete(tmp_path, tiny_d
     delta = card["privacy"]["dp_sgd_plan"]["delta"]
     assert seg["status"] == "diverged"
     assert seg["counted_epsilon"] == pytest.approx(
-        epsilon_from_history([(sigma, 1.0, 1)], delta, "rdp"))  # the release happened: booked
+        epsilon_from_history([(sigma, 1.0, 1)], delta, "rdp")
+    )  # the release happened: booked
     with pytest.raises(CheckpointError, match="did not finish"):
         privsynth.Run.load(out)
     with pytest.raises(CheckpointError, match="diverged .*--overwrite"):  # no silent retry
-        privsynth.train(tiny_dataset, "dpmerf", out, noise_multiplier=2.0, accountant="rdp",
-                        config={**MERF, "lr": 1e30}, progress=False)
+        privsynth.train(
+            tiny_dataset,
+            "dpmerf",
+            out,
+            noise_multiplier=2.0,
+            accountant="rdp",
+            config={**MERF, "lr": 1e30},
+            progress=False,
+        )
 
 
-def test_dp_sgd_divergence_stops_at_a_checkpoint_booking_what_ran(tmp_path, tiny_dataset,
-                                                                   fast_gan):
+def test_dp_sgd_divergence_stops_at_a_checkpoint_booking_what_ran(tmp_path, tiny_dataset, fast_gan):
     with pytest.raises(TrainingDiverged, match="at step 2:"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", noise_multiplier=1.0,
-                        accountant="rdp", config={**fast_gan, "lr_d": 1e30}, progress=False,
-                        checkpoint_every=2)
+        privsynth.train(
+            tiny_dataset,
+            "dpgan",
+            tmp_path / "r",
+            noise_multiplier=1.0,
+            accountant="rdp",
+            config={**fast_gan, "lr_d": 1e30},
+            progress=False,
+            checkpoint_every=2,
+        )
     card = json.loads((tmp_path / "r" / "card.json").read_text())
     plan = card["privacy"]["dp_sgd_plan"]
     seg = _segment()
     assert seg["status"] == "diverged" and seg["accounting"]["booked"] == [
-        [plan["noise_multiplier"], plan["sample_rate"], 2]]
-    assert seg["counted_epsilon"] == pytest.approx(epsilon_from_history(
-        [(plan["noise_multiplier"], plan["sample_rate"], 2)], plan["delta"], "rdp"))
+        [plan["noise_multiplier"], plan["sample_rate"], 2]
+    ]
+    assert seg["counted_epsilon"] == pytest.approx(
+        epsilon_from_history(
+            [(plan["noise_multiplier"], plan["sample_rate"], 2)], plan["delta"], "rdp"
+        )
+    )
 
 
 def test_cli_divergence_and_empty_batches_are_one_line_exit_2(tmp_path, tiny_npz, capsys):
-    base = ["train", "--method", "dpmerf", "--data", str(tiny_npz), "--no-progress",
-            "--noise-multiplier", "2", "--accountant", "rdp",
-            *[f"--set={k}={v}" for k, v in MERF.items() if k != "batch_size"]]
+    base = [
+        "train",
+        "--method",
+        "dpmerf",
+        "--data",
+        str(tiny_npz),
+        "--no-progress",
+        "--noise-multiplier",
+        "2",
+        "--accountant",
+        "rdp",
+        *[f"--set={k}={v}" for k, v in MERF.items() if k != "batch_size"],
+    ]
     assert main([*base, "--out", str(tmp_path / "a"), "--set", "lr=1e30"]) == 2
-    (line,) = [x for x in capsys.readouterr().err.splitlines()
-               if x.startswith("privsynth: error:")]
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("privsynth: error:")]
     assert "TrainingDiverged" in line and "--set lr=" in line
     # --batch-size 0 stops at parse time; the same size through --set reaches train's check.
     assert main([*base, "--out", str(tmp_path / "b"), "--batch-size", "0"]) == 2

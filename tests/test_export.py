@@ -15,7 +15,7 @@ from privsynth.run import Run
 def front_matter(text: str) -> dict:
     """The YAML block of a model card, read without a YAML library (flat keys and lists)."""
     assert text.startswith("---\n")
-    block = text[4:text.index("\n---\n")]
+    block = text[4 : text.index("\n---\n")]
     out: dict = {}
     key = None
     for line in block.splitlines():
@@ -35,8 +35,13 @@ def test_run_folder_has_a_model_card(trained_run):
     assert meta["license"] == "other" and meta["library_name"] == "privsynth"
     assert {"differential-privacy", "dpgan", "synthetic-data"} <= set(meta["tags"])
     assert meta["datasets"] == ["tiny"]
-    for section in ("## Method", "## Privacy guarantee", "## What is not protected",
-                    "## Evaluation", "## How to sample"):
+    for section in (
+        "## Method",
+        "## Privacy guarantee",
+        "## What is not protected",
+        "## Evaluation",
+        "## How to sample",
+    ):
         assert section in text
     assert card["run_id"] in text and f"ε = {card['privacy']['epsilon']:.3g}" in text
     assert card["privacy"]["plain_language"] in text
@@ -52,8 +57,11 @@ def test_card_summary_sentence_and_dataset_spend(trained_run):
     assert sentence.count(". ") == 0 and sentence.endswith(".")  # one sentence
     assert f"each of the {card['data']['n_train']:,} training records" in sentence
     assert "a coin flip is 50%" in sentence and f"ε = {pv['epsilon']:.3g}" in sentence
-    (dataset,) = [d for d in Ledger(trained_run["ledger"]).datasets()
-                  if d["fingerprint"] == card["data"]["source_fingerprint"]]
+    (dataset,) = [
+        d
+        for d in Ledger(trained_run["ledger"]).datasets()
+        if d["fingerprint"] == card["data"]["source_fingerprint"]
+    ]
     booked = dataset["runs"]
     assert pv["dataset_spend"]["epsilon"] == sum(r["epsilon"] for r in booked.values())
     assert "basic composition" in pv["dataset_spend"]["composition"]
@@ -62,8 +70,12 @@ def test_card_summary_sentence_and_dataset_spend(trained_run):
 def test_export_publishes_only_what_is_safe(tmp_path, trained_run, capsys):
     pub = tmp_path / "hf-repo"
     assert main(["export", str(trained_run["out"]), str(pub), "--license", "apache-2.0"]) == 0
-    assert sorted(p.name for p in pub.iterdir()) == ["README.md", "card.json", "samples.png",
-                                                     "weights.safetensors"]
+    assert sorted(p.name for p in pub.iterdir()) == [
+        "README.md",
+        "card.json",
+        "samples.png",
+        "weights.safetensors",
+    ]
     card = json.loads((pub / "card.json").read_text())
     assert "source" not in card["data"] and "metrics" not in card["train"]
     assert "request" not in card and "ledger" not in card

@@ -16,21 +16,39 @@ from privsynth.errors import BudgetError
 from privsynth.privacy import Ledger
 
 SIGMA = dict(noise_multiplier=1.0, accountant="rdp")  # fixed sigma: no calibration search
-TINY = ["--set=epochs=2", "--set=batch_size=32", "--set=n_d=2", "--set=width=8",
-        "--set=g_width=8", "--set=z_dim=8"]
+TINY = [
+    "--set=epochs=2",
+    "--set=batch_size=32",
+    "--set=n_d=2",
+    "--set=width=8",
+    "--set=g_width=8",
+    "--set=z_dim=8",
+]
 
 
-def test_one_budget_per_dataset_across_out_folders_and_image_sizes(tmp_path, tiny_dataset,
-                                                                   capsys, image_folder_writer):
+def test_one_budget_per_dataset_across_out_folders_and_image_sizes(
+    tmp_path, tiny_dataset, capsys, image_folder_writer
+):
     """Two runs on the same image folder, in two folders, one of them resized: one dataset in
     the ledger, one budget, and the second run is refused."""
-    folder = image_folder_writer(tmp_path / "scans", tiny_dataset.images, tiny_dataset.labels,
-                                tiny_dataset.class_names)
+    folder = image_folder_writer(
+        tmp_path / "scans", tiny_dataset.images, tiny_dataset.labels, tiny_dataset.class_names
+    )
     assert main(["ledger", "set-budget", "--data", str(folder), "7", "--reason", "DPO"]) == 0
     assert "budget none -> 7" in capsys.readouterr().out  # about 4.7 per run fits once
-    base = ["train", "--method", "dpgan",
-            "--data", str(folder), "--no-progress", "--noise-multiplier", "1.0",
-            "--accountant", "rdp", *TINY]
+    base = [
+        "train",
+        "--method",
+        "dpgan",
+        "--data",
+        str(folder),
+        "--no-progress",
+        "--noise-multiplier",
+        "1.0",
+        "--accountant",
+        "rdp",
+        *TINY,
+    ]
     assert main([*base, "--out", str(tmp_path / "a" / "run")]) == 0
     first = privsynth.Run.load(tmp_path / "a" / "run")
     capsys.readouterr()
@@ -67,11 +85,20 @@ def test_source_fingerprint_ignores_preprocessing(tmp_path, tiny_dataset, kind, 
         assert load_dataset(spec, **opts).source_fingerprint != plain.source_fingerprint
 
 
-def test_set_budget_is_explicit_and_logged_and_run_budgets_never_write(tmp_path, tiny_npz,
-                                                                        capsys):
-    base = ["train", "--method", "dpgan",
-            "--data", str(tiny_npz), "--no-progress", "--noise-multiplier", "1.0",
-            "--accountant", "rdp", *TINY]
+def test_set_budget_is_explicit_and_logged_and_run_budgets_never_write(tmp_path, tiny_npz, capsys):
+    base = [
+        "train",
+        "--method",
+        "dpgan",
+        "--data",
+        str(tiny_npz),
+        "--no-progress",
+        "--noise-multiplier",
+        "1.0",
+        "--accountant",
+        "rdp",
+        *TINY,
+    ]
     assert main([*base, "--out", str(tmp_path / "a"), "--budget", "2"]) == 2  # refused ...
     capsys.readouterr()
     assert main([*base, "--out", str(tmp_path / "a"), "--budget", "20"]) == 0  # ... and passed
@@ -88,8 +115,9 @@ def test_set_budget_is_explicit_and_logged_and_run_budgets_never_write(tmp_path,
     assert "budget none -> 5 by" in out and ": policy" in out
 
 
-def test_reservation_is_in_the_ledger_before_the_first_private_step(tmp_path, tiny_dataset,
-                                                                     fast_gan, monkeypatch):
+def test_reservation_is_in_the_ledger_before_the_first_private_step(
+    tmp_path, tiny_dataset, fast_gan, monkeypatch
+):
     from privsynth.privacy import dpsgd
 
     seen = {}
@@ -102,13 +130,15 @@ def test_reservation_is_in_the_ledger_before_the_first_private_step(tmp_path, ti
 
     monkeypatch.setattr(dpsgd, "make_private", stop)
     with pytest.raises(RuntimeError, match="stop before"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", config=fast_gan, progress=False,
-                        **SIGMA)
+        privsynth.train(
+            tiny_dataset, "dpgan", tmp_path / "r", config=fast_gan, progress=False, **SIGMA
+        )
     (seg,) = seen["segments"]
     card = json.loads((tmp_path / "r" / "card.json").read_text())
     assert seg["status"] == "running"
-    assert seg["reserved_epsilon"] == pytest.approx(card["privacy"]["dp_sgd_plan"]
-                                                    ["planned_epsilon"])
+    assert seg["reserved_epsilon"] == pytest.approx(
+        card["privacy"]["dp_sgd_plan"]["planned_epsilon"]
+    )
     assert seg["counted_epsilon"] == pytest.approx(seg["reserved_epsilon"])
     # The failed process settled its segment to what it had booked: no step went unbooked.
     ((failed,),) = [r["segments"] for r in Ledger().datasets()[0]["runs"].values()]
@@ -119,8 +149,15 @@ def test_reservation_is_in_the_ledger_before_the_first_private_step(tmp_path, ti
 def test_audit_books_on_the_source_dataset(tmp_path, tiny_npz, fast_gan):
     from privsynth.evaluate.audit import audit
 
-    audit(str(tiny_npz), "dpgan", tmp_path / "audit", canaries=10, config=fast_gan,
-          progress=False, **SIGMA)
+    audit(
+        str(tiny_npz),
+        "dpgan",
+        tmp_path / "audit",
+        canaries=10,
+        config=fast_gan,
+        progress=False,
+        **SIGMA,
+    )
     (ds,) = Ledger().datasets()
     assert ds["fingerprint"] == load_dataset(tiny_npz).source_fingerprint
 
@@ -130,21 +167,48 @@ def test_a_json_ledger_beside_the_runs_is_carried_over(tmp_path, tiny_npz, fast_
     fingerprint: the first run there imports it, so its spends and budget still count."""
     data = load_dataset(tiny_npz)
     (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "privacy-ledger.json").write_text(json.dumps({"version": 1, "datasets": {
-        data.fingerprint: {"name": "tiny", "budget": 10.0, "runs": {
-            "old": {"epsilon": 8.0, "delta": 1e-3, "method": "dpgan", "status": "complete"}}}}}))
-    with pytest.warns(UserWarning, match="imported 1 spend"), \
-            pytest.raises(BudgetError, match="spent epsilon 8 of the dataset's budget"):
-        privsynth.train(str(tiny_npz), "dpgan", tmp_path / "runs" / "new", config=fast_gan,
-                        progress=False, **SIGMA)
+    (tmp_path / "runs" / "privacy-ledger.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "datasets": {
+                    data.fingerprint: {
+                        "name": "tiny",
+                        "budget": 10.0,
+                        "runs": {
+                            "old": {
+                                "epsilon": 8.0,
+                                "delta": 1e-3,
+                                "method": "dpgan",
+                                "status": "complete",
+                            }
+                        },
+                    }
+                },
+            }
+        )
+    )
+    with (
+        pytest.warns(UserWarning, match="imported 1 spend"),
+        pytest.raises(BudgetError, match="spent epsilon 8 of the dataset's budget"),
+    ):
+        privsynth.train(
+            str(tiny_npz),
+            "dpgan",
+            tmp_path / "runs" / "new",
+            config=fast_gan,
+            progress=False,
+            **SIGMA,
+        )
     (ds,) = Ledger().datasets()
     assert ds["fingerprint"] == data.source_fingerprint and ds["budget"] == 10.0
 
 
 def test_ledger_shows_the_tighter_composition_labelled(tmp_path, tiny_dataset, fast_gan, capsys):
     for name in ("a", "b"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / name, config=fast_gan, progress=False,
-                        **SIGMA)
+        privsynth.train(
+            tiny_dataset, "dpgan", tmp_path / name, config=fast_gan, progress=False, **SIGMA
+        )
     assert main(["ledger", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     (ds,) = shown["datasets"]
@@ -160,11 +224,18 @@ def test_ledger_shows_the_tighter_composition_labelled(tmp_path, tiny_dataset, f
 def test_runs_share_a_budget_through_postgres(tmp_path, tiny_dataset, fast_gan, postgres_url):
     url = postgres_url
     Ledger(url).set_budget(tiny_dataset.source_fingerprint, 7.0, reason="team budget")
-    run = privsynth.train(tiny_dataset, "dpgan", tmp_path / "a", ledger=url, config=fast_gan,
-                          progress=False, **SIGMA)
+    run = privsynth.train(
+        tiny_dataset, "dpgan", tmp_path / "a", ledger=url, config=fast_gan, progress=False, **SIGMA
+    )
     with pytest.raises(BudgetError, match="postgresql://"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "b", ledger=url, config=fast_gan,
-                        progress=False, **SIGMA)
-    assert Ledger(url).spent(tiny_dataset.source_fingerprint).epsilon == pytest.approx(
-        run.epsilon)
+        privsynth.train(
+            tiny_dataset,
+            "dpgan",
+            tmp_path / "b",
+            ledger=url,
+            config=fast_gan,
+            progress=False,
+            **SIGMA,
+        )
+    assert Ledger(url).spent(tiny_dataset.source_fingerprint).epsilon == pytest.approx(run.epsilon)
     assert run.card["privacy"]["ledger"]["location"].startswith("postgresql://")

@@ -61,11 +61,13 @@ def _segments(run_id: str) -> list[dict]:
     return ds["runs"][run_id]["segments"]
 
 
-def test_killed_run_resumes_without_resetting_or_forgetting(tmp_path, tiny_dataset, fast_gan,
-                                                            monkeypatch):
+def test_killed_run_resumes_without_resetting_or_forgetting(
+    tmp_path, tiny_dataset, fast_gan, monkeypatch
+):
     # A fixed sigma skips the calibration search (tested in tests/privacy); the plan is the same.
-    kw = dict(noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False,
-              checkpoint_every=2)
+    kw = dict(
+        noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False, checkpoint_every=2
+    )
     out = tmp_path / "runs" / "r"
     draws = [_record_draws(monkeypatch)]
     calls = _kill_after_first_checkpoint(monkeypatch)
@@ -85,7 +87,8 @@ def test_killed_run_resumes_without_resetting_or_forgetting(tmp_path, tiny_datas
     (first,) = _segments(card["run_id"])
     assert first["status"] == "interrupted"
     assert first["counted_epsilon"] == pytest.approx(
-        epsilon_from_history([(sigma, q, 4)], delta, "rdp"))
+        epsilon_from_history([(sigma, q, 4)], delta, "rdp")
+    )
 
     monkeypatch.undo()
     draws.append(_record_draws(monkeypatch))
@@ -120,26 +123,32 @@ def test_killed_run_resumes_without_resetting_or_forgetting(tmp_path, tiny_datas
     assert resumed["noise"][:2] != first["noise"][:2]
 
 
-def test_deleting_train_state_keeps_the_abandoned_segment(tmp_path, tiny_dataset, fast_gan,
-                                                          monkeypatch):
+def test_deleting_train_state_keeps_the_abandoned_segment(
+    tmp_path, tiny_dataset, fast_gan, monkeypatch
+):
     """Deleting train_state.pt (as the error message for a damaged one advises) restarts from
     step 0: the first segment's spend stays booked, the warning says so, both count."""
-    kw = dict(noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False,
-              checkpoint_every=2)
+    kw = dict(
+        noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False, checkpoint_every=2
+    )
     out = tmp_path / "r"
     _kill_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         privsynth.train(tiny_dataset, "dpgan", out, **kw)
     monkeypatch.undo()
     (out / TRAIN_STATE).unlink()
-    with pytest.warns(UserWarning, match="restarts from step 0; the spend of its earlier "
-                                         r"segment\(s\) stays booked"):
+    with pytest.warns(
+        UserWarning,
+        match="restarts from step 0; the spend of its earlier "
+        r"segment\(s\) stays booked",
+    ):
         run = privsynth.train(tiny_dataset, "dpgan", out, **kw)
     abandoned, restarted = _segments(run.card["run_id"])
     assert abandoned["status"] == "interrupted" and abandoned["counted_epsilon"] > 0
     assert restarted["counted_epsilon"] == pytest.approx(run.epsilon)  # all 6 steps again
     assert Ledger().spent(tiny_dataset.source_fingerprint).epsilon == pytest.approx(
-        abandoned["counted_epsilon"] + run.epsilon)
+        abandoned["counted_epsilon"] + run.epsilon
+    )
 
 
 def test_resume_refuses_changed_privacy_flags(tmp_path, tiny_dataset, fast_gan, monkeypatch):
@@ -179,8 +188,9 @@ def test_overwrite_keeps_the_old_spend(tmp_path, tiny_dataset, fast_gan):
     assert kept.card["run_id"] == second.card["run_id"] and (tmp_path / "r" / "split.json").exists()
     # --overwrite also replaces a run folder whose card is damaged beyond reading.
     (tmp_path / "r" / "card.json").write_text("{broken")
-    third = privsynth.train(tiny_dataset, "gan", tmp_path / "r", overwrite=True, config=fast_gan,
-                            progress=False)
+    third = privsynth.train(
+        tiny_dataset, "gan", tmp_path / "r", overwrite=True, config=fast_gan, progress=False
+    )
     assert third.card["status"] == "complete" and third.card["run_id"] != second.card["run_id"]
 
 
@@ -191,10 +201,15 @@ def test_killed_dpkernel_resumes_on_its_one_release(tmp_path, tiny_dataset, monk
 
     releases = []
     real_release = merf.gaussian_noise_release
-    monkeypatch.setattr(merf, "gaussian_noise_release",
-                        lambda v, s: releases.append(s) or real_release(v, s))
-    kw = dict(epsilon=4, config={"n_features": 16, "steps": 30, "patience": 1000},
-              progress=False, checkpoint_every=10)
+    monkeypatch.setattr(
+        merf, "gaussian_noise_release", lambda v, s: releases.append(s) or real_release(v, s)
+    )
+    kw = dict(
+        epsilon=4,
+        config={"n_features": 16, "steps": 30, "patience": 1000},
+        progress=False,
+        checkpoint_every=10,
+    )
     out = tmp_path / "k"
     calls = _kill_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):

@@ -37,8 +37,9 @@ def test_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "s" / "old.png").write_bytes(b"")
     with pytest.raises(ConfigError, match="pass --overwrite to replace it or choose a new --out"):
         write_synthetic(tmp_path / "s", np.zeros((1, 1, 2, 2), np.uint8), np.array([0]), ["a"])
-    write_synthetic(tmp_path / "s", np.zeros((1, 1, 2, 2), np.uint8), np.array([0]), ["a"],
-                    overwrite=True)
+    write_synthetic(
+        tmp_path / "s", np.zeros((1, 1, 2, 2), np.uint8), np.array([0]), ["a"], overwrite=True
+    )
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["a"]  # the old content is gone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # and no temporary folder left
 

@@ -42,7 +42,8 @@ def test_budget_refuses_then_force(tmp_path, tiny_dataset, fast_gan):
     assert ds["epsilon_spent"] == pytest.approx(8.0 + forced.epsilon)
     assert ds["runs"][forced.card["run_id"]]["segments"][0]["forced"] == 1
     assert forced.card["privacy"]["ledger"]["dataset_epsilon_spent"] == pytest.approx(
-        8.0 + forced.epsilon)
+        8.0 + forced.epsilon
+    )
     assert "basic composition" in forced.card["privacy"]["ledger"]["composition"]
 
 
@@ -51,16 +52,24 @@ def test_budget_with_epsilon_target_refused_before_training(tmp_path, tiny_datas
     _earlier_spend(tiny_dataset.source_fingerprint, location=ledger)
     Ledger(ledger).set_budget(tiny_dataset.source_fingerprint, 10.0, reason="test")
     with pytest.raises(BudgetError, match="spent epsilon 8 of the dataset's budget"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", epsilon=5, ledger=ledger,
-                        config=fast_gan, progress=False)
+        privsynth.train(
+            tiny_dataset,
+            "dpgan",
+            tmp_path / "r",
+            epsilon=5,
+            ledger=ledger,
+            config=fast_gan,
+            progress=False,
+        )
     assert not (tmp_path / "r").exists()
     assert list(ledger_runs(ledger)) == ["earlier"]
 
 
 @pytest.mark.parametrize("method, no_dp", [("gan", False), ("dpgan", True)])
 def test_non_private_baseline(tmp_path, tiny_dataset, fast_gan, method, no_dp):
-    run = privsynth.train(tiny_dataset, method, tmp_path / "r", no_dp=no_dp, config=fast_gan,
-                          progress=False)
+    run = privsynth.train(
+        tiny_dataset, method, tmp_path / "r", no_dp=no_dp, config=fast_gan, progress=False
+    )
     assert run.card["privacy"]["epsilon"] == "infinity" and math.isinf(run.epsilon)
     assert run.card["private"] is False
     assert "without differential privacy" in run.card["privacy"]["guarantee"]
@@ -68,13 +77,23 @@ def test_non_private_baseline(tmp_path, tiny_dataset, fast_gan, method, no_dp):
     assert Ledger().datasets() == []  # a non-private run books nothing
 
 
-@pytest.mark.parametrize("mechanism, target", [("laplace", {"epsilon": 4.0}),
-                                               ("gaussian", {"noise_multiplier": SIGMA})])
-def test_class_proportions_count_in_card_and_ledger(tmp_path, tiny_dataset, fast_gan, mechanism,
-                                                    target):
-    run = privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", config=fast_gan, progress=False,
-                          class_proportions=mechanism, counts_epsilon=0.5, accountant="rdp",
-                          **target)
+@pytest.mark.parametrize(
+    "mechanism, target", [("laplace", {"epsilon": 4.0}), ("gaussian", {"noise_multiplier": SIGMA})]
+)
+def test_class_proportions_count_in_card_and_ledger(
+    tmp_path, tiny_dataset, fast_gan, mechanism, target
+):
+    run = privsynth.train(
+        tiny_dataset,
+        "dpgan",
+        tmp_path / "r",
+        config=fast_gan,
+        progress=False,
+        class_proportions=mechanism,
+        counts_epsilon=0.5,
+        accountant="rdp",
+        **target,
+    )
     pv = run.card["privacy"]
     counts, sgd = pv["class_proportions"], pv["dp_sgd"]
     assert counts["mechanism"] == mechanism and counts["epsilon"] == 0.5
@@ -94,18 +113,39 @@ def test_class_proportions_count_in_card_and_ledger(tmp_path, tiny_dataset, fast
 
 def test_counts_epsilon_must_leave_room(tmp_path, tiny_dataset, fast_gan):
     with pytest.raises(ConfigError, match="smaller --counts-epsilon"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", epsilon=1, counts_epsilon=1,
-                        class_proportions="laplace", config=fast_gan, progress=False)
+        privsynth.train(
+            tiny_dataset,
+            "dpgan",
+            tmp_path / "r",
+            epsilon=1,
+            counts_epsilon=1,
+            class_proportions="laplace",
+            config=fast_gan,
+            progress=False,
+        )
     assert not (tmp_path / "r").exists()
 
 
 def test_failed_start_leaves_no_run_folder(tmp_path, tiny_dataset, fast_gan):
     with pytest.raises(ConfigError, match="lower --batch-size"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", noise_multiplier=SIGMA,
-                        config={**fast_gan, "batch_size": 500}, progress=False)
+        privsynth.train(
+            tiny_dataset,
+            "dpgan",
+            tmp_path / "r",
+            noise_multiplier=SIGMA,
+            config={**fast_gan, "batch_size": 500},
+            progress=False,
+        )
     with pytest.raises(PrivacyError, match="raise --epsilon"):
-        privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", epsilon=1e-6, accountant="rdp",
-                        config=fast_gan, progress=False)
+        privsynth.train(
+            tiny_dataset,
+            "dpgan",
+            tmp_path / "r",
+            epsilon=1e-6,
+            accountant="rdp",
+            config=fast_gan,
+            progress=False,
+        )
     assert not (tmp_path / "r").exists()
     assert ledger_runs() == {}  # refused before any private step: no spend booked
 
@@ -140,8 +180,16 @@ def test_holdout_is_never_trained_on(tmp_path, tiny_dataset, fast_gan, monkeypat
         return real_fit(self, data, ctx)
 
     monkeypatch.setattr(GANSynthesizer, "fit", spy)
-    run = privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", noise_multiplier=SIGMA,
-                          config=fast_gan, progress=False, holdout=0.25, split_seed=3)
+    run = privsynth.train(
+        tiny_dataset,
+        "dpgan",
+        tmp_path / "r",
+        noise_multiplier=SIGMA,
+        config=fast_gan,
+        progress=False,
+        holdout=0.25,
+        split_seed=3,
+    )
     split = json.loads((tmp_path / "r" / "split.json").read_text())
     assert split["seed"] == 3 and len(split["holdout"]) == 30
     assert sorted(split["train"] + split["holdout"]) == list(range(len(tiny_dataset)))
@@ -160,11 +208,26 @@ def test_train_takes_its_defaults_from_the_one_defaults_table(tmp_path, tiny_dat
     """`privsynth train` and `sweep` read the same size-based defaults; flags override them."""
     from privsynth.models import defaults
 
-    monkeypatch.setitem(defaults._DEFAULTS, "dpmerf", {"small": {"steps": 7, "n_features": 16},
-                                                       "large": {"steps": 9}})
-    run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / "a", epsilon=5, progress=False,
-                          config={"batch_size": 20, "g_width": 8})
+    monkeypatch.setitem(
+        defaults._DEFAULTS,
+        "dpmerf",
+        {"small": {"steps": 7, "n_features": 16}, "large": {"steps": 9}},
+    )
+    run = privsynth.train(
+        tiny_dataset,
+        "dpmerf",
+        tmp_path / "a",
+        epsilon=5,
+        progress=False,
+        config={"batch_size": 20, "g_width": 8},
+    )
     assert run.card["config"]["steps"] == 7 and run.card["config"]["n_features"] == 16
-    run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / "b", epsilon=5, progress=False,
-                          config={"batch_size": 20, "g_width": 8, "steps": 3})
+    run = privsynth.train(
+        tiny_dataset,
+        "dpmerf",
+        tmp_path / "b",
+        epsilon=5,
+        progress=False,
+        config={"batch_size": 20, "g_width": 8, "steps": 3},
+    )
     assert run.card["config"]["steps"] == 3 and run.card["config"]["n_features"] == 16

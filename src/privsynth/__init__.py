@@ -1,8 +1,8 @@
 """privsynth: differentially private synthetic image data, with evidence it is useful and safe.
 
-    >>> import privsynth
-    >>> run = privsynth.train("digits", method="dpgan", epsilon=10, out="runs/digits-dpgan")
-    >>> images, labels = run.sample(100)
+>>> import privsynth
+>>> run = privsynth.train("digits", method="dpgan", epsilon=10, out="runs/digits-dpgan")
+>>> images, labels = run.sample(100)
 """
 
 __version__ = "0.1.0"
@@ -22,11 +22,15 @@ _warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
 # The public names are imported on first use (PEP 562): `import privsynth.cli` must not pay for
 # torch, so `privsynth --help` answers in well under a second.
 _LAZY = {
-    "ImageDataset": "privsynth.data", "DataSource": "privsynth.data",
-    "load_dataset": "privsynth.data", "split": "privsynth.data",
+    "ImageDataset": "privsynth.data",
+    "DataSource": "privsynth.data",
+    "load_dataset": "privsynth.data",
+    "split": "privsynth.data",
     "PrivsynthError": "privsynth.errors",
-    "METHODS": "privsynth.models.registry", "create": "privsynth.models.registry",
-    "Run": "privsynth.run", "train": "privsynth.trainer",
+    "METHODS": "privsynth.models.registry",
+    "create": "privsynth.models.registry",
+    "Run": "privsynth.run",
+    "train": "privsynth.trainer",
 }
 
 __all__ = [*_LAZY, "__version__"]

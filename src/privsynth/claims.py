@@ -38,8 +38,14 @@ def claim(folder: Path, stale_after: float = STALE_AFTER_S) -> bool:
                 pass
             continue
         with os.fdopen(fd, "w") as f:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(),
-                       "claimed": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f)
+            json.dump(
+                {
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "claimed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                },
+                f,
+            )
         return True
     return False
 

@@ -64,16 +64,25 @@ def train(*args: Any, nproc: int = 1, backend: str = "gloo", **kwargs: Any):
     if backend not in BACKENDS:
         raise ConfigError(f"unknown --dist-backend '{backend}'; choose one of {BACKENDS}")
     if (nproc > 1 or launched_by_torchrun()) and not _private(args, kwargs):
-        raise ConfigError("several processes share one DP-SGD run; a non-private run has "
-                          "nothing to share: drop --nproc (or torchrun) or the --no-dp flag")
+        raise ConfigError(
+            "several processes share one DP-SGD run; a non-private run has "
+            "nothing to share: drop --nproc (or torchrun) or the --no-dp flag"
+        )
     if launched_by_torchrun():
         if nproc not in (1, int(os.environ["WORLD_SIZE"])):
-            raise ConfigError("under torchrun the process count comes from --nproc-per-node; "
-                              "drop --nproc")
+            raise ConfigError(
+                "under torchrun the process count comes from --nproc-per-node; drop --nproc"
+            )
         dist.init_process_group(backend)
         try:
-            return _train_rank(dist.get_rank(), int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
-                               int(os.environ.get("LOCAL_RANK", "0")), backend, args, kwargs)
+            return _train_rank(
+                dist.get_rank(),
+                int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                int(os.environ.get("LOCAL_RANK", "0")),
+                backend,
+                args,
+                kwargs,
+            )
         finally:
             dist.destroy_process_group()
     if nproc < 1:
@@ -109,8 +118,10 @@ def _train_rank(rank: int, local_world: int, local_rank: int, backend: str, args
     if rank == 0:
         run = train_one(*args, **kwargs)
         if not dpsgd.DISTRIBUTED_STEPS:
-            print(f"note: {run.method} does not train with DP-SGD; each of the "
-                  f"{dist.get_world_size()} processes ran it whole (no speed-up)")
+            print(
+                f"note: {run.method} does not train with DP-SGD; each of the "
+                f"{dist.get_world_size()} processes ran it whole (no speed-up)"
+            )
         return run
     out = Path(kwargs["out"])
     with tempfile.TemporaryDirectory(prefix=f"privsynth-rank{rank}-") as scratch:
@@ -121,8 +132,9 @@ def _train_rank(rank: int, local_world: int, local_rank: int, backend: str, args
                 if (out / name).exists():
                     shutil.copy2(out / name, mirror / name)
         # A scratch ledger: only process 0 books the run's spend in the real one
-        kwargs.update(out=mirror, ledger=Path(scratch) / "ledger.sqlite", progress=False,
-                      budget=None)
+        kwargs.update(
+            out=mirror, ledger=Path(scratch) / "ledger.sqlite", progress=False, budget=None
+        )
         train_one(*args, **kwargs)
     return None
 

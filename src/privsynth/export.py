@@ -55,9 +55,14 @@ def public_card(card: dict) -> tuple[dict, list[str]]:
     return card, removed
 
 
-def export(run: str | os.PathLike[str], out: str | os.PathLike[str], *,
-           license_id: str | None = None, overwrite: bool = False,
-           non_private: bool = False) -> Path:
+def export(
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    license_id: str | None = None,
+    overwrite: bool = False,
+    non_private: bool = False,
+) -> Path:
     """Write the publishable part of the finished run ``run`` into the folder ``out``.
 
     ``license_id``: a Hugging Face license identifier for the model card (default: 'other',
@@ -69,17 +74,22 @@ def export(run: str | os.PathLike[str], out: str | os.PathLike[str], *,
     run, out = Path(run), check_output_folder(out, "DIR")
     card = read_card(run)
     if card.get("status") != "complete" or not (run / WEIGHTS).exists():
-        raise CheckpointError(f"run '{run}' is not finished (status {card.get('status')!r}); "
-                              "finish it (rerun the same `privsynth train`) before exporting")
+        raise CheckpointError(
+            f"run '{run}' is not finished (status {card.get('status')!r}); "
+            "finish it (rerun the same `privsynth train`) before exporting"
+        )
     if not card.get("private") and not non_private:
-        raise ConfigError(f"run '{run}' was trained without differential privacy: its weights "
-                          "can reveal training images. Export a DP run, or pass --non-private "
-                          "if the training data is public")
+        raise ConfigError(
+            f"run '{run}' was trained without differential privacy: its weights "
+            "can reveal training images. Export a DP run, or pass --non-private "
+            "if the training data is public"
+        )
     if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
         raise ConfigError(f"DIR '{out}' lies inside the run folder; choose a folder outside it")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"'{out}' exists and is not empty; pass --overwrite to replace it or "
-                          "choose another DIR")
+        raise ConfigError(
+            f"'{out}' exists and is not empty; pass --overwrite to replace it or choose another DIR"
+        )
     published, removed = public_card(card)
     if license_id:
         published["license"] = license_id
@@ -87,9 +97,11 @@ def export(run: str | os.PathLike[str], out: str | os.PathLike[str], *,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "removed_fields": removed,
         "why": {".".join(k): why for k, why in DROPPED if ".".join(k) in removed},
-        "not_published": ["split.json (names the training rows)",
-                          "train_state.pt (optimiser state)",
-                          "quick_eval.json (its figures are in README.md)"],
+        "not_published": [
+            "split.json (names the training rows)",
+            "train_state.pt (optimiser state)",
+            "quick_eval.json (its figures are in README.md)",
+        ],
     }
     evaluation = _read_json(run / QUICK_EVAL)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +112,10 @@ def export(run: str | os.PathLike[str], out: str | os.PathLike[str], *,
             shutil.copy2(run / GRID, tmp / GRID)
         write_json(tmp / CARD, published)
         files = [f for f in PUBLISHED if (tmp / f).exists() or f == MODEL_CARD]
-        write_bytes(tmp / MODEL_CARD,
-                    model_card(published, evaluation, files, license_id=license_id).encode())
+        write_bytes(
+            tmp / MODEL_CARD,
+            model_card(published, evaluation, files, license_id=license_id).encode(),
+        )
         replace_dir(tmp, out)
     finally:
         if tmp.exists():

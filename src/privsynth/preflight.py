@@ -18,15 +18,20 @@ def check_device(device: str) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"--device '{device}' is not a device; use cpu, cuda, cuda:N or mps"
-                          ) from None
+        raise ConfigError(
+            f"--device '{device}' is not a device; use cpu, cuda, cuda:N or mps"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: CUDA is not available here (no GPU, or a "
-                              "CPU-only torch build); use --device cpu")
+            raise ConfigError(
+                f"--device {device}: CUDA is not available here (no GPU, or a "
+                "CPU-only torch build); use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} "
-                              "CUDA device(s); pick cuda:0..cuda:N-1")
+            raise ConfigError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} "
+                "CUDA device(s); pick cuda:0..cuda:N-1"
+            )
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
             raise ConfigError(f"--device {device}: Apple MPS is not available here; use cpu")
@@ -65,7 +70,11 @@ def _check_writable(folder: Path, flag: str, named: Path | None = None) -> None:
         with tempfile.TemporaryFile(dir=existing, prefix=".privsynth-probe-"):
             pass
     except OSError as e:
-        why = "files cannot be created" if e.errno == errno.ENOENT else \
-            (os.strerror(e.errno) if e.errno else str(e))
-        raise ConfigError(f"cannot write {flag} '{named}': {why} in '{existing}'; choose a "
-                          "folder you can write") from None
+        why = (
+            "files cannot be created"
+            if e.errno == errno.ENOENT
+            else (os.strerror(e.errno) if e.errno else str(e))
+        )
+        raise ConfigError(
+            f"cannot write {flag} '{named}': {why} in '{existing}'; choose a folder you can write"
+        ) from None

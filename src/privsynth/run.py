@@ -44,21 +44,27 @@ INFINITY = "infinity"
 def read_card(path: str | os.PathLike[str]) -> dict:
     card_path = Path(path) / CARD
     if not card_path.exists():
-        raise CheckpointError(f"'{path}' is not a run folder (no {CARD}); pass the --out folder "
-                              "of a `privsynth train` run")
+        raise CheckpointError(
+            f"'{path}' is not a run folder (no {CARD}); pass the --out folder "
+            "of a `privsynth train` run"
+        )
     try:
         card = json.loads(card_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{card_path} is corrupt ({e}); retrain or restore the file"
-                              ) from None
+        raise CheckpointError(
+            f"{card_path} is corrupt ({e}); retrain or restore the file"
+        ) from None
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         fmt = card.get("format") if isinstance(card, dict) else None
-        raise CheckpointError(f"{card_path}: unknown format {fmt!r}, expected {FORMAT}; pass a "
-                              "run folder written by `privsynth train`, or retrain")
+        raise CheckpointError(
+            f"{card_path}: unknown format {fmt!r}, expected {FORMAT}; pass a "
+            "run folder written by `privsynth train`, or retrain"
+        )
     missing = [k for k in _CARD_KEYS if k not in card]
     if missing:
-        raise CheckpointError(f"{card_path} lacks {missing}; the card was edited or cut short, "
-                              "restore it or retrain")
+        raise CheckpointError(
+            f"{card_path} lacks {missing}; the card was edited or cut short, restore it or retrain"
+        )
     return card
 
 
@@ -82,10 +88,11 @@ def load_train_state(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or holding objects weights_only refuses
-        raise CheckpointError(f"{path} cannot be loaded ({type(e).__name__}); delete it to restart "
-                              "training from step 0 (the ledger keeps the spend of the steps "
-                              "that ran, and the restart books its own), or pass --overwrite"
-                              ) from None
+        raise CheckpointError(
+            f"{path} cannot be loaded ({type(e).__name__}); delete it to restart "
+            "training from step 0 (the ledger keeps the spend of the steps "
+            "that ran, and the restart books its own), or pass --overwrite"
+        ) from None
 
 
 class Run:
@@ -105,8 +112,10 @@ class Run:
         path = Path(path)
         card = read_card(path)
         if card.get("status") != "complete":
-            raise CheckpointError(f"run '{path}' did not finish (status {card.get('status')!r}); "
-                                  "rerun the same `privsynth train` command to resume it")
+            raise CheckpointError(
+                f"run '{path}' did not finish (status {card.get('status')!r}); "
+                "rerun the same `privsynth train` command to resume it"
+            )
         weights = path / WEIGHTS
         if not weights.exists():
             raise CheckpointError(f"{weights} is missing; the run folder is incomplete — retrain")
@@ -115,8 +124,9 @@ class Run:
             shape, classes = tuple(data["image_shape"]), len(data["classes"])
             config, private = card["config"], card["private"]
         except (KeyError, TypeError) as e:
-            raise CheckpointError(f"{path / CARD} lacks {e}; the card was edited or cut short, "
-                                  "restore it or retrain") from None
+            raise CheckpointError(
+                f"{path / CARD} lacks {e}; the card was edited or cut short, restore it or retrain"
+            ) from None
         synth = create(card["method"], shape, classes, config, private=private)
         try:
             state = load_file(str(weights), device=device)
@@ -124,15 +134,18 @@ class Run:
             raise CheckpointError(f"{weights} is corrupt ({e}); restore it or retrain") from None
         bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:  # NaN weights would sample black (or garbage) images without a word
-            raise CheckpointError(f"{weights} holds NaN/infinite weights ({bad[0]}): the training "
-                                  "diverged; retrain with a lower learning rate (--set lr=...)")
+            raise CheckpointError(
+                f"{weights} holds NaN/infinite weights ({bad[0]}): the training "
+                "diverged; retrain with a lower learning rate (--set lr=...)"
+            )
         try:
             synth.load_state_dict(state)
         except (RuntimeError, KeyError) as e:
             first = str(e).strip().splitlines()[0]
-            raise CheckpointError(f"{weights} does not fit the card's model ({first}); the weights "
-                                  "and card.json come from different runs — restore or retrain"
-                                  ) from None
+            raise CheckpointError(
+                f"{weights} does not fit the card's model ({first}); the weights "
+                "and card.json come from different runs — restore or retrain"
+            ) from None
         return cls(path, card, synth)
 
     # --- what the card says -----------------------------------------------------------------
@@ -157,8 +170,9 @@ class Run:
     def split(self) -> Split:
         return Split.from_json(json.loads((self.path / SPLIT).read_text()))
 
-    def load_data(self, data: ImageDataset | str | None = None
-                  ) -> tuple[ImageDataset, ImageDataset]:
+    def load_data(
+        self, data: ImageDataset | str | None = None
+    ) -> tuple[ImageDataset, ImageDataset]:
         """The real (train, holdout) split this run used, checked against the card's fingerprint.
 
         ``data`` overrides the recorded source (e.g. the run was trained from memory or moved).
@@ -168,13 +182,16 @@ class Run:
         info = self.card["data"]
         if data is None:
             if info.get("source") is None:
-                raise CheckpointError(f"run '{self.path}' was trained on in-memory data; pass the "
-                                      "same dataset (--data) to evaluate it")
+                raise CheckpointError(
+                    f"run '{self.path}' was trained on in-memory data; pass the "
+                    "same dataset (--data) to evaluate it"
+                )
             data = info["source"]
         if not isinstance(data, (ImageDataset, DataSource)):
             # The format inputs the run was trained with (older cards: their class list).
-            data = DataSource.from_options(str(data), info.get("format") or
-                                           {"classes": info.get("classes")})
+            data = DataSource.from_options(
+                str(data), info.get("format") or {"classes": info.get("classes")}
+            )
         if not isinstance(data, ImageDataset):
             holdout = (self.card.get("train") or {}).get("holdout")
             if is_holdout_path(holdout):  # an official test split: data + test, split by origin
@@ -182,9 +199,11 @@ class Run:
             else:
                 data = load_dataset(data, image_size=info.get("image_size"))
         if data.fingerprint != info["fingerprint"]:
-            raise CheckpointError(f"data '{data.name}' is not the dataset run '{self.path}' was "
-                                  f"trained on (fingerprint {data.fingerprint[:12]} vs "
-                                  f"{info['fingerprint'][:12]}); pass the original --data")
+            raise CheckpointError(
+                f"data '{data.name}' is not the dataset run '{self.path}' was "
+                f"trained on (fingerprint {data.fingerprint[:12]} vs "
+                f"{info['fingerprint'][:12]}); pass the original --data"
+            )
         parts = self.split
         return data.subset(parts.train), data.subset(parts.holdout)
 
@@ -258,12 +277,17 @@ class Card:
     @classmethod
     def from_json(cls, data: dict) -> "Card":
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        return cls(**{k: v for k, v in data.items() if k in known},
-                   extra={k: v for k, v in data.items() if k not in known})
+        return cls(
+            **{k: v for k, v in data.items() if k in known},
+            extra={k: v for k, v in data.items() if k not in known},
+        )
 
     def to_json(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name != "extra" and not (f.name in _OPTIONAL and getattr(self, f.name) is None)}
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "extra" and not (f.name in _OPTIONAL and getattr(self, f.name) is None)
+        }
         return {**self.extra, **out}
 
 
@@ -278,8 +302,13 @@ class RunWriter:
     so a run refused before that (budget, unreachable epsilon) leaves the old one intact.
     """
 
-    def __init__(self, out: str | os.PathLike[str], card: Card, split: Split | None = None,
-                 replace: bool = False):
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        card: Card,
+        split: Split | None = None,
+        replace: bool = False,
+    ):
         self.out, self.card, self.split, self.replace = Path(out), card, split, replace
         self.written = False
 
@@ -294,8 +323,9 @@ class RunWriter:
         self.written = True
 
     def save_weights(self, state: dict[str, torch.Tensor]) -> None:
-        save_weights(self.out / WEIGHTS, state,
-                     {"method": self.card.method, "run_id": self.card.run_id})
+        save_weights(
+            self.out / WEIGHTS, state, {"method": self.card.method, "run_id": self.card.run_id}
+        )
 
     def remove(self, names: tuple[str, ...]) -> None:
         for name in names:
@@ -357,9 +387,13 @@ def dataset_spend(card: dict) -> dict | None:
         spent = ledger.spent(key)
     except (PrivsynthError, OSError):
         return None
-    return {"epsilon": float(spent.epsilon), "delta": float(spent.delta),
-            "composition": "basic composition: epsilons add, deltas add", "ledger": str(ref),
-            "as_of": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "epsilon": float(spent.epsilon),
+        "delta": float(spent.delta),
+        "composition": "basic composition: epsilons add, deltas add",
+        "ledger": str(ref),
+        "as_of": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _reopenable(shown: str) -> str | None:

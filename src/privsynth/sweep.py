@@ -73,13 +73,27 @@ def _train_args(method: str, eps: float) -> tuple[str, bool]:
     return (twin, False) if twin else (method, True)
 
 
-def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[float],
-          out: str | Path, *, delta: float | None = None, accountant: str = "prv",
-          configs: dict[str, dict[str, Any]] | None = None, holdout: float | str = 0.2,
-          split_seed: int = 0, image_size: int | None = None, seed: int = 0,
-          n_synthetic: int | None = None, eval_epochs: int = 10, progress: bool = True,
-          jobs: int = 1, ledger: str | Path | None = None, budget: float | None = None,
-          force: bool = False) -> dict:
+def sweep(
+    data: str | Path | ImageDataset,
+    methods: list[str],
+    epsilons: list[float],
+    out: str | Path,
+    *,
+    delta: float | None = None,
+    accountant: str = "prv",
+    configs: dict[str, dict[str, Any]] | None = None,
+    holdout: float | str = 0.2,
+    split_seed: int = 0,
+    image_size: int | None = None,
+    seed: int = 0,
+    n_synthetic: int | None = None,
+    eval_epochs: int = 10,
+    progress: bool = True,
+    jobs: int = 1,
+    ledger: str | Path | None = None,
+    budget: float | None = None,
+    force: bool = False,
+) -> dict:
     """Train and evaluate every (method, epsilon) cell; write ``sweep.json``, ``sweep.md`` and
     ``sweep.png`` in ``out``. Returns the table as a dict.
 
@@ -103,8 +117,9 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
         _train_args(m, 1.0)
 
     t0 = time.time()
-    real_model = train_classifier(train_set.images, train_set.labels, k, epochs=eval_epochs,
-                                  seed=seed)
+    real_model = train_classifier(
+        train_set.images, train_set.labels, k, epochs=eval_epochs, seed=seed
+    )
     ceiling = accuracy(real_model, hold.images, hold.labels)
     real_feats = embed(real_model, hold.images)
     # Reference: the same distance between the real training split and the holdout (a floor).
@@ -115,15 +130,32 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
 
     rows = []
     source = dataset if isinstance(data, ImageDataset) else data
-    common = dict(delta=delta, accountant=accountant, holdout=holdout, split_seed=split_seed,
-                  seed=seed, image_size=image_size, ledger=ledger, budget=budget, force=force)
-    todo = [(m, e, out / "cells" / cell_name(m, e),
-             {**recommended_config(m, len(train_set)), **(configs or {}).get(m, {})})
-            for m in methods for e in epsilons]
+    common = dict(
+        delta=delta,
+        accountant=accountant,
+        holdout=holdout,
+        split_seed=split_seed,
+        seed=seed,
+        image_size=image_size,
+        ledger=ledger,
+        budget=budget,
+        force=force,
+    )
+    todo = [
+        (
+            m,
+            e,
+            out / "cells" / cell_name(m, e),
+            {**recommended_config(m, len(train_set)), **(configs or {}).get(m, {})},
+        )
+        for m in methods
+        for e in epsilons
+    ]
     train_seconds = _train_parallel(source, todo, common, jobs) if jobs > 1 else {}
     pending = []
-    for method, eps, cell, config in tqdm(todo, desc="sweep cells", disable=not progress,
-                                          leave=False):
+    for method, eps, cell, config in tqdm(
+        todo, desc="sweep cells", disable=not progress, leave=False
+    ):
         t1 = time.time()
         complete = _complete(cell)
         done = complete and cell not in train_seconds  # finished by an earlier invocation
@@ -135,20 +167,45 @@ def sweep(data: str | Path | ImageDataset, methods: list[str], epsilons: list[fl
         else:
             try:
                 # Pass the data spec (not the arrays) so each card records where to reload it.
-                run = (Run.load(cell) if _complete(cell)
-                       else _train_cell(source, method, eps, cell, config, common, progress))
+                run = (
+                    Run.load(cell)
+                    if _complete(cell)
+                    else _train_cell(source, method, eps, cell, config, common, progress)
+                )
             finally:
                 claims.release(cell)
         train_s = train_seconds.get(cell, time.time() - t1)
-        rows.append(_evaluate_cell(run, cell, method, eps, done, train_s, hold, real_model,
-                                   real_feats, n_synthetic or len(train_set), k, eval_epochs,
-                                   seed))
-    table = {"data": dataset.name, "fingerprint": dataset.fingerprint, "n_train": len(train_set),
-             "n_holdout": len(hold), "methods": methods,
-             "epsilons": ["inf" if math.isinf(e) else e for e in epsilons],
-             "train_on_real_accuracy": ceiling, "frechet_real_train_vs_holdout": frechet_floor,
-             "classifier": f"LeNet, {eval_epochs} epochs", "rows": rows, "pending": pending,
-             "reference_eval_seconds": round(eval_seconds_ref, 2)}
+        rows.append(
+            _evaluate_cell(
+                run,
+                cell,
+                method,
+                eps,
+                done,
+                train_s,
+                hold,
+                real_model,
+                real_feats,
+                n_synthetic or len(train_set),
+                k,
+                eval_epochs,
+                seed,
+            )
+        )
+    table = {
+        "data": dataset.name,
+        "fingerprint": dataset.fingerprint,
+        "n_train": len(train_set),
+        "n_holdout": len(hold),
+        "methods": methods,
+        "epsilons": ["inf" if math.isinf(e) else e for e in epsilons],
+        "train_on_real_accuracy": ceiling,
+        "frechet_real_train_vs_holdout": frechet_floor,
+        "classifier": f"LeNet, {eval_epochs} epochs",
+        "rows": rows,
+        "pending": pending,
+        "reference_eval_seconds": round(eval_seconds_ref, 2),
+    }
     write_json(out / "sweep.json", table)
     from .atomic import atomic_path
 
@@ -164,15 +221,24 @@ def _complete(cell: Path) -> bool:
     return (cell / "card.json").exists() and read_card(cell).get("status") == "complete"
 
 
-def _train_cell(source, method: str, eps: float, cell: Path, config: dict, common: dict,
-                progress: bool) -> Run:
+def _train_cell(
+    source, method: str, eps: float, cell: Path, config: dict, common: dict, progress: bool
+) -> Run:
     from .trainer import train
 
     reg, no_dp = _train_args(method, eps)
     if math.isinf(eps):  # the non-private twin takes no privacy flags (train refuses them)
         common = {**common, "delta": None, "budget": None}
-    return train(source, reg, cell, epsilon=None if math.isinf(eps) else eps, no_dp=no_dp,
-                 config=config, progress=progress, **common)
+    return train(
+        source,
+        reg,
+        cell,
+        epsilon=None if math.isinf(eps) else eps,
+        no_dp=no_dp,
+        config=config,
+        progress=progress,
+        **common,
+    )
 
 
 def _worker(source, method, eps, cell, config, common, threads) -> tuple[Path, float]:
@@ -199,8 +265,11 @@ def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
     try:
         # spawn, not fork: forking a process that already ran torch threads can deadlock
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_worker, source, m, e, cell, cfg, common, threads)
-                       for m, e, cell, cfg in mine if not _complete(cell)]
+            futures = [
+                pool.submit(_worker, source, m, e, cell, cfg, common, threads)
+                for m, e, cell, cfg in mine
+                if not _complete(cell)
+            ]
             for f in futures:
                 cell, sec = f.result()
                 seconds[cell] = sec
@@ -210,8 +279,9 @@ def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
     return seconds
 
 
-def _evaluate_cell(run, cell, method, eps, skipped, train_s, hold, real_model, real_feats, n, k,
-                   eval_epochs, seed) -> dict:
+def _evaluate_cell(
+    run, cell, method, eps, skipped, train_s, hold, real_model, real_feats, n, k, eval_epochs, seed
+) -> dict:
     cached = cell / "eval.json"
     if cached.exists():
         import json
@@ -221,49 +291,70 @@ def _evaluate_cell(run, cell, method, eps, skipped, train_s, hold, real_model, r
         return row
     t = time.time()
     images, labels = run.sample(n, seed=seed)
-    acc = tstr(images, labels, hold.images, hold.labels, k, epochs=eval_epochs,
-               seed=seed)["accuracy"]
+    acc = tstr(images, labels, hold.images, hold.labels, k, epochs=eval_epochs, seed=seed)[
+        "accuracy"
+    ]
     fd = frechet(real_feats, embed(real_model, images))
     # next to every Fréchet figure: is the variety there? (spread vs the real holdout's)
     div = within_class_diversity(hold.images, hold.labels, images, labels, k, seed=seed)
-    row = {"method": method, "run_method": run.method, "epsilon": "inf" if math.isinf(eps) else eps,
-           "epsilon_spent": "inf" if math.isinf(run.epsilon) else run.epsilon,
-           "tstr_accuracy": acc, "frechet_lenet": fd, "n_synthetic": n,
-           "within_class_spread": div["ratio_mean"], "collapse_flags": collapse_flags(div),
-           "train_seconds": round(float(run.card["train"].get("wall_seconds", train_s)), 2),
-           "eval_seconds": round(time.time() - t, 2), "run": str(cell),
-           "skipped_training": skipped}
+    row = {
+        "method": method,
+        "run_method": run.method,
+        "epsilon": "inf" if math.isinf(eps) else eps,
+        "epsilon_spent": "inf" if math.isinf(run.epsilon) else run.epsilon,
+        "tstr_accuracy": acc,
+        "frechet_lenet": fd,
+        "n_synthetic": n,
+        "within_class_spread": div["ratio_mean"],
+        "collapse_flags": collapse_flags(div),
+        "train_seconds": round(float(run.card["train"].get("wall_seconds", train_s)), 2),
+        "eval_seconds": round(time.time() - t, 2),
+        "run": str(cell),
+        "skipped_training": skipped,
+    }
     write_json(cached, row)
     return row
 
 
 def markdown(table: dict) -> str:
-    lines = [f"## Privacy-utility sweep on {table['data']} ({table['n_train']} train / "
-             f"{table['n_holdout']} holdout)", "",
-             f"Train-on-real ceiling (TRTR, {table['classifier']}): "
-             f"**{table['train_on_real_accuracy']:.1%}**; Fréchet (LeNet features) real train vs "
-             f"holdout: {table['frechet_real_train_vs_holdout']:.3g}", "",
-             "| method | epsilon | epsilon spent | TSTR accuracy | Fréchet (LeNet) | "
-             "within-class spread syn/real | collapse? | train s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## Privacy-utility sweep on {table['data']} ({table['n_train']} train / "
+        f"{table['n_holdout']} holdout)",
+        "",
+        f"Train-on-real ceiling (TRTR, {table['classifier']}): "
+        f"**{table['train_on_real_accuracy']:.1%}**; Fréchet (LeNet features) real train vs "
+        f"holdout: {table['frechet_real_train_vs_holdout']:.3g}",
+        "",
+        "| method | epsilon | epsilon spent | TSTR accuracy | Fréchet (LeNet) | "
+        "within-class spread syn/real | collapse? | train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in table["rows"]:
         spent = r["epsilon_spent"]
         spent = spent if isinstance(spent, str) else f"{spent:.3g}"
         spread = r.get("within_class_spread")
         flags = r.get("collapse_flags")
-        lines.append(f"| {r['method']} | {r['epsilon']} | {spent} | {r['tstr_accuracy']:.1%} | "
-                     f"{r['frechet_lenet']:.3g} | "
-                     f"{'–' if spread is None else f'{spread:.2f}'} | "
-                     f"{'–' if flags is None else collapse_text(flags)} | "
-                     f"{r['train_seconds']:.0f} |")
+        lines.append(
+            f"| {r['method']} | {r['epsilon']} | {spent} | {r['tstr_accuracy']:.1%} | "
+            f"{r['frechet_lenet']:.3g} | "
+            f"{'–' if spread is None else f'{spread:.2f}'} | "
+            f"{'–' if flags is None else collapse_text(flags)} | "
+            f"{r['train_seconds']:.0f} |"
+        )
     if table.get("pending"):
-        lines += ["", "Still training elsewhere (rerun the sweep once they finish): "
-                  + ", ".join(f"{p['cell']} ({p['worker']})" for p in table["pending"])]
+        lines += [
+            "",
+            "Still training elsewhere (rerun the sweep once they finish): "
+            + ", ".join(f"{p['cell']} ({p['worker']})" for p in table["pending"]),
+        ]
     return "\n".join(lines) + "\n"
 
 
 def best(table: dict, epsilon: float) -> dict | None:
     """The row with the highest TSTR accuracy at target ``epsilon``."""
-    rows = [r for r in table["rows"] if not isinstance(r["epsilon"], str)
-            and np.isclose(r["epsilon"], epsilon)]
+    rows = [
+        r
+        for r in table["rows"]
+        if not isinstance(r["epsilon"], str) and np.isclose(r["epsilon"], epsilon)
+    ]
     return max(rows, key=lambda r: r["tstr_accuracy"]) if rows else None

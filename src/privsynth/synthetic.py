@@ -21,21 +21,31 @@ def check_synthetic_out(out: str | os.PathLike[str], overwrite: bool = False) ->
     if out.suffix == ".npz":
         check_output_file(out)
         if out.exists() and not overwrite:
-            raise ConfigError(f"'{out}' exists; pass --overwrite to replace it or choose "
-                              "another --out")
+            raise ConfigError(
+                f"'{out}' exists; pass --overwrite to replace it or choose another --out"
+            )
         return out
     if out.suffix and not out.is_dir():
-        raise ConfigError(f"--out '{out}' looks like a file name; pass a folder (PNGs, one "
-                          "sub-folder per class) or a path ending in .npz")
+        raise ConfigError(
+            f"--out '{out}' looks like a file name; pass a folder (PNGs, one "
+            "sub-folder per class) or a path ending in .npz"
+        )
     check_output_folder(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"'{out}' exists and is not empty; pass --overwrite to replace it or "
-                          "choose a new --out folder")
+        raise ConfigError(
+            f"'{out}' exists and is not empty; pass --overwrite to replace it or "
+            "choose a new --out folder"
+        )
     return out
 
 
-def write_synthetic(out: str | os.PathLike[str], images: np.ndarray, labels: np.ndarray,
-                    class_names: list[str], overwrite: bool = False) -> Path:
+def write_synthetic(
+    out: str | os.PathLike[str],
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    overwrite: bool = False,
+) -> Path:
     """``out.npz`` -> arrays ``images`` (N x C x H x W uint8), ``labels``, ``class_names``;
     otherwise a folder with one sub-folder per class of PNGs (the image-folder loader's format).
     The folder is built in a temporary sibling and renamed, so it is never half-written; an
@@ -44,8 +54,9 @@ def write_synthetic(out: str | os.PathLike[str], images: np.ndarray, labels: np.
     if out.suffix == ".npz":
         with atomic_path(out) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, images=images, labels=labels,
-                                    class_names=np.array(class_names))
+                np.savez_compressed(
+                    f, images=images, labels=labels, class_names=np.array(class_names)
+                )
         return out
     from PIL import Image
 

@@ -43,15 +43,19 @@ from .run import (
     save_train_state,
 )
 
-PROTECTED = ("Sample-level (example-level) differential privacy: adding or removing any one "
-             "training image together with its label changes the distribution of everything "
-             "released (weights, samples) by at most (epsilon, delta).")
-NOT_PROTECTED = ("Hyper-parameter tuning or repeated runs on the same private data "
-                 "(see the privacy ledger for composed spends), the holdout split (used only for "
-                 "evaluation, never for training), the run folder's split.json and train_state.pt, "
-                 "training losses (progress bar, card train.metrics: computed on private batches "
-                 "without noise), and properties shared by many images (DP protects individuals, "
-                 "not population statistics).")
+PROTECTED = (
+    "Sample-level (example-level) differential privacy: adding or removing any one "
+    "training image together with its label changes the distribution of everything "
+    "released (weights, samples) by at most (epsilon, delta)."
+)
+NOT_PROTECTED = (
+    "Hyper-parameter tuning or repeated runs on the same private data "
+    "(see the privacy ledger for composed spends), the holdout split (used only for "
+    "evaluation, never for training), the run folder's split.json and train_state.pt, "
+    "training losses (progress bar, card train.metrics: computed on private batches "
+    "without noise), and properties shared by many images (DP protects individuals, "
+    "not population statistics)."
+)
 
 
 def versions() -> dict[str, str]:
@@ -66,18 +70,36 @@ def versions() -> dict[str, str]:
     return out
 
 
-def train(data: str | Path | DataSource | ImageDataset = "digits", method: str = "dpmerf",
-          out: str | Path = "runs/run",
-          *, epsilon: float | None = None, delta: float | None = None,
-          noise_multiplier: float | None = None, max_grad_norm: float = 1.0,
-          accountant: str = "prv", grad_sample_mode: str = "bk", no_dp: bool = False,
-          config: dict[str, Any] | None = None, holdout: float | str = 0.2, split_seed: int = 0,
-          seed: int = 0, image_size: int | None = None, ledger: str | Path | None = None,
-          budget: float | None = None, force: bool = False, overwrite: bool = False,
-          class_proportions: str = "uniform", counts_epsilon: float = 0.1,
-          device: str = "cpu", progress: bool = True, checkpoint_every: int = 500,
-          warmup: str = "none", public_data: str | Path | ImageDataset | None = None,
-          warmup_config: dict[str, Any] | None = None) -> Run:
+def train(
+    data: str | Path | DataSource | ImageDataset = "digits",
+    method: str = "dpmerf",
+    out: str | Path = "runs/run",
+    *,
+    epsilon: float | None = None,
+    delta: float | None = None,
+    noise_multiplier: float | None = None,
+    max_grad_norm: float = 1.0,
+    accountant: str = "prv",
+    grad_sample_mode: str = "bk",
+    no_dp: bool = False,
+    config: dict[str, Any] | None = None,
+    holdout: float | str = 0.2,
+    split_seed: int = 0,
+    seed: int = 0,
+    image_size: int | None = None,
+    ledger: str | Path | None = None,
+    budget: float | None = None,
+    force: bool = False,
+    overwrite: bool = False,
+    class_proportions: str = "uniform",
+    counts_epsilon: float = 0.1,
+    device: str = "cpu",
+    progress: bool = True,
+    checkpoint_every: int = 500,
+    warmup: str = "none",
+    public_data: str | Path | ImageDataset | None = None,
+    warmup_config: dict[str, Any] | None = None,
+) -> Run:
     """Train ``method`` on ``data`` and write the run folder ``out``; returns the loaded `Run`.
 
     Private methods take ``epsilon`` (total, including any class-proportion release; default
@@ -102,11 +124,18 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
     check_device(device)
     private = is_private(method) and not no_dp
     if not private:
-        refuse_flags_without_dp(method, no_dp, {
-            "--epsilon": epsilon is not None, "--delta": delta is not None,
-            "--noise-multiplier": noise_multiplier is not None, "--budget": budget is not None,
-            "--class-proportions": class_proportions != "uniform"},
-            twin=private_name(method) if private_name(method) != method else None)
+        refuse_flags_without_dp(
+            method,
+            no_dp,
+            {
+                "--epsilon": epsilon is not None,
+                "--delta": delta is not None,
+                "--noise-multiplier": noise_multiplier is not None,
+                "--budget": budget is not None,
+                "--class-proportions": class_proportions != "uniform",
+            },
+            twin=private_name(method) if private_name(method) != method else None,
+        )
     if is_holdout_path(holdout):  # an official test split: recorded absolute, like --data
         holdout = str(Path(holdout).expanduser().resolve())
     dataset, parts = load_split(data, holdout, split_seed, image_size)
@@ -115,9 +144,14 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
 
     spec = None
     if private:
-        spec = PrivacySpec(epsilon=default_epsilon(epsilon, noise_multiplier), delta=delta,
-                           noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
-                           accountant=accountant, grad_sample_mode=grad_sample_mode)
+        spec = PrivacySpec(
+            epsilon=default_epsilon(epsilon, noise_multiplier),
+            delta=delta,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            accountant=accountant,
+            grad_sample_mode=grad_sample_mode,
+        )
     torch.manual_seed(seed)  # reproducible initial weights
     # One place decides the defaults (models/defaults.py, by training-set size); flags override.
     config = {**recommended_config(method, n), **(config or {})}
@@ -128,12 +162,23 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
     # Resuming needs the same command: a changed split would train on former holdout images, a
     # changed privacy flag would silently mix two plans in one card.
     mech = class_proportions if private else "uniform"
-    request = json.loads(json.dumps({
-        "method": method, "private": private, "config": full_config,
-        "privacy": spec.to_json() if spec else None, "class_proportions": mech,
-        "counts_epsilon": counts_epsilon if mech != "uniform" else None,
-        "holdout": holdout, "split_seed": split_seed, "seed": seed,
-        "fingerprint": dataset.fingerprint, **({"warmup": warm.request()} if warm else {})}))
+    request = json.loads(
+        json.dumps(
+            {
+                "method": method,
+                "private": private,
+                "config": full_config,
+                "privacy": spec.to_json() if spec else None,
+                "class_proportions": mech,
+                "counts_epsilon": counts_epsilon if mech != "uniform" else None,
+                "holdout": holdout,
+                "split_seed": split_seed,
+                "seed": seed,
+                "fingerprint": dataset.fingerprint,
+                **({"warmup": warm.request()} if warm else {}),
+            }
+        )
+    )
 
     card, resume = _start_or_resume(out, request, parts, overwrite)
     # --overwrite removes the old run only once the new one has something to write, so a
@@ -149,24 +194,48 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
     # (epsilon, delta) is fixed now and taken out of the DP-SGD share of the target.
     c_eps, c_delta = count_spend(mech, counts_epsilon, total_delta / 2)
     if spec is not None and spec.epsilon is not None and c_eps >= spec.epsilon:
-        raise ConfigError(f"--counts-epsilon {counts_epsilon} leaves nothing of --epsilon "
-                          f"{spec.epsilon} for training; use a smaller --counts-epsilon")
+        raise ConfigError(
+            f"--counts-epsilon {counts_epsilon} leaves nothing of --epsilon "
+            f"{spec.epsilon} for training; use a smaller --counts-epsilon"
+        )
     counts = card.privacy.get("class_proportions") or {
-        "mechanism": mech, "epsilon": c_eps, "delta": c_delta, "values": None}
+        "mechanism": mech,
+        "epsilon": c_eps,
+        "delta": c_delta,
+        "values": None,
+    }
     spend = None
     if private:
         ledger_obj = Ledger(ledger)
-        moved = ledger_obj.import_legacy_beside(out, {dataset.fingerprint:
-                                                      dataset.source_fingerprint})
+        moved = ledger_obj.import_legacy_beside(
+            out, {dataset.fingerprint: dataset.source_fingerprint}
+        )
         if moved:
-            warnings.warn(f"imported {moved} spend(s) from the JSON ledger beside '{out}' into "
-                          f"{ledger_obj.shown}", PrivacyWarning, stacklevel=2)
-        prefix = (AccountantState.from_json(resume["accountant"]).history
-                  if resume is not None and resume.get("accountant") else [])
-        spend = RunSpend(ledger_obj, dataset.source_fingerprint, dataset.name, run_id=run_id,
-                         method=method, out=str(out.resolve()), kind="train", limit=budget,
-                         force=force, accountant=spec.accountant, chunk=checkpoint_every,
-                         prefix=prefix)
+            warnings.warn(
+                f"imported {moved} spend(s) from the JSON ledger beside '{out}' into "
+                f"{ledger_obj.shown}",
+                PrivacyWarning,
+                stacklevel=2,
+            )
+        prefix = (
+            AccountantState.from_json(resume["accountant"]).history
+            if resume is not None and resume.get("accountant")
+            else []
+        )
+        spend = RunSpend(
+            ledger_obj,
+            dataset.source_fingerprint,
+            dataset.name,
+            run_id=run_id,
+            method=method,
+            out=str(out.resolve()),
+            kind="train",
+            limit=budget,
+            force=force,
+            accountant=spec.accountant,
+            chunk=checkpoint_every,
+            prefix=prefix,
+        )
     try:
         if spec is not None:
             if spec.epsilon is not None:
@@ -182,15 +251,21 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
                 spend.set_lead(spec.prior, spec.delta, released)
         card.request, card.private, card.config = request, private, full_config
         card.versions = versions()
-        card.data = {"name": dataset.name, "fingerprint": dataset.fingerprint,
-                          "source_fingerprint": dataset.source_fingerprint,
-                          "train_fingerprint": train_set.fingerprint,
-                          "n_total": len(dataset), "n_train": n, "n_holdout": len(parts.holdout),
-                          "image_shape": list(dataset.image_shape),
-                          "classes": dataset.class_names,
-                          "split_seed": split_seed, "source": _source(data),
-                          "image_size": image_size,
-                          "format": data.options() if isinstance(data, DataSource) else None}
+        card.data = {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "source_fingerprint": dataset.source_fingerprint,
+            "train_fingerprint": train_set.fingerprint,
+            "n_total": len(dataset),
+            "n_train": n,
+            "n_holdout": len(parts.holdout),
+            "image_shape": list(dataset.image_shape),
+            "classes": dataset.class_names,
+            "split_seed": split_seed,
+            "source": _source(data),
+            "image_size": image_size,
+            "format": data.options() if isinstance(data, DataSource) else None,
+        }
         card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
         if spend is not None:  # where this dataset's total is read back (cards, `info`)
             card.ledger = spend.ledger.shown
@@ -198,8 +273,9 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
         if notes:
             card.privacy["warnings"] = notes
         checkpointed = [resume is not None]
-        to_release = ((counts["epsilon"], counts["delta"]) if counts["values"] is None
-                      else (0.0, 0.0))
+        to_release = (
+            (counts["epsilon"], counts["delta"]) if counts["values"] is None else (0.0, 0.0)
+        )
 
         def diverged(step: int, bad: list[str], acc: AccountantState | None) -> None:
             """Stop for good: book exactly what ran, mark the card, keep no weights."""
@@ -214,7 +290,8 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
                 f"training diverged at step {step}: {', '.join(bad[:3])} became NaN or "
                 "infinite; lower the learning rate (--set lr=...) or fix --batch-size/--epochs, "
                 "then rerun with --overwrite (the spend of the steps that ran stays in the "
-                "ledger)")
+                "ledger)"
+            )
 
         def checkpoint(step: int, state: dict, acc: AccountantState | None) -> None:
             bad = non_finite(state)
@@ -238,9 +315,16 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
             card.privacy["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
             writer.write()
 
-        ctx = TrainContext(privacy=spec, seed=seed, device=device, progress=progress,
-                           checkpoint_every=checkpoint_every, checkpoint=checkpoint,
-                           on_plan=on_plan, resume=resume)
+        ctx = TrainContext(
+            privacy=spec,
+            seed=seed,
+            device=device,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            checkpoint=checkpoint,
+            on_plan=on_plan,
+            resume=resume,
+        )
         try:
             if warm is not None:
                 card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
@@ -252,8 +336,14 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
                         card.privacy["warmup"] = warm.card(spec.delta, accountant)
                         writer.write()
 
-                    warm.run(synth, train_set, ctx, out,
-                             spend.book_lead if spend else (lambda: None), released)
+                    warm.run(
+                        synth,
+                        train_set,
+                        ctx,
+                        out,
+                        spend.book_lead if spend else (lambda: None),
+                        released,
+                    )
             result = synth.fit(train_set, ctx)
         except PrivsynthError:
             # Refused before anything was kept (e.g. epsilon unreachable, budget): leave nothing.
@@ -264,8 +354,10 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
                     shutil.rmtree(out, ignore_errors=True)
             raise
         bad = non_finite(synth.state_dict()) + [
-            f"metric {k}" for k, v in result.metrics.items()
-            if isinstance(v, float) and not math.isfinite(v)]
+            f"metric {k}"
+            for k, v in result.metrics.items()
+            if isinstance(v, float) and not math.isfinite(v)
+        ]
         if bad:
             diverged(result.steps, bad, result.accountant)
 
@@ -273,24 +365,32 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
             if spend is not None and counts["mechanism"] != "uniform":
                 spend.ensure_planned(to_release)
                 spend.releasing_other()  # booked before it is drawn
-            props, _, _ = release_proportions(train_set.class_counts(), counts["mechanism"],
-                                              counts["epsilon"], counts["delta"], seed)
+            props, _, _ = release_proportions(
+                train_set.class_counts(),
+                counts["mechanism"],
+                counts["epsilon"],
+                counts["delta"],
+                seed,
+            )
             counts["values"] = props.tolist()
         writer.save_weights(synth.state_dict())
         card.status = "complete"
-        card.privacy.update(_privacy_block(spec, result, counts, total_delta, n,
-                                           synth.mechanism))
-        card.train.update(steps=result.steps, metrics=result.metrics,
-                          wall_seconds=round(card.train.get("wall_seconds", 0.0)
-                                             + time.time() - t0, 2))
+        card.privacy.update(_privacy_block(spec, result, counts, total_delta, n, synth.mechanism))
+        card.train.update(
+            steps=result.steps,
+            metrics=result.metrics,
+            wall_seconds=round(card.train.get("wall_seconds", 0.0) + time.time() - t0, 2),
+        )
         card.progress = None
         if spend is not None:
             spend.finish(result.accountant.history if result.accountant else None)
             led = spend.ledger
             card.privacy["ledger"] = {
-                "location": led.shown, "dataset_key": dataset.source_fingerprint,
+                "location": led.shown,
+                "dataset_key": dataset.source_fingerprint,
                 "composition": COMPOSITION_RULE,
-                "dataset_epsilon_spent": led.spent(dataset.source_fingerprint).epsilon}
+                "dataset_epsilon_spent": led.spent(dataset.source_fingerprint).epsilon,
+            }
         if warm is not None:
             card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
         writer.write()
@@ -298,8 +398,10 @@ def train(data: str | Path | DataSource | ImageDataset = "digits", method: str =
         return Run.load(out, device="cpu")
     except BaseException as e:
         if spend is not None:
-            spend.abort("interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                        note=f"{type(e).__name__}: {str(e)[:200]}")
+            spend.abort(
+                "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                note=f"{type(e).__name__}: {str(e)[:200]}",
+            )
         raise
 
 
@@ -321,8 +423,10 @@ def _check_sizes(config: dict) -> None:
     for key, flag in flags.items():
         value = config.get(key)
         if isinstance(value, (int, float)) and not value > 0:
-            raise ConfigError(f"{flag} must be > 0, got {value}; pass a positive value or omit "
-                              "it for the method's default")
+            raise ConfigError(
+                f"{flag} must be > 0, got {value}; pass a positive value or omit "
+                "it for the method's default"
+            )
 
 
 def _source(data) -> str | None:
@@ -334,71 +438,100 @@ def _source(data) -> str | None:
 
 MECHANISMS = {
     "dp-sgd": "DP-SGD (Opacus): per-sample gradients clipped to C, Gaussian noise sigma * C "
-              "added at every step, Poisson-subsampled batches",
+    "added at every step, Poisson-subsampled batches",
     "gaussian": "the Gaussian mechanism (OpenDP), released once on the whole training set with "
-                "sensitivity C; accounted as one step at sampling rate 1",
+    "sensitivity C; accounted as one step at sampling rate 1",
 }
 
 
 def _privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
     if spec is None:
-        return {"epsilon": INFINITY, "delta": 0.0, "unit": None,
-                "guarantee": "none: trained without differential privacy (a non-private "
-                             "baseline); epsilon = infinity"}
+        return {
+            "epsilon": INFINITY,
+            "delta": 0.0,
+            "unit": None,
+            "guarantee": "none: trained without differential privacy (a non-private "
+            "baseline); epsilon = infinity",
+        }
     plan, acc = result.dp_plan, result.accountant
     sgd_eps = epsilon_from_history(acc.history, spec.delta, spec.accountant)
     total = sgd_eps + counts["epsilon"]
     lead = sum(int(h[2]) for h in spec.prior)  # warm-up release entries opening the history
     return {
-        "epsilon": total, "delta": total_delta,
+        "epsilon": total,
+        "delta": total_delta,
         "guarantee": f"({total:.3g}, {total_delta:.3g})-DP at sample level. {PROTECTED}",
         "not_protected": NOT_PROTECTED,
         "unit": "one training image with its label",
-        "composition": ("dp_sgd epsilon (one Opacus accountant over the warm-up release and the "
-                        "DP-SGD steps, its history) + class_proportions epsilon (basic "
-                        "composition)" if lead else
-                        "dp_sgd epsilon + class_proportions epsilon (basic composition)"),
+        "composition": (
+            "dp_sgd epsilon (one Opacus accountant over the warm-up release and the "
+            "DP-SGD steps, its history) + class_proportions epsilon (basic "
+            "composition)"
+            if lead
+            else "dp_sgd epsilon + class_proportions epsilon (basic composition)"
+        ),
         "mechanism": {"name": mechanism, "description": MECHANISMS.get(mechanism, mechanism)},
-        "dp_sgd": {"epsilon": sgd_eps, "delta": spec.delta, "accountant": spec.accountant,
-                   "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
-                   "expected_batch_size": round(plan.expected_batch_size, 1),
-                   "steps": acc.steps - lead, "includes_warmup_release": bool(lead),
-                   "planned_steps": plan.steps, "max_grad_norm": spec.max_grad_norm,
-                   "target_epsilon": plan.target_epsilon, "poisson_sampling": True,
-                   "grad_sample_mode": spec.grad_sample_mode, "history": acc.to_json()["history"],
-                   "n_private": n, "computed_by": "opacus accountant from the steps that ran"},
+        "dp_sgd": {
+            "epsilon": sgd_eps,
+            "delta": spec.delta,
+            "accountant": spec.accountant,
+            "noise_multiplier": plan.noise_multiplier,
+            "sample_rate": plan.sample_rate,
+            "expected_batch_size": round(plan.expected_batch_size, 1),
+            "steps": acc.steps - lead,
+            "includes_warmup_release": bool(lead),
+            "planned_steps": plan.steps,
+            "max_grad_norm": spec.max_grad_norm,
+            "target_epsilon": plan.target_epsilon,
+            "poisson_sampling": True,
+            "grad_sample_mode": spec.grad_sample_mode,
+            "history": acc.to_json()["history"],
+            "n_private": n,
+            "computed_by": "opacus accountant from the steps that ran",
+        },
     }
 
 
-def _start_or_resume(out: Path, request: dict, parts, overwrite: bool
-                     ) -> tuple[Card, dict | None]:
+def _start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[Card, dict | None]:
     if (out / CARD).exists() and not overwrite:  # with --overwrite: a new run below, the old
-        card = read_card(out)                     # one is removed when the new one first writes
+        card = read_card(out)  # one is removed when the new one first writes
         if card.get("status") == "diverged":
-            raise CheckpointError(f"'{out}' holds a run that diverged (NaN/inf at step "
-                                  f"{card.get('diverged', {}).get('step')}); change what caused "
-                                  "it (e.g. a lower --set lr=...) and pass --overwrite (its "
-                                  "spend stays in the ledger)")
+            raise CheckpointError(
+                f"'{out}' holds a run that diverged (NaN/inf at step "
+                f"{card.get('diverged', {}).get('step')}); change what caused "
+                "it (e.g. a lower --set lr=...) and pass --overwrite (its "
+                "spend stays in the ledger)"
+            )
         if card.get("status") == "complete":
-            raise CheckpointError(f"'{out}' already holds a finished run; choose another --out or "
-                                  "pass --overwrite (its privacy spend stays in the ledger)")
+            raise CheckpointError(
+                f"'{out}' already holds a finished run; choose another --out or "
+                "pass --overwrite (its privacy spend stays in the ledger)"
+            )
         else:
             if card.get("request") != request:
-                changed = sorted(k for k in request if (card.get("request") or {}).get(k)
-                                 != request[k])
-                raise CheckpointError(f"'{out}' holds an unfinished run started with other "
-                                      f"settings ({', '.join(changed)}); rerun it with the same "
-                                      "flags to resume, or pass --overwrite")
+                changed = sorted(
+                    k for k in request if (card.get("request") or {}).get(k) != request[k]
+                )
+                raise CheckpointError(
+                    f"'{out}' holds an unfinished run started with other "
+                    f"settings ({', '.join(changed)}); rerun it with the same "
+                    "flags to resume, or pass --overwrite"
+                )
             if (out / SPLIT).exists() and json.loads((out / SPLIT).read_text()) != parts.to_json():
-                raise CheckpointError(f"'{out}/{SPLIT}' does not match the data's split; rerun "
-                                      "with the original --data, or pass --overwrite")
+                raise CheckpointError(
+                    f"'{out}/{SPLIT}' does not match the data's split; rerun "
+                    "with the original --data, or pass --overwrite"
+                )
             state = out / TRAIN_STATE
             resume = load_train_state(state) if state.exists() else None
             if resume is None and card.get("progress"):
-                warnings.warn(f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
-                              "step 0; the spend of its earlier segment(s) stays booked in the "
-                              "ledger and this restart books its own", PrivacyWarning,
-                              stacklevel=3)
+                warnings.warn(
+                    f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
+                    "step 0; the spend of its earlier segment(s) stays booked in the "
+                    "ledger and this restart books its own",
+                    PrivacyWarning,
+                    stacklevel=3,
+                )
             return Card.from_json(card), resume
     elif not (out / CARD).exists() and out.exists() and any(out.iterdir()):
         raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")

@@ -64,8 +64,9 @@ def test_tstr_speed_smoke(tmp_path, trained_run):
 
 def test_warmup_bench_smoke(tmp_path):
     out = tmp_path / "warmup.json"
-    code = load("warmup_bench").main(["--smoke", "--out", str(tmp_path / "runs"), "--result",
-                                      str(out)])
+    code = load("warmup_bench").main(
+        ["--smoke", "--out", str(tmp_path / "runs"), "--result", str(out)]
+    )
     assert code == 0
     cells = {c["variant"]: c for c in json.loads(out.read_text())["cells"]}
     assert set(cells) == {"none", "central"}
@@ -76,8 +77,19 @@ def test_warmup_bench_smoke(tmp_path):
 def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz):
     bench = load("utility")
     out, result = tmp_path / "cells", tmp_path / "utility.json"
-    args = ["--smoke", "--data", str(tiny_npz), "--methods", "dpmerf", "--out", str(out),
-            "--result", str(result), "--ledger", str(tmp_path / "ledger.sqlite")]
+    args = [
+        "--smoke",
+        "--data",
+        str(tiny_npz),
+        "--methods",
+        "dpmerf",
+        "--out",
+        str(out),
+        "--result",
+        str(result),
+        "--ledger",
+        str(tmp_path / "ledger.sqlite"),
+    ]
     assert bench.main([*args, "--epsilons", "10"]) == 0
     table = json.loads(result.read_text())
     assert not table["partial"] and table["not_run"] == []
@@ -105,8 +117,12 @@ def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz)
 def test_federated_dpmerf_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIVSYNTH_LEDGER", str(tmp_path / "ledger.sqlite"))
     out = tmp_path / "fedmerf.json"
-    assert load("federated_dpmerf").main(["--smoke", "--keep", str(tmp_path / "runs"),
-                                          "--out", str(out)]) == 0
+    assert (
+        load("federated_dpmerf").main(
+            ["--smoke", "--keep", str(tmp_path / "runs"), "--out", str(out)]
+        )
+        == 0
+    )
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"central", "secagg"}
     assert results["central"]["accountant"] == "prv" and results["secagg"]["accountant"] == "rdp"

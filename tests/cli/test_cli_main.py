@@ -41,8 +41,11 @@ def test_every_option_says_what_it_does_and_its_default(verb):
         assert action.help and len(action.help) > 10, f"{verb} {action.option_strings}: no help"
         text = HelpFormatter("x")._get_help_string(action)
         default = action.default
-        if default is not None and default is not argparse.SUPPRESS and not isinstance(
-                default, (bool, list)):
+        if (
+            default is not None
+            and default is not argparse.SUPPRESS
+            and not isinstance(default, (bool, list))
+        ):
             assert "default" in text, f"{verb} {action.option_strings} hides its default"
 
 
@@ -52,8 +55,17 @@ def test_train_help_lists_methods_and_defaults(capsys):
     assert main(["train", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "--method {" + ",".join(METHODS) + "}" in out
-    for flag in ("--seed", "--split-seed", "--accountant", "--budget", "--quiet", "--classes",
-                 "--channels", "--pixel-range", "--name"):
+    for flag in (
+        "--seed",
+        "--split-seed",
+        "--accountant",
+        "--budget",
+        "--quiet",
+        "--classes",
+        "--channels",
+        "--pixel-range",
+        "--name",
+    ):
         assert flag in out
     assert "(default: dpmerf)" in out and "(default: prv)" in out
 
@@ -68,13 +80,15 @@ def test_sweep_and_federate_take_a_budget(verb, capsys):
 def test_help_does_not_import_torch():
     """`privsynth --help` answers fast because no verb imports torch (or the API) to describe
     itself. Checked by what is imported, not by a clock."""
-    code = ("import sys, contextlib, io\n"
-            "from privsynth.cli import VERBS, HelpFormatter, build_parser, main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    codes = [main(['--help'])] + [main([v, '--help']) for v in VERBS]\n"
-            "heavy = sorted(m for m in ('torch', 'opacus', 'flwr', 'tenseal', 'sklearn', "
-            "'privsynth.trainer', 'privsynth.run') if m in sys.modules)\n"
-            "print(codes, heavy)\n")
+    code = (
+        "import sys, contextlib, io\n"
+        "from privsynth.cli import VERBS, HelpFormatter, build_parser, main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    codes = [main(['--help'])] + [main([v, '--help']) for v in VERBS]\n"
+        "heavy = sorted(m for m in ('torch', 'opacus', 'flwr', 'tenseal', 'sklearn', "
+        "'privsynth.trainer', 'privsynth.run') if m in sys.modules)\n"
+        "print(codes, heavy)\n"
+    )
     proc = _python("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"{[0] * (len(VERBS) + 1)} []"
@@ -108,9 +122,12 @@ def test_broken_pipe_is_quiet(monkeypatch, capsys, trained_run):
 
 def test_broken_pipe_in_a_real_pipe(trained_run):
     # The read end is closed before the child has imported anything, so its first write fails.
-    proc = subprocess.Popen([sys.executable, "-m", "privsynth.cli", "info",
-                             str(trained_run["out"])], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "privsynth.cli", "info", str(trained_run["out"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
     proc.stdout.close()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141 and err.decode().strip() == ""
@@ -127,13 +144,16 @@ def test_keyboard_interrupt(monkeypatch, capsys):
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def _python(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=_env(),
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=_env(), timeout=120
+    )
 
 
 def _python_m(*args: str) -> subprocess.CompletedProcess:

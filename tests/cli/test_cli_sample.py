@@ -10,8 +10,23 @@ from privsynth.data import load_dataset
 
 def test_sample_png_folder_loads_back(tmp_path, trained_run, capsys):
     out = tmp_path / "synth"
-    assert main(["sample", str(trained_run["out"]), "-n", "12", "--out", str(out),
-                 "--labels", "0,2", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(trained_run["out"]),
+                "-n",
+                "12",
+                "--out",
+                str(out),
+                "--labels",
+                "0,2",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "wrote 12 images" in capsys.readouterr().out
     back = load_dataset(out)
     assert back.images.shape == (12, 1, 8, 8)
@@ -33,8 +48,21 @@ def test_sample_npz(tmp_path, trained_run):
 
 def test_sample_same_seed_same_images(tmp_path, trained_run):
     for name in ("a.npz", "b.npz"):
-        assert main(["sample", str(trained_run["out"]), "-n", "5", "--seed", "7", "--out",
-                     str(tmp_path / name)]) == 0
+        assert (
+            main(
+                [
+                    "sample",
+                    str(trained_run["out"]),
+                    "-n",
+                    "5",
+                    "--seed",
+                    "7",
+                    "--out",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
     a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
     np.testing.assert_array_equal(a["images"], b["images"])
 
@@ -44,8 +72,21 @@ def test_sample_errors(tmp_path, trained_run, capsys):
     assert "not a run folder" in capsys.readouterr().err
     assert main(["sample", str(trained_run["out"]), "-n", "0", "--out", str(tmp_path / "y")]) == 2
     assert "argument -n: must be >= 1" in capsys.readouterr().err
-    assert main(["sample", str(trained_run["out"]), "-n", "3", "--labels", "9",
-                 "--out", str(tmp_path / "z")]) == 2
+    assert (
+        main(
+            [
+                "sample",
+                str(trained_run["out"]),
+                "-n",
+                "3",
+                "--labels",
+                "9",
+                "--out",
+                str(tmp_path / "z"),
+            ]
+        )
+        == 2
+    )
     assert "not a class of this run" in capsys.readouterr().err
     full = tmp_path / "full"
     full.mkdir()

@@ -10,16 +10,43 @@ import pytest
 from privsynth.cli import main
 from privsynth.run import Run
 
-TINY = ["--set", "epochs=2", "--set", "batch_size=32", "--set", "n_d=2", "--set", "width=8",
-        "--set", "g_width=8", "--set", "z_dim=8"]
+TINY = [
+    "--set",
+    "epochs=2",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "n_d=2",
+    "--set",
+    "width=8",
+    "--set",
+    "g_width=8",
+    "--set",
+    "z_dim=8",
+]
 
 
 def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
     out = tmp_path / "runs" / "r"
-    code = main(["train", "--method", "dpgan",
-                 "--data", str(tiny_npz), "--out", str(out), "--noise-multiplier", "1.0",
-                 "--accountant", "rdp", "--no-progress", "--evaluate", "--evaluate-resnet",
-                 *TINY])
+    code = main(
+        [
+            "train",
+            "--method",
+            "dpgan",
+            "--data",
+            str(tiny_npz),
+            "--out",
+            str(out),
+            "--noise-multiplier",
+            "1.0",
+            "--accountant",
+            "rdp",
+            "--no-progress",
+            "--evaluate",
+            "--evaluate-resnet",
+            *TINY,
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "DP-SGD" in printed and "rdp accountant" in printed
@@ -48,8 +75,11 @@ def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
 
 
 def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines()  # warnings (e.g. a weak delta) may precede it
-             if line.strip() and not line.startswith("privsynth: warning: ")]
+    lines = [
+        line
+        for line in err.splitlines()  # warnings (e.g. a weak delta) may precede it
+        if line.strip() and not line.startswith("privsynth: warning: ")
+    ]
     assert len(lines) == 1, err
     assert lines[0].startswith("privsynth: error: ") and "Traceback" not in err
     return lines[0]
@@ -63,13 +93,29 @@ def make_bad(root, kind):
     return root / kind
 
 
-@pytest.mark.parametrize("kind, match", [("missing", "does not exist"),
-                                         ("empty", "0 class sub-folder"),
-                                         ("bad.npz", "not an NPZ archive")])
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("missing", "does not exist"),
+        ("empty", "0 class sub-folder"),
+        ("bad.npz", "not an NPZ archive"),
+    ],
+)
 def test_bad_data_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys, kind, match):
     data, out = make_bad(tmp_path, kind), tmp_path / "runs" / "r"
-    code = main(["train", "--method", "dpgan",
-                 "--data", str(data), "--out", str(out), "--no-progress", *TINY])
+    code = main(
+        [
+            "train",
+            "--method",
+            "dpgan",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--no-progress",
+            *TINY,
+        ]
+    )
     assert code == 2
     line = one_error_line(capsys.readouterr().err)
     assert "DataError" in line and match in line
@@ -80,8 +126,16 @@ def test_bad_data_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys, kind
 
 
 def test_bad_flags_exit_2(tmp_path, tiny_npz, capsys):
-    base = ["train", "--method", "dpgan",
-            "--data", str(tiny_npz), "--out", str(tmp_path / "r"), "--no-progress"]
+    base = [
+        "train",
+        "--method",
+        "dpgan",
+        "--data",
+        str(tiny_npz),
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+    ]
     assert main([*base, "--set", "nonsense"]) == 2
     assert "KEY=VALUE" in one_error_line(capsys.readouterr().err)
     assert main([*base, "--epsilon", "-1"]) == 2
@@ -97,13 +151,29 @@ def test_budget_exit_2_unless_force(tmp_path, tiny_npz, capsys):
 
     ledger = tmp_path / "team-ledger.sqlite"
     led = Ledger(ledger)
-    seg = led.reserve(load_dataset(tiny_npz).source_fingerprint, "tiny", run_id="earlier",
-                      epsilon=8.0, delta=1e-3)
+    seg = led.reserve(
+        load_dataset(tiny_npz).source_fingerprint, "tiny", run_id="earlier", epsilon=8.0, delta=1e-3
+    )
     led.settle(seg, "complete", epsilon=8.0, delta=1e-3)
-    base = ["train", "--method", "dpgan",
-            "--data", str(tiny_npz), "--out", str(tmp_path / "b"), "--no-progress",
-            "--noise-multiplier", "1.0", "--accountant", "rdp", "--ledger", str(ledger),
-            "--budget", "10", *TINY]
+    base = [
+        "train",
+        "--method",
+        "dpgan",
+        "--data",
+        str(tiny_npz),
+        "--out",
+        str(tmp_path / "b"),
+        "--no-progress",
+        "--noise-multiplier",
+        "1.0",
+        "--accountant",
+        "rdp",
+        "--ledger",
+        str(ledger),
+        "--budget",
+        "10",
+        *TINY,
+    ]
     assert main(base) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "BudgetError" in line and "--force" in line
@@ -119,14 +189,16 @@ def test_debug_shows_the_traceback(tmp_path):
     from privsynth.errors import DataError
 
     with pytest.raises(DataError):
-        main(["--debug", "train", "--data", str(tmp_path / "missing"),
-              "--out", str(tmp_path / "r")])
+        main(
+            ["--debug", "train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]
+        )
 
 
 def test_npz_written_by_sample_is_trainable_data(tmp_path, trained_run):
     # The synthetic .npz is itself a dataset: privsynth's own output feeds back in.
-    assert main(["sample", str(trained_run["out"]), "-n", "30", "--out",
-                 str(tmp_path / "s.npz")]) == 0
+    assert (
+        main(["sample", str(trained_run["out"]), "-n", "30", "--out", str(tmp_path / "s.npz")]) == 0
+    )
     arrays = np.load(tmp_path / "s.npz")
     assert arrays["images"].shape == (30, 1, 8, 8)
 
@@ -135,6 +207,23 @@ def test_default_method_is_the_best_measured_dpmerf(tmp_path, tiny_npz):
     """bench/results/sweep_mnist10k_kernel.json and main_job_digits*.json: dpmerf has the best
     TSTR at every epsilon measured on MNIST-10k and on digits (README, Benchmarks)."""
     out = tmp_path / "k"
-    assert main(["train", "--data", str(tiny_npz), "--out", str(out), "--no-progress",
-                 "--epsilon", "5", "--set", "steps=20", "--set", "n_features=16"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tiny_npz),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--epsilon",
+                "5",
+                "--set",
+                "steps=20",
+                "--set",
+                "n_features=16",
+            ]
+        )
+        == 0
+    )
     assert Run.load(out).method == "dpmerf"

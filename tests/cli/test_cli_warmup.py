@@ -9,16 +9,47 @@ import numpy as np
 from privsynth.cli import main
 from tests.conftest import make_tiny_dataset
 
-VAE = ["--method", "dpvae", "--set", "epochs=2", "--set", "batch_size=32", "--set", "width=8",
-       "--set", "z_dim=4", "--no-progress"]
+VAE = [
+    "--method",
+    "dpvae",
+    "--set",
+    "epochs=2",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "width=8",
+    "--set",
+    "z_dim=4",
+    "--no-progress",
+]
 
 
 def test_train_warmup_central_shows_the_release_on_the_card(tmp_path, tiny_npz, capsys):
     out = tmp_path / "r"
-    code = main(["train", "--method", "dpgan",
-                 "--data", str(tiny_npz), "--out", str(out), "--epsilon", "3",
-                 "--accountant", "rdp", "--warmup", "central", "--warmup-share", "0.2",
-                 "--warmup-epochs", "1", "--warmup-set", "images=96", *VAE])
+    code = main(
+        [
+            "train",
+            "--method",
+            "dpgan",
+            "--data",
+            str(tiny_npz),
+            "--out",
+            str(out),
+            "--epsilon",
+            "3",
+            "--accountant",
+            "rdp",
+            "--warmup",
+            "central",
+            "--warmup-share",
+            "0.2",
+            "--warmup-epochs",
+            "1",
+            "--warmup-set",
+            "images=96",
+            *VAE,
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "with the warm-up release" in printed and "central images: Gaussian release" in printed
@@ -35,9 +66,26 @@ def test_train_public_data_from_a_file(tmp_path, tiny_npz, capsys):
     path = tmp_path / "public.npz"
     np.savez(path, images=public.images, labels=public.labels)
     out = tmp_path / "r"
-    code = main(["train", "--method", "dpgan",
-                 "--data", str(tiny_npz), "--out", str(out), "--noise-multiplier", "1.5",
-                 "--accountant", "rdp", "--public-data", str(path), "--warmup-epochs", "1", *VAE])
+    code = main(
+        [
+            "train",
+            "--method",
+            "dpgan",
+            "--data",
+            str(tiny_npz),
+            "--out",
+            str(out),
+            "--noise-multiplier",
+            "1.5",
+            "--accountant",
+            "rdp",
+            "--public-data",
+            str(path),
+            "--warmup-epochs",
+            "1",
+            *VAE,
+        ]
+    )
     assert code == 0
     assert "declared public: no budget spent" in capsys.readouterr().out
     card = json.loads((out / "card.json").read_text())
@@ -46,13 +94,37 @@ def test_train_public_data_from_a_file(tmp_path, tiny_npz, capsys):
 
 
 def test_bad_warmup_flags_exit_2_with_one_line(tmp_path, tiny_npz, capsys):
-    code = main(["train", "--method", "dpgan",
-                 "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
-                 "--warmup", "central", "--warmup-set", "size", *VAE])
+    code = main(
+        [
+            "train",
+            "--method",
+            "dpgan",
+            "--data",
+            str(tiny_npz),
+            "--out",
+            str(tmp_path / "r"),
+            "--warmup",
+            "central",
+            "--warmup-set",
+            "size",
+            *VAE,
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--warmup-set expects KEY=VALUE" in err[0]
-    code = main(["train", "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
-                 "--method", "dpmerf", "--warmup", "central"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tiny_npz),
+            "--out",
+            str(tmp_path / "r"),
+            "--method",
+            "dpmerf",
+            "--warmup",
+            "central",
+        ]
+    )
     assert code == 2 and "DP-SGD method" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

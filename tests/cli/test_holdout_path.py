@@ -24,9 +24,24 @@ def official_split(tmp_path, make_tiny, image_folder):
 def test_train_on_an_official_split(tmp_path, capsys, official_split, fast_gan_flags):
     train_dir, test_dir = official_split
     out = tmp_path / "run"
-    assert main(["train", "--method", "dpgan",
-                 "--data", str(train_dir), "--holdout", str(test_dir), "--out", str(out),
-                 "--no-progress", *fast_gan_flags]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "dpgan",
+                "--data",
+                str(train_dir),
+                "--holdout",
+                str(test_dir),
+                "--out",
+                str(out),
+                "--no-progress",
+                *fast_gan_flags,
+            ]
+        )
+        == 0
+    )
     card = json.loads((out / "card.json").read_text())
     assert card["data"]["n_train"] == 90 and card["data"]["n_holdout"] == 30
     assert card["data"]["name"] == "png"  # not "train"
@@ -43,26 +58,70 @@ def test_train_on_an_official_split(tmp_path, capsys, official_split, fast_gan_f
 def test_name_flag_and_parent_hint(tmp_path, capsys, official_split, fast_gan_flags):
     train_dir, test_dir = official_split
     out = tmp_path / "named"
-    assert main(["train", "--method", "dpgan",
-                 "--data", str(train_dir), "--holdout", "0.25", "--name", "Chest X-ray",
-                 "--out", str(out), "--no-progress", *fast_gan_flags]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "dpgan",
+                "--data",
+                str(train_dir),
+                "--holdout",
+                "0.25",
+                "--name",
+                "Chest X-ray",
+                "--out",
+                str(out),
+                "--no-progress",
+                *fast_gan_flags,
+            ]
+        )
+        == 0
+    )
     assert Run.load(out).card["data"]["name"] == "Chest X-ray"
     assert "# dpgan on Chest X-ray" in (out / "README.md").read_text()
     capsys.readouterr()
-    assert main(["train", "--method", "dpgan",
-                 "--data", str(train_dir.parent), "--out", str(tmp_path / "p"),
-                 *fast_gan_flags]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "dpgan",
+                "--data",
+                str(train_dir.parent),
+                "--out",
+                str(tmp_path / "p"),
+                *fast_gan_flags,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"pass --data {train_dir} --holdout {test_dir}" in err
 
 
-def test_holdout_must_match_the_data(tmp_path, capsys, official_split, fast_gan_flags, make_tiny,
-                                     image_folder):
+def test_holdout_must_match_the_data(
+    tmp_path, capsys, official_split, fast_gan_flags, make_tiny, image_folder
+):
     train_dir, _ = official_split
     d = make_tiny(n=20, k=2)
     other = image_folder(tmp_path / "other", d.images, d.labels, ["x", "q"])
-    assert main(["train", "--method", "dpgan",
-                 "--data", str(train_dir), "--holdout", str(other), "--out",
-                 str(tmp_path / "r"), *fast_gan_flags]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "dpgan",
+                "--data",
+                str(train_dir),
+                "--holdout",
+                str(other),
+                "--out",
+                str(tmp_path / "r"),
+                *fast_gan_flags,
+            ]
+        )
+        == 2
+    )
     assert "pass the same --classes list for both" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

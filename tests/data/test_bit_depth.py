@@ -60,8 +60,16 @@ def test_value_outside_declared_range_stops(tmp_path):
 
 
 # --- DICOM ---------------------------------------------------------------------------------------
-def write_dicom(path, stored: np.ndarray, *, bits_stored=12, intercept=-1024.0, slope=1.0,
-                window=(40.0, 400.0), photometric="MONOCHROME2"):
+def write_dicom(
+    path,
+    stored: np.ndarray,
+    *,
+    bits_stored=12,
+    intercept=-1024.0,
+    slope=1.0,
+    window=(40.0, 400.0),
+    photometric="MONOCHROME2",
+):
     """A minimal uncompressed CT-like slice, written by pydicom."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -120,8 +128,13 @@ def test_dicom_without_window_uses_the_stored_bit_range(tmp_path):
     for cls in ("a", "b"):
         (tmp_path / "d" / cls).mkdir(parents=True)
         write_dicom(tmp_path / "d" / cls / "x.dcm", RAMP12, window=None, intercept=0.0)
-        write_dicom(tmp_path / "d" / cls / "y.dcm", RAMP12, window=None, intercept=0.0,
-                    photometric="MONOCHROME1")
+        write_dicom(
+            tmp_path / "d" / cls / "y.dcm",
+            RAMP12,
+            window=None,
+            intercept=0.0,
+            photometric="MONOCHROME1",
+        )
     data = load_dataset(tmp_path / "d")
     plain = np.rint(RAMP12.astype(float) * (255 / 4095)).astype(np.uint8)
     np.testing.assert_array_equal(data.images[0, 0], plain)

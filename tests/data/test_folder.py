@@ -69,8 +69,9 @@ def test_declared_classes(tmp_path):
 def test_split_folders_get_a_hint(tmp_path):
     make_folder(tmp_path / "png" / "train")
     make_folder(tmp_path / "png" / "test")
-    with pytest.raises(DataError, match="splits test/, train/ — not classes; pass --data "
-                                        ".*train --holdout .*test"):
+    with pytest.raises(
+        DataError, match="splits test/, train/ — not classes; pass --data .*train --holdout .*test"
+    ):
         load_dataset(tmp_path / "png")
 
 

@@ -13,12 +13,13 @@ from privsynth.data import load_dataset
 from privsynth.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(3)
-IMAGES = RNG.integers(0, 256, size=(9, 1, 5, 5), dtype=np.uint8)   # N C H W
+IMAGES = RNG.integers(0, 256, size=(9, 1, 5, 5), dtype=np.uint8)  # N C H W
 LABELS = np.array([0, 1, 2] * 3)
 
 
-@pytest.mark.parametrize("keys", [("x", "y"), ("images", "labels"),
-                                  ("train_images", "train_labels")])
+@pytest.mark.parametrize(
+    "keys", [("x", "y"), ("images", "labels"), ("train_images", "train_labels")]
+)
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC", "NHW"])
 def test_keys_and_layouts(tmp_path, keys, layout):
     arr = {"NCHW": IMAGES, "NHWC": IMAGES.transpose(0, 2, 3, 1), "NHW": IMAGES[:, 0]}[layout]
@@ -65,7 +66,7 @@ def test_float_scale_is_declared_not_guessed(tmp_path):
 
 
 def test_uint16_scaled_by_its_range(tmp_path):
-    ramp = (np.arange(9 * 25, dtype=np.uint16).reshape(9, 5, 5) * 291)  # up to 65,184
+    ramp = np.arange(9 * 25, dtype=np.uint16).reshape(9, 5, 5) * 291  # up to 65,184
     np.savez(tmp_path / "u16.npz", x=ramp, y=LABELS)
     data = load_dataset(tmp_path / "u16.npz", classes=3)
     np.testing.assert_array_equal(data.images[:, 0], np.rint(ramp / 257).astype(np.uint8))
@@ -99,11 +100,16 @@ def test_string_labels_are_names(tmp_path):
         load_dataset(tmp_path / "t.npz", classes=("no", "maybe"))
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(images=arrays(np.uint8, st.tuples(st.integers(2, 6), st.sampled_from([1, 3]),
-                                         st.integers(1, 5), st.integers(1, 5))),
-       data=st.data())
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    images=arrays(
+        np.uint8,
+        st.tuples(st.integers(2, 6), st.sampled_from([1, 3]), st.integers(1, 5), st.integers(1, 5)),
+    ),
+    data=st.data(),
+)
 def test_roundtrip_property(tmp_path, images, data):
     n = images.shape[0]
     labels = np.array(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)))

@@ -40,8 +40,10 @@ def test_fingerprint_depends_on_content(tiny_dataset):
     assert copy.fingerprint == tiny_dataset.fingerprint
     images = tiny_dataset.images.copy()
     images[0, 0, 0, 0] ^= 1
-    assert ImageDataset(images, tiny_dataset.labels, tiny_dataset.class_names).fingerprint \
+    assert (
+        ImageDataset(images, tiny_dataset.labels, tiny_dataset.class_names).fingerprint
         != tiny_dataset.fingerprint
+    )
 
 
 def test_dataset_checks(tiny_dataset):

@@ -23,7 +23,7 @@ def digits_parts():
     """Disjoint real digit sets: members, non-members, reference, independent (300 each)."""
     d = load_dataset("digits")
     perm = np.random.default_rng(0).permutation(len(d))
-    parts = [perm[i * 300:(i + 1) * 300] for i in range(4)]
+    parts = [perm[i * 300 : (i + 1) * 300] for i in range(4)]
     return [(d.images[p], d.labels[p]) for p in parts]
 
 

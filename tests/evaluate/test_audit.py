@@ -17,8 +17,9 @@ def test_included_canaries_land_in_the_training_split(tiny_dataset):
 
 
 def test_audit_sees_a_memorising_model(tmp_path, memoriser, digits_parts):
-    r = audit("digits", memoriser, tmp_path / "a", canaries=60, progress=False, seed=0,
-              n_synthetic=5000)
+    r = audit(
+        "digits", memoriser, tmp_path / "a", canaries=60, progress=False, seed=0, n_synthetic=5000
+    )
     assert r["accountant_epsilon"] == "infinity"
     assert r["epsilon_lower_bound"] > 1.0  # clearly positive: the audit sees leakage
     assert r["per_attack"]["gan_leaks"]["correct"] == r["per_attack"]["gan_leaks"]["guesses"]
@@ -26,8 +27,16 @@ def test_audit_sees_a_memorising_model(tmp_path, memoriser, digits_parts):
 
 
 def _dp_audit(tmp_path, data, canaries, config, epsilon):
-    r = audit(data, "dpgan", tmp_path / "dp", epsilon=epsilon, canaries=canaries,
-              config=config, progress=False, seed=0)
+    r = audit(
+        data,
+        "dpgan",
+        tmp_path / "dp",
+        epsilon=epsilon,
+        canaries=canaries,
+        config=config,
+        progress=False,
+        seed=0,
+    )
     assert r["private"] and r["bound_within_claim"]
     assert 0 <= r["epsilon_lower_bound"] <= r["accountant_epsilon"]
     assert "white_box" in r["per_attack"]
@@ -67,8 +76,16 @@ def test_non_canary_training_set_does_not_depend_on_which_canaries_are_included(
         pass
 
     def trained_on(included):
-        monkeypatch.setattr(audit_module, "make_canaries", lambda ds, count, seed: (
-            idx, canary_labels, included, np.setdiff1d(np.arange(len(ds)), idx)))
+        monkeypatch.setattr(
+            audit_module,
+            "make_canaries",
+            lambda ds, count, seed: (
+                idx,
+                canary_labels,
+                included,
+                np.setdiff1d(np.arange(len(ds)), idx),
+            ),
+        )
         seen = {}
 
         def fake_train(dataset, method, out, **kw):

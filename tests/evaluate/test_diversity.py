@@ -45,8 +45,7 @@ def test_collapsed_set_is_flagged_in_plain_words(halves):
     div = within_class_diversity(xa, ya, collapse(xb, yb), yb, 10)
     assert div["ratio_mean"] < 0.2 and len(div["collapsed_classes"]) == 10
     assert [c["class"] for c in div["per_class"]] == list(range(10))
-    flags = collapse_flags(div, {"recall": 0.01, "coverage": 0.02}, {"recall": 0.97},
-                           names)
+    flags = collapse_flags(div, {"recall": 0.01, "coverage": 0.02}, {"recall": 0.97}, names)
     assert flags[0].startswith("mode collapse: synthetic images of a class are ")
     assert "x less varied than real ones (10 of 10 classes below half" in flags[0]
     assert flags[1].startswith("low recall") and "recall 0.010" in flags[1]
@@ -75,12 +74,12 @@ def test_noise_is_not_called_collapse_but_low_recall(halves):
 
 def test_low_recall_without_a_real_reference_uses_an_absolute_floor():
     div = {"per_class": [], "collapsed_classes": [], "ratio_mean": 1.0}
-    assert collapse_flags(div, {"recall": 0.05, "coverage": 0.1}) and \
-        not collapse_flags(div, {"recall": 0.5, "coverage": 0.5})
+    assert collapse_flags(div, {"recall": 0.05, "coverage": 0.1}) and not collapse_flags(
+        div, {"recall": 0.5, "coverage": 0.5}
+    )
 
 
 def test_classes_with_too_few_images_are_skipped():
     x = np.random.default_rng(0).integers(0, 256, (6, 1, 4, 4), dtype=np.uint8)
-    div = within_class_diversity(x, np.array([0, 0, 0, 1, 1, 1]), x[:4],
-                                 np.array([0, 0, 0, 1]), 2)
+    div = within_class_diversity(x, np.array([0, 0, 0, 1, 1, 1]), x[:4], np.array([0, 0, 0, 1]), 2)
     assert np.isnan(div["per_class"][1]["ratio"]) and div["least_varied_class"] == 0

@@ -41,8 +41,12 @@ def test_attacks_are_chance_on_independent_data(digits_parts):
     s = privacy.gan_leaks(cand, cand_y, xs, ys, xr, yr)
     mc, _ = privacy.monte_carlo(cand, cand_y, xs, ys)
     f = lambda x: x.reshape(len(x), -1).astype(np.float64)
-    for scores in (s["gan_leaks"], s["gan_leaks_calibrated"], mc,
-                   privacy.domias(f(cand), f(xs), f(xr))):
+    for scores in (
+        s["gan_leaks"],
+        s["gan_leaks_calibrated"],
+        mc,
+        privacy.domias(f(cand), f(xs), f(xr)),
+    ):
         assert abs(_auc(scores, m) - 0.5) < 0.1
     assert abs(privacy.dcr(xm, ym, xn, yn, xs, ys)["share_closer_to_train"] - 0.5) < 0.1
 

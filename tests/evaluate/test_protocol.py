@@ -19,8 +19,7 @@ def test_evaluate_flags_collapse_and_reports_both_classifiers(tmp_path, monkeypa
     # collapsed "generator": every image of a class is the same training image (333 of them)
     labels = np.arange(333) % 10
     first = {k: train.images[np.flatnonzero(train.labels == k)[0]] for k in range(10)}
-    np.savez(tmp_path / "collapsed.npz", images=np.stack([first[k] for k in labels]),
-             labels=labels)
+    np.savez(tmp_path / "collapsed.npz", images=np.stack([first[k] for k in labels]), labels=labels)
 
     holdout_rows = {x.tobytes() for x in hold.images} - {x.tobytes() for x in train.images}
     trained_on = []
@@ -34,17 +33,25 @@ def test_evaluate_flags_collapse_and_reports_both_classifiers(tmp_path, monkeypa
 
     monkeypatch.setattr(utility, "train_fixed", spy)
     out = tmp_path / "ev"
-    result = evaluate(synthetic=str(tmp_path / "collapsed.npz"), data=data, out=out,
-                      n_synthetic=200, max_members=30, cache_dir=str(tmp_path / "cache"),
-                      classifier_passes=800, progress=False)
+    result = evaluate(
+        synthetic=str(tmp_path / "collapsed.npz"),
+        data=data,
+        out=out,
+        n_synthetic=200,
+        max_members=30,
+        cache_dir=str(tmp_path / "cache"),
+        classifier_passes=800,
+        progress=False,
+    )
 
     (m,) = result["models"]
     assert m["n_synthetic"] == 200  # n honoured, class-balanced
     u = m["utility"]
     assert set(u["tstr"]) == set(u["trtr"]) == {"lenet", "resnet"}
     assert u["tstr"]["resnet"]["n_train"] == 200 and u["trtr"]["lenet"]["n_train"] == len(train)
-    assert all(r["selection"] == utility.PROTOCOL for r in (*u["tstr"].values(),
-                                                           *u["trtr"].values()))
+    assert all(
+        r["selection"] == utility.PROTOCOL for r in (*u["tstr"].values(), *u["trtr"].values())
+    )
     # TRTR x2, TSTR x2, augmentation (imbalanced real, real + synthetic): six trainings
     assert {(c, n) for c in ("lenet", "resnet") for n in (200, 320)} <= set(trained_on)
     assert len(trained_on) == 6

@@ -95,9 +95,15 @@ def test_random_shift_moves_images_and_fills_black():
     y = random_shift(x, 1, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and not torch.equal(x, y)
     for a, b in zip(x, y, strict=True):
-        rows = [r for r in range(-1, 2) for c in range(-1, 2)
-                if torch.equal(b[0, max(0, r):5 + min(0, r), max(0, c):5 + min(0, c)],
-                               a[0, max(0, -r):5 - max(0, r), max(0, -c):5 - max(0, c)])]
+        rows = [
+            r
+            for r in range(-1, 2)
+            for c in range(-1, 2)
+            if torch.equal(
+                b[0, max(0, r) : 5 + min(0, r), max(0, c) : 5 + min(0, c)],
+                a[0, max(0, -r) : 5 - max(0, r), max(0, -c) : 5 - max(0, c)],
+            )
+        ]
         assert rows and (b == -1).sum() in (0, 5, 9)
 
 

@@ -68,8 +68,16 @@ def _secagg_update(monkeypatch, update, owners, noise, drop=None) -> np.ndarray:
     uses, outside the launcher) and client-level DP on; returns released - initial."""
     monkeypatch.setattr(inprocess, "client_app", _stub_owners(update))
     cfg = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
-    cfg.update({"aggregation": "secagg", "num-server-rounds": 1, "client-noise": noise,
-                "client-clip": 1.0, "sampled-per-round": owners, "min-nodes": owners})
+    cfg.update(
+        {
+            "aggregation": "secagg",
+            "num-server-rounds": 1,
+            "client-noise": noise,
+            "client-clip": 1.0,
+            "sampled-per-round": owners,
+            "min-nodes": owners,
+        }
+    )
     grid = InProcessGrid([{} for _ in range(owners)], cfg, drop=drop)
     strategy = run_secagg(grid, server_context(cfg), [np.zeros_like(update)], cfg)
     return strategy.current[0]  # the initial model is 0
@@ -91,8 +99,9 @@ def test_secagg_dropout_keeps_the_planned_denominator(monkeypatch):
     3, not 2, so the sum of clipped updates carries the noise sigma*C the accountant books."""
     u = np.zeros(2000)
     u[0] = 1.0
-    released = _secagg_update(monkeypatch, u, owners=3, noise=1e-9,
-                              drop={2: "collect_masked_vectors"})
+    released = _secagg_update(
+        monkeypatch, u, owners=3, noise=1e-9, drop={2: "collect_masked_vectors"}
+    )
     assert released[0] == pytest.approx(2 / 3, abs=1e-4)
 
 
@@ -100,8 +109,9 @@ def test_secagg_noise_std_is_sigma_c_over_planned_m_after_a_dropout(monkeypatch)
     """sigma = 3, C = 1, m = 3 planned, 2 survivors: the model's noise has std sigma*C/3 = 1."""
     u = np.zeros(20000)
     u[0] = 1e-3  # (Flower's clipping divides by the update's norm: it must not be 0)
-    released = _secagg_update(monkeypatch, u, owners=3, noise=3.0,
-                              drop={2: "collect_masked_vectors"})
+    released = _secagg_update(
+        monkeypatch, u, owners=3, noise=3.0, drop={2: "collect_masked_vectors"}
+    )
     assert np.std(released) == pytest.approx(1.0, rel=0.03)
 
 
@@ -123,21 +133,37 @@ def test_ckks_client_level_dp_uses_the_planned_denominator_and_noises_the_sum(tm
     secret = encrypted.load_context(secret_path, need_secret=True)
     public = encrypted.load_context(public_path, need_secret=False)
     n = 5000
-    inner = EncryptedFedAvg(public, ["w"], planned_owners=3, fraction_train=1.0,
-                            fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2,
-                            train_metrics_aggr_fn=_aggregate_metrics)
+    inner = EncryptedFedAvg(
+        public,
+        ["w"],
+        planned_owners=3,
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=2,
+        min_available_nodes=2,
+        train_metrics_aggr_fn=_aggregate_metrics,
+    )
     strategy = EncryptedClientSideFixedClipping(inner, 3.0, 1.0, 3)
     grid = InProcessGrid([{} for _ in range(3)], {})
     server_context({})  # (sets Flower's process identity, which new messages read)
-    sent = list(strategy.configure_train(1, ArrayRecord({"w": Array(np.zeros(n, np.float32))}),
-                                         ConfigRecord({}), grid))
+    sent = list(
+        strategy.configure_train(
+            1, ArrayRecord({"w": Array(np.zeros(n, np.float32))}), ConfigRecord({}), grid
+        )
+    )
     assert all(m.content["config"][KEY_CLIPPING_NORM] == 1.0 for m in sent)  # owners must clip
     payload = np.append(np.full(n, 0.5), 0.0)  # what an owner sends: [clipped delta, 0]
     blob, lengths = encrypted.pack(encrypted.encrypt(secret, payload))
     replies = [
-        Message(RecordDict({"enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}),
-                            "metrics": MetricRecord({"num-examples": 1, "epsilon": 0.0})}),
-                reply_to=m)
+        Message(
+            RecordDict(
+                {
+                    "enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}),
+                    "metrics": MetricRecord({"num-examples": 1, "epsilon": 0.0}),
+                }
+            ),
+            reply_to=m,
+        )
         for m in sent[:2]  # the third owner dropped out
     ]
     agg, _ = strategy.aggregate_train(1, replies)

@@ -91,8 +91,14 @@ def test_bad_federation_options(tmp_path, tiny_fed):
 def test_dpvae_federates_under_secagg(tmp_path, tiny_fed):
     """The VAE's whole model is the private module: every owner books rounds x local-steps."""
     tiny_fed.update(method="dpvae", config={"batch_size": 32, "width": 8, "z_dim": 4})
-    run = federate(out=tmp_path / "vae", clients=2, rounds=2, mode="inprocess",
-                   aggregation="secagg", **tiny_fed)
+    run = federate(
+        out=tmp_path / "vae",
+        clients=2,
+        rounds=2,
+        mode="inprocess",
+        aggregation="secagg",
+        **tiny_fed,
+    )
     loaded = Run.load(tmp_path / "vae")
     assert loaded.card["method"] == "dpvae"
     pv = loaded.card["privacy"]["sample_level"]
@@ -104,19 +110,32 @@ def test_dpvae_federates_under_secagg(tmp_path, tiny_fed):
 
 
 @pytest.mark.parametrize("aggregation", ["plain", "secagg"])
-def test_owners_send_no_losses_and_the_card_records_none(tmp_path, tiny_fed, monkeypatch,
-                                                         aggregation):
+def test_owners_send_no_losses_and_the_card_records_none(
+    tmp_path, tiny_fed, monkeypatch, aggregation
+):
     """A loss on private batches is not DP: it must not leave the owner, nor reach the card."""
     from privsynth.federated import inprocess
 
     replies, real = [], inprocess.client_app
-    monkeypatch.setattr(inprocess, "client_app",
-                        lambda msg, ctx: replies.append(real(msg, ctx)) or replies[-1])
+    monkeypatch.setattr(
+        inprocess, "client_app", lambda msg, ctx: replies.append(real(msg, ctx)) or replies[-1]
+    )
     tiny_fed.update(epsilon=None, noise_multiplier=1.0)
-    run = federate(out=tmp_path / "run", clients=2, rounds=1, mode="inprocess",
-                   aggregation=aggregation, **tiny_fed)
-    sent = [key for r in replies for rec in r.content.values() if hasattr(rec, "keys")
-            for key in rec.keys()]
+    run = federate(
+        out=tmp_path / "run",
+        clients=2,
+        rounds=1,
+        mode="inprocess",
+        aggregation=aggregation,
+        **tiny_fed,
+    )
+    sent = [
+        key
+        for r in replies
+        for rec in r.content.values()
+        if hasattr(rec, "keys")
+        for key in rec.keys()
+    ]
     assert "num-examples" in sent or "fitres.num_examples" in sent  # the records were read
     assert not [k for k in sent if "loss" in k]
     assert "loss" not in str(run.card["federated"]["per_round"])

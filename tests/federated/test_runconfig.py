@@ -50,8 +50,12 @@ def test_missing_dp_accounting_is_a_one_line_error(tmp_path, tiny_fed, monkeypat
     from privsynth.federated import federate
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "dp_accounting" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "dp_accounting" else real(name, *a),
+    )
     with pytest.raises(ConfigError, match="pip install"):
-        federate(out=tmp_path / "r", clients=2, rounds=1, mode="inprocess", client_noise=2.0,
-                 **tiny_fed)
+        federate(
+            out=tmp_path / "r", clients=2, rounds=1, mode="inprocess", client_noise=2.0, **tiny_fed
+        )

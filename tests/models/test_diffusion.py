@@ -13,8 +13,9 @@ TINY = {"epochs": 1, "batch_size": 32, "width": 8, "multiplicity": 3, "sample_st
 
 
 def test_dpdiffusion_trains_samples_and_accounts(tmp_path, tiny_dataset):
-    run = privsynth.train(tiny_dataset, "dpdiffusion", tmp_path / "r", epsilon=5, config=TINY,
-                          progress=False)
+    run = privsynth.train(
+        tiny_dataset, "dpdiffusion", tmp_path / "r", epsilon=5, config=TINY, progress=False
+    )
     check_private_run(run, 5)
     check_sampling_and_roundtrip(run, (1, 8, 8))
     plain = privsynth.train(tiny_dataset, "diffusion", tmp_path / "p", config=TINY, progress=False)
@@ -39,8 +40,12 @@ def test_noise_multiplicity_gives_one_gradient_per_image():
     rows = reference(x, y)
     assert rows.shape == (B * K,)
     for i in range(B):
-        grads = torch.autograd.grad(rows[i * K:(i + 1) * K].mean(), list(reference.parameters()),
-                                    retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(
+            rows[i * K : (i + 1) * K].mean(),
+            list(reference.parameters()),
+            retain_graph=True,
+            allow_unused=True,
+        )
         for p, g in zip(params, grads, strict=True):
             ref = torch.zeros_like(p) if g is None else g
             assert torch.allclose(p.grad_sample[i], ref, atol=1e-5, rtol=1e-4)

@@ -43,8 +43,10 @@ def test_halvings():
     assert [halvings(s) for s in (8, 28, 32, 64)] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("bad", [{"loss": "wgan"}, {"n_d": 0}, {"batch_size": 0}, {"ema": 1.0},
-                                 {"epochs": 0}, {"nonsense": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"loss": "wgan"}, {"n_d": 0}, {"batch_size": 0}, {"ema": 1.0}, {"epochs": 0}, {"nonsense": 1}],
+)
 def test_bad_config_is_a_config_error(bad):
     with pytest.raises(ConfigError):
         GANSynthesizer((1, 8, 8), 3, bad)
@@ -80,9 +82,11 @@ def test_batch_larger_than_data_is_a_config_error(tiny_dataset):
 def test_dp_and_non_dp_run_the_same_schedule(tiny_dataset):
     cfg = {**TINY, "epochs": 2, "batch_size": 30, "n_d": 3}
     dp = GANSynthesizer((1, 8, 8), 3, cfg).fit(
-        tiny_dataset, TrainContext(privacy=PrivacySpec(epsilon=5), progress=False))
+        tiny_dataset, TrainContext(privacy=PrivacySpec(epsilon=5), progress=False)
+    )
     plain = GANSynthesizer((1, 8, 8), 3, cfg, private=False, name="gan").fit(
-        tiny_dataset, TrainContext(privacy=None, progress=False))
+        tiny_dataset, TrainContext(privacy=None, progress=False)
+    )
     assert dp.steps == plain.steps == GANConfig(**cfg).d_steps(len(tiny_dataset))
     assert dp.accountant.steps == dp.steps
 
@@ -96,14 +100,27 @@ def test_state_dict_round_trip_gives_identical_samples():
 
 def test_conditional_sampling_respects_labels(tiny_dataset):
     """Class k's bright square sits in rows 2k..2k+2; a briefly trained GAN puts it there."""
-    synth = GANSynthesizer((1, 8, 8), 3, {"epochs": 60, "batch_size": 40, "n_d": 1,
-                                          "width": 16, "g_width": 16, "z_dim": 8,
-                                          "lr_d": 1e-3, "lr_g": 1e-3, "ema": 0.9},
-                           private=False, name="gan")
+    synth = GANSynthesizer(
+        (1, 8, 8),
+        3,
+        {
+            "epochs": 60,
+            "batch_size": 40,
+            "n_d": 1,
+            "width": 16,
+            "g_width": 16,
+            "z_dim": 8,
+            "lr_d": 1e-3,
+            "lr_g": 1e-3,
+            "ema": 0.9,
+        },
+        private=False,
+        name="gan",
+    )
     synth.fit(tiny_dataset, TrainContext(privacy=None, progress=False))
     hits = 0
     for k in range(3):
         images = synth.sample(60, labels=[k] * 60, seed=k).astype(float)
-        band = [images[:, 0, 2 * j:2 * j + 3, 2:6].mean() for j in range(3)]
+        band = [images[:, 0, 2 * j : 2 * j + 3, 2:6].mean() for j in range(3)]
         hits += int(np.argmax(band) == k)
     assert hits == 3

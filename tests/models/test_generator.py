@@ -40,8 +40,14 @@ def test_untrained_samples_of_one_class_differ(method, digits):
 
 def test_trained_samples_keep_the_real_spread(tmp_path, digits):
     train, real = digits
-    run = privsynth.train("digits", "dpkernel", tmp_path / "k", no_dp=True,
-                          config={"steps": 300, "batch_size": 100}, progress=False)
+    run = privsynth.train(
+        "digits",
+        "dpkernel",
+        tmp_path / "k",
+        no_dp=True,
+        config={"steps": 300, "batch_size": 100},
+        progress=False,
+    )
     labels = np.repeat(np.arange(10), 30)
     images, _ = run.sample(len(labels), labels=labels, seed=0)
     assert 0.5 * real < raw_spread(images, labels, 10) < 1.5 * real

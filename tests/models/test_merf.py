@@ -11,13 +11,20 @@ TINY = {"n_features": 32, "steps": 20, "batch_size": 30, "g_width": 8, "z_dim": 
 
 
 def test_dpmerf_one_release_accounted(tmp_path, tiny_dataset):
-    run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / "r", epsilon=2, config=TINY,
-                          progress=False)
+    run = privsynth.train(
+        tiny_dataset, "dpmerf", tmp_path / "r", epsilon=2, config=TINY, progress=False
+    )
     check_private_run(run, 2)
     sgd = run.card["privacy"]["dp_sgd"]
     assert sgd["history"] == [[sgd["noise_multiplier"], 1.0, 1]]
-    ref = get_noise_multiplier(target_epsilon=2, target_delta=sgd["delta"], sample_rate=1.0,
-                               steps=1, accountant="prv", epsilon_tolerance=0.01)
+    ref = get_noise_multiplier(
+        target_epsilon=2,
+        target_delta=sgd["delta"],
+        sample_rate=1.0,
+        steps=1,
+        accountant="prv",
+        epsilon_tolerance=0.01,
+    )
     assert abs(sgd["noise_multiplier"] - ref) / ref < 0.02
     check_sampling_and_roundtrip(run, (1, 8, 8))
 
@@ -30,8 +37,9 @@ def test_features_have_norm_c_so_sensitivity_is_c():
 
 
 def test_merf_without_dp_is_the_twin(tmp_path, tiny_dataset):
-    run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / "r", no_dp=True, config=TINY,
-                          progress=False)
+    run = privsynth.train(
+        tiny_dataset, "dpmerf", tmp_path / "r", no_dp=True, config=TINY, progress=False
+    )
     assert run.epsilon == float("inf")
 
 
@@ -61,8 +69,9 @@ def test_release_noise_reaches_the_embedding_at_sigma_c(tiny_dataset):
     first, plan, acc = synth.release(tiny_dataset, TrainContext(privacy=spec))
     second, _, _ = synth.release(tiny_dataset, TrainContext(privacy=spec))
     exact_c, _, _ = MERFSynthesizer((1, 8, 8), 10, TINY).release(
-        tiny_dataset, TrainContext(privacy=PrivacySpec(epsilon=None, noise_multiplier=1e-9,
-                                                       max_grad_norm=0.5)))
+        tiny_dataset,
+        TrainContext(privacy=PrivacySpec(epsilon=None, noise_multiplier=1e-9, max_grad_norm=0.5)),
+    )
     noise = (first - exact_c).double()
     assert abs(noise.std().item() / (3.0 * 0.5) - 1) < 0.1
     assert not torch.allclose(first, second)
@@ -82,9 +91,19 @@ def test_release_noise_reaches_the_released_generator(tmp_path, tiny_dataset, mo
 
     monkeypatch.setattr(merf, "gaussian_noise_release", seeded_release)
     cfg = {**TINY, "patience": 1000}
-    runs = [privsynth.train(tiny_dataset, "dpkernel", tmp_path / str(i), noise_multiplier=sigma,
-                            accountant="rdp", config=cfg, progress=False, seed=3)
-            for i, sigma in enumerate([0.01, 1e3, 0.01])]
+    runs = [
+        privsynth.train(
+            tiny_dataset,
+            "dpkernel",
+            tmp_path / str(i),
+            noise_multiplier=sigma,
+            accountant="rdp",
+            config=cfg,
+            progress=False,
+            seed=3,
+        )
+        for i, sigma in enumerate([0.01, 1e3, 0.01])
+    ]
     w = [r.synthesizer.state_dict() for r in runs]
     floats = [k for k in w[0] if w[0][k].is_floating_point()]
     gap = max((w[0][k] - w[1][k]).abs().max().item() for k in floats)
@@ -94,8 +113,14 @@ def test_release_noise_reaches_the_released_generator(tmp_path, tiny_dataset, mo
 
 
 def test_dpkernel_stops_when_the_public_loss_stops_improving(tmp_path, tiny_dataset):
-    run = privsynth.train(tiny_dataset, "dpkernel", tmp_path / "r", epsilon=5,
-                          config={**TINY, "steps": 2000, "patience": 30}, progress=False)
+    run = privsynth.train(
+        tiny_dataset,
+        "dpkernel",
+        tmp_path / "r",
+        epsilon=5,
+        config={**TINY, "steps": 2000, "patience": 30},
+        progress=False,
+    )
     assert run.card["config"]["kernels"] == "1:0.14,1:0.29,1:0.57,2:0.14,4:0.07"
     assert 30 < run.card["train"]["metrics"]["generator_steps"] < 2000  # improved, then stopped
     check_private_run(run, 5)

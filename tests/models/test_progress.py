@@ -11,16 +11,38 @@ from privsynth.cli import main
 from privsynth.models.progress import progress_bar
 
 # 96 training images, expected batch 96 -> q = 1; 20 epochs -> 20 discriminator steps.
-STEPS20 = ["--set=epochs=20", "--set=batch_size=96", "--set=n_d=2", "--set=width=8",
-           "--set=g_width=8", "--set=z_dim=8"]
-LINE = re.compile(r"^privsynth: dpgan D-steps: (\d+)/20 \((\d+)%\), epsilon spent ([\d.]+), "
-                  r"elapsed \d+:\d\d, ETA \d+:\d\d$")
+STEPS20 = [
+    "--set=epochs=20",
+    "--set=batch_size=96",
+    "--set=n_d=2",
+    "--set=width=8",
+    "--set=g_width=8",
+    "--set=z_dim=8",
+]
+LINE = re.compile(
+    r"^privsynth: dpgan D-steps: (\d+)/20 \((\d+)%\), epsilon spent ([\d.]+), "
+    r"elapsed \d+:\d\d, ETA \d+:\d\d$"
+)
 
 
 def _train(tmp_path, tiny_npz, *flags, steps=STEPS20):
-    return main(["train", "--method", "dpgan",
-                 "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
-                 "--noise-multiplier", "1.0", "--accountant", "rdp", *steps, *flags])
+    return main(
+        [
+            "train",
+            "--method",
+            "dpgan",
+            "--data",
+            str(tiny_npz),
+            "--out",
+            str(tmp_path / "r"),
+            "--noise-multiplier",
+            "1.0",
+            "--accountant",
+            "rdp",
+            *steps,
+            *flags,
+        ]
+    )
 
 
 def test_redirected_output_gets_ten_progress_lines(tmp_path, tiny_npz, capsys):

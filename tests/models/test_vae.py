@@ -26,12 +26,14 @@ def check_sampling_and_roundtrip(run, shape) -> None:
 
 
 def test_dpvae_trains_samples_and_accounts(tmp_path, tiny_dataset):
-    run = privsynth.train(tiny_dataset, "dpvae", tmp_path / "r", epsilon=5, config=TINY_VAE,
-                          progress=False)
+    run = privsynth.train(
+        tiny_dataset, "dpvae", tmp_path / "r", epsilon=5, config=TINY_VAE, progress=False
+    )
     check_private_run(run, 5)
     check_sampling_and_roundtrip(run, (1, 8, 8))
     assert set(run.synthesizer.state_dict()) and all(
-        k.startswith("decoder.") for k in run.synthesizer.state_dict())  # encoder not released
+        k.startswith("decoder.") for k in run.synthesizer.state_dict()
+    )  # encoder not released
 
 
 def test_vae_twin_is_non_private(tmp_path, tiny_dataset):

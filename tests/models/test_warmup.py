@@ -20,10 +20,17 @@ from privsynth.privacy.central import release_central
 from tests.conftest import make_tiny_dataset
 
 TINY_VAE = {"epochs": 2, "batch_size": 32, "width": 8, "z_dim": 4}
-TINY = {"dpvae": TINY_VAE,
-        "dpgan": {"epochs": 2, "batch_size": 32, "n_d": 2, "width": 8, "g_width": 8, "z_dim": 8},
-        "dpdiffusion": {"epochs": 1, "batch_size": 32, "width": 8, "multiplicity": 2,
-                        "sample_steps": 2}}
+TINY = {
+    "dpvae": TINY_VAE,
+    "dpgan": {"epochs": 2, "batch_size": 32, "n_d": 2, "width": 8, "g_width": 8, "z_dim": 8},
+    "dpdiffusion": {
+        "epochs": 1,
+        "batch_size": 32,
+        "width": 8,
+        "multiplicity": 2,
+        "sample_steps": 2,
+    },
+}
 WARM = {"epochs": 1, "images": 96}
 
 
@@ -44,8 +51,17 @@ def _dp_accounting_rdp(history, delta) -> float:
 
 def test_release_composes_into_card_and_ledger_and_recomputes(tmp_path, tiny_dataset):
     out = tmp_path / "r"
-    run = privsynth.train(tiny_dataset, "dpvae", out, epsilon=4.0, accountant="rdp",
-                          config=TINY_VAE, progress=False, warmup="central", warmup_config=WARM)
+    run = privsynth.train(
+        tiny_dataset,
+        "dpvae",
+        out,
+        epsilon=4.0,
+        accountant="rdp",
+        config=TINY_VAE,
+        progress=False,
+        warmup="central",
+        warmup_config=WARM,
+    )
     pv = run.card["privacy"]
     warm, sgd = pv["warmup"]["central"], pv["dp_sgd"]
     # The release is the first entry of the one accountant history, DP-SGD's steps follow.
@@ -58,8 +74,9 @@ def test_release_composes_into_card_and_ledger_and_recomputes(tmp_path, tiny_dat
     # Exact composition: a fresh accountant over the card's history, and Google's dp-accounting.
     fresh = epsilon_from_history(sgd["history"], sgd["delta"], "rdp")
     assert pv["epsilon"] == pytest.approx(fresh, rel=1e-9)
-    assert pv["epsilon"] == pytest.approx(_dp_accounting_rdp(sgd["history"], sgd["delta"]),
-                                          rel=5e-3)
+    assert pv["epsilon"] == pytest.approx(
+        _dp_accounting_rdp(sgd["history"], sgd["delta"]), rel=5e-3
+    )
     # Not a naive sum: the release and DP-SGD alone add up to more than the card's total.
     sgd_alone = epsilon_from_history(sgd["history"][1:], sgd["delta"], "rdp")
     assert pv["epsilon"] < warm["epsilon_alone"] + sgd_alone
@@ -83,8 +100,17 @@ def test_release_is_booked_before_it_is_drawn(tmp_path, tiny_dataset, monkeypatc
         return release_central(*args, **kwargs)
 
     monkeypatch.setattr(warmup_mod, "release_central", spy)
-    run = privsynth.train(tiny_dataset, "dpvae", tmp_path / "r", epsilon=4.0, accountant="rdp",
-                          config=TINY_VAE, progress=False, warmup="central", warmup_config=WARM)
+    run = privsynth.train(
+        tiny_dataset,
+        "dpvae",
+        tmp_path / "r",
+        epsilon=4.0,
+        accountant="rdp",
+        config=TINY_VAE,
+        progress=False,
+        warmup="central",
+        warmup_config=WARM,
+    )
     alone = run.card["privacy"]["warmup"]["central"]["epsilon_alone"]
     assert seen == [pytest.approx(alone, rel=1e-9)]
 
@@ -108,11 +134,26 @@ def test_the_warmup_set_carries_the_release_noise(tiny_dataset):
 
 def test_public_data_spends_nothing_and_the_card_says_so(tmp_path, tiny_dataset):
     public = make_tiny_dataset(n=96, seed=7)
-    plain = privsynth.train(tiny_dataset, "dpvae", tmp_path / "a", noise_multiplier=1.5,
-                            accountant="rdp", config=TINY_VAE, progress=False)
-    warmed = privsynth.train(tiny_dataset, "dpvae", tmp_path / "b", noise_multiplier=1.5,
-                             accountant="rdp", config=TINY_VAE, progress=False,
-                             public_data=public, warmup_config={"epochs": 1})
+    plain = privsynth.train(
+        tiny_dataset,
+        "dpvae",
+        tmp_path / "a",
+        noise_multiplier=1.5,
+        accountant="rdp",
+        config=TINY_VAE,
+        progress=False,
+    )
+    warmed = privsynth.train(
+        tiny_dataset,
+        "dpvae",
+        tmp_path / "b",
+        noise_multiplier=1.5,
+        accountant="rdp",
+        config=TINY_VAE,
+        progress=False,
+        public_data=public,
+        warmup_config={"epochs": 1},
+    )
     a, b = plain.card["privacy"], warmed.card["privacy"]
     assert b["dp_sgd"]["history"] == a["dp_sgd"]["history"]  # no entry for the public phase
     assert b["epsilon"] == pytest.approx(a["epsilon"], rel=1e-12)
@@ -122,8 +163,15 @@ def test_public_data_spends_nothing_and_the_card_says_so(tmp_path, tiny_dataset)
     (ds,) = Ledger().datasets()
     assert ds["epsilon_spent"] == pytest.approx(2 * a["epsilon"], rel=1e-9)
     # A non-private run with public data touches no ledger at all.
-    privsynth.train(tiny_dataset, "vae", tmp_path / "c", config=TINY_VAE, progress=False,
-                    public_data=public, warmup_config={"epochs": 1})
+    privsynth.train(
+        tiny_dataset,
+        "vae",
+        tmp_path / "c",
+        config=TINY_VAE,
+        progress=False,
+        public_data=public,
+        warmup_config={"epochs": 1},
+    )
     assert Ledger().datasets()[0]["segments"] == 2
 
 
@@ -140,8 +188,16 @@ def test_public_pretraining_changes_the_starting_weights(tmp_path, tiny_dataset,
     monkeypatch.setattr(VAESynthesizer, "fit", fit)
     public = make_tiny_dataset(n=96, seed=7)
     public.name = "public"
-    privsynth.train(tiny_dataset, "dpvae", tmp_path / "r", epsilon=5, config=TINY_VAE,
-                    progress=False, public_data=public, warmup_config={"epochs": 1})
+    privsynth.train(
+        tiny_dataset,
+        "dpvae",
+        tmp_path / "r",
+        epsilon=5,
+        config=TINY_VAE,
+        progress=False,
+        public_data=public,
+        warmup_config={"epochs": 1},
+    )
     (p_name, p_w), (d_name, d_w) = starts
     assert (p_name, d_name) == ("public", "tiny")
     assert not np.allclose(p_w.numpy(), d_w.numpy())  # DP-SGD starts from pretrained weights
@@ -167,8 +223,15 @@ def test_killed_after_warmup_resumes_with_the_same_release(tmp_path, tiny_datase
         real_save(path, state)
 
     monkeypatch.setattr(trainer, "save_train_state", kill_at_first_dp_checkpoint)
-    kw = dict(epsilon=4.0, accountant="rdp", config=TINY_VAE, progress=False, warmup="central",
-              warmup_config=WARM, checkpoint_every=2)
+    kw = dict(
+        epsilon=4.0,
+        accountant="rdp",
+        config=TINY_VAE,
+        progress=False,
+        warmup="central",
+        warmup_config=WARM,
+        checkpoint_every=2,
+    )
     out = tmp_path / "r"
     with pytest.raises(KeyboardInterrupt):
         privsynth.train(tiny_dataset, "dpvae", out, **kw)
@@ -192,8 +255,9 @@ def test_killed_after_warmup_resumes_with_the_same_release(tmp_path, tiny_datase
 def test_killed_while_pretraining_resumes_the_pretraining(tmp_path, tiny_dataset, monkeypatch):
     draws, saves = [], []
     real_release, real_save = warmup_mod.release_central, warmup_mod.save_state
-    monkeypatch.setattr(warmup_mod, "release_central",
-                        lambda *a, **k: draws.append(1) or real_release(*a, **k))
+    monkeypatch.setattr(
+        warmup_mod, "release_central", lambda *a, **k: draws.append(1) or real_release(*a, **k)
+    )
 
     def kill_in_pretraining(out, state):
         saves.append(state.get("checkpoint", {}).get("step"))
@@ -202,8 +266,15 @@ def test_killed_while_pretraining_resumes_the_pretraining(tmp_path, tiny_dataset
         real_save(out, state)
 
     monkeypatch.setattr(warmup_mod, "save_state", kill_in_pretraining)
-    kw = dict(epsilon=4.0, accountant="rdp", config=TINY_VAE, progress=False, warmup="central",
-              warmup_config={"epochs": 4, "images": 96}, checkpoint_every=2)
+    kw = dict(
+        epsilon=4.0,
+        accountant="rdp",
+        config=TINY_VAE,
+        progress=False,
+        warmup="central",
+        warmup_config={"epochs": 4, "images": 96},
+        checkpoint_every=2,
+    )
     out = tmp_path / "r"
     with pytest.raises(KeyboardInterrupt):
         privsynth.train(tiny_dataset, "dpvae", out, **kw)
@@ -211,9 +282,13 @@ def test_killed_while_pretraining_resumes_the_pretraining(tmp_path, tiny_dataset
     monkeypatch.setattr(warmup_mod, "save_state", real_save)
     resumed = []
     real_pretrain = warmup_mod.WarmUp._pretrain
-    monkeypatch.setattr(warmup_mod.WarmUp, "_pretrain", lambda self, s, p, d, c, o, resume:
-                        resumed.append(resume and resume["step"]) or
-                        real_pretrain(self, s, p, d, c, o, resume))
+    monkeypatch.setattr(
+        warmup_mod.WarmUp,
+        "_pretrain",
+        lambda self, s, p, d, c, o, resume: (
+            resumed.append(resume and resume["step"]) or real_pretrain(self, s, p, d, c, o, resume)
+        ),
+    )
     run = privsynth.train(tiny_dataset, "dpvae", out, **kw)
     assert draws == [1] and resumed == [2]
     assert run.card["status"] == "complete"
@@ -228,9 +303,17 @@ def test_killed_while_pretraining_resumes_the_pretraining(tmp_path, tiny_dataset
 
 @pytest.mark.parametrize("method", ["dpgan", "dpdiffusion"])
 def test_every_dp_sgd_method_warms_up(tmp_path, tiny_dataset, method):
-    run = privsynth.train(tiny_dataset, method, tmp_path / "r", epsilon=5, accountant="rdp",
-                          config=TINY[method], progress=False, warmup="central",
-                          warmup_config=WARM)
+    run = privsynth.train(
+        tiny_dataset,
+        method,
+        tmp_path / "r",
+        epsilon=5,
+        accountant="rdp",
+        config=TINY[method],
+        progress=False,
+        warmup="central",
+        warmup_config=WARM,
+    )
     hist = run.card["privacy"]["dp_sgd"]["history"]
     assert hist[0][1:] == [1.0, 1] and len(hist) == 2
     assert run.card["privacy"]["epsilon"] <= 5 + 1e-9
@@ -240,8 +323,9 @@ def test_every_dp_sgd_method_warms_up(tmp_path, tiny_dataset, method):
 
 def test_bad_warmup_requests_fail_with_the_fix(tmp_path, tiny_dataset):
     def train(method="dpvae", **kw):
-        return privsynth.train(tiny_dataset, method, tmp_path / "x", config=TINY.get(method),
-                               progress=False, **kw)
+        return privsynth.train(
+            tiny_dataset, method, tmp_path / "x", config=TINY.get(method), progress=False, **kw
+        )
 
     with pytest.raises(ConfigError, match="DP-SGD method"):
         train("dpmerf", warmup="central")

@@ -28,7 +28,7 @@ def reference(model, row_loss, units: int, k: int, clip_from: int | None = None)
     for i in range(units):
         g = torch.autograd.grad(per_unit[i], params, retain_graph=True, allow_unused=True)
         g = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, params, strict=True)]
-        norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+        norm = torch.sqrt(sum((gi**2).sum() for gi in g))
         f = 1.0 if clip_from is not None and i >= clip_from else min(1.0, C / (norm.item() + 1e-6))
         for acc, gi in zip(total, g, strict=True):
             acc += gi * f
@@ -59,8 +59,9 @@ def test_discriminator_matches_per_example_reference():
     row_loss = lambda m: F.binary_cross_entropy_with_logits(m(x, y), target, reduction="none")  # noqa: E731
     torch.manual_seed(0)
     model = Discriminator(1, 8, 4, 4)
-    torch.testing.assert_close(bookkeeping(model, row_loss), reference(model, row_loss, 10, 1),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        bookkeeping(model, row_loss), reference(model, row_loss, 10, 1), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_vae_with_transposed_convolutions_matches_reference():
@@ -68,8 +69,9 @@ def test_vae_with_transposed_convolutions_matches_reference():
     torch.manual_seed(0)
     model = CVAE(1, 8, 4, 4, 3, 1.0)
     row_loss = lambda m: m(x, y)  # noqa: E731
-    torch.testing.assert_close(bookkeeping(model, row_loss), reference(model, row_loss, 10, 1),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        bookkeeping(model, row_loss), reference(model, row_loss, 10, 1), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_per_unit_convolution_path_matches_reference(monkeypatch):
@@ -84,13 +86,15 @@ def test_per_unit_convolution_path_matches_reference(monkeypatch):
         torch.manual_seed(0)
         model = Denoiser(1, 8, 4, 4, k, -1.2, 1.2, 0.1)
         row_loss = lambda m: m(x, y)  # noqa: E731
-        torch.testing.assert_close(bookkeeping(model, row_loss), reference(model, row_loss, 6, k),
-                                   rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            bookkeeping(model, row_loss), reference(model, row_loss, 6, k), rtol=1e-4, atol=1e-6
+        )
     torch.manual_seed(0)
     model = CVAE(1, 8, 4, 4, 3, 1.0)  # transposed convolutions too
     row_loss = lambda m: m(x, y)  # noqa: E731
-    torch.testing.assert_close(bookkeeping(model, row_loss), reference(model, row_loss, 6, 1),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        bookkeeping(model, row_loss), reference(model, row_loss, 6, 1), rtol=1e-4, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -100,8 +104,9 @@ def test_diffusion_noise_multiplicity_clips_per_image(k):
     torch.manual_seed(0)
     model = Denoiser(1, 8, 4, 4, k, -1.2, 1.2, 0.1)
     row_loss = lambda m: m(x, y)  # noqa: E731
-    torch.testing.assert_close(bookkeeping(model, row_loss), reference(model, row_loss, 6, k),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        bookkeeping(model, row_loss), reference(model, row_loss, 6, k), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_public_rows_are_summed_without_clipping():
@@ -111,12 +116,13 @@ def test_public_rows_are_summed_without_clipping():
     torch.manual_seed(0)
     model = Discriminator(1, 8, 4, 4)
     ours = bookkeeping(model, row_loss, public_from=5, policy="none")
-    torch.testing.assert_close(ours, reference(model, row_loss, 10, 1, clip_from=5),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        ours, reference(model, row_loss, 10, 1, clip_from=5), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_public_rows_total_policy_bounds_the_public_sum():
-    """"total": private rows clipped one by one; the public rows' sum scaled to norm <= n C."""
+    """ "total": private rows clipped one by one; the public rows' sum scaled to norm <= n C."""
     x, y = data()
     target = (torch.arange(10) < 5).float()
     row_loss = lambda m: F.binary_cross_entropy_with_logits(m(x, y), target, reduction="none")  # noqa: E731
@@ -141,7 +147,7 @@ def test_conv_norm_strategies_agree_with_im2col(strategy, geometry):
     for k in (1, 2):
         if strategy == "ghost" and k == 2:
             continue
-        cols = F.unfold(x, kernel, 1, pad, stride).view(8 // k, k, 5 * kernel ** 2, -1)
+        cols = F.unfold(x, kernel, 1, pad, stride).view(8 // k, k, 5 * kernel**2, -1)
         rows = g.flatten(2).view(8 // k, k, 6, -1)
         per_unit = torch.einsum("ukdt,ukpt->upd", cols, rows)
         got = conv_norms_sq(x, g, (kernel,) * 2, (stride,) * 2, (pad,) * 2, k, 50, strategy)
@@ -172,8 +178,12 @@ def test_disabled_hooks_give_plain_gradients():
 
 def make_bk(n=60, batch=10, sigma=1.0):
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, 2, 1), torch.nn.GroupNorm(2, 4),
-                                torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, 2, 1),
+        torch.nn.GroupNorm(2, 4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 4 * 4, 1),
+    )
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     spec = PrivacySpec(epsilon=None, noise_multiplier=sigma, grad_sample_mode="bk")
     data_set = dpsgd.TensorBatches(torch.randn(n, 1, 8, 8), torch.zeros(n, dtype=torch.long))

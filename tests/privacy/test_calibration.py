@@ -17,8 +17,12 @@ from privsynth.privacy import (
 from privsynth.privacy.dpsgd import sample_rate
 
 # Few examples over a small range: each calibration is an Opacus bisection (~0.5-3 s on 2 cores).
-TARGETS = dict(epsilon=st.floats(1.0, 8.0), delta=st.sampled_from([1e-5, 1e-4]),
-               q=st.floats(0.005, 0.05), steps=st.integers(50, 400))
+TARGETS = dict(
+    epsilon=st.floats(1.0, 8.0),
+    delta=st.sampled_from([1e-5, 1e-4]),
+    q=st.floats(0.005, 0.05),
+    steps=st.integers(50, 400),
+)
 
 
 def check_calibration(accountant, epsilon, delta, q, steps):
@@ -56,10 +60,17 @@ def test_plan_rejects_batch_larger_than_data():
         plan(PrivacySpec(noise_multiplier=1.0), n_private=10, expected_batch_size=32, steps=5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"epsilon": 0}, "positive finite"), ({"epsilon": float("inf")}, "--no-dp"),
-    ({"delta": 1.0}, "delta must lie"), ({"accountant": "gdp"}, "choose one of"),
-    ({"noise_multiplier": -1}, "noise multiplier"), ({"max_grad_norm": 0}, "clip norm")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epsilon": 0}, "positive finite"),
+        ({"epsilon": float("inf")}, "--no-dp"),
+        ({"delta": 1.0}, "delta must lie"),
+        ({"accountant": "gdp"}, "choose one of"),
+        ({"noise_multiplier": -1}, "noise multiplier"),
+        ({"max_grad_norm": 0}, "clip norm"),
+    ],
+)
 def test_spec_rejects_bad_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         PrivacySpec(**kwargs)

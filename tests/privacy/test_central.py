@@ -43,14 +43,16 @@ def test_without_noise_the_release_is_the_class_means_and_counts():
 def test_noise_reaches_the_released_central_images_at_the_expected_scale():
     images, labels = _data(n=900)
     sigma, size, cw = 2.0, 4, 0.3
-    a, b = (release_central(images, labels, 3, sigma=sigma, size=size, count_weight=cw)
-            for _ in range(2))
+    a, b = (
+        release_central(images, labels, 3, sigma=sigma, size=size, count_weight=cw)
+        for _ in range(2)
+    )
     diff = (a.images - b.images).ravel()
     assert np.abs(diff).max() > 0  # two releases differ: fresh noise each time
     # Each pixel of a mean is (sum + N(0, sigma^2)) * clip / (a * count): the difference of two
     # releases has std sqrt(2) * sigma * clip / (a * count) (counts are ~300, noise on them ~2%).
     clip, count = max_norm(1, size), 300
-    expected = math.sqrt(2) * sigma * clip / (math.sqrt(1 - cw ** 2) * count)
+    expected = math.sqrt(2) * sigma * clip / (math.sqrt(1 - cw**2) * count)
     assert diff.std() == pytest.approx(expected, rel=0.25)
 
 

@@ -11,8 +11,12 @@ from privsynth.privacy import PrivacySpec, dpsgd
 
 def per_sample_grads(stock: bool) -> list[torch.Tensor]:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.GroupNorm(2, 4),
-                                torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.GroupNorm(2, 4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 6 * 6, 1),
+    )
     wrapped = GradSampleModule(model)
     x = torch.randn(5, 1, 8, 8)
     if stock:
@@ -39,8 +43,9 @@ def test_tensor_batches_poisson_loader_draws_whole_rows():
     plan = dpsgd.plan(spec, 200, 20, 10)
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    _, _, loader, _ = dpsgd.make_private(model, opt, data, plan, spec,
-                                         generator=torch.Generator().manual_seed(0))
+    _, _, loader, _ = dpsgd.make_private(
+        model, opt, data, plan, spec, generator=torch.Generator().manual_seed(0)
+    )
     sizes = []
     for xb, yb in loader:
         assert xb.shape[1:] == (1, 1, 1) and len(xb) == len(yb)

@@ -20,8 +20,7 @@ def test_same_batch_two_steps_differ_by_the_noise_scale(sigma):
     n, batch, clip = 64, 16, 1.0
     x, y = torch.randn(n, 40), torch.randn(n, 25)
     base = nn.Linear(40, 25)
-    spec = PrivacySpec(epsilon=None, noise_multiplier=sigma, max_grad_norm=clip,
-                       accountant="rdp")
+    spec = PrivacySpec(epsilon=None, noise_multiplier=sigma, max_grad_norm=clip, accountant="rdp")
     plan = dpsgd.plan(spec, n, batch, steps=1)
     after = []
     for _ in range(2):
@@ -33,6 +32,6 @@ def test_same_batch_two_steps_differ_by_the_noise_scale(sigma):
         opt.step()
         after.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     diff = after[0] - after[1]  # the clipped-gradient sum cancels: only the two noises remain
-    expected = (2 ** 0.5) * sigma * clip / opt.expected_batch_size
+    expected = (2**0.5) * sigma * clip / opt.expected_batch_size
     assert diff.std().item() == pytest.approx(expected, rel=0.1)
     assert abs(diff.mean().item()) < 0.2 * expected

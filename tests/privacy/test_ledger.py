@@ -32,8 +32,11 @@ def test_budget_refuses_unless_forced_and_force_is_recorded(ledger_location):
     led.set_budget("fp", 10.0, name="data", reason="DPO sign-off")
     old = led.reserve("fp", "data", run_id="old", epsilon=6.0, delta=1e-5)
     led.settle(old, "complete", epsilon=6.0, delta=1e-5)
-    with pytest.raises(BudgetError, match=r"spent epsilon 6 of the dataset's budget in the "
-                                          r"ledger, 10 .*needs 5 more.*set-budget.*--force"):
+    with pytest.raises(
+        BudgetError,
+        match=r"spent epsilon 6 of the dataset's budget in the "
+        r"ledger, 10 .*needs 5 more.*set-budget.*--force",
+    ):
         led.reserve("fp", "data", run_id="new", epsilon=5.0, delta=1e-5)
     assert led.spent("fp").epsilon == pytest.approx(6.0)  # the refused reservation left nothing
     seg = led.reserve("fp", "data", run_id="new", epsilon=5.0, delta=1e-5, force=True)
@@ -58,7 +61,9 @@ def test_a_runs_budget_only_checks_never_rewrites(ledger_location):
     led.reserve("fp", "data", run_id="c", epsilon=3.0, delta=0.0)
     log = led.datasets()[0]["budget_log"]
     assert [(e["old"], e["new"], e["reason"]) for e in log] == [
-        (None, 5.0, "policy"), (5.0, 8.0, "more data collected")]
+        (None, 5.0, "policy"),
+        (5.0, 8.0, "more data collected"),
+    ]
     assert all(e["who"] and e["at"] for e in log)
 
 
@@ -103,8 +108,10 @@ def test_runs_started_together_cannot_all_pass(ledger_location):
     Ledger(ledger_location).set_budget("fp", 10.0, name="data", reason="test")
     ctx = mp.get_context("fork")
     start, done, results = ctx.Barrier(4), ctx.Barrier(4), ctx.Queue()
-    procs = [ctx.Process(target=_reserve_in_child,
-                         args=(ledger_location, start, done, results, i)) for i in range(4)]
+    procs = [
+        ctx.Process(target=_reserve_in_child, args=(ledger_location, start, done, results, i))
+        for i in range(4)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -117,9 +124,11 @@ def test_runs_started_together_cannot_all_pass(ledger_location):
 def test_a_killed_process_settles_to_what_it_booked(ledger_location):
     """A process that dies without settling (SIGKILL, power loss) keeps its booking (steps run
     plus one checkpoint interval), found by the next booking on the same dataset."""
-    code = ("import os, sys; from privsynth.privacy import Ledger; led = Ledger(sys.argv[1]); "
-            "s = led.reserve('fp', 'data', run_id='killed', epsilon=9.0, delta=1e-5); "
-            "led.book(s, epsilon=2.0, delta=1e-5); os._exit(9)")
+    code = (
+        "import os, sys; from privsynth.privacy import Ledger; led = Ledger(sys.argv[1]); "
+        "s = led.reserve('fp', 'data', run_id='killed', epsilon=9.0, delta=1e-5); "
+        "led.book(s, epsilon=2.0, delta=1e-5); os._exit(9)"
+    )
     subprocess.run([sys.executable, "-c", code, ledger_location], check=False, timeout=120)
     led = Ledger(ledger_location)
     assert led.spent("fp").epsilon == pytest.approx(9.0)  # a running reservation, for now
@@ -144,10 +153,33 @@ def test_json_ledgers_import_once_with_budgets(tmp_path, ledger_location):
     import json
 
     legacy = tmp_path / "privacy-ledger.json"
-    legacy.write_text(json.dumps({"version": 1, "datasets": {
-        "pixels": {"name": "scans", "budget": 12.0, "runs": {
-            "a": {"epsilon": 5.0, "delta": 1e-5, "method": "dpgan", "status": "complete"},
-            "b": {"epsilon": 2.0, "delta": 1e-5, "method": "dpvae", "status": "running"}}}}}))
+    legacy.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "datasets": {
+                    "pixels": {
+                        "name": "scans",
+                        "budget": 12.0,
+                        "runs": {
+                            "a": {
+                                "epsilon": 5.0,
+                                "delta": 1e-5,
+                                "method": "dpgan",
+                                "status": "complete",
+                            },
+                            "b": {
+                                "epsilon": 2.0,
+                                "delta": 1e-5,
+                                "method": "dpvae",
+                                "status": "running",
+                            },
+                        },
+                    }
+                },
+            }
+        )
+    )
     led = Ledger(ledger_location)
     assert led.import_json(legacy, {"pixels": "source"}) == 2
     assert led.import_json(legacy, {"pixels": "source"}) == 0  # idempotent
@@ -171,8 +203,11 @@ def test_damaged_sqlite_names_the_fix(tmp_path):
 
 
 def test_unreachable_postgres_is_one_line_naming_the_fix():
-    with pytest.raises(ConfigError, match=r"cannot reach the PostgreSQL ledger "
-                                          r"postgresql://u:\*\*\*@127.0.0.1:9/x .*check the URL"):
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot reach the PostgreSQL ledger "
+        r"postgresql://u:\*\*\*@127.0.0.1:9/x .*check the URL",
+    ):
         Ledger("postgresql://u:secret@127.0.0.1:9/x").spent("fp")
 
 

@@ -14,8 +14,9 @@ def one_private_step(seed: int) -> tuple[list[int], torch.Tensor]:
     data = dpsgd.TensorBatches(torch.randn(100, 3), torch.zeros(100, dtype=torch.long))
     spec = PrivacySpec(epsilon=5)
     plan = dpsgd.plan(spec, 100, 10, 5)
-    model, opt, loader, _ = dpsgd.make_private(model, opt, data, plan, spec,
-                                               generator=torch.Generator().manual_seed(seed))
+    model, opt, loader, _ = dpsgd.make_private(
+        model, opt, data, plan, spec, generator=torch.Generator().manual_seed(seed)
+    )
     sizes = []
     for x, _ in loader:
         sizes.append(len(x))

@@ -18,8 +18,11 @@ CASES = [(1.0, 0.01, 1000, 1e-5), (0.8, 0.05, 200, 1e-5), (1.1, 0.0266, 76, 1e-4
 
 def dp_accounting_epsilon(sigma: float, q: float, steps: int, delta: float, kind: str) -> float:
     event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma)), steps)
-    acc = rdp.RdpAccountant() if kind == "rdp" else pld.PLDAccountant(
-        value_discretization_interval=1e-3)
+    acc = (
+        rdp.RdpAccountant()
+        if kind == "rdp"
+        else pld.PLDAccountant(value_discretization_interval=1e-3)
+    )
     acc.compose(event)
     return acc.get_epsilon(delta)
 

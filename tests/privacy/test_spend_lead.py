@@ -15,8 +15,20 @@ DELTA = 1e-5
 
 
 def _spend(ledger, prefix=()):
-    return RunSpend(ledger, "f" * 64, "toy", run_id="r1", method="dpvae", out="/x", kind="train",
-                    limit=None, force=False, accountant="rdp", chunk=10, prefix=prefix)
+    return RunSpend(
+        ledger,
+        "f" * 64,
+        "toy",
+        run_id="r1",
+        method="dpvae",
+        out="/x",
+        kind="train",
+        limit=None,
+        force=False,
+        accountant="rdp",
+        chunk=10,
+        prefix=prefix,
+    )
 
 
 def _segment(ledger, seg):
@@ -49,7 +61,8 @@ def test_lead_is_booked_before_the_plan_and_ahead_counts_dp_steps(tmp_path):
     seg = _segment(ledger, spend.segment)
     assert seg["status"] == "interrupted"
     assert seg["epsilon"] == pytest.approx(
-        epsilon_from_history([*LEAD, (1.1, 0.1, 20)], DELTA, "rdp"))
+        epsilon_from_history([*LEAD, (1.1, 0.1, 20)], DELTA, "rdp")
+    )
 
 
 def test_a_killed_release_is_settled_not_cancelled(tmp_path):

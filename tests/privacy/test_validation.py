@@ -11,9 +11,17 @@ from privsynth.privacy import PrivacySpec
 from privsynth.privacy.mechanisms import count_spend
 
 
-@pytest.mark.parametrize("kwargs", [{"noise_multiplier": math.nan}, {"noise_multiplier": math.inf},
-                                    {"max_grad_norm": math.nan}, {"max_grad_norm": math.inf},
-                                    {"epsilon": math.nan}, {"delta": math.nan}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"noise_multiplier": math.nan},
+        {"noise_multiplier": math.inf},
+        {"max_grad_norm": math.nan},
+        {"max_grad_norm": math.inf},
+        {"epsilon": math.nan},
+        {"delta": math.nan},
+    ],
+)
 def test_spec_refuses_non_finite(kwargs):
     with pytest.raises(ConfigError, match="finite|must lie"):
         PrivacySpec(**kwargs)
@@ -24,4 +32,3 @@ def test_counts_epsilon_must_be_finite_positive(eps):
     with pytest.raises(ConfigError, match="--counts-epsilon"):
         count_spend("laplace", eps, 0.0)
     assert count_spend("uniform", eps, 0.0) == (0.0, 0.0)  # uniform spends nothing, needs nothing
-

@@ -23,8 +23,13 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("default" in text or default is None or default is argparse.SUPPRESS
-                or isinstance(default, (bool, list)) or not action.option_strings):
+        if (
+            "default" in text
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, (bool, list))
+            or not action.option_strings
+        ):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -87,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"OSError: cannot use{where}: {e.strerror or e}; check the path and permissions")
         return 2
     except KeyboardInterrupt:
-        print("privsynth: interrupted; rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
+        print(
+            "privsynth: interrupted; rerun the same command to resume from the last checkpoint",
+            file=sys.stderr,
+        )
         return 130
 
 

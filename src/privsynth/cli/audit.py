@@ -18,20 +18,26 @@ from .options import (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("audit", help="empirical epsilon lower bound (one run with canaries)",
-                       description="Insert canaries (mislabeled images, each included with "
-                                   "probability 1/2), train once, attack each canary and print "
-                                   "the Steinke-Nasr-Jagielski (2023) lower bound on epsilon "
-                                   "next to the accountant's epsilon. Writes OUT/audit.json and "
-                                   "the run in OUT/run.")
-    p.add_argument("--method", default="dpgan", choices=method_names(),
-                   help="the method to audit")
+    p = sub.add_parser(
+        "audit",
+        help="empirical epsilon lower bound (one run with canaries)",
+        description="Insert canaries (mislabeled images, each included with "
+        "probability 1/2), train once, attack each canary and print "
+        "the Steinke-Nasr-Jagielski (2023) lower bound on epsilon "
+        "next to the accountant's epsilon. Writes OUT/audit.json and "
+        "the run in OUT/run.",
+    )
+    p.add_argument("--method", default="dpgan", choices=method_names(), help="the method to audit")
     p.add_argument("--out", required=True, help="folder for the audit run and audit.json")
     p.add_argument("--canaries", type=positive_int, default=100, help="number of canaries")
-    p.add_argument("--confidence", type=float, default=0.95,
-                   help="confidence of the lower bound")
-    p.add_argument("-n", "--n-synthetic", type=positive_int, default=None,
-                   help="synthetic images the black-box attacks see (default: training size)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence of the lower bound")
+    p.add_argument(
+        "-n",
+        "--n-synthetic",
+        type=positive_int,
+        default=None,
+        help="synthetic images the black-box attacks see (default: training size)",
+    )
     add_data_options(p, holdout_path=False)
     add_privacy_options(p)
     add_method_options(p)
@@ -45,13 +51,30 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_folder(args.out)
     check_device(args.device)
-    result = audit(data_source(args), args.method, args.out, epsilon=args.epsilon,
-                   canaries=args.canaries, confidence=args.confidence, no_dp=args.no_dp,
-                   config=method_config(args), holdout=args.holdout, split_seed=args.split_seed,
-                   seed=args.seed, image_size=args.image_size, n_synthetic=args.n_synthetic,
-                   progress=progress_wanted(args), delta=args.delta,
-                   noise_multiplier=args.noise_multiplier, max_grad_norm=args.clip,
-                   accountant=args.accountant, grad_sample_mode=args.grad_sample_mode,
-                   ledger=args.ledger, budget=args.budget, force=args.force, device=args.device)
+    result = audit(
+        data_source(args),
+        args.method,
+        args.out,
+        epsilon=args.epsilon,
+        canaries=args.canaries,
+        confidence=args.confidence,
+        no_dp=args.no_dp,
+        config=method_config(args),
+        holdout=args.holdout,
+        split_seed=args.split_seed,
+        seed=args.seed,
+        image_size=args.image_size,
+        n_synthetic=args.n_synthetic,
+        progress=progress_wanted(args),
+        delta=args.delta,
+        noise_multiplier=args.noise_multiplier,
+        max_grad_norm=args.clip,
+        accountant=args.accountant,
+        grad_sample_mode=args.grad_sample_mode,
+        ledger=args.ledger,
+        budget=args.budget,
+        force=args.force,
+        device=args.device,
+    )
     print(markdown(result))
     return 0

@@ -18,45 +18,90 @@ OUTPUTS = ("metrics.json", "report.html")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate runs or a synthetic set; writes an HTML report",
-                       description="Evaluate one or more run folders (one row per model) and/or "
-                                   "a synthetic set made elsewhere (--synthetic PATH --data D). "
-                                   "Writes metrics.json and a self-contained report.html into "
-                                   "--out and prints a Markdown summary.")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate runs or a synthetic set; writes an HTML report",
+        description="Evaluate one or more run folders (one row per model) and/or "
+        "a synthetic set made elsewhere (--synthetic PATH --data D). "
+        "Writes metrics.json and a self-contained report.html into "
+        "--out and prints a Markdown summary.",
+    )
     p.add_argument("runs", nargs="*", help="run folders written by `privsynth train`")
     p.add_argument("--out", required=True, help="folder for metrics.json and report.html")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace metrics.json/report.html already in --out")
-    p.add_argument("--synthetic", default=None,
-                   help="PNG class-folder tree or .npz (as `privsynth sample` writes) to evaluate")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace metrics.json/report.html already in --out"
+    )
+    p.add_argument(
+        "--synthetic",
+        default=None,
+        help="PNG class-folder tree or .npz (as `privsynth sample` writes) to evaluate",
+    )
     g = p.add_argument_group("real data (with --synthetic; for runs it overrides the card)")
-    g.add_argument("--data", default=None,
-                   help="the real dataset: needed with --synthetic; for runs it overrides the "
-                        "recorded source (e.g. the data moved)")
-    g.add_argument("--holdout", type=holdout_value, default=0.2,
-                   help=f"with --synthetic: as in training; {HOLDOUT_HELP}")
-    g.add_argument("--split-seed", type=int, default=0,
-                   help="with --synthetic: the split seed used in training")
-    g.add_argument("--image-size", type=image_size, default=None, metavar="N",
-                   help="with --synthetic: resize to N x N (default: keep the size)")
+    g.add_argument(
+        "--data",
+        default=None,
+        help="the real dataset: needed with --synthetic; for runs it overrides the "
+        "recorded source (e.g. the data moved)",
+    )
+    g.add_argument(
+        "--holdout",
+        type=holdout_value,
+        default=0.2,
+        help=f"with --synthetic: as in training; {HOLDOUT_HELP}",
+    )
+    g.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="with --synthetic: the split seed used in training",
+    )
+    g.add_argument(
+        "--image-size",
+        type=image_size,
+        default=None,
+        metavar="N",
+        help="with --synthetic: resize to N x N (default: keep the size)",
+    )
     add_format_options(g)
     e = p.add_argument_group("evaluation")
-    e.add_argument("-n", "--n-synthetic", type=positive_int, default=None,
-                   help="synthetic images per model, sampled class-balanced (default 10000; "
-                        "DPImageBench uses 60000); a set made elsewhere is cut to a "
-                        "class-balanced subset of this size")
-    e.add_argument("--classifiers", default="lenet,resnet",
-                   help="TSTR/TRTR classifiers, comma-separated (default lenet,resnet)")
-    e.add_argument("--max-members", type=positive_int, default=1000,
-                   help="membership-inference members (= non-members) at most")
-    e.add_argument("--cache-dir", default=None,
-                   help="where the FD-LeNet feature extractor is cached (default "
-                        "$PRIVSYNTH_CACHE or ~/.cache/privsynth)")
-    e.add_argument("--inception-weights", default=None,
-                   help="local pytorch-fid Inception-v3 weights file: also report standard FID "
-                        "(nothing is downloaded; default: no FID)")
-    e.add_argument("--classifier-passes", type=positive_int, default=12000,
-                   help="training budget of every evaluation CNN, in images seen")
+    e.add_argument(
+        "-n",
+        "--n-synthetic",
+        type=positive_int,
+        default=None,
+        help="synthetic images per model, sampled class-balanced (default 10000; "
+        "DPImageBench uses 60000); a set made elsewhere is cut to a "
+        "class-balanced subset of this size",
+    )
+    e.add_argument(
+        "--classifiers",
+        default="lenet,resnet",
+        help="TSTR/TRTR classifiers, comma-separated (default lenet,resnet)",
+    )
+    e.add_argument(
+        "--max-members",
+        type=positive_int,
+        default=1000,
+        help="membership-inference members (= non-members) at most",
+    )
+    e.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where the FD-LeNet feature extractor is cached (default "
+        "$PRIVSYNTH_CACHE or ~/.cache/privsynth)",
+    )
+    e.add_argument(
+        "--inception-weights",
+        default=None,
+        help="local pytorch-fid Inception-v3 weights file: also report standard FID "
+        "(nothing is downloaded; default: no FID)",
+    )
+    e.add_argument(
+        "--classifier-passes",
+        type=positive_int,
+        default=12000,
+        help="training budget of every evaluation CNN, in images seen",
+    )
     e.add_argument("--seed", type=int, default=0, help="seed of sampling and of the CNNs")
     add_output_options(p)
     p.set_defaults(func=run)
@@ -73,17 +118,28 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out)
     existing = [name for name in OUTPUTS if (out / name).exists()]
     if existing and not args.overwrite:
-        raise ConfigError(f"'{out}' already holds {', '.join(existing)}; pass --overwrite to "
-                          "replace them or choose another --out")
+        raise ConfigError(
+            f"'{out}' already holds {', '.join(existing)}; pass --overwrite to "
+            "replace them or choose another --out"
+        )
     data = data_source(args) if args.data else None
-    result = evaluate(args.runs, synthetic=args.synthetic, data=data, out=args.out,
-                      holdout=args.holdout, split_seed=args.split_seed, image_size=args.image_size,
-                      n_synthetic=args.n_synthetic, max_members=args.max_members,
-                      cache_dir=args.cache_dir, inception_weights=args.inception_weights,
-                      seed=args.seed, progress=not (args.no_progress or args.quiet),
-                      classifier_passes=args.classifier_passes,
-                      classifiers=tuple(c.strip() for c in args.classifiers.split(",")
-                                        if c.strip()))
+    result = evaluate(
+        args.runs,
+        synthetic=args.synthetic,
+        data=data,
+        out=args.out,
+        holdout=args.holdout,
+        split_seed=args.split_seed,
+        image_size=args.image_size,
+        n_synthetic=args.n_synthetic,
+        max_members=args.max_members,
+        cache_dir=args.cache_dir,
+        inception_weights=args.inception_weights,
+        seed=args.seed,
+        progress=not (args.no_progress or args.quiet),
+        classifier_passes=args.classifier_passes,
+        classifiers=tuple(c.strip() for c in args.classifiers.split(",") if c.strip()),
+    )
     print(summary(result))
     print(f"\nwrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
     return 0

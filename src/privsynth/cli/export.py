@@ -8,19 +8,29 @@ from .options import add_output_options
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="write a folder with only what is safe to publish",
-                       description="Copy a finished DP run's weights.safetensors and samples.png, "
-                                   "and write its card.json (without local paths and un-noised "
-                                   "training losses) and README.md model card (Hugging Face "
-                                   "format) into DIR. Never copies split.json or train_state.pt.")
+    p = sub.add_parser(
+        "export",
+        help="write a folder with only what is safe to publish",
+        description="Copy a finished DP run's weights.safetensors and samples.png, "
+        "and write its card.json (without local paths and un-noised "
+        "training losses) and README.md model card (Hugging Face "
+        "format) into DIR. Never copies split.json or train_state.pt.",
+    )
     p.add_argument("run", help="run folder written by `privsynth train` or `federate`")
     p.add_argument("dir", metavar="DIR", help="folder to write (e.g. a Hugging Face repo clone)")
-    p.add_argument("--license", default=None, metavar="ID",
-                   help="Hugging Face license identifier for the model card, e.g. apache-2.0 "
-                        "(default: 'other', unspecified — the data owner decides)")
+    p.add_argument(
+        "--license",
+        default=None,
+        metavar="ID",
+        help="Hugging Face license identifier for the model card, e.g. apache-2.0 "
+        "(default: 'other', unspecified — the data owner decides)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
-    p.add_argument("--non-private", action="store_true",
-                   help="also export a run trained without DP (only for public training data)")
+    p.add_argument(
+        "--non-private",
+        action="store_true",
+        help="also export a run trained without DP (only for public training data)",
+    )
     add_output_options(p, progress=False)
     p.set_defaults(func=run)
 
@@ -28,7 +38,12 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import export
 
-    out = export(args.run, args.dir, license_id=args.license, overwrite=args.overwrite,
-                 non_private=args.non_private)
+    out = export(
+        args.run,
+        args.dir,
+        license_id=args.license,
+        overwrite=args.overwrite,
+        non_private=args.non_private,
+    )
     print(f"exported {args.run} -> {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0

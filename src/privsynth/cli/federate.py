@@ -23,19 +23,25 @@ def add_parser(sub) -> None:
         description="Start a Flower SuperLink and one SuperNode per owner on 127.0.0.1, train "
         "with FedAvg (optionally SecAgg+ or CKKS), write a run folder.",
     )
-    p.add_argument("--method", default="dpgan",
-                   help="dpgan (default), gan, dpvae, vae; or dpmerf/dpkernel: one noisy "
-                        "embedding sum, with --secure-aggregation the distributed Gaussian "
-                        "(docs/federated.md); --rounds/--local-steps do not apply")
+    p.add_argument(
+        "--method",
+        default="dpgan",
+        help="dpgan (default), gan, dpvae, vae; or dpmerf/dpkernel: one noisy "
+        "embedding sum, with --secure-aggregation the distributed Gaussian "
+        "(docs/federated.md); --rounds/--local-steps do not apply",
+    )
     p.add_argument("--out", required=True, help="run folder to write")
     add_data_options(p, holdout_path=False)
     add_method_options(p)
     g = p.add_argument_group("federation")
-    g.add_argument("--clients", type=positive_int, default=5,
-                   help="number of data owners (SuperNodes)")
+    g.add_argument(
+        "--clients", type=positive_int, default=5, help="number of data owners (SuperNodes)"
+    )
     g.add_argument("--rounds", type=positive_int, default=10, help="FedAvg rounds")
     g.add_argument(
-        "--local-steps", type=positive_int, default=20,
+        "--local-steps",
+        type=positive_int,
+        default=20,
         help="DP-SGD steps per owner per round (discriminator steps for the GAN)",
     )
     g.add_argument("--fraction", type=float, default=1.0, help="fraction of owners per round")
@@ -76,8 +82,7 @@ def add_parser(sub) -> None:
         metavar=("CA", "CERT", "KEY"),
         help="serve TLS with these PEM files instead of insecure loopback",
     )
-    g.add_argument("--timeout", type=positive_float, default=1800,
-                   help="seconds before giving up")
+    g.add_argument("--timeout", type=positive_float, default=1800, help="seconds before giving up")
     d = p.add_argument_group("differential privacy")
     d.add_argument(
         "--epsilon",
@@ -88,8 +93,12 @@ def add_parser(sub) -> None:
     d.add_argument("--delta", type=float, default=None, help="per owner (default 1/(10 n_owner))")
     d.add_argument("--no-dp", action="store_true", help="no sample-level DP")
     d.add_argument("--clip", type=float, default=1.0, help="per-sample clip norm C")
-    d.add_argument("--accountant", choices=["prv", "rdp"], default="prv",
-                   help="Opacus accountant of each owner's sample-level epsilon")
+    d.add_argument(
+        "--accountant",
+        choices=["prv", "rdp"],
+        default="prv",
+        help="Opacus accountant of each owner's sample-level epsilon",
+    )
     d.add_argument(
         "--client-epsilon",
         type=float,
@@ -97,8 +106,9 @@ def add_parser(sub) -> None:
         help="add client-level DP (server-side noise) calibrated to this epsilon",
     )
     d.add_argument("--client-clip", type=float, default=1.0, help="update clip norm (client DP)")
-    d.add_argument("--client-delta", type=float, default=1e-5,
-                   help="delta of the client-level guarantee")
+    d.add_argument(
+        "--client-delta", type=float, default=1e-5, help="delta of the client-level guarantee"
+    )
     add_ledger_options(d)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     add_output_options(p, progress=False)
@@ -114,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if args.device != "cpu":
         from ..errors import ConfigError
 
-        raise ConfigError(f"--device {args.device}: federated owners train on the CPU for now; "
-                          "drop --device")
+        raise ConfigError(
+            f"--device {args.device}: federated owners train on the CPU for now; drop --device"
+        )
     aggregation = (
         "secagg" if args.secure_aggregation else "ckks" if args.encrypted_aggregation else "plain"
     )

@@ -1,8 +1,8 @@
 """privsynth ledger: what each dataset's privacy budget has been spent on; set budgets; import.
 
-    privsynth ledger [show] [FINGERPRINT | --data D]     spends, budgets, composition rule
-    privsynth ledger set-budget (FINGERPRINT | --data D) EPS --reason TEXT
-    privsynth ledger import privacy-ledger.json [--data D]
+privsynth ledger [show] [FINGERPRINT | --data D]     spends, budgets, composition rule
+privsynth ledger set-budget (FINGERPRINT | --data D) EPS --reason TEXT
+privsynth ledger import privacy-ledger.json [--data D]
 """
 
 from __future__ import annotations
@@ -12,29 +12,45 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("ledger", help="show the privacy ledger; set a dataset's budget",
-                       description="The privacy ledger every verb books into: $PRIVSYNTH_LEDGER "
-                                   "or the per-user ledger unless --ledger names a SQLite file "
-                                   "or a postgresql:// URL.")
-    p.add_argument("--ledger", default=None, metavar="PATH|URL",
-                   help="ledger location (default $PRIVSYNTH_LEDGER, else the per-user ledger)")
+    p = sub.add_parser(
+        "ledger",
+        help="show the privacy ledger; set a dataset's budget",
+        description="The privacy ledger every verb books into: $PRIVSYNTH_LEDGER "
+        "or the per-user ledger unless --ledger names a SQLite file "
+        "or a postgresql:// URL.",
+    )
+    p.add_argument(
+        "--ledger",
+        default=None,
+        metavar="PATH|URL",
+        help="ledger location (default $PRIVSYNTH_LEDGER, else the per-user ledger)",
+    )
     p.add_argument("--json", action="store_true", help="print the ledger as JSON")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
 
     def action(name: str, help_: str) -> argparse.ArgumentParser:
         a = actions.add_parser(name, help=help_)
-        a.add_argument("--ledger", default=argparse.SUPPRESS, metavar="PATH|URL",
-                       help="ledger location (as above)")
+        a.add_argument(
+            "--ledger",
+            default=argparse.SUPPRESS,
+            metavar="PATH|URL",
+            help="ledger location (as above)",
+        )
         return a
 
     show = action("show", "spends per dataset (the default action)")
     show.add_argument("fingerprint", nargs="?", help="only this dataset (6+ leading characters)")
     _data_options(show)
-    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                      help="print the ledger as JSON")
+    show.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the ledger as JSON"
+    )
     budget = action("set-budget", "set (or with 'none' remove) a dataset's epsilon budget; logged")
-    budget.add_argument("target", nargs="+", metavar="[FINGERPRINT] EPS",
-                        help="the dataset's fingerprint (or --data) and the new budget")
+    budget.add_argument(
+        "target",
+        nargs="+",
+        metavar="[FINGERPRINT] EPS",
+        help="the dataset's fingerprint (or --data) and the new budget",
+    )
     budget.add_argument("--reason", required=True, help="why: recorded in the budget log")
     _data_options(budget)
     imp = action("import", "import a JSON ledger (privacy-ledger.json of privsynth <= 0.1)")
@@ -47,8 +63,12 @@ def _data_options(p: argparse.ArgumentParser, what: str = "pick the dataset by i
     from .options import add_format_options
 
     p.add_argument("--data", default=None, help=f"{what} ('digits', a path)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="with --data (import only): the --image-size the old runs used")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="with --data (import only): the --image-size the old runs used",
+    )
     add_format_options(p)  # e.g. IDX needs --classes to load (the key does not depend on them)
 
 
@@ -59,18 +79,23 @@ def run(args: argparse.Namespace) -> int:
     if args.ledger and args.action in (None, "show") and not led.store.exists():
         from ..errors import CheckpointError
 
-        raise CheckpointError(f"no ledger at '{args.ledger}'; check the path (without --ledger, "
-                              "`privsynth ledger` reads $PRIVSYNTH_LEDGER or the per-user ledger)")
+        raise CheckpointError(
+            f"no ledger at '{args.ledger}'; check the path (without --ledger, "
+            "`privsynth ledger` reads $PRIVSYNTH_LEDGER or the per-user ledger)"
+        )
     if args.action == "set-budget":
         return _set_budget(led, args)
     if args.action == "import":
         return _import(led, args)
-    return _show(led, getattr(args, "fingerprint", None),
-                 args if getattr(args, "data", None) else None, getattr(args, "json", False))
+    return _show(
+        led,
+        getattr(args, "fingerprint", None),
+        args if getattr(args, "data", None) else None,
+        getattr(args, "json", False),
+    )
 
 
-def _dataset_key(args: argparse.Namespace, image_size: int | None = None
-                 ) -> tuple[str, str, str]:
+def _dataset_key(args: argparse.Namespace, image_size: int | None = None) -> tuple[str, str, str]:
     """(source fingerprint, name, pixel fingerprint) of ``--data`` with its format flags."""
     from ..data import load_dataset
     from .options import data_source
@@ -84,22 +109,28 @@ def _set_budget(led, args) -> int:
 
     want = 1 if args.data else 2
     if len(args.target) != want:
-        raise ConfigError("set-budget takes FINGERPRINT EPS, or --data D EPS; e.g. "
-                          "`privsynth ledger set-budget --data digits 8 --reason 'DPO sign-off'`")
+        raise ConfigError(
+            "set-budget takes FINGERPRINT EPS, or --data D EPS; e.g. "
+            "`privsynth ledger set-budget --data digits 8 --reason 'DPO sign-off'`"
+        )
     raw = args.target[-1]
     try:
         budget = None if raw.lower() == "none" else float(raw)
     except ValueError:
-        raise ConfigError(f"budget '{raw}' is not a number; give an epsilon such as 8, or 'none' "
-                          "to remove the budget") from None
+        raise ConfigError(
+            f"budget '{raw}' is not a number; give an epsilon such as 8, or 'none' "
+            "to remove the budget"
+        ) from None
     if args.data:
         fingerprint, name, _ = _dataset_key(args)
     else:
         found = led.find(args.target[0])
         fingerprint, name = found["fingerprint"], found["name"]
     old = led.set_budget(fingerprint, budget, name=name, reason=args.reason)
-    print(f"{name} ({fingerprint[:12]}): budget {_fmt(old)} -> {_fmt(budget)} in ledger "
-          f"{led.shown} (logged: {args.reason})")
+    print(
+        f"{name} ({fingerprint[:12]}): budget {_fmt(old)} -> {_fmt(budget)} in ledger "
+        f"{led.shown} (logged: {args.reason})"
+    )
     return 0
 
 
@@ -126,8 +157,13 @@ def _show(led, fingerprint: str | None, data: argparse.Namespace | None, as_json
     for row in rows:
         row["tighter"] = tighter(row)
     if as_json:
-        print(json.dumps({"ledger": led.shown, "composition": COMPOSITION_RULE,
-                          "datasets": rows}, indent=2, default=str))
+        print(
+            json.dumps(
+                {"ledger": led.shown, "composition": COMPOSITION_RULE, "datasets": rows},
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     print(f"privacy ledger {led.shown}")
     print(f"composition: {COMPOSITION_RULE}")
@@ -145,27 +181,37 @@ def _fmt(budget) -> str:
 def _format_dataset(row: dict) -> str:
     from ..privacy.ledger_store import process_alive
 
-    lines = [f"\n{row['name']} ({row['fingerprint'][:12]}): epsilon spent "
-             f"{row['epsilon_spent']:.4g} of budget {_fmt(row['budget'])}, delta spent "
-             f"{row['delta_spent']:.3g} (basic composition of {row['segments']} segment(s))"]
+    lines = [
+        f"\n{row['name']} ({row['fingerprint'][:12]}): epsilon spent "
+        f"{row['epsilon_spent']:.4g} of budget {_fmt(row['budget'])}, delta spent "
+        f"{row['delta_spent']:.3g} (basic composition of {row['segments']} segment(s))"
+    ]
     t = row.get("tighter")
     if t:
-        lines.append(f"  tighter: epsilon {t['epsilon']:.4g} at the same delta ({t['accountant']} "
-                     f"accountant over {t['dp_sgd_segments']} DP-SGD segments' histories; a "
-                     "tighter bound, NOT what budgets are checked against)")
+        lines.append(
+            f"  tighter: epsilon {t['epsilon']:.4g} at the same delta ({t['accountant']} "
+            f"accountant over {t['dp_sgd_segments']} DP-SGD segments' histories; a "
+            "tighter bound, NOT what budgets are checked against)"
+        )
     for e in row["budget_log"]:
-        lines.append(f"  budget {_fmt(e['old'])} -> {_fmt(e['new'])} by {e['who']} at {e['at']}: "
-                     f"{e['reason']}")
+        lines.append(
+            f"  budget {_fmt(e['old'])} -> {_fmt(e['new'])} by {e['who']} at {e['at']}: "
+            f"{e['reason']}"
+        )
     for rid, run in row["runs"].items():
-        lines.append(f"  run {rid}  {run['method'] or run['kind']:<12} eps {run['epsilon']:.4g}  "
-                     f"[{run['status']}]  {run['out']}")
+        lines.append(
+            f"  run {rid}  {run['method'] or run['kind']:<12} eps {run['epsilon']:.4g}  "
+            f"[{run['status']}]  {run['out']}"
+        )
         if len(run["segments"]) > 1 or run["status"] not in ("complete", "booked"):
             for s in run["segments"]:
                 status = s["status"]
                 if status == "running" and process_alive(s["host"], s["pid"]) is False:
                     status = "running, process gone: settles as abandoned at the next booking"
-                lines.append(f"    segment {s['id'][:8]}  {status:<11} eps "
-                             f"{s['counted_epsilon']:.4g}  delta {s['counted_delta']:.3g}"
-                             f"{'  (forced)' if s['forced'] else ''}"
-                             f"{'  ' + s['note'] if s['note'] else ''}")
+                lines.append(
+                    f"    segment {s['id'][:8]}  {status:<11} eps "
+                    f"{s['counted_epsilon']:.4g}  delta {s['counted_delta']:.3g}"
+                    f"{'  (forced)' if s['forced'] else ''}"
+                    f"{'  ' + s['note'] if s['note'] else ''}"
+                )
     return "\n".join(lines)

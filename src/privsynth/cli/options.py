@@ -12,8 +12,10 @@ import math
 import sys
 import warnings
 
-HOLDOUT_HELP = ("held-out images, never trained on: a fraction (<1), a count, or the path of an "
-                "official test split in the same format as --data")
+HOLDOUT_HELP = (
+    "held-out images, never trained on: a fraction (<1), a count, or the path of an "
+    "official test split in the same format as --data"
+)
 
 
 # --- argument types: a bad value stops at parse time with one line ------------------------------
@@ -81,108 +83,202 @@ def method_names() -> list[str]:
 # --- groups of flags ------------------------------------------------------------------------------
 def add_data_options(p: argparse.ArgumentParser, holdout_path: bool = True) -> None:
     g = p.add_argument_group("data (format inputs are public: never guessed from the images)")
-    g.add_argument("--data", default="digits",
-                   help="'digits' (embedded), an IDX file/folder, an .npz, or a folder with one "
-                        "sub-folder per class (PNG/JPEG, 8/16-bit PNG/TIFF, DICOM)")
-    g.add_argument("--image-size", type=image_size, default=None, metavar="N",
-                   help="resize images to N x N (default: keep their size)")
-    g.add_argument("--holdout", type=holdout_value if holdout_path else float, default=0.2,
-                   help=HOLDOUT_HELP if holdout_path else
-                   "held-out fraction (<1) or count, never trained on")
-    g.add_argument("--split-seed", type=int, default=0,
-                   help="seed of the random train/holdout split")
+    g.add_argument(
+        "--data",
+        default="digits",
+        help="'digits' (embedded), an IDX file/folder, an .npz, or a folder with one "
+        "sub-folder per class (PNG/JPEG, 8/16-bit PNG/TIFF, DICOM)",
+    )
+    g.add_argument(
+        "--image-size",
+        type=image_size,
+        default=None,
+        metavar="N",
+        help="resize images to N x N (default: keep their size)",
+    )
+    g.add_argument(
+        "--holdout",
+        type=holdout_value if holdout_path else float,
+        default=0.2,
+        help=HOLDOUT_HELP if holdout_path else "held-out fraction (<1) or count, never trained on",
+    )
+    g.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the random train/holdout split"
+    )
     add_format_options(g)
 
 
 def add_format_options(g) -> None:
-    g.add_argument("--name", default=None,
-                   help="dataset name in cards and reports (default: the folder or file name; "
-                        "the parent's name for a folder called train/test)")
-    g.add_argument("--classes", type=class_list, default=None, metavar="N|NAMES",
-                   help="the class list: a count (labels 0..N-1) or comma-separated names "
-                        "(default: folder names, an .npz's class_names; IDX needs it)")
-    g.add_argument("--channels", type=int, choices=[1, 3], default=None,
-                   help="1 = grayscale, 3 = RGB (default 1; a colour image then stops loading; "
-                        "--channels 1 given explicitly converts colour to gray)")
-    g.add_argument("--pixel-range", type=value_range, default=None, metavar="LOW,HIGH",
-                   help="range the stored pixels use, mapped to 0..255 (default: the format's: "
-                        "float 0,1; 8-bit 0,255; 16-bit 0,65535); values outside stop loading")
-    g.add_argument("--window", type=value_range, default=None, metavar="LOW,HIGH",
-                   help="PNG/TIFF/DICOM: clip to this window, then map to 0..255 (e.g. a CT "
-                        "window in HU; default: DICOM's own window, else the pixel range)")
+    g.add_argument(
+        "--name",
+        default=None,
+        help="dataset name in cards and reports (default: the folder or file name; "
+        "the parent's name for a folder called train/test)",
+    )
+    g.add_argument(
+        "--classes",
+        type=class_list,
+        default=None,
+        metavar="N|NAMES",
+        help="the class list: a count (labels 0..N-1) or comma-separated names "
+        "(default: folder names, an .npz's class_names; IDX needs it)",
+    )
+    g.add_argument(
+        "--channels",
+        type=int,
+        choices=[1, 3],
+        default=None,
+        help="1 = grayscale, 3 = RGB (default 1; a colour image then stops loading; "
+        "--channels 1 given explicitly converts colour to gray)",
+    )
+    g.add_argument(
+        "--pixel-range",
+        type=value_range,
+        default=None,
+        metavar="LOW,HIGH",
+        help="range the stored pixels use, mapped to 0..255 (default: the format's: "
+        "float 0,1; 8-bit 0,255; 16-bit 0,65535); values outside stop loading",
+    )
+    g.add_argument(
+        "--window",
+        type=value_range,
+        default=None,
+        metavar="LOW,HIGH",
+        help="PNG/TIFF/DICOM: clip to this window, then map to 0..255 (e.g. a CT "
+        "window in HU; default: DICOM's own window, else the pixel range)",
+    )
 
 
 def data_source(args: argparse.Namespace, data: str | None = None):
     """--data (or ``data``) with the format flags, as the API's `DataSource`."""
     from ..data import DataSource
 
-    return DataSource(data if data is not None else args.data, classes=args.classes,
-                      channels=args.channels, pixel_range=args.pixel_range, window=args.window,
-                      name=args.name)
+    return DataSource(
+        data if data is not None else args.data,
+        classes=args.classes,
+        channels=args.channels,
+        pixel_range=args.pixel_range,
+        window=args.window,
+        name=args.name,
+    )
 
 
 def add_privacy_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("differential privacy")
     # None, not 10: a non-private method refuses privacy flags, so it must see whether one was given
-    g.add_argument("--epsilon", type=float, default=None,
-                   help="total epsilon target (default 10 for dp* methods; non-private methods "
-                        "refuse it); the noise is calibrated to it")
-    g.add_argument("--delta", type=float, default=None,
-                   help="delta (default 1/(10 N), N = training images); >= 1/N is refused "
-                        "unless --force")
-    g.add_argument("--noise-multiplier", type=float, default=None,
-                   help="fix sigma instead of calibrating from --epsilon (default: calibrate)")
+    g.add_argument(
+        "--epsilon",
+        type=float,
+        default=None,
+        help="total epsilon target (default 10 for dp* methods; non-private methods "
+        "refuse it); the noise is calibrated to it",
+    )
+    g.add_argument(
+        "--delta",
+        type=float,
+        default=None,
+        help="delta (default 1/(10 N), N = training images); >= 1/N is refused unless --force",
+    )
+    g.add_argument(
+        "--noise-multiplier",
+        type=float,
+        default=None,
+        help="fix sigma instead of calibrating from --epsilon (default: calibrate)",
+    )
     g.add_argument("--clip", type=float, default=1.0, help="per-sample gradient clip norm C")
-    g.add_argument("--accountant", choices=["prv", "rdp"], default="prv",
-                   help="Opacus accountant that computes epsilon from the steps that ran")
-    g.add_argument("--grad-sample-mode", choices=["bk", "hooks", "functorch", "ew"], default="bk",
-                   help="how per-sample clipping is computed: bk (Book-Keeping, fastest) or "
-                        "Opacus' hooks/functorch/ew; all exact, noise and accounting by Opacus")
+    g.add_argument(
+        "--accountant",
+        choices=["prv", "rdp"],
+        default="prv",
+        help="Opacus accountant that computes epsilon from the steps that ran",
+    )
+    g.add_argument(
+        "--grad-sample-mode",
+        choices=["bk", "hooks", "functorch", "ew"],
+        default="bk",
+        help="how per-sample clipping is computed: bk (Book-Keeping, fastest) or "
+        "Opacus' hooks/functorch/ew; all exact, noise and accounting by Opacus",
+    )
     g.add_argument("--no-dp", action="store_true", help="train without privacy (a baseline)")
     add_ledger_options(g, delta_check=True)
 
 
 def add_ledger_option(g) -> None:
     """The one definition of --ledger (every verb that reads or writes the ledger uses it)."""
-    g.add_argument("--ledger", default=None, metavar="PATH|URL",
-                   help="privacy ledger: a SQLite file or a postgresql:// URL (default "
-                        "$PRIVSYNTH_LEDGER, else the per-user ledger; `privsynth ledger` "
-                        "prints where)")
+    g.add_argument(
+        "--ledger",
+        default=None,
+        metavar="PATH|URL",
+        help="privacy ledger: a SQLite file or a postgresql:// URL (default "
+        "$PRIVSYNTH_LEDGER, else the per-user ledger; `privsynth ledger` "
+        "prints where)",
+    )
 
 
 def add_ledger_options(g, delta_check: bool = False) -> None:
     """--ledger plus the budget check of a verb that spends: --budget and --force."""
     add_ledger_option(g)
-    g.add_argument("--budget", type=positive_float, default=None,
-                   help="refuse this run if the dataset's total spend would exceed this epsilon "
-                        "(checks only; set a dataset's budget with `privsynth ledger "
-                        "set-budget`; default: only the dataset's budget, if it has one)")
-    g.add_argument("--force", action="store_true",
-                   help="run even if it exceeds the budget"
-                        + (", or with delta >= 1/N" if delta_check else ""))
+    g.add_argument(
+        "--budget",
+        type=positive_float,
+        default=None,
+        help="refuse this run if the dataset's total spend would exceed this epsilon "
+        "(checks only; set a dataset's budget with `privsynth ledger "
+        "set-budget`; default: only the dataset's budget, if it has one)",
+    )
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="run even if it exceeds the budget"
+        + (", or with delta >= 1/N" if delta_check else ""),
+    )
 
 
 def add_method_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method")
-    g.add_argument("--epochs", type=positive_float, default=None,
-                   help="expected passes over the private data (default: the method's, by size)")
-    g.add_argument("--batch-size", type=positive_int, default=None,
-                   help="expected batch size (default: the method's, by size)")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any method option, e.g. --set n_d=50 --set width=64 (repeatable)")
-    g.add_argument("--seed", type=int, default=0,
-                   help="seed of the initial weights and of sampling (DP noise and batches are "
-                        "drawn from OS entropy, never from it)")
+    g.add_argument(
+        "--epochs",
+        type=positive_float,
+        default=None,
+        help="expected passes over the private data (default: the method's, by size)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="expected batch size (default: the method's, by size)",
+    )
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any method option, e.g. --set n_d=50 --set width=64 (repeatable)",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights and of sampling (DP noise and batches are "
+        "drawn from OS entropy, never from it)",
+    )
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
 
 
 def add_output_options(p: argparse.ArgumentParser, progress: bool = True) -> None:
     g = p.add_argument_group("output")
     if progress:
-        g.add_argument("--no-progress", action="store_true",
-                       help="no progress bar or progress lines (results still print)")
-    g.add_argument("-q", "--quiet", action="store_true",
-                   help="print nothing but errors and warnings on stderr (implies --no-progress)")
+        g.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="no progress bar or progress lines (results still print)",
+        )
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing but errors and warnings on stderr (implies --no-progress)",
+    )
 
 
 def method_config(args: argparse.Namespace) -> dict:

@@ -8,20 +8,27 @@ from .options import add_output_options, positive_int
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sample", help="draw synthetic images from a run",
-                       description="Write N synthetic images as a PNG folder (one sub-folder per "
-                                   "class, loadable as --data) or as an .npz (images, labels, "
-                                   "class_names).")
+    p = sub.add_parser(
+        "sample",
+        help="draw synthetic images from a run",
+        description="Write N synthetic images as a PNG folder (one sub-folder per "
+        "class, loadable as --data) or as an .npz (images, labels, "
+        "class_names).",
+    )
     p.add_argument("run", help="run folder written by `privsynth train`")
     p.add_argument("-n", type=positive_int, default=1000, help="number of images")
-    p.add_argument("--out", required=True,
-                   help="a folder for PNGs, or a file path ending in .npz")
-    p.add_argument("--labels", default=None,
-                   help="comma-separated classes to draw, cycled (default: the card's class "
-                        "proportions)")
+    p.add_argument("--out", required=True, help="a folder for PNGs, or a file path ending in .npz")
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="comma-separated classes to draw, cycled (default: the card's class proportions)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same images)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing .npz or non-empty folder at --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing .npz or non-empty folder at --out",
+    )
     add_output_options(p, progress=False)
     p.set_defaults(func=run)
 
@@ -34,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
     r = Run.load(args.run)
     labels = None
     if args.labels:
-        wanted = [int(s) if s.strip().isdigit() and s.strip() not in r.class_names else s.strip()
-                  for s in args.labels.split(",")]
+        wanted = [
+            int(s) if s.strip().isdigit() and s.strip() not in r.class_names else s.strip()
+            for s in args.labels.split(",")
+        ]
         labels = [wanted[i % len(wanted)] for i in range(args.n)]
     images, labels = r.sample(args.n, labels=labels, seed=args.seed)
     path = write_synthetic(args.out, images, labels, r.class_names, overwrite=args.overwrite)

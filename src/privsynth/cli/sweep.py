@@ -17,31 +17,59 @@ from .options import (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sweep", help="privacy-utility frontier: methods x epsilons",
-                       description="Train every method at every epsilon (resumable: finished "
-                                   "cells are kept), evaluate TSTR accuracy and a Fréchet "
-                                   "distance, write sweep.json, sweep.md and sweep.png.")
+    p = sub.add_parser(
+        "sweep",
+        help="privacy-utility frontier: methods x epsilons",
+        description="Train every method at every epsilon (resumable: finished "
+        "cells are kept), evaluate TSTR accuracy and a Fréchet "
+        "distance, write sweep.json, sweep.md and sweep.png.",
+    )
     add_data_options(p)
     g = p.add_argument_group("sweep")
-    g.add_argument("--methods", default="dpgan,dpvae,dpdiffusion,dpmerf",
-                   help="comma-separated registered methods (default: the four DP methods)")
-    g.add_argument("--epsilons", default="1,2,5,10,inf",
-                   help="comma-separated targets; inf = the method's non-private twin")
+    g.add_argument(
+        "--methods",
+        default="dpgan,dpvae,dpdiffusion,dpmerf",
+        help="comma-separated registered methods (default: the four DP methods)",
+    )
+    g.add_argument(
+        "--epsilons",
+        default="1,2,5,10,inf",
+        help="comma-separated targets; inf = the method's non-private twin",
+    )
     g.add_argument("--out", required=True, help="sweep folder (cells/, sweep.json, sweep.png)")
-    g.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE",
-                   help="override a method option, e.g. --set dpvae:epochs=20 (repeatable)")
-    g.add_argument("--n-synthetic", type=positive_int, default=None,
-                   help="synthetic images per cell for evaluation (default: training-set size)")
-    g.add_argument("--eval-epochs", type=positive_int, default=10,
-                   help="LeNet epochs for TSTR/TRTR")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METHOD:KEY=VALUE",
+        help="override a method option, e.g. --set dpvae:epochs=20 (repeatable)",
+    )
+    g.add_argument(
+        "--n-synthetic",
+        type=positive_int,
+        default=None,
+        help="synthetic images per cell for evaluation (default: training-set size)",
+    )
+    g.add_argument(
+        "--eval-epochs", type=positive_int, default=10, help="LeNet epochs for TSTR/TRTR"
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and the LeNet")
-    g.add_argument("--jobs", type=positive_int, default=1,
-                   help="cells trained at once in worker processes (e.g. 2 on a 2-core CPU)")
+    g.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="cells trained at once in worker processes (e.g. 2 on a 2-core CPU)",
+    )
     d = p.add_argument_group("differential privacy")
-    d.add_argument("--delta", type=float, default=None,
-                   help="delta of every private cell (default 1/(10 N))")
-    d.add_argument("--accountant", choices=["prv", "rdp"], default="prv",
-                   help="Opacus accountant that computes each cell's epsilon")
+    d.add_argument(
+        "--delta", type=float, default=None, help="delta of every private cell (default 1/(10 N))"
+    )
+    d.add_argument(
+        "--accountant",
+        choices=["prv", "rdp"],
+        default="prv",
+        help="Opacus accountant that computes each cell's epsilon",
+    )
     add_ledger_options(d, delta_check=True)
     add_output_options(p)
     p.set_defaults(func=run)
@@ -55,8 +83,9 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
         method, colon, rest = item.partition(":")
         key, eq, value = rest.partition("=")
         if not (colon and eq and key.strip()):
-            raise ConfigError(f"--set expects METHOD:KEY=VALUE (e.g. dpvae:epochs=20), "
-                              f"got '{item}'")
+            raise ConfigError(
+                f"--set expects METHOD:KEY=VALUE (e.g. dpvae:epochs=20), got '{item}'"
+            )
         try:
             val = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -74,12 +103,26 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     with privacy_warnings():
-        table = sweep(data_source(args), methods, parse_epsilons(args.epsilons), args.out,
-                      delta=args.delta, accountant=args.accountant, configs=parse_sets(args.set),
-                      holdout=args.holdout, split_seed=args.split_seed,
-                      image_size=args.image_size, seed=args.seed, n_synthetic=args.n_synthetic,
-                      eval_epochs=args.eval_epochs, progress=progress_wanted(args),
-                      jobs=args.jobs, ledger=args.ledger, budget=args.budget, force=args.force)
+        table = sweep(
+            data_source(args),
+            methods,
+            parse_epsilons(args.epsilons),
+            args.out,
+            delta=args.delta,
+            accountant=args.accountant,
+            configs=parse_sets(args.set),
+            holdout=args.holdout,
+            split_seed=args.split_seed,
+            image_size=args.image_size,
+            seed=args.seed,
+            n_synthetic=args.n_synthetic,
+            eval_epochs=args.eval_epochs,
+            progress=progress_wanted(args),
+            jobs=args.jobs,
+            ledger=args.ledger,
+            budget=args.budget,
+            force=args.force,
+        )
     print(markdown(table))
     print(f"table: {Path(args.out) / 'sweep.json'}  plot: {Path(args.out) / 'sweep.png'}")
     return 0

@@ -18,57 +18,110 @@ from .options import (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a (DP) generative model; writes a run folder",
-                       description="Train a generative model with DP-SGD and write a run folder "
-                                   "(card.json, README.md model card, weights.safetensors, "
-                                   "samples.png).")
-    p.add_argument("--method", default="dpmerf", choices=method_names(),
-                   help="dp* methods train with differential privacy; gan, vae and diffusion "
-                        "are their non-private twins (dpmerf/dpkernel: --no-dp); dpmerf is the "
-                        "best measured (README, Benchmarks)")
+    p = sub.add_parser(
+        "train",
+        help="train a (DP) generative model; writes a run folder",
+        description="Train a generative model with DP-SGD and write a run folder "
+        "(card.json, README.md model card, weights.safetensors, "
+        "samples.png).",
+    )
+    p.add_argument(
+        "--method",
+        default="dpmerf",
+        choices=method_names(),
+        help="dp* methods train with differential privacy; gan, vae and diffusion "
+        "are their non-private twins (dpmerf/dpkernel: --no-dp); dpmerf is the "
+        "best measured (README, Benchmarks)",
+    )
     p.add_argument("--out", required=True, help="run folder to write (resumes if unfinished)")
     add_data_options(p)
     add_privacy_options(p)
     add_method_options(p)
     g = p.add_argument_group("run")
-    g.add_argument("--class-proportions", choices=["uniform", "laplace", "gaussian"],
-                   default="uniform", help="how sampling picks classes: uniform (free) or the "
-                                           "private class counts released with a DP mechanism")
-    g.add_argument("--counts-epsilon", type=float, default=0.1,
-                   help="epsilon spent on the class counts (taken from --epsilon)")
+    g.add_argument(
+        "--class-proportions",
+        choices=["uniform", "laplace", "gaussian"],
+        default="uniform",
+        help="how sampling picks classes: uniform (free) or the "
+        "private class counts released with a DP mechanism",
+    )
+    g.add_argument(
+        "--counts-epsilon",
+        type=float,
+        default=0.1,
+        help="epsilon spent on the class counts (taken from --epsilon)",
+    )
     add_warmup_options(p)
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace a finished run in --out (its spend stays in the ledger)")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run in --out (its spend stays in the ledger)",
+    )
     g.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    g.add_argument("--evaluate", action="store_true",
-                   help="after training, print the stats table, the collapse check and "
-                        "TSTR/TRTR accuracy (LeNet)")
-    g.add_argument("--evaluate-resnet", action="store_true",
-                   help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)")
-    g.add_argument("--nproc", type=int, default=1,
-                   help="DP-SGD processes sharing one run (torch.distributed; same epsilon as 1); "
-                        "or start the command with torchrun --nproc-per-node N -m privsynth.cli")
-    g.add_argument("--dist-backend", choices=["gloo", "nccl"], default="gloo",
-                   help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)")
+    g.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="after training, print the stats table, the collapse check and "
+        "TSTR/TRTR accuracy (LeNet)",
+    )
+    g.add_argument(
+        "--evaluate-resnet",
+        action="store_true",
+        help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)",
+    )
+    g.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="DP-SGD processes sharing one run (torch.distributed; same epsilon as 1); "
+        "or start the command with torchrun --nproc-per-node N -m privsynth.cli",
+    )
+    g.add_argument(
+        "--dist-backend",
+        choices=["gloo", "nccl"],
+        default="gloo",
+        help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)",
+    )
     add_output_options(p)
     p.set_defaults(func=run)
 
 
 def add_warmup_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("warm-up (pretraining before DP-SGD; docs/warmup.md)")
-    g.add_argument("--warmup", choices=["none", "central"], default="none",
-                   help="central: pretrain on a DP release of per-class central images "
-                        "(DP-FETA), its epsilon taken from --epsilon (default none)")
-    g.add_argument("--warmup-share", type=float, default=None,
-                   help="the central release alone spends this share of --epsilon "
-                        "(default 0.3); DP-SGD's noise is calibrated for the exact total")
-    g.add_argument("--warmup-epochs", type=float, default=None,
-                   help="pretraining passes per warm-up phase (default: the method's epochs)")
-    g.add_argument("--warmup-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any warm-up option, e.g. --warmup-set size=7 --warmup-set queries=5")
-    g.add_argument("--public-data", default=None, metavar="PATH",
-                   help="pretrain on these images, declared public by you (same formats as "
-                        "--data; resized to its size; same classes); spends no budget")
+    g.add_argument(
+        "--warmup",
+        choices=["none", "central"],
+        default="none",
+        help="central: pretrain on a DP release of per-class central images "
+        "(DP-FETA), its epsilon taken from --epsilon (default none)",
+    )
+    g.add_argument(
+        "--warmup-share",
+        type=float,
+        default=None,
+        help="the central release alone spends this share of --epsilon "
+        "(default 0.3); DP-SGD's noise is calibrated for the exact total",
+    )
+    g.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="pretraining passes per warm-up phase (default: the method's epochs)",
+    )
+    g.add_argument(
+        "--warmup-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any warm-up option, e.g. --warmup-set size=7 --warmup-set queries=5",
+    )
+    g.add_argument(
+        "--public-data",
+        default=None,
+        metavar="PATH",
+        help="pretrain on these images, declared public by you (same formats as "
+        "--data; resized to its size; same classes); spends no budget",
+    )
 
 
 def warmup_config(args: argparse.Namespace) -> dict:
@@ -88,19 +141,37 @@ def run(args: argparse.Namespace) -> int:
     from ..run import GRID, QUICK_EVAL, write_model_card
 
     with privacy_warnings():
-        result = train(data_source(args), args.method, args.out, epsilon=args.epsilon,
-                       delta=args.delta, noise_multiplier=args.noise_multiplier,
-                       max_grad_norm=args.clip, accountant=args.accountant,
-                       grad_sample_mode=args.grad_sample_mode, no_dp=args.no_dp,
-                       config=method_config(args), holdout=args.holdout,
-                       split_seed=args.split_seed, seed=args.seed, image_size=args.image_size,
-                       ledger=args.ledger, budget=args.budget, force=args.force,
-                       overwrite=args.overwrite, class_proportions=args.class_proportions,
-                       counts_epsilon=args.counts_epsilon, device=args.device,
-                       progress=progress_wanted(args), checkpoint_every=args.checkpoint_every,
-                       warmup=args.warmup, public_data=args.public_data,
-                       warmup_config=warmup_config(args), nproc=args.nproc,
-                       backend=args.dist_backend)
+        result = train(
+            data_source(args),
+            args.method,
+            args.out,
+            epsilon=args.epsilon,
+            delta=args.delta,
+            noise_multiplier=args.noise_multiplier,
+            max_grad_norm=args.clip,
+            accountant=args.accountant,
+            grad_sample_mode=args.grad_sample_mode,
+            no_dp=args.no_dp,
+            config=method_config(args),
+            holdout=args.holdout,
+            split_seed=args.split_seed,
+            seed=args.seed,
+            image_size=args.image_size,
+            ledger=args.ledger,
+            budget=args.budget,
+            force=args.force,
+            overwrite=args.overwrite,
+            class_proportions=args.class_proportions,
+            counts_epsilon=args.counts_epsilon,
+            device=args.device,
+            progress=progress_wanted(args),
+            checkpoint_every=args.checkpoint_every,
+            warmup=args.warmup,
+            public_data=args.public_data,
+            warmup_config=warmup_config(args),
+            nproc=args.nproc,
+            backend=args.dist_backend,
+        )
     if result is None:  # a torchrun process other than 0: process 0 reports
         return 0
     k = len(result.class_names)

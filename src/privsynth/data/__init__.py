@@ -20,8 +20,9 @@ from .source import DataSource, as_source
 __all__ = ["ImageDataset", "DataSource", "Split", "split", "load_dataset", "load_split", "resize"]
 
 
-def load_dataset(spec: str | os.PathLike[str] | DataSource, image_size: int | None = None,
-                 **options) -> ImageDataset:
+def load_dataset(
+    spec: str | os.PathLike[str] | DataSource, image_size: int | None = None, **options
+) -> ImageDataset:
     """Load ``digits`` (embedded), an IDX file/folder, an ``.npz`` or a class-per-folder tree.
 
     ``spec`` is a path or a `DataSource` (path + format inputs: classes, channels, pixel_range,
@@ -38,8 +39,10 @@ def load_dataset(spec: str | os.PathLike[str] | DataSource, image_size: int | No
         path = Path(src.path).expanduser()
         src = src.with_path(path, src.name)
         if not path.exists():
-            raise DataError(f"data path '{path}' does not exist; pass 'digits', an IDX file, "
-                            "an .npz file or a folder with one sub-folder per class")
+            raise DataError(
+                f"data path '{path}' does not exist; pass 'digits', an IDX file, "
+                "an .npz file or a folder with one sub-folder per class"
+            )
         if path.is_file() and path.suffix == ".npz":
             data = load_npz(src)
         elif path.is_file() and ("idx" in path.name or "ubyte" in path.name):
@@ -49,8 +52,10 @@ def load_dataset(spec: str | os.PathLike[str] | DataSource, image_size: int | No
         elif path.is_dir():
             data = load_folder(src, image_size=image_size)
         else:
-            raise DataError(f"'{path}': unknown data format; use .npz, IDX (MNIST) files or an "
-                            "image folder with one sub-folder per class")
+            raise DataError(
+                f"'{path}': unknown data format; use .npz, IDX (MNIST) files or an "
+                "image folder with one sub-folder per class"
+            )
     if data.num_classes < 2:
         raise DataError(f"{data.name}: only one class; conditional models need >= 2 classes")
     if image_size is not None and data.image_shape[1:] != (image_size, image_size):
@@ -58,9 +63,12 @@ def load_dataset(spec: str | os.PathLike[str] | DataSource, image_size: int | No
     return data
 
 
-def load_split(data: str | os.PathLike[str] | DataSource | ImageDataset,
-               holdout: float | str | os.PathLike[str] = 0.2, seed: int = 0,
-               image_size: int | None = None) -> tuple[ImageDataset, Split]:
+def load_split(
+    data: str | os.PathLike[str] | DataSource | ImageDataset,
+    holdout: float | str | os.PathLike[str] = 0.2,
+    seed: int = 0,
+    image_size: int | None = None,
+) -> tuple[ImageDataset, Split]:
     """The dataset and which rows are trained on / held out.
 
     ``holdout`` is a fraction (< 1) or a count for a seeded random split, or the path of an
@@ -73,21 +81,31 @@ def load_split(data: str | os.PathLike[str] | DataSource | ImageDataset,
     if isinstance(data, ImageDataset):
         raise ConfigError("--holdout PATH needs --data as a path too (not in-memory data)")
     if not Path(holdout).expanduser().exists():
-        raise DataError(f"--holdout '{holdout}' is neither a number nor an existing path; pass a "
-                        "fraction (0.2), a count (2000) or the test split's path")
+        raise DataError(
+            f"--holdout '{holdout}' is neither a number nor an existing path; pass a "
+            "fraction (0.2), a count (2000) or the test split's path"
+        )
     src = as_source(data)
     test = load_dataset(src.with_path(holdout), image_size)
     if test.image_shape != dataset.image_shape:
-        raise DataError(f"holdout '{holdout}' holds {test.image_shape} images but --data holds "
-                        f"{dataset.image_shape}; pass --image-size N (and --channels) for both")
+        raise DataError(
+            f"holdout '{holdout}' holds {test.image_shape} images but --data holds "
+            f"{dataset.image_shape}; pass --image-size N (and --channels) for both"
+        )
     if test.class_names != dataset.class_names:
-        raise DataError(f"holdout '{holdout}' has classes {test.class_names[:10]} but --data has "
-                        f"{dataset.class_names[:10]}; pass the same --classes list for both")
+        raise DataError(
+            f"holdout '{holdout}' has classes {test.class_names[:10]} but --data has "
+            f"{dataset.class_names[:10]}; pass the same --classes list for both"
+        )
     n, m = len(dataset), len(test)
-    combined = ImageDataset(np.concatenate([dataset.images, test.images]),
-                            np.concatenate([dataset.labels, test.labels]), dataset.class_names,
-                            name=dataset.name, fingerprint=dataset.fingerprint,
-                            source_fingerprint=dataset.source_fingerprint)
+    combined = ImageDataset(
+        np.concatenate([dataset.images, test.images]),
+        np.concatenate([dataset.labels, test.labels]),
+        dataset.class_names,
+        name=dataset.name,
+        fingerprint=dataset.fingerprint,
+        source_fingerprint=dataset.source_fingerprint,
+    )
     return combined, Split(np.arange(n), np.arange(n, n + m), seed)
 
 
@@ -104,22 +122,30 @@ def _is_number(value) -> bool:
 
 
 def check_image_size(image_size: int | None) -> None:
-    if image_size is not None and (not isinstance(image_size, (int, np.integer))
-                                   or not 1 <= image_size <= 4096):
-        raise ConfigError(f"--image-size must be a whole number of pixels in 1..4096, "
-                          f"got {image_size}")
+    if image_size is not None and (
+        not isinstance(image_size, (int, np.integer)) or not 1 <= image_size <= 4096
+    ):
+        raise ConfigError(
+            f"--image-size must be a whole number of pixels in 1..4096, got {image_size}"
+        )
 
 
 def _digits(src: DataSource) -> ImageDataset:
     data = load_digits_dataset()
     if src.pixel_range is not None or src.window is not None:
-        raise ConfigError("--pixel-range and --window do not apply to 'digits' (embedded, "
-                          "already 0-255)")
+        raise ConfigError(
+            "--pixel-range and --window do not apply to 'digits' (embedded, already 0-255)"
+        )
     if src.classes is not None and class_list(src.classes, None, "digits") != data.class_names:
         raise ConfigError(f"--classes {src.classes}: 'digits' has the classes 0..9")
     if src.channels == 3:
-        data = ImageDataset(np.repeat(data.images, 3, axis=1), data.labels, data.class_names,
-                            name=data.name, source_fingerprint=data.source_fingerprint)
+        data = ImageDataset(
+            np.repeat(data.images, 3, axis=1),
+            data.labels,
+            data.class_names,
+            name=data.name,
+            source_fingerprint=data.source_fingerprint,
+        )
     if src.name:
         data.name = src.name
     return data
@@ -133,8 +159,13 @@ def resize(data: ImageDataset, size: int) -> ImageDataset:
     x = torch.from_numpy(data.images).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     images = x.round().clamp(0, 255).to(torch.uint8).numpy()
-    return ImageDataset(images, data.labels, data.class_names, name=data.name,
-                        source_fingerprint=data.source_fingerprint)
+    return ImageDataset(
+        images,
+        data.labels,
+        data.class_names,
+        name=data.name,
+        source_fingerprint=data.source_fingerprint,
+    )
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:

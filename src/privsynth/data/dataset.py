@@ -54,8 +54,9 @@ class ImageDataset:
     def subset(self, indices: np.ndarray, name: str | None = None) -> "ImageDataset":
         """A view on some rows; the fingerprint is recomputed for the subset."""
         idx = np.asarray(indices, dtype=np.int64)
-        return ImageDataset(self.images[idx], self.labels[idx], list(self.class_names),
-                            name or self.name)
+        return ImageDataset(
+            self.images[idx], self.labels[idx], list(self.class_names), name or self.name
+        )
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.num_classes)
@@ -65,28 +66,37 @@ def validate(images: np.ndarray, labels: np.ndarray, class_names: list[str], nam
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.ndim != 4:
-        raise DataError(f"{name}: images must be N x C x H x W, got shape {images.shape}; "
-                        "pass N x H x W (grayscale) or N x H x W x C arrays to the loader instead")
+        raise DataError(
+            f"{name}: images must be N x C x H x W, got shape {images.shape}; "
+            "pass N x H x W (grayscale) or N x H x W x C arrays to the loader instead"
+        )
     if images.shape[0] == 0:
         raise DataError(f"{name}: no images found; point --data at a non-empty dataset")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise DataError(f"{name}: {images.shape[0]} images but "
-                        f"{labels.reshape(-1).shape[0]} labels; "
-                        "images and labels must have the same count")
+        raise DataError(
+            f"{name}: {images.shape[0]} images but "
+            f"{labels.reshape(-1).shape[0]} labels; "
+            "images and labels must have the same count"
+        )
     if images.dtype.kind == "f" and not np.isfinite(images).all():
-        raise DataError(f"{name}: images contain NaN or infinite values; "
-                        "clean or drop those images")
+        raise DataError(
+            f"{name}: images contain NaN or infinite values; clean or drop those images"
+        )
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise DataError(f"{name}: labels contain NaN or infinite values; every image needs a class")
     if images.dtype != np.uint8:
-        raise DataError(f"{name}: images must be uint8 0-255 here, got {images.dtype}; "
-                        "the loaders convert for you")
+        raise DataError(
+            f"{name}: images must be uint8 0-255 here, got {images.dtype}; "
+            "the loaders convert for you"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
-        raise DataError(f"{name}: labels must lie in 0..{len(class_names) - 1}; "
-                        "relabel the classes")
+        raise DataError(
+            f"{name}: labels must lie in 0..{len(class_names) - 1}; relabel the classes"
+        )
     if images.shape[1] not in (1, 3):
-        raise DataError(f"{name}: images need 1 (grayscale) or 3 (RGB) channels, "
-                        f"got {images.shape[1]}")
+        raise DataError(
+            f"{name}: images need 1 (grayscale) or 3 (RGB) channels, got {images.shape[1]}"
+        )
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> str:
@@ -115,8 +125,9 @@ def source_fingerprint(*parts: np.ndarray | bytes | str) -> str:
 def files_fingerprint(files: list[tuple[Path, str]]) -> str:
     """Source fingerprint of image files with their class names: the SHA-256 of each file's bytes,
     sorted, so renaming or re-ordering files keeps it and any changed byte changes it."""
-    digests = sorted(f"{label}\x00{hashlib.sha256(path.read_bytes()).hexdigest()}"
-                     for path, label in files)
+    digests = sorted(
+        f"{label}\x00{hashlib.sha256(path.read_bytes()).hexdigest()}" for path, label in files
+    )
     return source_fingerprint(*digests)
 
 
@@ -137,19 +148,26 @@ class Split:
 
     @classmethod
     def from_json(cls, d: dict) -> "Split":
-        return cls(np.asarray(d["train"], dtype=np.int64), np.asarray(d["holdout"], dtype=np.int64),
-                   int(d["seed"]))
+        return cls(
+            np.asarray(d["train"], dtype=np.int64),
+            np.asarray(d["holdout"], dtype=np.int64),
+            int(d["seed"]),
+        )
 
 
 def split(data: ImageDataset, holdout: float | int = 0.2, seed: int = 0) -> Split:
     """Seeded random split. ``holdout`` is a fraction (<1) or a count of images."""
     if isinstance(holdout, str) or not math.isfinite(holdout):
-        raise ConfigError(f"--holdout {holdout!r}: this command takes a fraction (<1) or a count "
-                          "of images; a test-split path is read by train, sweep and evaluate")
+        raise ConfigError(
+            f"--holdout {holdout!r}: this command takes a fraction (<1) or a count "
+            "of images; a test-split path is read by train, sweep and evaluate"
+        )
     n = len(data)
     n_holdout = int(round(holdout * n)) if holdout < 1 else int(holdout)
     if not 0 < n_holdout < n:
-        raise DataError(f"holdout of {holdout} leaves {n - n_holdout} training images out of {n}; "
-                        "choose --holdout between 0 and 1 (fraction) or 1..N-1 (count)")
+        raise DataError(
+            f"holdout of {holdout} leaves {n - n_holdout} training images out of {n}; "
+            "choose --holdout between 0 and 1 (fraction) or 1..N-1 (count)"
+        )
     perm = np.random.default_rng(seed).permutation(n)
     return Split(np.sort(perm[n_holdout:]), np.sort(perm[:n_holdout]), seed)

@@ -27,8 +27,11 @@ def is_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM"
 
 
-def read_dicom(path: Path, pixel_range: tuple[float, float] | None = None,
-               window: tuple[float, float] | None = None) -> np.ndarray:
+def read_dicom(
+    path: Path,
+    pixel_range: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+) -> np.ndarray:
     """One slice as uint8 C x H x W.
 
     Grayscale: the modality LUT (RescaleSlope/Intercept, e.g. to Hounsfield units), then the first
@@ -43,8 +46,10 @@ def read_dicom(path: Path, pixel_range: tuple[float, float] | None = None,
         stored = ds.pixel_array
     except Exception as e:  # pydicom raises many types for damaged or compressed files
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DataError(f"{path}: cannot read DICOM pixels ({first}); export uncompressed "
-                        "DICOM or fix/remove the file") from None
+        raise DataError(
+            f"{path}: cannot read DICOM pixels ({first}); export uncompressed "
+            "DICOM or fix/remove the file"
+        ) from None
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
     samples = int(getattr(ds, "SamplesPerPixel", 1))
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
@@ -57,8 +62,10 @@ def read_dicom(path: Path, pixel_range: tuple[float, float] | None = None,
             stored = convert_color_space(stored, photometric, "RGB")
         return to_uint8(stored, str(path), pixel_range, window).transpose(2, 0, 1)
     if samples != 1 or not photometric.startswith("MONOCHROME"):
-        raise DataError(f"{path}: unsupported DICOM photometric interpretation {photometric}; "
-                        "export MONOCHROME1/2 or RGB")
+        raise DataError(
+            f"{path}: unsupported DICOM photometric interpretation {photometric}; "
+            "export MONOCHROME1/2 or RGB"
+        )
     values = _modality(stored, ds)
     if window is None and pixel_range is None:
         window = _file_window(ds) or _stored_range(ds)
@@ -93,6 +100,6 @@ def _multi(value) -> bool:
 def _stored_range(ds) -> tuple[float, float]:
     bits = int(getattr(ds, "BitsStored", 0) or getattr(ds, "BitsAllocated", 16))
     signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
-    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     ends = _modality(np.array([low, high]), ds)
     return float(ends.min()), float(ends.max())

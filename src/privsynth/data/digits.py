@@ -13,6 +13,10 @@ def load_digits_dataset() -> ImageDataset:
     bunch = load_digits()
     # Pixel values are 0..16 ink counts; scale to 0..255 so every dataset shares one range.
     images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    return ImageDataset(images[:, None], bunch.target.astype(np.int64),
-                        [str(c) for c in bunch.target_names], name="digits",
-                        source_fingerprint=source_fingerprint(bunch.images, bunch.target))
+    return ImageDataset(
+        images[:, None],
+        bunch.target.astype(np.int64),
+        [str(c) for c in bunch.target_names],
+        name="digits",
+        source_fingerprint=source_fingerprint(bunch.images, bunch.target),
+    )

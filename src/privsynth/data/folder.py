@@ -26,16 +26,24 @@ def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageD
     path = Path(src.path)
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     names = _class_names(path, subdirs, src.classes)
-    files = [(f, names.index(d.name)) for d in subdirs if d.name in names
-             for f in sorted(d.iterdir()) if f.is_file() and _is_image(f)]
+    files = [
+        (f, names.index(d.name))
+        for d in subdirs
+        if d.name in names
+        for f in sorted(d.iterdir())
+        if f.is_file() and _is_image(f)
+    ]
     if not files:
-        raise DataError(f"folder '{path}' has no PNG/JPEG/TIFF/DICOM images in its class "
-                        "sub-folders")
+        raise DataError(
+            f"folder '{path}' has no PNG/JPEG/TIFF/DICOM images in its class sub-folders"
+        )
     if src.classes is None:
         empty = [n for k, n in enumerate(names) if not any(kk == k for _, kk in files)]
         if empty:
-            raise DataError(f"folder '{path}': class sub-folder(s) {empty} hold no images; "
-                            "remove them or add images")
+            raise DataError(
+                f"folder '{path}': class sub-folder(s) {empty} hold no images; "
+                "remove them or add images"
+            )
     arrays, high_max = [], 0.0
     for f, _ in files:
         image, peak = _read(f, src)
@@ -45,16 +53,27 @@ def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageD
         warn_if_narrow(high_max, 65535.0, f"folder '{path}'")
     sizes = {a.shape[1:] for a in arrays}
     if image_size is None and len(sizes) > 1:
-        raise DataError(f"folder '{path}' mixes {len(sizes)} image sizes "
-                        f"(e.g. {sorted(sizes)[:2]}); pass --image-size N to resize all to N x N")
+        raise DataError(
+            f"folder '{path}' mixes {len(sizes)} image sizes "
+            f"(e.g. {sorted(sizes)[:2]}); pass --image-size N to resize all to N x N"
+        )
     if image_size is not None:
         arrays = [_resize(a, image_size) for a in arrays]
-    stack = np.stack([to_channels(a[None], src.channels, str(f))[0]
-                      for a, (f, _) in zip(arrays, files, strict=True)])
+    stack = np.stack(
+        [
+            to_channels(a[None], src.channels, str(f))[0]
+            for a, (f, _) in zip(arrays, files, strict=True)
+        ]
+    )
     labels = np.array([k for _, k in files], dtype=np.int64)
     # The ledger key: the files' bytes with their classes, before any decoding or resizing.
-    return ImageDataset(stack, labels, names, name=src.name or default_name(path),
-                        source_fingerprint=files_fingerprint([(f, names[k]) for f, k in files]))
+    return ImageDataset(
+        stack,
+        labels,
+        names,
+        name=src.name or default_name(path),
+        source_fingerprint=files_fingerprint([(f, names[k]) for f, k in files]),
+    )
 
 
 def _class_names(path: Path, subdirs: list[Path], declared) -> list[str]:
@@ -64,17 +83,23 @@ def _class_names(path: Path, subdirs: list[Path], declared) -> list[str]:
             train = next((d for d in subdirs if d.name.lower().startswith("train")), subdirs[0])
             test = next((d for d in subdirs if d != train), None)
             hint = f" --holdout {test}" if test is not None else ""
-            raise DataError(f"folder '{path}' holds the splits {', '.join(f + '/' for f in found)}"
-                            f" — not classes; pass --data {train}{hint}")
+            raise DataError(
+                f"folder '{path}' holds the splits {', '.join(f + '/' for f in found)}"
+                f" — not classes; pass --data {train}{hint}"
+            )
         if len(found) < 2:
-            raise DataError(f"folder '{path}' has {len(found)} class sub-folder(s); conditional "
-                            "models need >= 2 (put each class's images in its own sub-folder)")
+            raise DataError(
+                f"folder '{path}' has {len(found)} class sub-folder(s); conditional "
+                "models need >= 2 (put each class's images in its own sub-folder)"
+            )
         return found
     names = [str(i) for i in range(declared)] if isinstance(declared, int) else list(declared)
     extra = sorted(set(found) - set(names))
     if extra:
-        raise DataError(f"folder '{path}': sub-folder(s) {extra[:5]} are not in --classes "
-                        f"{names}; add them to --classes or move them out")
+        raise DataError(
+            f"folder '{path}': sub-folder(s) {extra[:5]} are not in --classes "
+            f"{names}; add them to --classes or move them out"
+        )
     return names
 
 
@@ -98,8 +123,9 @@ def _read(f: Path, src: DataSource) -> tuple[np.ndarray, float]:
                 target = "L" if mode in ("L", "1", "LA") else "RGB"
                 values = np.asarray(im.convert(target))
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"{f}: corrupt or unreadable image ({e.__class__.__name__}); "
-                        "fix or remove the file") from None
+        raise DataError(
+            f"{f}: corrupt or unreadable image ({e.__class__.__name__}); fix or remove the file"
+        ) from None
     peak = float(values.max()) if mode.startswith("I;16") and values.size else 0.0
     image = to_uint8(values, str(f), src.pixel_range, src.window, warn=False)
     return (image[None] if image.ndim == 2 else image.transpose(2, 0, 1)), peak

@@ -27,8 +27,9 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read IDX file ({e}); "
-                        "re-download or re-extract it") from None
+        raise DataError(
+            f"{path}: cannot read IDX file ({e}); re-download or re-extract it"
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number); pass MNIST-format files")
     ndim = raw[3]
@@ -39,8 +40,10 @@ def read_idx(path: Path) -> np.ndarray:
     dtype = np.dtype(_DTYPES[raw[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise DataError(f"{path}: IDX header says {shape} but the file holds {len(raw) - header} "
-                        f"bytes instead of {expected}; the file is truncated or corrupt")
+        raise DataError(
+            f"{path}: IDX header says {shape} but the file holds {len(raw) - header} "
+            f"bytes instead of {expected}; the file is truncated or corrupt"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -50,13 +53,17 @@ def find_idx_pair(path: Path) -> tuple[Path, Path]:
         images = [p for p in files if "image" in p.name]
         labels = [p for p in files if "label" in p.name]
         if len(images) != 1 or len(labels) != 1:
-            raise DataError(f"{path}: expected one *images* and one *labels* IDX file, found "
-                            f"{len(images)} and {len(labels)}; point --data at the images file")
+            raise DataError(
+                f"{path}: expected one *images* and one *labels* IDX file, found "
+                f"{len(images)} and {len(labels)}; point --data at the images file"
+            )
         return images[0], labels[0]
     labels = path.with_name(path.name.replace("images", "labels").replace("idx3", "idx1"))
     if labels == path or not labels.exists():
-        raise DataError(f"{path}: no labels file found beside it (looked for {labels.name}); "
-                        "keep the MNIST file names or put both files in one folder")
+        raise DataError(
+            f"{path}: no labels file found beside it (looked for {labels.name}); "
+            "keep the MNIST file names or put both files in one folder"
+        )
     return path, labels
 
 
@@ -74,16 +81,26 @@ def load_idx(src: DataSource) -> ImageDataset:
         raise DataError(f"{img_path}: IDX images must be 3-D (N x H x W), got {images.ndim}-D")
     labels = labels.reshape(-1)
     if labels.shape[0] != images.shape[0]:
-        raise DataError(f"{img_path.name} holds {images.shape[0]} images but {lbl_path.name} holds "
-                        f"{labels.shape[0]} labels; use matching files")
+        raise DataError(
+            f"{img_path.name} holds {images.shape[0]} images but {lbl_path.name} holds "
+            f"{labels.shape[0]} labels; use matching files"
+        )
     if images.shape[0] == 0:
         raise DataError(f"{img_path}: holds no images; point --data at a non-empty dataset")
     # IDX stores no class names: the list is declared (--classes), never the labels present.
     names = class_list(src.classes, None, str(img_path))
-    pixels = to_channels(to_uint8(np.ascontiguousarray(images), str(img_path), src.pixel_range),
-                         src.channels, str(img_path))
-    return ImageDataset(pixels, to_indices(labels, names, str(lbl_path)), names,
-                        name=src.name or _idx_name(path, img_path), source_fingerprint=source)
+    pixels = to_channels(
+        to_uint8(np.ascontiguousarray(images), str(img_path), src.pixel_range),
+        src.channels,
+        str(img_path),
+    )
+    return ImageDataset(
+        pixels,
+        to_indices(labels, names, str(lbl_path)),
+        names,
+        name=src.name or _idx_name(path, img_path),
+        source_fingerprint=source,
+    )
 
 
 def _idx_name(path: Path, img_path: Path) -> str:

@@ -7,8 +7,9 @@ import numpy as np
 from ..errors import DataError
 
 
-def class_list(declared: int | tuple[str, ...] | None, stored: list[str] | None,
-               source: str) -> list[str]:
+def class_list(
+    declared: int | tuple[str, ...] | None, stored: list[str] | None, source: str
+) -> list[str]:
     """The class names: ``--classes`` if given, else the names the file itself stores."""
     if isinstance(declared, int):
         return [str(i) for i in range(declared)]
@@ -16,8 +17,10 @@ def class_list(declared: int | tuple[str, ...] | None, stored: list[str] | None,
         return list(declared)
     if stored is not None:
         return list(stored)
-    raise DataError(f"{source}: the class list is a public input, not read from the private "
-                    "labels; pass --classes N (labels 0..N-1) or --classes name1,name2,...")
+    raise DataError(
+        f"{source}: the class list is a public input, not read from the private "
+        "labels; pass --classes N (labels 0..N-1) or --classes name1,name2,..."
+    )
 
 
 def to_indices(labels: np.ndarray, names: list[str], source: str) -> np.ndarray:
@@ -29,13 +32,16 @@ def to_indices(labels: np.ndarray, names: list[str], source: str) -> np.ndarray:
         text = labels.astype(str)
         unknown = sorted(set(text.tolist()) - set(index))
         if unknown:
-            raise DataError(f"{source}: labels {unknown[:5]} are not in the class list {names}; "
-                            "pass --classes with every class name")
+            raise DataError(
+                f"{source}: labels {unknown[:5]} are not in the class list {names}; "
+                "pass --classes with every class name"
+            )
         return np.asarray([index[t] for t in text], dtype=np.int64)
     if labels.dtype.kind == "f":
         if not np.isfinite(labels).all():
-            raise DataError(f"{source}: labels contain NaN or infinite values; every image needs "
-                            "a class")
+            raise DataError(
+                f"{source}: labels contain NaN or infinite values; every image needs a class"
+            )
         if not np.all(labels == np.round(labels)):
             raise DataError(f"{source}: labels must be whole numbers (class indices)")
     elif labels.dtype.kind not in "iub":
@@ -43,7 +49,9 @@ def to_indices(labels: np.ndarray, names: list[str], source: str) -> np.ndarray:
     out = labels.astype(np.int64)
     bad = (out < 0) | (out >= k)
     if bad.any():
-        raise DataError(f"{source}: {int(bad.sum())} label(s) outside 0..{k - 1} (e.g. "
-                        f"{int(out[bad][0])}); the class list has {k} classes — pass --classes "
-                        "with the full list")
+        raise DataError(
+            f"{source}: {int(bad.sum())} label(s) outside 0..{k - 1} (e.g. "
+            f"{int(out[bad][0])}); the class list has {k} classes — pass --classes "
+            "with the full list"
+        )
     return out

@@ -35,8 +35,9 @@ def to_nchw(images: np.ndarray, source: str) -> np.ndarray:
     raise DataError(f"{source}: images must be 3-D or 4-D, got shape {images.shape}")
 
 
-def to_uint8_nchw(images: np.ndarray, source: str,
-                  pixel_range: tuple[float, float] | None = None) -> np.ndarray:
+def to_uint8_nchw(
+    images: np.ndarray, source: str, pixel_range: tuple[float, float] | None = None
+) -> np.ndarray:
     """Pixels by the declared or the dtype's range -> uint8 N x C x H x W."""
     return to_nchw(to_uint8(np.asarray(images), source, pixel_range), source)
 
@@ -47,8 +48,10 @@ def load_npz(src: DataSource) -> ImageDataset:
         head = f.read(4)
     if head not in _ZIP_MAGIC:
         what = "an empty file" if not head else "no zip header"
-        raise DataError(f"{path}: not an NPZ archive ({what}); save the arrays with "
-                        "numpy.savez(path, images=..., labels=...)")
+        raise DataError(
+            f"{path}: not an NPZ archive ({what}); save the arrays with "
+            "numpy.savez(path, images=..., labels=...)"
+        )
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -59,24 +62,35 @@ def load_npz(src: DataSource) -> ImageDataset:
             if img_key in keys and lbl_key in keys:
                 try:  # arrays are read lazily: object (pickled) arrays fail only here
                     images, labels = archive[img_key], archive[lbl_key]
-                    stored = ([str(s) for s in archive["class_names"]]
-                              if "class_names" in keys else None)
+                    stored = (
+                        [str(s) for s in archive["class_names"]] if "class_names" in keys else None
+                    )
                 except (OSError, ValueError, EOFError) as e:
-                    raise DataError(f"{path}: cannot read '{img_key}'/'{lbl_key}' ({e}); save "
-                                    "plain numeric arrays with numpy.savez") from None
+                    raise DataError(
+                        f"{path}: cannot read '{img_key}'/'{lbl_key}' ({e}); save "
+                        "plain numeric arrays with numpy.savez"
+                    ) from None
                 break
         else:
-            raise DataError(f"{path}: found keys {sorted(keys)}; expected x/y, images/labels or "
-                            "train_images/train_labels")
+            raise DataError(
+                f"{path}: found keys {sorted(keys)}; expected x/y, images/labels or "
+                "train_images/train_labels"
+            )
     source = source_fingerprint(np.asarray(images), np.asarray(labels))  # before any conversion
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(images):
-        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels; "
-                        "images and labels must have the same count")
+        raise DataError(
+            f"{path}: {len(images)} images but {len(labels)} labels; "
+            "images and labels must have the same count"
+        )
     if len(images) == 0:
         raise DataError(f"{path}: holds no images; point --data at a non-empty dataset")
     names = class_list(src.classes, stored, str(path))
-    pixels = to_channels(to_uint8_nchw(images, str(path), src.pixel_range), src.channels,
-                         str(path))
-    return ImageDataset(pixels, to_indices(labels, names, str(path)), names,
-                        name=src.name or default_name(path), source_fingerprint=source)
+    pixels = to_channels(to_uint8_nchw(images, str(path), src.pixel_range), src.channels, str(path))
+    return ImageDataset(
+        pixels,
+        to_indices(labels, names, str(path)),
+        names,
+        name=src.name or default_name(path),
+        source_fingerprint=source,
+    )

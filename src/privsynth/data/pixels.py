@@ -31,8 +31,13 @@ def format_range(dtype: np.dtype) -> tuple[float, float]:
     raise DataError(f"pixels of type {dtype} are not images; use unsigned integer or float arrays")
 
 
-def to_uint8(values: np.ndarray, source: str, pixel_range: tuple[float, float] | None = None,
-             window: tuple[float, float] | None = None, warn: bool = True) -> np.ndarray:
+def to_uint8(
+    values: np.ndarray,
+    source: str,
+    pixel_range: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+    warn: bool = True,
+) -> np.ndarray:
     """Map ``pixel_range`` (default: the dtype's) linearly onto 0..255.
 
     With ``window``, values are clipped to it first (display windowing), so nothing is out of range.
@@ -50,11 +55,16 @@ def to_uint8(values: np.ndarray, source: str, pixel_range: tuple[float, float] |
             return values
         vmin, vmax = (float(values.min()), float(values.max())) if values.size else (low, high)
         if vmin < low or vmax > high:
-            hint = ("pass the range your pixels are stored in, e.g. --pixel-range 0,255"
-                    if not declared else "check the range, or pass --window LOW,HIGH to clip")
-            raise DataError(f"{source}: pixel values {vmin:g}..{vmax:g} fall outside the "
-                            f"{'declared' if declared else 'format'} range {low:g}..{high:g}; "
-                            f"{hint}")
+            hint = (
+                "pass the range your pixels are stored in, e.g. --pixel-range 0,255"
+                if not declared
+                else "check the range, or pass --window LOW,HIGH to clip"
+            )
+            raise DataError(
+                f"{source}: pixel values {vmin:g}..{vmax:g} fall outside the "
+                f"{'declared' if declared else 'format'} range {low:g}..{high:g}; "
+                f"{hint}"
+            )
         if warn and not declared and values.dtype.itemsize >= 2 and values.dtype.kind == "u":
             warn_if_narrow(vmax, high, source)
     scaled = (values.astype(np.float64) - low) * (255.0 / (high - low))
@@ -66,9 +76,12 @@ def warn_if_narrow(vmax: float, high: float, source: str) -> None:
     they would train almost black. The fix is a flag; nothing is rescaled behind the user's back."""
     if vmax <= high / 8:
         bits = max(int(np.ceil(np.log2(vmax + 1))), 1)
-        print(f"privsynth: warning: {source}: pixels use only 0..{vmax:g} of 0..{high:g} "
-              f"(looks like {bits}-bit data in a {int(np.log2(high + 1))}-bit file); they will "
-              f"look dark — pass --pixel-range 0,{2 ** bits - 1} or a --window", file=sys.stderr)
+        print(
+            f"privsynth: warning: {source}: pixels use only 0..{vmax:g} of 0..{high:g} "
+            f"(looks like {bits}-bit data in a {int(np.log2(high + 1))}-bit file); they will "
+            f"look dark — pass --pixel-range 0,{2**bits - 1} or a --window",
+            file=sys.stderr,
+        )
 
 
 def to_channels(images: np.ndarray, channels: int | None, source: str) -> np.ndarray:
@@ -86,10 +99,13 @@ def to_channels(images: np.ndarray, channels: int | None, source: str) -> np.nda
     if c != 3:
         raise DataError(f"{source}: images need 1 (grayscale) or 3 (RGB) channels, got {c}")
     colour = np.any(images[:, 0] != images[:, 1], axis=(1, 2)) | np.any(
-        images[:, 0] != images[:, 2], axis=(1, 2))
+        images[:, 0] != images[:, 2], axis=(1, 2)
+    )
     if colour.any() and channels is None:
-        raise DataError(f"{source}: {int(colour.sum())} colour image(s); the channel count is a "
-                        "public input, not read from the data: pass --channels 3 for RGB models "
-                        "or --channels 1 to convert to grayscale")
+        raise DataError(
+            f"{source}: {int(colour.sum())} colour image(s); the channel count is a "
+            "public input, not read from the data: pass --channels 3 for RGB models "
+            "or --channels 1 to convert to grayscale"
+        )
     weights = np.array([299, 587, 114], dtype=np.float64)[None, :, None, None] / 1000
     return np.rint((images * weights).sum(axis=1, keepdims=True)).astype(np.uint8)

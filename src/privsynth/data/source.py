@@ -60,8 +60,9 @@ class DataSource:
         return self.path
 
     def with_path(self, path: str | os.PathLike[str], name: str | None = None) -> DataSource:
-        return DataSource(str(path), self.classes, self.channels, self.pixel_range, self.window,
-                          name)
+        return DataSource(
+            str(path), self.classes, self.channels, self.pixel_range, self.window, name
+        )
 
     def options(self) -> dict:
         """The format inputs as JSON (recorded on the card so evaluation reloads the same way)."""
@@ -115,8 +116,10 @@ def parse_classes(text: str) -> int | tuple[str, ...]:
         return int(text)
     names = tuple(s.strip() for s in text.split(","))
     if len(names) < 2 or not all(names):
-        raise ConfigError(f"--classes expects a count (e.g. 10) or two or more comma-separated "
-                          f"names (e.g. normal,pneumonia), got '{text}'")
+        raise ConfigError(
+            f"--classes expects a count (e.g. 10) or two or more comma-separated "
+            f"names (e.g. normal,pneumonia), got '{text}'"
+        )
     return names
 
 

@@ -9,5 +9,16 @@ from .fidelity import frechet, kid, per_class_stats, pixel_stats, prdc_scores, s
 from .pipeline import evaluate
 from .utility import trtr, tstr
 
-__all__ = ["evaluate", "pixel_stats", "stats_table", "per_class_stats", "frechet", "kid",
-           "prdc_scores", "tstr", "trtr", "within_class_diversity", "collapse_flags"]
+__all__ = [
+    "evaluate",
+    "pixel_stats",
+    "stats_table",
+    "per_class_stats",
+    "frechet",
+    "kid",
+    "prdc_scores",
+    "tstr",
+    "trtr",
+    "within_class_diversity",
+    "collapse_flags",
+]

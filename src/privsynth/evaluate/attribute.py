@@ -16,8 +16,9 @@ def _halves(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return images[:, :, :h], images[:, :, h:]
 
 
-def _infer(targets: np.ndarray, t_labels: np.ndarray, pool: np.ndarray, p_labels: np.ndarray
-           ) -> dict:
+def _infer(
+    targets: np.ndarray, t_labels: np.ndarray, pool: np.ndarray, p_labels: np.ndarray
+) -> dict:
     import torch
 
     known_t, hidden_t = _halves(targets)
@@ -25,12 +26,15 @@ def _infer(targets: np.ndarray, t_labels: np.ndarray, pool: np.ndarray, p_labels
     flat = lambda a: torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0)
     j = torch.cdist(flat(known_t), flat(known_p)).argmin(1).numpy()
     err = ((hidden_t.astype(np.float64) - hidden_p[j]) / 255.0) ** 2
-    return {"mse_hidden_half": float(err.mean()),
-            "label_accuracy": float((p_labels[j] == t_labels).mean())}
+    return {
+        "mse_hidden_half": float(err.mean()),
+        "label_accuracy": float((p_labels[j] == t_labels).mean()),
+    }
 
 
-def attribute_inference(members, m_labels, nonmembers, n_labels, synthetic, s_labels, reference,
-                        r_labels, seed: int = 0) -> dict:
+def attribute_inference(
+    members, m_labels, nonmembers, n_labels, synthetic, s_labels, reference, r_labels, seed: int = 0
+) -> dict:
     """Reconstruction error of the hidden (bottom) half and label accuracy, for members and
     non-members, with the synthetic set vs an equal-size real reference set as the attacker's
     knowledge. ``member_advantage_*`` > 0 means members are inferred better than non-members."""
@@ -39,13 +43,19 @@ def attribute_inference(members, m_labels, nonmembers, n_labels, synthetic, s_la
     si = rng.permutation(len(synthetic))[:n]
     syn, syn_y = synthetic[si], s_labels[si]
     out = {"known": "top half", "n_pool": int(n)}
-    for name, (pool, pool_y) in {"synthetic": (syn, syn_y),
-                                 "reference": (reference[:n], r_labels[:n])}.items():
-        out[name] = {"members": _infer(members, m_labels, pool, pool_y),
-                     "nonmembers": _infer(nonmembers, n_labels, pool, pool_y)}
+    for name, (pool, pool_y) in {
+        "synthetic": (syn, syn_y),
+        "reference": (reference[:n], r_labels[:n]),
+    }.items():
+        out[name] = {
+            "members": _infer(members, m_labels, pool, pool_y),
+            "nonmembers": _infer(nonmembers, n_labels, pool, pool_y),
+        }
     s = out["synthetic"]
-    out["member_advantage_mse"] = (s["nonmembers"]["mse_hidden_half"]
-                                   - s["members"]["mse_hidden_half"])
-    out["member_advantage_label"] = (s["members"]["label_accuracy"]
-                                     - s["nonmembers"]["label_accuracy"])
+    out["member_advantage_mse"] = (
+        s["nonmembers"]["mse_hidden_half"] - s["members"]["mse_hidden_half"]
+    )
+    out["member_advantage_label"] = (
+        s["members"]["label_accuracy"] - s["nonmembers"]["label_accuracy"]
+    )
     return out

@@ -33,13 +33,15 @@ class _Sized:
         return self.n
 
 
-def make_canaries(data: ImageDataset, count: int, seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def make_canaries(
+    data: ImageDataset, count: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pick ``count`` images, give each a different (wrong) label, and flip a fair coin for each.
     Returns (canary source indices, canary labels, included mask, indices of the other images)."""
     if not 2 <= count <= len(data) // 2:
-        raise ConfigError(f"--canaries {count}: use between 2 and half the dataset "
-                          f"({len(data) // 2})")
+        raise ConfigError(
+            f"--canaries {count}: use between 2 and half the dataset ({len(data) // 2})"
+        )
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(data))[:count]
     shift = rng.integers(1, data.num_classes, size=count)
@@ -49,8 +51,9 @@ def make_canaries(data: ImageDataset, count: int, seed: int = 0
     return idx, labels, included, rest
 
 
-def audit_dataset(data: ImageDataset, idx, labels, included, rest, holdout: float, split_seed: int
-                  ) -> tuple[ImageDataset, int]:
+def audit_dataset(
+    data: ImageDataset, idx, labels, included, rest, holdout: float, split_seed: int
+) -> tuple[ImageDataset, int]:
     """The audit run's dataset and the holdout count to train it with.
 
     The one-run theorem assumes that only the canaries' inclusion changes between worlds, so the
@@ -67,18 +70,26 @@ def audit_dataset(data: ImageDataset, idx, labels, included, rest, holdout: floa
     rows[parts.holdout] = rest_holdout
     rows[parts.train] = np.concatenate([rest_train, inc])
     labs = data.labels[rows].astype(np.int64)
-    labs[parts.train[len(rest_train):]] = labels[included]  # the canaries' (wrong) labels
-    dataset = ImageDataset(data.images[rows], labs, list(data.class_names),
-                           name=f"{data.name}+canaries")
+    labs[parts.train[len(rest_train) :]] = labels[included]  # the canaries' (wrong) labels
+    dataset = ImageDataset(
+        data.images[rows], labs, list(data.class_names), name=f"{data.name}+canaries"
+    )
     return dataset, n_holdout
 
 
-def canary_scores(run, canaries: np.ndarray, labels: np.ndarray, reference: ImageDataset,
-                  n_synthetic: int, seed: int = 0) -> dict[str, np.ndarray]:
+def canary_scores(
+    run,
+    canaries: np.ndarray,
+    labels: np.ndarray,
+    reference: ImageDataset,
+    n_synthetic: int,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """One score per canary and attack (higher = "was trained on")."""
     images, syn_labels = run.sample(n_synthetic, seed=seed)
-    scores = privacy.gan_leaks(canaries, labels, images, syn_labels, reference.images,
-                               reference.labels)
+    scores = privacy.gan_leaks(
+        canaries, labels, images, syn_labels, reference.images, reference.labels
+    )
     scores["monte_carlo"], _ = privacy.monte_carlo(canaries, labels, images, syn_labels)
     white = run.synthesizer.membership_scores(canaries, labels)
     if white is not None:
@@ -86,12 +97,24 @@ def canary_scores(run, canaries: np.ndarray, labels: np.ndarray, reference: Imag
     return scores
 
 
-def audit(data: str | os.PathLike[str] | ImageDataset = "digits", method: str = "dpgan",
-          out: str | os.PathLike[str] = "audit", *, epsilon: float | None = None,
-          canaries: int = 100, confidence: float = 0.95, no_dp: bool = False,
-          config: dict | None = None, holdout: float = 0.2, split_seed: int = 0, seed: int = 0,
-          image_size: int | None = None, n_synthetic: int | None = None, progress: bool = True,
-          **train_kwargs) -> dict:
+def audit(
+    data: str | os.PathLike[str] | ImageDataset = "digits",
+    method: str = "dpgan",
+    out: str | os.PathLike[str] = "audit",
+    *,
+    epsilon: float | None = None,
+    canaries: int = 100,
+    confidence: float = 0.95,
+    no_dp: bool = False,
+    config: dict | None = None,
+    holdout: float = 0.2,
+    split_seed: int = 0,
+    seed: int = 0,
+    image_size: int | None = None,
+    n_synthetic: int | None = None,
+    progress: bool = True,
+    **train_kwargs,
+) -> dict:
     """Train ``method`` once on ``data`` + canaries (into ``out/run``) and return the audit:
     the empirical epsilon lower bound (overall and per attack) next to the accountant's epsilon.
     Writes ``out/audit.json``. The run's privacy spend goes into the ledger like any run."""
@@ -105,21 +128,42 @@ def audit(data: str | os.PathLike[str] | ImageDataset = "digits", method: str = 
     train_set, n_holdout = audit_dataset(ds, idx, labels, included, rest, holdout, split_seed)
     # The canaries are the source's own images: book the spend on the source dataset's budget.
     train_set.source_fingerprint = ds.source_fingerprint
-    run = train(train_set, method, Path(out) / "run", epsilon=epsilon, no_dp=no_dp, config=config,
-                holdout=n_holdout, split_seed=split_seed, seed=seed, progress=progress,
-                **train_kwargs)
+    run = train(
+        train_set,
+        method,
+        Path(out) / "run",
+        epsilon=epsilon,
+        no_dp=no_dp,
+        config=config,
+        holdout=n_holdout,
+        split_seed=split_seed,
+        seed=seed,
+        progress=progress,
+        **train_kwargs,
+    )
     _, reference = run.load_data(train_set)
     n_syn = n_synthetic or max(len(train_set) - len(reference), 10 * ds.num_classes)
     scores = canary_scores(run, ds.images[idx], labels, reference, n_syn, seed)
-    bound = onerun.audit_scores(scores, included, delta=0.0 if math.isinf(run.epsilon)
-                                else run.delta, confidence=confidence)
-    result = {"format": "privsynth-audit/1", "method": method, "private": bool(run.card["private"]),
-              "accountant_epsilon": "infinity" if math.isinf(run.epsilon) else run.epsilon,
-              "delta": run.delta, **bound, "canary_kind": "mislabeled real images",
-              "n_synthetic": int(n_syn), "run": str(Path(out) / "run"),
-              "dataset": {"name": ds.name, "fingerprint": ds.fingerprint,
-                          "audit_fingerprint": train_set.fingerprint},
-              "seconds": round(time.time() - t0, 2)}
+    bound = onerun.audit_scores(
+        scores, included, delta=0.0 if math.isinf(run.epsilon) else run.delta, confidence=confidence
+    )
+    result = {
+        "format": "privsynth-audit/1",
+        "method": method,
+        "private": bool(run.card["private"]),
+        "accountant_epsilon": "infinity" if math.isinf(run.epsilon) else run.epsilon,
+        "delta": run.delta,
+        **bound,
+        "canary_kind": "mislabeled real images",
+        "n_synthetic": int(n_syn),
+        "run": str(Path(out) / "run"),
+        "dataset": {
+            "name": ds.name,
+            "fingerprint": ds.fingerprint,
+            "audit_fingerprint": train_set.fingerprint,
+        },
+        "seconds": round(time.time() - t0, 2),
+    }
     if not math.isinf(run.epsilon):
         result["bound_within_claim"] = bool(result["epsilon_lower_bound"] <= run.epsilon)
     write_json(Path(out) / "audit.json", result)
@@ -129,14 +173,21 @@ def audit(data: str | os.PathLike[str] | ImageDataset = "digits", method: str = 
 def markdown(result: dict) -> str:
     claim = result["accountant_epsilon"]
     claim = "∞ (no DP)" if claim == "infinity" else f"{claim:.3g} (δ = {result['delta']:.3g})"
-    lines = [f"### privsynth audit — {result['method']} on {result['dataset']['name']}", "",
-             f"- accountant's epsilon: **{claim}**",
-             f"- empirical lower bound: **ε ≥ {result['epsilon_lower_bound']:.3f}** at "
-             f"{result['confidence']:.0%} confidence ({result['canaries']} canaries, "
-             f"{result['included']} included; Steinke–Nasr–Jagielski one-run audit, Bonferroni "
-             f"over {result['tests_corrected_for']} guess rules)", "",
-             "| attack | ε lower bound | guesses (k+, k-) | correct |", "|---|---|---|---|"]
+    lines = [
+        f"### privsynth audit — {result['method']} on {result['dataset']['name']}",
+        "",
+        f"- accountant's epsilon: **{claim}**",
+        f"- empirical lower bound: **ε ≥ {result['epsilon_lower_bound']:.3f}** at "
+        f"{result['confidence']:.0%} confidence ({result['canaries']} canaries, "
+        f"{result['included']} included; Steinke–Nasr–Jagielski one-run audit, Bonferroni "
+        f"over {result['tests_corrected_for']} guess rules)",
+        "",
+        "| attack | ε lower bound | guesses (k+, k-) | correct |",
+        "|---|---|---|---|",
+    ]
     for name, a in result["per_attack"].items():
-        lines.append(f"| {name} | {a['epsilon_lower_bound']:.3f} | {a['guesses']} "
-                     f"({a['k_pos']}, {a['k_neg']}) | {a['correct']} |")
+        lines.append(
+            f"| {name} | {a['epsilon_lower_bound']:.3f} | {a['guesses']} "
+            f"({a['k_pos']}, {a['k_neg']}) | {a['correct']} |"
+        )
     return "\n".join(lines)

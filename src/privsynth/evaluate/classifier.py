@@ -30,9 +30,14 @@ class LeNet(nn.Module):
     def __init__(self, channels: int, size: int, num_classes: int, width: int = 32):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2) if size >= 16
-            else nn.Identity(), nn.Flatten())
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2) if size >= 16 else nn.Identity(),
+            nn.Flatten(),
+        )
         side = size // 4 if size >= 16 else size // 2
         self.embed = nn.Sequential(nn.Linear(2 * width * side * side, 128), nn.ReLU())
         self.head = nn.Linear(128, num_classes)
@@ -53,8 +58,11 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -75,11 +83,13 @@ class ResNet(nn.Module):
         super().__init__()
         strides = (2, 2, 2) if size >= 16 else (1, 2, 2)
         widths = (width, 2 * width, 4 * width)
-        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         cins = (width, *widths[:-1])
-        self.stages = nn.Sequential(*(BasicBlock(a, b, s)
-                                      for a, b, s in zip(cins, widths, strides, strict=True)))
+        self.stages = nn.Sequential(
+            *(BasicBlock(a, b, s) for a, b, s in zip(cins, widths, strides, strict=True))
+        )
         self.head = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +119,7 @@ def random_shift(x: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.T
     """Translate each image by up to ``max_shift`` pixels in x and y, filling with black (-1)."""
     n, _, h, w = x.shape
     padded = F.pad(x, (max_shift,) * 4, value=-1.0)
-    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=g))
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=g)
     rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
     images = torch.arange(n)[:, None, None, None]
@@ -129,10 +139,18 @@ def fixed_batch_size(n: int, largest: int = 128) -> int:
     return int(min(largest, max(32, math.ceil(n / 16))))
 
 
-def train_fixed(images: np.ndarray, labels: np.ndarray, num_classes: int,
-                classifier: str = "lenet", epochs: int = 3, batch_size: int | None = None,
-                lr: float = 3e-3, seed: int = 0, progress: bool = False,
-                desc: str = "classifier") -> nn.Module:
+def train_fixed(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    classifier: str = "lenet",
+    epochs: int = 3,
+    batch_size: int | None = None,
+    lr: float = 3e-3,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "classifier",
+) -> nn.Module:
     """Train ``classifier`` for exactly ``epochs`` epochs with a one-cycle learning rate (peak
     ``lr``, annealed to ~0) and return the last model. No validation, no early stopping.
     ``batch_size`` defaults to `fixed_batch_size` of the set's size."""
@@ -144,8 +162,9 @@ def train_fixed(images: np.ndarray, labels: np.ndarray, num_classes: int,
     x, y = _to_tensor(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))
     steps_per_epoch = math.ceil(len(x) / batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
+    )
     g = torch.Generator().manual_seed(seed)
     shift = max(1, h // 14)
     model.train()
@@ -165,18 +184,41 @@ def budget_epochs(n: int, image_passes: int = 12000, lo: int = 2, hi: int = 12) 
     return int(min(hi, max(lo, math.ceil(image_passes / max(1, n)))))
 
 
-def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int = 10,
-                     batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> LeNet:
+def train_classifier(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> LeNet:
     """A LeNet trained for ``epochs`` at a constant learning rate (the sweep's feature space)."""
-    model, _, _ = train_selected(images, labels, num_classes, epochs, val_fraction=0.0,
-                                 batch_size=batch_size, lr=lr, seed=seed)
+    model, _, _ = train_selected(
+        images,
+        labels,
+        num_classes,
+        epochs,
+        val_fraction=0.0,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+    )
     return model
 
 
-def train_selected(images: np.ndarray, labels: np.ndarray, num_classes: int, max_epochs: int = 10,
-                   val_fraction: float = 0.1, batch_size: int = 128, lr: float = 2e-3,
-                   seed: int = 0,
-                   progress: bool = False, desc: str = "classifier") -> tuple[LeNet, int, float]:
+def train_selected(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    max_epochs: int = 10,
+    val_fraction: float = 0.1,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "classifier",
+) -> tuple[LeNet, int, float]:
     """Train a LeNet for up to ``max_epochs``; keep the epoch with the best accuracy on a
     validation split carved out of *these* training images (never the test set). Returns
     (model, epochs, val acc). ``val_fraction=0`` trains all ``max_epochs`` (no selection)."""

@@ -14,8 +14,9 @@ from scipy import stats
 from .classifier import budget_epochs, predict, train_selected
 
 
-def delong_ci(labels: np.ndarray, scores: np.ndarray, confidence: float = 0.95
-              ) -> tuple[float, float, float]:
+def delong_ci(
+    labels: np.ndarray, scores: np.ndarray, confidence: float = 0.95
+) -> tuple[float, float, float]:
     """AUC and its DeLong confidence interval (DeLong, DeLong & Clarke-Pearson 1988)."""
     labels = np.asarray(labels).astype(bool)
     pos, neg = np.asarray(scores)[labels], np.asarray(scores)[~labels]
@@ -29,8 +30,14 @@ def delong_ci(labels: np.ndarray, scores: np.ndarray, confidence: float = 0.95
     return auc, float(max(0.0, auc - half)), float(min(1.0, auc + half))
 
 
-def detection(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, confidence: float = 0.95,
-              progress: bool = False, passes: int = 12000) -> dict:
+def detection(
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    seed: int = 0,
+    confidence: float = 0.95,
+    progress: bool = False,
+    passes: int = 12000,
+) -> dict:
     """Train a real-vs-synthetic LeNet on half of a balanced set; accuracy and AUC on the rest."""
     rng = np.random.default_rng(seed)
     n = min(len(real), len(synthetic))
@@ -41,12 +48,27 @@ def detection(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, confidence
     order = rng.permutation(2 * n)
     x, y = x[order], y[order]
     half = n  # first half trains, second half tests (both balanced in expectation)
-    model, epochs, _ = train_selected(x[:half], y[:half], 2, budget_epochs(half, passes), 0.1,
-                                      seed=seed, progress=progress, desc="detection classifier")
+    model, epochs, _ = train_selected(
+        x[:half],
+        y[:half],
+        2,
+        budget_epochs(half, passes),
+        0.1,
+        seed=seed,
+        progress=progress,
+        desc="detection classifier",
+    )
     p_real = predict(model, x[half:])[:, 1]
     auc, lo, hi = delong_ci(y[half:], p_real, confidence)
     acc = float(((p_real > 0.5) == y[half:].astype(bool)).mean())
-    return {"accuracy": acc, "auc": auc, "auc_ci": [lo, hi], "confidence": confidence,
-            "n_train": int(half), "n_test": int(2 * n - half), "epochs": epochs,
-            "classifier": "LeNet (real=1 vs synthetic=0), epochs chosen on a validation split "
-                          "of its own training half"}
+    return {
+        "accuracy": acc,
+        "auc": auc,
+        "auc_ci": [lo, hi],
+        "confidence": confidence,
+        "n_train": int(half),
+        "n_test": int(2 * n - half),
+        "epochs": epochs,
+        "classifier": "LeNet (real=1 vs synthetic=0), epochs chosen on a validation split "
+        "of its own training half",
+    }

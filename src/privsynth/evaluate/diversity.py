@@ -34,8 +34,13 @@ def standardise(images: np.ndarray) -> np.ndarray:
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
-def within_class_spread(images: np.ndarray, labels: np.ndarray, num_classes: int,
-                        max_per_class: int = 300, seed: int = 0) -> list[float]:
+def within_class_spread(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    max_per_class: int = 300,
+    seed: int = 0,
+) -> list[float]:
     """Mean pairwise L2 distance between the `standardise`d images of each class (0 = all the
     same, sqrt(2) = unrelated), on up to ``max_per_class`` images per class (seeded); NaN for a
     class with fewer than 3 images."""
@@ -51,10 +56,15 @@ def within_class_spread(images: np.ndarray, labels: np.ndarray, num_classes: int
     return out
 
 
-def within_class_diversity(real_images: np.ndarray, real_labels: np.ndarray,
-                           synth_images: np.ndarray, synth_labels: np.ndarray,
-                           num_classes: int | None = None, max_per_class: int = 300,
-                           seed: int = 0) -> dict:
+def within_class_diversity(
+    real_images: np.ndarray,
+    real_labels: np.ndarray,
+    synth_images: np.ndarray,
+    synth_labels: np.ndarray,
+    num_classes: int | None = None,
+    max_per_class: int = 300,
+    seed: int = 0,
+) -> dict:
     """Per class: real spread, synthetic spread and their ratio (synthetic / real), plus the
     mean ratio over classes, the least varied class and the classes below `COLLAPSE_RATIO`.
 
@@ -67,16 +77,28 @@ def within_class_diversity(real_images: np.ndarray, real_labels: np.ndarray,
     valid = [i for i in range(k) if np.isfinite(ratio[i])]
     space = "pixels, standardised per image"
     if not valid:
-        return {"per_class": [], "ratio_mean": float("nan"), "ratio_min": float("nan"),
-                "least_varied_class": None, "collapsed_classes": [], "space": space,
-                "max_per_class": max_per_class}
+        return {
+            "per_class": [],
+            "ratio_mean": float("nan"),
+            "ratio_min": float("nan"),
+            "least_varied_class": None,
+            "collapsed_classes": [],
+            "space": space,
+            "max_per_class": max_per_class,
+        }
     worst = min(valid, key=lambda i: ratio[i])
-    return {"per_class": [{"class": i, "real": real[i], "synthetic": synth[i], "ratio": ratio[i]}
-                          for i in range(k)],
-            "ratio_mean": float(np.mean([ratio[i] for i in valid])),
-            "ratio_min": float(ratio[worst]), "least_varied_class": worst,
-            "collapsed_classes": [i for i in valid if ratio[i] < COLLAPSE_RATIO],
-            "space": space, "max_per_class": max_per_class}
+    return {
+        "per_class": [
+            {"class": i, "real": real[i], "synthetic": synth[i], "ratio": ratio[i]}
+            for i in range(k)
+        ],
+        "ratio_mean": float(np.mean([ratio[i] for i in valid])),
+        "ratio_min": float(ratio[worst]),
+        "least_varied_class": worst,
+        "collapsed_classes": [i for i in valid if ratio[i] < COLLAPSE_RATIO],
+        "space": space,
+        "max_per_class": max_per_class,
+    }
 
 
 def _less(ratio: float) -> str:
@@ -85,8 +107,12 @@ def _less(ratio: float) -> str:
     return f"{1 / ratio:.1f}x less varied than real ones"
 
 
-def collapse_flags(diversity: dict, prdc: dict | None = None, real_prdc: dict | None = None,
-                   class_names: list[str] | None = None) -> list[str]:
+def collapse_flags(
+    diversity: dict,
+    prdc: dict | None = None,
+    real_prdc: dict | None = None,
+    class_names: list[str] | None = None,
+) -> list[str]:
     """Plain-words warnings (empty list = no sign of collapse or noise).
 
     ``prdc``: the synthetic set's precision/recall/density/coverage; ``real_prdc``: the same
@@ -98,15 +124,18 @@ def collapse_flags(diversity: dict, prdc: dict | None = None, real_prdc: dict | 
     if collapsed:
         mean_ratio = float(np.mean([diversity["per_class"][i]["ratio"] for i in collapsed]))
         worst = diversity["least_varied_class"]
-        flags.append(f"mode collapse: synthetic images of a class are {_less(mean_ratio)} "
-                     f"({len(collapsed)} of {n_classes} classes below half the real variety; "
-                     f"least varied: class {name(worst)}, {_less(diversity['ratio_min'])})")
+        flags.append(
+            f"mode collapse: synthetic images of a class are {_less(mean_ratio)} "
+            f"({len(collapsed)} of {n_classes} classes below half the real variety; "
+            f"least varied: class {name(worst)}, {_less(diversity['ratio_min'])})"
+        )
     if prdc is not None and np.isfinite(prdc.get("recall", np.nan)):
         floor = real_prdc.get("recall") if real_prdc else None
-        low = (prdc["recall"] < LOW_RECALL_SHARE * floor) if floor else \
-            prdc["recall"] < LOW_RECALL
+        low = (prdc["recall"] < LOW_RECALL_SHARE * floor) if floor else prdc["recall"] < LOW_RECALL
         if low:
             ref = f"; two real samples score {floor:.2f}" if floor else ""
-            flags.append(f"low recall: the synthetic images reproduce little of the real variety "
-                         f"(recall {prdc['recall']:.3f}, coverage {prdc['coverage']:.3f}{ref})")
+            flags.append(
+                f"low recall: the synthetic images reproduce little of the real variety "
+                f"(recall {prdc['recall']:.3f}, coverage {prdc['coverage']:.3f}{ref})"
+            )
     return flags

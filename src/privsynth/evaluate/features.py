@@ -28,9 +28,13 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "privsynth"
 
 
-def feature_model(reference: ImageDataset, cache_dir: str | os.PathLike[str] | None = None,
-                  seed: int = 0, progress: bool = False, passes: int = 12000
-                  ) -> tuple[LeNet, dict]:
+def feature_model(
+    reference: ImageDataset,
+    cache_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    passes: int = 12000,
+) -> tuple[LeNet, dict]:
     """The feature LeNet for ``reference`` (trained now, or loaded from the cache) and its info."""
     from safetensors.torch import load_file, save_file
 
@@ -43,12 +47,25 @@ def feature_model(reference: ImageDataset, cache_dir: str | os.PathLike[str] | N
     if weights.exists() and meta_path.exists():
         model.load_state_dict(load_file(str(weights)))
         return model.eval(), {**json.loads(meta_path.read_text()), "cached": True}
-    model, chosen, val_acc = train_selected(reference.images, reference.labels,
-                                            reference.num_classes, epochs, val_fraction=0.1,
-                                            seed=seed, progress=progress, desc="FD-LeNet features")
-    info = {"version": VERSION, "reference_fingerprint": reference.fingerprint,
-            "n_reference": len(reference), "epochs": chosen, "val_accuracy": val_acc,
-            "seed": seed, "path": str(weights)}
+    model, chosen, val_acc = train_selected(
+        reference.images,
+        reference.labels,
+        reference.num_classes,
+        epochs,
+        val_fraction=0.1,
+        seed=seed,
+        progress=progress,
+        desc="FD-LeNet features",
+    )
+    info = {
+        "version": VERSION,
+        "reference_fingerprint": reference.fingerprint,
+        "n_reference": len(reference),
+        "epochs": chosen,
+        "val_accuracy": val_acc,
+        "seed": seed,
+        "path": str(weights),
+    }
     cache.mkdir(parents=True, exist_ok=True)
     with atomic_path(weights) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))

@@ -17,8 +17,12 @@ from scipy import linalg, stats
 def pixel_stats(images: np.ndarray) -> dict[str, float]:
     """Mean, standard deviation, skewness and (excess) kurtosis of pixel intensities in 0..1."""
     x = np.asarray(images, dtype=np.float64).reshape(-1) / 255.0
-    return {"mean": float(x.mean()), "std": float(x.std()),
-            "skewness": float(stats.skew(x)), "kurtosis": float(stats.kurtosis(x))}
+    return {
+        "mean": float(x.mean()),
+        "std": float(x.std()),
+        "skewness": float(stats.skew(x)),
+        "kurtosis": float(stats.kurtosis(x)),
+    }
 
 
 def stats_table(real: np.ndarray, synthetic: dict[str, np.ndarray]) -> list[dict]:
@@ -32,12 +36,20 @@ def stats_table(real: np.ndarray, synthetic: dict[str, np.ndarray]) -> list[dict
 
 
 def per_class_stats(images: np.ndarray, labels: np.ndarray, num_classes: int) -> list[dict]:
-    return [{"class": k, **pixel_stats(images[labels == k])} for k in range(num_classes)
-            if np.any(labels == k)]
+    return [
+        {"class": k, **pixel_stats(images[labels == k])}
+        for k in range(num_classes)
+        if np.any(labels == k)
+    ]
 
 
-def per_class_diff(real: np.ndarray, real_labels: np.ndarray, synth: np.ndarray,
-                   synth_labels: np.ndarray, num_classes: int) -> list[dict]:
+def per_class_diff(
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    synth: np.ndarray,
+    synth_labels: np.ndarray,
+    num_classes: int,
+) -> list[dict]:
     """Per class: synthetic minus real for each pixel statistic (classes present in both)."""
     out = []
     for k in range(num_classes):
@@ -62,8 +74,13 @@ def frechet(real_feats: np.ndarray, synth_feats: np.ndarray) -> float:
     return max(d, 0.0)
 
 
-def kid(real_feats: np.ndarray, synth_feats: np.ndarray, subsets: int = 10,
-        subset_size: int = 1000, seed: int = 0) -> dict[str, float]:
+def kid(
+    real_feats: np.ndarray,
+    synth_feats: np.ndarray,
+    subsets: int = 10,
+    subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Kernel Inception-style distance: unbiased MMD^2 with the cubic polynomial kernel
     (Bińkowski et al. 2018), averaged over random subsets; mean and std over subsets."""
     rng = np.random.default_rng(seed)
@@ -74,14 +91,22 @@ def kid(real_feats: np.ndarray, synth_feats: np.ndarray, subsets: int = 10,
         x = real_feats[rng.choice(len(real_feats), m, replace=False)]
         y = synth_feats[rng.choice(len(synth_feats), m, replace=False)]
         kxx, kyy, kxy = [(a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y))]
-        mmd = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy))
-               / (m * (m - 1)) - 2 * kxy.mean())
+        mmd = (
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean()
+        )
         vals.append(mmd)
     return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "subset_size": m}
 
 
-def prdc_scores(real_feats: np.ndarray, synth_feats: np.ndarray, nearest_k: int = 5,
-                max_n: int = 2000, seed: int = 0) -> dict[str, float]:
+def prdc_scores(
+    real_feats: np.ndarray,
+    synth_feats: np.ndarray,
+    nearest_k: int = 5,
+    max_n: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Precision, recall, density, coverage (``prdc`` package) on up to ``max_n`` of each set."""
     from prdc import compute_prdc
 

@@ -20,20 +20,26 @@ def load_inception(weights: str | os.PathLike[str]):
     """pytorch-fid's pool3 InceptionV3 with the weights from ``weights`` (no download)."""
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise ConfigError(f"Inception weights '{path}' not found; pass the local pytorch-fid file "
-                          "pt_inception-2015-12-05-6726825d.pth (nothing is downloaded)")
+        raise ConfigError(
+            f"Inception weights '{path}' not found; pass the local pytorch-fid file "
+            "pt_inception-2015-12-05-6726825d.pth (nothing is downloaded)"
+        )
     try:
         import torch
         from pytorch_fid import inception as pfi
     except ImportError:
-        raise ConfigError("standard FID needs the pytorch-fid package (and torchvision matching "
-                          "torch 2.13); install them, or drop --inception-weights and use "
-                          "FD-LeNet") from None
+        raise ConfigError(
+            "standard FID needs the pytorch-fid package (and torchvision matching "
+            "torch 2.13); install them, or drop --inception-weights and use "
+            "FD-LeNet"
+        ) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 — any unreadable file gets the same fix
-        raise ConfigError(f"'{path}' is not a PyTorch state dict ({type(e).__name__}); pass the "
-                          "pytorch-fid Inception weights file") from None
+        raise ConfigError(
+            f"'{path}' is not a PyTorch state dict ({type(e).__name__}); pass the "
+            "pytorch-fid Inception weights file"
+        ) from None
 
     def local_fid_inception_v3():
         net = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
@@ -49,8 +55,10 @@ def load_inception(weights: str | os.PathLike[str]):
         try:
             net.load_state_dict(state)
         except RuntimeError as e:
-            raise ConfigError(f"'{path}' does not match the FID Inception-v3 layout ({e}); pass "
-                              "the pytorch-fid weights file") from None
+            raise ConfigError(
+                f"'{path}' does not match the FID Inception-v3 layout ({e}); pass "
+                "the pytorch-fid weights file"
+            ) from None
         return net
 
     original = pfi.fid_inception_v3
@@ -68,7 +76,7 @@ def inception_features(model, images: np.ndarray, batch: int = 64) -> np.ndarray
     out = []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(images[i:i + batch].astype(np.float32) / 255.0)
+            x = torch.from_numpy(images[i : i + batch].astype(np.float32) / 255.0)
             if x.shape[1] == 1:
                 x = x.repeat(1, 3, 1, 1)
             out.append(model(x)[0].squeeze(-1).squeeze(-1).double().numpy())

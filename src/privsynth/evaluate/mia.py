@@ -14,8 +14,7 @@ FPRS = (0.01, 0.001)
 __all__ = ["FPRS", "dp_auc_ceiling", "dp_ceiling", "exceeds_ceiling", "roc_summary"]
 
 
-def exceeds_ceiling(summary: dict, n_members: int, n_nonmembers: int, level: float = 0.01
-                    ) -> bool:
+def exceeds_ceiling(summary: dict, n_members: int, n_nonmembers: int, level: float = 0.01) -> bool:
     """True when, at an FPR the non-members can resolve (>= 1/n), the members caught are
     significantly more than the DP ceiling allows (one-sided binomial test at ``level``): a sign
     that the claim is wrong, rather than the noise of a few hundred images."""
@@ -31,8 +30,13 @@ def exceeds_ceiling(summary: dict, n_members: int, n_nonmembers: int, level: flo
     return False
 
 
-def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray,
-                epsilon: float = math.inf, delta: float = 0.0, points: int = 400) -> dict:
+def roc_summary(
+    member_scores: np.ndarray,
+    nonmember_scores: np.ndarray,
+    epsilon: float = math.inf,
+    delta: float = 0.0,
+    points: int = 400,
+) -> dict:
     """AUC (with a 95% DeLong interval), TPR at 1% and 0.1% FPR (sklearn roc_curve), ROC points
     for plotting, and the DP ceiling at the same FPRs. ``min_resolvable_fpr`` = 1 / #non-members:
     TPR at a smaller FPR is read off a single non-member and is only indicative."""
@@ -44,10 +48,13 @@ def roc_summary(member_scores: np.ndarray, nonmember_scores: np.ndarray,
     from .detection import delong_ci
 
     _, lo, hi = delong_ci(y, s)
-    out = {"auc": float(roc_auc_score(y, s)), "auc_ci95": [lo, hi],
-           "n_members": int(len(member_scores)),
-           "n_nonmembers": int(len(nonmember_scores)),
-           "min_resolvable_fpr": 1.0 / max(1, len(nonmember_scores))}
+    out = {
+        "auc": float(roc_auc_score(y, s)),
+        "auc_ci95": [lo, hi],
+        "n_members": int(len(member_scores)),
+        "n_nonmembers": int(len(nonmember_scores)),
+        "min_resolvable_fpr": 1.0 / max(1, len(nonmember_scores)),
+    }
     for f in FPRS:
         ok = fpr <= f + 1e-12
         out[f"tpr_at_{f:g}_fpr"] = float(tpr[ok].max()) if ok.any() else 0.0

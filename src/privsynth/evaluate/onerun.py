@@ -31,8 +31,9 @@ def p_value(m: int, r: int, v: int, epsilon: float, delta: float = 0.0) -> float
     return min(1.0, beta + alpha * delta * 2 * m)
 
 
-def epsilon_lower_bound(m: int, r: int, v: int, delta: float = 0.0, confidence: float = 0.95,
-                        eps_max: float = 100.0) -> float:
+def epsilon_lower_bound(
+    m: int, r: int, v: int, delta: float = 0.0, confidence: float = 0.95, eps_max: float = 100.0
+) -> float:
     """Largest eps the guesses reject at ``confidence`` (0 when they reject nothing)."""
     level = 1.0 - confidence
     if r == 0 or p_value(m, r, v, 0.0, delta) >= level:
@@ -51,7 +52,7 @@ def guesses(scores: np.ndarray, included: np.ndarray, k_pos: int, k_neg: int) ->
     order = np.argsort(-np.asarray(scores), kind="stable")
     inc = np.asarray(included, bool)
     pos = order[:k_pos]
-    neg = order[len(order) - k_neg:] if k_neg else order[:0]
+    neg = order[len(order) - k_neg :] if k_neg else order[:0]
     return int(len(pos) + len(neg)), int(inc[pos].sum() + (~inc[neg]).sum())
 
 
@@ -61,8 +62,12 @@ def guess_grid(m: int) -> list[tuple[int, int]]:
     return [(k, k) for k in ks if 2 * k <= m] + [(k, 0) for k in ks]
 
 
-def audit_scores(scores: dict[str, np.ndarray], included: np.ndarray, delta: float = 0.0,
-                 confidence: float = 0.95) -> dict:
+def audit_scores(
+    scores: dict[str, np.ndarray],
+    included: np.ndarray,
+    delta: float = 0.0,
+    confidence: float = 0.95,
+) -> dict:
     """The lower bound for each attack and overall, Bonferroni-corrected over every
     (attack, k+, k-) tried, so the overall bound holds at ``confidence`` jointly."""
     m = len(included)
@@ -76,10 +81,21 @@ def audit_scores(scores: dict[str, np.ndarray], included: np.ndarray, delta: flo
             r, v = guesses(s, included, k_pos, k_neg)
             eps = epsilon_lower_bound(m, r, v, delta, corrected)
             if eps > best["epsilon_lower_bound"] or best["guesses"] == 0:
-                best = {"epsilon_lower_bound": eps, "k_pos": k_pos, "k_neg": k_neg,
-                        "guesses": r, "correct": v}
+                best = {
+                    "epsilon_lower_bound": eps,
+                    "k_pos": k_pos,
+                    "k_neg": k_neg,
+                    "guesses": r,
+                    "correct": v,
+                }
         per_attack[name] = best
     overall = max((a["epsilon_lower_bound"] for a in per_attack.values()), default=0.0)
-    return {"epsilon_lower_bound": overall, "confidence": confidence, "delta": delta,
-            "canaries": m, "included": int(np.sum(included)), "tests_corrected_for": tests,
-            "per_attack": per_attack}
+    return {
+        "epsilon_lower_bound": overall,
+        "confidence": confidence,
+        "delta": delta,
+        "canaries": m,
+        "included": int(np.sum(included)),
+        "tests_corrected_for": tests,
+        "per_attack": per_attack,
+    }

@@ -31,14 +31,26 @@ from .features import feature_model, features
 from .sources import Subject, from_run, from_synthetic
 
 
-def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None = None,
-             data: str | ImageDataset | None = None, out: str | os.PathLike[str] | None = None,
-             holdout: float = 0.2, split_seed: int = 0, image_size: int | None = None,
-             n_synthetic: int | None = None, max_members: int = 1000, n_fidelity: int = 5000,
-             cache_dir: str | None = None, inception_weights: str | None = None,
-             html: bool = True, seed: int = 0, progress: bool = True,
-             classifier_passes: int = utility.DEFAULT_PASSES,
-             classifiers: tuple[str, ...] = utility.UTILITY_CLASSIFIERS) -> dict:
+def evaluate(
+    runs: list[str | os.PathLike[str]] = (),
+    *,
+    synthetic: str | None = None,
+    data: str | ImageDataset | None = None,
+    out: str | os.PathLike[str] | None = None,
+    holdout: float = 0.2,
+    split_seed: int = 0,
+    image_size: int | None = None,
+    n_synthetic: int | None = None,
+    max_members: int = 1000,
+    n_fidelity: int = 5000,
+    cache_dir: str | None = None,
+    inception_weights: str | None = None,
+    html: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+    classifier_passes: int = utility.DEFAULT_PASSES,
+    classifiers: tuple[str, ...] = utility.UTILITY_CLASSIFIERS,
+) -> dict:
     """Evaluate run folders (``runs``) and/or a synthetic set made elsewhere (``synthetic`` +
     ``data``). Returns the metrics dict; with ``out`` also writes metrics.json and report.html.
 
@@ -52,12 +64,13 @@ def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None =
         utility.check_classifier(c)
     n_synthetic = n_synthetic or utility.DEFAULT_N_SYNTHETIC
     t0 = time.time()
-    subjects, train, hold = _load(runs, synthetic, data, holdout, split_seed, image_size,
-                                  n_synthetic, seed)
+    subjects, train, hold = _load(
+        runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed
+    )
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(hold))
     ref = hold.subset(perm[: len(hold) // 2], name="reference")
-    nonmem = hold.subset(perm[len(hold) // 2:], name="nonmembers")
+    nonmem = hold.subset(perm[len(hold) // 2 :], name="nonmembers")
     m = min(max_members, len(nonmem), len(train))
     members_idx = rng.permutation(len(train))[:m]
     nonmem_idx = rng.permutation(len(nonmem))[:m]
@@ -70,66 +83,122 @@ def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None =
     f_train = features(extractor, train.images[fid_idx])
     f_nonmem, f_ref = features(extractor, nonmem.images), features(extractor, ref.images)
     f_members, f_nonmem_c = features(extractor, xm), f_nonmem[nonmem_idx]
-    real_floor = {"fd_lenet": fidelity.frechet(f_train, f_nonmem),
-                  "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
-                  "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed),
-                  "diversity": diversity.within_class_diversity(
-                      train.images, train.labels, nonmem.images, nonmem.labels, k, seed=seed)}
+    real_floor = {
+        "fd_lenet": fidelity.frechet(f_train, f_nonmem),
+        "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
+        "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed),
+        "diversity": diversity.within_class_diversity(
+            train.images, train.labels, nonmem.images, nonmem.labels, k, seed=seed
+        ),
+    }
     real_floor["collapse_flags"] = diversity.collapse_flags(
-        real_floor["diversity"], real_floor["prdc"], None, train.class_names)
+        real_floor["diversity"], real_floor["prdc"], None, train.class_names
+    )
 
-    trtr = {c: utility.trtr(train.images, train.labels, hold.images, hold.labels, k,
-                            classifier=c, passes=classifier_passes, seed=seed, progress=progress)
-            for c in classifiers}
+    trtr = {
+        c: utility.trtr(
+            train.images,
+            train.labels,
+            hold.images,
+            hold.labels,
+            k,
+            classifier=c,
+            passes=classifier_passes,
+            seed=seed,
+            progress=progress,
+        )
+        for c in classifiers
+    }
     imbalanced = None
     models = []
     for subj in subjects:
         t1 = time.time()
         stages = tqdm(total=6, desc=f"evaluate {subj.name}", disable=not progress, leave=False)
-        row = {"name": subj.name, "source": subj.source, "n_synthetic": int(len(subj.images)),
-               "epsilon": "infinity" if math.isinf(subj.epsilon) else subj.epsilon,
-               "delta": subj.delta, "card": subj.card}
+        row = {
+            "name": subj.name,
+            "source": subj.source,
+            "n_synthetic": int(len(subj.images)),
+            "epsilon": "infinity" if math.isinf(subj.epsilon) else subj.epsilon,
+            "delta": subj.delta,
+            "card": subj.card,
+        }
         f_syn = features(extractor, subj.images)
         stages.set_postfix_str("fidelity")
         row["fidelity"] = {
-            "per_class_diff": fidelity.per_class_diff(train.images, train.labels, subj.images,
-                                                      subj.labels, k),
+            "per_class_diff": fidelity.per_class_diff(
+                train.images, train.labels, subj.images, subj.labels, k
+            ),
             "fd_lenet": fidelity.frechet(f_train, f_syn),
             "kid_lenet": fidelity.kid(f_train, f_syn, seed=seed),
             "prdc": fidelity.prdc_scores(f_train, f_syn, seed=seed),
-            "diversity": diversity.within_class_diversity(train.images, train.labels,
-                                                          subj.images, subj.labels, k, seed=seed)}
+            "diversity": diversity.within_class_diversity(
+                train.images, train.labels, subj.images, subj.labels, k, seed=seed
+            ),
+        }
         row["collapse_flags"] = diversity.collapse_flags(
-            row["fidelity"]["diversity"], row["fidelity"]["prdc"], real_floor["prdc"],
-            train.class_names)
+            row["fidelity"]["diversity"],
+            row["fidelity"]["prdc"],
+            real_floor["prdc"],
+            train.class_names,
+        )
         if inception_weights:
             from .inception import fid
 
-            row["fidelity"]["fid_inception"] = fid(inception_weights, train.images[fid_idx],
-                                                   subj.images)
+            row["fidelity"]["fid_inception"] = fid(
+                inception_weights, train.images[fid_idx], subj.images
+            )
         stages.update()
         stages.set_postfix_str("detection")
-        row["detection"] = detection.detection(hold.images, subj.images, seed, progress=progress,
-                                               passes=classifier_passes)
+        row["detection"] = detection.detection(
+            hold.images, subj.images, seed, progress=progress, passes=classifier_passes
+        )
         stages.update()
         stages.set_postfix_str("utility")
-        tstr = {c: utility.tstr(subj.images, subj.labels, hold.images, hold.labels, k,
-                                classifier=c, passes=classifier_passes, seed=seed,
-                                progress=progress) for c in classifiers}
-        aug = utility.augmentation(train.images, train.labels, subj.images, subj.labels,
-                                   hold.images, hold.labels, k, seed=seed, progress=progress,
-                                   baseline=imbalanced, passes=classifier_passes)
+        tstr = {
+            c: utility.tstr(
+                subj.images,
+                subj.labels,
+                hold.images,
+                hold.labels,
+                k,
+                classifier=c,
+                passes=classifier_passes,
+                seed=seed,
+                progress=progress,
+            )
+            for c in classifiers
+        }
+        aug = utility.augmentation(
+            train.images,
+            train.labels,
+            subj.images,
+            subj.labels,
+            hold.images,
+            hold.labels,
+            k,
+            seed=seed,
+            progress=progress,
+            baseline=imbalanced,
+            passes=classifier_passes,
+        )
         imbalanced = aug["imbalanced_real"]
-        row["utility"] = {"protocol": utility.PROTOCOL, "classifiers": list(classifiers),
-                          "tstr": tstr, "trtr": trtr, "augmentation": aug}
+        row["utility"] = {
+            "protocol": utility.PROTOCOL,
+            "classifiers": list(classifiers),
+            "tstr": tstr,
+            "trtr": trtr,
+            "augmentation": aug,
+        }
         stages.update()
         stages.set_postfix_str("membership inference")
-        row["privacy"] = _privacy(subj, xm, ym, xn, yn, ref, f_members, f_nonmem_c, f_ref, f_syn,
-                                  seed)
+        row["privacy"] = _privacy(
+            subj, xm, ym, xn, yn, ref, f_members, f_nonmem_c, f_ref, f_syn, seed
+        )
         stages.update()
         stages.set_postfix_str("attribute inference")
         row["privacy"]["attribute_inference"] = attribute.attribute_inference(
-            xm, ym, xn, yn, subj.images, subj.labels, ref.images, ref.labels, seed)
+            xm, ym, xn, yn, subj.images, subj.labels, ref.images, ref.labels, seed
+        )
         stages.update()
         row["privacy"]["nearest_pairs"] = privacy.nearest_pairs(train.images, subj.images)
         stages.update()
@@ -139,15 +208,26 @@ def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None =
 
     result = {
         "format": "privsynth-evaluation/2",
-        "dataset": {"name": train.name, "fingerprint": subjects[0].card["data"]["fingerprint"]
-                    if subjects[0].card else _fingerprint_of(data, image_size),
-                    "train_fingerprint": train.fingerprint, "holdout_fingerprint": hold.fingerprint,
-                    "n_train": len(train), "n_holdout": len(hold), "n_reference": len(ref),
-                    "n_members": int(m), "n_nonmembers": int(m), "n_fidelity": int(len(fid_idx)),
-                    "image_shape": list(train.image_shape), "classes": train.class_names},
+        "dataset": {
+            "name": train.name,
+            "fingerprint": subjects[0].card["data"]["fingerprint"]
+            if subjects[0].card
+            else _fingerprint_of(data, image_size),
+            "train_fingerprint": train.fingerprint,
+            "holdout_fingerprint": hold.fingerprint,
+            "n_train": len(train),
+            "n_holdout": len(hold),
+            "n_reference": len(ref),
+            "n_members": int(m),
+            "n_nonmembers": int(m),
+            "n_fidelity": int(len(fid_idx)),
+            "image_shape": list(train.image_shape),
+            "classes": train.class_names,
+        },
         "feature_extractor": fx_info,
-        "stats_table": fidelity.stats_table(train.images, {"real holdout": hold.images,
-                                                           **{s.name: s.images for s in subjects}}),
+        "stats_table": fidelity.stats_table(
+            train.images, {"real holdout": hold.images, **{s.name: s.images for s in subjects}}
+        ),
         "real_floor": real_floor,
         "models": models,
         "seconds": 0.0,
@@ -162,8 +242,9 @@ def evaluate(runs: list[str | os.PathLike[str]] = (), *, synthetic: str | None =
     return result
 
 
-def _privacy(subj: Subject, xm, ym, xn, yn, ref: ImageDataset, f_m, f_n, f_ref, f_syn,
-             seed: int) -> dict:
+def _privacy(
+    subj: Subject, xm, ym, xn, yn, ref: ImageDataset, f_m, f_n, f_ref, f_syn, seed: int
+) -> dict:
     cand, cand_y = np.concatenate([xm, xn]), np.concatenate([ym, yn])
     m = len(xm)
     scores = privacy.gan_leaks(cand, cand_y, subj.images, subj.labels, ref.images, ref.labels)
@@ -173,12 +254,17 @@ def _privacy(subj: Subject, xm, ym, xn, yn, ref: ImageDataset, f_m, f_n, f_ref, 
     white = synth.membership_scores(cand, cand_y) if synth is not None else None
     if white is not None:
         scores["white_box"] = np.asarray(white, dtype=np.float64)
-    attacks = {name: mia.roc_summary(s[:m], s[m:], subj.epsilon, subj.delta)
-               for name, s in scores.items()}
+    attacks = {
+        name: mia.roc_summary(s[:m], s[m:], subj.epsilon, subj.delta) for name, s in scores.items()
+    }
     best = max(attacks, key=lambda a: attacks[a]["auc"])
-    return {"mia": attacks, "monte_carlo_radius": radius, "strongest_attack": best,
-            "dcr": privacy.dcr(xm, ym, xn, yn, subj.images, subj.labels),
-            "white_box": "white_box" in scores}
+    return {
+        "mia": attacks,
+        "monte_carlo_radius": radius,
+        "strongest_attack": best,
+        "dcr": privacy.dcr(xm, ym, xn, yn, subj.images, subj.labels),
+        "white_box": "white_box" in scores,
+    }
 
 
 def _load(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed):
@@ -198,8 +284,10 @@ def _load(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, s
     train, hold, first = splits[0]
     for t, h, name in splits[1:]:
         if t.fingerprint != train.fingerprint or h.fingerprint != hold.fingerprint:
-            raise ConfigError(f"'{name}' uses a different dataset or train/holdout split than "
-                              f"'{first}'; evaluate runs of one dataset and split together")
+            raise ConfigError(
+                f"'{name}' uses a different dataset or train/holdout split than "
+                f"'{first}'; evaluate runs of one dataset and split together"
+            )
     return subjects, train, hold
 
 

@@ -18,8 +18,9 @@ def _flat(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
 
 
-def distance_blocks(queries: np.ndarray, q_labels: np.ndarray | None, pool: np.ndarray,
-                    p_labels: np.ndarray | None):
+def distance_blocks(
+    queries: np.ndarray, q_labels: np.ndarray | None, pool: np.ndarray, p_labels: np.ndarray | None
+):
     """Yield (query indices, distance matrix to the same-class pool) per class; one block without
     labels. A class absent from the pool falls back to the whole pool."""
     q, p = _flat(queries), _flat(pool)
@@ -49,13 +50,15 @@ def gan_leaks(candidates, c_labels, synthetic, s_labels, reference=None, r_label
     d_syn = nearest_distance(candidates, c_labels, synthetic, s_labels)
     out = {"gan_leaks": -d_syn}
     if reference is not None and len(reference):
-        out["gan_leaks_calibrated"] = nearest_distance(candidates, c_labels, reference,
-                                                       r_labels) - d_syn
+        out["gan_leaks_calibrated"] = (
+            nearest_distance(candidates, c_labels, reference, r_labels) - d_syn
+        )
     return out
 
 
-def monte_carlo(candidates, c_labels, synthetic, s_labels, radius: float | None = None
-                ) -> tuple[np.ndarray, float]:
+def monte_carlo(
+    candidates, c_labels, synthetic, s_labels, radius: float | None = None
+) -> tuple[np.ndarray, float]:
     """Monte-Carlo attack (Hilprecht et al. PETS 2019): the fraction of synthetic images inside an
     epsilon-ball around the candidate. ``radius`` defaults to the median nearest-synthetic distance
     of all candidates (their median heuristic). Ties are broken by the nearest distance."""
@@ -72,8 +75,13 @@ def monte_carlo(candidates, c_labels, synthetic, s_labels, radius: float | None 
     return score - 1e-6 * nearest / scale, radius
 
 
-def domias(cand_feats: np.ndarray, synth_feats: np.ndarray, ref_feats: np.ndarray,
-           dims: int = 10, seed: int = 0) -> np.ndarray:
+def domias(
+    cand_feats: np.ndarray,
+    synth_feats: np.ndarray,
+    ref_feats: np.ndarray,
+    dims: int = 10,
+    seed: int = 0,
+) -> np.ndarray:
     """DOMIAS-style density ratio (van Breugel et al. AISTATS 2023): log p_synthetic(x) -
     log p_reference(x), with Gaussian KDEs (Scott bandwidth) in a whitened PCA of the feature
     space. Overfitting shows as synthetic density piled on members, beyond the population's."""
@@ -109,12 +117,14 @@ def dcr(members, m_labels, nonmembers, n_labels, synthetic, s_labels) -> dict:
         nearest_d[si] = d.min(1)
     d_m = nearest_distance(members, m_labels, synthetic, s_labels)
     d_n = nearest_distance(nonmembers, n_labels, synthetic, s_labels)
-    return {"share_closer_to_train": float(closer.mean()),
-            "median_dcr_members": float(np.median(d_m)),
-            "median_dcr_holdout": float(np.median(d_n)),
-            "min_dcr_synthetic": float(nearest_d.min()),
-            "p05_dcr_members": float(np.quantile(d_m, 0.05)),
-            "p05_dcr_holdout": float(np.quantile(d_n, 0.05))}
+    return {
+        "share_closer_to_train": float(closer.mean()),
+        "median_dcr_members": float(np.median(d_m)),
+        "median_dcr_holdout": float(np.median(d_n)),
+        "min_dcr_synthetic": float(nearest_d.min()),
+        "p05_dcr_members": float(np.quantile(d_m, 0.05)),
+        "p05_dcr_holdout": float(np.quantile(d_n, 0.05)),
+    }
 
 
 def nearest_pairs(train: np.ndarray, synthetic: np.ndarray, k: int = 12) -> list[dict]:
@@ -124,9 +134,10 @@ def nearest_pairs(train: np.ndarray, synthetic: np.ndarray, k: int = 12) -> list
     best_j = np.zeros(len(synthetic), np.int64)
     t = _flat(train)
     for start in range(0, len(synthetic), 2048):
-        d = torch.cdist(_flat(synthetic[start:start + 2048]), t)
+        d = torch.cdist(_flat(synthetic[start : start + 2048]), t)
         v, j = d.min(1)
-        best_d[start:start + len(v)], best_j[start:start + len(v)] = v.numpy(), j.numpy()
+        best_d[start : start + len(v)], best_j[start : start + len(v)] = v.numpy(), j.numpy()
     order = np.argsort(best_d)[:k]
-    return [{"synthetic": int(i), "train": int(best_j[i]), "distance": float(best_d[i])}
-            for i in order]
+    return [
+        {"synthetic": int(i), "train": int(best_j[i]), "distance": float(best_d[i])} for i in order
+    ]

@@ -16,9 +16,14 @@ from .utility import DEFAULT_PASSES, balanced_labels, check_classifier, trtr, ts
 NETWORKS = {"lenet": "LeNet", "resnet": "ResNet"}
 
 
-def quick_evaluate(run, data=None, n_synthetic: int | None = None,
-                   classifiers: tuple[str, ...] = ("lenet",), passes: int = DEFAULT_PASSES,
-                   seed: int = 0) -> dict:
+def quick_evaluate(
+    run,
+    data=None,
+    n_synthetic: int | None = None,
+    classifiers: tuple[str, ...] = ("lenet",),
+    passes: int = DEFAULT_PASSES,
+    seed: int = 0,
+) -> dict:
     """``n_synthetic`` class-balanced samples (default: as many as the training split)."""
     for c in classifiers:
         check_classifier(c)
@@ -27,18 +32,44 @@ def quick_evaluate(run, data=None, n_synthetic: int | None = None,
     n = n_synthetic or len(train)
     images, labels = run.sample(n, labels=balanced_labels(n, k, seed), seed=seed)
     div = within_class_diversity(train.images, train.labels, images, labels, k, seed=seed)
-    t = {c: tstr(images, labels, holdout.images, holdout.labels, k, classifier=c, passes=passes,
-                 seed=seed) for c in classifiers}
-    r = {c: trtr(train.images, train.labels, holdout.images, holdout.labels, k, classifier=c,
-                 passes=passes, seed=seed) for c in classifiers}
+    t = {
+        c: tstr(
+            images,
+            labels,
+            holdout.images,
+            holdout.labels,
+            k,
+            classifier=c,
+            passes=passes,
+            seed=seed,
+        )
+        for c in classifiers
+    }
+    r = {
+        c: trtr(
+            train.images,
+            train.labels,
+            holdout.images,
+            holdout.labels,
+            k,
+            classifier=c,
+            passes=passes,
+            seed=seed,
+        )
+        for c in classifiers
+    }
     return {
         "stats": stats_table(holdout.images, {run.method: images}),
-        "diversity": div, "collapse_flags": collapse_flags(div, class_names=train.class_names),
-        "tstr": t, "trtr": r,
+        "diversity": div,
+        "collapse_flags": collapse_flags(div, class_names=train.class_names),
+        "tstr": t,
+        "trtr": r,
         # the first classifier's figures under the names this file has always used
         "tstr_accuracy": t[classifiers[0]]["accuracy"],
         "trtr_accuracy": r[classifiers[0]]["accuracy"],
-        "n_synthetic": n, "n_holdout": len(holdout), "classifiers": list(classifiers),
+        "n_synthetic": n,
+        "n_holdout": len(holdout),
+        "classifiers": list(classifiers),
         "protocol": t[classifiers[0]]["selection"],
     }
 
@@ -46,20 +77,35 @@ def quick_evaluate(run, data=None, n_synthetic: int | None = None,
 def markdown(result: dict, card: dict) -> str:
     eps = card["privacy"]["epsilon"]
     eps = eps if isinstance(eps, str) else f"{eps:.3g}"
-    lines = [f"### {card['method']} on {card['data']['name']} (epsilon = {eps})", "",
-             "| model | mean | std | skewness | kurtosis |", "|---|---|---|---|---|"]
+    lines = [
+        f"### {card['method']} on {card['data']['name']} (epsilon = {eps})",
+        "",
+        "| model | mean | std | skewness | kurtosis |",
+        "|---|---|---|---|---|",
+    ]
     for r in result["stats"]:
-        lines.append(f"| {r['model']} | {r['mean']:.4f} | {r['std']:.4f} | {r['skewness']:.3f} | "
-                     f"{r['kurtosis']:.3f} |")
+        lines.append(
+            f"| {r['model']} | {r['mean']:.4f} | {r['std']:.4f} | {r['skewness']:.3f} | "
+            f"{r['kurtosis']:.3f} |"
+        )
     div = result["diversity"]
-    lines += ["", f"Within-class spread, synthetic / real: {div['ratio_mean']:.2f} "
-              f"(1 = as varied as the real data; least varied class {div['ratio_min']:.2f})"]
+    lines += [
+        "",
+        f"Within-class spread, synthetic / real: {div['ratio_mean']:.2f} "
+        f"(1 = as varied as the real data; least varied class {div['ratio_min']:.2f})",
+    ]
     lines += [f"WARNING {f}" for f in result["collapse_flags"]]
-    lines += ["", f"Train on {result['n_synthetic']} class-balanced synthetic images, test on "
-              f"{result['n_holdout']} real holdout images (fixed schedule, last epoch):", "",
-              "| classifier | TSTR accuracy | TRTR accuracy (same classifier, real train split) |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        f"Train on {result['n_synthetic']} class-balanced synthetic images, test on "
+        f"{result['n_holdout']} real holdout images (fixed schedule, last epoch):",
+        "",
+        "| classifier | TSTR accuracy | TRTR accuracy (same classifier, real train split) |",
+        "|---|---|---|",
+    ]
     for c in result["classifiers"]:
-        lines.append(f"| {NETWORKS.get(c, c)} | **{result['tstr'][c]['accuracy']:.1%}** | "
-                     f"{result['trtr'][c]['accuracy']:.1%} |")
+        lines.append(
+            f"| {NETWORKS.get(c, c)} | **{result['tstr'][c]['accuracy']:.1%}** | "
+            f"{result['trtr'][c]['accuracy']:.1%} |"
+        )
     return "\n".join(lines)

@@ -30,8 +30,12 @@ class Subject:
     extra: dict = field(default_factory=dict)
 
 
-def from_run(path: str | os.PathLike[str], data: ImageDataset | str | None = None,
-             n: int | None = None, seed: int = 0) -> tuple[Subject, ImageDataset, ImageDataset]:
+def from_run(
+    path: str | os.PathLike[str],
+    data: ImageDataset | str | None = None,
+    n: int | None = None,
+    seed: int = 0,
+) -> tuple[Subject, ImageDataset, ImageDataset]:
     """Sample ``n`` images, class-balanced (default: as many as the training split), from a run
     folder. Balanced as in DPImageBench: every class equally often, whatever the class
     proportions on the card."""
@@ -41,15 +45,18 @@ def from_run(path: str | os.PathLike[str], data: ImageDataset | str | None = Non
     run = Run.load(path)
     train, holdout = run.load_data(data)
     n = n or len(train)
-    images, labels = run.sample(n, labels=balanced_labels(n, len(run.class_names), seed),
-                                seed=seed)
+    images, labels = run.sample(n, labels=balanced_labels(n, len(run.class_names), seed), seed=seed)
     name = Path(path).name or str(path)
-    return (Subject(name, images, labels, run.epsilon, run.delta, run.card, run.synthesizer,
-                    str(path)), train, holdout)
+    return (
+        Subject(name, images, labels, run.epsilon, run.delta, run.card, run.synthesizer, str(path)),
+        train,
+        holdout,
+    )
 
 
-def load_synthetic(path: str | os.PathLike[str], class_names: list[str], channels: int = 1
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def load_synthetic(
+    path: str | os.PathLike[str], class_names: list[str], channels: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels (0..K-1 of ``class_names``) from an .npz or a class-per-folder tree
     (read with the real data's ``channels``)."""
     from ..data import DataSource
@@ -58,13 +65,17 @@ def load_synthetic(path: str | os.PathLike[str], class_names: list[str], channel
 
     path = Path(path).expanduser()
     if not path.exists():
-        raise DataError(f"synthetic set '{path}' does not exist; pass a folder or .npz written by "
-                        "`privsynth sample`")
+        raise DataError(
+            f"synthetic set '{path}' does not exist; pass a folder or .npz written by "
+            "`privsynth sample`"
+        )
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             if "images" not in z.files or "labels" not in z.files:
-                raise DataError(f"{path}: needs arrays 'images' and 'labels' (as `privsynth "
-                                f"sample --out x.npz` writes); found {sorted(z.files)}")
+                raise DataError(
+                    f"{path}: needs arrays 'images' and 'labels' (as `privsynth "
+                    f"sample --out x.npz` writes); found {sorted(z.files)}"
+                )
             images, labels = to_uint8_nchw(z["images"], str(path)), np.asarray(z["labels"])
             names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
         if names is not None:
@@ -84,26 +95,38 @@ def load_synthetic(path: str | os.PathLike[str], class_names: list[str], channel
 def _rename(names: np.ndarray, class_names: list[str], path: Path) -> np.ndarray:
     unknown = sorted(set(names.tolist()) - set(class_names))
     if unknown:
-        raise DataError(f"{path}: classes {unknown[:5]} are not classes of the real data "
-                        f"{class_names}; name sub-folders after the real classes")
+        raise DataError(
+            f"{path}: classes {unknown[:5]} are not classes of the real data "
+            f"{class_names}; name sub-folders after the real classes"
+        )
     index = {c: i for i, c in enumerate(class_names)}
     return np.asarray([index[c] for c in names], dtype=np.int64)
 
 
-def from_synthetic(path: str | os.PathLike[str], data: str | ImageDataset,
-                   holdout: float | str = 0.2,
-                   split_seed: int = 0, image_size: int | None = None
-                   ) -> tuple[Subject, ImageDataset, ImageDataset]:
+def from_synthetic(
+    path: str | os.PathLike[str],
+    data: str | ImageDataset,
+    holdout: float | str = 0.2,
+    split_seed: int = 0,
+    image_size: int | None = None,
+) -> tuple[Subject, ImageDataset, ImageDataset]:
     """A synthetic set made elsewhere, against ``data`` split with ``holdout``/``split_seed``
     (use the split the generator was trained with, or the MIA numbers mean nothing)."""
     if data is None:
-        raise ConfigError("--synthetic needs --data (the real dataset, split with --holdout and "
-                          "--split-seed as in training)")
+        raise ConfigError(
+            "--synthetic needs --data (the real dataset, split with --holdout and "
+            "--split-seed as in training)"
+        )
     ds, parts = load_split(data, holdout, split_seed, image_size)
     images, labels = load_synthetic(path, ds.class_names, ds.image_shape[0])
     if images.shape[1:] != ds.images.shape[1:]:
-        raise DataError(f"synthetic images are {images.shape[1:]} but the real ones are "
-                        f"{ds.images.shape[1:]}; pass --image-size or resample")
+        raise DataError(
+            f"synthetic images are {images.shape[1:]} but the real ones are "
+            f"{ds.images.shape[1:]}; pass --image-size or resample"
+        )
     name = Path(path).stem or str(path)
-    return (Subject(name, images, labels, source=str(path)), ds.subset(parts.train),
-            ds.subset(parts.holdout))
+    return (
+        Subject(name, images, labels, source=str(path)),
+        ds.subset(parts.train),
+        ds.subset(parts.holdout),
+    )

@@ -30,8 +30,9 @@ PROTOCOL = "fixed schedule (epochs from the training-set size), one-cycle LR, la
 def check_classifier(name: str) -> str:
     """``name`` if it is a utility classifier, else a ConfigError naming the choices."""
     if name not in CLASSIFIERS:
-        raise ConfigError(f"unknown classifier '{name}'; choose from {sorted(CLASSIFIERS)} "
-                          "(comma-separated)")
+        raise ConfigError(
+            f"unknown classifier '{name}'; choose from {sorted(CLASSIFIERS)} (comma-separated)"
+        )
     return name
 
 
@@ -54,70 +55,138 @@ def balanced_subset(labels: np.ndarray, n: int, num_classes: int, seed: int = 0)
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
-def fit_and_test(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
-                 test_labels: np.ndarray, num_classes: int | None = None, *,
-                 classifier: str = "lenet", passes: int = DEFAULT_PASSES,
-                 epochs: int | None = None, seed: int = 0, progress: bool = False,
-                 desc: str = "classifier") -> dict:
+def fit_and_test(
+    images: np.ndarray,
+    labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    num_classes: int | None = None,
+    *,
+    classifier: str = "lenet",
+    passes: int = DEFAULT_PASSES,
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "classifier",
+) -> dict:
     """Train ``classifier`` on (images, labels) with the fixed schedule; test once on the test set.
 
     ``epochs`` overrides the size rule (`fixed_epochs(len(images), passes)`)."""
     t0 = time.perf_counter()
     k = num_classes or int(max(np.max(labels), np.max(test_labels))) + 1
     ep = epochs or fixed_epochs(len(images), passes)
-    model = train_fixed(images, labels, k, classifier, ep, seed=seed, progress=progress,
-                        desc=desc)
+    model = train_fixed(images, labels, k, classifier, ep, seed=seed, progress=progress, desc=desc)
     pred = predict(model, test_images).argmax(1)
     test_labels = np.asarray(test_labels)
-    per_class = [float((pred[test_labels == c] == c).mean()) if np.any(test_labels == c)
-                 else float("nan") for c in range(k)]
-    return {"accuracy": float((pred == test_labels).mean()), "classifier": classifier,
-            "network": CLASSIFIERS[classifier][1], "epochs": int(ep),
-            "images_seen": int(ep * len(images)), "n_train": int(len(images)),
-            "n_test": int(len(test_images)), "per_class": per_class, "selection": PROTOCOL,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    per_class = [
+        float((pred[test_labels == c] == c).mean()) if np.any(test_labels == c) else float("nan")
+        for c in range(k)
+    ]
+    return {
+        "accuracy": float((pred == test_labels).mean()),
+        "classifier": classifier,
+        "network": CLASSIFIERS[classifier][1],
+        "epochs": int(ep),
+        "images_seen": int(ep * len(images)),
+        "n_train": int(len(images)),
+        "n_test": int(len(test_images)),
+        "per_class": per_class,
+        "selection": PROTOCOL,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
-def tstr(synth_images: np.ndarray, synth_labels: np.ndarray, holdout_images: np.ndarray,
-         holdout_labels: np.ndarray, num_classes: int | None = None, *,
-         classifier: str = "lenet", passes: int = DEFAULT_PASSES, epochs: int | None = None,
-         seed: int = 0, progress: bool = False) -> dict:
+def tstr(
+    synth_images: np.ndarray,
+    synth_labels: np.ndarray,
+    holdout_images: np.ndarray,
+    holdout_labels: np.ndarray,
+    num_classes: int | None = None,
+    *,
+    classifier: str = "lenet",
+    passes: int = DEFAULT_PASSES,
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """Train on synthetic, test on the real holdout: ``{"accuracy": ..., "epochs": ...,
     "per_class": [...], "seconds": ..., ...}``. Images uint8 N x C x H x W, labels 0..K-1.
 
     Trains on every synthetic image given (sample them class-balanced, e.g. with
     `balanced_labels`); the holdout is read once, for the final test."""
-    return fit_and_test(synth_images, synth_labels, holdout_images, holdout_labels, num_classes,
-                        classifier=classifier, passes=passes, epochs=epochs, seed=seed,
-                        progress=progress, desc=f"TSTR {classifier}")
+    return fit_and_test(
+        synth_images,
+        synth_labels,
+        holdout_images,
+        holdout_labels,
+        num_classes,
+        classifier=classifier,
+        passes=passes,
+        epochs=epochs,
+        seed=seed,
+        progress=progress,
+        desc=f"TSTR {classifier}",
+    )
 
 
-def trtr(train_images: np.ndarray, train_labels: np.ndarray, holdout_images: np.ndarray,
-         holdout_labels: np.ndarray, num_classes: int | None = None, *,
-         classifier: str = "lenet", passes: int = DEFAULT_PASSES, epochs: int | None = None,
-         seed: int = 0, progress: bool = False) -> dict:
+def trtr(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    holdout_images: np.ndarray,
+    holdout_labels: np.ndarray,
+    num_classes: int | None = None,
+    *,
+    classifier: str = "lenet",
+    passes: int = DEFAULT_PASSES,
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """The reference: the same classifier and rule trained on the real (private) training split."""
-    return fit_and_test(train_images, train_labels, holdout_images, holdout_labels, num_classes,
-                        classifier=classifier, passes=passes, epochs=epochs, seed=seed,
-                        progress=progress, desc=f"TRTR {classifier}")
+    return fit_and_test(
+        train_images,
+        train_labels,
+        holdout_images,
+        holdout_labels,
+        num_classes,
+        classifier=classifier,
+        passes=passes,
+        epochs=epochs,
+        seed=seed,
+        progress=progress,
+        desc=f"TRTR {classifier}",
+    )
 
 
-def imbalance_split(labels: np.ndarray, num_classes: int, keep: float = 0.1, seed: int = 0
-                    ) -> tuple[np.ndarray, list[int]]:
+def imbalance_split(
+    labels: np.ndarray, num_classes: int, keep: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, list[int]]:
     """Indices that keep every image of the first half of the classes and ``keep`` of the rest
     (the minority classes); returns (indices, minority classes)."""
     rng = np.random.default_rng(seed)
     minority = list(range(num_classes // 2, num_classes))
     idx = [np.flatnonzero(labels == k) for k in range(num_classes)]
-    chosen = [i if k not in minority else rng.permutation(i)[:max(1, int(keep * len(i)))]
-              for k, i in enumerate(idx)]
+    chosen = [
+        i if k not in minority else rng.permutation(i)[: max(1, int(keep * len(i)))]
+        for k, i in enumerate(idx)
+    ]
     return np.sort(np.concatenate(chosen)), minority
 
 
-def augmentation(train_images: np.ndarray, train_labels: np.ndarray, synth_images: np.ndarray,
-                 synth_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
-                 num_classes: int, keep: float = 0.1, seed: int = 0, progress: bool = False,
-                 baseline: dict | None = None, passes: int = DEFAULT_PASSES) -> dict:
+def augmentation(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    synth_images: np.ndarray,
+    synth_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    num_classes: int,
+    keep: float = 0.1,
+    seed: int = 0,
+    progress: bool = False,
+    baseline: dict | None = None,
+    passes: int = DEFAULT_PASSES,
+) -> dict:
     """Class imbalance: the minority classes (upper half of the labels) keep ``keep`` of their
     real images. Compare the LeNet trained on that imbalanced real set with the same set topped
     up by synthetic images of the minority classes to the majority classes' size (same protocol
@@ -127,9 +196,18 @@ def augmentation(train_images: np.ndarray, train_labels: np.ndarray, synth_image
     idx, minority = imbalance_split(train_labels, num_classes, keep, seed)
     xr, yr = train_images[idx], train_labels[idx]
     if baseline is None:
-        baseline = fit_and_test(xr, yr, test_images, test_labels, num_classes, passes=passes,
-                                seed=seed, progress=progress, desc="imbalanced real")
-    target = int(np.bincount(yr, minlength=num_classes)[:num_classes // 2].mean())
+        baseline = fit_and_test(
+            xr,
+            yr,
+            test_images,
+            test_labels,
+            num_classes,
+            passes=passes,
+            seed=seed,
+            progress=progress,
+            desc="imbalanced real",
+        )
+    target = int(np.bincount(yr, minlength=num_classes)[: num_classes // 2].mean())
     rng = np.random.default_rng(seed)
     add = []
     for k in minority:
@@ -138,10 +216,26 @@ def augmentation(train_images: np.ndarray, train_labels: np.ndarray, synth_image
         add.append(rng.choice(pool, min(need, len(pool)), replace=False) if len(pool) else pool)
     add = np.concatenate(add).astype(np.int64)
     xa, ya = np.concatenate([xr, synth_images[add]]), np.concatenate([yr, synth_labels[add]])
-    augmented = fit_and_test(xa, ya, test_images, test_labels, num_classes, passes=passes,
-                             seed=seed, progress=progress, desc="real + synthetic")
+    augmented = fit_and_test(
+        xa,
+        ya,
+        test_images,
+        test_labels,
+        num_classes,
+        passes=passes,
+        seed=seed,
+        progress=progress,
+        desc="real + synthetic",
+    )
     mean_minor = lambda r: float(np.nanmean([r["per_class"][k] for k in minority]))
-    return {"minority_classes": minority, "keep_fraction": keep, "n_synthetic_added": int(len(add)),
-            "imbalanced_real": baseline, "real_plus_synthetic": augmented,
-            "minority_accuracy": {"imbalanced_real": mean_minor(baseline),
-                                  "real_plus_synthetic": mean_minor(augmented)}}
+    return {
+        "minority_classes": minority,
+        "keep_fraction": keep,
+        "n_synthetic_added": int(len(add)),
+        "imbalanced_real": baseline,
+        "real_plus_synthetic": augmented,
+        "minority_accuracy": {
+            "imbalanced_real": mean_minor(baseline),
+            "real_plus_synthetic": mean_minor(augmented),
+        },
+    }

@@ -20,8 +20,10 @@ EXTRA = "pip install 'privsynth[federated]'"
 def require(module: str, feature: str = "federated training") -> None:
     """Raise `MissingExtra` (one line naming the extra) if ``module`` is not installed."""
     if _util.find_spec(module) is None:
-        raise MissingExtra(f"{feature} needs the package '{module}', which is not installed; "
-                           f"install the federated extra: {EXTRA}")
+        raise MissingExtra(
+            f"{feature} needs the package '{module}', which is not installed; "
+            f"install the federated extra: {EXTRA}"
+        )
 
 
 require("flwr")

@@ -112,9 +112,7 @@ def _aggregate_metrics(contents: list[RecordDict], weight_key: str) -> MetricRec
     """Per round: the number of owners and the worst (largest) owner epsilon so far. (Owners
     send no losses: a loss on private batches is not DP, so it never leaves the owner.)"""
     ms = [next(iter(c.metric_records.values())) for c in contents]
-    return MetricRecord(
-        {"owners": len(ms), "max-epsilon": max(float(m["epsilon"]) for m in ms)}
-    )
+    return MetricRecord({"owners": len(ms), "max-epsilon": max(float(m["epsilon"]) for m in ms)})
 
 
 def make_strategy(cfg: dict, mode: str, keys: list[str]) -> Any:

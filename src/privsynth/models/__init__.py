@@ -3,8 +3,15 @@
 import importlib as _importlib
 
 # Loaded on first use: the CLI lists ``registry.METHODS`` in --help without importing torch.
-_LAZY = {"FitResult": "base", "Method": "base", "Synthesizer": "base", "TrainContext": "base",
-         "METHODS": "registry", "create": "registry", "method_class": "registry"}
+_LAZY = {
+    "FitResult": "base",
+    "Method": "base",
+    "Synthesizer": "base",
+    "TrainContext": "base",
+    "METHODS": "registry",
+    "create": "registry",
+    "method_class": "registry",
+}
 
 __all__ = list(_LAZY)
 

@@ -27,12 +27,18 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
     # epochs so 8k 28x28 images fit ~25 CPU-minutes, and a generator of half the width: at 28x28
     # its forward pass over each D step's fakes cost more than the DP step itself (106 -> 43 ms
     # per 64 fakes, one core); MNIST-10k study in docs/gan.md.
-    "dpgan": {"small": {"batch_size": 64, "epochs": 250, "n_d": 5},
-              "large": {"batch_size": 64, "epochs": 60, "n_d": 5, "g_width": 16}},
-    "dpvae": {"small": {"batch_size": 128, "epochs": 30},
-              "large": {"batch_size": 256, "epochs": 10}},
-    "dpdiffusion": {"small": {"batch_size": 128, "epochs": 20, "width": 32, "multiplicity": 4},
-                    "large": {"batch_size": 256, "epochs": 5, "width": 32, "multiplicity": 4}},
+    "dpgan": {
+        "small": {"batch_size": 64, "epochs": 250, "n_d": 5},
+        "large": {"batch_size": 64, "epochs": 60, "n_d": 5, "g_width": 16},
+    },
+    "dpvae": {
+        "small": {"batch_size": 128, "epochs": 30},
+        "large": {"batch_size": 256, "epochs": 10},
+    },
+    "dpdiffusion": {
+        "small": {"batch_size": 128, "epochs": 20, "width": 32, "multiplicity": 4},
+        "large": {"batch_size": 256, "epochs": 5, "width": 32, "multiplicity": 4},
+    },
     # One-shot methods: the generator's steps are post-processing and stop early once the
     # public loss against the release stops improving; `steps` is only the ceiling.
     "dpmerf": {"small": {"steps": 2000}, "large": {"steps": 4000}},

@@ -63,12 +63,15 @@ class UNet(nn.Module):
         self.time = nn.Sequential(nn.Linear(width, e), nn.SiLU(), nn.Linear(e, e))
         self.label = nn.Embedding(num_classes + 1, e)  # index num_classes = "no label" (CFG)
         self.inp = nn.Conv2d(channels, chans[0], 3, 1, 1)
-        self.down = nn.ModuleList(ResBlock(a, b, e)
-                                  for a, b in zip([chans[0]] + chans[:-1], chans, strict=True))
+        self.down = nn.ModuleList(
+            ResBlock(a, b, e) for a, b in zip([chans[0]] + chans[:-1], chans, strict=True)
+        )
         self.pool = nn.ModuleList(nn.Conv2d(c, c, 3, 2, 1) for c in chans[:-1])
         self.mid = ResBlock(chans[-1], chans[-1], e)
-        self.up = nn.ModuleList(ResBlock(2 * c, c_out, e) for c, c_out in
-                                zip(chans[::-1], chans[::-1][1:] + [chans[0]], strict=True))
+        self.up = nn.ModuleList(
+            ResBlock(2 * c, c_out, e)
+            for c, c_out in zip(chans[::-1], chans[::-1][1:] + [chans[0]], strict=True)
+        )
         self.out = nn.Sequential(_norm(chans[0]), nn.SiLU(), nn.Conv2d(chans[0], channels, 3, 1, 1))
 
     def embed_noise(self, c_noise: torch.Tensor) -> torch.Tensor:
@@ -109,9 +112,9 @@ class Denoiser(nn.Module):
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         s = sigma.view(-1, 1, 1, 1)
-        c_in = 1 / (s ** 2 + SIGMA_DATA ** 2).sqrt()
-        c_skip = SIGMA_DATA ** 2 / (s ** 2 + SIGMA_DATA ** 2)
-        c_out = s * SIGMA_DATA / (s ** 2 + SIGMA_DATA ** 2).sqrt()
+        c_in = 1 / (s**2 + SIGMA_DATA**2).sqrt()
+        c_skip = SIGMA_DATA**2 / (s**2 + SIGMA_DATA**2)
+        c_out = s * SIGMA_DATA / (s**2 + SIGMA_DATA**2).sqrt()
         return c_skip * x + c_out * self.net(c_in * x, sigma.log() / 4, y)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -120,24 +123,24 @@ class Denoiser(nn.Module):
         drop = torch.rand(len(y), device=y.device) < self.p_uncond
         y = torch.where(drop, torch.full_like(y, self.num_classes), y)
         noised = x + torch.randn_like(x) * sigma.view(-1, 1, 1, 1)
-        weight = (sigma ** 2 + SIGMA_DATA ** 2) / (sigma * SIGMA_DATA) ** 2
+        weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2
         err = (self.denoise(noised, sigma, y) - x).pow(2).flatten(1).mean(1)
         return weight * err
 
 
 @dataclass
 class DiffusionConfig:
-    width: int = 32            # U-Net channels at full resolution (x1, x2, x2 per level)
-    multiplicity: int = 4      # K noise levels per private image inside one per-sample gradient
-    p_mean: float = -1.2       # ln(sigma) ~ N(p_mean, p_std^2) in training (DPDM's MNIST setting)
+    width: int = 32  # U-Net channels at full resolution (x1, x2, x2 per level)
+    multiplicity: int = 4  # K noise levels per private image inside one per-sample gradient
+    p_mean: float = -1.2  # ln(sigma) ~ N(p_mean, p_std^2) in training (DPDM's MNIST setting)
     p_std: float = 1.2
-    p_uncond: float = 0.1      # label dropout for classifier-free guidance
-    batch_size: int = 256      # expected (Poisson) batch of private images
-    epochs: float = 30.0       # expected passes over the private data
+    p_uncond: float = 0.1  # label dropout for classifier-free guidance
+    batch_size: int = 256  # expected (Poisson) batch of private images
+    epochs: float = 30.0  # expected passes over the private data
     lr: float = 1e-3
-    ema: float = 0.999         # EMA of the weights (with warm-up; post-processing, free)
-    sample_steps: int = 20     # DDIM (deterministic Euler) steps at sampling
-    guidance: float = 1.0      # classifier-free guidance weight w at sampling (0 = none)
+    ema: float = 0.999  # EMA of the weights (with warm-up; post-processing, free)
+    sample_steps: int = 20  # DDIM (deterministic Euler) steps at sampling
+    guidance: float = 1.0  # classifier-free guidance weight w at sampling (0 = none)
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
@@ -157,15 +160,18 @@ class DiffusionSynthesizer(Method):
         if cfg.multiplicity < 1 or cfg.sample_steps < 1:
             raise ConfigError("multiplicity and sample_steps must be >= 1")
         self.multiplicity = cfg.multiplicity
-        self.model = Denoiser(c, h, num_classes, cfg.width, cfg.multiplicity, cfg.p_mean,
-                              cfg.p_std, cfg.p_uncond)
+        self.model = Denoiser(
+            c, h, num_classes, cfg.width, cfg.multiplicity, cfg.p_mean, cfg.p_std, cfg.p_uncond
+        )
         self.ema = ema_copy(self.model)
 
     # --- DP-SGD hooks: the whole denoiser reads private images --------------------------------
     def check_privacy(self, spec) -> None:
         if self.multiplicity > 1 and spec.grad_sample_mode == "ew":
-            raise ConfigError("noise multiplicity needs per-layer grad samples; use "
-                              "--grad-sample-mode hooks or functorch (or --set multiplicity=1)")
+            raise ConfigError(
+                "noise multiplicity needs per-layer grad samples; use "
+                "--grad-sample-mode hooks or functorch (or --set multiplicity=1)"
+            )
 
     def private_module(self) -> nn.Module:
         return self.model
@@ -199,8 +205,11 @@ class DiffusionSynthesizer(Method):
         w = self.config.guidance
         if w == 0:
             return self.ema.denoise(x, s, y)
-        both = self.ema.denoise(torch.cat([x, x]), torch.cat([s, s]),
-                                torch.cat([y, torch.full_like(y, self.num_classes)]))
+        both = self.ema.denoise(
+            torch.cat([x, x]),
+            torch.cat([s, s]),
+            torch.cat([y, torch.full_like(y, self.num_classes)]),
+        )
         cond, uncond = both.chunk(2)
         return (1 + w) * cond - w * uncond
 

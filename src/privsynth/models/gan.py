@@ -40,8 +40,11 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = width
         for _ in range(k - 1):
-            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.GroupNorm(min(8, 2 * c), 2 * c),
-                       nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(c, 2 * c, 4, 2, 1),
+                nn.GroupNorm(min(8, 2 * c), 2 * c),
+                nn.LeakyReLU(0.2),
+            ]
             c *= 2
         layers += [nn.Conv2d(c, c, 3, 1, 1), nn.GroupNorm(min(8, c), c), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
@@ -59,16 +62,16 @@ class GANConfig:
     """Defaults: see docs/gan.md (the literature + tuning on public digits / MNIST test data)."""
 
     z_dim: int = 32
-    width: int = 32            # discriminator channels after the first (stride-2) layer
-    g_width: int = 32          # generator channels at full resolution
-    batch_size: int = 64       # expected (Poisson) number of private images per D step
-    epochs: float = 250.0      # expected passes over the private data; D steps = epochs / q
-    n_d: int = 5               # discriminator steps per generator step
+    width: int = 32  # discriminator channels after the first (stride-2) layer
+    g_width: int = 32  # generator channels at full resolution
+    batch_size: int = 64  # expected (Poisson) number of private images per D step
+    epochs: float = 250.0  # expected passes over the private data; D steps = epochs / q
+    n_d: int = 5  # discriminator steps per generator step
     lr_d: float = 2e-4
     lr_g: float = 2e-4
-    beta1: float = 0.5         # Adam beta1 for both networks
-    ema: float = 0.995         # generator EMA (post-processing, free); 0 disables
-    loss: str = "bce"          # "bce" (non-saturating) or "hinge"
+    beta1: float = 0.5  # Adam beta1 for both networks
+    ema: float = 0.995  # generator EMA (post-processing, free); 0 disables
+    loss: str = "bce"  # "bce" (non-saturating) or "hinge"
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -128,8 +131,10 @@ class GANSynthesizer(Method):
 
     def check_privacy(self, spec) -> None:
         if spec.grad_sample_mode == "ew":
-            raise ConfigError("grad-sample mode 'ew' (expanded weights) cannot take the "
-                              "discriminator's label input; use --grad-sample-mode hooks")
+            raise ConfigError(
+                "grad-sample mode 'ew' (expanded weights) cannot take the "
+                "discriminator's label input; use --grad-sample-mode hooks"
+            )
 
     def private_module(self) -> nn.Module:
         """Only D reads private images; G learns from D's outputs on fakes (post-processing)."""
@@ -141,8 +146,9 @@ class GANSynthesizer(Method):
     def private_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
         cfg = self.config
         # the generator's optimizer lives as long as the discriminator's (one training segment)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g,
-                                      betas=(cfg.beta1, 0.999))
+        self.opt_g = torch.optim.Adam(
+            self.generator.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999)
+        )
         return torch.optim.Adam(module.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
 
     def private_loss(self, D: nn.Module, xr: torch.Tensor, yr: torch.Tensor) -> torch.Tensor:
@@ -156,8 +162,7 @@ class GANSynthesizer(Method):
             xf = self.generator(torch.randn(fake_n, self.config.z_dim, device=device), yf)
         with dpsgd.public_rows(D, len(xr)):
             logits = D(torch.cat([xr, xf]), torch.cat([yr, yf]))
-        target = torch.cat([torch.ones(len(xr), device=device),
-                            torch.zeros(fake_n, device=device)])
+        target = torch.cat([torch.ones(len(xr), device=device), torch.zeros(fake_n, device=device)])
         return d_loss_fn(self.config.loss, logits, target)
 
     def after_step(self, step: int, last: bool, D: nn.Module) -> dict[str, float]:
@@ -188,8 +193,11 @@ class GANSynthesizer(Method):
         return loss.item()
 
     def train_state(self) -> dict:
-        return {"generator": self.generator.state_dict(), "g_ema": self.g_ema.state_dict(),
-                "opt_g": self.opt_g.state_dict()}
+        return {
+            "generator": self.generator.state_dict(),
+            "g_ema": self.g_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+        }
 
     def load_train_state(self, state: dict) -> None:
         check_generator_weights(state["generator"], "")
@@ -217,15 +225,22 @@ class GANSynthesizer(Method):
         DP-SGD guarantee; kept so evaluation can run white-box membership scores)."""
         out = super().state_dict()
         if self.has_discriminator:
-            out.update({f"discriminator.{k}": v.detach().cpu()
-                        for k, v in self.discriminator.state_dict().items()})
+            out.update(
+                {
+                    f"discriminator.{k}": v.detach().cpu()
+                    for k, v in self.discriminator.state_dict().items()
+                }
+            )
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         check_generator_weights(state, "g_ema.")
         super().load_state_dict(state)
-        d = {k[len("discriminator."):]: v for k, v in state.items()
-             if k.startswith("discriminator.")}
+        d = {
+            k[len("discriminator.") :]: v
+            for k, v in state.items()
+            if k.startswith("discriminator.")
+        }
         if d:
             self.discriminator.load_state_dict(d)
             self.has_discriminator = True
@@ -240,6 +255,10 @@ class GANSynthesizer(Method):
         device = next(D.parameters()).device
         x = torch.from_numpy(to_unit_range(images))
         y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        scores = torch.cat([D(xb.to(device), yb.to(device)).cpu()
-                            for xb, yb in zip(x.split(1024), y.split(1024), strict=True)])
+        scores = torch.cat(
+            [
+                D(xb.to(device), yb.to(device)).cpu()
+                for xb, yb in zip(x.split(1024), y.split(1024), strict=True)
+            ]
+        )
         return scores.numpy().astype(np.float64)

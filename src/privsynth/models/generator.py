@@ -27,8 +27,10 @@ def halvings(size: int) -> int:
         size //= 2
         k += 1
     if size > 7 or k == 0:
-        raise ConfigError(f"image size {size << k} is not base x 2^k with base 3..7 "
-                          "(e.g. 8, 28, 32, 64); pass --image-size to resize")
+        raise ConfigError(
+            f"image size {size << k} is not base x 2^k with base 3..7 "
+            "(e.g. 8, 28, 32, 64); pass --image-size to resize"
+        )
     return k
 
 
@@ -36,30 +38,47 @@ def check_generator_weights(state: dict, prefix: str) -> None:
     """Weights of the generator before this one (``blocks.*`` / ``embed.*`` keys) get a one-line
     error instead of a key mismatch: that generator sampled one image per class; retrain."""
     if any(k.startswith((f"{prefix}blocks.", f"{prefix}embed.")) for k in state):
-        raise CheckpointError("these weights come from an older privsynth generator (one image "
-                              "per class when sampled); retrain the run with this version")
+        raise CheckpointError(
+            "these weights come from an older privsynth generator (one image "
+            "per class when sampled); retrain the run with this version"
+        )
 
 
 class Generator(nn.Module):
     """(z, label) -> image in -1..1. ``width`` = channels at the base resolution, halved per
     upsampling (at least 8). Shared by dpgan, dpmerf and dpkernel."""
 
-    def __init__(self, channels: int, size: int, num_classes: int, width: int = 32,
-                 z_dim: int = 32, hidden: int = 256):
+    def __init__(
+        self,
+        channels: int,
+        size: int,
+        num_classes: int,
+        width: int = 32,
+        z_dim: int = 32,
+        hidden: int = 256,
+    ):
         super().__init__()
         k = halvings(size)
         self.base = size >> k
         self.num_classes, self.z_dim, self.width = num_classes, z_dim, width
         self.fc = nn.Sequential(
-            nn.Linear(z_dim + num_classes, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, width * self.base ** 2), nn.BatchNorm1d(width * self.base ** 2),
-            nn.ReLU())
+            nn.Linear(z_dim + num_classes, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, width * self.base**2),
+            nn.BatchNorm1d(width * self.base**2),
+            nn.ReLU(),
+        )
         layers: list[nn.Module] = []
         c = width
         for _ in range(k):
             out = max(8, c // 2)
-            layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                       nn.Conv2d(c, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
+            layers += [
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(c, out, 3, padding=1),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+            ]
             c = out
         layers += [nn.Conv2d(c, channels, 3, padding=1), nn.Tanh()]
         self.conv = nn.Sequential(*layers)

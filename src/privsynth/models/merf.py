@@ -51,18 +51,18 @@ IMPROVEMENT = 0.005  # relative drop of the running loss that resets the patienc
 class MERFConfig:
     """DP-MERF as published: one RBF kernel on the full image (docs/zoo.md)."""
 
-    n_features: int = 2000     # random frequencies per kernel (two features each)
+    n_features: int = 2000  # random frequencies per kernel (two features each)
     # kernels: "pool:length" pairs; pool = average-pooling factor, length = RBF length scale per
     # sqrt(pixel) of the pooled image on -1..1 pixels (a property of the image size, not the data)
     kernels: str = "1:0.35"
     count_weight: float = 0.1  # share of ||f||^2 on the constant feature (the noisy class counts)
     z_dim: int = 32
     g_width: int = 32
-    steps: int = 4000          # most generator steps (free: post-processing)
-    patience: int = 600        # stop once the running loss has not improved 0.5% for this long
-    batch_size: int = 200      # generated images per generator step
+    steps: int = 4000  # most generator steps (free: post-processing)
+    patience: int = 600  # stop once the running loss has not improved 0.5% for this long
+    batch_size: int = 200  # generated images per generator step
     lr: float = 1e-3
-    feature_seed: int = 1234   # the random frequencies are public (independent of the data)
+    feature_seed: int = 1234  # the random frequencies are public (independent of the data)
 
     def __post_init__(self) -> None:
         for name in ("n_features", "steps", "z_dim", "g_width", "patience"):  # batch: trainer
@@ -88,8 +88,10 @@ def parse_kernels(text: str) -> list[tuple[int, float]]:
     except ValueError:
         out = []
     if not out or any(p < 1 or not s > 0 for p, s in out):
-        raise ConfigError(f"kernels '{text}': expected pool:length pairs such as "
-                          "'1:0.14,1:0.29,2:0.14' (pool >= 1, length > 0)")
+        raise ConfigError(
+            f"kernels '{text}': expected pool:length pairs such as "
+            "'1:0.14,1:0.29,2:0.14' (pool >= 1, length > 0)"
+        )
     return out
 
 
@@ -120,8 +122,11 @@ class KernelFeatures:
             xp = F.avg_pool2d(x, pool) if pool > 1 else x
             proj = xp.flatten(1) @ w
             parts += [proj.cos() * scale, proj.sin() * scale]
-        parts.append(torch.full((len(x), 1), norm * math.sqrt(self.count_weight),
-                                dtype=x.dtype, device=x.device))
+        parts.append(
+            torch.full(
+                (len(x), 1), norm * math.sqrt(self.count_weight), dtype=x.dtype, device=x.device
+            )
+        )
         return torch.cat(parts, 1)
 
     def class_means(self, released: torch.Tensor, norm: float) -> torch.Tensor:
@@ -171,8 +176,9 @@ class MERFSynthesizer(Method):
         self.features = KernelFeatures(self.image_shape, cfg)
 
     # --- the one private step ----------------------------------------------------------------
-    def release(self, data: ImageDataset, ctx: TrainContext) -> tuple[torch.Tensor, DPPlan | None,
-                                                                     AccountantState | None]:
+    def release(
+        self, data: ImageDataset, ctx: TrainContext
+    ) -> tuple[torch.Tensor, DPPlan | None, AccountantState | None]:
         """The noisy feature-by-class sum ``S`` (and the plan/accountant that priced it)."""
         spec = ctx.privacy
         C = spec.max_grad_norm if spec is not None else 1.0
@@ -205,8 +211,13 @@ class MERFSynthesizer(Method):
             released, plan, acc = self.release(data, ctx)
         return self.fit_released(released, plan, acc, ctx)
 
-    def fit_released(self, released: torch.Tensor, plan: DPPlan | None,
-                     acc: AccountantState | None, ctx: TrainContext) -> FitResult:
+    def fit_released(
+        self,
+        released: torch.Tensor,
+        plan: DPPlan | None,
+        acc: AccountantState | None,
+        ctx: TrainContext,
+    ) -> FitResult:
         """Train the generator on a released ``S`` (post-processing: no privacy cost). The
         federated one-shot path (federated/oneshot.py) calls it with the SecAgg+ sum."""
         cfg, device = self.config, torch.device(ctx.device)
@@ -223,10 +234,16 @@ class MERFSynthesizer(Method):
             best, since = float(resume.get("best", math.inf)), int(resume.get("since", 0))
 
         def snapshot(step: int) -> None:
-            state = {"released": released, "generator": G.state_dict(), "opt": opt.state_dict(),
-                     "step": step, "best": best, "since": since,
-                     "accountant": acc.to_json() if acc else None,
-                     "plan": plan.to_json() if plan else None}
+            state = {
+                "released": released,
+                "generator": G.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "best": best,
+                "since": since,
+                "accountant": acc.to_json() if acc else None,
+                "plan": plan.to_json() if plan else None,
+            }
             ctx.checkpoint(step, state, acc)
 
         if resume is None:
@@ -243,7 +260,7 @@ class MERFSynthesizer(Method):
             fake = G(torch.randn(cfg.batch_size, cfg.z_dim, device=device), y)
             f = features(fake, C)[:, :-1]
             gen_mean = torch.zeros_like(target).index_add(0, y, f) / per_class
-            loss = (gen_mean - target).pow(2).sum() / C ** 2
+            loss = (gen_mean - target).pow(2).sum() / C**2
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -261,8 +278,16 @@ class MERFSynthesizer(Method):
         bar.close()
         steps = step + 1
         snapshot(steps)
-        return FitResult(steps, plan, acc, {"loss": smooth, "generator_steps": steps,
-                                            "generator_seconds": round(time.time() - t0, 1)})
+        return FitResult(
+            steps,
+            plan,
+            acc,
+            {
+                "loss": smooth,
+                "generator_steps": steps,
+                "generator_seconds": round(time.time() - t0, 1),
+            },
+        )
 
     # --- sampling and weights ---------------------------------------------------------------
     def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

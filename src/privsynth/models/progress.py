@@ -36,8 +36,14 @@ class progress_bar:
         if self.tty:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True,
-                            leave=False, file=self.stream)
+            self.bar = tqdm(
+                total=total,
+                initial=start,
+                desc=desc,
+                dynamic_ncols=True,
+                leave=False,
+                file=self.stream,
+            )
         # Epsilon on the bar comes from the same accountant as the card. One PRV evaluation costs
         # 0.2-0.8 s (more than a DP step), so refresh only when that keeps it under ~3% of the time.
         self.eps, self.last, self.cost = 0.0, 0.0, 0.0
@@ -48,8 +54,10 @@ class progress_bar:
         return min(self.total, (step // tenth + 1) * tenth)
 
     def _epsilon(self, step: int) -> float:
-        history = [*self.ctx.privacy.prior,  # a warm-up release, if any, came first
-                   (self.plan.noise_multiplier, self.plan.sample_rate, step)]
+        history = [
+            *self.ctx.privacy.prior,  # a warm-up release, if any, came first
+            (self.plan.noise_multiplier, self.plan.sample_rate, step),
+        ]
         return epsilon_from_history(history, self.plan.delta, self.ctx.privacy.accountant)
 
     def update(self, step: int, **losses: float) -> None:
@@ -62,8 +70,9 @@ class progress_bar:
             return
         self.bar.n = step
         now = time.monotonic()
-        if self.plan is not None and (now - self.last > max(3.0, 30 * self.cost)
-                                      or step == self.total):
+        if self.plan is not None and (
+            now - self.last > max(3.0, 30 * self.cost) or step == self.total
+        ):
             self.eps = self._epsilon(step)
             self.last = time.monotonic()
             self.cost = self.last - now

@@ -48,9 +48,9 @@ class Decoder(nn.Module):
     def __init__(self, channels: int, size: int, num_classes: int, width: int, z_dim: int):
         super().__init__()
         self.k = halvings(size)
-        self.base, self.c0 = size >> self.k, width * 2 ** self.k
+        self.base, self.c0 = size >> self.k, width * 2**self.k
         self.embed = nn.Embedding(num_classes, z_dim)
-        self.fc = nn.Sequential(nn.Linear(2 * z_dim, self.c0 * self.base ** 2), nn.SiLU())
+        self.fc = nn.Sequential(nn.Linear(2 * z_dim, self.c0 * self.base**2), nn.SiLU())
         blocks: list[nn.Module] = []
         c = self.c0
         for _ in range(self.k):
@@ -85,13 +85,13 @@ class CVAE(nn.Module):
 @dataclass
 class VAEConfig:
     z_dim: int = 16
-    width: int = 32            # encoder/decoder channels at full resolution
-    beta: float = 1.0          # KL weight
-    batch_size: int = 256      # expected (Poisson) batch
-    epochs: float = 60.0       # expected passes over the private data
+    width: int = 32  # encoder/decoder channels at full resolution
+    beta: float = 1.0  # KL weight
+    batch_size: int = 256  # expected (Poisson) batch
+    epochs: float = 60.0  # expected passes over the private data
     lr: float = 2e-3
-    ema: float = 0.995         # EMA of the weights (post-processing, free); 0 disables
-    temperature: float = 0.8   # z ~ N(0, t^2 I) when sampling (post-processing)
+    ema: float = 0.995  # EMA of the weights (post-processing, free); 0 disables
+    temperature: float = 0.8  # z ~ N(0, t^2 I) when sampling (post-processing)
 
 
 class VAESynthesizer(Method):

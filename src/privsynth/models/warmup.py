@@ -46,17 +46,17 @@ DEFAULT_SHARE = 0.3
 class WarmupConfig:
     """``--warmup-share``, ``--warmup-epochs`` and ``--warmup-set KEY=VALUE``."""
 
-    share: float = DEFAULT_SHARE   # the release alone spends share * epsilon (see docs/warmup.md)
-    sigma: float | None = None     # fix the release's noise multiplier instead (needed with a
+    share: float = DEFAULT_SHARE  # the release alone spends share * epsilon (see docs/warmup.md)
+    sigma: float | None = None  # fix the release's noise multiplier instead (needed with a
     #                                fixed --noise-multiplier and no --epsilon)
-    size: int | None = None        # release resolution (low-pass); default half the image size
-    clip: float | None = None      # L2 clip of a centred low-res image; default its largest norm
-    count_weight: float = 0.3      # weight of the count entry in each image's unit vector
-    sample_rate: float = 1.0       # Poisson rate per query (FETA: 0.1); 1 = the whole set
-    queries: int = 1               # releases (central images per class)
-    epochs: float | None = None    # pretraining passes per phase; default the method's epochs
-    images: int | None = None      # size of the central warm-up set; default the private set's
-    augment: bool = True           # random affine + brightness/contrast on the central images
+    size: int | None = None  # release resolution (low-pass); default half the image size
+    clip: float | None = None  # L2 clip of a centred low-res image; default its largest norm
+    count_weight: float = 0.3  # weight of the count entry in each image's unit vector
+    sample_rate: float = 1.0  # Poisson rate per query (FETA: 0.1); 1 = the whole set
+    queries: int = 1  # releases (central images per class)
+    epochs: float | None = None  # pretraining passes per phase; default the method's epochs
+    images: int | None = None  # size of the central warm-up set; default the private set's
+    augment: bool = True  # random affine + brightness/contrast on the central images
 
     def __post_init__(self) -> None:
         if not 0 < self.share < 1:
@@ -67,8 +67,7 @@ class WarmupConfig:
             raise ConfigError(f"--warmup-epochs must be > 0, got {self.epochs}")
         if self.images is not None and self.images < 1:
             raise ConfigError(f"warm-up images must be >= 1, got {self.images}")
-        check_settings(self.size or 1, self.sample_rate, self.queries, self.count_weight,
-                       self.clip)
+        check_settings(self.size or 1, self.sample_rate, self.queries, self.count_weight, self.clip)
 
 
 def warmup_config(overrides: dict[str, Any] | None) -> WarmupConfig:
@@ -83,8 +82,13 @@ def warmup_config(overrides: dict[str, Any] | None) -> WarmupConfig:
 class WarmUp:
     """The pretraining phases of one run (built by `privsynth.train`; None when there are none)."""
 
-    def __init__(self, kind: str, public: ImageDataset | None, config: WarmupConfig,
-                 public_source: str | None):
+    def __init__(
+        self,
+        kind: str,
+        public: ImageDataset | None,
+        config: WarmupConfig,
+        public_source: str | None,
+    ):
         self.kind, self.public, self.config = kind, public, config
         self.public_source = public_source
         self.sigma: float | None = None
@@ -92,27 +96,42 @@ class WarmUp:
         self.state: dict = {}
 
     @classmethod
-    def build(cls, kind: str, public_data, config: dict | None, dataset: ImageDataset,
-              private: bool, synth) -> "WarmUp | None":
+    def build(
+        cls,
+        kind: str,
+        public_data,
+        config: dict | None,
+        dataset: ImageDataset,
+        private: bool,
+        synth,
+    ) -> "WarmUp | None":
         if kind not in WARMUPS:
             raise ConfigError(f"unknown --warmup '{kind}'; choose one of {WARMUPS}")
         if kind == "none" and public_data is None:
             if config:
-                raise ConfigError("--warmup-share/--warmup-epochs/--warmup-set need --warmup "
-                                  "central or --public-data")
+                raise ConfigError(
+                    "--warmup-share/--warmup-epochs/--warmup-set need --warmup "
+                    "central or --public-data"
+                )
             return None
         cfg = warmup_config(config)
         side = min(dataset.image_shape[1:])
         if cfg.size is not None and cfg.size > side:
-            raise ConfigError(f"--warmup-set size={cfg.size} exceeds the {side}-pixel images; "
-                              "pick a size up to the image side, e.g. half of it")
+            raise ConfigError(
+                f"--warmup-set size={cfg.size} exceeds the {side}-pixel images; "
+                "pick a size up to the image side, e.g. half of it"
+            )
         if synth.kind != "dp-sgd":
-            raise ConfigError(f"--warmup/--public-data pretrain a DP-SGD method; '{synth.name}' "
-                              "trains no network on private data (use dpgan, dpvae or "
-                              "dpdiffusion)")
+            raise ConfigError(
+                f"--warmup/--public-data pretrain a DP-SGD method; '{synth.name}' "
+                "trains no network on private data (use dpgan, dpvae or "
+                "dpdiffusion)"
+            )
         if kind == "central" and not private:
-            raise ConfigError("--warmup central is a DP release for a private run; without DP "
-                              "there is no budget to split (drop --warmup, or use --public-data)")
+            raise ConfigError(
+                "--warmup central is a DP release for a private run; without DP "
+                "there is no budget to split (drop --warmup, or use --public-data)"
+            )
         public, source = None, None
         if public_data is not None:
             public, source = load_public(public_data, dataset)
@@ -120,14 +139,18 @@ class WarmUp:
 
     # --- what the run's request, card and accountant see -------------------------------------
     def request(self) -> dict:
-        return {"kind": self.kind, "config": asdict(self.config),
-                "public": self.public.fingerprint if self.public is not None else None}
+        return {
+            "kind": self.kind,
+            "config": asdict(self.config),
+            "public": self.public.fingerprint if self.public is not None else None,
+        }
 
     def release_size(self, image_shape: tuple[int, int, int]) -> int:
         return self.config.size or max(1, image_shape[1] // 2)
 
-    def prepare(self, spec, out: Path, resuming: bool
-                ) -> tuple[list[tuple[float, float, int]], list[tuple[float, float, int]]]:
+    def prepare(
+        self, spec, out: Path, resuming: bool
+    ) -> tuple[list[tuple[float, float, int]], list[tuple[float, float, int]]]:
         """Fix the release's sigma. Returns ``(prior, released)``: its accountant entry, for
         the spec's ``prior`` (before DP-SGD's noise is calibrated), and the history entries an
         earlier segment already released, which the ledger must not book again. ``resuming``:
@@ -144,48 +167,71 @@ class WarmUp:
         elif cfg.sigma is not None:
             self.sigma = cfg.sigma
         elif spec.epsilon is None:
-            raise ConfigError("--warmup central with a fixed --noise-multiplier needs the "
-                              "release's own sigma: --warmup-set sigma=S (or give --epsilon)")
+            raise ConfigError(
+                "--warmup central with a fixed --noise-multiplier needs the "
+                "release's own sigma: --warmup-set sigma=S (or give --epsilon)"
+            )
         else:
-            self.sigma = central_sigma(cfg.share * spec.epsilon, spec.delta, cfg.sample_rate,
-                                       cfg.queries, spec.accountant)
+            self.sigma = central_sigma(
+                cfg.share * spec.epsilon, spec.delta, cfg.sample_rate, cfg.queries, spec.accountant
+            )
         prior = [(float(self.sigma), float(cfg.sample_rate), int(cfg.queries))]
         return prior, (list(prior) if self.release is not None else [])
 
     def card(self, delta: float, accountant: str) -> dict:
         from ..privacy.accounting import epsilon_from_history
 
-        out: dict[str, Any] = {"phases": self.phases_named(),
-                               "epochs": self.config.epochs or "the method's epochs"}
+        out: dict[str, Any] = {
+            "phases": self.phases_named(),
+            "epochs": self.config.epochs or "the method's epochs",
+        }
         if self.public is not None:
             out["public_data"] = {
-                "source": self.public_source, "fingerprint": self.public.fingerprint,
-                "n_images": len(self.public), "spent_epsilon": 0.0,
+                "source": self.public_source,
+                "fingerprint": self.public.fingerprint,
+                "n_images": len(self.public),
+                "spent_epsilon": 0.0,
                 "note": "declared public by the user: pretrained on without privacy and without "
-                        "spending budget; not protected by this run's guarantee"}
+                "spending budget; not protected by this run's guarantee",
+            }
         if self.kind == "central":
             cfg, r = self.config, self.release
             hist = [(self.sigma, cfg.sample_rate, cfg.queries)]
             out["central"] = {
                 "mechanism": "Gaussian mechanism (OpenDP noise) on per-class sums of clipped "
-                             "low-resolution images, L2 sensitivity 1; DP-FETA's central images",
-                "noise_multiplier": self.sigma, "sample_rate": cfg.sample_rate,
-                "queries": cfg.queries, "share": cfg.share if cfg.sigma is None else None,
+                "low-resolution images, L2 sensitivity 1; DP-FETA's central images",
+                "noise_multiplier": self.sigma,
+                "sample_rate": cfg.sample_rate,
+                "queries": cfg.queries,
+                "share": cfg.share if cfg.sigma is None else None,
                 "epsilon_alone": epsilon_from_history(hist, delta, accountant),
                 "history": [list(h) for h in hist],
-                "size": r.size if r else cfg.size, "clip": r.clip if r else cfg.clip,
-                "count_weight": cfg.count_weight, "released": r is not None,
+                "size": r.size if r else cfg.size,
+                "clip": r.clip if r else cfg.clip,
+                "count_weight": cfg.count_weight,
+                "released": r is not None,
                 "composed": "first entry of the DP-SGD accountant's history: one Opacus "
-                            "accountant composes the release and DP-SGD exactly"}
+                "accountant composes the release and DP-SGD exactly",
+            }
         return out
 
     def phases_named(self) -> list[str]:
-        return [p for p, on in (("public", self.public is not None),
-                                ("central", self.kind == "central")) if on]
+        return [
+            p
+            for p, on in (("public", self.public is not None), ("central", self.kind == "central"))
+            if on
+        ]
 
     # --- the phases ---------------------------------------------------------------------------
-    def run(self, synth, train_set: ImageDataset, ctx: TrainContext, out: Path,
-            before_release: Callable[[], None], after_release: Callable[[], None]) -> None:
+    def run(
+        self,
+        synth,
+        train_set: ImageDataset,
+        ctx: TrainContext,
+        out: Path,
+        before_release: Callable[[], None],
+        after_release: Callable[[], None],
+    ) -> None:
         """Release (if needed) and pretrain ``synth`` phase by phase, resuming what a killed
         segment left. ``before_release`` books the release in the ledger before it is drawn;
         ``after_release`` writes the card (and clears a replaced run) before the state is kept."""
@@ -194,14 +240,24 @@ class WarmUp:
             before_release()
             cfg = self.config
             self.release = release_central(
-                train_set.images, train_set.labels, train_set.num_classes, sigma=self.sigma,
-                size=self.release_size(train_set.image_shape), sample_rate=cfg.sample_rate,
-                queries=cfg.queries, count_weight=cfg.count_weight, clip=cfg.clip)
+                train_set.images,
+                train_set.labels,
+                train_set.num_classes,
+                sigma=self.sigma,
+                size=self.release_size(train_set.image_shape),
+                sample_rate=cfg.sample_rate,
+                queries=cfg.queries,
+                count_weight=cfg.count_weight,
+                clip=cfg.clip,
+            )
             after_release()
             state["release"] = release_to_state(self.release)
             save_state(out, state)
-        central = (central_warmup_set(self.release, train_set, self.config, ctx.seed)
-                   if self.release is not None else None)
+        central = (
+            central_warmup_set(self.release, train_set, self.config, ctx.seed)
+            if self.release is not None
+            else None
+        )
         if central is not None and not (out / "warmup.png").exists():
             save_warmup_grid(out, self.release, central)
 
@@ -210,8 +266,9 @@ class WarmUp:
 
         done = list(state.get("done", []))
         if state.get("phase") in done:  # a finished phase's weights: restore them (zero steps)
-            self._pretrain(synth, state["phase"], data(state["phase"]), ctx, out,
-                           state["checkpoint"])
+            self._pretrain(
+                synth, state["phase"], data(state["phase"]), ctx, out, state["checkpoint"]
+            )
         for phase in self.phases_named():
             if phase in done:
                 continue
@@ -221,31 +278,51 @@ class WarmUp:
             state["done"] = done
             save_state(out, state)
 
-    def _pretrain(self, synth, phase: str, data: ImageDataset, ctx: TrainContext, out: Path,
-                  resume: dict | None) -> None:
+    def _pretrain(
+        self,
+        synth,
+        phase: str,
+        data: ImageDataset,
+        ctx: TrainContext,
+        out: Path,
+        resume: dict | None,
+    ) -> None:
         state = self.state
 
         def checkpoint(step: int, train_state: dict, acc) -> None:
             state.update(phase=phase, checkpoint=train_state)
             save_state(out, state)
 
-        pre = TrainContext(privacy=None, seed=ctx.seed, device=ctx.device, progress=ctx.progress,
-                           checkpoint_every=ctx.checkpoint_every, checkpoint=checkpoint,
-                           resume=resume)
+        pre = TrainContext(
+            privacy=None,
+            seed=ctx.seed,
+            device=ctx.device,
+            progress=ctx.progress,
+            checkpoint_every=ctx.checkpoint_every,
+            checkpoint=checkpoint,
+            resume=resume,
+        )
         epochs = self.config.epochs or synth.config.epochs
         batch = getattr(synth.config, "batch_size", 1)
         if batch > len(data):
-            raise ConfigError(f"the {phase} warm-up set has {len(data)} images, fewer than the "
-                              f"batch size {batch}; lower --batch-size or raise --warmup-set "
-                              "images=N")
+            raise ConfigError(
+                f"the {phase} warm-up set has {len(data)} images, fewer than the "
+                f"batch size {batch}; lower --batch-size or raise --warmup-set "
+                "images=N"
+            )
         with overridden(synth.config, epochs=epochs):
             synth.fit(data, pre)
-        bad = [k for k, v in synth.state_dict().items()
-               if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        bad = [
+            k
+            for k, v in synth.state_dict().items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())
+        ]
         if bad:
-            raise TrainingDiverged(f"warm-up pretraining ({phase}) diverged: {', '.join(bad[:3])} "
-                                   "became NaN or infinite; lower --warmup-epochs or the learning "
-                                   "rate, then rerun with --overwrite")
+            raise TrainingDiverged(
+                f"warm-up pretraining ({phase}) diverged: {', '.join(bad[:3])} "
+                "became NaN or infinite; lower --warmup-epochs or the learning "
+                "rate, then rerun with --overwrite"
+            )
 
 
 def load_public(public_data, dataset: ImageDataset) -> tuple[ImageDataset, str | None]:
@@ -263,28 +340,38 @@ def load_public(public_data, dataset: ImageDataset) -> tuple[ImageDataset, str |
                 raise
             # IDX/NPZ without a class list: the private data's (public) list, same label set.
             public = load_dataset(public_data, image_size=h, classes=list(dataset.class_names))
-    source = None if isinstance(public_data, ImageDataset) else (
-        "digits" if str(public_data) == "digits" else str(Path(public_data).resolve()))
+    source = (
+        None
+        if isinstance(public_data, ImageDataset)
+        else ("digits" if str(public_data) == "digits" else str(Path(public_data).resolve()))
+    )
     if public.image_shape[1:] != (h, h):
         from ..data import resize
 
         public = resize(public, h)
     if public.image_shape[0] != c:
-        raise DataError(f"--public-data has {public.image_shape[0]}-channel images, the private "
-                        f"data {c}; convert the public images to the same colour mode")
+        raise DataError(
+            f"--public-data has {public.image_shape[0]}-channel images, the private "
+            f"data {c}; convert the public images to the same colour mode"
+        )
     if public.num_classes != dataset.num_classes:
-        raise DataError(f"--public-data has {public.num_classes} classes, the private data "
-                        f"{dataset.num_classes}; conditional pretraining needs the same label "
-                        "set (relabel the public images or leave out --public-data)")
+        raise DataError(
+            f"--public-data has {public.num_classes} classes, the private data "
+            f"{dataset.num_classes}; conditional pretraining needs the same label "
+            "set (relabel the public images or leave out --public-data)"
+        )
     if public.source_fingerprint == dataset.source_fingerprint:
-        raise DataError("--public-data is the private dataset itself; pass images that are "
-                        "really public (training on the private set without DP voids the "
-                        "guarantee)")
+        raise DataError(
+            "--public-data is the private dataset itself; pass images that are "
+            "really public (training on the private set without DP voids the "
+            "guarantee)"
+        )
     return public, source
 
 
-def central_warmup_set(release: CentralRelease, like: ImageDataset, cfg: WarmupConfig,
-                       seed: int) -> ImageDataset:
+def central_warmup_set(
+    release: CentralRelease, like: ImageDataset, cfg: WarmupConfig, seed: int
+) -> ImageDataset:
     """Post-processing of the release: ``images`` augmented full-size copies of the central
     images, classes balanced, seeded by ``seed`` (public randomness)."""
     c, h, w = like.image_shape
@@ -296,8 +383,9 @@ def central_warmup_set(release: CentralRelease, like: ImageDataset, cfg: WarmupC
     labels = torch.arange(n) % k
     # One of the central images of each image's class (queries > 1 gives several per class).
     per_class = [np.flatnonzero(release.labels == j) for j in range(k)]
-    pick = torch.tensor([per_class[j][i % len(per_class[j])]
-                         for i, j in enumerate(labels.tolist())])
+    pick = torch.tensor(
+        [per_class[j][i % len(per_class[j])] for i, j in enumerate(labels.tolist())]
+    )
     x = base[pick]
     if cfg.augment:
         x = augment(x, g)
@@ -316,8 +404,10 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     angle, shear = uniform(math.radians(12)), uniform(0.15)
     scale, shift = 1 + uniform(0.1), torch.stack([uniform(0.1), uniform(0.1)], 1)
     cos, sin = angle.cos() / scale, angle.sin() / scale
-    theta = torch.stack([torch.stack([cos, -sin + shear, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos, -sin + shear, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)],
+        1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # Sample in "ink" space around the corner colour so the border fills like the background.
     background = x[:, :, :1, :1]
@@ -353,16 +443,31 @@ def save_state(out: Path, state: dict) -> None:
 
 
 def release_to_state(r: CentralRelease) -> dict:
-    return {"images": torch.from_numpy(r.images), "labels": torch.from_numpy(r.labels),
-            "counts": torch.from_numpy(np.asarray(r.counts, np.float64)), "sigma": r.sigma,
-            "sample_rate": r.sample_rate, "queries": r.queries, "size": r.size, "clip": r.clip,
-            "count_weight": r.count_weight}
+    return {
+        "images": torch.from_numpy(r.images),
+        "labels": torch.from_numpy(r.labels),
+        "counts": torch.from_numpy(np.asarray(r.counts, np.float64)),
+        "sigma": r.sigma,
+        "sample_rate": r.sample_rate,
+        "queries": r.queries,
+        "size": r.size,
+        "clip": r.clip,
+        "count_weight": r.count_weight,
+    }
 
 
 def release_from_state(d: dict) -> CentralRelease:
-    return CentralRelease(d["images"].numpy(), d["labels"].numpy(), d["counts"].numpy(),
-                          float(d["sigma"]), float(d["sample_rate"]), int(d["queries"]),
-                          int(d["size"]), float(d["clip"]), float(d["count_weight"]))
+    return CentralRelease(
+        d["images"].numpy(),
+        d["labels"].numpy(),
+        d["counts"].numpy(),
+        float(d["sigma"]),
+        float(d["sample_rate"]),
+        int(d["queries"]),
+        int(d["size"]),
+        float(d["clip"]),
+        float(d["count_weight"]),
+    )
 
 
 def save_warmup_grid(out: Path, release: CentralRelease, warmup_set: ImageDataset) -> None:
@@ -371,11 +476,12 @@ def save_warmup_grid(out: Path, release: CentralRelease, warmup_set: ImageDatase
     from ..report import save_grid
 
     _, h, w = warmup_set.image_shape
-    x = F.interpolate(torch.from_numpy(release.images).float(), size=(h, w), mode="bilinear",
-                      align_corners=False).clamp(0, 1)
+    x = F.interpolate(
+        torch.from_numpy(release.images).float(), size=(h, w), mode="bilinear", align_corners=False
+    ).clamp(0, 1)
     central = (x * 255).round().to(torch.uint8).numpy()
     k, per = warmup_set.num_classes, max(1, release.queries)
-    shown = [np.flatnonzero(warmup_set.labels == j)[:10 - min(per, 9)] for j in range(k)]
+    shown = [np.flatnonzero(warmup_set.labels == j)[: 10 - min(per, 9)] for j in range(k)]
     images = np.concatenate([central, *(warmup_set.images[i] for i in shown)])
     labels = np.concatenate([release.labels, *(warmup_set.labels[i] for i in shown)])
     order = np.argsort(labels, kind="stable")

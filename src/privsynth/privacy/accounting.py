@@ -48,18 +48,24 @@ class PrivacySpec:
 
     def __post_init__(self) -> None:
         if self.accountant not in ACCOUNTANTS:
-            raise ConfigError(f"unknown accountant '{self.accountant}'; "
-                              f"choose one of {ACCOUNTANTS}")
+            raise ConfigError(
+                f"unknown accountant '{self.accountant}'; choose one of {ACCOUNTANTS}"
+            )
         if self.epsilon is not None and not (self.epsilon > 0 and math.isfinite(self.epsilon)):
-            raise ConfigError(f"epsilon must be a positive finite number, got {self.epsilon}; "
-                              "use --no-dp (or --method gan) for a non-private baseline")
+            raise ConfigError(
+                f"epsilon must be a positive finite number, got {self.epsilon}; "
+                "use --no-dp (or --method gan) for a non-private baseline"
+            )
         if self.delta is not None and not 0 < self.delta < 1:
-            raise ConfigError(f"delta must lie in (0, 1), got {self.delta}; "
-                              "the default is 1/(10 N)")
-        if self.noise_multiplier is not None and not (self.noise_multiplier > 0
-                                                      and math.isfinite(self.noise_multiplier)):
-            raise ConfigError("noise multiplier must be a finite number > 0; omit it to calibrate "
-                              "from --epsilon")
+            raise ConfigError(
+                f"delta must lie in (0, 1), got {self.delta}; the default is 1/(10 N)"
+            )
+        if self.noise_multiplier is not None and not (
+            self.noise_multiplier > 0 and math.isfinite(self.noise_multiplier)
+        ):
+            raise ConfigError(
+                "noise multiplier must be a finite number > 0; omit it to calibrate from --epsilon"
+            )
         if not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
             raise ConfigError(f"clip norm must be a finite number > 0, got {self.max_grad_norm}")
 
@@ -95,9 +101,14 @@ def default_delta(n_private: int) -> float:
     return 1.0 / (10.0 * n_private)
 
 
-def calibrate_noise(epsilon: float, delta: float, sample_rate: float, steps: int,
-                    accountant: str = "prv", prior: Iterable[tuple[float, float, int]] = ()
-                    ) -> float:
+def calibrate_noise(
+    epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    accountant: str = "prv",
+    prior: Iterable[tuple[float, float, int]] = (),
+) -> float:
     """The smallest noise multiplier sigma whose epsilon after ``steps`` is <= target.
 
     Opacus bisects; ``epsilon_tolerance`` is 0.5% of the target so the result is within 1%.
@@ -106,34 +117,51 @@ def calibrate_noise(epsilon: float, delta: float, sample_rate: float, steps: int
     """
     prior = tuple((float(a), float(b), int(c)) for a, b, c in prior if int(c) > 0)
     if prior:
-        return _calibrate_after(prior, float(epsilon), float(delta), float(sample_rate),
-                                int(steps), accountant)
+        return _calibrate_after(
+            prior, float(epsilon), float(delta), float(sample_rate), int(steps), accountant
+        )
     try:
         with _quiet_full_batch():
-            return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
-                                              sample_rate=sample_rate, steps=steps,
-                                              accountant=accountant,
-                                              epsilon_tolerance=max(0.005 * epsilon, 1e-4)))
+            return float(
+                get_noise_multiplier(
+                    target_epsilon=epsilon,
+                    target_delta=delta,
+                    sample_rate=sample_rate,
+                    steps=steps,
+                    accountant=accountant,
+                    epsilon_tolerance=max(0.005 * epsilon, 1e-4),
+                )
+            )
     except ValueError as e:
-        raise PrivacyError(f"cannot reach epsilon={epsilon} at delta={delta:g} with sampling rate "
-                           f"{sample_rate:.4g} over {steps} steps ({e}); raise --epsilon or "
-                           "train fewer steps / smaller batches") from None
+        raise PrivacyError(
+            f"cannot reach epsilon={epsilon} at delta={delta:g} with sampling rate "
+            f"{sample_rate:.4g} over {steps} steps ({e}); raise --epsilon or "
+            "train fewer steps / smaller batches"
+        ) from None
 
 
 MAX_SIGMA = 1e6
 
 
 @lru_cache(maxsize=64)
-def _calibrate_after(prior: tuple[tuple[float, float, int], ...], epsilon: float, delta: float,
-                     q: float, steps: int, accountant: str) -> float:
+def _calibrate_after(
+    prior: tuple[tuple[float, float, int], ...],
+    epsilon: float,
+    delta: float,
+    q: float,
+    steps: int,
+    accountant: str,
+) -> float:
     # Opacus' get_noise_multiplier bisection (opacus/accountants/utils.py), run on an Opacus
     # accountant whose history starts with ``prior``: the composition is the accountant's own.
     # Cached: a run calibrates the same plan when it probes and when it trains.
     already = epsilon_from_history(prior, delta, accountant)
     if already >= epsilon:
-        raise PrivacyError(f"the warm-up release alone spends epsilon {already:.3g} of the "
-                           f"target {epsilon:.3g}, leaving nothing for training; lower "
-                           "--warmup-share or raise --epsilon")
+        raise PrivacyError(
+            f"the warm-up release alone spends epsilon {already:.3g} of the "
+            f"target {epsilon:.3g}, leaving nothing for training; lower "
+            "--warmup-share or raise --epsilon"
+        )
     acc = create_accountant(accountant)
     tolerance = max(0.005 * epsilon, 1e-4)
 
@@ -146,10 +174,12 @@ def _calibrate_after(prior: tuple[tuple[float, float, int], ...], epsilon: float
     while eps_high > epsilon:
         high *= 2
         if high > MAX_SIGMA:
-            raise PrivacyError(f"cannot reach epsilon={epsilon} at delta={delta:g} after the "
-                               f"warm-up release (it spends {already:.3g}) with sampling rate "
-                               f"{q:.4g} over {steps} steps; lower --warmup-share or raise "
-                               "--epsilon")
+            raise PrivacyError(
+                f"cannot reach epsilon={epsilon} at delta={delta:g} after the "
+                f"warm-up release (it spends {already:.3g}) with sampling rate "
+                f"{q:.4g} over {steps} steps; lower --warmup-share or raise "
+                "--epsilon"
+            )
         eps_high = eps_at(high)
     while epsilon - eps_high > tolerance:
         mid = (low + high) / 2
@@ -183,8 +213,9 @@ class AccountantState:
         return cls(d["accountant"], [(float(a), float(b), int(c)) for a, b, c in d["history"]])
 
 
-def epsilon_from_history(history: Iterable[tuple[float, float, int]], delta: float,
-                         accountant: str = "prv") -> float:
+def epsilon_from_history(
+    history: Iterable[tuple[float, float, int]], delta: float, accountant: str = "prv"
+) -> float:
     """Epsilon spent by the DP-SGD steps in ``history``, from a fresh Opacus accountant."""
     history = tuple((float(a), float(b), int(c)) for a, b, c in history if int(c) > 0)
     if not history:

@@ -38,21 +38,35 @@ SUPPORTED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.GroupNorm, nn.Embeddin
 def check(module: nn.Module) -> str | None:
     """Why ``module`` cannot go through these rules (None if it can)."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        if (module.groups != 1 or module.padding_mode != "zeros"
-                or isinstance(module.padding, str) or any(d != 1 for d in module.dilation)):
+        if (
+            module.groups != 1
+            or module.padding_mode != "zeros"
+            or isinstance(module.padding, str)
+            or any(d != 1 for d in module.dilation)
+        ):
             return f"{type(module).__name__} with groups, dilation or padding modes"
         if isinstance(module, nn.ConvTranspose2d) and any(module.output_padding):
             return "ConvTranspose2d with output_padding"
-    if isinstance(module, nn.Embedding) and (module.max_norm is not None or module.sparse
-                                             or module.scale_grad_by_freq
-                                             or module.padding_idx is not None):
+    if isinstance(module, nn.Embedding) and (
+        module.max_norm is not None
+        or module.sparse
+        or module.scale_grad_by_freq
+        or module.padding_idx is not None
+    ):
         return "Embedding with max_norm/sparse/scale_grad_by_freq/padding_idx"
     return None
 
 
 # --- per-unit squared norms ------------------------------------------------------------------
-def unit_norms_sq(m: nn.Module, a: torch.Tensor, g: torch.Tensor, k: int,
-                  chunk_floats: int, norm_rows=None, keep: dict | None = None) -> torch.Tensor:
+def unit_norms_sq(
+    m: nn.Module,
+    a: torch.Tensor,
+    g: torch.Tensor,
+    k: int,
+    chunk_floats: int,
+    norm_rows=None,
+    keep: dict | None = None,
+) -> torch.Tensor:
     """Squared norm of each unit's gradient of ``m``'s parameters (rows: unit-major, k per unit).
     ``norm_rows``: GroupNorm's per-row gradients if already computed (`norm_layer_rows`).
     ``keep``: where a convolution whose units' weight gradients were formed one by one ("loop")
@@ -63,12 +77,16 @@ def unit_norms_sq(m: nn.Module, a: torch.Tensor, g: torch.Tensor, k: int,
         w, b = norm_rows if norm_rows is not None else norm_layer_rows(m, a, g)
         return _per_unit(w, k).pow(2).sum(1) + _per_unit(b, k).pow(2).sum(1)
     if isinstance(m, nn.Embedding):
-        return _embedding_norms_sq(a.reshape(units, -1), g.reshape(units, -1, g.shape[-1]),
-                                   chunk_floats)
+        return _embedding_norms_sq(
+            a.reshape(units, -1), g.reshape(units, -1, g.shape[-1]), chunk_floats
+        )
     out = torch.zeros(units, device=g.device, dtype=g.dtype)
     if m.bias is not None and m.bias.requires_grad:
-        bias_rows = (g.reshape(len(g), -1, g.shape[-1]).sum(1) if isinstance(m, nn.Linear)
-                     else g.flatten(2).sum(2))
+        bias_rows = (
+            g.reshape(len(g), -1, g.shape[-1]).sum(1)
+            if isinstance(m, nn.Linear)
+            else g.flatten(2).sum(2)
+        )
         out += _per_unit(bias_rows, k).pow(2).sum(1)
     if not m.weight.requires_grad or units == 0:
         return out
@@ -82,8 +100,7 @@ def unit_norms_sq(m: nn.Module, a: torch.Tensor, g: torch.Tensor, k: int,
             grads = conv_unit_grads(x, gy, m.kernel_size, m.stride, m.padding, k)
             keep["weight"] = grads
             return out + grads.pow(2).flatten(1).sum(1)
-    return out + conv_norms_sq(x, gy, m.kernel_size, m.stride, m.padding, k, chunk_floats,
-                               strategy)
+    return out + conv_norms_sq(x, gy, m.kernel_size, m.stride, m.padding, k, chunk_floats, strategy)
 
 
 def _per_unit(rows: torch.Tensor, k: int) -> torch.Tensor:
@@ -108,17 +125,26 @@ def _mat_or_ghost(A: torch.Tensor, G: torch.Tensor, chunk_floats: int) -> torch.
     step = max(1, chunk_floats // per_unit)
     out = A.new_empty(units)
     for u0 in range(0, units, step):
-        a, g = A[u0:u0 + step], G[u0:u0 + step]
+        a, g = A[u0 : u0 + step], G[u0 : u0 + step]
         if ghost:
-            out[u0:u0 + step] = (torch.bmm(a, a.transpose(1, 2))
-                                 * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+            out[u0 : u0 + step] = (
+                torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))
+            ).sum((1, 2))
         else:
-            out[u0:u0 + step] = torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2))
+            out[u0 : u0 + step] = torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2))
     return out
 
 
-def conv_norms_sq(x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: int,
-                  chunk_floats: int, strategy: str = "auto") -> torch.Tensor:
+def conv_norms_sq(
+    x: torch.Tensor,
+    g: torch.Tensor,
+    kernel,
+    stride,
+    padding,
+    k: int,
+    chunk_floats: int,
+    strategy: str = "auto",
+) -> torch.Tensor:
     """Per-unit squared norm of a Conv2d's weight gradient; x: input rows (R, C, H, W),
     g: output gradient rows (R, P, Ho, Wo), k rows per unit. ``strategy``: "auto" (the cheapest),
     or "im2col" / "loop" / "ghost" (k = 1 only) / "mat" (all exact; tests compare them)."""
@@ -134,29 +160,41 @@ def conv_norms_sq(x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: 
         out = x.new_empty(units)
         for u in range(units):
             rows_u = slice(u * k, (u + 1) * k)
-            out[u] = conv2d_weight(x[rows_u], (p, c, kh, kw), g[rows_u], stride,
-                                   padding).pow(2).sum()
+            out[u] = (
+                conv2d_weight(x[rows_u], (p, c, kh, kw), g[rows_u], stride, padding).pow(2).sum()
+            )
         return out
     if strategy == "im2col":
         # few input channels: one batched product over im2col columns
         cols = F.unfold(x, kernel, 1, padding, stride).transpose(1, 2)
-        return _mat_or_ghost(cols.reshape(units, -1, cols.shape[2]),
-                             g.flatten(2).transpose(1, 2).reshape(units, -1, p), chunk_floats)
+        return _mat_or_ghost(
+            cols.reshape(units, -1, cols.shape[2]),
+            g.flatten(2).transpose(1, 2).reshape(units, -1, p),
+            chunk_floats,
+        )
     # Phase planes of hph x wph, flattened; output (i, j) -> i * wph + j, tap -> + offset.
-    taps = [(ra * sw + rb, [oa * wph + ob for oa in range(math.ceil((kh - ra) / sh))
-                            for ob in range(math.ceil((kw - rb) / sw))])
-            for ra in range(sh) for rb in range(sw)]
+    taps = [
+        (
+            ra * sw + rb,
+            [
+                oa * wph + ob
+                for oa in range(math.ceil((kh - ra) / sh))
+                for ob in range(math.ceil((kw - rb) / sw))
+            ],
+        )
+        for ra in range(sh)
+        for rb in range(sw)
+    ]
     phases, extra = sh * sw, max(o for _, offsets in taps for o in offsets)
     ghost = strategy == "ghost"
     if ghost and k != 1:
         raise ValueError("the ghost norm here takes one row per unit")
-    per_unit = k * n * (phases * c + p) + (phases * n * n + 2 * length * length
-                                           if ghost else p * c)
+    per_unit = k * n * (phases * c + p) + (phases * n * n + 2 * length * length if ghost else p * c)
     step = max(1, chunk_floats // per_unit)
     out = x.new_zeros(units)
     for u0 in range(0, units, step):
         u1 = min(units, u0 + step)
-        xs, gs, nu = x[u0 * k:u1 * k], g[u0 * k:u1 * k], u1 - u0
+        xs, gs, nu = x[u0 * k : u1 * k], g[u0 * k : u1 * k], u1 - u0
         planes = _phase_planes(xs, (ph, pw), (sh, sw), (hph, wph), extra)  # (phases, flat, c)
         # the backprop on the same grid: zero at the overcomputed positions
         gf = gs.new_zeros(len(gs), hph, wph, p)
@@ -165,10 +203,10 @@ def conv_norms_sq(x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: 
             gf = gf.view(len(gs), n, p)[:, :length]
             patch_gram = None
             for phase, offsets in taps:
-                plane = planes[phase, :nu * n].view(nu, n, c)
+                plane = planes[phase, : nu * n].view(nu, n, c)
                 gram = torch.bmm(plane, plane.transpose(1, 2))
                 for o in offsets:
-                    block = gram[:, o:o + length, o:o + length]
+                    block = gram[:, o : o + length, o : o + length]
                     patch_gram = block.clone() if patch_gram is None else patch_gram.add_(block)
             out[u0:u1] = (patch_gram * torch.bmm(gf, gf.transpose(1, 2))).sum((1, 2))
             continue
@@ -178,14 +216,16 @@ def conv_norms_sq(x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: 
         for phase, offsets in taps:
             flat = planes[phase]
             for o in offsets:
-                window = flat.as_strided((nu, k * n, c), (k * n * c, c, 1),
-                                         flat.storage_offset() + o * c)
+                window = flat.as_strided(
+                    (nu, k * n, c), (k * n * c, c, 1), flat.storage_offset() + o * c
+                )
                 out[u0:u1] += torch.bmm(gt, window).pow(2).sum((1, 2))
     return out
 
 
-def conv_unit_grads(x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: int
-                    ) -> torch.Tensor:
+def conv_unit_grads(
+    x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: int
+) -> torch.Tensor:
     """Each unit's Conv2d weight gradient (units, P, C, kh, kw), one kernel call per unit."""
     units, shape = len(x) // k, (g.shape[1], x.shape[1], *kernel)
     out = x.new_empty(units, *shape)
@@ -205,11 +245,14 @@ def _cheapest(c, p, taps, phases, k, positions, n, length) -> str:
     """The strategy with the lowest estimated time per unit (see the module docstring)."""
     if c * taps <= 32:
         return "im2col"
-    cost = {"loop": CALL_MS + k * positions * c * taps * p / KERNEL_MACS_PER_MS,
-            "mat": taps * k * n * p * c / BMM_MACS_PER_MS}
+    cost = {
+        "loop": CALL_MS + k * positions * c * taps * p / KERNEL_MACS_PER_MS,
+        "mat": taps * k * n * p * c / BMM_MACS_PER_MS,
+    }
     if k == 1:
-        cost["ghost"] = (phases * n * n * c + taps * length * length
-                         + length * length * p) / BMM_MACS_PER_MS
+        cost["ghost"] = (
+            phases * n * n * c + taps * length * length + length * length * p
+        ) / BMM_MACS_PER_MS
     return min(cost, key=cost.get)
 
 
@@ -223,7 +266,7 @@ def _phase_planes(x: torch.Tensor, padding, stride, plane, extra: int) -> torch.
     rows, c, h, w = x.shape
     n = hph * wph
     flat = x.new_zeros(sh * sw, rows * n + extra, c)
-    out = flat[:, :rows * n].view(sh, sw, rows, hph, wph, c)
+    out = flat[:, : rows * n].view(sh, sw, rows, hph, wph, c)
     for ra in range(sh):
         i0 = max(0, math.ceil((ph - ra) / sh))
         r0 = sh * i0 + ra - ph
@@ -233,16 +276,20 @@ def _phase_planes(x: torch.Tensor, padding, stride, plane, extra: int) -> torch.
             c0 = sw * j0 + rb - pw
             nj = min(wph - j0, len(range(c0, w, sw)))
             if ni > 0 and nj > 0:
-                out[ra, rb, :, i0:i0 + ni, j0:j0 + nj] = \
-                    x[:, :, r0::sh, c0::sw][:, :, :ni, :nj].permute(0, 2, 3, 1)
+                out[ra, rb, :, i0 : i0 + ni, j0 : j0 + nj] = x[:, :, r0::sh, c0::sw][
+                    :, :, :ni, :nj
+                ].permute(0, 2, 3, 1)
     return flat
 
 
 def norm_layer_rows(m: nn.GroupNorm, a: torch.Tensor, g: torch.Tensor):
     """Per-row gradients of GroupNorm's affine weight and bias (zero-width if frozen)."""
     empty = torch.zeros(len(g), 0, device=g.device, dtype=g.dtype)
-    w = (F.group_norm(a, m.num_groups, eps=m.eps) * g).flatten(2).sum(2) \
-        if m.weight is not None and m.weight.requires_grad else empty
+    w = (
+        (F.group_norm(a, m.num_groups, eps=m.eps) * g).flatten(2).sum(2)
+        if m.weight is not None and m.weight.requires_grad
+        else empty
+    )
     b = g.flatten(2).sum(2) if m.bias is not None and m.bias.requires_grad else empty
     return w, b
 
@@ -254,16 +301,22 @@ def _embedding_norms_sq(idx: torch.Tensor, g: torch.Tensor, chunk_floats: int) -
     out = torch.empty(len(idx), device=g.device, dtype=g.dtype)
     step = max(1, chunk_floats // idx.shape[1] ** 2)
     for u0 in range(0, len(idx), step):
-        i, gg = idx[u0:u0 + step], g[u0:u0 + step]
+        i, gg = idx[u0 : u0 + step], g[u0 : u0 + step]
         same = (i[:, :, None] == i[:, None, :]).to(g.dtype)
-        out[u0:u0 + step] = (same * torch.bmm(gg, gg.transpose(1, 2))).sum((1, 2))
+        out[u0 : u0 + step] = (same * torch.bmm(gg, gg.transpose(1, 2))).sum((1, 2))
     return out
 
 
 # --- the weighted sum ------------------------------------------------------------------------
-def clipped_grads(m: nn.Module, a: torch.Tensor, g: torch.Tensor, row_weight: torch.Tensor,
-                  norm_rows=None, unit_grads: torch.Tensor | None = None,
-                  unit_weight: torch.Tensor | None = None) -> dict[torch.Tensor, torch.Tensor]:
+def clipped_grads(
+    m: nn.Module,
+    a: torch.Tensor,
+    g: torch.Tensor,
+    row_weight: torch.Tensor,
+    norm_rows=None,
+    unit_grads: torch.Tensor | None = None,
+    unit_weight: torch.Tensor | None = None,
+) -> dict[torch.Tensor, torch.Tensor]:
     """{param: sum over rows of row_weight[r] * (row r's gradient)} for ``m``'s parameters:
     the same products as a non-private backward, with each row's backprop (or input) scaled.
     ``unit_grads`` (kept by `unit_norms_sq`): the weight's sum is ``unit_weight . unit_grads``."""
@@ -281,8 +334,11 @@ def clipped_grads(m: nn.Module, a: torch.Tensor, g: torch.Tensor, row_weight: to
         out[m.weight] = torch.zeros_like(m.weight).index_add_(0, a.reshape(-1), gw)
         return out
     if m.bias is not None and m.bias.requires_grad:
-        out[m.bias] = (row_weight @ g.reshape(len(g), -1, g.shape[-1]).sum(1)
-                       if isinstance(m, nn.Linear) else row_weight @ g.flatten(2).sum(2))
+        out[m.bias] = (
+            row_weight @ g.reshape(len(g), -1, g.shape[-1]).sum(1)
+            if isinstance(m, nn.Linear)
+            else row_weight @ g.flatten(2).sum(2)
+        )
     if not m.weight.requires_grad:
         return out
     if unit_grads is not None:

@@ -63,26 +63,37 @@ class BookKeeping(nn.Module):
     ``_close()`` removes the hooks, as on Opacus' wrappers.
     """
 
-    def __init__(self, module: nn.Module, max_grad_norm: float,
-                 chunk_floats: int = CHUNK_FLOATS):
+    def __init__(self, module: nn.Module, max_grad_norm: float, chunk_floats: int = CHUNK_FLOATS):
         super().__init__()
         self._module = module
         self.max_grad_norm = float(max_grad_norm)
         self.chunk_floats = int(chunk_floats)
         self.hooks_enabled = True
-        unsupported = sorted({type(m).__name__ for m in module.modules()
-                              if any(p.requires_grad for p in m.parameters(recurse=False))
-                              and not isinstance(m, SUPPORTED)})
+        unsupported = sorted(
+            {
+                type(m).__name__
+                for m in module.modules()
+                if any(p.requires_grad for p in m.parameters(recurse=False))
+                and not isinstance(m, SUPPORTED)
+            }
+        )
         if unsupported:
-            raise ConfigError(f"grad-sample mode 'bk' has no rule for {', '.join(unsupported)}; "
-                              "use --grad-sample-mode hooks")
-        self._layers = [m for m in module.modules() if isinstance(m, SUPPORTED)
-                        and any(p.requires_grad for p in m.parameters(recurse=False))]
+            raise ConfigError(
+                f"grad-sample mode 'bk' has no rule for {', '.join(unsupported)}; "
+                "use --grad-sample-mode hooks"
+            )
+        self._layers = [
+            m
+            for m in module.modules()
+            if isinstance(m, SUPPORTED)
+            and any(p.requires_grad for p in m.parameters(recurse=False))
+        ]
         for m in self._layers:
             why = check(m)
             if why:
-                raise ConfigError(f"grad-sample mode 'bk' does not support {why}; "
-                                  "use --grad-sample-mode hooks")
+                raise ConfigError(
+                    f"grad-sample mode 'bk' does not support {why}; use --grad-sample-mode hooks"
+                )
         self._handles = [m.register_forward_hook(self._capture) for m in self._layers]
         self._records: list[_Record] = []
         self._recording = False
@@ -97,8 +108,9 @@ class BookKeeping(nn.Module):
             return self._module(*args, **kwargs)
         self._records, self._queued = [], False
         self._units = len(args[0])
-        self._clip_units = self._units if self._clip_rows is None else min(self._clip_rows,
-                                                                           self._units)
+        self._clip_units = (
+            self._units if self._clip_rows is None else min(self._clip_rows, self._units)
+        )
         self._clip_public = self._public_clip
         params = [p for m in self._layers for p in m.parameters(recurse=False) if p.requires_grad]
         self._frozen = params
@@ -144,8 +156,10 @@ class BookKeeping(nn.Module):
         if not self._recording:
             return None
         if any(r.module is module for r in self._records):
-            raise ConfigError(f"{type(module).__name__} runs twice in one forward; grad-sample "
-                              "mode 'bk' needs one call per layer (use --grad-sample-mode hooks)")
+            raise ConfigError(
+                f"{type(module).__name__} runs twice in one forward; grad-sample "
+                "mode 'bk' needs one call per layer (use --grad-sample-mode hooks)"
+            )
         record = _Record(module, inputs[0].detach())
         replaced = None
         if not output.requires_grad:  # first trainable layer on this path: the backward ends here
@@ -171,8 +185,9 @@ class BookKeeping(nn.Module):
             g = g if g is not None else torch.zeros_like(p)
             p.grad = g if p.grad is None else p.grad + g
 
-    def clipped_sum(self, records: list[_Record], units: int, clip_rows: int,
-                    public_clip: str = "total") -> dict[torch.Tensor, torch.Tensor]:
+    def clipped_sum(
+        self, records: list[_Record], units: int, clip_rows: int, public_clip: str = "total"
+    ) -> dict[torch.Tensor, torch.Tensor]:
         """{parameter: sum over units of the clipped unit gradient (+ the public rows' sum)}."""
         records = [r for r in records if r.backprop is not None]
         if units == 0 or not records:
@@ -186,16 +201,23 @@ class BookKeeping(nn.Module):
             if isinstance(r.module, nn.GroupNorm):
                 r.norm_rows = norm_layer_rows(r.module, r.activation, r.backprop)
             r.unit_grads = {}
-            norms_sq += unit_norms_sq(r.module, r.activation[:clip_rows * k],
-                                      r.backprop[:clip_rows * k], k, self.chunk_floats,
-                                      _rows(r.norm_rows, 0, clip_rows * k), r.unit_grads)
+            norms_sq += unit_norms_sq(
+                r.module,
+                r.activation[: clip_rows * k],
+                r.backprop[: clip_rows * k],
+                k,
+                self.chunk_floats,
+                _rows(r.norm_rows, 0, clip_rows * k),
+                r.unit_grads,
+            )
         norms = scale * norms_sq.sqrt()
         factor = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
         out = self._weighted_sum(records, units, 0, clip_rows, factor * scale)
         if clip_rows == units:
             return out
-        public = self._weighted_sum(records, units, clip_rows, units,
-                                    torch.full((units - clip_rows,), scale))
+        public = self._weighted_sum(
+            records, units, clip_rows, units, torch.full((units - clip_rows,), scale)
+        )
         public_scale = 1.0
         if public_clip == "total":
             norm = torch.sqrt(sum(g.pow(2).sum() for g in public.values())).item()
@@ -204,8 +226,9 @@ class BookKeeping(nn.Module):
             out[p] = out[p] + public_scale * g if p in out else public_scale * g
         return out
 
-    def _weighted_sum(self, records, units: int, u0: int, u1: int, unit_weight: torch.Tensor
-                      ) -> dict[torch.Tensor, torch.Tensor]:
+    def _weighted_sum(
+        self, records, units: int, u0: int, u1: int, unit_weight: torch.Tensor
+    ) -> dict[torch.Tensor, torch.Tensor]:
         """{parameter: sum over units u0..u1 of unit_weight x the unit's gradient}."""
         out: dict[torch.Tensor, torch.Tensor] = {}
         if u1 <= u0:
@@ -215,9 +238,17 @@ class BookKeeping(nn.Module):
             row_weight = unit_weight.repeat_interleave(k) if k > 1 else unit_weight
             kept = (r.unit_grads or {}).get("weight")  # units 0 .. clip_rows, if formed
             kept = kept[u0:u1] if kept is not None and u1 <= len(kept) else None
-            out.update(clipped_grads(r.module, r.activation[u0 * k:u1 * k],
-                                     r.backprop[u0 * k:u1 * k], row_weight,
-                                     _rows(r.norm_rows, u0 * k, u1 * k), kept, unit_weight))
+            out.update(
+                clipped_grads(
+                    r.module,
+                    r.activation[u0 * k : u1 * k],
+                    r.backprop[u0 * k : u1 * k],
+                    row_weight,
+                    _rows(r.norm_rows, u0 * k, u1 * k),
+                    kept,
+                    unit_weight,
+                )
+            )
         return out
 
 
@@ -228,7 +259,9 @@ def _rows(pair: tuple | None, r0: int, r1: int) -> tuple | None:
 def _rows_per_unit(record: _Record, units: int) -> int:
     rows = len(record.backprop)
     if rows % units:
-        raise ConfigError(f"{type(record.module).__name__} saw {rows} rows for {units} examples; "
-                          "grad-sample mode 'bk' needs a whole number of rows per example "
-                          "(use --grad-sample-mode hooks)")
+        raise ConfigError(
+            f"{type(record.module).__name__} saw {rows} rows for {units} examples; "
+            "grad-sample mode 'bk' needs a whole number of rows per example "
+            "(use --grad-sample-mode hooks)"
+        )
     return rows // units

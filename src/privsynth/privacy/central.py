@@ -39,9 +39,9 @@ from .mechanisms import gaussian_vector
 class CentralRelease:
     """The released central images (post-processed noisy means) and how they were released."""
 
-    images: np.ndarray      # K * queries x C x size x size, float pixels 0..1 (not clamped)
-    labels: np.ndarray      # class of each central image
-    counts: np.ndarray      # noisy class counts, same order
+    images: np.ndarray  # K * queries x C x size x size, float pixels 0..1 (not clamped)
+    labels: np.ndarray  # class of each central image
+    counts: np.ndarray  # noisy class counts, same order
     sigma: float
     sample_rate: float
     queries: int
@@ -59,8 +59,9 @@ def max_norm(channels: int, size: int) -> float:
     return 0.5 * math.sqrt(channels * size * size)
 
 
-def check_settings(size: int, sample_rate: float, queries: int, count_weight: float,
-                   clip: float | None) -> None:
+def check_settings(
+    size: int, sample_rate: float, queries: int, count_weight: float, clip: float | None
+) -> None:
     if size < 1:
         raise ConfigError(f"warm-up size must be >= 1 pixel, got {size}; e.g. --warmup-set size=14")
     if not 0 < sample_rate <= 1:
@@ -73,8 +74,13 @@ def check_settings(size: int, sample_rate: float, queries: int, count_weight: fl
         raise ConfigError(f"warm-up clip must be a finite norm > 0, got {clip}")
 
 
-def central_sigma(epsilon: float, delta: float, sample_rate: float = 1.0, queries: int = 1,
-                  accountant: str = "prv") -> float:
+def central_sigma(
+    epsilon: float,
+    delta: float,
+    sample_rate: float = 1.0,
+    queries: int = 1,
+    accountant: str = "prv",
+) -> float:
     """Sigma at which the release alone spends ``epsilon`` (Opacus' calibration)."""
     return calibrate_noise(epsilon, delta, sample_rate, queries, accountant)
 
@@ -85,7 +91,7 @@ def features(images: np.ndarray, size: int, clip: float, count_weight: float) ->
     low = F.adaptive_avg_pool2d(x, size).flatten(1)
     norms = low.norm(dim=1, keepdim=True).clamp_min(1e-12)
     low = low * (clip / norms).clamp(max=1.0) / clip  # ||low|| <= 1 after this
-    a = math.sqrt(1.0 - count_weight ** 2)
+    a = math.sqrt(1.0 - count_weight**2)
     ones = torch.full((len(low), 1), count_weight, dtype=torch.float64)
     return torch.cat([a * low, ones], 1)
 
@@ -96,9 +102,18 @@ def class_sums(v: torch.Tensor, labels: np.ndarray, num_classes: int) -> torch.T
     return out
 
 
-def release_central(images: np.ndarray, labels: np.ndarray, num_classes: int, *, sigma: float,
-                    size: int, sample_rate: float = 1.0, queries: int = 1,
-                    count_weight: float = 0.3, clip: float | None = None) -> CentralRelease:
+def release_central(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    sigma: float,
+    size: int,
+    sample_rate: float = 1.0,
+    queries: int = 1,
+    count_weight: float = 0.3,
+    clip: float | None = None,
+) -> CentralRelease:
     """Release noisy per-class means of ``images`` (uint8 N x C x H x W), see the module doc.
 
     The only private step: ``queries`` Gaussian releases of the clipped class sums (sensitivity
@@ -108,25 +123,38 @@ def release_central(images: np.ndarray, labels: np.ndarray, num_classes: int, *,
 
     channels = images.shape[1]
     if size > min(images.shape[2:]):
-        raise ConfigError(f"warm-up size {size} exceeds the {images.shape[2]}x{images.shape[3]} "
-                          "images; pick a size up to the image side, e.g. half of it")
+        raise ConfigError(
+            f"warm-up size {size} exceeds the {images.shape[2]}x{images.shape[3]} "
+            "images; pick a size up to the image side, e.g. half of it"
+        )
     clip = float(clip) if clip is not None else max_norm(channels, size)
     check_settings(size, sample_rate, queries, count_weight, clip)
     v = features(images, size, clip, count_weight)
     means, labs, counts = [], [], []
     picker = private_generator("cpu")
     for _ in range(queries):
-        rows = (torch.rand(len(v), generator=picker) < sample_rate if sample_rate < 1
-                else torch.ones(len(v), dtype=torch.bool))
+        rows = (
+            torch.rand(len(v), generator=picker) < sample_rate
+            if sample_rate < 1
+            else torch.ones(len(v), dtype=torch.bool)
+        )
         sums = class_sums(v[rows], np.asarray(labels)[rows.numpy()], num_classes)
         noisy = gaussian_vector(sums, sigma)  # the private step
         # Post-processing from here on.
-        a = math.sqrt(1.0 - count_weight ** 2)
+        a = math.sqrt(1.0 - count_weight**2)
         count = noisy[:, -1] / count_weight
         mean = noisy[:, :-1] / a * clip / count.clamp_min(1.0)[:, None]
         means.append(mean.view(num_classes, channels, size, size) + 0.5)
         labs.append(np.arange(num_classes))
         counts.append(count.numpy())
-    return CentralRelease(torch.cat(means).float().numpy(), np.concatenate(labs),
-                          np.concatenate(counts), float(sigma), float(sample_rate), int(queries),
-                          int(size), clip, float(count_weight))
+    return CentralRelease(
+        torch.cat(means).float().numpy(),
+        np.concatenate(labs),
+        np.concatenate(counts),
+        float(sigma),
+        float(sample_rate),
+        int(queries),
+        int(size),
+        clip,
+        float(count_weight),
+    )

@@ -23,8 +23,9 @@ class PrivacyWarning(UserWarning):
     """The run is allowed, but its guarantee is weak or vacuous; the card records why."""
 
 
-def refuse_flags_without_dp(method: str, no_dp: bool, given: dict[str, bool],
-                            twin: str | None = None) -> None:
+def refuse_flags_without_dp(
+    method: str, no_dp: bool, given: dict[str, bool], twin: str | None = None
+) -> None:
     """``given``: flag name -> whether the user set it. Raise if any is set on a non-DP run.
     ``twin``: the DP method whose non-private twin ``method`` is (``gan`` -> ``dpgan``)."""
     flags = [flag for flag, set_ in given.items() if set_]
@@ -32,12 +33,19 @@ def refuse_flags_without_dp(method: str, no_dp: bool, given: dict[str, bool],
         return
     named = ", ".join(flags)
     if no_dp:
-        raise ConfigError(f"--no-dp trains without differential privacy, so {named} would be "
-                          f"ignored; drop {named} (or drop --no-dp to train with DP)")
-    fix = f"use --method {twin} (its DP twin)" if twin else "use a DP method (privsynth train " \
-                                                            "--help lists them)"
-    raise ConfigError(f"--method {method} trains without differential privacy, so {named} would "
-                      f"be ignored; {fix}, or drop {named}")
+        raise ConfigError(
+            f"--no-dp trains without differential privacy, so {named} would be "
+            f"ignored; drop {named} (or drop --no-dp to train with DP)"
+        )
+    fix = (
+        f"use --method {twin} (its DP twin)"
+        if twin
+        else "use a DP method (privsynth train --help lists them)"
+    )
+    raise ConfigError(
+        f"--method {method} trains without differential privacy, so {named} would "
+        f"be ignored; {fix}, or drop {named}"
+    )
 
 
 def check_delta(delta: float, n: int, *, given: bool, force: bool) -> list[str]:
@@ -46,17 +54,23 @@ def check_delta(delta: float, n: int, *, given: bool, force: bool) -> list[str]:
     if delta * n >= 1:
         what = f"--delta {delta:g}" if given else f"delta {delta:g}"
         if not force:
-            raise ConfigError(f"{what} is >= 1/n = 1/{n} (n = private training images): a "
-                              "mechanism that publishes a random training image in the clear "
-                              "meets that guarantee; use a delta well below 1/n (the default is "
-                              "1/(10 n)) or pass --force")
-        notes.append(f"delta {delta:g} >= 1/n = 1/{n}: the guarantee is vacuous (publishing a "
-                     "random training image in the clear would satisfy it); forced")
+            raise ConfigError(
+                f"{what} is >= 1/n = 1/{n} (n = private training images): a "
+                "mechanism that publishes a random training image in the clear "
+                "meets that guarantee; use a delta well below 1/n (the default is "
+                "1/(10 n)) or pass --force"
+            )
+        notes.append(
+            f"delta {delta:g} >= 1/n = 1/{n}: the guarantee is vacuous (publishing a "
+            "random training image in the clear would satisfy it); forced"
+        )
     elif n < SMALL_N or delta > 1e-3:
-        notes.append(f"only {n} private images with delta {delta:.2g}: each image is "
-                     f"{1 / n:.1%} of the data and delta above 1e-3 permits a noticeable chance "
-                     "of exposing an image outright, so this (epsilon, delta) guarantee is weak; "
-                     "use more images or a smaller --delta")
+        notes.append(
+            f"only {n} private images with delta {delta:.2g}: each image is "
+            f"{1 / n:.1%} of the data and delta above 1e-3 permits a noticeable chance "
+            "of exposing an image outright, so this (epsilon, delta) guarantee is weak; "
+            "use more images or a smaller --delta"
+        )
     for note in notes:
         warnings.warn(note, PrivacyWarning, stacklevel=3)
     return notes

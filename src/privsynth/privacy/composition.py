@@ -16,8 +16,10 @@ from typing import Any
 
 from .accounting import epsilon_from_history
 
-TIGHTER_RULE = ("tighter (not used for budgets): the DP-SGD histories of all segments composed by "
-                "one Opacus accountant at the same total delta, other releases added")
+TIGHTER_RULE = (
+    "tighter (not used for budgets): the DP-SGD histories of all segments composed by "
+    "one Opacus accountant at the same total delta, other releases added"
+)
 
 
 def segment_parts(segment: dict[str, Any]) -> tuple[list, float, float, float] | None:
@@ -64,5 +66,10 @@ def tighter(dataset: dict[str, Any]) -> dict[str, Any] | None:
     total = eps + other_eps
     if not total < dataset["epsilon_spent"] - 1e-9:
         return None
-    return {"epsilon": total, "delta": dataset["delta_spent"], "accountant": name,
-            "dp_sgd_segments": n_sgd, "rule": TIGHTER_RULE}
+    return {
+        "epsilon": total,
+        "delta": dataset["delta_spent"],
+        "accountant": name,
+        "dp_sgd_segments": n_sgd,
+        "rule": TIGHTER_RULE,
+    }

@@ -37,8 +37,9 @@ from .bookkeeping import BookKeeping
 GRAD_SAMPLE_MODES = ("bk", "hooks", "functorch", "ew")
 
 
-def _store_grad_sample(*, param: torch.Tensor, grad_sample: torch.Tensor,
-                       max_batch_len: int) -> None:
+def _store_grad_sample(
+    *, param: torch.Tensor, grad_sample: torch.Tensor, max_batch_len: int
+) -> None:
     """Opacus' ``create_or_accumulate_grad_sample`` without a needless zero-fill + copy.
 
     Opacus allocates ``zeros(max_batch_len, ...)`` and copies every layer's per-sample gradients
@@ -46,8 +47,11 @@ def _store_grad_sample(*, param: torch.Tensor, grad_sample: torch.Tensor,
     When the batch fills the buffer, the fresh per-sample tensor *is* that buffer: identical values.
     Every other case (tied parameters, shorter batches) goes to Opacus' own function.
     """
-    if (param.requires_grad and not hasattr(param, "_current_grad_sample")
-            and grad_sample.shape[0] == max_batch_len):
+    if (
+        param.requires_grad
+        and not hasattr(param, "_current_grad_sample")
+        and grad_sample.shape[0] == max_batch_len
+    ):
         param._current_grad_sample = grad_sample
     else:
         _opacus_store(param=param, grad_sample=grad_sample, max_batch_len=max_batch_len)
@@ -86,7 +90,7 @@ class DPPlan:
     """The numbers DP-SGD runs with, fixed before training starts."""
 
     noise_multiplier: float
-    batch_size: int            # the loader's nominal batch size; q = 1 / ceil(N / batch_size)
+    batch_size: int  # the loader's nominal batch size; q = 1 / ceil(N / batch_size)
     sample_rate: float
     steps: int
     delta: float
@@ -110,8 +114,10 @@ def sample_rate(n_private: int, expected_batch_size: int) -> float:
 def plan(spec: PrivacySpec, n_private: int, expected_batch_size: int, steps: int) -> DPPlan:
     """Fix sigma: calibrated with Opacus for (epsilon, delta, q, steps), or the user's own."""
     if expected_batch_size > n_private:
-        raise ConfigError(f"batch size {expected_batch_size} exceeds the {n_private} training "
-                          "images; lower --batch-size")
+        raise ConfigError(
+            f"batch size {expected_batch_size} exceeds the {n_private} training "
+            "images; lower --batch-size"
+        )
     q = sample_rate(n_private, expected_batch_size)
     delta = spec.resolved_delta(n_private)
     if spec.noise_multiplier is not None:
@@ -122,9 +128,15 @@ def plan(spec: PrivacySpec, n_private: int, expected_batch_size: int, steps: int
     return DPPlan(sigma, expected_batch_size, q, steps, delta, spec.epsilon, n_private)
 
 
-def make_private(module: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
-                 dp_plan: DPPlan, spec: PrivacySpec, state: AccountantState | None = None,
-                 generator: torch.Generator | None = None):
+def make_private(
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    dataset: Dataset,
+    dp_plan: DPPlan,
+    spec: PrivacySpec,
+    state: AccountantState | None = None,
+    generator: torch.Generator | None = None,
+):
     """Wrap with Opacus. Returns ``(module, optimizer, data_loader, engine)``.
 
     The loader draws Poisson-sampled batches (each image independently with probability q),
@@ -141,26 +153,37 @@ def make_private(module: torch.nn.Module, optimizer: torch.optim.Optimizer, data
     del generator
     device = next(module.parameters()).device
     if spec.grad_sample_mode not in GRAD_SAMPLE_MODES:
-        raise ConfigError(f"grad-sample mode '{spec.grad_sample_mode}' unknown; "
-                          f"choose one of {GRAD_SAMPLE_MODES}")
+        raise ConfigError(
+            f"grad-sample mode '{spec.grad_sample_mode}' unknown; choose one of {GRAD_SAMPLE_MODES}"
+        )
     errors = ModuleValidator.validate(module, strict=False)
     if errors:
         raise ConfigError(f"model is not DP-compatible: {errors[0]}; use GroupNorm, not BatchNorm")
     collate = TensorBatches.collate if isinstance(dataset, TensorBatches) else None
-    loader = DataLoader(dataset, batch_size=dp_plan.batch_size, generator=private_generator("cpu"),
-                        collate_fn=collate)
+    loader = DataLoader(
+        dataset,
+        batch_size=dp_plan.batch_size,
+        generator=private_generator("cpu"),
+        collate_fn=collate,
+    )
     engine = PrivacyEngine(accountant=spec.accountant, secure_mode=False)
     module, world = _distribute(module, dp_plan)
     if spec.grad_sample_mode == "bk":
-        module, optimizer, loader = _make_private_bk(engine, module, optimizer, loader, dp_plan,
-                                                     spec, device)
+        module, optimizer, loader = _make_private_bk(
+            engine, module, optimizer, loader, dp_plan, spec, device
+        )
     else:
         use_fast_grad_store()
         module, optimizer, loader = engine.make_private(
-            module=module, optimizer=optimizer, data_loader=loader,
-            noise_multiplier=dp_plan.noise_multiplier, max_grad_norm=spec.max_grad_norm,
-            poisson_sampling=True, grad_sample_mode=spec.grad_sample_mode,
-            noise_generator=private_generator(device))
+            module=module,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=dp_plan.noise_multiplier,
+            max_grad_norm=spec.max_grad_norm,
+            poisson_sampling=True,
+            grad_sample_mode=spec.grad_sample_mode,
+            noise_generator=private_generator(device),
+        )
     # The accountant must see exactly the q the noise was calibrated for.
     q_loader = optimizer.expected_batch_size * world / len(dataset)
     assert abs(q_loader - dp_plan.sample_rate) < 1 / len(dataset)
@@ -191,9 +214,11 @@ def _distribute(module: torch.nn.Module, dp_plan: DPPlan) -> tuple[torch.nn.Modu
     p_empty = (1 - dp_plan.sample_rate) ** (dp_plan.n_private // world)
     if p_empty > MAX_EMPTY_LOCAL_BATCH:
         local = dp_plan.expected_batch_size / world
-        raise ConfigError(f"{world} processes leave an expected {local:.1f} images per process "
-                          f"and step (an empty local batch would be likely enough to matter: "
-                          f"{p_empty:.1e}); raise --batch-size or use fewer processes (--nproc)")
+        raise ConfigError(
+            f"{world} processes leave an expected {local:.1f} images per process "
+            f"and step (an empty local batch would be likely enough to matter: "
+            f"{p_empty:.1e}); raise --batch-size or use fewer processes (--nproc)"
+        )
     DISTRIBUTED_STEPS.append(dp_plan.steps)
     if rank:
         torch.manual_seed(torch.initial_seed() + 7919 * rank)
@@ -235,9 +260,15 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _make_private_bk(engine: PrivacyEngine, module: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, loader: DataLoader, dp_plan: DPPlan,
-                     spec: PrivacySpec, device: torch.device):
+def _make_private_bk(
+    engine: PrivacyEngine,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    dp_plan: DPPlan,
+    spec: PrivacySpec,
+    device: torch.device,
+):
     """``engine.make_private`` with our Book-Keeping module in place of Opacus' per-sample
     gradients; the rest is Opacus' own, built as ``make_private`` builds it: the Poisson loader
     (``DPDataLoader``), the optimizer that adds N(0, sigma^2 C^2) to the clipped sum and divides by
@@ -249,12 +280,19 @@ def _make_private_bk(engine: PrivacyEngine, module: torch.nn.Module,
     expected_batch_size = int(len(loader.dataset) * q)
     if distributed:  # each process sums its own shard; the optimizer averages over processes
         expected_batch_size /= torch.distributed.get_world_size()
-    optimizer_class = (DistributedDPOptimizerFastGradientClipping if distributed
-                       else DPOptimizerFastGradientClipping)
+    optimizer_class = (
+        DistributedDPOptimizerFastGradientClipping
+        if distributed
+        else DPOptimizerFastGradientClipping
+    )
     dp_optimizer = optimizer_class(
-        optimizer, noise_multiplier=dp_plan.noise_multiplier, max_grad_norm=spec.max_grad_norm,
-        expected_batch_size=expected_batch_size, loss_reduction="mean",
-        generator=private_generator(device))
+        optimizer,
+        noise_multiplier=dp_plan.noise_multiplier,
+        max_grad_norm=spec.max_grad_norm,
+        expected_batch_size=expected_batch_size,
+        loss_reduction="mean",
+        generator=private_generator(device),
+    )
     dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=q))
     return BookKeeping(module, spec.max_grad_norm), dp_optimizer, loader
 
@@ -264,8 +302,9 @@ def _make_private_bk(engine: PrivacyEngine, module: torch.nn.Module,
 CHUNK_EXAMPLES = 64
 
 
-def backward(module: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor,
-             chunk: int | None = None) -> torch.Tensor:
+def backward(
+    module: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None
+) -> torch.Tensor:
     """``loss_fn(module, x, y).backward()`` for a loss that is a mean over rows; returns the loss
     (detached).
 

@@ -42,9 +42,11 @@ from .ledger_store import Store, Tx, process_alive, redact, this_host
 
 ENV_VAR = "PRIVSYNTH_LEDGER"
 LEGACY_NAME = "privacy-ledger.json"
-COMPOSITION_RULE = ("basic composition: the epsilons of all segments booked on a dataset add up, "
-                    "and so do their deltas (valid for any mix of mechanisms); budgets are "
-                    "checked against this sum")
+COMPOSITION_RULE = (
+    "basic composition: the epsilons of all segments booked on a dataset add up, "
+    "and so do their deltas (valid for any mix of mechanisms); budgets are "
+    "checked against this sum"
+)
 RUNNING = "running"
 
 
@@ -80,8 +82,9 @@ class Spend:
 def counted(row: dict[str, Any]) -> Spend:
     """What one segment counts for: its reservation while running, what it booked once settled."""
     if row["status"] == RUNNING:
-        return Spend(max(row["reserved_epsilon"], row["epsilon"]),
-                     max(row["reserved_delta"], row["delta"]))
+        return Spend(
+            max(row["reserved_epsilon"], row["epsilon"]), max(row["reserved_delta"], row["delta"])
+        )
     return Spend(row["epsilon"], row["delta"])
 
 
@@ -105,10 +108,22 @@ class Ledger:
         return redact(self.location)
 
     # --- segments: reserve, book, settle ----------------------------------------------------
-    def reserve(self, fingerprint: str, name: str, *, run_id: str, epsilon: float, delta: float,
-                method: str = "", out: str = "", kind: str = "train", limit: float | None = None,
-                force: bool = False, accounting: dict | None = None,
-                segment: str | None = None) -> str:
+    def reserve(
+        self,
+        fingerprint: str,
+        name: str,
+        *,
+        run_id: str,
+        epsilon: float,
+        delta: float,
+        method: str = "",
+        out: str = "",
+        kind: str = "train",
+        limit: float | None = None,
+        force: bool = False,
+        accounting: dict | None = None,
+        segment: str | None = None,
+    ) -> str:
         """Check the budget and reserve ``(epsilon, delta)`` in one locked transaction.
 
         The budget is the dataset's (set by `set_budget`) and, if given, ``limit`` (a run's
@@ -122,11 +137,18 @@ class Ledger:
             now = _now()
             budget = tx.lock_dataset(fingerprint, name, now)
             self._settle_dead(tx, fingerprint)
-            rows = [r for r in tx.spends("WHERE fingerprint = ?", (fingerprint,))
-                    if r["id"] != segment]
+            rows = [
+                r for r in tx.spends("WHERE fingerprint = ?", (fingerprint,)) if r["id"] != segment
+            ]
             spent = sum(counted(r).epsilon for r in rows)
-            bounds = [(b, w) for b, w in ((budget, "the dataset's budget in the ledger"),
-                                          (limit, "this run's --budget")) if b is not None]
+            bounds = [
+                (b, w)
+                for b, w in (
+                    (budget, "the dataset's budget in the ledger"),
+                    (limit, "this run's --budget"),
+                )
+                if b is not None
+            ]
             if bounds and not force:
                 bound, which = min(bounds)
                 if spent + epsilon > bound + 1e-9:
@@ -137,23 +159,42 @@ class Ledger:
                         f"{f', {running} still running' if running else ''}; ledger "
                         f"{self.shown}); this run needs {epsilon:.4g} more. Lower --epsilon, "
                         f"raise the budget with `privsynth ledger set-budget {fingerprint[:12]} "
-                        "EPS`, or pass --force")
-            values = dict(reserved_epsilon=float(epsilon), reserved_delta=float(delta),
-                          accounting=json.dumps(accounting or {}), forced=int(bool(force)),
-                          updated=now)
+                        "EPS`, or pass --force"
+                    )
+            values = dict(
+                reserved_epsilon=float(epsilon),
+                reserved_delta=float(delta),
+                accounting=json.dumps(accounting or {}),
+                forced=int(bool(force)),
+                updated=now,
+            )
             if segment is not None:
                 tx.update_spend(segment, **values)
                 return segment
             segment = uuid.uuid4().hex[:16]
-            tx.insert_spend({**values, "id": segment, "fingerprint": fingerprint,
-                             "run_id": run_id, "kind": kind, "method": method, "out": out,
-                             "status": RUNNING, "epsilon": 0.0, "delta": 0.0,
-                             "host": this_host(), "pid": os.getpid(), "started": now,
-                             "note": ""})
+            tx.insert_spend(
+                {
+                    **values,
+                    "id": segment,
+                    "fingerprint": fingerprint,
+                    "run_id": run_id,
+                    "kind": kind,
+                    "method": method,
+                    "out": out,
+                    "status": RUNNING,
+                    "epsilon": 0.0,
+                    "delta": 0.0,
+                    "host": this_host(),
+                    "pid": os.getpid(),
+                    "started": now,
+                    "note": "",
+                }
+            )
             return segment
 
-    def book(self, segment: str, *, epsilon: float, delta: float,
-             accounting: dict | None = None) -> None:
+    def book(
+        self, segment: str, *, epsilon: float, delta: float, accounting: dict | None = None
+    ) -> None:
         """A running segment's spend so far (never more than its reservation is counted while
         it runs; this is what it settles to if its process dies)."""
         values: dict[str, Any] = dict(epsilon=float(epsilon), delta=float(delta), updated=_now())
@@ -162,11 +203,20 @@ class Ledger:
         with self.store.transaction() as tx:
             tx.update_spend(segment, **values)
 
-    def settle(self, segment: str, status: str, *, epsilon: float, delta: float,
-               accounting: dict | None = None, note: str = "") -> None:
+    def settle(
+        self,
+        segment: str,
+        status: str,
+        *,
+        epsilon: float,
+        delta: float,
+        accounting: dict | None = None,
+        note: str = "",
+    ) -> None:
         """End a segment: from now on it counts ``(epsilon, delta)``, what really ran."""
-        values: dict[str, Any] = dict(status=status, epsilon=float(epsilon), delta=float(delta),
-                                      updated=_now(), note=note)
+        values: dict[str, Any] = dict(
+            status=status, epsilon=float(epsilon), delta=float(delta), updated=_now(), note=note
+        )
         if accounting is not None:
             values["accounting"] = json.dumps(accounting)
         with self.store.transaction() as tx:
@@ -177,8 +227,18 @@ class Ledger:
         with self.store.transaction() as tx:
             tx.run("DELETE FROM spends WHERE id = ? AND status = ?", (segment, RUNNING))
 
-    def record(self, fingerprint: str, name: str, run_id: str, *, epsilon: float, delta: float,
-               method: str = "", kind: str = "federated", **info: Any) -> None:
+    def record(
+        self,
+        fingerprint: str,
+        name: str,
+        run_id: str,
+        *,
+        epsilon: float,
+        delta: float,
+        method: str = "",
+        kind: str = "federated",
+        **info: Any,
+    ) -> None:
         """Set (not add) a settled spend for ``run_id`` on a dataset, e.g. a federated owner's
         cumulative spend after each round. No budget check."""
         segment = uuid.uuid5(uuid.NAMESPACE_URL, f"{fingerprint}/{run_id}").hex[:16]
@@ -187,28 +247,56 @@ class Ledger:
             tx.lock_dataset(fingerprint, name, now)
             acc = json.dumps(info, default=str)
             if tx.run("SELECT id FROM spends WHERE id = ?", (segment,)):
-                tx.update_spend(segment, epsilon=float(epsilon), delta=float(delta),
-                                accounting=acc, updated=now)
+                tx.update_spend(
+                    segment, epsilon=float(epsilon), delta=float(delta), accounting=acc, updated=now
+                )
                 return
-            tx.insert_spend({"id": segment, "fingerprint": fingerprint, "run_id": run_id,
-                             "kind": kind, "method": method, "out": str(info.get("out", "")),
-                             "status": "booked", "reserved_epsilon": 0.0, "reserved_delta": 0.0,
-                             "epsilon": float(epsilon), "delta": float(delta), "accounting": acc,
-                             "forced": 0, "host": this_host(), "pid": os.getpid(),
-                             "started": now, "updated": now, "note": ""})
+            tx.insert_spend(
+                {
+                    "id": segment,
+                    "fingerprint": fingerprint,
+                    "run_id": run_id,
+                    "kind": kind,
+                    "method": method,
+                    "out": str(info.get("out", "")),
+                    "status": "booked",
+                    "reserved_epsilon": 0.0,
+                    "reserved_delta": 0.0,
+                    "epsilon": float(epsilon),
+                    "delta": float(delta),
+                    "accounting": acc,
+                    "forced": 0,
+                    "host": this_host(),
+                    "pid": os.getpid(),
+                    "started": now,
+                    "updated": now,
+                    "note": "",
+                }
+            )
 
     def _settle_dead(self, tx: Tx, fingerprint: str) -> None:
         """Segments whose process on this machine is gone settle to what they booked (their
         last checkpoint plus one checkpoint interval: an upper bound on what ran)."""
         for r in tx.spends("WHERE fingerprint = ? AND status = ?", (fingerprint, RUNNING)):
             if process_alive(r["host"], r["pid"]) is False:
-                tx.update_spend(r["id"], status="abandoned", updated=_now(),
-                                note="its process ended without settling; booked up to its last "
-                                     "checkpoint plus one checkpoint interval")
+                tx.update_spend(
+                    r["id"],
+                    status="abandoned",
+                    updated=_now(),
+                    note="its process ended without settling; booked up to its last "
+                    "checkpoint plus one checkpoint interval",
+                )
 
     # --- budgets ------------------------------------------------------------------------------
-    def set_budget(self, fingerprint: str, budget: float | None, *, name: str = "",
-                   reason: str = "", who: str | None = None) -> float | None:
+    def set_budget(
+        self,
+        fingerprint: str,
+        budget: float | None,
+        *,
+        name: str = "",
+        reason: str = "",
+        who: str | None = None,
+    ) -> float | None:
         """Set (or with None remove) a dataset's epsilon budget; logged. Returns the old one."""
         _check_budget(budget, "the budget")
         who = who or f"{getpass.getuser()}@{socket.gethostname()}"
@@ -216,9 +304,11 @@ class Ledger:
             now = _now()
             old = tx.lock_dataset(fingerprint, name or fingerprint[:12], now)
             tx.run("UPDATE datasets SET budget = ? WHERE fingerprint = ?", (budget, fingerprint))
-            tx.run("INSERT INTO budget_log (id, fingerprint, old_budget, new_budget, at, who, "
-                   "reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (uuid.uuid4().hex[:16], fingerprint, old, budget, now, who, reason or ""))
+            tx.run(
+                "INSERT INTO budget_log (id, fingerprint, old_budget, new_budget, at, who, "
+                "reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (uuid.uuid4().hex[:16], fingerprint, old, budget, now, who, reason or ""),
+            )
         return old
 
     # --- reading --------------------------------------------------------------------------------
@@ -236,31 +326,47 @@ class Ledger:
         if not self.store.exists():
             return []
         with self.store.transaction(write=False) as tx:
-            sets = tx.run("SELECT fingerprint, name, budget, created FROM datasets "
-                          "ORDER BY created, fingerprint")
+            sets = tx.run(
+                "SELECT fingerprint, name, budget, created FROM datasets "
+                "ORDER BY created, fingerprint"
+            )
             spends = tx.spends()
-            log = tx.run("SELECT fingerprint, old_budget, new_budget, at, who, reason "
-                         "FROM budget_log ORDER BY at, id")
+            log = tx.run(
+                "SELECT fingerprint, old_budget, new_budget, at, who, reason "
+                "FROM budget_log ORDER BY at, id"
+            )
         out = []
         for fp, name, budget, created in sets:
             rows = [r for r in spends if r["fingerprint"] == fp]
             runs: dict[str, dict] = {}
             for r in rows:
-                r["counted_epsilon"], r["counted_delta"] = (counted(r).epsilon,
-                                                            counted(r).delta)
+                r["counted_epsilon"], r["counted_delta"] = (counted(r).epsilon, counted(r).delta)
                 r["accounting"] = json.loads(r["accounting"] or "{}")
-                run = runs.setdefault(r["run_id"], {"method": r["method"], "out": r["out"],
-                                                    "kind": r["kind"], "segments": []})
+                run = runs.setdefault(
+                    r["run_id"],
+                    {"method": r["method"], "out": r["out"], "kind": r["kind"], "segments": []},
+                )
                 run["segments"].append(r)
                 run["status"] = r["status"]
                 run["epsilon"] = sum(s["counted_epsilon"] for s in run["segments"])
                 run["delta"] = sum(s["counted_delta"] for s in run["segments"])
-            out.append({"fingerprint": fp, "name": name, "budget": budget, "created": created,
-                        "epsilon_spent": sum(r["counted_epsilon"] for r in rows),
-                        "delta_spent": sum(r["counted_delta"] for r in rows),
-                        "segments": len(rows), "runs": runs,
-                        "budget_log": [dict(zip(("old", "new", "at", "who", "reason"), e[1:],
-                                                strict=True)) for e in log if e[0] == fp]})
+            out.append(
+                {
+                    "fingerprint": fp,
+                    "name": name,
+                    "budget": budget,
+                    "created": created,
+                    "epsilon_spent": sum(r["counted_epsilon"] for r in rows),
+                    "delta_spent": sum(r["counted_delta"] for r in rows),
+                    "segments": len(rows),
+                    "runs": runs,
+                    "budget_log": [
+                        dict(zip(("old", "new", "at", "who", "reason"), e[1:], strict=True))
+                        for e in log
+                        if e[0] == fp
+                    ],
+                }
+            )
         return out
 
     def summary(self) -> list[dict[str, Any]]:
@@ -271,14 +377,17 @@ class Ledger:
         matches = [d for d in self.datasets() if d["fingerprint"].startswith(prefix.lower())]
         if len(prefix) < 6 or len(matches) != 1:
             found = "no dataset" if not matches else f"{len(matches)} datasets"
-            raise ConfigError(f"{found} in ledger {self.shown} match fingerprint '{prefix}'; "
-                              "give 6+ leading characters as `privsynth ledger` prints them, "
-                              "or --data PATH")
+            raise ConfigError(
+                f"{found} in ledger {self.shown} match fingerprint '{prefix}'; "
+                "give 6+ leading characters as `privsynth ledger` prints them, "
+                "or --data PATH"
+            )
         return matches[0]
 
     # --- migration ------------------------------------------------------------------------------
-    def import_json(self, path: str | os.PathLike[str],
-                    aliases: dict[str, str] | None = None) -> int:
+    def import_json(
+        self, path: str | os.PathLike[str], aliases: dict[str, str] | None = None
+    ) -> int:
         """Import a JSON ledger (``privacy-ledger.json`` of privsynth <= 0.1); idempotent.
 
         Each JSON run entry becomes a settled segment (re-importing updates it, never lowers it);
@@ -294,37 +403,64 @@ class Ledger:
             now = _now()
             for e in entries:
                 tx.lock_dataset(e["fingerprint"], e["name"], now)
-                segment = uuid.uuid5(uuid.NAMESPACE_URL,
-                                     f"legacy/{e['fingerprint']}/{e['run_id']}").hex[:16]
+                segment = uuid.uuid5(
+                    uuid.NAMESPACE_URL, f"legacy/{e['fingerprint']}/{e['run_id']}"
+                ).hex[:16]
                 old = tx.run("SELECT epsilon, delta FROM spends WHERE id = ?", (segment,))
                 if old and old[0][0] >= e["epsilon"] and old[0][1] >= e["delta"]:
                     continue
                 changed += 1
                 if old:
-                    tx.update_spend(segment, epsilon=max(old[0][0], e["epsilon"]),
-                                    delta=max(old[0][1], e["delta"]), updated=now)
+                    tx.update_spend(
+                        segment,
+                        epsilon=max(old[0][0], e["epsilon"]),
+                        delta=max(old[0][1], e["delta"]),
+                        updated=now,
+                    )
                     continue
-                tx.insert_spend({"id": segment, "fingerprint": e["fingerprint"],
-                                 "run_id": e["run_id"], "kind": "imported",
-                                 "method": e["method"], "out": e["out"], "status": e["status"],
-                                 "reserved_epsilon": 0.0, "reserved_delta": 0.0,
-                                 "epsilon": e["epsilon"], "delta": e["delta"],
-                                 "accounting": json.dumps({"imported_from": str(path)}),
-                                 "forced": 0, "host": this_host(), "pid": 0,
-                                 "started": e["started"] or now, "updated": now,
-                                 "note": f"imported from {path}"})
+                tx.insert_spend(
+                    {
+                        "id": segment,
+                        "fingerprint": e["fingerprint"],
+                        "run_id": e["run_id"],
+                        "kind": "imported",
+                        "method": e["method"],
+                        "out": e["out"],
+                        "status": e["status"],
+                        "reserved_epsilon": 0.0,
+                        "reserved_delta": 0.0,
+                        "epsilon": e["epsilon"],
+                        "delta": e["delta"],
+                        "accounting": json.dumps({"imported_from": str(path)}),
+                        "forced": 0,
+                        "host": this_host(),
+                        "pid": 0,
+                        "started": e["started"] or now,
+                        "updated": now,
+                        "note": f"imported from {path}",
+                    }
+                )
             for fp, (name, budget) in budgets.items():
                 current = tx.lock_dataset(fp, name, now)
                 if current is None:
                     tx.run("UPDATE datasets SET budget = ? WHERE fingerprint = ?", (budget, fp))
-                    tx.run("INSERT INTO budget_log (id, fingerprint, old_budget, new_budget, at, "
-                           "who, reason) VALUES (?, ?, NULL, ?, ?, ?, ?)",
-                           (uuid.uuid4().hex[:16], fp, budget, now, getpass.getuser(),
-                            f"imported from {path}"))
+                    tx.run(
+                        "INSERT INTO budget_log (id, fingerprint, old_budget, new_budget, at, "
+                        "who, reason) VALUES (?, ?, NULL, ?, ?, ?, ?)",
+                        (
+                            uuid.uuid4().hex[:16],
+                            fp,
+                            budget,
+                            now,
+                            getpass.getuser(),
+                            f"imported from {path}",
+                        ),
+                    )
         return changed
 
-    def import_legacy_beside(self, out: str | os.PathLike[str],
-                             aliases: dict[str, str] | None = None) -> int:
+    def import_legacy_beside(
+        self, out: str | os.PathLike[str], aliases: dict[str, str] | None = None
+    ) -> int:
         """Import the JSON ledger that privsynth <= 0.1 kept beside run folders, if there is one
         beside ``out``: its spends must not be forgotten when the default ledger moved."""
         legacy = Path(out).resolve().parent / LEGACY_NAME

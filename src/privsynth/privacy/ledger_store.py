@@ -44,9 +44,26 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS spends_by_dataset ON spends (fingerprint)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
-SPEND_COLUMNS = ("id", "fingerprint", "run_id", "kind", "method", "out", "status",
-                 "reserved_epsilon", "reserved_delta", "epsilon", "delta", "accounting", "forced",
-                 "host", "pid", "started", "updated", "note")
+SPEND_COLUMNS = (
+    "id",
+    "fingerprint",
+    "run_id",
+    "kind",
+    "method",
+    "out",
+    "status",
+    "reserved_epsilon",
+    "reserved_delta",
+    "epsilon",
+    "delta",
+    "accounting",
+    "forced",
+    "host",
+    "pid",
+    "started",
+    "updated",
+    "note",
+)
 
 
 def is_url(location: str) -> bool:
@@ -68,16 +85,20 @@ class Store:
             try:
                 import psycopg  # noqa: F401
             except ImportError:
-                raise ConfigError("a PostgreSQL ledger needs psycopg: pip install "
-                                  "'privsynth[postgres]' (or use a SQLite file path)") from None
+                raise ConfigError(
+                    "a PostgreSQL ledger needs psycopg: pip install "
+                    "'privsynth[postgres]' (or use a SQLite file path)"
+                ) from None
             # libpq takes postgresql://...; drop a SQLAlchemy driver suffix (+psycopg).
             self.dsn = re.sub(r"^(postgres|postgresql)\+\w+://", "postgresql://", location)
         else:
             self.path = Path(location).expanduser()
             if self.path.suffix == ".json":
-                raise ConfigError(f"'{location}' is a JSON ledger from an earlier privsynth; "
-                                  f"import it once with `privsynth ledger import {location}` "
-                                  "and use the default ledger (or a .sqlite path) from then on")
+                raise ConfigError(
+                    f"'{location}' is a JSON ledger from an earlier privsynth; "
+                    f"import it once with `privsynth ledger import {location}` "
+                    "and use the default ledger (or a .sqlite path) from then on"
+                )
         self._ready = False
 
     def exists(self) -> bool:
@@ -92,17 +113,20 @@ class Store:
                 return psycopg.connect(self.dsn, connect_timeout=10)
             except psycopg.OperationalError as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ConfigError(f"cannot reach the PostgreSQL ledger {redact(self.location)} "
-                                  f"({first}); check the URL, the server and your credentials"
-                                  ) from None
+                raise ConfigError(
+                    f"cannot reach the PostgreSQL ledger {redact(self.location)} "
+                    f"({first}); check the URL, the server and your credentials"
+                ) from None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # isolation_level=None: no implicit transactions; each one starts with BEGIN below.
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             conn.execute("PRAGMA busy_timeout = 60000")
         except sqlite3.Error as e:
-            raise CheckpointError(f"cannot open the ledger {self.path} ({e}); check the path and "
-                                  "its permissions, or pass --ledger") from None
+            raise CheckpointError(
+                f"cannot open the ledger {self.path} ({e}); check the path and "
+                "its permissions, or pass --ledger"
+            ) from None
         return conn
 
     @contextmanager
@@ -129,8 +153,10 @@ class Store:
             conn.close()
 
     def _damaged(self, e: Exception) -> CheckpointError:
-        return CheckpointError(f"the ledger {self.path} is damaged or not a ledger ({e}); "
-                               "restore it from a backup: deleting it forgets what was spent")
+        return CheckpointError(
+            f"the ledger {self.path} is damaged or not a ledger ({e}); "
+            "restore it from a backup: deleting it forgets what was spent"
+        )
 
     def ensure_schema(self) -> None:
         if self._ready:
@@ -142,15 +168,21 @@ class Store:
                     cur.execute("SELECT pg_advisory_xact_lock(7405528)")
                     for stmt in _SCHEMA:
                         cur.execute(stmt)
-                    cur.execute("INSERT INTO meta (key, value) VALUES ('schema', %s) "
-                                "ON CONFLICT (key) DO NOTHING", (SCHEMA_VERSION,))
+                    cur.execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema', %s) "
+                        "ON CONFLICT (key) DO NOTHING",
+                        (SCHEMA_VERSION,),
+                    )
                 conn.commit()
             else:
                 conn.execute("BEGIN IMMEDIATE")
                 for stmt in _SCHEMA:
                     conn.execute(stmt)
-                conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?) "
-                             "ON CONFLICT (key) DO NOTHING", (SCHEMA_VERSION,))
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (SCHEMA_VERSION,),
+                )
                 conn.commit()
         except sqlite3.DatabaseError as e:
             raise self._damaged(e) from None
@@ -175,23 +207,29 @@ class Tx:
 
     def lock_dataset(self, fingerprint: str, name: str, now: str) -> float | None:
         """Create the dataset's row if new, lock it until the transaction ends; its budget."""
-        self.run("INSERT INTO datasets (fingerprint, name, budget, created) VALUES (?, ?, NULL, ?) "
-                 "ON CONFLICT (fingerprint) DO NOTHING", (fingerprint, name, now))
+        self.run(
+            "INSERT INTO datasets (fingerprint, name, budget, created) VALUES (?, ?, NULL, ?) "
+            "ON CONFLICT (fingerprint) DO NOTHING",
+            (fingerprint, name, now),
+        )
         suffix = " FOR UPDATE" if self.postgres else ""  # SQLite: BEGIN IMMEDIATE holds it
-        (row,) = self.run(f"SELECT budget FROM datasets WHERE fingerprint = ?{suffix}",
-                          (fingerprint,))
+        (row,) = self.run(
+            f"SELECT budget FROM datasets WHERE fingerprint = ?{suffix}", (fingerprint,)
+        )
         return row[0]
 
     def spends(self, where: str = "", params: tuple = ()) -> list[dict[str, Any]]:
-        rows = self.run(f"SELECT {', '.join(SPEND_COLUMNS)} FROM spends {where} "
-                        "ORDER BY started, id", params)
+        rows = self.run(
+            f"SELECT {', '.join(SPEND_COLUMNS)} FROM spends {where} ORDER BY started, id", params
+        )
         return [dict(zip(SPEND_COLUMNS, r, strict=True)) for r in rows]
 
     def insert_spend(self, row: dict[str, Any]) -> None:
         cols = ", ".join(SPEND_COLUMNS)
         marks = ", ".join("?" for _ in SPEND_COLUMNS)
-        self.run(f"INSERT INTO spends ({cols}) VALUES ({marks})",
-                 tuple(row[c] for c in SPEND_COLUMNS))
+        self.run(
+            f"INSERT INTO spends ({cols}) VALUES ({marks})", tuple(row[c] for c in SPEND_COLUMNS)
+        )
 
     def update_spend(self, spend_id: str, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
@@ -211,8 +249,13 @@ def this_host() -> str:
     Hostnames alone repeat across containers and CI runners that share one PostgreSQL ledger."""
     import socket
 
-    return "|".join((socket.gethostname(), _read("/etc/machine-id")[:16],
-                     _read("/proc/sys/kernel/random/boot_id")[:16]))
+    return "|".join(
+        (
+            socket.gethostname(),
+            _read("/etc/machine-id")[:16],
+            _read("/proc/sys/kernel/random/boot_id")[:16],
+        )
+    )
 
 
 def process_alive(host: str, pid: int) -> bool | None:

@@ -47,18 +47,21 @@ def count_spend(mechanism: str, epsilon: float, delta: float) -> tuple[float, fl
     if mechanism == "uniform":
         return 0.0, 0.0
     if mechanism not in COUNT_MECHANISMS:
-        raise ConfigError(f"unknown class-proportion mechanism '{mechanism}'; "
-                          f"choose one of {COUNT_MECHANISMS}")
+        raise ConfigError(
+            f"unknown class-proportion mechanism '{mechanism}'; choose one of {COUNT_MECHANISMS}"
+        )
     if not (epsilon > 0 and math.isfinite(epsilon)):
-        raise ConfigError(f"--counts-epsilon must be > 0 and finite to release class "
-                          f"proportions, got {epsilon}")
+        raise ConfigError(
+            f"--counts-epsilon must be > 0 and finite to release class proportions, got {epsilon}"
+        )
     if mechanism == "gaussian" and not 0 < delta < 1:
         raise ConfigError("the Gaussian mechanism needs 0 < delta < 1; use laplace for pure DP")
     return float(epsilon), float(delta if mechanism == "gaussian" else 0.0)
 
 
-def release_proportions(counts: np.ndarray, mechanism: str, epsilon: float, delta: float,
-                        seed: int | None = None) -> tuple[np.ndarray, float, float]:
+def release_proportions(
+    counts: np.ndarray, mechanism: str, epsilon: float, delta: float, seed: int | None = None
+) -> tuple[np.ndarray, float, float]:
     """Return ``(proportions, epsilon_spent, delta_spent)``.
 
     ``uniform`` spends nothing and returns 1/K for every class. OpenDP draws its noise from the

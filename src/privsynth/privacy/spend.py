@@ -57,9 +57,22 @@ def history_minus(full: Sequence, prefix: Sequence) -> History:
 class RunSpend:
     """The ledger booking of one segment of one run (used by `privsynth.train`)."""
 
-    def __init__(self, ledger: Ledger, fingerprint: str, name: str, *, run_id: str, method: str,
-                 out: str, kind: str, limit: float | None, force: bool, accountant: str,
-                 chunk: int, prefix: Sequence = ()):
+    def __init__(
+        self,
+        ledger: Ledger,
+        fingerprint: str,
+        name: str,
+        *,
+        run_id: str,
+        method: str,
+        out: str,
+        kind: str,
+        limit: float | None,
+        force: bool,
+        accountant: str,
+        chunk: int,
+        prefix: Sequence = (),
+    ):
         self.ledger, self.fingerprint, self.name = ledger, fingerprint, name
         self.meta = dict(run_id=run_id, method=method, out=out, kind=kind)
         self.limit, self.force, self.accountant = limit, force, accountant
@@ -69,11 +82,11 @@ class RunSpend:
         self.planned = False
         self.sigma = self.q = 0.0
         self.steps, self.sgd_delta = 0, 0.0
-        self.other = (0.0, 0.0)         # a release still to come (class counts): (eps, delta)
+        self.other = (0.0, 0.0)  # a release still to come (class counts): (eps, delta)
         self.other_booked = False
         self.booked: History = []
         self.settled = False
-        self.lead: History = []         # releases before DP-SGD in the accountant (warm-up)
+        self.lead: History = []  # releases before DP-SGD in the accountant (warm-up)
         self.lead_booked = False
 
     def set_lead(self, lead: Sequence, delta: float, released: Sequence = ()) -> None:
@@ -91,8 +104,15 @@ class RunSpend:
             return
         if self.segment is None:
             self.segment = self.ledger.reserve(
-                self.fingerprint, self.name, epsilon=self._eps(pending), delta=self.sgd_delta,
-                limit=self.limit, force=self.force, accounting={"lead": pending}, **self.meta)
+                self.fingerprint,
+                self.name,
+                epsilon=self._eps(pending),
+                delta=self.sgd_delta,
+                limit=self.limit,
+                force=self.force,
+                accounting={"lead": pending},
+                **self.meta,
+            )
         self.lead_booked = True
         self._book(pending)
 
@@ -100,11 +120,24 @@ class RunSpend:
     def reserve_target(self, epsilon: float, delta: float) -> None:
         """Fail fast: reserve a calibrated run's target before any work; `plan` replaces it."""
         self.segment = self.ledger.reserve(
-            self.fingerprint, self.name, epsilon=epsilon, delta=delta, limit=self.limit,
-            force=self.force, accounting={"target_epsilon": epsilon}, **self.meta)
+            self.fingerprint,
+            self.name,
+            epsilon=epsilon,
+            delta=delta,
+            limit=self.limit,
+            force=self.force,
+            accounting={"target_epsilon": epsilon},
+            **self.meta,
+        )
 
-    def plan(self, sigma: float, q: float, steps: int, sgd_delta: float,
-             other: tuple[float, float] = (0.0, 0.0)) -> float:
+    def plan(
+        self,
+        sigma: float,
+        q: float,
+        steps: int,
+        sgd_delta: float,
+        other: tuple[float, float] = (0.0, 0.0),
+    ) -> float:
         """Reserve the remaining plan (``steps`` in total for the run, minus what earlier
         segments ran) and ``other`` (a release this segment will make). Returns the epsilon
         reserved."""
@@ -114,9 +147,16 @@ class RunSpend:
         eps = self._eps(planned) + other[0]
         delta = (sgd_delta if planned else 0.0) + other[1]
         self.segment = self.ledger.reserve(
-            self.fingerprint, self.name, epsilon=eps, delta=delta, limit=self.limit,
-            force=self.force, segment=self.segment, accounting=self._accounting(planned),
-            **self.meta)
+            self.fingerprint,
+            self.name,
+            epsilon=eps,
+            delta=delta,
+            limit=self.limit,
+            force=self.force,
+            segment=self.segment,
+            accounting=self._accounting(planned),
+            **self.meta,
+        )
         self.planned = True
         self._book(self._ahead([]))
         return eps
@@ -143,8 +183,13 @@ class RunSpend:
             return
         ran = history_minus(full_history or [], self.prefix)
         eps, delta = self._value(ran)
-        self.ledger.settle(self.segment, status, epsilon=eps, delta=delta,
-                           accounting=self._accounting(self._planned(), ran))
+        self.ledger.settle(
+            self.segment,
+            status,
+            epsilon=eps,
+            delta=delta,
+            accounting=self._accounting(self._planned(), ran),
+        )
         self.settled = True
 
     def abort(self, status: str, note: str = "") -> None:
@@ -157,8 +202,14 @@ class RunSpend:
             self.ledger.cancel(self.segment)
             return
         eps, delta = self._value(self.booked)
-        self.ledger.settle(self.segment, status, epsilon=eps, delta=delta, note=note,
-                           accounting=self._accounting(self._planned(), self.booked))
+        self.ledger.settle(
+            self.segment,
+            status,
+            epsilon=eps,
+            delta=delta,
+            note=note,
+            accounting=self._accounting(self._planned(), self.booked),
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
     def _eps(self, history: History) -> float:
@@ -174,8 +225,9 @@ class RunSpend:
         """``ran`` plus the steps the next checkpoint interval may run: any lead release not yet
         in ``ran``, then ``chunk`` DP-SGD steps."""
         rest = history_minus(self._planned(), ran)
-        lead_left = max(0, history_steps(history_minus(self.lead, self.prefix))
-                        - history_steps(ran))
+        lead_left = max(
+            0, history_steps(history_minus(self.lead, self.prefix)) - history_steps(ran)
+        )
         extra = history_take(rest, lead_left + self.chunk)
         out = [tuple(h) for h in ran]
         for sigma, q, n in extra:  # one entry per (sigma, q) run, as Opacus keeps it
@@ -187,21 +239,27 @@ class RunSpend:
 
     def _value(self, history: History) -> tuple[float, float]:
         other = self.other if self.other_booked else (0.0, 0.0)
-        return (self._eps(history) + other[0],
-                (self.sgd_delta if history else 0.0) + other[1])
+        return (self._eps(history) + other[0], (self.sgd_delta if history else 0.0) + other[1])
 
     def _book(self, history: History) -> None:
         self.booked = history
         eps, delta = self._value(history)
-        self.ledger.book(self.segment, epsilon=eps, delta=delta,
-                         accounting=self._accounting(self._planned(), history))
+        self.ledger.book(
+            self.segment,
+            epsilon=eps,
+            delta=delta,
+            accounting=self._accounting(self._planned(), history),
+        )
 
     def _accounting(self, planned: History, booked: History | None = None) -> dict:
         other_booked = self.other if self.other_booked else (0.0, 0.0)
-        return {"accountant": self.accountant, "sgd_delta": self.sgd_delta,
-                "planned": [list(h) for h in planned],
-                "booked": [list(h) for h in (booked or [])],
-                "other_planned": {"epsilon": self.other[0], "delta": self.other[1]},
-                "other_booked": {"epsilon": other_booked[0], "delta": other_booked[1]},
-                "checkpoint_interval": self.chunk, "resumed_after_steps":
-                    history_steps(self.prefix)}
+        return {
+            "accountant": self.accountant,
+            "sgd_delta": self.sgd_delta,
+            "planned": [list(h) for h in planned],
+            "booked": [list(h) for h in (booked or [])],
+            "other_planned": {"epsilon": self.other[0], "delta": self.other[1]},
+            "other_booked": {"epsilon": other_booked[0], "delta": other_booked[1]},
+            "checkpoint_interval": self.chunk,
+            "resumed_after_steps": history_steps(self.prefix),
+        }

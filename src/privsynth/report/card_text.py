@@ -41,32 +41,43 @@ def plain_language(card: dict) -> str:
     pv = card.get("privacy", {})
     eps = pv.get("epsilon")
     if not card.get("private") or eps in (None, "infinity"):
-        return ("This run has no differential privacy: its weights and samples may reveal "
-                "individual training images, so do not publish them if the data is private.")
+        return (
+            "This run has no differential privacy: its weights and samples may reveal "
+            "individual training images, so do not publish them if the data is private."
+        )
     if not isinstance(eps, (int, float)):
         return "Training has not finished; the guarantee is stated once it has."
     delta = float(pv.get("delta", 0.0))
     unit = str(pv.get("unit") or "one training image with its label")
     n = (card.get("data") or {}).get("n_train")
-    records = f"each of the {n:,} training records" if isinstance(n, int) else \
-        "each training record"
-    except_ = (f", except with probability δ = {delta:.2g} (about 1 in {1 / delta:,.0f})"
-               if delta > 0 else "")
+    records = (
+        f"each of the {n:,} training records" if isinstance(n, int) else "each training record"
+    )
+    except_ = (
+        f", except with probability δ = {delta:.2g} (about 1 in {1 / delta:,.0f})"
+        if delta > 0
+        else ""
+    )
     acc = _percent(guess_accuracy(eps, delta))
-    guess = (f"is right at most {acc} of the time (a coin flip is 50%)" if acc else
-             "could be right almost every time (at this ε the bound says little about a single "
-             "record)")
-    return (f"For {records} (unit: {unit}), whether or not it was used changes the chance of "
-            f"anything this run releases (its weights and every image sampled from them) by at "
-            f"most a factor e^ε = {_number(math.exp(min(eps, 700.0)))} (ε = {eps:.3g}){except_}, "
-            f"so someone who knows all the other records and guesses whether it was used "
-            f"{guess}.")
+    guess = (
+        f"is right at most {acc} of the time (a coin flip is 50%)"
+        if acc
+        else "could be right almost every time (at this ε the bound says little about a single "
+        "record)"
+    )
+    return (
+        f"For {records} (unit: {unit}), whether or not it was used changes the chance of "
+        f"anything this run releases (its weights and every image sampled from them) by at "
+        f"most a factor e^ε = {_number(math.exp(min(eps, 700.0)))} (ε = {eps:.3g}){except_}, "
+        f"so someone who knows all the other records and guesses whether it was used "
+        f"{guess}."
+    )
 
 
 def not_covered(card: dict) -> str:
     text = str(card.get("privacy", {}).get("not_protected") or "")
     # Older cards started the text with its own label.
-    return text[len("Not covered:"):].strip() if text.startswith("Not covered:") else text
+    return text[len("Not covered:") :].strip() if text.startswith("Not covered:") else text
 
 
 def spend_line(spend: dict | None) -> str | None:
@@ -77,71 +88,122 @@ def spend_line(spend: dict | None) -> str | None:
     over = f" over {runs} run{'s' if runs != 1 else ''}" if isinstance(runs, int) else ""
     budget = spend.get("budget")
     of = f" of budget {budget:g}" if isinstance(budget, (int, float)) else ""
-    return (f"epsilon {spend['epsilon']:.4g}{of}, delta {spend['delta']:.3g}{over} "
-            f"({spend.get('composition', 'basic composition')}; ledger {spend.get('ledger', '?')})")
+    return (
+        f"epsilon {spend['epsilon']:.4g}{of}, delta {spend['delta']:.3g}{over} "
+        f"({spend.get('composition', 'basic composition')}; ledger {spend.get('ledger', '?')})"
+    )
 
 
-def model_card(card: dict, evaluation: dict | None = None, files: list[str] | None = None,
-               license_id: str | None = None) -> str:
+def model_card(
+    card: dict,
+    evaluation: dict | None = None,
+    files: list[str] | None = None,
+    license_id: str | None = None,
+) -> str:
     """README.md for a run folder in Hugging Face's model-card format (YAML front matter +
     Markdown): method, guarantee, what is not protected, evaluation if any, how to sample."""
     data, pv = card.get("data") or {}, card.get("privacy") or {}
     method, name = card.get("method", "?"), str(data.get("name") or "dataset")
     eps = pv.get("epsilon")
     private = bool(card.get("private")) and isinstance(eps, (int, float))
-    title_eps = f"(ε = {eps:.3g}, δ = {float(pv.get('delta', 0)):.2g})-DP" if private else \
-        "no differential privacy"
+    title_eps = (
+        f"(ε = {eps:.3g}, δ = {float(pv.get('delta', 0)):.2g})-DP"
+        if private
+        else "no differential privacy"
+    )
     license_id = license_id or card.get("license") or LICENSE_UNSET
-    tags = ["privsynth", "synthetic-data", "image-generation", method,
-            "differential-privacy" if private else "no-differential-privacy"]
+    tags = [
+        "privsynth",
+        "synthetic-data",
+        "image-generation",
+        method,
+        "differential-privacy" if private else "no-differential-privacy",
+    ]
     front = ["---", f"license: {license_id}"]
     if license_id == LICENSE_UNSET:
         front.append("license_name: unspecified")
-    front += ["library_name: privsynth", "tags:", *[f"- {t}" for t in tags], "datasets:",
-              f"- {_yaml_str(name)}", "---", ""]
+    front += [
+        "library_name: privsynth",
+        "tags:",
+        *[f"- {t}" for t in tags],
+        "datasets:",
+        f"- {_yaml_str(name)}",
+        "---",
+        "",
+    ]
     shape = "x".join(map(str, data.get("image_shape", []))) or "?"
     classes = data.get("classes") or []
-    lines = [f"# {method} on {name}: {title_eps}", "",
-             f"Status: **{card.get('status', '?')}** · run `{card.get('run_id', '?')}` · "
-             f"written by privsynth", "",
-             "## Method", "",
-             f"`{method}` trained with privsynth on `{name}` ({data.get('n_train', '?')} training "
-             f"images, {shape} pixels (C x H x W), {len(classes)} classes: "
-             f"{', '.join(map(str, classes[:20]))}{' …' if len(classes) > 20 else ''}). "
-             "Configuration: `config` in card.json.", ""]
+    lines = [
+        f"# {method} on {name}: {title_eps}",
+        "",
+        f"Status: **{card.get('status', '?')}** · run `{card.get('run_id', '?')}` · "
+        f"written by privsynth",
+        "",
+        "## Method",
+        "",
+        f"`{method}` trained with privsynth on `{name}` ({data.get('n_train', '?')} training "
+        f"images, {shape} pixels (C x H x W), {len(classes)} classes: "
+        f"{', '.join(map(str, classes[:20]))}{' …' if len(classes) > 20 else ''}). "
+        "Configuration: `config` in card.json.",
+        "",
+    ]
     lines += ["## Privacy guarantee", "", plain_language(card), ""]
     if pv.get("guarantee"):
         lines += [f"Formally: {pv['guarantee']}", ""]
     sgd = pv.get("dp_sgd")
     if sgd:
-        lines += [f"DP-SGD: noise multiplier σ = {sgd['noise_multiplier']:.4g}, Poisson sample "
-                  f"rate q = {sgd['sample_rate']:.4g}, {sgd['steps']} steps, clip C = "
-                  f"{sgd['max_grad_norm']}; ε computed by the Opacus `{sgd['accountant']}` "
-                  "accountant from the steps that ran.", ""]
+        lines += [
+            f"DP-SGD: noise multiplier σ = {sgd['noise_multiplier']:.4g}, Poisson sample "
+            f"rate q = {sgd['sample_rate']:.4g}, {sgd['steps']} steps, clip C = "
+            f"{sgd['max_grad_norm']}; ε computed by the Opacus `{sgd['accountant']}` "
+            "accountant from the steps that ran.",
+            "",
+        ]
     spend = spend_line(pv.get("dataset_spend"))
     if spend:
-        lines += [f"This dataset's total spend in the privacy ledger when this card was written: "
-                  f"{spend}.", ""]
+        lines += [
+            f"This dataset's total spend in the privacy ledger when this card was written: "
+            f"{spend}.",
+            "",
+        ]
     lines += ["## What is not protected", "", not_covered(card) or "See docs/privacy.md.", ""]
     lines += ["## Evaluation", ""]
     if evaluation and "tstr_accuracy" in evaluation:
-        lines += [f"- TSTR accuracy (a {evaluation.get('classifier', 'CNN')} trained on "
-                  f"{evaluation.get('n_synthetic', '?')} synthetic images, tested on "
-                  f"{evaluation.get('n_holdout', '?')} real held-out images): "
-                  f"**{evaluation['tstr_accuracy']:.1%}**",
-                  f"- TRTR accuracy (the same CNN trained on the real training split): "
-                  f"{evaluation['trtr_accuracy']:.1%}", "",
-                  "These figures are computed on the real holdout without differential privacy "
-                  "(the guarantee above does not cover them).", ""]
+        lines += [
+            f"- TSTR accuracy (a {evaluation.get('classifier', 'CNN')} trained on "
+            f"{evaluation.get('n_synthetic', '?')} synthetic images, tested on "
+            f"{evaluation.get('n_holdout', '?')} real held-out images): "
+            f"**{evaluation['tstr_accuracy']:.1%}**",
+            f"- TRTR accuracy (the same CNN trained on the real training split): "
+            f"{evaluation['trtr_accuracy']:.1%}",
+            "",
+            "These figures are computed on the real holdout without differential privacy "
+            "(the guarantee above does not cover them).",
+            "",
+        ]
     else:
-        lines += ["No evaluation stored with this run (`privsynth evaluate RUN --out eval/` "
-                  "measures fidelity, utility and privacy risk).", ""]
-    lines += ["## How to sample", "", "```bash", "pip install privsynth",
-              "privsynth sample . -n 1000 --out synthetic/     # PNG folder per class",
-              "privsynth sample . -n 1000 --out synthetic.npz  # or arrays", "```", "",
-              "```python", "import privsynth", "",
-              'run = privsynth.Run.load(".")  # this folder', "images, labels = run.sample(100)"
-              "  # uint8 N x C x H x W", "```", ""]
+        lines += [
+            "No evaluation stored with this run (`privsynth evaluate RUN --out eval/` "
+            "measures fidelity, utility and privacy risk).",
+            "",
+        ]
+    lines += [
+        "## How to sample",
+        "",
+        "```bash",
+        "pip install privsynth",
+        "privsynth sample . -n 1000 --out synthetic/     # PNG folder per class",
+        "privsynth sample . -n 1000 --out synthetic.npz  # or arrays",
+        "```",
+        "",
+        "```python",
+        "import privsynth",
+        "",
+        'run = privsynth.Run.load(".")  # this folder',
+        "images, labels = run.sample(100)  # uint8 N x C x H x W",
+        "```",
+        "",
+    ]
     if files:
         lines += ["## Files", "", *[f"- `{f}`" for f in files], ""]
     return "\n".join(front + lines)

@@ -10,8 +10,9 @@ import numpy as np
 from ..atomic import write_bytes
 
 
-def gallery_array(pairs: list[dict], synthetic: np.ndarray, train: np.ndarray, columns: int = 6,
-                  pad: int = 2) -> np.ndarray:
+def gallery_array(
+    pairs: list[dict], synthetic: np.ndarray, train: np.ndarray, columns: int = 6, pad: int = 2
+) -> np.ndarray:
     """uint8 H x W x C mosaic of (synthetic | nearest training) pairs, ``columns`` pairs a row."""
     c, h, w = synthetic.shape[1:]
     rows = max(1, -(-len(pairs) // columns))
@@ -19,9 +20,10 @@ def gallery_array(pairs: list[dict], synthetic: np.ndarray, train: np.ndarray, c
     canvas = np.full((rows * (h + pad) + pad, columns * cell_w, c), 255, np.uint8)
     for i, p in enumerate(pairs):
         y, x = pad + (i // columns) * (h + pad), (i % columns) * cell_w + pad
-        canvas[y:y + h, x:x + w] = synthetic[p["synthetic"]].transpose(1, 2, 0)
-        canvas[y:y + h, x + w + pad // 2:x + 2 * w + pad // 2] = (
-            train[p["train"]].transpose(1, 2, 0))
+        canvas[y : y + h, x : x + w] = synthetic[p["synthetic"]].transpose(1, 2, 0)
+        canvas[y : y + h, x + w + pad // 2 : x + 2 * w + pad // 2] = train[p["train"]].transpose(
+            1, 2, 0
+        )
     return canvas
 
 

@@ -10,8 +10,9 @@ import numpy as np
 from ..atomic import atomic_path
 
 
-def grid_array(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int = 10,
-               pad: int = 1) -> np.ndarray:
+def grid_array(
+    images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int = 10, pad: int = 1
+) -> np.ndarray:
     """uint8 H x W x C mosaic: row k holds up to ``per_class`` images of class k."""
     n, c, h, w = images.shape
     canvas = np.full((num_classes * (h + pad) + pad, per_class * (w + pad) + pad, c), 255, np.uint8)
@@ -19,12 +20,17 @@ def grid_array(images: np.ndarray, labels: np.ndarray, num_classes: int, per_cla
         idx = np.flatnonzero(labels == k)[:per_class]
         for j, i in enumerate(idx):
             y, x = pad + k * (h + pad), pad + j * (w + pad)
-            canvas[y:y + h, x:x + w] = images[i].transpose(1, 2, 0)
+            canvas[y : y + h, x : x + w] = images[i].transpose(1, 2, 0)
     return canvas
 
 
-def grid_png(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int = 10,
-             scale: int | None = None) -> bytes:
+def grid_png(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    per_class: int = 10,
+    scale: int | None = None,
+) -> bytes:
     """The grid as PNG bytes (for reports that embed images)."""
     import io
 
@@ -40,8 +46,14 @@ def grid_png(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class
     return buf.getvalue()
 
 
-def save_grid(path: str | os.PathLike[str], images: np.ndarray, labels: np.ndarray,
-              num_classes: int, per_class: int = 10, scale: int | None = None) -> None:
+def save_grid(
+    path: str | os.PathLike[str],
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    per_class: int = 10,
+    scale: int | None = None,
+) -> None:
     png = grid_png(images, labels, num_classes, per_class, scale)
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(png)

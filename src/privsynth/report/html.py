@@ -25,8 +25,10 @@ border:1px solid #cc9;padding:8px 12px;white-space:pre-wrap;font-family:monospac
 
 def img(png: bytes, alt: str, width: int | None = None) -> str:
     w = f' width="{width}"' if width else ""
-    return (f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,'
-            f'{base64.b64encode(png).decode()}">')
+    return (
+        f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,'
+        f'{base64.b64encode(png).decode()}">'
+    )
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -50,8 +52,9 @@ def flag_html(flags: list[str], width: int | None = None) -> str:
     if not flags:
         return ""
     style = f" style='max-width:{width}px'" if width else ""
-    return (f"<div class='bad'{style}>"
-            + "<br>".join(f"⚠ {html.escape(f)}" for f in flags) + "</div>")
+    return (
+        f"<div class='bad'{style}>" + "<br>".join(f"⚠ {html.escape(f)}" for f in flags) + "</div>"
+    )
 
 
 def privacy_card(m: dict) -> str:
@@ -63,151 +66,271 @@ def privacy_card(m: dict) -> str:
         lines.append(f"synthetic set {m['source']} (made elsewhere: no card, no DP claim known)")
     p = m["privacy"]
     best = p["mia"][p["strongest_attack"]]
-    lines += ["", f"strongest membership attack: {p['strongest_attack']}  AUC {best['auc']:.3f} "
-              f"(DP ceiling {best['dp_ceiling_auc']:.3f}),  "
-              f"TPR@1%FPR {best['tpr_at_0.01_fpr']:.3f} "
-              f"(ceiling {best['dp_ceiling_tpr_at_0.01_fpr']:.3f})",
-              f"synthetic images nearer a training image than a holdout image: "
-              f"{p['dcr']['share_closer_to_train']:.1%} (50% = no sign of copying)"]
+    lines += [
+        "",
+        f"strongest membership attack: {p['strongest_attack']}  AUC {best['auc']:.3f} "
+        f"(DP ceiling {best['dp_ceiling_auc']:.3f}),  "
+        f"TPR@1%FPR {best['tpr_at_0.01_fpr']:.3f} "
+        f"(ceiling {best['dp_ceiling_tpr_at_0.01_fpr']:.3f})",
+        f"synthetic images nearer a training image than a holdout image: "
+        f"{p['dcr']['share_closer_to_train']:.1%} (50% = no sign of copying)",
+    ]
     if any(a["exceeds_dp_ceiling"] for a in p["mia"].values()):
-        lines.append("WARNING: an attack exceeds the DP ceiling at a low FPR — check the claim "
-                     "(or the statistical noise of few non-members)")
+        lines.append(
+            "WARNING: an attack exceeds the DP ceiling at a low FPR — check the claim "
+            "(or the statistical noise of few non-members)"
+        )
     return f'<div class="card">{html.escape(chr(10).join(lines))}</div>'
 
 
 def render(result: dict, subjects: list, train) -> str:
     ds = result["dataset"]
     k = len(ds["classes"])
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>privsynth evaluation — "
-           f"{html.escape(ds['name'])}</title><style>{CSS}</style></head><body>",
-           f"<h1>privsynth evaluation: {html.escape(ds['name'])}</h1>",
-           f"<p class='note'>{ds['n_train']} training / {ds['n_holdout']} holdout images "
-           f"({'x'.join(map(str, ds['image_shape']))}, {k} classes); dataset fingerprint "
-           f"<code>{ds['fingerprint']}</code>. "
-           f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-           f" in {result['seconds']:.1f} s.</p>"]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>privsynth evaluation — "
+        f"{html.escape(ds['name'])}</title><style>{CSS}</style></head><body>",
+        f"<h1>privsynth evaluation: {html.escape(ds['name'])}</h1>",
+        f"<p class='note'>{ds['n_train']} training / {ds['n_holdout']} holdout images "
+        f"({'x'.join(map(str, ds['image_shape']))}, {k} classes); dataset fingerprint "
+        f"<code>{ds['fingerprint']}</code>. "
+        f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f" in {result['seconds']:.1f} s.</p>",
+    ]
     out.append("<h2>Privacy cards</h2>")
     out += [f"<h3>{html.escape(m['name'])}</h3>{privacy_card(m)}" for m in result["models"]]
 
     out.append("<h2>Samples (one row per class)</h2><div class='flex'>")
     for s, m in zip(subjects, result["models"], strict=True):
         png = grid_png(s.images, s.labels, k)
-        out.append(f"<div><b>{html.escape(s.name)}</b><br>{img(png, s.name)}"
-                   f"{flag_html(m.get('collapse_flags', []), png_width(png))}</div>")
-    out.append(f"<div><b>real (training split)</b><br>"
-               f"{img(grid_png(train.images, train.labels, k), 'real')}</div></div>")
+        out.append(
+            f"<div><b>{html.escape(s.name)}</b><br>{img(png, s.name)}"
+            f"{flag_html(m.get('collapse_flags', []), png_width(png))}</div>"
+        )
+    out.append(
+        f"<div><b>real (training split)</b><br>"
+        f"{img(grid_png(train.images, train.labels, k), 'real')}</div></div>"
+    )
 
     out.append("<h2>Pixel statistics (real training split vs synthetic)</h2>")
-    rows = [[html.escape("real (train)" if r["model"] == "real" else r["model"]),
-             *(f"{r[c]:.4f}" for c in ("mean", "std", "skewness", "kurtosis")),
-             *(fmt(r.get(f"d_{c}"), "+.4f") for c in ("mean", "std", "skewness", "kurtosis"))]
-            for r in result["stats_table"]]
-    out.append(table(["data", "mean", "std", "skewness", "kurtosis", "Δmean", "Δstd", "Δskew",
-                      "Δkurt"], rows))
+    rows = [
+        [
+            html.escape("real (train)" if r["model"] == "real" else r["model"]),
+            *(f"{r[c]:.4f}" for c in ("mean", "std", "skewness", "kurtosis")),
+            *(fmt(r.get(f"d_{c}"), "+.4f") for c in ("mean", "std", "skewness", "kurtosis")),
+        ]
+        for r in result["stats_table"]
+    ]
+    out.append(
+        table(
+            ["data", "mean", "std", "skewness", "kurtosis", "Δmean", "Δstd", "Δskew", "Δkurt"], rows
+        )
+    )
 
     fx = result["feature_extractor"]
-    out.append("<h2>Fidelity in the FD-LeNet feature space</h2>"
-               f"<p class='note'>Features: 128-d penultimate layer of a LeNet trained on "
-               f"{fx['n_reference']} real reference (holdout) images, validation accuracy "
-               f"{fx['val_accuracy']:.1%}. FD-LeNet is a Fréchet distance in <i>this</i> space, "
-               f"not FID. The real-holdout row is the floor: two real samples.</p>")
+    out.append(
+        "<h2>Fidelity in the FD-LeNet feature space</h2>"
+        f"<p class='note'>Features: 128-d penultimate layer of a LeNet trained on "
+        f"{fx['n_reference']} real reference (holdout) images, validation accuracy "
+        f"{fx['val_accuracy']:.1%}. FD-LeNet is a Fréchet distance in <i>this</i> space, "
+        f"not FID. The real-holdout row is the floor: two real samples.</p>"
+    )
     fl = result["real_floor"]
-    rows = [["real holdout (floor)", f"{fl['fd_lenet']:.2f}",
-             f"{1e3 * fl['kid_lenet']['mean']:.2f}",
-             *(f"{fl['prdc'][c]:.3f}"
-               for c in ("precision", "recall", "density", "coverage")),
-             spread_text(fl.get("diversity")), verdict(fl.get("collapse_flags", [])), "–"]]
+    rows = [
+        [
+            "real holdout (floor)",
+            f"{fl['fd_lenet']:.2f}",
+            f"{1e3 * fl['kid_lenet']['mean']:.2f}",
+            *(f"{fl['prdc'][c]:.3f}" for c in ("precision", "recall", "density", "coverage")),
+            spread_text(fl.get("diversity")),
+            verdict(fl.get("collapse_flags", [])),
+            "–",
+        ]
+    ]
     for m in result["models"]:
         f = m["fidelity"]
-        rows.append([html.escape(m["name"]), f"{f['fd_lenet']:.2f}",
-                     f"{1e3 * f['kid_lenet']['mean']:.2f} ± {1e3 * f['kid_lenet']['std']:.2f}",
-                     *(f"{f['prdc'][c]:.3f}"
-                       for c in ("precision", "recall", "density", "coverage")),
-                     spread_text(f.get("diversity")), verdict(m.get("collapse_flags", [])),
-                     fmt(f.get("fid_inception"), ".2f")])
-    out.append(table(["model", "FD-LeNet", "KID ×1e3", "precision", "recall", "density",
-                      "coverage", "within-class spread syn/real", "collapse?",
-                      "FID (Inception)"], rows))
-    out.append("<p class='note'>A low Fréchet distance alone does not mean varied images: a "
-               "generator that draws one good image per class can score well. Read it with the "
-               "within-class spread (mean pairwise pixel distance inside a class, each image "
-               "standardised for brightness and contrast; synthetic / real: 1 = as varied as the "
-               "real data) and recall / coverage.</p>")
+        rows.append(
+            [
+                html.escape(m["name"]),
+                f"{f['fd_lenet']:.2f}",
+                f"{1e3 * f['kid_lenet']['mean']:.2f} ± {1e3 * f['kid_lenet']['std']:.2f}",
+                *(f"{f['prdc'][c]:.3f}" for c in ("precision", "recall", "density", "coverage")),
+                spread_text(f.get("diversity")),
+                verdict(m.get("collapse_flags", [])),
+                fmt(f.get("fid_inception"), ".2f"),
+            ]
+        )
+    out.append(
+        table(
+            [
+                "model",
+                "FD-LeNet",
+                "KID ×1e3",
+                "precision",
+                "recall",
+                "density",
+                "coverage",
+                "within-class spread syn/real",
+                "collapse?",
+                "FID (Inception)",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        "<p class='note'>A low Fréchet distance alone does not mean varied images: a "
+        "generator that draws one good image per class can score well. Read it with the "
+        "within-class spread (mean pairwise pixel distance inside a class, each image "
+        "standardised for brightness and contrast; synthetic / real: 1 = as varied as the "
+        "real data) and recall / coverage.</p>"
+    )
     for m in result["models"]:
         flags = m.get("collapse_flags", [])
-        out.append(f"<p><b>{html.escape(m['name'])}</b>: "
-                   + (flag_html(flags) if flags else "<span class='ok'>no sign of mode collapse"
-                      "</span>") + "</p>")
+        out.append(
+            f"<p><b>{html.escape(m['name'])}</b>: "
+            + (flag_html(flags) if flags else "<span class='ok'>no sign of mode collapse</span>")
+            + "</p>"
+        )
 
     out.append("<h2>Detection: real vs synthetic classifier</h2>")
-    rows = [[html.escape(m["name"]), f"{m['detection']['accuracy']:.3f}",
-             f"{m['detection']['auc']:.3f}",
-             f"[{m['detection']['auc_ci'][0]:.3f}, {m['detection']['auc_ci'][1]:.3f}]",
-             m["detection"]["n_test"]] for m in result["models"]]
-    out.append(table(["model", "accuracy", "AUC (0.5 = indistinguishable)", "95% CI (DeLong)",
-                      "test images"], rows))
+    rows = [
+        [
+            html.escape(m["name"]),
+            f"{m['detection']['accuracy']:.3f}",
+            f"{m['detection']['auc']:.3f}",
+            f"[{m['detection']['auc_ci'][0]:.3f}, {m['detection']['auc_ci'][1]:.3f}]",
+            m["detection"]["n_test"],
+        ]
+        for m in result["models"]
+    ]
+    out.append(
+        table(
+            [
+                "model",
+                "accuracy",
+                "AUC (0.5 = indistinguishable)",
+                "95% CI (DeLong)",
+                "test images",
+            ],
+            rows,
+        )
+    )
 
-    classifiers = result["models"][0]["utility"].get("classifiers", ["lenet"]) \
-        if result["models"] else []
+    classifiers = (
+        result["models"][0]["utility"].get("classifiers", ["lenet"]) if result["models"] else []
+    )
     names = [CLASSIFIER_NAMES.get(c, c) for c in classifiers]
-    out.append("<h2>Utility: train on synthetic, test on real (TSTR) vs train on real (TRTR)</h2>"
-               "<p class='note'>Each classifier (LeNet; ResNet-8 on standardised images, with "
-               "random shifts) follows one fixed schedule set by the training-set size alone "
-               "and the last epoch is "
-               "reported: nothing is selected, the holdout is only the test set. TRTR: the same "
-               "classifier and rule on the real training split. Synthetic images are sampled "
-               "class-balanced. The augmentation columns use the LeNet.</p>")
+    out.append(
+        "<h2>Utility: train on synthetic, test on real (TSTR) vs train on real (TRTR)</h2>"
+        "<p class='note'>Each classifier (LeNet; ResNet-8 on standardised images, with "
+        "random shifts) follows one fixed schedule set by the training-set size alone "
+        "and the last epoch is "
+        "reported: nothing is selected, the holdout is only the test set. TRTR: the same "
+        "classifier and rule on the real training split. Synthetic images are sampled "
+        "class-balanced. The augmentation columns use the LeNet.</p>"
+    )
     rows = []
     for m in result["models"]:
         u = m["utility"]
         a = u["augmentation"]
-        rows.append([html.escape(m["name"]), m["n_synthetic"],
-                     *(f"{u['tstr'][c]['accuracy']:.1%}" if c in u["tstr"] else "–"
-                       for c in classifiers),
-                     *(f"{u['trtr'][c]['accuracy']:.1%}" if c in u["trtr"] else "–"
-                       for c in classifiers),
-                     f"{a['minority_accuracy']['imbalanced_real']:.1%}",
-                     f"{a['minority_accuracy']['real_plus_synthetic']:.1%}",
-                     f"{a['real_plus_synthetic']['accuracy']:.1%}"])
-    out.append(table(["model", "synthetic images", *(f"TSTR {n}" for n in names),
-                      *(f"TRTR {n}" for n in names), "minority acc., imbalanced real",
-                      "minority acc., real + synthetic", "overall acc., real + synthetic"], rows))
+        rows.append(
+            [
+                html.escape(m["name"]),
+                m["n_synthetic"],
+                *(
+                    f"{u['tstr'][c]['accuracy']:.1%}" if c in u["tstr"] else "–"
+                    for c in classifiers
+                ),
+                *(
+                    f"{u['trtr'][c]['accuracy']:.1%}" if c in u["trtr"] else "–"
+                    for c in classifiers
+                ),
+                f"{a['minority_accuracy']['imbalanced_real']:.1%}",
+                f"{a['minority_accuracy']['real_plus_synthetic']:.1%}",
+                f"{a['real_plus_synthetic']['accuracy']:.1%}",
+            ]
+        )
+    out.append(
+        table(
+            [
+                "model",
+                "synthetic images",
+                *(f"TSTR {n}" for n in names),
+                *(f"TRTR {n}" for n in names),
+                "minority acc., imbalanced real",
+                "minority acc., real + synthetic",
+                "overall acc., real + synthetic",
+            ],
+            rows,
+        )
+    )
 
-    out.append("<h2>Membership inference</h2><p class='note'>Members: training images; "
-               "non-members: holdout images (equal numbers). Dashed: the largest TPR any attack "
-               "can reach against the claimed (ε, δ)-DP.</p>")
+    out.append(
+        "<h2>Membership inference</h2><p class='note'>Members: training images; "
+        "non-members: holdout images (equal numbers). Dashed: the largest TPR any attack "
+        "can reach against the claimed (ε, δ)-DP.</p>"
+    )
     for m in result["models"]:
         p = m["privacy"]
-        rows = [[html.escape(n), f"{a['auc']:.3f} [{a['auc_ci95'][0]:.3f}, {a['auc_ci95'][1]:.3f}]",
-                 f"{a['tpr_at_0.01_fpr']:.3f}",
-                 f"{a['tpr_at_0.001_fpr']:.3f}", f"{a['dp_ceiling_tpr_at_0.01_fpr']:.3f}",
-                 f"{a['dp_ceiling_tpr_at_0.001_fpr']:.3f}",
-                 "<span class='bad'>yes</span>" if a["exceeds_dp_ceiling"] else "no"]
-                for n, a in p["mia"].items()]
+        rows = [
+            [
+                html.escape(n),
+                f"{a['auc']:.3f} [{a['auc_ci95'][0]:.3f}, {a['auc_ci95'][1]:.3f}]",
+                f"{a['tpr_at_0.01_fpr']:.3f}",
+                f"{a['tpr_at_0.001_fpr']:.3f}",
+                f"{a['dp_ceiling_tpr_at_0.01_fpr']:.3f}",
+                f"{a['dp_ceiling_tpr_at_0.001_fpr']:.3f}",
+                "<span class='bad'>yes</span>" if a["exceeds_dp_ceiling"] else "no",
+            ]
+            for n, a in p["mia"].items()
+        ]
         eps = None if m["epsilon"] == "infinity" else m["epsilon"]
         roc = roc_png(p["mia"], f"{m['name']} (ε = {eps_text(m['epsilon'])})", eps, m["delta"])
         d = p["dcr"]
-        out.append(f"<h3>{html.escape(m['name'])}</h3><div class='flex'><div>"
-                   + table(["attack", "AUC [95% CI]", "TPR@1%", "TPR@0.1%", "DP ceiling @1%",
-                            "DP ceiling @0.1%", "significantly above ceiling"], rows)
-                   + table(["DCR", "value"], [[k2, f"{v:.4f}"] for k2, v in d.items()])
-                   + f"</div>{img(roc, 'ROC ' + m['name'], 420)}</div>")
+        out.append(
+            f"<h3>{html.escape(m['name'])}</h3><div class='flex'><div>"
+            + table(
+                [
+                    "attack",
+                    "AUC [95% CI]",
+                    "TPR@1%",
+                    "TPR@0.1%",
+                    "DP ceiling @1%",
+                    "DP ceiling @0.1%",
+                    "significantly above ceiling",
+                ],
+                rows,
+            )
+            + table(["DCR", "value"], [[k2, f"{v:.4f}"] for k2, v in d.items()])
+            + f"</div>{img(roc, 'ROC ' + m['name'], 420)}</div>"
+        )
         ai = p["attribute_inference"]
-        rows = [[src, who, f"{ai[src][who]['mse_hidden_half']:.4f}",
-                 f"{ai[src][who]['label_accuracy']:.3f}"]
-                for src in ("synthetic", "reference") for who in ("members", "nonmembers")]
-        out.append("<p><b>Attribute inference</b> (attacker knows the top half, reconstructs the "
-                   f"bottom half and the label from {ai['n_pool']} images of each source)</p>"
-                   + table(["attacker's images", "targets", "MSE hidden half", "label accuracy"],
-                           rows))
-    out.append("<h2>Nearest-neighbour gallery</h2><p class='note'>The synthetic images closest to "
-               "any training image (left of each pair) beside that training image (right).</p>")
+        rows = [
+            [
+                src,
+                who,
+                f"{ai[src][who]['mse_hidden_half']:.4f}",
+                f"{ai[src][who]['label_accuracy']:.3f}",
+            ]
+            for src in ("synthetic", "reference")
+            for who in ("members", "nonmembers")
+        ]
+        out.append(
+            "<p><b>Attribute inference</b> (attacker knows the top half, reconstructs the "
+            f"bottom half and the label from {ai['n_pool']} images of each source)</p>"
+            + table(["attacker's images", "targets", "MSE hidden half", "label accuracy"], rows)
+        )
+    out.append(
+        "<h2>Nearest-neighbour gallery</h2><p class='note'>The synthetic images closest to "
+        "any training image (left of each pair) beside that training image (right).</p>"
+    )
     for m, s in zip(result["models"], subjects, strict=True):
         pairs = m["privacy"]["nearest_pairs"]
         dists = ", ".join(f"{p['distance']:.2f}" for p in pairs)
-        out.append(f"<h3>{html.escape(m['name'])}</h3>"
-                   f"{img(gallery_png(pairs, s.images, train.images), 'gallery ' + m['name'])}"
-                   f"<p class='note'>L2 distances (pixels 0..1): {dists}</p>")
+        out.append(
+            f"<h3>{html.escape(m['name'])}</h3>"
+            f"{img(gallery_png(pairs, s.images, train.images), 'gallery ' + m['name'])}"
+            f"<p class='note'>L2 distances (pixels 0..1): {dists}</p>"
+        )
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -216,5 +339,3 @@ def write_report(path: str | os.PathLike[str], result: dict, subjects: list, tra
     text = render(result, subjects, train)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-

@@ -16,13 +16,17 @@ def eps_text(eps) -> str:
 
 
 def stats_rows(result: dict) -> list[str]:
-    lines = ["| data | mean | std | skewness | kurtosis | Δmean | Δstd | Δskew | Δkurt |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | mean | std | skewness | kurtosis | Δmean | Δstd | Δskew | Δkurt |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["stats_table"]:
         name = "real (train)" if r["model"] == "real" else r["model"]
         d = [fmt(r.get(f"d_{k}"), "+.4f") for k in ("mean", "std", "skewness", "kurtosis")]
-        lines.append(f"| {name} | {r['mean']:.4f} | {r['std']:.4f} | {r['skewness']:.3f} | "
-                     f"{r['kurtosis']:.3f} | " + " | ".join(d) + " |")
+        lines.append(
+            f"| {name} | {r['mean']:.4f} | {r['std']:.4f} | {r['skewness']:.3f} | "
+            f"{r['kurtosis']:.3f} | " + " | ".join(d) + " |"
+        )
     return lines
 
 
@@ -48,7 +52,8 @@ def flag_lines(result: dict) -> list[str]:
         flags = m.get("collapse_flags", [])
         lines += [f"- **{m['name']}**: {f}" for f in flags] or [
             f"- {m['name']}: no sign of mode collapse (within-class spread and recall close "
-            f"enough to the real data's)"]
+            f"enough to the real data's)"
+        ]
     return lines
 
 
@@ -58,52 +63,85 @@ def accuracy_cells(u: dict, kind: str, classifiers: list[str]) -> list[str]:
 
 def summary(result: dict) -> str:
     ds = result["dataset"]
-    lines = [f"## privsynth evaluation — {ds['name']} ({ds['n_train']} train / {ds['n_holdout']} "
-             f"holdout, fingerprint {ds['fingerprint'][:12]})", "", "### Pixel statistics", ""]
+    lines = [
+        f"## privsynth evaluation — {ds['name']} ({ds['n_train']} train / {ds['n_holdout']} "
+        f"holdout, fingerprint {ds['fingerprint'][:12]})",
+        "",
+        "### Pixel statistics",
+        "",
+    ]
     lines += stats_rows(result)
     floor = result["real_floor"]
-    lines += ["", "### Fidelity (FD-LeNet feature space) with the collapse check", "",
-              "| model | ε | FD-LeNet | KID×1e3 | precision | recall | density | coverage | "
-              "within-class spread syn/real | collapse? |",
-              "|---|---|---|---|---|---|---|---|---|---|",
-              f"| real holdout (floor) | – | {floor['fd_lenet']:.2f} | "
-              f"{1e3 * floor['kid_lenet']['mean']:.2f} | {floor['prdc']['precision']:.3f} | "
-              f"{floor['prdc']['recall']:.3f} | {floor['prdc']['density']:.3f} | "
-              f"{floor['prdc']['coverage']:.3f} | {spread_text(floor.get('diversity'))} | "
-              f"{collapse_text(floor.get('collapse_flags', []))} |"]
+    lines += [
+        "",
+        "### Fidelity (FD-LeNet feature space) with the collapse check",
+        "",
+        "| model | ε | FD-LeNet | KID×1e3 | precision | recall | density | coverage | "
+        "within-class spread syn/real | collapse? |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| real holdout (floor) | – | {floor['fd_lenet']:.2f} | "
+        f"{1e3 * floor['kid_lenet']['mean']:.2f} | {floor['prdc']['precision']:.3f} | "
+        f"{floor['prdc']['recall']:.3f} | {floor['prdc']['density']:.3f} | "
+        f"{floor['prdc']['coverage']:.3f} | {spread_text(floor.get('diversity'))} | "
+        f"{collapse_text(floor.get('collapse_flags', []))} |",
+    ]
     for m in result["models"]:
         f = m["fidelity"]
-        lines.append(f"| {m['name']} | {eps_text(m['epsilon'])} | {f['fd_lenet']:.2f} | "
-                     f"{1e3 * f['kid_lenet']['mean']:.2f} | {f['prdc']['precision']:.3f} | "
-                     f"{f['prdc']['recall']:.3f} | {f['prdc']['density']:.3f} | "
-                     f"{f['prdc']['coverage']:.3f} | {spread_text(f.get('diversity'))} | "
-                     f"{collapse_text(m.get('collapse_flags', []))} |")
-    lines += ["", "A low Fréchet distance alone does not mean varied images: read it with the "
-              "spread (1 = as varied as the real data) and recall.", ""] + flag_lines(result)
-    classifiers = result["models"][0]["utility"].get("classifiers", ["lenet"]) \
-        if result["models"] else []
+        lines.append(
+            f"| {m['name']} | {eps_text(m['epsilon'])} | {f['fd_lenet']:.2f} | "
+            f"{1e3 * f['kid_lenet']['mean']:.2f} | {f['prdc']['precision']:.3f} | "
+            f"{f['prdc']['recall']:.3f} | {f['prdc']['density']:.3f} | "
+            f"{f['prdc']['coverage']:.3f} | {spread_text(f.get('diversity'))} | "
+            f"{collapse_text(m.get('collapse_flags', []))} |"
+        )
+    lines += [
+        "",
+        "A low Fréchet distance alone does not mean varied images: read it with the "
+        "spread (1 = as varied as the real data) and recall.",
+        "",
+    ] + flag_lines(result)
+    classifiers = (
+        result["models"][0]["utility"].get("classifiers", ["lenet"]) if result["models"] else []
+    )
     names = [CLASSIFIER_NAMES.get(c, c) for c in classifiers]
-    lines += ["", "### Detection and utility (fixed training schedule, last epoch; the holdout "
-              "is only the test set)", "",
-              "| model | n synthetic | detect AUC [95% CI] | "
-              + " | ".join(f"TSTR {n}" for n in names) + " | "
-              + " | ".join(f"TRTR {n}" for n in names) + " |",
-              "|---|---|---|" + "---|" * (2 * len(names))]
+    lines += [
+        "",
+        "### Detection and utility (fixed training schedule, last epoch; the holdout "
+        "is only the test set)",
+        "",
+        "| model | n synthetic | detect AUC [95% CI] | "
+        + " | ".join(f"TSTR {n}" for n in names)
+        + " | "
+        + " | ".join(f"TRTR {n}" for n in names)
+        + " |",
+        "|---|---|---|" + "---|" * (2 * len(names)),
+    ]
     for m in result["models"]:
         d, u = m["detection"], m["utility"]
-        lines.append(f"| {m['name']} | {m['n_synthetic']} | {d['auc']:.3f} [{d['auc_ci'][0]:.3f}, "
-                     f"{d['auc_ci'][1]:.3f}] | "
-                     + " | ".join(accuracy_cells(u, "tstr", classifiers)) + " | "
-                     + " | ".join(accuracy_cells(u, "trtr", classifiers)) + " |")
-    lines += ["", "### Membership inference (members = training split, non-members = holdout)", "",
-              "| model | attack | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR | DP ceiling TPR@1% | "
-              "DCR share closer to train |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {m['name']} | {m['n_synthetic']} | {d['auc']:.3f} [{d['auc_ci'][0]:.3f}, "
+            f"{d['auc_ci'][1]:.3f}] | "
+            + " | ".join(accuracy_cells(u, "tstr", classifiers))
+            + " | "
+            + " | ".join(accuracy_cells(u, "trtr", classifiers))
+            + " |"
+        )
+    lines += [
+        "",
+        "### Membership inference (members = training split, non-members = holdout)",
+        "",
+        "| model | attack | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR | DP ceiling TPR@1% | "
+        "DCR share closer to train |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in result["models"]:
         p = m["privacy"]
         for name, a in p["mia"].items():
-            lines.append(f"| {m['name']} | {name} | {a['auc']:.3f} [{a['auc_ci95'][0]:.2f}, "
-                         f"{a['auc_ci95'][1]:.2f}] | {a['tpr_at_0.01_fpr']:.3f} | "
-                         f"{a['tpr_at_0.001_fpr']:.3f} | {a['dp_ceiling_tpr_at_0.01_fpr']:.3f} | "
-                         f"{p['dcr']['share_closer_to_train']:.3f} |")
+            lines.append(
+                f"| {m['name']} | {name} | {a['auc']:.3f} [{a['auc_ci95'][0]:.2f}, "
+                f"{a['auc_ci95'][1]:.2f}] | {a['tpr_at_0.01_fpr']:.3f} | "
+                f"{a['tpr_at_0.001_fpr']:.3f} | {a['dp_ceiling_tpr_at_0.01_fpr']:.3f} | "
+                f"{p['dcr']['share_closer_to_train']:.3f} |"
+            )
     lines += ["", f"evaluation took {result['seconds']:.1f} s"]
     return "\n".join(lines)

@@ -16,8 +16,9 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def roc_png(attacks: dict[str, dict], title: str, epsilon: float | None = None,
-            delta: float = 0.0) -> bytes:
+def roc_png(
+    attacks: dict[str, dict], title: str, epsilon: float | None = None, delta: float = 0.0
+) -> bytes:
     """Membership-inference ROC curves on log-log axes, with the chance line and, for a DP model,
     the ceiling TPR <= e^eps FPR + delta."""
     import matplotlib
@@ -32,12 +33,21 @@ def roc_png(attacks: dict[str, dict], title: str, epsilon: float | None = None,
     grid = np.geomspace(floor, 1, 200)
     ax.plot(grid, grid, ":", color="grey", label="chance")
     if epsilon is not None and np.isfinite(epsilon):
-        ax.plot(grid, dp_ceiling(epsilon, delta, grid), "--", color="black",
-                label=f"DP ceiling (eps={epsilon:.3g})")
+        ax.plot(
+            grid,
+            dp_ceiling(epsilon, delta, grid),
+            "--",
+            color="black",
+            label=f"DP ceiling (eps={epsilon:.3g})",
+        )
     for name, a in attacks.items():
         fpr, tpr = np.asarray(a["roc"]["fpr"]), np.asarray(a["roc"]["tpr"])
-        ax.step(np.maximum(fpr, floor), np.maximum(tpr, floor), where="post",
-                label=f"{name} (AUC {a['auc']:.3f})")
+        ax.step(
+            np.maximum(fpr, floor),
+            np.maximum(tpr, floor),
+            where="post",
+            label=f"{name} (AUC {a['auc']:.3f})",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(floor, 1)

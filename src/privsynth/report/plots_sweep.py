@@ -25,17 +25,20 @@ def plot_frontier(table: dict, path: str | os.PathLike[str]) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for method in table["methods"]:
-        pts = sorted((xpos(r["epsilon"]), r["tstr_accuracy"]) for r in table["rows"]
-                     if r["method"] == method)
+        pts = sorted(
+            (xpos(r["epsilon"]), r["tstr_accuracy"]) for r in table["rows"] if r["method"] == method
+        )
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=method)
     ax.axhline(table["train_on_real_accuracy"], color="k", ls="--", lw=1, label="train on real")
     ax.set_xscale("log")
-    ticks = sorted(set(finite)) + ([inf_x] if any(isinstance(r["epsilon"], str)
-                                                  for r in table["rows"]) else [])
+    ticks = sorted(set(finite)) + (
+        [inf_x] if any(isinstance(r["epsilon"], str) for r in table["rows"]) else []
+    )
     ax.set_xticks(ticks)
-    ax.set_xticklabels([("no DP" if math.isclose(t, inf_x) and t not in finite else f"{t:g}")
-                        for t in ticks])
+    ax.set_xticklabels(
+        [("no DP" if math.isclose(t, inf_x) and t not in finite else f"{t:g}") for t in ticks]
+    )
     ax.minorticks_off()
     ax.set_xlabel("epsilon (delta fixed)")
     ax.set_ylabel("TSTR accuracy on real holdout")
