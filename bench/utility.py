@@ -17,7 +17,7 @@ epsilon per method, both classifiers, with the TRTR line); prints a Markdown tab
 Training reuses `privsynth.sweep`'s cells: ``<out>/cells/<method>-eps<e>`` trained with
 `models.defaults.recommended_config`, so a rerun (or `privsynth sweep --out` on the same folder)
 skips finished cells; every evaluation is cached in the cell (``utility_eval.json``).
-Each cell trains in a fresh process so that its peak memory is its own: ``ru_maxrss`` of that
+Each cell trains in a fresh process so that its peak memory is its own: ``VmHWM`` of that
 process (resident set high-water mark, includes Python + torch, 0.3-0.7 GiB; the value before
 training starts is recorded as ``baseline_rss_mib``). A cell found complete without this bench's
 ``bench_train.json`` (trained by an earlier sweep) reports the card's wall time and no memory.
@@ -124,13 +124,16 @@ def _git_commit() -> str | None:
 
 
 def _maxrss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    """This process' peak resident memory (VmHWM). Not getrusage's ru_maxrss: Linux keeps that
+    across fork + exec, so a cell would report its parent's peak when the parent's was larger."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0  # kB
+    return float("nan")
 
 
 def _train_child(spec: dict) -> None:
-    """One cell in a fresh interpreter, so ru_maxrss is this cell's peak alone."""
+    """One cell in a fresh interpreter, so its VmHWM is this cell's peak alone."""
     import resource
 
     import torch
@@ -156,7 +159,7 @@ def _train_child(spec: dict) -> None:
             "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 1),
             "peak_rss_mib": round(_maxrss_mib(), 1),
             "baseline_rss_mib": round(baseline, 1),
-            "memory_measure": "resource.getrusage(RUSAGE_SELF).ru_maxrss of the cell's own process",
+            "memory_measure": "VmHWM of the cell's own process",
             "threads": spec["threads"],
             "loadavg_1m_start": round(load, 2),
             "loadavg_1m_end": round(os.getloadavg()[0], 2),
