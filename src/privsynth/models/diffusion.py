@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Method
-from .engine import ema_copy, update_ema
+from .engine import ModelWithEMA, ema_copy
 from .generator import halvings
 
 SIGMA_DATA = 0.5
@@ -146,7 +145,7 @@ class DiffusionConfig:
     rho: float = 7.0
 
 
-class DiffusionSynthesizer(Method):
+class DiffusionSynthesizer(ModelWithEMA):
     """``dpdiffusion`` (DPDM: DP-SGD + noise multiplicity) and ``diffusion`` (no privacy)."""
 
     name, twin, config_class = "dpdiffusion", "diffusion", DiffusionConfig
@@ -172,25 +171,6 @@ class DiffusionSynthesizer(Method):
                 "noise multiplicity needs per-layer grad samples; use "
                 "--grad-sample-mode hooks or functorch (or --set multiplicity=1)"
             )
-
-    def private_module(self) -> nn.Module:
-        return self.model
-
-    def after_step(self, step: int, last: bool, private: nn.Module) -> dict[str, float]:
-        update_ema(self.model, self.ema, self.config.ema, step)
-        return {}
-
-    def train_state(self) -> dict:
-        return {"ema": self.ema.state_dict()}
-
-    def load_train_state(self, state: dict) -> None:
-        self.ema.load_state_dict(state["ema"])
-
-    def federated_modules(self) -> dict[str, nn.Module]:
-        return {"m": self.model}
-
-    def after_federation(self) -> None:
-        self.ema.load_state_dict(self.model.state_dict())
 
     # --- sampling -----------------------------------------------------------------------------
     def sigmas(self) -> torch.Tensor:

@@ -269,3 +269,27 @@ def plan_release(privacy: PrivacySpec, n_private: int, ctx: TrainContext) -> DPP
     plan = DPPlan(sigma, n_private, 1.0, 1, delta, privacy.epsilon, n_private)
     ctx.on_plan(plan)
     return plan
+
+
+class ModelWithEMA(Method):
+    """The DP-SGD hooks of a method whose one network ``self.model`` reads the private images
+    and whose released copy is its EMA ``self.ema`` (dpvae, dpdiffusion)."""
+
+    def private_module(self) -> nn.Module:
+        return self.model
+
+    def after_step(self, step: int, last: bool, private: nn.Module) -> dict[str, float]:
+        update_ema(self.model, self.ema, self.config.ema, step)
+        return {}
+
+    def train_state(self) -> dict:
+        return {"ema": self.ema.state_dict()}
+
+    def load_train_state(self, state: dict) -> None:
+        self.ema.load_state_dict(state["ema"])
+
+    def federated_modules(self) -> dict[str, nn.Module]:
+        return {"m": self.model}
+
+    def after_federation(self) -> None:
+        self.ema.load_state_dict(self.model.state_dict())

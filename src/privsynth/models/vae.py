@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Method
-from .engine import ema_copy, update_ema
+from .engine import ModelWithEMA, ema_copy
 from .generator import halvings
 
 
@@ -94,7 +93,7 @@ class VAEConfig:
     temperature: float = 0.8  # z ~ N(0, t^2 I) when sampling (post-processing)
 
 
-class VAESynthesizer(Method):
+class VAESynthesizer(ModelWithEMA):
     """``dpvae`` (DP-SGD on encoder + decoder) and ``vae`` (the same model, no privacy)."""
 
     name, twin, config_class = "dpvae", "vae", VAEConfig
@@ -107,25 +106,7 @@ class VAESynthesizer(Method):
         self.model = CVAE(c, h, num_classes, cfg.width, cfg.z_dim, cfg.beta)
         self.ema = ema_copy(self.model)
 
-    # --- DP-SGD hooks: the whole model reads private images -----------------------------------
-    def private_module(self) -> nn.Module:
-        return self.model
-
-    def after_step(self, step: int, last: bool, private: nn.Module) -> dict[str, float]:
-        update_ema(self.model, self.ema, self.config.ema, step)
-        return {}
-
-    def train_state(self) -> dict:
-        return {"ema": self.ema.state_dict()}
-
-    def load_train_state(self, state: dict) -> None:
-        self.ema.load_state_dict(state["ema"])
-
-    def federated_modules(self) -> dict[str, nn.Module]:
-        return {"m": self.model}
-
-    def after_federation(self) -> None:
-        self.ema.load_state_dict(self.model.state_dict())
+    # DP-SGD hooks: the whole model reads private images (engine.ModelWithEMA)
 
     # --- what is released: the EMA decoder (the encoder is not needed to sample) -------------
     def released_modules(self) -> dict[str, nn.Module]:
