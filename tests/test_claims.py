@@ -32,16 +32,27 @@ def test_one_owner_then_release(tmp_path):
 
 
 def test_claims_race_across_processes(tmp_path):
+    """Four processes claim one cell at once: exactly one wins. Each stays alive until all have
+    tried (it waits on stdin), as a training worker would: a claim whose owner has exited on
+    this host is stale by design and may be taken over."""
     cell = tmp_path / "c"
     code = (
         "import sys; from pathlib import Path; from privsynth import claims; "
-        "print(int(claims.claim(Path(sys.argv[1]))))"
+        "print(int(claims.claim(Path(sys.argv[1]))), flush=True); sys.stdin.read()"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(cell)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(cell)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
-    won = [int(p.communicate()[0].strip()) for p in procs]
+    won = [int(p.stdout.readline().strip()) for p in procs]
+    for p in procs:
+        p.stdin.close()
+        p.wait(timeout=60)
     assert sum(won) == 1
 
 
