@@ -40,8 +40,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from utility_report import markdown, plot_frontier  # noqa: E402
@@ -187,6 +185,7 @@ class Reference:
         from privsynth.atomic import write_json
         from privsynth.evaluate import diversity, fidelity, utility
         from privsynth.evaluate.features import feature_model, features
+        from privsynth.evaluate.pipeline import seeded_draws
 
         self.train, self.hold, self.k, self.seed, self.passes = (
             train,
@@ -196,14 +195,8 @@ class Reference:
             passes,
         )
         # the reference / non-member halves of the holdout and the fidelity subset of the
-        # training split, drawn in the same seeded order as `privsynth evaluate`
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(len(hold))
-        ref = hold.subset(perm[: len(hold) // 2], name="reference")
-        nonmem = hold.subset(perm[len(hold) // 2 :], name="nonmembers")
-        for size in (len(train), len(nonmem)):  # evaluate()'s member / non-member draws
-            rng.permutation(size)
-        self.fid_idx = rng.permutation(len(train))[:n_fidelity]
+        # training split: `privsynth evaluate`'s own seeded draws
+        ref, nonmem, _, _, self.fid_idx = seeded_draws(train, hold, seed, 1000, n_fidelity)
         self.extractor, self.extractor_info = feature_model(ref, out / "cache", seed, False, passes)
         self.f_train = features(self.extractor, train.images[self.fid_idx])
         path = out / "reference.json"

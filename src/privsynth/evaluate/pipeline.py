@@ -31,6 +31,24 @@ from .features import feature_model, features
 from .sources import Subject, from_run, from_synthetic
 
 
+def seeded_draws(
+    train: ImageDataset, hold: ImageDataset, seed: int, max_members: int, n_fidelity: int
+):
+    """The evaluation's random draws, in one seeded order (benchmarks that report the same
+    figures call this too): the holdout's reference and non-member halves, the MIA members
+    and non-members (index arrays of equal size), and the fidelity subset of the training split.
+    """
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(hold))
+    ref = hold.subset(perm[: len(hold) // 2], name="reference")
+    nonmem = hold.subset(perm[len(hold) // 2 :], name="nonmembers")
+    m = min(max_members, len(nonmem), len(train))
+    members_idx = rng.permutation(len(train))[:m]
+    nonmem_idx = rng.permutation(len(nonmem))[:m]
+    fid_idx = rng.permutation(len(train))[:n_fidelity]
+    return ref, nonmem, members_idx, nonmem_idx, fid_idx
+
+
 def evaluate(
     runs: list[str | os.PathLike[str]] = (),
     *,
@@ -67,16 +85,12 @@ def evaluate(
     subjects, train, hold = _load(
         runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed
     )
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(hold))
-    ref = hold.subset(perm[: len(hold) // 2], name="reference")
-    nonmem = hold.subset(perm[len(hold) // 2 :], name="nonmembers")
-    m = min(max_members, len(nonmem), len(train))
-    members_idx = rng.permutation(len(train))[:m]
-    nonmem_idx = rng.permutation(len(nonmem))[:m]
+    ref, nonmem, members_idx, nonmem_idx, fid_idx = seeded_draws(
+        train, hold, seed, max_members, n_fidelity
+    )
+    m = len(members_idx)
     xm, ym = train.images[members_idx], train.labels[members_idx]
     xn, yn = nonmem.images[nonmem_idx], nonmem.labels[nonmem_idx]
-    fid_idx = rng.permutation(len(train))[:n_fidelity]
     k = train.num_classes
 
     extractor, fx_info = feature_model(ref, cache_dir, seed, progress, classifier_passes)
