@@ -24,7 +24,6 @@ from ..run import Card, Run, RunWriter, read_card
 from .partition import partition
 from .runconfig import (
     DEFAULTS,
-    PRIVACY_KEYS,
     privacy_run_config,
     privacy_spec,
     require_dp_accounting,
@@ -87,7 +86,7 @@ def build_run_config(
         nodes = [{"partition-id": i, "num-partitions": clients} for i in range(clients)]
     source = "digits" if str(data) == "digits" else str(Path(data).resolve())
     cfg: dict[str, Any] = {
-        **{k: v for k, v in DEFAULTS.items() if k not in PRIVACY_KEYS},
+        **DEFAULTS,
         **privacy_run_config(privacy),
         "method": method,
         "model-config": json.dumps(config or {}),
