@@ -288,3 +288,68 @@ def test_ckks_dropout_releases_nothing_and_owners_refuse_a_partial_sum(tmp_path)
     msg = Message(content, message_type="query.decrypt", dst_node_id=1002)
     with pytest.raises(PrivacyError, match="holds 2 shares, not all 3"):
         grid.send_and_receive([msg])
+
+
+def _config(method, clients, privacy, config):
+    from privsynth.federated.api import build_run_config
+
+    return build_run_config(
+        "digits",
+        method,
+        __import__("pathlib").Path("unused"),
+        clients,
+        1,
+        local_steps=1,
+        fraction=1.0,
+        aggregation="secagg",
+        privacy=privacy,
+        client_epsilon=None,
+        client_noise=None,
+        client_clip=1.0,
+        client_delta=1e-5,
+        dirichlet=None,
+        holdout=0.2,
+        split_seed=0,
+        seed=0,
+        image_size=None,
+        config=config,
+        owner_data=None,
+    )
+
+
+def test_owners_smaller_than_the_generator_batch_may_release():
+    """dpmerf's batch_size counts generated images (no private batches): 10 owners of ~143
+    digits each are fine; a DP-SGD batch of 200 still does not fit them."""
+    spec = PrivacySpec(epsilon=EPS)
+    cfg, nodes = _config("dpmerf", 10, spec, {"batch_size": 200})
+    assert len(nodes) == 10
+    with pytest.raises(ConfigError, match="batch size 200 exceeds the smallest owner's 14"):
+        _config("dpgan", 10, spec, {"batch_size": 200})
+
+
+def test_budget_check_prices_one_release_not_rounds_of_dp_sgd(tmp_path):
+    """With a fixed sigma, the budget check of a one-shot federation plans the one release's
+    epsilon (q = 1, one step), what each owner then books."""
+    from privsynth.errors import BudgetError
+    from privsynth.privacy.accounting import epsilon_from_history
+
+    n_total = len(split(load_dataset("digits"), 0.2, 0).train)
+    release = epsilon_from_history([(2.0, 1.0, 1)], 1 / (10 * n_total), "rdp")
+    with pytest.raises(BudgetError, match=f"plans {release:g} "):
+        _fed(
+            tmp_path,
+            "budget",
+            epsilon=None,
+            noise_multiplier=2.0,
+            budget=release * 0.9,
+            ledger=tmp_path / "ledger.db",
+        )
+    run = _fed(
+        tmp_path,
+        "fits",
+        epsilon=None,
+        noise_multiplier=2.0,
+        budget=release * 1.01,
+        ledger=tmp_path / "ledger.db",
+    )
+    assert run.epsilon == pytest.approx(release)
