@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import shutil
 import time
 import warnings
@@ -32,7 +31,6 @@ from .privacy.mechanisms import count_spend, release_proportions
 from .privacy.spend import RunSpend
 from .run import (
     CARD,
-    INFINITY,
     SPLIT,
     TRAIN_STATE,
     Card,
@@ -42,32 +40,7 @@ from .run import (
     read_card,
     save_train_state,
 )
-
-PROTECTED = (
-    "Sample-level (example-level) differential privacy: adding or removing any one "
-    "training image together with its label changes the distribution of everything "
-    "released (weights, samples) by at most (epsilon, delta)."
-)
-NOT_PROTECTED = (
-    "Hyper-parameter tuning or repeated runs on the same private data "
-    "(see the privacy ledger for composed spends), the holdout split (used only for "
-    "evaluation, never for training), the run folder's split.json and train_state.pt, "
-    "training losses (progress bar, card train.metrics: computed on private batches "
-    "without noise), and properties shared by many images (DP protects individuals, "
-    "not population statistics)."
-)
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("privsynth", "torch", "opacus", "numpy", "scikit-learn", "safetensors"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+from .trainer_card import data_block, privacy_block, versions
 
 
 def train(
@@ -124,24 +97,14 @@ def train(
     check_device(device)
     private = is_private(method) and not no_dp
     if not private:
-        refuse_flags_without_dp(
-            method,
-            no_dp,
-            {
-                "--epsilon": epsilon is not None,
-                "--delta": delta is not None,
-                "--noise-multiplier": noise_multiplier is not None,
-                "--budget": budget is not None,
-                "--class-proportions": class_proportions != "uniform",
-            },
-            twin=private_name(method) if private_name(method) != method else None,
+        _refuse_privacy_flags(
+            method, no_dp, epsilon, delta, noise_multiplier, budget, class_proportions
         )
     if is_holdout_path(holdout):  # an official test split: recorded absolute, like --data
         holdout = str(Path(holdout).expanduser().resolve())
     dataset, parts = load_split(data, holdout, split_seed, image_size)
     train_set = dataset.subset(parts.train, name=dataset.name)
     n = len(train_set)
-
     spec = None
     if private:
         spec = PrivacySpec(
@@ -159,15 +122,95 @@ def train(
     full_config = synth.config_dict()
     _check_sizes(full_config)
     warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
-    # Resuming needs the same command: a changed split would train on former holdout images, a
-    # changed privacy flag would silently mix two plans in one card.
     mech = class_proportions if private else "uniform"
-    request = json.loads(
+    request = _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed)
+    card, resume = _start_or_resume(out, request, parts, overwrite)
+    session = _Session(out, card, parts, overwrite, resume)
+    total_delta = spec.resolved_delta(n) if spec else 0.0
+    notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
+    counts, count_spend_now = _class_counts(card, mech, counts_epsilon, total_delta, spec)
+    session.counts = counts
+    if private:
+        session.spend = _open_spend(
+            Ledger(ledger),
+            session,
+            dataset,
+            method,
+            spec.accountant,
+            resume,
+            limit=budget,
+            force=force,
+            chunk=checkpoint_every,
+        )
+    try:
+        spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
+        if warm is not None:  # the release's sigma joins the accountant before DP-SGD's
+            spec = _warmup_prior(spec, warm, session)
+        session.spec = spec
+        card.request, card.private, card.config = request, private, full_config
+        card.versions = versions()
+        card.data = data_block(data, dataset, train_set, parts, split_seed, image_size)
+        card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
+        if session.spend is not None:  # where this dataset's total is read back (cards, `info`)
+            card.ledger = session.spend.ledger.shown
+        card.privacy["class_proportions"] = counts
+        if notes:
+            card.privacy["warnings"] = notes
+        session.to_release = (
+            (counts["epsilon"], counts["delta"]) if counts["values"] is None else (0.0, 0.0)
+        )
+        ctx = TrainContext(
+            privacy=spec,
+            seed=seed,
+            device=device,
+            progress=progress,
+            checkpoint_every=checkpoint_every,
+            checkpoint=session.checkpoint,
+            on_plan=session.on_plan,
+            resume=resume,
+        )
+        result = _fit(session, synth, train_set, ctx, warm, accountant)
+        session.stop_if_diverged(synth, result)
+        _release_class_counts(session.spend, counts, session.to_release, train_set, seed)
+        session.complete(synth, result, total_delta, n, dataset, warm, accountant, time.time() - t0)
+        return Run.load(out, device="cpu")
+    except BaseException as e:
+        if session.spend is not None:
+            session.spend.abort(
+                "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                note=f"{type(e).__name__}: {str(e)[:200]}",
+            )
+        raise
+
+
+def _refuse_privacy_flags(
+    method, no_dp, epsilon, delta, noise_multiplier, budget, class_proportions
+) -> None:
+    """A non-private run (a twin or --no-dp) refuses privacy flags: they would promise nothing."""
+    refuse_flags_without_dp(
+        method,
+        no_dp,
+        {
+            "--epsilon": epsilon is not None,
+            "--delta": delta is not None,
+            "--noise-multiplier": noise_multiplier is not None,
+            "--budget": budget is not None,
+            "--class-proportions": class_proportions != "uniform",
+        },
+        twin=private_name(method) if private_name(method) != method else None,
+    )
+
+
+def _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed) -> dict:
+    """What a resume must repeat: a changed split would train on former holdout images, a
+    changed privacy flag would silently mix two plans in one card. (JSON round trip: the card's
+    stored request compares equal.)"""
+    return json.loads(
         json.dumps(
             {
-                "method": method,
-                "private": private,
-                "config": full_config,
+                "method": synth.name,
+                "private": synth.private,
+                "config": synth.config_dict(),
                 "privacy": spec.to_json() if spec else None,
                 "class_proportions": mech,
                 "counts_epsilon": counts_epsilon if mech != "uniform" else None,
@@ -180,206 +223,206 @@ def train(
         )
     )
 
-    card, resume = _start_or_resume(out, request, parts, overwrite)
-    # --overwrite removes the old run only once the new one has something to write, so a
-    # refused replacement (budget, unreachable epsilon) leaves the old run intact.
-    replacing, created_out = overwrite and (out / CARD).exists(), not out.exists()
-    writer = RunWriter(out, card, parts, replace=replacing)
-    fresh = resume is None and (replacing or not (out / CARD).exists())
-    run_id = card.run_id
 
-    total_delta = spec.resolved_delta(n) if spec else 0.0
-    notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
-    # Class proportions are released once, after training (sampling is their only use); their
-    # (epsilon, delta) is fixed now and taken out of the DP-SGD share of the target.
+def _class_counts(card: Card, mech, counts_epsilon, total_delta, spec) -> tuple[dict, tuple]:
+    """The class-proportion release: done once, after training (sampling is its only use); its
+    (epsilon, delta) is fixed now and taken out of the DP-SGD share of the target. Returns the
+    card's entry (a resumed run keeps what its card already holds) and that (epsilon, delta)."""
     c_eps, c_delta = count_spend(mech, counts_epsilon, total_delta / 2)
     if spec is not None and spec.epsilon is not None and c_eps >= spec.epsilon:
         raise ConfigError(
             f"--counts-epsilon {counts_epsilon} leaves nothing of --epsilon "
             f"{spec.epsilon} for training; use a smaller --counts-epsilon"
         )
-    counts = card.privacy.get("class_proportions") or {
-        "mechanism": mech,
-        "epsilon": c_eps,
-        "delta": c_delta,
-        "values": None,
-    }
-    spend = None
-    if private:
-        ledger_obj = Ledger(ledger)
-        moved = ledger_obj.import_legacy_beside(
-            out, {dataset.fingerprint: dataset.source_fingerprint}
+    fresh = {"mechanism": mech, "epsilon": c_eps, "delta": c_delta, "values": None}
+    return card.privacy.get("class_proportions") or fresh, (c_eps, c_delta)
+
+
+def _open_spend(
+    ledger_obj, session: _Session, dataset, method, accountant, resume, *, limit, force, chunk
+) -> RunSpend:
+    """This run's spend in the ledger (after importing a legacy JSON ledger beside ``out``); a
+    resumed run's accountant history is already booked."""
+    out = session.out
+    moved = ledger_obj.import_legacy_beside(out, {dataset.fingerprint: dataset.source_fingerprint})
+    if moved:
+        warnings.warn(
+            f"imported {moved} spend(s) from the JSON ledger beside '{out}' into "
+            f"{ledger_obj.shown}",
+            PrivacyWarning,
+            stacklevel=3,
         )
-        if moved:
-            warnings.warn(
-                f"imported {moved} spend(s) from the JSON ledger beside '{out}' into "
-                f"{ledger_obj.shown}",
-                PrivacyWarning,
-                stacklevel=2,
-            )
-        prefix = (
-            AccountantState.from_json(resume["accountant"]).history
-            if resume is not None and resume.get("accountant")
-            else []
-        )
-        spend = RunSpend(
-            ledger_obj,
-            dataset.source_fingerprint,
-            dataset.name,
-            run_id=run_id,
-            method=method,
-            out=str(out.resolve()),
-            kind="train",
-            limit=budget,
-            force=force,
-            accountant=spec.accountant,
-            chunk=checkpoint_every,
-            prefix=prefix,
-        )
+    prefix = (
+        AccountantState.from_json(resume["accountant"]).history
+        if resume is not None and resume.get("accountant")
+        else []
+    )
+    return RunSpend(
+        ledger_obj,
+        dataset.source_fingerprint,
+        dataset.name,
+        run_id=session.card.run_id,
+        method=method,
+        out=str(out.resolve()),
+        kind="train",
+        limit=limit,
+        force=force,
+        accountant=accountant,
+        chunk=chunk,
+        prefix=prefix,
+    )
+
+
+def _training_spec(spec, count_spend_now, total_delta, spend, resume):
+    """DP-SGD's share of the target: the class counts' (epsilon, delta) taken out. A fresh
+    calibrated run reserves its whole target first (it spends at most that): fail fast."""
+    if spec is None:
+        return None
+    c_eps, c_delta = count_spend_now
+    if spec.epsilon is not None:
+        spec = spec.replace(epsilon=spec.epsilon - c_eps)
+        if resume is None:
+            spend.reserve_target(spec.epsilon + c_eps, total_delta)
+    return spec.replace(delta=total_delta - c_delta)
+
+
+def _warmup_prior(spec, warm: WarmUp, session: _Session):
+    """Fix the warm-up release's sigma; it opens the accountant's history (the spec's prior)."""
+    prior, released = warm.prepare(spec, session.out, resuming=not session.fresh)
+    if prior:
+        spec = spec.replace(prior=prior)
+    if session.spend is not None and spec.prior:
+        session.spend.set_lead(spec.prior, spec.delta, released)
+    return spec
+
+
+def _fit(session: _Session, synth, train_set, ctx: TrainContext, warm, accountant: str):
+    """The warm-up (if any), then the method's fit. A refusal before anything was kept (e.g.
+    epsilon unreachable, budget) leaves nothing behind."""
     try:
-        if spec is not None:
-            if spec.epsilon is not None:
-                spec = spec.replace(epsilon=spec.epsilon - c_eps)
-                if resume is None:  # fail fast, before any work: a calibrated run spends at
-                    spend.reserve_target(spec.epsilon + c_eps, total_delta)  # most its target
-            spec = spec.replace(delta=total_delta - c_delta)
-        if warm is not None:  # the release's sigma joins the accountant before DP-SGD's
-            prior, released = warm.prepare(spec, out, resuming=not fresh)
-            if prior:
-                spec = spec.replace(prior=prior)
-            if spend is not None and spec.prior:
-                spend.set_lead(spec.prior, spec.delta, released)
-        card.request, card.private, card.config = request, private, full_config
-        card.versions = versions()
-        card.data = {
-            "name": dataset.name,
-            "fingerprint": dataset.fingerprint,
-            "source_fingerprint": dataset.source_fingerprint,
-            "train_fingerprint": train_set.fingerprint,
-            "n_total": len(dataset),
-            "n_train": n,
-            "n_holdout": len(parts.holdout),
-            "image_shape": list(dataset.image_shape),
-            "classes": dataset.class_names,
-            "split_seed": split_seed,
-            "source": _source(data),
-            "image_size": image_size,
-            "format": data.options() if isinstance(data, DataSource) else None,
-        }
-        card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
-        if spend is not None:  # where this dataset's total is read back (cards, `info`)
-            card.ledger = spend.ledger.shown
-        card.privacy["class_proportions"] = counts
-        if notes:
-            card.privacy["warnings"] = notes
-        checkpointed = [resume is not None]
-        to_release = (
-            (counts["epsilon"], counts["delta"]) if counts["values"] is None else (0.0, 0.0)
+        if warm is not None:
+            _warm_up(session, synth, train_set, ctx, warm, accountant)
+        return synth.fit(train_set, ctx)
+    except PrivsynthError:
+        session.discard_if_nothing_kept()
+        raise
+
+
+def _warm_up(session: _Session, synth, train_set, ctx, warm: WarmUp, accountant: str) -> None:
+    spec, card = session.spec, session.card
+    card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
+    if ctx.resume is not None:  # a DP checkpoint already holds the pretrained weights
+        return
+    session.writer.write()
+
+    def released() -> None:
+        session.checkpointed = True  # spend booked: the card stays whatever happens
+        card.privacy["warmup"] = warm.card(spec.delta, accountant)
+        session.writer.write()
+
+    spend = session.spend
+    warm.run(
+        synth, train_set, ctx, session.out, spend.book_lead if spend else (lambda: None), released
+    )
+
+
+def _release_class_counts(spend, counts: dict, to_release, train_set, seed: int) -> None:
+    """The class proportions sampling uses, released once (booked before they are drawn)."""
+    if counts["values"] is not None:
+        return
+    if spend is not None and counts["mechanism"] != "uniform":
+        spend.ensure_planned(to_release)
+        spend.releasing_other()
+    props, _, _ = release_proportions(
+        train_set.class_counts(), counts["mechanism"], counts["epsilon"], counts["delta"], seed
+    )
+    counts["values"] = props.tolist()
+
+
+class _Session:
+    """One `train` call's run folder, card and ledger spend, and the hooks the method's fit
+    calls (``checkpoint``, ``on_plan``): what the steps of `train` share."""
+
+    def __init__(self, out: Path, card: Card, parts, overwrite: bool, resume: dict | None):
+        self.out, self.card = out, card
+        # --overwrite removes the old run only once the new one has something to write, so a
+        # refused replacement (budget, unreachable epsilon) leaves the old run intact.
+        self.replacing, self.created_out = overwrite and (out / CARD).exists(), not out.exists()
+        self.writer = RunWriter(out, card, parts, replace=self.replacing)
+        self.fresh = resume is None and (self.replacing or not (out / CARD).exists())
+        self.checkpointed = resume is not None  # something of this run must stay on disk
+        self.spend: RunSpend | None = None
+        self.spec: PrivacySpec | None = None
+        self.counts: dict = {}  # the class-proportion release (card.privacy.class_proportions)
+        self.to_release: tuple[float, float] = (0.0, 0.0)  # its spend, if not yet booked
+
+    def discard_if_nothing_kept(self) -> None:
+        if self.fresh and not self.checkpointed and not self.writer.replace:
+            for name in (CARD, SPLIT, WARMUP_STATE):
+                (self.out / name).unlink(missing_ok=True)
+            if self.created_out or self.replacing:
+                shutil.rmtree(self.out, ignore_errors=True)
+
+    def diverged(self, step: int, bad: list[str], acc: AccountantState | None) -> None:
+        """Stop for good: book exactly what ran, mark the card, keep no weights."""
+        if self.spend is not None:
+            self.spend.finish(acc.history if acc else None, status="diverged")
+        self.checkpointed = True  # the card stays: it says what happened
+        self.card.status = "diverged"
+        self.card.diverged = {"step": step, "non_finite": bad[:10]}
+        self.writer.write()
+        self.writer.remove((TRAIN_STATE, WARMUP_STATE))
+        raise TrainingDiverged(
+            f"training diverged at step {step}: {', '.join(bad[:3])} became NaN or "
+            "infinite; lower the learning rate (--set lr=...) or fix --batch-size/--epochs, "
+            "then rerun with --overwrite (the spend of the steps that ran stays in the "
+            "ledger)"
         )
 
-        def diverged(step: int, bad: list[str], acc: AccountantState | None) -> None:
-            """Stop for good: book exactly what ran, mark the card, keep no weights."""
-            if spend is not None:
-                spend.finish(acc.history if acc else None, status="diverged")
-            checkpointed[0] = True  # the card stays: it says what happened
-            card.status = "diverged"
-            card.diverged = {"step": step, "non_finite": bad[:10]}
-            writer.write()
-            writer.remove((TRAIN_STATE, WARMUP_STATE))
-            raise TrainingDiverged(
-                f"training diverged at step {step}: {', '.join(bad[:3])} became NaN or "
-                "infinite; lower the learning rate (--set lr=...) or fix --batch-size/--epochs, "
-                "then rerun with --overwrite (the spend of the steps that ran stays in the "
-                "ledger)"
-            )
+    def checkpoint(self, step: int, state: dict, acc: AccountantState | None) -> None:
+        bad = non_finite(state)
+        if bad:
+            self.diverged(step, bad, acc)
+        save_train_state(self.out / TRAIN_STATE, state)
+        self.checkpointed = True
+        if self.spend is not None:  # the previous booking covers every step up to this one
+            self.spend.checkpoint(acc.history if acc else [])
+        sgd_eps = acc.epsilon(self.spec.delta) if (acc and self.spec) else 0.0
+        self.card.progress = {"steps_done": step, "epsilon_spent": sgd_eps}
+        self.writer.write()
 
-        def checkpoint(step: int, state: dict, acc: AccountantState | None) -> None:
-            bad = non_finite(state)
-            if bad:
-                diverged(step, bad, acc)
-            save_train_state(out / TRAIN_STATE, state)
-            checkpointed[0] = True
-            if spend is not None:  # the previous booking covers every step up to this one
-                spend.checkpoint(acc.history if acc else [])
-            sgd_eps = acc.epsilon(spec.delta) if (acc and spec) else 0.0
-            card.progress = {"steps_done": step, "epsilon_spent": sgd_eps}
-            writer.write()
-
-        def on_plan(plan) -> None:
-            # The exact spend of the whole plan (a fixed --noise-multiplier too), for the card;
-            # the ledger reserves what this segment will run, in the same transaction as the
-            # budget check.
-            whole = [*spec.prior, (plan.noise_multiplier, plan.sample_rate, plan.steps)]
-            planned = epsilon_from_history(whole, plan.delta, spec.accountant) + counts["epsilon"]
-            spend.plan(plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta, to_release)
-            card.privacy["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
-            writer.write()
-
-        ctx = TrainContext(
-            privacy=spec,
-            seed=seed,
-            device=device,
-            progress=progress,
-            checkpoint_every=checkpoint_every,
-            checkpoint=checkpoint,
-            on_plan=on_plan,
-            resume=resume,
+    def on_plan(self, plan) -> None:
+        # The exact spend of the whole plan (a fixed --noise-multiplier too), for the card;
+        # the ledger reserves what this segment will run, in the same transaction as the
+        # budget check.
+        spec, counts = self.spec, self.counts
+        whole = [*spec.prior, (plan.noise_multiplier, plan.sample_rate, plan.steps)]
+        planned = epsilon_from_history(whole, plan.delta, spec.accountant) + counts["epsilon"]
+        self.spend.plan(
+            plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta, self.to_release
         )
-        try:
-            if warm is not None:
-                card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
-                if resume is None:  # a DP checkpoint already holds the pretrained weights
-                    writer.write()
+        self.card.privacy["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
+        self.writer.write()
 
-                    def released() -> None:
-                        checkpointed[0] = True  # spend booked: the card stays whatever happens
-                        card.privacy["warmup"] = warm.card(spec.delta, accountant)
-                        writer.write()
-
-                    warm.run(
-                        synth,
-                        train_set,
-                        ctx,
-                        out,
-                        spend.book_lead if spend else (lambda: None),
-                        released,
-                    )
-            result = synth.fit(train_set, ctx)
-        except PrivsynthError:
-            # Refused before anything was kept (e.g. epsilon unreachable, budget): leave nothing.
-            if fresh and not checkpointed[0] and not writer.replace:
-                for name in (CARD, SPLIT, WARMUP_STATE):
-                    (out / name).unlink(missing_ok=True)
-                if created_out or replacing:
-                    shutil.rmtree(out, ignore_errors=True)
-            raise
+    def stop_if_diverged(self, synth, result) -> None:
         bad = non_finite(synth.state_dict()) + [
             f"metric {k}"
             for k, v in result.metrics.items()
             if isinstance(v, float) and not math.isfinite(v)
         ]
         if bad:
-            diverged(result.steps, bad, result.accountant)
+            self.diverged(result.steps, bad, result.accountant)
 
-        if counts["values"] is None:
-            if spend is not None and counts["mechanism"] != "uniform":
-                spend.ensure_planned(to_release)
-                spend.releasing_other()  # booked before it is drawn
-            props, _, _ = release_proportions(
-                train_set.class_counts(),
-                counts["mechanism"],
-                counts["epsilon"],
-                counts["delta"],
-                seed,
-            )
-            counts["values"] = props.tolist()
-        writer.save_weights(synth.state_dict())
+    def complete(self, synth, result, total_delta, n, dataset, warm, accountant, wall) -> None:
+        """Weights, the final card (guarantee, ledger totals) and no checkpoint left."""
+        card, spec, spend, counts = self.card, self.spec, self.spend, self.counts
+        self.writer.save_weights(synth.state_dict())
         card.status = "complete"
-        card.privacy.update(_privacy_block(spec, result, counts, total_delta, n, synth.mechanism))
+        card.privacy.update(privacy_block(spec, result, counts, total_delta, n, synth.mechanism))
         card.train.update(
             steps=result.steps,
             metrics=result.metrics,
-            wall_seconds=round(card.train.get("wall_seconds", 0.0) + time.time() - t0, 2),
+            wall_seconds=round(card.train.get("wall_seconds", 0.0) + wall, 2),
         )
         card.progress = None
         if spend is not None:
@@ -393,16 +436,8 @@ def train(
             }
         if warm is not None:
             card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
-        writer.write()
-        writer.remove((TRAIN_STATE, WARMUP_STATE))
-        return Run.load(out, device="cpu")
-    except BaseException as e:
-        if spend is not None:
-            spend.abort(
-                "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                note=f"{type(e).__name__}: {str(e)[:200]}",
-            )
-        raise
+        self.writer.write()
+        self.writer.remove((TRAIN_STATE, WARMUP_STATE))
 
 
 def non_finite(tree: Any, prefix: str = "") -> list[str]:
@@ -427,69 +462,6 @@ def _check_sizes(config: dict) -> None:
                 f"{flag} must be > 0, got {value}; pass a positive value or omit "
                 "it for the method's default"
             )
-
-
-def _source(data) -> str | None:
-    """Where evaluation can reload the data: 'digits', an absolute path, or None (in-memory)."""
-    if isinstance(data, ImageDataset):
-        return None
-    return "digits" if str(data) == "digits" else str(Path(data).resolve())
-
-
-MECHANISMS = {
-    "dp-sgd": "DP-SGD (Opacus): per-sample gradients clipped to C, Gaussian noise sigma * C "
-    "added at every step, Poisson-subsampled batches",
-    "gaussian": "the Gaussian mechanism (OpenDP), released once on the whole training set with "
-    "sensitivity C; accounted as one step at sampling rate 1",
-}
-
-
-def _privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
-    if spec is None:
-        return {
-            "epsilon": INFINITY,
-            "delta": 0.0,
-            "unit": None,
-            "guarantee": "none: trained without differential privacy (a non-private "
-            "baseline); epsilon = infinity",
-        }
-    plan, acc = result.dp_plan, result.accountant
-    sgd_eps = epsilon_from_history(acc.history, spec.delta, spec.accountant)
-    total = sgd_eps + counts["epsilon"]
-    lead = sum(int(h[2]) for h in spec.prior)  # warm-up release entries opening the history
-    return {
-        "epsilon": total,
-        "delta": total_delta,
-        "guarantee": f"({total:.3g}, {total_delta:.3g})-DP at sample level. {PROTECTED}",
-        "not_protected": NOT_PROTECTED,
-        "unit": "one training image with its label",
-        "composition": (
-            "dp_sgd epsilon (one Opacus accountant over the warm-up release and the "
-            "DP-SGD steps, its history) + class_proportions epsilon (basic "
-            "composition)"
-            if lead
-            else "dp_sgd epsilon + class_proportions epsilon (basic composition)"
-        ),
-        "mechanism": {"name": mechanism, "description": MECHANISMS.get(mechanism, mechanism)},
-        "dp_sgd": {
-            "epsilon": sgd_eps,
-            "delta": spec.delta,
-            "accountant": spec.accountant,
-            "noise_multiplier": plan.noise_multiplier,
-            "sample_rate": plan.sample_rate,
-            "expected_batch_size": round(plan.expected_batch_size, 1),
-            "steps": acc.steps - lead,
-            "includes_warmup_release": bool(lead),
-            "planned_steps": plan.steps,
-            "max_grad_norm": spec.max_grad_norm,
-            "target_epsilon": plan.target_epsilon,
-            "poisson_sampling": True,
-            "grad_sample_mode": spec.grad_sample_mode,
-            "history": acc.to_json()["history"],
-            "n_private": n,
-            "computed_by": "opacus accountant from the steps that ran",
-        },
-    }
 
 
 def _start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[Card, dict | None]:

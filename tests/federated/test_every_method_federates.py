@@ -1,8 +1,9 @@
-"""Every DP-SGD method federates through the one engine, under every aggregation (in-process).
+"""Every DP method federates under every aggregation (in-process).
 
-Tiny models, one round of two local steps, a fixed sigma (no calibration search): each owner books
-exactly the steps it ran, the card's guarantee is the owners' DP-SGD, and the released model
-samples images of the data's shape."""
+DP-SGD methods, through the one engine: tiny models, one round of two local steps, a fixed sigma
+(no calibration search): each owner books exactly the steps it ran, the card's guarantee is the
+owners' DP-SGD, and the released model samples images of the data's shape. One-shot methods
+(dpmerf, dpkernel): one noisy release of the summed embedding, plain, SecAgg+ or CKKS."""
 
 import numpy as np
 import pytest
@@ -51,5 +52,42 @@ def test_dp_sgd_method_federates(tmp_path, method, aggregation):
         assert [tuple(h) for h in owner["history"]] == [(1.0, owner["sample_rate"], 2)]
         assert owner["epsilon"] == pytest.approx(owner["epsilon_recomputed"])
     assert run.epsilon == max(o["epsilon"] for o in pv["per_owner"]) > 0
+    images, _ = run.sample(4, labels=[1] * 4)
+    assert images.shape == (4, 1, 8, 8) and images.dtype == np.uint8
+
+
+TINY_ONE_SHOT = {"n_features": 50, "steps": 2, "patience": 2, "g_width": 8, "z_dim": 8}
+
+
+def _one_shot() -> list[str]:
+    return sorted(
+        m
+        for m in federable()
+        if method_class(m).federates_by == "release-sum" and method_class(m).name == m
+    )
+
+
+def test_the_one_shot_methods_are_dpmerf_and_dpkernel():
+    assert _one_shot() == ["dpkernel", "dpmerf"]
+
+
+@pytest.mark.parametrize("aggregation", ["plain", "secagg", "ckks"])
+@pytest.mark.parametrize("method", _one_shot())
+def test_one_shot_method_federates(tmp_path, method, aggregation):
+    run = federate(
+        data="digits",
+        method=method,
+        out=tmp_path / "run",
+        clients=2,
+        config=dict(TINY_ONE_SHOT),
+        epsilon=None,
+        noise_multiplier=2.0,
+        aggregation=aggregation,
+        mode="inprocess",
+    )
+    pv = run.card["privacy"]
+    assert run.card["method"] == method and pv["aggregation"] == aggregation
+    assert pv["mechanism"]["variant"] == aggregation and pv["dp_sgd"]["noise_multiplier"] == 2.0
+    assert run.card["federated"]["owners_in_sum"] == 2 and run.epsilon > 0
     images, _ = run.sample(4, labels=[1] * 4)
     assert images.shape == (4, 1, 8, 8) and images.dtype == np.uint8

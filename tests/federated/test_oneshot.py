@@ -183,6 +183,173 @@ def test_an_owner_releases_only_once_per_run(tmp_path):
         run_federation(grid, server_context(cfg))
 
 
-def test_ckks_is_refused_in_one_line(tmp_path):
-    with pytest.raises(ConfigError, match="secure-aggregation"):
-        _fed(tmp_path, "ckks", aggregation="ckks")
+def test_ckks_release_noise_matches_the_central_release(tmp_path, captured, monkeypatch):
+    """Under CKKS every owner's share is sized for all n = 3; the server adds ciphertexts only and
+    one owner decrypts, once: the released sum carries the central noise std (C = 1: sigma)."""
+    from privsynth.federated import encrypted
+
+    decrypted = []
+    real_decrypt = encrypted.decrypt
+    monkeypatch.setattr(
+        encrypted, "decrypt", lambda ctx, chunks: decrypted.append(1) or real_decrypt(ctx, chunks)
+    )
+    exact = _exact_sum()
+    run = _fed(tmp_path, "ckks", aggregation="ckks")
+    assert len(decrypted) == 1  # one owner, one decryption: the sum, never a single share
+    pv = run.card["privacy"]
+    noise = pv["distributed_noise"]
+    assert noise["threshold"] == 3 == noise["owners"] and noise["shares_in_sum"] == 3
+    sigma = pv["dp_sgd"]["noise_multiplier"]
+    released = captured[-1]
+    # the decrypted sum is exact: integer grid units (no CKKS error reaches the release)
+    units = released.double() / noise["grid"]
+    assert torch.equal(units, units.round())
+    assert float((released - exact).std()) == pytest.approx(sigma, rel=0.1)
+    assert noise["noise_std_released"] == pytest.approx(sigma, rel=1e-3)
+    assert noise["opendp_rho"] == pytest.approx(noise["opacus_rdp_rho"], rel=1e-3)
+    assert pv["mechanism"]["variant"] == "ckks" and "CKKS" in pv["mechanism"]["description"]
+    assert any("no owner colludes with the server" in a for a in pv["assumptions"])
+    assert pv["epsilon"] <= EPS * 1.01 and pv["dp_sgd"]["accountant"] == "rdp"
+    assert not (tmp_path / "ckks" / "federation" / "keys" / "ckks-secret.bin").exists()
+    images, _ = run.sample(10, labels=[3] * 10)
+    assert images.shape == (10, 1, 8, 8) and images.dtype == np.uint8
+
+
+class _OneOwnerSilent:
+    """A grid whose owner 1 never answers the CKKS release request (a dropout)."""
+
+    def __init__(self, grid):
+        self.grid = grid
+
+    def __getattr__(self, name):
+        return getattr(self.grid, name)
+
+    def send_and_receive(self, messages, *, timeout=None):
+        kept = [m for m in messages if m.metadata.dst_node_id != 1001]
+        return self.grid.send_and_receive(kept, timeout=timeout)
+
+
+def _ckks_config(tmp_path):
+    from privsynth.federated.api import build_run_config
+    from privsynth.federated.encrypted import make_keys
+    from privsynth.federated.oneshot import prepare_run_config
+
+    out = tmp_path / "drop"
+    out.mkdir()
+    cfg, nodes = build_run_config(
+        "digits",
+        "dpmerf",
+        out,
+        3,
+        1,
+        local_steps=1,
+        fraction=1.0,
+        aggregation="ckks",
+        privacy=PrivacySpec(epsilon=EPS, max_grad_norm=1.0),
+        client_epsilon=None,
+        client_noise=None,
+        client_clip=1.0,
+        client_delta=1e-5,
+        dirichlet=None,
+        holdout=0.2,
+        split_seed=0,
+        seed=0,
+        image_size=None,
+        config=dict(TINY_MERF),
+        owner_data=None,
+    )
+    prepare_run_config(cfg, nodes)
+    secret, public = make_keys(tmp_path / "keys")
+    cfg["ckks-public"], cfg["ckks-secret"] = str(public), str(secret)
+    return cfg, nodes
+
+
+def test_ckks_dropout_releases_nothing_and_owners_refuse_a_partial_sum(tmp_path):
+    """A sum of 2 of 3 shares would carry 2/3 of the central noise variance: the server stops
+    before any decryption, and an owner asked to decrypt such a sum refuses."""
+    from flwr.app import Array, ArrayRecord, Message, RecordDict
+
+    from privsynth.errors import PrivacyError
+    from privsynth.federated import encrypted
+    from privsynth.federated.inprocess import InProcessGrid, server_context
+    from privsynth.federated.server_app import run_federation
+
+    cfg, nodes = _ckks_config(tmp_path)
+    grid = InProcessGrid(nodes, cfg)
+    with pytest.raises(ConfigError, match="only 2 of 3 owners.*nothing was released"):
+        run_federation(_OneOwnerSilent(grid), server_context(cfg))
+    assert not (tmp_path / "drop" / "card.json").exists()
+    # a forged "sum" of two shares, sent for decryption: the encrypted count gives it away
+    sec = encrypted.load_context(cfg["ckks-secret"], need_secret=True)
+    pub = encrypted.load_context(cfg["ckks-public"], need_secret=False)
+    two = encrypted.add(pub, [encrypted.encrypt(sec, np.array([5.0, 1.0]))] * 2)
+    blob, lengths = encrypted.pack(two)
+    content = RecordDict({"enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)})})
+    msg = Message(content, message_type="query.decrypt", dst_node_id=1002)
+    with pytest.raises(PrivacyError, match="holds 2 shares, not all 3"):
+        grid.send_and_receive([msg])
+
+
+def _config(method, clients, privacy, config):
+    from privsynth.federated.api import build_run_config
+
+    return build_run_config(
+        "digits",
+        method,
+        __import__("pathlib").Path("unused"),
+        clients,
+        1,
+        local_steps=1,
+        fraction=1.0,
+        aggregation="secagg",
+        privacy=privacy,
+        client_epsilon=None,
+        client_noise=None,
+        client_clip=1.0,
+        client_delta=1e-5,
+        dirichlet=None,
+        holdout=0.2,
+        split_seed=0,
+        seed=0,
+        image_size=None,
+        config=config,
+        owner_data=None,
+    )
+
+
+def test_owners_smaller_than_the_generator_batch_may_release():
+    """dpmerf's batch_size counts generated images (no private batches): 10 owners of ~143
+    digits each are fine; a DP-SGD batch of 200 still does not fit them."""
+    spec = PrivacySpec(epsilon=EPS)
+    cfg, nodes = _config("dpmerf", 10, spec, {"batch_size": 200})
+    assert len(nodes) == 10
+    with pytest.raises(ConfigError, match="batch size 200 exceeds the smallest owner's 14"):
+        _config("dpgan", 10, spec, {"batch_size": 200})
+
+
+def test_budget_check_prices_one_release_not_rounds_of_dp_sgd(tmp_path):
+    """With a fixed sigma, the budget check of a one-shot federation plans the one release's
+    epsilon (q = 1, one step), what each owner then books."""
+    from privsynth.errors import BudgetError
+    from privsynth.privacy.accounting import epsilon_from_history
+
+    n_total = len(split(load_dataset("digits"), 0.2, 0).train)
+    release = epsilon_from_history([(2.0, 1.0, 1)], 1 / (10 * n_total), "rdp")
+    with pytest.raises(BudgetError, match=f"plans {release:g} "):
+        _fed(
+            tmp_path,
+            "budget",
+            epsilon=None,
+            noise_multiplier=2.0,
+            budget=release * 0.9,
+            ledger=tmp_path / "ledger.db",
+        )
+    run = _fed(
+        tmp_path,
+        "fits",
+        epsilon=None,
+        noise_multiplier=2.0,
+        budget=release * 1.01,
+        ledger=tmp_path / "ledger.db",
+    )
+    assert run.epsilon == pytest.approx(release)

@@ -59,3 +59,28 @@ def test_missing_dp_accounting_is_a_one_line_error(tmp_path, tiny_fed, monkeypat
         federate(
             out=tmp_path / "r", clients=2, rounds=1, mode="inprocess", client_noise=2.0, **tiny_fed
         )
+
+
+def test_privacy_is_one_json_key_and_bad_values_are_one_line_errors():
+    """The owners' privacy travels as one JSON `privacy` key (no per-field keys, no sentinels):
+    what `flwr run --run-config` passes is what the owners train under."""
+    import pytest
+
+    from privsynth.errors import ConfigError
+    from privsynth.federated.runconfig import privacy_run_config, privacy_spec
+    from privsynth.privacy.accounting import PrivacySpec
+
+    assert not {"epsilon", "delta", "clip", "accountant", "noise-multiplier"} & set(DEFAULTS)
+    assert privacy_spec(resolve({})) == PrivacySpec()
+    assert privacy_spec(resolve({"privacy": "null"})) is None
+    spec = PrivacySpec(epsilon=None, noise_multiplier=1.5, max_grad_norm=0.5, accountant="rdp")
+    assert privacy_spec(resolve(privacy_run_config(spec))) == spec
+    assert privacy_spec({"privacy": '{"epsilon": 5.0}'}) == PrivacySpec(epsilon=5.0)
+    for bad, match in [
+        ("epsilon=5", "not JSON"),
+        ("5.0", "JSON object or null"),
+        ('{"eps": 5.0}', r"unknown keys \['eps'\]"),
+        ('{"epsilon": -1}', "epsilon must be"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            privacy_spec({"privacy": bad})

@@ -13,6 +13,7 @@ from .options import (
     method_config,
     method_names,
     positive_int,
+    privacy_kwargs,
     progress_wanted,
 )
 
@@ -55,10 +56,8 @@ def run(args: argparse.Namespace) -> int:
         data_source(args),
         args.method,
         args.out,
-        epsilon=args.epsilon,
         canaries=args.canaries,
         confidence=args.confidence,
-        no_dp=args.no_dp,
         config=method_config(args),
         holdout=args.holdout,
         split_seed=args.split_seed,
@@ -66,14 +65,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         n_synthetic=args.n_synthetic,
         progress=progress_wanted(args),
-        delta=args.delta,
-        noise_multiplier=args.noise_multiplier,
-        max_grad_norm=args.clip,
-        accountant=args.accountant,
-        grad_sample_mode=args.grad_sample_mode,
-        ledger=args.ledger,
-        budget=args.budget,
-        force=args.force,
+        **privacy_kwargs(args),
         device=args.device,
     )
     print(markdown(result))

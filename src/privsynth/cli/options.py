@@ -203,6 +203,22 @@ def add_privacy_options(p: argparse.ArgumentParser) -> None:
     add_ledger_options(g, delta_check=True)
 
 
+def privacy_kwargs(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `train` / `audit` that `add_privacy_options` parsed."""
+    return {
+        "epsilon": args.epsilon,
+        "delta": args.delta,
+        "noise_multiplier": args.noise_multiplier,
+        "max_grad_norm": args.clip,
+        "accountant": args.accountant,
+        "grad_sample_mode": args.grad_sample_mode,
+        "no_dp": args.no_dp,
+        "ledger": args.ledger,
+        "budget": args.budget,
+        "force": args.force,
+    }
+
+
 def add_ledger_option(g) -> None:
     """The one definition of --ledger (every verb that reads or writes the ledger uses it)."""
     g.add_argument(

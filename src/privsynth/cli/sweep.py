@@ -48,10 +48,14 @@ def add_parser(sub) -> None:
         "--n-synthetic",
         type=positive_int,
         default=None,
-        help="synthetic images per cell for evaluation (default: training-set size)",
+        help="class-balanced synthetic images per cell for TSTR (default: 10 000, the protocol's)",
     )
     g.add_argument(
-        "--eval-epochs", type=positive_int, default=10, help="LeNet epochs for TSTR/TRTR"
+        "--eval-epochs",
+        type=positive_int,
+        default=None,
+        help="LeNet epochs for TSTR/TRTR (default: the protocol's fixed schedule, ~12 000 "
+        "images seen; docs/evaluation.md)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and the LeNet")
     g.add_argument(

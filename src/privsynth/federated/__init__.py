@@ -4,7 +4,8 @@ SecAgg+ secure aggregation, CKKS encrypted aggregation and sample-/client-level 
 Layout follows Flower's example apps: ``task.py`` (model, data, local training), ``client_app.py``,
 ``server_app.py``; plus ``partition.py``, ``secure.py`` (SecAgg+), ``encrypted.py`` (CKKS),
 ``card.py`` (the guarantees), ``launch.py`` (local SuperLink + SuperNodes), ``inprocess.py``,
-``oneshot.py`` + ``oneshot_card.py`` (dpmerf/dpkernel: one noisy sum under SecAgg+).
+``oneshot.py`` + ``oneshot_card.py`` (dpmerf/dpkernel: one noisy sum under SecAgg+, CKKS
+(``oneshot_ckks.py``) or plain aggregation).
 
 Flower and TenSEAL are an extra (``pip install 'privsynth[federated]'``): central training does
 not need them, so importing this package without Flower stops at once with one line naming it.

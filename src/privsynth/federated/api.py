@@ -24,7 +24,6 @@ from ..run import Card, Run, RunWriter, read_card
 from .partition import partition
 from .runconfig import (
     DEFAULTS,
-    PRIVACY_KEYS,
     privacy_run_config,
     privacy_spec,
     require_dp_accounting,
@@ -87,7 +86,7 @@ def build_run_config(
         nodes = [{"partition-id": i, "num-partitions": clients} for i in range(clients)]
     source = "digits" if str(data) == "digits" else str(Path(data).resolve())
     cfg: dict[str, Any] = {
-        **{k: v for k, v in DEFAULTS.items() if k not in PRIVACY_KEYS},
+        **DEFAULTS,
         **privacy_run_config(privacy),
         "method": method,
         "model-config": json.dumps(config or {}),
@@ -122,9 +121,11 @@ def build_run_config(
         cfg["client-noise"] = calibrate_noise(client_epsilon, client_delta, 1.0, rounds, "rdp")
     if cfg["client-noise"] > 0 and aggregation == "plain":
         require_dp_accounting()
+    # Poisson-sampled DP-SGD batches must fit in every owner's data; a one-shot method's
+    # batch_size counts generated images, not private ones (it has no private batches).
     min_n = min(sizes)
     batch = _batch_size(method, config)
-    if privacy is not None and batch > min_n:
+    if privacy is not None and method_class(method).kind == "dp-sgd" and batch > min_n:
         raise ConfigError(
             f"batch size {batch} exceeds the smallest owner's {min_n} images; pass "
             f"--batch-size {max(1, min_n // 4)} or fewer --clients"
@@ -282,6 +283,23 @@ def _owner_source(data, path: str) -> DataSource | str:
     return data.with_path(path) if isinstance(data, DataSource) else path
 
 
+def _owner_epsilon(cfg: dict, spec: PrivacySpec, n_owned: int) -> float:
+    """The epsilon this federation plans to spend on the data of an owner of ``n_owned`` images."""
+    method = str(cfg["method"])
+    if method_class(method).federates_by == "release-sum":
+        from .oneshot import release_epsilon
+
+        return release_epsilon(cfg)[0]  # one release (sigma, q = 1, 1 step), no rounds
+    if spec.noise_multiplier is None:
+        return spec.epsilon  # calibrated to the target
+    # a fixed sigma: what this owner's DP-SGD plan spends
+    q = sample_rate(n_owned, _batch_size(method, json.loads(str(cfg["model-config"]))))
+    steps = int(cfg["num-server-rounds"]) * int(cfg["local-steps"])
+    return epsilon_from_history(
+        [(spec.noise_multiplier, q, steps)], spec.resolved_delta(n_owned), spec.accountant
+    )
+
+
 def _check_budgets(cfg: dict, nodes: list[dict], location: str, budget: float, force: bool) -> None:
     """Each owner's images, exactly as its ClientApp will load them, against the ledger: the
     dataset's budget and ``budget``, checked (in the ledger's locked transaction) for the
@@ -293,18 +311,9 @@ def _check_budgets(cfg: dict, nodes: list[dict], location: str, budget: float, f
 
     ledger, run_id = Ledger(location), f"federated-check-{uuid.uuid4().hex[:8]}"
     spec = privacy_spec(cfg)
-    batch = _batch_size(str(cfg["method"]), json.loads(str(cfg["model-config"])))
-    steps = int(cfg["num-server-rounds"]) * int(cfg["local-steps"])
     for i, node in enumerate(nodes):
         owned = load_owner_data(node, cfg)
-        epsilon = spec.epsilon
-        if spec.noise_multiplier is not None:  # a fixed sigma: what this owner's plan spends
-            q = sample_rate(len(owned), batch)
-            epsilon = epsilon_from_history(
-                [(spec.noise_multiplier, q, steps)],
-                spec.resolved_delta(len(owned)),
-                spec.accountant,
-            )
+        epsilon = _owner_epsilon(cfg, spec, len(owned))
         try:
             segment = ledger.reserve(
                 owned.source_fingerprint,

@@ -8,6 +8,8 @@ Handlers (Flower's Message API):
   this owner's epsilon so far; losses on private batches are not DP and never leave the owner.
 - ``query.report``: this owner's privacy accounting (DP-SGD history and epsilon) and the bytes it
   sent/received; with CKKS, it also decrypts the final aggregate for the server to release.
+- ``query.decrypt``: a one-shot release (dpmerf/dpkernel) under CKKS: decrypt the sum of every
+  owner's encrypted noisy share, once (oneshot_ckks.py).
 """
 
 from __future__ import annotations
@@ -210,6 +212,14 @@ def report(msg: Message, context: Context) -> Message:
         arrays = _global_arrays(msg, cfg, node, keys)
         out["arrays"] = ArrayRecord({k: Array(arrays[k]) for k in keys})
     return Message(out, reply_to=msg)
+
+
+@app.query("decrypt")
+def decrypt(msg: Message, context: Context) -> Message:
+    """A one-shot release under CKKS: decrypt the server's sum of all owners' shares, once."""
+    from .oneshot_ckks import owner_decrypt
+
+    return owner_decrypt(msg, context, resolve(context.run_config))
 
 
 def _global_arrays(msg: Message, cfg: dict, node: dict, keys: list[str]) -> dict[str, np.ndarray]:

@@ -9,7 +9,8 @@ and divide, which is exactly FedAvg. (With client-level DP the owners encrypt ``
 0]`` and the server adds them, and its plaintext noise via :func:`add_plain`, to the global model
 it keeps encrypted as ``[m * w, m]``; see ``server_app.EncryptedFedAvg``.) CKKS is approximate:
 :func:`precision_loss` measures the error against plaintext FedAvg (it is ~1e-6 here, far below
-DP noise).
+DP noise). A one-shot release (dpmerf/dpkernel, oneshot_ckks.py) encrypts integer noisy shares
+instead, and its owner returns the decrypted sum rounded to integers (exact).
 
 What it protects: individual updates from the server (and from anyone reading its traffic).
 What it does not: the owners all hold the secret key, so they must not collude with the server;

@@ -10,6 +10,8 @@ random-feature embeddings, models/merf.py) and trains a generator on it for free
   which carries noise of std >= the central sigma * C whenever >= t owners are in it (SecAgg+
   refuses to unmask fewer than t). The server trains the generator on that sum with the same
   code as the central path (``fit_released``).
+* ``ckks``: the same integer shares (sized for all n owners), CKKS-encrypted; the server adds
+  ciphertexts and one owner decrypts the exact sum (oneshot_ckks.py; no dropout tolerated).
 * ``plain`` (no secure aggregation): every owner releases ``S_i`` with the *full* central noise
   (OpenDP's Gaussian, as the central path draws it), so each reply is already DP against the
   server; the sum has n times the central noise variance.
@@ -50,7 +52,7 @@ from ..privacy.distributed_noise import (
 from .runconfig import privacy_run_config, privacy_spec, resolve
 
 STATE = "privsynth-oneshot"
-AGGREGATIONS = ("secagg", "plain")
+AGGREGATIONS = ("secagg", "ckks", "plain")
 
 
 def is_oneshot(method: str) -> bool:
@@ -63,8 +65,9 @@ def prepare_run_config(cfg: dict, nodes: list[dict]) -> None:
     """Complete ``cfg`` (the launcher's run config) for a one-shot release, in place: the public
     bound ``max-images`` on any owner's image count, the total count (the default delta is
     1/(10 N), as in `train`), the method's recommended config for N (as `train` picks it), one
-    round with every owner, and the RDP accountant under SecAgg+ (the discrete Gaussian's
-    guarantee is an RDP/zCDP one, Canonne et al. 2020; PRV's exact curve is the continuous one's).
+    round with every owner, and the RDP accountant under SecAgg+ and CKKS (the discrete
+    Gaussian's guarantee is an RDP/zCDP one, Canonne et al. 2020; PRV's exact curve is the
+    continuous one's).
     """
     from ..models.defaults import recommended_config
     from .task import load_owner_data
@@ -72,9 +75,8 @@ def prepare_run_config(cfg: dict, nodes: list[dict]) -> None:
     mode = str(cfg["aggregation"])
     if mode not in AGGREGATIONS:
         raise ConfigError(
-            f"{cfg['method']} federates with --secure-aggregation (SecAgg+, "
-            f"recommended) or plain aggregation, not '{mode}'; drop "
-            "--encrypted-aggregation"
+            f"{cfg['method']} federates with --secure-aggregation (SecAgg+, recommended), "
+            f"--encrypted-aggregation (CKKS) or plain aggregation, not '{mode}'"
         )
     sizes = [len(load_owner_data(node, cfg)) for node in nodes]
     model_config = {
@@ -95,7 +97,7 @@ def prepare_run_config(cfg: dict, nodes: list[dict]) -> None:
     if spec is not None:
         if spec.delta is None:
             spec = spec.replace(delta=default_delta(sum(sizes)))
-        if mode == "secagg":
+        if mode in ("secagg", "ckks"):  # the discrete Gaussian
             spec = spec.replace(accountant="rdp")
         cfg.update(privacy_run_config(spec))
 
@@ -154,7 +156,8 @@ def _plan(cfg: dict, synth, owners: int, threshold: int) -> DistributedPlan:
 
 # --- the owner -------------------------------------------------------------------------------
 def owner_release(msg: Message, context: Context) -> Message:
-    """This owner's noisy embedding sum: a SecAgg+ share (inside Flower's ``secaggplus_mod``)
+    """This owner's noisy embedding sum: a SecAgg+ share (inside Flower's ``secaggplus_mod``),
+    a CKKS-encrypted share (the run config's aggregation, never the server's message, says so)
     or, under plain aggregation, a fully noised release."""
     cfg, node = resolve(context.run_config), dict(context.node_config)
     if STATE not in context.state.config_records:
@@ -177,6 +180,12 @@ def owner_release(msg: Message, context: Context) -> Message:
     clip = clip_norm(cfg)
     total = synth.embedding_sum(data, clip).numpy()
     secagg = "fitins.parameters" in msg.content.array_records
+    ckks = not secagg and str(cfg["aggregation"]) == "ckks"
+    if ckks:
+        from .oneshot_ckks import all_owners, secret_context
+
+        n = all_owners(cfg)
+        plan, key = _plan(cfg, synth, n, n), secret_context(cfg, node)
     if secagg:
         sa = SecAggPlusState(**context.state.config_records[RECORD_KEY_STATE])
         plan = _plan(cfg, synth, int(sa.sample_num), int(sa.threshold))
@@ -189,6 +198,10 @@ def owner_release(msg: Message, context: Context) -> Message:
             )
     _book_ledger(node, data, context.run_id, cfg)
     st["released"] = True  # before the draw: a crash after it must not allow a second one
+    if ckks:
+        from .oneshot_ckks import encrypted_share
+
+        return encrypted_share(msg, total, plan, key)
     if secagg:
         values = noisy_share(total, plan)
         fitres = compat.FitRes(
@@ -278,11 +291,16 @@ def run_release(grid: Grid, context: Context) -> dict:
     shape = (synth.features.dim, synth.num_classes)
     if str(cfg["aggregation"]) == "secagg":
         released, info = _secagg_sum(grid, context, cfg, synth, owners, shape)
+    elif str(cfg["aggregation"]) == "ckks":
+        from .oneshot_ckks import all_owners, ckks_sum
+
+        n = all_owners(cfg)
+        released, info = ckks_sum(grid, cfg, _plan(cfg, synth, n, n), shape)
     elif str(cfg["aggregation"]) == "plain":
         released, info = _plain_sum(grid, cfg, shape)
     else:
         raise ConfigError(
-            f"{cfg['method']} federates with secagg or plain aggregation, "
+            f"{cfg['method']} federates with secagg, ckks or plain aggregation, "
             f"not '{cfg['aggregation']}'"
         )
     spec, plan, acc = _central_equivalent(cfg)

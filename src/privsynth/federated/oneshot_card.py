@@ -28,10 +28,26 @@ SECAGG_ASSUMPTIONS = [
     "shares), and the owners' channels to the server are authenticated (TLS in a deployment)",
     "every owner holds at most max-images images (public; an owner with more refuses)",
 ]
+CKKS_ASSUMPTIONS = [
+    "the server is honest-but-curious: it adds every owner's ciphertext once and asks an owner "
+    "to decrypt only that sum (it holds the public key, so a deviating server could encrypt a "
+    "count of its own and pass one owner's ciphertext off as the sum: CKKS gives "
+    "confidentiality, not integrity)",
+    "no owner colludes with the server: every owner holds the CKKS secret key and could "
+    "decrypt another owner's ciphertext for it",
+    "all n owners are honest: each adds its noise share (sized for n: CKKS has no threshold) "
+    "and reveals it to nobody; with h < n honest owners in the sum the noise multiplier is "
+    "sigma * sqrt(h / n); a sum of fewer than n shares is never decrypted (a dropout releases "
+    "nothing)",
+    "every owner holds at most max-images images (public; an owner with more refuses)",
+]
 UNCOVERED = {
     "secagg": " Outside the assumptions (privacy.assumptions): a server that deviates from SecAgg+ "
     "(e.g. forges dropouts) or colludes with t or more owners, and sums holding fewer than t "
     "honest owners' shares.",
+    "ckks": " Outside the assumptions (privacy.assumptions): a server that deviates from the "
+    "protocol (forges or replays ciphertexts) or colludes with any owner, and sums holding fewer "
+    "than n honest owners' shares.",
     "plain": "",
 }
 PLAIN_ASSUMPTIONS = [
@@ -47,6 +63,15 @@ def mechanism_text(info: dict) -> str:
             "the Gaussian mechanism (OpenDP), once per owner on its own embedding sum with "
             "the full central noise sigma*C; the server sums the replies (n times the "
             "central noise variance)"
+        )
+    if info["aggregation"] == "ckks":
+        return (
+            "the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021) under CKKS "
+            "(TenSEAL): each owner rounds its embedding sum to an integer grid, adds OpenDP's "
+            "discrete Gaussian of scale sigma*Delta/sqrt(n) grid units and encrypts the "
+            "integers; the server adds the n ciphertexts, one owner decrypts the exact integer "
+            "sum (noise std sigma*Delta, Delta = C in grid units plus the rounding term); "
+            "accounted as one Gaussian release (RDP, q = 1)"
         )
     return (
         "the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021) under Flower's "
@@ -74,12 +99,13 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
     clip = spec.max_grad_norm
     eps = epsilon_from_history([(sigma, 1.0, 1)], delta, accountant)
     block: dict = {"aggregation": info["aggregation"], "unit": SAMPLE_UNIT}
-    if info["aggregation"] == "secagg":
+    if info["aggregation"] in ("secagg", "ckks"):
         plan = info["plan"]
         # the 40-sigma clipping tail (distributed_noise.py), added to delta: (1 + e^eps) p
         p = 10.0**plan.log10_clip_probability if plan.log10_clip_probability > -300 else 0.0
         delta_total = delta + (1 + math.exp(min(eps, 700))) * p
-        assumptions = SECAGG_ASSUMPTIONS
+        secagg = info["aggregation"] == "secagg"
+        assumptions = SECAGG_ASSUMPTIONS if secagg else CKKS_ASSUMPTIONS
         k = info["survivors"]
         block["distributed_noise"] = {
             **plan.to_json(),
@@ -91,7 +117,10 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "opendp_rho": info["opendp_rho"],
             "opacus_rdp_rho": 1 / (2 * sigma**2),
             "clip_delta": delta_total - delta,
-            "server_sees": "only the sum of the owners' noisy shares (SecAgg+, Flower)",
+            "server_sees": "only the sum of the owners' noisy shares (SecAgg+, Flower)"
+            if secagg
+            else "each owner's CKKS ciphertext (TenSEAL) and the decrypted, exact integer sum "
+            "of the noisy shares",
         }
         who = (
             f"against the server and anyone who sees the released generator or samples, "

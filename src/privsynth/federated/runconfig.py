@@ -5,6 +5,10 @@
 (``privsynth federate``) starts from :data:`DEFAULTS` and writes its own copy; the ServerApp and the
 ClientApp read every key through :func:`resolve`, so no module keeps a default of its own.
 
+The owners' sample-level privacy is one key, ``privacy``: a `PrivacySpec` as JSON (keys it omits
+take the spec's defaults) or ``null`` for no DP, read only by :func:`privacy_spec` (with
+``flwr run``: ``--run-config "privacy='{\"epsilon\": 5.0}'"``).
+
 Some values are derived, not configured, because a privacy claim depends on them:
 with client-level DP every owner's FedAvg weight is 1 (:func:`aggregation_weight`), so SecAgg+'s
 ``max-weight`` is forced to 1 — any larger value scales each update down before quantisation and
@@ -38,11 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "local-steps": 20,
     "fraction-train": 1.0,
     "min-nodes": 2,
-    "epsilon": 10.0,
-    "delta": 0.0,
-    "clip": 1.0,
-    "accountant": "prv",
-    "noise-multiplier": 0.0,
+    # the owners' sample-level DP: PrivacySpec's JSON (its defaults), or "null" for no DP
+    "privacy": json.dumps(PrivacySpec().to_json()),
     "aggregation": "plain",
     "client-noise": 0.0,
     "client-clip": 1.0,
@@ -61,33 +62,35 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-# The owners' sample-level privacy travels as one JSON value, ``privacy``: a `PrivacySpec`
-# (``PrivacySpec.to_json``) or ``null`` for no DP, read only by `privacy_spec`. `flwr run .` in the
-# repository reads pyproject's table, which still spells it as these five keys (0 = off/unset);
-# `privacy_spec` reads them only when ``privacy`` is absent, and `resolve` drops them when it is
-# present so that no second spelling travels beside it.
-PRIVACY_KEYS = ("epsilon", "delta", "clip", "accountant", "noise-multiplier")
-
-
 def privacy_run_config(spec: PrivacySpec | None) -> dict[str, str]:
     """The run-config entry that carries ``spec`` (None = no sample-level DP)."""
     return {"privacy": json.dumps(spec.to_json() if spec is not None else None)}
 
 
 def privacy_spec(cfg: Mapping[str, Any]) -> PrivacySpec | None:
-    """The owners' sample-level DP-SGD spec from a run config; None = no DP."""
-    if "privacy" in cfg:
-        return PrivacySpec.from_json(json.loads(str(cfg["privacy"])))
-    eps, sigma = float(cfg["epsilon"]), float(cfg["noise-multiplier"])
-    if eps <= 0 and sigma <= 0:
-        return None
-    return PrivacySpec(
-        epsilon=eps if eps > 0 else None,
-        delta=float(cfg["delta"]) or None,
-        noise_multiplier=sigma if sigma > 0 else None,
-        max_grad_norm=float(cfg["clip"]),
-        accountant=str(cfg["accountant"]),
-    )
+    """The owners' sample-level spec from a run config's one ``privacy`` key (a `PrivacySpec`
+    as JSON; keys it omits take PrivacySpec's defaults); None = no DP (JSON ``null``)."""
+    text = str(cfg.get("privacy", DEFAULTS["privacy"]))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError(
+            f"run config 'privacy' is not JSON ({text!r}); write a PrivacySpec as JSON, "
+            "e.g. privacy='{\"epsilon\": 10.0}', or privacy='null' for no DP"
+        ) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(
+            f"run config 'privacy' must be a JSON object or null, got {text!r}; "
+            "e.g. privacy='{\"epsilon\": 10.0}'"
+        )
+    try:
+        return PrivacySpec.from_json(data)
+    except TypeError:
+        fields = sorted(PrivacySpec().to_json())
+        raise ConfigError(
+            f"run config 'privacy' has unknown keys {sorted(set(data) - set(fields))}; "
+            f"a PrivacySpec has {fields}"
+        ) from None
 
 
 def client_dp(cfg: Mapping[str, Any]) -> bool:
@@ -104,9 +107,6 @@ def aggregation_weight(cfg: Mapping[str, Any], num_examples: int) -> int:
 def resolve(run_config: Mapping[str, Any]) -> dict[str, Any]:
     """:data:`DEFAULTS` overlaid with ``run_config``, plus the derived values."""
     cfg = {**DEFAULTS, **dict(run_config)}
-    if "privacy" in run_config:
-        for key in PRIVACY_KEYS:
-            cfg.pop(key, None)
     if client_dp(cfg):
         cfg["max-weight"] = 1.0  # = the largest weight aggregation_weight gives
     return cfg

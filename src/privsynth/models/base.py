@@ -59,7 +59,7 @@ class Method:
     - ``kind``: ``"dp-sgd"`` (a network reads the private data, trained by the one DP-SGD loop in
       ``models/engine.py``), ``"one-shot"`` (one noisy release of a statistic, then
       post-processing: dpmerf, dpkernel) or ``"none"`` (never private; test doubles).
-    - ``mechanism``: the key of the card's mechanism description (``trainer.MECHANISMS``).
+    - ``mechanism``: the key of the card's mechanism description (``trainer_card.MECHANISMS``).
     - ``federable``: whether ``privsynth federate`` can train it; a DP-SGD method federates its
       ``federated_modules()`` by weight averaging, a one-shot method by summing owners' releases
       (``federates_by = "release-sum"``: each owner's share of the noisy statistic, summed under

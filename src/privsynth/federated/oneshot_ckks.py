@@ -1,0 +1,159 @@
+"""A one-shot release (``dpmerf``, ``dpkernel``) under CKKS: the server adds ciphertexts only.
+
+The noise is the SecAgg+ path's (oneshot.py): every owner rounds its embedding sum ``S_i`` to the
+same integer grid and adds its share of distributed discrete Gaussian noise
+(privacy/distributed_noise.py), here sized for all ``n`` owners (``t = n``: CKKS has no threshold
+of its own). It then CKKS-encrypts those *integers* (as reals, TenSEAL, federated/encrypted.py)
+with a trailing 1, its count. The server, holding the public context only, adds the ``n``
+ciphertexts and asks one owner (who holds the secret key) to decrypt the sum. That owner refuses
+unless the encrypted count is ``n`` (every share is in it, so the noise is the full central one)
+and returns the decrypted values rounded to integers: CKKS' error (~1e-6 of a grid unit here) is
+far below 0.5, so this is the exact integer sum of the noisy shares, the same release as under
+SecAgg+. Rounding also keeps CKKS' raw decryption error on the owner: published approximate
+decryptions can leak the secret key (Li & Micciancio, Eurocrypt 2021), and the server holds every
+owner's ciphertext.
+
+Dropouts: a sum of fewer than ``n`` shares would carry less than the central noise, so the
+server stops without asking for a decryption (and an owner would refuse one); nothing is
+released, and each owner's spend stays booked in its ledger (it drew its noise). Use SecAgg+,
+which unmasks any sum of >= t shares, when owners may drop out.
+
+What CKKS protects, and what not: individual owners' noisy sums from an honest-but-curious server
+(and anyone on the wire); not against a server that deviates (it holds the public key, so it can
+encrypt a count of its own and pass one owner's ciphertext off as the sum: CKKS gives
+confidentiality, not integrity), nor against an owner colluding with the server (every owner
+holds the secret key). The card lists these as assumptions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+
+from ..errors import ConfigError, PrivacyError
+from ..privacy.distributed_noise import DistributedPlan, noisy_share, opendp_rho
+from . import encrypted
+
+STATE = "privsynth-oneshot-ckks"
+MAX_ROUNDING_ERROR = 0.25  # grid units; CKKS' own error is ~1e-6 units at these magnitudes
+
+
+def all_owners(cfg: dict) -> int:
+    """n: the owners every share is sized for (the launcher sets min-nodes to all owners)."""
+    return int(cfg["min-nodes"])
+
+
+def secret_context(cfg: dict, node: dict):
+    return encrypted.load_context(
+        str(node.get("ckks-secret", cfg["ckks-secret"])), need_secret=True
+    )
+
+
+# --- the owner -------------------------------------------------------------------------------
+def encrypted_share(msg: Message, total: np.ndarray, plan: DistributedPlan, ctx) -> Message:
+    """``[a_i + noise_i, 1]`` (integer grid units, then the count), CKKS-encrypted."""
+    units = np.rint(noisy_share(total, plan) / plan.grid)
+    blob, lengths = encrypted.pack(encrypted.encrypt(ctx, np.append(units.ravel(), 1.0)))
+    content = RecordDict(
+        {
+            "enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}),
+            "metrics": MetricRecord(
+                {"threshold": plan.threshold, "share-scale-units": plan.share_scale_units}
+            ),
+        }
+    )
+    return Message(content, reply_to=msg)
+
+
+def owner_decrypt(msg: Message, context: Context, cfg: dict) -> Message:
+    """Decrypt the server's sum once per run, only if it holds every owner's share."""
+    if STATE not in context.state.config_records:
+        context.state.config_records[STATE] = ConfigRecord({})
+    st = context.state.config_records[STATE]
+    if st.get("decrypted"):
+        raise ConfigError(
+            "this owner already decrypted this run's sum; refusing a second decryption"
+        )
+    rec = msg.content["enc"]
+    ctx = secret_context(cfg, dict(context.node_config))
+    total = encrypted.decrypt(ctx, encrypted.unpack(rec["blob"].numpy(), rec["lengths"].numpy()))
+    st["decrypted"] = True
+    units = np.rint(total)
+    if int(units[-1]) < all_owners(cfg):
+        raise PrivacyError(
+            f"the encrypted sum holds {int(units[-1])} shares, not all {all_owners(cfg)} "
+            "owners'; its noise would be below the central release's; refusing to decrypt"
+        )
+    if np.abs(total - units).max() > MAX_ROUNDING_ERROR:
+        raise PrivacyError(
+            "the decrypted sum is not a sum of grid points (CKKS error or a forged "
+            "ciphertext); refusing to release it"
+        )
+    content = RecordDict({"arrays": ArrayRecord({"units": Array(units[:-1])})})
+    return Message(content, reply_to=msg)
+
+
+# --- the server ------------------------------------------------------------------------------
+def ckks_sum(
+    grid: Grid, cfg: dict, plan: DistributedPlan, shape: tuple[int, int]
+) -> tuple[np.ndarray, dict]:
+    """Collect every owner's ciphertext, add them (public context), have one owner decrypt."""
+    public = encrypted.load_context(str(cfg["ckks-public"]), need_secret=False)
+    nodes = sorted(grid.get_node_ids())
+    request = [
+        Message(
+            RecordDict({"config": ConfigRecord({"oneshot": "ckks"})}),
+            message_type="train",
+            dst_node_id=nid,
+        )
+        for nid in nodes
+    ]
+    replies = [
+        r
+        for r in grid.send_and_receive(request, timeout=float(cfg["round-timeout"]))
+        if not r.has_error()
+    ]
+    if len(replies) < plan.threshold:
+        raise ConfigError(
+            f"only {len(replies)} of {plan.threshold} owners sent their encrypted share; "
+            "under CKKS every owner's share must be in the sum (each carries 1/n of the "
+            "noise), so nothing was released (each owner's spend stays booked); rerun with "
+            "every owner online, or use --secure-aggregation (SecAgg+), which tolerates dropouts"
+        )
+    told = {int(r.content["metrics"]["threshold"]) for r in replies}
+    if told != {plan.threshold}:
+        raise ConfigError(
+            f"owners noised for {sorted(told)} shares, the server expects {plan.threshold}; "
+            "nothing is released"
+        )
+    enc_sum = encrypted.add(
+        public,
+        [
+            encrypted.unpack(r.content["enc"]["blob"].numpy(), r.content["enc"]["lengths"].numpy())
+            for r in replies
+        ],
+    )
+    blob, lengths = encrypted.pack(enc_sum)
+    units = _decrypt_by_an_owner(
+        grid, sorted(r.metadata.src_node_id for r in replies), blob, lengths
+    )
+    info = {
+        "aggregation": "ckks",
+        "plan": plan,
+        "survivors": len(replies),
+        "failures": len(nodes) - len(replies),
+        "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None,
+    }
+    return units.reshape(shape) * plan.grid, info
+
+
+def _decrypt_by_an_owner(grid: Grid, nodes: list[int], blob, lengths) -> np.ndarray:
+    """Ask the owners in turn until one decrypts the sum (each decrypts at most once)."""
+    for nid in nodes:
+        content = RecordDict({"enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)})})
+        msg = Message(content, message_type="query.decrypt", dst_node_id=nid)
+        for reply in grid.send_and_receive([msg], timeout=120):
+            if not reply.has_error():
+                return reply.content["arrays"]["units"].numpy()
+    raise ConfigError("no owner decrypted the CKKS sum; nothing was released")
