@@ -269,11 +269,13 @@ def main() -> None:
                 save_grid(run, Path(args.grids) / name)
     plain_rows = [r for r in rows if r["setting"] == "federated"]
     for r in rows:
+        if r["setting"] == "central DP":
+            continue
         ref = next(
             (p for p in plain_rows if same_setting(p, r)),
             None,
         )
-        if r["setting"] == "central DP" or ref is None:
+        if ref is None:
             continue
         r["wall_vs_plain_federated"] = round(r["wall_s"] / ref["wall_s"], 2)
         r["bytes_vs_plain_federated"] = round(
