@@ -128,6 +128,13 @@ def train(msg: Message, context: Context) -> Message:
         seed=int(cfg["seed"]) + 1000 * pid + server_round,
         sigma=float(st.get("noise-multiplier", 0.0)) or None,  # calibrated in an earlier round
     )
+    momentum = task.global_momentum(cfg)
+    if momentum and not client_dp(cfg):  # FedAvgM momentum, applied by the owners (task.py)
+        seen = int(st.get("global-round", -1)) == server_round - 1
+        before = task.unpack_arrays(st["global-model"]) if seen else None
+        res.arrays = task.with_momentum(res.arrays, global_arrays, before, momentum)
+        st["global-model"] = task.pack_arrays(global_arrays)
+        st["global-round"] = server_round
     if res.accountant is not None:
         st["history"] = json.dumps(res.accountant.to_json())
     _book_ledger(node, data, context.run_id, res, str(cfg["method"]))

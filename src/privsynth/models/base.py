@@ -82,6 +82,8 @@ class Method:
     mechanism: ClassVar[str] = "dp-sgd"
     federable: ClassVar[bool] = False
     federates_by: ClassVar[str] = "weights"  # or "release-sum" (one-shot methods)
+    # FedAvgM momentum on the global model, applied by the owners (federated/task.with_momentum)
+    federated_momentum: ClassVar[float] = 0.9
     square: ClassVar[bool] = True  # the networks need square images
     sample_batch: ClassVar[int] = 1024
     # dpsgd.backward's chunk (examples per forward/backward); None = its default. A loss that

@@ -110,6 +110,7 @@ class GANSynthesizer(Method):
 
     name, twin, config_class = "dpgan", "gan", GANConfig
     federable = True
+    federated_momentum = 0.0  # momentum on the averaged D/G game diverges (docs/federated.md)
     backward_chunk = math.inf  # the loss adds its own fake rows: one forward per batch
     loss_name, step_name = "d_loss", "D-steps"
 
