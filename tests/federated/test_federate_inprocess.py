@@ -27,6 +27,7 @@ def test_plain_fedavg_with_sample_level_dp(tmp_path, tiny_fed):
         assert owner["epsilon"] <= 10.0 * 1.01
     assert loaded.epsilon == max(o["epsilon"] for o in pv["per_owner"])
     assert "sample level" in loaded.card["privacy"]["guarantee"]
+    assert loaded.card["federated"]["global_momentum"] == 0.0  # dpgan: momentum off
     images, labels = run.sample(20, labels=[3] * 20)
     assert images.shape == (20, 1, 8, 8) and images.dtype == np.uint8
     train, holdout = loaded.load_data()  # the split is recorded like `privsynth train`'s

@@ -61,6 +61,7 @@ def _tiny_vae_federation(tmp_path, name, aggregation, momentum):
         mode="inprocess",
         extra_run_config={"global-momentum": momentum},
     )
+    assert run.card["federated"]["global_momentum"] == momentum  # the card says what ran
     return {k: v.numpy() for k, v in run.synthesizer.state_dict().items()}
 
 

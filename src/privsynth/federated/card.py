@@ -20,7 +20,8 @@ import numpy as np
 from ..atomic import write_json
 from ..privacy.accounting import epsilon_from_history
 from ..run import INFINITY, Card, RunWriter
-from .runconfig import privacy_spec
+from .runconfig import client_dp, privacy_spec
+from .task import global_momentum
 
 SAMPLE_UNIT = "one training image with its label (held by one owner)"
 CLIENT_UNIT = "one data owner with all of its images"
@@ -209,6 +210,8 @@ def write_run(
             "owners_reporting": len(reports),
             "rounds": rounds,
             "local_steps": int(cfg["local-steps"]),
+            # FedAvgM momentum the owners applied (off under client-level DP; task.py)
+            "global_momentum": 0.0 if client_dp(cfg) else global_momentum(cfg),
             "fraction_train": float(cfg["fraction-train"]),
             "partition": str(cfg["partition"]),
             "alpha": float(cfg["alpha"]),
