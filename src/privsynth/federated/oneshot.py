@@ -373,20 +373,9 @@ def _secagg_sum(
 
 
 def _plain_sum(grid: Grid, cfg: dict, shape: tuple[int, int]) -> tuple[np.ndarray, dict]:
-    nodes = sorted(grid.get_node_ids())
-    msgs = [
-        Message(
-            RecordDict({"config": ConfigRecord({"oneshot": "plain"})}),
-            message_type="train",
-            dst_node_id=nid,
-        )
-        for nid in nodes
-    ]
-    replies = [
-        r
-        for r in grid.send_and_receive(msgs, timeout=float(cfg["round-timeout"]))
-        if not r.has_error()
-    ]
+    from .oneshot_ckks import ask_every_owner
+
+    replies, asked = ask_every_owner(grid, cfg, "plain")
     if not replies:
         raise ConfigError("no owner answered the release request; nothing was released")
     total = np.zeros(shape)
@@ -396,6 +385,6 @@ def _plain_sum(grid: Grid, cfg: dict, shape: tuple[int, int]) -> tuple[np.ndarra
     return total, {
         "aggregation": "plain",
         "survivors": len(replies),
-        "failures": len(nodes) - len(replies),
+        "failures": asked - len(replies),
         "owner_noise_std": std,
     }

@@ -95,25 +95,27 @@ def owner_decrypt(msg: Message, context: Context, cfg: dict) -> Message:
 
 
 # --- the server ------------------------------------------------------------------------------
+def ask_every_owner(grid: Grid, cfg: dict, variant: str) -> tuple[list[Message], int]:
+    """Send the one-shot release request (``variant``: plain | ckks) to every connected owner:
+    the replies that came back without an error, and how many owners were asked."""
+    request = [
+        Message(
+            RecordDict({"config": ConfigRecord({"oneshot": variant})}),
+            message_type="train",
+            dst_node_id=nid,
+        )
+        for nid in sorted(grid.get_node_ids())
+    ]
+    replies = grid.send_and_receive(request, timeout=float(cfg["round-timeout"]))
+    return [r for r in replies if not r.has_error()], len(request)
+
+
 def ckks_sum(
     grid: Grid, cfg: dict, plan: DistributedPlan, shape: tuple[int, int]
 ) -> tuple[np.ndarray, dict]:
     """Collect every owner's ciphertext, add them (public context), have one owner decrypt."""
     public = encrypted.load_context(str(cfg["ckks-public"]), need_secret=False)
-    nodes = sorted(grid.get_node_ids())
-    request = [
-        Message(
-            RecordDict({"config": ConfigRecord({"oneshot": "ckks"})}),
-            message_type="train",
-            dst_node_id=nid,
-        )
-        for nid in nodes
-    ]
-    replies = [
-        r
-        for r in grid.send_and_receive(request, timeout=float(cfg["round-timeout"]))
-        if not r.has_error()
-    ]
+    replies, asked = ask_every_owner(grid, cfg, "ckks")
     if len(replies) < plan.threshold:
         raise ConfigError(
             f"only {len(replies)} of {plan.threshold} owners sent their encrypted share; "
@@ -142,7 +144,7 @@ def ckks_sum(
         "aggregation": "ckks",
         "plan": plan,
         "survivors": len(replies),
-        "failures": len(nodes) - len(replies),
+        "failures": asked - len(replies),
         "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None,
     }
     return units.reshape(shape) * plan.grid, info
