@@ -71,6 +71,16 @@ def parse_args(argv):
     p.add_argument("--methods", default=None, help=f"default {METHODS}")
     p.add_argument("--epsilons", default=None, help="default 1,2,5,10,inf")
     p.add_argument("--set", action="append", default=[], help="METHOD:KEY=VALUE config override")
+    p.add_argument(
+        "--warmup",
+        action="append",
+        default=[],
+        help="METHOD=KIND: warm-up of that method's private cells (central or merf; "
+        "docs/warmup.md); the no-DP twin has no release to warm up from and trains without",
+    )
+    p.add_argument(
+        "--warmup-set", action="append", default=[], help="METHOD:KEY=VALUE warm-up option"
+    )
     p.add_argument("--out", default=None, help="cells folder (default runs/utility-<name>)")
     p.add_argument("--result", default=None, help="default bench/results/utility_<name>.json")
     p.add_argument("--ledger", default=None)
@@ -322,6 +332,7 @@ def cell_row(cell: Path, method: str, eps: float, ev: dict) -> dict:
         "train": trained,
         "created": card.get("created"),
         "config": card.get("config"),
+        "warmup": (card["privacy"].get("warmup") or {}).get("phases", []),
         **ev,
     }
 
@@ -359,6 +370,8 @@ def main(argv=None) -> int:
     result_path = Path(a.result or ROOT / "bench" / "results" / f"utility_{name}.json")
     ledger = a.ledger or os.environ.get("PRIVSYNTH_LEDGER") or str(out / "ledger.sqlite")
     overrides = {**smoke.get("configs", {}), **parse_sets(a.set)}
+    warmups = dict(item.split("=", 1) for item in a.warmup)
+    warmup_sets = parse_sets(a.warmup_set)
     common = dict(
         delta=a.delta,
         accountant="prv",
@@ -420,7 +433,11 @@ def main(argv=None) -> int:
                 if not claims.claim(cell):  # another bench process trains it: skip for now
                     print(f"skipping {cell.name}: trained by {claims.holder(cell)}", flush=True)
                     continue
-                print(f"training {cell.name} {config}", flush=True)
+                warm = warmups.get(method, "none") if math.isfinite(eps) else "none"
+                cell_common = dict(common)
+                if warm != "none":
+                    cell_common.update(warmup=warm, warmup_config=warmup_sets.get(method, {}))
+                print(f"training {cell.name} {config} warm-up {warm}", flush=True)
                 try:
                     train_cell(
                         {
@@ -430,7 +447,7 @@ def main(argv=None) -> int:
                             "epsilon": str(eps),
                             "cell": str(cell),
                             "config": config,
-                            "common": common,
+                            "common": cell_common,
                             "threads": threads,
                         }
                     )

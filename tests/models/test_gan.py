@@ -45,7 +45,15 @@ def test_halvings():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"loss": "wgan"}, {"n_d": 0}, {"batch_size": 0}, {"ema": 1.0}, {"epochs": 0}, {"nonsense": 1}],
+    [
+        {"loss": "wgan"},
+        {"n_d": 0},
+        {"batch_size": 0},
+        {"ema": 1.0},
+        {"epochs": 0},
+        {"aux": -1.0},
+        {"nonsense": 1},
+    ],
 )
 def test_bad_config_is_a_config_error(bad):
     with pytest.raises(ConfigError):
@@ -124,3 +132,24 @@ def test_conditional_sampling_respects_labels(tiny_dataset):
         band = [images[:, 0, 2 * j : 2 * j + 3, 2:6].mean() for j in range(3)]
         hits += int(np.argmax(band) == k)
     assert hits == 3
+
+
+@pytest.mark.parametrize("mode", ["bk", "hooks"])
+def test_auxiliary_classifier_trains_under_dp_and_round_trips(tiny_dataset, mode):
+    """``aux`` > 0 adds a class head to D; DP training books every step, the head's weights move
+    and are saved with the discriminator (white-box scores load it back)."""
+    cfg = {**TINY, "epochs": 2, "batch_size": 30, "n_d": 2, "aux": 1.0}
+    synth = GANSynthesizer((1, 8, 8), 3, cfg)
+    before = synth.discriminator.classify.weight.detach().clone()
+    fit = synth.fit(
+        tiny_dataset,
+        TrainContext(privacy=PrivacySpec(epsilon=5, grad_sample_mode=mode), progress=False),
+    )
+    assert fit.accountant.steps == fit.steps
+    assert not torch.equal(before, synth.discriminator.classify.weight.detach())
+    again = GANSynthesizer((1, 8, 8), 3, cfg)
+    again.load_state_dict(synth.state_dict())
+    torch.testing.assert_close(
+        again.discriminator.classify.weight, synth.discriminator.classify.weight
+    )
+    assert GANSynthesizer((1, 8, 8), 3, TINY).discriminator.classify is None

@@ -121,6 +121,25 @@ def test_public_rows_are_summed_without_clipping():
     )
 
 
+def test_auxiliary_classifier_head_matches_reference_with_public_fakes():
+    """dpgan with ``aux``: the real rows' class loss joins their clipped per-example gradient; the
+    fake rows (public) carry only the real/fake loss."""
+    x, y = data()
+    target = (torch.arange(10) < 5).float()
+
+    def row_loss(m):
+        score, classes = m(x, y, with_classes=True)
+        ce = F.cross_entropy(classes, y, reduction="none") * target  # real rows only
+        return F.binary_cross_entropy_with_logits(score, target, reduction="none") + ce
+
+    torch.manual_seed(0)
+    model = Discriminator(1, 8, 4, 4, aux=True)
+    ours = bookkeeping(model, row_loss, public_from=5, policy="none")
+    torch.testing.assert_close(
+        ours, reference(model, row_loss, 10, 1, clip_from=5), rtol=1e-4, atol=1e-6
+    )
+
+
 def test_public_rows_total_policy_bounds_the_public_sum():
     """ "total": private rows clipped one by one; the public rows' sum scaled to norm <= n C."""
     x, y = data()
