@@ -75,7 +75,7 @@ def parse_args(argv):
         "--warmup",
         action="append",
         default=[],
-        help="METHOD=KIND: warm-up of that method's private cells (central or merf; "
+        help="METHOD=KIND: warm-up of that method's private cells (central; "
         "docs/warmup.md); the no-DP twin has no release to warm up from and trains without",
     )
     p.add_argument(

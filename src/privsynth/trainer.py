@@ -88,8 +88,7 @@ def train(
     count, or the path of an official test split in the same format.
     If ``out`` holds an unfinished run of the same command, training resumes from its checkpoint.
     ``warmup="central"`` pretrains on a DP release of per-class central images first (its
-    epsilon composed with DP-SGD's in one accountant, within ``epsilon``), ``warmup="merf"`` on
-    images drawn from a one-shot DP-MERF release (paid the same way); ``public_data``
+    epsilon composed with DP-SGD's in one accountant, within ``epsilon``); ``public_data``
     pretrains on images the user declares public (no budget). ``warmup_config``: `WarmupConfig`
     keys (share, epochs, size, ...). See models/warmup.py and docs/warmup.md.
     """
@@ -325,7 +324,6 @@ def _warm_up(session: _Session, synth, train_set, ctx, warm: WarmUp, accountant:
     warm.run(
         synth, train_set, ctx, session.out, spend.book_lead if spend else (lambda: None), released
     )
-    card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)  # + what ran
 
 
 def _release_class_counts(spend, counts: dict, to_release, train_set, seed: int) -> None:

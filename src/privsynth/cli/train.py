@@ -91,17 +91,16 @@ def add_warmup_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("warm-up (pretraining before DP-SGD; docs/warmup.md)")
     g.add_argument(
         "--warmup",
-        choices=["none", "central", "merf"],
+        choices=["none", "central"],
         default="none",
         help="central: pretrain on a DP release of per-class central images "
-        "(DP-FETA); merf: on images drawn from a one-shot DP-MERF release; "
-        "either's epsilon is taken from --epsilon (default none)",
+        "(DP-FETA), its epsilon taken from --epsilon (default none)",
     )
     g.add_argument(
         "--warmup-share",
         type=float,
         default=None,
-        help="the warm-up release alone spends this share of --epsilon "
+        help="the central release alone spends this share of --epsilon "
         "(default 0.3); DP-SGD's noise is calibrated for the exact total",
     )
     g.add_argument(

@@ -1,15 +1,13 @@
 """Pretraining before DP fine-tuning, for every DP-SGD method: ``--warmup central`` (a warm-up on
-DP central images, DP-FETA's "easy stage"), ``--warmup merf`` (on images drawn from a one-shot
-DP-MERF release, models/warmup_merf.py) and ``--public-data PATH`` (images the user declares
+DP central images, DP-FETA's "easy stage") and ``--public-data PATH`` (images the user declares
 public).
 
 One generic path: each phase is the method's *own non-private fit* (``synth.fit`` with
 ``privacy=None``) on a warm-up set, for ``epochs`` passes over it; DP-SGD then starts from those
 weights (a fresh optimizer, the same modules). Phases run in order: public data, then central
-images, or public data then the MERF images. Nothing here reads the private images except
-`privacy.central.release_central` or `warmup_merf.release_embedding`, the one accounted
-release; the warm-up set is built from its output (post-processing) and the public images (no
-privacy claimed for them, none spent).
+images. Nothing here reads the private images except `privacy.central.release_central`, the one
+accounted release; the warm-up set is built from its output (post-processing) and the public
+images (no privacy claimed for them, none spent).
 
 Warm-up set from central images (what FETA pretrains on: a few noisy central images shown many
 times under RandAugment): each released low-resolution mean is upsampled to full size, clipped
@@ -39,8 +37,7 @@ from ..errors import ConfigError, DataError, TrainingDiverged
 from ..privacy.central import CentralRelease, central_sigma, check_settings, release_central
 from .base import TrainContext
 
-WARMUPS = ("none", "central", "merf")
-RELEASES = ("central", "merf")  # the warm-ups that are a DP release (paid from --epsilon)
+WARMUPS = ("none", "central")
 WARMUP_STATE = "warmup_state.pt"
 DEFAULT_SHARE = 0.3
 
@@ -60,7 +57,6 @@ class WarmupConfig:
     epochs: float | None = None  # pretraining passes per phase; default the method's epochs
     images: int | None = None  # size of the central warm-up set; default the private set's
     augment: bool = True  # random affine + brightness/contrast on the central images
-    merf_steps: int | None = None  # --warmup merf: most generator steps (default dpmerf's)
 
     def __post_init__(self) -> None:
         if not 0 < self.share < 1:
@@ -69,8 +65,6 @@ class WarmupConfig:
             raise ConfigError(f"warm-up sigma must be a finite number > 0, got {self.sigma}")
         if self.epochs is not None and not self.epochs > 0:
             raise ConfigError(f"--warmup-epochs must be > 0, got {self.epochs}")
-        if self.merf_steps is not None and self.merf_steps < 1:
-            raise ConfigError(f"warm-up merf_steps must be >= 1, got {self.merf_steps}")
         if self.images is not None and self.images < 1:
             raise ConfigError(f"warm-up images must be >= 1, got {self.images}")
         check_settings(self.size or 1, self.sample_rate, self.queries, self.count_weight, self.clip)
@@ -133,9 +127,9 @@ class WarmUp:
                 "trains no network on private data (use dpgan, dpvae or "
                 "dpdiffusion)"
             )
-        if kind in RELEASES and not private:
+        if kind == "central" and not private:
             raise ConfigError(
-                f"--warmup {kind} is a DP release for a private run; without DP "
+                "--warmup central is a DP release for a private run; without DP "
                 "there is no budget to split (drop --warmup, or use --public-data)"
             )
         public, source = None, None
@@ -165,19 +159,11 @@ class WarmUp:
         self.state = load_state(out) if resuming else {}
         if self.state.get("release") is not None:
             self.release = release_from_state(self.state["release"])
-        if self.kind not in RELEASES:
+        if self.kind != "central":
             return [], []
         cfg = self.config
-        merf = self.state.get("merf")
-        if self.kind == "merf" and (cfg.sample_rate != 1.0 or cfg.queries != 1):
-            raise ConfigError(
-                "--warmup merf is one release of the whole training set; drop "
-                "--warmup-set sample_rate/queries (they apply to --warmup central)"
-            )
         if self.release is not None:
             self.sigma = self.release.sigma
-        elif merf is not None:
-            self.sigma = float(merf["sigma"])
         elif cfg.sigma is not None:
             self.sigma = cfg.sigma
         elif spec.epsilon is None:
@@ -190,7 +176,7 @@ class WarmUp:
                 cfg.share * spec.epsilon, spec.delta, cfg.sample_rate, cfg.queries, spec.accountant
             )
         prior = [(float(self.sigma), float(cfg.sample_rate), int(cfg.queries))]
-        return prior, (list(prior) if self.release is not None or merf is not None else [])
+        return prior, (list(prior) if self.release is not None else [])
 
     def card(self, delta: float, accountant: str) -> dict:
         from ..privacy.accounting import epsilon_from_history
@@ -227,31 +213,12 @@ class WarmUp:
                 "composed": "first entry of the DP-SGD accountant's history: one Opacus "
                 "accountant composes the release and DP-SGD exactly",
             }
-        if self.kind == "merf":
-            hist = [(self.sigma, 1.0, 1)]
-            merf = self.state.get("merf") or {}
-            out["merf"] = {
-                "mechanism": "Gaussian mechanism (OpenDP noise) on per-class sums of unit-norm "
-                "random-feature vectors (DP-MERF, the dpmerf method's defaults), L2 sensitivity 1",
-                "noise_multiplier": self.sigma,
-                "share": self.config.share if self.config.sigma is None else None,
-                "epsilon_alone": epsilon_from_history(hist, delta, accountant),
-                "history": [list(h) for h in hist],
-                "released": "released" in merf,
-                "generator": merf.get("fit"),
-                "composed": "first entry of the DP-SGD accountant's history: one Opacus "
-                "accountant composes the release and DP-SGD exactly",
-            }
         return out
 
     def phases_named(self) -> list[str]:
         return [
             p
-            for p, on in (
-                ("public", self.public is not None),
-                ("central", self.kind == "central"),
-                ("merf", self.kind == "merf"),
-            )
+            for p, on in (("public", self.public is not None), ("central", self.kind == "central"))
             if on
         ]
 
@@ -293,10 +260,9 @@ class WarmUp:
         )
         if central is not None and not (out / "warmup.png").exists():
             save_warmup_grid(out, self.release, central)
-        merf = self._merf_set(train_set, ctx, out, before_release, after_release)
 
         def data(phase: str) -> ImageDataset:
-            return {"public": self.public, "central": central, "merf": merf}[phase]
+            return self.public if phase == "public" else central
 
         done = list(state.get("done", []))
         if state.get("phase") in done:  # a finished phase's weights: restore them (zero steps)
@@ -311,24 +277,6 @@ class WarmUp:
             done.append(phase)
             state["done"] = done
             save_state(out, state)
-
-    def _merf_set(self, train_set, ctx, out, before_release, after_release):
-        if self.kind != "merf":
-            return None
-        from .warmup_merf import phase_set
-
-        save = lambda: save_state(out, self.state)  # noqa: E731
-        return phase_set(
-            self.state,
-            self.sigma,
-            self.config,
-            train_set,
-            ctx,
-            out,
-            before_release,
-            after_release,
-            save,
-        )
 
     def _pretrain(
         self,

@@ -94,14 +94,6 @@ def _warmup_lines(warm: dict | None) -> list[str]:
             "epsilon alone "
             f"{c['epsilon_alone']:.3g}{share}; composed with DP-SGD in one accountant"
         )
-    m = warm.get("merf")
-    if m:
-        share = f", {m['share']:.0%} share" if m.get("share") else ""
-        out.append(
-            f"  warm-up     DP-MERF embedding: Gaussian release, sigma "
-            f"{m['noise_multiplier']:.4g}, epsilon alone {m['epsilon_alone']:.3g}{share}; "
-            "composed with DP-SGD in one accountant"
-        )
     p = warm.get("public_data")
     if p:
         out.append(
