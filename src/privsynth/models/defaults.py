@@ -27,11 +27,12 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
     # epochs so 8k 28x28 images fit ~25 CPU-minutes, and a generator of half the width: at 28x28
     # its forward pass over each D step's fakes cost more than the DP step itself (106 -> 43 ms
     # per 64 fakes, one core). n_d 2 and the auxiliary classifier: at these budgets the generator
-    # needs the updates (n_d 5 -> 2: 29.5% -> 64.2% TSTR at eps 10; n_d 1 collapsed) and the
-    # class signal; MNIST-10k study in docs/gan.md.
+    # needs the updates (n_d 5 -> 2: 29.5% -> 64.2% TSTR at eps 10) and the class signal; but
+    # too many generator updates collapse each class (n_d 1 at 30 epochs, and n_d 2 at 60
+    # epochs: recall 0.00 / 0.07), so 30 epochs. MNIST-10k study in docs/gan.md.
     "dpgan": {
         "small": {"batch_size": 64, "epochs": 250, "n_d": 5},
-        "large": {"batch_size": 64, "epochs": 60, "n_d": 2, "g_width": 16, "aux": 1.0},
+        "large": {"batch_size": 64, "epochs": 30, "n_d": 2, "g_width": 16, "aux": 1.0},
     },
     "dpvae": {
         "small": {"batch_size": 128, "epochs": 30},
