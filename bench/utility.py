@@ -370,6 +370,8 @@ def main(argv=None) -> int:
     result_path = Path(a.result or ROOT / "bench" / "results" / f"utility_{name}.json")
     ledger = a.ledger or os.environ.get("PRIVSYNTH_LEDGER") or str(out / "ledger.sqlite")
     overrides = {**smoke.get("configs", {}), **parse_sets(a.set)}
+    if any("=" not in item for item in a.warmup):
+        sys.exit("error: --warmup takes METHOD=KIND, e.g. --warmup dpgan=central")
     warmups = dict(item.split("=", 1) for item in a.warmup)
     warmup_sets = parse_sets(a.warmup_set)
     common = dict(

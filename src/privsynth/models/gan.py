@@ -178,13 +178,13 @@ class GANSynthesizer(Method):
         aux = self.config.aux
         with dpsgd.public_rows(D, len(xr)):
             out = D(torch.cat([xr, xf]), torch.cat([yr, yf]), with_classes=aux > 0)
-        logits, classes = out if aux > 0 else (out, None)
         target = torch.cat([torch.ones(len(xr), device=device), torch.zeros(fake_n, device=device)])
-        loss = d_loss_fn(self.config.loss, logits, target)
-        if classes is not None:  # real rows only; summed over them, over all rows like the mean
-            ce = F.cross_entropy(classes[: len(xr)], yr, reduction="sum") / len(logits)
-            loss = loss + aux * ce
-        return loss
+        if aux == 0:
+            return d_loss_fn(self.config.loss, out, target)
+        logits, classes = out
+        # The class loss of the real rows only, divided by all rows like the mean loss.
+        ce = F.cross_entropy(classes[: len(xr)], yr, reduction="sum") / len(logits)
+        return d_loss_fn(self.config.loss, logits, target) + aux * ce
 
     def after_step(self, step: int, last: bool, D: nn.Module) -> dict[str, float]:
         """A generator step every ``n_d`` discriminator steps (and after the last), then EMA."""
