@@ -75,8 +75,9 @@ def parse_args(argv):
         "--warmup",
         action="append",
         default=[],
-        help="METHOD=KIND: warm-up of that method's private cells (central; "
-        "docs/warmup.md); the no-DP twin has no release to warm up from and trains without",
+        help="METHOD=KIND: warm-up of that method's private cells (none | central; "
+        "docs/warmup.md; default: train's recommended warm-up, models/defaults.py); the no-DP "
+        "twin has no release to warm up from and trains without",
     )
     p.add_argument(
         "--warmup-set", action="append", default=[], help="METHOD:KEY=VALUE warm-up option"
@@ -435,11 +436,14 @@ def main(argv=None) -> int:
                 if not claims.claim(cell):  # another bench process trains it: skip for now
                     print(f"skipping {cell.name}: trained by {claims.holder(cell)}", flush=True)
                     continue
-                warm = warmups.get(method, "none") if math.isfinite(eps) else "none"
+                # No --warmup for a method: train's own default (models/defaults.py) decides.
+                warm = warmups.get(method) if math.isfinite(eps) else "none"
                 cell_common = dict(common)
-                if warm != "none":
-                    cell_common.update(warmup=warm, warmup_config=warmup_sets.get(method, {}))
-                print(f"training {cell.name} {config} warm-up {warm}", flush=True)
+                if warm is not None:
+                    cell_common.update(warmup=warm)
+                if warm not in (None, "none"):
+                    cell_common.update(warmup_config=warmup_sets.get(method, {}))
+                print(f"training {cell.name} {config} warm-up {warm or 'default'}", flush=True)
                 try:
                     train_cell(
                         {

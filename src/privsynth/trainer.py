@@ -19,7 +19,7 @@ import torch
 from .data import DataSource, ImageDataset, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
 from .models import TrainContext
-from .models.defaults import recommended_config
+from .models.defaults import recommended_config, recommended_warmup
 from .models.registry import create, is_private, private_name
 from .models.warmup import WARMUP_STATE, WarmUp
 from .preflight import check_device, check_output_folder
@@ -69,7 +69,7 @@ def train(
     device: str = "cpu",
     progress: bool = True,
     checkpoint_every: int = 500,
-    warmup: str = "none",
+    warmup: str | None = None,
     public_data: str | Path | ImageDataset | None = None,
     warmup_config: dict[str, Any] | None = None,
 ) -> Run:
@@ -88,7 +88,9 @@ def train(
     count, or the path of an official test split in the same format.
     If ``out`` holds an unfinished run of the same command, training resumes from its checkpoint.
     ``warmup="central"`` pretrains on a DP release of per-class central images first (its
-    epsilon composed with DP-SGD's in one accountant, within ``epsilon``); ``public_data``
+    epsilon composed with DP-SGD's in one accountant, within ``epsilon``); ``warmup=None`` takes
+    the method's recommended warm-up (`models.defaults.recommended_warmup`: dpgan on >= 3 000
+    images) unless a warm-up option or ``public_data`` is given; ``public_data``
     pretrains on images the user declares public (no budget). ``warmup_config``: `WarmupConfig`
     keys (share, epochs, size, ...). See models/warmup.py and docs/warmup.md.
     """
@@ -121,6 +123,8 @@ def train(
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
     _check_sizes(full_config)
+    if warmup is None:
+        warmup, warmup_config = _default_warmup(method, n, spec, public_data, warmup_config)
     warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
     mech = class_proportions if private else "uniform"
     request = _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed)
@@ -284,6 +288,17 @@ def _training_spec(spec, count_spend_now, total_delta, spend, resume):
         if resume is None:
             spend.reserve_target(spec.epsilon + c_eps, total_delta)
     return spec.replace(delta=total_delta - c_delta)
+
+
+def _default_warmup(method, n, spec, public_data, warmup_config) -> tuple[str, dict | None]:
+    """The recommended warm-up when the user chose none. Only for a private run calibrated from
+    epsilon: the central release takes its share of epsilon (a fixed --noise-multiplier has none
+    to share), and a user who set any warm-up option or public data chose the warm-up already."""
+    if spec is None or spec.noise_multiplier is not None or public_data is not None:
+        return "none", warmup_config
+    if warmup_config:
+        return "none", warmup_config
+    return recommended_warmup(method, n)
 
 
 def _warmup_prior(spec, warm: WarmUp, session: _Session):

@@ -346,3 +346,30 @@ def test_bad_warmup_requests_fail_with_the_fix(tmp_path, tiny_dataset):
     with pytest.raises(DataError, match="private dataset itself"):
         train(public_data=tiny_dataset)
     assert not (tmp_path / "x").exists()
+
+
+def test_recommended_warmup_applies_only_when_the_user_chose_none(tmp_path, monkeypatch):
+    """dpgan on large data defaults to --warmup central (models/defaults.py); an explicit
+    --warmup none, a fixed noise multiplier, warm-up options or no DP leave it out."""
+    from privsynth.models import defaults
+
+    assert defaults.recommended_warmup("dpgan", 8000) == ("central", {"epochs": 5})
+    assert defaults.recommended_warmup("gan", 8000) == ("central", {"epochs": 5})
+    assert defaults.recommended_warmup("dpgan", 1500)[0] == "none"
+    assert defaults.recommended_warmup("dpvae", 8000)[0] == "none"
+    # The tiny set is "small": give the small row a warm-up to see train() apply it.
+    monkeypatch.setitem(defaults._WARMUPS, "dpvae", {"small": {"kind": "central", **WARM}})
+    data = make_tiny_dataset()
+
+    def phases(name, **kwargs):
+        kwargs.setdefault("epsilon", 4.0)
+        run = privsynth.train(
+            data, "dpvae", tmp_path / name, config=TINY_VAE, progress=False, **kwargs
+        )
+        return (run.card["privacy"].get("warmup") or {}).get("phases", [])
+
+    assert phases("default") == ["central"]
+    assert _card(tmp_path / "default")["request"]["warmup"]["config"]["images"] == 96
+    assert phases("none", warmup="none") == []
+    assert phases("fixed", epsilon=None, noise_multiplier=2.0) == []
+    assert phases("nodp", epsilon=None, no_dp=True) == []

@@ -92,9 +92,10 @@ def add_warmup_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--warmup",
         choices=["none", "central"],
-        default="none",
+        default=None,
         help="central: pretrain on a DP release of per-class central images "
-        "(DP-FETA), its epsilon taken from --epsilon (default none)",
+        "(DP-FETA), its epsilon taken from --epsilon; default: the method's recommended "
+        "warm-up (central, 5 epochs, for dpgan on >= 3 000 images; none otherwise)",
     )
     g.add_argument(
         "--warmup-share",

@@ -372,9 +372,22 @@ def _secagg_sum(
     return released, info
 
 
-def _plain_sum(grid: Grid, cfg: dict, shape: tuple[int, int]) -> tuple[np.ndarray, dict]:
-    from .oneshot_ckks import ask_every_owner
+def ask_every_owner(grid: Grid, cfg: dict, variant: str) -> tuple[list[Message], int]:
+    """Send the one-shot release request (``variant``: plain | ckks) to every connected owner:
+    the replies that came back without an error, and how many owners were asked."""
+    request = [
+        Message(
+            RecordDict({"config": ConfigRecord({"oneshot": variant})}),
+            message_type="train",
+            dst_node_id=nid,
+        )
+        for nid in sorted(grid.get_node_ids())
+    ]
+    replies = grid.send_and_receive(request, timeout=float(cfg["round-timeout"]))
+    return [r for r in replies if not r.has_error()], len(request)
 
+
+def _plain_sum(grid: Grid, cfg: dict, shape: tuple[int, int]) -> tuple[np.ndarray, dict]:
     replies, asked = ask_every_owner(grid, cfg, "plain")
     if not replies:
         raise ConfigError("no owner answered the release request; nothing was released")

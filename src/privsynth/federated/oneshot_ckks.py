@@ -34,6 +34,7 @@ from flwr.serverapp import Grid
 from ..errors import ConfigError, PrivacyError
 from ..privacy.distributed_noise import DistributedPlan, noisy_share, opendp_rho
 from . import encrypted
+from .oneshot import ask_every_owner
 
 STATE = "privsynth-oneshot-ckks"
 MAX_ROUNDING_ERROR = 0.25  # grid units; CKKS' own error is ~1e-6 units at these magnitudes
@@ -95,21 +96,6 @@ def owner_decrypt(msg: Message, context: Context, cfg: dict) -> Message:
 
 
 # --- the server ------------------------------------------------------------------------------
-def ask_every_owner(grid: Grid, cfg: dict, variant: str) -> tuple[list[Message], int]:
-    """Send the one-shot release request (``variant``: plain | ckks) to every connected owner:
-    the replies that came back without an error, and how many owners were asked."""
-    request = [
-        Message(
-            RecordDict({"config": ConfigRecord({"oneshot": variant})}),
-            message_type="train",
-            dst_node_id=nid,
-        )
-        for nid in sorted(grid.get_node_ids())
-    ]
-    replies = grid.send_and_receive(request, timeout=float(cfg["round-timeout"]))
-    return [r for r in replies if not r.has_error()], len(request)
-
-
 def ckks_sum(
     grid: Grid, cfg: dict, plan: DistributedPlan, shape: tuple[int, int]
 ) -> tuple[np.ndarray, dict]:
