@@ -132,11 +132,11 @@ def one(
     private = math.isfinite(eps)
     out = workdir / f"{'dp' if private else 'nodp'}-{eps}"
     warm = {}
-    if args.warmup != "none" and private:
+    if args.warmup is not None and private:  # None: train's own default (models/defaults.py)
         warm["warmup"] = args.warmup
     if args.public_data:
         warm["public_data"] = args.public_data
-    if warm and args.warmup_set:
+    if args.warmup_set and (warm.get("warmup") == "central" or args.public_data):
         warm["warmup_config"] = parse_set(args.warmup_set)
     t0 = time.time()
     run = privsynth.train(
@@ -219,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--warmup",
-        default="none",
+        default=None,
+        choices=["none", "central"],
         help="'central': DP central-image warm-up "
-        "(private runs only; its share of epsilon is composed in)",
+        "(private runs only; its share of epsilon is composed in); default: train's "
+        "recommended warm-up (central for dpgan on >= 3 000 images)",
     )
     ap.add_argument("--public-data", default=None, help="pretrain on these public images first")
     ap.add_argument(
