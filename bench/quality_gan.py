@@ -180,6 +180,7 @@ def one(
         "noise_multiplier": dp.get("noise_multiplier"),
         "sample_rate": dp.get("sample_rate"),
         **warm,
+        "warmup_phases": (run.card["privacy"].get("warmup") or {}).get("phases", []),
         "config": run.card["config"],
     }
 

@@ -231,3 +231,29 @@ def test_train_takes_its_defaults_from_the_one_defaults_table(tmp_path, tiny_dat
         config={"batch_size": 20, "g_width": 8, "steps": 3},
     )
     assert run.card["config"]["steps"] == 3 and run.card["config"]["n_features"] == 16
+
+
+def test_defaults_can_follow_the_target_epsilon(tmp_path, tiny_dataset, monkeypatch):
+    """A rule by epsilon (public) refines the size-based defaults of a private run only."""
+    from privsynth.models import defaults
+
+    assert defaults.recommended_config("dpgan", 8000, 1.0)["epochs"] == 10
+    assert defaults.recommended_config("dpgan", 8000, 2.0)["epochs"] == 15
+    assert defaults.recommended_config("dpgan", 8000, 10.0)["epochs"] == 30
+    assert defaults.recommended_config("dpgan", 8000)["epochs"] == 30
+    assert defaults.recommended_config("gan", 8000, 1.0)["epochs"] == 30  # the twin: no rule
+    monkeypatch.setitem(defaults._DEFAULTS, "dpmerf", {"small": {"steps": 7, "n_features": 16}})
+    monkeypatch.setitem(defaults._BY_EPSILON, "dpmerf", {"small": [(2.0, {"steps": 5})]})
+    kw = dict(progress=False, config={"batch_size": 20, "g_width": 8})
+    assert (
+        privsynth.train(tiny_dataset, "dpmerf", tmp_path / "a", epsilon=1, **kw).card["config"][
+            "steps"
+        ]
+        == 5
+    )
+    assert (
+        privsynth.train(tiny_dataset, "dpmerf", tmp_path / "b", epsilon=5, **kw).card["config"][
+            "steps"
+        ]
+        == 7
+    )

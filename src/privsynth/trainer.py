@@ -118,8 +118,10 @@ def train(
             grad_sample_mode=grad_sample_mode,
         )
     torch.manual_seed(seed)  # reproducible initial weights
-    # One place decides the defaults (models/defaults.py, by training-set size); flags override.
-    config = {**recommended_config(method, n), **(config or {})}
+    # One place decides the defaults (models/defaults.py, by training-set size and the target
+    # epsilon); flags override.
+    target = spec.epsilon if spec else None
+    config = {**recommended_config(method, n, target), **(config or {})}
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
     _check_sizes(full_config)

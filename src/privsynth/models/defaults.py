@@ -68,9 +68,26 @@ def recommended_warmup(method: str, n_train: int) -> tuple[str, dict]:
     return row.pop("kind", "none"), row
 
 
-def recommended_config(method: str, n_train: int) -> dict:
-    """Defaults for ``method`` (private name or its non-private twin) on ``n_train`` images."""
+# Overrides by the requested epsilon (public: the user states it), first row whose bound the
+# epsilon is below. dpgan on large data: at high noise the generator drifts into per-class
+# collapse as its updates accumulate (MNIST-10k, 30 epochs: recall 0.03 at eps 1, 0.22 at eps 2),
+# while a shorter run (a smaller noise multiplier too) keeps the variety (eps 1, 10 epochs:
+# recall 0.41, TSTR 64.7%; docs/gan.md, "third round").
+_BY_EPSILON: dict[str, dict[str, list[tuple[float, dict]]]] = {
+    "dpgan": {"large": [(1.5, {"epochs": 10}), (3.5, {"epochs": 15})]},
+}
+
+
+def recommended_config(method: str, n_train: int, epsilon: float | None = None) -> dict:
+    """Defaults for ``method`` (private name or its non-private twin) on ``n_train`` images;
+    ``epsilon`` (the private run's target; None or inf = no DP / not calibrated) may refine them."""
     from .registry import private_name
 
-    table = _DEFAULTS.get(private_name(method), {})
-    return dict(table.get("small" if n_train < SMALL else "large", {}))
+    size = "small" if n_train < SMALL else "large"
+    config = dict(_DEFAULTS.get(private_name(method), {}).get(size, {}))
+    if epsilon is not None and method == private_name(method):
+        for bound, override in _BY_EPSILON.get(method, {}).get(size, []):
+            if epsilon < bound:
+                config.update(override)
+                break
+    return config
