@@ -296,9 +296,8 @@ def _default_warmup(method, n, spec, public_data, warmup_config) -> tuple[str, d
     """The recommended warm-up when the user chose none. Only for a private run calibrated from
     epsilon: the central release takes its share of epsilon (a fixed --noise-multiplier has none
     to share), and a user who set any warm-up option or public data chose the warm-up already."""
-    if spec is None or spec.noise_multiplier is not None or public_data is not None:
-        return "none", warmup_config
-    if warmup_config:
+    user_chose = public_data is not None or bool(warmup_config)
+    if spec is None or spec.noise_multiplier is not None or user_chose:
         return "none", warmup_config
     return recommended_warmup(method, n)
 
