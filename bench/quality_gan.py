@@ -136,7 +136,8 @@ def one(
         warm["warmup"] = args.warmup
     if args.public_data:
         warm["public_data"] = args.public_data
-    if args.warmup_set and (warm.get("warmup") == "central" or args.public_data):
+    # Without --warmup, the options tune train's default warm-up (an error where it has none).
+    if args.warmup_set and warm.get("warmup") != "none" and (private or args.public_data):
         warm["warmup_config"] = parse_set(args.warmup_set)
     t0 = time.time()
     run = privsynth.train(
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="WarmupConfig field (share, epochs, ...)",
+        help="WarmupConfig field (share, epochs, ...); without --warmup it tunes the default",
     )
     ap.add_argument("--name", default="", help="label of this row in a study")
     ap.add_argument("--grids", default=None, help="folder for each run's sample grid PNG")

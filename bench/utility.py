@@ -80,7 +80,10 @@ def parse_args(argv):
         "twin has no release to warm up from and trains without",
     )
     p.add_argument(
-        "--warmup-set", action="append", default=[], help="METHOD:KEY=VALUE warm-up option"
+        "--warmup-set",
+        action="append",
+        default=[],
+        help="METHOD:KEY=VALUE warm-up option; without --warmup it tunes train's default",
     )
     p.add_argument("--out", default=None, help="cells folder (default runs/utility-<name>)")
     p.add_argument("--result", default=None, help="default bench/results/utility_<name>.json")
@@ -442,8 +445,8 @@ def main(argv=None) -> int:
                 cell_common = dict(common)
                 if warm is not None:
                     cell_common.update(warmup=warm)
-                if warm not in (None, "none"):
-                    cell_common.update(warmup_config=warmup_sets.get(method, {}))
+                if warm != "none" and method in warmup_sets:  # None: tunes train's default
+                    cell_common.update(warmup_config=warmup_sets[method])
                 print(f"training {cell.name} {config} warm-up {warm or 'default'}", flush=True)
                 try:
                     train_cell(

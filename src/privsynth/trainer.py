@@ -293,13 +293,17 @@ def _training_spec(spec, count_spend_now, total_delta, spend, resume):
 
 
 def _default_warmup(method, n, spec, public_data, warmup_config) -> tuple[str, dict | None]:
-    """The recommended warm-up when the user chose none. Only for a private run calibrated from
-    epsilon: the central release takes its share of epsilon (a fixed --noise-multiplier has none
-    to share), and a user who set any warm-up option or public data chose the warm-up already."""
-    user_chose = public_data is not None or bool(warmup_config)
-    if spec is None or spec.noise_multiplier is not None or user_chose:
+    """The warm-up when the user named no kind: the method's recommended one, with any warm-up
+    options the user set laid over it. Only for a private run calibrated from epsilon: the
+    central release takes its share of epsilon (a fixed --noise-multiplier has none to share).
+    Public data is the user's own choice of warm-up. Where the method recommends none, options
+    alone stay an error (WarmUp.build names the fix)."""
+    if public_data is not None or spec is None or spec.noise_multiplier is not None:
         return "none", warmup_config
-    return recommended_warmup(method, n)
+    kind, options = recommended_warmup(method, n)
+    if kind == "none":
+        return kind, warmup_config
+    return kind, {**options, **(warmup_config or {})}
 
 
 def _warmup_prior(spec, warm: WarmUp, session: _Session):

@@ -339,7 +339,7 @@ def test_bad_warmup_requests_fail_with_the_fix(tmp_path, tiny_dataset):
         train(warmup="central", warmup_config={"share": 1.5})
     with pytest.raises(ConfigError, match="exceeds the 8-pixel images"):
         train(warmup="central", warmup_config={"size": 16})
-    with pytest.raises(ConfigError, match="need --warmup central or --public-data"):
+    with pytest.raises(ConfigError, match="none by default; add --warmup central or --public-data"):
         train(warmup_config={"share": 0.2})
     with pytest.raises(DataError, match="classes"):
         train(public_data=make_tiny_dataset(n=60, k=2))
@@ -349,8 +349,9 @@ def test_bad_warmup_requests_fail_with_the_fix(tmp_path, tiny_dataset):
 
 
 def test_recommended_warmup_applies_only_when_the_user_chose_none(tmp_path, monkeypatch):
-    """dpgan on large data defaults to --warmup central (models/defaults.py); an explicit
-    --warmup none, a fixed noise multiplier, warm-up options or no DP leave it out."""
+    """dpgan on large data defaults to --warmup central (models/defaults.py); warm-up options
+    alone tune that default; an explicit --warmup none, a fixed noise multiplier or no DP leave
+    it out."""
     from privsynth.models import defaults
 
     assert defaults.recommended_warmup("dpgan", 8000) == ("central", {"epochs": 5})
@@ -370,6 +371,10 @@ def test_recommended_warmup_applies_only_when_the_user_chose_none(tmp_path, monk
 
     assert phases("default") == ["central"]
     assert _card(tmp_path / "default")["request"]["warmup"]["config"]["images"] == 96
+    tuned = phases("tuned", warmup_config={"images": 48, "share": 0.2})
+    assert tuned == ["central"]
+    request = _card(tmp_path / "tuned")["request"]["warmup"]
+    assert request["config"]["images"] == 48 and request["config"]["share"] == 0.2
     assert phases("none", warmup="none") == []
     assert phases("fixed", epsilon=None, noise_multiplier=2.0) == []
     assert phases("nodp", epsilon=None, no_dp=True) == []

@@ -110,8 +110,8 @@ class WarmUp:
         if kind == "none" and public_data is None:
             if config:
                 raise ConfigError(
-                    "--warmup-share/--warmup-epochs/--warmup-set need --warmup "
-                    "central or --public-data"
+                    "--warmup-share/--warmup-epochs/--warmup-set need a warm-up, and this "
+                    "run has none by default; add --warmup central or --public-data PATH"
                 )
             return None
         cfg = warmup_config(config)
