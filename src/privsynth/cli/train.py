@@ -108,7 +108,8 @@ def add_warmup_options(p: argparse.ArgumentParser) -> None:
         "--warmup-epochs",
         type=float,
         default=None,
-        help="pretraining passes per warm-up phase (default: the method's epochs)",
+        help="pretraining passes per warm-up phase (default: the method's epochs; 5 in dpgan's "
+        "default warm-up); without --warmup it tunes the default warm-up",
     )
     g.add_argument(
         "--warmup-set",
