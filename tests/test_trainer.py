@@ -239,6 +239,7 @@ def test_defaults_can_follow_the_target_epsilon(tmp_path, tiny_dataset, monkeypa
 
     assert defaults.recommended_config("dpgan", 8000, 1.0)["epochs"] == 10
     assert defaults.recommended_config("dpgan", 8000, 2.0)["epochs"] == 15
+    assert defaults.recommended_config("dpgan", 8000, 5.0)["epochs"] == 25
     assert defaults.recommended_config("dpgan", 8000, 10.0)["epochs"] == 30
     assert defaults.recommended_config("dpgan", 8000)["epochs"] == 30
     assert defaults.recommended_config("gan", 8000, 1.0)["epochs"] == 30  # the twin: no rule
