@@ -421,8 +421,7 @@ def main(argv=None) -> int:
     for method in methods:
         for eps in epsilons:
             cell = out / "cells" / cell_name(method, eps)
-            target = eps if math.isfinite(eps) else None
-            config = {**recommended_config(method, len(train), target), **overrides.get(method, {})}
+            config = {**recommended_config(method, len(train), eps), **overrides.get(method, {})}
             if not _complete(cell):
                 reason = (
                     "not trained within this benchmark's time on the shared machine"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -101,8 +100,7 @@ def run_cell(args, cell: str) -> dict:
         raise SystemExit(f"unknown variant {variant}; choose from {VARIANTS}")
     data = load_dataset(args.data)
     n_train = len(split(data, args.holdout, 0).train)
-    target = None if math.isinf(float(eps)) else float(eps)
-    config = {**recommended_config(method, n_train, target), **settings(args.set)}
+    config = {**recommended_config(method, n_train, float(eps)), **settings(args.set)}
     warm = settings(args.warmup_set)
     if variant == "public" and args.public_epochs:
         warm["epochs"] = args.public_epochs

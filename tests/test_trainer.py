@@ -242,19 +242,15 @@ def test_defaults_can_follow_the_target_epsilon(tmp_path, tiny_dataset, monkeypa
     assert defaults.recommended_config("dpgan", 8000, 5.0)["epochs"] == 25
     assert defaults.recommended_config("dpgan", 8000, 10.0)["epochs"] == 30
     assert defaults.recommended_config("dpgan", 8000)["epochs"] == 30
+    assert defaults.recommended_config("dpgan", 8000, float("inf"))["epochs"] == 30
     assert defaults.recommended_config("gan", 8000, 1.0)["epochs"] == 30  # the twin: no rule
     monkeypatch.setitem(defaults._DEFAULTS, "dpmerf", {"small": {"steps": 7, "n_features": 16}})
     monkeypatch.setitem(defaults._BY_EPSILON, "dpmerf", {"small": [(2.0, {"steps": 5})]})
     kw = dict(progress=False, config={"batch_size": 20, "g_width": 8})
-    assert (
-        privsynth.train(tiny_dataset, "dpmerf", tmp_path / "a", epsilon=1, **kw).card["config"][
-            "steps"
-        ]
-        == 5
-    )
-    assert (
-        privsynth.train(tiny_dataset, "dpmerf", tmp_path / "b", epsilon=5, **kw).card["config"][
-            "steps"
-        ]
-        == 7
-    )
+
+    def steps(name: str, epsilon: float) -> int:
+        run = privsynth.train(tiny_dataset, "dpmerf", tmp_path / name, epsilon=epsilon, **kw)
+        return run.card["config"]["steps"]
+
+    assert steps("a", 1) == 5
+    assert steps("b", 5) == 7

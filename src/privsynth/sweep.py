@@ -159,10 +159,7 @@ def sweep(
             m,
             e,
             out / "cells" / cell_name(m, e),
-            {
-                **recommended_config(m, len(train_set), None if math.isinf(e) else e),
-                **(configs or {}).get(m, {}),
-            },
+            {**recommended_config(m, len(train_set), e), **(configs or {}).get(m, {})},
         )
         for m in methods
         for e in epsilons

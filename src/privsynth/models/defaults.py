@@ -82,7 +82,8 @@ _BY_EPSILON: dict[str, dict[str, list[tuple[float, dict]]]] = {
 
 def recommended_config(method: str, n_train: int, epsilon: float | None = None) -> dict:
     """Defaults for ``method`` (private name or its non-private twin) on ``n_train`` images;
-    ``epsilon`` (the private run's target; None or inf = no DP / not calibrated) may refine them."""
+    ``epsilon`` (the private run's target; None or inf = no DP / not calibrated: no row is
+    below inf) may refine them."""
     from .registry import private_name
 
     size = "small" if n_train < SMALL else "large"
