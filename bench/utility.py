@@ -91,6 +91,13 @@ def parse_args(argv):
     p.add_argument("--n-synthetic", type=int, default=None, help="default 10 000 (protocol's)")
     p.add_argument("--passes", type=int, default=None, help="classifier images seen (12 000)")
     p.add_argument("--n-fidelity", type=int, default=5000, help="real train images for FD/PRDC")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed of every cell (reseed studies); the split, the synthetic draw and "
+        "the classifiers keep seed 0 so cells stay comparable",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads per training cell")
     p.add_argument(
         "--max-minutes",
@@ -383,7 +390,7 @@ def main(argv=None) -> int:
         accountant="prv",
         holdout=float(holdout),
         split_seed=0,
-        seed=0,
+        seed=a.seed,
         image_size=None,
         ledger=ledger,
         budget=None,
