@@ -311,6 +311,7 @@ def evaluate_cell(run, ref: Reference, n: int, cell: Path) -> dict:
         "within_class_spread_min": div["ratio_min"],
         "collapse_flags": flags,
         "n_synthetic": n,
+        "passes": ref.passes,
         "sample_seconds": round(sample_s, 1),
         "eval_seconds": round(time.time() - t, 1),
     }
@@ -472,9 +473,10 @@ def main(argv=None) -> int:
             if (cell / TRAIN_FILE).exists():
                 last_train[method] = json.loads((cell / TRAIN_FILE).read_text())["wall_seconds"]
             cached = cell / EVAL_FILE
-            if cached.exists() and json.loads(cached.read_text()).get("n_synthetic") == n_syn:
-                ev = json.loads(cached.read_text())
-            else:
+            ev = json.loads(cached.read_text()) if cached.exists() else {}
+            # a cached evaluation counts only under the same protocol; those written before
+            # "passes" was recorded all ran the default
+            if ev.get("n_synthetic") != n_syn or ev.get("passes", DEFAULT_PASSES) != passes:
                 ev = evaluate_cell(Run.load(cell), ref, n_syn, cell)
                 write_json(cached, ev)
             rows.append(cell_row(cell, method, eps, ev))

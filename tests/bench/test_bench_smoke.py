@@ -113,6 +113,12 @@ def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz)
     assert "not trained" in again["not_run"][0]["reason"]
     assert not (out / "cells" / "dpmerf-epsinf").exists()
 
+    # another classifier schedule is another protocol: the cached evaluation is not reused
+    seen = table["rows"][0]["tstr"]["lenet"]["images_seen"]
+    assert bench.main([*args, "--epsilons", "10", "--collect", "--passes", str(4 * seen)]) == 0
+    longer = json.loads(result.read_text())["rows"][0]["tstr"]["lenet"]
+    assert longer["images_seen"] > seen
+
 
 def test_federated_dpmerf_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIVSYNTH_LEDGER", str(tmp_path / "ledger.sqlite"))
