@@ -244,6 +244,9 @@ def test_defaults_can_follow_the_target_epsilon(tmp_path, tiny_dataset, monkeypa
     assert defaults.recommended_config("dpgan", 8000)["epochs"] == 30
     assert defaults.recommended_config("dpgan", 8000, float("inf"))["epochs"] == 30
     assert defaults.recommended_config("gan", 8000, 1.0)["epochs"] == 30  # the twin: no rule
+    assert defaults.recommended_config("dpvae", 8000, 2.0)["epochs"] == 10
+    assert defaults.recommended_config("dpvae", 8000, 10.0)["epochs"] == 40
+    assert defaults.recommended_config("vae", 8000, 2.0)["epochs"] == 40
     monkeypatch.setitem(defaults._DEFAULTS, "dpmerf", {"small": {"steps": 7, "n_features": 16}})
     monkeypatch.setitem(defaults._BY_EPSILON, "dpmerf", {"small": [(2.0, {"steps": 5})]})
     kw = dict(progress=False, config={"batch_size": 20, "g_width": 8})
