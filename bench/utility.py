@@ -95,8 +95,9 @@ def parse_args(argv):
         "--seed",
         type=int,
         default=0,
-        help="training seed of every cell (reseed studies); the split, the synthetic draw and "
-        "the classifiers keep seed 0 so cells stay comparable",
+        help="training seed of every cell (reseed studies; give it its own --out: finished "
+        "cells are reused whatever seed trained them); the split, the synthetic draw and the "
+        "classifiers keep seed 0 so cells stay comparable",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads per training cell")
     p.add_argument(

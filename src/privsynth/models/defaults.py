@@ -34,9 +34,9 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
         "small": {"batch_size": 64, "epochs": 250, "n_d": 5},
         "large": {"batch_size": 64, "epochs": 30, "n_d": 2, "g_width": 16, "aux": 1.0},
     },
-    # Large: 40 epochs (1 250 DP steps; 10 below eps 3.5, _BY_EPSILON). At 10 the MNIST-10k
-    # DP-VAE drew speckled, broken strokes at eps 10 (73.9% TSTR, FD 1157, recall 0.06); at 40:
-    # 77.0%, FD 801, recall 0.19, in 19 CPU-minutes (docs/zoo.md, "DP-VAE epochs").
+    # Large: 40 epochs (1 250 DP steps; 10 below eps 3.5, _BY_EPSILON). With 10 epochs the
+    # MNIST-10k DP-VAE drew speckled, broken strokes at eps 10 (73.9% TSTR, FD 1157, recall
+    # 0.06); with 40: 77.0%, FD 801, recall 0.19, in 18 CPU-minutes (docs/zoo.md, "DP-VAE epochs").
     "dpvae": {
         "small": {"batch_size": 128, "epochs": 30},
         "large": {"batch_size": 256, "epochs": 40},
