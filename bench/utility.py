@@ -95,8 +95,8 @@ def parse_args(argv):
         "--seed",
         type=int,
         default=0,
-        help="training seed of every cell (reseed studies; give it its own --out: finished "
-        "cells are reused whatever seed trained them); the split, the synthetic draw and the "
+        help="training seed of every cell (reseed studies, each in its own --out: a finished "
+        "cell trained with another seed is an error); the split, the synthetic draw and the "
         "classifiers keep seed 0 so cells stay comparable",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads per training cell")
@@ -363,7 +363,7 @@ def main(argv=None) -> int:
     from privsynth.data.source import parse_classes
     from privsynth.evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES
     from privsynth.models.defaults import recommended_config
-    from privsynth.run import Run
+    from privsynth.run import Run, read_card
     from privsynth.sweep import _complete, cell_name, parse_epsilons
 
     t0 = time.time()
@@ -431,6 +431,12 @@ def main(argv=None) -> int:
         for eps in epsilons:
             cell = out / "cells" / cell_name(method, eps)
             config = {**recommended_config(method, len(train), eps), **overrides.get(method, {})}
+            trained_seed = read_card(cell)["request"].get("seed") if _complete(cell) else None
+            if trained_seed not in (None, a.seed):
+                sys.exit(
+                    f"error: {cell} was trained with seed {trained_seed}, not --seed {a.seed}; "
+                    "give a reseed study its own --out"
+                )
             if not _complete(cell):
                 reason = (
                     "not trained within this benchmark's time on the shared machine"

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -118,6 +120,10 @@ def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz)
     assert bench.main([*args, "--epsilons", "10", "--collect", "--passes", str(4 * seen)]) == 0
     longer = json.loads(result.read_text())["rows"][0]["tstr"]["lenet"]
     assert longer["images_seen"] > seen
+
+    # a finished cell trained with another seed is not passed off as a reseed
+    with pytest.raises(SystemExit, match="trained with seed 0, not --seed 1"):
+        bench.main([*args, "--epsilons", "10", "--collect", "--seed", "1"])
 
 
 def test_federated_dpmerf_smoke(tmp_path, monkeypatch):
