@@ -398,6 +398,14 @@ def main(argv=None) -> int:
         budget=None,
         force=False,
     )
+    # before anything is written: a finished cell of another seed must not pass for a reseed
+    for cell in (out / "cells" / cell_name(m, e) for m in methods for e in epsilons):
+        trained_seed = read_card(cell)["request"].get("seed") if _complete(cell) else None
+        if trained_seed not in (None, a.seed):
+            sys.exit(
+                f"error: {cell} was trained with seed {trained_seed}, not --seed {a.seed}; "
+                "give a reseed study its own --out"
+            )
     out.mkdir(parents=True, exist_ok=True)
     ref = Reference(train, hold, out, n_fid, passes)
     head = {
@@ -431,12 +439,6 @@ def main(argv=None) -> int:
         for eps in epsilons:
             cell = out / "cells" / cell_name(method, eps)
             config = {**recommended_config(method, len(train), eps), **overrides.get(method, {})}
-            trained_seed = read_card(cell)["request"].get("seed") if _complete(cell) else None
-            if trained_seed not in (None, a.seed):
-                sys.exit(
-                    f"error: {cell} was trained with seed {trained_seed}, not --seed {a.seed}; "
-                    "give a reseed study its own --out"
-                )
             if not _complete(cell):
                 reason = (
                     "not trained within this benchmark's time on the shared machine"

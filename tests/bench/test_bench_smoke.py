@@ -121,9 +121,11 @@ def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz)
     longer = json.loads(result.read_text())["rows"][0]["tstr"]["lenet"]
     assert longer["images_seen"] > seen
 
-    # a finished cell trained with another seed is not passed off as a reseed
+    # a finished cell trained with another seed is not passed off as a reseed; nothing is written
+    before = result.read_bytes()
     with pytest.raises(SystemExit, match="trained with seed 0, not --seed 1"):
         bench.main([*args, "--epsilons", "10", "--collect", "--seed", "1"])
+    assert result.read_bytes() == before
 
 
 def test_federated_dpmerf_smoke(tmp_path, monkeypatch):
