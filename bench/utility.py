@@ -31,6 +31,7 @@ Privacy spends go to ``--ledger`` (default ``$PRIVSYNTH_LEDGER``, else ``<out>/l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -84,6 +85,14 @@ def parse_args(argv):
         action="append",
         default=[],
         help="METHOD:KEY=VALUE warm-up option; without --warmup it tunes train's default",
+    )
+    p.add_argument(
+        "--sample-set",
+        action="append",
+        default=[],
+        help="METHOD:KEY=VALUE sampling-time override of a finished cell's config (a "
+        "post-processing knob, e.g. dpgan:sample_snapshots=1): the same weights evaluated "
+        "another way; it enters the evaluation cache key and the grid's file name",
     )
     p.add_argument("--out", default=None, help="cells folder (default runs/utility-<name>)")
     p.add_argument("--result", default=None, help="default bench/results/utility_<name>.json")
@@ -269,17 +278,21 @@ def _slim(result: dict) -> dict:
     return {k: result[k] for k in ("accuracy", "epochs", "images_seen", "n_train", "seconds")}
 
 
-def evaluate_cell(run, ref: Reference, n: int, cell: Path) -> dict:
+def evaluate_cell(run, ref: Reference, n: int, cell: Path, sample_set: dict) -> dict:
     from privsynth.evaluate import diversity, fidelity, utility
     from privsynth.evaluate.features import features
     from privsynth.report.grid import save_grid
 
+    if sample_set:  # replace() re-runs the config's checks on the overridden fields
+        synth = run.synthesizer
+        synth.config = dataclasses.replace(synth.config, **sample_set)
     t = time.time()
     images, labels = run.sample(
         n, labels=utility.balanced_labels(n, ref.k, ref.seed), seed=ref.seed
     )
     sample_s = time.time() - t
-    save_grid(cell / GRID_FILE, images, labels, ref.k)
+    suffix = "".join(f"-{k}={v}" for k, v in sorted(sample_set.items()))
+    save_grid(cell / GRID_FILE.replace(".png", f"{suffix}.png"), images, labels, ref.k)
     hold = ref.hold
     tstr = {
         c: _slim(
@@ -313,6 +326,7 @@ def evaluate_cell(run, ref: Reference, n: int, cell: Path) -> dict:
         "collapse_flags": flags,
         "n_synthetic": n,
         "passes": ref.passes,
+        "sample_set": sample_set,
         "sample_seconds": round(sample_s, 1),
         "eval_seconds": round(time.time() - t, 1),
     }
@@ -363,6 +377,7 @@ def main(argv=None) -> int:
     from privsynth.data.source import parse_classes
     from privsynth.evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES
     from privsynth.models.defaults import recommended_config
+    from privsynth.models.registry import method_class
     from privsynth.run import Run, read_card
     from privsynth.sweep import _complete, cell_name, parse_epsilons
 
@@ -383,6 +398,14 @@ def main(argv=None) -> int:
     result_path = Path(a.result or ROOT / "bench" / "results" / f"utility_{name}.json")
     ledger = a.ledger or os.environ.get("PRIVSYNTH_LEDGER") or str(out / "ledger.sqlite")
     overrides = {**smoke.get("configs", {}), **parse_sets(a.set)}
+    sample_sets = parse_sets(a.sample_set)
+    for method, fields in sample_sets.items():
+        known = {f.name for f in dataclasses.fields(method_class(method).config_class)}
+        if set(fields) - known:
+            sys.exit(
+                f"error: --sample-set {method}: unknown field(s) {sorted(set(fields) - known)}; "
+                f"valid: {sorted(known)}"
+            )
     if any("=" not in item for item in a.warmup):
         sys.exit("error: --warmup takes METHOD=KIND, e.g. --warmup dpgan=central")
     warmups = dict(item.split("=", 1) for item in a.warmup)
@@ -485,8 +508,13 @@ def main(argv=None) -> int:
             ev = json.loads(cached.read_text()) if cached.exists() else {}
             # a cached evaluation counts only under the same protocol; those written before
             # "passes" was recorded all ran the default
-            if ev.get("n_synthetic") != n_syn or ev.get("passes", DEFAULT_PASSES) != passes:
-                ev = evaluate_cell(Run.load(cell), ref, n_syn, cell)
+            sample_set = sample_sets.get(method, {})
+            if (
+                ev.get("n_synthetic") != n_syn
+                or ev.get("passes", DEFAULT_PASSES) != passes
+                or ev.get("sample_set", {}) != sample_set
+            ):
+                ev = evaluate_cell(Run.load(cell), ref, n_syn, cell, sample_set)
                 write_json(cached, ev)
             rows.append(cell_row(cell, method, eps, ev))
             r = rows[-1]

@@ -244,6 +244,16 @@ def test_defaults_can_follow_the_target_epsilon(tmp_path, tiny_dataset, monkeypa
     assert defaults.recommended_config("dpgan", 8000)["epochs"] == 30
     assert defaults.recommended_config("dpgan", 8000, float("inf"))["epochs"] == 30
     assert defaults.recommended_config("gan", 8000, 1.0)["epochs"] == 30  # the twin: no rule
+    # five EMA snapshots from eps 7.5 on large data only (docs/gan.md "fifth round")
+    assert defaults.recommended_config("dpgan", 8000, 10.0)["snapshots"] == 5
+    for method, n, eps in [
+        ("dpgan", 8000, 5.0),
+        ("dpgan", 8000, None),
+        ("gan", 8000, 10.0),
+        ("dpgan", 8000, float("inf")),
+        ("dpgan", 1000, 10.0),
+    ]:
+        assert "snapshots" not in defaults.recommended_config(method, n, eps)
     assert defaults.recommended_config("dpvae", 8000, 2.0)["epochs"] == 10
     assert defaults.recommended_config("dpvae", 8000, 10.0)["epochs"] == 40
     assert defaults.recommended_config("vae", 8000, 2.0)["epochs"] == 40

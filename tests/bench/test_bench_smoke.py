@@ -121,6 +121,14 @@ def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz)
     longer = json.loads(result.read_text())["rows"][0]["tstr"]["lenet"]
     assert longer["images_seen"] > seen
 
+    # a sampling-time override evaluates the same weights again, under its own grid and record
+    resample = ["--epsilons", "10", "--collect", "--sample-set", "dpmerf:steps=11"]
+    assert bench.main([*args, *resample]) == 0
+    assert json.loads(result.read_text())["rows"][0]["sample_set"] == {"steps": 11}
+    assert (out / "cells" / "dpmerf-eps10" / "utility_grid-steps=11.png").exists()
+    with pytest.raises(SystemExit, match="unknown field"):
+        bench.main([*args, "--epsilons", "10", "--collect", "--sample-set", "dpmerf:nope=1"])
+
     # a finished cell trained with another seed is not passed off as a reseed; nothing is written
     before = result.read_bytes()
     with pytest.raises(SystemExit, match="trained with seed 0, not --seed 1"):

@@ -52,6 +52,9 @@ def test_halvings():
         {"ema": 1.0},
         {"epochs": 0},
         {"aux": -1.0},
+        {"snapshots": 0},
+        {"snapshots": 3, "snapshot_gap": 0.5},  # the earliest would sit at the start
+        {"sample_snapshots": 2},  # more than the one kept
         {"nonsense": 1},
     ],
 )
@@ -153,3 +156,31 @@ def test_auxiliary_classifier_trains_under_dp_and_round_trips(tiny_dataset, mode
         again.discriminator.classify.weight, synth.discriminator.classify.weight
     )
     assert GANSynthesizer((1, 8, 8), 3, TINY).discriminator.classify is None
+
+
+def test_snapshots_are_taken_late_in_training_released_and_mixed(tiny_dataset):
+    """``snapshots`` keeps earlier EMA generators (post-processing of the DP run), saves them
+    with the weights, and sampling draws each image from one of them."""
+    cfg = {**TINY, "epochs": 4, "batch_size": 30, "n_d": 1, "snapshots": 3, "snapshot_gap": 0.25}
+    synth = GANSynthesizer((1, 8, 8), 3, cfg)
+
+    def flat(g):
+        return torch.cat([w.detach().flatten() for w in g.parameters()])
+
+    init = flat(synth.g_ema)
+    fit = synth.fit(tiny_dataset, TrainContext(privacy=PrivacySpec(epsilon=5), progress=False))
+    assert synth.snap_at == [round(fit.steps * 0.5), round(fit.steps * 0.75)]
+    weights = [flat(g) for g in (*synth.g_snaps, synth.g_ema)]
+    for i, w in enumerate(weights):  # three different generators, none of them the initial one
+        assert not torch.equal(w, init)
+        assert all(not torch.equal(w, other) for other in weights[i + 1 :])
+    assert set(synth.train_state()["g_snaps"]) == set(synth.g_snaps.state_dict())
+
+    again = GANSynthesizer((1, 8, 8), 3, cfg)
+    again.load_state_dict(synth.state_dict())
+    mixed = again.sample(90, seed=1)
+    np.testing.assert_array_equal(mixed, synth.sample(90, seed=1))
+    again.config.sample_snapshots = 1  # the final EMA generator only, same latents
+    last = again.sample(90, seed=1)
+    same = (mixed == last).reshape(90, -1).all(1)
+    assert 0 < same.mean() < 1  # about a third of the rows come from the final generator

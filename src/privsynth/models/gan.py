@@ -84,6 +84,13 @@ class GANConfig:
     # 0 = plain projection discriminator. Why: the MNIST-10k study's DP-GAN drew digits of the
     # wrong class; the projection term alone attaches the class too slowly at CPU budgets.
     aux: float = 0.0
+    # Snapshot mixture (post-processing, free): keep the EMA generator at `snapshots` points, the
+    # last at the end and each earlier one `snapshot_gap` of the D steps before the next, and
+    # draw each sample from one of the `sample_snapshots` latest (default: all kept). Why: a DP-GAN
+    # drifts between modes late in training (docs/gan.md "fifth round"); 1 = the final EMA only.
+    snapshots: int = 1
+    snapshot_gap: float = 0.1
+    sample_snapshots: int | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -97,6 +104,26 @@ class GANConfig:
             raise ConfigError(f"aux must be >= 0, got {self.aux}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must lie in [0, 1), got {self.ema}")
+        if int(self.snapshots) < 1 or (
+            self.snapshots > 1 and not 0 < self.snapshot_gap * (self.snapshots - 1) < 1
+        ):
+            raise ConfigError(
+                f"snapshots ({self.snapshots}) must be >= 1 and (snapshots - 1) x snapshot_gap "
+                f"({self.snapshot_gap}) must lie in (0, 1): the earliest snapshot is that "
+                "fraction of training before the end"
+            )
+        if self.sample_snapshots is not None and not 1 <= self.sample_snapshots <= self.snapshots:
+            raise ConfigError(
+                f"sample_snapshots must lie in 1..snapshots ({self.snapshots}), "
+                f"got {self.sample_snapshots}"
+            )
+
+    def snapshot_steps(self, total: int) -> list[int]:
+        """D-step counts after which the earlier snapshots are taken, oldest first."""
+        return [
+            max(1, round(total * (1 - self.snapshot_gap * back)))
+            for back in range(self.snapshots - 1, 0, -1)
+        ]
 
     def d_steps(self, n_private: int) -> int:
         q = dpsgd.sample_rate(n_private, self.batch_size)
@@ -136,13 +163,18 @@ class GANSynthesizer(Method):
         self.generator = Generator(c, h, num_classes, cfg.g_width << halvings(h), cfg.z_dim)
         self.discriminator = Discriminator(c, h, num_classes, cfg.width, aux=cfg.aux > 0)
         self.g_ema = ema_copy(self.generator)
+        # earlier EMA snapshots, oldest first (filled during training; see GANConfig.snapshots)
+        self.g_snaps = nn.ModuleList(ema_copy(self.g_ema) for _ in range(cfg.snapshots - 1))
+        self.snap_at: list[int] = []
         self.has_discriminator = False  # True once trained or loaded: white-box scores need it
         self.opt_g: torch.optim.Optimizer | None = None
         self.g_loss = float("nan")
 
     # --- DP-SGD hooks (models/engine.py runs the loop) --------------------------------------
     def total_steps(self, n_private: int) -> int:
-        return self.config.d_steps(n_private)
+        total = self.config.d_steps(n_private)
+        self.snap_at = self.config.snapshot_steps(total)
+        return total
 
     def check_privacy(self, spec) -> None:
         if spec.grad_sample_mode == "ew":
@@ -192,6 +224,9 @@ class GANSynthesizer(Method):
         if (step + 1) % self.config.n_d == 0 or last:
             self.g_loss = self._g_step(D)
             update_ema(self.generator, self.g_ema, self.config.ema)
+        for snap, at in zip(self.g_snaps, self.snap_at, strict=False):
+            if step + 1 == at:
+                snap.load_state_dict(self.g_ema.state_dict())
         return {"g_loss": self.g_loss}
 
     def _g_step(self, D: nn.Module) -> float:
@@ -221,6 +256,7 @@ class GANSynthesizer(Method):
         return {
             "generator": self.generator.state_dict(),
             "g_ema": self.g_ema.state_dict(),
+            "g_snaps": self.g_snaps.state_dict(),
             "opt_g": self.opt_g.state_dict(),
         }
 
@@ -228,6 +264,7 @@ class GANSynthesizer(Method):
         check_generator_weights(state["generator"], "")
         self.generator.load_state_dict(state["generator"])
         self.g_ema.load_state_dict(state["g_ema"])
+        self.g_snaps.load_state_dict(state.get("g_snaps", {}))
         self.opt_g.load_state_dict(state["opt_g"])
 
     # --- federation ---------------------------------------------------------------------------
@@ -235,15 +272,27 @@ class GANSynthesizer(Method):
         return {"g": self.generator, "d": self.discriminator}
 
     def after_federation(self) -> None:
-        self.g_ema.load_state_dict(self.generator.state_dict())
+        for g in (self.g_ema, *self.g_snaps):
+            g.load_state_dict(self.generator.state_dict())
 
     # --- sampling and weights ---------------------------------------------------------------
     def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        z = torch.randn(len(y), self.config.z_dim, generator=generator)
-        return self.g_ema(z.to(y.device), y)
+        z = torch.randn(len(y), self.config.z_dim, generator=generator).to(y.device)
+        kept = [*self.g_snaps, self.g_ema]
+        mixed = kept[-(self.config.sample_snapshots or len(kept)) :]
+        if len(mixed) == 1:
+            return self.g_ema(z, y)
+        pick = torch.randint(0, len(mixed), (len(y),), generator=generator).to(y.device)
+        out = torch.empty(len(y), *self.image_shape, device=y.device)
+        for i, g in enumerate(mixed):
+            rows = pick == i
+            if rows.any():
+                out[rows] = g(z[rows], y[rows])
+        return out
 
     def released_modules(self) -> dict[str, nn.Module]:
-        return {"g_ema": self.g_ema}
+        snaps = {f"g_snap{i}": g for i, g in enumerate(self.g_snaps)}
+        return {"g_ema": self.g_ema, **snaps}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The EMA generator (all sampling needs) and the discriminator (trained with the same
