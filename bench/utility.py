@@ -31,7 +31,6 @@ Privacy spends go to ``--ledger`` (default ``$PRIVSYNTH_LEDGER``, else ``<out>/l
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -281,11 +280,12 @@ def _slim(result: dict) -> dict:
 def evaluate_cell(run, ref: Reference, n: int, cell: Path, sample_set: dict) -> dict:
     from privsynth.evaluate import diversity, fidelity, utility
     from privsynth.evaluate.features import features
+    from privsynth.models.base import build_config
     from privsynth.report.grid import save_grid
 
-    if sample_set:  # replace() re-runs the config's checks on the overridden fields
+    if sample_set:  # rebuilt like any config: type and range checks on the overridden fields
         synth = run.synthesizer
-        synth.config = dataclasses.replace(synth.config, **sample_set)
+        synth.config = build_config(type(synth.config), {**synth.config_dict(), **sample_set})
     t = time.time()
     images, labels = run.sample(
         n, labels=utility.balanced_labels(n, ref.k, ref.seed), seed=ref.seed
@@ -375,7 +375,9 @@ def main(argv=None) -> int:
     from privsynth.cli.sweep import parse_sets
     from privsynth.data import DataSource, load_split
     from privsynth.data.source import parse_classes
+    from privsynth.errors import ConfigError
     from privsynth.evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES
+    from privsynth.models.base import check_known
     from privsynth.models.defaults import recommended_config
     from privsynth.models.registry import method_class
     from privsynth.run import Run, read_card
@@ -400,12 +402,10 @@ def main(argv=None) -> int:
     overrides = {**smoke.get("configs", {}), **parse_sets(a.set)}
     sample_sets = parse_sets(a.sample_set)
     for method, fields in sample_sets.items():
-        known = {f.name for f in dataclasses.fields(method_class(method).config_class)}
-        if set(fields) - known:
-            sys.exit(
-                f"error: --sample-set {method}: unknown field(s) {sorted(set(fields) - known)}; "
-                f"valid: {sorted(known)}"
-            )
+        try:
+            check_known(method_class(method).config_class, fields)
+        except ConfigError as e:
+            sys.exit(f"error: --sample-set {method}: {e}")
     if any("=" not in item for item in a.warmup):
         sys.exit("error: --warmup takes METHOD=KIND, e.g. --warmup dpgan=central")
     warmups = dict(item.split("=", 1) for item in a.warmup)
@@ -514,7 +514,10 @@ def main(argv=None) -> int:
                 or ev.get("passes", DEFAULT_PASSES) != passes
                 or ev.get("sample_set", {}) != sample_set
             ):
-                ev = evaluate_cell(Run.load(cell), ref, n_syn, cell, sample_set)
+                try:
+                    ev = evaluate_cell(Run.load(cell), ref, n_syn, cell, sample_set)
+                except ConfigError as e:  # a sampling-time value this cell cannot take
+                    sys.exit(f"error: --sample-set {method} on {cell.name}: {e}")
                 write_json(cached, ev)
             rows.append(cell_row(cell, method, eps, ev))
             r = rows[-1]

@@ -126,8 +126,10 @@ def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz)
     assert bench.main([*args, *resample]) == 0
     assert json.loads(result.read_text())["rows"][0]["sample_set"] == {"steps": 11}
     assert (out / "cells" / "dpmerf-eps10" / "utility_grid-steps=11.png").exists()
-    with pytest.raises(SystemExit, match="unknown field"):
+    with pytest.raises(SystemExit, match="unknown option"):
         bench.main([*args, "--epsilons", "10", "--collect", "--sample-set", "dpmerf:nope=1"])
+    with pytest.raises(SystemExit, match="dpmerf-eps10: .*steps"):  # a known field, bad value
+        bench.main([*args, "--epsilons", "10", "--collect", "--sample-set", "dpmerf:steps=0"])
 
     # a finished cell trained with another seed is not passed off as a reseed; nothing is written
     before = result.read_bytes()

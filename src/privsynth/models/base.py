@@ -213,14 +213,19 @@ Synthesizer = Method  # the name the rest of the code and the docs use
 def build_config(cls: type, overrides: dict[str, Any] | None) -> Any:
     """Dataclass ``cls`` with known keys overridden; unknown keys are an error naming valid ones."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for this method; valid: {sorted(names)}")
+    check_known(cls, overrides)
     defaults = {f.name: f.default for f in fields(cls)}
     for key, value in overrides.items():
         _check_type(key, value, defaults[key])
     return cls(**overrides)
+
+
+def check_known(cls: type, overrides: dict[str, Any]) -> None:
+    """ConfigError naming the valid options when ``overrides`` has a key ``cls`` lacks."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for this method; valid: {sorted(names)}")
 
 
 def _check_type(key: str, value: Any, default: Any) -> None:
