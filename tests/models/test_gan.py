@@ -55,6 +55,7 @@ def test_halvings():
         {"snapshots": 0},
         {"snapshots": 3, "snapshot_gap": 0.5},  # the earliest would sit at the start
         {"sample_snapshots": 2},  # more than the one kept
+        {"snapshots": 3, "sample_snapshots": "abc"},
         {"nonsense": 1},
     ],
 )

@@ -112,7 +112,8 @@ class GANConfig:
                 f"({self.snapshot_gap}) must lie in (0, 1): the earliest snapshot is that "
                 "fraction of training before the end"
             )
-        if self.sample_snapshots is not None and not 1 <= self.sample_snapshots <= self.snapshots:
+        mix = self.sample_snapshots  # None (all kept) skips the type check of --set values
+        if mix is not None and not (isinstance(mix, int) and 1 <= mix <= self.snapshots):
             raise ConfigError(
                 f"sample_snapshots must lie in 1..snapshots ({self.snapshots}), "
                 f"got {self.sample_snapshots}"
