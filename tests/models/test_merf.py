@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 import torch
 from opacus.accountants.utils import get_noise_multiplier
 
 import privsynth
+from privsynth.errors import ConfigError
 from privsynth.models.merf import KernelFeatures, MERFConfig, MERFSynthesizer
 
 from .test_vae import check_private_run, check_sampling_and_roundtrip
@@ -124,3 +126,88 @@ def test_dpkernel_stops_when_the_public_loss_stops_improving(tmp_path, tiny_data
     assert run.card["config"]["kernels"] == "1:0.14,1:0.29,1:0.57,2:0.14,4:0.07"
     assert 30 < run.card["train"]["metrics"]["generator_steps"] < 2000  # improved, then stopped
     check_private_run(run, 5)
+
+
+def test_released_embedding_is_the_noisy_release_not_the_exact_one(
+    tmp_path, tiny_dataset, monkeypatch
+):
+    """The class means shipped in weights.safetensors (read by sampling's witness floor) are the
+    Gaussian release itself, noise included: equal to the noisy sums' class means, far from the
+    exact ones; without DP they are the exact ones."""
+    import privsynth.models.merf as merf
+
+    drawn = {}
+    real_release = merf.gaussian_noise_release
+
+    def capture(values, scale):
+        drawn["noisy"] = real_release(values, scale)
+        return drawn["noisy"]
+
+    monkeypatch.setattr(merf, "gaussian_noise_release", capture)
+    runs = {
+        name: privsynth.train(
+            tiny_dataset, "dpmerf", tmp_path / name, config=TINY, progress=False, **kw
+        )
+        for name, kw in [
+            ("dp", {"noise_multiplier": 3.0, "max_grad_norm": 0.5, "accountant": "rdp"}),
+            ("twin", {"no_dp": True}),
+        ]
+    }
+    loaded = {k: privsynth.Run.load(r.path).synthesizer for k, r in runs.items()}
+    feats = loaded["dp"].features
+    train, _ = runs["dp"].load_data(tiny_dataset)  # both runs hold out the same split
+    exact = feats.class_means(loaded["dp"].embedding_sum(train, 1.0), 1.0)[:, :-1]
+    noisy = feats.class_means(drawn["noisy"], 0.5)[:, :-1] / 0.5
+    released = loaded["dp"].embedding.means.double()
+    assert torch.allclose(released, noisy, atol=1e-5)
+    assert (released - exact).abs().max() > 0.05  # sigma C / n_k = 1.5 / 40 per entry
+    assert torch.allclose(loaded["twin"].embedding.means.double(), exact, atol=1e-5)
+    assert loaded["dp"].embedding.ready and loaded["twin"].embedding.ready
+
+
+def test_witness_floor_redraws_images_far_from_the_release(tmp_path, tiny_dataset):
+    """A generator that turns some z into blown-out (all-white) images: the witness of those is
+    about 0, the floor redraws them, and ``witness_floor=0`` keeps them."""
+    run = privsynth.train(
+        tiny_dataset,
+        "dpmerf",
+        tmp_path / "r",
+        no_dp=True,
+        # 500 frequencies: the random-feature error of a far image's witness is ~1/sqrt(D)
+        config={**TINY, "n_features": 500, "steps": 300, "patience": 1000},
+        progress=False,
+        seed=1,
+    )
+    synth = run.synthesizer
+    forward = synth.generator.forward
+
+    def blowing_out(z, y):  # about one draw in six comes out white
+        out = forward(z, y)
+        return torch.where((z[:, :1] > 1.0)[:, :, None, None], torch.ones_like(out), out)
+
+    synth.generator.forward = blowing_out
+    labels = np.arange(600) % 3
+    white = lambda images: (images.reshape(len(images), -1) > 250).mean(1) > 0.9  # noqa: E731
+    assert white(synth.sample(600, labels, seed=0)).sum() == 0
+    synth.config.witness_floor = 0.0
+    assert 50 < white(synth.sample(600, labels, seed=0)).sum() < 150
+    x = torch.ones(3, 1, 8, 8)
+    med = synth.embedding.median[torch.arange(3)]
+    assert (synth.witness(x, torch.arange(3)) < 0.05 * med).all()
+    assert run.card["train"]["metrics"]["witness_redrawn"] < 0.2
+
+
+def test_weights_without_the_embedding_still_load_and_sample(tiny_dataset):
+    """Weights saved before the embedding was released: they load, and sampling keeps every draw."""
+    synth = MERFSynthesizer((1, 8, 8), 3, TINY)
+    state = {k: v for k, v in synth.state_dict().items() if not k.startswith("embedding.")}
+    fresh = MERFSynthesizer((1, 8, 8), 3, TINY)
+    fresh.load_state_dict(state)
+    assert not fresh.embedding.ready
+    assert fresh.sample(6, np.arange(6) % 3, seed=0).shape == (6, 1, 8, 8)
+
+
+@pytest.mark.parametrize("floor", [1.0, -0.1])
+def test_witness_floor_outside_0_1_is_a_config_error(floor):
+    with pytest.raises(ConfigError, match="witness_floor"):
+        MERFSynthesizer((1, 8, 8), 3, {"witness_floor": floor})
