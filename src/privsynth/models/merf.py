@@ -225,7 +225,8 @@ class MERFSynthesizer(Method):
         super().__init__(image_shape, num_classes, config, private, name)
         c, h, _ = self.image_shape
         cfg = self.config
-        if int(cfg.batch_size) < 2 * num_classes:  # the unbiased loss needs two images a class
+        # The unbiased loss needs two images a class (0 or less: the trainer's own message).
+        if 0 < int(cfg.batch_size) < 2 * num_classes:
             raise ConfigError(
                 f"batch_size {cfg.batch_size} is below two generated images per class "
                 f"({2 * num_classes}); raise --set batch_size"
