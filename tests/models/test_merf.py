@@ -211,32 +211,3 @@ def test_weights_without_the_embedding_still_load_and_sample(tiny_dataset):
 def test_witness_floor_outside_0_1_is_a_config_error(floor):
     with pytest.raises(ConfigError, match="witness_floor"):
         MERFSynthesizer((1, 8, 8), 3, {"witness_floor": floor})
-
-
-def test_batch_below_two_images_per_class_is_a_config_error():
-    with pytest.raises(ConfigError, match="two generated images per class"):
-        MERFSynthesizer((1, 8, 8), 10, {"batch_size": 15})
-
-
-def test_descended_loss_leaves_a_generator_equal_to_the_data_in_place():
-    """A generator that draws the data's own images i.i.d. (so E f = target): averaged over every
-    batch of two, the descended loss's gradient on each image has no component along the
-    feature sphere (||f|| is fixed, so only tangential moves change an image), while the reported
-    (biased) loss pulls every image towards the class mean: the concentration it would teach."""
-    from privsynth.models.merf import generator_losses
-
-    g = torch.Generator().manual_seed(0)
-    feats = KernelFeatures((1, 8, 8), MERFConfig(n_features=200))
-    f_pool = feats(torch.rand(6, 1, 8, 8, generator=g) * 2 - 1)[:, :-1].double()
-    target = f_pool.mean(0, keepdim=True)
-    y = torch.zeros(2, dtype=torch.long)
-    for which, expect_still in [(1, True), (0, False)]:
-        pull = torch.zeros_like(f_pool)
-        for i in range(6):
-            for j in range(6):
-                batch = f_pool[[i, j]].clone().requires_grad_(True)
-                generator_losses(batch, y, target)[which].backward()
-                pull[i] += batch.grad[0]
-        radial = (pull * f_pool).sum(1, keepdim=True) / f_pool.pow(2).sum(1, keepdim=True)
-        tangential = (pull - radial * f_pool).norm(dim=1).max().item()
-        assert (tangential < 1e-9) == expect_still, (which, tangential)
