@@ -257,6 +257,11 @@ def test_defaults_can_follow_the_target_epsilon(tmp_path, tiny_dataset, monkeypa
     assert defaults.recommended_config("dpvae", 8000, 2.0)["epochs"] == 10
     assert defaults.recommended_config("dpvae", 8000, 10.0)["epochs"] == 40
     assert defaults.recommended_config("vae", 8000, 2.0)["epochs"] == 40
+    # one-shot generators on large data run their step ceiling (early stop cut DP runs short)
+    for method in ("dpmerf", "dpkernel"):
+        row = defaults.recommended_config(method, 8000, 10.0)
+        assert row["patience"] == row["steps"] == 4000
+    assert "patience" not in defaults.recommended_config("dpmerf", 1000, 10.0)
     monkeypatch.setitem(defaults._DEFAULTS, "dpmerf", {"small": {"steps": 7, "n_features": 16}})
     monkeypatch.setitem(defaults._BY_EPSILON, "dpmerf", {"small": [(2.0, {"steps": 5})]})
     kw = dict(progress=False, config={"batch_size": 20, "g_width": 8})
