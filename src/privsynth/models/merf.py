@@ -362,12 +362,13 @@ class MERFSynthesizer(Method):
         out = G(torch.randn(len(y), z_dim, generator=generator).to(y.device), y)
         if floor > 0 and self.embedding.ready:  # eval-mode BatchNorm: rows are independent
             bar = floor * self.embedding.median.to(y.device)[y]
-            for _ in range(REDRAWS):
-                low = (self.witness(out, y) < bar).nonzero().squeeze(1)
+            low = (self.witness(out, y) < bar).nonzero().squeeze(1)
+            for _ in range(REDRAWS):  # each round scores only the rows it redrew
                 if len(low) == 0:
                     break
                 z = torch.randn(len(low), z_dim, generator=generator).to(y.device)
                 out[low] = G(z, y[low])
+                low = low[self.witness(out[low], y[low]) < bar[low]]
         G.train()
         return out
 
