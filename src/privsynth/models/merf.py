@@ -161,9 +161,9 @@ class ReleasedEmbedding(torch.nn.Module):
 
     Why sampling needs it: a sharp RBF kernel gives no gradient to a generated image far from every
     real one (its features are orthogonal to the data's), so a few regions of z stay blown-out
-    blobs that the loss never pulls back (MNIST-10k, one eps-10 run: about 6 in 100). Their witness
-    is about 0 while 99% of real holdout images score 0.4x the class median or more:
-    `witness_floor` redraws them.
+    blobs that the loss never pulls back (MNIST-10k, eps 10: about 8 in 100). Their witness is about
+    0 while real holdout images score 0.36x the class median or more at the 1st percentile
+    (bench/merf_witness.py): `witness_floor` redraws them.
     """
 
     def __init__(self, num_classes: int, dim: int):
