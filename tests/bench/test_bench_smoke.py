@@ -153,3 +153,20 @@ def test_federated_dpmerf_smoke(tmp_path, monkeypatch):
     for r in results.values():
         assert r["epsilon"] <= 10 * 1.01 and 0.0 <= r["tstr"] <= 1.0
     assert results["secagg"]["noise_std_released"] >= results["secagg"]["noise_multiplier"]
+
+
+def test_merf_witness_smoke(tmp_path, tiny_npz, trained_run):
+    import privsynth
+
+    cfg = {"n_features": 300, "steps": 100, "batch_size": 30, "g_width": 8, "z_dim": 8}
+    run = privsynth.train(
+        str(tiny_npz), "dpmerf", tmp_path / "r", epsilon=10, config=cfg, progress=False
+    )
+    out = tmp_path / "w.json"
+    assert load("merf_witness").main([str(run.path), "--n", "300", "--result", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["witness_floor"] == 0.2 and 0 <= result["blown_out_share"] <= 1
+    assert result["real_holdout"]["n"] > 0 and "0.5" in result["real_holdout"]["quantiles"]
+    with pytest.raises(SystemExit, match="no released embedding"):  # a dpgan run has none
+        load("merf_witness").main([str(trained_run["out"]), "--result", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
