@@ -86,6 +86,14 @@ def parse_args(argv):
         help="METHOD:KEY=VALUE warm-up option; without --warmup it tunes train's default",
     )
     p.add_argument(
+        "--public-data",
+        action="append",
+        default=[],
+        help="METHOD=PATH: pretrain that method's cells on images declared public (train's "
+        "--public-data; docs/warmup.md): no budget spent, and no central warm-up unless "
+        "--warmup names it",
+    )
+    p.add_argument(
         "--sample-set",
         action="append",
         default=[],
@@ -409,6 +417,9 @@ def main(argv=None) -> int:
     if any("=" not in item for item in a.warmup):
         sys.exit("error: --warmup takes METHOD=KIND, e.g. --warmup dpgan=central")
     warmups = dict(item.split("=", 1) for item in a.warmup)
+    if any("=" not in item for item in a.public_data):
+        sys.exit("error: --public-data takes METHOD=PATH, e.g. --public-data dpgan=public.npz")
+    public = dict(item.split("=", 1) for item in a.public_data)
     warmup_sets = parse_sets(a.warmup_set)
     common = dict(
         delta=a.delta,
@@ -486,7 +497,13 @@ def main(argv=None) -> int:
                     cell_common.update(warmup=warm)
                 if warm != "none" and method in warmup_sets:  # None: tunes train's default
                     cell_common.update(warmup_config=warmup_sets[method])
-                print(f"training {cell.name} {config} warm-up {warm or 'default'}", flush=True)
+                if method in public:
+                    cell_common.update(public_data=public[method])
+                print(
+                    f"training {cell.name} {config} warm-up {warm or 'default'}"
+                    + (f", public data {public[method]}" if method in public else ""),
+                    flush=True,
+                )
                 try:
                     train_cell(
                         {

@@ -130,6 +130,8 @@ def test_utility_bench_smoke_resumes_and_lists_cells_not_run(tmp_path, tiny_npz)
         bench.main([*args, "--epsilons", "10", "--collect", "--sample-set", "dpmerf:nope=1"])
     with pytest.raises(SystemExit, match="dpmerf-eps10: .*steps"):  # a known field, bad value
         bench.main([*args, "--epsilons", "10", "--collect", "--sample-set", "dpmerf:steps=0"])
+    with pytest.raises(SystemExit, match="METHOD=PATH"):
+        bench.main([*args, "--epsilons", "10", "--collect", "--public-data", "public.npz"])
 
     # a finished cell trained with another seed is not passed off as a reseed; nothing is written
     before = result.read_bytes()
