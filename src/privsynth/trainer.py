@@ -87,12 +87,13 @@ def train(
     on the card as ``data.format``) or an in-memory `ImageDataset`; ``holdout``: a fraction, a
     count, or the path of an official test split in the same format.
     If ``out`` holds an unfinished run of the same command, training resumes from its checkpoint.
-    ``warmup="central"`` pretrains on a DP release of per-class central images first (its
-    epsilon composed with DP-SGD's in one accountant, within ``epsilon``); ``warmup=None`` takes
-    the method's recommended warm-up (`models.defaults.recommended_warmup`: dpgan on >= 3 000
-    images) unless a warm-up option or ``public_data`` is given; ``public_data``
-    pretrains on images the user declares public (no budget). ``warmup_config``: `WarmupConfig`
-    keys (share, epochs, size, ...). See models/warmup.py and docs/warmup.md.
+    ``warmup="central"`` pretrains on a DP release of per-class central images first,
+    ``warmup="merf"`` on the draws of a generator trained against a DP-MERF release (either
+    release's epsilon composed with DP-SGD's in one accountant, within ``epsilon``);
+    ``warmup=None`` takes the method's recommended warm-up (`models.defaults.recommended_warmup`:
+    dpgan on >= 3 000 images) unless a warm-up option or ``public_data`` is given;
+    ``public_data`` pretrains on images the user declares public (no budget). ``warmup_config``:
+    `WarmupConfig` keys (share, epochs, size, ...). See models/warmup.py and docs/warmup.md.
     """
     t0 = time.time()
     out = check_output_folder(out)
