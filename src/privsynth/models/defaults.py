@@ -94,10 +94,11 @@ def recommended_warmup(method: str, n_train: int) -> tuple[str, dict]:
 # epochs; docs/zoo.md, "DP-VAE epochs").
 # dpmerf: a witness floor of 0.4 below eps 3 (a sampling-time knob, post-processing). At eps 1 the
 # generator fits the release's noise and about a sixth of its draws are noise blobs whose witness
-# sits at 0.11-0.37x the class median, over the 0.2 floor; 0.4 redraws them (MNIST-10k, the same
-# weights scored both ways: FD 190 -> 69.6, precision 0.78 -> 0.96, TSTR 89.0% -> 88.7%). At eps
-# 2 it is neutral (FD 28.2 -> 28.9, TSTR 93.3% -> 93.2%); at eps 10 it cost Fréchet (27.1 ->
-# 30.7), so from 3 up the floor stays 0.2 (bench/results/dpmerf_rerun/).
+# sits at 0.11-0.37x the class median, over the 0.2 floor; 0.4 redraws them (MNIST-10k eps-1 cell,
+# the same weights scored both ways: FD 191 -> 106, precision 0.79 -> 0.96, for TSTR 89.1% ->
+# 88.0% and recall 0.44 -> 0.37: fewer odd images, a little less variety). At eps 2 it is neutral
+# (FD 28.2 -> 28.9, TSTR 93.3% -> 93.2%); at eps 10 it cost Fréchet (27.1 -> 30.7), so from 3 up
+# the floor stays 0.2. On digits at eps 1 no draw falls under it (bench/results/dpmerf_rerun/).
 _BY_EPSILON: dict[str, dict[str, list[tuple[float, dict]]]] = {
     "dpgan": {
         "large": [
