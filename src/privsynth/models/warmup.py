@@ -146,7 +146,8 @@ class WarmUp:
             if central_only:
                 raise ConfigError(
                     f"warm-up option(s) {sorted(central_only)} shape the central release; "
-                    "--warmup merf takes share, sigma, epochs and images only"
+                    "--warmup merf takes share, sigma, epochs and images only (add "
+                    "--warmup central to use them)"
                 )
         public, source = None, None
         if public_data is not None:
