@@ -262,6 +262,11 @@ def test_defaults_can_follow_the_target_epsilon(tmp_path, tiny_dataset, monkeypa
         row = defaults.recommended_config(method, 8000, 10.0)
         assert row["patience"] == row["steps"] == 4000
     assert "patience" not in defaults.recommended_config("dpmerf", 1000, 10.0)
+    # dpmerf's witness floor rises below eps 3, where a sixth of its draws are noise blobs
+    for n in (1000, 8000):
+        assert defaults.recommended_config("dpmerf", n, 1.0)["witness_floor"] == 0.4
+        assert "witness_floor" not in defaults.recommended_config("dpmerf", n, 5.0)
+    assert "witness_floor" not in defaults.recommended_config("dpmerf", 8000, float("inf"))
     monkeypatch.setitem(defaults._DEFAULTS, "dpmerf", {"small": {"steps": 7, "n_features": 16}})
     monkeypatch.setitem(defaults._BY_EPSILON, "dpmerf", {"small": [(2.0, {"steps": 5})]})
     kw = dict(progress=False, config={"batch_size": 20, "g_width": 8})

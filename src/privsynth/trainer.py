@@ -87,12 +87,14 @@ def train(
     on the card as ``data.format``) or an in-memory `ImageDataset`; ``holdout``: a fraction, a
     count, or the path of an official test split in the same format.
     If ``out`` holds an unfinished run of the same command, training resumes from its checkpoint.
-    ``warmup="central"`` pretrains on a DP release of per-class central images first (its
-    epsilon composed with DP-SGD's in one accountant, within ``epsilon``); ``warmup=None`` takes
-    the method's recommended warm-up (`models.defaults.recommended_warmup`: dpgan on >= 3 000
-    images) unless a warm-up option or ``public_data`` is given; ``public_data``
-    pretrains on images the user declares public (no budget). ``warmup_config``: `WarmupConfig`
-    keys (share, epochs, size, ...). See models/warmup.py and docs/warmup.md.
+    ``warmup="central"`` pretrains on a DP release of per-class central images first,
+    ``warmup="merf"`` on the draws of a generator trained against a DP-MERF release (either
+    release's epsilon composed with DP-SGD's in one accountant, within ``epsilon``);
+    ``warmup=None`` takes the method's recommended warm-up (`models.defaults.recommended_warmup`:
+    dpgan on >= 3 000 images, central below eps 7.5 and merf from it) unless a warm-up option
+    or ``public_data`` is given; ``public_data`` pretrains on images the user declares public
+    (no budget). ``warmup_config``: `WarmupConfig` keys (share, epochs, size, ...). See
+    models/warmup.py and docs/warmup.md.
     """
     t0 = time.time()
     out = check_output_folder(out)
@@ -300,7 +302,7 @@ def _default_warmup(method, n, spec, public_data, warmup_config) -> tuple[str, d
     alone stay an error (WarmUp.build names the fix)."""
     if public_data is not None or spec is None or spec.noise_multiplier is not None:
         return "none", warmup_config
-    kind, options = recommended_warmup(method, n)
+    kind, options = recommended_warmup(method, n, spec.epsilon)
     if kind == "none":
         return kind, warmup_config
     return kind, {**options, **(warmup_config or {})}

@@ -128,3 +128,24 @@ def test_bad_warmup_flags_exit_2_with_one_line(tmp_path, tiny_npz, capsys):
     )
     assert code == 2 and "DP-SGD method" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_train_warmup_merf_through_the_cli_then_sample(tmp_path, tiny_npz, capsys, monkeypatch):
+    from privsynth.models import warmup_merf
+
+    real = warmup_merf.recommended_config
+    monkeypatch.setattr(  # a short MERF generator: its recommended 2 000 steps are not the point
+        warmup_merf,
+        "recommended_config",
+        lambda m, n, e=None: {**real(m, n, e), "steps": 60, "n_features": 200, "g_width": 8},
+    )
+    out = tmp_path / "r"
+    args = ["--data", str(tiny_npz), "--out", str(out), "--epsilon", "3", "--accountant", "rdp"]
+    warm = ["--warmup", "merf", "--warmup-epochs", "1", "--warmup-set", "images=96"]
+    assert main(["train", *args, *warm, *VAE]) == 0
+    assert "DP-MERF release: Gaussian" in capsys.readouterr().out
+    card = json.loads((out / "card.json").read_text())
+    assert card["privacy"]["warmup"]["phases"] == ["merf"]
+    assert card["privacy"]["epsilon"] <= 3 + 1e-9 and (out / "warmup.png").exists()
+    assert main(["sample", str(out), "-n", "12", "--out", str(tmp_path / "s.npz"), "-q"]) == 0
+    assert np.load(tmp_path / "s.npz")["images"].shape[0] == 12

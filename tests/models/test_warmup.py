@@ -14,6 +14,7 @@ from dp_accounting import rdp
 import privsynth
 from privsynth.errors import ConfigError, DataError
 from privsynth.models import warmup as warmup_mod
+from privsynth.models import warmup_merf
 from privsynth.privacy import Ledger
 from privsynth.privacy.accounting import epsilon_from_history
 from privsynth.privacy.central import release_central
@@ -349,17 +350,27 @@ def test_bad_warmup_requests_fail_with_the_fix(tmp_path, tiny_dataset):
 
 
 def test_recommended_warmup_applies_only_when_the_user_chose_none(tmp_path, monkeypatch):
-    """dpgan on large data defaults to --warmup central (models/defaults.py); warm-up options
-    alone tune that default; an explicit --warmup none, a fixed noise multiplier or no DP leave
-    it out."""
+    """dpgan on large data defaults to --warmup central below eps 7.5 and --warmup merf from it
+    (models/defaults.py); warm-up options alone tune that default; an explicit --warmup none, a
+    fixed noise multiplier or no DP leave it out."""
     from privsynth.models import defaults
 
-    assert defaults.recommended_warmup("dpgan", 8000) == ("central", {"epochs": 5})
-    assert defaults.recommended_warmup("gan", 8000) == ("central", {"epochs": 5})
-    assert defaults.recommended_warmup("dpgan", 1500)[0] == "none"
-    assert defaults.recommended_warmup("dpvae", 8000)[0] == "none"
-    # The tiny set is "small": give the small row a warm-up to see train() apply it.
-    monkeypatch.setitem(defaults._WARMUPS, "dpvae", {"small": {"kind": "central", **WARM}})
+    for eps in (1.0, 5.0):
+        assert defaults.recommended_warmup("dpgan", 8000, eps) == ("central", {"epochs": 5})
+    assert defaults.recommended_warmup("dpgan", 8000, 10.0) == ("merf", {})
+    assert defaults.recommended_warmup("gan", 8000, 1.0) == ("central", {"epochs": 5})
+    assert defaults.recommended_warmup("dpgan", 1500, 10.0)[0] == "none"
+    assert defaults.recommended_warmup("dpvae", 8000, 10.0)[0] == "none"
+    # The tiny set is "small": give the small row a warm-up to see train() apply it, and the
+    # epsilon rule pick the kind.
+    rows = [(5.0, {"kind": "central", **WARM}), (float("inf"), {"kind": "merf", **WARM})]
+    monkeypatch.setitem(defaults._WARMUPS, "dpvae", {"small": rows})
+    real = warmup_merf.recommended_config
+    monkeypatch.setattr(
+        warmup_merf,
+        "recommended_config",
+        lambda m, n, e=None: {**real(m, n, e), "steps": 30, "n_features": 100, "g_width": 8},
+    )
     data = make_tiny_dataset()
 
     def phases(name, **kwargs):
@@ -370,6 +381,7 @@ def test_recommended_warmup_applies_only_when_the_user_chose_none(tmp_path, monk
         return (run.card["privacy"].get("warmup") or {}).get("phases", [])
 
     assert phases("default") == ["central"]
+    assert phases("high", epsilon=8.0) == ["merf"]
     assert _card(tmp_path / "default")["request"]["warmup"]["config"]["images"] == 96
     tuned = phases("tuned", warmup_config={"images": 48, "share": 0.2})
     assert tuned == ["central"]

@@ -91,17 +91,19 @@ def add_warmup_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("warm-up (pretraining before DP-SGD; docs/warmup.md)")
     g.add_argument(
         "--warmup",
-        choices=["none", "central"],
+        choices=["none", "central", "merf"],
         default=None,
         help="central: pretrain on a DP release of per-class central images "
-        "(DP-FETA), its epsilon taken from --epsilon; default: the method's recommended "
-        "warm-up (central, 5 epochs, for dpgan on >= 3 000 images; none otherwise)",
+        "(DP-FETA); merf: on the draws of a generator trained against a DP-MERF release; "
+        "either release's epsilon is taken from --epsilon; default: the method's recommended "
+        "warm-up (for dpgan on >= 3 000 images: central, 5 epochs, below eps 7.5, merf from "
+        "it; none otherwise)",
     )
     g.add_argument(
         "--warmup-share",
         type=float,
         default=None,
-        help="the central release alone spends this share of --epsilon "
+        help="the warm-up release alone spends this share of --epsilon "
         "(default 0.3); DP-SGD's noise is calibrated for the exact total",
     )
     g.add_argument(

@@ -59,22 +59,31 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
 
 
 # The warm-up a private run gets when the user names none (no --warmup, --public-data or warm-up
-# option). dpgan on large data: without it the MNIST-10k DP-GAN draws digits of the wrong class
-# at CPU budgets (64.2% TSTR at eps 10; 83.3% with it, recall 0.65; docs/gan.md); 5 warm-up
-# epochs is what that study ran. The release spends the default share (0.3) of epsilon, composed
-# with DP-SGD in one accountant, so the user's epsilon is unchanged.
-_WARMUPS: dict[str, dict[str, dict]] = {
-    "dpgan": {"large": {"kind": "central", "epochs": 5}},
+# option), by the requested epsilon: the first row whose bound the epsilon is below. dpgan on
+# large data: without a warm-up the MNIST-10k DP-GAN draws digits of the wrong class at CPU
+# budgets (64.2% TSTR at eps 10; 83.3% with central images, recall 0.65; docs/gan.md); 5 warm-up
+# epochs is what that study ran. From eps 7.5 the DP-MERF release is the better start (eps 10,
+# two seeds: 89.7% / 89.6% LeNet, FD 9.7 / 11.5, against 81.3% and FD 21.0 over four central
+# runs), at 30 warm-up epochs (the method's own) and ~16 more CPU-minutes; at eps 1 its release
+# (eps 0.3 alone) is mostly noise and the run fell to 43.4% against central's 66.2% (docs/gan.md,
+# "sixth round"). Either release spends the default share (0.3) of epsilon, composed with DP-SGD
+# in one accountant, so the user's epsilon is unchanged.
+_WARMUPS: dict[str, dict[str, list[tuple[float, dict]]]] = {
+    "dpgan": {"large": [(7.5, {"kind": "central", "epochs": 5}), (math.inf, {"kind": "merf"})]},
 }
 
 
-def recommended_warmup(method: str, n_train: int) -> tuple[str, dict]:
-    """(kind, warm-up options) for a private run of ``method`` on ``n_train`` images."""
+def recommended_warmup(method: str, n_train: int, epsilon: float) -> tuple[str, dict]:
+    """(kind, warm-up options) for a private run of ``method`` on ``n_train`` images at the
+    target ``epsilon``."""
     from .registry import private_name
 
     size = "small" if n_train < SMALL else "large"
-    row = dict(_WARMUPS.get(private_name(method), {}).get(size, {}))
-    return row.pop("kind", "none"), row
+    for bound, row in _WARMUPS.get(private_name(method), {}).get(size, []):
+        if epsilon < bound:
+            row = dict(row)
+            return row.pop("kind"), row
+    return "none", {}
 
 
 # Overrides by the requested epsilon (public: the user states it), first row whose bound the
@@ -92,6 +101,13 @@ def recommended_warmup(method: str, n_train: int) -> tuple[str, dict]:
 # dpvae on large data: 40 epochs help at eps 10 but hurt below: at eps 1 / 2 the longer run's
 # larger noise multiplier leaves only speckle (60.7% / 68.8% TSTR against 66.2% / 74.6% at 10
 # epochs; docs/zoo.md, "DP-VAE epochs").
+# dpmerf: a witness floor of 0.4 below eps 3 (a sampling-time knob, post-processing). At eps 1 the
+# generator fits the release's noise and about a sixth of its draws are noise blobs whose witness
+# sits at 0.11-0.37x the class median, over the 0.2 floor; 0.4 redraws them (MNIST-10k eps-1 cell,
+# the same weights scored both ways: FD 191 -> 106, precision 0.79 -> 0.96, for TSTR 89.1% ->
+# 88.0% and recall 0.44 -> 0.37: fewer odd images, a little less variety). At eps 2 it is neutral
+# (FD 28.2 -> 28.9, TSTR 93.3% -> 93.2%); at eps 10 it cost Fréchet (27.1 -> 30.7), so from 3 up
+# the floor stays 0.2. On digits at eps 1 no draw falls under it (bench/results/dpmerf_rerun/).
 _BY_EPSILON: dict[str, dict[str, list[tuple[float, dict]]]] = {
     "dpgan": {
         "large": [
@@ -102,6 +118,7 @@ _BY_EPSILON: dict[str, dict[str, list[tuple[float, dict]]]] = {
         ]
     },
     "dpvae": {"large": [(3.5, {"epochs": 10})]},
+    "dpmerf": {size: [(3.0, {"witness_floor": 0.4})] for size in ("small", "large")},
 }
 
 

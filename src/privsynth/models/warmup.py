@@ -1,13 +1,15 @@
 """Pretraining before DP fine-tuning, for every DP-SGD method: ``--warmup central`` (a warm-up on
-DP central images, DP-FETA's "easy stage") and ``--public-data PATH`` (images the user declares
-public).
+DP central images, DP-FETA's "easy stage"), ``--warmup merf`` (on the draws of a generator trained
+against a DP-MERF release, `models.warmup_merf`) and ``--public-data PATH`` (images the user
+declares public).
 
 One generic path: each phase is the method's *own non-private fit* (``synth.fit`` with
 ``privacy=None``) on a warm-up set, for ``epochs`` passes over it; DP-SGD then starts from those
 weights (a fresh optimizer, the same modules). Phases run in order: public data, then central
-images. Nothing here reads the private images except `privacy.central.release_central`, the one
-accounted release; the warm-up set is built from its output (post-processing) and the public
-images (no privacy claimed for them, none spent).
+images (or MERF draws). Nothing here reads the private images except the one accounted release
+(`privacy.central.release_central` or `warmup_merf.release_merf`); the warm-up set is built
+from its output (post-processing) and the public images (no privacy claimed for them, none
+spent).
 
 Warm-up set from central images (what FETA pretrains on: a few noisy central images shown many
 times under RandAugment): each released low-resolution mean is upsampled to full size, clipped
@@ -35,9 +37,11 @@ import torch.nn.functional as F
 from ..data import ImageDataset
 from ..errors import ConfigError, DataError, TrainingDiverged
 from ..privacy.central import CentralRelease, central_sigma, check_settings, release_central
+from . import warmup_merf
 from .base import TrainContext
 
-WARMUPS = ("none", "central")
+WARMUPS = ("none", "central", "merf")
+RELEASES = ("central", "merf")  # the kinds that spend part of epsilon on a release
 WARMUP_STATE = "warmup_state.pt"
 DEFAULT_SHARE = 0.3
 
@@ -55,7 +59,7 @@ class WarmupConfig:
     sample_rate: float = 1.0  # Poisson rate per query (FETA: 0.1); 1 = the whole set
     queries: int = 1  # releases (central images per class)
     epochs: float | None = None  # pretraining passes per phase; default the method's epochs
-    images: int | None = None  # size of the central warm-up set; default the private set's
+    images: int | None = None  # size of the central / merf warm-up set; default the private set's
     augment: bool = True  # random affine + brightness/contrast on the central images
 
     def __post_init__(self) -> None:
@@ -92,7 +96,7 @@ class WarmUp:
         self.kind, self.public, self.config = kind, public, config
         self.public_source = public_source
         self.sigma: float | None = None
-        self.release: CentralRelease | None = None
+        self.release: CentralRelease | warmup_merf.MerfRelease | None = None
         self.state: dict = {}
 
     @classmethod
@@ -127,11 +131,24 @@ class WarmUp:
                 "trains no network on private data (use dpgan, dpvae or "
                 "dpdiffusion)"
             )
-        if kind == "central" and not private:
+        if kind in RELEASES and not private:
             raise ConfigError(
-                "--warmup central is a DP release for a private run; without DP "
+                f"--warmup {kind} is a DP release for a private run; without DP "
                 "there is no budget to split (drop --warmup, or use --public-data)"
             )
+        if kind == "merf":
+            central_only = {
+                f.name
+                for f in fields(WarmupConfig)
+                if f.name in ("size", "clip", "count_weight", "sample_rate", "queries", "augment")
+                and getattr(cfg, f.name) != f.default
+            }
+            if central_only:
+                raise ConfigError(
+                    f"warm-up option(s) {sorted(central_only)} shape the central release; "
+                    "--warmup merf takes share, sigma, epochs and images only (add "
+                    "--warmup central to use them)"
+                )
         public, source = None, None
         if public_data is not None:
             public, source = load_public(public_data, dataset)
@@ -159,7 +176,7 @@ class WarmUp:
         self.state = load_state(out) if resuming else {}
         if self.state.get("release") is not None:
             self.release = release_from_state(self.state["release"])
-        if self.kind != "central":
+        if self.kind not in RELEASES:
             return [], []
         cfg = self.config
         if self.release is not None:
@@ -168,15 +185,21 @@ class WarmUp:
             self.sigma = cfg.sigma
         elif spec.epsilon is None:
             raise ConfigError(
-                "--warmup central with a fixed --noise-multiplier needs the "
+                f"--warmup {self.kind} with a fixed --noise-multiplier needs the "
                 "release's own sigma: --warmup-set sigma=S (or give --epsilon)"
             )
         else:
+            q, queries = self.release_sampling()
             self.sigma = central_sigma(
-                cfg.share * spec.epsilon, spec.delta, cfg.sample_rate, cfg.queries, spec.accountant
+                cfg.share * spec.epsilon, spec.delta, q, queries, spec.accountant
             )
-        prior = [(float(self.sigma), float(cfg.sample_rate), int(cfg.queries))]
+        prior = [(float(self.sigma), *self.release_sampling())]
         return prior, (list(prior) if self.release is not None else [])
+
+    def release_sampling(self) -> tuple[float, int]:
+        """(sample rate, queries) of the release: the MERF release is one query on every image."""
+        cfg = self.config
+        return (float(cfg.sample_rate), int(cfg.queries)) if self.kind == "central" else (1.0, 1)
 
     def card(self, delta: float, accountant: str) -> dict:
         from ..privacy.accounting import epsilon_from_history
@@ -213,12 +236,31 @@ class WarmUp:
                 "composed": "first entry of the DP-SGD accountant's history: one Opacus "
                 "accountant composes the release and DP-SGD exactly",
             }
+        if self.kind == "merf":
+            hist = [(self.sigma, 1.0, 1)]
+            out["merf"] = {
+                "mechanism": "Gaussian mechanism (OpenDP noise) on per-class sums of norm-1 "
+                "random Fourier features (dpmerf's release), L2 sensitivity 1; the warm-up set "
+                "is drawn from a dpmerf generator trained on it (post-processing)",
+                "noise_multiplier": self.sigma,
+                "share": self.config.share if self.config.sigma is None else None,
+                "epsilon_alone": epsilon_from_history(hist, delta, accountant),
+                "history": [list(h) for h in hist],
+                "generator": self.state.get("merf_metrics"),
+                "released": self.release is not None,
+                "composed": "first entry of the DP-SGD accountant's history: one Opacus "
+                "accountant composes the release and DP-SGD exactly",
+            }
         return out
 
     def phases_named(self) -> list[str]:
         return [
             p
-            for p, on in (("public", self.public is not None), ("central", self.kind == "central"))
+            for p, on in (
+                ("public", self.public is not None),
+                ("central", self.kind == "central"),
+                ("merf", self.kind == "merf"),
+            )
             if on
         ]
 
@@ -236,6 +278,12 @@ class WarmUp:
         segment left. ``before_release`` books the release in the ledger before it is drawn;
         ``after_release`` writes the card (and clears a replaced run) before the state is kept."""
         state = self.state
+        if self.kind == "merf" and self.release is None:
+            before_release()
+            self.release = warmup_merf.release_merf(train_set, self.sigma)
+            after_release()
+            state["release"] = warmup_merf.release_to_state(self.release)
+            save_state(out, state)
         if self.kind == "central" and self.release is None:
             before_release()
             cfg = self.config
@@ -253,16 +301,16 @@ class WarmUp:
             after_release()
             state["release"] = release_to_state(self.release)
             save_state(out, state)
-        central = (
-            central_warmup_set(self.release, train_set, self.config, ctx.seed)
-            if self.release is not None
-            else None
-        )
-        if central is not None and not (out / "warmup.png").exists():
-            save_warmup_grid(out, self.release, central)
+        released = None
+        if self.kind == "central" and self.release is not None:
+            released = central_warmup_set(self.release, train_set, self.config, ctx.seed)
+            if not (out / "warmup.png").exists():
+                save_warmup_grid(out, self.release, released)
+        if self.kind == "merf":
+            released = self._merf_set(train_set, ctx, out)
 
         def data(phase: str) -> ImageDataset:
-            return self.public if phase == "public" else central
+            return self.public if phase == "public" else released
 
         done = list(state.get("done", []))
         if state.get("phase") in done:  # a finished phase's weights: restore them (zero steps)
@@ -277,6 +325,32 @@ class WarmUp:
             done.append(phase)
             state["done"] = done
             save_state(out, state)
+
+    def _merf_set(self, train_set: ImageDataset, ctx: TrainContext, out: Path) -> ImageDataset:
+        """The MERF warm-up set: drawn once (its generator trains for minutes), kept in the
+        state so a resumed run reuses it."""
+        state = self.state
+        if "merf_images" not in state:
+            drawn, metrics = warmup_merf.merf_warmup_set(
+                self.release, train_set, self.config.images, ctx
+            )
+            state.update(
+                merf_images=torch.from_numpy(drawn.images),
+                merf_labels=torch.from_numpy(drawn.labels.astype(np.int64)),
+                merf_metrics=metrics,
+            )
+            save_state(out, state)
+        drawn = ImageDataset(
+            state["merf_images"].numpy(),
+            state["merf_labels"].numpy(),
+            list(train_set.class_names),
+            name="warmup-merf",
+        )
+        if not (out / "warmup.png").exists():
+            from ..report import save_grid
+
+            save_grid(out / "warmup.png", drawn.images, drawn.labels, drawn.num_classes, 10)
+        return drawn
 
     def _pretrain(
         self,
@@ -456,7 +530,9 @@ def release_to_state(r: CentralRelease) -> dict:
     }
 
 
-def release_from_state(d: dict) -> CentralRelease:
+def release_from_state(d: dict) -> CentralRelease | warmup_merf.MerfRelease:
+    if d.get("kind") == "merf":
+        return warmup_merf.release_from_state(d)
     return CentralRelease(
         d["images"].numpy(),
         d["labels"].numpy(),

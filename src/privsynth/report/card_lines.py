@@ -81,7 +81,8 @@ def format_card(card: dict, spend: dict | None = None) -> str:
 
 
 def _warmup_lines(warm: dict | None) -> list[str]:
-    """What pretrained the model before DP-SGD: the DP central release and/or public data."""
+    """What pretrained the model before DP-SGD: a DP release (central images or DP-MERF) and/or
+    public data."""
     if not warm:
         return []
     out = []
@@ -93,6 +94,14 @@ def _warmup_lines(warm: dict | None) -> list[str]:
             f"{c['noise_multiplier']:.4g}, q {c['sample_rate']:.3g} x {c['queries']}, "
             "epsilon alone "
             f"{c['epsilon_alone']:.3g}{share}; composed with DP-SGD in one accountant"
+        )
+    m = warm.get("merf")
+    if m:
+        share = f", {m['share']:.0%} share" if m.get("share") else ""
+        out.append(
+            f"  warm-up     DP-MERF release: Gaussian, sigma {m['noise_multiplier']:.4g}, "
+            f"epsilon alone {m['epsilon_alone']:.3g}{share}; its generator's draws pretrained "
+            "the model; composed with DP-SGD in one accountant"
         )
     p = warm.get("public_data")
     if p:
