@@ -86,22 +86,19 @@ def _warmup_lines(warm: dict | None) -> list[str]:
     if not warm:
         return []
     out = []
-    c = warm.get("central")
-    if c:
-        share = f", {c['share']:.0%} share" if c.get("share") else ""
+    for kind, what in (
+        ("central", "central images: Gaussian release"),
+        ("merf", "DP-MERF release: Gaussian"),
+    ):
+        r = warm.get(kind)
+        if not r:
+            continue
+        share = f", {r['share']:.0%} share" if r.get("share") else ""
+        sampling = f", q {r['sample_rate']:.3g} x {r['queries']}" if kind == "central" else ""
+        drawn = "; its generator's draws pretrained the model" if kind == "merf" else ""
         out.append(
-            f"  warm-up     central images: Gaussian release, sigma "
-            f"{c['noise_multiplier']:.4g}, q {c['sample_rate']:.3g} x {c['queries']}, "
-            "epsilon alone "
-            f"{c['epsilon_alone']:.3g}{share}; composed with DP-SGD in one accountant"
-        )
-    m = warm.get("merf")
-    if m:
-        share = f", {m['share']:.0%} share" if m.get("share") else ""
-        out.append(
-            f"  warm-up     DP-MERF release: Gaussian, sigma {m['noise_multiplier']:.4g}, "
-            f"epsilon alone {m['epsilon_alone']:.3g}{share}; its generator's draws pretrained "
-            "the model; composed with DP-SGD in one accountant"
+            f"  warm-up     {what}, sigma {r['noise_multiplier']:.4g}{sampling}, epsilon alone "
+            f"{r['epsilon_alone']:.3g}{share}{drawn}; composed with DP-SGD in one accountant"
         )
     p = warm.get("public_data")
     if p:
