@@ -91,7 +91,7 @@ def train(
     ``warmup="merf"`` on the draws of a generator trained against a DP-MERF release (either
     release's epsilon composed with DP-SGD's in one accountant, within ``epsilon``);
     ``warmup=None`` takes the method's recommended warm-up (`models.defaults.recommended_warmup`:
-    dpgan on >= 3 000 images, central below eps 7.5 and merf from it) unless a warm-up option
+    dpgan on >= 3 000 images, central below eps 3.5 and merf from it) unless a warm-up option
     or ``public_data`` is given; ``public_data`` pretrains on images the user declares public
     (no budget). ``warmup_config``: `WarmupConfig` keys (share, epochs, size, ...). See
     models/warmup.py and docs/warmup.md.

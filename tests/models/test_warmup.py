@@ -350,14 +350,15 @@ def test_bad_warmup_requests_fail_with_the_fix(tmp_path, tiny_dataset):
 
 
 def test_recommended_warmup_applies_only_when_the_user_chose_none(tmp_path, monkeypatch):
-    """dpgan on large data defaults to --warmup central below eps 7.5 and --warmup merf from it
+    """dpgan on large data defaults to --warmup central below eps 3.5 and --warmup merf from it
     (models/defaults.py); warm-up options alone tune that default; an explicit --warmup none, a
     fixed noise multiplier or no DP leave it out."""
     from privsynth.models import defaults
 
-    for eps in (1.0, 5.0):
+    for eps in (1.0, 2.0):
         assert defaults.recommended_warmup("dpgan", 8000, eps) == ("central", {"epochs": 5})
-    assert defaults.recommended_warmup("dpgan", 8000, 10.0) == ("merf", {})
+    for eps in (5.0, 10.0):
+        assert defaults.recommended_warmup("dpgan", 8000, eps) == ("merf", {})
     assert defaults.recommended_warmup("gan", 8000, 1.0) == ("central", {"epochs": 5})
     assert defaults.recommended_warmup("dpgan", 1500, 10.0)[0] == "none"
     assert defaults.recommended_warmup("dpvae", 8000, 10.0)[0] == "none"

@@ -96,7 +96,7 @@ def add_warmup_options(p: argparse.ArgumentParser) -> None:
         help="central: pretrain on a DP release of per-class central images "
         "(DP-FETA); merf: on the draws of a generator trained against a DP-MERF release; "
         "either release's epsilon is taken from --epsilon; default: the method's recommended "
-        "warm-up (for dpgan on >= 3 000 images: central, 5 epochs, below eps 7.5, merf from "
+        "warm-up (for dpgan on >= 3 000 images: central, 5 epochs, below eps 3.5, merf from "
         "it; none otherwise)",
     )
     g.add_argument(
