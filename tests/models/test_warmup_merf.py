@@ -69,7 +69,13 @@ def test_release_composes_into_card_and_ledger_and_recomputes(tmp_path, tiny_dat
     assert "DP-MERF release" in format_card(run.card)
 
 
-def test_the_noise_reaches_the_release_and_the_warmup_set(tiny_dataset):
+def test_the_noise_reaches_the_release_and_the_warmup_set(tiny_dataset, monkeypatch):
+    real = warmup_merf.recommended_config
+    monkeypatch.setattr(  # 200 steps: a generator that has settled on each class (60 may not)
+        warmup_merf,
+        "recommended_config",
+        lambda m, n, e=None: {**real(m, n, e), "steps": 200, "n_features": 200, "g_width": 8},
+    )
     exact = warmup_merf.merf_method(tiny_dataset).embedding_sum(tiny_dataset, 1.0).float()
     noise = warmup_merf.release_merf(tiny_dataset, sigma=3.0).released - exact
     assert noise.std().item() == pytest.approx(3.0, rel=0.05)  # per entry, at sensitivity 1

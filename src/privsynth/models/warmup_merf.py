@@ -59,6 +59,7 @@ def merf_warmup_set(release: MerfRelease, like: ImageDataset, images: int | None
     """Post-processing of the release: train the generator against it (seeded by ``ctx.seed``),
     then draw ``images`` (default: as many as the private set), classes balanced. Returns the
     set and the generator's metrics."""
+    torch.manual_seed(ctx.seed)  # the generator's initial weights too: the set follows the seed
     synth = merf_method(like)
     quiet = TrainContext(privacy=None, seed=ctx.seed, device=ctx.device, progress=ctx.progress)
     fit = synth.fit_released(release.released, None, None, quiet)
