@@ -44,6 +44,10 @@ WARMUPS = ("none", "central", "merf")
 RELEASES = ("central", "merf")  # the kinds that spend part of epsilon on a release
 WARMUP_STATE = "warmup_state.pt"
 DEFAULT_SHARE = 0.3
+COMPOSED = (  # how either release (central, merf) is accounted, as the card says it
+    "first entry of the DP-SGD accountant's history: one Opacus accountant composes the release "
+    "and DP-SGD exactly"
+)
 
 
 @dataclass
@@ -233,8 +237,7 @@ class WarmUp:
                 "clip": r.clip if r else cfg.clip,
                 "count_weight": cfg.count_weight,
                 "released": r is not None,
-                "composed": "first entry of the DP-SGD accountant's history: one Opacus "
-                "accountant composes the release and DP-SGD exactly",
+                "composed": COMPOSED,
             }
         if self.kind == "merf":
             hist = [(self.sigma, 1.0, 1)]
@@ -248,8 +251,7 @@ class WarmUp:
                 "history": [list(h) for h in hist],
                 "generator": self.state.get("merf_metrics"),
                 "released": self.release is not None,
-                "composed": "first entry of the DP-SGD accountant's history: one Opacus "
-                "accountant composes the release and DP-SGD exactly",
+                "composed": COMPOSED,
             }
         return out
 
