@@ -93,3 +93,42 @@ def test_export_publishes_only_what_is_safe(tmp_path, trained_run, capsys):
     assert main(["export", str(trained_run["out"]), str(pub), "--overwrite"]) == 0
     assert front_matter((pub / "README.md").read_text())["license"] == "other"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf-repo", "s.npz"]
+
+
+def _run_with_quick_eval(tmp_path, trained_run):
+    """A copy of the shared run with a quick_eval.json as `train --evaluate` writes it."""
+    import shutil
+
+    run = shutil.copytree(trained_run["out"], tmp_path / "run")
+    evaluation = {
+        "tstr_accuracy": 0.4321,
+        "trtr_accuracy": 0.9876,
+        "n_synthetic": 96,
+        "n_holdout": 24,
+        "classifiers": ["lenet"],
+    }
+    (run / "quick_eval.json").write_text(json.dumps(evaluation))
+    return run
+
+
+def test_export_publishes_no_evaluation_without_include_evaluation(tmp_path, trained_run):
+    run = _run_with_quick_eval(tmp_path, trained_run)
+    pub = tmp_path / "pub"
+    assert main(["export", str(run), str(pub)]) == 0
+    text = (pub / "README.md").read_text()
+    published = text + (pub / "card.json").read_text()
+    assert "98.8%" not in published and "43.2%" not in published  # TRTR / TSTR
+    assert "TRTR" not in text and "TSTR" not in text
+    assert "--include-evaluation" in text  # says how to add them, and why they are left out
+    assert not (pub / "quick_eval.json").exists()
+
+
+def test_export_include_evaluation_labels_figures_not_covered(tmp_path, trained_run):
+    run = _run_with_quick_eval(tmp_path, trained_run)
+    pub = tmp_path / "pub"
+    assert main(["export", str(run), str(pub), "--include-evaluation"]) == 0
+    text = (pub / "README.md").read_text()
+    heading = next(line for line in text.splitlines() if line.startswith("## Evaluation"))
+    assert "not covered" in heading and "guarantee" in heading
+    section = text[text.index(heading) : text.index("## How to sample")]
+    assert "98.8%" in section and "43.2%" in section
