@@ -37,6 +37,7 @@ DROPPED = [
     (("data", "source"), "the local path of the private data"),
     (("data", "owner_data"), "the owners' local data paths"),
     (("train", "metrics"), "training losses, computed on private batches without noise"),
+    (("privacy", "warmup", "public_data", "source"), "the local path of the public data"),
     (("train", "holdout"), "the holdout setting (a local path when a test split was given)"),
     (("federated", "per_round"), "per-round owner reports (not covered by the guarantee)"),
     (("privacy", "dataset_spend", "ledger"), "the local ledger's location"),

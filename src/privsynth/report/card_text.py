@@ -80,6 +80,24 @@ def not_covered(card: dict) -> str:
     return text[len("Not covered:") :].strip() if text.startswith("Not covered:") else text
 
 
+def public_data_sentence(card: dict) -> str | None:
+    """'The model was pretrained on public data ...' when the run used --public-data, naming the
+    dataset as the user gave it (never its local path); None otherwise."""
+    public = ((card.get("privacy") or {}).get("warmup") or {}).get("public_data")
+    if not public:
+        return None
+    name = public.get("name")
+    named = f"`{name}`" if name else "a dataset"
+    n = public.get("n_images")
+    count = f" ({n:,} images)" if isinstance(n, int) else ""
+    return (
+        f"Before training on the private data, the model was pretrained on public data: "
+        f"{named}{count}, declared public by the user. No privacy budget was spent on it and "
+        "this run's guarantee does not cover it: what those images show can appear in the "
+        "weights and samples."
+    )
+
+
 def spend_line(spend: dict | None) -> str | None:
     """'epsilon 12.3, delta 2e-05 (basic composition; ledger ...)' from privacy.dataset_spend."""
     if not spend:
@@ -151,6 +169,9 @@ def model_card(
         "",
     ]
     lines += ["## Privacy guarantee", "", plain_language(card), ""]
+    public = public_data_sentence(card)
+    if public:
+        lines += [public, ""]
     if pv.get("guarantee"):
         lines += [f"Formally: {pv['guarantee']}", ""]
     sgd = pv.get("dp_sgd")
