@@ -3,7 +3,13 @@ report shows. A plain function of the card dict (and the ledger's total, when gi
 
 from __future__ import annotations
 
-from .card_text import not_covered, plain_language, public_data_sentence, spend_line
+from .card_text import (
+    not_covered,
+    plain_language,
+    public_data_sentence,
+    spend_line,
+    unfinished_dp,
+)
 
 
 def format_card(card: dict, spend: dict | None = None) -> str:
@@ -26,7 +32,9 @@ def format_card(card: dict, spend: dict | None = None) -> str:
         lines.append(
             f"  privacy     ({eps:.4g}, {pv['delta']:.3g})-DP per {pv['unit']}"
             if isinstance(eps, (int, float))
-            else "  privacy     (training not finished)"
+            else f"  privacy     {unfinished_dp(card)}"
+            if card.get("status") == "diverged"
+            else f"  privacy     (training not finished) {unfinished_dp(card)}"
         )
         sgd = pv.get("dp_sgd")
         gaussian = pv.get("mechanism", {}).get("name") == "gaussian"

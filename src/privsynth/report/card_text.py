@@ -36,17 +36,59 @@ def _percent(p: float) -> str | None:
     return f"{100 * p:.{decimals}f}%"
 
 
+def unfinished_dp(card: dict) -> str | None:
+    """What a DP run that has no final guarantee is: 'unfinished DP run: 2 of 6 steps, epsilon
+    so far ...' (killed or still training) or 'diverged DP run: stopped at step ...'; None for a
+    finished run and for a run without DP."""
+    pv = card.get("privacy") or {}
+    if not card.get("private") or isinstance(pv.get("epsilon"), (int, float)):
+        return None
+    delta = (pv.get("dp_sgd_plan") or {}).get("delta")
+    at = f" at delta {delta:.3g}" if isinstance(delta, (int, float)) else ""
+    if card.get("status") == "diverged":
+        div = card.get("diverged") or {}
+        eps = div.get("epsilon_spent")
+        spent = (
+            f"; the steps that ran spent epsilon {eps:.3g}{at} (booked in the ledger)"
+            if isinstance(eps, (int, float))
+            else "; the spend of the steps that ran stays booked in the ledger"
+        )
+        return (
+            f"diverged DP run: training diverged at step {div.get('step', '?')} (NaN or "
+            f"infinite values) and released no weights{spent}"
+        )
+    planned = (pv.get("dp_sgd_plan") or {}).get("steps")
+    of = f" of {planned}" if isinstance(planned, int) else ""
+    progress = card.get("progress") or {}
+    done, eps = progress.get("steps_done"), progress.get("epsilon_spent")
+    if not isinstance(done, int):
+        return (
+            f"unfinished DP run: no checkpoint yet (0{of} steps); no weights released until it "
+            "finishes"
+        )
+    so_far = f", epsilon so far {eps:.3g}{at}" if isinstance(eps, (int, float)) else ""
+    return (
+        f"unfinished DP run: {done}{of} steps at its last checkpoint{so_far}; no weights "
+        "released until it finishes (rerun the same `privsynth train` to resume)"
+    )
+
+
 def plain_language(card: dict) -> str:
     """One sentence a data owner can sign off on: what (epsilon, delta) mean for one record."""
     pv = card.get("privacy", {})
     eps = pv.get("epsilon")
+    unfinished = unfinished_dp(card)
+    if unfinished:  # a DP run without its final guarantee (killed, still training or diverged)
+        return (
+            f"This is an {unfinished}; its guarantee is stated once training finishes."
+            if card.get("status") != "diverged"
+            else f"This is a {unfinished}."
+        )
     if not card.get("private") or eps in (None, "infinity"):
         return (
             "This run has no differential privacy: its weights and samples may reveal "
             "individual training images, so do not publish them if the data is private."
         )
-    if not isinstance(eps, (int, float)):
-        return "Training has not finished; the guarantee is stated once it has."
     delta = float(pv.get("delta", 0.0))
     unit = str(pv.get("unit") or "one training image with its label")
     n = (card.get("data") or {}).get("n_train")
@@ -127,9 +169,12 @@ def model_card(
     method, name = card.get("method", "?"), str(data.get("name") or "dataset")
     eps = pv.get("epsilon")
     private = bool(card.get("private")) and isinstance(eps, (int, float))
+    unfinished = unfinished_dp(card)
     title_eps = (
         f"(ε = {eps:.3g}, δ = {float(pv.get('delta', 0)):.2g})-DP"
         if private
+        else unfinished.split(":")[0]
+        if unfinished
         else "no differential privacy"
     )
     license_id = license_id or card.get("license") or LICENSE_UNSET
@@ -138,7 +183,7 @@ def model_card(
         "synthetic-data",
         "image-generation",
         method,
-        "differential-privacy" if private else "no-differential-privacy",
+        "differential-privacy" if private or unfinished else "no-differential-privacy",
     ]
     front = ["---", f"license: {license_id}"]
     if license_id == LICENSE_UNSET:
