@@ -93,3 +93,72 @@ def test_export_publishes_only_what_is_safe(tmp_path, trained_run, capsys):
     assert main(["export", str(trained_run["out"]), str(pub), "--overwrite"]) == 0
     assert front_matter((pub / "README.md").read_text())["license"] == "other"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf-repo", "s.npz"]
+
+
+def _run_with_quick_eval(tmp_path, trained_run):
+    """A copy of the shared run with a quick_eval.json as `train --evaluate` writes it."""
+    import shutil
+
+    run = shutil.copytree(trained_run["out"], tmp_path / "run")
+    evaluation = {
+        "tstr_accuracy": 0.4321,
+        "trtr_accuracy": 0.9876,
+        "n_synthetic": 96,
+        "n_holdout": 24,
+        "classifiers": ["lenet"],
+    }
+    (run / "quick_eval.json").write_text(json.dumps(evaluation))
+    return run
+
+
+def test_export_publishes_no_evaluation_without_include_evaluation(tmp_path, trained_run):
+    run = _run_with_quick_eval(tmp_path, trained_run)
+    pub = tmp_path / "pub"
+    assert main(["export", str(run), str(pub)]) == 0
+    text = (pub / "README.md").read_text()
+    published = text + (pub / "card.json").read_text()
+    assert "98.8%" not in published and "43.2%" not in published  # TRTR / TSTR
+    assert "TRTR" not in text and "TSTR" not in text
+    assert "--include-evaluation" in text  # says how to add them, and why they are left out
+    assert not (pub / "quick_eval.json").exists()
+
+
+def test_export_include_evaluation_labels_figures_not_covered(tmp_path, trained_run):
+    run = _run_with_quick_eval(tmp_path, trained_run)
+    pub = tmp_path / "pub"
+    assert main(["export", str(run), str(pub), "--include-evaluation"]) == 0
+    text = (pub / "README.md").read_text()
+    heading = next(line for line in text.splitlines() if line.startswith("## Evaluation"))
+    assert "not covered" in heading and "guarantee" in heading
+    section = text[text.index(heading) : text.index("## How to sample")]
+    assert "98.8%" in section and "43.2%" in section
+
+
+def test_public_data_named_in_words_and_export_has_no_local_path(tmp_path, tiny_npz, capsys):
+    from tests.conftest import make_tiny_dataset
+
+    public = make_tiny_dataset(n=96, seed=3)
+    folder = tmp_path / "local-only-folder"
+    folder.mkdir()
+    path = folder / "public-digits.npz"
+    np.savez(path, images=public.images, labels=public.labels)
+    out = tmp_path / "r"
+    vae = ["--set=epochs=2", "--set=batch_size=32", "--set=width=8", "--set=z_dim=4"]
+    args = ["--method", "dpvae", "--data", str(tiny_npz), "--out", str(out), *vae]
+    args += ["--noise-multiplier", "1.5", "--public-data", str(path), "--warmup-epochs", "1"]
+    assert main(["train", *args, "--no-progress"]) == 0
+    capsys.readouterr()
+    readme = (out / "README.md").read_text()
+    assert "pretrained on public data: `public-digits` (96 images)" in readme
+    assert main(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "pretrained on public data: `public-digits` (96 images)" in info
+    assert str(folder) not in info  # named as the user gave it, not by its local path
+    pub = tmp_path / "pub"
+    assert main(["export", str(out), str(pub)]) == 0
+    published = (pub / "README.md").read_text() + (pub / "card.json").read_text()
+    assert "pretrained on public data: `public-digits` (96 images)" in published
+    assert str(folder) not in published and "local-only-folder" not in published
+    assert str(tiny_npz.parent) not in published  # nor the private data's path
+    card = json.loads((pub / "card.json").read_text())
+    assert "privacy.warmup.public_data.source" in card["export"]["removed_fields"]

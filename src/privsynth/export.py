@@ -8,6 +8,11 @@ only what the DP guarantee covers or what is public anyway:
     card.json             the privacy card, without local paths and un-noised losses
     README.md             the model card (Hugging Face format), from that card
     samples.png           the sample grid (drawn from the released weights: post-processing)
+
+Evaluation figures (quick_eval.json) are not covered by the guarantee: TRTR comes from a classifier
+trained without noise on the private training split, and every figure is measured on the real
+holdout. They are published only when asked for (``include_evaluation``), under a heading that says
+so.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ DROPPED = [
     (("data", "source"), "the local path of the private data"),
     (("data", "owner_data"), "the owners' local data paths"),
     (("train", "metrics"), "training losses, computed on private batches without noise"),
+    (("privacy", "warmup", "public_data", "source"), "the local path of the public data"),
     (("train", "holdout"), "the holdout setting (a local path when a test split was given)"),
     (("federated", "per_round"), "per-round owner reports (not covered by the guarantee)"),
     (("privacy", "dataset_spend", "ledger"), "the local ledger's location"),
@@ -62,13 +68,17 @@ def export(
     license_id: str | None = None,
     overwrite: bool = False,
     non_private: bool = False,
+    include_evaluation: bool = False,
 ) -> Path:
     """Write the publishable part of the finished run ``run`` into the folder ``out``.
 
     ``license_id``: a Hugging Face license identifier for the model card (default: 'other',
     unspecified — the data owner decides). A run without differential privacy is refused unless
-    ``non_private`` (its weights can reveal training images). Built in a temporary sibling and
-    renamed: ``out`` is never half-written; an existing non-empty ``out`` needs ``overwrite``."""
+    ``non_private`` (its weights can reveal training images). ``include_evaluation``: also put
+    the run's quick evaluation (quick_eval.json: computed on real data without DP, so not covered
+    by the guarantee) into README.md, labelled as such; by default no evaluation figure is
+    published. Built in a temporary sibling and renamed: ``out`` is never half-written; an
+    existing non-empty ``out`` needs ``overwrite``."""
     from .report.card_text import model_card
 
     run, out = Path(run), check_output_folder(out, "DIR")
@@ -100,10 +110,15 @@ def export(
         "not_published": [
             "split.json (names the training rows)",
             "train_state.pt (optimiser state)",
-            "quick_eval.json (its figures are in README.md)",
+            "quick_eval.json (evaluation on real data without DP"
+            + (
+                "; its figures are in README.md, marked as not covered by the guarantee)"
+                if include_evaluation
+                else "; not published: export with --include-evaluation to add it)"
+            ),
         ],
     }
-    evaluation = _read_json(run / QUICK_EVAL)
+    evaluation = _read_json(run / QUICK_EVAL) if include_evaluation else None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -114,7 +129,9 @@ def export(
         files = [f for f in PUBLISHED if (tmp / f).exists() or f == MODEL_CARD]
         write_bytes(
             tmp / MODEL_CARD,
-            model_card(published, evaluation, files, license_id=license_id).encode(),
+            model_card(
+                published, evaluation, files, license_id=license_id, exported=True
+            ).encode(),
         )
         replace_dir(tmp, out)
     finally:

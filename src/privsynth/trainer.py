@@ -392,6 +392,8 @@ class _Session:
         self.checkpointed = True  # the card stays: it says what happened
         self.card.status = "diverged"
         self.card.diverged = {"step": step, "non_finite": bad[:10]}
+        if acc is not None and self.spec is not None:  # for `info` and the model card
+            self.card.diverged["epsilon_spent"] = acc.epsilon(self.spec.delta)
         self.writer.write()
         self.writer.remove((TRAIN_STATE, WARMUP_STATE))
         raise TrainingDiverged(

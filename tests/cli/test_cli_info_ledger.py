@@ -89,3 +89,78 @@ def test_info_unfinished_run_says_counts_not_yet_released(tmp_path, trained_run,
     text = capsys.readouterr().out
     assert "[running]" in text and "(training not finished)" in text
     assert "to be released after training with laplace" in text
+
+
+def test_info_and_model_card_of_a_killed_dp_run_say_unfinished(
+    tmp_path, tiny_dataset, fast_gan, monkeypatch, capsys
+):
+    import pytest
+
+    import privsynth
+    from privsynth import trainer
+
+    real, calls = trainer.save_train_state, []
+
+    def save(path, state):  # killed (Ctrl-C) at the second checkpoint
+        calls.append(state["step"])
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        real(path, state)
+
+    monkeypatch.setattr(trainer, "save_train_state", save)
+    out = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(
+            tiny_dataset,
+            "dpgan",
+            out,
+            noise_multiplier=1.2,
+            accountant="rdp",
+            config=fast_gan,
+            progress=False,
+            checkpoint_every=2,
+        )
+    assert (out / "train_state.pt").exists() and not (out / "weights.safetensors").exists()
+    card = json.loads((out / "card.json").read_text())
+    planned = card["privacy"]["dp_sgd_plan"]["steps"]
+    so_far = card["progress"]["epsilon_spent"]
+    assert main(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    readme = (out / "README.md").read_text()
+    for text in (info, readme, card["privacy"]["plain_language"]):
+        assert "no differential privacy" not in text
+        assert f"unfinished DP run: 2 of {planned} steps" in text
+        assert f"epsilon so far {so_far:.3g}" in text
+    assert "no-differential-privacy" not in readme
+
+
+def test_info_and_model_card_of_a_diverged_dp_run_say_diverged(
+    tmp_path, tiny_dataset, fast_gan, capsys
+):
+    import pytest
+
+    import privsynth
+    from privsynth.errors import TrainingDiverged
+
+    out = tmp_path / "r"
+    with pytest.raises(TrainingDiverged):
+        privsynth.train(
+            tiny_dataset,
+            "dpgan",
+            out,
+            noise_multiplier=1.0,
+            accountant="rdp",
+            config={**fast_gan, "lr_d": 1e30},
+            progress=False,
+            checkpoint_every=2,
+        )
+    card = json.loads((out / "card.json").read_text())
+    assert card["status"] == "diverged"
+    assert main(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    readme = (out / "README.md").read_text()
+    spent = card["diverged"]["epsilon_spent"]
+    for text in (info, readme, card["privacy"]["plain_language"]):
+        assert "no differential privacy" not in text
+        assert f"diverged at step {card['diverged']['step']}" in text
+        assert f"spent epsilon {spent:.3g}" in text

@@ -14,7 +14,9 @@ def add_parser(sub) -> None:
         description="Copy a finished DP run's weights.safetensors and samples.png, "
         "and write its card.json (without local paths and un-noised "
         "training losses) and README.md model card (Hugging Face "
-        "format) into DIR. Never copies split.json or train_state.pt.",
+        "format) into DIR. Never copies split.json or train_state.pt. Evaluation "
+        "figures (computed on the real data without DP) are left out unless "
+        "--include-evaluation.",
     )
     p.add_argument("run", help="run folder written by `privsynth train` or `federate`")
     p.add_argument("dir", metavar="DIR", help="folder to write (e.g. a Hugging Face repo clone)")
@@ -31,6 +33,13 @@ def add_parser(sub) -> None:
         action="store_true",
         help="also export a run trained without DP (only for public training data)",
     )
+    p.add_argument(
+        "--include-evaluation",
+        action="store_true",
+        help="also publish the run's quick evaluation (train --evaluate) in README.md, under a "
+        "heading saying it is not covered by the DP guarantee: TRTR trains a classifier on the "
+        "private training split without noise and every figure is measured on real data",
+    )
     add_output_options(p, progress=False)
     p.set_defaults(func=run)
 
@@ -44,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         license_id=args.license,
         overwrite=args.overwrite,
         non_private=args.non_private,
+        include_evaluation=args.include_evaluation,
     )
     print(f"exported {args.run} -> {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0

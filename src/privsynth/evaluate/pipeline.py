@@ -12,6 +12,11 @@ How the real data is used (and why):
   validation split of its own training half, never on its test half;
 - every Fréchet figure comes with within-class spread and recall, and plain-words collapse flags
   (`diversity`).
+
+Membership inference assumes members and non-members come from one distribution: a holdout that
+is a separate set (``--holdout PATH``, e.g. an official test split) can differ from the training
+split in ways an attack picks up without any memorisation, so the result then carries
+``MIA_SHIFT_WARNING`` (metrics.json ``warnings``, the HTML report and the Markdown summary).
 """
 
 from __future__ import annotations
@@ -29,6 +34,15 @@ from ..errors import ConfigError
 from . import attribute, detection, diversity, fidelity, mia, privacy, utility
 from .features import feature_model, features
 from .sources import Subject, from_run, from_synthetic
+
+
+MIA_SHIFT_WARNING = (
+    "the holdout is a separate set (--holdout PATH), not a random split of the training "
+    "data's source: the membership-inference figures (and DCR) then measure the distribution "
+    "shift between the two sets as well as membership, and an attack can tell them apart "
+    "without any memorisation. Read them as evidence of memorisation only if the holdout was "
+    "drawn at random from the same source as the training images."
+)
 
 
 def seeded_draws(
@@ -82,7 +96,7 @@ def evaluate(
         utility.check_classifier(c)
     n_synthetic = n_synthetic or utility.DEFAULT_N_SYNTHETIC
     t0 = time.time()
-    subjects, train, hold = _load(
+    subjects, train, hold, separate = _load(
         runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed
     )
     ref, nonmem, members_idx, nonmem_idx, fid_idx = seeded_draws(
@@ -231,6 +245,7 @@ def evaluate(
             "holdout_fingerprint": hold.fingerprint,
             "n_train": len(train),
             "n_holdout": len(hold),
+            "holdout_random_split": not separate,
             "n_reference": len(ref),
             "n_members": int(m),
             "n_nonmembers": int(m),
@@ -244,6 +259,7 @@ def evaluate(
         ),
         "real_floor": real_floor,
         "models": models,
+        "warnings": [MIA_SHIFT_WARNING] if separate else [],
         "seconds": 0.0,
     }
     result["seconds"] = round(time.time() - t0, 2)
@@ -282,19 +298,25 @@ def _privacy(
 
 
 def _load(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed):
+    """The subjects, the real train/holdout split and whether the holdout is a separate set
+    (``--holdout PATH`` here or in training) rather than a random split of one source."""
+    from ..data import is_holdout_path
+
     if not runs and synthetic is None:
         raise ConfigError("nothing to evaluate: pass run folders and/or --synthetic PATH --data D")
-    subjects, splits = [], []
+    subjects, splits, separate = [], [], False
     for r in runs:
         subj, train, hold = from_run(r, data, n_synthetic, seed)
         subjects.append(subj)
         splits.append((train, hold, str(r)))
+        separate |= is_holdout_path(((subj.card or {}).get("train") or {}).get("holdout"))
     if synthetic is not None:
         subj, train, hold = from_synthetic(synthetic, data, holdout, split_seed, image_size)
         keep = utility.balanced_subset(subj.labels, n_synthetic, train.num_classes, seed)
         subj.images, subj.labels = subj.images[keep], subj.labels[keep]
         subjects.append(subj)
         splits.append((train, hold, str(synthetic)))
+        separate |= is_holdout_path(holdout)
     train, hold, first = splits[0]
     for t, h, name in splits[1:]:
         if t.fingerprint != train.fingerprint or h.fingerprint != hold.fingerprint:
@@ -302,7 +324,7 @@ def _load(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, s
                 f"'{name}' uses a different dataset or train/holdout split than "
                 f"'{first}'; evaluate runs of one dataset and split together"
             )
-    return subjects, train, hold
+    return subjects, train, hold, separate
 
 
 def _fingerprint_of(data, image_size) -> str:

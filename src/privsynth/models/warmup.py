@@ -214,6 +214,9 @@ class WarmUp:
         }
         if self.public is not None:
             out["public_data"] = {
+                # the dataset's name as the user gave it: what the model card and `info` name
+                # (`source` is a local path, which `privsynth export` leaves out)
+                "name": self.public.name,
                 "source": self.public_source,
                 "fingerprint": self.public.fingerprint,
                 "n_images": len(self.public),

@@ -3,7 +3,13 @@ report shows. A plain function of the card dict (and the ledger's total, when gi
 
 from __future__ import annotations
 
-from .card_text import not_covered, plain_language, spend_line
+from .card_text import (
+    not_covered,
+    plain_language,
+    public_data_sentence,
+    spend_line,
+    unfinished_dp,
+)
 
 
 def format_card(card: dict, spend: dict | None = None) -> str:
@@ -26,7 +32,9 @@ def format_card(card: dict, spend: dict | None = None) -> str:
         lines.append(
             f"  privacy     ({eps:.4g}, {pv['delta']:.3g})-DP per {pv['unit']}"
             if isinstance(eps, (int, float))
-            else "  privacy     (training not finished)"
+            else f"  privacy     {unfinished_dp(card)}"
+            if card.get("status") == "diverged"
+            else f"  privacy     (training not finished) {unfinished_dp(card)}"
         )
         sgd = pv.get("dp_sgd")
         gaussian = pv.get("mechanism", {}).get("name") == "gaussian"
@@ -75,6 +83,9 @@ def format_card(card: dict, spend: dict | None = None) -> str:
         if not_covered(card):
             lines.append(f"  not covered {not_covered(card)}")
     lines.append(f"  in words    {plain_language(card)}")
+    public = public_data_sentence(card)
+    if public:
+        lines.append(f"              {public}")
     if "progress" in card:
         lines.append(f"  progress    {card['progress']}")
     return "\n".join(lines)
@@ -102,8 +113,10 @@ def _warmup_lines(warm: dict | None) -> list[str]:
         )
     p = warm.get("public_data")
     if p:
+        # the name the user gave the data, not its local path (older cards: the path)
+        named = p.get("name") or p.get("source") or "(in memory)"
         out.append(
-            f"  warm-up     public data {p['source'] or '(in memory)'} ({p['n_images']} "
+            f"  warm-up     public data {named} ({p['n_images']} "
             "images, declared public: no budget spent, not protected)"
         )
     return out

@@ -36,17 +36,59 @@ def _percent(p: float) -> str | None:
     return f"{100 * p:.{decimals}f}%"
 
 
+def unfinished_dp(card: dict) -> str | None:
+    """What a DP run that has no final guarantee is: 'unfinished DP run: 2 of 6 steps, epsilon
+    so far ...' (killed or still training) or 'diverged DP run: stopped at step ...'; None for a
+    finished run and for a run without DP."""
+    pv = card.get("privacy") or {}
+    if not card.get("private") or isinstance(pv.get("epsilon"), (int, float)):
+        return None
+    delta = (pv.get("dp_sgd_plan") or {}).get("delta")
+    at = f" at delta {delta:.3g}" if isinstance(delta, (int, float)) else ""
+    if card.get("status") == "diverged":
+        div = card.get("diverged") or {}
+        eps = div.get("epsilon_spent")
+        spent = (
+            f"; the steps that ran spent epsilon {eps:.3g}{at} (booked in the ledger)"
+            if isinstance(eps, (int, float))
+            else "; the spend of the steps that ran stays booked in the ledger"
+        )
+        return (
+            f"diverged DP run: training diverged at step {div.get('step', '?')} (NaN or "
+            f"infinite values) and released no weights{spent}"
+        )
+    planned = (pv.get("dp_sgd_plan") or {}).get("steps")
+    of = f" of {planned}" if isinstance(planned, int) else ""
+    progress = card.get("progress") or {}
+    done, eps = progress.get("steps_done"), progress.get("epsilon_spent")
+    if not isinstance(done, int):
+        return (
+            f"unfinished DP run: no checkpoint yet (0{of} steps); no weights released until it "
+            "finishes"
+        )
+    so_far = f", epsilon so far {eps:.3g}{at}" if isinstance(eps, (int, float)) else ""
+    return (
+        f"unfinished DP run: {done}{of} steps at its last checkpoint{so_far}; no weights "
+        "released until it finishes (rerun the same `privsynth train` to resume)"
+    )
+
+
 def plain_language(card: dict) -> str:
     """One sentence a data owner can sign off on: what (epsilon, delta) mean for one record."""
     pv = card.get("privacy", {})
     eps = pv.get("epsilon")
+    unfinished = unfinished_dp(card)
+    if unfinished:  # a DP run without its final guarantee (killed, still training or diverged)
+        return (
+            f"This is an {unfinished}; its guarantee is stated once training finishes."
+            if card.get("status") != "diverged"
+            else f"This is a {unfinished}."
+        )
     if not card.get("private") or eps in (None, "infinity"):
         return (
             "This run has no differential privacy: its weights and samples may reveal "
             "individual training images, so do not publish them if the data is private."
         )
-    if not isinstance(eps, (int, float)):
-        return "Training has not finished; the guarantee is stated once it has."
     delta = float(pv.get("delta", 0.0))
     unit = str(pv.get("unit") or "one training image with its label")
     n = (card.get("data") or {}).get("n_train")
@@ -80,6 +122,24 @@ def not_covered(card: dict) -> str:
     return text[len("Not covered:") :].strip() if text.startswith("Not covered:") else text
 
 
+def public_data_sentence(card: dict) -> str | None:
+    """'The model was pretrained on public data ...' when the run used --public-data, naming the
+    dataset as the user gave it (never its local path); None otherwise."""
+    public = ((card.get("privacy") or {}).get("warmup") or {}).get("public_data")
+    if not public:
+        return None
+    name = public.get("name")
+    named = f"`{name}`" if name else "a dataset"
+    n = public.get("n_images")
+    count = f" ({n:,} images)" if isinstance(n, int) else ""
+    return (
+        f"Before training on the private data, the model was pretrained on public data: "
+        f"{named}{count}, declared public by the user. No privacy budget was spent on it and "
+        "this run's guarantee does not cover it: what those images show can appear in the "
+        "weights and samples."
+    )
+
+
 def spend_line(spend: dict | None) -> str | None:
     """'epsilon 12.3, delta 2e-05 (basic composition; ledger ...)' from privacy.dataset_spend."""
     if not spend:
@@ -99,16 +159,22 @@ def model_card(
     evaluation: dict | None = None,
     files: list[str] | None = None,
     license_id: str | None = None,
+    exported: bool = False,
 ) -> str:
     """README.md for a run folder in Hugging Face's model-card format (YAML front matter +
-    Markdown): method, guarantee, what is not protected, evaluation if any, how to sample."""
+    Markdown): method, guarantee, what is not protected, evaluation if any, how to sample.
+    ``exported``: the card of `privsynth export`, where an absent evaluation was left out on
+    purpose (it is published only with --include-evaluation)."""
     data, pv = card.get("data") or {}, card.get("privacy") or {}
     method, name = card.get("method", "?"), str(data.get("name") or "dataset")
     eps = pv.get("epsilon")
     private = bool(card.get("private")) and isinstance(eps, (int, float))
+    unfinished = unfinished_dp(card)
     title_eps = (
         f"(ε = {eps:.3g}, δ = {float(pv.get('delta', 0)):.2g})-DP"
         if private
+        else unfinished.split(":")[0]
+        if unfinished
         else "no differential privacy"
     )
     license_id = license_id or card.get("license") or LICENSE_UNSET
@@ -117,7 +183,7 @@ def model_card(
         "synthetic-data",
         "image-generation",
         method,
-        "differential-privacy" if private else "no-differential-privacy",
+        "differential-privacy" if private or unfinished else "no-differential-privacy",
     ]
     front = ["---", f"license: {license_id}"]
     if license_id == LICENSE_UNSET:
@@ -148,6 +214,9 @@ def model_card(
         "",
     ]
     lines += ["## Privacy guarantee", "", plain_language(card), ""]
+    public = public_data_sentence(card)
+    if public:
+        lines += [public, ""]
     if pv.get("guarantee"):
         lines += [f"Formally: {pv['guarantee']}", ""]
     sgd = pv.get("dp_sgd")
@@ -167,26 +236,7 @@ def model_card(
             "",
         ]
     lines += ["## What is not protected", "", not_covered(card) or "See docs/privacy.md.", ""]
-    lines += ["## Evaluation", ""]
-    if evaluation and "tstr_accuracy" in evaluation:
-        lines += [
-            f"- TSTR accuracy (a {evaluation.get('classifier', 'CNN')} trained on "
-            f"{evaluation.get('n_synthetic', '?')} synthetic images, tested on "
-            f"{evaluation.get('n_holdout', '?')} real held-out images): "
-            f"**{evaluation['tstr_accuracy']:.1%}**",
-            f"- TRTR accuracy (the same CNN trained on the real training split): "
-            f"{evaluation['trtr_accuracy']:.1%}",
-            "",
-            "These figures are computed on the real holdout without differential privacy "
-            "(the guarantee above does not cover them).",
-            "",
-        ]
-    else:
-        lines += [
-            "No evaluation stored with this run (`privsynth evaluate RUN --out eval/` "
-            "measures fidelity, utility and privacy risk).",
-            "",
-        ]
+    lines += _evaluation_lines(evaluation, exported)
     lines += [
         "## How to sample",
         "",
@@ -207,6 +257,47 @@ def model_card(
     if files:
         lines += ["## Files", "", *[f"- `{f}`" for f in files], ""]
     return "\n".join(front + lines)
+
+
+EVALUATION_HEADING = "## Evaluation (not covered by the differential-privacy guarantee)"
+
+
+def _evaluation_lines(evaluation: dict | None, exported: bool) -> list[str]:
+    """The evaluation section. Its figures are measured on real data without noise (TRTR trains
+    a classifier on the private training split), so its heading says the guarantee does not
+    cover them."""
+    if evaluation and "tstr_accuracy" in evaluation:
+        return [
+            EVALUATION_HEADING,
+            "",
+            f"- TSTR accuracy (a {evaluation.get('classifier', 'CNN')} trained on "
+            f"{evaluation.get('n_synthetic', '?')} synthetic images, tested on "
+            f"{evaluation.get('n_holdout', '?')} real held-out images): "
+            f"**{evaluation['tstr_accuracy']:.1%}**",
+            f"- TRTR accuracy (the same CNN trained on the real training split): "
+            f"{evaluation['trtr_accuracy']:.1%}",
+            "",
+            "These figures are computed on the real training split and holdout without "
+            "differential privacy: the guarantee above does not cover them, and each one "
+            "reveals a little about the private data.",
+            "",
+        ]
+    if exported:
+        return [
+            "## Evaluation",
+            "",
+            "No evaluation figures are published with this model: they are computed on the "
+            "private data without differential privacy (`privsynth export --include-evaluation` "
+            "adds them, marked as not covered by the guarantee).",
+            "",
+        ]
+    return [
+        "## Evaluation",
+        "",
+        "No evaluation stored with this run (`privsynth evaluate RUN --out eval/` "
+        "measures fidelity, utility and privacy risk).",
+        "",
+    ]
 
 
 def _yaml_str(text: str) -> str:

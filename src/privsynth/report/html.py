@@ -97,6 +97,8 @@ def render(result: dict, subjects: list, train) -> str:
         f" in {result['seconds']:.1f} s.</p>",
     ]
     out.append("<h2>Privacy cards</h2>")
+    # the attack summaries below read differently when the holdout is a separate set
+    out += [f"<p class='bad'>⚠ Warning: {html.escape(w)}</p>" for w in result.get("warnings", [])]
     out += [f"<h3>{html.escape(m['name'])}</h3>{privacy_card(m)}" for m in result["models"]]
 
     out.append("<h2>Samples (one row per class)</h2><div class='flex'>")
@@ -269,6 +271,7 @@ def render(result: dict, subjects: list, train) -> str:
         "non-members: holdout images (equal numbers). Dashed: the largest TPR any attack "
         "can reach against the claimed (ε, δ)-DP.</p>"
     )
+    out += [f"<p class='bad'>⚠ Warning: {html.escape(w)}</p>" for w in result.get("warnings", [])]
     for m in result["models"]:
         p = m["privacy"]
         rows = [

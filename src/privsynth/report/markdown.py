@@ -130,6 +130,7 @@ def summary(result: dict) -> str:
         "",
         "### Membership inference (members = training split, non-members = holdout)",
         "",
+        *[f"**Warning:** {w}\n" for w in result.get("warnings", [])],
         "| model | attack | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR | DP ceiling TPR@1% | "
         "DCR share closer to train |",
         "|---|---|---|---|---|---|---|",
