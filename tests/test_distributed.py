@@ -61,7 +61,8 @@ def test_empty_local_batch_bound_covers_the_whole_run_and_joins_delta():
     p = 0.8**60
     assert empty_local_batch_delta(short, 2) == pytest.approx(10 * 2 * p)
     assert empty_local_batch_delta(short, 1) == 0.0
-    assert check_empty_local_batches(short, 2) == pytest.approx(20 * p)  # 3e-5 <= delta/100 = 1e-4: allowed
+    # 3e-5 <= delta/100 = 1e-4: allowed
+    assert check_empty_local_batches(short, 2) == pytest.approx(20 * p)
     # the same per-step chance over 10 000 steps is 3e-2 > delta/100: refused, naming the fix
     long = DPPlan(1.0, 25, 0.2, 10_000, 1e-2, None, n_private=120)
     with pytest.raises(ConfigError, match="--nproc"):
