@@ -59,6 +59,12 @@ DEFAULTS: dict[str, Any] = {
     "round-timeout": 600.0,
     "out-dir": "runs/federated",
     "seed": 0,
+    # this federation's id: the key of each owner's ledger segment and on-disk state (owner.py);
+    # empty = Flower's run id
+    "federation-id": "",
+    # a per-owner epsilon limit on top of each owner's dataset budget (0 = none; --budget)
+    "budget": 0.0,
+    "force": False,
 }
 
 
