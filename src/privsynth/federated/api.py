@@ -120,8 +120,10 @@ def build_run_config(
         cfg["client-noise"] = float(client_noise)
     elif client_epsilon is not None:
         cfg["client-noise"] = calibrate_noise(client_epsilon, client_delta, 1.0, rounds, "rdp")
-    if cfg["client-noise"] > 0 and aggregation == "plain":
-        require_dp_accounting()
+    if cfg["client-noise"] > 0:
+        cfg["client-owners"] = cfg["min-nodes"]  # m, declared before any owner connects
+        if aggregation == "plain":
+            require_dp_accounting()
     # Poisson-sampled DP-SGD batches must fit in every owner's data; a one-shot method's
     # batch_size counts generated images, not private ones (it has no private batches).
     min_n = min(sizes)

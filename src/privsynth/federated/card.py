@@ -135,6 +135,7 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
     if client_noise > 0:
         c_delta = float(cfg["client-delta"])
         m = int(cfg.get("sampled-per-round", 0))
+        margin = float(cfg.get("secagg-quantisation-margin", 0.0))
         c_eps = client_level_epsilon(client_noise, rounds, c_delta)
         flower_eps = None
         if flower_accountant is not None:
@@ -147,10 +148,22 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
             "clip": float(cfg["client-clip"]),
             "rounds": rounds,
             "sampled_per_round": m,
+            "denominator": f"fixed: the declared m = {m} owners per round (run config "
+            "client-owners), whatever the number of owners that connect or reply",
             "sampling": "none assumed (q = 1: no amplification by client sampling is claimed)",
             "noise_std_on_model": client_noise * float(cfg["client-clip"]) / max(m, 1),
             "how": CLIENT_NOISE_PATH[mode],
             "epsilon_flower_rdp": flower_eps,
+            **(
+                {
+                    "clip_before_quantisation": float(cfg["client-clip"]) - margin,
+                    "quantisation_margin": margin,
+                    "sensitivity": "C: owners clip to C minus SecAgg+'s quantisation error "
+                    "sqrt(d)*2c/Q, so each quantised update has L2 norm <= C",
+                }
+                if mode == "secagg"
+                else {}
+            ),
             "computed_by": "Opacus RDP accountant from (noise multiplier, q=1, rounds); "
             "Flower's RdpAccountant value alongside when the strategy kept one",
         }
