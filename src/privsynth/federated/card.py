@@ -30,10 +30,12 @@ CLIENT_UNIT = "one data owner with all of its images"
 # How client-level noise reaches the released model, per aggregation mode (docs/federated.md).
 CLIENT_NOISE_PATH = {
     "plain": "Flower's DifferentialPrivacyServerSideFixedClipping: the server clips each update "
-    "to C, averages over the m sampled owners and adds N(0, (sigma*C/m)^2) to the new global "
-    "model; a round in which a sampled owner fails is not released (Flower's accounted mode)",
-    "secagg": "owners clip (Flower's fixedclipping_mod) before SecAgg+ masking; the server "
-    "divides the unmasked sum of the surviving owners' deltas by the planned m (fixed "
+    "to C, averages over the m sampled owners (m declared before the run) and adds "
+    "N(0, (sigma*C/m)^2) to the new global model; a round that sampled other than m owners, or "
+    "in which a sampled owner fails, is not released (Flower's accounted mode)",
+    "secagg": "owners clip (Flower's fixedclipping_mod) to C minus SecAgg+'s quantisation "
+    "error before masking; the server "
+    "divides the unmasked sum of the surviving owners' deltas by the declared m (fixed "
     "denominator) and Flower's DifferentialPrivacyClientSideFixedClipping adds "
     "N(0, (sigma*C/m)^2) to the new global model, which is the one the next round starts from "
     "and the one released",
