@@ -130,3 +130,39 @@ def test_owner_history_survives_a_supernode_restart(tmp_path):
     again = InProcessGrid(nodes, cfg)
     with pytest.raises(ConfigError, match="planned DP-SGD steps"):
         again.send_and_receive([_train_message(again, cfg, 3)])
+
+
+def test_one_shot_released_flag_survives_a_supernode_restart(tmp_path):
+    """dpmerf releases once per owner and federation: after a restart (fresh Flower Contexts)
+    the owners still refuse a second release (two noisy releases would average the noise)."""
+    from privsynth.federated.oneshot import prepare_run_config
+
+    out = tmp_path / "once"
+    out.mkdir()
+    cfg, nodes = build_run_config(
+        "digits",
+        "dpmerf",
+        out,
+        2,
+        1,
+        local_steps=1,
+        fraction=1.0,
+        aggregation="plain",
+        privacy=PrivacySpec(epsilon=5.0, max_grad_norm=1.0, accountant="rdp"),
+        client_epsilon=None,
+        client_noise=None,
+        client_clip=1.0,
+        client_delta=1e-5,
+        dirichlet=None,
+        holdout=0.2,
+        split_seed=0,
+        seed=0,
+        image_size=None,
+        config={"n_features": 50, "steps": 3, "patience": 3, "g_width": 8, "z_dim": 8},
+        owner_data=None,
+    )
+    prepare_run_config(cfg, nodes)
+    cfg["federation-id"] = "fed-once"
+    run_federation(InProcessGrid(nodes, cfg), server_context(cfg))
+    with pytest.raises(ConfigError, match="already released|no owner answered"):
+        run_federation(InProcessGrid(nodes, cfg), server_context(cfg))  # fresh Contexts
