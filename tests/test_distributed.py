@@ -23,6 +23,14 @@ def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast
     # the accountant saw the same (sigma, q, steps): global Poisson rate, same step count
     assert sgd_two["history"] == sgd_one["history"] == [[SIGMA, 1 / 3, 6]]
     assert two.epsilon == pytest.approx(one.epsilon, rel=1e-12)
+    # the chance of a skipped empty local batch over the whole run joins the card's delta
+    from privsynth.privacy.dpsgd import DPPlan, empty_local_batch_delta
+
+    extra = sgd_two["empty_local_batch_delta"]
+    plan = DPPlan(SIGMA, 0, sgd_two["sample_rate"], 6, 0.0, None, n_private=sgd_two["n_private"])
+    assert extra == pytest.approx(empty_local_batch_delta(plan, 2)) and extra > 0
+    assert two.card["privacy"]["delta"] == pytest.approx(one.card["privacy"]["delta"] + extra)
+    assert "empty_local_batch_delta" not in sgd_one
     # only process 0 booked the run in the ledger (each test's own, see conftest)
     spent = Ledger().spent(tiny_dataset.fingerprint).epsilon
     assert spent == pytest.approx(one.epsilon + two.epsilon)
@@ -37,3 +45,25 @@ def test_process_count_errors_name_the_fix(tmp_path, tiny_dataset):
         distributed.train(tiny_dataset, method="dpgan", out=tmp_path / "b", nproc=2, no_dp=True)
     with pytest.raises(ConfigError, match="dist-backend"):
         distributed.train(tiny_dataset, method="dpgan", out=tmp_path / "c", nproc=2, backend="mpi")
+
+
+def test_empty_local_batch_bound_covers_the_whole_run_and_joins_delta():
+    """Per step and process the chance of an empty local batch may be tiny, yet over T steps and
+    W processes it adds up: the bound is T*W*p, refused above delta/100, else added to delta."""
+    from privsynth.privacy.dpsgd import (
+        DPPlan,
+        check_empty_local_batches,
+        empty_local_batch_delta,
+    )
+
+    # 2 processes, 60 images each at q = 0.2: p = 0.8^60 ~ 1.5e-6 per step and process
+    short = DPPlan(1.0, 25, 0.2, 10, 1e-2, None, n_private=120)
+    p = 0.8**60
+    assert empty_local_batch_delta(short, 2) == pytest.approx(10 * 2 * p)
+    assert empty_local_batch_delta(short, 1) == 0.0
+    # 3e-5 <= delta/100 = 1e-4: allowed
+    assert check_empty_local_batches(short, 2) == pytest.approx(20 * p)
+    # the same per-step chance over 10 000 steps is 3e-2 > delta/100: refused, naming the fix
+    long = DPPlan(1.0, 25, 0.2, 10_000, 1e-2, None, n_private=120)
+    with pytest.raises(ConfigError, match="--nproc"):
+        check_empty_local_batches(long, 2)

@@ -25,8 +25,10 @@ is kept equal the same way: weights broadcast, gradients averaged (``dpsgd`` hel
 runs them whole and process 0's result is kept.
 
 Caveat: Opacus' distributed sampler skips a process' *empty* local batch (it draws the next one),
-which the Poisson analysis does not cover; ``dpsgd.make_private`` refuses plans where that has a
-chance above 1e-6 per step (expected local batches below about 14 images).
+which the Poisson analysis does not cover. Over the whole run that happens with probability at
+most ``T * W * (1 - q)^(n / W)`` (T steps, W processes; a union bound); ``dpsgd.make_private``
+refuses plans where that exceeds delta / 100, and the card adds it to delta
+(``privacy.dp_sgd.empty_local_batch_delta``).
 """
 
 from __future__ import annotations

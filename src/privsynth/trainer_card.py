@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .data import DataSource, ImageDataset
 from .privacy.accounting import epsilon_from_history
+from .privacy.dpsgd import process_count, run_empty_batch_delta
 from .run import INFINITY
 
 PROTECTED = (
@@ -81,6 +82,9 @@ def privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
         }
     plan, acc = result.dp_plan, result.accountant
     sgd_eps = epsilon_from_history(acc.history, spec.delta, spec.accountant)
+    # --nproc: the chance that a skipped empty local batch occurs at all (dpsgd.py) joins delta
+    empty_batch = run_empty_batch_delta(plan)
+    total_delta = total_delta + empty_batch
     total = sgd_eps + counts["epsilon"]
     lead = sum(int(h[2]) for h in spec.prior)  # warm-up release entries opening the history
     return {
@@ -114,5 +118,10 @@ def privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
             "history": acc.to_json()["history"],
             "n_private": n,
             "computed_by": "opacus accountant from the steps that ran",
+            **(
+                {"empty_local_batch_delta": empty_batch, "processes": process_count()}
+                if empty_batch
+                else {}
+            ),
         },
     }

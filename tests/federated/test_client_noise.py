@@ -1,6 +1,7 @@
 """Client-level DP: the server's noise is in the model that is saved, in every aggregation mode;
 dropouts do not thin it; SecAgg+'s quantisation keeps the clip bound."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,9 @@ def test_secagg_dropout_keeps_the_planned_denominator(monkeypatch):
     released = _secagg_update(
         monkeypatch, u, owners=3, noise=1e-9, drop={2: "collect_masked_vectors"}
     )
-    assert released[0] == pytest.approx(2 / 3, abs=1e-4)
+    # the owners clip to C minus SecAgg+'s quantisation margin sqrt(d) * 2c/Q (secure.py)
+    clip = 1.0 - np.sqrt(u.size) * 2 * 8.0 / 2**22
+    assert released[0] == pytest.approx(2 / 3 * clip, abs=1e-5)
 
 
 def test_secagg_noise_std_is_sigma_c_over_planned_m_after_a_dropout(monkeypatch):
@@ -179,3 +182,63 @@ def test_ckks_owner_clips_its_delta_before_encrypting():
     new = {"a": np.full((3, 4), 2.0, np.float32), "b": np.ones(5, np.float32)}
     payload = client_app._clipped_delta_payload(new, start, ["a", "b"], clip=0.5)
     assert payload[-1] == 0.0 and np.linalg.norm(payload[:-1]) == pytest.approx(0.5)
+
+
+def test_client_dp_round_with_fewer_owners_than_declared_m_is_noised_for_m(
+    tmp_path, tiny_fed, monkeypatch
+):
+    """m = 4 owners per round is declared (client-owners); only 2 connect and reply. The released
+    weights carry noise sigma*C/4 (not sigma*C/2 from the count of connected owners)."""
+    from privsynth.federated import task
+
+    released = []
+    real_finalize = task.finalize
+
+    def spy(synth):
+        released.append(task.get_arrays(synth))  # the global model, before after_federation
+        return real_finalize(synth)
+
+    monkeypatch.setattr(task, "finalize", spy)
+    tiny_fed.update(epsilon=None, noise_multiplier=1.0, local_steps=1)
+    run = federate(
+        out=tmp_path / "m4",
+        clients=2,
+        rounds=1,
+        mode="inprocess",
+        aggregation="secagg",
+        client_noise=1000.0,
+        extra_run_config={"client-owners": 4},
+        **tiny_fed,
+    )
+    cfg = json.loads((tmp_path / "m4" / "federation.json").read_text())["run_config"]
+    initial = task.get_arrays(task.build_model(cfg))
+    noise = np.concatenate([(released[-1][k] - initial[k]).ravel() for k in initial])
+    assert np.std(noise) == pytest.approx(1000.0 / 4, rel=0.05)  # the owners' deltas: norm <= C
+    cl = run.card["privacy"]["client_level"]
+    assert cl["sampled_per_round"] == 4 and cl["noise_std_on_model"] == pytest.approx(250.0)
+
+
+def test_secagg_owners_clip_to_c_minus_the_quantisation_margin(monkeypatch):
+    """SecAgg+'s stochastic rounding moves each of d values by < 2c/Q: owners clip to
+    C - sqrt(d)*2c/Q so that the quantised update's norm stays <= C; the noise stays sigma*C/m."""
+    from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
+
+    from privsynth.federated.secure import QUANTIZATION_RANGE, quantised_clip
+
+    sent = []
+    real_mod = client_app.fixedclipping_mod
+
+    def spy(msg, ctx, call_next):
+        sent.append(float(msg.content.config_records["fitins.config"][KEY_CLIPPING_NORM]))
+        return real_mod(msg, ctx, call_next)
+
+    monkeypatch.setattr(client_app, "fixedclipping_mod", spy)
+    d = 2000
+    u = np.full(d, 1.0)  # norm 44.7: clipped
+    released = _secagg_update(monkeypatch, u, owners=2, noise=1e-9)
+    margin = np.sqrt(d) * 2 * 8.0 / QUANTIZATION_RANGE  # c = secagg-clip-range 8 (pyproject)
+    assert sent and all(c + margin <= 1.0 + 1e-12 for c in sent)
+    assert np.linalg.norm(released) <= 1.0  # the mean of two quantised updates, each <= C
+    clip, noise, m = quantised_clip(1.0, 3.0, d, 8.0, QUANTIZATION_RANGE)
+    assert m == pytest.approx(margin) and clip + m == pytest.approx(1.0)
+    assert noise * clip == pytest.approx(3.0 * 1.0)  # noise std sigma*C for sensitivity C

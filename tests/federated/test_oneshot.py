@@ -66,8 +66,11 @@ def test_secagg_release_noise_matches_the_central_release(tmp_path, captured):
     central_std = float((captured[-1] - exact).std())
     sigma = run.card["privacy"]["dp_sgd"]["noise_multiplier"]
     assert central_std == pytest.approx(sigma, rel=0.08)  # C = 1: std = sigma
-    assert fed_std == pytest.approx(central_std, rel=0.1)
-    assert noise["noise_std_released"] == pytest.approx(sigma, rel=1e-3)
+    # shares are sized for t - 1 = 2: the 3-share sum carries sqrt(3/2) x the central std, and
+    # an owner who subtracts its own share still faces the central std (the card's epsilon)
+    assert fed_std == pytest.approx(central_std * np.sqrt(3 / 2), rel=0.1)
+    assert noise["noise_std_released"] == pytest.approx(sigma * np.sqrt(3 / 2), rel=1e-3)
+    assert noise["noise_std_against_an_owner"] == pytest.approx(sigma, rel=1e-3)
     assert noise["opendp_rho"] == pytest.approx(noise["opacus_rdp_rho"], rel=1e-3)
 
 
@@ -87,12 +90,15 @@ def test_dropout_to_the_threshold_keeps_the_central_noise_and_the_card_says_so(t
     noise = pv["distributed_noise"]
     assert noise["threshold"] == 2 and noise["shares_in_sum"] == 2 and noise["owners_failed"] == 1
     sigma = pv["dp_sgd"]["noise_multiplier"]
-    assert float((captured[-1] - survivors.float()).std()) == pytest.approx(sigma, rel=0.1)
+    # t = 2: each share alone carries sigma C, so each survivor faces the central noise too
+    std = float((captured[-1] - survivors.float()).std())
+    assert std == pytest.approx(sigma * np.sqrt(2), rel=0.1)
     assert noise["noise_std_released"] >= sigma * 0.999
+    assert noise["noise_std_against_an_owner"] == pytest.approx(sigma, rel=1e-3)
     assert pv["mechanism"]["name"] == "gaussian" and pv["mechanism"]["variant"] == "secagg"
     assert "distributed discrete Gaussian" in pv["mechanism"]["description"]
     assert any("honest-but-curious" in a for a in pv["assumptions"])
-    assert any("at least t" in a for a in pv["assumptions"])
+    assert any("at least t - 1" in a for a in pv["assumptions"])
     assert pv["epsilon"] <= EPS * 1.01 and pv["dp_sgd"]["accountant"] == "rdp"
     images, _ = Run.load(tmp_path / "drop").sample(10, labels=[2] * 10)
     assert images.shape == (10, 1, 8, 8) and images.dtype == np.uint8
@@ -204,8 +210,9 @@ def test_ckks_release_noise_matches_the_central_release(tmp_path, captured, monk
     # the decrypted sum is exact: integer grid units (no CKKS error reaches the release)
     units = released.double() / noise["grid"]
     assert torch.equal(units, units.round())
-    assert float((released - exact).std()) == pytest.approx(sigma, rel=0.1)
-    assert noise["noise_std_released"] == pytest.approx(sigma, rel=1e-3)
+    # shares sized for n - 1: an owner (it holds the key and its own share) faces sigma C
+    assert float((released - exact).std()) == pytest.approx(sigma * np.sqrt(3 / 2), rel=0.1)
+    assert noise["noise_std_against_an_owner"] == pytest.approx(sigma, rel=1e-3)
     assert noise["opendp_rho"] == pytest.approx(noise["opacus_rdp_rho"], rel=1e-3)
     assert pv["mechanism"]["variant"] == "ckks" and "CKKS" in pv["mechanism"]["description"]
     assert any("no owner colludes with the server" in a for a in pv["assumptions"])

@@ -13,6 +13,7 @@ from privsynth.privacy.distributed_noise import (
     noisy_share,
     opendp_rho,
     plan_release,
+    share_scale,
 )
 
 SIGMA = 0.5
@@ -54,12 +55,29 @@ def _noise_std(plan, shares_summed, draws=3):
     return float(np.std(np.stack(sums)))
 
 
-def test_t_shares_add_up_to_the_central_noise():
+def test_shares_sized_for_t_minus_one_carry_the_target_noise_against_an_owner():
+    """An owner in a t-share sum knows its own share: the other t - 1 must carry the target."""
+    for t in (2, 3, 5):
+        s = share_scale(7.0, t)
+        assert (t - 1) * s**2 == pytest.approx(7.0**2)  # variance of t - 1 shares = target
+    with pytest.raises(ConfigError, match="threshold"):
+        share_scale(7.0, 1)
     plan = _plan(owners=3, threshold=3)
     central = SIGMA * 1.0  # sigma * C, the central release's std
-    assert plan.noise_std == pytest.approx(central, rel=1e-3)
-    assert _noise_std(plan, 3) == pytest.approx(central, rel=0.04)
-    assert _noise_std(plan, 2) < 0.9 * central  # one share short is visibly under-noised
+    assert plan.share_scale_units**2 * (plan.threshold - 1) == pytest.approx(
+        plan.total_scale_units**2
+    )
+    assert plan.noise_std_against_an_owner(3) == pytest.approx(central, rel=1e-3)
+    assert _noise_std(plan, 2) == pytest.approx(central, rel=0.04)  # t - 1 shares: the target
+    assert _noise_std(plan, 3) == pytest.approx(central * np.sqrt(3 / 2), rel=0.04)
+
+
+def test_two_owners_against_each_other_keep_the_target_epsilon():
+    """With 2 owners, t = 2: sized for t, an owner would face half the noise variance (eps 10
+    becomes ~15 against it); sized for t - 1, the other owner's share alone is the target."""
+    plan = _plan(owners=2, threshold=2)
+    assert plan.noise_std_against_an_owner(2) == pytest.approx(SIGMA, rel=1e-3)
+    assert _noise_std(plan, 1) == pytest.approx(SIGMA, rel=0.04)
 
 
 def test_dropouts_down_to_the_threshold_keep_at_least_the_central_noise():

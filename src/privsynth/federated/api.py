@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,10 @@ def build_run_config(
         cfg["client-noise"] = float(client_noise)
     elif client_epsilon is not None:
         cfg["client-noise"] = calibrate_noise(client_epsilon, client_delta, 1.0, rounds, "rdp")
-    if cfg["client-noise"] > 0 and aggregation == "plain":
-        require_dp_accounting()
+    if cfg["client-noise"] > 0:
+        cfg["client-owners"] = cfg["min-nodes"]  # m, declared before any owner connects
+        if aggregation == "plain":
+            require_dp_accounting()
     # Poisson-sampled DP-SGD batches must fit in every owner's data; a one-shot method's
     # batch_size counts generated images, not private ones (it has no private batches).
     min_n = min(sizes)
@@ -178,8 +181,9 @@ def federate(
     a non-IID label split (None = IID). ``owner_data``: one dataset path per owner instead.
     ``inprocess_drop`` / ``client_app``: faults tests inject (an owner unreachable from a SecAgg+
     stage in-process; a ClientApp component that crashes, for ``mode="processes"``).
-    ``budget``: before any round, every owner's data is checked against its budget in the ledger
-    for the per-owner ``epsilon`` (like `train`; ``force`` overrides).
+    ``budget``: a per-owner epsilon limit on top of each owner's dataset budget in its ledger.
+    Every owner reserves its whole plan under that check before it trains, and books what it
+    spends (like `train`; ``force`` overrides); the launcher checks first, before any round.
     """
     out = Path(out)
     privacy = None
@@ -230,7 +234,10 @@ def federate(
     # Owners book into the ledger every verb finds (privacy/ledger.py), keyed by their data.
     location = resolve_location(ledger)
     location = location if is_url(location) else str(Path(location).expanduser().resolve())
-    if budget is not None and privacy is not None:
+    # every owner reserves under its budget before it trains (owner.py); checked here first so
+    # a refusal comes before any process starts (the dataset's budget applies without --budget)
+    cfg.update({"federation-id": uuid.uuid4().hex, "budget": float(budget or 0.0), "force": force})
+    if privacy is not None:
         try:
             _check_budgets(cfg, nodes, location, budget, force)
         except PrivsynthError:
@@ -300,12 +307,13 @@ def _owner_epsilon(cfg: dict, spec: PrivacySpec, n_owned: int) -> float:
     )
 
 
-def _check_budgets(cfg: dict, nodes: list[dict], location: str, budget: float, force: bool) -> None:
+def _check_budgets(
+    cfg: dict, nodes: list[dict], location: str, budget: float | None, force: bool
+) -> None:
     """Each owner's images, exactly as its ClientApp will load them, against the ledger: the
     dataset's budget and ``budget``, checked (in the ledger's locked transaction) for the
-    per-owner ``epsilon``. Check only: the owners book what they spend as rounds run."""
-    import uuid
-
+    per-owner ``epsilon``. Check only: each owner reserves and books its own spend under the
+    same check before it trains (owner.py)."""
     from ..privacy import Ledger
     from .task import load_owner_data
 

@@ -30,10 +30,12 @@ CLIENT_UNIT = "one data owner with all of its images"
 # How client-level noise reaches the released model, per aggregation mode (docs/federated.md).
 CLIENT_NOISE_PATH = {
     "plain": "Flower's DifferentialPrivacyServerSideFixedClipping: the server clips each update "
-    "to C, averages over the m sampled owners and adds N(0, (sigma*C/m)^2) to the new global "
-    "model; a round in which a sampled owner fails is not released (Flower's accounted mode)",
-    "secagg": "owners clip (Flower's fixedclipping_mod) before SecAgg+ masking; the server "
-    "divides the unmasked sum of the surviving owners' deltas by the planned m (fixed "
+    "to C, averages over the m sampled owners (m declared before the run) and adds "
+    "N(0, (sigma*C/m)^2) to the new global model; a round that sampled other than m owners, or "
+    "in which a sampled owner fails, is not released (Flower's accounted mode)",
+    "secagg": "owners clip (Flower's fixedclipping_mod) to C minus SecAgg+'s quantisation "
+    "error before masking; the server "
+    "divides the unmasked sum of the surviving owners' deltas by the declared m (fixed "
     "denominator) and Flower's DifferentialPrivacyClientSideFixedClipping adds "
     "N(0, (sigma*C/m)^2) to the new global model, which is the one the next round starts from "
     "and the one released",
@@ -135,6 +137,7 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
     if client_noise > 0:
         c_delta = float(cfg["client-delta"])
         m = int(cfg.get("sampled-per-round", 0))
+        margin = float(cfg.get("secagg-quantisation-margin", 0.0))
         c_eps = client_level_epsilon(client_noise, rounds, c_delta)
         flower_eps = None
         if flower_accountant is not None:
@@ -147,10 +150,22 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
             "clip": float(cfg["client-clip"]),
             "rounds": rounds,
             "sampled_per_round": m,
+            "denominator": f"fixed: the declared m = {m} owners per round (run config "
+            "client-owners), whatever the number of owners that connect or reply",
             "sampling": "none assumed (q = 1: no amplification by client sampling is claimed)",
             "noise_std_on_model": client_noise * float(cfg["client-clip"]) / max(m, 1),
             "how": CLIENT_NOISE_PATH[mode],
             "epsilon_flower_rdp": flower_eps,
+            **(
+                {
+                    "clip_before_quantisation": float(cfg["client-clip"]) - margin,
+                    "quantisation_margin": margin,
+                    "sensitivity": "C: owners clip to C minus SecAgg+'s quantisation error "
+                    "sqrt(d)*2c/Q, so each quantised update has L2 norm <= C",
+                }
+                if mode == "secagg"
+                else {}
+            ),
             "computed_by": "Opacus RDP accountant from (noise multiplier, q=1, rounds); "
             "Flower's RdpAccountant value alongside when the strategy kept one",
         }

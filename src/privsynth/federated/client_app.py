@@ -25,9 +25,10 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.compat.common import recorddict_compat as compat
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, clip_inputs_inplace
 
-from ..privacy.accounting import AccountantState
 from . import encrypted, task
-from .runconfig import aggregation_weight, client_dp, resolve
+from .oneshot import is_oneshot
+from .owner import OwnerSpend
+from .runconfig import aggregation_weight, client_dp, privacy_spec, resolve
 
 STATE = "privsynth"
 
@@ -100,7 +101,7 @@ def _state(ctx: Context) -> ConfigRecord:
 @app.train(mods=[secure_mod])
 def train(msg: Message, context: Context) -> Message:
     cfg, node = resolve(context.run_config), dict(context.node_config)
-    from .oneshot import is_oneshot, owner_release  # fedmerf: one-shot release (dpmerf/dpkernel)
+    from .oneshot import owner_release  # fedmerf: one-shot release (dpmerf/dpkernel)
 
     if is_oneshot(str(cfg["method"])):
         return owner_release(msg, context)
@@ -118,15 +119,21 @@ def train(msg: Message, context: Context) -> Message:
 
     data = task.load_owner_data(node, cfg)
     st = _state(context)
-    history = AccountantState.from_json(json.loads(st["history"])) if "history" in st else None
+    # the privacy state lives on disk (a restarted SuperNode gets a fresh Context): owner.py
+    spec = privacy_spec(cfg) if synth.private else None
+    owner = OwnerSpend(node, cfg, data, context.run_id) if spec is not None else None
+    history = owner.history() if owner is not None else None
     pid = int(node.get("partition-id", 0))
+    steps = int(cfg["local-steps"])
     res = task.local_train(
         synth,
         data,
         cfg,
         history,
         seed=int(cfg["seed"]) + 1000 * pid + server_round,
-        sigma=float(st.get("noise-multiplier", 0.0)) or None,  # calibrated in an earlier round
+        sigma=owner.sigma if owner is not None else None,  # calibrated in an earlier round
+        # reserve and book in the ledger before the first private step
+        on_plan=(lambda plan: owner.before_round(plan, steps, spec.accountant)) if owner else None,
     )
     momentum = task.global_momentum(cfg)
     if momentum and not client_dp(cfg):  # FedAvgM momentum, applied by the owners (task.py)
@@ -135,9 +142,9 @@ def train(msg: Message, context: Context) -> Message:
         res.arrays = task.with_momentum(res.arrays, global_arrays, before, momentum)
         st["global-model"] = task.pack_arrays(global_arrays)
         st["global-round"] = server_round
-    if res.accountant is not None:
+    if res.accountant is not None and owner is not None:
+        owner.after_round(res.accountant, res.delta)  # history on disk, then book what ran
         st["history"] = json.dumps(res.accountant.to_json())
-    _book_ledger(node, data, context.run_id, res, str(cfg["method"]))
     st.update(
         {
             "epsilon": res.epsilon,
@@ -183,8 +190,27 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.query("report")
 def report(msg: Message, context: Context) -> Message:
-    """This owner's privacy spend and traffic; with CKKS, the decrypted final model."""
+    """This owner's privacy spend and traffic; with CKKS, the decrypted final model. The
+    federation is over for this owner: its ledger segment settles to what ran."""
     st = _state(context)
+    cfg, node = resolve(context.run_config), dict(context.node_config)
+    if not is_oneshot(str(cfg["method"])) and privacy_spec(cfg) is not None:
+        data = task.load_owner_data(node, cfg)
+        owner = OwnerSpend(node, cfg, data, context.run_id)
+        owner.settle_history()
+        acc = owner.history()
+        if acc is not None:  # from its disk: a restarted owner reports its whole history
+            delta = float(owner.state["delta"])
+            st.update(
+                {
+                    "history": json.dumps(acc.to_json()),
+                    "epsilon": acc.epsilon(delta),
+                    "delta": delta,
+                    "num-examples": len(data),
+                    "noise-multiplier": float(owner.sigma or 0.0),
+                    "sample-rate": float(acc.history[-1][1]),
+                }
+            )
     out = RecordDict(
         {
             "metrics": MetricRecord(
@@ -207,7 +233,6 @@ def report(msg: Message, context: Context) -> Message:
         }
     )
     if "enc" in msg.content.array_records:
-        cfg, node = resolve(context.run_config), dict(context.node_config)
         keys = task.array_keys(task.build_model(cfg))
         arrays = _global_arrays(msg, cfg, node, keys)
         out["arrays"] = ArrayRecord({k: Array(arrays[k]) for k in keys})
@@ -247,20 +272,3 @@ def _clipped_delta_payload(
 
 def _secret_path(node: dict, cfg: dict) -> str:
     return str(node.get("ckks-secret", cfg["ckks-secret"]))
-
-
-def _book_ledger(node: dict, data, run_id: int, res: task.LocalResult, method: str) -> None:
-    """Each owner books its own spend in its own ledger (node config ``ledger``), keyed by the
-    source fingerprint of its own data (the key `train` books the same records under)."""
-    if "ledger" not in node or res.accountant is None:
-        return
-    from ..privacy import Ledger
-
-    Ledger(str(node["ledger"])).record(
-        data.source_fingerprint,
-        data.name,
-        f"federated-{run_id}",
-        epsilon=res.epsilon,
-        delta=res.delta,
-        method=f"{method}-federated",
-    )

@@ -51,7 +51,6 @@ from ..privacy.distributed_noise import (
 )
 from .runconfig import privacy_run_config, privacy_spec, resolve
 
-STATE = "privsynth-oneshot"
 AGGREGATIONS = ("secagg", "ckks", "plain")
 
 
@@ -160,18 +159,18 @@ def owner_release(msg: Message, context: Context) -> Message:
     a CKKS-encrypted share (the run config's aggregation, never the server's message, says so)
     or, under plain aggregation, a fully noised release."""
     cfg, node = resolve(context.run_config), dict(context.node_config)
-    if STATE not in context.state.config_records:
-        context.state.config_records[STATE] = ConfigRecord({})
-    st = context.state.config_records[STATE]
-    if st.get("released"):
+    from .owner import OwnerSpend
+    from .task import load_owner_data
+
+    data = load_owner_data(node, cfg)
+    # the "released" flag lives on the owner's disk: a restarted SuperNode remembers it
+    owner = OwnerSpend(node, cfg, data, context.run_id)
+    if owner.released:
         raise ConfigError(
             "this owner already released its embedding in this run; a second "
             "release would let the server average the noise away"
         )
-    from .task import load_owner_data
-
     synth = build_synth(cfg)
-    data = load_owner_data(node, cfg)
     if len(data) > int(cfg["max-images"]):
         raise ConfigError(
             f"this owner holds {len(data)} images, more than the run's public "
@@ -196,8 +195,8 @@ def owner_release(msg: Message, context: Context) -> Message:
                 f"this owner's plan {plan.clipping_range, plan.quantization_range}"
                 "; refusing to release (server and owners run different configs)"
             )
-    _book_ledger(node, data, context.run_id, cfg)
-    st["released"] = True  # before the draw: a crash after it must not allow a second one
+    _book_ledger(owner, cfg)  # budget check and booking, before the draw
+    owner.save(released=True)  # before the draw: a crash after it must not allow a second one
     if ckks:
         from .oneshot_ckks import encrypted_share
 
@@ -224,21 +223,14 @@ def owner_release(msg: Message, context: Context) -> Message:
     return Message(content, reply_to=msg)
 
 
-def _book_ledger(node: dict, data, run_id: int, cfg: dict) -> None:
-    """Book the release's (epsilon, delta) in this owner's own ledger, before drawing."""
-    if "ledger" not in node or not private(cfg):
+def _book_ledger(owner, cfg: dict) -> None:
+    """Reserve the release's (epsilon, delta) in this owner's own ledger under its budget check,
+    and settle it as spent, before drawing (owner.py)."""
+    if not private(cfg):
         return
-    from ..privacy import Ledger
-
     epsilon, delta = release_epsilon(cfg)
-    Ledger(str(node["ledger"])).record(
-        data.source_fingerprint,
-        data.name,
-        f"federated-{run_id}",
-        epsilon=epsilon,
-        delta=delta,
-        method=f"{cfg['method']}-federated",
-    )
+    owner.reserve(epsilon, delta, {"release": [[noise_multiplier(cfg), 1.0, 1]]})
+    owner.settle(epsilon, delta)
 
 
 def release_epsilon(cfg: dict) -> tuple[float, float]:

@@ -21,9 +21,10 @@ SECAGG_ASSUMPTIONS = [
     "the server is honest-but-curious: it runs Flower's SecAgg+ protocol as written (it does not "
     "forge dropouts or drop messages selectively to unmask a smaller set) and only tries to "
     "learn from what it receives",
-    "at least t (the SecAgg+ reconstruction threshold) of the owners whose shares enter the sum "
-    "are honest: each adds its noise share and reveals it to nobody; with h < t honest owners in "
-    "the sum the noise multiplier is sigma * sqrt(h / t)",
+    "at least t - 1 (t: the SecAgg+ reconstruction threshold) of the owners whose shares enter "
+    "the sum are honest: each adds its noise share (sized so that t - 1 shares carry the full "
+    "noise: an owner in the sum knows its own share) and reveals it to nobody; with h < t - 1 "
+    "honest owners in the sum the noise multiplier is sigma * sqrt(h / (t - 1))",
     "fewer than t owners collude with the server (SecAgg+'s own assumption for hiding individual "
     "shares), and the owners' channels to the server are authenticated (TLS in a deployment)",
     "every owner holds at most max-images images (public; an owner with more refuses)",
@@ -35,10 +36,11 @@ CKKS_ASSUMPTIONS = [
     "confidentiality, not integrity)",
     "no owner colludes with the server: every owner holds the CKKS secret key and could "
     "decrypt another owner's ciphertext for it",
-    "all n owners are honest: each adds its noise share (sized for n: CKKS has no threshold) "
-    "and reveals it to nobody; with h < n honest owners in the sum the noise multiplier is "
-    "sigma * sqrt(h / n); a sum of fewer than n shares is never decrypted (a dropout releases "
-    "nothing)",
+    "at least n - 1 owners are honest: each adds its noise share (sized so that n - 1 shares "
+    "carry the full noise, CKKS has no threshold: an owner knows its own share) and reveals it "
+    "to nobody; with h < n - 1 honest owners in the sum the noise multiplier is "
+    "sigma * sqrt(h / (n - 1)); a sum of fewer than n shares is never decrypted (a dropout "
+    "releases nothing)",
     "every owner holds at most max-images images (public; an owner with more refuses)",
 ]
 UNCOVERED = {
@@ -68,16 +70,18 @@ def mechanism_text(info: dict) -> str:
         return (
             "the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021) under CKKS "
             "(TenSEAL): each owner rounds its embedding sum to an integer grid, adds OpenDP's "
-            "discrete Gaussian of scale sigma*Delta/sqrt(n) grid units and encrypts the "
+            "discrete Gaussian of scale sigma*Delta/sqrt(n-1) grid units and encrypts the "
             "integers; the server adds the n ciphertexts, one owner decrypts the exact integer "
-            "sum (noise std sigma*Delta, Delta = C in grid units plus the rounding term); "
+            "sum (noise std >= sigma*Delta even to an owner who subtracts its own share, "
+            "Delta = C in grid units plus the rounding term); "
             "accounted as one Gaussian release (RDP, q = 1)"
         )
     return (
         "the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021) under Flower's "
         "SecAgg+: each owner rounds its embedding sum to SecAgg+'s grid and adds OpenDP's "
-        "discrete Gaussian of scale sigma*Delta/sqrt(t) grid units; the server unmasks only "
-        "the exact sum of >= t shares (noise std >= sigma*Delta, Delta = C in grid units "
+        "discrete Gaussian of scale sigma*Delta/sqrt(t-1) grid units; the server unmasks only "
+        "the exact sum of >= t shares (noise std >= sigma*Delta, also to an owner who "
+        "subtracts its own share; Delta = C in grid units "
         "plus the rounding term); accounted as one Gaussian release (RDP, q = 1)"
     )
 
@@ -114,6 +118,8 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "noise_std_released": plan.noise_std_with(k),
             "noise_std_central": sigma * clip,
             "noise_ratio_to_central": plan.noise_std_with(k) / (sigma * clip),
+            # an owner in the sum knows its own share: the noise it faces is the other k - 1
+            "noise_std_against_an_owner": plan.noise_std_against_an_owner(k),
             "opendp_rho": info["opendp_rho"],
             "opacus_rdp_rho": 1 / (2 * sigma**2),
             "clip_delta": delta_total - delta,
@@ -123,7 +129,8 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "of the noisy shares",
         }
         who = (
-            f"against the server and anyone who sees the released generator or samples, "
+            f"against the server, any one owner and anyone who sees the released generator "
+            f"or samples, "
             f"assuming the {len(assumptions)} conditions under 'assumptions' (t = "
             f"{plan.threshold} of {plan.owners} owners; {k} shares were summed)"
         )

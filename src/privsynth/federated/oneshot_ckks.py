@@ -28,7 +28,7 @@ holds the secret key). The card lists these as assumptions.
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
 from ..errors import ConfigError, PrivacyError
@@ -36,7 +36,6 @@ from ..privacy.distributed_noise import DistributedPlan, noisy_share, opendp_rho
 from . import encrypted
 from .oneshot import ask_every_owner
 
-STATE = "privsynth-oneshot-ckks"
 MAX_ROUNDING_ERROR = 0.25  # grid units; CKKS' own error is ~1e-6 units at these magnitudes
 
 
@@ -69,17 +68,18 @@ def encrypted_share(msg: Message, total: np.ndarray, plan: DistributedPlan, ctx)
 
 def owner_decrypt(msg: Message, context: Context, cfg: dict) -> Message:
     """Decrypt the server's sum once per run, only if it holds every owner's share."""
-    if STATE not in context.state.config_records:
-        context.state.config_records[STATE] = ConfigRecord({})
-    st = context.state.config_records[STATE]
-    if st.get("decrypted"):
+    from .owner import OwnerSpend
+
+    # the flag lives on the owner's disk: a restarted SuperNode remembers it decrypted
+    owner = OwnerSpend(dict(context.node_config), cfg, None, context.run_id)
+    if owner.state.get("decrypted"):
         raise ConfigError(
             "this owner already decrypted this run's sum; refusing a second decryption"
         )
     rec = msg.content["enc"]
     ctx = secret_context(cfg, dict(context.node_config))
     total = encrypted.decrypt(ctx, encrypted.unpack(rec["blob"].numpy(), rec["lengths"].numpy()))
-    st["decrypted"] = True
+    owner.save(decrypted=True)
     units = np.rint(total)
     if int(units[-1]) < all_owners(cfg):
         raise PrivacyError(

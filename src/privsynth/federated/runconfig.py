@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "client-noise": 0.0,
     "client-clip": 1.0,
     "client-delta": 1e-5,
+    # client-level DP's m: the owners per round, a public constant of the run (0 = min-nodes).
+    # Every round divides by m and adds noise sigma*C/m, however many owners reply.
+    "client-owners": 0,
     "max-weight": 100000.0,
     "secagg-shares": 1.0,
     "secagg-threshold": 0.6,
@@ -59,6 +62,12 @@ DEFAULTS: dict[str, Any] = {
     "round-timeout": 600.0,
     "out-dir": "runs/federated",
     "seed": 0,
+    # this federation's id: the key of each owner's ledger segment and on-disk state (owner.py);
+    # empty = Flower's run id
+    "federation-id": "",
+    # a per-owner epsilon limit on top of each owner's dataset budget (0 = none; --budget)
+    "budget": 0.0,
+    "force": False,
 }
 
 
@@ -96,6 +105,16 @@ def privacy_spec(cfg: Mapping[str, Any]) -> PrivacySpec | None:
 def client_dp(cfg: Mapping[str, Any]) -> bool:
     """Client-level DP is on (server-side Gaussian noise on clipped owner updates)."""
     return float(cfg.get("client-noise", DEFAULTS["client-noise"])) > 0
+
+
+def declared_owners(cfg: Mapping[str, Any]) -> int:
+    """Client-level DP's fixed denominator m: ``client-owners``, else ``min-nodes``. Declared
+    before the run, never the number of SuperNodes that happen to connect: under add/remove-one-
+    owner, a denominator that follows membership would change the sensitivity (about 2C/m)."""
+    m = int(cfg.get("client-owners") or 0) or int(cfg.get("min-nodes", DEFAULTS["min-nodes"]))
+    if m < 1:
+        raise ConfigError(f"client-owners must be >= 1, got {m}")
+    return m
 
 
 def aggregation_weight(cfg: Mapping[str, Any], num_examples: int) -> int:

@@ -16,14 +16,20 @@ masking and the server adds the Gaussian noise (std sigma*C/m) to the new global
 Two things make that noise the noise of the *released* model:
 - the global model is what the DP wrapper returns (noise included): ``DeltaFedAvg`` takes it back
   from the workflow at the start of each round and at the end, never from its own sum;
-- the average has a fixed denominator, the planned number of owners per round m: surviving owners'
+- the average has a fixed denominator, the declared number of owners per round m (run config
+  ``client-owners``, a public constant, not the count of connected SuperNodes): surviving owners'
   deltas are summed and divided by m, so with m' < m survivors the sum of clipped updates still
   carries noise of std sigma*C (the Gaussian mechanism the accountant books), instead of being
   divided by m' against noise calibrated for m.
+
+SecAgg+ quantises each clipped update (stochastic rounding to Q levels over [-c, c]), which moves
+it by up to sqrt(d) * 2c/Q in L2 and so raises the sensitivity above C; the owners therefore clip
+to C minus that margin (:func:`quantised_clip`), with the noise kept at sigma*C/m.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -37,7 +43,32 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
 
+from ..errors import ConfigError
 from .runconfig import client_dp, resolve
+
+QUANTIZATION_RANGE = 2**22  # Q: SecAgg+'s integer levels (Flower's default, passed explicitly)
+
+
+def quantised_clip(
+    clip: float, noise_multiplier: float, entries: int, clipping_range: float, levels: int
+) -> tuple[float, float, float]:
+    """``(clip to send, noise multiplier to add, margin)`` so that a clipped update *after*
+    SecAgg+'s quantisation still has L2 norm <= ``clip`` and the noise std is sigma * ``clip``.
+
+    Quantisation (stochastic rounding to ``levels`` levels over [-c, c]) moves every entry by
+    less than one level, 2c/Q, so an update of ``entries`` values by at most
+    ``sqrt(entries) * 2c / Q`` in L2 (the margin). The owners clip to C - margin; the server's
+    noise multiplier is scaled by C / (C - margin), so that the noise std stays sigma * C / m
+    for sensitivity C."""
+    margin = math.sqrt(entries) * 2.0 * clipping_range / levels
+    if margin >= clip / 2:
+        raise ConfigError(
+            f"SecAgg+'s quantisation error ({margin:.3g} in L2 over {entries} values) is not "
+            f"small against the client clip {clip:g}; raise --client-clip or lower "
+            "secagg-clip-range"
+        )
+    inner = clip - margin
+    return inner, noise_multiplier * clip / inner, margin
 
 
 class DeltaFedAvg(CompatFedAvg):
@@ -53,6 +84,7 @@ class DeltaFedAvg(CompatFedAvg):
         super().__init__(initial_parameters=ndarrays_to_parameters(initial), **kwargs)
         self.current = [np.asarray(a, np.float32) for a in initial]
         self.planned_owners = planned_owners
+        self.quantisation_margin = 0.0  # client-level DP: C minus the clip the owners apply
         self.round_metrics: dict[int, dict] = {}
 
     def configure_fit(self, server_round, parameters, client_manager):
@@ -89,11 +121,16 @@ def run_secagg(grid: Grid, context: Context, initial: list[np.ndarray], cfg: dic
     )
     inner = strategy
     if dp:
-        strategy = DifferentialPrivacyClientSideFixedClipping(
-            strategy,
-            float(cfg["client-noise"]),
+        # the owners clip to C minus the quantisation margin; the noise stays sigma*C/m
+        clip, noise, inner.quantisation_margin = quantised_clip(
             float(cfg["client-clip"]),
-            num_sampled_clients=int(cfg["sampled-per-round"]),
+            float(cfg["client-noise"]),
+            sum(int(np.asarray(a).size) for a in initial),
+            float(cfg["secagg-clip-range"]),
+            QUANTIZATION_RANGE,
+        )
+        strategy = DifferentialPrivacyClientSideFixedClipping(
+            strategy, noise, clip, num_sampled_clients=int(cfg["sampled-per-round"])
         )
     legacy = LegacyContext(
         context=context,
@@ -105,6 +142,7 @@ def run_secagg(grid: Grid, context: Context, initial: list[np.ndarray], cfg: dic
         reconstruction_threshold=float(cfg["secagg-threshold"]),
         max_weight=float(cfg["max-weight"]),
         clipping_range=float(cfg["secagg-clip-range"]),
+        quantization_range=QUANTIZATION_RANGE,
         timeout=float(cfg["secagg-timeout"]),
     )
     DefaultWorkflow(fit_workflow=workflow)(grid, legacy)

@@ -31,7 +31,7 @@ from flwr.supercore.differential_privacy import add_gaussian_noise_inplace, comp
 from ..errors import ConfigError
 from . import encrypted, task
 from .card import write_run
-from .runconfig import client_dp, require_dp_accounting, resolve
+from .runconfig import client_dp, declared_owners, require_dp_accounting, resolve
 
 app = ServerApp()
 
@@ -56,13 +56,14 @@ def run_federation(grid: Grid, context: Context) -> dict:
     wait_for_nodes(grid, n_min, float(cfg["wait-timeout"]))
     mode = str(cfg["aggregation"])
     rounds = int(cfg["num-server-rounds"])
-    if client_dp(cfg):
-        cfg["sampled-per-round"] = sampled_per_round(cfg, len(list(grid.get_node_ids())))
+    if client_dp(cfg):  # the declared m (a public constant), not the connected count
+        cfg["sampled-per-round"] = declared_owners(cfg)
     rounds_info: dict[int, dict] = {}
     if mode == "secagg":
         from .secure import run_secagg
 
         strategy = run_secagg(grid, context, [init[k] for k in keys], cfg)
+        cfg["secagg-quantisation-margin"] = strategy.quantisation_margin  # (the card's)
         final = dict(zip(keys, strategy.current, strict=False))
         rounds_info = strategy.round_metrics
         enc_final = None
@@ -101,11 +102,6 @@ def wait_for_nodes(grid: Grid, n: int, timeout: float) -> None:
                 f"within {timeout:.0f}s; start more SuperNodes or lower min-nodes"
             )
         time.sleep(0.5)
-
-
-def sampled_per_round(cfg: dict, n_nodes: int) -> int:
-    n_min = int(cfg["min-nodes"])
-    return max(int(n_nodes * float(cfg["fraction-train"])), n_min)
 
 
 def _aggregate_metrics(contents: list[RecordDict], weight_key: str) -> MetricRecord:

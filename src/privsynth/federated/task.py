@@ -18,7 +18,8 @@ deltas) and CKKS (an encrypted sum), computed only from global models the owner 
 1/N of central training's sequential steps; momentum carries each round's signal forward while the
 owners' independent noise partly cancels (docs/federated.md, "Federated vs central").
 
-Each owner's accountant history lives in its own process across rounds; the noise multiplier is
+Each owner's accountant history lives on its own disk across rounds and restarts (owner.py); the
+owner reserves its whole plan in its ledger before its first step; the noise multiplier is
 calibrated once for the whole federation (``rounds x local-steps`` steps at the owner's q), so the
 owner's epsilon after the last round is at most the target, whatever subset of rounds it joined.
 """
@@ -188,17 +189,26 @@ def local_train(
     history: AccountantState | None,
     seed: int,
     sigma: float | None = None,
+    on_plan=lambda plan: None,
 ) -> LocalResult:
     """``local-steps`` DP-SGD steps (plain SGD if the run is not private) on this owner's data,
     through the one engine, planned over the whole federation (rounds x local-steps).
 
     ``sigma``: the noise multiplier this owner calibrated in an earlier round (the plan is the
-    same every round; calibrating once saves the accountant's bisection).
+    same every round; calibrating once saves the accountant's bisection). ``on_plan(plan)``: runs
+    before the first private step (the owner's ledger reservation, owner.py).
     """
     steps, rounds = int(cfg["local-steps"]), int(cfg["num-server-rounds"])
     spec = privacy_spec(cfg) if synth.private else None
     run = DPSGD(
-        synth, data, spec, seed=seed, planned_steps=rounds * steps, history=history, sigma=sigma
+        synth,
+        data,
+        spec,
+        seed=seed,
+        planned_steps=rounds * steps,
+        history=history,
+        sigma=sigma,
+        on_plan=on_plan or (lambda plan: None),
     )
     metrics = run.run(steps)
     acc = run.close()

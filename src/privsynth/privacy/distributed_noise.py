@@ -20,10 +20,13 @@ integer grid SecAgg+ sums exactly:
 * **Noise.** sigma (the noise multiplier) is Opacus' ``get_noise_multiplier`` at sampling rate 1,
   one step, with the RDP accountant; the whole release needs discrete Gaussian noise of scale
   ``sigma * Delta`` units. Each owner adds OpenDP's discrete Gaussian (an exact sampler on the OS
-  CSPRNG) of scale ``sigma * Delta / sqrt(t)``, t = SecAgg+'s reconstruction threshold: the server
-  unmasks only sums of >= t owners (fewer and the round aborts), so any sum it sees holds >= t
-  shares, variance >= (sigma Delta)^2. The discrete Gaussian meets the continuous Gaussian's RDP
-  curve (Canonne, Kamath & Steinke 2020), and a sum of k discrete Gaussians of scale s is
+  CSPRNG) of scale ``sigma * Delta / sqrt(t - 1)``, t = SecAgg+'s reconstruction threshold: the
+  server unmasks only sums of >= t owners (fewer and the round aborts), so any sum it sees holds
+  >= t shares. Why t - 1 and not t: an owner knows its own share and can subtract it from the
+  release, so against another owner the noise is that of the other >= t - 1 shares; sized for
+  t - 1, those alone carry variance >= (sigma Delta)^2 (sized for t, an owner of two would face
+  half the noise variance). t >= 2 is required. The discrete Gaussian meets the continuous
+  Gaussian's RDP curve (Canonne, Kamath & Steinke 2020), and a sum of k discrete Gaussians of scale s is
   ``tau``-close to one of scale sqrt(k) s (Kairouz et al., Thm. 1:
   ``tau = 10 sum_{j<k} exp(-2 pi^2 s^2 j / (j+1))``); :meth:`DistributedPlan.check` refuses a plan
   whose tau is not negligible (it is exactly 0.0 in float64 at the scales used: s >> 1 unit).
@@ -80,17 +83,28 @@ class DistributedPlan:
         return self.noise_multiplier * self.sensitivity_units
 
     @property
+    def shares_for_full_noise(self) -> int:
+        """How many shares carry the full noise: t - 1, the shares of a t-share sum that an
+        owner in it does not know (it can subtract its own)."""
+        return self.threshold - 1
+
+    @property
     def share_scale_units(self) -> float:
         """The scale of the discrete Gaussian each owner adds."""
-        return self.total_scale_units / math.sqrt(self.threshold)
+        return share_scale(self.total_scale_units, self.threshold)
 
     @property
     def noise_std(self) -> float:
-        """Noise std of a release summing exactly t shares, in the data's units (>= sigma C)."""
-        return self.total_scale_units * self.grid
+        """Noise std of a release summing exactly t shares, in the data's units (> sigma C)."""
+        return self.noise_std_with(self.threshold)
 
     def noise_std_with(self, shares: int) -> float:
-        return self.noise_std * math.sqrt(shares / self.threshold)
+        return self.share_scale_units * math.sqrt(shares) * self.grid
+
+    def noise_std_against_an_owner(self, shares: int) -> float:
+        """The noise of a ``shares``-share sum that an owner in it faces (it knows its own
+        share): >= sigma C whenever ``shares`` >= t."""
+        return self.noise_std_with(shares - 1)
 
     @property
     def tau(self) -> float:
@@ -112,10 +126,11 @@ class DistributedPlan:
         return math.log10(2 * self.owners * self.entries) - z * z / 2 / math.log(10)
 
     def check(self) -> None:
-        if self.threshold < 1 or self.threshold > self.owners:
+        if self.threshold < 2 or self.threshold > self.owners:
             raise ConfigError(
-                f"SecAgg+ threshold {self.threshold} is not within 1..{self.owners} "
-                "owners; set secagg-threshold in (0, 1]"
+                f"SecAgg+ threshold {self.threshold} is not within 2..{self.owners} "
+                "owners (shares are sized so that t - 1 of them carry the full noise); "
+                "raise secagg-threshold within (0, 1] or federate more owners"
             )
         if self.noise_multiplier > 0 and self.tau * math.sqrt(self.entries) > TAU_TOLERANCE / (
             self.noise_multiplier
@@ -132,10 +147,22 @@ class DistributedPlan:
             "grid": self.grid,
             "sensitivity_units": self.sensitivity_units,
             "share_scale_units": self.share_scale_units,
+            "shares_for_full_noise": self.shares_for_full_noise,
             "noise_std": self.noise_std,
             "tau": self.tau,
             "log10_clip_probability": self.log10_clip_probability,
         }
+
+
+def share_scale(total_scale: float, threshold: int) -> float:
+    """The scale of one owner's share of noise of total scale ``total_scale`` when every sum
+    holds >= ``threshold`` shares: sized for ``threshold - 1`` shares, so that the shares an
+    owner does not know (its own subtracted) still carry the whole ``total_scale``."""
+    if threshold < 2:
+        raise ConfigError(
+            f"a noise share needs a threshold of >= 2 shares per sum, got {threshold}"
+        )
+    return total_scale / math.sqrt(threshold - 1)
 
 
 def plan_release(
@@ -178,8 +205,8 @@ def noisy_share(values: np.ndarray, plan: DistributedPlan, shares: int | None = 
     """One owner's contribution: its sum rounded to the grid plus its discrete Gaussian share,
     as float64 grid points in [-c, c] (SecAgg+ quantises them exactly).
 
-    ``shares``: how many equal shares make the full noise (default t; 1 = all of it, the
-    fallback without secure aggregation)."""
+    ``shares``: how many equal shares make the full noise (default t - 1, see
+    :func:`share_scale`; 1 = all of it, the fallback without secure aggregation)."""
     units = np.rint(np.asarray(values, np.float64) / plan.grid).astype(np.int64)
     limit = plan.quantization_range // 2
     if np.abs(units).max(initial=0) > plan.max_images * plan.clip / plan.grid + 1:
@@ -188,7 +215,9 @@ def noisy_share(values: np.ndarray, plan: DistributedPlan, shares: int | None = 
             "the run's max-images is smaller than this owner's image count"
         )
     if plan.noise_multiplier > 0:
-        scale = plan.total_scale_units / math.sqrt(shares or plan.threshold)
+        scale = (
+            plan.total_scale_units / math.sqrt(shares) if shares else plan.share_scale_units
+        )
         units = discrete_gaussian(units, scale)
     if np.abs(units).max(initial=0) > limit:  # a 40-sigma event, counted in delta
         raise PrivacyError(

@@ -197,7 +197,46 @@ def make_private(
 # One entry per make_private in a multi-process run (distributed.py reports methods that never
 # call it, e.g. dpmerf, as gaining nothing from --nproc).
 DISTRIBUTED_STEPS: list[int] = []
-MAX_EMPTY_LOCAL_BATCH = 1e-6  # chance that one process' Poisson batch is empty (see below)
+# Opacus' distributed sampler skips an empty local batch (draws again), which the Poisson analysis
+# does not cover. Over the whole run (T steps, W processes) an empty local batch happens with
+# probability at most T * W * p (union bound, p = one process' chance at one step); the run is
+# allowed only where that is <= delta / EMPTY_BATCH_DELTA_SHARE, and the card adds it to delta.
+EMPTY_BATCH_DELTA_SHARE = 100
+
+
+def empty_local_batch_delta(dp_plan: DPPlan, world: int) -> float:
+    """A bound on the chance that any process' Poisson batch is empty at any step of the run:
+    ``T * W * (1 - q)^(n // W)`` (the smallest shard has n // W images); 0 in one process."""
+    if world <= 1:
+        return 0.0
+    p_empty = (1 - dp_plan.sample_rate) ** (dp_plan.n_private // world)
+    return float(dp_plan.steps * world * p_empty)
+
+
+def check_empty_local_batches(dp_plan: DPPlan, world: int) -> float:
+    """Refuse a multi-process plan whose empty-local-batch bound exceeds delta / 100; return
+    the bound (the delta it adds)."""
+    bound = empty_local_batch_delta(dp_plan, world)
+    if bound > dp_plan.delta / EMPTY_BATCH_DELTA_SHARE:
+        local = dp_plan.expected_batch_size / world
+        raise ConfigError(
+            f"{world} processes leave an expected {local:.1f} images per process and step: "
+            f"over {dp_plan.steps} steps an empty local batch (which the Poisson analysis "
+            f"does not cover) has a chance up to {bound:.1e}, above delta/"
+            f"{EMPTY_BATCH_DELTA_SHARE} = {dp_plan.delta / EMPTY_BATCH_DELTA_SHARE:.1e}; "
+            "raise --batch-size or use fewer processes (--nproc)"
+        )
+    return bound
+
+
+def process_count() -> int:
+    """W, the processes sharing this DP-SGD run (1 outside a process group)."""
+    return _rank_world()[1]
+
+
+def run_empty_batch_delta(dp_plan: DPPlan | None) -> float:
+    """The delta this process group's empty-local-batch bound adds to a run (0 in one process)."""
+    return empty_local_batch_delta(dp_plan, _rank_world()[1]) if dp_plan is not None else 0.0
 
 
 def _distribute(module: torch.nn.Module, dp_plan: DPPlan) -> tuple[torch.nn.Module, int]:
@@ -209,16 +248,8 @@ def _distribute(module: torch.nn.Module, dp_plan: DPPlan) -> tuple[torch.nn.Modu
     world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
     if world == 1:
         return module, 1
-    # Opacus' distributed sampler skips an empty local batch (draws again), which the Poisson
-    # analysis does not cover: allow it only where it has (almost) no chance to happen.
-    p_empty = (1 - dp_plan.sample_rate) ** (dp_plan.n_private // world)
-    if p_empty > MAX_EMPTY_LOCAL_BATCH:
-        local = dp_plan.expected_batch_size / world
-        raise ConfigError(
-            f"{world} processes leave an expected {local:.1f} images per process "
-            f"and step (an empty local batch would be likely enough to matter: "
-            f"{p_empty:.1e}); raise --batch-size or use fewer processes (--nproc)"
-        )
+    # an empty local batch is skipped (not in the Poisson analysis): bounded over the run
+    check_empty_local_batches(dp_plan, world)
     DISTRIBUTED_STEPS.append(dp_plan.steps)
     if rank:
         torch.manual_seed(torch.initial_seed() + 7919 * rank)
