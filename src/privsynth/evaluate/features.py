@@ -59,7 +59,6 @@ def feature_model(
     )
     info = {
         "version": VERSION,
-        "reference_fingerprint": reference.fingerprint,
         "n_reference": len(reference),
         "epochs": chosen,
         "val_accuracy": val_acc,
