@@ -24,7 +24,7 @@ def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast
     assert sgd_two["history"] == sgd_one["history"] == [[SIGMA, 1 / 3, 6]]
     assert two.epsilon == pytest.approx(one.epsilon, rel=1e-12)
     # only process 0 booked the run in the ledger (each test's own, see conftest)
-    spent = Ledger().spent(tiny_dataset.fingerprint).epsilon
+    spent = Ledger().spent(tiny_dataset.content).epsilon
     assert spent == pytest.approx(one.epsilon + two.epsilon)
     images, _ = two.sample(8, seed=0)
     assert images.shape == (8, 1, 8, 8)

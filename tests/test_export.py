@@ -60,7 +60,7 @@ def test_card_summary_sentence_and_dataset_spend(trained_run):
     (dataset,) = [
         d
         for d in Ledger(trained_run["ledger"]).datasets()
-        if d["fingerprint"] == card["data"]["source_fingerprint"]
+        if d["fingerprint"] == card["data"]["dataset_key"]
     ]
     booked = dataset["runs"]
     assert pv["dataset_spend"]["epsilon"] == sum(r["epsilon"] for r in booked.values())
