@@ -62,8 +62,8 @@ def format_card(card: dict, spend: dict | None = None) -> str:
             lines.append(
                 "  ledger      this dataset's total epsilon "
                 f"{led['dataset_epsilon_spent']:.4g} by "
-                f"{led['composition'].split(':')[0]} when this run finished "
-                f"({led['location']})"
+                f"{led['composition'].split(':')[0]} when this run finished"
+                + (f" ({led['location']})" if led.get("location") else "")
             )
         total = spend_line(spend or pv.get("dataset_spend"))
         if total:
