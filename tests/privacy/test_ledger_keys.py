@@ -44,9 +44,7 @@ def test_same_pixels_as_npz_folder_or_permuted_share_one_budget(
     npz = tmp_path / "tiny.npz"
     names = tiny_dataset.class_names
     np.savez(npz, images=tiny_dataset.images, labels=tiny_dataset.labels, class_names=names)
-    folder = image_folder_writer(
-        tmp_path / "png", tiny_dataset.images, tiny_dataset.labels, names
-    )
+    folder = image_folder_writer(tmp_path / "png", tiny_dataset.images, tiny_dataset.labels, names)
     perm = np.random.default_rng(1).permutation(len(tiny_dataset))
     shuffled = tmp_path / "shuffled.npz"
     # rows permuted and the class indices renumbered: the class *names* stay with each image

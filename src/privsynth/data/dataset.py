@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from ..errors import ConfigError, DataError
@@ -144,7 +145,8 @@ class Content:
     @classmethod
     def of(cls, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> "Content":
         """The content of decoded images (uint8 ``N x C x H x W``) with label indices."""
-        return cls([record_digest(x, class_names[int(k)]) for x, k in zip(images, labels)])
+        rows = zip(images, labels, strict=True)
+        return cls([record_digest(x, class_names[int(k)]) for x, k in rows])
 
     @classmethod
     def of_arrays(cls, images: list[np.ndarray], names: list[str]) -> "Content":
