@@ -60,7 +60,7 @@ def test_card_summary_sentence_and_dataset_spend(trained_run):
     (dataset,) = [
         d
         for d in Ledger(trained_run["ledger"]).datasets()
-        if d["fingerprint"] == card["data"]["source_fingerprint"]
+        if d["fingerprint"] == card["data"]["dataset_key"]
     ]
     booked = dataset["runs"]
     assert pv["dataset_spend"]["epsilon"] == sum(r["epsilon"] for r in booked.values())
@@ -162,3 +162,65 @@ def test_public_data_named_in_words_and_export_has_no_local_path(tmp_path, tiny_
     assert str(tiny_npz.parent) not in published  # nor the private data's path
     card = json.loads((pub / "card.json").read_text())
     assert "privacy.warmup.public_data.source" in card["export"]["removed_fields"]
+def _old_fingerprints(images: np.ndarray, labels: np.ndarray, names: list[str]) -> list[str]:
+    """What earlier cards carried: the pixel fingerprint and the source fingerprint."""
+    import hashlib
+
+    pixels = hashlib.sha256()
+    pixels.update(str(images.shape).encode())
+    pixels.update(images.tobytes())
+    pixels.update(np.asarray(labels, dtype=np.int64).tobytes())
+    pixels.update("\x00".join(names).encode())
+    source = hashlib.sha256(b"privsynth-source/1")
+    for part in (images, np.asarray(labels)):
+        source.update(f"{part.dtype.str}{part.shape}".encode())
+        source.update(np.ascontiguousarray(part).tobytes())
+        source.update(b"\x00")
+    return [pixels.hexdigest(), source.hexdigest()]
+
+
+def test_exported_card_has_no_data_hash(tmp_path, trained_run, capsys):
+    """Nothing published (exported card, model cards, `info`) holds a value computable from the
+    training images without the ledger's secret: no hash of pixels, labels or file, no keyed
+    key either (only the random run id)."""
+    import hashlib
+
+    from privsynth.data import load_dataset
+
+    pub = tmp_path / "pub"
+    assert main(["export", str(trained_run["out"]), str(pub)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(pub)]) == 0
+    assert main(["info", str(trained_run["out"])]) == 0
+    published = "\n".join(
+        [
+            (pub / "card.json").read_text(),
+            (pub / "README.md").read_text(),
+            (trained_run["out"] / "README.md").read_text(),
+            capsys.readouterr().out,
+        ]
+    )
+    data = trained_run["dataset"]
+    loaded = load_dataset(trained_run["data"])
+    split = json.loads((trained_run["out"] / "split.json").read_text())
+    train = loaded.subset(np.asarray(split["train"]))
+    names = loaded.class_names
+    key = Run.load(trained_run["out"]).card["data"]["dataset_key"]
+    secrets = [
+        hashlib.sha256(data.images.tobytes()).hexdigest(),
+        hashlib.sha256(data.labels.tobytes()).hexdigest(),
+        hashlib.sha256(trained_run["data"].read_bytes()).hexdigest(),
+        *_old_fingerprints(loaded.images, loaded.labels, names),
+        *_old_fingerprints(train.images, train.labels, names),
+        *_old_fingerprints(data.images, data.labels, names),
+        loaded.fingerprint,
+        train.fingerprint,
+        loaded.content.digest.hex(),
+        key,  # keyed, but still per dataset: it links releases of the same data
+    ]
+    for value in secrets:
+        assert value[:12] not in published, value
+    card = json.loads((pub / "card.json").read_text())
+    assert "check" not in card["data"] and "dataset_key" not in card["data"]
+    assert "dataset_key" not in card["privacy"].get("ledger", {})
+    assert card["run_id"] in published

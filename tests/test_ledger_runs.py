@@ -1,6 +1,6 @@
 """The ledger as runs see it: one budget per set of people, wherever the runs write; budgets set
 only by `privsynth ledger set-budget`; the reservation precedes the first private step; audits
-book on the source dataset; old JSON ledgers are carried over; the composition rule is stated."""
+book on the source dataset; the composition rule is stated."""
 
 from __future__ import annotations
 
@@ -56,13 +56,12 @@ def test_one_budget_per_dataset_across_out_folders_and_image_sizes(
     err = capsys.readouterr().err
     assert f"spent epsilon {first.epsilon:.4g} of the dataset's budget in the ledger, 7" in err
     (ds,) = Ledger().datasets()
-    assert ds["fingerprint"] == first.card["data"]["source_fingerprint"]
-    assert ds["fingerprint"] == load_dataset(folder, image_size=16).source_fingerprint
-    assert first.card["data"]["fingerprint"] != load_dataset(folder, image_size=16).fingerprint
+    assert ds["fingerprint"] == first.card["data"]["dataset_key"]
+    assert ds["fingerprint"] == Ledger().key(load_dataset(folder, image_size=16).content)
 
 
 @pytest.mark.parametrize("kind", ["npz", "idx", "digits"])
-def test_source_fingerprint_ignores_preprocessing(tmp_path, tiny_dataset, kind, idx_writer):
+def test_content_ignores_preprocessing(tmp_path, tiny_dataset, kind, idx_writer):
     write_idx = idx_writer
     if kind == "npz":
         spec = tmp_path / "tiny.npz"
@@ -76,13 +75,13 @@ def test_source_fingerprint_ignores_preprocessing(tmp_path, tiny_dataset, kind, 
     # IDX and an .npz without class_names need the class list declared (a public input).
     opts = {} if kind == "digits" else {"classes": tiny_dataset.num_classes}
     plain, resized = load_dataset(spec, **opts), load_dataset(spec, image_size=16, **opts)
-    assert plain.source_fingerprint == resized.source_fingerprint
+    assert plain.content == resized.content
     assert plain.fingerprint != resized.fingerprint
     if kind == "npz":  # one changed record is another dataset
         changed = tiny_dataset.images[:, 0].copy()
         changed[0, 0, 0] += 1
         np.savez(spec, images=changed, labels=tiny_dataset.labels)
-        assert load_dataset(spec, **opts).source_fingerprint != plain.source_fingerprint
+        assert load_dataset(spec, **opts).content != plain.content
 
 
 def test_set_budget_is_explicit_and_logged_and_run_budgets_never_write(tmp_path, tiny_npz, capsys):
@@ -103,7 +102,7 @@ def test_set_budget_is_explicit_and_logged_and_run_budgets_never_write(tmp_path,
     capsys.readouterr()
     assert main([*base, "--out", str(tmp_path / "a"), "--budget", "20"]) == 0  # ... and passed
     assert Ledger().datasets()[0]["budget"] is None  # neither became the dataset's budget
-    fp = load_dataset(tiny_npz).source_fingerprint
+    fp = Ledger().key(load_dataset(tiny_npz).content)
     assert main(["ledger", "set-budget", fp[:10], "5", "--reason", "policy"]) == 0
     assert main(["ledger", "set-budget", fp[:10], "50"]) == 2  # --reason is required
     capsys.readouterr()
@@ -159,49 +158,7 @@ def test_audit_books_on_the_source_dataset(tmp_path, tiny_npz, fast_gan):
         **SIGMA,
     )
     (ds,) = Ledger().datasets()
-    assert ds["fingerprint"] == load_dataset(tiny_npz).source_fingerprint
-
-
-def test_a_json_ledger_beside_the_runs_is_carried_over(tmp_path, tiny_npz, fast_gan):
-    """privsynth <= 0.1 kept privacy-ledger.json beside the run folders, keyed by the pixel
-    fingerprint: the first run there imports it, so its spends and budget still count."""
-    data = load_dataset(tiny_npz)
-    (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "privacy-ledger.json").write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "datasets": {
-                    data.fingerprint: {
-                        "name": "tiny",
-                        "budget": 10.0,
-                        "runs": {
-                            "old": {
-                                "epsilon": 8.0,
-                                "delta": 1e-3,
-                                "method": "dpgan",
-                                "status": "complete",
-                            }
-                        },
-                    }
-                },
-            }
-        )
-    )
-    with (
-        pytest.warns(UserWarning, match="imported 1 spend"),
-        pytest.raises(BudgetError, match="spent epsilon 8 of the dataset's budget"),
-    ):
-        privsynth.train(
-            str(tiny_npz),
-            "dpgan",
-            tmp_path / "runs" / "new",
-            config=fast_gan,
-            progress=False,
-            **SIGMA,
-        )
-    (ds,) = Ledger().datasets()
-    assert ds["fingerprint"] == data.source_fingerprint and ds["budget"] == 10.0
+    assert ds["fingerprint"] == Ledger().key(load_dataset(tiny_npz).content)
 
 
 def test_ledger_shows_the_tighter_composition_labelled(tmp_path, tiny_dataset, fast_gan, capsys):
@@ -223,7 +180,7 @@ def test_ledger_shows_the_tighter_composition_labelled(tmp_path, tiny_dataset, f
 @pytest.mark.postgres
 def test_runs_share_a_budget_through_postgres(tmp_path, tiny_dataset, fast_gan, postgres_url):
     url = postgres_url
-    Ledger(url).set_budget(tiny_dataset.source_fingerprint, 7.0, reason="team budget")
+    Ledger(url).set_budget(tiny_dataset.content, 7.0, reason="team budget")
     run = privsynth.train(
         tiny_dataset, "dpgan", tmp_path / "a", ledger=url, config=fast_gan, progress=False, **SIGMA
     )
@@ -237,5 +194,5 @@ def test_runs_share_a_budget_through_postgres(tmp_path, tiny_dataset, fast_gan, 
             progress=False,
             **SIGMA,
         )
-    assert Ledger(url).spent(tiny_dataset.source_fingerprint).epsilon == pytest.approx(run.epsilon)
+    assert Ledger(url).spent(tiny_dataset.content).epsilon == pytest.approx(run.epsilon)
     assert run.card["privacy"]["ledger"]["location"].startswith("postgresql://")

@@ -222,3 +222,30 @@ def test_killed_dpkernel_resumes_on_its_one_release(tmp_path, tiny_dataset, monk
     assert run.card["privacy"]["dp_sgd"]["history"] == [[sigma, 1.0, 1]]
     assert run.card["train"]["metrics"]["generator_steps"] == 30
     assert 4 * 0.99 <= run.epsilon <= 4 * 1.01
+
+
+def test_resume_checks_the_data_by_its_keyed_check_not_a_hash(
+    tmp_path, tiny_dataset, fast_gan, monkeypatch
+):
+    """An unfinished run's card confirms the data without a plain hash of it: other pixels of
+    the same size are refused, the same data resumes."""
+    from privsynth.data import ImageDataset
+    from privsynth.errors import CheckpointError
+
+    kw = dict(
+        noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False, checkpoint_every=2
+    )
+    out = tmp_path / "r"
+    _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpgan", out, **kw)
+    monkeypatch.undo()
+    text = (out / "card.json").read_text()
+    assert tiny_dataset.fingerprint[:12] not in text
+    assert json.loads(text)["data"]["check"]["data"]
+    images = tiny_dataset.images.copy()
+    images[0, 0, 0, 0] ^= 1
+    other = ImageDataset(images, tiny_dataset.labels, tiny_dataset.class_names, name="tiny")
+    with pytest.raises(CheckpointError, match="holds an unfinished run on other data"):
+        privsynth.train(other, "dpgan", out, **kw)
+    assert privsynth.train(tiny_dataset, "dpgan", out, **kw).card["status"] == "complete"

@@ -13,6 +13,7 @@ import pytest
 import privsynth
 from privsynth.errors import BudgetError, CheckpointError, ConfigError, PrivacyError
 from privsynth.privacy import Ledger, epsilon_from_history
+from privsynth.run import same_data
 
 SIGMA = 1.0  # a fixed sigma skips Opacus' calibration search (tested in tests/privacy)
 
@@ -198,7 +199,7 @@ def test_holdout_is_never_trained_on(tmp_path, tiny_dataset, fast_gan, monkeypat
     rows = {tiny_dataset.images[i].tobytes(): i for i in range(len(tiny_dataset))}
     used = sorted(rows[img.tobytes()] for img in trained.images)
     assert used == split["train"]
-    assert trained.fingerprint == run.card["data"]["train_fingerprint"]
+    assert same_data(run.card["data"]["check"], tiny_dataset, trained)
     assert run.card["data"]["n_train"] == 90 and run.card["privacy"]["dp_sgd"]["n_private"] == 90
     # Delta defaults to 1 / (10 N) with N the training (not the total) count.
     assert run.delta == pytest.approx(1 / 900)

@@ -35,6 +35,8 @@ DROPPED = [
     (("ledger",), "the local ledger's location"),
     (("progress",), "training progress"),
     (("data", "source"), "the local path of the private data"),
+    (("data", "check"), "a keyed hash of the private data (for resuming and evaluating)"),
+    (("data", "dataset_key"), "the local ledger's keyed dataset key"),
     (("data", "owner_data"), "the owners' local data paths"),
     (("train", "metrics"), "training losses, computed on private batches without noise"),
     (("privacy", "warmup", "public_data", "source"), "the local path of the public data"),
@@ -42,6 +44,7 @@ DROPPED = [
     (("federated", "per_round"), "per-round owner reports (not covered by the guarantee)"),
     (("privacy", "dataset_spend", "ledger"), "the local ledger's location"),
     (("privacy", "ledger", "location"), "the local ledger's location"),
+    (("privacy", "ledger", "dataset_key"), "the local ledger's keyed dataset key"),
 ]
 
 

@@ -2,7 +2,7 @@
 
     runs/digits-dpgan/
       card.json            the privacy card: method, epsilon/delta and how they were computed,
-                           dataset fingerprint, split, full config, package versions
+                           a keyed data check, split, full config, package versions
       weights.safetensors  what sampling needs (e.g. the GAN's EMA generator)
       README.md            the model card (Hugging Face format): method, guarantee, what is not
                            protected, evaluation, how to sample — rewritten with every card.json
@@ -16,9 +16,12 @@ A run folder is *not* the release: split.json names the training rows. `privsynt
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import math
 import os
+import secrets
 import shutil
 import time
 import uuid
@@ -39,6 +42,29 @@ GRID, QUICK_EVAL = "samples.png", "quick_eval.json"
 SPLIT, TRAIN_STATE = "split.json", "train_state.pt"
 FORMAT = "privsynth-run/1"
 INFINITY = "infinity"
+
+
+def data_check(dataset, train_set, salt: str | None = None) -> dict:
+    """What lets a resume or an evaluation confirm it has the data the run trained on, without a
+    plain hash of it (that would let anyone holding a candidate dataset test it): HMAC-SHA256 of
+    the pixel fingerprints under a random per-run salt. Kept in the run folder's card only;
+    `privsynth export` drops it."""
+    salt = salt or secrets.token_hex(16)
+
+    def keyed(ds) -> str:
+        return hmac.new(bytes.fromhex(salt), ds.fingerprint.encode(), hashlib.sha256).hexdigest()
+
+    return {"salt": salt, "data": keyed(dataset), "train": keyed(train_set)}
+
+
+def same_data(check: dict | None, dataset, train_set=None) -> bool:
+    """Whether ``dataset`` (and ``train_set``) are what ``check`` (`data_check`) was made of."""
+    if not check:
+        return False
+    again = data_check(dataset, train_set if train_set is not None else dataset, check["salt"])
+    return again["data"] == check["data"] and (
+        train_set is None or again["train"] == check["train"]
+    )
 
 
 def read_card(path: str | os.PathLike[str]) -> dict:
@@ -173,7 +199,7 @@ class Run:
     def load_data(
         self, data: ImageDataset | str | None = None
     ) -> tuple[ImageDataset, ImageDataset]:
-        """The real (train, holdout) split this run used, checked against the card's fingerprint.
+        """The real (train, holdout) split this run used, checked against the card's data check.
 
         ``data`` overrides the recorded source (e.g. the run was trained from memory or moved).
         """
@@ -198,11 +224,11 @@ class Run:
                 data, _ = load_split(data, holdout, 0, info.get("image_size"))
             else:
                 data = load_dataset(data, image_size=info.get("image_size"))
-        if data.fingerprint != info["fingerprint"]:
+        if not same_data(info.get("check"), data):
             raise CheckpointError(
                 f"data '{data.name}' is not the dataset run '{self.path}' was "
-                f"trained on (fingerprint {data.fingerprint[:12]} vs "
-                f"{info['fingerprint'][:12]}); pass the original --data"
+                "trained on (its pixels differ from the card's data check); pass the "
+                "original --data"
             )
         parts = self.split
         return data.subset(parts.train), data.subset(parts.holdout)
@@ -366,13 +392,15 @@ def write_model_card(path: str | os.PathLike[str], card: dict | None = None) -> 
 
 def dataset_spend(card: dict) -> dict | None:
     """The total (epsilon, delta) the ledger holds now for this run's dataset (basic composition,
-    keyed by the source fingerprint), or None when the card names no ledger (non-private or
-    federated runs) or it cannot be read."""
+    keyed by the ledger's dataset key in the run folder's card), or None when the card names no
+    ledger (non-private or federated runs) or it cannot be read."""
     from .errors import PrivsynthError
 
     data = card.get("data") or {}
     ref = card.get("ledger") or ((card.get("privacy") or {}).get("ledger") or {}).get("location")
-    key = data.get("source_fingerprint") or data.get("fingerprint")
+    key = data.get("dataset_key") or ((card.get("privacy") or {}).get("ledger") or {}).get(
+        "dataset_key"
+    )
     if not card.get("private") or not ref or not key:
         return None
     from .privacy import Ledger

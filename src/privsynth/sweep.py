@@ -207,7 +207,6 @@ def sweep(
         )
     table = {
         "data": dataset.name,
-        "fingerprint": dataset.fingerprint,
         "n_train": len(train_set),
         "n_holdout": len(hold),
         "methods": methods,

@@ -38,6 +38,7 @@ from .run import (
     RunWriter,
     load_train_state,
     read_card,
+    same_data,
     save_train_state,
 )
 from .trainer_card import data_block, privacy_block, versions
@@ -133,6 +134,11 @@ def train(
     mech = class_proportions if private else "uniform"
     request = _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed)
     card, resume = _start_or_resume(out, request, parts, overwrite)
+    if card.data and not same_data(card.data.get("check"), dataset, train_set):
+        raise CheckpointError(
+            f"'{out}' holds an unfinished run on other data (its pixels differ from the "
+            "card's data check); rerun it with the original --data, or pass --overwrite"
+        )
     session = _Session(out, card, parts, overwrite, resume)
     total_delta = spec.resolved_delta(n) if spec else 0.0
     notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
@@ -161,6 +167,8 @@ def train(
         card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
         if session.spend is not None:  # where this dataset's total is read back (cards, `info`)
             card.ledger = session.spend.ledger.shown
+            # keyed by the ledger's secret: a plain hash would let anyone test a candidate set
+            card.data["dataset_key"] = session.spend.ledger.key(dataset.content)
         card.privacy["class_proportions"] = counts
         if notes:
             card.privacy["warnings"] = notes
@@ -225,7 +233,6 @@ def _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_se
                 "holdout": holdout,
                 "split_seed": split_seed,
                 "seed": seed,
-                "fingerprint": dataset.fingerprint,
                 **({"warmup": warm.request()} if warm else {}),
             }
         )
@@ -249,17 +256,8 @@ def _class_counts(card: Card, mech, counts_epsilon, total_delta, spec) -> tuple[
 def _open_spend(
     ledger_obj, session: _Session, dataset, method, accountant, resume, *, limit, force, chunk
 ) -> RunSpend:
-    """This run's spend in the ledger (after importing a legacy JSON ledger beside ``out``); a
-    resumed run's accountant history is already booked."""
+    """This run's spend in the ledger; a resumed run's accountant history is already booked."""
     out = session.out
-    moved = ledger_obj.import_legacy_beside(out, {dataset.fingerprint: dataset.source_fingerprint})
-    if moved:
-        warnings.warn(
-            f"imported {moved} spend(s) from the JSON ledger beside '{out}' into "
-            f"{ledger_obj.shown}",
-            PrivacyWarning,
-            stacklevel=3,
-        )
     prefix = (
         AccountantState.from_json(resume["accountant"]).history
         if resume is not None and resume.get("accountant")
@@ -267,7 +265,7 @@ def _open_spend(
     )
     return RunSpend(
         ledger_obj,
-        dataset.source_fingerprint,
+        dataset.content,
         dataset.name,
         run_id=session.card.run_id,
         method=method,
@@ -454,9 +452,9 @@ class _Session:
             led = spend.ledger
             card.privacy["ledger"] = {
                 "location": led.shown,
-                "dataset_key": dataset.source_fingerprint,
+                "dataset_key": led.key(dataset.content),
                 "composition": COMPOSITION_RULE,
-                "dataset_epsilon_spent": led.spent(dataset.source_fingerprint).epsilon,
+                "dataset_epsilon_spent": led.spent(dataset.content).epsilon,
             }
         if warm is not None:
             card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)

@@ -9,7 +9,7 @@ from pathlib import Path
 from .data import DataSource, ImageDataset
 from .privacy.accounting import epsilon_from_history
 from .privacy.dpsgd import process_count, run_empty_batch_delta
-from .run import INFINITY
+from .run import INFINITY, data_check
 
 PROTECTED = (
     "Sample-level (example-level) differential privacy: adding or removing any one "
@@ -49,9 +49,7 @@ def versions() -> dict[str, str]:
 def data_block(data, dataset, train_set, parts, split_seed, image_size) -> dict:
     return {
         "name": dataset.name,
-        "fingerprint": dataset.fingerprint,
-        "source_fingerprint": dataset.source_fingerprint,
-        "train_fingerprint": train_set.fingerprint,
+        "check": data_check(dataset, train_set),
         "n_total": len(dataset),
         "n_train": len(train_set),
         "n_holdout": len(parts.holdout),

@@ -34,9 +34,7 @@ def test_info_reads_the_ledger_total_now(tmp_path, trained_run, capsys):
     card = json.loads((run / "card.json").read_text())
     card["ledger"] = str(ledger)
     (run / "card.json").write_text(json.dumps(card))
-    Ledger(ledger).record(
-        card["data"]["source_fingerprint"], "tiny", "later", epsilon=2.5, delta=0.0
-    )
+    Ledger(ledger).record(card["data"]["dataset_key"], "tiny", "later", epsilon=2.5, delta=0.0)
     assert main(["info", str(run)]) == 0
     total = card["privacy"]["epsilon"] + 2.5
     assert f"total spend epsilon {total:.4g}" in capsys.readouterr().out
@@ -68,7 +66,7 @@ def test_ledger_prints_the_spend_and_the_rule(trained_run, capsys):
 
 def test_ledger_missing_and_empty(tmp_path, capsys):
     assert main(["ledger", "--ledger", str(tmp_path / "old.json")]) == 2
-    assert "privsynth ledger import" in capsys.readouterr().err
+    assert "pass a .sqlite path" in capsys.readouterr().err
     assert main(["ledger", "--ledger", str(tmp_path / "typo.sqlite")]) == 2
     assert "no ledger at" in capsys.readouterr().err
     assert not (tmp_path / "typo.sqlite").exists()

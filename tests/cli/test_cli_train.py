@@ -68,7 +68,7 @@ def test_train_with_evaluate(tmp_path, tiny_npz, capsys):
     from privsynth.privacy import Ledger
 
     (ds,) = Ledger().datasets()  # the default ledger ($PRIVSYNTH_LEDGER), not beside --out
-    assert ds["fingerprint"] == load_dataset(tiny_npz).source_fingerprint
+    assert ds["fingerprint"] == Ledger().key(load_dataset(tiny_npz).content)
     (entry,) = ds["runs"].values()
     assert entry["epsilon"] == pytest.approx(run.epsilon)
     assert not (out.parent / "privacy-ledger.json").exists()

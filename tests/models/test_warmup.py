@@ -344,7 +344,7 @@ def test_bad_warmup_requests_fail_with_the_fix(tmp_path, tiny_dataset):
         train(warmup_config={"share": 0.2})
     with pytest.raises(DataError, match="classes"):
         train(public_data=make_tiny_dataset(n=60, k=2))
-    with pytest.raises(DataError, match="private dataset itself"):
+    with pytest.raises(DataError, match="copies of the private data"):
         train(public_data=tiny_dataset)
     assert not (tmp_path / "x").exists()
 

@@ -149,50 +149,8 @@ def test_record_sets_not_adds(ledger_location):
     assert led.spent("fp").delta == pytest.approx(2e-5)
 
 
-def test_json_ledgers_import_once_with_budgets(tmp_path, ledger_location):
-    import json
-
-    legacy = tmp_path / "privacy-ledger.json"
-    legacy.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "datasets": {
-                    "pixels": {
-                        "name": "scans",
-                        "budget": 12.0,
-                        "runs": {
-                            "a": {
-                                "epsilon": 5.0,
-                                "delta": 1e-5,
-                                "method": "dpgan",
-                                "status": "complete",
-                            },
-                            "b": {
-                                "epsilon": 2.0,
-                                "delta": 1e-5,
-                                "method": "dpvae",
-                                "status": "running",
-                            },
-                        },
-                    }
-                },
-            }
-        )
-    )
-    led = Ledger(ledger_location)
-    assert led.import_json(legacy, {"pixels": "source"}) == 2
-    assert led.import_json(legacy, {"pixels": "source"}) == 0  # idempotent
-    (ds,) = led.datasets()
-    assert ds["fingerprint"] == "source" and ds["budget"] == 12.0
-    assert ds["epsilon_spent"] == pytest.approx(7.0)
-    assert "imported from" in ds["budget_log"][0]["reason"]
-    with pytest.raises(BudgetError):  # the imported budget and spend are enforced
-        led.reserve("source", "scans", run_id="c", epsilon=6.0, delta=0.0)
-
-
-def test_a_json_path_names_the_import_command(tmp_path):
-    with pytest.raises(ConfigError, match="privsynth ledger import"):
+def test_a_json_path_asks_for_a_database(tmp_path):
+    with pytest.raises(ConfigError, match=r"pass a \.sqlite path"):
         Ledger(tmp_path / "privacy-ledger.json")
 
 

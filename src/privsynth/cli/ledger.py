@@ -1,8 +1,10 @@
-"""privsynth ledger: what each dataset's privacy budget has been spent on; set budgets; import.
+"""privsynth ledger: what each dataset's privacy budget has been spent on; set budgets.
 
-privsynth ledger [show] [FINGERPRINT | --data D]     spends, budgets, composition rule
-privsynth ledger set-budget (FINGERPRINT | --data D) EPS --reason TEXT
-privsynth ledger import privacy-ledger.json [--data D]
+privsynth ledger [show] [KEY | --data D]     spends, budgets, composition rule
+privsynth ledger set-budget (KEY | --data D) EPS --reason TEXT
+
+KEY: the leading characters of a dataset's key in this ledger (keyed with the ledger's secret;
+never a plain hash of the data), as `privsynth ledger` prints it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ def add_parser(sub) -> None:
         return a
 
     show = action("show", "spends per dataset (the default action)")
-    show.add_argument("fingerprint", nargs="?", help="only this dataset (6+ leading characters)")
+    show.add_argument(
+        "fingerprint", nargs="?", metavar="KEY", help="only this dataset (6+ leading characters)"
+    )
     _data_options(show)
     show.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print the ledger as JSON"
@@ -48,14 +52,11 @@ def add_parser(sub) -> None:
     budget.add_argument(
         "target",
         nargs="+",
-        metavar="[FINGERPRINT] EPS",
-        help="the dataset's fingerprint (or --data) and the new budget",
+        metavar="[KEY] EPS",
+        help="the dataset's key in the ledger (or --data) and the new budget",
     )
     budget.add_argument("--reason", required=True, help="why: recorded in the budget log")
     _data_options(budget)
-    imp = action("import", "import a JSON ledger (privacy-ledger.json of privsynth <= 0.1)")
-    imp.add_argument("json_ledger", metavar="JSON")
-    _data_options(imp, "map the JSON ledger's key for this dataset to its source fingerprint")
     p.set_defaults(func=run, action=None)
 
 
@@ -63,12 +64,6 @@ def _data_options(p: argparse.ArgumentParser, what: str = "pick the dataset by i
     from .options import add_format_options
 
     p.add_argument("--data", default=None, help=f"{what} ('digits', a path)")
-    p.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        help="with --data (import only): the --image-size the old runs used",
-    )
     add_format_options(p)  # e.g. IDX needs --classes to load (the key does not depend on them)
 
 
@@ -85,8 +80,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.action == "set-budget":
         return _set_budget(led, args)
-    if args.action == "import":
-        return _import(led, args)
     return _show(
         led,
         getattr(args, "fingerprint", None),
@@ -95,13 +88,13 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def _dataset_key(args: argparse.Namespace, image_size: int | None = None) -> tuple[str, str, str]:
-    """(source fingerprint, name, pixel fingerprint) of ``--data`` with its format flags."""
+def _dataset(args: argparse.Namespace):
+    """(records, name) of ``--data`` with its format flags; the ledger keys the records."""
     from ..data import load_dataset
     from .options import data_source
 
-    ds = load_dataset(data_source(args), image_size=image_size)
-    return ds.source_fingerprint, ds.name, ds.fingerprint
+    ds = load_dataset(data_source(args))
+    return ds.content, ds.name
 
 
 def _set_budget(led, args) -> int:
@@ -122,25 +115,17 @@ def _set_budget(led, args) -> int:
             "to remove the budget"
         ) from None
     if args.data:
-        fingerprint, name, _ = _dataset_key(args)
+        content, name = _dataset(args)
+        fingerprint = led.key(content)
+        old = led.set_budget(content, budget, name=name, reason=args.reason)
     else:
         found = led.find(args.target[0])
         fingerprint, name = found["fingerprint"], found["name"]
-    old = led.set_budget(fingerprint, budget, name=name, reason=args.reason)
+        old = led.set_budget(fingerprint, budget, name=name, reason=args.reason)
     print(
         f"{name} ({fingerprint[:12]}): budget {_fmt(old)} -> {_fmt(budget)} in ledger "
         f"{led.shown} (logged: {args.reason})"
     )
-    return 0
-
-
-def _import(led, args) -> int:
-    aliases = {}
-    if args.data:
-        source, _, pixels = _dataset_key(args, args.image_size)
-        aliases[pixels] = source
-    changed = led.import_json(args.json_ledger, aliases)
-    print(f"imported {changed} new or larger spend(s) from {args.json_ledger} into {led.shown}")
     return 0
 
 
@@ -150,7 +135,7 @@ def _show(led, fingerprint: str | None, data: argparse.Namespace | None, as_json
 
     rows = led.datasets()
     if data:
-        key = _dataset_key(data)[0]  # --data with its format flags
+        key = led.key(_dataset(data)[0], create=False)  # --data with its format flags
         rows = [r for r in rows if r["fingerprint"] == key]
     elif fingerprint:
         rows = [led.find(fingerprint)]
@@ -186,6 +171,12 @@ def _format_dataset(row: dict) -> str:
         f"{row['epsilon_spent']:.4g} of budget {_fmt(row['budget'])}, delta spent "
         f"{row['delta_spent']:.3g} (basic composition of {row['segments']} segment(s))"
     ]
+    if row.get("shares_records_with"):
+        lines.append(
+            f"  shares records with {', '.join(k[:12] for k in row['shares_records_with'])}: "
+            f"its budget is checked against epsilon {row['epsilon_charged']:.4g} (their "
+            "spends and its own)"
+        )
     t = row.get("tighter")
     if t:
         lines.append(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .dataset import ImageDataset, Split, split
+from .dataset import Content, ImageDataset, Split, split
 from .digits import load_digits_dataset
 from .folder import load_folder
 from .idx import load_idx
@@ -17,7 +17,16 @@ from .labels import class_list
 from .npz import load_npz
 from .source import DataSource, as_source
 
-__all__ = ["ImageDataset", "DataSource", "Split", "split", "load_dataset", "load_split", "resize"]
+__all__ = [
+    "Content",
+    "ImageDataset",
+    "DataSource",
+    "Split",
+    "split",
+    "load_dataset",
+    "load_split",
+    "resize",
+]
 
 
 def load_dataset(
@@ -104,7 +113,7 @@ def load_split(
         dataset.class_names,
         name=dataset.name,
         fingerprint=dataset.fingerprint,
-        source_fingerprint=dataset.source_fingerprint,
+        content=dataset.content,
     )
     return combined, Split(np.arange(n), np.arange(n, n + m), seed)
 
@@ -144,7 +153,7 @@ def _digits(src: DataSource) -> ImageDataset:
             data.labels,
             data.class_names,
             name=data.name,
-            source_fingerprint=data.source_fingerprint,
+            content=data.content,
         )
     if src.name:
         data.name = src.name
@@ -164,7 +173,7 @@ def resize(data: ImageDataset, size: int) -> ImageDataset:
         data.labels,
         data.class_names,
         name=data.name,
-        source_fingerprint=data.source_fingerprint,
+        content=data.content,
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -16,11 +15,14 @@ from ..errors import ConfigError, DataError
 class ImageDataset:
     """Images as uint8 ``N x C x H x W`` (pixels 0-255), integer labels ``0..K-1``.
 
-    ``fingerprint`` is the SHA-256 of the pixels, labels and class names (what was trained on).
-    ``source_fingerprint`` identifies the *records* before any conversion: a loader hashes the
-    source file bytes / arrays, so ``--image-size 64`` or a colour conversion of the same folder
-    keeps it. The privacy ledger keys every spend on it: one budget per set of people, whatever
-    the path or the preprocessing. In-memory datasets default to their pixel fingerprint.
+    ``fingerprint`` is the SHA-256 of the pixels, labels and class names (what was trained on):
+    an in-memory identity for comparisons and local caches. It is computable from the private
+    images, so it is never written to a card, a report or anything else that is published.
+    ``content`` identifies the *records* (`Content`): per-image digests of the decoded pixels at
+    the resolution the loader read them (before ``--image-size`` and ``--channels``) with the
+    class *name*, taken in any order. Re-encoding (PNG, NPZ, IDX), renaming, re-ordering or
+    re-indexing classes keeps it; the privacy ledger keys every spend on it (through a keyed hash,
+    see privacy/ledger.py). In-memory datasets default to the content of their own images.
     """
 
     images: np.ndarray
@@ -28,7 +30,7 @@ class ImageDataset:
     class_names: list[str]
     name: str = "dataset"
     fingerprint: str = field(default="", init=True)
-    source_fingerprint: str = ""
+    content: "Content | None" = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         validate(self.images, self.labels, self.class_names, self.name)
@@ -36,8 +38,14 @@ class ImageDataset:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if not self.fingerprint:
             self.fingerprint = fingerprint(self.images, self.labels, self.class_names)
-        if not self.source_fingerprint:
-            self.source_fingerprint = self.fingerprint
+        if self.content is None:
+            self.content = Content.of(self.images, self.labels, self.class_names)
+
+    @property
+    def source_fingerprint(self) -> "Content":
+        """The ledger's key input: the records' `Content` (an older name for ``content``)."""
+        assert self.content is not None
+        return self.content
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -108,27 +116,57 @@ def fingerprint(images: np.ndarray, labels: np.ndarray, class_names: list[str]) 
     return h.hexdigest()
 
 
-def source_fingerprint(*parts: np.ndarray | bytes | str) -> str:
-    """SHA-256 over raw source records (arrays with their dtype and shape, bytes, strings), taken
-    *before* a loader converts, rescales or resizes anything: the privacy ledger's key."""
-    h = hashlib.sha256(b"privsynth-source/1")
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            h.update(f"{part.dtype.str}{part.shape}".encode())
-            h.update(np.ascontiguousarray(part).tobytes())
-        else:
-            h.update(part.encode() if isinstance(part, str) else bytes(part))
-        h.update(b"\x00")
-    return h.hexdigest()
+def record_digest(pixels: np.ndarray, class_name: str) -> bytes:
+    """SHA-256 of one record: its decoded uint8 ``C x H x W`` pixels (shape included) and its
+    class name. Never leaves memory: the ledger keeps only keyed (HMAC) forms of it."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    h = hashlib.sha256(b"privsynth-record/1\x00")
+    h.update(f"{pixels.shape}\x00{class_name}\x00".encode())
+    h.update(pixels.tobytes())
+    return h.digest()
 
 
-def files_fingerprint(files: list[tuple[Path, str]]) -> str:
-    """Source fingerprint of image files with their class names: the SHA-256 of each file's bytes,
-    sorted, so renaming or re-ordering files keeps it and any changed byte changes it."""
-    digests = sorted(
-        f"{label}\x00{hashlib.sha256(path.read_bytes()).hexdigest()}" for path, label in files
-    )
-    return source_fingerprint(*digests)
+class Content:
+    """The records of a dataset as a multiset of `record_digest` values, in no order.
+
+    ``digest`` (SHA-256 of the sorted record digests) is the same for any re-encoding or
+    re-ordering of the same records. Both stay in memory: ``repr`` and ``str`` show only the
+    record count and the object is not JSON-serialisable, so it cannot slip into a card; the
+    ledger turns it into a keyed dataset key (`privsynth.privacy.Ledger.key`)."""
+
+    __slots__ = ("records", "digest")
+
+    def __init__(self, records: list[bytes]):
+        self.records: list[bytes] = sorted(records)
+        self.digest: bytes = hashlib.sha256(
+            b"privsynth-content/1\x00" + b"".join(self.records)
+        ).digest()
+
+    @classmethod
+    def of(cls, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> "Content":
+        """The content of decoded images (uint8 ``N x C x H x W``) with label indices."""
+        rows = zip(images, labels, strict=True)
+        return cls([record_digest(x, class_names[int(k)]) for x, k in rows])
+
+    @classmethod
+    def of_arrays(cls, images: list[np.ndarray], names: list[str]) -> "Content":
+        """The content of images of possibly different sizes (``C x H x W`` each) with their
+        class names (a folder before resizing)."""
+        return cls([record_digest(x, n) for x, n in zip(images, names, strict=True)])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Content) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __repr__(self) -> str:
+        return f"<content of {len(self.records)} records>"
+
+    __str__ = __repr__
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import ImageDataset, source_fingerprint
+from .dataset import ImageDataset
 
 
 def load_digits_dataset() -> ImageDataset:
@@ -18,5 +18,4 @@ def load_digits_dataset() -> ImageDataset:
         bunch.target.astype(np.int64),
         [str(c) for c in bunch.target_names],
         name="digits",
-        source_fingerprint=source_fingerprint(bunch.images, bunch.target),
     )

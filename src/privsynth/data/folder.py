@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ImageDataset, files_fingerprint
+from .dataset import Content, ImageDataset
 from .dicom import is_dicom, read_dicom
 from .pixels import to_channels, to_uint8, warn_if_narrow
 from .source import SPLIT_NAMES, DataSource, default_name
@@ -57,6 +57,8 @@ def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageD
             f"folder '{path}' mixes {len(sizes)} image sizes "
             f"(e.g. {sorted(sizes)[:2]}); pass --image-size N to resize all to N x N"
         )
+    # The ledger's key input: the decoded records with their classes, before any resizing.
+    content = Content.of_arrays(arrays, [names[k] for _, k in files])
     if image_size is not None:
         arrays = [_resize(a, image_size) for a in arrays]
     stack = np.stack(
@@ -66,13 +68,12 @@ def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageD
         ]
     )
     labels = np.array([k for _, k in files], dtype=np.int64)
-    # The ledger key: the files' bytes with their classes, before any decoding or resizing.
     return ImageDataset(
         stack,
         labels,
         names,
         name=src.name or default_name(path),
-        source_fingerprint=files_fingerprint([(f, names[k]) for f, k in files]),
+        content=content,
     )
 
 

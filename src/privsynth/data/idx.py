@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ImageDataset, source_fingerprint
+from .dataset import Content, ImageDataset
 from .labels import class_list, to_indices
 from .pixels import to_channels, to_uint8
 from .source import SPLIT_NAMES, DataSource, default_name
@@ -72,7 +72,6 @@ def load_idx(src: DataSource) -> ImageDataset:
     img_path, lbl_path = find_idx_pair(path)
     images = read_idx(img_path)
     labels = read_idx(lbl_path)
-    source = source_fingerprint(images, labels)  # the records as stored, before any conversion
     if images.ndim == 3:
         images = images[:, None]
     elif images.ndim == 4:  # N x H x W x C
@@ -89,17 +88,14 @@ def load_idx(src: DataSource) -> ImageDataset:
         raise DataError(f"{img_path}: holds no images; point --data at a non-empty dataset")
     # IDX stores no class names: the list is declared (--classes), never the labels present.
     names = class_list(src.classes, None, str(img_path))
-    pixels = to_channels(
-        to_uint8(np.ascontiguousarray(images), str(img_path), src.pixel_range),
-        src.channels,
-        str(img_path),
-    )
+    decoded = to_uint8(np.ascontiguousarray(images), str(img_path), src.pixel_range)
+    indices = to_indices(labels, names, str(lbl_path))
     return ImageDataset(
-        pixels,
-        to_indices(labels, names, str(lbl_path)),
+        to_channels(decoded, src.channels, str(img_path)),
+        indices,
         names,
         name=src.name or _idx_name(path, img_path),
-        source_fingerprint=source,
+        content=Content.of(decoded, indices, names),  # the records as decoded, before --channels
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ImageDataset, source_fingerprint
+from .dataset import Content, ImageDataset
 from .labels import class_list, to_indices
 from .pixels import to_channels, to_uint8
 from .source import DataSource, default_name
@@ -76,7 +76,6 @@ def load_npz(src: DataSource) -> ImageDataset:
                 f"{path}: found keys {sorted(keys)}; expected x/y, images/labels or "
                 "train_images/train_labels"
             )
-    source = source_fingerprint(np.asarray(images), np.asarray(labels))  # before any conversion
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(images):
         raise DataError(
@@ -86,11 +85,12 @@ def load_npz(src: DataSource) -> ImageDataset:
     if len(images) == 0:
         raise DataError(f"{path}: holds no images; point --data at a non-empty dataset")
     names = class_list(src.classes, stored, str(path))
-    pixels = to_channels(to_uint8_nchw(images, str(path), src.pixel_range), src.channels, str(path))
+    decoded = to_uint8_nchw(images, str(path), src.pixel_range)
+    indices = to_indices(labels, names, str(path))
     return ImageDataset(
-        pixels,
-        to_indices(labels, names, str(path)),
+        to_channels(decoded, src.channels, str(path)),
+        indices,
         names,
         name=src.name or default_name(path),
-        source_fingerprint=source,
+        content=Content.of(decoded, indices, names),  # the records as decoded, before --channels
     )

@@ -127,7 +127,7 @@ def audit(
     idx, labels, included, rest = make_canaries(ds, canaries, seed)
     train_set, n_holdout = audit_dataset(ds, idx, labels, included, rest, holdout, split_seed)
     # The canaries are the source's own images: book the spend on the source dataset's budget.
-    train_set.source_fingerprint = ds.source_fingerprint
+    train_set.content = ds.content
     run = train(
         train_set,
         method,
@@ -157,11 +157,7 @@ def audit(
         "canary_kind": "mislabeled real images",
         "n_synthetic": int(n_syn),
         "run": str(Path(out) / "run"),
-        "dataset": {
-            "name": ds.name,
-            "fingerprint": ds.fingerprint,
-            "audit_fingerprint": train_set.fingerprint,
-        },
+        "dataset": {"name": ds.name},
         "seconds": round(time.time() - t0, 2),
     }
     if not math.isinf(run.epsilon):

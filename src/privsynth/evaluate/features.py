@@ -1,8 +1,8 @@
 """The FD-LeNet feature space: a LeNet trained on real *reference* (held-out) images only.
 
-Trained once per dataset and cached by the reference set's fingerprint, so every model evaluated
-on the same data is measured with the same yardstick. Weights are safetensors (no pickle); the
-write is atomic, so two evaluations racing on one cache never see half a file.
+Trained once per dataset and cached (on this machine) by the reference set's fingerprint, so every
+model evaluated on the same data is measured with the same yardstick. Weights are safetensors (no
+pickle); the write is atomic, so two evaluations racing on one cache never see half a file.
 This is not Inception: its distances are called "FD-LeNet", never "FID".
 """
 
@@ -59,13 +59,11 @@ def feature_model(
     )
     info = {
         "version": VERSION,
-        "reference_fingerprint": reference.fingerprint,
         "n_reference": len(reference),
         "epochs": chosen,
         "val_accuracy": val_acc,
         "seed": seed,
-        "path": str(weights),
-    }
+    }  # no cache path: its name is derived from the reference images' fingerprint
     cache.mkdir(parents=True, exist_ok=True)
     with atomic_path(weights) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))

@@ -148,7 +148,8 @@ def evaluate(
             "n_synthetic": int(len(subj.images)),
             "epsilon": "infinity" if math.isinf(subj.epsilon) else subj.epsilon,
             "delta": subj.delta,
-            "card": subj.card,
+            # the card without its keyed data check and ledger key: reports get shared
+            "card": _shareable(subj.card),
         }
         f_syn = features(extractor, subj.images)
         stages.set_postfix_str("fidelity")
@@ -238,11 +239,6 @@ def evaluate(
         "format": "privsynth-evaluation/2",
         "dataset": {
             "name": train.name,
-            "fingerprint": subjects[0].card["data"]["fingerprint"]
-            if subjects[0].card
-            else _fingerprint_of(data, image_size),
-            "train_fingerprint": train.fingerprint,
-            "holdout_fingerprint": hold.fingerprint,
             "n_train": len(train),
             "n_holdout": len(hold),
             "holdout_random_split": not separate,
@@ -327,11 +323,17 @@ def _load(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, s
     return subjects, train, hold, separate
 
 
-def _fingerprint_of(data, image_size) -> str:
-    from ..data import load_dataset
-
-    ds = data if isinstance(data, ImageDataset) else load_dataset(data, image_size=image_size)
-    return ds.fingerprint
+def _shareable(card: dict | None) -> dict | None:
+    if card is None:
+        return None
+    card = {**card, "data": dict(card.get("data") or {})}
+    card["data"].pop("check", None)
+    card["data"].pop("dataset_key", None)
+    led = (card.get("privacy") or {}).get("ledger")
+    if isinstance(led, dict) and "dataset_key" in led:
+        card["privacy"] = {**card["privacy"], "ledger": {**led}}
+        card["privacy"]["ledger"].pop("dataset_key")
+    return card
 
 
 def _plain(obj):

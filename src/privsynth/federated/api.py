@@ -21,7 +21,7 @@ from ..privacy.accounting import PrivacySpec, calibrate_noise, epsilon_from_hist
 from ..privacy.dpsgd import sample_rate
 from ..privacy.ledger import resolve_location
 from ..privacy.ledger_store import is_url
-from ..run import Card, Run, RunWriter, read_card
+from ..run import Card, Run, RunWriter, data_check, read_card
 from .partition import partition
 from .runconfig import (
     DEFAULTS,
@@ -342,13 +342,14 @@ def _check_budgets(
 
 
 def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size) -> None:
-    """Local experiments split one dataset: record its fingerprint and split like `train` does."""
+    """Local experiments split one dataset: record its keyed data check and split like `train`
+    does."""
     card, parts = Card.from_json(read_card(out)), None
     if not owner_data:
         dataset = load_dataset(data, image_size=image_size)
         parts = split(dataset, holdout, split_seed)
         card.data.update(
-            fingerprint=dataset.fingerprint,
+            check=data_check(dataset, dataset.subset(parts.train)),
             n_total=len(dataset),
             n_train=len(parts.train),
             n_holdout=len(parts.holdout),

@@ -439,11 +439,15 @@ def load_public(public_data, dataset: ImageDataset) -> tuple[ImageDataset, str |
             f"{dataset.num_classes}; conditional pretraining needs the same label "
             "set (relabel the public images or leave out --public-data)"
         )
-    if public.source_fingerprint == dataset.source_fingerprint:
+    from ..data.overlap import THUMB_RMS, copies
+
+    exact, near = copies(public, dataset)
+    if exact or near:
         raise DataError(
-            "--public-data is the private dataset itself; pass images that are "
-            "really public (training on the private set without DP voids the "
-            "guarantee)"
+            f"--public-data holds copies of the private data ({exact} identical records, "
+            f"{near} images within RMS {THUMB_RMS:g} grey levels of a private image as 8x8 "
+            "thumbnails); remove them or pass images that are really public (training on "
+            "private images without DP voids the guarantee)"
         )
     return public, source
 

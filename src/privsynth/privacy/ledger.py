@@ -9,8 +9,13 @@ Where it lives (the first that applies):
      ``%APPDATA%\\privsynth\\ledger.sqlite`` (Windows).
 Every verb (train, sweep, federate, audit, ledger) finds it the same way, wherever it writes.
 
-Key: the dataset's *source* fingerprint (the records as stored, before resizing or conversion),
-so the same people share one budget whatever the path or the preprocessing.
+Key: HMAC-SHA256(the ledger's secret, the dataset's `Content` digest). The content is the
+multiset of per-record digests (decoded pixels at the loaded resolution with the class name), so
+any re-encoding, re-ordering or re-indexing of the same records shares one budget. The secret
+(32 random bytes, created with the ledger, kept in its ``meta`` table) means a key reveals
+nothing to anyone without the ledger. The ledger also keeps each key's records as keyed record
+digests: a dataset that shares at least one record with another is charged against both budgets
+(`related`), so a superset, a subset or any overlapping file cannot start a fresh budget.
 
 Rows are *segments*: each process that touched a dataset for a run reserves its planned spend in
 the same transaction as the budget check, books what ran at every checkpoint (one checkpoint
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import getpass
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -35,18 +42,23 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from ..errors import BudgetError, ConfigError
 from .ledger_store import Store, Tx, process_alive, redact, this_host
 
+if TYPE_CHECKING:
+    from ..data.dataset import Content
+
 ENV_VAR = "PRIVSYNTH_LEDGER"
-LEGACY_NAME = "privacy-ledger.json"
 COMPOSITION_RULE = (
-    "basic composition: the epsilons of all segments booked on a dataset add up, "
-    "and so do their deltas (valid for any mix of mechanisms); budgets are "
-    "checked against this sum"
+    "basic composition: the epsilons of all segments booked on a dataset, or on any "
+    "dataset sharing a record with it, add up, and so do their deltas (valid for any mix "
+    "of mechanisms); budgets are checked against this sum"
 )
+# A dataset: its records (`Content`, keyed by the ledger) or a key the ledger already gave.
+DatasetRef = Union["Content", str]
+RECORD_HEX = 16  # keyed record digests kept as 64-bit prefixes: collisions need ~2**32 records
 RUNNING = "running"
 
 
@@ -107,10 +119,22 @@ class Ledger:
     def shown(self) -> str:
         return redact(self.location)
 
+    # --- dataset keys ---------------------------------------------------------------------------
+    def key(self, dataset: DatasetRef, *, create: bool = True) -> str | None:
+        """The dataset's key in this ledger: HMAC-SHA256 of its content digest under the ledger's
+        secret (a string is taken as a key already). Without ``create`` a ledger that does not
+        exist yet gives None (nothing was ever booked on anything)."""
+        if isinstance(dataset, str):
+            return dataset
+        if not create and not self.store.exists():
+            return None
+        with self.store.transaction() as tx:
+            return _keyed(_secret(tx), dataset.digest)
+
     # --- segments: reserve, book, settle ----------------------------------------------------
     def reserve(
         self,
-        fingerprint: str,
+        fingerprint: DatasetRef,
         name: str,
         *,
         run_id: str,
@@ -131,26 +155,38 @@ class Ledger:
         ``segment`` re-reserves an existing segment (e.g. the exact plan replacing a target).
         Returns the segment id; raises `BudgetError` (nothing written) if it does not fit.
         Book (`book`) before the first private step: a process found dead later settles to
-        what it booked, and until it books that is nothing."""
+        what it booked, and until it books that is nothing.
+
+        ``fingerprint`` is the dataset's `Content` (or its key): the budget of every booked
+        dataset that shares a record with it is checked too, each against the spends of all
+        datasets sharing a record with *it* (`privsynth.privacy.ledger` module docstring)."""
         _check_budget(limit, "--budget")
         with self.store.transaction() as tx:
             now = _now()
-            budget = tx.lock_dataset(fingerprint, name, now)
-            self._settle_dead(tx, fingerprint)
-            rows = [
-                r for r in tx.spends("WHERE fingerprint = ?", (fingerprint,)) if r["id"] != segment
-            ]
-            spent = sum(counted(r).epsilon for r in rows)
-            bounds = [
-                (b, w)
-                for b, w in (
-                    (budget, "the dataset's budget in the ledger"),
-                    (limit, "this run's --budget"),
+            fingerprint = resolve_key(tx, fingerprint, name, now)
+            graph = overlaps(tx)
+            mine = graph.get(fingerprint, {fingerprint})
+            # Locked in sorted order: two runs locking overlapping datasets cannot deadlock.
+            budgets = {k: tx.lock_dataset(k, name, now) for k in sorted(mine)}
+            names = dict(tx.run("SELECT fingerprint, name FROM datasets"))
+            for k in mine:
+                self._settle_dead(tx, k)
+            bounds = []
+            for k in sorted(mine, key=lambda k: k != fingerprint):
+                rows = [r for r in self._charged(tx, graph.get(k, {k})) if r["id"] != segment]
+                spent = sum(counted(r).epsilon for r in rows)
+                whose = (
+                    "the dataset's budget in the ledger"
+                    if k == fingerprint
+                    else f"the budget of dataset '{names.get(k, k[:12])}' ({k[:12]}), which "
+                    "shares records with it"
                 )
-                if b is not None
-            ]
+                if budgets[k] is not None:
+                    bounds.append((budgets[k] - spent, budgets[k], whose, spent, rows, k))
+                if k == fingerprint and limit is not None:
+                    bounds.append((limit - spent, limit, "this run's --budget", spent, rows, k))
             if bounds and not force:
-                bound, which = min(bounds)
+                _, bound, which, spent, rows, k = min(bounds, key=lambda b: b[:2])
                 if spent + epsilon > bound + 1e-9:
                     running = sum(r["status"] == RUNNING for r in rows)
                     raise BudgetError(
@@ -158,7 +194,7 @@ class Ledger:
                         f"{which}, {bound:g} (basic composition of {len(rows)} segment(s)"
                         f"{f', {running} still running' if running else ''}; ledger "
                         f"{self.shown}); this run needs {epsilon:.4g} more. Lower --epsilon, "
-                        f"raise the budget with `privsynth ledger set-budget {fingerprint[:12]} "
+                        f"raise the budget with `privsynth ledger set-budget {k[:12]} "
                         "EPS`, or pass --force"
                     )
             values = dict(
@@ -229,7 +265,7 @@ class Ledger:
 
     def record(
         self,
-        fingerprint: str,
+        fingerprint: DatasetRef,
         name: str,
         run_id: str,
         *,
@@ -241,9 +277,10 @@ class Ledger:
     ) -> None:
         """Set (not add) a settled spend for ``run_id`` on a dataset, e.g. a federated owner's
         cumulative spend after each round. No budget check."""
-        segment = uuid.uuid5(uuid.NAMESPACE_URL, f"{fingerprint}/{run_id}").hex[:16]
         with self.store.transaction() as tx:
             now = _now()
+            fingerprint = resolve_key(tx, fingerprint, name, now)
+            segment = uuid.uuid5(uuid.NAMESPACE_URL, f"{fingerprint}/{run_id}").hex[:16]
             tx.lock_dataset(fingerprint, name, now)
             acc = json.dumps(info, default=str)
             if tx.run("SELECT id FROM spends WHERE id = ?", (segment,)):
@@ -274,6 +311,12 @@ class Ledger:
                 }
             )
 
+    @staticmethod
+    def _charged(tx: Tx, keys: set[str]) -> list[dict[str, Any]]:
+        """The segments booked on any of ``keys``."""
+        marks = ", ".join("?" for _ in keys)
+        return tx.spends(f"WHERE fingerprint IN ({marks})", tuple(sorted(keys)))
+
     def _settle_dead(self, tx: Tx, fingerprint: str) -> None:
         """Segments whose process on this machine is gone settle to what they booked (their
         last checkpoint plus one checkpoint interval: an upper bound on what ran)."""
@@ -290,7 +333,7 @@ class Ledger:
     # --- budgets ------------------------------------------------------------------------------
     def set_budget(
         self,
-        fingerprint: str,
+        fingerprint: DatasetRef,
         budget: float | None,
         *,
         name: str = "",
@@ -302,6 +345,7 @@ class Ledger:
         who = who or f"{getpass.getuser()}@{socket.gethostname()}"
         with self.store.transaction() as tx:
             now = _now()
+            fingerprint = resolve_key(tx, fingerprint, name, now)
             old = tx.lock_dataset(fingerprint, name or fingerprint[:12], now)
             tx.run("UPDATE datasets SET budget = ? WHERE fingerprint = ?", (budget, fingerprint))
             tx.run(
@@ -312,12 +356,15 @@ class Ledger:
         return old
 
     # --- reading --------------------------------------------------------------------------------
-    def spent(self, fingerprint: str) -> Spend:
-        """The dataset's spend under basic composition (running segments at their reservation)."""
+    def spent(self, fingerprint: DatasetRef) -> Spend:
+        """What the dataset is charged under basic composition (running segments at their
+        reservation): the segments booked on it and on every dataset sharing a record with it."""
         if not self.store.exists():
             return Spend(0.0, 0.0)
         with self.store.transaction(write=False) as tx:
-            rows = tx.spends("WHERE fingerprint = ?", (fingerprint,))
+            if not isinstance(fingerprint, str):
+                fingerprint = _keyed(_secret(tx), fingerprint.digest)
+            rows = self._charged(tx, overlaps(tx).get(fingerprint, {fingerprint}))
         return Spend(sum(counted(r).epsilon for r in rows), sum(counted(r).delta for r in rows))
 
     def datasets(self) -> list[dict[str, Any]]:
@@ -335,6 +382,7 @@ class Ledger:
                 "SELECT fingerprint, old_budget, new_budget, at, who, reason "
                 "FROM budget_log ORDER BY at, id"
             )
+            graph = overlaps(tx)
         out = []
         for fp, name, budget, created in sets:
             rows = [r for r in spends if r["fingerprint"] == fp]
@@ -358,6 +406,14 @@ class Ledger:
                     "created": created,
                     "epsilon_spent": sum(r["counted_epsilon"] for r in rows),
                     "delta_spent": sum(r["counted_delta"] for r in rows),
+                    # what its budget is checked against: its spends and those of every
+                    # dataset sharing a record with it
+                    "shares_records_with": sorted(graph.get(fp, {fp}) - {fp}),
+                    "epsilon_charged": sum(
+                        counted(r).epsilon
+                        for r in spends
+                        if r["fingerprint"] in graph.get(fp, {fp})
+                    ),
                     "segments": len(rows),
                     "runs": runs,
                     "budget_log": [
@@ -384,84 +440,58 @@ class Ledger:
             )
         return matches[0]
 
-    # --- migration ------------------------------------------------------------------------------
-    def import_json(
-        self, path: str | os.PathLike[str], aliases: dict[str, str] | None = None
-    ) -> int:
-        """Import a JSON ledger (``privacy-ledger.json`` of privsynth <= 0.1); idempotent.
 
-        Each JSON run entry becomes a settled segment (re-importing updates it, never lowers it);
-        a JSON budget becomes the dataset's budget only where the ledger has none, logged.
-        JSON ledgers keyed datasets by their pixel fingerprint: ``aliases`` maps such a key to
-        the dataset's source fingerprint (`privsynth ledger import --data D` builds it).
-        Returns how many segments were new or raised."""
-        from .ledger_legacy import read_legacy
+# --- dataset keys ---------------------------------------------------------------------------------
+def _secret(tx: Tx) -> bytes:
+    (row,) = tx.run("SELECT value FROM meta WHERE key = 'secret'")
+    return bytes.fromhex(row[0])
 
-        entries, budgets = read_legacy(Path(path), aliases or {})
-        changed = 0
-        with self.store.transaction() as tx:
-            now = _now()
-            for e in entries:
-                tx.lock_dataset(e["fingerprint"], e["name"], now)
-                segment = uuid.uuid5(
-                    uuid.NAMESPACE_URL, f"legacy/{e['fingerprint']}/{e['run_id']}"
-                ).hex[:16]
-                old = tx.run("SELECT epsilon, delta FROM spends WHERE id = ?", (segment,))
-                if old and old[0][0] >= e["epsilon"] and old[0][1] >= e["delta"]:
-                    continue
-                changed += 1
-                if old:
-                    tx.update_spend(
-                        segment,
-                        epsilon=max(old[0][0], e["epsilon"]),
-                        delta=max(old[0][1], e["delta"]),
-                        updated=now,
-                    )
-                    continue
-                tx.insert_spend(
-                    {
-                        "id": segment,
-                        "fingerprint": e["fingerprint"],
-                        "run_id": e["run_id"],
-                        "kind": "imported",
-                        "method": e["method"],
-                        "out": e["out"],
-                        "status": e["status"],
-                        "reserved_epsilon": 0.0,
-                        "reserved_delta": 0.0,
-                        "epsilon": e["epsilon"],
-                        "delta": e["delta"],
-                        "accounting": json.dumps({"imported_from": str(path)}),
-                        "forced": 0,
-                        "host": this_host(),
-                        "pid": 0,
-                        "started": e["started"] or now,
-                        "updated": now,
-                        "note": f"imported from {path}",
-                    }
-                )
-            for fp, (name, budget) in budgets.items():
-                current = tx.lock_dataset(fp, name, now)
-                if current is None:
-                    tx.run("UPDATE datasets SET budget = ? WHERE fingerprint = ?", (budget, fp))
-                    tx.run(
-                        "INSERT INTO budget_log (id, fingerprint, old_budget, new_budget, at, "
-                        "who, reason) VALUES (?, ?, NULL, ?, ?, ?, ?)",
-                        (
-                            uuid.uuid4().hex[:16],
-                            fp,
-                            budget,
-                            now,
-                            getpass.getuser(),
-                            f"imported from {path}",
-                        ),
-                    )
-        return changed
 
-    def import_legacy_beside(
-        self, out: str | os.PathLike[str], aliases: dict[str, str] | None = None
-    ) -> int:
-        """Import the JSON ledger that privsynth <= 0.1 kept beside run folders, if there is one
-        beside ``out``: its spends must not be forgotten when the default ledger moved."""
-        legacy = Path(out).resolve().parent / LEGACY_NAME
-        return self.import_json(legacy, aliases) if legacy.is_file() else 0
+def _keyed(secret: bytes, digest: bytes) -> str:
+    return hmac.new(secret, b"dataset\x00" + digest, hashlib.sha256).hexdigest()
+
+
+def _keyed_records(secret: bytes, content: "Content") -> str:
+    """Each record's keyed digest (64-bit prefix), sorted and concatenated: what the ledger
+    keeps to recognise records shared with another dataset, useless without the secret."""
+    parts = {
+        hmac.new(secret, b"record\x00" + r, hashlib.sha256).hexdigest()[:RECORD_HEX]
+        for r in content.records
+    }
+    return "".join(sorted(parts))
+
+
+def _record_set(text: str) -> set[str]:
+    return {text[i : i + RECORD_HEX] for i in range(0, len(text), RECORD_HEX)}
+
+
+def resolve_key(tx: Tx, dataset: DatasetRef, name: str, now: str) -> str:
+    """The dataset's key in this ledger; a `Content` gets its dataset row and records stored."""
+    if isinstance(dataset, str):
+        return dataset
+    secret = _secret(tx)
+    key = _keyed(secret, dataset.digest)
+    # the row only, not its lock: callers lock their datasets in sorted order (no deadlock)
+    tx.run(
+        "INSERT INTO datasets (fingerprint, name, budget, created) VALUES (?, ?, NULL, ?) "
+        "ON CONFLICT (fingerprint) DO NOTHING",
+        (key, name or key[:12], now),
+    )
+    if not tx.run("SELECT fingerprint FROM dataset_records WHERE fingerprint = ?", (key,)):
+        tx.run(
+            "INSERT INTO dataset_records (fingerprint, records) VALUES (?, ?) "
+            "ON CONFLICT (fingerprint) DO NOTHING",
+            (key, _keyed_records(secret, dataset)),
+        )
+    return key
+
+
+def overlaps(tx: Tx) -> dict[str, set[str]]:
+    """For every dataset key with stored records: the keys that share at least one record with
+    it, itself included."""
+    rows = tx.run("SELECT fingerprint, records FROM dataset_records")
+    sets = {k: _record_set(r) for k, r in rows}
+    return {
+        k: {j for j, other in sets.items() if j == k or not mine.isdisjoint(other)}
+        for k, mine in sets.items()
+    }

@@ -43,6 +43,10 @@ _SCHEMA = [
         pid INTEGER NOT NULL, started TEXT NOT NULL, updated TEXT NOT NULL, note TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS spends_by_dataset ON spends (fingerprint)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # The records of each dataset key, as keyed (HMAC) record digests: a dataset that shares
+    # records with a booked one is charged against its budget too (see privacy/ledger.py).
+    """CREATE TABLE IF NOT EXISTS dataset_records (
+        fingerprint TEXT PRIMARY KEY, records TEXT NOT NULL)""",
 ]
 SPEND_COLUMNS = (
     "id",
@@ -95,9 +99,8 @@ class Store:
             self.path = Path(location).expanduser()
             if self.path.suffix == ".json":
                 raise ConfigError(
-                    f"'{location}' is a JSON ledger from an earlier privsynth; "
-                    f"import it once with `privsynth ledger import {location}` "
-                    "and use the default ledger (or a .sqlite path) from then on"
+                    f"'{location}' is a JSON file; the ledger is a SQLite database: "
+                    "pass a .sqlite path (or a postgresql:// URL), or leave --ledger out"
                 )
         self._ready = False
 
@@ -173,6 +176,11 @@ class Store:
                         "ON CONFLICT (key) DO NOTHING",
                         (SCHEMA_VERSION,),
                     )
+                    cur.execute(
+                        "INSERT INTO meta (key, value) VALUES ('secret', %s) "
+                        "ON CONFLICT (key) DO NOTHING",
+                        (new_secret(),),
+                    )
                 conn.commit()
             else:
                 conn.execute("BEGIN IMMEDIATE")
@@ -182,6 +190,11 @@ class Store:
                     "INSERT INTO meta (key, value) VALUES ('schema', ?) "
                     "ON CONFLICT (key) DO NOTHING",
                     (SCHEMA_VERSION,),
+                )
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('secret', ?) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (new_secret(),),
                 )
                 conn.commit()
         except sqlite3.DatabaseError as e:
@@ -234,6 +247,14 @@ class Tx:
     def update_spend(self, spend_id: str, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
         self.run(f"UPDATE spends SET {sets} WHERE id = ?", (*values.values(), spend_id))
+
+
+def new_secret() -> str:
+    """The ledger's key for dataset keys: 32 random bytes, created once with the ledger (the
+    first writer wins; ``ON CONFLICT DO NOTHING`` keeps it) and never changed."""
+    import secrets
+
+    return secrets.token_hex(32)
 
 
 def _read(path: str) -> str:

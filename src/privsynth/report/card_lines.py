@@ -17,13 +17,11 @@ def format_card(card: dict, spend: dict | None = None) -> str:
     pv, data = card["privacy"], card["data"]
     n_train, n_holdout = data.get("n_train", "?"), data.get("n_holdout", "?")
     shape = "x".join(map(str, data.get("image_shape", [])))
-    fingerprint = data.get("fingerprint") or "-"
     lines = [
         f"privsynth run {card['run_id']}  [{card['status']}]",
         f"  method      {card['method']}",
         f"  data        {data.get('name')}  ({n_train} train / {n_holdout} holdout, {shape}, "
         f"{len(data.get('classes', []))} classes)",
-        f"  fingerprint {fingerprint[:16]}…",
     ]
     if not card.get("private"):
         lines.append("  privacy     NONE — epsilon = infinity (non-private baseline)")
@@ -70,10 +68,10 @@ def format_card(card: dict, spend: dict | None = None) -> str:
         if pv.get("ledger"):
             led = pv["ledger"]
             lines.append(
-                f"  ledger      dataset {led['dataset_key'][:12]}: total epsilon "
+                "  ledger      this dataset's total epsilon "
                 f"{led['dataset_epsilon_spent']:.4g} by "
-                f"{led['composition'].split(':')[0]} when this run finished "
-                f"({led['location']})"
+                f"{led['composition'].split(':')[0]} when this run finished"
+                + (f" ({led['location']})" if led.get("location") else "")
             )
         total = spend_line(spend or pv.get("dataset_spend"))
         if total:

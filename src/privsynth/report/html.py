@@ -91,8 +91,7 @@ def render(result: dict, subjects: list, train) -> str:
         f"{html.escape(ds['name'])}</title><style>{CSS}</style></head><body>",
         f"<h1>privsynth evaluation: {html.escape(ds['name'])}</h1>",
         f"<p class='note'>{ds['n_train']} training / {ds['n_holdout']} holdout images "
-        f"({'x'.join(map(str, ds['image_shape']))}, {k} classes); dataset fingerprint "
-        f"<code>{ds['fingerprint']}</code>. "
+        f"({'x'.join(map(str, ds['image_shape']))}, {k} classes). "
         f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         f" in {result['seconds']:.1f} s.</p>",
     ]

@@ -65,7 +65,7 @@ def summary(result: dict) -> str:
     ds = result["dataset"]
     lines = [
         f"## privsynth evaluation — {ds['name']} ({ds['n_train']} train / {ds['n_holdout']} "
-        f"holdout, fingerprint {ds['fingerprint'][:12]})",
+        "holdout)",
         "",
         "### Pixel statistics",
         "",
