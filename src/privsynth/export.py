@@ -36,6 +36,14 @@ DROPPED = [
     (("federated", "per_round"), "per-round owner reports (not covered by the guarantee)"),
     (("privacy", "dataset_spend", "ledger"), "the local ledger's location"),
     (("privacy", "ledger", "location"), "the local ledger's location"),
+    # Exact counts (cards written before they left the card): add/remove-one neighbours differ
+    # in size, so an exact count tells them apart (docs/privacy.md).
+    (("data", "n_total"), "an exact count of private images"),
+    (("data", "n_train"), "an exact count of private images"),
+    (("data", "n_holdout"), "an exact count of private images"),
+    (("privacy", "dp_sgd", "n_private"), "an exact count of private images"),
+    (("privacy", "dp_sgd", "expected_batch_size"), "q x the exact count of private images"),
+    (("privacy", "dp_sgd_plan", "n_private"), "an exact count of private images"),
 ]
 
 
