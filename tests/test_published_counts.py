@@ -175,3 +175,36 @@ def test_federated_card_has_no_exact_per_owner_count():
     info = {"aggregation": "plain", "survivors": 2, "failures": 0, "owner_noise_std": 1.0}
     one = guarantee_block(oneshot_cfg, info)
     assert "n_private" not in one["dp_sgd"] and not [p for p, v in _walk(one) if v == 826]
+
+
+def test_central_warmup_card_publishes_the_release_count(tmp_path, make_tiny, monkeypatch):
+    from privsynth.models import warmup as warmup_mod
+
+    drawn = []
+    real = warmup_mod.release_central
+
+    def spy(*args, **kw):
+        drawn.append(real(*args, **kw))
+        return drawn[-1]
+
+    monkeypatch.setattr(warmup_mod, "release_central", spy)
+    run = privsynth.train(
+        make_tiny(N_TOTAL),
+        "dpvae",
+        tmp_path / "w",
+        epsilon=4.0,
+        delta=1e-5,
+        accountant="rdp",
+        config={"epochs": 1, "batch_size": 32, "width": 8, "z_dim": 4},
+        progress=False,
+        warmup="central",
+        warmup_config={"epochs": 1, "images": 32},
+    )
+    (release,) = drawn
+    nb = run.card["privacy"]["neighbouring"]
+    (count,) = nb["published_counts"]
+    assert count["release"] == "warmup.central"
+    expected = float(np.sum(release.counts)) / (release.queries * release.sample_rate)
+    assert count["dp_count"] == pytest.approx(expected)
+    assert _exact_counts(run.card) == []
+    assert [d for d in nb["disclosed_by_parameters"] if "q =" in d]  # DP-SGD's q; delta given

@@ -134,8 +134,10 @@ def neighbouring_block(dp_counts: list[dict], *, default_delta: bool, dp_sgd: bo
         disclosed.append("the default delta = 1/(10 N) gives N itself (pass --delta to avoid it)")
     return {
         "relation": NEIGHBOURING,
-        "exact_counts": "none published: the number of training images N, the total and the "
-        "holdout size are kept out of the card, the model card and `privsynth info`",
+        "exact_counts": "none published: the card, `privsynth info` and the model card's "
+        "description name no exact count of private images (the training-set size N, the "
+        "total, the holdout size); evaluation figures, not covered by the guarantee, may name "
+        "the holdout size",
         "published_counts": dp_counts,
         "counts_protected_by": "the DP release that drew them (their epsilon is part of this "
         "run's epsilon); none is published without one"
