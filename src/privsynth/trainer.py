@@ -475,7 +475,7 @@ class _Session:
             card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
         if spec is not None:
             card.privacy["neighbouring"] = neighbouring_block(
-                released_counts(counts, result, warm),
+                released_counts(counts, result, warm, synth.name),
                 default_delta=(card.request.get("privacy") or {}).get("delta") is None,
                 dp_sgd=synth.mechanism == "dp-sgd",
             )

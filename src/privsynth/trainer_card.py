@@ -154,9 +154,10 @@ def neighbouring_block(dp_counts: list[dict], *, default_delta: bool, dp_sgd: bo
     }
 
 
-def released_counts(counts: dict, result, warm) -> list[dict]:
+def released_counts(counts: dict, result, warm, method: str) -> list[dict]:
     """The noisy training-set counts this run's DP releases drew (post-processing of releases the
-    guarantee covers): the class-proportion release, dpmerf's count feature, a warm-up release."""
+    guarantee covers): the class-proportion release, the count feature of ``method``'s one
+    release (dpmerf, dpkernel), a warm-up release."""
     out = []
     if counts.get("dp_count") is not None:
         out.append(
@@ -170,9 +171,10 @@ def released_counts(counts: dict, result, warm) -> list[dict]:
     if getattr(result, "dp_count", None) is not None:
         out.append(
             {
-                "release": "dpmerf",
+                "release": method,
                 "dp_count": result.dp_count,
-                "how": "the count feature of dpmerf's one Gaussian release, summed over classes",
+                "how": f"the count feature of {method}'s one Gaussian release, summed over "
+                "classes",
             }
         )
     warm_count = warm.released_count() if warm is not None else None

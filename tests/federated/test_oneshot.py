@@ -138,6 +138,8 @@ def test_cli_federate_one_shot_then_info(tmp_path, capsys, method):
     card = json.loads((out / "card.json").read_text())
     assert card["privacy"]["epsilon"] <= 10 * 1.01
     assert card["privacy"]["mechanism"]["variant"] == "secagg"
+    (count,) = card["privacy"]["neighbouring"]["published_counts"]  # the sum's count feature
+    assert count["release"] == method and f"(DP count from the {method} release)" in text
     assert (out / "samples.png").exists() and (out / "weights.safetensors").exists()
 
 

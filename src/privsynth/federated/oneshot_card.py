@@ -185,6 +185,16 @@ def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict
         "delta": 0.0,
         "values": (np.ones(k) / k).tolist(),
     }
+    if "dp_sgd" in privacy:  # the total as the summed release's count feature has it, no exact one
+        from ..privacy.accounting import default_delta
+        from ..trainer_card import neighbouring_block, released_counts
+
+        total = max(1, int(cfg.get("total-images", 0)))
+        privacy["neighbouring"] = neighbouring_block(
+            released_counts({}, result, None, synth.name),
+            default_delta=privacy["dp_sgd"]["delta"] == default_delta(total),
+            dp_sgd=False,
+        )
     card = {
         "format": FORMAT,
         "run_id": uuid.uuid4().hex[:12],
