@@ -173,8 +173,7 @@ def released_counts(counts: dict, result, warm, method: str) -> list[dict]:
             {
                 "release": method,
                 "dp_count": result.dp_count,
-                "how": f"the count feature of {method}'s one Gaussian release, summed over "
-                "classes",
+                "how": f"the count feature of {method}'s one Gaussian release, summed over classes",
             }
         )
     warm_count = warm.released_count() if warm is not None else None

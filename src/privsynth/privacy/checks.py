@@ -66,9 +66,7 @@ def check_delta(delta: float, n: int, *, given: bool, force: bool) -> list[str]:
             ": the guarantee is vacuous (publishing a random training image in the clear "
             "would satisfy it); forced"
         )
-        notes.append(
-            (f"delta {delta:g} >= 1/n = 1/{n}{why}", f"delta {delta:g} >= 1/n{why}")
-        )
+        notes.append((f"delta {delta:g} >= 1/n = 1/{n}{why}", f"delta {delta:g} >= 1/n{why}"))
     elif n < SMALL_N or delta > 1e-3:
         why = (
             "delta above 1e-3 permits a noticeable chance of exposing an image outright, so "
