@@ -55,7 +55,7 @@ def test_card_summary_sentence_and_dataset_spend(trained_run):
     pv = card["privacy"]
     sentence = pv["plain_language"]
     assert sentence.count(". ") == 0 and sentence.endswith(".")  # one sentence
-    assert f"each of the {card['data']['n_train']:,} training records" in sentence
+    assert "each training record" in sentence  # never the exact count
     assert "a coin flip is 50%" in sentence and f"ε = {pv['epsilon']:.3g}" in sentence
     (dataset,) = [
         d

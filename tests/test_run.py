@@ -48,7 +48,7 @@ def test_card_holds_what_the_issue_lists(trained_run):
         assert sgd[key] is not None, key
     assert sgd["accountant"] == "rdp" and sgd["poisson_sampling"] is True
     assert same_data(data["check"], load_dataset(trained_run["data"]))
-    assert data["n_train"] + data["n_holdout"] == data["n_total"] == 120
+    assert not {"n_train", "n_holdout", "n_total"} & set(data)  # no exact count (add/remove-one)
     assert data["classes"] == ["0", "1", "2"] and data["split_seed"] == 0
     assert card["config"]["n_d"] == 2 and {"torch", "opacus"} <= set(card["versions"])
 

@@ -45,6 +45,14 @@ DROPPED = [
     (("privacy", "dataset_spend", "ledger"), "the local ledger's location"),
     (("privacy", "ledger", "location"), "the local ledger's location"),
     (("privacy", "ledger", "dataset_key"), "the local ledger's keyed dataset key"),
+    # Exact counts (cards written before they left the card): add/remove-one neighbours differ
+    # in size, so an exact count tells them apart (docs/privacy.md).
+    (("data", "n_total"), "an exact count of private images"),
+    (("data", "n_train"), "an exact count of private images"),
+    (("data", "n_holdout"), "an exact count of private images"),
+    (("privacy", "dp_sgd", "n_private"), "an exact count of private images"),
+    (("privacy", "dp_sgd", "expected_batch_size"), "q x the exact count of private images"),
+    (("privacy", "dp_sgd_plan", "n_private"), "an exact count of private images"),
 ]
 
 

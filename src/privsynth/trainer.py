@@ -27,7 +27,7 @@ from .privacy import AccountantState, Ledger, PrivacySpec
 from .privacy.accounting import epsilon_from_history
 from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
 from .privacy.ledger import COMPOSITION_RULE
-from .privacy.mechanisms import count_spend, release_proportions
+from .privacy.mechanisms import count_spend, proportions, release_counts, release_proportions
 from .privacy.spend import RunSpend
 from .run import (
     CARD,
@@ -41,7 +41,13 @@ from .run import (
     same_data,
     save_train_state,
 )
-from .trainer_card import data_block, privacy_block, versions
+from .trainer_card import (
+    data_block,
+    neighbouring_block,
+    privacy_block,
+    released_counts,
+    versions,
+)
 
 
 def train(
@@ -353,10 +359,16 @@ def _release_class_counts(spend, counts: dict, to_release, train_set, seed: int)
     if spend is not None and counts["mechanism"] != "uniform":
         spend.ensure_planned(to_release)
         spend.releasing_other()
-    props, _, _ = release_proportions(
-        train_set.class_counts(), counts["mechanism"], counts["epsilon"], counts["delta"], seed
+    if counts["mechanism"] == "uniform":
+        props, _, _ = release_proportions(train_set.class_counts(), "uniform", 0.0, 0.0, seed)
+        counts["values"] = props.tolist()
+        return
+    noisy = release_counts(
+        train_set.class_counts(), counts["mechanism"], counts["epsilon"], counts["delta"]
     )
-    counts["values"] = props.tolist()
+    counts["values"] = proportions(noisy).tolist()
+    # The training-set size as this release has it (the card publishes no exact count).
+    counts["dp_count"] = float(noisy.sum())
 
 
 class _Session:
@@ -423,7 +435,10 @@ class _Session:
         self.spend.plan(
             plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta, self.to_release
         )
-        self.card.privacy["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
+        shown = {k: v for k, v in plan.to_json().items() if k != "n_private"}
+        if plan.sample_rate >= 1:  # one release on the whole set: its "batch" is N itself
+            shown.pop("batch_size", None)
+        self.card.privacy["dp_sgd_plan"] = {**shown, "planned_epsilon": planned}
         self.writer.write()
 
     def stop_if_diverged(self, synth, result) -> None:
@@ -458,6 +473,12 @@ class _Session:
             }
         if warm is not None:
             card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
+        if spec is not None:
+            card.privacy["neighbouring"] = neighbouring_block(
+                released_counts(counts, result, warm, synth.name),
+                default_delta=(card.request.get("privacy") or {}).get("delta") is None,
+                dp_sgd=synth.mechanism == "dp-sgd",
+            )
         self.writer.write()
         self.writer.remove((TRAIN_STATE, WARMUP_STATE))
 

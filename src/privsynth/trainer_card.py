@@ -50,9 +50,6 @@ def data_block(data, dataset, train_set, parts, split_seed, image_size) -> dict:
     return {
         "name": dataset.name,
         "check": data_check(dataset, train_set),
-        "n_total": len(dataset),
-        "n_train": len(train_set),
-        "n_holdout": len(parts.holdout),
         "image_shape": list(dataset.image_shape),
         "classes": dataset.class_names,
         "split_seed": split_seed,
@@ -105,7 +102,9 @@ def privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
             "accountant": spec.accountant,
             "noise_multiplier": plan.noise_multiplier,
             "sample_rate": plan.sample_rate,
-            "expected_batch_size": round(plan.expected_batch_size, 1),
+            # The nominal batch size B (a public setting), not q * N: that product is the
+            # exact number of training images, which no published field carries.
+            "batch_size": plan.batch_size if plan.sample_rate < 1 else None,
             "steps": acc.steps - lead,
             "includes_warmup_release": bool(lead),
             "planned_steps": plan.steps,
@@ -114,7 +113,6 @@ def privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
             "poisson_sampling": True,
             "grad_sample_mode": spec.grad_sample_mode,
             "history": acc.to_json()["history"],
-            "n_private": n,
             "computed_by": "opacus accountant from the steps that ran",
             **(
                 {"empty_local_batch_delta": empty_batch, "processes": process_count()}
@@ -123,3 +121,69 @@ def privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
             ),
         },
     }
+
+
+NEIGHBOURING = (
+    "add/remove one record: two training sets are neighbours when one is the other with one "
+    "image (with its label) added or removed, the relation Opacus' accountants analyse"
+)
+
+
+def neighbouring_block(dp_counts: list[dict], *, default_delta: bool, dp_sgd: bool) -> dict:
+    """The card's ``privacy.neighbouring``: the relation the guarantee is stated for and the counts
+    the card publishes. Under add/remove-one an exact training-set size tells two neighbours apart,
+    so no published field holds one; a count appears only as the noisy value of a DP release the
+    guarantee already covers (``dp_counts``, from `released_counts`)."""
+    disclosed = []
+    if dp_sgd:
+        disclosed.append("the DP-SGD sample rate q = 1/ceil(N/B) (B: the batch size) gives N/B")
+    if default_delta:
+        disclosed.append("the default delta = 1/(10 N) gives N itself (pass --delta to avoid it)")
+    return {
+        "relation": NEIGHBOURING,
+        "exact_counts": "none published: the card, `privsynth info` and the model card's "
+        "description name no exact count of private images (the training-set size N, the "
+        "total, the holdout size); evaluation figures, not covered by the guarantee, may name "
+        "the holdout size",
+        "published_counts": dp_counts,
+        "counts_protected_by": "the DP release that drew them (their epsilon is part of this "
+        "run's epsilon); none is published without one"
+        if dp_counts
+        else "no count is published",
+        "disclosed_by_parameters": disclosed,
+        "limitation": (
+            "; ".join(disclosed)
+            + ": both are computed from the exact N, so this card discloses the training-set "
+            "size through them; the guarantee above does not hide it"
+        )
+        if disclosed
+        else None,
+    }
+
+
+def released_counts(counts: dict, result, warm, method: str) -> list[dict]:
+    """The noisy training-set counts this run's DP releases drew (post-processing of releases the
+    guarantee covers): the class-proportion release, the count feature of ``method``'s one
+    release (dpmerf, dpkernel), a warm-up release."""
+    out = []
+    if counts.get("dp_count") is not None:
+        out.append(
+            {
+                "release": "class_proportions",
+                "dp_count": counts["dp_count"],
+                "how": f"sum of the class counts released with the {counts['mechanism']} "
+                "mechanism (before the floor of one image per class)",
+            }
+        )
+    if getattr(result, "dp_count", None) is not None:
+        out.append(
+            {
+                "release": method,
+                "dp_count": result.dp_count,
+                "how": f"the count feature of {method}'s one Gaussian release, summed over classes",
+            }
+        )
+    warm_count = warm.released_count() if warm is not None else None
+    if warm_count is not None:
+        out.append(warm_count)
+    return out

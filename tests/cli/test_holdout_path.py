@@ -43,7 +43,8 @@ def test_train_on_an_official_split(tmp_path, capsys, official_split, fast_gan_f
         == 0
     )
     card = json.loads((out / "card.json").read_text())
-    assert card["data"]["n_train"] == 90 and card["data"]["n_holdout"] == 30
+    parts = json.loads((out / "split.json").read_text())  # the owner's split; the card has no count
+    assert len(parts["train"]) == 90 and len(parts["holdout"]) == 30
     assert card["data"]["name"] == "png"  # not "train"
     assert card["train"]["holdout"] == str(test_dir.resolve())
     # The data check is the trainable data alone: the same as training with a random split.

@@ -139,11 +139,13 @@ def test_cli_federate_one_shot_then_info(tmp_path, capsys, method):
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert method in text and "1438 train" in text
+    assert method in text and "1438" not in text  # no exact count (add/remove-one)
     assert re.search(r"Gaussian\s+epsilon", text) and "honest owners" in text
     card = json.loads((out / "card.json").read_text())
     assert card["privacy"]["epsilon"] <= 10 * 1.01
     assert card["privacy"]["mechanism"]["variant"] == "secagg"
+    (count,) = card["privacy"]["neighbouring"]["published_counts"]  # the sum's count feature
+    assert count["release"] == method and f"(DP count from the {method} release)" in text
     assert (out / "samples.png").exists() and (out / "weights.safetensors").exists()
 
 

@@ -148,7 +148,7 @@ def test_card_names_the_mechanism_that_ran(tmp_path, tiny_dataset, fast_gan, cap
     )
     assert main(["info", str(tmp_path / "m")]) == 0
     text = capsys.readouterr().out
-    assert "Gaussian    epsilon" in text and "one release on all 96 images" in text
+    assert "Gaussian    epsilon" in text and "one release on all training images" in text
     assert "DP-SGD" not in text and "q 1" not in text
     gan = privsynth.train(
         tiny_dataset,

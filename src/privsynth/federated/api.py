@@ -350,9 +350,6 @@ def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size)
         parts = split(dataset, holdout, split_seed)
         card.data.update(
             check=data_check(dataset, dataset.subset(parts.train)),
-            n_total=len(dataset),
-            n_train=len(parts.train),
-            n_holdout=len(parts.holdout),
             source="digits" if str(data) == "digits" else str(Path(data).resolve()),
             image_size=image_size,
             format=data.options() if isinstance(data, DataSource) else None,
@@ -360,10 +357,6 @@ def _complete_card(out: Path, data, owner_data, holdout, split_seed, image_size)
     else:
         card.data.update(
             fingerprint="per-owner (each owner's ledger keys its own data)",
-            n_train=sum(
-                r["num_examples"] for r in card.privacy.get("sample_level", {}).get("per_owner", [])
-            ),
-            n_holdout=0,
             owner_data=[str(Path(p).resolve()) for p in owner_data],
         )
     RunWriter(out, card, parts).write()

@@ -52,10 +52,12 @@ def not_protected(mode: str, client_dp: bool) -> str:
     parts = [
         "Hyper-parameter tuning and repeated runs on the same owners' data (see each owner's "
         "ledger); properties shared by many images.",
-        "Released beside the model and not protected: each owner's image count, epsilon, DP-SGD "
-        "history and bytes sent, and how many owners each round aggregated (they describe the "
-        "plan and who took part, not image content). Owners send no losses or other statistics "
-        "of their private batches.",
+        "Released beside the model and not protected: each owner's epsilon, DP-SGD history "
+        "and bytes sent, and how many owners each round aggregated (they describe the plan and "
+        "who took part, not image content); an owner's sample rate (and a default delta) is "
+        "computed from its image count and discloses it. The card publishes no owner's exact "
+        "image count; the server receives it (the FedAvg weight). Owners send no losses or "
+        "other statistics of their private batches.",
         "Secure/encrypted aggregation hides individual updates from the server but adds no DP.",
     ]
     if client_dp:
@@ -100,14 +102,13 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
                     "partition",
                     "epsilon",
                     "delta",
-                    "num_examples",
                     "noise_multiplier",
                     "sample_rate",
                 )
             }
             | {"history": json.loads(r["history"])["history"] if r["history"] else []}
             for r in reports
-        ]
+        ]  # no owner's exact image count (add/remove-one: docs/privacy.md)
         # recompute each owner's epsilon from its history, independently of the owner's number
         for o in owners:
             o["epsilon_recomputed"] = epsilon_from_history(

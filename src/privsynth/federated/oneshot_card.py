@@ -167,15 +167,15 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "planned_steps": 1,
             "max_grad_norm": clip,
             "target_epsilon": spec.epsilon,
-            "n_private": int(cfg.get("total-images", 0)),
             "history": [[sigma, 1.0, 1]],
             "includes_warmup_release": False,
             "computed_by": "opacus accountant from the one release (sigma, q = 1, 1 step)",
         },
         not_protected="Hyper-parameter tuning and repeated runs on the same owners' data (see "
         "each owner's ledger); properties shared by many images. Released beside "
-        "the generator: the number of owners and of shares summed, and the public "
-        "bounds max-images and total-images (the launcher's counts)."
+        "the generator: the number of owners and of shares summed. The launcher's exact "
+        "counts max-images and total-images stay in the run folder's federation.json, off the "
+        "card; a default delta = 1/(10 total-images) discloses the total."
         + UNCOVERED[info["aggregation"]],
     )
     return block
@@ -192,6 +192,16 @@ def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict
         "delta": 0.0,
         "values": (np.ones(k) / k).tolist(),
     }
+    if "dp_sgd" in privacy:  # the total as the summed release's count feature has it, no exact one
+        from ..privacy.accounting import default_delta
+        from ..trainer_card import neighbouring_block, released_counts
+
+        total = max(1, int(cfg.get("total-images", 0)))
+        privacy["neighbouring"] = neighbouring_block(
+            released_counts({}, result, None, synth.name),
+            default_delta=privacy["dp_sgd"]["delta"] == default_delta(total),
+            dp_sgd=False,
+        )
     card = {
         "format": FORMAT,
         "run_id": uuid.uuid4().hex[:12],

@@ -46,6 +46,9 @@ class FitResult:
     dp_plan: DPPlan | None = None
     accountant: AccountantState | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    # The training-set size as a DP release drew it (dpmerf's count feature), for the card; None
+    # when the method releases no count. Never the exact size (add/remove-one: see privacy.md).
+    dp_count: float | None = None
 
 
 class Method:

@@ -153,6 +153,11 @@ class KernelFeatures:
         """Each class's (noisy) image count, from the constant feature's row; at least 1."""
         return (released[-1] / (norm * math.sqrt(self.count_weight))).clamp_min(1.0)
 
+    def total_count(self, released: torch.Tensor, norm: float) -> float:
+        """The training-set size as the release's count feature has it: the noisy class counts
+        summed (not floored), post-processing of the release."""
+        return float((released[-1] / (norm * math.sqrt(self.count_weight))).sum())
+
 
 class ReleasedEmbedding(torch.nn.Module):
     """What sampling keeps of the release: each class's (noisy) mean embedding ``K x F`` at norm
@@ -326,6 +331,7 @@ class MERFSynthesizer(Method):
                 "generator_seconds": round(time.time() - t0, 1),
                 "witness_redrawn": rejected,
             },
+            dp_count=features.total_count(released.to(device), C) if acc is not None else None,
         )
 
     @torch.no_grad()

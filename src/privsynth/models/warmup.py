@@ -258,6 +258,22 @@ class WarmUp:
             }
         return out
 
+    def released_count(self) -> dict | None:
+        """The training-set size as the warm-up's DP release drew it (for the card's
+        ``privacy.neighbouring``), or None without a release."""
+        r = self.release
+        if self.kind == "merf" and r is not None:
+            how = "the count feature of the DP-MERF warm-up release, summed over classes"
+            return {"release": "warmup.merf", "dp_count": r.total_count(), "how": how}
+        if self.kind == "central" and r is not None:
+            return {
+                "release": "warmup.central",
+                "dp_count": float(np.sum(r.counts)) / (r.queries * r.sample_rate),
+                "how": "the central release's noisy class counts, summed and divided by "
+                "queries x sample rate",
+            }
+        return None
+
     def phases_named(self) -> list[str]:
         return [
             p

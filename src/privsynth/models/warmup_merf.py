@@ -28,7 +28,7 @@ import torch
 from ..data import ImageDataset
 from .base import TrainContext
 from .defaults import recommended_config
-from .merf import MERFSynthesizer, gaussian_noise_release
+from .merf import MERFConfig, MERFSynthesizer, gaussian_noise_release
 
 
 @dataclass
@@ -41,6 +41,11 @@ class MerfRelease:
     @property
     def history(self) -> list[tuple[float, float, int]]:
         return [(self.sigma, 1.0, 1)]
+
+    def total_count(self) -> float:
+        """The training-set size as the release's count feature has it (norm-1 features,
+        dpmerf's default count weight, as `merf_method` builds them): post-processing."""
+        return float(self.released[-1].double().sum()) / MERFConfig().count_weight ** 0.5
 
 
 def merf_method(like: ImageDataset) -> MERFSynthesizer:

@@ -49,8 +49,10 @@ def refuse_flags_without_dp(
 
 
 def check_delta(delta: float, n: int, *, given: bool, force: bool) -> list[str]:
-    """Refuse ``delta >= 1/n`` unless forced; return the warnings the card should carry."""
-    notes = []
+    """Refuse ``delta >= 1/n`` unless forced; return the warnings the card should carry. The
+    warnings shown to the owner name ``n``; the card's copies do not (no published field holds
+    the exact training-set size: docs/privacy.md, "Neighbouring relation and published counts")."""
+    notes = []  # (the owner's warning, the card's note)
     if delta * n >= 1:
         what = f"--delta {delta:g}" if given else f"delta {delta:g}"
         if not force:
@@ -60,20 +62,26 @@ def check_delta(delta: float, n: int, *, given: bool, force: bool) -> list[str]:
                 "meets that guarantee; use a delta well below 1/n (the default is "
                 "1/(10 n)) or pass --force"
             )
-        notes.append(
-            f"delta {delta:g} >= 1/n = 1/{n}: the guarantee is vacuous (publishing a "
-            "random training image in the clear would satisfy it); forced"
+        why = (
+            ": the guarantee is vacuous (publishing a random training image in the clear "
+            "would satisfy it); forced"
         )
+        notes.append((f"delta {delta:g} >= 1/n = 1/{n}{why}", f"delta {delta:g} >= 1/n{why}"))
     elif n < SMALL_N or delta > 1e-3:
-        notes.append(
-            f"only {n} private images with delta {delta:.2g}: each image is "
-            f"{1 / n:.1%} of the data and delta above 1e-3 permits a noticeable chance "
-            "of exposing an image outright, so this (epsilon, delta) guarantee is weak; "
-            "use more images or a smaller --delta"
+        why = (
+            "delta above 1e-3 permits a noticeable chance of exposing an image outright, so "
+            "this (epsilon, delta) guarantee is weak; use more images or a smaller --delta"
         )
-    for note in notes:
-        warnings.warn(note, PrivacyWarning, stacklevel=3)
-    return notes
+        notes.append(
+            (
+                f"only {n} private images with delta {delta:.2g}: each image is "
+                f"{1 / n:.1%} of the data and {why}",
+                f"few private images (under {SMALL_N}) or delta {delta:.2g}: {why}",
+            )
+        )
+    for warning, _ in notes:
+        warnings.warn(warning, PrivacyWarning, stacklevel=3)
+    return [card for _, card in notes]
 
 
 def default_epsilon(epsilon: float | None, noise_multiplier: float | None) -> float | None:

@@ -71,11 +71,22 @@ def release_proportions(
     eps_spent, delta_spent = count_spend(mechanism, epsilon, delta)
     if mechanism == "uniform":
         return np.full(k, 1.0 / k), 0.0, 0.0
+    return proportions(release_counts(counts, mechanism, epsilon, delta)), eps_spent, delta_spent
+
+
+def release_counts(counts: np.ndarray, mechanism: str, epsilon: float, delta: float) -> np.ndarray:
+    """The noisy class counts (float64), drawn once by OpenDP's ``mechanism`` at sensitivity 1;
+    ``mechanism`` is laplace or gaussian (`count_spend` checks the arguments)."""
+    count_spend(mechanism, epsilon, delta)
     meas, _ = calibrated(mechanism, epsilon, delta)
-    noisy = np.asarray(meas([int(c) for c in counts]), dtype=np.float64)
-    # Post-processing (free): a floor of 1 so every class can still be sampled.
+    return np.asarray(meas([int(c) for c in counts]), dtype=np.float64)
+
+
+def proportions(noisy: np.ndarray) -> np.ndarray:
+    """Post-processing (free) of noisy counts: a floor of 1 so every class can still be
+    sampled, then normalised."""
     noisy = np.maximum(noisy, 1.0)
-    return noisy / noisy.sum(), eps_spent, delta_spent
+    return noisy / noisy.sum()
 
 
 def gaussian_vector(values, scale: float):

@@ -8,6 +8,7 @@ from .card_text import (
     plain_language,
     public_data_sentence,
     spend_line,
+    size_sentence,
     unfinished_dp,
 )
 
@@ -15,13 +16,11 @@ from .card_text import (
 def format_card(card: dict, spend: dict | None = None) -> str:
     """The card as text. ``spend``: the dataset's ledger total (default: the card's snapshot)."""
     pv, data = card["privacy"], card["data"]
-    n_train, n_holdout = data.get("n_train", "?"), data.get("n_holdout", "?")
     shape = "x".join(map(str, data.get("image_shape", [])))
     lines = [
         f"privsynth run {card['run_id']}  [{card['status']}]",
         f"  method      {card['method']}",
-        f"  data        {data.get('name')}  ({n_train} train / {n_holdout} holdout, {shape}, "
-        f"{len(data.get('classes', []))} classes)",
+        f"  data        {data.get('name')}  ({shape}, {len(data.get('classes', []))} classes)",
     ]
     if not card.get("private"):
         lines.append("  privacy     NONE — epsilon = infinity (non-private baseline)")
@@ -48,11 +47,11 @@ def format_card(card: dict, spend: dict | None = None) -> str:
             )
             lines.append(
                 f"              sigma {sgd['noise_multiplier']:.4g}, one release on all "
-                f"{sgd['n_private']} images, sensitivity C {sgd['max_grad_norm']}"
+                f"training images, sensitivity C {sgd['max_grad_norm']}"
                 if gaussian
                 else f"              sigma {sgd['noise_multiplier']:.4g}, "
                 f"q {sgd['sample_rate']:.4g} "
-                f"(Poisson, E[batch] {sgd['expected_batch_size']}), {sgd['steps']} "
+                f"(Poisson, batch size {sgd.get('batch_size') or '?'}), {sgd['steps']} "
                 f"steps, clip C {sgd['max_grad_norm']}"
             )
         lines += _warmup_lines(pv.get("warmup"))
@@ -65,6 +64,9 @@ def format_card(card: dict, spend: dict | None = None) -> str:
                 f"  classes     proportions {when} with {counts['mechanism']} "
                 f"(epsilon {counts['epsilon']:.3g})"
             )
+        size = size_sentence(pv.get("neighbouring"))
+        if size:
+            lines.append(f"  size        {size}")
         if pv.get("ledger"):
             led = pv["ledger"]
             lines.append(

@@ -91,10 +91,7 @@ def plain_language(card: dict) -> str:
         )
     delta = float(pv.get("delta", 0.0))
     unit = str(pv.get("unit") or "one training image with its label")
-    n = (card.get("data") or {}).get("n_train")
-    records = (
-        f"each of the {n:,} training records" if isinstance(n, int) else "each training record"
-    )
+    records = "each training record"  # never the exact count (add/remove-one neighbours)
     except_ = (
         f", except with probability δ = {delta:.2g} (about 1 in {1 / delta:,.0f})"
         if delta > 0
@@ -138,6 +135,25 @@ def public_data_sentence(card: dict) -> str | None:
         "this run's guarantee does not cover it: what those images show can appear in the "
         "weights and samples."
     )
+
+
+def size_sentence(neighbouring: dict | None) -> str | None:
+    """What the card says about the training-set size: the DP count(s) it publishes, or none,
+    and the parameters that disclose it anyway (``privacy.neighbouring``)."""
+    if not neighbouring:
+        return None
+    shown = [
+        f"{c['dp_count']:,.1f} (DP count from the {c['release']} release)"
+        for c in neighbouring.get("published_counts") or []
+    ]
+    text = (
+        "Training-set size: not published exactly (neighbouring datasets differ by adding or "
+        "removing one record, so an exact count would tell them apart); "
+        + (f"noisy: {'; '.join(shown)}." if shown else "no DP count was released.")
+    )
+    if neighbouring.get("limitation"):
+        text += f" Limitation: {neighbouring['limitation']}."
+    return text
 
 
 def spend_line(spend: dict | None) -> str | None:
@@ -207,12 +223,15 @@ def model_card(
         "",
         "## Method",
         "",
-        f"`{method}` trained with privsynth on `{name}` ({data.get('n_train', '?')} training "
-        f"images, {shape} pixels (C x H x W), {len(classes)} classes: "
+        f"`{method}` trained with privsynth on `{name}` ({shape} pixels (C x H x W), "
+        f"{len(classes)} classes: "
         f"{', '.join(map(str, classes[:20]))}{' …' if len(classes) > 20 else ''}). "
         "Configuration: `config` in card.json.",
         "",
     ]
+    size = size_sentence(pv.get("neighbouring"))
+    if size:
+        lines += [size, ""]
     lines += ["## Privacy guarantee", "", plain_language(card), ""]
     public = public_data_sentence(card)
     if public:
