@@ -286,14 +286,17 @@ def _evaluation_lines(evaluation: dict | None, exported: bool) -> list[str]:
     a classifier on the private training split), so its heading says the guarantee does not
     cover them."""
     if evaluation and "tstr_accuracy" in evaluation:
+        # quick_eval.json lists its classifiers; the headline figures are the first one's
+        first = (evaluation.get("classifiers") or [evaluation.get("classifier", "CNN")])[0]
+        classifier = {"lenet": "LeNet", "resnet": "ResNet"}.get(first, first)
         return [
             EVALUATION_HEADING,
             "",
-            f"- TSTR accuracy (a {evaluation.get('classifier', 'CNN')} trained on "
+            f"- TSTR accuracy (a {classifier} trained on "
             f"{evaluation.get('n_synthetic', '?')} synthetic images, tested on "
             f"{evaluation.get('n_holdout', '?')} real held-out images): "
             f"**{evaluation['tstr_accuracy']:.1%}**",
-            f"- TRTR accuracy (the same CNN trained on the real training split): "
+            f"- TRTR accuracy (the same {classifier} trained on the real training split): "
             f"{evaluation['trtr_accuracy']:.1%}",
             "",
             "These figures are computed on the real training split and holdout without "
