@@ -12,7 +12,7 @@ therefore the LeNet features next to two blocks that need no training and no dow
   luminance and a small oriented-derivative energy bank: how colourful, how smooth, how edged.
 
 Each block is standardised on the real set the space is fitted on, then scaled by
-1/sqrt(its width) so every block carries the same expected squared distance and none dominates
+1/sqrt(its live width) so every block carries the same expected squared distance and none dominates
 the k-NN balls of PRDC. Greyscale keeps the LeNet space (`default_space`): on digits the extra
 blocks do not tell real from real any better (tests/evaluate/test_feature_space.py).
 """
@@ -132,8 +132,11 @@ class FeatureSpace:
         self._stats = {}
         for k, f in self.blocks(real_images).items():
             sd = f.std(0)
-            # a constant dimension (dead ReLU) carries nothing: leave it unscaled
-            self._stats[k] = (f.mean(0), np.where(sd > 1e-8, sd, 1.0))
+            live = sd > 1e-8
+            # a dimension constant on real images (a dead ReLU) is left unscaled, and the block's
+            # weight counts its live dimensions only, so every block has unit mean squared norm
+            scale = np.where(live, sd, 1.0) * np.sqrt(max(int(live.sum()), 1))
+            self._stats[k] = (f.mean(0), scale)
         return self
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -144,8 +147,8 @@ class FeatureSpace:
             raise RuntimeError("FeatureSpace.fit(real_images) first")
         parts = []
         for k, f in blocks.items():
-            mu, sd = self._stats[k]
-            parts.append((f - mu) / sd / np.sqrt(f.shape[1]))
+            mu, scale = self._stats[k]
+            parts.append((f - mu) / scale)
         return np.concatenate(parts, 1)
 
     def info(self) -> dict:
