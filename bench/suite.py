@@ -181,6 +181,12 @@ def parse_args(argv):
     p.add_argument("--allow-dirty", action="store_true", help="write rows marked dirty")
     p.add_argument("--table", action="store_true", help="print the Markdown table and stop")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train cells in this process (no fresh interpreter per cell, so no peak-memory "
+        "figure; tests and smoke runs)",
+    )
     return p.parse_args(argv)
 
 
@@ -318,7 +324,8 @@ def run(argv) -> list[dict]:
                 config = configs[(m, e)]
                 cell = out / "cells" / a.dataset / f"{cell_name(m, e)}-seed{s}-{_hash(config)[:8]}"
                 if not _complete(cell):
-                    utility.train_cell(
+                    fit = utility._train_child if a.in_process else utility.train_cell
+                    fit(
                         {
                             "data": str(files["train"]),
                             "classes": None,
@@ -406,7 +413,7 @@ def _row_path(row_dir: Path, dataset, m, e, s, row) -> Path:
     one per commit and config too, so tuning keeps its history."""
     stem = f"{dataset}-{m}-eps{_eps(e)}-seed{s}"
     if row is not None:
-        stem += f"-{row['commit'][:12]}-{_hash(row['config'])[:8]}"
+        stem += f"-{row['commit'][:12]}-{_hash(row['config'])[:8]}" + ("-dirty" if row["dirty"] else "")
     return row_dir / dataset / f"{stem}.json"
 
 
