@@ -122,13 +122,13 @@ def splits(name: str, dataset, results: Path) -> dict:
         raise SuiteError(f"{name}: split sizes {sizes} do not fit its {n} images")
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
     cuts = np.cumsum(counts)[:-1]
-    parts = dict(zip(SPLITS, (np.sort(p).tolist() for p in np.split(perm, cuts))))
+    parts = dict(zip(SPLITS, (np.sort(p).tolist() for p in np.split(perm, cuts)), strict=True))
     record = {
         "protocol": PROTOCOL,
         "dataset": name,
         "fingerprint": dataset.fingerprint,
         "split_seed": SPLIT_SEED,
-        "sizes": dict(zip(SPLITS, counts)),
+        "sizes": dict(zip(SPLITS, counts, strict=True)),
         **parts,
     }
     write_json(path, record)
@@ -144,7 +144,10 @@ def git_state(repo: Path) -> dict:
         ).stdout
 
     try:
-        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain").strip())}
+        return {
+            "commit": git("rev-parse", "HEAD").strip(),
+            "dirty": bool(git("status", "--porcelain").strip()),
+        }
     except (OSError, subprocess.CalledProcessError) as e:
         raise SuiteError(f"{repo}: not a git work tree ({e}); results need a commit") from None
 
@@ -180,6 +183,9 @@ def parse_args(argv):
     p.add_argument("--repo", default=str(ROOT), help="git work tree whose commit is recorded")
     p.add_argument("--allow-dirty", action="store_true", help="write rows marked dirty")
     p.add_argument("--table", action="store_true", help="print the Markdown table and stop")
+    p.add_argument(
+        "--split-only", action="store_true", help="draw (or check) the dataset's split and stop"
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
         "--in-process",
@@ -241,7 +247,9 @@ def freeze(a, n_train: int, methods, epsilons, results: Path, git: dict) -> Path
                 "config; freeze a new set name"
             )
         slot[str(_eps(e))] = cfg
-    record.setdefault("frozen_at", []).append({**git, "command": _command(a.argv), "time": time.time()})
+    record.setdefault("frozen_at", []).append(
+        {**git, "command": _command(a.argv), "time": time.time()}
+    )
     write_json(path, record)
     return path
 
@@ -262,6 +270,10 @@ def run(argv) -> list[dict]:
     results = Path(a.results)
     if a.table:
         print(markdown(read_rows(results, a.score), allow_dirty=a.allow_dirty))
+        return []
+    if a.split_only:
+        record = splits(a.dataset, load(a.dataset), results)
+        print(f"{a.dataset}: {record['sizes']} (split seed {record['split_seed']})")
         return []
     git = git_state(Path(a.repo))
     if git["dirty"] and not a.allow_dirty:
@@ -392,9 +404,7 @@ def run(argv) -> list[dict]:
                     "machine": utility.machine(threads),
                     "created": time.time(),
                 }
-                path = _row_path(
-                    row_dir, a.dataset, m, e, s, None if a.score == "holdout" else row
-                )
+                path = _row_path(row_dir, a.dataset, m, e, s, None if a.score == "holdout" else row)
                 if a.score == "holdout" and path.exists():  # a concurrent run got here first
                     raise SuiteError(f"holdout already scored: {path}")
                 write_json(path, row)
@@ -413,7 +423,9 @@ def _row_path(row_dir: Path, dataset, m, e, s, row) -> Path:
     one per commit and config too, so tuning keeps its history."""
     stem = f"{dataset}-{m}-eps{_eps(e)}-seed{s}"
     if row is not None:
-        stem += f"-{row['commit'][:12]}-{_hash(row['config'])[:8]}" + ("-dirty" if row["dirty"] else "")
+        stem += f"-{row['commit'][:12]}-{_hash(row['config'])[:8]}" + (
+            "-dirty" if row["dirty"] else ""
+        )
     return row_dir / dataset / f"{stem}.json"
 
 
@@ -472,7 +484,7 @@ def markdown(results: list[dict], allow_dirty: bool = False) -> str:
             f"| {key[0]} | {key[1] or '–'} | {key[2]} | {key[3]} | "
             f"{'no DP' if key[4] == 'inf' else key[4]} | "
             f"{_mean_sd([r['tstr']['lenet'] for r in rs])} | "
-            f"{_mean_sd([r['tstr_over_trtr']['lenet'] for r in rs if r['tstr_over_trtr']['lenet'] is not None])} | "
+            f"{_mean_sd([x for r in rs if (x := r['tstr_over_trtr']['lenet']) is not None])} | "
             f"{_mean_sd([r['detection_auc'] for r in rs])} | "
             f"{_mean_sd([r['prdc']['recall'] for r in rs])} | {len(rs)} | "
             f"{', '.join(commits)}{' (dirty)' if key[6] else ''} |"

@@ -337,7 +337,9 @@ def evaluate_cell(
     detected = (
         {
             k: v
-            for k, v in detection.detection(hold.images, images, ref.seed, passes=ref.passes).items()
+            for k, v in detection.detection(
+                hold.images, images, ref.seed, passes=ref.passes
+            ).items()
             if k in ("auc", "auc_ci", "accuracy", "n_test")
         }
         if detect

@@ -51,8 +51,12 @@ def random_conv_features(images: np.ndarray, seed: int = 0, width: int = 64) -> 
     with torch.no_grad():
         for x in _float(images).split(512):
             h1 = F.relu(F.conv2d(x, w1, b1, padding=1))
-            h2 = F.relu(F.conv2d(F.avg_pool2d(h1, 2) if h1.shape[-1] >= 4 else h1, w2, b2, padding=1))
-            out.append(torch.cat([h1.mean((2, 3)), h1.amax((2, 3)), h2.mean((2, 3)), h2.amax((2, 3))], 1))
+            h2 = F.relu(
+                F.conv2d(F.avg_pool2d(h1, 2) if h1.shape[-1] >= 4 else h1, w2, b2, padding=1)
+            )
+            out.append(
+                torch.cat([h1.mean((2, 3)), h1.amax((2, 3)), h2.mean((2, 3)), h2.amax((2, 3))], 1)
+            )
     if not out:
         return np.zeros((0, 6 * width), np.float64)
     return torch.cat(out).double().numpy()
