@@ -135,18 +135,25 @@ def splits(name: str, dataset, results: Path) -> dict:
     return record
 
 
-def git_state(repo: Path) -> dict:
-    """Full commit of ``repo``'s HEAD and whether its work tree differs from it."""
+def git_state(repo: Path, outputs: tuple[Path, ...] = ()) -> dict:
+    """Full commit of ``repo``'s HEAD and whether its work tree differs from it, not counting
+    ``outputs`` (the suite's own result folders: writing a row must not dirty the next run)."""
 
     def git(*args):
         return subprocess.run(
             ["git", *args], cwd=repo, text=True, capture_output=True, check=True
         ).stdout
 
+    excluded = []
+    for out in outputs:
+        try:
+            excluded.append(f":(exclude){Path(out).resolve().relative_to(Path(repo).resolve())}")
+        except ValueError:  # outside the work tree: git does not see it anyway
+            pass
     try:
         return {
             "commit": git("rev-parse", "HEAD").strip(),
-            "dirty": bool(git("status", "--porcelain").strip()),
+            "dirty": bool(git("status", "--porcelain", "--", ".", *excluded).strip()),
         }
     except (OSError, subprocess.CalledProcessError) as e:
         raise SuiteError(f"{repo}: not a git work tree ({e}); results need a commit") from None
@@ -275,7 +282,7 @@ def run(argv) -> list[dict]:
         record = splits(a.dataset, load(a.dataset), results)
         print(f"{a.dataset}: {record['sizes']} (split seed {record['split_seed']})")
         return []
-    git = git_state(Path(a.repo))
+    git = git_state(Path(a.repo), (results,))
     if git["dirty"] and not a.allow_dirty:
         raise SuiteError(
             f"{a.repo} has uncommitted changes; commit them first (a result must name the "
