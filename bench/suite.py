@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import utility  # noqa: E402  (the cells' training and evaluation machinery)
 
+from privsynth.errors import ConfigError  # noqa: E402
+
 PROTOCOL = "privsynth-suite/1"
 SPLIT_SEED = 20261206
 RESULTS = ROOT / "bench" / "results" / "suite"
@@ -74,7 +76,7 @@ DATASETS = {
 SPLITS = ("train", "validation", "holdout")
 
 
-class SuiteError(Exception):
+class SuiteError(ConfigError):
     """A refused request; main prints it as one line and exits 2."""
 
 

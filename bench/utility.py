@@ -552,6 +552,7 @@ def main(argv=None) -> int:
                 ev.get("n_synthetic") != n_syn
                 or ev.get("passes", DEFAULT_PASSES) != passes
                 or ev.get("sample_set", {}) != sample_set
+                or ev.get("feature_space", "lenet") != ref.space.name
             ):
                 try:
                     ev = evaluate_cell(Run.load(cell), ref, n_syn, cell, sample_set)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..errors import ConfigError
 from .classifier import LeNet
 from .features import features
 
@@ -120,7 +121,7 @@ class FeatureSpace:
 
     def __init__(self, extractor: LeNet, name: str = "lenet", seed: int = 0):
         if name not in SPACES:
-            raise ValueError(f"feature space {name!r}: one of {', '.join(SPACES)}")
+            raise ConfigError(f"feature space {name!r}: choose one of {', '.join(SPACES)}")
         self.extractor, self.name, self.seed = extractor, name, seed
         self._stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
