@@ -322,7 +322,8 @@ def run(argv) -> list[dict]:
     data_dir = out / "data"
     files = {}
     for k in ("train", "validation"):  # training sees these two only, never the holdout
-        files[k] = data_dir / f"{a.dataset}-{k}.npz"
+        # named by the rows they hold, so a folder shared across result sets never mixes them
+        files[k] = data_dir / f"{a.dataset}-{k}-{_indices_sha(split[k])[:12]}.npz"
         if not files[k].exists():
             with atomic_path(files[k]) as tmp, open(tmp, "wb") as fh:
                 np.savez(
@@ -331,6 +332,7 @@ def run(argv) -> list[dict]:
                     y=parts[k].labels,
                     class_names=np.array(dataset.class_names),
                 )
+    cells_dir = out / "cells" / f"{a.dataset}-{_indices_sha(split['train'])[:12]}"
     n_syn = a.n_synthetic or DEFAULT_N_SYNTHETIC
     passes = a.passes or DEFAULT_PASSES
     threads = a.threads or int(os.environ.get("OMP_NUM_THREADS", "1"))
@@ -343,7 +345,7 @@ def run(argv) -> list[dict]:
         for m in methods:
             for e in epsilons:
                 config = configs[(m, e)]
-                cell = out / "cells" / a.dataset / f"{cell_name(m, e)}-seed{s}-{_hash(config)[:8]}"
+                cell = cells_dir / f"{cell_name(m, e)}-seed{s}-{_hash(config)[:8]}"
                 if not _complete(cell):
                     fit = utility._train_child if a.in_process else utility.train_cell
                     fit(
