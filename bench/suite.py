@@ -103,17 +103,25 @@ def load(name: str):
     return load_dataset(DataSource(path, classes=classes, channels=spec["channels"]))
 
 
+def content_sha(dataset) -> str:
+    """SHA-256 of a public benchmark's decoded pixels and labels: the split file's check that
+    the rows it indexes are still the same images (independent of the ledger's dataset keys)."""
+    h = hashlib.sha256(np.ascontiguousarray(dataset.images).tobytes())
+    h.update(np.asarray(dataset.labels, np.int64).tobytes())
+    return h.hexdigest()
+
+
 def splits(name: str, dataset, results: Path) -> dict:
     """The dataset's split, read from ``<results>/splits/NAME.json`` or drawn once and written."""
-    from privsynth.atomic import write_json
+    from privsynth.atomic import atomic_path
 
     path = results / "splits" / f"{name}.json"
     if path.exists():
         record = json.loads(path.read_text())
-        if record["fingerprint"] != dataset.fingerprint:
+        if record["content_sha256"] != content_sha(dataset):
             raise SuiteError(
-                f"{path}: recorded for content {record['fingerprint'][:12]}, but {name} now "
-                f"reads {dataset.fingerprint[:12]}; restore the data (splits are never redrawn)"
+                f"{path}: recorded for content {record['content_sha256'][:12]}, but {name} now "
+                f"reads {content_sha(dataset)[:12]}; restore the data (splits are never redrawn)"
             )
         return record
     n = len(dataset)
@@ -128,12 +136,15 @@ def splits(name: str, dataset, results: Path) -> dict:
     record = {
         "protocol": PROTOCOL,
         "dataset": name,
-        "fingerprint": dataset.fingerprint,
+        "content_sha256": content_sha(dataset),
         "split_seed": SPLIT_SEED,
         "sizes": dict(zip(SPLITS, counts, strict=True)),
         **parts,
     }
-    write_json(path, record)
+    # one key a line, index lists on theirs: a reviewable file, not 10 000 lines of integers
+    with atomic_path(path) as tmp:
+        body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in record.items())
+        tmp.write_text("{\n" + body + "\n}\n")
     return record
 
 
