@@ -37,8 +37,18 @@ def repo(tmp_path):
     return r
 
 
-def test_suite_protocol_split_validation_holdout_once_and_table(tmp_path, repo, capsys):
+def test_suite_protocol_split_validation_holdout_once_and_table(
+    tmp_path, repo, capsys, monkeypatch
+):
     suite = load("suite")
+    scored_sets = []  # every set the evaluation reads as its real test data
+    real_reference = suite.utility.Reference
+
+    def spy(train, hold, *a, **kw):
+        scored_sets.append(hold.images)
+        return real_reference(train, hold, *a, **kw)
+
+    monkeypatch.setattr(suite.utility, "Reference", spy)
     res, out = repo / "results", tmp_path / "runs"  # rows written in the tree do not dirty it
     common = ["--dataset", "digits", "--results", str(res), "--out", str(out), "--repo", str(repo)]
     common += TINY
@@ -80,6 +90,10 @@ def test_suite_protocol_split_validation_holdout_once_and_table(tmp_path, repo, 
     train_val_imgs = {x.tobytes() for i in ("train", "validation") for x in d.images[split[i]]}
     assert not ({x.tobytes() for s in seen for x in s} & (hold_imgs - train_val_imgs))
 
+    only_holdout = hold_imgs - train_val_imgs
+    assert len(scored_sets) == 2
+    assert all(not ({x.tobytes() for x in imgs} & only_holdout) for imgs in scored_sets)
+
     # the table: mean / sd over the two seeds
     table = suite.markdown(rows)
     tstr = [r["tstr"]["lenet"] for r in rows]
@@ -92,6 +106,7 @@ def test_suite_protocol_split_validation_holdout_once_and_table(tmp_path, repo, 
     assert suite.main([*common, *SET, "--freeze", "v1"]) == 0
     hold = [*common, "--score", "holdout", "--defaults", "v1", "--seeds", "0"]
     assert suite.main(hold) == 0
+    assert {x.tobytes() for x in scored_sets[-1]} >= only_holdout  # this one reads it
     (h,) = suite.read_rows(res, "holdout")
     assert h["scored_on"]["indices_sha256"] == hold_sha and h["defaults"] == "v1"
     assert h["config"] == rows[0]["config"]
