@@ -140,3 +140,32 @@ def test_grey_default_stays_lenet_as_colour_blocks_read_real_digits_as_less_real
     lenet, colour = scores["lenet"], scores["lenet+colour"]
     assert lenet["recall"] + lenet["precision"] > colour["recall"] + colour["precision"]
     assert default_space(1) == "lenet"
+
+
+def test_evaluate_reads_colour_fidelity_in_the_colour_space_and_says_so(tmp_path):
+    """`evaluate` on colour data: FD / PRDC in the colour space, named in metrics.json and the
+    report; the blob set reads far from real there, next to a real floor that reads real."""
+    import json
+
+    from privsynth.evaluate import evaluate
+
+    x, y = shapes(240, seed=5)
+    data = ImageDataset(x, y, ["disc", "square", "stripes", "checker"], "shapes")
+    blobs = blurred_colour_noise(80, seed=6)
+    np.savez(tmp_path / "blobs.npz", images=blobs, labels=np.arange(80) % 4)
+    result = evaluate(
+        synthetic=str(tmp_path / "blobs.npz"),
+        data=data,
+        out=tmp_path / "ev",
+        n_synthetic=80,
+        max_members=20,
+        cache_dir=str(tmp_path / "cache"),
+        classifier_passes=400,
+        classifiers=("lenet",),
+        progress=False,
+    )
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["feature_space"]["name"] == "lenet+colour"
+    assert result["real_floor"]["prdc"]["recall"] > 0.7
+    assert result["models"][0]["fidelity"]["prdc"]["recall"] < 0.3
+    assert "lenet+colour" in (tmp_path / "ev" / "report.html").read_text()
