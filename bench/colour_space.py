@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,8 @@ def blurred_colour_noise(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(ROOT.parent / "shared/data/cifar10-5k/cifar10_5k.npz"))
+    shared = os.environ.get("PRIVSYNTH_SHARED_DATA") or str(ROOT.parent / "shared" / "data")
+    p.add_argument("--data", default=str(Path(shared) / "cifar10-5k" / "cifar10_5k.npz"))
     p.add_argument("--n", type=int, default=1000, help="images per set (train, holdout, blobs)")
     p.add_argument("--passes", type=int, default=12000, help="LeNet training budget")
     p.add_argument("--result", default=str(ROOT / "bench/results/colour_space.json"))

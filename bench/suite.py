@@ -18,8 +18,8 @@ Datasets (`DATASETS`): ``digits`` (embedded, 1 797 images: 1 257 / 270 / 270), `
 row indices are written to ``<results>/splits/NAME.json``; a split file that exists is read,
 never redrawn (a dataset whose content changed is an error).
 
-Every cell trains on the private-train rows only (written to ``<out>/data/NAME-train.npz``; the
-validation rows are its ``--holdout``), with the method's config resolved as
+Every cell trains on the private-train rows only (written to ``<out>/data/NAME-train-*.npz``;
+the validation rows are its ``--holdout``), with the method's config resolved as
 `models.defaults.recommended_config` + ``--set`` (validation) or the frozen set (holdout).
 The evaluation (bench/utility.py's: TSTR with LeNet and ResNet, TRTR, FD and PRDC in the
 fidelity space of `evaluate.feature_space`, plus the detection AUC) reads exactly one of the

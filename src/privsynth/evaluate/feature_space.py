@@ -1,8 +1,9 @@
 """The fidelity feature space: where FD, KID and precision / recall / density / coverage are read.
 
 A LeNet trained on real held-out images (`features`) only sees what separates the classes: on
-colour data a set of blurred, saturated colour-noise blobs lands among real images there (CIFAR:
-precision 0.89 / recall 0.94 for blobs with no objects in them). For colour images the space is
+colour data, blurred and saturated colour-noise blobs with no object in them can land among real
+images there (CIFAR blobs once read precision 0.89 / recall 0.94; on the procedural colour set of
+tests/evaluate/test_feature_space.py every blob reads as real). For colour images the space is
 therefore the LeNet features next to two blocks that need no training and no downloaded weights:
 
 - ``random_conv``: a fixed random-init wide conv net (seeded; random conv features are a known
@@ -11,10 +12,11 @@ therefore the LeNet features next to two blocks that need no training and no dow
 - ``colour_edge``: per-channel and saturation histograms, a gradient-magnitude histogram of the
   luminance and a small oriented-derivative energy bank: how colourful, how smooth, how edged.
 
-Each block is standardised on the real set the space is fitted on, then scaled by
-1/sqrt(its live width) so every block carries the same expected squared distance and none dominates
-the k-NN balls of PRDC. Greyscale keeps the LeNet space (`default_space`): on digits the extra
-blocks do not tell real from real any better (tests/evaluate/test_feature_space.py).
+Each block is standardised on the real set the space is fitted on, then scaled by 1/sqrt(its
+live width) so every block carries the same expected squared distance and none dominates the
+k-NN balls of PRDC. Greyscale keeps the LeNet space (`default_space`): on digits the extra blocks
+make a second real sample read less real (tests/evaluate/test_feature_space.py), with no colour
+to see.
 """
 
 from __future__ import annotations
