@@ -95,17 +95,17 @@ def evaluate(
     k = train.num_classes
 
     extractor, fx_info = feature_model(ref, cache_dir, seed, progress, classifier_passes)
-    f_nonmem, f_ref = features(extractor, nonmem.images), features(extractor, ref.images)
-    f_members, f_nonmem_c = features(extractor, xm), f_nonmem[nonmem_idx]
-    # FD / KID / PRDC read the fidelity space (LeNet alone for grey; LeNet + colour and edge
-    # blocks for colour, where LeNet features let featureless colour blobs pass as real);
-    # the attacks below keep the LeNet features
+    l_nonmem, f_ref = features(extractor, nonmem.images), features(extractor, ref.images)
+    f_members, f_nonmem_c = features(extractor, xm), l_nonmem[nonmem_idx]
+    # FD / KID / PRDC (the f_* of train, non-members, synthetic) read the fidelity space: LeNet
+    # alone for grey; LeNet + colour and edge blocks for colour, where LeNet features let
+    # featureless colour blobs pass as real. The attacks keep the LeNet features.
     space = fitted_space(extractor, train.images[fid_idx], seed=seed)
-    fid_train, fid_nonmem = space(train.images[fid_idx]), space(nonmem.images)
+    f_train, f_nonmem = space(train.images[fid_idx]), space(nonmem.images)
     real_floor = {
-        "fd_lenet": fidelity.frechet(fid_train, fid_nonmem),
-        "kid_lenet": fidelity.kid(fid_train, fid_nonmem, seed=seed),
-        "prdc": fidelity.prdc_scores(fid_train, fid_nonmem, seed=seed),
+        "fd_lenet": fidelity.frechet(f_train, f_nonmem),
+        "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
+        "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed),
         "diversity": diversity.within_class_diversity(
             train.images, train.labels, nonmem.images, nonmem.labels, k, seed=seed
         ),
@@ -141,15 +141,15 @@ def evaluate(
             "delta": subj.delta,
             "card": subj.card,
         }
-        f_syn, fid_syn = features(extractor, subj.images), space(subj.images)
+        l_syn, f_syn = features(extractor, subj.images), space(subj.images)
         stages.set_postfix_str("fidelity")
         row["fidelity"] = {
             "per_class_diff": fidelity.per_class_diff(
                 train.images, train.labels, subj.images, subj.labels, k
             ),
-            "fd_lenet": fidelity.frechet(fid_train, fid_syn),
-            "kid_lenet": fidelity.kid(fid_train, fid_syn, seed=seed),
-            "prdc": fidelity.prdc_scores(fid_train, fid_syn, seed=seed),
+            "fd_lenet": fidelity.frechet(f_train, f_syn),
+            "kid_lenet": fidelity.kid(f_train, f_syn, seed=seed),
+            "prdc": fidelity.prdc_scores(f_train, f_syn, seed=seed),
             "diversity": diversity.within_class_diversity(
                 train.images, train.labels, subj.images, subj.labels, k, seed=seed
             ),
@@ -211,7 +211,7 @@ def evaluate(
         stages.update()
         stages.set_postfix_str("membership inference")
         row["privacy"] = _privacy(
-            subj, xm, ym, xn, yn, ref, f_members, f_nonmem_c, f_ref, f_syn, seed
+            subj, xm, ym, xn, yn, ref, f_members, f_nonmem_c, f_ref, l_syn, seed
         )
         stages.update()
         stages.set_postfix_str("attribute inference")
