@@ -181,7 +181,9 @@ def _train_child(spec: dict) -> None:
 
     torch.set_num_threads(spec["threads"])
     source = DataSource(
-        spec["data"], classes=parse_classes(spec["classes"]) if spec["classes"] else None
+        spec["data"],
+        classes=parse_classes(spec["classes"]) if spec["classes"] else None,
+        channels=spec.get("channels"),
     )
     cell, eps = Path(spec["cell"]), float(spec["epsilon"])
     baseline = _maxrss_mib()
@@ -222,7 +224,8 @@ class Reference:
     def __init__(self, train, hold, out: Path, n_fidelity: int, passes: int, seed: int = 0):
         from privsynth.atomic import write_json
         from privsynth.evaluate import diversity, fidelity, utility
-        from privsynth.evaluate.features import feature_model, features
+        from privsynth.evaluate.feature_space import fitted_space
+        from privsynth.evaluate.features import feature_model
         from privsynth.evaluate.pipeline import seeded_draws
 
         self.train, self.hold, self.k, self.seed, self.passes = (
@@ -236,9 +239,12 @@ class Reference:
         # training split: `privsynth evaluate`'s own seeded draws
         ref, nonmem, _, _, self.fid_idx = seeded_draws(train, hold, seed, 1000, n_fidelity)
         self.extractor, self.extractor_info = feature_model(ref, out / "cache", seed, False, passes)
-        self.f_train = features(self.extractor, train.images[self.fid_idx])
+        # FD / PRDC space: LeNet for grey, LeNet + colour/edge blocks for colour images
+        self.space = fitted_space(self.extractor, train.images[self.fid_idx], seed=seed)
+        self.f_train = self.space(train.images[self.fid_idx])
         path = out / "reference.json"
         key = {
+            "feature_space": self.space.info(),
             "fingerprint": train.fingerprint,
             "n_train": len(train),
             "n_holdout": len(hold),
@@ -250,7 +256,7 @@ class Reference:
         if cached.get("key") == key:
             self.info = cached
             return
-        f_nonmem = features(self.extractor, nonmem.images)
+        f_nonmem = self.space(nonmem.images)
         self.info = {
             "key": key,
             "trtr": {
@@ -277,6 +283,7 @@ class Reference:
                 "what": "real training split vs the non-member half of the holdout",
             },
             "feature_extractor": {k: v for k, v in self.extractor_info.items() if k != "path"},
+            "feature_space": self.space.info(),
         }
         write_json(path, self.info)
 
@@ -285,9 +292,11 @@ def _slim(result: dict) -> dict:
     return {k: result[k] for k in ("accuracy", "epochs", "images_seen", "n_train", "seconds")}
 
 
-def evaluate_cell(run, ref: Reference, n: int, cell: Path, sample_set: dict) -> dict:
-    from privsynth.evaluate import diversity, fidelity, utility
-    from privsynth.evaluate.features import features
+def evaluate_cell(
+    run, ref: Reference, n: int, cell: Path, sample_set: dict, detect: bool = False
+) -> dict:
+    """``detect``: also the real-vs-synthetic detection AUC against ``ref.hold``."""
+    from privsynth.evaluate import detection, diversity, fidelity, utility
     from privsynth.models.base import build_config
     from privsynth.report.grid import save_grid
 
@@ -317,7 +326,7 @@ def evaluate_cell(run, ref: Reference, n: int, cell: Path, sample_set: dict) -> 
         )
         for c in utility.UTILITY_CLASSIFIERS
     }
-    f_syn = features(ref.extractor, images)
+    f_syn = ref.space(images)
     prdc = fidelity.prdc_scores(ref.f_train, f_syn, seed=ref.seed)
     div = diversity.within_class_diversity(
         ref.train.images, ref.train.labels, images, labels, ref.k, seed=ref.seed
@@ -325,8 +334,21 @@ def evaluate_cell(run, ref: Reference, n: int, cell: Path, sample_set: dict) -> 
     flags = diversity.collapse_flags(
         div, prdc, ref.info["real_floor"]["prdc"], ref.train.class_names
     )
+    detected = (
+        {
+            k: v
+            for k, v in detection.detection(
+                hold.images, images, ref.seed, passes=ref.passes
+            ).items()
+            if k in ("auc", "auc_ci", "accuracy", "n_test")
+        }
+        if detect
+        else None
+    )
     return {
         "tstr": tstr,
+        **({"detection": detected} if detect else {}),
+        "feature_space": ref.space.info()["name"],
         "fd_lenet": fidelity.frechet(ref.f_train, f_syn),
         "prdc": prdc,
         "within_class_spread": div["ratio_mean"],
@@ -530,6 +552,7 @@ def main(argv=None) -> int:
                 ev.get("n_synthetic") != n_syn
                 or ev.get("passes", DEFAULT_PASSES) != passes
                 or ev.get("sample_set", {}) != sample_set
+                or ev.get("feature_space", "lenet") != ref.space.name
             ):
                 try:
                     ev = evaluate_cell(Run.load(cell), ref, n_syn, cell, sample_set)

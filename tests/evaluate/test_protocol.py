@@ -70,3 +70,6 @@ def test_evaluate_flags_collapse_and_reports_both_classifiers(tmp_path, monkeypa
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["format"] == "privsynth-evaluation/2"
     assert saved["models"][0]["collapse_flags"] == m["collapse_flags"]
+    # the fidelity space is named in the file: grey images keep the LeNet space
+    assert saved["feature_space"]["name"] == "lenet"
+    assert saved["feature_space"]["version"].startswith("fidelity-space/")

@@ -32,6 +32,7 @@ from ..atomic import write_json
 from ..data import ImageDataset
 from ..errors import ConfigError
 from . import attribute, detection, diversity, fidelity, mia, privacy, utility
+from .feature_space import fitted_space
 from .features import feature_model, features
 from .sources import Subject, from_run, from_synthetic
 
@@ -108,9 +109,13 @@ def evaluate(
     k = train.num_classes
 
     extractor, fx_info = feature_model(ref, cache_dir, seed, progress, classifier_passes)
-    f_train = features(extractor, train.images[fid_idx])
-    f_nonmem, f_ref = features(extractor, nonmem.images), features(extractor, ref.images)
-    f_members, f_nonmem_c = features(extractor, xm), f_nonmem[nonmem_idx]
+    l_nonmem, f_ref = features(extractor, nonmem.images), features(extractor, ref.images)
+    f_members, f_nonmem_c = features(extractor, xm), l_nonmem[nonmem_idx]
+    # FD / KID / PRDC (the f_* of train, non-members, synthetic) read the fidelity space: LeNet
+    # alone for grey; LeNet + colour and edge blocks for colour, where LeNet features let
+    # featureless colour blobs pass as real. The attacks keep the LeNet features.
+    space = fitted_space(extractor, train.images[fid_idx], seed=seed)
+    f_train, f_nonmem = space(train.images[fid_idx]), space(nonmem.images)
     real_floor = {
         "fd_lenet": fidelity.frechet(f_train, f_nonmem),
         "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
@@ -151,7 +156,7 @@ def evaluate(
             # the card without its keyed data check and ledger key: reports get shared
             "card": _shareable(subj.card),
         }
-        f_syn = features(extractor, subj.images)
+        l_syn, f_syn = features(extractor, subj.images), space(subj.images)
         stages.set_postfix_str("fidelity")
         row["fidelity"] = {
             "per_class_diff": fidelity.per_class_diff(
@@ -221,7 +226,7 @@ def evaluate(
         stages.update()
         stages.set_postfix_str("membership inference")
         row["privacy"] = _privacy(
-            subj, xm, ym, xn, yn, ref, f_members, f_nonmem_c, f_ref, f_syn, seed
+            subj, xm, ym, xn, yn, ref, f_members, f_nonmem_c, f_ref, l_syn, seed
         )
         stages.update()
         stages.set_postfix_str("attribute inference")
@@ -250,6 +255,7 @@ def evaluate(
             "classes": train.class_names,
         },
         "feature_extractor": fx_info,
+        "feature_space": space.info(),
         "stats_table": fidelity.stats_table(
             train.images, {"real holdout": hold.images, **{s.name: s.images for s in subjects}}
         ),

@@ -135,6 +135,14 @@ def render(result: dict, subjects: list, train) -> str:
         f"{fx['val_accuracy']:.1%}. FD-LeNet is a Fréchet distance in <i>this</i> space, "
         f"not FID. The real-holdout row is the floor: two real samples.</p>"
     )
+    space = result.get("feature_space") or {}
+    if space.get("name", "lenet") != "lenet":  # colour: LeNet features alone miss colour noise
+        out.append(
+            f"<p class='note'>Colour images: FD, KID and precision / recall / density / "
+            f"coverage are read in the <b>{space['name']}</b> space ({space['version']}): "
+            "these LeNet features next to a fixed random conv net and colour / edge "
+            "statistics, each block standardised on the real images.</p>"
+        )
     fl = result["real_floor"]
     rows = [
         [

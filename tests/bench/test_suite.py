@@ -1,0 +1,125 @@
+"""bench/suite.py at smoke size on the embedded digits: the split is drawn once and disjoint,
+validation runs never read the holdout, a dirty tree is refused, a holdout cell is scored once,
+and the generated table's mean / sd are the rows'."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+
+import numpy as np
+import pytest
+
+from .test_bench_smoke import load
+
+TINY = [
+    "--methods", "dpmerf", "--epsilons", "10", "--n-synthetic", "60", "--passes", "240",
+    "--n-fidelity", "60", "--in-process",
+]  # fmt: skip
+SET = ["--set", "dpmerf:steps=5", "--set", "dpmerf:n_features=16", "--set", "dpmerf:g_width=8",
+       "--set", "dpmerf:z_dim=8", "--set", "dpmerf:batch_size=30"]  # fmt: skip
+
+
+def _git(repo, *args):
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A committed git work tree standing in for the project's (its state is what rows name)."""
+    r = tmp_path / "repo"
+    r.mkdir()
+    _git(r, "init", "-q")
+    (r / "code.py").write_text("x = 1\n")
+    _git(r, "add", "-A")
+    _git(r, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c")
+    return r
+
+
+def test_suite_protocol_split_validation_holdout_once_and_table(
+    tmp_path, repo, capsys, monkeypatch
+):
+    suite = load("suite")
+    scored_sets = []  # every set the evaluation reads as its real test data
+    real_reference = suite.utility.Reference
+
+    def spy(train, hold, *a, **kw):
+        scored_sets.append(hold.images)
+        return real_reference(train, hold, *a, **kw)
+
+    monkeypatch.setattr(suite.utility, "Reference", spy)
+    res, out = repo / "results", tmp_path / "runs"  # rows written in the tree do not dirty it
+    common = ["--dataset", "digits", "--results", str(res), "--out", str(out), "--repo", str(repo)]
+    common += TINY
+
+    # a dirty tree is refused before anything is written
+    (repo / "code.py").write_text("x = 2\n")
+    assert suite.main([*common, *SET, "--seeds", "0"]) == 2
+    assert "uncommitted changes" in capsys.readouterr().err
+    assert not res.exists()
+    _git(repo, "checkout", "code.py")
+
+    # validation runs: two seeds
+    assert suite.main([*common, *SET, "--seeds", "0,1"]) == 0
+    split = json.loads((res / "splits" / "digits.json").read_text())
+    parts = {k: set(split[k]) for k in ("train", "validation", "holdout")}
+    assert not parts["train"] & parts["validation"] and not parts["train"] & parts["holdout"]
+    assert not parts["validation"] & parts["holdout"]
+    assert sum(map(len, parts.values())) == 1797 and split["split_seed"] == suite.SPLIT_SEED
+    assert split["protocol"] == suite.PROTOCOL
+    before = (res / "splits" / "digits.json").read_bytes()
+    d = suite.load("digits")
+    assert suite.splits("digits", d, res) == split  # read back, never redrawn
+    assert (res / "splits" / "digits.json").read_bytes() == before
+
+    rows = suite.read_rows(res, "validation")
+    assert sorted(r["seed"] for r in rows) == [0, 1]
+    hold_sha = suite._indices_sha(split["holdout"])
+    for r in rows:  # scored on the validation rows, never the holdout's
+        assert r["scored_on"]["split"] == "validation"
+        assert r["scored_on"]["indices_sha256"] == suite._indices_sha(split["validation"])
+        assert r["scored_on"]["indices_sha256"] != hold_sha
+        assert len(r["commit"]) == 40 and r["dirty"] is False
+        assert r["config"]["steps"] == 5 and r["protocol"] == suite.PROTOCOL
+        assert r["split_seed"] == suite.SPLIT_SEED and "cpu_count" in r["machine"]
+    # training saw private-train + validation only: its data files hold no holdout image
+    hold_imgs = {x.tobytes() for x in d.images[split["holdout"]]}
+    seen = [np.load(p)["x"] for p in (out / "data").glob("digits-*.npz")]
+    assert len(seen) == 2
+    train_val_imgs = {x.tobytes() for i in ("train", "validation") for x in d.images[split[i]]}
+    assert not ({x.tobytes() for s in seen for x in s} & (hold_imgs - train_val_imgs))
+
+    only_holdout = hold_imgs - train_val_imgs
+    assert len(scored_sets) == 2
+    assert all(not ({x.tobytes() for x in imgs} & only_holdout) for imgs in scored_sets)
+
+    # the table: mean / sd over the two seeds
+    table = suite.markdown(rows)
+    tstr = [r["tstr"]["lenet"] for r in rows]
+    line = next(x for x in table.splitlines() if "| digits | dpmerf |" in x)
+    assert f"{statistics.fmean(tstr):.3f} ± {statistics.stdev(tstr):.3f}" in line
+    recall = [r["prdc"]["recall"] for r in rows]
+    assert f"{statistics.fmean(recall):.3f} ± {statistics.stdev(recall):.3f}" in line
+
+    # freeze, score the holdout once; a second scoring of the same cell is refused
+    assert suite.main([*common, *SET, "--freeze", "v1"]) == 0
+    hold = [*common, "--score", "holdout", "--defaults", "v1", "--seeds", "0"]
+    assert suite.main(hold) == 0
+    assert {x.tobytes() for x in scored_sets[-1]} >= only_holdout  # this one reads it
+    (h,) = suite.read_rows(res, "holdout")
+    assert h["scored_on"]["indices_sha256"] == hold_sha and h["defaults"] == "v1"
+    assert h["config"] == rows[0]["config"]
+    capsys.readouterr()
+    assert suite.main(hold) == 2
+    assert "holdout already scored" in capsys.readouterr().err
+    assert len(suite.read_rows(res, "holdout")) == 1
+
+    # a dirty row is written only when asked, and the table refuses it unless labelled
+    (repo / "code.py").write_text("x = 3\n")
+    assert suite.main([*common, *SET, "--seeds", "1", "--allow-dirty"]) == 0
+    rows = suite.read_rows(res, "validation")
+    assert sum(r["dirty"] for r in rows) == 1 and len(rows) == 3
+    with pytest.raises(suite.SuiteError, match="dirty work tree"):
+        suite.markdown(rows)
+    assert "(dirty)" in suite.markdown(rows, allow_dirty=True)
