@@ -136,6 +136,8 @@ def train(
     session = _Session(out, card, parts, overwrite, resume)
     total_delta = spec.resolved_delta(n) if spec else 0.0
     notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
+    # --force is never silent: what it let through is on the card (and warned on stderr).
+    session.forced = bool(spec) and force and total_delta * n >= 1
     counts, count_spend_now = _class_counts(card, mech, counts_epsilon, total_delta, spec)
     session.counts = counts
     if private:
@@ -377,6 +379,7 @@ class _Session:
         self.spec: PrivacySpec | None = None
         self.counts: dict = {}  # the class-proportion release (card.privacy.class_proportions)
         self.to_release: tuple[float, float] = (0.0, 0.0)  # its spend, if not yet booked
+        self.forced = False  # --force let delta >= 1/n through
 
     def discard_if_nothing_kept(self) -> None:
         if self.fresh and not self.checkpointed and not self.writer.replace:
@@ -424,6 +427,7 @@ class _Session:
             plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta, self.to_release
         )
         self.card.privacy["dp_sgd_plan"] = {**plan.to_json(), "planned_epsilon": planned}
+        self.mark_forced()
         self.writer.write()
 
     def stop_if_diverged(self, synth, result) -> None:
@@ -440,7 +444,18 @@ class _Session:
         card, spec, spend, counts = self.card, self.spec, self.spend, self.counts
         self.writer.save_weights(synth.state_dict())
         card.status = "complete"
-        card.privacy.update(privacy_block(spec, result, counts, total_delta, n, synth.mechanism))
+        card.privacy.update(
+            privacy_block(
+                spec,
+                result,
+                counts,
+                total_delta,
+                n,
+                synth.mechanism,
+                carried=spend.carried if spend is not None else (),
+                outside=spend.outside() if spend is not None else None,
+            )
+        )
         card.train.update(
             steps=result.steps,
             metrics=result.metrics,
@@ -458,8 +473,15 @@ class _Session:
             }
         if warm is not None:
             card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
+        self.mark_forced()
         self.writer.write()
         self.writer.remove((TRAIN_STATE, WARMUP_STATE))
+
+    def mark_forced(self) -> None:
+        """``forced: true`` on the card when --force let the run past a budget or the delta
+        check (never silent)."""
+        if self.forced or (self.spend is not None and self.spend.forced):
+            self.card.privacy["forced"] = True
 
 
 def non_finite(tree: Any, prefix: str = "") -> list[str]:
@@ -522,7 +544,7 @@ def _start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[
                 warnings.warn(
                     f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
                     "step 0; the spend of its earlier segment(s) stays booked in the "
-                    "ledger and this restart books its own",
+                    "ledger: the run's accountant composes it with the restart's steps",
                     PrivacyWarning,
                     stacklevel=3,
                 )

@@ -44,6 +44,8 @@ def tighter(dataset: dict[str, Any]) -> dict[str, Any] | None:
     n_sgd = 0
     for run in dataset["runs"].values():
         for seg in run["segments"]:
+            if seg.get("superseded"):  # its run's later segment books its history too
+                continue
             parts = segment_parts(seg)
             if parts is None:
                 other_eps += seg["counted_epsilon"]

@@ -15,11 +15,16 @@ so the same people share one budget whatever the path or the preprocessing.
 Rows are *segments*: each process that touched a dataset for a run reserves its planned spend in
 the same transaction as the budget check, books what ran at every checkpoint (one checkpoint
 interval ahead, so a killed process is never under-booked) and settles when it ends. Segments are
-never replaced or deleted once they touched data: a restarted or resumed run adds one.
+never deleted once they touched data: a restarted or resumed run adds one, carrying the run's id.
+A segment booked for its whole run (``accounting.scope == "run"``, what `RunSpend` writes) books
+the run's accountant composition of everything the run ran so far, earlier segments included; it
+*supersedes* the run's earlier segments, which stay listed but count nothing (a killed run's last
+booking counts until a resumed segment supersedes it).
 
-Composition rule (what budgets are checked against): BASIC composition, the epsilons of all
-segments on a dataset add up and so do their deltas; valid for any mix of mechanisms.
-`tighter()` also offers the Opacus accountant's composition of the DP-SGD histories (labelled).
+Composition rule (what budgets are checked against): each run counts its own accountant's
+composition of all its segments; across runs, BASIC composition: the runs' epsilons on a dataset
+add up and so do their deltas (valid for any mix of mechanisms). `tighter()` also offers the
+Opacus accountant's composition of all runs' DP-SGD histories (labelled).
 It covers only what privsynth ran: tuning on the private data elsewhere is not in it.
 """
 
@@ -33,19 +38,22 @@ import os
 import socket
 import sys
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import BudgetError, ConfigError
+from .checks import PrivacyWarning
 from .ledger_store import Store, Tx, process_alive, redact, this_host
 
 ENV_VAR = "PRIVSYNTH_LEDGER"
 LEGACY_NAME = "privacy-ledger.json"
 COMPOSITION_RULE = (
-    "basic composition: the epsilons of all segments booked on a dataset add up, "
-    "and so do their deltas (valid for any mix of mechanisms); budgets are "
-    "checked against this sum"
+    "each run counts its accountant's composition of everything it ran (all its segments, "
+    "resumed ones included); across runs, basic composition: the runs' epsilons on a "
+    "dataset add up, and so do their deltas (valid for any mix of mechanisms); budgets "
+    "are checked against this sum"
 )
 RUNNING = "running"
 
@@ -86,6 +94,36 @@ def counted(row: dict[str, Any]) -> Spend:
             max(row["reserved_epsilon"], row["epsilon"]), max(row["reserved_delta"], row["delta"])
         )
     return Spend(row["epsilon"], row["delta"])
+
+
+def run_scoped(row: dict[str, Any]) -> bool:
+    """Whether a segment booked its whole run (and so supersedes the run's earlier segments)."""
+    acc = row["accounting"]
+    if isinstance(acc, str):
+        acc = json.loads(acc or "{}")
+    return (acc or {}).get("scope") == "run"
+
+
+def counts(rows: list[dict[str, Any]]) -> dict[str, Spend]:
+    """What each segment counts for, by id (``rows`` in ledger order: started, id).
+
+    A run's whole-run segments count once, on its latest one: each books the run's accountant
+    composition of everything the run ran before it plus its own steps, so the latest covers
+    the earlier ones. The largest of them is counted (a guard: a later segment never books less
+    than an earlier one); the earlier ones count nothing. Other segments add up."""
+    out: dict[str, Spend] = {}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if run_scoped(r):
+            runs.setdefault((r["fingerprint"], r["run_id"]), []).append(r)
+        else:
+            out[r["id"]] = counted(r)
+    for members in runs.values():
+        each = [counted(r) for r in members]
+        whole = Spend(max(c.epsilon for c in each), max(c.delta for c in each))
+        for r in members:
+            out[r["id"]] = whole if r is members[-1] else Spend(0.0, 0.0)
+    return out
 
 
 def _check_budget(value: float | None, flag: str) -> None:
@@ -140,7 +178,15 @@ class Ledger:
             rows = [
                 r for r in tx.spends("WHERE fingerprint = ?", (fingerprint,)) if r["id"] != segment
             ]
-            spent = sum(counted(r).epsilon for r in rows)
+            whole_run = (accounting or {}).get("scope") == "run"
+            mine = [r for r in rows if whole_run and r["run_id"] == run_id and run_scoped(r)]
+            each = counts(rows)
+            # A whole-run segment replaces its run's earlier booking: the run counts what it
+            # reserves now (never less than it counted before), the other runs what they count.
+            before = max((each[r["id"]].epsilon for r in mine), default=0.0)
+            spent = sum(e.epsilon for e in each.values()) - before
+            need = max(float(epsilon), before)
+            forced = False
             bounds = [
                 (b, w)
                 for b, w in (
@@ -149,28 +195,41 @@ class Ledger:
                 )
                 if b is not None
             ]
-            if bounds and not force:
+            if bounds:
                 bound, which = min(bounds)
-                if spent + epsilon > bound + 1e-9:
-                    running = sum(r["status"] == RUNNING for r in rows)
-                    raise BudgetError(
+                if spent + need > bound + 1e-9:
+                    runs = len({r["run_id"] for r in rows} - ({run_id} if mine else set()))
+                    running = sum(r["status"] == RUNNING for r in rows if r not in mine)
+                    over = (
                         f"dataset '{name}' ({fingerprint[:12]}) has spent epsilon {spent:.4g} of "
-                        f"{which}, {bound:g} (basic composition of {len(rows)} segment(s)"
-                        f"{f', {running} still running' if running else ''}; ledger "
-                        f"{self.shown}); this run needs {epsilon:.4g} more. Lower --epsilon, "
-                        f"raise the budget with `privsynth ledger set-budget {fingerprint[:12]} "
-                        "EPS`, or pass --force"
+                        f"{which}, {bound:g} (basic composition of {runs} other run(s)"
+                        f"{f', {running} segment(s) still running' if running else ''}; ledger "
+                        f"{self.shown}); this run needs {need - before:.4g} more"
+                    )
+                    if not force:
+                        raise BudgetError(
+                            f"{over}. Lower --epsilon, raise the budget with `privsynth ledger "
+                            f"set-budget {fingerprint[:12]} EPS`, or pass --force"
+                        )
+                    forced = True
+                    # --force is never silent: one line on stderr, `forced` on the row.
+                    warnings.warn(
+                        f"--force: {over}; booked anyway, marked forced in the ledger",
+                        PrivacyWarning,
+                        stacklevel=3,
                     )
             values = dict(
                 reserved_epsilon=float(epsilon),
                 reserved_delta=float(delta),
                 accounting=json.dumps(accounting or {}),
-                forced=int(bool(force)),
                 updated=now,
             )
             if segment is not None:
+                if forced:  # once forced, a segment stays marked (a re-reservation never unmarks)
+                    values["forced"] = 1
                 tx.update_spend(segment, **values)
                 return segment
+            values["forced"] = int(forced)
             segment = uuid.uuid4().hex[:16]
             tx.insert_spend(
                 {
@@ -318,7 +377,18 @@ class Ledger:
             return Spend(0.0, 0.0)
         with self.store.transaction(write=False) as tx:
             rows = tx.spends("WHERE fingerprint = ?", (fingerprint,))
-        return Spend(sum(counted(r).epsilon for r in rows), sum(counted(r).delta for r in rows))
+        each = counts(rows).values()
+        return Spend(sum(c.epsilon for c in each), sum(c.delta for c in each))
+
+    def run_segments(self, fingerprint: str, run_id: str) -> list[dict[str, Any]]:
+        """One run's segments on a dataset, oldest first (``accounting`` decoded). Reading only."""
+        if not self.store.exists():
+            return []
+        with self.store.transaction(write=False) as tx:
+            rows = tx.spends("WHERE fingerprint = ? AND run_id = ?", (fingerprint, run_id))
+        for r in rows:
+            r["accounting"] = json.loads(r["accounting"] or "{}")
+        return rows
 
     def datasets(self) -> list[dict[str, Any]]:
         """Every dataset with its budget, basic-composition spend, runs (segments grouped by run)
@@ -338,9 +408,10 @@ class Ledger:
         out = []
         for fp, name, budget, created in sets:
             rows = [r for r in spends if r["fingerprint"] == fp]
+            each = counts(rows)
             runs: dict[str, dict] = {}
             for r in rows:
-                r["counted_epsilon"], r["counted_delta"] = (counted(r).epsilon, counted(r).delta)
+                r["counted_epsilon"], r["counted_delta"] = each[r["id"]].epsilon, each[r["id"]].delta
                 r["accounting"] = json.loads(r["accounting"] or "{}")
                 run = runs.setdefault(
                     r["run_id"],
@@ -348,8 +419,13 @@ class Ledger:
                 )
                 run["segments"].append(r)
                 run["status"] = r["status"]
+                run["forced"] = bool(run.get("forced") or r["forced"])
                 run["epsilon"] = sum(s["counted_epsilon"] for s in run["segments"])
                 run["delta"] = sum(s["counted_delta"] for s in run["segments"])
+            for run in runs.values():  # earlier whole-run segments: listed, counted in the last
+                scoped = [s for s in run["segments"] if run_scoped(s)]
+                for s in scoped[:-1]:
+                    s["superseded"] = True
             out.append(
                 {
                     "fingerprint": fp,
@@ -360,6 +436,7 @@ class Ledger:
                     "delta_spent": sum(r["counted_delta"] for r in rows),
                     "segments": len(rows),
                     "runs": runs,
+                    "run_count": len(runs),
                     "budget_log": [
                         dict(zip(("old", "new", "at", "who", "reason"), e[1:], strict=True))
                         for e in log
