@@ -86,4 +86,6 @@ def test_a_resumed_segment_does_not_book_the_release_again(tmp_path):
     assert spend.booked == [(1.1, 0.1, 10)]
     spend.finish([*LEAD, SGD])
     seg = _segment(ledger, spend.segment)
-    assert seg["epsilon"] == pytest.approx(epsilon_from_history([SGD], DELTA, "rdp"))
+    # The run's whole history in one accountant: the release (once) and the DP-SGD steps.
+    assert seg["epsilon"] == pytest.approx(epsilon_from_history([*LEAD, SGD], DELTA, "rdp"))
+    assert seg["accounting"]["booked"] == [list(h) for h in (*LEAD, SGD)]

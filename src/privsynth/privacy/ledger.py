@@ -50,10 +50,10 @@ from .ledger_store import Store, Tx, process_alive, redact, this_host
 ENV_VAR = "PRIVSYNTH_LEDGER"
 LEGACY_NAME = "privacy-ledger.json"
 COMPOSITION_RULE = (
-    "each run counts its accountant's composition of everything it ran (all its segments, "
-    "resumed ones included); across runs, basic composition: the runs' epsilons on a "
-    "dataset add up, and so do their deltas (valid for any mix of mechanisms); budgets "
-    "are checked against this sum"
+    "basic composition across runs: the epsilons of all runs booked on a dataset add up, "
+    "and so do their deltas (valid for any mix of mechanisms); each run counts its "
+    "accountant's composition of everything it ran (all its segments, resumed ones "
+    "included), once; budgets are checked against this sum"
 )
 RUNNING = "running"
 
