@@ -411,7 +411,8 @@ class Ledger:
             each = counts(rows)
             runs: dict[str, dict] = {}
             for r in rows:
-                r["counted_epsilon"], r["counted_delta"] = each[r["id"]].epsilon, each[r["id"]].delta
+                mine = each[r["id"]]
+                r["counted_epsilon"], r["counted_delta"] = mine.epsilon, mine.delta
                 r["accounting"] = json.loads(r["accounting"] or "{}")
                 run = runs.setdefault(
                     r["run_id"],
