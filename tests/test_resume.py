@@ -295,3 +295,30 @@ def test_killed_dpkernel_resumes_on_its_one_release(tmp_path, tiny_dataset, monk
     assert run.card["privacy"]["dp_sgd"]["history"] == [[sigma, 1.0, 1]]
     assert run.card["train"]["metrics"]["generator_steps"] == 30
     assert 4 * 0.99 <= run.epsilon <= 4 * 1.01
+
+
+def test_resumed_dpmerf_is_listed_complete(tmp_path, tiny_dataset, monkeypatch, capsys):
+    """A one-shot run resumed after its release runs no private step: the run's one entry in
+    the ledger ends complete (not abandoned or interrupted), at the card's epsilon."""
+    kw = dict(
+        epsilon=4,
+        config={"n_features": 16, "steps": 30, "patience": 1000},
+        progress=False,
+        checkpoint_every=10,
+    )
+    out = tmp_path / "m"
+    _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpmerf", out, **kw)
+    monkeypatch.setattr(trainer, "save_train_state", save_train_state)  # no more kills
+    run = privsynth.train(tiny_dataset, "dpmerf", out, **kw)
+    (ds,) = Ledger().datasets()
+    entry = ds["runs"][run.card["run_id"]]
+    assert entry["status"] == "complete"
+    assert entry["epsilon"] == pytest.approx(run.epsilon) == pytest.approx(ds["epsilon_spent"])
+    assert entry["delta"] == pytest.approx(run.card["privacy"]["delta"])
+    from privsynth.cli import main
+
+    assert main(["ledger"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if run.card["run_id"] in x]
+    assert "[complete]" in line
