@@ -154,6 +154,8 @@ def train(
         )
     try:
         spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
+        if session.spend is not None:  # the run's one DP delta, also for a segment that only
+            session.spend.sgd_delta = spec.delta  # finishes (its history was booked before)
         if warm is not None:  # the release's sigma joins the accountant before DP-SGD's
             spec = _warmup_prior(spec, warm, session)
         session.spec = spec
