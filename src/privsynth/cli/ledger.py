@@ -191,7 +191,7 @@ def _format_dataset(row: dict) -> str:
     if t:
         lines.append(
             f"  tighter: epsilon {t['epsilon']:.4g} at the same delta ({t['accountant']} "
-            f"accountant over {t['dp_sgd_segments']} DP-SGD segments' histories; a "
+            f"accountant over {t['dp_sgd_segments']} DP-SGD runs' histories; a "
             "tighter bound, NOT what budgets are checked against)"
         )
     for e in row["budget_log"]:

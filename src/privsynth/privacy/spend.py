@@ -97,7 +97,6 @@ class RunSpend:
         self.settled = False
         self.lead: History = []  # releases before DP-SGD in the accountant (warm-up)
         self.lead_booked = False
-        self.final: tuple[float, float] | None = None  # the run's (epsilon, delta) once finished
         # The run's last whole-run booking by an earlier segment (a resumed or restarted run).
         self.previous = next(
             (
@@ -219,7 +218,6 @@ class RunSpend:
             note=note,
         )
         self.settled = True
-        self.final = (eps, delta)
 
     def abort(self, status: str, note: str = "") -> None:
         """The process is ending early: settle to what was booked (an upper bound on what ran),
