@@ -414,7 +414,12 @@ class _Session:
         self.checkpointed = True
         if self.spend is not None:  # the previous booking covers every step up to this one
             self.spend.checkpoint(acc.history if acc else [])
-        sgd_eps = acc.epsilon(self.spec.delta) if (acc and self.spec) else 0.0
+        sgd_eps = 0.0
+        if acc and self.spec:  # with what earlier segments of the run ran past their checkpoint
+            carried = self.spend.carried if self.spend is not None else []
+            sgd_eps = epsilon_from_history(
+                [*carried, *acc.history], self.spec.delta, self.spec.accountant
+            )
         self.card.progress = {"steps_done": step, "epsilon_spent": sgd_eps}
         self.writer.write()
 
