@@ -273,3 +273,5 @@ def test_force_over_a_budget_warns_and_is_marked_on_card_and_ledger(
         **SIGMA,
     )
     assert loose.card["privacy"]["forced"] is True
+    runs = {rid: r for ds in Ledger().datasets() for rid, r in ds["runs"].items()}
+    assert runs[loose.card["run_id"]]["forced"]

@@ -152,6 +152,8 @@ def train(
             force=force,
             chunk=checkpoint_every,
         )
+        if session.forced:  # shown as forced in the ledger too, not only on the card
+            session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
     try:
         spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
         if session.spend is not None:  # the run's one DP delta, also for a segment that only

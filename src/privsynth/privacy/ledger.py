@@ -420,7 +420,9 @@ class Ledger:
                 )
                 run["segments"].append(r)
                 run["status"] = r["status"]
-                run["forced"] = bool(run.get("forced") or r["forced"])
+                run["forced"] = bool(
+                    run.get("forced") or r["forced"] or r["accounting"].get("forced")
+                )
                 run["epsilon"] = sum(s["counted_epsilon"] for s in run["segments"])
                 run["delta"] = sum(s["counted_delta"] for s in run["segments"])
             for run in runs.values():  # earlier whole-run segments: listed, counted in the last

@@ -97,6 +97,7 @@ class RunSpend:
         self.settled = False
         self.lead: History = []  # releases before DP-SGD in the accountant (warm-up)
         self.lead_booked = False
+        self.forced_check = ""  # a check --force let through before the ledger (delta >= 1/n)
         # The run's last whole-run booking by an earlier segment (a resumed or restarted run).
         self.previous = next(
             (
@@ -246,9 +247,9 @@ class RunSpend:
 
     @property
     def forced(self) -> bool:
-        """Whether --force let any segment of this run past a budget."""
+        """Whether --force let any segment of this run past a budget (or another check)."""
         rows = self.ledger.run_segments(self.fingerprint, self.meta["run_id"])
-        return any(r["forced"] for r in rows)
+        return bool(self.forced_check) or any(r["forced"] for r in rows)
 
     # --- helpers ---------------------------------------------------------------------------------
     def _reserve(self, epsilon: float, delta: float, accounting: dict, segment=None) -> str:
@@ -334,4 +335,5 @@ class RunSpend:
             "other_booked": plus(mine),
             "checkpoint_interval": self.chunk,
             "resumed_after_steps": history_steps(self.prefix),
+            **({"forced": self.forced_check} if self.forced_check else {}),
         }
