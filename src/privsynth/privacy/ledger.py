@@ -205,6 +205,7 @@ class Ledger:
                         f"{which}, {bound:g} (basic composition of {runs} other run(s)"
                         f"{f', {running} segment(s) still running' if running else ''}; ledger "
                         f"{self.shown}); this run needs {need - before:.4g} more"
+                        f"{f' (it has {before:.4g} booked from earlier segments)' if mine else ''}"
                     )
                     if not force:
                         raise BudgetError(
