@@ -219,6 +219,10 @@ def test_checkpoint_without_matching_accountant_history_is_refused(
         with pytest.raises(privsynth.errors.CheckpointError, match="--overwrite") as e:
             privsynth.train(tiny_dataset, "dpgan", out, **kw)
         assert "understate" in str(e.value) and "\n" not in str(e.value)
+    # A checkpoint of another run is refused too: its steps would be booked on this run.
+    save_train_state(out / TRAIN_STATE, {**state, "run_id": "0123456789ab"})
+    with pytest.raises(privsynth.errors.CheckpointError, match="belongs to run.*--overwrite"):
+        privsynth.train(tiny_dataset, "dpgan", out, **kw)
     assert Ledger().spent(tiny_dataset.source_fingerprint) == booked  # nothing booked
     run = privsynth.train(tiny_dataset, "dpgan", out, overwrite=True, **kw)
     assert run.card["status"] == "complete"

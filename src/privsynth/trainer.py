@@ -412,7 +412,8 @@ class _Session:
         bad = non_finite(state)
         if bad:
             self.diverged(step, bad, acc)
-        save_train_state(self.out / TRAIN_STATE, state)
+        # The run's id travels with its checkpoint: a resume books onto that run only.
+        save_train_state(self.out / TRAIN_STATE, {**state, "run_id": self.card.run_id})
         self.checkpointed = True
         if self.spend is not None:  # the previous booking covers every step up to this one
             self.spend.checkpoint(acc.history if acc else [])
@@ -549,6 +550,12 @@ def _start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[
                 )
             state = out / TRAIN_STATE
             resume = load_train_state(state) if state.exists() else None
+            if resume is not None and resume.get("run_id", card["run_id"]) != card["run_id"]:
+                raise CheckpointError(
+                    f"'{state}' belongs to run {resume['run_id']}, not to this folder's run "
+                    f"{card['run_id']}: resuming would book its steps on the wrong run; put "
+                    "the run's own train_state.pt back, or pass --overwrite"
+                )
             if resume is None and card.get("progress"):
                 warnings.warn(
                     f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "

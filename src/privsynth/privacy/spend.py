@@ -48,6 +48,17 @@ def history_take(history: Sequence, steps: int) -> History:
     return out
 
 
+def _merged(history: Sequence) -> History:
+    """``history`` with adjacent entries of the same (sigma, q) joined, as Opacus keeps it."""
+    out: History = []
+    for sigma, q, n in history:
+        if out and (out[-1][0], out[-1][1]) == (float(sigma), float(q)):
+            out[-1] = (out[-1][0], out[-1][1], out[-1][2] + int(n))
+        elif int(n) > 0:
+            out.append((float(sigma), float(q), int(n)))
+    return out
+
+
 def history_minus(full: Sequence, prefix: Sequence) -> History:
     """The steps of ``full`` after its first ``history_steps(prefix)`` steps (a resumed run's
     accountant history minus what earlier segments ran)."""
@@ -117,10 +128,13 @@ class RunSpend:
         if self.previous is None:
             return []
         acc = self.previous["accounting"]
-        return [
-            *(tuple(h) for h in acc.get("carried", [])),
-            *history_minus(acc.get("lineage", []), self.prefix),
-        ]
+        lineage = [tuple(h) for h in acc.get("lineage", [])]
+        mine = [(float(a), float(b), int(c)) for a, b, c in self.prefix]
+        # A checkpoint that is not a prefix of what the run booked (e.g. copied from another
+        # run) skips nothing: the run's whole earlier lineage is carried (never under-booked).
+        same = _merged(history_take(lineage, history_steps(mine))) == _merged(mine)
+        skip = mine if same else []
+        return [*(tuple(h) for h in acc.get("carried", [])), *history_minus(lineage, skip)]
 
     @property
     def carried_other(self) -> tuple[float, float]:
