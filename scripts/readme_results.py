@@ -49,7 +49,7 @@ def table() -> str:
         "| data | method | " + " | ".join(_eps_label(e) for e in epsilons) + " |",
         "|---|---|" + "---|" * len(epsilons),
     ]
-    for label, path, result in results:
+    for label, _path, result in results:
         cells = {(r["method"], _eps_value(r["epsilon"])): r for r in result["rows"]}
         for method in result["methods"]:
             row = [_pair((cells.get((method, e)) or {}).get("tstr")) for e in epsilons]

@@ -196,3 +196,39 @@ def test_runs_share_a_budget_through_postgres(tmp_path, tiny_dataset, fast_gan, 
         )
     assert Ledger(url).spent(tiny_dataset.content).epsilon == pytest.approx(run.epsilon)
     assert run.card["privacy"]["ledger"]["location"].startswith("postgresql://")
+
+
+def test_force_over_a_budget_warns_and_is_marked_on_card_and_ledger(
+    tmp_path, tiny_npz, tiny_dataset, fast_gan, capsys
+):
+    """--force is never silent: a warning line on stderr, ``forced: true`` on the card and
+    ``forced`` on the run's line of `privsynth ledger` (also when it lets delta >= 1/n through)."""
+    assert main(["ledger", "set-budget", "--data", str(tiny_npz), "1", "--reason", "DPO"]) == 0
+    out = tmp_path / "forced"
+    train = ["train", "--method", "dpgan", "--data", str(tiny_npz), "--out", str(out)]
+    flags = ["--no-progress", "--noise-multiplier", "1.0", "--accountant", "rdp", *TINY]
+    assert main([*train, *flags]) == 2  # over the budget of 1
+    capsys.readouterr()
+    assert main([*train, *flags, "--force"]) == 0
+    err = capsys.readouterr().err
+    (warning,) = [line for line in err.splitlines() if "--force" in line]
+    assert warning.startswith("privsynth: warning: --force: ") and "budget" in warning
+    run = privsynth.Run.load(out)
+    assert run.card["privacy"]["forced"] is True
+    assert main(["ledger"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if run.card["run_id"] in x]
+    assert "forced" in line and "[complete]" in line
+    # Within budget (none on this dataset), --force lets only delta >= 1/n through: on the card.
+    loose = privsynth.train(
+        tiny_dataset,
+        "dpgan",
+        tmp_path / "d",
+        delta=0.5,
+        force=True,
+        config=fast_gan,
+        progress=False,
+        **SIGMA,
+    )
+    assert loose.card["privacy"]["forced"] is True
+    runs = {rid: r for ds in Ledger().datasets() for rid, r in ds["runs"].items()}
+    assert runs[loose.card["run_id"]]["forced"]

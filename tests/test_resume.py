@@ -97,23 +97,16 @@ def test_killed_run_resumes_without_resetting_or_forgetting(
     assert sgd["steps"] == sgd["planned_steps"] == 6
     assert sgd["history"] == [[sigma, q, 6]]
     full_plan = epsilon_from_history([(sigma, q, 6)], delta, "rdp")
-    assert run.epsilon == pytest.approx(full_plan)  # the model's guarantee: its own lineage
-    assert run.epsilon == pytest.approx(epsilon_from_history(sgd["history"], sgd["delta"], "rdp"))
     assert run.card["privacy"]["dp_sgd_plan"]["planned_epsilon"] == pytest.approx(full_plan)
-    # The ledger keeps both segments (basic composition): the resumed one booked steps 2-5 only.
-    first, second = _segments(card["run_id"])
-    assert second["status"] == "complete" and second["accounting"]["booked"] == [[sigma, q, 4]]
-    resumed_part = epsilon_from_history([(sigma, q, 4)], delta, "rdp")
-    (ds,) = Ledger().datasets()
-    assert ds["epsilon_spent"] == pytest.approx(first["counted_epsilon"] + resumed_part)
-    assert ds["delta_spent"] == pytest.approx(2 * delta)
-    # The tighter rule composes the two histories (8 steps) with the accountant, labelled.
-    from privsynth.privacy.composition import tighter
-
-    t = tighter(ds)
-    assert t["epsilon"] == pytest.approx(epsilon_from_history([(sigma, q, 8)], 2 * delta, "rdp"))
-    assert t["epsilon"] < ds["epsilon_spent"] and "not used for budgets" in t["rule"]
+    # Steps 2-3 ran twice (killed after them, before their checkpoint): booked ahead, they stay
+    # in the run's spend, composed with the 6 steps of the model's lineage in one accountant.
+    assert sgd["rerun_history"] == [[sigma, q, 2]]
+    assert run.epsilon == pytest.approx(
+        epsilon_from_history([(sigma, q, 2), (sigma, q, 6)], delta, "rdp")
+    )
     assert not (out / TRAIN_STATE).exists()
+
+    # Resuming continues    assert not (out / TRAIN_STATE).exists()
 
     # Resuming continues the random streams: the steps after the resume draw fresh Poisson batches
     # and fresh noise; replaying the first steps' draws would break the accountant's assumptions.
@@ -121,6 +114,52 @@ def test_killed_run_resumes_without_resetting_or_forgetting(
     assert len(first["batches"]) == 4 and len(resumed["batches"]) == 4  # steps 0-3, then 2-5
     assert resumed["batches"][:2] != first["batches"][:2]
     assert resumed["noise"][:2] != first["noise"][:2]
+
+
+def test_resumed_run_is_one_ledger_entry_composed_by_its_accountant(
+    tmp_path, tiny_dataset, fast_gan, monkeypatch, capsys
+):
+    """A killed run resumed to the end is ONE entry in the ledger: its accountant's composition
+    of everything that ran (equal to the card's epsilon), its delta once, never the segments'
+    sum. A resume that fits the budget only under that rule is accepted."""
+    kw = dict(
+        noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False, checkpoint_every=2
+    )
+    out = tmp_path / "r"
+    _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpgan", out, **kw)
+    monkeypatch.undo()
+    state = load_train_state(out / TRAIN_STATE)
+    sigma, q = state["accountant"]["history"][0][:2]
+    card = json.loads((out / "card.json").read_text())
+    delta = card["privacy"]["dp_sgd_plan"]["delta"]
+    # Killed: its partial spend stays booked (2 checkpointed steps + one interval ahead).
+    killed = Ledger().spent(tiny_dataset.source_fingerprint)
+    assert killed.epsilon == pytest.approx(epsilon_from_history([(sigma, q, 4)], delta, "rdp"))
+    # A budget the whole run fits (8 steps in one accountant) but the segments' sum does not.
+    whole = epsilon_from_history([(sigma, q, 8)], delta, "rdp")
+    assert whole < 2 * killed.epsilon - 0.2
+    Ledger().set_budget(tiny_dataset.source_fingerprint, whole + 0.1, reason="test")
+
+    run = privsynth.train(tiny_dataset, "dpgan", out, **kw)  # accepted: the run fits
+    (ds,) = Ledger().datasets()
+    assert list(ds["runs"]) == [run.card["run_id"]]
+    entry = ds["runs"][run.card["run_id"]]
+    assert entry["status"] == "complete"
+    assert entry["epsilon"] == pytest.approx(run.epsilon, rel=1e-6) == pytest.approx(whole)
+    assert entry["delta"] == pytest.approx(run.card["privacy"]["delta"]) == pytest.approx(delta)
+    assert ds["epsilon_spent"] == pytest.approx(run.epsilon)
+    assert ds["delta_spent"] == pytest.approx(delta)  # not doubled
+    first, second = entry["segments"]
+    assert first.get("superseded") and first["counted_epsilon"] == 0.0
+    assert second["accounting"]["carried"] == [[sigma, q, 2]]
+    from privsynth.cli import main
+
+    assert main(["ledger"]) == 0
+    listing = capsys.readouterr().out
+    assert f"run {run.card['run_id']}" in listing and "[complete]" in listing
+    assert "superseded" in listing
 
 
 def test_deleting_train_state_keeps_the_abandoned_segment(
@@ -144,11 +183,49 @@ def test_deleting_train_state_keeps_the_abandoned_segment(
     ):
         run = privsynth.train(tiny_dataset, "dpgan", out, **kw)
     abandoned, restarted = _segments(run.card["run_id"])
-    assert abandoned["status"] == "interrupted" and abandoned["counted_epsilon"] > 0
-    assert restarted["counted_epsilon"] == pytest.approx(run.epsilon)  # all 6 steps again
-    assert Ledger().spent(tiny_dataset.source_fingerprint).epsilon == pytest.approx(
-        abandoned["counted_epsilon"] + run.epsilon
+    assert abandoned["status"] == "interrupted" and abandoned["superseded"]
+    # The restart's 6 steps and the 4 the first segment booked: one accountant, one delta.
+    sgd = run.card["privacy"]["dp_sgd"]
+    sigma, q = sgd["history"][0][:2]
+    assert sgd["rerun_history"] == [[sigma, q, 4]]
+    assert run.epsilon == pytest.approx(
+        epsilon_from_history([(sigma, q, 4), (sigma, q, 6)], sgd["delta"], "rdp")
     )
+    assert restarted["counted_epsilon"] == pytest.approx(run.epsilon)
+    spent = Ledger().spent(tiny_dataset.source_fingerprint)
+    assert spent.epsilon == pytest.approx(run.epsilon)
+    assert spent.delta == pytest.approx(run.card["privacy"]["delta"])
+
+
+def test_checkpoint_without_matching_accountant_history_is_refused(
+    tmp_path, tiny_dataset, fast_gan, monkeypatch
+):
+    """A train_state.pt whose accountant history is missing, or shorter than its steps, would
+    resume on a fresh accountant and understate epsilon: refused with the fix (--overwrite)."""
+    kw = dict(
+        noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False, checkpoint_every=2
+    )
+    out = tmp_path / "r"
+    _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpgan", out, **kw)
+    monkeypatch.undo()
+    booked = Ledger().spent(tiny_dataset.source_fingerprint)
+    state = load_train_state(out / TRAIN_STATE)
+    sigma, q, steps = state["accountant"]["history"][0]
+    assert (state["step"], steps) == (2, 2)
+    for accountant in (None, {"accountant": "rdp", "history": [[sigma, q, 1]]}):
+        save_train_state(out / TRAIN_STATE, {**state, "accountant": accountant})
+        with pytest.raises(privsynth.errors.CheckpointError, match="--overwrite") as e:
+            privsynth.train(tiny_dataset, "dpgan", out, **kw)
+        assert "understate" in str(e.value) and "\n" not in str(e.value)
+    # A checkpoint of another run is refused too: its steps would be booked on this run.
+    save_train_state(out / TRAIN_STATE, {**state, "run_id": "0123456789ab"})
+    with pytest.raises(privsynth.errors.CheckpointError, match="belongs to run.*--overwrite"):
+        privsynth.train(tiny_dataset, "dpgan", out, **kw)
+    assert Ledger().spent(tiny_dataset.source_fingerprint) == booked  # nothing booked
+    run = privsynth.train(tiny_dataset, "dpgan", out, overwrite=True, **kw)
+    assert run.card["status"] == "complete"
 
 
 def test_resume_refuses_changed_privacy_flags(tmp_path, tiny_dataset, fast_gan, monkeypatch):
@@ -249,3 +326,30 @@ def test_resume_checks_the_data_by_its_keyed_check_not_a_hash(
     with pytest.raises(CheckpointError, match="holds an unfinished run on other data"):
         privsynth.train(other, "dpgan", out, **kw)
     assert privsynth.train(tiny_dataset, "dpgan", out, **kw).card["status"] == "complete"
+
+
+def test_resumed_dpmerf_is_listed_complete(tmp_path, tiny_dataset, monkeypatch, capsys):
+    """A one-shot run resumed after its release runs no private step: the run's one entry in
+    the ledger ends complete (not abandoned or interrupted), at the card's epsilon."""
+    kw = dict(
+        epsilon=4,
+        config={"n_features": 16, "steps": 30, "patience": 1000},
+        progress=False,
+        checkpoint_every=10,
+    )
+    out = tmp_path / "m"
+    _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpmerf", out, **kw)
+    monkeypatch.setattr(trainer, "save_train_state", save_train_state)  # no more kills
+    run = privsynth.train(tiny_dataset, "dpmerf", out, **kw)
+    (ds,) = Ledger().datasets()
+    entry = ds["runs"][run.card["run_id"]]
+    assert entry["status"] == "complete"
+    assert entry["epsilon"] == pytest.approx(run.epsilon) == pytest.approx(ds["epsilon_spent"])
+    assert entry["delta"] == pytest.approx(run.card["privacy"]["delta"])
+    from privsynth.cli import main
+
+    assert main(["ledger"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if run.card["run_id"] in x]
+    assert "[complete]" in line

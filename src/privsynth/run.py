@@ -117,7 +117,7 @@ def load_train_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} cannot be loaded ({type(e).__name__}); delete it to restart "
             "training from step 0 (the ledger keeps the spend of the steps "
-            "that ran, and the restart books its own), or pass --overwrite"
+            "that ran, composed with the restart's in the run's entry), or pass --overwrite"
         ) from None
 
 

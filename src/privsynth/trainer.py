@@ -148,6 +148,8 @@ def train(
     session = _Session(out, card, parts, overwrite, resume)
     total_delta = spec.resolved_delta(n) if spec else 0.0
     notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
+    # --force is never silent: what it let through is on the card (and warned on stderr).
+    session.forced = bool(spec) and force and total_delta * n >= 1
     counts, count_spend_now = _class_counts(card, mech, counts_epsilon, total_delta, spec)
     session.counts = counts
     if private:
@@ -162,8 +164,12 @@ def train(
             force=force,
             chunk=checkpoint_every,
         )
+        if session.forced:  # shown as forced in the ledger too, not only on the card
+            session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
     try:
         spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
+        if session.spend is not None:  # the run's one DP delta, also for a segment that only
+            session.spend.sgd_delta = spec.delta  # finishes (its history was booked before)
         if warm is not None:  # the release's sigma joins the accountant before DP-SGD's
             spec = _warmup_prior(spec, warm, session)
         session.spec = spec
@@ -387,6 +393,7 @@ class _Session:
         self.spec: PrivacySpec | None = None
         self.counts: dict = {}  # the class-proportion release (card.privacy.class_proportions)
         self.to_release: tuple[float, float] = (0.0, 0.0)  # its spend, if not yet booked
+        self.forced = False  # --force let delta >= 1/n through
 
     def discard_if_nothing_kept(self) -> None:
         if self.fresh and not self.checkpointed and not self.writer.replace:
@@ -417,11 +424,17 @@ class _Session:
         bad = non_finite(state)
         if bad:
             self.diverged(step, bad, acc)
-        save_train_state(self.out / TRAIN_STATE, state)
+        # The run's id travels with its checkpoint: a resume books onto that run only.
+        save_train_state(self.out / TRAIN_STATE, {**state, "run_id": self.card.run_id})
         self.checkpointed = True
         if self.spend is not None:  # the previous booking covers every step up to this one
             self.spend.checkpoint(acc.history if acc else [])
-        sgd_eps = acc.epsilon(self.spec.delta) if (acc and self.spec) else 0.0
+        sgd_eps = 0.0
+        if acc and self.spec:  # with what earlier segments of the run ran past their checkpoint
+            carried = self.spend.carried if self.spend is not None else []
+            sgd_eps = epsilon_from_history(
+                [*carried, *acc.history], self.spec.delta, self.spec.accountant
+            )
         self.card.progress = {"steps_done": step, "epsilon_spent": sgd_eps}
         self.writer.write()
 
@@ -439,6 +452,7 @@ class _Session:
         if plan.sample_rate >= 1:  # one release on the whole set: its "batch" is N itself
             shown.pop("batch_size", None)
         self.card.privacy["dp_sgd_plan"] = {**shown, "planned_epsilon": planned}
+        self.mark_forced()
         self.writer.write()
 
     def stop_if_diverged(self, synth, result) -> None:
@@ -455,7 +469,18 @@ class _Session:
         card, spec, spend, counts = self.card, self.spec, self.spend, self.counts
         self.writer.save_weights(synth.state_dict())
         card.status = "complete"
-        card.privacy.update(privacy_block(spec, result, counts, total_delta, n, synth.mechanism))
+        card.privacy.update(
+            privacy_block(
+                spec,
+                result,
+                counts,
+                total_delta,
+                n,
+                synth.mechanism,
+                carried=spend.carried if spend is not None else (),
+                outside=spend.outside() if spend is not None else None,
+            )
+        )
         card.train.update(
             steps=result.steps,
             metrics=result.metrics,
@@ -479,8 +504,15 @@ class _Session:
                 default_delta=(card.request.get("privacy") or {}).get("delta") is None,
                 dp_sgd=synth.mechanism == "dp-sgd",
             )
+        self.mark_forced()
         self.writer.write()
         self.writer.remove((TRAIN_STATE, WARMUP_STATE))
+
+    def mark_forced(self) -> None:
+        """``forced: true`` on the card when --force let the run past a budget or the delta
+        check (never silent)."""
+        if self.forced or (self.spend is not None and self.spend.forced):
+            self.card.privacy["forced"] = True
 
 
 def non_finite(tree: Any, prefix: str = "") -> list[str]:
@@ -539,11 +571,17 @@ def _start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[
                 )
             state = out / TRAIN_STATE
             resume = load_train_state(state) if state.exists() else None
+            if resume is not None and resume.get("run_id", card["run_id"]) != card["run_id"]:
+                raise CheckpointError(
+                    f"'{state}' belongs to run {resume['run_id']}, not to this folder's run "
+                    f"{card['run_id']}: resuming would book its steps on the wrong run; put "
+                    "the run's own train_state.pt back, or pass --overwrite"
+                )
             if resume is None and card.get("progress"):
                 warnings.warn(
                     f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
                     "step 0; the spend of its earlier segment(s) stays booked in the "
-                    "ledger and this restart books its own",
+                    "ledger: the run's accountant composes it with the restart's steps",
                     PrivacyWarning,
                     stacklevel=3,
                 )

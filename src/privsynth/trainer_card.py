@@ -66,7 +66,13 @@ def source(data) -> str | None:
     return "digits" if str(data) == "digits" else str(Path(data).resolve())
 
 
-def privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
+def privacy_block(
+    spec, result, counts, total_delta, n, mechanism, carried=(), outside=None
+) -> dict:
+    """``carried``: accountant entries an interrupted earlier segment of this run ran past its
+    last checkpoint (its weights were discarded, its spend was not): composed with the lineage's
+    history in one accountant. ``outside``: the releases outside the accountant as booked
+    (default: the class counts once)."""
     if spec is None:
         return {
             "epsilon": INFINITY,
@@ -76,11 +82,14 @@ def privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
             "baseline); epsilon = infinity",
         }
     plan, acc = result.dp_plan, result.accountant
-    sgd_eps = epsilon_from_history(acc.history, spec.delta, spec.accountant)
+    carried = [list(h) for h in carried]
+    sgd_eps = epsilon_from_history([*carried, *acc.history], spec.delta, spec.accountant)
+    outside = outside if outside is not None else (counts["epsilon"], counts["delta"])
+    total = sgd_eps + outside[0]
+    total_delta = spec.delta + outside[1] if outside[1] > counts["delta"] else total_delta
     # --nproc: the chance that a skipped empty local batch occurs at all (dpsgd.py) joins delta
     empty_batch = run_empty_batch_delta(plan)
     total_delta = total_delta + empty_batch
-    total = sgd_eps + counts["epsilon"]
     lead = sum(int(h[2]) for h in spec.prior)  # warm-up release entries opening the history
     return {
         "epsilon": total,
@@ -113,6 +122,16 @@ def privacy_block(spec, result, counts, total_delta, n, mechanism) -> dict:
             "poisson_sampling": True,
             "grad_sample_mode": spec.grad_sample_mode,
             "history": acc.to_json()["history"],
+            **(
+                {
+                    "rerun_history": carried,
+                    "rerun_note": "steps an interrupted segment of this run ran past its last "
+                    "checkpoint (booked ahead; their weights were discarded): composed with "
+                    "the history above in the same accountant",
+                }
+                if carried
+                else {}
+            ),
             "computed_by": "opacus accountant from the steps that ran",
             **(
                 {"empty_local_batch_delta": empty_batch, "processes": process_count()}

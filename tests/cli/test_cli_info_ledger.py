@@ -58,7 +58,7 @@ def test_ledger_prints_the_spend_and_the_rule(trained_run, capsys):
     text = capsys.readouterr().out
     run = Run.load(trained_run["out"])
     assert f"privacy ledger {trained_run['ledger']}" in text
-    assert "composition: basic composition: the epsilons of all segments" in text
+    assert "composition: basic composition across runs: the epsilons of all runs" in text
     assert f"epsilon spent {run.epsilon:.4g} of budget none" in text
     assert run.card["run_id"] in text and "[complete]" in text
     assert run.card["privacy"]["ledger"]["composition"] in text  # the card states the same rule

@@ -245,12 +245,15 @@ def test_killed_after_warmup_resumes_with_the_same_release(tmp_path, tiny_datase
     central = run.card["privacy"]["warmup"]["central"]
     assert central["noise_multiplier"] == first["noise_multiplier"]
     assert run.card["privacy"]["dp_sgd"]["history"][0] == first["history"][0]
-    # Two segments: the first booked the release (+ one interval), the second only DP-SGD.
+    # Two segments: the first booked the release (+ one interval); the second books the whole
+    # run (the release once, then DP-SGD) and supersedes it: the run counts once, as its card.
     (ds,) = Ledger().datasets()
-    segs = ds["runs"][run.card["run_id"]]["segments"]
+    entry = ds["runs"][run.card["run_id"]]
+    segs = entry["segments"]
     assert [s["status"] for s in segs] == ["interrupted", "complete"]
-    assert segs[0]["accounting"]["booked"][0] == first["history"][0]
-    assert all(h[1] < 1 for h in segs[1]["accounting"]["booked"])
+    assert segs[0]["accounting"]["booked"][0] == first["history"][0] and segs[0]["superseded"]
+    assert [h[1] for h in segs[1]["accounting"]["booked"]].count(1.0) == 1
+    assert entry["epsilon"] == pytest.approx(run.card["privacy"]["epsilon"])
 
 
 def test_killed_while_pretraining_resumes_the_pretraining(tmp_path, tiny_dataset, monkeypatch):
@@ -295,11 +298,13 @@ def test_killed_while_pretraining_resumes_the_pretraining(tmp_path, tiny_dataset
     assert run.card["status"] == "complete"
     (ds,) = Ledger().datasets()
     segs = ds["runs"][run.card["run_id"]]["segments"]
-    # The release is booked once: by the segment that drew it.
+    # The release is drawn and booked once: by the segment that drew it, then in the run's
+    # whole booking by the segment that finished it (the run counts once, as its card).
     assert segs[0]["accounting"]["booked"] == [run.card["privacy"]["dp_sgd"]["history"][0]]
-    assert all(h[1] < 1 for h in segs[1]["accounting"]["booked"])
-    total = sum(s["epsilon"] for s in segs)
-    assert total >= run.card["privacy"]["epsilon"] - 1e-9
+    assert [h[1] for h in segs[1]["accounting"]["booked"]].count(1.0) == 1
+    assert ds["runs"][run.card["run_id"]]["epsilon"] == pytest.approx(
+        run.card["privacy"]["epsilon"]
+    )
 
 
 @pytest.mark.parametrize("method", ["dpgan", "dpdiffusion"])

@@ -186,3 +186,45 @@ def test_where_the_ledger_lives(monkeypatch, tmp_path, _own_ledger):
     if sys.platform.startswith("linux"):
         assert default_location() == tmp_path / "xdg" / "privsynth" / "ledger.sqlite"
     assert resolve_location() == str(default_location())
+
+
+def test_a_resumed_segment_supersedes_its_runs_booking(ledger_location):
+    """Whole-run segments (what a run books, ``scope: run``) of one run count once: the latest
+    books the run's composition of all its segments. Budgets add up runs, not segments."""
+    led = Ledger(ledger_location)
+    led.set_budget("fp", 5.0, name="data", reason="DPO sign-off")
+    run = {"scope": "run"}
+    first = led.reserve("fp", "data", run_id="r1", epsilon=3.0, delta=1e-5, accounting=run)
+    led.settle(first, "interrupted", epsilon=3.0, delta=1e-5)  # killed: booked stays counted
+    assert led.spent("fp").epsilon == pytest.approx(3.0)
+    # The resume reserves the whole run (4 <= 5): accepted, not 3 + 4.
+    second = led.reserve("fp", "data", run_id="r1", epsilon=4.0, delta=1e-5, accounting=run)
+    assert led.spent("fp") == pytest.approx(type(led.spent("fp"))(4.0, 1e-5))
+    led.cancel(second)  # refused before its first step: the killed booking counts again
+    assert led.spent("fp").epsilon == pytest.approx(3.0)
+    second = led.reserve("fp", "data", run_id="r1", epsilon=4.0, delta=1e-5, accounting=run)
+    led.settle(second, "complete", epsilon=3.5, delta=1e-5)
+    (ds,) = led.datasets()
+    entry = ds["runs"]["r1"]
+    assert (entry["epsilon"], entry["delta"], entry["status"]) == (3.5, 1e-5, "complete")
+    assert ds["epsilon_spent"] == 3.5 and ds["delta_spent"] == 1e-5
+    assert [s.get("superseded", False) for s in entry["segments"]] == [True, False]
+    # Another run adds up (basic composition across runs) and is checked against the sum.
+    with pytest.raises(BudgetError, match="spent epsilon 3.5 .*1 other run"):
+        led.reserve("fp", "data", run_id="r2", epsilon=2.0, delta=1e-5, accounting=run)
+
+
+def test_force_over_a_budget_warns_and_marks_the_segment(ledger_location):
+    from privsynth.privacy.checks import PrivacyWarning
+
+    led = Ledger(ledger_location)
+    led.set_budget("fp", 1.0, name="data", reason="DPO sign-off")
+    with pytest.warns(PrivacyWarning, match="--force: .*booked anyway, marked forced"):
+        led.reserve("fp", "data", run_id="r1", epsilon=2.0, delta=1e-5, force=True)
+    led.reserve("fp", "data", run_id="r2", epsilon=0.5, delta=1e-5, limit=9.0, force=True)
+    (ds,) = led.datasets()
+    # Only the segment --force let past a budget is marked (r2 fits its own --budget 9: the
+    # dataset's 1 is exceeded, so it is forced too); a run that fits is not.
+    assert ds["runs"]["r1"]["forced"] and ds["runs"]["r2"]["forced"]
+    led.reserve("fp3", "data3", run_id="r3", epsilon=2.0, delta=1e-5, force=True)
+    assert not next(d for d in led.datasets() if d["fingerprint"] == "fp3")["runs"]["r3"]["forced"]

@@ -86,4 +86,26 @@ def test_a_resumed_segment_does_not_book_the_release_again(tmp_path):
     assert spend.booked == [(1.1, 0.1, 10)]
     spend.finish([*LEAD, SGD])
     seg = _segment(ledger, spend.segment)
-    assert seg["epsilon"] == pytest.approx(epsilon_from_history([SGD], DELTA, "rdp"))
+    # The run's whole history in one accountant: the release (once) and the DP-SGD steps.
+    assert seg["epsilon"] == pytest.approx(epsilon_from_history([*LEAD, SGD], DELTA, "rdp"))
+    assert seg["accounting"]["booked"] == [list(h) for h in (*LEAD, SGD)]
+
+
+def test_a_resumed_segment_books_the_whole_run_and_carries_what_ran_past_the_checkpoint(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    first = _spend(ledger)
+    first.plan(*SGD, DELTA)
+    first.checkpoint([(1.1, 0.1, 10)])  # booked ahead: 20 steps
+    first.abort("interrupted")
+    resumed = _spend(ledger, prefix=[(1.1, 0.1, 10)])  # resumes from the step-10 checkpoint
+    assert resumed.carried == [(1.1, 0.1, 10)]  # steps 10-19 may have run: they stay
+    resumed.plan(*SGD, DELTA)
+    resumed.finish([SGD])
+    whole = epsilon_from_history([(1.1, 0.1, 10), SGD], DELTA, "rdp")
+    (ds,) = ledger.datasets()
+    assert ds["runs"]["r1"]["epsilon"] == pytest.approx(whole) == ds["epsilon_spent"]
+    assert ds["delta_spent"] == DELTA
+    # A checkpoint that is not a prefix of what the run booked skips nothing of it.
+    foreign = _spend(ledger, prefix=[(0.7, 0.2, 5)])
+    assert {h[:2] for h in foreign.carried} == {(1.1, 0.1)}
+    assert sum(h[2] for h in foreign.carried) == 10 + 40  # the carried 10 and the 40-step lineage

@@ -169,7 +169,8 @@ def _format_dataset(row: dict) -> str:
     lines = [
         f"\n{row['name']} ({row['fingerprint'][:12]}): epsilon spent "
         f"{row['epsilon_spent']:.4g} of budget {_fmt(row['budget'])}, delta spent "
-        f"{row['delta_spent']:.3g} (basic composition of {row['segments']} segment(s))"
+        f"{row['delta_spent']:.3g} (basic composition of {row['run_count']} run(s), each "
+        "its accountant's composition of its segments)"
     ]
     if row.get("shares_records_with"):
         lines.append(
@@ -181,7 +182,7 @@ def _format_dataset(row: dict) -> str:
     if t:
         lines.append(
             f"  tighter: epsilon {t['epsilon']:.4g} at the same delta ({t['accountant']} "
-            f"accountant over {t['dp_sgd_segments']} DP-SGD segments' histories; a "
+            f"accountant over {t['dp_sgd_segments']} DP-SGD runs' histories; a "
             "tighter bound, NOT what budgets are checked against)"
         )
     for e in row["budget_log"]:
@@ -192,13 +193,16 @@ def _format_dataset(row: dict) -> str:
     for rid, run in row["runs"].items():
         lines.append(
             f"  run {rid}  {run['method'] or run['kind']:<12} eps {run['epsilon']:.4g}  "
-            f"[{run['status']}]  {run['out']}"
+            f"delta {run['delta']:.3g}  [{run['status']}]"
+            f"{'  forced' if run.get('forced') else ''}  {run['out']}"
         )
         if len(run["segments"]) > 1 or run["status"] not in ("complete", "booked"):
             for s in run["segments"]:
                 status = s["status"]
                 if status == "running" and process_alive(s["host"], s["pid"]) is False:
                     status = "running, process gone: settles as abandoned at the next booking"
+                if s.get("superseded"):  # the run's later segment booked its steps too
+                    status += ", superseded by the run's later segment"
                 lines.append(
                     f"    segment {s['id'][:8]}  {status:<11} eps "
                     f"{s['counted_epsilon']:.4g}  delta {s['counted_delta']:.3g}"

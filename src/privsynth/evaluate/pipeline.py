@@ -36,7 +36,6 @@ from .feature_space import fitted_space
 from .features import feature_model, features
 from .sources import Subject, from_run, from_synthetic
 
-
 MIA_SHIFT_WARNING = (
     "the holdout is a separate set (--holdout PATH), not a random split of the training "
     "data's source: the membership-inference figures (and DCR) then measure the distribution "

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data import ImageDataset, to_unit_range
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..privacy import dpsgd
 from ..privacy.accounting import AccountantState, PrivacySpec, calibrate_noise
 from ..privacy.dpsgd import DPPlan
@@ -132,8 +132,9 @@ class DPSGD:
             if "rng" in resume:  # continue the seeded streams exactly where they stopped
                 torch.set_rng_state(resume["rng"]["torch"])
                 self.loader_rng.set_state(resume["rng"]["loader"])
-            if resume.get("accountant"):
-                history = AccountantState.from_json(resume["accountant"])
+            if privacy is not None:  # the lineage so far: the warm-up release, then the steps
+                lead = sum(int(h[2]) for h in privacy.prior)
+                history = resumed_history(resume, self.step + lead)
         self.plan: DPPlan | None = None
         self.engine = None
         if privacy is not None:
@@ -254,6 +255,25 @@ def fit(method: Method, data: ImageDataset, ctx: TrainContext) -> FitResult:
     checkpoint(run.total)
     acc = run.close()
     return FitResult(run.total, run.plan, acc, metrics)
+
+
+def resumed_history(resume: dict, steps: int) -> AccountantState:
+    """The accountant history a private checkpoint carries, which must cover its ``steps``
+    (the warm-up release included). A checkpoint without it, or with a history of another
+    length, is refused: resuming on it would start a fresh accountant and understate the
+    run's epsilon on its card and in the ledger."""
+    try:
+        acc = AccountantState.from_json(resume["accountant"])
+    except (KeyError, TypeError, ValueError):
+        acc = None
+    if acc is None or acc.steps != steps:
+        found = "no accountant history" if acc is None else f"an accountant history of {acc.steps}"
+        raise CheckpointError(
+            f"the run's train_state.pt holds {found} for a checkpoint of {steps} private "
+            "step(s): resuming would understate its privacy spend; pass --overwrite to train "
+            "the run again (what it spent stays booked in the ledger)"
+        )
+    return acc
 
 
 def plan_release(privacy: PrivacySpec, n_private: int, ctx: TrainContext) -> DPPlan:

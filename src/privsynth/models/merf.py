@@ -42,7 +42,7 @@ from ..errors import ConfigError
 from ..privacy.accounting import AccountantState
 from ..privacy.dpsgd import DPPlan
 from .base import FitResult, Method, TrainContext
-from .engine import plan_release
+from .engine import plan_release, resumed_history
 from .generator import Generator, check_generator_weights
 from .progress import progress_bar
 
@@ -243,7 +243,8 @@ class MERFSynthesizer(Method):
         if ctx.resume is not None:  # the release already happened: reuse it, never draw new noise
             resume = ctx.resume
             released = resume["released"]
-            acc = AccountantState.from_json(resume["accountant"]) if resume["accountant"] else None
+            # a private release is one step at q = 1; a checkpoint without it is refused
+            acc = resumed_history(resume, 1) if ctx.privacy is not None else None
             plan = DPPlan(**resume["plan"]) if resume.get("plan") else None
         else:
             released, plan, acc = self.release(data, ctx)

@@ -1,9 +1,10 @@
 """Composing a dataset's spends: the basic rule the ledger checks, and a tighter one on request.
 
-Basic composition (the ledger's rule): segments with (eps_i, delta_i) compose to
-(sum eps_i, sum delta_i), for any mix of mechanisms.
+Basic composition (the ledger's rule): runs with (eps_i, delta_i) compose to
+(sum eps_i, sum delta_i), for any mix of mechanisms; a run's own segments are composed by its
+accountant once (a superseded segment's history is in its run's later booking).
 
-Tighter (labelled as such wherever shown): every DP-SGD segment is a sequence of subsampled
+Tighter (labelled as such wherever shown): every DP-SGD booking is a sequence of subsampled
 Gaussian mechanisms on the same records, so their histories ``(sigma, q, steps)`` can be composed
 by one Opacus accountant (PRV when every segment used it, else RDP) at the *same* total delta as
 the basic rule; other releases (class counts, imported or federated spends) are added as in the
@@ -44,6 +45,8 @@ def tighter(dataset: dict[str, Any]) -> dict[str, Any] | None:
     n_sgd = 0
     for run in dataset["runs"].values():
         for seg in run["segments"]:
+            if seg.get("superseded"):  # its run's later segment books its history too
+                continue
             parts = segment_parts(seg)
             if parts is None:
                 other_eps += seg["counted_epsilon"]

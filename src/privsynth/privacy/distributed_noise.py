@@ -26,8 +26,8 @@ integer grid SecAgg+ sums exactly:
   release, so against another owner the noise is that of the other >= t - 1 shares; sized for
   t - 1, those alone carry variance >= (sigma Delta)^2 (sized for t, an owner of two would face
   half the noise variance). t >= 2 is required. The discrete Gaussian meets the continuous
-  Gaussian's RDP curve (Canonne, Kamath & Steinke 2020), and a sum of k discrete Gaussians of scale s is
-  ``tau``-close to one of scale sqrt(k) s (Kairouz et al., Thm. 1:
+  Gaussian's RDP curve (Canonne, Kamath & Steinke 2020), and a sum of k discrete Gaussians of
+  scale s is ``tau``-close to one of scale sqrt(k) s (Kairouz et al., Thm. 1:
   ``tau = 10 sum_{j<k} exp(-2 pi^2 s^2 j / (j+1))``); :meth:`DistributedPlan.check` refuses a plan
   whose tau is not negligible (it is exactly 0.0 in float64 at the scales used: s >> 1 unit).
 * **Range.** ``c`` exceeds the largest possible entry (``max_images * C``) by 40 noise standard

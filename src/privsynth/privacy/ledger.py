@@ -20,11 +20,16 @@ digests: a dataset that shares at least one record with another is charged again
 Rows are *segments*: each process that touched a dataset for a run reserves its planned spend in
 the same transaction as the budget check, books what ran at every checkpoint (one checkpoint
 interval ahead, so a killed process is never under-booked) and settles when it ends. Segments are
-never replaced or deleted once they touched data: a restarted or resumed run adds one.
+never deleted once they touched data: a restarted or resumed run adds one, carrying the run's id.
+A segment booked for its whole run (``accounting.scope == "run"``, what `RunSpend` writes) books
+the run's accountant composition of everything the run ran so far, earlier segments included; it
+*supersedes* the run's earlier segments, which stay listed but count nothing (a killed run's last
+booking counts until a resumed segment supersedes it).
 
-Composition rule (what budgets are checked against): BASIC composition, the epsilons of all
-segments on a dataset add up and so do their deltas; valid for any mix of mechanisms.
-`tighter()` also offers the Opacus accountant's composition of the DP-SGD histories (labelled).
+Composition rule (what budgets are checked against): each run counts its own accountant's
+composition of all its segments; across runs, BASIC composition: the runs' epsilons on a dataset
+add up and so do their deltas (valid for any mix of mechanisms). `tighter()` also offers the
+Opacus accountant's composition of all runs' DP-SGD histories (labelled).
 It covers only what privsynth ran: tuning on the private data elsewhere is not in it.
 """
 
@@ -40,11 +45,13 @@ import os
 import socket
 import sys
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from ..errors import BudgetError, ConfigError
+from .checks import PrivacyWarning
 from .ledger_store import Store, Tx, process_alive, redact, this_host
 
 if TYPE_CHECKING:
@@ -52,9 +59,11 @@ if TYPE_CHECKING:
 
 ENV_VAR = "PRIVSYNTH_LEDGER"
 COMPOSITION_RULE = (
-    "basic composition: the epsilons of all segments booked on a dataset, or on any "
-    "dataset sharing a record with it, add up, and so do their deltas (valid for any mix "
-    "of mechanisms); budgets are checked against this sum"
+    "basic composition across runs: the epsilons of all runs booked on a dataset, or on any "
+    "dataset sharing a record with it, add up, and so do their deltas (valid for any mix of "
+    "mechanisms); each run counts its "
+    "accountant's composition of everything it ran (all its segments, resumed ones "
+    "included), once; budgets are checked against this sum"
 )
 # A dataset: its records (`Content`, keyed by the ledger) or a key the ledger already gave.
 DatasetRef = Union["Content", str]
@@ -98,6 +107,36 @@ def counted(row: dict[str, Any]) -> Spend:
             max(row["reserved_epsilon"], row["epsilon"]), max(row["reserved_delta"], row["delta"])
         )
     return Spend(row["epsilon"], row["delta"])
+
+
+def run_scoped(row: dict[str, Any]) -> bool:
+    """Whether a segment booked its whole run (and so supersedes the run's earlier segments)."""
+    acc = row["accounting"]
+    if isinstance(acc, str):
+        acc = json.loads(acc or "{}")
+    return (acc or {}).get("scope") == "run"
+
+
+def counts(rows: list[dict[str, Any]]) -> dict[str, Spend]:
+    """What each segment counts for, by id (``rows`` in ledger order: started, id).
+
+    A run's whole-run segments count once, on its latest one: each books the run's accountant
+    composition of everything the run ran before it plus its own steps, so the latest covers
+    the earlier ones. The largest of them is counted (a guard: a later segment never books less
+    than an earlier one); the earlier ones count nothing. Other segments add up."""
+    out: dict[str, Spend] = {}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if run_scoped(r):
+            runs.setdefault((r["fingerprint"], r["run_id"]), []).append(r)
+        else:
+            out[r["id"]] = counted(r)
+    for members in runs.values():
+        each = [counted(r) for r in members]
+        whole = Spend(max(c.epsilon for c in each), max(c.delta for c in each))
+        for r in members:
+            out[r["id"]] = whole if r is members[-1] else Spend(0.0, 0.0)
+    return out
 
 
 def _check_budget(value: float | None, flag: str) -> None:
@@ -171,42 +210,75 @@ class Ledger:
             names = dict(tx.run("SELECT fingerprint, name FROM datasets"))
             for k in mine:
                 self._settle_dead(tx, k)
+            whole_run = (accounting or {}).get("scope") == "run"
             bounds = []
             for k in sorted(mine, key=lambda k: k != fingerprint):
                 rows = [r for r in self._charged(tx, graph.get(k, {k})) if r["id"] != segment]
-                spent = sum(counted(r).epsilon for r in rows)
+                ours = [
+                    r
+                    for r in rows
+                    if whole_run
+                    and r["fingerprint"] == fingerprint
+                    and r["run_id"] == run_id
+                    and run_scoped(r)
+                ]
+                each = counts(rows)
+                # A whole-run segment replaces its run's earlier booking: the run counts what it
+                # reserves now (never less than it counted before), the other runs what they count.
+                before = max((each[r["id"]].epsilon for r in ours), default=0.0)
+                spent = sum(e.epsilon for e in each.values()) - before
                 whose = (
                     "the dataset's budget in the ledger"
                     if k == fingerprint
                     else f"the budget of dataset '{names.get(k, k[:12])}' ({k[:12]}), which "
                     "shares records with it"
                 )
-                if budgets[k] is not None:
-                    bounds.append((budgets[k] - spent, budgets[k], whose, spent, rows, k))
-                if k == fingerprint and limit is not None:
-                    bounds.append((limit - spent, limit, "this run's --budget", spent, rows, k))
-            if bounds and not force:
-                _, bound, which, spent, rows, k = min(bounds, key=lambda b: b[:2])
-                if spent + epsilon > bound + 1e-9:
-                    running = sum(r["status"] == RUNNING for r in rows)
+                limits = [(budgets[k], whose)]
+                if k == fingerprint:
+                    limits.append((limit, "this run's --budget"))
+                for bound, which in limits:
+                    if bound is not None:
+                        bounds.append((bound, which, spent, before, rows, ours, k))
+            forced = False
+            need = lambda before: max(float(epsilon), before)
+            over = [b for b in bounds if b[2] + need(b[3]) > b[0] + 1e-9]
+            if over:
+                bound, which, spent, before, rows, ours, k = max(
+                    over, key=lambda b: b[2] + need(b[3]) - b[0]
+                )
+                runs = len({r["run_id"] for r in rows} - ({run_id} if ours else set()))
+                running = sum(r["status"] == RUNNING for r in rows if r not in ours)
+                message = (
+                    f"dataset '{name}' ({fingerprint[:12]}) has spent epsilon {spent:.4g} of "
+                    f"{which}, {bound:g} (basic composition of {runs} other run(s)"
+                    f"{f', {running} segment(s) still running' if running else ''}; ledger "
+                    f"{self.shown}); this run needs {need(before) - before:.4g} more"
+                    f"{f' (it has {before:.4g} booked from earlier segments)' if ours else ''}"
+                )
+                if not force:
                     raise BudgetError(
-                        f"dataset '{name}' ({fingerprint[:12]}) has spent epsilon {spent:.4g} of "
-                        f"{which}, {bound:g} (basic composition of {len(rows)} segment(s)"
-                        f"{f', {running} still running' if running else ''}; ledger "
-                        f"{self.shown}); this run needs {epsilon:.4g} more. Lower --epsilon, "
-                        f"raise the budget with `privsynth ledger set-budget {k[:12]} "
-                        "EPS`, or pass --force"
+                        f"{message}. Lower --epsilon, raise the budget with `privsynth ledger "
+                        f"set-budget {k[:12]} EPS`, or pass --force"
                     )
+                forced = True
+                # --force is never silent: one line on stderr, `forced` on the row.
+                warnings.warn(
+                    f"--force: {message}; booked anyway, marked forced in the ledger",
+                    PrivacyWarning,
+                    stacklevel=3,
+                )
             values = dict(
                 reserved_epsilon=float(epsilon),
                 reserved_delta=float(delta),
                 accounting=json.dumps(accounting or {}),
-                forced=int(bool(force)),
                 updated=now,
             )
             if segment is not None:
+                if forced:  # once forced, a segment stays marked (a re-reservation never unmarks)
+                    values["forced"] = 1
                 tx.update_spend(segment, **values)
                 return segment
+            values["forced"] = int(forced)
             segment = uuid.uuid4().hex[:16]
             tx.insert_spend(
                 {
@@ -365,7 +437,20 @@ class Ledger:
             if not isinstance(fingerprint, str):
                 fingerprint = _keyed(_secret(tx), fingerprint.digest)
             rows = self._charged(tx, overlaps(tx).get(fingerprint, {fingerprint}))
-        return Spend(sum(counted(r).epsilon for r in rows), sum(counted(r).delta for r in rows))
+        each = counts(rows).values()
+        return Spend(sum(c.epsilon for c in each), sum(c.delta for c in each))
+
+    def run_segments(self, fingerprint: DatasetRef, run_id: str) -> list[dict[str, Any]]:
+        """One run's segments on a dataset, oldest first (``accounting`` decoded). Reading only."""
+        if not self.store.exists():
+            return []
+        with self.store.transaction(write=False) as tx:
+            if not isinstance(fingerprint, str):
+                fingerprint = _keyed(_secret(tx), fingerprint.digest)
+            rows = tx.spends("WHERE fingerprint = ? AND run_id = ?", (fingerprint, run_id))
+        for r in rows:
+            r["accounting"] = json.loads(r["accounting"] or "{}")
+        return rows
 
     def datasets(self) -> list[dict[str, Any]]:
         """Every dataset with its budget, basic-composition spend, runs (segments grouped by run)
@@ -386,9 +471,11 @@ class Ledger:
         out = []
         for fp, name, budget, created in sets:
             rows = [r for r in spends if r["fingerprint"] == fp]
+            each = counts(rows)
             runs: dict[str, dict] = {}
             for r in rows:
-                r["counted_epsilon"], r["counted_delta"] = (counted(r).epsilon, counted(r).delta)
+                mine = each[r["id"]]
+                r["counted_epsilon"], r["counted_delta"] = mine.epsilon, mine.delta
                 r["accounting"] = json.loads(r["accounting"] or "{}")
                 run = runs.setdefault(
                     r["run_id"],
@@ -396,8 +483,15 @@ class Ledger:
                 )
                 run["segments"].append(r)
                 run["status"] = r["status"]
+                run["forced"] = bool(
+                    run.get("forced") or r["forced"] or r["accounting"].get("forced")
+                )
                 run["epsilon"] = sum(s["counted_epsilon"] for s in run["segments"])
                 run["delta"] = sum(s["counted_delta"] for s in run["segments"])
+            for run in runs.values():  # earlier whole-run segments: listed, counted in the last
+                scoped = [s for s in run["segments"] if run_scoped(s)]
+                for s in scoped[:-1]:
+                    s["superseded"] = True
             out.append(
                 {
                     "fingerprint": fp,
@@ -410,12 +504,14 @@ class Ledger:
                     # dataset sharing a record with it
                     "shares_records_with": sorted(graph.get(fp, {fp}) - {fp}),
                     "epsilon_charged": sum(
-                        counted(r).epsilon
-                        for r in spends
-                        if r["fingerprint"] in graph.get(fp, {fp})
+                        c.epsilon
+                        for c in counts(
+                            [r for r in spends if r["fingerprint"] in graph.get(fp, {fp})]
+                        ).values()
                     ),
                     "segments": len(rows),
                     "runs": runs,
+                    "run_count": len(runs),
                     "budget_log": [
                         dict(zip(("old", "new", "at", "who", "reason"), e[1:], strict=True))
                         for e in log

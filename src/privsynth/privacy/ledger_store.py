@@ -33,7 +33,8 @@ _SCHEMA = [
         new_budget DOUBLE PRECISION, at TEXT NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL)""",
     # One row per *segment*: each process that touched the private data for a run (a resumed or
     # restarted run adds a segment; none is ever replaced). While ``status = 'running'`` the row
-    # counts its reservation; once settled, what it booked.
+    # counts its reservation; once settled, what it booked. A segment that books its whole run
+    # (``accounting`` scope "run", keyed by ``run_id``) supersedes the run's earlier ones.
     """CREATE TABLE IF NOT EXISTS spends (
         id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, run_id TEXT NOT NULL,
         kind TEXT NOT NULL, method TEXT NOT NULL, out TEXT NOT NULL, status TEXT NOT NULL,

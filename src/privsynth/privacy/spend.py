@@ -10,6 +10,13 @@ The life of a segment (see privacy/ledger.py for the rows):
 A segment refused before it planned (budget, unreachable epsilon, bad flag) is cancelled: it never
 touched the data.
 
+Every booking is the *whole run's* (``scope: run``): one accountant (the run's own, Opacus)
+composes everything the run ran on the data, in all its segments. A resumed (or restarted)
+segment reads the run's last booking and carries what it does not rerun from the checkpoint
+(``carried``: the steps a killed process ran or may have run past its last checkpoint, which
+were booked ahead, and a class-count release it made); its bookings then supersede the earlier
+segments' in the ledger, so the run counts once, never the sum of its segments.
+
 A *lead* (`set_lead`) is a release that comes before the DP-SGD steps in the same accountant
 history (the warm-up's central images): it is booked before it is drawn (`book_lead`), it is part
 of every reservation and booking from then on, and its epsilon composes with DP-SGD's in one
@@ -38,6 +45,17 @@ def history_take(history: Sequence, steps: int) -> History:
         if use > 0:
             out.append((float(sigma), float(q), use))
         steps -= use
+    return out
+
+
+def _merged(history: Sequence) -> History:
+    """``history`` with adjacent entries of the same (sigma, q) joined, as Opacus keeps it."""
+    out: History = []
+    for sigma, q, n in history:
+        if out and (out[-1][0], out[-1][1]) == (float(sigma), float(q)):
+            out[-1] = (out[-1][0], out[-1][1], out[-1][2] + int(n))
+        elif int(n) > 0:
+            out.append((float(sigma), float(q), int(n)))
     return out
 
 
@@ -73,6 +91,8 @@ class RunSpend:
         chunk: int,
         prefix: Sequence = (),
     ):
+        """``prefix``: the accountant history of the checkpoint this segment resumes from (the
+        model's own lineage, already run)."""
         self.ledger, self.fingerprint, self.name = ledger, fingerprint, name
         self.meta = dict(run_id=run_id, method=method, out=out, kind=kind)
         self.limit, self.force, self.accountant = limit, force, accountant
@@ -88,6 +108,45 @@ class RunSpend:
         self.settled = False
         self.lead: History = []  # releases before DP-SGD in the accountant (warm-up)
         self.lead_booked = False
+        self.forced_check = ""  # a check --force let through before the ledger (delta >= 1/n)
+        # The run's last whole-run booking by an earlier segment (a resumed or restarted run).
+        self.previous = next(
+            (
+                r
+                for r in reversed(ledger.run_segments(fingerprint, run_id))
+                if r["accounting"].get("scope") == "run"
+            ),
+            None,
+        )
+        if self.previous is not None:  # a segment that only finishes still needs the run's delta
+            self.sgd_delta = float(self.previous["accounting"].get("sgd_delta", 0.0))
+
+    @property
+    def carried(self) -> History:
+        """What earlier segments of this run ran (or were booked for) beyond the lineage this
+        segment resumes from: their carried steps plus their booked lineage past ``prefix``."""
+        if self.previous is None:
+            return []
+        acc = self.previous["accounting"]
+        lineage = [tuple(h) for h in acc.get("lineage", [])]
+        mine = [(float(a), float(b), int(c)) for a, b, c in self.prefix]
+        # A checkpoint that is not a prefix of what the run booked (e.g. copied from another
+        # run) skips nothing: the run's whole earlier lineage is carried (never under-booked).
+        same = _merged(history_take(lineage, history_steps(mine))) == _merged(mine)
+        skip = mine if same else []
+        return [*(tuple(h) for h in acc.get("carried", [])), *history_minus(lineage, skip)]
+
+    @property
+    def carried_other(self) -> tuple[float, float]:
+        """Releases outside the accountant (class counts) that earlier segments booked."""
+        if self.previous is None:
+            return (0.0, 0.0)
+        other = self.previous["accounting"].get("other_booked") or {}
+        return (float(other.get("epsilon", 0.0)), float(other.get("delta", 0.0)))
+
+    def _run(self, segment: History) -> History:
+        """The run's whole history: carried, the resumed lineage, then this segment's part."""
+        return [*self.carried, *(tuple(h) for h in self.prefix), *segment]
 
     def set_lead(self, lead: Sequence, delta: float, released: Sequence = ()) -> None:
         """``lead``: the run's accountant entries before its DP-SGD steps, composed with them at
@@ -103,31 +162,20 @@ class RunSpend:
         if not pending:
             return
         if self.segment is None:
-            self.segment = self.ledger.reserve(
-                self.fingerprint,
-                self.name,
-                epsilon=self._eps(pending),
-                delta=self.sgd_delta,
-                limit=self.limit,
-                force=self.force,
-                accounting={"lead": pending},
-                **self.meta,
-            )
+            eps, delta = self._value(pending, (0.0, 0.0))
+            self.segment = self._reserve(eps, delta, self._accounting(pending))
         self.lead_booked = True
         self._book(pending)
 
     # --- reserve -------------------------------------------------------------------------------
     def reserve_target(self, epsilon: float, delta: float) -> None:
-        """Fail fast: reserve a calibrated run's target before any work; `plan` replaces it."""
-        self.segment = self.ledger.reserve(
-            self.fingerprint,
-            self.name,
-            epsilon=epsilon,
-            delta=delta,
-            limit=self.limit,
-            force=self.force,
-            accounting={"target_epsilon": epsilon},
-            **self.meta,
+        """Fail fast: reserve a calibrated run's target before any work; `plan` replaces it.
+        (A restarted run adds what its earlier segments booked: an upper bound, basic.)"""
+        before_eps, before_delta = self._value([], (0.0, 0.0))
+        self.segment = self._reserve(
+            epsilon + before_eps,
+            delta + before_delta,
+            {**self._accounting([]), "target_epsilon": epsilon},
         )
 
     def plan(
@@ -144,19 +192,8 @@ class RunSpend:
         self.sigma, self.q, self.sgd_delta, self.other = sigma, q, sgd_delta, other
         self.steps = int(steps)
         planned = self._planned()
-        eps = self._eps(planned) + other[0]
-        delta = (sgd_delta if planned else 0.0) + other[1]
-        self.segment = self.ledger.reserve(
-            self.fingerprint,
-            self.name,
-            epsilon=eps,
-            delta=delta,
-            limit=self.limit,
-            force=self.force,
-            segment=self.segment,
-            accounting=self._accounting(planned),
-            **self.meta,
-        )
+        eps, delta = self._value(planned, other)
+        self.segment = self._reserve(eps, delta, self._accounting(planned), self.segment)
         self.planned = True
         self._book(self._ahead([]))
         return eps
@@ -179,16 +216,21 @@ class RunSpend:
 
     def finish(self, full_history: Sequence | None, status: str = "complete") -> None:
         """Settle to exactly what ran (``full_history``: the run's accountant history now)."""
-        if self.segment is None:  # nothing private ran in this process (a resumed post-step)
-            return
         ran = history_minus(full_history or [], self.prefix)
         eps, delta = self._value(ran)
+        segment = self.segment
+        note = ""
+        if segment is None:  # nothing private ran in this process (a resumed post-step): the
+            if self.previous is None:  # run's last segment is what ran; it now ends the run
+                return
+            segment, note = self.previous["id"], "the run was completed by a resumed process"
         self.ledger.settle(
-            self.segment,
+            segment,
             status,
             epsilon=eps,
             delta=delta,
             accounting=self._accounting(self._planned(), ran),
+            note=note,
         )
         self.settled = True
 
@@ -211,7 +253,32 @@ class RunSpend:
             accounting=self._accounting(self._planned(), self.booked),
         )
 
+    def outside(self) -> tuple[float, float]:
+        """The run's releases outside the accountant (class counts), as booked: this segment's
+        and the earlier segments'."""
+        mine, carried = self.other if self.other_booked else (0.0, 0.0), self.carried_other
+        return (mine[0] + carried[0], mine[1] + carried[1])
+
+    @property
+    def forced(self) -> bool:
+        """Whether --force let any segment of this run past a budget (or another check)."""
+        rows = self.ledger.run_segments(self.fingerprint, self.meta["run_id"])
+        return bool(self.forced_check) or any(r["forced"] for r in rows)
+
     # --- helpers ---------------------------------------------------------------------------------
+    def _reserve(self, epsilon: float, delta: float, accounting: dict, segment=None) -> str:
+        return self.ledger.reserve(
+            self.fingerprint,
+            self.name,
+            epsilon=epsilon,
+            delta=delta,
+            limit=self.limit,
+            force=self.force,
+            segment=segment,
+            accounting=accounting,
+            **self.meta,
+        )
+
     def _eps(self, history: History) -> float:
         return epsilon_from_history(history, self.sgd_delta, self.accountant) if history else 0.0
 
@@ -237,9 +304,17 @@ class RunSpend:
                 out.append((sigma, q, n))
         return out
 
-    def _value(self, history: History) -> tuple[float, float]:
-        other = self.other if self.other_booked else (0.0, 0.0)
-        return (self._eps(history) + other[0], (self.sgd_delta if history else 0.0) + other[1])
+    def _value(self, history: History, other=None) -> tuple[float, float]:
+        """The whole run's (epsilon, delta) when this segment has run ``history``: one
+        accountant over the run's history, plus the releases outside it (basic)."""
+        if other is None:
+            other = self.other if self.other_booked else (0.0, 0.0)
+        whole = self._run(history)
+        carried = self.carried_other
+        return (
+            self._eps(whole) + other[0] + carried[0],
+            (self.sgd_delta if whole else 0.0) + other[1] + carried[1],
+        )
 
     def _book(self, history: History) -> None:
         self.booked = history
@@ -252,14 +327,27 @@ class RunSpend:
         )
 
     def _accounting(self, planned: History, booked: History | None = None) -> dict:
-        other_booked = self.other if self.other_booked else (0.0, 0.0)
+        """The row's accounting: the whole run's histories (``planned``, ``booked``: carried +
+        lineage), the lineage alone (what a resumed segment skips from its checkpoint) and the
+        carried part, so that a later segment can supersede this one."""
+        booked = booked or []
+        mine = self.other if self.other_booked else (0.0, 0.0)
+        carried = self.carried_other
+
+        def plus(a: tuple[float, float]) -> dict:
+            return {"epsilon": a[0] + carried[0], "delta": a[1] + carried[1]}
+
         return {
+            "scope": "run",
             "accountant": self.accountant,
             "sgd_delta": self.sgd_delta,
-            "planned": [list(h) for h in planned],
-            "booked": [list(h) for h in (booked or [])],
-            "other_planned": {"epsilon": self.other[0], "delta": self.other[1]},
-            "other_booked": {"epsilon": other_booked[0], "delta": other_booked[1]},
+            "planned": [list(h) for h in self._run(planned)],
+            "booked": [list(h) for h in self._run(booked)],
+            "lineage": [list(h) for h in (*self.prefix, *booked)],
+            "carried": [list(h) for h in self.carried],
+            "other_planned": plus(self.other),
+            "other_booked": plus(mine),
             "checkpoint_interval": self.chunk,
             "resumed_after_steps": history_steps(self.prefix),
+            **({"forced": self.forced_check} if self.forced_check else {}),
         }

@@ -7,8 +7,8 @@ from .card_text import (
     not_covered,
     plain_language,
     public_data_sentence,
-    spend_line,
     size_sentence,
+    spend_line,
     unfinished_dp,
 )
 
