@@ -103,7 +103,8 @@ def _set_budget(led, args) -> int:
     want = 1 if args.data else 2
     if len(args.target) != want:
         raise ConfigError(
-            "set-budget takes FINGERPRINT EPS, or --data D EPS; e.g. "
+            "set-budget takes KEY EPS (the dataset key `privsynth ledger` shows), or --data D "
+            "EPS; e.g. "
             "`privsynth ledger set-budget --data digits 8 --reason 'DPO sign-off'`"
         )
     raw = args.target[-1]
