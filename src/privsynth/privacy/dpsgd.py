@@ -235,8 +235,12 @@ def process_count() -> int:
 
 
 def run_empty_batch_delta(dp_plan: DPPlan | None) -> float:
-    """The delta this process group's empty-local-batch bound adds to a run (0 in one process)."""
-    return empty_local_batch_delta(dp_plan, _rank_world()[1]) if dp_plan is not None else 0.0
+    """The delta a process group adds to a run for its empty local batches (0 in one process):
+    the allowance delta / 100 that `check_empty_local_batches` holds the bound under, not the
+    bound itself, which is a function of the exact number of private images (not published)."""
+    if dp_plan is None or _rank_world()[1] <= 1:
+        return 0.0
+    return dp_plan.delta / EMPTY_BATCH_DELTA_SHARE
 
 
 def _distribute(module: torch.nn.Module, dp_plan: DPPlan) -> tuple[torch.nn.Module, int]:
