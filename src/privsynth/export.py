@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .atomic import replace_dir, write_bytes, write_json
 from .errors import CheckpointError, ConfigError
-from .preflight import check_output_folder
+from .preflight import check_not_an_input, check_output_folder
 from .run import CARD, GRID, MODEL_CARD, QUICK_EVAL, WEIGHTS, read_card
 
 PUBLISHED = (WEIGHTS, CARD, MODEL_CARD, GRID)
@@ -84,8 +84,7 @@ def export(
             "can reveal training images. Export a DP run, or pass --non-private "
             "if the training data is public"
         )
-    if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
-        raise ConfigError(f"DIR '{out}' lies inside the run folder; choose a folder outside it")
+    check_not_an_input(out, {"RUN": run}, "DIR")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(
             f"'{out}' exists and is not empty; pass --overwrite to replace it or choose another DIR"

@@ -78,3 +78,26 @@ def _check_writable(folder: Path, flag: str, named: Path | None = None) -> None:
         raise ConfigError(
             f"cannot write {flag} '{named}': {why} in '{existing}'; choose a folder you can write"
         ) from None
+
+
+def check_not_an_input(
+    out: str | os.PathLike[str], inputs: dict[str, object], flag: str = "--out"
+) -> None:
+    """Refuse an output that is, contains or lies inside an input (``{"RUN": path, ...}``): an
+    --overwrite would delete the input with the old output. Inputs that are not paths are
+    skipped (e.g. 'digits', in-memory data)."""
+    target = Path(out).expanduser().resolve()
+    for name, given in inputs.items():
+        if not isinstance(given, (str, os.PathLike)) or not Path(given).exists():
+            continue
+        source = Path(given).expanduser().resolve()
+        if target == source or target in source.parents:
+            raise ConfigError(
+                f"{flag} '{out}' is or contains the input {name} '{given}'; writing it "
+                "would delete the input: choose another output folder"
+            )
+        if source.is_dir() and source in target.parents:
+            raise ConfigError(
+                f"{flag} '{out}' lies inside the input {name} '{given}'; choose an output "
+                "folder outside it"
+            )

@@ -6,6 +6,7 @@ checkpointing and resume behaviour.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
@@ -16,13 +17,15 @@ from typing import Any
 
 import torch
 
+from .atomic import replace_dir
 from .data import DataSource, ImageDataset, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
+from .lock import hold_output
 from .models import TrainContext
 from .models.defaults import recommended_config, recommended_warmup
 from .models.registry import create, is_private, private_name
 from .models.warmup import WARMUP_STATE, WarmUp
-from .preflight import check_device, check_output_folder
+from .preflight import check_device, check_not_an_input, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec
 from .privacy.accounting import epsilon_from_history
 from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
@@ -43,6 +46,22 @@ from .run import (
 from .trainer_card import data_block, privacy_block, versions
 
 
+def _one_writer(fit):
+    """Hold ``out``'s lock for the whole call (`lock.hold_output`): a second run into the same
+    folder is refused while this one lives."""
+
+    @functools.wraps(fit)
+    def locked(data="digits", method="dpmerf", out="runs/run", **kwargs):
+        out = check_output_folder(out)
+        inputs = {"--data": getattr(data, "path", data), "--holdout": kwargs.get("holdout")}
+        check_not_an_input(out, {**inputs, "--public-data": kwargs.get("public_data")})
+        with hold_output(out):
+            return fit(data, method, out, **kwargs)
+
+    return locked
+
+
+@_one_writer
 def train(
     data: str | Path | DataSource | ImageDataset = "digits",
     method: str = "dpmerf",
@@ -99,6 +118,7 @@ def train(
     t0 = time.time()
     out = check_output_folder(out)
     check_device(device)
+    _check_run_options(checkpoint_every, seed, split_seed)
     private = is_private(method) and not no_dp
     if not private:
         _refuse_privacy_flags(
@@ -181,6 +201,7 @@ def train(
         session.stop_if_diverged(synth, result)
         _release_class_counts(session.spend, counts, session.to_release, train_set, seed)
         session.complete(synth, result, total_delta, n, dataset, warm, accountant, time.time() - t0)
+        session.swap_in()
         return Run.load(out, device="cpu")
     except BaseException as e:
         if session.spend is not None:
@@ -188,6 +209,7 @@ def train(
                 "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
                 note=f"{type(e).__name__}: {str(e)[:200]}",
             )
+        session.drop_staging()
         raise
 
 
@@ -251,7 +273,7 @@ def _open_spend(
 ) -> RunSpend:
     """This run's spend in the ledger (after importing a legacy JSON ledger beside ``out``); a
     resumed run's accountant history is already booked."""
-    out = session.out
+    out = session.final
     moved = ledger_obj.import_legacy_beside(out, {dataset.fingerprint: dataset.source_fingerprint})
     if moved:
         warnings.warn(
@@ -366,17 +388,31 @@ class _Session:
     calls (``checkpoint``, ``on_plan``): what the steps of `train` share."""
 
     def __init__(self, out: Path, card: Card, parts, overwrite: bool, resume: dict | None):
-        self.out, self.card = out, card
-        # --overwrite removes the old run only once the new one has something to write, so a
-        # refused replacement (budget, unreachable epsilon) leaves the old run intact.
-        self.replacing, self.created_out = overwrite and (out / CARD).exists(), not out.exists()
-        self.writer = RunWriter(out, card, parts, replace=self.replacing)
+        self.final, self.card = out, card
+        # --overwrite trains into a staging folder beside ``out`` and swaps it in only once the
+        # new run is complete: a refused or failed replacement leaves the old run intact.
+        self.replacing = overwrite and (out / CARD).exists()
+        self.out = _staging(out) if self.replacing else out
+        if self.replacing and self.out.exists():  # left by a replacement that was killed
+            shutil.rmtree(self.out)
+        self.created_out = not self.out.exists()
+        self.writer = RunWriter(self.out, card, parts)
         self.fresh = resume is None and (self.replacing or not (out / CARD).exists())
         self.checkpointed = resume is not None  # something of this run must stay on disk
         self.spend: RunSpend | None = None
         self.spec: PrivacySpec | None = None
         self.counts: dict = {}  # the class-proportion release (card.privacy.class_proportions)
         self.to_release: tuple[float, float] = (0.0, 0.0)  # its spend, if not yet booked
+
+    def swap_in(self) -> None:
+        """The completed replacement takes ``out``'s place (the old run's spend stays booked)."""
+        if self.replacing:
+            replace_dir(self.out, self.final)
+            self.out, self.replacing = self.final, False
+
+    def drop_staging(self) -> None:
+        if self.replacing:
+            shutil.rmtree(self.out, ignore_errors=True)
 
     def discard_if_nothing_kept(self) -> None:
         if self.fresh and not self.checkpointed and not self.writer.replace:
@@ -472,6 +508,23 @@ def non_finite(tree: Any, prefix: str = "") -> list[str]:
     if isinstance(tree, (list, tuple)):
         return [b for i, v in enumerate(tree) for b in non_finite(v, f"{prefix}[{i}]")]
     return []
+
+
+def _staging(out: Path) -> Path:
+    return out.parent / f".{out.name}.overwrite"
+
+
+def _check_run_options(checkpoint_every, seed, split_seed) -> None:
+    """Options that would otherwise fail (or be ignored) only after the spend was reserved."""
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+        raise ConfigError(f"--checkpoint-every must be a whole number, got {checkpoint_every!r}")
+    if checkpoint_every < 1:
+        raise ConfigError(
+            f"--checkpoint-every must be >= 1 step, got {checkpoint_every}; e.g. 500"
+        )
+    for flag, value in (("--seed", seed), ("--split-seed", split_seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+            raise ConfigError(f"{flag} must be a whole number in 0..2**63-1, got {value!r}")
 
 
 def _check_sizes(config: dict) -> None:

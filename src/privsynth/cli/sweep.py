@@ -13,6 +13,7 @@ from .options import (
     positive_int,
     privacy_warnings,
     progress_wanted,
+    seed_value,
 )
 
 
@@ -57,7 +58,9 @@ def add_parser(sub) -> None:
         help="LeNet epochs for TSTR/TRTR (default: the protocol's fixed schedule, ~12 000 "
         "images seen; docs/evaluation.md)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and the LeNet")
+    g.add_argument(
+        "--seed", type=seed_value, default=0, help="seed of weights, sampling and the LeNet"
+    )
     g.add_argument(
         "--jobs",
         type=positive_int,

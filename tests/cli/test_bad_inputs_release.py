@@ -1,0 +1,152 @@
+"""The bad-input corpus, continued: options checked before anything is released, inputs an output
+would delete, overlapping holdouts, and the output-folder lock. Each corpus case asserts what
+test_bad_inputs.py asserts: exit 2, one line on stderr, no traceback, no file or ledger change
+(the ledger lives in tmp_path, so a reservation would show as a new file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_bad_inputs import _run_copy, _tiny, _train, _tree
+
+from privsynth.cli import main
+
+
+def _sample(run: Path, out: Path) -> list[str]:
+    return ["sample", str(run), "-n", "3", "--out", str(out), "--overwrite"]
+
+
+CASES = {
+    # --- options validated before the ledger reservation and before any noise is drawn -------
+    "--set lr_d=-1": (lambda r, t: _train(r, "--set", "lr_d=-1"), "lr_d=-1 must be > 0"),
+    "--checkpoint-every 0": (
+        lambda r, t: _train(r, "--checkpoint-every", "0"),
+        "--checkpoint-every",
+    ),
+    "--checkpoint-every -3": (
+        lambda r, t: _train(r, "--checkpoint-every", "-3"),
+        "--checkpoint-every",
+    ),
+    "--set n_d=1e999": (lambda r, t: _train(r, "--set", "n_d=1e999"), "must be a whole number"),
+    "--set lr_g=1e999": (lambda r, t: _train(r, "--set", "lr_g=1e999"), "must be a finite"),
+    "--set z_dim=2.5": (lambda r, t: _train(r, "--set", "z_dim=2.5"), "must be a whole number"),
+    "--set n_d={[]:1}": (lambda r, t: _train(r, "--set", "n_d={[]:1}"), "must be a whole"),
+    "--seed 2**80": (lambda r, t: _train(r, "--seed", str(2**80)), "--seed"),
+    "--split-seed -1": (lambda r, t: _train(r, "--split-seed", "-1"), "--split-seed"),
+    "--holdout 10.5": (lambda r, t: _train(r, "--holdout", "10.5"), "whole count"),
+    "--overwrite with --set lr_d=-1 keeps the old run": (
+        lambda r, t: _train(r, "--overwrite", "--set", "lr_d=-1", out=_run_copy(r, t)),
+        "lr_d=-1 must be > 0",
+    ),
+    # --- an output that is or contains an input ------------------------------------------------
+    "sample RUN --out RUN --overwrite": (
+        lambda r, t: _sample(_run_copy(r, t), r / "run"),
+        "is or contains the input RUN",
+    ),
+    "sample --out the run's parent --overwrite": (
+        lambda r, t: _sample(_run_copy(r, t), r),
+        "is or contains the input RUN",
+    ),
+    "export RUN into its parent --overwrite": (
+        lambda r, t: ["export", str(_run_copy(r, t)), str(r), "--overwrite"],
+        "is or contains the input RUN",
+    ),
+    "train --out the folder holding --data": (
+        lambda r, t: _train(r, "--overwrite", data=_tiny(_run_copy(r, t)), out=r / "run"),
+        "is or contains the input --data",
+    ),
+    # --- a holdout that overlaps --data by content ---------------------------------------------
+    "--holdout the same file as --data": (
+        lambda r, t: _train(r, "--holdout", str(_tiny(r))),
+        "shares 60 image(s) with --data",
+    ),
+    "--holdout a renamed copy of --data": (
+        lambda r, t: _train(r, "--holdout", str(_copy(_tiny(r), r / "test" / "t.npz"))),
+        "shares 60 image(s) with --data",
+    ),
+}
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused_before_release(case, tmp_path, trained_run, capsys):
+    build, expected = CASES[case]
+    argv = build(tmp_path, trained_run)
+    before, run_before = _tree(tmp_path), _tree(trained_run["out"])
+    capsys.readouterr()
+
+    code = main(argv)
+
+    line = _one_line(capsys)
+    assert code == 2, line
+    assert "error:" in line and expected in line, line
+    assert _tree(tmp_path) == before  # no run folder, no ledger, no lock, no staging folder
+    assert _tree(trained_run["out"]) == run_before
+
+
+def _fast_train(data: Path, out: Path, *extra: str) -> list[str]:
+    from conftest import FAST_GAN
+
+    sets = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
+    return ["train", "--method", "dpgan", "--data", str(data), "--out", str(out), "-q", *sets, *extra]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_overwrite_keeps_the_old_run_when_the_replacement_fails(tmp_path, trained_run, capsys):
+    """--overwrite is an atomic swap: a replacement that fails after its spend was booked
+    (here: it diverges) leaves the finished run byte for byte, and no staging folder."""
+    run = _run_copy(tmp_path, trained_run)
+    old = _files(run)
+    argv = _fast_train(trained_run["data"], run, "--overwrite", "--set=lr_d=1e30", "--set=lr_g=1e30")
+
+    code = main(argv)
+
+    line = _one_line(capsys)
+    assert code == 2 and "TrainingDiverged" in line, line
+    assert _files(run) == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.sqlite", "run"]
+
+
+def test_overwrite_swaps_in_the_new_run_once_complete(tmp_path, trained_run):
+    run = _run_copy(tmp_path, trained_run)
+    old_id = json.loads((run / "card.json").read_text())["run_id"]
+
+    assert main(_fast_train(trained_run["data"], run, "--overwrite", "--seed", "1")) == 0
+
+    card = json.loads((run / "card.json").read_text())
+    assert card["status"] == "complete" and card["run_id"] != old_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.sqlite", "run"]
+
+
+def test_second_train_into_a_running_out_is_refused(tmp_path, trained_run, capsys):
+    """While a run holds --out, a second `train` into it stops with one line naming the running
+    one (it would otherwise finish too, and one of the two results would be lost)."""
+    from privsynth.lock import hold_output
+
+    out = tmp_path / "runs" / "r"
+    with hold_output(out, "privsynth train"):
+        before = _tree(tmp_path)
+        code = main(_fast_train(trained_run["data"], out))
+        line = _one_line(capsys)
+        assert _tree(tmp_path) == before
+    assert code == 2, line
+    assert "is in use by another run (privsynth train, pid" in line, line
+    assert not (tmp_path / "runs").exists()  # the lock's file and folders went with it
