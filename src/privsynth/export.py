@@ -85,6 +85,8 @@ def export(
             "if the training data is public"
         )
     check_not_an_input(out, {"RUN": run}, "DIR")
+    if run.resolve() in out.resolve().parents:
+        raise ConfigError(f"DIR '{out}' lies inside the run folder; choose a folder outside it")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(
             f"'{out}' exists and is not empty; pass --overwrite to replace it or choose another DIR"

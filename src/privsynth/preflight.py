@@ -83,9 +83,9 @@ def _check_writable(folder: Path, flag: str, named: Path | None = None) -> None:
 def check_not_an_input(
     out: str | os.PathLike[str], inputs: dict[str, object], flag: str = "--out"
 ) -> None:
-    """Refuse an output that is, contains or lies inside an input (``{"RUN": path, ...}``): an
-    --overwrite would delete the input with the old output. Inputs that are not paths are
-    skipped (e.g. 'digits', in-memory data)."""
+    """Refuse an output that is or contains an input (``{"RUN": path, ...}``): an --overwrite
+    would delete the input with the old output. Inputs that are not paths are skipped (e.g.
+    'digits', in-memory data)."""
     target = Path(out).expanduser().resolve()
     for name, given in inputs.items():
         if not isinstance(given, (str, os.PathLike)) or not Path(given).exists():
@@ -95,9 +95,4 @@ def check_not_an_input(
             raise ConfigError(
                 f"{flag} '{out}' is or contains the input {name} '{given}'; writing it "
                 "would delete the input: choose another output folder"
-            )
-        if source.is_dir() and source in target.parents:
-            raise ConfigError(
-                f"{flag} '{out}' lies inside the input {name} '{given}'; choose an output "
-                "folder outside it"
             )

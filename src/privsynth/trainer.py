@@ -153,6 +153,7 @@ def train(
     mech = class_proportions if private else "uniform"
     request = _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed)
     card, resume = _start_or_resume(out, request, parts, overwrite)
+    _check_checkpoint_fits(resume, synth, out)
     session = _Session(out, card, parts, overwrite, resume)
     total_delta = spec.resolved_delta(n) if spec else 0.0
     notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
@@ -508,6 +509,24 @@ def non_finite(tree: Any, prefix: str = "") -> list[str]:
     if isinstance(tree, (list, tuple)):
         return [b for i, v in enumerate(tree) for b in non_finite(v, f"{prefix}[{i}]")]
     return []
+
+
+def _check_checkpoint_fits(resume: dict | None, synth, out: Path) -> None:
+    """A checkpoint whose tensors do not fit the model (edited, or copied from another run)
+    stops here, before the ledger is touched, not inside the first resumed step."""
+    saved = (resume or {}).get("private")
+    if not isinstance(saved, dict):
+        return
+    expected = {k: tuple(v.shape) for k, v in synth.private_module().state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in saved.items() if isinstance(v, torch.Tensor)}
+    wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(
+            f"{out / TRAIN_STATE} does not fit this run's model ({len(wrong)} tensor(s) differ, "
+            f"e.g. {k}: {found.get(k)} saved, {expected.get(k)} expected); delete it to restart "
+            "from step 0 (the ledger keeps the spend of the steps that ran), or pass --overwrite"
+        )
 
 
 def _staging(out: Path) -> Path:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_bad_inputs import _run_copy, _tiny, _train, _tree
+from test_bad_inputs import _npz, _png_folder, _run_copy, _tiny, _train, _tree, _write
 
 from privsynth.cli import main
 
@@ -67,7 +68,74 @@ CASES = {
         lambda r, t: _train(r, "--holdout", str(_copy(_tiny(r), r / "test" / "t.npz"))),
         "shares 60 image(s) with --data",
     ),
+    # --- tracebacks that are one line now -------------------------------------------------------
+    "truncated npz": (lambda r, t: _train(r, data=_truncated(r)), "BadZipFile"),
+    "evaluate --synthetic truncated npz": (
+        lambda r, t: [
+            "evaluate",
+            "--synthetic",
+            str(_truncated(r)),
+            "--data",
+            str(t["data"]),
+            "--out",
+            str(r / "ev"),
+        ],
+        "BadZipFile",
+    ),
+    "npz of 0-d arrays": (
+        lambda r, t: _train(r, data=_npz(r, images=np.array(5), labels=np.array(1))),
+        "single value (0-d array)",
+    ),
+    "png header claiming 30000x30000": (
+        lambda r, t: _train(r, data=_bomb_folder(r)),
+        "too large to decode",
+    ),
+    "--epsilon 500": (lambda r, t: _train(r, "--epsilon", "500"), "is above 200"),
+    "--epsilon 1e4": (lambda r, t: _train(r, "--epsilon", "1e4"), "is above 200"),
+    "--epsilon 1e300": (lambda r, t: _train(r, "--epsilon", "1e300"), "is above 200"),
+    "info: privacy is a string": (
+        lambda r, t: ["info", str(_edited(r, t, privacy="x"))],
+        "privacy is str, expected a JSON object",
+    ),
+    "info: privacy is a list": (
+        lambda r, t: ["info", str(_edited(r, t, privacy=[1]))],
+        "privacy is list, expected a JSON object",
+    ),
+    "info: data is null": (
+        lambda r, t: ["info", str(_edited(r, t, data=None))],
+        "data is null, expected a JSON object",
+    ),
 }
+
+
+def _truncated(root: Path) -> Path:
+    whole = _tiny(root).read_bytes()
+    return _write(root / "cut.npz", whole[: len(whole) // 2])
+
+
+def _bomb_folder(root: Path) -> Path:
+    """Two classes of small PNGs, plus one whose IHDR claims 30000 x 30000 pixels."""
+    import struct
+    import zlib
+
+    folder = _png_folder(root / "png")
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+    body = chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    _write(folder / "a" / "big.png", b"\x89PNG\r\n\x1a\n" + header + body)
+    return folder
+
+
+def _edited(root: Path, trained_run, **fields) -> Path:
+    run = _run_copy(root, trained_run)
+    card = json.loads((run / "card.json").read_text())
+    card.update(fields)
+    (run / "card.json").write_text(json.dumps(card))
+    return run
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -150,3 +218,40 @@ def test_second_train_into_a_running_out_is_refused(tmp_path, trained_run, capsy
     assert code == 2, line
     assert "is in use by another run (privsynth train, pid" in line, line
     assert not (tmp_path / "runs").exists()  # the lock's file and folders went with it
+
+
+def test_resume_from_a_checkpoint_with_wrong_shapes_is_one_line(
+    tmp_path, trained_run, capsys, monkeypatch
+):
+    """A train_state.pt whose tensors do not fit the model stops before the ledger is touched."""
+    import torch
+
+    from privsynth import trainer
+    from privsynth.run import load_train_state, save_train_state
+
+    real, calls = trainer.save_train_state, []
+
+    def killed_after_first(path, state):
+        calls.append(state["step"])
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        real(path, state)
+
+    out = tmp_path / "run"
+    argv = _fast_train(trained_run["data"], out, "--checkpoint-every", "2")
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "save_train_state", killed_after_first)
+        assert main(argv) == 130
+    state = load_train_state(out / "train_state.pt")
+    name = next(iter(state["private"]))
+    state["private"][name] = torch.zeros(3, 3)
+    save_train_state(out / "train_state.pt", state)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    code = main(argv)
+
+    line = _one_line(capsys)
+    assert code == 2 and "train_state.pt does not fit this run's model" in line, line
+    assert f"e.g. {name}: (3, 3) saved" in line, line
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
