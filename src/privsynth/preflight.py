@@ -96,3 +96,32 @@ def check_not_an_input(
                 f"{flag} '{out}' is or contains the input {name} '{given}'; writing it "
                 "would delete the input: choose another output folder"
             )
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can use now (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_memory(need: float, what: str, fix: str) -> None:
+    """Refuse, before allocating, a request that cannot fit this machine's free memory."""
+    free = available_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            f"{what} needs about {_gib(need)} of memory but this machine has {_gib(free)} "
+            f"available; {fix}"
+        )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"

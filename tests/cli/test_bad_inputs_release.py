@@ -105,6 +105,19 @@ CASES = {
         lambda r, t: ["info", str(_edited(r, t, data=None))],
         "data is null, expected a JSON object",
     ),
+    # --- bounds and empty leftovers ----------------------------------------------------------
+    "sample -n 100000000000": (
+        lambda r, t: ["sample", str(t["out"]), "-n", str(10**11), "--out", str(r / "s.npz")],
+        "GiB available",
+    ),
+    "federate --clients 1": (
+        lambda r, t: ["federate", "--data", str(_tiny(r)), "--out", str(r / "fed"), "--clients", "1"],
+        "--clients must be >= 2",
+    ),
+    "federate --fraction 0": (
+        lambda r, t: ["federate", "--data", str(_tiny(r)), "--out", str(r / "fed"), "--fraction", "0"],
+        "--fraction must lie in (0, 1]",
+    ),
 }
 
 

@@ -39,11 +39,18 @@ def run(args: argparse.Namespace) -> int:
     from ..run import Run
     from ..synthetic import check_synthetic_out, write_synthetic
 
-    from ..preflight import check_not_an_input
+    from ..preflight import check_memory, check_not_an_input
 
     check_not_an_input(args.out, {"RUN": args.run})
     check_synthetic_out(args.out, args.overwrite)
     r = Run.load(args.run)
+    # the images and labels, held twice (the array and what is written), before drawing any
+    c, h, w = r.card["data"]["image_shape"]
+    check_memory(
+        2.0 * args.n * (c * h * w + 8),
+        f"sampling -n {args.n} images of {c}x{h}x{w}",
+        "lower -n (or sample in several runs with different --seed)",
+    )
     labels = None
     if args.labels:
         wanted = [
