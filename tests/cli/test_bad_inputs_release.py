@@ -118,7 +118,54 @@ CASES = {
         lambda r, t: ["federate", "--data", str(_tiny(r)), "--out", str(r / "fed"), "--fraction", "0"],
         "--fraction must lie in (0, 1]",
     ),
+    # --- smaller ----------------------------------------------------------------------------------
+    "sweep --methods ''": (
+        lambda r, t: ["sweep", "--data", str(_tiny(r)), "--out", str(r / "sw"), "--methods", ""],
+        "names no method",
+    ),
+    "sweep --methods ,": (
+        lambda r, t: ["sweep", "--data", str(_tiny(r)), "--out", str(r / "sw"), "--methods", ","],
+        "names no method",
+    ),
+    "sweep --set for a method not in --methods": (
+        lambda r, t: [
+            "sweep",
+            "--data",
+            str(_tiny(r)),
+            "--out",
+            str(r / "sw"),
+            "--methods",
+            "dpvae",
+            "--set",
+            "dpgan:n_d=2",
+        ],
+        "--set names ['dpgan']",
+    ),
+    "export --license with a newline": (
+        lambda r, t: ["export", str(t["out"]), str(r / "pub"), "--license", "mit\nlicense_x: y"],
+        "is not a license identifier the Hugging Face Hub accepts",
+    ),
+    "export --license not an HF identifier": (
+        lambda r, t: ["export", str(t["out"]), str(r / "pub"), "--license", "MIT License"],
+        "is not a license identifier",
+    ),
+    "export a run whose weights are not safetensors": (
+        lambda r, t: ["export", str(_damaged_weights(r, t)), str(r / "pub")],
+        "is not valid safetensors",
+    ),
+    "ledger set-budget with an empty --reason": (
+        lambda r, t: ["ledger", "set-budget", "--data", str(_tiny(r)), "5", "--reason", " "],
+        "--reason is empty",
+    ),
 }
+
+
+def _damaged_weights(root: Path, trained_run) -> Path:
+    run = _run_copy(root, trained_run)
+    weights = run / "weights.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+    return run
 
 
 def _truncated(root: Path) -> Path:
@@ -268,3 +315,26 @@ def test_resume_from_a_checkpoint_with_wrong_shapes_is_one_line(
     assert code == 2 and "train_state.pt does not fit this run's model" in line, line
     assert f"e.g. {name}: (3, 3) saved" in line, line
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_set_budget_below_the_spend_warns(tmp_path, trained_run, capsys):
+    ledger = tmp_path / "copy.sqlite"
+    ledger.write_bytes(trained_run["ledger"].read_bytes())
+    argv = ["ledger", "set-budget", "--data", str(trained_run["data"]), "0.01"]
+
+    assert main([*argv, "--reason", "DPO sign-off", "--ledger", str(ledger)]) == 0
+
+    err = capsys.readouterr().err
+    assert "warning: the budget 0.01 is below the epsilon" in err, err
+    assert "every further run on it will be refused" in err
+
+
+def test_a_read_only_ledger_is_called_read_only(tmp_path):
+    """root writes through file permissions, so the driver's own error is what is checked."""
+    import sqlite3
+
+    from privsynth.privacy.ledger_store import Store
+
+    error = sqlite3.OperationalError("attempt to write a readonly database")
+    message = str(Store(str(tmp_path / "l.sqlite"))._damaged(error))
+    assert "is read-only" in message and "restore it from a backup" not in message
