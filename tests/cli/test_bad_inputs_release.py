@@ -338,3 +338,35 @@ def test_a_read_only_ledger_is_called_read_only(tmp_path):
     error = sqlite3.OperationalError("attempt to write a readonly database")
     message = str(Store(str(tmp_path / "l.sqlite"))._damaged(error))
     assert "is read-only" in message and "restore it from a backup" not in message
+
+
+def test_sigterm_keeps_the_checkpoint_and_names_the_resume_command(
+    tmp_path, trained_run, capsys, monkeypatch
+):
+    """SIGTERM mid-run: exit 2, one line with the command that resumes; rerunning it finishes."""
+    import os
+    import signal
+
+    from privsynth import trainer
+
+    real, calls = trainer.save_train_state, []
+
+    def terminated_after_first(path, state):
+        calls.append(state["step"])
+        if len(calls) > 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        real(path, state)
+
+    out = tmp_path / "run"
+    argv = _fast_train(trained_run["data"], out, "--checkpoint-every", "2")
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "save_train_state", terminated_after_first)
+        code = main(argv)
+    line = _one_line(capsys)
+    assert code == 2 and "terminated (SIGTERM)" in line, line
+    assert f"resume with `privsynth train --method dpgan --data {trained_run['data']}" in line
+    assert json.loads((out / "card.json").read_text())["status"] == "running"
+    assert (out / "train_state.pt").exists()
+
+    assert main(argv) == 0
+    assert json.loads((out / "card.json").read_text())["status"] == "complete"
