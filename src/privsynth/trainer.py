@@ -25,7 +25,7 @@ from .models import TrainContext
 from .models.defaults import recommended_config, recommended_warmup
 from .models.registry import create, is_private, private_name
 from .models.warmup import WARMUP_STATE, WarmUp
-from .preflight import check_device, check_not_an_input, check_output_folder
+from .preflight import check_device, check_memory, check_not_an_input, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec
 from .privacy.accounting import epsilon_from_history
 from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
@@ -139,11 +139,12 @@ def train(
             accountant=accountant,
             grad_sample_mode=grad_sample_mode,
         )
-    torch.manual_seed(seed)  # reproducible initial weights
     # One place decides the defaults (models/defaults.py, by training-set size and the target
     # epsilon); flags override.
     target = spec.epsilon if spec else None
     config = {**recommended_config(method, n, target), **(config or {})}
+    _check_memory(dataset, n)
+    torch.manual_seed(seed)  # reproducible initial weights
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
     _check_sizes(full_config)
@@ -509,6 +510,26 @@ def non_finite(tree: Any, prefix: str = "") -> list[str]:
     if isinstance(tree, (list, tuple)):
         return [b for i, v in enumerate(tree) for b in non_finite(v, f"{prefix}[{i}]")]
     return []
+
+
+def _check_memory(dataset: ImageDataset, n_train: int) -> None:
+    """Refuse, before any model is built, requests that cannot fit: the images held as uint8
+    and as the float copy training reads (``--image-size 4096``), and more classes than training
+    images (``--classes 100000`` once grew until the kernel killed it: every class-conditional
+    layer scales with the class count)."""
+    c, h, w = dataset.image_shape
+    k = dataset.num_classes
+    if k > n_train:
+        raise ConfigError(
+            f"{k} classes for {n_train} training images: at least {k - n_train} classes "
+            "would have no image, and class-conditional layers grow with the class count; "
+            "pass the real class list with --classes"
+        )
+    check_memory(
+        5 * dataset.images.nbytes,
+        f"training on {len(dataset)} images of {c}x{h}x{w}",
+        "use a smaller --image-size (or fewer images)",
+    )
 
 
 def _check_checkpoint_fits(resume: dict | None, synth, out: Path) -> None:

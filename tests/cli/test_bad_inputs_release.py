@@ -118,6 +118,10 @@ CASES = {
         lambda r, t: ["federate", "--data", str(_tiny(r)), "--out", str(r / "fed"), "--fraction", "0"],
         "--fraction must lie in (0, 1]",
     ),
+    "--classes 100000": (
+        lambda r, t: _train(r, "--classes", "100000"),
+        "100000 classes for 48 training images",
+    ),
     # --- smaller ----------------------------------------------------------------------------------
     "sweep --methods ''": (
         lambda r, t: ["sweep", "--data", str(_tiny(r)), "--out", str(r / "sw"), "--methods", ""],
@@ -370,3 +374,25 @@ def test_sigterm_keeps_the_checkpoint_and_names_the_resume_command(
 
     assert main(argv) == 0
     assert json.loads((out / "card.json").read_text())["status"] == "complete"
+
+
+def test_images_that_cannot_fit_memory_are_refused_with_the_numbers(
+    tmp_path, trained_run, capsys, monkeypatch
+):
+    """Estimated after decoding, before any model is built: needed vs available, one line,
+    nothing written. (Free memory is pinned to 64 MiB so the case does not depend on the host:
+    60 images at 1024 x 1024 need about 0.3 GiB as uint8 plus float.)"""
+    from privsynth import preflight
+
+    monkeypatch.setattr(preflight, "available_memory", lambda: 64 * 2**20)
+    argv = _train(tmp_path, "--image-size", "1024")
+    before = _tree(tmp_path)
+    capsys.readouterr()
+
+    code = main(argv)
+
+    line = _one_line(capsys)
+    assert code == 2, line
+    assert "60 images of 1x1024x1024 needs about 0.3 GiB" in line, line
+    assert "this machine has 0.1 GiB available" in line, line
+    assert _tree(tmp_path) == before
