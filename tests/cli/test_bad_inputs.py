@@ -86,7 +86,10 @@ CASES = {
         ),
         "holds no images",
     ),
-    "--set steps=abc": (lambda r, t: _train(r, "--set", "n_d=abc"), "n_d='abc' must be a whole number"),
+    "--set steps=abc": (
+        lambda r, t: _train(r, "--set", "n_d=abc"),
+        "n_d='abc' must be a whole number",
+    ),
     "--set without =": (lambda r, t: _train(r, "--set", "nonsense"), "KEY=VALUE"),
     "--device banana": (lambda r, t: _train(r, "--device", "banana"), "not a device"),
     "--device cuda without CUDA": (

@@ -111,11 +111,11 @@ CASES = {
         "GiB available",
     ),
     "federate --clients 1": (
-        lambda r, t: ["federate", "--data", str(_tiny(r)), "--out", str(r / "fed"), "--clients", "1"],
+        lambda r, t: _federate(r, "--clients", "1"),
         "--clients must be >= 2",
     ),
     "federate --fraction 0": (
-        lambda r, t: ["federate", "--data", str(_tiny(r)), "--out", str(r / "fed"), "--fraction", "0"],
+        lambda r, t: _federate(r, "--fraction", "0"),
         "--fraction must lie in (0, 1]",
     ),
     "--classes 100000": (
@@ -162,6 +162,10 @@ CASES = {
         "--reason is empty",
     ),
 }
+
+
+def _federate(root: Path, *extra: str) -> list[str]:
+    return ["federate", "--data", str(_tiny(root)), "--out", str(root / "fed"), *extra]
 
 
 def _damaged_weights(root: Path, trained_run) -> Path:
@@ -235,7 +239,18 @@ def _fast_train(data: Path, out: Path, *extra: str) -> list[str]:
     from conftest import FAST_GAN
 
     sets = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
-    return ["train", "--method", "dpgan", "--data", str(data), "--out", str(out), "-q", *sets, *extra]
+    return [
+        "train",
+        "--method",
+        "dpgan",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "-q",
+        *sets,
+        *extra,
+    ]
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -247,7 +262,9 @@ def test_overwrite_keeps_the_old_run_when_the_replacement_fails(tmp_path, traine
     (here: it diverges) leaves the finished run byte for byte, and no staging folder."""
     run = _run_copy(tmp_path, trained_run)
     old = _files(run)
-    argv = _fast_train(trained_run["data"], run, "--overwrite", "--set=lr_d=1e30", "--set=lr_g=1e30")
+    argv = _fast_train(
+        trained_run["data"], run, "--overwrite", "--set=lr_d=1e30", "--set=lr_g=1e30"
+    )
 
     code = main(argv)
 
