@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .atomic import replace_dir, write_bytes, write_json
 from .errors import CheckpointError, ConfigError
-from .preflight import check_output_folder
+from .preflight import check_not_an_input, check_output_folder
 from .run import CARD, GRID, MODEL_CARD, QUICK_EVAL, WEIGHTS, read_card
 
 PUBLISHED = (WEIGHTS, CARD, MODEL_CARD, GRID)
@@ -93,6 +93,7 @@ def export(
     from .report.card_text import model_card
 
     run, out = Path(run), check_output_folder(out, "DIR")
+    check_license(license_id)
     card = read_card(run)
     if card.get("status") != "complete" or not (run / WEIGHTS).exists():
         raise CheckpointError(
@@ -105,12 +106,14 @@ def export(
             "can reveal training images. Export a DP run, or pass --non-private "
             "if the training data is public"
         )
-    if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
+    check_not_an_input(out, {"RUN": run}, "DIR")
+    if run.resolve() in out.resolve().parents:
         raise ConfigError(f"DIR '{out}' lies inside the run folder; choose a folder outside it")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(
             f"'{out}' exists and is not empty; pass --overwrite to replace it or choose another DIR"
         )
+    check_weights(run / WEIGHTS)
     published, removed = public_card(card)
     if license_id:
         published["license"] = license_id
@@ -149,6 +152,47 @@ def export(
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
+
+
+# The license identifiers the Hugging Face Hub accepts in a model card's `license:` field (its
+# "Licenses" documentation page): anything else (a typo, or text with a newline that would add
+# YAML keys to the card's header) is refused.
+HF_LICENSES = frozenset(
+    """apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m
+    bigscience-bloom-rail-1.0 bigcode-openrail-m afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause
+    bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5 cc-by-3.0 cc-by-4.0
+    cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0
+    cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0
+    cdla-sharing-1.0 cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0
+    etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc
+    h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl
+    openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr
+    deepfloyd-if-license llama2 llama3 llama3.1 llama3.2 llama3.3 llama4 gemma unknown
+    other""".split()
+)
+
+
+def check_license(license_id: str | None) -> None:
+    if license_id is not None and license_id not in HF_LICENSES:
+        raise ConfigError(
+            f"--license {license_id!r} is not a license identifier the Hugging Face Hub "
+            "accepts; pass one such as apache-2.0, mit, cc-by-4.0 or other"
+        )
+
+
+def check_weights(path: Path) -> None:
+    """Publish only weights that load: a damaged file would go out under the run's card."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                f.get_tensor(key)
+    except Exception as e:  # safetensors raises its own error types on a damaged file
+        raise CheckpointError(
+            f"{path} is not valid safetensors ({type(e).__name__}); restore it or retrain "
+            "before exporting"
+        ) from None
 
 
 def _read_json(path: Path) -> dict | None:

@@ -78,3 +78,50 @@ def _check_writable(folder: Path, flag: str, named: Path | None = None) -> None:
         raise ConfigError(
             f"cannot write {flag} '{named}': {why} in '{existing}'; choose a folder you can write"
         ) from None
+
+
+def check_not_an_input(
+    out: str | os.PathLike[str], inputs: dict[str, object], flag: str = "--out"
+) -> None:
+    """Refuse an output that is or contains an input (``{"RUN": path, ...}``): an --overwrite
+    would delete the input with the old output. Inputs that are not paths are skipped (e.g.
+    'digits', in-memory data)."""
+    target = Path(out).expanduser().resolve()
+    for name, given in inputs.items():
+        if not isinstance(given, (str, os.PathLike)) or not Path(given).exists():
+            continue
+        source = Path(given).expanduser().resolve()
+        if target == source or target in source.parents:
+            raise ConfigError(
+                f"{flag} '{out}' is or contains the input {name} '{given}'; writing it "
+                "would delete the input: choose another output folder"
+            )
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can use now (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_memory(need: float, what: str, fix: str) -> None:
+    """Refuse, before allocating, a request that cannot fit this machine's free memory."""
+    free = available_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            f"{what} needs about {_gib(need)} of memory but this machine has {_gib(free)} "
+            f"available; {fix}"
+        )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"

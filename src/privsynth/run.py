@@ -91,10 +91,23 @@ def read_card(path: str | os.PathLike[str]) -> dict:
         raise CheckpointError(
             f"{card_path} lacks {missing}; the card was edited or cut short, restore it or retrain"
         )
+    # Readers index these sections by key: a string or list there would fail deep inside them.
+    wrong = [
+        f"{k} is {'null' if card[k] is None else type(card[k]).__name__}"
+        for k in _CARD_SECTIONS
+        if k in card and not isinstance(card[k], dict) and not (card[k] is None and k in _NULLABLE)
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"{card_path}: {', '.join(wrong)}, expected a JSON object; the card was edited, "
+            "restore it or retrain"
+        )
     return card
 
 
 _CARD_KEYS = ("run_id", "status", "method", "privacy")
+_CARD_SECTIONS = ("privacy", "data", "train", "config", "request", "federated", "progress")
+_NULLABLE = ("config", "request", "federated", "progress")  # Card's optional sections
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

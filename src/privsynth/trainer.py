@@ -6,6 +6,7 @@ checkpointing and resume behaviour.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
@@ -16,13 +17,15 @@ from typing import Any
 
 import torch
 
+from .atomic import replace_dir
 from .data import DataSource, ImageDataset, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
+from .lock import hold_output
 from .models import TrainContext
 from .models.defaults import recommended_config, recommended_warmup
 from .models.registry import create, is_private, private_name
 from .models.warmup import WARMUP_STATE, WarmUp
-from .preflight import check_device, check_output_folder
+from .preflight import check_device, check_memory, check_not_an_input, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec
 from .privacy.accounting import epsilon_from_history
 from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
@@ -50,6 +53,22 @@ from .trainer_card import (
 )
 
 
+def _one_writer(fit):
+    """Hold ``out``'s lock for the whole call (`lock.hold_output`): a second run into the same
+    folder is refused while this one lives."""
+
+    @functools.wraps(fit)
+    def locked(data="digits", method="dpmerf", out="runs/run", **kwargs):
+        out = check_output_folder(out)
+        inputs = {"--data": getattr(data, "path", data), "--holdout": kwargs.get("holdout")}
+        check_not_an_input(out, {**inputs, "--public-data": kwargs.get("public_data")})
+        with hold_output(out):
+            return fit(data, method, out, **kwargs)
+
+    return locked
+
+
+@_one_writer
 def train(
     data: str | Path | DataSource | ImageDataset = "digits",
     method: str = "dpmerf",
@@ -106,6 +125,7 @@ def train(
     t0 = time.time()
     out = check_output_folder(out)
     check_device(device)
+    _check_run_options(checkpoint_every, seed, split_seed)
     private = is_private(method) and not no_dp
     if not private:
         _refuse_privacy_flags(
@@ -126,11 +146,12 @@ def train(
             accountant=accountant,
             grad_sample_mode=grad_sample_mode,
         )
-    torch.manual_seed(seed)  # reproducible initial weights
     # One place decides the defaults (models/defaults.py, by training-set size and the target
     # epsilon); flags override.
     target = spec.epsilon if spec else None
     config = {**recommended_config(method, n, target), **(config or {})}
+    _check_memory(dataset, n)
+    torch.manual_seed(seed)  # reproducible initial weights
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
     _check_sizes(full_config)
@@ -145,6 +166,7 @@ def train(
             f"'{out}' holds an unfinished run on other data (its pixels differ from the "
             "card's data check); rerun it with the original --data, or pass --overwrite"
         )
+    _check_checkpoint_fits(resume, synth, out)
     session = _Session(out, card, parts, overwrite, resume)
     total_delta = spec.resolved_delta(n) if spec else 0.0
     notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
@@ -201,6 +223,7 @@ def train(
         session.stop_if_diverged(synth, result)
         _release_class_counts(session.spend, counts, session.to_release, train_set, seed)
         session.complete(synth, result, total_delta, n, dataset, warm, accountant, time.time() - t0)
+        session.swap_in()
         return Run.load(out, device="cpu")
     except BaseException as e:
         if session.spend is not None:
@@ -208,6 +231,7 @@ def train(
                 "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
                 note=f"{type(e).__name__}: {str(e)[:200]}",
             )
+        session.drop_staging()
         raise
 
 
@@ -269,7 +293,7 @@ def _open_spend(
     ledger_obj, session: _Session, dataset, method, accountant, resume, *, limit, force, chunk
 ) -> RunSpend:
     """This run's spend in the ledger; a resumed run's accountant history is already booked."""
-    out = session.out
+    out = session.final
     prefix = (
         AccountantState.from_json(resume["accountant"]).history
         if resume is not None and resume.get("accountant")
@@ -382,11 +406,15 @@ class _Session:
     calls (``checkpoint``, ``on_plan``): what the steps of `train` share."""
 
     def __init__(self, out: Path, card: Card, parts, overwrite: bool, resume: dict | None):
-        self.out, self.card = out, card
-        # --overwrite removes the old run only once the new one has something to write, so a
-        # refused replacement (budget, unreachable epsilon) leaves the old run intact.
-        self.replacing, self.created_out = overwrite and (out / CARD).exists(), not out.exists()
-        self.writer = RunWriter(out, card, parts, replace=self.replacing)
+        self.final, self.card = out, card
+        # --overwrite trains into a staging folder beside ``out`` and swaps it in only once the
+        # new run is complete: a refused or failed replacement leaves the old run intact.
+        self.replacing = overwrite and (out / CARD).exists()
+        self.out = _staging(out) if self.replacing else out
+        if self.replacing and self.out.exists():  # left by a replacement that was killed
+            shutil.rmtree(self.out)
+        self.created_out = not self.out.exists()
+        self.writer = RunWriter(self.out, card, parts)
         self.fresh = resume is None and (self.replacing or not (out / CARD).exists())
         self.checkpointed = resume is not None  # something of this run must stay on disk
         self.spend: RunSpend | None = None
@@ -394,6 +422,16 @@ class _Session:
         self.counts: dict = {}  # the class-proportion release (card.privacy.class_proportions)
         self.to_release: tuple[float, float] = (0.0, 0.0)  # its spend, if not yet booked
         self.forced = False  # --force let delta >= 1/n through
+
+    def swap_in(self) -> None:
+        """The completed replacement takes ``out``'s place (the old run's spend stays booked)."""
+        if self.replacing:
+            replace_dir(self.out, self.final)
+            self.out, self.replacing = self.final, False
+
+    def drop_staging(self) -> None:
+        if self.replacing:
+            shutil.rmtree(self.out, ignore_errors=True)
 
     def discard_if_nothing_kept(self) -> None:
         if self.fresh and not self.checkpointed and not self.writer.replace:
@@ -525,6 +563,61 @@ def non_finite(tree: Any, prefix: str = "") -> list[str]:
     if isinstance(tree, (list, tuple)):
         return [b for i, v in enumerate(tree) for b in non_finite(v, f"{prefix}[{i}]")]
     return []
+
+
+def _check_memory(dataset: ImageDataset, n_train: int) -> None:
+    """Refuse, before any model is built, requests that cannot fit: the images held as uint8
+    and as the float copy training reads (``--image-size 4096``), and more classes than training
+    images (``--classes 100000`` once grew until the kernel killed it: every class-conditional
+    layer scales with the class count)."""
+    c, h, w = dataset.image_shape
+    k = dataset.num_classes
+    if k > n_train:
+        raise ConfigError(
+            f"{k} classes for {n_train} training images: at least {k - n_train} classes "
+            "would have no image, and class-conditional layers grow with the class count; "
+            "pass the real class list with --classes"
+        )
+    check_memory(
+        5 * dataset.images.nbytes,
+        f"training on {len(dataset)} images of {c}x{h}x{w}",
+        "use a smaller --image-size (or fewer images)",
+    )
+
+
+def _check_checkpoint_fits(resume: dict | None, synth, out: Path) -> None:
+    """A checkpoint whose tensors do not fit the model (edited, or copied from another run)
+    stops here, before the ledger is touched, not inside the first resumed step."""
+    saved = (resume or {}).get("private")
+    if not isinstance(saved, dict):
+        return
+    expected = {k: tuple(v.shape) for k, v in synth.private_module().state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in saved.items() if isinstance(v, torch.Tensor)}
+    wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(
+            f"{out / TRAIN_STATE} does not fit this run's model ({len(wrong)} tensor(s) differ, "
+            f"e.g. {k}: {found.get(k)} saved, {expected.get(k)} expected); delete it to restart "
+            "from step 0 (the ledger keeps the spend of the steps that ran), or pass --overwrite"
+        )
+
+
+def _staging(out: Path) -> Path:
+    return out.parent / f".{out.name}.overwrite"
+
+
+def _check_run_options(checkpoint_every, seed, split_seed) -> None:
+    """Options that would otherwise fail (or be ignored) only after the spend was reserved."""
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+        raise ConfigError(f"--checkpoint-every must be a whole number, got {checkpoint_every!r}")
+    if checkpoint_every < 1:
+        raise ConfigError(
+            f"--checkpoint-every must be >= 1 step, got {checkpoint_every}; e.g. 500"
+        )
+    for flag, value in (("--seed", seed), ("--split-seed", split_seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+            raise ConfigError(f"{flag} must be a whole number in 0..2**63-1, got {value!r}")
 
 
 def _check_sizes(config: dict) -> None:

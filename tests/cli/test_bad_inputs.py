@@ -42,7 +42,9 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def _train(root: Path, *extra: str, data: Path | str | None = None) -> list[str]:
+def _train(
+    root: Path, *extra: str, data: Path | str | None = None, out: Path | None = None
+) -> list[str]:
     data = str(data if data is not None else _tiny(root))
     return [
         "train",
@@ -51,7 +53,7 @@ def _train(root: Path, *extra: str, data: Path | str | None = None) -> list[str]
         "--data",
         data,
         "--out",
-        str(root / "runs" / "r"),
+        str(out if out is not None else root / "runs" / "r"),
         "--no-progress",
         *TINY,
         *extra,
@@ -84,7 +86,10 @@ CASES = {
         ),
         "holds no images",
     ),
-    "--set steps=abc": (lambda r, t: _train(r, "--set", "n_d=abc"), "n_d='abc' must be a number"),
+    "--set steps=abc": (
+        lambda r, t: _train(r, "--set", "n_d=abc"),
+        "n_d='abc' must be a whole number",
+    ),
     "--set without =": (lambda r, t: _train(r, "--set", "nonsense"), "KEY=VALUE"),
     "--device banana": (lambda r, t: _train(r, "--device", "banana"), "not a device"),
     "--device cuda without CUDA": (

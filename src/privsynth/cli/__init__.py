@@ -12,6 +12,8 @@ import argparse
 import contextlib
 import importlib
 import os
+import shlex
+import signal
 import sys
 
 VERBS = ["train", "sample", "info", "ledger", "evaluate", "audit", "sweep", "federate", "export"]
@@ -71,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import PrivsynthError
 
     try:
-        with _quiet_stdout(getattr(args, "quiet", False)):
+        with _quiet_stdout(getattr(args, "quiet", False)), _sigterm_interrupts():
             return int(args.func(args) or 0)
+    except Terminated:
+        # the run's last checkpoint and its ledger entry are kept, as after Ctrl-C
+        command = shlex.join(["privsynth", *(sys.argv[1:] if argv is None else argv)])
+        _error(f"terminated (SIGTERM); the last checkpoint is kept: resume with `{command}`")
+        return 2
     except PrivsynthError as e:
         if args.debug:
             raise
@@ -97,6 +104,28 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or `kill` stopping a long run): unwinds like Ctrl-C, so the run
+    keeps its last checkpoint and settles its ledger entry, then exits 2 with the resume
+    command."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    def stop(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _error(message: str) -> None:

@@ -12,6 +12,7 @@ from .options import (
     holdout_value,
     image_size,
     positive_int,
+    seed_value,
 )
 
 OUTPUTS = ("metrics.json", "report.html")
@@ -51,7 +52,7 @@ def add_parser(sub) -> None:
     )
     g.add_argument(
         "--split-seed",
-        type=int,
+        type=seed_value,
         default=0,
         help="with --synthetic: the split seed used in training",
     )
@@ -102,7 +103,7 @@ def add_parser(sub) -> None:
         default=12000,
         help="training budget of every evaluation CNN, in images seen",
     )
-    e.add_argument("--seed", type=int, default=0, help="seed of sampling and of the CNNs")
+    e.add_argument("--seed", type=seed_value, default=0, help="seed of sampling and of the CNNs")
     add_output_options(p)
     p.set_defaults(func=run)
 

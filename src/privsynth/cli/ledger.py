@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_parser(sub) -> None:
@@ -100,6 +101,11 @@ def _dataset(args: argparse.Namespace):
 def _set_budget(led, args) -> int:
     from ..errors import ConfigError
 
+    if not args.reason.strip():  # the log is the only record of why a budget changed
+        raise ConfigError(
+            "--reason is empty; say why the budget changes (it is logged), e.g. "
+            "--reason 'DPO sign-off'"
+        )
     want = 1 if args.data else 2
     if len(args.target) != want:
         raise ConfigError(
@@ -123,6 +129,13 @@ def _set_budget(led, args) -> int:
         found = led.find(args.target[0])
         fingerprint, name = found["fingerprint"], found["name"]
         old = led.set_budget(fingerprint, budget, name=name, reason=args.reason)
+    spent = led.spent(fingerprint).epsilon
+    if budget is not None and budget < spent:
+        print(
+            f"privsynth: warning: the budget {_fmt(budget)} is below the epsilon {spent:.4g} "
+            f"already spent on {name}: every further run on it will be refused",
+            file=sys.stderr,
+        )
     print(
         f"{name} ({fingerprint[:12]}): budget {_fmt(old)} -> {_fmt(budget)} in ledger "
         f"{led.shown} (logged: {args.reason})"

@@ -42,9 +42,39 @@ def positive_float(text: str) -> float:
 def holdout_value(text: str) -> float | str:
     """A fraction or count (float), or a path (str) to an official test split."""
     try:
-        return float(text)
+        float(text)
     except ValueError:
         return text
+    return holdout_number(text)
+
+
+def holdout_number(text: str) -> float:
+    """A fraction in (0, 1) or a whole count: 10.5 would silently become 10."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction (<1) or a count, got '{text}'"
+        ) from None
+    if not math.isfinite(value) or (value >= 1 and not value.is_integer()):
+        raise argparse.ArgumentTypeError(
+            f"{text} is neither a fraction below 1 nor a whole count; pass e.g. 0.2 or 10"
+        )
+    return value
+
+
+def seed_value(text: str) -> int:
+    """A seed torch and numpy both take (0 .. 2**63-1): a larger one fails deep inside torch."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must lie in 0..{MAX_SEED} (2**63-1), got {value}")
+    return value
+
+
+MAX_SEED = 2**63 - 1
 
 
 def image_size(text: str) -> int:
@@ -98,12 +128,15 @@ def add_data_options(p: argparse.ArgumentParser, holdout_path: bool = True) -> N
     )
     g.add_argument(
         "--holdout",
-        type=holdout_value if holdout_path else float,
+        type=holdout_value if holdout_path else holdout_number,
         default=0.2,
         help=HOLDOUT_HELP if holdout_path else "held-out fraction (<1) or count, never trained on",
     )
     g.add_argument(
-        "--split-seed", type=int, default=0, help="seed of the random train/holdout split"
+        "--split-seed",
+        type=seed_value,
+        default=0,
+        help="seed of the random train/holdout split",
     )
     add_format_options(g)
 
@@ -273,7 +306,7 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--seed",
-        type=int,
+        type=seed_value,
         default=0,
         help="seed of the initial weights and of sampling (DP noise and batches are "
         "drawn from OS entropy, never from it)",
@@ -314,7 +347,8 @@ def parse_settings(items: list[str], flag: str) -> dict:
             raise ConfigError(f"{flag} expects KEY=VALUE, got '{item}'")
         try:
             config[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            # not a literal (`{[]:1}` is a TypeError): kept as text, refused by the option's type
             config[key.strip()] = value
     return config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_output_options, positive_int
+from .options import add_output_options, positive_int, seed_value
 
 
 def add_parser(sub) -> None:
@@ -23,7 +23,9 @@ def add_parser(sub) -> None:
         default=None,
         help="comma-separated classes to draw, cycled (default: the card's class proportions)",
     )
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same images)")
+    p.add_argument(
+        "--seed", type=seed_value, default=0, help="sampling seed (same seed, same images)"
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -34,11 +36,20 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..preflight import check_memory, check_not_an_input
     from ..run import Run
     from ..synthetic import check_synthetic_out, write_synthetic
 
+    check_not_an_input(args.out, {"RUN": args.run})
     check_synthetic_out(args.out, args.overwrite)
     r = Run.load(args.run)
+    # the images and labels, held twice (the array and what is written), before drawing any
+    c, h, w = r.card["data"]["image_shape"]
+    check_memory(
+        2.0 * args.n * (c * h * w + 8),
+        f"sampling -n {args.n} images of {c}x{h}x{w}",
+        "lower -n (or sample in several runs with different --seed)",
+    )
     labels = None
     if args.labels:
         wanted = [

@@ -13,6 +13,7 @@ from .options import (
     positive_int,
     privacy_warnings,
     progress_wanted,
+    seed_value,
 )
 
 
@@ -57,7 +58,9 @@ def add_parser(sub) -> None:
         help="LeNet epochs for TSTR/TRTR (default: the protocol's fixed schedule, ~12 000 "
         "images seen; docs/evaluation.md)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and the LeNet")
+    g.add_argument(
+        "--seed", type=seed_value, default=0, help="seed of weights, sampling and the LeNet"
+    )
     g.add_argument(
         "--jobs",
         type=positive_int,
@@ -92,7 +95,7 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
             )
         try:
             val = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             val = value
         out.setdefault(method.strip(), {})[key.strip()] = val
     return out
@@ -101,11 +104,22 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..errors import ConfigError
     from ..preflight import check_output_folder
     from ..sweep import markdown, parse_epsilons, sweep
 
     check_output_folder(args.out)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ConfigError(
+            f"--methods '{args.methods}' names no method; pass e.g. --methods dpgan,dpmerf"
+        )
+    unused = sorted(set(parse_sets(args.set)) - set(methods))
+    if unused:  # a setting for a method that does not run would be ignored without a word
+        raise ConfigError(
+            f"--set names {unused}, which --methods {','.join(methods)} does not run; add "
+            "them to --methods or drop those --set flags"
+        )
     with privacy_warnings():
         table = sweep(
             data_source(args),

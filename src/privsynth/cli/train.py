@@ -12,6 +12,7 @@ from .options import (
     data_source,
     method_config,
     method_names,
+    positive_int,
     privacy_kwargs,
     privacy_warnings,
     progress_wanted,
@@ -58,7 +59,9 @@ def add_parser(sub) -> None:
         action="store_true",
         help="replace a finished run in --out (its spend stays in the ledger)",
     )
-    g.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    g.add_argument(
+        "--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints"
+    )
     g.add_argument(
         "--evaluate",
         action="store_true",

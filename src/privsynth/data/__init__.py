@@ -106,6 +106,7 @@ def load_split(
             f"holdout '{holdout}' has classes {test.class_names[:10]} but --data has "
             f"{dataset.class_names[:10]}; pass the same --classes list for both"
         )
+    _refuse_overlap(dataset, test, holdout)
     n, m = len(dataset), len(test)
     combined = ImageDataset(
         np.concatenate([dataset.images, test.images]),
@@ -116,6 +117,26 @@ def load_split(
         content=dataset.content,
     )
     return combined, Split(np.arange(n), np.arange(n, n + m), seed)
+
+
+def _refuse_overlap(dataset: ImageDataset, test: ImageDataset, holdout) -> None:
+    """Held-out images must be non-members: one also in --data would be trained on, and the
+    membership attack and TSTR would then score training images. Compared by decoded pixels, so
+    a copy under another file name or format is caught too."""
+    import hashlib
+
+    def digests(images: np.ndarray) -> set[bytes]:
+        return {
+            hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
+            for im in images
+        }
+
+    shared = digests(dataset.images) & digests(test.images)
+    if shared:
+        raise DataError(
+            f"--holdout '{holdout}' shares {len(shared)} image(s) with --data (same pixels): "
+            "held-out images must never be trained on; pass a test split disjoint from --data"
+        )
 
 
 def is_holdout_path(holdout) -> bool:

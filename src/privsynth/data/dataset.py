@@ -200,6 +200,11 @@ def split(data: ImageDataset, holdout: float | int = 0.2, seed: int = 0) -> Spli
             f"--holdout {holdout!r}: this command takes a fraction (<1) or a count "
             "of images; a test-split path is read by train, sweep and evaluate"
         )
+    if holdout >= 1 and holdout != int(holdout):  # 10.5 images would silently become 10
+        raise ConfigError(
+            f"--holdout {holdout}: a count of images must be a whole number (or pass a "
+            "fraction below 1)"
+        )
     n = len(data)
     n_holdout = int(round(holdout * n)) if holdout < 1 else int(holdout)
     if not 0 < n_holdout < n:

@@ -123,6 +123,10 @@ def _read(f: Path, src: DataSource) -> tuple[np.ndarray, float]:
             else:
                 target = "L" if mode in ("L", "1", "LA") else "RGB"
                 values = np.asarray(im.convert(target))
+    except Image.DecompressionBombError as e:  # a header claiming 30000x30000: never decoded
+        raise DataError(
+            f"{f}: its header claims an image too large to decode ({e}); fix or remove the file"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DataError(
             f"{f}: corrupt or unreadable image ({e.__class__.__name__}); fix or remove the file"

@@ -9,6 +9,8 @@ values present. Loaded with ``allow_pickle=False``: an NPZ cannot run code.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ from .source import DataSource, default_name
 _KEY_PAIRS = [("x", "y"), ("images", "labels"), ("train_images", "train_labels"), ("X", "y")]
 # An .npz is a zip archive: local-file header, or the end record of an empty archive.
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+# What a damaged archive raises (a truncated one: BadZipFile, or zlib while inflating a member).
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def to_nchw(images: np.ndarray, source: str) -> np.ndarray:
@@ -54,8 +58,11 @@ def load_npz(src: DataSource) -> ImageDataset:
         )
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: cannot read NPZ ({e}); save it with numpy.savez") from None
+    except READ_ERRORS as e:
+        raise DataError(
+            f"{path}: cannot read NPZ ({type(e).__name__}: {e}); the file is damaged or "
+            "cut short: save it again with numpy.savez"
+        ) from None
     with archive:
         keys = set(archive.files)
         for img_key, lbl_key in _KEY_PAIRS:
@@ -65,7 +72,7 @@ def load_npz(src: DataSource) -> ImageDataset:
                     stored = (
                         [str(s) for s in archive["class_names"]] if "class_names" in keys else None
                     )
-                except (OSError, ValueError, EOFError) as e:
+                except READ_ERRORS as e:
                     raise DataError(
                         f"{path}: cannot read '{img_key}'/'{lbl_key}' ({e}); save "
                         "plain numeric arrays with numpy.savez"
@@ -76,6 +83,11 @@ def load_npz(src: DataSource) -> ImageDataset:
                 f"{path}: found keys {sorted(keys)}; expected x/y, images/labels or "
                 "train_images/train_labels"
             )
+    if np.ndim(images) == 0 or np.ndim(labels) == 0:
+        raise DataError(
+            f"{path}: '{img_key}'/'{lbl_key}' hold a single value (0-d array), not one entry "
+            "per image; save N images and N labels with numpy.savez"
+        )
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(images):
         raise DataError(

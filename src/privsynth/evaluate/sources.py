@@ -61,7 +61,6 @@ def load_synthetic(
     (read with the real data's ``channels``)."""
     from ..data import DataSource
     from ..data.folder import load_folder
-    from ..data.npz import to_uint8_nchw
 
     path = Path(path).expanduser()
     if not path.exists():
@@ -70,14 +69,7 @@ def load_synthetic(
             "`privsynth sample`"
         )
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            if "images" not in z.files or "labels" not in z.files:
-                raise DataError(
-                    f"{path}: needs arrays 'images' and 'labels' (as `privsynth "
-                    f"sample --out x.npz` writes); found {sorted(z.files)}"
-                )
-            images, labels = to_uint8_nchw(z["images"], str(path)), np.asarray(z["labels"])
-            names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
+        images, labels, names = _read_npz(path)
         if names is not None:
             labels = _rename(np.asarray([names[i] for i in labels]), class_names, path)
         else:
@@ -90,6 +82,31 @@ def load_synthetic(
         raise DataError(f"'{path}': pass a folder of class sub-folders or an .npz file")
     labels = _rename(np.asarray([ds.class_names[i] for i in ds.labels]), class_names, path)
     return ds.images, labels
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    from ..data.npz import READ_ERRORS, to_uint8_nchw
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "images" not in z.files or "labels" not in z.files:
+                raise DataError(
+                    f"{path}: needs arrays 'images' and 'labels' (as `privsynth "
+                    f"sample --out x.npz` writes); found {sorted(z.files)}"
+                )
+            images, labels = np.asarray(z["images"]), np.asarray(z["labels"])
+            names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
+    except READ_ERRORS as e:
+        raise DataError(
+            f"{path}: cannot read NPZ ({type(e).__name__}: {e}); the file is damaged or cut "
+            "short: write it again with `privsynth sample`"
+        ) from None
+    if images.ndim == 0 or labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(
+            f"{path}: needs N images and N labels (1-D); got shapes {images.shape} and "
+            f"{labels.shape}"
+        )
+    return to_uint8_nchw(images, str(path)), labels, names
 
 
 def _rename(names: np.ndarray, class_names: list[str], path: Path) -> np.ndarray:

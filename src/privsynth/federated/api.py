@@ -203,29 +203,36 @@ def federate(
                 "(owners' spends stay in their ledgers)"
             )
         shutil.rmtree(out)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    cfg, nodes = build_run_config(
-        data,
-        method,
-        out,
-        clients,
-        rounds,
-        local_steps=local_steps,
-        fraction=fraction,
-        aggregation=aggregation,
-        privacy=privacy,
-        client_epsilon=client_epsilon,
-        client_noise=client_noise,
-        client_clip=client_clip,
-        client_delta=client_delta,
-        dirichlet=dirichlet,
-        holdout=holdout,
-        split_seed=split_seed,
-        seed=seed,
-        image_size=image_size,
-        config=config,
-        owner_data=owner_data,
-    )
+    try:
+        cfg, nodes = build_run_config(
+            data,
+            method,
+            out,
+            clients,
+            rounds,
+            local_steps=local_steps,
+            fraction=fraction,
+            aggregation=aggregation,
+            privacy=privacy,
+            client_epsilon=client_epsilon,
+            client_noise=client_noise,
+            client_clip=client_clip,
+            client_delta=client_delta,
+            dirichlet=dirichlet,
+            holdout=holdout,
+            split_seed=split_seed,
+            seed=seed,
+            image_size=image_size,
+            config=config,
+            owner_data=owner_data,
+        )
+    except BaseException:
+        if made:  # a refused configuration (--clients 1, --fraction 0) leaves no empty --out
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     cfg.update(extra_run_config or {})
     from .oneshot import is_oneshot, prepare_run_config  # fedmerf: one-shot release (dpmerf)
 

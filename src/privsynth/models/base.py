@@ -8,6 +8,7 @@ safetensors and the config in ``card.json``, so every method returns the same ch
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, ClassVar
 
@@ -238,9 +239,15 @@ def _check_type(key: str, value: Any, default: Any) -> None:
         return
     if isinstance(default, bool):
         ok, kind = isinstance(value, bool), "True or False"
-    elif isinstance(default, (int, float)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        kind = "a number"
+    elif isinstance(default, int):  # sizes and counts: 2.5 channels would fail deep in torch
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        )
+        kind = "a finite number"
     elif isinstance(default, str):
         ok, kind = isinstance(value, str), "a string"
     else:
@@ -250,6 +257,9 @@ def _check_type(key: str, value: Any, default: Any) -> None:
             f"option {key}={value!r} must be {kind} (default {default!r}); "
             f"e.g. --set {key}={default!r}"
         )
+    if (key == "lr" or key.startswith("lr_")) and not value > 0:
+        # a learning rate <= 0 fails in the optimizer, after the spend was reserved
+        raise ConfigError(f"option {key}={value!r} must be > 0; e.g. --set {key}={default!r}")
 
 
 def infinite(loader):

@@ -56,6 +56,13 @@ class PrivacySpec:
                 f"epsilon must be a positive finite number, got {self.epsilon}; "
                 "use --no-dp (or --method gan) for a non-private baseline"
             )
+        if self.epsilon is not None and self.epsilon > MAX_EPSILON:
+            raise ConfigError(
+                f"--epsilon {self.epsilon:g} is above {MAX_EPSILON:g}, the largest target "
+                "Opacus' accountants calibrate noise for here (beyond it they overflow or run "
+                f"without end); pass --epsilon <= {MAX_EPSILON:g}, or --no-dp for a non-private "
+                "baseline"
+            )
         if self.delta is not None and not 0 < self.delta < 1:
             raise ConfigError(
                 f"delta must lie in (0, 1), got {self.delta}; the default is 1/(10 N)"
@@ -94,6 +101,13 @@ class PrivacySpec:
     def with_noise(self, sigma: float) -> "PrivacySpec":
         """The same target with its noise multiplier already calibrated (or fixed)."""
         return self.replace(noise_multiplier=float(sigma))
+
+
+# The largest target epsilon accepted. Measured with Opacus' get_noise_multiplier: 200 calibrates
+# with both accountants; from a few hundred the PRV accountant overflows (numpy exp) or its
+# bisection runs for many minutes, and 1e4 / 1e300 never return. An epsilon this large promises
+# nothing anyway (e^200 is a factor of 7e86).
+MAX_EPSILON = 200.0
 
 
 def default_delta(n_private: int) -> float:

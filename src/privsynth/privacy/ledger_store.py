@@ -157,6 +157,11 @@ class Store:
             conn.close()
 
     def _damaged(self, e: Exception) -> CheckpointError:
+        if "readonly" in str(e) or "read-only" in str(e):  # intact, only not writable here
+            return CheckpointError(
+                f"the ledger {self.path} is read-only ({e}); make it writable (file and folder "
+                "permissions, a read-only mount) or pass --ledger with a writable one"
+            )
         return CheckpointError(
             f"the ledger {self.path} is damaged or not a ledger ({e}); "
             "restore it from a backup: deleting it forgets what was spent"
