@@ -162,6 +162,8 @@ def test_public_data_named_in_words_and_export_has_no_local_path(tmp_path, tiny_
     assert str(tiny_npz.parent) not in published  # nor the private data's path
     card = json.loads((pub / "card.json").read_text())
     assert "privacy.warmup.public_data.source" in card["export"]["removed_fields"]
+
+
 def _old_fingerprints(images: np.ndarray, labels: np.ndarray, names: list[str]) -> list[str]:
     """What earlier cards carried: the pixel fingerprint and the source fingerprint."""
     import hashlib

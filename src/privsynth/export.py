@@ -143,9 +143,7 @@ def export(
         files = [f for f in PUBLISHED if (tmp / f).exists() or f == MODEL_CARD]
         write_bytes(
             tmp / MODEL_CARD,
-            model_card(
-                published, evaluation, files, license_id=license_id, exported=True
-            ).encode(),
+            model_card(published, evaluation, files, license_id=license_id, exported=True).encode(),
         )
         replace_dir(tmp, out)
     finally:

@@ -612,9 +612,7 @@ def _check_run_options(checkpoint_every, seed, split_seed) -> None:
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
         raise ConfigError(f"--checkpoint-every must be a whole number, got {checkpoint_every!r}")
     if checkpoint_every < 1:
-        raise ConfigError(
-            f"--checkpoint-every must be >= 1 step, got {checkpoint_every}; e.g. 500"
-        )
+        raise ConfigError(f"--checkpoint-every must be >= 1 step, got {checkpoint_every}; e.g. 500")
     for flag, value in (("--seed", seed), ("--split-seed", split_seed)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
             raise ConfigError(f"{flag} must be a whole number in 0..2**63-1, got {value!r}")

@@ -60,9 +60,7 @@ def test_random_split_holdout_has_no_shift_warning(tmp_path):
     assert "distribution shift" not in (tmp_path / "ev" / "report.html").read_text()
 
 
-def test_run_trained_with_a_separate_holdout_warns_of_distribution_shift(
-    tmp_path, fast_gan_flags
-):
+def test_run_trained_with_a_separate_holdout_warns_of_distribution_shift(tmp_path, fast_gan_flags):
     from privsynth.cli import main
 
     d = load_dataset("digits")

@@ -139,6 +139,24 @@ def test_a_killed_process_settles_to_what_it_booked(ledger_location):
     assert led.spent("fp").epsilon == pytest.approx(3.0)
 
 
+def test_listing_settles_a_process_killed_outright(ledger_location, capsys):
+    """A process the kernel killed (OOM) leaves a running reservation: the next ledger access,
+    even a listing, settles it to what it booked instead of showing it as running."""
+    from privsynth.cli import main
+
+    code = (
+        "import os, sys; from privsynth.privacy import Ledger; led = Ledger(sys.argv[1]); "
+        "s = led.reserve('fp', 'data', run_id='oom', epsilon=9.0, delta=1e-5); "
+        "led.book(s, epsilon=2.0, delta=1e-5); os._exit(9)"
+    )
+    subprocess.run([sys.executable, "-c", code, ledger_location], check=False, timeout=120)
+    assert main(["ledger", "--ledger", ledger_location]) == 0
+    assert "running" not in capsys.readouterr().out
+    (ds,) = Ledger(ledger_location).datasets()
+    (killed,) = ds["runs"]["oom"]["segments"]
+    assert killed["status"] == "abandoned" and counted(killed).epsilon == pytest.approx(2.0)
+
+
 def test_record_sets_not_adds(ledger_location):
     """`record` (a federated owner's cumulative spend after each round) replaces its own row."""
     led = Ledger(ledger_location)

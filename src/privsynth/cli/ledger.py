@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from ..errors import CheckpointError
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -73,8 +75,6 @@ def run(args: argparse.Namespace) -> int:
 
     led = Ledger(args.ledger)
     if args.ledger and args.action in (None, "show") and not led.store.exists():
-        from ..errors import CheckpointError
-
         raise CheckpointError(
             f"no ledger at '{args.ledger}'; check the path (without --ledger, "
             "`privsynth ledger` reads $PRIVSYNTH_LEDGER or the per-user ledger)"
@@ -147,6 +147,10 @@ def _show(led, fingerprint: str | None, data: argparse.Namespace | None, as_json
     from ..privacy.composition import tighter
     from ..privacy.ledger import COMPOSITION_RULE
 
+    try:  # a run killed outright (OOM, power loss) is shown as what it booked, not "running"
+        led.settle_stale()
+    except CheckpointError:  # a read-only ledger is still listed as it stands
+        pass
     rows = led.datasets()
     if data:
         key = led.key(_dataset(data)[0], create=False)  # --data with its format flags

@@ -67,9 +67,7 @@ class OwnerSpend:
         self.path = state_dir(node) / f"{self.key}-{_owner_tag(node)}.json"
         self.ledger = Ledger(str(node["ledger"]) if node.get("ledger") else None)
         self.data, self.cfg = data, cfg
-        self.state: dict[str, Any] = (
-            json.loads(self.path.read_text()) if self.path.exists() else {}
-        )
+        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     # --- the state on disk ---------------------------------------------------------------------
     def history(self) -> AccountantState | None:

@@ -243,9 +243,7 @@ def _check_type(key: str, value: Any, default: Any) -> None:
         ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
     elif isinstance(default, float):
         ok = (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         )
         kind = "a finite number"
     elif isinstance(default, str):

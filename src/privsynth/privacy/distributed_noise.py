@@ -215,9 +215,7 @@ def noisy_share(values: np.ndarray, plan: DistributedPlan, shares: int | None = 
             "the run's max-images is smaller than this owner's image count"
         )
     if plan.noise_multiplier > 0:
-        scale = (
-            plan.total_scale_units / math.sqrt(shares) if shares else plan.share_scale_units
-        )
+        scale = plan.total_scale_units / math.sqrt(shares) if shares else plan.share_scale_units
         units = discrete_gaussian(units, scale)
     if np.abs(units).max(initial=0) > limit:  # a 40-sigma event, counted in delta
         raise PrivacyError(

@@ -452,6 +452,16 @@ class Ledger:
             r["accounting"] = json.loads(r["accounting"] or "{}")
         return rows
 
+    def settle_stale(self) -> None:
+        """Settle every running segment whose process on this machine is gone (killed by the
+        kernel, power loss) to what it booked, so no listing shows a dead run as running."""
+        if not self.store.exists():
+            return
+        with self.store.transaction() as tx:
+            running = tx.run("SELECT DISTINCT fingerprint FROM spends WHERE status = ?", (RUNNING,))
+            for (key,) in running:
+                self._settle_dead(tx, key)
+
     def datasets(self) -> list[dict[str, Any]]:
         """Every dataset with its budget, basic-composition spend, runs (segments grouped by run)
         and the budget log. Reading only: never creates the ledger."""
