@@ -18,7 +18,7 @@ were booked ahead, and a class-count release it made); its bookings then superse
 segments' in the ledger, so the run counts once, never the sum of its segments.
 
 A *lead* (`set_lead`) is a release that comes before the DP-SGD steps in the same accountant
-history (the warm-up's central images): it is booked before it is drawn (`book_lead`), it is part
+history (the size release, then the warm-up's release): it is booked before it is drawn (`book_lead`), it is part
 of every reservation and booking from then on, and its epsilon composes with DP-SGD's in one
 Opacus accountant. The checkpoint interval counts DP-SGD steps only.
 """
@@ -170,12 +170,14 @@ class RunSpend:
     # --- reserve -------------------------------------------------------------------------------
     def reserve_target(self, epsilon: float, delta: float) -> None:
         """Fail fast: reserve a calibrated run's target before any work; `plan` replaces it.
-        (A restarted run adds what its earlier segments booked: an upper bound, basic.)"""
+        (A restarted run adds what its earlier segments booked: an upper bound, basic.) Called
+        again (the delta fixed once the size is released), it re-reserves the same segment."""
         before_eps, before_delta = self._value([], (0.0, 0.0))
         self.segment = self._reserve(
             epsilon + before_eps,
             delta + before_delta,
             {**self._accounting([]), "target_epsilon": epsilon},
+            self.segment,
         )
 
     def plan(
