@@ -10,7 +10,7 @@ ceil(epochs / q), the default delta 1 / (10 N_hat). The release is the accountan
 ``(sigma_n, 1.0, 1)`` at the head of the run's history (before a warm-up release and DP-SGD):
 one Opacus accountant composes it with the rest, within the run's epsilon.
 
-sigma_n: Opacus' calibration (`accounting.calibrate_noise`) for ``share * epsilon`` at the
+sigma_n: Opacus' calibration (`accounting.calibrate_noise`, PRV) for ``share * epsilon`` at the
 user's delta, or at `CALIBRATION_DELTA` when delta is the default (the default needs N_hat,
 which does not exist yet; the public constant keeps sigma_n data-independent). With a fixed
 --noise-multiplier (no target epsilon) sigma_n is `DEFAULT_SIGMA`, unless given.
@@ -49,7 +49,10 @@ def size_sigma(spec, share: float = SHARE, sigma: float | None = None) -> float:
     if spec.epsilon is None:
         return DEFAULT_SIGMA
     delta = spec.delta if spec.delta is not None else CALIBRATION_DELTA
-    return calibrate_noise(share * spec.epsilon, delta, 1.0, 1, spec.accountant)
+    # PRV whatever the run's accountant: Opacus' RDP orders stop at 63, which floors one
+    # release's epsilon near log(1/delta)/62 (0.19 at 1e-5), above small shares. The run's own
+    # accountant then composes sigma_n with the rest (its card value is that accountant's).
+    return calibrate_noise(share * spec.epsilon, delta, 1.0, 1, "prv")
 
 
 def entry(sigma: float) -> tuple[float, float, int]:
