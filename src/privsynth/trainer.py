@@ -140,6 +140,10 @@ def train(
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
     _check_sizes(full_config)
+    batch = full_config.get("batch_size")
+    if private and synth.mechanism == "dp-sgd" and isinstance(batch, int) and batch > n:
+        # before the size release (which would be spent for nothing): the owner's message
+        raise ConfigError(f"batch size {batch} exceeds the {n} training images; lower --batch-size")
     if warmup is None:
         warmup, warmup_config = _default_warmup(method, n, spec, public_data, warmup_config)
     warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
@@ -179,7 +183,7 @@ def train(
         card.data = data_block(data, dataset, train_set, parts, split_seed, image_size)
         card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
         if spec is not None:  # N_hat first: every published value that needs N reads it
-            spec = _size_release(spec, session, n, sigma_n, sizing, resume)
+            spec = _size_release(spec, session, n, sigma_n, sizing, resume, synth)
         total_delta = spec.resolved_delta(n) if spec else 0.0
         notes = (
             check_delta(total_delta, n, given=delta is not None, force=force, shown_n=spec.size)
@@ -224,6 +228,8 @@ def train(
         session.complete(synth, result, total_delta, n, dataset, warm, accountant, time.time() - t0)
         return Run.load(out, device="cpu")
     except BaseException as e:
+        if isinstance(e, PrivsynthError):  # refused before any step: no run folder is left
+            session.discard_if_nothing_kept()  # (a size release it drew stays booked)
         if session.spend is not None:
             session.spend.abort(
                 "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
@@ -325,7 +331,7 @@ def _training_spec(spec, count_spend_now, total_delta, spend, resume):
     return spec.replace(delta=total_delta - c_delta)
 
 
-def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, resume):
+def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, resume, synth):
     """Release N_hat (privacy/size_release.py) before anything else, or reuse the one an earlier
     segment of this run drew (kept on the card): never drawn twice. Ledger: the run's target is
     reserved first (at a provisional delta from the exact N when the user gave none: the
@@ -342,11 +348,12 @@ def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, r
     spend.set_lead(lead, provisional, session.size_released)
     if kept is not None:
         return spec.replace(size=size_mech.agree(int(kept["dp_count"])), prior=lead)
-    if spec.epsilon is not None and resume is None:
-        spend.reserve_target(spec.epsilon, provisional)
+    if resume is None:  # fail fast: a run refused by a budget draws nothing
+        spend.reserve_target(_provisional_target(spec, lead, synth, n, provisional), provisional)
     spend.book_lead()
     n_hat = size_mech.agree(size_mech.release_size(n, sigma))
-    session.checkpointed = True  # spend booked: the card (and N_hat on it) stays
+    # The card keeps N_hat for a resumed segment (a killed run keeps its folder); a refusal
+    # before the first step still removes the folder (`discard_if_nothing_kept`).
     share = sizing["share"] if sizing["sigma"] is None and spec.epsilon is not None else None
     shown_delta = spec.replace(size=n_hat).resolved_delta(n)  # never the exact N's 1/(10 N)
     card.privacy["size_release"] = size_mech.card_entry(
@@ -354,6 +361,22 @@ def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, r
     )
     session.writer.write()
     return spec.replace(size=n_hat, prior=lead)
+
+
+def _provisional_target(spec, lead, synth, n: int, delta: float) -> float:
+    """What a run reserves before its size release: its target epsilon, or with a fixed noise
+    multiplier its plan's epsilon at the exact N (the ledger is the owner's own record; the
+    plan from N_hat re-reserves once it exists)."""
+    if spec.epsilon is not None:
+        return spec.epsilon
+    from .privacy.dpsgd import sample_rate
+
+    batch = synth.config_dict().get("batch_size")
+    if synth.mechanism == "dp-sgd" and batch:
+        steps = [(spec.noise_multiplier, sample_rate(n, batch), synth.total_steps(n))]
+    else:  # one release on the whole set
+        steps = [(spec.noise_multiplier, 1.0, 1)]
+    return epsilon_from_history([*lead, *steps], delta, spec.accountant)
 
 
 def _default_warmup(method, n, spec, public_data, warmup_config) -> tuple[str, dict | None]:
