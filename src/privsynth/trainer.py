@@ -162,6 +162,7 @@ def train(
     sigma_n = 0.0
     if spec is not None:  # refused here, before the ledger: what does not need N_hat
         sigma_n = size_mech.size_sigma(spec, size_share, size_sigma)
+        size_mech.check_fits(spec, sigma_n, spec.resolved_delta(n))
         if delta is not None and delta * n >= 1 and not force:
             check_delta(delta, n, given=True, force=False)  # raises
         _class_counts(card, mech, counts_epsilon, spec.resolved_delta(n), spec)

@@ -162,4 +162,4 @@ def test_dpmerf_card_publishes_n_hat_and_a_data_independent_delta(tmp_path, tiny
 def test_fixed_noise_multiplier_uses_the_public_default_sigma(tmp_path, tiny_dataset, fast_gan):
     run = _gan(tiny_dataset, tmp_path / "r", fast_gan, epsilon=None, noise_multiplier=1.0)
     size = run.card["privacy"]["size_release"]
-    assert size["sigma"] == size_mech.DEFAULT_SIGMA and size["share"] is None
+    assert size["sigma"] == size_mech.MAX_SIGMA and size["share"] is None

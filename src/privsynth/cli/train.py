@@ -64,7 +64,7 @@ def add_parser(sub) -> None:
         type=float,
         default=None,
         help="noise standard deviation of the size release (default: calibrated for "
-        "--size-share, or 20 with --noise-multiplier)",
+        "--size-share, at most 20; 20 with --noise-multiplier)",
     )
     add_warmup_options(p)
     g.add_argument(
