@@ -140,13 +140,13 @@ def train(
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     full_config = synth.config_dict()
     _check_sizes(full_config)
+    if warmup is None:
+        warmup, warmup_config = _default_warmup(method, n, spec, public_data, warmup_config)
+    warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
     batch = full_config.get("batch_size")
     if private and synth.mechanism == "dp-sgd" and isinstance(batch, int) and batch > n:
         # before the size release (which would be spent for nothing): the owner's message
         raise ConfigError(f"batch size {batch} exceeds the {n} training images; lower --batch-size")
-    if warmup is None:
-        warmup, warmup_config = _default_warmup(method, n, spec, public_data, warmup_config)
-    warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
     mech = class_proportions if private else "uniform"
     sizing = {"share": size_share, "sigma": size_sigma} if private else None
     request = _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed)
