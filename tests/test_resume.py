@@ -14,9 +14,9 @@ from privsynth.privacy import Ledger
 from privsynth.privacy.accounting import epsilon_from_history
 from privsynth.run import TRAIN_STATE, load_train_state, save_train_state
 
-
 # Step counts below follow from N_hat = N (q = 1/3, 6 steps): the size release's noise is off.
 pytestmark = pytest.mark.usefixtures("exact_size")
+
 
 def _kill_after_first_checkpoint(monkeypatch):
     """The second checkpoint raises KeyboardInterrupt, as a Ctrl-C between checkpoints would."""

@@ -181,7 +181,9 @@ def neighbouring_block(dp_counts: list[dict], *, limitation: str | None = None) 
     return block
 
 
-def released_counts(counts: dict, result, warm, method: str, size: dict | None = None) -> list[dict]:
+def released_counts(
+    counts: dict, result, warm, method: str, size: dict | None = None
+) -> list[dict]:
     """The noisy training-set counts this run's DP releases drew (post-processing of releases the
     guarantee covers): the size release (``size``: the card's ``privacy.size_release``), the
     class-proportion release, the count feature of ``method``'s one release (dpmerf, dpkernel), a

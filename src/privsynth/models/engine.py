@@ -286,9 +286,7 @@ def plan_release(privacy: PrivacySpec, n_private: int, ctx: TrainContext) -> DPP
         sigma = (
             privacy.noise_multiplier
             if privacy.noise_multiplier is not None
-            else calibrate_noise(
-                privacy.epsilon, delta, 1.0, 1, privacy.accountant, privacy.prior
-            )
+            else calibrate_noise(privacy.epsilon, delta, 1.0, 1, privacy.accountant, privacy.prior)
         )
     # the "batch" of a release on the whole set is N: the published N_hat stands for it
     shown_n = privacy.public_size(n_private)

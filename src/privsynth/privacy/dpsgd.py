@@ -27,7 +27,7 @@ from opacus.optimizers import (
     DPOptimizerFastGradientClipping,
 )
 from opacus.validators import ModuleValidator
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import ConfigError
 from .accounting import AccountantState, PrivacySpec, calibrate_noise
@@ -314,8 +314,9 @@ def _make_private_bk(
     """``engine.make_private`` with our Book-Keeping module in place of Opacus' per-sample
     gradients; the rest is Opacus' own, built as ``make_private`` builds it (its Poisson
     ``DPDataLoader`` is built by `make_private`): the optimizer that adds N(0, sigma^2 C^2) to
-    the clipped sum and divides by the expected batch size (``DPOptimizerFastGradientClipping``, the one Opacus pairs with its
-    ghost clipping: it takes ``.grad`` as the clipped sum), and the accountant's step hook."""
+    the clipped sum and divides by the expected batch size (``DPOptimizerFastGradientClipping``,
+    the one Opacus pairs with its ghost clipping: it takes ``.grad`` as the clipped sum), and
+    the accountant's step hook."""
     # each process sums its own shard; the optimizer averages over processes
     optimizer_class = (
         DistributedDPOptimizerFastGradientClipping

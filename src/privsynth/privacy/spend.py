@@ -18,9 +18,9 @@ were booked ahead, and a class-count release it made); its bookings then superse
 segments' in the ledger, so the run counts once, never the sum of its segments.
 
 A *lead* (`set_lead`) is a release that comes before the DP-SGD steps in the same accountant
-history (the size release, then the warm-up's release): it is booked before it is drawn (`book_lead`), it is part
-of every reservation and booking from then on, and its epsilon composes with DP-SGD's in one
-Opacus accountant. The checkpoint interval counts DP-SGD steps only.
+history (the size release, then the warm-up's release): it is booked before it is drawn
+(`book_lead`), it is part of every reservation and booking from then on, and its epsilon
+composes with DP-SGD's in one Opacus accountant. The checkpoint interval counts DP-SGD steps only.
 """
 
 from __future__ import annotations
