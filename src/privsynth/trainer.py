@@ -355,7 +355,9 @@ def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, r
     n_hat = size_mech.agree(size_mech.release_size(n, sigma))
     # The card keeps N_hat for a resumed segment (a killed run keeps its folder); a refusal
     # before the first step still removes the folder (`discard_if_nothing_kept`).
-    share = sizing["share"] if sizing["sigma"] is None and spec.epsilon is not None else None
+    # the share says what fixed sigma_n only where its calibration did (not the MAX_SIGMA cap)
+    calibrated = sizing["sigma"] is None and spec.epsilon is not None
+    share = sizing["share"] if calibrated and sigma < size_mech.MAX_SIGMA else None
     shown_delta = spec.replace(size=n_hat).resolved_delta(n)  # never the exact N's 1/(10 N)
     card.privacy["size_release"] = size_mech.card_entry(
         sigma, n_hat, share, shown_delta, spec.accountant

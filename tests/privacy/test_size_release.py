@@ -161,3 +161,28 @@ def test_fixed_noise_multiplier_uses_the_public_default_sigma(tmp_path, tiny_dat
     run = _gan(tiny_dataset, tmp_path / "r", fast_gan, epsilon=None, noise_multiplier=1.0)
     size = run.card["privacy"]["size_release"]
     assert size["sigma"] == size_mech.MAX_SIGMA and size["share"] is None
+
+
+def test_small_n_card_note_follows_n_hat_not_the_exact_n():
+    from privsynth.privacy.checks import PrivacyWarning, check_delta
+
+    with pytest.warns(PrivacyWarning, match="only 50 private"):  # the owner's: exact n
+        assert check_delta(1e-4, 50, given=True, force=False, shown_n=500) == []
+    with pytest.warns(PrivacyWarning):
+        (note,) = check_delta(1e-4, 50, given=True, force=False, shown_n=60)
+    assert "under 100" in note and "50" not in note
+
+
+def test_n_hat_far_below_n_refuses_a_vacuous_default_delta(
+    tmp_path, tiny_dataset, fast_gan, monkeypatch
+):
+    from privsynth.errors import ConfigError
+
+    monkeypatch.setattr(size_mech, "gaussian_vector", lambda values, scale: values.double() - 90)
+    with pytest.raises(ConfigError, match="pass --force"):  # N_hat 6: delta 1/60 >= 1/96
+        _gan(tiny_dataset, tmp_path / "r", fast_gan, size_sigma=size_mech.MAX_SIGMA)
+    assert not (tmp_path / "r").exists()  # refused before any step: no run folder
+    (ds,) = Ledger().datasets()
+    (entry,) = ds["runs"].values()  # the release was drawn: it stays booked, alone
+    (seg,) = entry["segments"]
+    assert seg["accounting"]["booked"] == [[size_mech.MAX_SIGMA, 1.0, 1]]
