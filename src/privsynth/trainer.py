@@ -353,8 +353,6 @@ def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, r
         spend.reserve_target(_provisional_target(spec, lead, synth, n, provisional), provisional)
     spend.book_lead()
     n_hat = size_mech.agree(size_mech.release_size(n, sigma))
-    # The card keeps N_hat for a resumed segment (a killed run keeps its folder); a refusal
-    # before the first step still removes the folder (`discard_if_nothing_kept`).
     # the share says what fixed sigma_n only where its calibration did (not the MAX_SIGMA cap)
     calibrated = sizing["sigma"] is None and spec.epsilon is not None
     share = sizing["share"] if calibrated and sigma < size_mech.MAX_SIGMA else None
@@ -362,7 +360,11 @@ def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, r
     card.privacy["size_release"] = size_mech.card_entry(
         sigma, n_hat, share, shown_delta, spec.accountant
     )
-    session.writer.write()
+    # The card keeps N_hat for a resumed segment (a killed run keeps its folder; a refusal
+    # before the first step removes it, `discard_if_nothing_kept`). A run replacing a finished
+    # one (--overwrite) writes later: until its first step, the old run stays as it was.
+    if not session.writer.replace:
+        session.writer.write()
     return spec.replace(size=n_hat, prior=lead)
 
 
