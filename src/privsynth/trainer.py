@@ -86,7 +86,8 @@ def train(
     """Train ``method`` on ``data`` and write the run folder ``out``; returns the loaded `Run`.
 
     Private methods take ``epsilon`` (total, including any class-proportion release; default
-    10) and ``delta`` (default 1/(10 N), N = training images; ``delta >= 1/N`` needs ``force``);
+    10) and ``delta`` (default 1/(10 N_hat), N_hat the released number of training images;
+    ``delta >= 1/N`` needs ``force``);
     the noise multiplier is calibrated with Opacus for the planned steps. ``no_dp=True`` (or a
     non-private method such as ``gan``) trains the same model without privacy: the card then says
     epsilon = infinity, and passing a privacy argument with it is an error.

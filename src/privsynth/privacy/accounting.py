@@ -30,7 +30,8 @@ class PrivacySpec:
     at all (``None`` in Python, ``null`` in JSON, e.g. the federated run config's ``privacy``).
 
     Units: epsilon in nats (the usual), delta a probability; ``max_grad_norm`` is the per-sample
-    L2 clipping bound C. ``delta=None`` picks ``1 / (10 N)`` once N (training images) is known.
+    L2 clipping bound C. ``delta=None`` picks ``1 / (10 N)`` once N is known: in a central run
+    N_hat, the training-set size as the size release drew it (``size``).
     """
 
     epsilon: float | None = 10.0
