@@ -186,3 +186,26 @@ def test_n_hat_far_below_n_refuses_a_vacuous_default_delta(
     (entry,) = ds["runs"].values()  # the release was drawn: it stays booked, alone
     (seg,) = entry["segments"]
     assert seg["accounting"]["booked"] == [[size_mech.MAX_SIGMA, 1.0, 1]]
+
+
+def test_cli_size_sigma_and_share_reach_the_card(tmp_path, tiny_npz):
+    import json
+
+    from privsynth.cli import main
+    from tests.test_ledger_runs import TINY
+
+    base = ["train", "--method", "dpgan", "--data", str(tiny_npz), "--no-progress", *TINY]
+    flags = ["--accountant", "rdp", "--epsilon", "8", "--delta", "1e-4"]
+    assert main([*base, "--out", str(tmp_path / "a"), *flags, "--size-sigma", "7"]) == 0
+    a = json.loads((tmp_path / "a" / "card.json").read_text())["privacy"]["size_release"]
+    assert a["sigma"] == 7.0 and a["share"] is None
+    assert main([*base, "--out", str(tmp_path / "b"), *flags, "--size-share", "0.1"]) == 0
+    b = json.loads((tmp_path / "b" / "card.json").read_text())["privacy"]["size_release"]
+    assert b["share"] == 0.1
+    assert b["sigma"] == pytest.approx(size_mech.size_sigma(_spec(8.0, 1e-4), 0.1))
+
+
+def _spec(epsilon, delta):
+    from privsynth.privacy import PrivacySpec
+
+    return PrivacySpec(epsilon=epsilon, delta=delta, accountant="rdp")
