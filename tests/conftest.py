@@ -229,3 +229,13 @@ def ledger_location(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "param-ledger.sqlite")
     return postgres_schema_url(request)
+
+
+@pytest.fixture
+def exact_size(monkeypatch):
+    """N_hat = N: the size release (privacy/size_release.py) without its noise, for tests whose
+    step counts must not move with a noisy size; tests/privacy/test_size_release.py tests the
+    noise itself."""
+    from privsynth.privacy import size_release
+
+    monkeypatch.setattr(size_release, "gaussian_vector", lambda values, scale: values.double())

@@ -3,14 +3,18 @@ spends for the same plan, only process 0 writes, and bad process counts name the
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import privsynth
 from privsynth import distributed
 from privsynth.errors import ConfigError
 from privsynth.privacy import Ledger
+from privsynth.privacy.accounting import epsilon_from_history
 
 SIGMA = 1.0  # a fixed sigma: no calibration search, the plan is the same in both runs
+N_TRAIN = 96  # the tiny dataset's training images (120, holdout 0.2)
 
 
 def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast_gan):
@@ -20,18 +24,28 @@ def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast
     one = privsynth.train(tiny_dataset, out=tmp_path / "one", **kw)
     two = distributed.train(tiny_dataset, out=tmp_path / "two", nproc=2, **kw)
     sgd_one, sgd_two = one.card["privacy"]["dp_sgd"], two.card["privacy"]["dp_sgd"]
-    # the accountant saw the same (sigma, q, steps): global Poisson rate, same step count
-    assert sgd_two["history"] == sgd_one["history"] == [[SIGMA, 1 / 3, 6]]
-    assert two.epsilon == pytest.approx(one.epsilon, rel=1e-12)
+    # the accountant saw what the plan fixed from each run's released size N_hat: the global
+    # Poisson rate q = B / N_hat (every process samples at process 0's N_hat), same step count
+    b = fast_gan["batch_size"]
+    for run, sgd in ((one, sgd_one), (two, sgd_two)):
+        size = run.card["privacy"]["size_release"]
+        q = b / size["dp_count"]
+        assert sgd["history"] == [size["history"][0], [SIGMA, q, sgd["steps"]]]
+        assert sgd["steps"] == sgd["planned_steps"] == math.ceil(fast_gan["epochs"] / q)
+        assert run.epsilon == pytest.approx(
+            epsilon_from_history(sgd["history"], sgd["delta"], "rdp"), rel=1e-9
+        )
     # the chance of a skipped empty local batch over the whole run joins the card's delta
     from privsynth.privacy.dpsgd import DPPlan, empty_local_batch_delta
 
     extra = sgd_two["empty_local_batch_delta"]
-    plan = DPPlan(SIGMA, 0, sgd_two["sample_rate"], 6, 0.0, None, n_private=96)  # 120 - 20%
+    steps = sgd_two["steps"]
+    plan = DPPlan(SIGMA, 0, sgd_two["sample_rate"], steps, 0.0, None, n_private=N_TRAIN)
     # the card adds the allowance delta/100 (data-independent), which bounds the real chance
     assert 0 < empty_local_batch_delta(plan, 2) <= extra
-    assert extra == pytest.approx(one.card["privacy"]["dp_sgd"]["delta"] / 100)
-    assert two.card["privacy"]["delta"] == pytest.approx(one.card["privacy"]["delta"] + extra)
+    assert extra == pytest.approx(sgd_two["delta"] / 100)
+    n_hat = two.card["privacy"]["size_release"]["dp_count"]
+    assert two.card["privacy"]["delta"] == pytest.approx(1 / (10 * n_hat) + extra)
     assert "empty_local_batch_delta" not in sgd_one
     # only process 0 booked the run in the ledger (each test's own, see conftest)
     spent = Ledger().spent(tiny_dataset.content).epsilon

@@ -46,9 +46,10 @@ def test_diverged_release_keeps_its_spend_and_is_never_complete(tmp_path, tiny_d
     seg = _segment()
     sigma = card["privacy"]["dp_sgd_plan"]["noise_multiplier"]
     delta = card["privacy"]["dp_sgd_plan"]["delta"]
+    size = tuple(card["privacy"]["size_release"]["history"][0])  # released first
     assert seg["status"] == "diverged"
     assert seg["counted_epsilon"] == pytest.approx(
-        epsilon_from_history([(sigma, 1.0, 1)], delta, "rdp")
+        epsilon_from_history([size, (sigma, 1.0, 1)], delta, "rdp")
     )  # the release happened: booked
     with pytest.raises(CheckpointError, match="did not finish"):
         privsynth.Run.load(out)
@@ -79,12 +80,14 @@ def test_dp_sgd_divergence_stops_at_a_checkpoint_booking_what_ran(tmp_path, tiny
     card = json.loads((tmp_path / "r" / "card.json").read_text())
     plan = card["privacy"]["dp_sgd_plan"]
     seg = _segment()
+    size = card["privacy"]["size_release"]["history"][0]  # the size release, then 2 steps
     assert seg["status"] == "diverged" and seg["accounting"]["booked"] == [
-        [plan["noise_multiplier"], plan["sample_rate"], 2]
+        size,
+        [plan["noise_multiplier"], plan["sample_rate"], 2],
     ]
     assert seg["counted_epsilon"] == pytest.approx(
         epsilon_from_history(
-            [(plan["noise_multiplier"], plan["sample_rate"], 2)], plan["delta"], "rdp"
+            [size, (plan["noise_multiplier"], plan["sample_rate"], 2)], plan["delta"], "rdp"
         )
     )
 

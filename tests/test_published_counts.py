@@ -105,13 +105,15 @@ def test_card_publishes_the_dp_count_and_the_neighbouring_relation(counted_run):
     nb = run.card["privacy"]["neighbouring"]
     dp_count = float(np.sum(drawn[0]))
     assert nb["relation"].startswith("add/remove one record")
-    assert [c["release"] for c in nb["published_counts"]] == ["class_proportions"]
-    assert nb["published_counts"][0]["dp_count"] == dp_count
+    releases = [c["release"] for c in nb["published_counts"]]
+    assert releases == ["size_release", "class_proportions"]
+    assert nb["published_counts"][1]["dp_count"] == dp_count
     assert run.card["privacy"]["class_proportions"]["dp_count"] == dp_count
-    # q = 1/ceil(N/B) and the default delta = 1/(10 N) are computed from the exact N: said plainly
-    assert run.delta == pytest.approx(1 / (10 * N_TRAIN))
-    assert "discloses the training-set size" in nb["limitation"]
-    assert any("delta" in d for d in nb["disclosed_by_parameters"])
+    # q and the default delta are computed from the size release's N_hat, not from the exact N
+    n_hat = run.card["privacy"]["size_release"]["dp_count"]
+    assert nb["published_counts"][0]["dp_count"] == n_hat
+    assert run.delta == pytest.approx(1 / (10 * n_hat))
+    assert "limitation" not in nb and "disclosed_by_parameters" not in nb
 
 
 def test_dpmerf_card_publishes_its_count_feature_not_the_exact_count(tmp_path, make_tiny):
@@ -126,9 +128,10 @@ def test_dpmerf_card_publishes_its_count_feature_not_the_exact_count(tmp_path, m
         progress=False,
     )
     nb = run.card["privacy"]["neighbouring"]
-    (count,) = nb["published_counts"]
+    size, count = nb["published_counts"]
+    assert size["release"] == "size_release"
     assert count["release"] == "dpmerf" and count["dp_count"] != N_TRAIN  # noisy (sigma 5)
-    assert nb["disclosed_by_parameters"] == []  # one release (q = 1) and a given delta
+    assert "limitation" not in nb
     assert _exact_counts(run.card) == []
     assert "batch_size" not in run.card["privacy"]["dp_sgd_plan"]  # a release's "batch" is N
 
@@ -202,9 +205,10 @@ def test_central_warmup_card_publishes_the_release_count(tmp_path, make_tiny, mo
     )
     (release,) = drawn
     nb = run.card["privacy"]["neighbouring"]
-    (count,) = nb["published_counts"]
+    size, count = nb["published_counts"]
+    assert size["release"] == "size_release"
     assert count["release"] == "warmup.central"
     expected = float(np.sum(release.counts)) / (release.queries * release.sample_rate)
     assert count["dp_count"] == pytest.approx(expected)
     assert _exact_counts(run.card) == []
-    assert [d for d in nb["disclosed_by_parameters"] if "q =" in d]  # DP-SGD's q; delta given
+    assert "limitation" not in nb  # DP-SGD's q is computed from N_hat

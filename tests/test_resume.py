@@ -14,6 +14,9 @@ from privsynth.privacy import Ledger
 from privsynth.privacy.accounting import epsilon_from_history
 from privsynth.run import TRAIN_STATE, load_train_state, save_train_state
 
+# Step counts below follow from N_hat = N (q = 1/3, 6 steps): the size release's noise is off.
+pytestmark = pytest.mark.usefixtures("exact_size")
+
 
 def _kill_after_first_checkpoint(monkeypatch):
     """The second checkpoint raises KeyboardInterrupt, as a Ctrl-C between checkpoints would."""
@@ -82,12 +85,14 @@ def test_killed_run_resumes_without_resetting_or_forgetting(
     torch.load(out / TRAIN_STATE, weights_only=True)
     card = json.loads((out / "card.json").read_text())
     assert card["status"] == "running"
-    sigma, q = state["accountant"]["history"][0][:2]
+    size = tuple(state["accountant"]["history"][0])  # the size release opens the history
+    assert size == tuple(card["privacy"]["size_release"]["history"][0])
+    sigma, q = state["accountant"]["history"][1][:2]
     delta = card["privacy"]["dp_sgd_plan"]["delta"]
     (first,) = _segments(card["run_id"])
     assert first["status"] == "interrupted"
     assert first["counted_epsilon"] == pytest.approx(
-        epsilon_from_history([(sigma, q, 4)], delta, "rdp")
+        epsilon_from_history([size, (sigma, q, 4)], delta, "rdp")
     )
 
     monkeypatch.undo()
@@ -95,14 +100,14 @@ def test_killed_run_resumes_without_resetting_or_forgetting(
     run = privsynth.train(tiny_dataset, "dpgan", out, **kw)  # the same command again
     sgd = run.card["privacy"]["dp_sgd"]
     assert sgd["steps"] == sgd["planned_steps"] == 6
-    assert sgd["history"] == [[sigma, q, 6]]
-    full_plan = epsilon_from_history([(sigma, q, 6)], delta, "rdp")
+    assert sgd["history"] == [list(size), [sigma, q, 6]]
+    full_plan = epsilon_from_history([size, (sigma, q, 6)], delta, "rdp")
     assert run.card["privacy"]["dp_sgd_plan"]["planned_epsilon"] == pytest.approx(full_plan)
     # Steps 2-3 ran twice (killed after them, before their checkpoint): booked ahead, they stay
     # in the run's spend, composed with the 6 steps of the model's lineage in one accountant.
     assert sgd["rerun_history"] == [[sigma, q, 2]]
     assert run.epsilon == pytest.approx(
-        epsilon_from_history([(sigma, q, 2), (sigma, q, 6)], delta, "rdp")
+        epsilon_from_history([(sigma, q, 2), size, (sigma, q, 6)], delta, "rdp")
     )
     assert not (out / TRAIN_STATE).exists()
 
@@ -131,14 +136,17 @@ def test_resumed_run_is_one_ledger_entry_composed_by_its_accountant(
         privsynth.train(tiny_dataset, "dpgan", out, **kw)
     monkeypatch.undo()
     state = load_train_state(out / TRAIN_STATE)
-    sigma, q = state["accountant"]["history"][0][:2]
+    size = tuple(state["accountant"]["history"][0])  # the size release, then DP-SGD
+    sigma, q = state["accountant"]["history"][1][:2]
     card = json.loads((out / "card.json").read_text())
     delta = card["privacy"]["dp_sgd_plan"]["delta"]
     # Killed: its partial spend stays booked (2 checkpointed steps + one interval ahead).
     killed = Ledger().spent(tiny_dataset.source_fingerprint)
-    assert killed.epsilon == pytest.approx(epsilon_from_history([(sigma, q, 4)], delta, "rdp"))
+    assert killed.epsilon == pytest.approx(
+        epsilon_from_history([size, (sigma, q, 4)], delta, "rdp")
+    )
     # A budget the whole run fits (8 steps in one accountant) but the segments' sum does not.
-    whole = epsilon_from_history([(sigma, q, 8)], delta, "rdp")
+    whole = epsilon_from_history([size, (sigma, q, 8)], delta, "rdp")
     assert whole < 2 * killed.epsilon - 0.2
     Ledger().set_budget(tiny_dataset.source_fingerprint, whole + 0.1, reason="test")
 
@@ -186,10 +194,10 @@ def test_deleting_train_state_keeps_the_abandoned_segment(
     assert abandoned["status"] == "interrupted" and abandoned["superseded"]
     # The restart's 6 steps and the 4 the first segment booked: one accountant, one delta.
     sgd = run.card["privacy"]["dp_sgd"]
-    sigma, q = sgd["history"][0][:2]
+    size, (sigma, q, _) = sgd["history"]  # the size release: kept on the card, drawn once
     assert sgd["rerun_history"] == [[sigma, q, 4]]
     assert run.epsilon == pytest.approx(
-        epsilon_from_history([(sigma, q, 4), (sigma, q, 6)], sgd["delta"], "rdp")
+        epsilon_from_history([(sigma, q, 4), size, (sigma, q, 6)], sgd["delta"], "rdp")
     )
     assert restarted["counted_epsilon"] == pytest.approx(run.epsilon)
     spent = Ledger().spent(tiny_dataset.source_fingerprint)
@@ -212,9 +220,9 @@ def test_checkpoint_without_matching_accountant_history_is_refused(
     monkeypatch.undo()
     booked = Ledger().spent(tiny_dataset.source_fingerprint)
     state = load_train_state(out / TRAIN_STATE)
-    sigma, q, steps = state["accountant"]["history"][0]
+    size, (sigma, q, steps) = state["accountant"]["history"]
     assert (state["step"], steps) == (2, 2)
-    for accountant in (None, {"accountant": "rdp", "history": [[sigma, q, 1]]}):
+    for accountant in (None, {"accountant": "rdp", "history": [size, [sigma, q, 1]]}):
         save_train_state(out / TRAIN_STATE, {**state, "accountant": accountant})
         with pytest.raises(privsynth.errors.CheckpointError, match="--overwrite") as e:
             privsynth.train(tiny_dataset, "dpgan", out, **kw)
@@ -296,7 +304,8 @@ def test_killed_dpkernel_resumes_on_its_one_release(tmp_path, tiny_dataset, monk
     run = privsynth.train(tiny_dataset, "dpkernel", out, **kw)
     assert len(releases) == 1  # no second release on resume
     sigma = run.card["privacy"]["dp_sgd"]["noise_multiplier"]
-    assert run.card["privacy"]["dp_sgd"]["history"] == [[sigma, 1.0, 1]]
+    size = run.card["privacy"]["size_release"]["history"][0]
+    assert run.card["privacy"]["dp_sgd"]["history"] == [size, [sigma, 1.0, 1]]
     assert run.card["train"]["metrics"]["generator_steps"] == 30
     assert 4 * 0.99 <= run.epsilon <= 4 * 1.01
 

@@ -107,7 +107,7 @@ def test_toy_trains_privately_and_its_twin_without_dp(tmp_path, tiny_dataset, to
     assert not plain.card["private"] and plain.card["privacy"]["epsilon"] == "infinity"
 
 
-def test_toy_resumes_after_a_kill(tmp_path, tiny_dataset, toy, monkeypatch):
+def test_toy_resumes_after_a_kill(tmp_path, tiny_dataset, toy, monkeypatch, exact_size):
     calls = []
 
     def kill_at_second(path, state):
@@ -125,7 +125,8 @@ def test_toy_resumes_after_a_kill(tmp_path, tiny_dataset, toy, monkeypatch):
     monkeypatch.setattr(trainer, "save_train_state", save_train_state)
     run = privsynth.train(tiny_dataset, toy, out, **kw)
     sgd = run.card["privacy"]["dp_sgd"]
-    assert sgd["history"] == [[1.0, sgd["sample_rate"], sgd["planned_steps"]]]  # no reset
+    size = run.card["privacy"]["size_release"]["history"][0]  # the size release, drawn once
+    assert sgd["history"] == [size, [1.0, sgd["sample_rate"], sgd["planned_steps"]]]  # no reset
     assert json.loads((out / "card.json").read_text())["status"] == "complete"
 
 

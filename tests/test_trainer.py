@@ -201,8 +201,10 @@ def test_holdout_is_never_trained_on(tmp_path, tiny_dataset, fast_gan, monkeypat
     assert used == split["train"]
     assert same_data(run.card["data"]["check"], tiny_dataset, trained)
     assert "n_train" not in run.card["data"] and "n_private" not in run.card["privacy"]["dp_sgd"]
-    # Delta defaults to 1 / (10 N) with N the training (not the total) count.
-    assert run.delta == pytest.approx(1 / 900)
+    # Delta defaults to 1 / (10 N_hat), N_hat the size release's noisy training (not total)
+    # count; never 1 / (10 N) from the exact N.
+    n_hat = run.card["privacy"]["size_release"]["dp_count"]
+    assert run.delta == pytest.approx(1 / (10 * n_hat))
 
 
 def test_train_takes_its_defaults_from_the_one_defaults_table(tmp_path, tiny_dataset, monkeypatch):

@@ -27,6 +27,7 @@ from .models.registry import create, is_private, private_name
 from .models.warmup import WARMUP_STATE, WarmUp
 from .preflight import check_device, check_memory, check_not_an_input, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec
+from .privacy import size_release as size_mech
 from .privacy.accounting import epsilon_from_history
 from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
 from .privacy.ledger import COMPOSITION_RULE
@@ -98,11 +99,14 @@ def train(
     warmup: str | None = None,
     public_data: str | Path | ImageDataset | None = None,
     warmup_config: dict[str, Any] | None = None,
+    size_share: float = size_mech.SHARE,
+    size_sigma: float | None = None,
 ) -> Run:
     """Train ``method`` on ``data`` and write the run folder ``out``; returns the loaded `Run`.
 
     Private methods take ``epsilon`` (total, including any class-proportion release; default
-    10) and ``delta`` (default 1/(10 N), N = training images; ``delta >= 1/N`` needs ``force``);
+    10) and ``delta`` (default 1/(10 N_hat), N_hat the released number of training images;
+    ``delta >= 1/N`` needs ``force``);
     the noise multiplier is calibrated with Opacus for the planned steps. ``no_dp=True`` (or a
     non-private method such as ``gan``) trains the same model without privacy: the card then says
     epsilon = infinity, and passing a privacy argument with it is an error.
@@ -121,6 +125,9 @@ def train(
     or ``public_data`` is given; ``public_data`` pretrains on images the user declares public
     (no budget). ``warmup_config``: `WarmupConfig` keys (share, epochs, size, ...). See
     models/warmup.py and docs/warmup.md.
+    A private run first releases its training-set size N_hat (Gaussian, sigma ``size_sigma``,
+    default calibrated for ``size_share`` of ``epsilon``; privacy/size_release.py): the sample
+    rate, the steps and the default delta (1/(10 N_hat)) are computed from it, never from N.
     """
     t0 = time.time()
     out = check_output_folder(out)
@@ -158,8 +165,15 @@ def train(
     if warmup is None:
         warmup, warmup_config = _default_warmup(method, n, spec, public_data, warmup_config)
     warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
+    batch = full_config.get("batch_size")
+    if private and synth.mechanism == "dp-sgd" and isinstance(batch, int) and batch > n:
+        # before the size release (which would be spent for nothing): the owner's message
+        raise ConfigError(f"batch size {batch} exceeds the {n} training images; lower --batch-size")
     mech = class_proportions if private else "uniform"
+    sizing = {"share": size_share, "sigma": size_sigma} if private else None
     request = _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed)
+    if sizing is not None:  # a resume must repeat it too
+        request["size_release"] = sizing
     card, resume = _start_or_resume(out, request, parts, overwrite)
     if card.data and not same_data(card.data.get("check"), dataset, train_set):
         raise CheckpointError(
@@ -168,12 +182,13 @@ def train(
         )
     _check_checkpoint_fits(resume, synth, out)
     session = _Session(out, card, parts, overwrite, resume)
-    total_delta = spec.resolved_delta(n) if spec else 0.0
-    notes = check_delta(total_delta, n, given=delta is not None, force=force) if spec else []
-    # --force is never silent: what it let through is on the card (and warned on stderr).
-    session.forced = bool(spec) and force and total_delta * n >= 1
-    counts, count_spend_now = _class_counts(card, mech, counts_epsilon, total_delta, spec)
-    session.counts = counts
+    sigma_n = 0.0
+    if spec is not None:  # refused here, before the ledger: what does not need N_hat
+        sigma_n = size_mech.size_sigma(spec, size_share, size_sigma)
+        size_mech.check_fits(spec, sigma_n, spec.resolved_delta(n))
+        if delta is not None and delta * n >= 1 and not force:
+            check_delta(delta, n, given=True, force=False)  # raises
+        _class_counts(card, mech, counts_epsilon, spec.resolved_delta(n), spec)
     if private:
         session.spend = _open_spend(
             Ledger(ledger),
@@ -186,19 +201,31 @@ def train(
             force=force,
             chunk=checkpoint_every,
         )
+    try:
+        card.request, card.private, card.config = request, private, full_config
+        card.versions = versions()
+        card.data = data_block(data, dataset, train_set, parts, split_seed, image_size)
+        card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
+        if spec is not None:  # N_hat first: every published value that needs N reads it
+            spec = _size_release(spec, session, n, sigma_n, sizing, resume, synth)
+        total_delta = spec.resolved_delta(n) if spec else 0.0
+        notes = (
+            check_delta(total_delta, n, given=delta is not None, force=force, shown_n=spec.size)
+            if spec
+            else []
+        )
+        # --force is never silent: what it let through is on the card (and warned on stderr).
+        session.forced = bool(spec) and force and total_delta * n >= 1
         if session.forced:  # shown as forced in the ledger too, not only on the card
             session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
-    try:
+        counts, count_spend_now = _class_counts(card, mech, counts_epsilon, total_delta, spec)
+        session.counts = counts
         spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
         if session.spend is not None:  # the run's one DP delta, also for a segment that only
             session.spend.sgd_delta = spec.delta  # finishes (its history was booked before)
         if warm is not None:  # the release's sigma joins the accountant before DP-SGD's
             spec = _warmup_prior(spec, warm, session)
         session.spec = spec
-        card.request, card.private, card.config = request, private, full_config
-        card.versions = versions()
-        card.data = data_block(data, dataset, train_set, parts, split_seed, image_size)
-        card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
         if session.spend is not None:  # where this dataset's total is read back (cards, `info`)
             card.ledger = session.spend.ledger.shown
             # keyed by the ledger's secret: a plain hash would let anyone test a candidate set
@@ -226,6 +253,8 @@ def train(
         session.swap_in()
         return Run.load(out, device="cpu")
     except BaseException as e:
+        if isinstance(e, PrivsynthError):  # refused before any step: no run folder is left
+            session.discard_if_nothing_kept()  # (a size release it drew stays booked)
         if session.spend is not None:
             session.spend.abort(
                 "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
@@ -328,6 +357,58 @@ def _training_spec(spec, count_spend_now, total_delta, spend, resume):
     return spec.replace(delta=total_delta - c_delta)
 
 
+def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, resume, synth):
+    """Release N_hat (privacy/size_release.py) before anything else, or reuse the one an earlier
+    segment of this run drew (kept on the card): never drawn twice. Ledger: the run's target is
+    reserved first (at a provisional delta from the exact N when the user gave none: the
+    ledger is the owner's), then the release is booked as the lead of the run's accountant
+    history before it is drawn; the exact plan re-reserves later. Returns ``spec`` with the
+    size and the release's history entry (the head of ``prior``)."""
+    card, spend = session.card, session.spend
+    kept = card.privacy.get("size_release")
+    if kept is not None:
+        sigma = float(kept["sigma"])
+    lead = [size_mech.entry(sigma)]
+    provisional = spec.resolved_delta(n)
+    session.size_released = list(lead) if kept is not None else []
+    spend.set_lead(lead, provisional, session.size_released)
+    if kept is not None:
+        return spec.replace(size=size_mech.agree(int(kept["dp_count"])), prior=lead)
+    if resume is None:  # fail fast: a run refused by a budget draws nothing
+        spend.reserve_target(_provisional_target(spec, lead, synth, n, provisional), provisional)
+    spend.book_lead()
+    n_hat = size_mech.agree(size_mech.release_size(n, sigma))
+    # the share says what fixed sigma_n only where its calibration did (not the MAX_SIGMA cap)
+    calibrated = sizing["sigma"] is None and spec.epsilon is not None
+    share = sizing["share"] if calibrated and sigma < size_mech.MAX_SIGMA else None
+    shown_delta = spec.replace(size=n_hat).resolved_delta(n)  # never the exact N's 1/(10 N)
+    card.privacy["size_release"] = size_mech.card_entry(
+        sigma, n_hat, share, shown_delta, spec.accountant
+    )
+    # The card keeps N_hat for a resumed segment (a killed run keeps its folder; a refusal
+    # before the first step removes it, `discard_if_nothing_kept`). A run replacing a finished
+    # one (--overwrite) writes later: until its first step, the old run stays as it was.
+    if not session.writer.replace:
+        session.writer.write()
+    return spec.replace(size=n_hat, prior=lead)
+
+
+def _provisional_target(spec, lead, synth, n: int, delta: float) -> float:
+    """What a run reserves before its size release: its target epsilon, or with a fixed noise
+    multiplier its plan's epsilon at the exact N (the ledger is the owner's own record; the
+    plan from N_hat re-reserves once it exists)."""
+    if spec.epsilon is not None:
+        return spec.epsilon
+    from .privacy.dpsgd import sample_rate
+
+    batch = synth.config_dict().get("batch_size")
+    if synth.mechanism == "dp-sgd" and batch:
+        steps = [(spec.noise_multiplier, sample_rate(n, batch), synth.total_steps(n))]
+    else:  # one release on the whole set
+        steps = [(spec.noise_multiplier, 1.0, 1)]
+    return epsilon_from_history([*lead, *steps], delta, spec.accountant)
+
+
 def _default_warmup(method, n, spec, public_data, warmup_config) -> tuple[str, dict | None]:
     """The warm-up when the user named no kind: the method's recommended one, with any warm-up
     options the user set laid over it. Only for a private run calibrated from epsilon: the
@@ -345,10 +426,12 @@ def _default_warmup(method, n, spec, public_data, warmup_config) -> tuple[str, d
 def _warmup_prior(spec, warm: WarmUp, session: _Session):
     """Fix the warm-up release's sigma; it opens the accountant's history (the spec's prior)."""
     prior, released = warm.prepare(spec, session.out, resuming=not session.fresh)
-    if prior:
-        spec = spec.replace(prior=prior)
+    if prior:  # after the size release, which opens the history
+        spec = spec.replace(prior=[*spec.prior, *prior])
     if session.spend is not None and spec.prior:
-        session.spend.set_lead(spec.prior, spec.delta, released)
+        # what earlier segments released: the size release, then (if any) the warm-up's
+        done = [*session.size_released, *released] if released else session.size_released
+        session.spend.set_lead(spec.prior, spec.delta, done)
     return spec
 
 
@@ -422,6 +505,7 @@ class _Session:
         self.counts: dict = {}  # the class-proportion release (card.privacy.class_proportions)
         self.to_release: tuple[float, float] = (0.0, 0.0)  # its spend, if not yet booked
         self.forced = False  # --force let delta >= 1/n through
+        self.size_released: list = []  # the size release, when an earlier segment drew it
 
     def swap_in(self) -> None:
         """The completed replacement takes ``out``'s place (the old run's spend stays booked)."""
@@ -536,11 +620,14 @@ class _Session:
             }
         if warm is not None:
             card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
+        size = card.privacy.get("size_release")
+        if spec is not None and size is not None:  # its epsilon alone at the run's delta
+            size["epsilon_alone"] = epsilon_from_history(
+                size["history"], spec.delta, spec.accountant
+            )
         if spec is not None:
             card.privacy["neighbouring"] = neighbouring_block(
-                released_counts(counts, result, warm, synth.name),
-                default_delta=(card.request.get("privacy") or {}).get("delta") is None,
-                dp_sgd=synth.mechanism == "dp-sgd",
+                released_counts(counts, result, warm, synth.name, size)
             )
         self.mark_forced()
         self.writer.write()

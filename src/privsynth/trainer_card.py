@@ -90,7 +90,8 @@ def privacy_block(
     # --nproc: the chance that a skipped empty local batch occurs at all (dpsgd.py) joins delta
     empty_batch = run_empty_batch_delta(plan)
     total_delta = total_delta + empty_batch
-    lead = sum(int(h[2]) for h in spec.prior)  # warm-up release entries opening the history
+    lead = sum(int(h[2]) for h in spec.prior)  # size + warm-up release entries opening it
+    warm_lead = lead - (1 if spec.size is not None else 0)
     return {
         "epsilon": total,
         "delta": total_delta,
@@ -98,8 +99,10 @@ def privacy_block(
         "not_protected": NOT_PROTECTED,
         "unit": "one training image with its label",
         "composition": (
-            "dp_sgd epsilon (one Opacus accountant over the warm-up release and the "
-            "DP-SGD steps, its history) + class_proportions epsilon (basic "
+            "dp_sgd epsilon (one Opacus accountant over "
+            + ("the size release, " if spec.size is not None else "")
+            + ("the warm-up release, " if warm_lead else "")
+            + "and the DP-SGD steps, its history) + class_proportions epsilon (basic "
             "composition)"
             if lead
             else "dp_sgd epsilon + class_proportions epsilon (basic composition)"
@@ -115,7 +118,8 @@ def privacy_block(
             # exact number of training images, which no published field carries.
             "batch_size": plan.batch_size if plan.sample_rate < 1 else None,
             "steps": acc.steps - lead,
-            "includes_warmup_release": bool(lead),
+            "includes_warmup_release": bool(warm_lead),
+            "includes_size_release": spec.size is not None,
             "planned_steps": plan.steps,
             "max_grad_norm": spec.max_grad_norm,
             "target_epsilon": plan.target_epsilon,
@@ -148,43 +152,53 @@ NEIGHBOURING = (
 )
 
 
-def neighbouring_block(dp_counts: list[dict], *, default_delta: bool, dp_sgd: bool) -> dict:
+def neighbouring_block(dp_counts: list[dict], *, limitation: str | None = None) -> dict:
     """The card's ``privacy.neighbouring``: the relation the guarantee is stated for and the counts
     the card publishes. Under add/remove-one an exact training-set size tells two neighbours apart,
-    so no published field holds one; a count appears only as the noisy value of a DP release the
-    guarantee already covers (``dp_counts``, from `released_counts`)."""
-    disclosed = []
-    if dp_sgd:
-        disclosed.append("the DP-SGD sample rate q = 1/ceil(N/B) (B: the batch size) gives N/B")
-    if default_delta:
-        disclosed.append("the default delta = 1/(10 N) gives N itself (pass --delta to avoid it)")
-    return {
+    so no published field holds one, nor a value computed from it: the sample rate, the steps
+    and the default delta are computed from the size release's N_hat. A count appears only as the
+    noisy value of a DP release the guarantee already covers (``dp_counts``, `released_counts`).
+    ``limitation``: what a card made without a size release (a federation's) still discloses."""
+    block = {
         "relation": NEIGHBOURING,
         "exact_counts": "none published: the card, `privsynth info` and the model card's "
         "description name no exact count of private images (the training-set size N, the "
-        "total, the holdout size); evaluation figures, not covered by the guarantee, may name "
+        "total, the holdout size), and no parameter is computed from one: the DP-SGD sample "
+        "rate q = min(1, B/N_hat), the steps and the default delta 1/(10 N_hat) use the "
+        "size release's N_hat; evaluation figures, not covered by the guarantee, may name "
         "the holdout size",
         "published_counts": dp_counts,
         "counts_protected_by": "the DP release that drew them (their epsilon is part of this "
         "run's epsilon); none is published without one"
         if dp_counts
         else "no count is published",
-        "disclosed_by_parameters": disclosed,
-        "limitation": (
-            "; ".join(disclosed)
-            + ": both are computed from the exact N, so this card discloses the training-set "
-            "size through them; the guarantee above does not hide it"
-        )
-        if disclosed
-        else None,
     }
+    if limitation:
+        block["exact_counts"] = block["exact_counts"].split(", and no parameter")[0] + (
+            "; evaluation figures, not covered by the guarantee, may name the holdout size"
+        )
+        block["limitation"] = limitation
+    return block
 
 
-def released_counts(counts: dict, result, warm, method: str) -> list[dict]:
+def released_counts(
+    counts: dict, result, warm, method: str, size: dict | None = None
+) -> list[dict]:
     """The noisy training-set counts this run's DP releases drew (post-processing of releases the
-    guarantee covers): the class-proportion release, the count feature of ``method``'s one
-    release (dpmerf, dpkernel), a warm-up release."""
+    guarantee covers): the size release (``size``: the card's ``privacy.size_release``), the
+    class-proportion release, the count feature of ``method``'s one release (dpmerf, dpkernel), a
+    warm-up release."""
     out = []
+    if size is not None:
+        out.append(
+            {
+                "release": "size_release",
+                "dp_count": size["dp_count"],
+                "how": "the training-set size plus Gaussian noise of standard deviation "
+                f"{size['sigma']:.3g}, rounded (at least 1): the N_hat that the sample rate, "
+                "the steps and the default delta are computed from",
+            }
+        )
     if counts.get("dp_count") is not None:
         out.append(
             {

@@ -7,8 +7,13 @@ import io
 import re
 from types import SimpleNamespace
 
+import pytest
+
 from privsynth.cli import main
 from privsynth.models.progress import progress_bar
+
+# N_hat = N (the size release's noise off): 20 steps exactly, the default delta as without it
+pytestmark = pytest.mark.usefixtures("exact_size")
 
 # 96 training images, expected batch 96 -> q = 1; 20 epochs -> 20 discriminator steps.
 STEPS20 = [

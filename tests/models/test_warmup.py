@@ -65,10 +65,11 @@ def test_release_composes_into_card_and_ledger_and_recomputes(tmp_path, tiny_dat
     )
     pv = run.card["privacy"]
     warm, sgd = pv["warmup"]["central"], pv["dp_sgd"]
-    # The release is the first entry of the one accountant history, DP-SGD's steps follow.
-    assert sgd["history"][0] == [warm["noise_multiplier"], 1.0, 1]
-    assert sgd["history"][1][0] == sgd["noise_multiplier"] and sgd["includes_warmup_release"]
-    assert sum(h[2] for h in sgd["history"][1:]) == sgd["steps"]
+    # The release follows the size release in the one accountant history, DP-SGD's steps follow.
+    assert sgd["history"][0] == pv["size_release"]["history"][0]
+    assert sgd["history"][1] == [warm["noise_multiplier"], 1.0, 1]
+    assert sgd["history"][2][0] == sgd["noise_multiplier"] and sgd["includes_warmup_release"]
+    assert sum(h[2] for h in sgd["history"][2:]) == sgd["steps"]
     # Its share: alone it spends 0.3 * target (calibrated by Opacus), together exactly the target.
     assert warm["epsilon_alone"] == pytest.approx(0.3 * 4.0, rel=0.01)
     assert 4.0 * 0.99 <= pv["epsilon"] <= 4.0 + 1e-9
@@ -78,15 +79,16 @@ def test_release_composes_into_card_and_ledger_and_recomputes(tmp_path, tiny_dat
     assert pv["epsilon"] == pytest.approx(
         _dp_accounting_rdp(sgd["history"], sgd["delta"]), rel=5e-3
     )
-    # Not a naive sum: the release and DP-SGD alone add up to more than the card's total.
-    sgd_alone = epsilon_from_history(sgd["history"][1:], sgd["delta"], "rdp")
-    assert pv["epsilon"] < warm["epsilon_alone"] + sgd_alone
+    # Not a naive sum: the releases and DP-SGD alone add up to more than the card's total.
+    sgd_alone = epsilon_from_history(sgd["history"][2:], sgd["delta"], "rdp")
+    alone = warm["epsilon_alone"] + pv["size_release"]["epsilon_alone"]
+    assert pv["epsilon"] < alone + sgd_alone
     # The ledger booked the same total, with the release in its accounting.
     (ds,) = Ledger().datasets()
     (seg,) = ds["runs"][run.card["run_id"]]["segments"]
     assert seg["status"] == "complete"
     assert seg["epsilon"] == pytest.approx(pv["epsilon"], rel=1e-9)
-    assert seg["accounting"]["booked"][0] == sgd["history"][0]
+    assert seg["accounting"]["booked"][:2] == sgd["history"][:2]
     assert ds["epsilon_spent"] == pytest.approx(pv["epsilon"], rel=1e-9)
     assert (out / "warmup.png").exists() and not (out / warmup_mod.WARMUP_STATE).exists()
 
@@ -112,7 +114,9 @@ def test_release_is_booked_before_it_is_drawn(tmp_path, tiny_dataset, monkeypatc
         warmup="central",
         warmup_config=WARM,
     )
-    alone = run.card["privacy"]["warmup"]["central"]["epsilon_alone"]
+    # booked before the draw: the size release (drawn first) composed with this release
+    sgd = run.card["privacy"]["dp_sgd"]
+    alone = epsilon_from_history(sgd["history"][:2], sgd["delta"], "rdp")
     assert seen == [pytest.approx(alone, rel=1e-9)]
 
 
@@ -156,13 +160,16 @@ def test_public_data_spends_nothing_and_the_card_says_so(tmp_path, tiny_dataset)
         warmup_config={"epochs": 1},
     )
     a, b = plain.card["privacy"], warmed.card["privacy"]
-    assert b["dp_sgd"]["history"] == a["dp_sgd"]["history"]  # no entry for the public phase
-    assert b["epsilon"] == pytest.approx(a["epsilon"], rel=1e-12)
+    # no entry for the public phase: the size release, then DP-SGD (q from each run's N_hat)
+    assert len(b["dp_sgd"]["history"]) == len(a["dp_sgd"]["history"]) == 2
+    assert b["dp_sgd"]["history"][1][0] == a["dp_sgd"]["history"][1][0] == 1.5
+    hist_eps = epsilon_from_history(b["dp_sgd"]["history"], b["dp_sgd"]["delta"], "rdp")
+    assert b["epsilon"] == pytest.approx(hist_eps, rel=1e-12)
     assert b["warmup"]["public_data"]["fingerprint"] == public.fingerprint
     assert b["warmup"]["public_data"]["spent_epsilon"] == 0.0
     assert "central" not in b["warmup"]
     (ds,) = Ledger().datasets()
-    assert ds["epsilon_spent"] == pytest.approx(2 * a["epsilon"], rel=1e-9)
+    assert ds["epsilon_spent"] == pytest.approx(a["epsilon"] + b["epsilon"], rel=1e-9)
     # A non-private run with public data touches no ledger at all.
     privsynth.train(
         tiny_dataset,
@@ -244,15 +251,16 @@ def test_killed_after_warmup_resumes_with_the_same_release(tmp_path, tiny_datase
     assert len(draws) == 1  # never released twice
     central = run.card["privacy"]["warmup"]["central"]
     assert central["noise_multiplier"] == first["noise_multiplier"]
-    assert run.card["privacy"]["dp_sgd"]["history"][0] == first["history"][0]
+    assert run.card["privacy"]["dp_sgd"]["history"][1] == first["history"][0]
     # Two segments: the first booked the release (+ one interval); the second books the whole
     # run (the release once, then DP-SGD) and supersedes it: the run counts once, as its card.
     (ds,) = Ledger().datasets()
     entry = ds["runs"][run.card["run_id"]]
     segs = entry["segments"]
     assert [s["status"] for s in segs] == ["interrupted", "complete"]
-    assert segs[0]["accounting"]["booked"][0] == first["history"][0] and segs[0]["superseded"]
-    assert [h[1] for h in segs[1]["accounting"]["booked"]].count(1.0) == 1
+    assert segs[0]["accounting"]["booked"][1] == first["history"][0] and segs[0]["superseded"]
+    # the size release and the central release, once each
+    assert [h[1] for h in segs[1]["accounting"]["booked"]].count(1.0) == 2
     assert entry["epsilon"] == pytest.approx(run.card["privacy"]["epsilon"])
 
 
@@ -300,8 +308,8 @@ def test_killed_while_pretraining_resumes_the_pretraining(tmp_path, tiny_dataset
     segs = ds["runs"][run.card["run_id"]]["segments"]
     # The release is drawn and booked once: by the segment that drew it, then in the run's
     # whole booking by the segment that finished it (the run counts once, as its card).
-    assert segs[0]["accounting"]["booked"] == [run.card["privacy"]["dp_sgd"]["history"][0]]
-    assert [h[1] for h in segs[1]["accounting"]["booked"]].count(1.0) == 1
+    assert segs[0]["accounting"]["booked"] == run.card["privacy"]["dp_sgd"]["history"][:2]
+    assert [h[1] for h in segs[1]["accounting"]["booked"]].count(1.0) == 2  # size, central
     assert ds["runs"][run.card["run_id"]]["epsilon"] == pytest.approx(
         run.card["privacy"]["epsilon"]
     )
@@ -321,7 +329,7 @@ def test_every_dp_sgd_method_warms_up(tmp_path, tiny_dataset, method):
         warmup_config=WARM,
     )
     hist = run.card["privacy"]["dp_sgd"]["history"]
-    assert hist[0][1:] == [1.0, 1] and len(hist) == 2
+    assert hist[0][1:] == hist[1][1:] == [1.0, 1] and len(hist) == 3  # size, central, DP-SGD
     assert run.card["privacy"]["epsilon"] <= 5 + 1e-9
     images, labels = run.sample(6, labels=[0, 1, 2] * 2)
     assert images.shape == (6, 1, 8, 8) and list(labels) == [0, 1, 2] * 2

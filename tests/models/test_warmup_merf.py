@@ -51,19 +51,21 @@ def test_release_composes_into_card_and_ledger_and_recomputes(tmp_path, tiny_dat
     pv = run.card["privacy"]
     warm, sgd = pv["warmup"]["merf"], pv["dp_sgd"]
     assert pv["warmup"]["phases"] == ["merf"]
-    assert sgd["history"][0] == [warm["noise_multiplier"], 1.0, 1] == warm["history"][0]
-    assert sgd["history"][1][0] == sgd["noise_multiplier"] and sgd["includes_warmup_release"]
+    assert sgd["history"][0] == pv["size_release"]["history"][0]  # the size release first
+    assert sgd["history"][1] == [warm["noise_multiplier"], 1.0, 1] == warm["history"][0]
+    assert sgd["history"][2][0] == sgd["noise_multiplier"] and sgd["includes_warmup_release"]
     assert warm["epsilon_alone"] == pytest.approx(0.3 * 4.0, rel=0.01)
     assert 4.0 * 0.99 <= pv["epsilon"] <= 4.0 + 1e-9
     assert pv["epsilon"] == pytest.approx(
         _dp_accounting_rdp(sgd["history"], sgd["delta"]), rel=5e-3
     )
-    sgd_alone = epsilon_from_history(sgd["history"][1:], sgd["delta"], "rdp")
-    assert pv["epsilon"] < warm["epsilon_alone"] + sgd_alone  # composed, not summed
+    sgd_alone = epsilon_from_history(sgd["history"][2:], sgd["delta"], "rdp")
+    alone = warm["epsilon_alone"] + pv["size_release"]["epsilon_alone"]
+    assert pv["epsilon"] < alone + sgd_alone  # composed, not summed
     assert warm["generator"]["generator_steps"] == 60  # the card says what drew the warm-up set
     (ds,) = Ledger().datasets()
     (seg,) = ds["runs"][run.card["run_id"]]["segments"]
-    assert seg["accounting"]["booked"][0] == sgd["history"][0]
+    assert seg["accounting"]["booked"][:2] == sgd["history"][:2]
     assert ds["epsilon_spent"] == pytest.approx(pv["epsilon"], rel=1e-9)
     assert (out / "warmup.png").exists() and not (out / warmup_mod.WARMUP_STATE).exists()
     assert "DP-MERF release" in format_card(run.card)
@@ -120,12 +122,12 @@ def test_killed_after_the_release_resumes_without_drawing_again(
     assert draws == [1] and len(sets) == 2
     assert run.card["status"] == "complete"
     hist = run.card["privacy"]["dp_sgd"]["history"]
-    assert hist[0] == [first["sigma"], 1.0, 1]
+    assert hist[1] == [first["sigma"], 1.0, 1]  # after the size release
     (ds,) = Ledger().datasets()
     segs = ds["runs"][run.card["run_id"]]["segments"]
-    assert segs[0]["accounting"]["booked"] == [hist[0]]  # booked once, by the segment that drew it
-    # the finishing segment books the whole run (the release once) and supersedes the first
-    assert [h[1] for h in segs[1]["accounting"]["booked"]].count(1.0) == 1
+    assert segs[0]["accounting"]["booked"] == hist[:2]  # booked once, by the segment that drew it
+    # the finishing segment books the whole run (each release once) and supersedes the first
+    assert [h[1] for h in segs[1]["accounting"]["booked"]].count(1.0) == 2
     entry = ds["runs"][run.card["run_id"]]
     assert entry["epsilon"] == pytest.approx(run.card["privacy"]["epsilon"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,10 +50,26 @@ def test_impossible_target_names_the_fix():
 
 
 def test_plan_matches_the_poisson_loader():
-    spec = PrivacySpec(epsilon=None, noise_multiplier=1.3)
+    # q = min(1, B / N_hat) and delta = 1 / (10 N_hat): from the released size, not the exact N
+    spec = PrivacySpec(epsilon=None, noise_multiplier=1.3, size=1037)
     p = plan(spec, n_private=1000, expected_batch_size=64, steps=10)
-    assert p.sample_rate == sample_rate(1000, 64) == 1 / 16  # q = 1 / ceil(N / B)
-    assert p.noise_multiplier == 1.3 and p.delta == default_delta(1000) == 1e-4
+    assert p.sample_rate == sample_rate(1037, 64) == 64 / 1037
+    assert p.noise_multiplier == 1.3 and p.delta == default_delta(1037)
+    # and Opacus' loader and accountant see exactly the plan's q
+    from privsynth.privacy.dpsgd import TensorBatches, backward, make_private
+
+    data = TensorBatches(torch.randn(1000, 4), torch.zeros(1000, dtype=torch.long))
+    for mode in ("bk", "hooks"):
+        module = torch.nn.Linear(4, 2)
+        opt = torch.optim.SGD(module.parameters(), lr=0.1)
+        s = spec.replace(grad_sample_mode=mode)
+        trained, optimizer, loader, engine = make_private(module, opt, data, p, s)
+        assert loader.sample_rate == p.sample_rate
+        assert optimizer.expected_batch_size == pytest.approx(64)  # q * N_hat: public
+        x, y = next(iter(loader))  # one DP step: what the accountant books for it
+        backward(trained, lambda m, a, b: m(a).pow(2).mean(), x, y)
+        optimizer.step()
+        assert engine.accountant.history == [(1.3, p.sample_rate, 1)]
 
 
 def test_plan_rejects_batch_larger_than_data():

@@ -210,7 +210,8 @@ def add_privacy_options(p: argparse.ArgumentParser) -> None:
         "--delta",
         type=float,
         default=None,
-        help="delta (default 1/(10 N), N = training images); >= 1/N is refused unless --force",
+        help="delta (default 1/(10 N_hat), N_hat = the released number of training images); "
+        ">= 1/N is refused unless --force",
     )
     g.add_argument(
         "--noise-multiplier",

@@ -53,6 +53,20 @@ def add_parser(sub) -> None:
         default=0.1,
         help="epsilon spent on the class counts (taken from --epsilon)",
     )
+    g.add_argument(
+        "--size-share",
+        type=float,
+        default=0.02,
+        help="share of --epsilon spent on releasing the training-set size N_hat, from which "
+        "the sample rate and the default delta are computed (docs/privacy.md)",
+    )
+    g.add_argument(
+        "--size-sigma",
+        type=float,
+        default=None,
+        help="noise standard deviation of the size release (default: calibrated for "
+        "--size-share, at most 20; 20 with --noise-multiplier)",
+    )
     add_warmup_options(p)
     g.add_argument(
         "--overwrite",
@@ -162,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             class_proportions=args.class_proportions,
             counts_epsilon=args.counts_epsilon,
+            size_share=args.size_share,
+            size_sigma=args.size_sigma,
             device=args.device,
             progress=progress_wanted(args),
             checkpoint_every=args.checkpoint_every,

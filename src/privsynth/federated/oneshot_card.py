@@ -197,10 +197,16 @@ def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict
         from ..trainer_card import neighbouring_block, released_counts
 
         total = max(1, int(cfg.get("total-images", 0)))
+        # a federation makes no size release (docs/privacy.md): its default delta still tells
+        limitation = (
+            "the default delta = 1/(10 N) gives N itself (pass --delta to avoid it): it is "
+            "computed from the exact N, so this card discloses the training-set size through "
+            "it; the guarantee above does not hide it"
+            if privacy["dp_sgd"]["delta"] == default_delta(total)
+            else None
+        )
         privacy["neighbouring"] = neighbouring_block(
-            released_counts({}, result, None, synth.name),
-            default_delta=privacy["dp_sgd"]["delta"] == default_delta(total),
-            dp_sgd=False,
+            released_counts({}, result, None, synth.name), limitation=limitation
         )
     card = {
         "format": FORMAT,

@@ -120,7 +120,9 @@ class DPSGD:
             raise ConfigError(
                 f"batch size {batch} exceeds the {n} training images; lower --batch-size"
             )
-        self.total = planned_steps if planned_steps is not None else method.total_steps(n)
+        # steps = epochs / q with q from the published size (N_hat) in a private run
+        shown_n = privacy.public_size(n) if privacy is not None else n
+        self.total = planned_steps if planned_steps is not None else method.total_steps(shown_n)
         module = self.module = method.private_module().to(self.device).train()
         for public in method.public_modules():
             public.to(self.device).train()
@@ -284,9 +286,11 @@ def plan_release(privacy: PrivacySpec, n_private: int, ctx: TrainContext) -> DPP
         sigma = (
             privacy.noise_multiplier
             if privacy.noise_multiplier is not None
-            else calibrate_noise(privacy.epsilon, delta, 1.0, 1, privacy.accountant)
+            else calibrate_noise(privacy.epsilon, delta, 1.0, 1, privacy.accountant, privacy.prior)
         )
-    plan = DPPlan(sigma, n_private, 1.0, 1, delta, privacy.epsilon, n_private)
+    # the "batch" of a release on the whole set is N: the published N_hat stands for it
+    shown_n = privacy.public_size(n_private)
+    plan = DPPlan(sigma, shown_n, 1.0, 1, delta, privacy.epsilon, n_private)
     ctx.on_plan(plan)
     return plan
 

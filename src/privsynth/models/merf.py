@@ -226,7 +226,9 @@ class MERFSynthesizer(Method):
         plan = plan_release(spec, len(data), ctx)  # the budget check comes before the noise
         sigma = plan.noise_multiplier
         noisy = gaussian_noise_release(total, sigma * C)
-        return noisy.float(), plan, AccountantState(spec.accountant, [(sigma, 1.0, 1)])
+        # after the releases that came first (the size release): one accountant composes them
+        history = [*spec.prior, (sigma, 1.0, 1)]
+        return noisy.float(), plan, AccountantState(spec.accountant, history)
 
     def embedding_sum(self, data: ImageDataset, C: float) -> torch.Tensor:
         """``S = sum_i f(x_i) e_{y_i}^T`` (float64, features x classes), no noise: what the
@@ -244,7 +246,11 @@ class MERFSynthesizer(Method):
             resume = ctx.resume
             released = resume["released"]
             # a private release is one step at q = 1; a checkpoint without it is refused
-            acc = resumed_history(resume, 1) if ctx.privacy is not None else None
+            acc = (
+                resumed_history(resume, 1 + sum(int(h[2]) for h in ctx.privacy.prior))
+                if ctx.privacy is not None
+                else None
+            )
             plan = DPPlan(**resume["plan"]) if resume.get("plan") else None
         else:
             released, plan, acc = self.release(data, ctx)

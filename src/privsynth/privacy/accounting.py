@@ -30,7 +30,8 @@ class PrivacySpec:
     at all (``None`` in Python, ``null`` in JSON, e.g. the federated run config's ``privacy``).
 
     Units: epsilon in nats (the usual), delta a probability; ``max_grad_norm`` is the per-sample
-    L2 clipping bound C. ``delta=None`` picks ``1 / (10 N)`` once N (training images) is known.
+    L2 clipping bound C. ``delta=None`` picks ``1 / (10 N)`` once N is known: in a central run
+    N_hat, the training-set size as the size release drew it (``size``).
     """
 
     epsilon: float | None = 10.0
@@ -45,6 +46,10 @@ class PrivacySpec:
     # the card and the ledger compose them exactly. Derived by the trainer, not asked for:
     # not part of to_json (the run's request).
     prior: tuple[tuple[float, float, int], ...] = ()
+    # N_hat, the training-set size as the run's size release drew it (privacy/size_release.py):
+    # every published value that needs N (q, steps, the default delta) reads it, never the exact
+    # N. Derived by the trainer, not asked for: not part of to_json.
+    size: int | None = None
 
     def __post_init__(self) -> None:
         if self.accountant not in ACCOUNTANTS:
@@ -81,11 +86,19 @@ class PrivacySpec:
         return self.epsilon is not None or self.noise_multiplier is not None
 
     def resolved_delta(self, n_private: int) -> float:
-        return self.delta if self.delta is not None else default_delta(n_private)
+        """The user's delta, else 1/(10 N) with N the released size (``size``) when there is one."""
+        if self.delta is not None:
+            return self.delta
+        return default_delta(self.size if self.size is not None else n_private)
+
+    def public_size(self, n_private: int) -> int:
+        """The N that published values are computed from: N_hat when released, else ``n``."""
+        return self.size if self.size is not None else n_private
 
     def to_json(self) -> dict:
         out = asdict(self)
         out.pop("prior")
+        out.pop("size")
         return out
 
     @classmethod

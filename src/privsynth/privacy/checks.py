@@ -48,10 +48,14 @@ def refuse_flags_without_dp(
     )
 
 
-def check_delta(delta: float, n: int, *, given: bool, force: bool) -> list[str]:
+def check_delta(
+    delta: float, n: int, *, given: bool, force: bool, shown_n: int | None = None
+) -> list[str]:
     """Refuse ``delta >= 1/n`` unless forced; return the warnings the card should carry. The
     warnings shown to the owner name ``n``; the card's copies do not (no published field holds
-    the exact training-set size: docs/privacy.md, "Neighbouring relation and published counts")."""
+    the exact training-set size: docs/privacy.md, "Neighbouring relation and published counts"),
+    and whether the card has the small-n note follows ``shown_n`` (the released N_hat)."""
+    shown = n if shown_n is None else shown_n
     notes = []  # (the owner's warning, the card's note)
     if delta * n >= 1:
         what = f"--delta {delta:g}" if given else f"delta {delta:g}"
@@ -72,16 +76,19 @@ def check_delta(delta: float, n: int, *, given: bool, force: bool) -> list[str]:
             "delta above 1e-3 permits a noticeable chance of exposing an image outright, so "
             "this (epsilon, delta) guarantee is weak; use more images or a smaller --delta"
         )
+        published = shown < SMALL_N or delta > 1e-3
         notes.append(
             (
                 f"only {n} private images with delta {delta:.2g}: each image is "
                 f"{1 / n:.1%} of the data and {why}",
-                f"few private images (under {SMALL_N}) or delta {delta:.2g}: {why}",
+                f"few private images (under {SMALL_N}) or delta {delta:.2g}: {why}"
+                if published
+                else None,
             )
         )
     for warning, _ in notes:
         warnings.warn(warning, PrivacyWarning, stacklevel=3)
-    return [card for _, card in notes]
+    return [card for _, card in notes if card is not None]
 
 
 def default_epsilon(epsilon: float | None, noise_multiplier: float | None) -> float | None:

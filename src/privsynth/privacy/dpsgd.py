@@ -13,7 +13,6 @@ Gaussian noise and keeps the accountant.
 from __future__ import annotations
 
 import contextlib
-import math
 import secrets
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from opacus.optimizers import (
     DPOptimizerFastGradientClipping,
 )
 from opacus.validators import ModuleValidator
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import ConfigError
 from .accounting import AccountantState, PrivacySpec, calibrate_noise
@@ -90,7 +89,7 @@ class DPPlan:
     """The numbers DP-SGD runs with, fixed before training starts."""
 
     noise_multiplier: float
-    batch_size: int  # the loader's nominal batch size; q = 1 / ceil(N / batch_size)
+    batch_size: int  # the loader's nominal batch size B; q = min(1, B / N_hat)
     sample_rate: float
     steps: int
     delta: float
@@ -106,9 +105,10 @@ class DPPlan:
         return dict(self.__dict__)
 
 
-def sample_rate(n_private: int, expected_batch_size: int) -> float:
-    """Opacus' Poisson loader uses q = 1 / len(loader) = 1 / ceil(N / B); match it exactly."""
-    return 1.0 / math.ceil(n_private / expected_batch_size)
+def sample_rate(n_published: int, expected_batch_size: int) -> float:
+    """q = min(1, B / N) for N the *published* size (a private run's N_hat, the size release):
+    Opacus' Poisson loader is built with this q (`make_private`), so the accountant sees it."""
+    return min(1.0, expected_batch_size / n_published)
 
 
 def plan(spec: PrivacySpec, n_private: int, expected_batch_size: int, steps: int) -> DPPlan:
@@ -118,7 +118,7 @@ def plan(spec: PrivacySpec, n_private: int, expected_batch_size: int, steps: int
             f"batch size {expected_batch_size} exceeds the {n_private} training "
             "images; lower --batch-size"
         )
-    q = sample_rate(n_private, expected_batch_size)
+    q = sample_rate(spec.public_size(n_private), expected_batch_size)
     delta = spec.resolved_delta(n_private)
     if spec.noise_multiplier is not None:
         sigma = spec.noise_multiplier
@@ -160,17 +160,24 @@ def make_private(
     if errors:
         raise ConfigError(f"model is not DP-compatible: {errors[0]}; use GroupNorm, not BatchNorm")
     collate = TensorBatches.collate if isinstance(dataset, TensorBatches) else None
-    loader = DataLoader(
-        dataset,
-        batch_size=dp_plan.batch_size,
-        generator=private_generator("cpu"),
-        collate_fn=collate,
-    )
     engine = PrivacyEngine(accountant=spec.accountant, secure_mode=False)
     module, world = _distribute(module, dp_plan)
+    q = dp_plan.sample_rate
+    # Opacus' Poisson loader at the plan's q (B / N_hat: from_data_loader would take
+    # 1 / ceil(N / B), from the exact N).
+    loader = DPDataLoader(
+        dataset,
+        sample_rate=q,
+        collate_fn=collate,
+        generator=private_generator("cpu"),
+        distributed=world > 1,
+    )
+    # The optimizer divides the noisy sum by q * N_hat (= B while q < 1): a public constant,
+    # where Opacus' default q * N would scale the released model by the exact N.
+    expected_batch_size = q * spec.public_size(len(dataset)) / world
     if spec.grad_sample_mode == "bk":
-        module, optimizer, loader = _make_private_bk(
-            engine, module, optimizer, loader, dp_plan, spec, device
+        module, optimizer = _make_private_bk(
+            engine, module, optimizer, dp_plan, spec, device, expected_batch_size, world > 1
         )
     else:
         use_fast_grad_store()
@@ -180,13 +187,16 @@ def make_private(
             data_loader=loader,
             noise_multiplier=dp_plan.noise_multiplier,
             max_grad_norm=spec.max_grad_norm,
-            poisson_sampling=True,
+            poisson_sampling=False,  # the loader above already is Opacus' Poisson loader
             grad_sample_mode=spec.grad_sample_mode,
             noise_generator=private_generator(device),
         )
-    # The accountant must see exactly the q the noise was calibrated for.
-    q_loader = optimizer.expected_batch_size * world / len(dataset)
-    assert abs(q_loader - dp_plan.sample_rate) < 1 / len(dataset)
+        module.forbid_grad_accumulation()  # as make_private does with poisson_sampling=True
+        # make_private takes q = 1 / len(loader): put the plan's q and batch constant back
+        optimizer.expected_batch_size = expected_batch_size
+        optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=q))
+    # The accountant must see exactly the q the noise was calibrated for, and the loader draw at it.
+    assert loader.sample_rate == dp_plan.sample_rate == q
     if state is not None:
         engine.accountant.history = list(state.history)
     elif spec.prior:  # a warm-up release came first: one accountant composes both exactly
@@ -299,22 +309,19 @@ def _make_private_bk(
     engine: PrivacyEngine,
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    loader: DataLoader,
     dp_plan: DPPlan,
     spec: PrivacySpec,
     device: torch.device,
+    expected_batch_size: float,
+    distributed: bool,
 ):
     """``engine.make_private`` with our Book-Keeping module in place of Opacus' per-sample
-    gradients; the rest is Opacus' own, built as ``make_private`` builds it: the Poisson loader
-    (``DPDataLoader``), the optimizer that adds N(0, sigma^2 C^2) to the clipped sum and divides by
-    the expected batch size (``DPOptimizerFastGradientClipping``, the one Opacus pairs with its
-    ghost clipping: it takes ``.grad`` as the clipped sum), and the accountant's step hook."""
-    distributed = isinstance(module, DPDDP)
-    loader = DPDataLoader.from_data_loader(loader, distributed=distributed)
-    q = 1 / len(loader)
-    expected_batch_size = int(len(loader.dataset) * q)
-    if distributed:  # each process sums its own shard; the optimizer averages over processes
-        expected_batch_size /= torch.distributed.get_world_size()
+    gradients; the rest is Opacus' own, built as ``make_private`` builds it (its Poisson
+    ``DPDataLoader`` is built by `make_private`): the optimizer that adds N(0, sigma^2 C^2) to
+    the clipped sum and divides by the expected batch size (``DPOptimizerFastGradientClipping``,
+    the one Opacus pairs with its ghost clipping: it takes ``.grad`` as the clipped sum), and
+    the accountant's step hook."""
+    # each process sums its own shard; the optimizer averages over processes
     optimizer_class = (
         DistributedDPOptimizerFastGradientClipping
         if distributed
@@ -328,8 +335,10 @@ def _make_private_bk(
         loss_reduction="mean",
         generator=private_generator(device),
     )
-    dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=q))
-    return BookKeeping(module, spec.max_grad_norm), dp_optimizer, loader
+    dp_optimizer.attach_step_hook(
+        engine.accountant.get_optimizer_hook_fn(sample_rate=dp_plan.sample_rate)
+    )
+    return BookKeeping(module, spec.max_grad_norm), dp_optimizer
 
 
 # Examples per forward/backward chunk in grad-sample mode bk (dpsgd.backward): bounds the memory

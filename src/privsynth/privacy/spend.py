@@ -18,13 +18,14 @@ were booked ahead, and a class-count release it made); its bookings then superse
 segments' in the ledger, so the run counts once, never the sum of its segments.
 
 A *lead* (`set_lead`) is a release that comes before the DP-SGD steps in the same accountant
-history (the warm-up's central images): it is booked before it is drawn (`book_lead`), it is part
-of every reservation and booking from then on, and its epsilon composes with DP-SGD's in one
-Opacus accountant. The checkpoint interval counts DP-SGD steps only.
+history (the size release, then the warm-up's release): it is booked before it is drawn
+(`book_lead`), it is part of every reservation and booking from then on, and its epsilon
+composes with DP-SGD's in one Opacus accountant. The checkpoint interval counts DP-SGD steps only.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 from .accounting import epsilon_from_history
@@ -109,6 +110,7 @@ class RunSpend:
         self.lead: History = []  # releases before DP-SGD in the accountant (warm-up)
         self.lead_booked = False
         self.forced_check = ""  # a check --force let through before the ledger (delta >= 1/n)
+        self.force_warned = False  # the ledger's --force warning, shown once per segment
         # The run's last whole-run booking by an earlier segment (a resumed or restarted run).
         self.previous = next(
             (
@@ -170,12 +172,14 @@ class RunSpend:
     # --- reserve -------------------------------------------------------------------------------
     def reserve_target(self, epsilon: float, delta: float) -> None:
         """Fail fast: reserve a calibrated run's target before any work; `plan` replaces it.
-        (A restarted run adds what its earlier segments booked: an upper bound, basic.)"""
+        (A restarted run adds what its earlier segments booked: an upper bound, basic.) Called
+        again (the delta fixed once the size is released), it re-reserves the same segment."""
         before_eps, before_delta = self._value([], (0.0, 0.0))
         self.segment = self._reserve(
             epsilon + before_eps,
             delta + before_delta,
             {**self._accounting([]), "target_epsilon": epsilon},
+            self.segment,
         )
 
     def plan(
@@ -267,17 +271,27 @@ class RunSpend:
 
     # --- helpers ---------------------------------------------------------------------------------
     def _reserve(self, epsilon: float, delta: float, accounting: dict, segment=None) -> str:
-        return self.ledger.reserve(
-            self.fingerprint,
-            self.name,
-            epsilon=epsilon,
-            delta=delta,
-            limit=self.limit,
-            force=self.force,
-            segment=segment,
-            accounting=accounting,
-            **self.meta,
-        )
+        # A segment re-reserves (target, then plan): its --force warning is shown once.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            segment = self.ledger.reserve(
+                self.fingerprint,
+                self.name,
+                epsilon=epsilon,
+                delta=delta,
+                limit=self.limit,
+                force=self.force,
+                segment=segment,
+                accounting=accounting,
+                **self.meta,
+            )
+        for w in caught:
+            if str(w.message).startswith("--force:"):
+                if self.force_warned:
+                    continue
+                self.force_warned = True
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return segment
 
     def _eps(self, history: History) -> float:
         return epsilon_from_history(history, self.sgd_delta, self.accountant) if history else 0.0
