@@ -69,7 +69,7 @@ def add_parser(sub) -> None:
     )
     d = p.add_argument_group("differential privacy")
     d.add_argument(
-        "--delta", type=float, default=None, help="delta of every private cell (default 1/(10 N))"
+        "--delta", type=float, default=None, help="delta of every private cell (default 1/(10 N_hat), N_hat a DP count)"
     )
     d.add_argument(
         "--accountant",
