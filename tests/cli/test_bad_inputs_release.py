@@ -236,7 +236,7 @@ def test_bad_input_is_refused_before_release(case, tmp_path, trained_run, capsys
 
 
 def _fast_train(data: Path, out: Path, *extra: str) -> list[str]:
-    from conftest import FAST_GAN
+    from tests.conftest import FAST_GAN
 
     sets = [f"--set={k}={v}" for k, v in FAST_GAN.items()]
     return [
@@ -396,9 +396,9 @@ def test_sigterm_keeps_the_checkpoint_and_names_the_resume_command(
 def test_images_that_cannot_fit_memory_are_refused_with_the_numbers(
     tmp_path, trained_run, capsys, monkeypatch
 ):
-    """Estimated after decoding, before any model is built: needed vs available, one line,
-    nothing written. (Free memory is pinned to 64 MiB so the case does not depend on the host:
-    60 images at 1024 x 1024 need about 0.3 GiB as uint8 plus float.)"""
+    """Estimated before the resize allocates anything: needed vs available, one line, nothing
+    written. (Free memory is pinned to 64 MiB so the case does not depend on the host: 60 images
+    at 1024 x 1024 need about 0.3 GiB as uint8 plus float.)"""
     from privsynth import preflight
 
     monkeypatch.setattr(preflight, "available_memory", lambda: 64 * 2**20)
@@ -410,6 +410,6 @@ def test_images_that_cannot_fit_memory_are_refused_with_the_numbers(
 
     line = _one_line(capsys)
     assert code == 2, line
-    assert "60 images of 1x1024x1024 needs about 0.3 GiB" in line, line
+    assert "60 images resized to 1x1024x1024 needs about 0.3 GiB" in line, line
     assert "this machine has 0.1 GiB available" in line, line
     assert _tree(tmp_path) == before

@@ -181,11 +181,24 @@ def _digits(src: DataSource) -> ImageDataset:
     return data
 
 
+def check_resize_fits(n: int, channels: int, size: int) -> None:
+    """Refuse, before allocating, a resize whose result cannot fit free memory: the float copy
+    the bilinear resize works on plus the uint8 result, about 5 bytes a pixel."""
+    from ..preflight import check_memory
+
+    check_memory(
+        5.0 * n * channels * size * size,
+        f"{n} images resized to {channels}x{size}x{size}",
+        "use a smaller --image-size (or fewer images)",
+    )
+
+
 def resize(data: ImageDataset, size: int) -> ImageDataset:
     """Bilinear resize of every image to ``size x size``."""
     import torch
     import torch.nn.functional as F
 
+    check_resize_fits(len(data), data.image_shape[0], size)
     x = torch.from_numpy(data.images).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     images = x.round().clamp(0, 255).to(torch.uint8).numpy()

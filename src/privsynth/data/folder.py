@@ -60,6 +60,9 @@ def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageD
     # The ledger's key input: the decoded records with their classes, before any resizing.
     content = Content.of_arrays(arrays, [names[k] for _, k in files])
     if image_size is not None:
+        from . import check_resize_fits
+
+        check_resize_fits(len(arrays), arrays[0].shape[0] if arrays else 1, image_size)
         arrays = [_resize(a, image_size) for a in arrays]
     stack = np.stack(
         [
