@@ -48,8 +48,11 @@ def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast
     assert two.card["privacy"]["delta"] == pytest.approx(1 / (10 * n_hat) + extra)
     assert "empty_local_batch_delta" not in sgd_one
     # only process 0 booked the run in the ledger (each test's own, see conftest)
-    spent = Ledger().spent(tiny_dataset.content).epsilon
-    assert spent == pytest.approx(one.epsilon + two.epsilon)
+    spent = Ledger().spent(tiny_dataset.content)
+    assert spent.epsilon == pytest.approx(one.epsilon + two.epsilon)
+    # the ledger books the card's delta, the empty-local-batch allowance included
+    cards = one.card["privacy"]["delta"] + two.card["privacy"]["delta"]
+    assert spent.delta == pytest.approx(cards)
     images, _ = two.sample(8, seed=0)
     assert images.shape == (8, 1, 8, 8)
 

@@ -30,6 +30,7 @@ from .privacy import AccountantState, Ledger, PrivacySpec
 from .privacy import size_release as size_mech
 from .privacy.accounting import epsilon_from_history
 from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
+from .privacy.dpsgd import run_empty_batch_delta
 from .privacy.ledger import COMPOSITION_RULE
 from .privacy.mechanisms import count_spend, proportions, release_counts, release_proportions
 from .privacy.spend import RunSpend
@@ -567,6 +568,7 @@ class _Session:
         spec, counts = self.spec, self.counts
         whole = [*spec.prior, (plan.noise_multiplier, plan.sample_rate, plan.steps)]
         planned = epsilon_from_history(whole, plan.delta, spec.accountant) + counts["epsilon"]
+        self.spend.extra_delta = run_empty_batch_delta(plan)  # 0 in one process
         self.spend.plan(
             plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta, self.to_release
         )

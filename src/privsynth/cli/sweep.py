@@ -69,7 +69,10 @@ def add_parser(sub) -> None:
     )
     d = p.add_argument_group("differential privacy")
     d.add_argument(
-        "--delta", type=float, default=None, help="delta of every private cell (default 1/(10 N_hat), N_hat a DP count)"
+        "--delta",
+        type=float,
+        default=None,
+        help="delta of every private cell (default 1/(10 N_hat), N_hat a DP count)",
     )
     d.add_argument(
         "--accountant",

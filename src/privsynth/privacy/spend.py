@@ -110,6 +110,8 @@ class RunSpend:
         self.lead: History = []  # releases before DP-SGD in the accountant (warm-up)
         self.lead_booked = False
         self.forced_check = ""  # a check --force let through before the ledger (delta >= 1/n)
+        # --nproc: the empty-local-batch allowance the card adds to delta (dpsgd.py)
+        self.extra_delta = 0.0
         self.force_warned = False  # the ledger's --force warning, shown once per segment
         # The run's last whole-run booking by an earlier segment (a resumed or restarted run).
         self.previous = next(
@@ -327,7 +329,7 @@ class RunSpend:
         carried = self.carried_other
         return (
             self._eps(whole) + other[0] + carried[0],
-            (self.sgd_delta if whole else 0.0) + other[1] + carried[1],
+            (self.sgd_delta + self.extra_delta if whole else 0.0) + other[1] + carried[1],
         )
 
     def _book(self, history: History) -> None:
