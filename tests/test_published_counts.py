@@ -96,7 +96,7 @@ def test_exported_card_model_card_and_info_have_no_exact_count(tmp_path, counted
     dp_count = float(np.sum(noisy))
     for text in texts:
         # the one count published is the DP release's noisy value, labelled as such
-        assert f"{dp_count:,.1f} (DP count from the class_proportions release)" in text
+        assert f"{dp_count:,.1f} (DP count from the class proportions release)" in text
     assert _exact_counts(run.card) == []  # the run folder's card too
 
 

@@ -143,7 +143,7 @@ def size_sentence(neighbouring: dict | None) -> str | None:
     if not neighbouring:
         return None
     shown = [
-        f"{c['dp_count']:,.1f} (DP count from the {c['release']} release)"
+        f"{c['dp_count']:,.1f} (DP count from the {c['release'].removesuffix('_release').replace('_', ' ')} release)"
         for c in neighbouring.get("published_counts") or []
     ]
     text = (
@@ -164,9 +164,11 @@ def spend_line(spend: dict | None) -> str | None:
     over = f" over {runs} run{'s' if runs != 1 else ''}" if isinstance(runs, int) else ""
     budget = spend.get("budget")
     of = f" of budget {budget:g}" if isinstance(budget, (int, float)) else ""
+    # an exported card has no ledger location (it stays on the owner's machine)
+    where = f"; ledger {spend['ledger']}" if spend.get("ledger") else ""
     return (
         f"epsilon {spend['epsilon']:.4g}{of}, delta {spend['delta']:.3g}{over} "
-        f"({spend.get('composition', 'basic composition')}; ledger {spend.get('ledger', '?')})"
+        f"({spend.get('composition', 'basic composition')}{where})"
     )
 
 
@@ -240,11 +242,25 @@ def model_card(
         lines += [f"Formally: {pv['guarantee']}", ""]
     sgd = pv.get("dp_sgd")
     if sgd:
+        one_release = (pv.get("mechanism") or {}).get("name") == "gaussian"
         lines += [
-            f"DP-SGD: noise multiplier σ = {sgd['noise_multiplier']:.4g}, Poisson sample "
-            f"rate q = {sgd['sample_rate']:.4g}, {sgd['steps']} steps, clip C = "
-            f"{sgd['max_grad_norm']}; ε computed by the Opacus `{sgd['accountant']}` "
-            "accountant from the steps that ran.",
+            (
+                f"One Gaussian release: noise multiplier σ = {sgd['noise_multiplier']:.4g}, "
+                f"sensitivity C = {sgd['max_grad_norm']}"
+                if one_release
+                else f"DP-SGD: noise multiplier σ = {sgd['noise_multiplier']:.4g}, Poisson "
+                f"sample rate q = {sgd['sample_rate']:.4g}, {sgd['steps']} steps, clip C = "
+                f"{sgd['max_grad_norm']}"
+            )
+            + f"; ε computed by the Opacus `{sgd['accountant']}` accountant from what ran.",
+            "",
+        ]
+    size = pv.get("size_release")
+    if size:
+        lines += [
+            f"Size release: the number of training images with Gaussian noise σ = "
+            f"{size['sigma']:.4g} (sensitivity 1), released first and composed in the same "
+            "accountant; the sampling rate and the default δ are computed from it.",
             "",
         ]
     spend = spend_line(pv.get("dataset_spend"))
