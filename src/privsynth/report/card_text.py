@@ -142,10 +142,10 @@ def size_sentence(neighbouring: dict | None) -> str | None:
     and the parameters that disclose it anyway (``privacy.neighbouring``)."""
     if not neighbouring:
         return None
-    shown = [
-        f"{c['dp_count']:,.1f} (DP count from the {c['release'].removesuffix('_release').replace('_', ' ')} release)"
-        for c in neighbouring.get("published_counts") or []
-    ]
+    shown = []
+    for c in neighbouring.get("published_counts") or []:
+        release = c["release"].removesuffix("_release").replace("_", " ")
+        shown.append(f"{c['dp_count']:,.1f} (DP count from the {release} release)")
     text = (
         "Training-set size: not published exactly (neighbouring datasets differ by adding or "
         "removing one record, so an exact count would tell them apart); "
