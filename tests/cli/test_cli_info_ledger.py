@@ -34,7 +34,11 @@ def test_info_reads_the_ledger_total_now(tmp_path, trained_run, capsys):
     card = json.loads((run / "card.json").read_text())
     card["ledger"] = str(ledger)
     (run / "card.json").write_text(json.dumps(card))
-    Ledger(ledger).record(card["data"]["dataset_key"], "tiny", "later", epsilon=2.5, delta=0.0)
+    later = Ledger(ledger)
+    segment = later.reserve(
+        card["data"]["dataset_key"], "tiny", run_id="later", epsilon=2.5, delta=0
+    )
+    later.settle(segment, "complete", epsilon=2.5, delta=0.0)
     assert main(["info", str(run)]) == 0
     total = card["privacy"]["epsilon"] + 2.5
     assert f"total spend epsilon {total:.4g}" in capsys.readouterr().out

@@ -157,16 +157,6 @@ def test_listing_settles_a_process_killed_outright(ledger_location, capsys):
     assert killed["status"] == "abandoned" and counted(killed).epsilon == pytest.approx(2.0)
 
 
-def test_record_sets_not_adds(ledger_location):
-    """`record` (a federated owner's cumulative spend after each round) replaces its own row."""
-    led = Ledger(ledger_location)
-    led.record("fp", "owner-data", "federated-1", epsilon=1.0, delta=1e-5, method="dpgan")
-    led.record("fp", "owner-data", "federated-1", epsilon=2.5, delta=1e-5, method="dpgan")
-    led.record("fp", "owner-data", "federated-2", epsilon=1.0, delta=1e-5, method="dpgan")
-    assert led.spent("fp").epsilon == pytest.approx(3.5)
-    assert led.spent("fp").delta == pytest.approx(2e-5)
-
-
 def test_a_json_path_asks_for_a_database(tmp_path):
     with pytest.raises(ConfigError, match=r"pass a \.sqlite path"):
         Ledger(tmp_path / "privacy-ledger.json")

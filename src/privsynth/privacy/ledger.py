@@ -335,54 +335,6 @@ class Ledger:
         with self.store.transaction() as tx:
             tx.run("DELETE FROM spends WHERE id = ? AND status = ?", (segment, RUNNING))
 
-    def record(
-        self,
-        fingerprint: DatasetRef,
-        name: str,
-        run_id: str,
-        *,
-        epsilon: float,
-        delta: float,
-        method: str = "",
-        kind: str = "federated",
-        **info: Any,
-    ) -> None:
-        """Set (not add) a settled spend for ``run_id`` on a dataset, e.g. a federated owner's
-        cumulative spend after each round. No budget check."""
-        with self.store.transaction() as tx:
-            now = _now()
-            fingerprint = resolve_key(tx, fingerprint, name, now)
-            segment = uuid.uuid5(uuid.NAMESPACE_URL, f"{fingerprint}/{run_id}").hex[:16]
-            tx.lock_dataset(fingerprint, name, now)
-            acc = json.dumps(info, default=str)
-            if tx.run("SELECT id FROM spends WHERE id = ?", (segment,)):
-                tx.update_spend(
-                    segment, epsilon=float(epsilon), delta=float(delta), accounting=acc, updated=now
-                )
-                return
-            tx.insert_spend(
-                {
-                    "id": segment,
-                    "fingerprint": fingerprint,
-                    "run_id": run_id,
-                    "kind": kind,
-                    "method": method,
-                    "out": str(info.get("out", "")),
-                    "status": "booked",
-                    "reserved_epsilon": 0.0,
-                    "reserved_delta": 0.0,
-                    "epsilon": float(epsilon),
-                    "delta": float(delta),
-                    "accounting": acc,
-                    "forced": 0,
-                    "host": this_host(),
-                    "pid": os.getpid(),
-                    "started": now,
-                    "updated": now,
-                    "note": "",
-                }
-            )
-
     @staticmethod
     def _charged(tx: Tx, keys: set[str]) -> list[dict[str, Any]]:
         """The segments booked on any of ``keys``."""
