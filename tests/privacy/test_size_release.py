@@ -14,20 +14,10 @@ from privsynth.privacy import Ledger
 from privsynth.privacy import size_release as size_mech
 from privsynth.privacy.accounting import epsilon_from_history
 from tests.models.test_warmup import _dp_accounting_rdp
+from tests.test_published_counts import _walk
 
 N_TOTAL, N_TRAIN = 120, 96  # make_tiny_dataset's default size, holdout 0.2
 OFFSET = 37  # the noise the patched mechanism adds (a large sigma's draw, made repeatable)
-
-
-def _walk(x, path=""):
-    if isinstance(x, dict):
-        for k, v in x.items():
-            yield from _walk(v, f"{path}.{k}")
-    elif isinstance(x, list):
-        for i, v in enumerate(x):
-            yield from _walk(v, f"{path}[{i}]")
-    else:
-        yield path, x
 
 
 @pytest.fixture
