@@ -437,7 +437,7 @@ def _reopenable(shown: str) -> str | None:
     """Cards name the ledger with a URL's password redacted (***): reopen it through
     ``$PRIVSYNTH_LEDGER`` / the default when that is the same ledger, else give up."""
     from .privacy.ledger import resolve_location
-    from .privacy.ledger_store import redact
+    from .privacy.ledger.store import redact
 
     if "***@" not in shown:
         return shown

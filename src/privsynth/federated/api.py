@@ -20,7 +20,7 @@ from ..models.registry import is_private, method_class
 from ..privacy.accounting import PrivacySpec, calibrate_noise, epsilon_from_history
 from ..privacy.dpsgd import sample_rate
 from ..privacy.ledger import resolve_location
-from ..privacy.ledger_store import is_url
+from ..privacy.ledger.store import is_url
 from ..run import Card, Run, RunWriter, data_check, read_card
 from .partition import partition
 from .runconfig import (
