@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = long_functions(args.paths, args.max_lines)
     for file, name, line, length in rows:
-        print(f"{length:5d}  {file}:{line}  {name}")
+        shown = os.path.relpath(file)  # clickable from where it was run
+        print(f"{length:5d}  {shown}:{line}  {name}")
     return 1 if rows else 0
 
 
