@@ -64,6 +64,9 @@ def connected(address: str, num_cpus: int) -> Iterator[Any]:
     else the cluster at ``address``. A Ray the caller already initialised is used and left up."""
     ray = import_ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network: never phone home
+    # CPU cells train on device "cpu" whatever they see; this only silences Ray's notice that
+    # it will stop hiding GPUs from tasks that asked for none
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if ray.is_initialized():
         yield ray
         return
