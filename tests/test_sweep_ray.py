@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from privsynth.cli import main
+from privsynth.errors import BudgetError
 from privsynth.privacy.ledger import Ledger
 
 CELL = ["--set", "dpmerf:steps=5", "--set", "dpmerf:n_features=16"]
 CELL += ["--set", "dpkernel:steps=5", "--set", "dpkernel:n_features=16"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def local_ray():
     """Ray on this machine with 2 CPUs (the sweep uses a Ray it finds initialised)."""
     import ray
@@ -96,6 +97,21 @@ def test_ray_sweep_matches_a_jobs_sweep(tmp_path, tiny_dataset, local_ray):
         card = json.loads((on_ray / "cells" / cell / "card.json").read_text())
         assert card["status"] == "complete"
     assert (on_ray / "sweep.png").exists() and "dpkernel" in (on_ray / "sweep.md").read_text()
+
+
+def test_a_refused_cell_fails_with_its_own_error_after_the_others(tmp_path, local_ray):
+    from privsynth.sweep_ray import train_cells
+
+    def _cell(cell, fail, threads):  # local: Ray ships it by value (workers lack tests/)
+        if fail:
+            raise BudgetError(f"{cell}: over budget")
+        return cell, float(threads)
+
+    cells = [(tmp_path / "a", True), (tmp_path / "b", False)]
+    with pytest.raises(BudgetError, match="over budget"):
+        train_cells("auto", _cell, cells, num_cpus=2, cpus_per_cell=1, gpus_per_cell=0)
+    ok = train_cells("auto", _cell, cells[1:], num_cpus=2, cpus_per_cell=1, gpus_per_cell=0)
+    assert ok == {tmp_path / "b": 1.0} and local_ray.is_initialized()  # the caller's Ray stays
 
 
 def test_ray_missing_names_the_extra(tmp_path, monkeypatch, capsys):
