@@ -277,6 +277,7 @@ def _train_cell(
 def _worker(source, method, eps, cell, config, common, threads) -> tuple[Path, float]:
     import os
 
+    # for whatever this process starts later (MKL, a subprocess): the count torch gets below
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
