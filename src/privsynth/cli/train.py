@@ -177,13 +177,13 @@ def train_request(args: argparse.Namespace):
             size_sigma=args.size_sigma,
         ),
         training=TrainingRequest(
-            config=method_config(args),
+            config=method_config(args) or None,  # None: nothing set, as in the Python API
             seed=args.seed,
             device=args.device,
             progress=progress_wanted(args),
             checkpoint_every=args.checkpoint_every,
             warmup=args.warmup,
-            warmup_config=warmup_config(args),
+            warmup_config=warmup_config(args) or None,
         ),
         output=OutputRequest(
             out=Path(args.out),
