@@ -134,17 +134,8 @@ def _train_rank(rank: int, local_world: int, local_rank: int, backend: str, requ
                 if (out / name).exists():
                     shutil.copy2(out / name, mirror / name)
         # A scratch ledger and no extras: only process 0 books the spend and writes the run
-        scratch_ledger = Path(scratch) / "ledger.sqlite"
-        train_one(
-            request.replace(
-                out=mirror,
-                ledger=scratch_ledger,
-                progress=False,
-                budget=None,
-                samples=False,
-                quick_eval=False,
-            )
-        )
+        quiet = request.replace(progress=False, budget=None, samples=False, quick_eval=False)
+        train_one(quiet.replace(out=mirror, ledger=Path(scratch) / "ledger.sqlite"))
     return None
 
 

@@ -61,8 +61,11 @@ class PrivacyRequest:
 @dataclass(frozen=True)
 class TrainingRequest:
     """``config``: the method's options over its recommended defaults (models/defaults.py).
-    ``warmup``: 'none', 'central', 'merf', or None for the method's recommended warm-up;
-    ``warmup_config``: `WarmupConfig` keys (docs/warmup.md). Dicts here are read, never changed."""
+    ``warmup="central"`` pretrains on a DP release of per-class central images first,
+    ``"merf"`` on the draws of a generator trained against a DP-MERF release (either release's
+    epsilon composed with DP-SGD's in one accountant, within ``epsilon``); None takes the
+    method's recommended warm-up (`models.defaults.recommended_warmup`) unless ``public_data``
+    is given. ``warmup_config``: `WarmupConfig` keys (docs/warmup.md). Dicts are only read."""
 
     config: dict[str, Any] | None = None
     seed: int = 0

@@ -78,22 +78,14 @@ def _one_writer(fit):
 
 @_one_writer
 def train(request: RunRequest) -> Run:
-    """Run ``request`` (its fields: `privsynth.request`) into the run folder ``out``; returns
-    the loaded `Run`. `privsynth.train(data, method, out, **options)` builds the request.
+    """Run ``request`` (its fields: `privsynth.request`) into its run folder; returns the
+    loaded `Run`. `privsynth.train(data, method, out, **options)` builds the request.
 
-    A private run first releases its training-set size N_hat (Gaussian; privacy/size_release.py):
-    the sample rate, the steps and the default delta (1/(10 N_hat)) are computed from it, never
-    from N. The noise multiplier is calibrated with Opacus for the planned steps; the spend is
-    reserved in the ledger before the first private step, checked against the dataset's budget
-    and ``budget``, and settled at the end. A non-private run's card says epsilon = infinity.
-    If ``out`` holds an unfinished run of the same request, training resumes from its checkpoint.
-    ``warmup="central"`` pretrains on a DP release of per-class central images first,
-    ``warmup="merf"`` on the draws of a generator trained against a DP-MERF release (either
-    release's epsilon composed with DP-SGD's in one accountant, within ``epsilon``);
-    ``warmup=None`` takes the method's recommended warm-up (`models.defaults.recommended_warmup`:
-    dpgan on >= 3 000 images, central below eps 3.5 and merf from it) unless a warm-up option
-    or ``public_data`` is given; ``public_data`` pretrains on images the user declares public
-    (no budget). See models/warmup.py and docs/warmup.md.
+    A private run first releases its training-set size N_hat (privacy/size_release.py): the
+    sample rate, the steps and the default delta are computed from it, never from N. The noise
+    multiplier is calibrated with Opacus for the planned steps; the spend is reserved in the
+    ledger before the first private step and settled at the end. A run folder holding an
+    unfinished run of the same request resumes from its checkpoint.
     """
     t0 = time.time()
     check_device(request.training.device)
@@ -192,19 +184,7 @@ def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict 
     from (or None) and the size release's sigma (0 without DP)."""
     privacy, spec, synth, out = request.privacy, loaded.spec, loaded.synth, request.output.out
     mech = privacy.class_proportions if spec else "uniform"
-    repeat = _request(
-        synth,
-        spec,
-        mech,
-        privacy.counts_epsilon,
-        loaded.warm,
-        loaded.dataset,
-        loaded.holdout,
-        request.data.split_seed,
-        request.training.seed,
-    )
-    if spec is not None:  # a resume must repeat it too
-        repeat["size_release"] = {"share": privacy.size_share, "sigma": privacy.size_sigma}
+    repeat = _request(request, loaded, mech)
     card, resume = _start_or_resume(out, repeat, loaded.parts, request.output.overwrite)
     if card.data and not same_data(card.data.get("check"), loaded.dataset, loaded.train_set):
         raise CheckpointError(
@@ -241,29 +221,21 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
     value that needs N reads it), then the class-count share, the DP-SGD spec and the warm-up
     prior. Returns DP-SGD's spec (None without DP) and the run's total delta."""
     privacy, card, spec, n = request.privacy, session.card, loaded.spec, len(loaded.train_set)
-    data, dataset = request.data, loaded.dataset
+    data, dataset, holdout = request.data, loaded.dataset, loaded.holdout
     card.versions = versions()
     card.data = data_block(
         data.source, dataset, loaded.train_set, loaded.parts, data.split_seed, data.image_size
     )
-    card.train = {
-        **card.train,
-        "seed": request.training.seed,
-        "device": request.training.device,
-        "holdout": loaded.holdout,
-    }
+    options = request.training
+    card.train = {**card.train, "seed": options.seed, "device": options.device, "holdout": holdout}
     if spec is not None:
         sizing = {"share": privacy.size_share, "sigma": privacy.size_sigma}
         spec = _size_release(spec, session, n, sigma_n, sizing, resume, loaded.synth)
     total_delta = spec.resolved_delta(n) if spec else 0.0
-    given = privacy.delta is not None
-    notes = (
-        check_delta(total_delta, n, given=given, force=privacy.force, shown_n=spec.size)
-        if spec
-        else []
-    )
+    given, force = privacy.delta is not None, privacy.force
+    notes = check_delta(total_delta, n, given=given, force=force, shown_n=spec.size) if spec else []
     # --force is never silent: what it let through is on the card (and warned on stderr).
-    session.forced = bool(spec) and privacy.force and total_delta * n >= 1
+    session.forced = bool(spec) and force and total_delta * n >= 1
     if session.forced:  # shown as forced in the ledger too, not only on the card
         session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
     mech = card.request["class_proportions"]
@@ -308,26 +280,26 @@ def _write_extras(request: RunRequest, dataset: ImageDataset) -> Run:
     return run
 
 
-def _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed) -> dict:
+def _request(request: RunRequest, loaded: _Loaded, mech: str) -> dict:
     """What a resume must repeat: a changed split would train on former holdout images, a
     changed privacy flag would silently mix two plans in one card. (JSON round trip: the card's
     stored request compares equal.)"""
-    return json.loads(
-        json.dumps(
-            {
-                "method": synth.name,
-                "private": synth.private,
-                "config": synth.config_dict(),
-                "privacy": spec.to_json() if spec else None,
-                "class_proportions": mech,
-                "counts_epsilon": counts_epsilon if mech != "uniform" else None,
-                "holdout": holdout,
-                "split_seed": split_seed,
-                "seed": seed,
-                **({"warmup": warm.request()} if warm else {}),
-            }
-        )
-    )
+    synth, spec, warm, privacy = loaded.synth, loaded.spec, loaded.warm, request.privacy
+    repeat = {
+        "method": synth.name,
+        "private": synth.private,
+        "config": synth.config_dict(),
+        "privacy": spec.to_json() if spec else None,
+        "class_proportions": mech,
+        "counts_epsilon": privacy.counts_epsilon if mech != "uniform" else None,
+        "holdout": loaded.holdout,
+        "split_seed": request.data.split_seed,
+        "seed": request.training.seed,
+        **({"warmup": warm.request()} if warm else {}),
+    }
+    if spec is not None:  # a resume must repeat the size release too
+        repeat["size_release"] = {"share": privacy.size_share, "sigma": privacy.size_sigma}
+    return json.loads(json.dumps(repeat))
 
 
 def _class_counts(card: Card, mech, counts_epsilon, total_delta, spec) -> tuple[dict, tuple]:
