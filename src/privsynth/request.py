@@ -1,4 +1,4 @@
-"""`RunRequest`: everything one `privsynth.train` run is asked to do, in five parts.
+"""`RunRequest`: everything one `privsynth.train` run is asked to do: a method and four parts.
 
 The CLI, `privsynth.train(data, method, out, **kwargs)` and the multi-process launcher all build
 one, and `trainer.train(request)` is the one entry: the values travel as the user gave them (an
@@ -91,6 +91,9 @@ class OutputRequest:
 
 @dataclass(frozen=True)
 class RunRequest:
+    """``method`` (a `models.registry.METHODS` name) and its four parts; `build` takes
+    `privsynth.train`'s flat keywords."""
+
     method: str = "dpmerf"
     data: DataRequest = field(default_factory=DataRequest)
     privacy: PrivacyRequest = field(default_factory=PrivacyRequest)
