@@ -57,6 +57,8 @@ def test_check_refuses_before_any_data_is_read():
         RunRequest.build("no-such-folder", "gan", "out", epsilon=1.0).check()
     with pytest.raises(ConfigError, match="--no-dp"):
         RunRequest.build("no-such-folder", "dpgan", "out", no_dp=True, budget=3.0).check()
+    with pytest.raises(ConfigError, match="unknown classifier 'vgg'"):
+        RunRequest.build("x", quick_eval=True, quick_eval_classifiers=("vgg",)).check()
     RunRequest.build("no-such-folder", "dpgan", "out", epsilon=1.0).check()
 
 
