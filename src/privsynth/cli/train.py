@@ -39,6 +39,47 @@ def add_parser(sub) -> None:
     add_data_options(p)
     add_privacy_options(p)
     add_method_options(p)
+    g = add_release_options(p)
+    add_warmup_options(p)
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run in --out (its spend stays in the ledger)",
+    )
+    g.add_argument(
+        "--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints"
+    )
+    g.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="after training, write quick_eval.json and print the stats table, the collapse "
+        "check and TSTR/TRTR accuracy (LeNet)",
+    )
+    g.add_argument(
+        "--evaluate-resnet",
+        action="store_true",
+        help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)",
+    )
+    g.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="DP-SGD processes sharing one run (torch.distributed; same epsilon as 1); "
+        "or start the command with torchrun --nproc-per-node N -m privsynth.cli",
+    )
+    g.add_argument(
+        "--dist-backend",
+        choices=["gloo", "nccl"],
+        default="gloo",
+        help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)",
+    )
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def add_release_options(p: argparse.ArgumentParser):
+    """The run's own releases besides training (class counts, the training-set size); returns
+    the "run" group for the remaining run flags."""
     g = p.add_argument_group("run")
     g.add_argument(
         "--class-proportions",
@@ -67,41 +108,7 @@ def add_parser(sub) -> None:
         help="noise standard deviation of the size release (default: calibrated for "
         "--size-share, at most 20; 20 with --noise-multiplier)",
     )
-    add_warmup_options(p)
-    g.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a finished run in --out (its spend stays in the ledger)",
-    )
-    g.add_argument(
-        "--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints"
-    )
-    g.add_argument(
-        "--evaluate",
-        action="store_true",
-        help="after training, print the stats table, the collapse check and "
-        "TSTR/TRTR accuracy (LeNet)",
-    )
-    g.add_argument(
-        "--evaluate-resnet",
-        action="store_true",
-        help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)",
-    )
-    g.add_argument(
-        "--nproc",
-        type=int,
-        default=1,
-        help="DP-SGD processes sharing one run (torch.distributed; same epsilon as 1); "
-        "or start the command with torchrun --nproc-per-node N -m privsynth.cli",
-    )
-    g.add_argument(
-        "--dist-backend",
-        choices=["gloo", "nccl"],
-        default="gloo",
-        help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)",
-    )
-    add_output_options(p)
-    p.set_defaults(func=run)
+    return g
 
 
 def add_warmup_options(p: argparse.ArgumentParser) -> None:
