@@ -138,6 +138,7 @@ class _Loaded:
     spec: PrivacySpec | None  # None: no DP
     synth: Any
     warm: WarmUp | None
+    counts_mechanism: str  # of the class-proportion release; "uniform" (none) without DP
 
 
 def _load(request: RunRequest) -> _Loaded:
@@ -175,7 +176,8 @@ def _load(request: RunRequest) -> _Loaded:
     if private and synth.mechanism == "dp-sgd" and isinstance(batch, int) and batch > n:
         # before the size release (which would be spent for nothing): the owner's message
         raise ConfigError(f"batch size {batch} exceeds the {n} training images; lower --batch-size")
-    return _Loaded(dataset, parts, train_set, holdout, spec, synth, warm)
+    mech = privacy.class_proportions if private else "uniform"
+    return _Loaded(dataset, parts, train_set, holdout, spec, synth, warm, mech)
 
 
 def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict | None, float]:
@@ -183,8 +185,7 @@ def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict 
     that need no N_hat, then the ledger spend. Returns the session, the checkpoint to resume
     from (or None) and the size release's sigma (0 without DP)."""
     privacy, spec, synth, out = request.privacy, loaded.spec, loaded.synth, request.output.out
-    mech = privacy.class_proportions if spec else "uniform"
-    repeat = _request(request, loaded, mech)
+    repeat = _request(request, loaded)
     card, resume = _start_or_resume(out, repeat, loaded.parts, request.output.overwrite)
     if card.data and not same_data(card.data.get("check"), loaded.dataset, loaded.train_set):
         raise CheckpointError(
@@ -201,7 +202,9 @@ def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict 
     size_mech.check_fits(spec, sigma_n, spec.resolved_delta(n))
     if privacy.delta is not None and privacy.delta * n >= 1 and not privacy.force:
         check_delta(privacy.delta, n, given=True, force=False)  # raises
-    _class_counts(card, mech, privacy.counts_epsilon, spec.resolved_delta(n), spec)
+    _class_counts(
+        card, loaded.counts_mechanism, privacy.counts_epsilon, spec.resolved_delta(n), spec
+    )
     session.spend = _open_spend(
         Ledger(privacy.ledger),
         session,
@@ -238,8 +241,8 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
     session.forced = bool(spec) and force and total_delta * n >= 1
     if session.forced:  # shown as forced in the ledger too, not only on the card
         session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
-    mech = card.request["class_proportions"]
-    counts, count_spend_now = _class_counts(card, mech, privacy.counts_epsilon, total_delta, spec)
+    mech, c_eps = loaded.counts_mechanism, privacy.counts_epsilon
+    counts, count_spend_now = _class_counts(card, mech, c_eps, total_delta, spec)
     session.counts = counts
     spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
     if session.spend is not None:  # the run's one DP delta, also for a segment that only
@@ -280,11 +283,12 @@ def _write_extras(request: RunRequest, dataset: ImageDataset) -> Run:
     return run
 
 
-def _request(request: RunRequest, loaded: _Loaded, mech: str) -> dict:
+def _request(request: RunRequest, loaded: _Loaded) -> dict:
     """What a resume must repeat: a changed split would train on former holdout images, a
     changed privacy flag would silently mix two plans in one card. (JSON round trip: the card's
     stored request compares equal.)"""
     synth, spec, warm, privacy = loaded.synth, loaded.spec, loaded.warm, request.privacy
+    mech = loaded.counts_mechanism
     repeat = {
         "method": synth.name,
         "private": synth.private,
