@@ -112,7 +112,7 @@ class RunRequest:
             changes["source"] = changes.pop("data")
         unknown = sorted(set(changes) - set(_PART_OF) - {"method"})
         if unknown:
-            valid = ", ".join(sorted({"data", *_PART_OF} - {"source"}))
+            valid = ", ".join(sorted({"data", "method", *_PART_OF} - {"source"}))
             raise ConfigError(f"unknown train option(s) {', '.join(unknown)}; valid: {valid}")
         if "out" in changes:
             changes["out"] = Path(changes["out"])
