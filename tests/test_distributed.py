@@ -12,6 +12,7 @@ from privsynth import distributed
 from privsynth.errors import ConfigError
 from privsynth.privacy import Ledger
 from privsynth.privacy.accounting import epsilon_from_history
+from privsynth.request import RunRequest
 
 SIGMA = 1.0  # a fixed sigma: no calibration search, the plan is the same in both runs
 N_TRAIN = 96  # the tiny dataset's training images (120, holdout 0.2)
@@ -25,7 +26,7 @@ def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast
         method="dpgan", noise_multiplier=SIGMA, accountant="rdp", config=fast_gan, progress=False
     )
     one = privsynth.train(tiny_dataset, out=tmp_path / "one", **kw)
-    two = distributed.train(tiny_dataset, out=tmp_path / "two", nproc=2, **kw)
+    two = distributed.train(RunRequest.build(tiny_dataset, out=tmp_path / "two", **kw), nproc=2)
     sgd_one, sgd_two = one.card["privacy"]["dp_sgd"], two.card["privacy"]["dp_sgd"]
     # the accountant saw what the plan fixed from each run's released size N_hat: the global
     # Poisson rate q = B / N_hat (every process samples at process 0's N_hat), same step count
@@ -61,12 +62,15 @@ def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast
 
 
 def test_process_count_errors_name_the_fix(tmp_path, tiny_dataset):
+    def request(out, **kw):
+        return RunRequest.build(tiny_dataset, "dpgan", tmp_path / out, **kw)
+
     with pytest.raises(ConfigError, match="--nproc"):
-        distributed.train(tiny_dataset, method="dpgan", out=tmp_path / "a", nproc=0)
+        distributed.train(request("a"), nproc=0)
     with pytest.raises(ConfigError, match="no-dp"):
-        distributed.train(tiny_dataset, method="dpgan", out=tmp_path / "b", nproc=2, no_dp=True)
+        distributed.train(request("b", no_dp=True), nproc=2)
     with pytest.raises(ConfigError, match="dist-backend"):
-        distributed.train(tiny_dataset, method="dpgan", out=tmp_path / "c", nproc=2, backend="mpi")
+        distributed.train(request("c"), nproc=2, backend="mpi")
 
 
 def test_empty_local_batch_bound_covers_the_whole_run_and_joins_delta():

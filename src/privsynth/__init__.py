@@ -30,10 +30,22 @@ _LAZY = {
     "METHODS": "privsynth.models.registry",
     "create": "privsynth.models.registry",
     "Run": "privsynth.run",
-    "train": "privsynth.trainer",
+    "RunRequest": "privsynth.request",
 }
 
-__all__ = [*_LAZY, "__version__"]
+__all__ = [*_LAZY, "train", "__version__"]
+
+
+def train(data="digits", method: str = "dpmerf", out="runs/run", **options):
+    """Train ``method`` on ``data`` and write the run folder ``out`` (card.json, weights, the
+    README.md model card, samples.png; quick_eval.json with ``quick_eval=True``, as
+    ``privsynth train --evaluate``); returns the loaded `Run`. ``options`` are the fields of a
+    `RunRequest`'s parts (``epsilon=``, ``config=``, ``seed=``, ...: privsynth/request.py); an
+    unknown one is refused naming the valid ones."""
+    from .request import RunRequest
+    from .trainer import train as run_request
+
+    return run_request(RunRequest.build(data, method, out, **options))
 
 
 def __getattr__(name: str):

@@ -38,12 +38,15 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .request import RunRequest
 
 BACKENDS = ("gloo", "nccl")
 # What a process other than 0 copies from the run folder so it resumes where process 0 does.
@@ -54,18 +57,17 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
-def train(*args: Any, nproc: int = 1, backend: str = "gloo", **kwargs: Any):
-    """``privsynth.train`` in ``nproc`` processes (or in the processes torchrun started).
-
-    Returns the `Run` in process 0 and None in the others (under torchrun). Arguments are those
-    of `privsynth.train`; with the nccl backend process i trains on ``cuda:<local rank>``.
+def train(request: RunRequest, nproc: int = 1, backend: str = "gloo"):
+    """`trainer.train` of ``request`` in ``nproc`` processes (or in the processes torchrun
+    started). Returns the `Run` in process 0 and None in the others (under torchrun); with the
+    nccl backend process i trains on ``cuda:<local rank>``.
     """
     from .run import Run
     from .trainer import train as train_one
 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown --dist-backend '{backend}'; choose one of {BACKENDS}")
-    if (nproc > 1 or launched_by_torchrun()) and not _private(args, kwargs):
+    if (nproc > 1 or launched_by_torchrun()) and not request.private:
         raise ConfigError(
             "several processes share one DP-SGD run; a non-private run has "
             "nothing to share: drop --nproc (or torchrun) or the --no-dp flag"
@@ -82,70 +84,59 @@ def train(*args: Any, nproc: int = 1, backend: str = "gloo", **kwargs: Any):
                 int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
                 int(os.environ.get("LOCAL_RANK", "0")),
                 backend,
-                args,
-                kwargs,
+                request,
             )
         finally:
             dist.destroy_process_group()
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
     if nproc == 1:
-        return train_one(*args, **kwargs)
+        return train_one(request)
     import torch.multiprocessing as mp
 
     port = _free_port()
-    mp.spawn(_spawned, args=(nproc, backend, port, args, kwargs), nprocs=nproc, join=True)
-    return Run.load(kwargs["out"], device="cpu")
+    mp.spawn(_spawned, args=(nproc, backend, port, request), nprocs=nproc, join=True)
+    return Run.load(request.output.out, device="cpu")
 
 
-def _spawned(rank: int, nproc: int, backend: str, port: int, args, kwargs) -> None:
+def _spawned(rank: int, nproc: int, backend: str, port: int, request: RunRequest) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group(backend, rank=rank, world_size=nproc)
     try:
-        _train_rank(rank, nproc, rank, backend, args, kwargs)
+        _train_rank(rank, nproc, rank, backend, request)
     finally:
         dist.destroy_process_group()
 
 
-def _train_rank(rank: int, local_world: int, local_rank: int, backend: str, args, kwargs):
+def _train_rank(rank: int, local_world: int, local_rank: int, backend: str, request: RunRequest):
     from .privacy import dpsgd
     from .trainer import train as train_one
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    kwargs = dict(kwargs)
     if backend == "nccl":
-        kwargs["device"] = f"cuda:{local_rank}"
+        request = request.replace(device=f"cuda:{local_rank}")
         torch.cuda.set_device(local_rank)
     dpsgd.DISTRIBUTED_STEPS.clear()
     if rank == 0:
-        run = train_one(*args, **kwargs)
+        run = train_one(request)
         if not dpsgd.DISTRIBUTED_STEPS:
             print(
                 f"note: {run.method} does not train with DP-SGD; each of the "
                 f"{dist.get_world_size()} processes ran it whole (no speed-up)"
             )
         return run
-    out = Path(kwargs["out"])
+    out = request.output.out
     with tempfile.TemporaryDirectory(prefix=f"privsynth-rank{rank}-") as scratch:
         mirror = Path(scratch) / "run"
-        if not kwargs.get("overwrite") and (out / "card.json").exists():
+        if not request.output.overwrite and (out / "card.json").exists():
             mirror.mkdir()
             for name in RESUME_FILES:
                 if (out / name).exists():
                     shutil.copy2(out / name, mirror / name)
-        # A scratch ledger: only process 0 books the run's spend in the real one
-        kwargs.update(
-            out=mirror, ledger=Path(scratch) / "ledger.sqlite", progress=False, budget=None
-        )
-        train_one(*args, **kwargs)
+        # A scratch ledger and no extras: only process 0 books the spend and writes the run
+        quiet = request.replace(progress=False, budget=None, samples=False, quick_eval=False)
+        train_one(quiet.replace(out=mirror, ledger=Path(scratch) / "ledger.sqlite"))
     return None
-
-
-def _private(args, kwargs) -> bool:
-    from .models.registry import is_private
-
-    method = kwargs.get("method", args[1] if len(args) > 1 else "dpgan")
-    return is_private(method) and not kwargs.get("no_dp", False)
 
 
 def _free_port() -> int:

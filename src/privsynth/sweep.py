@@ -257,7 +257,7 @@ def _complete(cell: Path) -> bool:
 def _train_cell(
     source, method: str, eps: float, cell: Path, config: dict, common: dict, progress: bool
 ) -> Run:
-    from .trainer import train
+    from . import train
 
     reg, no_dp = _train_args(method, eps)
     if math.isinf(eps):  # the non-private twin takes no privacy flags (train refuses them)

@@ -1,4 +1,5 @@
-"""``privsynth.train``: data -> split -> privacy plan -> ledger check -> fit -> run folder.
+"""``privsynth.train``: request -> data and model -> run folder and ledger spend -> size release
+and privacy plan -> fit -> completed card, weights, sample grid and model card.
 
 Every method goes through this one function, so every run gets the same card, ledger entry,
 checkpointing and resume behaviour.
@@ -12,30 +13,34 @@ import math
 import shutil
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import replace_dir
-from .data import DataSource, ImageDataset, is_holdout_path, load_split
+from .atomic import replace_dir, write_json
+from .data import ImageDataset, Split, is_holdout_path, load_split
 from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
 from .lock import hold_output
 from .models import TrainContext
 from .models.defaults import recommended_config, recommended_warmup
-from .models.registry import create, is_private, private_name
+from .models.registry import create
 from .models.warmup import WARMUP_STATE, WarmUp
 from .preflight import check_device, check_memory, check_not_an_input, check_output_folder
 from .privacy import AccountantState, Ledger, PrivacySpec
 from .privacy import size_release as size_mech
 from .privacy.accounting import epsilon_from_history
-from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
+from .privacy.checks import PrivacyWarning, check_delta, default_epsilon
 from .privacy.dpsgd import run_empty_batch_delta
 from .privacy.ledger import COMPOSITION_RULE
 from .privacy.ledger.spend import RunSpend
 from .privacy.mechanisms import count_spend, proportions, release_counts, release_proportions
+from .request import RunRequest
 from .run import (
     CARD,
+    GRID,
+    QUICK_EVAL,
     SPLIT,
     TRAIN_STATE,
     Card,
@@ -45,6 +50,7 @@ from .run import (
     read_card,
     same_data,
     save_train_state,
+    write_model_card,
 )
 from .trainer_card import (
     data_block,
@@ -60,199 +66,54 @@ def _one_writer(fit):
     folder is refused while this one lives."""
 
     @functools.wraps(fit)
-    def locked(data="digits", method="dpmerf", out="runs/run", **kwargs):
-        out = check_output_folder(out)
-        inputs = {"--data": getattr(data, "path", data), "--holdout": kwargs.get("holdout")}
-        check_not_an_input(out, {**inputs, "--public-data": kwargs.get("public_data")})
+    def locked(request: RunRequest) -> Run:
+        out, data = check_output_folder(request.output.out), request.data
+        inputs = {"--data": getattr(data.source, "path", data.source), "--holdout": data.holdout}
+        check_not_an_input(out, {**inputs, "--public-data": data.public_data})
         with hold_output(out):
-            return fit(data, method, out, **kwargs)
+            return fit(request.replace(out=out))
 
     return locked
 
 
 @_one_writer
-def train(
-    data: str | Path | DataSource | ImageDataset = "digits",
-    method: str = "dpmerf",
-    out: str | Path = "runs/run",
-    *,
-    epsilon: float | None = None,
-    delta: float | None = None,
-    noise_multiplier: float | None = None,
-    max_grad_norm: float = 1.0,
-    accountant: str = "prv",
-    grad_sample_mode: str = "bk",
-    no_dp: bool = False,
-    config: dict[str, Any] | None = None,
-    holdout: float | str = 0.2,
-    split_seed: int = 0,
-    seed: int = 0,
-    image_size: int | None = None,
-    ledger: str | Path | None = None,
-    budget: float | None = None,
-    force: bool = False,
-    overwrite: bool = False,
-    class_proportions: str = "uniform",
-    counts_epsilon: float = 0.1,
-    device: str = "cpu",
-    progress: bool = True,
-    checkpoint_every: int = 500,
-    warmup: str | None = None,
-    public_data: str | Path | ImageDataset | None = None,
-    warmup_config: dict[str, Any] | None = None,
-    size_share: float = size_mech.SHARE,
-    size_sigma: float | None = None,
-) -> Run:
-    """Train ``method`` on ``data`` and write the run folder ``out``; returns the loaded `Run`.
+def train(request: RunRequest) -> Run:
+    """Run ``request`` (its fields: `privsynth.request`) into its run folder; returns the
+    loaded `Run`. `privsynth.train(data, method, out, **options)` builds the request.
 
-    Private methods take ``epsilon`` (total, including any class-proportion release; default
-    10) and ``delta`` (default 1/(10 N_hat), N_hat the released number of training images;
-    ``delta >= 1/N`` needs ``force``);
-    the noise multiplier is calibrated with Opacus for the planned steps. ``no_dp=True`` (or a
-    non-private method such as ``gan``) trains the same model without privacy: the card then says
-    epsilon = infinity, and passing a privacy argument with it is an error.
-    The spend is reserved in the ledger (``ledger``: path or postgresql:// URL, default
-    ``$PRIVSYNTH_LEDGER`` or the per-user ledger) before the first private step, checked against
-    the dataset's budget and ``budget`` (which only checks, never sets), and settled at the end.
-    ``data``: 'digits', a path, a `DataSource` (a path plus its public format inputs, recorded
-    on the card as ``data.format``) or an in-memory `ImageDataset`; ``holdout``: a fraction, a
-    count, or the path of an official test split in the same format.
-    If ``out`` holds an unfinished run of the same command, training resumes from its checkpoint.
-    ``warmup="central"`` pretrains on a DP release of per-class central images first,
-    ``warmup="merf"`` on the draws of a generator trained against a DP-MERF release (either
-    release's epsilon composed with DP-SGD's in one accountant, within ``epsilon``);
-    ``warmup=None`` takes the method's recommended warm-up (`models.defaults.recommended_warmup`:
-    dpgan on >= 3 000 images, central below eps 3.5 and merf from it) unless a warm-up option
-    or ``public_data`` is given; ``public_data`` pretrains on images the user declares public
-    (no budget). ``warmup_config``: `WarmupConfig` keys (share, epochs, size, ...). See
-    models/warmup.py and docs/warmup.md.
-    A private run first releases its training-set size N_hat (Gaussian, sigma ``size_sigma``,
-    default calibrated for ``size_share`` of ``epsilon``; privacy/size_release.py): the sample
-    rate, the steps and the default delta (1/(10 N_hat)) are computed from it, never from N.
+    A private run first releases its training-set size N_hat (privacy/size_release.py): the
+    sample rate, the steps and the default delta are computed from it, never from N. The noise
+    multiplier is calibrated with Opacus for the planned steps; the spend is reserved in the
+    ledger before the first private step and settled at the end. A run folder holding an
+    unfinished run of the same request resumes from its checkpoint.
     """
     t0 = time.time()
-    out = check_output_folder(out)
-    check_device(device)
-    _check_run_options(checkpoint_every, seed, split_seed)
-    private = is_private(method) and not no_dp
-    if not private:
-        _refuse_privacy_flags(
-            method, no_dp, epsilon, delta, noise_multiplier, budget, class_proportions
-        )
-    if is_holdout_path(holdout):  # an official test split: recorded absolute, like --data
-        holdout = str(Path(holdout).expanduser().resolve())
-    dataset, parts = load_split(data, holdout, split_seed, image_size)
-    train_set = dataset.subset(parts.train, name=dataset.name)
-    n = len(train_set)
-    spec = None
-    if private:
-        spec = PrivacySpec(
-            epsilon=default_epsilon(epsilon, noise_multiplier),
-            delta=delta,
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm,
-            accountant=accountant,
-            grad_sample_mode=grad_sample_mode,
-        )
-    # One place decides the defaults (models/defaults.py, by training-set size and the target
-    # epsilon); flags override.
-    target = spec.epsilon if spec else None
-    config = {**recommended_config(method, n, target), **(config or {})}
-    _check_memory(dataset, n)
-    torch.manual_seed(seed)  # reproducible initial weights
-    synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
-    full_config = synth.config_dict()
-    _check_sizes(full_config)
-    if warmup is None:
-        warmup, warmup_config = _default_warmup(method, n, spec, public_data, warmup_config)
-    warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
-    batch = full_config.get("batch_size")
-    if private and synth.mechanism == "dp-sgd" and isinstance(batch, int) and batch > n:
-        # before the size release (which would be spent for nothing): the owner's message
-        raise ConfigError(f"batch size {batch} exceeds the {n} training images; lower --batch-size")
-    mech = class_proportions if private else "uniform"
-    sizing = {"share": size_share, "sigma": size_sigma} if private else None
-    request = _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed)
-    if sizing is not None:  # a resume must repeat it too
-        request["size_release"] = sizing
-    card, resume = _start_or_resume(out, request, parts, overwrite)
-    if card.data and not same_data(card.data.get("check"), dataset, train_set):
-        raise CheckpointError(
-            f"'{out}' holds an unfinished run on other data (its pixels differ from the "
-            "card's data check); rerun it with the original --data, or pass --overwrite"
-        )
-    _check_checkpoint_fits(resume, synth, out)
-    session = _Session(out, card, parts, overwrite, resume)
-    sigma_n = 0.0
-    if spec is not None:  # refused here, before the ledger: what does not need N_hat
-        sigma_n = size_mech.size_sigma(spec, size_share, size_sigma)
-        size_mech.check_fits(spec, sigma_n, spec.resolved_delta(n))
-        if delta is not None and delta * n >= 1 and not force:
-            check_delta(delta, n, given=True, force=False)  # raises
-        _class_counts(card, mech, counts_epsilon, spec.resolved_delta(n), spec)
-    if private:
-        session.spend = _open_spend(
-            Ledger(ledger),
-            session,
-            dataset,
-            method,
-            spec.accountant,
-            resume,
-            limit=budget,
-            force=force,
-            chunk=checkpoint_every,
-        )
+    check_device(request.training.device)
+    request.check()
+    loaded = _load(request)
+    session, resume, sigma_n = _open_session(request, loaded)
     try:
-        card.request, card.private, card.config = request, private, full_config
-        card.versions = versions()
-        card.data = data_block(data, dataset, train_set, parts, split_seed, image_size)
-        card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
-        if spec is not None:  # N_hat first: every published value that needs N reads it
-            spec = _size_release(spec, session, n, sigma_n, sizing, resume, synth)
-        total_delta = spec.resolved_delta(n) if spec else 0.0
-        notes = (
-            check_delta(total_delta, n, given=delta is not None, force=force, shown_n=spec.size)
-            if spec
-            else []
-        )
-        # --force is never silent: what it let through is on the card (and warned on stderr).
-        session.forced = bool(spec) and force and total_delta * n >= 1
-        if session.forced:  # shown as forced in the ledger too, not only on the card
-            session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
-        counts, count_spend_now = _class_counts(card, mech, counts_epsilon, total_delta, spec)
-        session.counts = counts
-        spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
-        if session.spend is not None:  # the run's one DP delta, also for a segment that only
-            session.spend.sgd_delta = spec.delta  # finishes (its history was booked before)
-        if warm is not None:  # the release's sigma joins the accountant before DP-SGD's
-            spec = _warmup_prior(spec, warm, session)
-        session.spec = spec
-        if session.spend is not None:  # where this dataset's total is read back (cards, `info`)
-            card.ledger = session.spend.ledger.shown
-            # keyed by the ledger's secret: a plain hash would let anyone test a candidate set
-            card.data["dataset_key"] = session.spend.ledger.key(dataset.content)
-        card.privacy["class_proportions"] = counts
-        if notes:
-            card.privacy["warnings"] = notes
-        session.to_release = (
-            (counts["epsilon"], counts["delta"]) if counts["values"] is None else (0.0, 0.0)
-        )
+        spec, total_delta = _publish_plan(request, loaded, session, resume, sigma_n)
+        options, accountant = request.training, request.privacy.accountant
         ctx = TrainContext(
             privacy=spec,
-            seed=seed,
-            device=device,
-            progress=progress,
-            checkpoint_every=checkpoint_every,
+            seed=options.seed,
+            device=options.device,
+            progress=options.progress,
+            checkpoint_every=options.checkpoint_every,
             checkpoint=session.checkpoint,
             on_plan=session.on_plan,
             resume=resume,
         )
+        synth, warm, train_set = loaded.synth, loaded.warm, loaded.train_set
         result = _fit(session, synth, train_set, ctx, warm, accountant)
         session.stop_if_diverged(synth, result)
-        _release_class_counts(session.spend, counts, session.to_release, train_set, seed)
-        session.complete(synth, result, total_delta, n, dataset, warm, accountant, time.time() - t0)
+        _release_class_counts(
+            session.spend, session.counts, session.to_release, train_set, options.seed
+        )
+        n, wall = len(train_set), time.time() - t0
+        session.complete(synth, result, total_delta, n, loaded.dataset, warm, accountant, wall)
         session.swap_in()
-        return Run.load(out, device="cpu")
     except BaseException as e:
         if isinstance(e, PrivsynthError):  # refused before any step: no run folder is left
             session.discard_if_nothing_kept()  # (a size release it drew stays booked)
@@ -263,46 +124,186 @@ def train(
             )
         session.drop_staging()
         raise
+    return _write_extras(request, loaded.dataset)
 
 
-def _refuse_privacy_flags(
-    method, no_dp, epsilon, delta, noise_multiplier, budget, class_proportions
-) -> None:
-    """A non-private run (a twin or --no-dp) refuses privacy flags: they would promise nothing."""
-    refuse_flags_without_dp(
-        method,
-        no_dp,
-        {
-            "--epsilon": epsilon is not None,
-            "--delta": delta is not None,
-            "--noise-multiplier": noise_multiplier is not None,
-            "--budget": budget is not None,
-            "--class-proportions": class_proportions != "uniform",
-        },
-        twin=private_name(method) if private_name(method) != method else None,
+@dataclass
+class _Loaded:
+    """What `train` reads and builds before it opens the run folder or the ledger."""
+
+    dataset: ImageDataset
+    parts: Split
+    train_set: ImageDataset
+    holdout: float | str  # as recorded: a test split's path made absolute
+    spec: PrivacySpec | None  # None: no DP
+    synth: Any
+    warm: WarmUp | None
+    counts_mechanism: str  # of the class-proportion release; "uniform" (none) without DP
+
+
+def _load(request: RunRequest) -> _Loaded:
+    """Data, split, privacy spec, model and warm-up; a refusal here costs nothing."""
+    data, privacy, options, method = request.data, request.privacy, request.training, request.method
+    private, holdout = request.private, data.holdout
+    if is_holdout_path(holdout):  # an official test split: recorded absolute, like --data
+        holdout = str(Path(holdout).expanduser().resolve())
+    dataset, parts = load_split(data.source, holdout, data.split_seed, data.image_size)
+    train_set = dataset.subset(parts.train, name=dataset.name)
+    n = len(train_set)
+    spec = None
+    if private:
+        spec = PrivacySpec(
+            epsilon=default_epsilon(privacy.epsilon, privacy.noise_multiplier),
+            delta=privacy.delta,
+            noise_multiplier=privacy.noise_multiplier,
+            max_grad_norm=privacy.max_grad_norm,
+            accountant=privacy.accountant,
+            grad_sample_mode=privacy.grad_sample_mode,
+        )
+    # One place decides the defaults (models/defaults.py, by training-set size and the target
+    # epsilon); flags override.
+    target = spec.epsilon if spec else None
+    config = {**recommended_config(method, n, target), **(options.config or {})}
+    _check_memory(dataset, n)
+    torch.manual_seed(options.seed)  # reproducible initial weights
+    synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
+    _check_sizes(synth.config_dict())
+    warmup, warmup_config = options.warmup, options.warmup_config
+    if warmup is None:
+        warmup, warmup_config = _default_warmup(method, n, spec, data.public_data, warmup_config)
+    warm = WarmUp.build(warmup, data.public_data, warmup_config, dataset, private, synth)
+    batch = synth.config_dict().get("batch_size")
+    if private and synth.mechanism == "dp-sgd" and isinstance(batch, int) and batch > n:
+        # before the size release (which would be spent for nothing): the owner's message
+        raise ConfigError(f"batch size {batch} exceeds the {n} training images; lower --batch-size")
+    mech = privacy.class_proportions if private else "uniform"
+    return _Loaded(dataset, parts, train_set, holdout, spec, synth, warm, mech)
+
+
+def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict | None, float]:
+    """The run folder (resumed if it holds an unfinished run of the same request), the checks
+    that need no N_hat, then the ledger spend. Returns the session, the checkpoint to resume
+    from (or None) and the size release's sigma (0 without DP)."""
+    privacy, spec, synth, out = request.privacy, loaded.spec, loaded.synth, request.output.out
+    repeat = _request(request, loaded)
+    card, resume = _start_or_resume(out, repeat, loaded.parts, request.output.overwrite)
+    if card.data and not same_data(card.data.get("check"), loaded.dataset, loaded.train_set):
+        raise CheckpointError(
+            f"'{out}' holds an unfinished run on other data (its pixels differ from the "
+            "card's data check); rerun it with the original --data, or pass --overwrite"
+        )
+    _check_checkpoint_fits(resume, synth, out)
+    session = _Session(out, card, loaded.parts, request.output.overwrite, resume)
+    card.request, card.private, card.config = repeat, spec is not None, synth.config_dict()
+    if spec is None:
+        return session, resume, 0.0
+    n = len(loaded.train_set)  # refused here, before the ledger: what does not need N_hat
+    sigma_n = size_mech.size_sigma(spec, privacy.size_share, privacy.size_sigma)
+    size_mech.check_fits(spec, sigma_n, spec.resolved_delta(n))
+    if privacy.delta is not None and privacy.delta * n >= 1 and not privacy.force:
+        check_delta(privacy.delta, n, given=True, force=False)  # raises
+    _class_counts(
+        card, loaded.counts_mechanism, privacy.counts_epsilon, spec.resolved_delta(n), spec
     )
+    session.spend = _open_spend(
+        Ledger(privacy.ledger),
+        session,
+        loaded.dataset,
+        request.method,
+        spec.accountant,
+        resume,
+        limit=privacy.budget,
+        force=privacy.force,
+        chunk=request.training.checkpoint_every,
+    )
+    return session, resume, sigma_n
 
 
-def _request(synth, spec, mech, counts_epsilon, warm, dataset, holdout, split_seed, seed) -> dict:
+def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resume, sigma_n):
+    """The card's data and privacy blocks before the first step: N_hat first (every published
+    value that needs N reads it), then the class-count share, the DP-SGD spec and the warm-up
+    prior. Returns DP-SGD's spec (None without DP) and the run's total delta."""
+    privacy, card, spec, n = request.privacy, session.card, loaded.spec, len(loaded.train_set)
+    data, dataset, holdout = request.data, loaded.dataset, loaded.holdout
+    card.versions = versions()
+    card.data = data_block(
+        data.source, dataset, loaded.train_set, loaded.parts, data.split_seed, data.image_size
+    )
+    options = request.training
+    card.train = {**card.train, "seed": options.seed, "device": options.device, "holdout": holdout}
+    if spec is not None:
+        sizing = {"share": privacy.size_share, "sigma": privacy.size_sigma}
+        spec = _size_release(spec, session, n, sigma_n, sizing, resume, loaded.synth)
+    total_delta = spec.resolved_delta(n) if spec else 0.0
+    given, force = privacy.delta is not None, privacy.force
+    notes = check_delta(total_delta, n, given=given, force=force, shown_n=spec.size) if spec else []
+    # --force is never silent: what it let through is on the card (and warned on stderr).
+    session.forced = bool(spec) and force and total_delta * n >= 1
+    if session.forced:  # shown as forced in the ledger too, not only on the card
+        session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
+    mech, c_eps = loaded.counts_mechanism, privacy.counts_epsilon
+    counts, count_spend_now = _class_counts(card, mech, c_eps, total_delta, spec)
+    session.counts = counts
+    spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
+    if session.spend is not None:  # the run's one DP delta, also for a segment that only
+        session.spend.sgd_delta = spec.delta  # finishes (its history was booked before)
+    if loaded.warm is not None:  # the release's sigma joins the accountant before DP-SGD's
+        spec = _warmup_prior(spec, loaded.warm, session)
+    session.spec = spec
+    if session.spend is not None:  # where this dataset's total is read back (cards, `info`)
+        card.ledger = session.spend.ledger.shown
+        # keyed by the ledger's secret: a plain hash would let anyone test a candidate set
+        card.data["dataset_key"] = session.spend.ledger.key(dataset.content)
+    card.privacy["class_proportions"] = counts
+    if notes:
+        card.privacy["warnings"] = notes
+    session.to_release = (
+        (counts["epsilon"], counts["delta"]) if counts["values"] is None else (0.0, 0.0)
+    )
+    return spec, total_delta
+
+
+def _write_extras(request: RunRequest, dataset: ImageDataset) -> Run:
+    """The sample grid (10 seeded draws per class) and the quick evaluation the request asks
+    for, then README.md again so the model card cites them; returns the loaded `Run`."""
+    out, seed = request.output.out, request.training.seed
+    run = Run.load(out, device="cpu")
+    if request.output.samples:
+        from .report import save_grid
+
+        k = len(run.class_names)
+        images, labels = run.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=seed)
+        save_grid(out / GRID, images, labels, k)
+    if request.output.quick_eval:
+        from .evaluate.quick import quick_evaluate
+
+        nets = request.output.quick_eval_classifiers
+        write_json(out / QUICK_EVAL, quick_evaluate(run, dataset, classifiers=nets, seed=seed))
+    write_model_card(out)
+    return run
+
+
+def _request(request: RunRequest, loaded: _Loaded) -> dict:
     """What a resume must repeat: a changed split would train on former holdout images, a
     changed privacy flag would silently mix two plans in one card. (JSON round trip: the card's
     stored request compares equal.)"""
-    return json.loads(
-        json.dumps(
-            {
-                "method": synth.name,
-                "private": synth.private,
-                "config": synth.config_dict(),
-                "privacy": spec.to_json() if spec else None,
-                "class_proportions": mech,
-                "counts_epsilon": counts_epsilon if mech != "uniform" else None,
-                "holdout": holdout,
-                "split_seed": split_seed,
-                "seed": seed,
-                **({"warmup": warm.request()} if warm else {}),
-            }
-        )
-    )
+    synth, spec, warm, privacy = loaded.synth, loaded.spec, loaded.warm, request.privacy
+    mech = loaded.counts_mechanism
+    repeat = {
+        "method": synth.name,
+        "private": synth.private,
+        "config": synth.config_dict(),
+        "privacy": spec.to_json() if spec else None,
+        "class_proportions": mech,
+        "counts_epsilon": privacy.counts_epsilon if mech != "uniform" else None,
+        "holdout": loaded.holdout,
+        "split_seed": request.data.split_seed,
+        "seed": request.training.seed,
+        **({"warmup": warm.request()} if warm else {}),
+    }
+    if spec is not None:  # a resume must repeat the size release too
+        repeat["size_release"] = {"share": privacy.size_share, "sigma": privacy.size_sigma}
+    return json.loads(json.dumps(repeat))
 
 
 def _class_counts(card: Card, mech, counts_epsilon, total_delta, spec) -> tuple[dict, tuple]:
@@ -694,17 +695,6 @@ def _check_checkpoint_fits(resume: dict | None, synth, out: Path) -> None:
 
 def _staging(out: Path) -> Path:
     return out.parent / f".{out.name}.overwrite"
-
-
-def _check_run_options(checkpoint_every, seed, split_seed) -> None:
-    """Options that would otherwise fail (or be ignored) only after the spend was reserved."""
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
-        raise ConfigError(f"--checkpoint-every must be a whole number, got {checkpoint_every!r}")
-    if checkpoint_every < 1:
-        raise ConfigError(f"--checkpoint-every must be >= 1 step, got {checkpoint_every}; e.g. 500")
-    for flag, value in (("--seed", seed), ("--split-seed", split_seed)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-            raise ConfigError(f"{flag} must be a whole number in 0..2**63-1, got {value!r}")
 
 
 def _check_sizes(config: dict) -> None:

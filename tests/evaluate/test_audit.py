@@ -88,8 +88,9 @@ def test_non_canary_training_set_does_not_depend_on_which_canaries_are_included(
         )
         seen = {}
 
-        def fake_train(dataset, method, out, **kw):
-            seen.update(dataset=dataset, holdout=kw["holdout"], split_seed=kw["split_seed"])
+        def fake_train(request):
+            data = request.data
+            seen.update(dataset=data.source, holdout=data.holdout, split_seed=data.split_seed)
             raise Captured
 
         monkeypatch.setattr(privsynth.trainer, "train", fake_train)

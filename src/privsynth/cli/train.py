@@ -39,6 +39,47 @@ def add_parser(sub) -> None:
     add_data_options(p)
     add_privacy_options(p)
     add_method_options(p)
+    g = add_release_options(p)
+    add_warmup_options(p)
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run in --out (its spend stays in the ledger)",
+    )
+    g.add_argument(
+        "--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints"
+    )
+    g.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="after training, write quick_eval.json and print the stats table, the collapse "
+        "check and TSTR/TRTR accuracy (LeNet)",
+    )
+    g.add_argument(
+        "--evaluate-resnet",
+        action="store_true",
+        help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)",
+    )
+    g.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="DP-SGD processes sharing one run (torch.distributed; same epsilon as 1); "
+        "or start the command with torchrun --nproc-per-node N -m privsynth.cli",
+    )
+    g.add_argument(
+        "--dist-backend",
+        choices=["gloo", "nccl"],
+        default="gloo",
+        help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)",
+    )
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def add_release_options(p: argparse.ArgumentParser):
+    """The run's own releases besides training (class counts, the training-set size); returns
+    the "run" group for the remaining run flags."""
     g = p.add_argument_group("run")
     g.add_argument(
         "--class-proportions",
@@ -67,41 +108,7 @@ def add_parser(sub) -> None:
         help="noise standard deviation of the size release (default: calibrated for "
         "--size-share, at most 20; 20 with --noise-multiplier)",
     )
-    add_warmup_options(p)
-    g.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a finished run in --out (its spend stays in the ledger)",
-    )
-    g.add_argument(
-        "--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints"
-    )
-    g.add_argument(
-        "--evaluate",
-        action="store_true",
-        help="after training, print the stats table, the collapse check and "
-        "TSTR/TRTR accuracy (LeNet)",
-    )
-    g.add_argument(
-        "--evaluate-resnet",
-        action="store_true",
-        help="with --evaluate: also TSTR/TRTR with the stronger ResNet (slower)",
-    )
-    g.add_argument(
-        "--nproc",
-        type=int,
-        default=1,
-        help="DP-SGD processes sharing one run (torch.distributed; same epsilon as 1); "
-        "or start the command with torchrun --nproc-per-node N -m privsynth.cli",
-    )
-    g.add_argument(
-        "--dist-backend",
-        choices=["gloo", "nccl"],
-        default="gloo",
-        help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)",
-    )
-    add_output_options(p)
-    p.set_defaults(func=run)
+    return g
 
 
 def add_warmup_options(p: argparse.ArgumentParser) -> None:
@@ -154,57 +161,63 @@ def warmup_config(args: argparse.Namespace) -> dict:
     return {k: v for k, v in config.items() if v is not None}
 
 
-def run(args: argparse.Namespace) -> int:
+def train_request(args: argparse.Namespace):
+    """The `RunRequest` the parsed flags ask for."""
     from pathlib import Path
 
-    from ..atomic import write_json
-    from ..distributed import train
-    from ..report import save_grid
-    from ..run import GRID, QUICK_EVAL, write_model_card
+    from ..request import DataRequest, OutputRequest, PrivacyRequest, RunRequest, TrainingRequest
 
-    with privacy_warnings():
-        result = train(
-            data_source(args),
-            args.method,
-            args.out,
-            **privacy_kwargs(args),
-            config=method_config(args),
+    return RunRequest(
+        method=args.method,
+        data=DataRequest(
+            source=data_source(args),
             holdout=args.holdout,
             split_seed=args.split_seed,
-            seed=args.seed,
             image_size=args.image_size,
-            overwrite=args.overwrite,
+            public_data=args.public_data,
+        ),
+        privacy=PrivacyRequest(
+            **privacy_kwargs(args),
             class_proportions=args.class_proportions,
             counts_epsilon=args.counts_epsilon,
             size_share=args.size_share,
             size_sigma=args.size_sigma,
+        ),
+        training=TrainingRequest(
+            config=method_config(args) or None,  # None: nothing set, as in the Python API
+            seed=args.seed,
             device=args.device,
             progress=progress_wanted(args),
             checkpoint_every=args.checkpoint_every,
             warmup=args.warmup,
-            public_data=args.public_data,
-            warmup_config=warmup_config(args),
-            nproc=args.nproc,
-            backend=args.dist_backend,
-        )
+            warmup_config=warmup_config(args) or None,
+        ),
+        output=OutputRequest(
+            out=Path(args.out),
+            overwrite=args.overwrite,
+            quick_eval=args.evaluate,
+            quick_eval_classifiers=("lenet", "resnet") if args.evaluate_resnet else ("lenet",),
+        ),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..distributed import train
+    from ..report.card_lines import format_card
+    from ..run import GRID, MODEL_CARD, QUICK_EVAL
+
+    with privacy_warnings():
+        result = train(train_request(args), nproc=args.nproc, backend=args.dist_backend)
     if result is None:  # a torchrun process other than 0: process 0 reports
         return 0
-    k = len(result.class_names)
-    images, labels = result.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=args.seed)
-    out = Path(args.out)
-    save_grid(out / GRID, images, labels, k)
-    from ..report.card_lines import format_card
-
     print(format_card(result.card))
-    print(f"sample grid: {out / GRID}")
+    print(f"sample grid: {result.path / GRID}")
     if args.evaluate:
-        from ..evaluate.quick import markdown, quick_evaluate
+        from ..evaluate.quick import markdown
 
-        nets = ("lenet", "resnet") if args.evaluate_resnet else ("lenet",)
-        ev = quick_evaluate(result, classifiers=nets, seed=args.seed)
-        write_json(out / QUICK_EVAL, ev)
         print()
-        print(markdown(ev, result.card))
-    write_model_card(out)  # now with the grid (and the evaluation) in it
-    print(f"model card: {out / 'README.md'}")
+        print(markdown(json.loads((result.path / QUICK_EVAL).read_text()), result.card))
+    print(f"model card: {result.path / MODEL_CARD}")
     return 0

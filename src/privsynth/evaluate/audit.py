@@ -118,6 +118,7 @@ def audit(
     """Train ``method`` once on ``data`` + canaries (into ``out/run``) and return the audit:
     the empirical epsilon lower bound (overall and per attack) next to the accountant's epsilon.
     Writes ``out/audit.json``. The run's privacy spend goes into the ledger like any run."""
+    from ..request import RunRequest
     from ..trainer import train
 
     if not 0 < confidence < 1:
@@ -128,7 +129,7 @@ def audit(
     train_set, n_holdout = audit_dataset(ds, idx, labels, included, rest, holdout, split_seed)
     # The canaries are the source's own images: book the spend on the source dataset's budget.
     train_set.content = ds.content
-    run = train(
+    request = RunRequest.build(
         train_set,
         method,
         Path(out) / "run",
@@ -141,6 +142,7 @@ def audit(
         progress=progress,
         **train_kwargs,
     )
+    run = train(request)
     _, reference = run.load_data(train_set)
     n_syn = n_synthetic or max(len(train_set) - len(reference), 10 * ds.num_classes)
     scores = canary_scores(run, ds.images[idx], labels, reference, n_syn, seed)
