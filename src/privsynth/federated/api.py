@@ -292,13 +292,13 @@ def federate(
     elif mode == "simulate":
         from .simulate import run_simulated
 
-        run_simulated(cfg, nodes, int(sim_parallel or 1))
+        run_simulated(cfg, nodes, int(sim_parallel or 1), work / "simulation.log")
         if not (out / "card.json").exists():
-            raise ConfigError("the simulated federation wrote no run; see the log above")
+            raise ConfigError(
+                f"the simulated federation wrote no run; see {work / 'simulation.log'}"
+            )
     else:
-        raise ConfigError(
-            f"unknown mode '{mode}'; use 'processes', 'inprocess' or 'simulate'"
-        )
+        raise ConfigError(f"unknown mode '{mode}'; use 'processes', 'inprocess' or 'simulate'")
     _complete_card(out, data, owner_data, holdout, split_seed, image_size)
     if aggregation == "ckks":  # the secret key must not stay beside the released run
         (work / "keys" / "ckks-secret.bin").unlink(missing_ok=True)

@@ -16,8 +16,12 @@ machine, so it is for studies of many-owner federations, not for deployments.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
-from typing import Any
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
@@ -149,8 +153,11 @@ class SimulatedOwners(ClientApp):
             context.run_config.update(given)
 
 
-def run_simulated(cfg: dict[str, Any], nodes: list[dict[str, Any]], parallel: int) -> None:
-    """Run the federation on Flower's simulation engine; the ServerApp writes ``out-dir``."""
+def run_simulated(
+    cfg: dict[str, Any], nodes: list[dict[str, Any]], parallel: int, log: Path
+) -> None:
+    """Run the federation on Flower's simulation engine; the ServerApp writes ``out-dir``.
+    Flower's log goes to ``log`` (as the real deployment's go to its SuperNodes' log files)."""
     require_simulation()
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
@@ -164,18 +171,37 @@ def run_simulated(cfg: dict[str, Any], nodes: list[dict[str, Any]], parallel: in
         context.run_config.update(cfg)
         run_federation(grid, context)
 
-    run_simulation(
-        server_app=server,
-        client_app=SimulatedOwners(cfg, nodes),
-        num_supernodes=len(nodes),
-        backend_config={
-            # K actors of one CPU each: Ray never runs more than K ClientApps at once
-            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {
-                "num_cpus": parallel,
-                "num_gpus": 0,
-                "logging_level": "ERROR",
-                "log_to_driver": False,
+    with _flower_log_to(log), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # Ray's notes on its own future defaults
+        run_simulation(
+            server_app=server,
+            client_app=SimulatedOwners(cfg, nodes),
+            num_supernodes=len(nodes),
+            backend_config={
+                # K actors of one CPU each: Ray never runs more than K ClientApps at once
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {
+                    "num_cpus": parallel,
+                    "num_gpus": 0,
+                    "logging_level": "ERROR",
+                    "log_to_driver": False,
+                },
             },
-        },
-    )
+        )
+
+
+@contextmanager
+def _flower_log_to(path: Path) -> Iterator[None]:
+    """Flower's logger writes to ``path`` only (one line per owner and round would bury the
+    card the CLI prints); its handlers come back afterwards."""
+    logger = logging.getLogger("flwr")
+    saved = logger.handlers[:], logger.propagate
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.handlers, logger.propagate = [handler], False
+    try:
+        yield
+    finally:
+        handler.close()
+        logger.handlers, logger.propagate = saved
