@@ -1,6 +1,7 @@
 """Flower's simulation engine (Ray): many virtual owners, K at a time, the same apps and card."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,13 @@ from privsynth.cli import main
 from privsynth.errors import ConfigError
 from privsynth.federated import federate, simulate
 from privsynth.privacy import Ledger
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10 (flwr brings tomli)
+    import tomli as tomllib
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def _saved_max_abs(out) -> float:
@@ -55,8 +63,9 @@ def test_simulated_owners_release_client_level_noise_and_book_like_inprocess(tmp
     )
     assert _shape(sim.card) == _shape(ref.card)
     assert _shape(sim.card["privacy"]) == _shape(ref.card["privacy"])
-    assert sim.card["privacy"]["sample_level"]["per_owner"] == (
-        ref.card["privacy"]["sample_level"]["per_owner"]
+    assert (
+        sim.card["privacy"]["sample_level"]["per_owner"]
+        == (ref.card["privacy"]["sample_level"]["per_owner"])
     )
     assert cl["epsilon"] == pytest.approx(ref.card["privacy"]["client_level"]["epsilon"])
     booked = _bookings(tmp_path / "sim.sqlite")
@@ -112,3 +121,12 @@ def test_cli_simulate_without_ray_names_the_extra(tmp_path, capsys, monkeypatch)
 def test_cli_sim_parallel_needs_simulate(tmp_path, capsys):
     rc = main(["federate", "--sim-parallel", "4", "--out", str(tmp_path / "f")])
     assert rc == 2 and "--simulate" in capsys.readouterr().err
+
+
+def test_simulation_extra_brings_ray_through_flower_and_ci_installs_it():
+    """Ray comes from Flower's own `simulation` extra (its pinned version); `test` includes it."""
+    extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
+    simulation = [d.replace(" ", "") for d in extras["simulation"]]
+    assert "privsynth[federated]" in simulation
+    assert any(d.startswith("flwr[simulation]") for d in simulation)
+    assert "privsynth[simulation]" in extras["test"]
