@@ -1,6 +1,8 @@
 """Flower's simulation engine (Ray): many virtual owners, K at a time, the same apps and card."""
 
+import importlib.machinery
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +131,18 @@ def test_cli_simulate_without_ray_names_the_extra(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert len(err.splitlines()) == 1 and "pip install 'privsynth[simulation]'" in err
+    assert not out.exists()
+
+
+def test_simulation_refuses_a_process_already_connected_to_ray(tmp_path, tiny_fed, monkeypatch):
+    """Flower would reuse that Ray session, ignoring K, and shut it down at the end."""
+    connected = types.ModuleType("ray")
+    connected.__spec__ = importlib.machinery.ModuleSpec("ray", None)
+    connected.is_initialized = lambda: True
+    monkeypatch.setitem(sys.modules, "ray", connected)
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"already connected to Ray.*ray\.shutdown\(\)"):
+        federate(out=out, clients=20, rounds=1, mode="simulate", **tiny_fed)
     assert not out.exists()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,11 +39,19 @@ SERVER_OVERHEAD = 1536 * 2**20
 
 
 def require_simulation() -> None:
-    """Raise `MissingExtra` (one line naming the extra) when Ray is not installed."""
+    """Raise `MissingExtra` (one line naming the extra) when Ray is not installed, and refuse a
+    process already connected to Ray: Flower would reuse that session (ignoring K) and then
+    shut it down under its owner."""
     if importlib.util.find_spec("ray") is None:
         raise MissingExtra(
             "--simulate runs Flower's simulation engine, which needs the package 'ray', "
             f"which is not installed; install the simulation extra: {EXTRA}"
+        )
+    ray = sys.modules.get("ray")  # not imported = not connected (importing it costs seconds)
+    if ray is not None and ray.is_initialized():
+        raise ConfigError(
+            "this process is already connected to Ray; --simulate starts and stops its own "
+            "Ray session: call ray.shutdown() first, or run the simulation in its own process"
         )
 
 
