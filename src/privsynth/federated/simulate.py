@@ -67,8 +67,12 @@ def available_memory() -> int | None:
 
 
 def default_parallel() -> int:
-    """Owners training at once when ``--sim-parallel`` is not given: one per CPU."""
-    return max(1, os.cpu_count() or 1)
+    """Owners training at once when ``--sim-parallel`` is not given: one per CPU this process
+    may use (its affinity, which containers and ``taskset`` narrow, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _model_bytes(cfg: dict[str, Any]) -> int:
