@@ -124,6 +124,13 @@ def test_simulation_that_cannot_fit_memory_is_refused_naming_sim_parallel(
         federate(out=out, clients=20, rounds=1, mode="simulate", sim_parallel=1, **tiny_fed)
 
 
+def test_parallel_owners_never_exceed_the_owners():
+    assert simulate.parallel_owners(8, 3) == 3
+    assert 1 <= simulate.parallel_owners(None, 3) <= 3
+    with pytest.raises(ConfigError, match="--sim-parallel must be >= 1"):
+        simulate.parallel_owners(0, 3)
+
+
 def test_cli_simulate_without_ray_names_the_extra(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # an uninstalled package: its import fails
     out = tmp_path / "f"
