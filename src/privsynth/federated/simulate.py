@@ -36,6 +36,8 @@ EXTRA = "pip install 'privsynth[simulation]'"
 ACTOR_OVERHEAD = 768 * 2**20
 # The driver's own process (measured 520 MiB) plus Ray's services (GCS, raylet, agents: 450 MiB).
 SERVER_OVERHEAD = 1536 * 2**20
+# CKKS ciphertext bytes per float32 byte of the model (measured by bench/federated_bench.py)
+CKKS_EXPANSION = 17
 
 
 def require_simulation() -> None:
@@ -103,8 +105,9 @@ def owner_peak_bytes(cfg: dict[str, Any], model_bytes: int, batch_size: int) -> 
 
 def server_bytes(cfg: dict[str, Any], model_bytes: int, owners: int) -> int:
     """The server: Ray's services, its own model, and one reply per owner held for FedAvg (the
-    message and its decoded copy)."""
-    return SERVER_OVERHEAD + (1 + 2 * owners) * model_bytes
+    message and its decoded copy; a CKKS reply is ~17x the model, docs/federated.md)."""
+    reply = (CKKS_EXPANSION if str(cfg["aggregation"]) == "ckks" else 1) * model_bytes
+    return SERVER_OVERHEAD + model_bytes + 2 * owners * reply
 
 
 def check_memory(cfg: dict[str, Any], owners: int, parallel: int, batch_size: int) -> None:
