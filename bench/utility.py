@@ -21,8 +21,8 @@ Each cell trains in a fresh process so that its peak memory is its own: ``VmHWM`
 process (resident set high-water mark, includes Python + torch, 0.3-0.7 GiB; the value before
 training starts is recorded as ``baseline_rss_mib``). A cell found complete without this bench's
 ``bench_train.json`` (trained by an earlier sweep) reports the card's wall time and no memory.
-Several bench processes may share ``--out`` (each cell is claimed first, as `privsynth sweep`
-does); a cell another one is training is left out of this one's table (rerun with ``--collect``).
+One bench (or `privsynth sweep`) writes an ``--out`` at a time: a second one started on it while
+the first runs is refused (`privsynth.lock`); a cell left unfinished is listed (``--collect``).
 ``--max-minutes``: no cell starts training after that (or when the method's last measured cell
 would not fit); those are listed under ``not_run`` with the reason, never dropped.
 Privacy spends go to ``--ledger`` (default ``$PRIVSYNTH_LEDGER``, else ``<out>/ledger.sqlite``).
@@ -31,6 +31,7 @@ Privacy spends go to ``--ledger`` (default ``$PRIVSYNTH_LEDGER``, else ``<out>/l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -400,13 +401,13 @@ def main(argv=None) -> int:
         _train_child(json.loads(argv[1]))
         return 0
     a = parse_args(argv)
-    from privsynth import claims
     from privsynth.atomic import write_json
     from privsynth.cli.sweep import parse_sets
     from privsynth.data import DataSource, load_split
     from privsynth.data.source import parse_classes
     from privsynth.errors import ConfigError
     from privsynth.evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES
+    from privsynth.lock import hold_output
     from privsynth.models.base import check_known
     from privsynth.models.defaults import recommended_config
     from privsynth.models.registry import method_class
@@ -463,6 +464,12 @@ def main(argv=None) -> int:
                 "give a reseed study its own --out"
             )
     out.mkdir(parents=True, exist_ok=True)
+    # held to the end; if the bench stops early, the kernel drops the lock with the process
+    lock = contextlib.ExitStack()
+    try:
+        lock.enter_context(hold_output(out, "bench/utility.py"))
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     ref = Reference(train, hold, out, n_fid, passes)
     head = {
         "command": "python bench/utility.py " + " ".join(argv),
@@ -509,9 +516,6 @@ def main(argv=None) -> int:
                     print(f"not run {cell.name}: {reason}", flush=True)
                     _write(result_path, head, rows, not_run)
                     continue
-                if not claims.claim(cell):  # another bench process trains it: skip for now
-                    print(f"skipping {cell.name}: trained by {claims.holder(cell)}", flush=True)
-                    continue
                 # No --warmup for a method: train's own default (models/defaults.py) decides.
                 warm = warmups.get(method) if math.isfinite(eps) else "none"
                 cell_common = dict(common)
@@ -526,21 +530,18 @@ def main(argv=None) -> int:
                     + (f", public data {public[method]}" if method in public else ""),
                     flush=True,
                 )
-                try:
-                    train_cell(
-                        {
-                            "data": a.data,
-                            "classes": a.classes,
-                            "method": method,
-                            "epsilon": str(eps),
-                            "cell": str(cell),
-                            "config": config,
-                            "common": cell_common,
-                            "threads": threads,
-                        }
-                    )
-                finally:
-                    claims.release(cell)
+                train_cell(
+                    {
+                        "data": a.data,
+                        "classes": a.classes,
+                        "method": method,
+                        "epsilon": str(eps),
+                        "cell": str(cell),
+                        "config": config,
+                        "common": cell_common,
+                        "threads": threads,
+                    }
+                )
             if (cell / TRAIN_FILE).exists():
                 last_train[method] = json.loads((cell / TRAIN_FILE).read_text())["wall_seconds"]
             cached = cell / EVAL_FILE
@@ -569,6 +570,7 @@ def main(argv=None) -> int:
             )
             _write(result_path, head, rows, not_run)
     table = _write(result_path, head, rows, not_run, final=True)
+    lock.close()
     print(markdown(table))
     return 0
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's installs, nothing more: a fresh virtual environment WITHOUT system site-packages.
 # 1. `pip install -e .` (no extras): central training's install must not bring Flower/TenSEAL,
-#    and `privsynth federate` must then stop with one line naming the extra (exit 2).
+#    and `privsynth federate` (and `privsynth sweep --ray`, without Ray) must then stop with one
+#    line naming the extra (exit 2).
 # 2. `pip install -e ".[federated]"`, then the CLI's federated feature paths at tiny size —
 #    client-level DP with plain, SecAgg+ and CKKS aggregation in-process, federated dpmerf under
 #    SecAgg+ in-process, and SecAgg+ with client-level DP as real local processes (SuperLink +
@@ -49,6 +50,18 @@ if ! "$VENV/bin/python" -c "import flwr" 2> /dev/null; then
     echo "  ok: $(cat "$WORK/none.log")"
 else
     echo "plain install: $VENV already holds Flower; skipping the missing-extra check"
+fi
+if ! "$VENV/bin/python" -c "import ray" 2> /dev/null; then
+    echo "plain install has no Ray; privsynth sweep --ray must name the extra"
+    set +e
+    "$VENV/bin/privsynth" sweep --data digits --out "$WORK/sw" --ray auto > "$WORK/sw.log" 2>&1
+    rc=$?
+    set -e
+    if [ "$rc" != 2 ] || [ "$(wc -l < "$WORK/sw.log")" != 1 ] || ! grep -q '\[ray\]' "$WORK/sw.log"
+    then
+        echo "FAILED: sweep --ray without the extra (exit $rc):"; cat "$WORK/sw.log"; exit 1
+    fi
+    echo "  ok: $(cat "$WORK/sw.log")"
 fi
 echo "federated extra: pip install -e $ROOT[federated]"
 if ! "$VENV/bin/pip" install -q -e "$ROOT[federated]" > "$WORK/pip.log" 2>&1; then

@@ -264,10 +264,6 @@ class Run:
             labels = self._label_ids(labels, n)
         return self.synthesizer.sample(n, labels, seed=seed), labels
 
-    def sample_dataset(self, n: int, seed: int = 0) -> ImageDataset:
-        images, labels = self.sample(n, seed=seed)
-        return ImageDataset(images, labels, self.class_names, name=f"{self.path.name}-synthetic")
-
     def _label_ids(self, labels: Any, n: int) -> np.ndarray:
         names = self.class_names
         if isinstance(labels, (int, np.integer, str)):
@@ -441,7 +437,7 @@ def _reopenable(shown: str) -> str | None:
     """Cards name the ledger with a URL's password redacted (***): reopen it through
     ``$PRIVSYNTH_LEDGER`` / the default when that is the same ledger, else give up."""
     from .privacy.ledger import resolve_location
-    from .privacy.ledger_store import redact
+    from .privacy.ledger.store import redact
 
     if "***@" not in shown:
         return shown

@@ -5,16 +5,10 @@ so a sweep is resumable for free: a cell whose card says ``complete`` is kept (n
 unfinished one resumes from its checkpoint, and its evaluation is cached in ``eval.json``.
 ``inf`` trains the method's non-private twin (dpvae -> vae, ...; dpmerf with no DP).
 
-Several machines: start the same ``privsynth sweep`` command on each, with ``--out`` on a folder
-they all see. Each cell is claimed by one worker before it trains (``claims``: an exclusive
-``.<cell>.claim`` file beside it), so every machine trains different cells; a machine finds the
-cells it did not train either complete (evaluated, cached in their ``eval.json``) or pending
-(listed in ``sweep.json`` / ``sweep.md``). Rerunning the command anywhere once all are done
-evaluates the rest and writes the full table; a crashed worker's cell is taken over after
-`claims.STALE_AFTER_S` without a checkpoint (or at once on the same host).
-
-With several machines, point ``--ledger`` at a PostgreSQL URL they all reach (a SQLite file on a
-network share is not safe for concurrent writers).
+Several machines: ``--ray HOST:PORT`` runs each cell as a task on a Ray cluster (`sweep_ray`),
+with ``--out`` on a folder every node mounts and ``--ledger`` a PostgreSQL URL every node reaches
+(a SQLite file on a network share is not safe for concurrent writers). One sweep writes a folder
+at a time: a second one started on the same ``--out`` is refused while the first runs.
 
 Privacy: all cells spend on the same dataset, and the ledger (the per-user one, or ``ledger``)
 adds them up. Choosing the best cell of a sweep run on private data is hyper-parameter selection on
@@ -26,19 +20,20 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import claims
-from .atomic import write_json
+from .atomic import atomic_path, write_json
 from .data import ImageDataset, load_split
 from .errors import ConfigError
 from .evaluate.classifier import embed, fixed_epochs, train_classifier
 from .evaluate.diversity import collapse_flags, within_class_diversity
 from .evaluate.fidelity import frechet
 from .evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES, balanced_labels, trtr, tstr
+from .lock import hold_output
 from .models.defaults import recommended_config
 from .models.registry import METHODS, twin_of
 from .report.markdown import collapse_text
@@ -90,6 +85,9 @@ def sweep(
     eval_epochs: int | None = None,
     progress: bool = True,
     jobs: int = 1,
+    ray: str | None = None,
+    ray_cpus_per_cell: float = 1.0,
+    ray_gpus_per_cell: float = 0.0,
     ledger: str | Path | None = None,
     budget: float | None = None,
     force: bool = False,
@@ -107,18 +105,63 @@ def sweep(
     ``jobs`` > 1 trains that many unfinished cells at once in worker processes (each with
     ``cores // jobs`` torch threads; small models use cores better side by side than threaded);
     evaluation then runs in this process, cell by cell.
+    ``ray``: train the unfinished cells as Ray tasks instead (`sweep_ray`): ``"auto"`` on a new
+    local Ray instance (``jobs`` x ``ray_cpus_per_cell`` CPUs if ``jobs`` > 1, else all cores),
+    or ``"HOST:PORT"`` on a running cluster; each task holds ``ray_cpus_per_cell`` CPUs and
+    ``ray_gpus_per_cell`` GPUs (a fraction shares one; > 0 trains on CUDA).
     ``budget``: every private cell is checked against the dataset's budget in ``ledger`` before it
     trains, like `train`; the first cell that would exceed it stops the sweep (finished cells stay).
+    A second sweep into the same ``out`` while this one runs is refused (`lock.hold_output`).
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}; use 1 to train cells one by one")
+    ray_request = _ray_request(ray, ray_cpus_per_cell, ray_gpus_per_cell, ledger)
     out = Path(out)
-    dataset, parts = load_split(data, holdout, split_seed, image_size)
-    train_set, hold = dataset.subset(parts.train), dataset.subset(parts.holdout)
-    k = dataset.num_classes
-    for m in methods:
-        _train_args(m, 1.0)
+    with hold_output(out, "privsynth sweep"):
+        dataset, parts = load_split(data, holdout, split_seed, image_size)
+        train_set, hold = dataset.subset(parts.train), dataset.subset(parts.holdout)
+        for m in methods:
+            _train_args(m, 1.0)
+        ref = _reference(train_set, hold, dataset.num_classes, eval_epochs, seed)
+        # Pass the data spec (not the arrays) so each card records where to reload it.
+        source = dataset if isinstance(data, ImageDataset) else data
+        common = dict(
+            delta=delta,
+            accountant=accountant,
+            holdout=holdout,
+            split_seed=split_seed,
+            seed=seed,
+            image_size=image_size,
+            ledger=ledger,
+            budget=budget,
+            force=force,
+        )
+        todo = _plan(methods, epsilons, out, len(train_set), configs or {})
+        train_seconds = _train_unfinished(source, todo, common, jobs, ray_request)
+        evaluation = dict(ref=ref, n=n_synthetic or DEFAULT_N_SYNTHETIC, eval_epochs=eval_epochs)
+        rows = _train_and_evaluate(source, todo, common, train_seconds, evaluation, progress)
+        table = _table(dataset.name, train_set, hold, methods, epsilons, ref, eval_epochs, rows)
+        _write_outputs(out, table)
+    return table
 
+
+@dataclass
+class _Reference:
+    """What every cell is measured against: the train-on-real ceiling and the feature space."""
+
+    ceiling: float
+    real_model: Any
+    real_feats: np.ndarray
+    frechet_floor: float
+    seconds: float
+    hold: ImageDataset
+    k: int
+    seed: int
+
+
+def _reference(
+    train_set: ImageDataset, hold: ImageDataset, k: int, eval_epochs: int | None, seed: int
+) -> _Reference:
     t0 = time.time()
     ceiling = trtr(
         train_set.images,
@@ -137,100 +180,74 @@ def sweep(
     real_feats = embed(real_model, hold.images)
     # Reference: the same distance between the real training split and the holdout (a floor).
     frechet_floor = frechet(real_feats, embed(real_model, train_set.images))
-    eval_seconds_ref = time.time() - t0
-
-    from tqdm.auto import tqdm
-
-    rows = []
-    source = dataset if isinstance(data, ImageDataset) else data
-    common = dict(
-        delta=delta,
-        accountant=accountant,
-        holdout=holdout,
-        split_seed=split_seed,
-        seed=seed,
-        image_size=image_size,
-        ledger=ledger,
-        budget=budget,
-        force=force,
+    return _Reference(
+        ceiling, real_model, real_feats, frechet_floor, time.time() - t0, hold, k, seed
     )
-    todo = [
+
+
+def _plan(
+    methods: list[str], epsilons: list[float], out: Path, n_train: int, configs: dict
+) -> list[tuple[str, float, Path, dict]]:
+    """(method, epsilon, cell folder, config) of every cell, methods-major."""
+    return [
         (
             m,
             e,
             out / "cells" / cell_name(m, e),
-            {**recommended_config(m, len(train_set), e), **(configs or {}).get(m, {})},
+            {**recommended_config(m, n_train, e), **configs.get(m, {})},
         )
         for m in methods
         for e in epsilons
     ]
-    train_seconds = _train_parallel(source, todo, common, jobs) if jobs > 1 else {}
-    pending = []
+
+
+def _train_and_evaluate(
+    source, todo, common: dict, train_seconds: dict[Path, float], evaluation: dict, progress: bool
+) -> list[dict]:
+    """One row per cell: trained here if no worker did (one by one), then evaluated here."""
+    from tqdm.auto import tqdm
+
+    rows = []
     for method, eps, cell, config in tqdm(
         todo, desc="sweep cells", disable=not progress, leave=False
     ):
         t1 = time.time()
-        complete = _complete(cell)
-        done = complete and cell not in train_seconds  # finished by an earlier invocation
-        if complete:
+        done = _complete(cell) and cell not in train_seconds  # finished by an earlier invocation
+        if _complete(cell):
             run = Run.load(cell)
-        elif not claims.claim(cell):  # another worker (maybe another machine) trains it
-            pending.append({"cell": cell.name, "worker": claims.holder(cell)})
-            continue
         else:
-            try:
-                # Pass the data spec (not the arrays) so each card records where to reload it.
-                run = (
-                    Run.load(cell)
-                    if _complete(cell)
-                    else _train_cell(source, method, eps, cell, config, common, progress)
-                )
-            finally:
-                claims.release(cell)
+            run = _train_cell(source, method, eps, cell, config, common, progress)
         train_s = train_seconds.get(cell, time.time() - t1)
-        rows.append(
-            _evaluate_cell(
-                run,
-                cell,
-                method,
-                eps,
-                done,
-                train_s,
-                hold,
-                real_model,
-                real_feats,
-                n_synthetic or DEFAULT_N_SYNTHETIC,
-                k,
-                eval_epochs,
-                seed,
-            )
-        )
-    table = {
-        "data": dataset.name,
+        rows.append(_evaluate_cell(run, cell, method, eps, done, train_s, **evaluation))
+    return rows
+
+
+def _table(name, train_set, hold, methods, epsilons, ref: _Reference, eval_epochs, rows) -> dict:
+    return {
+        "data": name,
         "n_train": len(train_set),
         "n_holdout": len(hold),
         "methods": methods,
         "epsilons": ["inf" if math.isinf(e) else e for e in epsilons],
-        "train_on_real_accuracy": ceiling,
-        "frechet_real_train_vs_holdout": frechet_floor,
+        "train_on_real_accuracy": ref.ceiling,
+        "frechet_real_train_vs_holdout": ref.frechet_floor,
         "classifier": (
             f"LeNet, {eval_epochs} epochs"
             if eval_epochs
             else f"LeNet, fixed schedule (~{DEFAULT_PASSES} images seen), last epoch"
         ),
         "rows": rows,
-        "pending": pending,
-        "reference_eval_seconds": round(eval_seconds_ref, 2),
+        "reference_eval_seconds": round(ref.seconds, 2),
     }
-    write_json(out / "sweep.json", table)
-    from .atomic import atomic_path
 
-    with atomic_path(out / "sweep.md") as tmp:
-        tmp.write_text(markdown(table))
+
+def _write_outputs(out: Path, table: dict) -> None:
     from .report.plots_sweep import plot_frontier
 
+    write_json(out / "sweep.json", table)
+    with atomic_path(out / "sweep.md") as tmp:
+        tmp.write_text(markdown(table))
     plot_frontier(table, out / "sweep.png")
-    return table
 
 
 def _complete(cell: Path) -> bool:
@@ -258,6 +275,10 @@ def _train_cell(
 
 
 def _worker(source, method, eps, cell, config, common, threads) -> tuple[Path, float]:
+    import os
+
+    # for whatever this process starts later (MKL, a subprocess): the count torch gets below
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
@@ -269,34 +290,56 @@ def _worker(source, method, eps, cell, config, common, threads) -> tuple[Path, f
 def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
     """Train the unfinished cells ``jobs`` at a time; returns each one's training seconds.
 
-    Each cell is claimed first (`claims`), so workers of other sweeps sharing ``out`` skip it;
-    the ledger books each cell in its own transaction, so concurrent cells book safely."""
+    The ledger books each cell in its own transaction, so concurrent cells book safely."""
     import multiprocessing as mp
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    mine = [t for t in todo if not _complete(t[2]) and claims.claim(t[2])]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     seconds: dict[Path, float] = {}
-    try:
-        # spawn, not fork: forking a process that already ran torch threads can deadlock
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = [
-                pool.submit(_worker, source, m, e, cell, cfg, common, threads)
-                for m, e, cell, cfg in mine
-                if not _complete(cell)
-            ]
-            for f in futures:
-                cell, sec = f.result()
-                seconds[cell] = sec
-    finally:
-        for _, _, cell, _ in mine:
-            claims.release(cell)
+    # spawn, not fork: forking a process that already ran torch threads can deadlock
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_worker, source, m, e, cell, cfg, common, threads)
+            for m, e, cell, cfg in todo
+            if not _complete(cell)
+        ]
+        for f in futures:
+            cell, sec = f.result()
+            seconds[cell] = sec
     return seconds
 
 
+def _ray_request(address: str | None, cpus: float, gpus: float, ledger) -> tuple | None:
+    if address is None:
+        return None
+    from .sweep_ray import check_request
+
+    check_request(address, cpus, gpus, ledger)
+    return address, cpus, gpus
+
+
+def _train_unfinished(source, todo, common: dict, jobs: int, ray_request) -> dict[Path, float]:
+    """Train the unfinished cells in workers (Ray tasks, or ``jobs`` > 1 processes); returns
+    each one's training seconds. With neither, nothing here: they train one by one later."""
+    import os
+
+    if ray_request is None:
+        return _train_parallel(source, todo, common, jobs) if jobs > 1 else {}
+    from . import sweep_ray
+
+    address, cpus, gpus = ray_request
+    if gpus > 0:  # the task's GPU share is all it sees (Ray sets CUDA_VISIBLE_DEVICES)
+        common = {**common, "device": "cuda"}
+    cells = [(source, m, e, cell, cfg, common) for m, e, cell, cfg in todo if not _complete(cell)]
+    num_cpus = math.ceil(jobs * cpus) if jobs > 1 else (os.cpu_count() or 1)
+    return sweep_ray.train_cells(
+        address, _worker, cells, num_cpus=num_cpus, cpus_per_cell=cpus, gpus_per_cell=gpus
+    )
+
+
 def _evaluate_cell(
-    run, cell, method, eps, skipped, train_s, hold, real_model, real_feats, n, k, eval_epochs, seed
+    run, cell, method, eps, skipped, train_s, *, ref: _Reference, n: int, eval_epochs
 ) -> dict:
     cached = cell / "eval.json"
     if cached.exists():
@@ -306,11 +349,12 @@ def _evaluate_cell(
         row["skipped_training"] = skipped
         return row
     t = time.time()
+    hold, k, seed = ref.hold, ref.k, ref.seed
     images, labels = run.sample(n, labels=balanced_labels(n, k, seed), seed=seed)
     acc = tstr(images, labels, hold.images, hold.labels, k, epochs=eval_epochs, seed=seed)[
         "accuracy"
     ]
-    fd = frechet(real_feats, embed(real_model, images))
+    fd = frechet(ref.real_feats, embed(ref.real_model, images))
     # next to every Fréchet figure: is the variety there? (spread vs the real holdout's)
     div = within_class_diversity(hold.images, hold.labels, images, labels, k, seed=seed)
     row = {
@@ -357,12 +401,6 @@ def markdown(table: dict) -> str:
             f"{'–' if flags is None else collapse_text(flags)} | "
             f"{r['train_seconds']:.0f} |"
         )
-    if table.get("pending"):
-        lines += [
-            "",
-            "Still training elsewhere (rerun the sweep once they finish): "
-            + ", ".join(f"{p['cell']} ({p['worker']})" for p in table["pending"]),
-        ]
     return "\n".join(lines) + "\n"
 
 

@@ -32,8 +32,8 @@ from .privacy.accounting import epsilon_from_history
 from .privacy.checks import PrivacyWarning, check_delta, default_epsilon, refuse_flags_without_dp
 from .privacy.dpsgd import run_empty_batch_delta
 from .privacy.ledger import COMPOSITION_RULE
+from .privacy.ledger.spend import RunSpend
 from .privacy.mechanisms import count_spend, proportions, release_counts, release_proportions
-from .privacy.spend import RunSpend
 from .run import (
     CARD,
     SPLIT,

@@ -19,3 +19,10 @@ def test_every_cell_of_the_table_comes_from_a_result_file():
     assert "Development-set figures" in table
     # the default method's eps-10 MNIST-10k cell, as the result file holds it
     assert "| MNIST-10k | dpmerf | " in table and "94.8 / 96.0" in table
+
+
+def test_suite_table_sets_the_reference_code_next_to_ours_from_row_files():
+    module = runpy.run_path(str(SCRIPT))
+    table = module["suite_table"]()
+    assert "| digits | dpmerf | 10 | 3 |" in table
+    assert "| digits | dpmerf-reference | 10 | 3 |" in table

@@ -354,7 +354,7 @@ def test_a_read_only_ledger_is_called_read_only(tmp_path):
     """root writes through file permissions, so the driver's own error is what is checked."""
     import sqlite3
 
-    from privsynth.privacy.ledger_store import Store
+    from privsynth.privacy.ledger.store import Store
 
     error = sqlite3.OperationalError("attempt to write a readonly database")
     message = str(Store(str(tmp_path / "l.sqlite"))._damaged(error))

@@ -21,6 +21,8 @@ from privsynth.federated import client_app, federate, inprocess
 from privsynth.federated.inprocess import InProcessGrid, server_context
 from privsynth.federated.secure import run_secagg
 
+from .dropout import DroppingGrid
+
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
@@ -79,7 +81,8 @@ def _secagg_update(monkeypatch, update, owners, noise, drop=None) -> np.ndarray:
             "min-nodes": owners,
         }
     )
-    grid = InProcessGrid([{} for _ in range(owners)], cfg, drop=drop)
+    nodes = [{} for _ in range(owners)]
+    grid = DroppingGrid(nodes, cfg, drop=drop) if drop else InProcessGrid(nodes, cfg)
     strategy = run_secagg(grid, server_context(cfg), [np.zeros_like(update)], cfg)
     return strategy.current[0]  # the initial model is 0
 

@@ -8,6 +8,8 @@ from privsynth.errors import ConfigError
 from privsynth.federated import federate
 from privsynth.privacy.accounting import epsilon_from_history
 
+from .dropout import drop_in_federate
+
 
 def _weights(run):
     return {k: v.numpy() for k, v in run.synthesizer.state_dict().items()}
@@ -48,10 +50,11 @@ def test_ckks_matches_plain_fedavg(tmp_path, tiny_fed):
     assert not (tmp_path / "ckks" / "federation" / "keys" / "ckks-secret.bin").exists()
 
 
-def test_secagg_survives_a_dropout_and_adds_client_level_dp(tmp_path, tiny_fed):
+def test_secagg_survives_a_dropout_and_adds_client_level_dp(tmp_path, tiny_fed, monkeypatch):
     """5 owners under SecAgg+; owner 2 vanishes after sharing its keys; the round completes
     from the 4 survivors. Client-level DP (clipping before masking + server noise) on top."""
     tiny_fed.update(epsilon=None, noise_multiplier=1.0)
+    drop_in_federate(monkeypatch, {2: "collect_masked_vectors"})
     run = federate(
         out=tmp_path / "run",
         clients=5,
@@ -60,7 +63,6 @@ def test_secagg_survives_a_dropout_and_adds_client_level_dp(tmp_path, tiny_fed):
         aggregation="secagg",
         client_epsilon=20.0,
         client_delta=1e-3,
-        inprocess_drop={2: "collect_masked_vectors"},
         **tiny_fed,
     )
     fed = run.card["federated"]

@@ -61,8 +61,12 @@ def test_cli_federate_bad_input_exits_2(tmp_path, capsys):
 def test_secagg_round_survives_one_of_five_owners_crashing(tmp_path, monkeypatch):
     """5 SuperNodes under SecAgg+; owner 3's ClientApp process exits after the key exchange
     (mid-round). The round still aggregates the 4 survivors' masked updates."""
+    from privsynth.federated import launch
+
     here = str(Path(__file__).resolve().parent)  # the SuperNodes import faulty_client from here
     monkeypatch.setenv("PYTHONPATH", here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # owner 3 crashes in round 1 (tests/federated/faulty_client.py)
+    monkeypatch.setattr(launch, "CLIENT_APP", "faulty_client:app")
     run = federate(
         "digits",
         "dpgan",
@@ -73,7 +77,6 @@ def test_secagg_round_survives_one_of_five_owners_crashing(tmp_path, monkeypatch
         aggregation="secagg",
         accountant="rdp",
         config=dict(TINY_GAN),
-        client_app="faulty_client:app",  # owner 3 crashes in round 1 (tests/federated)
         timeout=900,
     )
     per_round = run.card["federated"]["per_round"]

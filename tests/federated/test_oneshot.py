@@ -74,12 +74,17 @@ def test_secagg_release_noise_matches_the_central_release(tmp_path, captured):
     assert noise["opendp_rho"] == pytest.approx(noise["opacus_rdp_rho"], rel=1e-3)
 
 
-def test_dropout_to_the_threshold_keeps_the_central_noise_and_the_card_says_so(tmp_path, captured):
+def test_dropout_to_the_threshold_keeps_the_central_noise_and_the_card_says_so(
+    tmp_path, captured, monkeypatch
+):
     """3 owners, t = 2 (Flower's 0.6 default); owner 1 vanishes after sharing its keys: the sum
     of the 2 survivors still carries std >= sigma C; the card states mechanism and assumptions."""
     from privsynth.federated.task import load_owner_data
 
-    run = _fed(tmp_path, "drop", inprocess_drop={1: "collect_masked_vectors"})
+    from .dropout import drop_in_federate
+
+    drop_in_federate(monkeypatch, {1: "collect_masked_vectors"})
+    run = _fed(tmp_path, "drop")
     cfg = json.loads((tmp_path / "drop" / "federation.json").read_text())["run_config"]
     synth = MERFSynthesizer((1, 8, 8), 10, TINY_MERF)
     survivors = sum(

@@ -80,7 +80,7 @@ def test_budgets_must_be_finite_positive(tmp_path, budget):
 def _reserve_in_child(location: str, start, done, results, i: int) -> None:
     import time
 
-    from privsynth.privacy.ledger_store import Tx
+    from privsynth.privacy.ledger.store import Tx
 
     read = Tx.spends
 

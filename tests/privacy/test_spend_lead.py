@@ -7,7 +7,7 @@ import pytest
 
 from privsynth.privacy import Ledger
 from privsynth.privacy.accounting import epsilon_from_history
-from privsynth.privacy.spend import RunSpend, history_take
+from privsynth.privacy.ledger.spend import RunSpend, history_take
 
 LEAD = [(3.0, 1.0, 1)]
 SGD = (1.1, 0.1, 40)

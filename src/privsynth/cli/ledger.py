@@ -182,7 +182,7 @@ def _fmt(budget) -> str:
 
 
 def _format_dataset(row: dict) -> str:
-    from ..privacy.ledger_store import process_alive
+    from ..privacy.ledger.store import process_alive
 
     lines = [
         f"\n{row['name']} ({row['fingerprint'][:12]}): epsilon spent "

@@ -65,7 +65,32 @@ def add_parser(sub) -> None:
         "--jobs",
         type=positive_int,
         default=1,
-        help="cells trained at once in worker processes (e.g. 2 on a 2-core CPU)",
+        help="cells trained at once in worker processes (e.g. 2 on a 2-core CPU); with "
+        "--ray auto, the local Ray instance gets jobs x --ray-cpus-per-cell CPUs",
+    )
+    r = p.add_argument_group('ray (pip install -e ".[ray]")')
+    r.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        default=None,
+        help="train each cell as a Ray task: 'auto' starts Ray on this machine, HOST:PORT joins "
+        "a cluster (`ray start --head`; --out on a folder every node mounts, --ledger a "
+        "postgresql:// URL)",
+    )
+    r.add_argument(
+        "--ray-cpus-per-cell",
+        type=float,
+        default=1.0,
+        metavar="CPUS",
+        help="CPUs each cell's task holds, also its torch threads (default 1; fractions allowed)",
+    )
+    r.add_argument(
+        "--ray-gpus-per-cell",
+        type=float,
+        default=0.0,
+        metavar="GPUS",
+        help="GPUs each cell's task holds; > 0 trains on CUDA, 0.5 puts two cells on one GPU "
+        "(default 0: CPU)",
     )
     d = p.add_argument_group("differential privacy")
     d.add_argument(
@@ -140,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
             eval_epochs=args.eval_epochs,
             progress=progress_wanted(args),
             jobs=args.jobs,
+            ray=args.ray,
+            ray_cpus_per_cell=args.ray_cpus_per_cell,
+            ray_gpus_per_cell=args.ray_gpus_per_cell,
             ledger=args.ledger,
             budget=args.budget,
             force=args.force,

@@ -22,7 +22,7 @@ class ImageDataset:
     the resolution the loader read them (before ``--image-size`` and ``--channels``) with the
     class *name*, taken in any order. Re-encoding (PNG, NPZ, IDX), renaming, re-ordering or
     re-indexing classes keeps it; the privacy ledger keys every spend on it (through a keyed hash,
-    see privacy/ledger.py). In-memory datasets default to the content of their own images.
+    see privacy/ledger/). In-memory datasets default to the content of their own images.
     """
 
     images: np.ndarray

@@ -24,17 +24,18 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import write_json
 from ..data import ImageDataset
-from ..errors import ConfigError
 from . import attribute, detection, diversity, fidelity, mia, privacy, utility
 from .feature_space import fitted_space
 from .features import feature_model, features
-from .sources import Subject, from_run, from_synthetic
+from .sources import Subject, load_subjects
 
 MIA_SHIFT_WARNING = (
     "the holdout is a separate set (--holdout PATH), not a random split of the training "
@@ -94,175 +95,19 @@ def evaluate(
     ``classifiers``: the TSTR/TRTR networks, side by side (default LeNet and ResNet)."""
     for c in classifiers:
         utility.check_classifier(c)
+    opts = _Options(seed, progress, classifier_passes, tuple(classifiers), inception_weights)
     n_synthetic = n_synthetic or utility.DEFAULT_N_SYNTHETIC
     t0 = time.time()
-    subjects, train, hold, separate = _load(
+    subjects, train, hold, separate = load_subjects(
         runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed
     )
-    ref, nonmem, members_idx, nonmem_idx, fid_idx = seeded_draws(
-        train, hold, seed, max_members, n_fidelity
-    )
-    m = len(members_idx)
-    xm, ym = train.images[members_idx], train.labels[members_idx]
-    xn, yn = nonmem.images[nonmem_idx], nonmem.labels[nonmem_idx]
-    k = train.num_classes
-
-    extractor, fx_info = feature_model(ref, cache_dir, seed, progress, classifier_passes)
-    l_nonmem, f_ref = features(extractor, nonmem.images), features(extractor, ref.images)
-    f_members, f_nonmem_c = features(extractor, xm), l_nonmem[nonmem_idx]
-    # FD / KID / PRDC (the f_* of train, non-members, synthetic) read the fidelity space: LeNet
-    # alone for grey; LeNet + colour and edge blocks for colour, where LeNet features let
-    # featureless colour blobs pass as real. The attacks keep the LeNet features.
-    space = fitted_space(extractor, train.images[fid_idx], seed=seed)
-    f_train, f_nonmem = space(train.images[fid_idx]), space(nonmem.images)
-    real_floor = {
-        "fd_lenet": fidelity.frechet(f_train, f_nonmem),
-        "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
-        "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed),
-        "diversity": diversity.within_class_diversity(
-            train.images, train.labels, nonmem.images, nonmem.labels, k, seed=seed
-        ),
-    }
-    real_floor["collapse_flags"] = diversity.collapse_flags(
-        real_floor["diversity"], real_floor["prdc"], None, train.class_names
-    )
-
-    trtr = {
-        c: utility.trtr(
-            train.images,
-            train.labels,
-            hold.images,
-            hold.labels,
-            k,
-            classifier=c,
-            passes=classifier_passes,
-            seed=seed,
-            progress=progress,
-        )
-        for c in classifiers
-    }
-    imbalanced = None
+    real = _real_side(train, hold, max_members, n_fidelity, cache_dir, opts)
+    imbalanced = None  # the imbalanced-real baseline: trained once, reused for every subject
     models = []
     for subj in subjects:
-        t1 = time.time()
-        stages = tqdm(total=6, desc=f"evaluate {subj.name}", disable=not progress, leave=False)
-        row = {
-            "name": subj.name,
-            "source": subj.source,
-            "n_synthetic": int(len(subj.images)),
-            "epsilon": "infinity" if math.isinf(subj.epsilon) else subj.epsilon,
-            "delta": subj.delta,
-            # the card without its keyed data check and ledger key: reports get shared
-            "card": _shareable(subj.card),
-        }
-        l_syn, f_syn = features(extractor, subj.images), space(subj.images)
-        stages.set_postfix_str("fidelity")
-        row["fidelity"] = {
-            "per_class_diff": fidelity.per_class_diff(
-                train.images, train.labels, subj.images, subj.labels, k
-            ),
-            "fd_lenet": fidelity.frechet(f_train, f_syn),
-            "kid_lenet": fidelity.kid(f_train, f_syn, seed=seed),
-            "prdc": fidelity.prdc_scores(f_train, f_syn, seed=seed),
-            "diversity": diversity.within_class_diversity(
-                train.images, train.labels, subj.images, subj.labels, k, seed=seed
-            ),
-        }
-        row["collapse_flags"] = diversity.collapse_flags(
-            row["fidelity"]["diversity"],
-            row["fidelity"]["prdc"],
-            real_floor["prdc"],
-            train.class_names,
-        )
-        if inception_weights:
-            from .inception import fid
-
-            row["fidelity"]["fid_inception"] = fid(
-                inception_weights, train.images[fid_idx], subj.images
-            )
-        stages.update()
-        stages.set_postfix_str("detection")
-        row["detection"] = detection.detection(
-            hold.images, subj.images, seed, progress=progress, passes=classifier_passes
-        )
-        stages.update()
-        stages.set_postfix_str("utility")
-        tstr = {
-            c: utility.tstr(
-                subj.images,
-                subj.labels,
-                hold.images,
-                hold.labels,
-                k,
-                classifier=c,
-                passes=classifier_passes,
-                seed=seed,
-                progress=progress,
-            )
-            for c in classifiers
-        }
-        aug = utility.augmentation(
-            train.images,
-            train.labels,
-            subj.images,
-            subj.labels,
-            hold.images,
-            hold.labels,
-            k,
-            seed=seed,
-            progress=progress,
-            baseline=imbalanced,
-            passes=classifier_passes,
-        )
-        imbalanced = aug["imbalanced_real"]
-        row["utility"] = {
-            "protocol": utility.PROTOCOL,
-            "classifiers": list(classifiers),
-            "tstr": tstr,
-            "trtr": trtr,
-            "augmentation": aug,
-        }
-        stages.update()
-        stages.set_postfix_str("membership inference")
-        row["privacy"] = _privacy(
-            subj, xm, ym, xn, yn, ref, f_members, f_nonmem_c, f_ref, l_syn, seed
-        )
-        stages.update()
-        stages.set_postfix_str("attribute inference")
-        row["privacy"]["attribute_inference"] = attribute.attribute_inference(
-            xm, ym, xn, yn, subj.images, subj.labels, ref.images, ref.labels, seed
-        )
-        stages.update()
-        row["privacy"]["nearest_pairs"] = privacy.nearest_pairs(train.images, subj.images)
-        stages.update()
-        stages.close()
-        row["seconds"] = round(time.time() - t1, 2)
+        row, imbalanced = _evaluate_subject(subj, real, opts, imbalanced)
         models.append(row)
-
-    result = {
-        "format": "privsynth-evaluation/2",
-        "dataset": {
-            "name": train.name,
-            "n_train": len(train),
-            "n_holdout": len(hold),
-            "holdout_random_split": not separate,
-            "n_reference": len(ref),
-            "n_members": int(m),
-            "n_nonmembers": int(m),
-            "n_fidelity": int(len(fid_idx)),
-            "image_shape": list(train.image_shape),
-            "classes": train.class_names,
-        },
-        "feature_extractor": fx_info,
-        "feature_space": space.info(),
-        "stats_table": fidelity.stats_table(
-            train.images, {"real holdout": hold.images, **{s.name: s.images for s in subjects}}
-        ),
-        "real_floor": real_floor,
-        "models": models,
-        "warnings": [MIA_SHIFT_WARNING] if separate else [],
-        "seconds": 0.0,
-    }
+    result = _result(real, subjects, models, separate)
     result["seconds"] = round(time.time() - t0, 2)
     if out is not None:
         from ..report.html import write_report
@@ -273,14 +118,251 @@ def evaluate(
     return result
 
 
-def _privacy(
-    subj: Subject, xm, ym, xn, yn, ref: ImageDataset, f_m, f_n, f_ref, f_syn, seed: int
-) -> dict:
+@dataclass(frozen=True)
+class _Options:
+    seed: int
+    progress: bool
+    passes: int
+    classifiers: tuple[str, ...]
+    inception_weights: str | None
+
+
+@dataclass
+class _Real:
+    """The real side every synthetic set is measured against, computed once: the split, the
+    seeded draws, the feature extractor and fidelity space, the real floor and TRTR."""
+
+    train: ImageDataset
+    hold: ImageDataset
+    ref: ImageDataset
+    nonmem: ImageDataset
+    members: tuple[np.ndarray, np.ndarray]  # MIA members' images, labels
+    nonmembers: tuple[np.ndarray, np.ndarray]
+    fid_idx: np.ndarray
+    extractor: Any
+    fx_info: dict
+    space: Any
+    f_train: np.ndarray  # fidelity-space features of the fidelity subset of train
+    f_members: np.ndarray  # LeNet features (the attacks'): members, non-members, reference
+    f_nonmembers: np.ndarray
+    f_ref: np.ndarray
+    floor: dict = field(default_factory=dict)
+    trtr: dict = field(default_factory=dict)
+
+
+def _real_side(train, hold, max_members, n_fidelity, cache_dir, opts: _Options) -> _Real:
+    seed = opts.seed
+    ref, nonmem, members_idx, nonmem_idx, fid_idx = seeded_draws(
+        train, hold, seed, max_members, n_fidelity
+    )
+    extractor, fx_info = feature_model(ref, cache_dir, seed, opts.progress, opts.passes)
+    l_nonmem, f_ref = features(extractor, nonmem.images), features(extractor, ref.images)
+    xm = train.images[members_idx]
+    # FD / KID / PRDC (the f_* of train, non-members, synthetic) read the fidelity space: LeNet
+    # alone for grey; LeNet + colour and edge blocks for colour, where LeNet features let
+    # featureless colour blobs pass as real. The attacks keep the LeNet features.
+    space = fitted_space(extractor, train.images[fid_idx], seed=seed)
+    real = _Real(
+        train,
+        hold,
+        ref,
+        nonmem,
+        members=(xm, train.labels[members_idx]),
+        nonmembers=(nonmem.images[nonmem_idx], nonmem.labels[nonmem_idx]),
+        fid_idx=fid_idx,
+        extractor=extractor,
+        fx_info=fx_info,
+        space=space,
+        f_train=space(train.images[fid_idx]),
+        f_members=features(extractor, xm),
+        f_nonmembers=l_nonmem[nonmem_idx],
+        f_ref=f_ref,
+    )
+    real.floor = _real_floor(real, space(nonmem.images), seed)
+    real.trtr = {
+        c: utility.trtr(
+            train.images,
+            train.labels,
+            hold.images,
+            hold.labels,
+            train.num_classes,
+            classifier=c,
+            passes=opts.passes,
+            seed=seed,
+            progress=opts.progress,
+        )
+        for c in opts.classifiers
+    }
+    return real
+
+
+def _real_floor(real: _Real, f_nonmem: np.ndarray, seed: int) -> dict:
+    """Real vs real (training split vs the non-member holdout half): the figures' floor."""
+    train, nonmem, f_train = real.train, real.nonmem, real.f_train
+    floor = {
+        "fd_lenet": fidelity.frechet(f_train, f_nonmem),
+        "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
+        "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed),
+        "diversity": diversity.within_class_diversity(
+            train.images,
+            train.labels,
+            nonmem.images,
+            nonmem.labels,
+            train.num_classes,
+            seed=seed,
+        ),
+    }
+    floor["collapse_flags"] = diversity.collapse_flags(
+        floor["diversity"], floor["prdc"], None, train.class_names
+    )
+    return floor
+
+
+def _evaluate_subject(subj: Subject, real: _Real, opts: _Options, imbalanced):
+    """One synthetic set's row, and the imbalanced-real baseline for the next subject."""
+    t1 = time.time()
+    stages = tqdm(total=6, desc=f"evaluate {subj.name}", disable=not opts.progress, leave=False)
+    row = {
+        "name": subj.name,
+        "source": subj.source,
+        "n_synthetic": int(len(subj.images)),
+        "epsilon": "infinity" if math.isinf(subj.epsilon) else subj.epsilon,
+        "delta": subj.delta,
+        # the card without its keyed data check and ledger key: reports get shared
+        "card": _shareable(subj.card),
+    }
+    l_syn = features(real.extractor, subj.images)
+    stages.set_postfix_str("fidelity")
+    row["fidelity"], row["collapse_flags"] = _subject_fidelity(subj, real, opts)
+    stages.update()
+    stages.set_postfix_str("detection")
+    row["detection"] = detection.detection(
+        real.hold.images, subj.images, opts.seed, progress=opts.progress, passes=opts.passes
+    )
+    stages.update()
+    stages.set_postfix_str("utility")
+    row["utility"] = _subject_utility(subj, real, opts, imbalanced)
+    imbalanced = row["utility"]["augmentation"]["imbalanced_real"]
+    stages.update()
+    stages.set_postfix_str("membership inference")
+    row["privacy"] = _privacy(subj, real, l_syn, opts.seed)
+    stages.update()
+    stages.set_postfix_str("attribute inference")
+    (xm, ym), (xn, yn) = real.members, real.nonmembers
+    row["privacy"]["attribute_inference"] = attribute.attribute_inference(
+        xm, ym, xn, yn, subj.images, subj.labels, real.ref.images, real.ref.labels, opts.seed
+    )
+    stages.update()
+    row["privacy"]["nearest_pairs"] = privacy.nearest_pairs(real.train.images, subj.images)
+    stages.update()
+    stages.close()
+    row["seconds"] = round(time.time() - t1, 2)
+    return row, imbalanced
+
+
+def _subject_fidelity(subj: Subject, real: _Real, opts: _Options) -> tuple[dict, list[str]]:
+    """The subject's fidelity figures and its plain-words collapse flags."""
+    train, seed, k = real.train, opts.seed, real.train.num_classes
+    f_syn = real.space(subj.images)
+    fid = {
+        "per_class_diff": fidelity.per_class_diff(
+            train.images, train.labels, subj.images, subj.labels, k
+        ),
+        "fd_lenet": fidelity.frechet(real.f_train, f_syn),
+        "kid_lenet": fidelity.kid(real.f_train, f_syn, seed=seed),
+        "prdc": fidelity.prdc_scores(real.f_train, f_syn, seed=seed),
+        "diversity": diversity.within_class_diversity(
+            train.images, train.labels, subj.images, subj.labels, k, seed=seed
+        ),
+    }
+    flags = diversity.collapse_flags(
+        fid["diversity"], fid["prdc"], real.floor["prdc"], train.class_names
+    )
+    if opts.inception_weights:
+        from .inception import fid as inception_fid
+
+        fid["fid_inception"] = inception_fid(
+            opts.inception_weights, train.images[real.fid_idx], subj.images
+        )
+    return fid, flags
+
+
+def _subject_utility(subj: Subject, real: _Real, opts: _Options, imbalanced) -> dict:
+    """TSTR per classifier, the real-data TRTR beside it, and augmentation of the real data."""
+    train, hold, k = real.train, real.hold, real.train.num_classes
+    tstr = {
+        c: utility.tstr(
+            subj.images,
+            subj.labels,
+            hold.images,
+            hold.labels,
+            k,
+            classifier=c,
+            passes=opts.passes,
+            seed=opts.seed,
+            progress=opts.progress,
+        )
+        for c in opts.classifiers
+    }
+    aug = utility.augmentation(
+        train.images,
+        train.labels,
+        subj.images,
+        subj.labels,
+        hold.images,
+        hold.labels,
+        k,
+        seed=opts.seed,
+        progress=opts.progress,
+        baseline=imbalanced,
+        passes=opts.passes,
+    )
+    return {
+        "protocol": utility.PROTOCOL,
+        "classifiers": list(opts.classifiers),
+        "tstr": tstr,
+        "trtr": real.trtr,
+        "augmentation": aug,
+    }
+
+
+def _result(real: _Real, subjects: list, models: list[dict], separate: bool) -> dict:
+    train, hold, m = real.train, real.hold, len(real.members[0])
+    return {
+        "format": "privsynth-evaluation/2",
+        "dataset": {
+            "name": train.name,
+            "n_train": len(train),
+            "n_holdout": len(hold),
+            "holdout_random_split": not separate,
+            "n_reference": len(real.ref),
+            "n_members": int(m),
+            "n_nonmembers": int(m),
+            "n_fidelity": int(len(real.fid_idx)),
+            "image_shape": list(train.image_shape),
+            "classes": train.class_names,
+        },
+        "feature_extractor": real.fx_info,
+        "feature_space": real.space.info(),
+        "stats_table": fidelity.stats_table(
+            train.images, {"real holdout": hold.images, **{s.name: s.images for s in subjects}}
+        ),
+        "real_floor": real.floor,
+        "models": models,
+        "warnings": [MIA_SHIFT_WARNING] if separate else [],
+        "seconds": 0.0,
+    }
+
+
+def _privacy(subj: Subject, real: _Real, f_syn: np.ndarray, seed: int) -> dict:
+    """Membership attacks (members vs non-members) against the DP ceiling, and DCR."""
+    (xm, ym), (xn, yn), ref = real.members, real.nonmembers, real.ref
     cand, cand_y = np.concatenate([xm, xn]), np.concatenate([ym, yn])
     m = len(xm)
     scores = privacy.gan_leaks(cand, cand_y, subj.images, subj.labels, ref.images, ref.labels)
     scores["monte_carlo"], radius = privacy.monte_carlo(cand, cand_y, subj.images, subj.labels)
-    scores["domias"] = privacy.domias(np.concatenate([f_m, f_n]), f_syn, f_ref, seed=seed)
+    f_candidates = np.concatenate([real.f_members, real.f_nonmembers])
+    scores["domias"] = privacy.domias(f_candidates, f_syn, real.f_ref, seed=seed)
     synth = subj.synthesizer  # None for a synthetic set read from files (no model)
     white = synth.membership_scores(cand, cand_y) if synth is not None else None
     if white is not None:
@@ -296,36 +378,6 @@ def _privacy(
         "dcr": privacy.dcr(xm, ym, xn, yn, subj.images, subj.labels),
         "white_box": "white_box" in scores,
     }
-
-
-def _load(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed):
-    """The subjects, the real train/holdout split and whether the holdout is a separate set
-    (``--holdout PATH`` here or in training) rather than a random split of one source."""
-    from ..data import is_holdout_path
-
-    if not runs and synthetic is None:
-        raise ConfigError("nothing to evaluate: pass run folders and/or --synthetic PATH --data D")
-    subjects, splits, separate = [], [], False
-    for r in runs:
-        subj, train, hold = from_run(r, data, n_synthetic, seed)
-        subjects.append(subj)
-        splits.append((train, hold, str(r)))
-        separate |= is_holdout_path(((subj.card or {}).get("train") or {}).get("holdout"))
-    if synthetic is not None:
-        subj, train, hold = from_synthetic(synthetic, data, holdout, split_seed, image_size)
-        keep = utility.balanced_subset(subj.labels, n_synthetic, train.num_classes, seed)
-        subj.images, subj.labels = subj.images[keep], subj.labels[keep]
-        subjects.append(subj)
-        splits.append((train, hold, str(synthetic)))
-        separate |= is_holdout_path(holdout)
-    train, hold, first = splits[0]
-    for t, h, name in splits[1:]:
-        if t.fingerprint != train.fingerprint or h.fingerprint != hold.fingerprint:
-            raise ConfigError(
-                f"'{name}' uses a different dataset or train/holdout split than "
-                f"'{first}'; evaluate runs of one dataset and split together"
-            )
-    return subjects, train, hold, separate
 
 
 def _shareable(card: dict | None) -> dict | None:

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data import ImageDataset, load_split
+from ..data import ImageDataset, is_holdout_path, load_split
 from ..errors import ConfigError, DataError
+from .utility import balanced_subset
 
 
 @dataclass
@@ -147,3 +148,31 @@ def from_synthetic(
         ds.subset(parts.train),
         ds.subset(parts.holdout),
     )
+
+
+def load_subjects(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed):
+    """The subjects, the real train/holdout split and whether the holdout is a separate set
+    (``--holdout PATH`` here or in training) rather than a random split of one source."""
+    if not runs and synthetic is None:
+        raise ConfigError("nothing to evaluate: pass run folders and/or --synthetic PATH --data D")
+    subjects, splits, separate = [], [], False
+    for r in runs:
+        subj, train, hold = from_run(r, data, n_synthetic, seed)
+        subjects.append(subj)
+        splits.append((train, hold, str(r)))
+        separate |= is_holdout_path(((subj.card or {}).get("train") or {}).get("holdout"))
+    if synthetic is not None:
+        subj, train, hold = from_synthetic(synthetic, data, holdout, split_seed, image_size)
+        keep = balanced_subset(subj.labels, n_synthetic, train.num_classes, seed)
+        subj.images, subj.labels = subj.images[keep], subj.labels[keep]
+        subjects.append(subj)
+        splits.append((train, hold, str(synthetic)))
+        separate |= is_holdout_path(holdout)
+    train, hold, first = splits[0]
+    for t, h, name in splits[1:]:
+        if t.fingerprint != train.fingerprint or h.fingerprint != hold.fingerprint:
+            raise ConfigError(
+                f"'{name}' uses a different dataset or train/holdout split than "
+                f"'{first}'; evaluate runs of one dataset and split together"
+            )
+    return subjects, train, hold, separate

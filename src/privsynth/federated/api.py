@@ -22,7 +22,7 @@ from ..models.registry import is_private, method_class
 from ..privacy.accounting import PrivacySpec, calibrate_noise, epsilon_from_history
 from ..privacy.dpsgd import sample_rate
 from ..privacy.ledger import resolve_location
-from ..privacy.ledger_store import is_url
+from ..privacy.ledger.store import is_url
 from ..run import Card, Run, RunWriter, data_check, read_card
 from .partition import partition
 from .runconfig import (
@@ -173,8 +173,6 @@ def federate(
     budget: float | None = None,
     force: bool = False,
     extra_run_config: dict | None = None,
-    inprocess_drop: dict | None = None,
-    client_app: str | None = None,
 ) -> Run:
     """Train ``method`` across ``clients`` owners with FedAvg for ``rounds`` rounds.
 
@@ -182,8 +180,6 @@ def federate(
     ``client_epsilon`` (or ``client_noise``): client-level DP by server-side Gaussian noise.
     ``aggregation``: ``plain`` | ``secagg`` (SecAgg+) | ``ckks`` (TenSEAL). ``dirichlet``: alpha of
     a non-IID label split (None = IID). ``owner_data``: one dataset path per owner instead.
-    ``inprocess_drop`` / ``client_app``: faults tests inject (an owner unreachable from a SecAgg+
-    stage in-process; a ClientApp component that crashes, for ``mode="processes"``).
     ``mode="simulate"``: Flower's simulation engine, at most ``sim_parallel`` owners (Ray actors)
     training at once (default: the CPU count); refused up front when they cannot fit in memory.
     ``budget``: a per-owner epsilon limit on top of each owner's dataset budget in its ledger.
@@ -278,11 +274,11 @@ def federate(
         from .inprocess import InProcessGrid, server_context
         from .server_app import run_federation
 
-        run_federation(InProcessGrid(nodes, cfg, drop=inprocess_drop), server_context(cfg))
+        run_federation(InProcessGrid(nodes, cfg), server_context(cfg))
     elif mode == "processes":
         from .launch import flwr_run, local_deployment, write_app
 
-        app_dir = write_app(work / "app", cfg, **({"client_app": client_app} if client_app else {}))
+        app_dir = write_app(work / "app", cfg)
         with local_deployment(nodes, work, tls) as dep:
             rc = flwr_run(app_dir, dep["env"], work / "flwr-run.log", timeout)
         if not (out / "card.json").exists():

@@ -13,7 +13,6 @@ import itertools
 from typing import Iterable
 
 from flwr.app import Context, Message, RecordDict
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.serverapp import Grid
 
 from .client_app import app as client_app
@@ -22,16 +21,7 @@ _ids = itertools.count(1)
 
 
 class InProcessGrid(Grid):
-    def __init__(
-        self,
-        node_configs: list[dict],
-        run_config: dict,
-        run_id: int = 1,
-        drop: dict[int, str] | None = None,
-    ):
-        """``drop={i: stage}``: owner ``i`` becomes unreachable when the SecAgg+ protocol reaches
-        ``stage`` (e.g. ``"collect_masked_vectors"``, after it shared its keys): a dropout."""
-        self.drop = {1000 + i: stage for i, stage in (drop or {}).items()}
+    def __init__(self, node_configs: list[dict], run_config: dict, run_id: int = 1):
         self._run_id = run_id
         self.contexts = {
             1000 + i: Context(
@@ -43,7 +33,6 @@ class InProcessGrid(Grid):
             )
             for i, nc in enumerate(node_configs)
         }
-        self.dropped: set[int] = set()
         self._replies: dict[str, Message] = {}
 
     def set_run(self, run) -> None:  # the in-process run is fixed at construction
@@ -68,19 +57,13 @@ class InProcessGrid(Grid):
         return msg
 
     def get_node_ids(self) -> Iterable[int]:
-        return [n for n in self.contexts if n not in self.dropped]
+        return list(self.contexts)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
         for msg in messages:
             mid = f"m{next(_ids)}"
             msg.metadata.__dict__["_message_id"] = mid
-            dst = msg.metadata.dst_node_id
-            secagg = msg.content.config_records.get(RECORD_KEY_CONFIGS)
-            if secagg is not None and self.drop.get(dst) == secagg.get(Key.STAGE):
-                self.dropped.add(dst)
-            if dst in self.dropped:
-                continue
             # a deep copy stands in for serialization: nothing is shared between the two sides
             reply = client_app(copy.deepcopy(msg), self.contexts[msg.metadata.dst_node_id])
             self._replies[mid] = copy.deepcopy(reply)

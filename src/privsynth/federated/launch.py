@@ -41,11 +41,8 @@ def _toml_value(v) -> str:
 CLIENT_APP = "privsynth.federated.client_app:app"
 
 
-def write_app(folder: Path, run_config: dict, client_app: str = CLIENT_APP) -> Path:
+def write_app(folder: Path, run_config: dict) -> Path:
     """A minimal Flower app folder: pyproject with the components and this run's config.
-
-    ``client_app``: the ClientApp component (module:attribute) the SuperNodes run; tests name one
-    that wraps privsynth's with an injected fault (an owner that crashes mid-round).
 
     The code is not copied: the SuperLink's ServerApp and the SuperNodes' ClientApps import the
     installed ``privsynth`` package (see docs/federated.md for a real deployment).
@@ -66,7 +63,7 @@ def write_app(folder: Path, run_config: dict, client_app: str = CLIENT_APP) -> P
         "",
         "[tool.flwr.app.components]",
         'serverapp = "privsynth.federated.server_app:app"',
-        f'clientapp = "{client_app}"',
+        f'clientapp = "{CLIENT_APP}"',
         "",
         "[tool.flwr.app.config]",
     ]

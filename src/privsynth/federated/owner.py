@@ -1,7 +1,7 @@
 """One data owner's spend on one federation, kept in its own ledger and on its own disk.
 
 An owner is a data holder like any `privsynth train` user, so its spend goes through the same
-ledger calls (privacy/ledger.py):
+ledger calls (privacy/ledger/):
 
   reserve   before its first private step, in the ledger's locked budget check: the whole plan
             it may run in this federation (rounds x local-steps DP-SGD steps, or the one-shot
@@ -32,8 +32,8 @@ from ..atomic import write_json
 from ..errors import BudgetError, ConfigError
 from ..privacy.accounting import AccountantState, epsilon_from_history
 from ..privacy.ledger import Ledger, default_location, resolve_location
-from ..privacy.ledger_store import is_url
-from ..privacy.spend import history_steps
+from ..privacy.ledger.spend import history_steps
+from ..privacy.ledger.store import is_url
 
 
 def federation_key(cfg: dict, run_id: int) -> str:

@@ -6,7 +6,6 @@ import importlib as _importlib
 _LAZY = {
     "FitResult": "base",
     "Method": "base",
-    "Synthesizer": "base",
     "TrainContext": "base",
     "METHODS": "registry",
     "create": "registry",

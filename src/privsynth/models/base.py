@@ -211,9 +211,6 @@ class Method:
         return None
 
 
-Synthesizer = Method  # the name the rest of the code and the docs use
-
-
 def build_config(cls: type, overrides: dict[str, Any] | None) -> Any:
     """Dataclass ``cls`` with known keys overridden; unknown keys are an error naming valid ones."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}

@@ -183,38 +183,61 @@ def model_card(
     Markdown): method, guarantee, what is not protected, evaluation if any, how to sample.
     ``exported``: the card of `privsynth export`, where an absent evaluation was left out on
     purpose (it is published only with --include-evaluation)."""
-    data, pv = card.get("data") or {}, card.get("privacy") or {}
-    method, name = card.get("method", "?"), str(data.get("name") or "dataset")
-    eps = pv.get("epsilon")
-    private = bool(card.get("private")) and isinstance(eps, (int, float))
-    unfinished = unfinished_dp(card)
-    title_eps = (
-        f"(ε = {eps:.3g}, δ = {float(pv.get('delta', 0)):.2g})-DP"
-        if private
-        else unfinished.split(":")[0]
-        if unfinished
-        else "no differential privacy"
-    )
+    lines = [
+        *_front_matter(card, license_id),
+        *_method_lines(card),
+        *_guarantee_lines(card),
+        "## What is not protected",
+        "",
+        not_covered(card) or "See docs/privacy.md.",
+        "",
+        *_evaluation_lines(evaluation, exported),
+        *HOW_TO_SAMPLE,
+    ]
+    if files:
+        lines += ["## Files", "", *[f"- `{f}`" for f in files], ""]
+    return "\n".join(lines)
+
+
+def _front_matter(card: dict, license_id: str | None) -> list[str]:
+    """The YAML header Hugging Face reads: license, library, tags, dataset."""
+    pv = card.get("privacy") or {}
+    private = bool(card.get("private")) and isinstance(pv.get("epsilon"), (int, float))
     license_id = license_id or card.get("license") or LICENSE_UNSET
     tags = [
         "privsynth",
         "synthetic-data",
         "image-generation",
-        method,
-        "differential-privacy" if private or unfinished else "no-differential-privacy",
+        card.get("method", "?"),
+        "differential-privacy" if private or unfinished_dp(card) else "no-differential-privacy",
     ]
     front = ["---", f"license: {license_id}"]
     if license_id == LICENSE_UNSET:
         front.append("license_name: unspecified")
-    front += [
+    return front + [
         "library_name: privsynth",
         "tags:",
         *[f"- {t}" for t in tags],
         "datasets:",
-        f"- {_yaml_str(name)}",
+        f"- {_yaml_str(str((card.get('data') or {}).get('name') or 'dataset'))}",
         "---",
         "",
     ]
+
+
+def _method_lines(card: dict) -> list[str]:
+    """The title (method, dataset, guarantee), status and the Method section."""
+    data, pv = card.get("data") or {}, card.get("privacy") or {}
+    method, name = card.get("method", "?"), str(data.get("name") or "dataset")
+    eps = pv.get("epsilon")
+    unfinished = unfinished_dp(card)
+    title_eps = (
+        f"(ε = {eps:.3g}, δ = {float(pv.get('delta', 0)):.2g})-DP"
+        if bool(card.get("private")) and isinstance(eps, (int, float))
+        else unfinished.split(":")[0]
+        if unfinished
+        else "no differential privacy"
+    )
     shape = "x".join(map(str, data.get("image_shape", []))) or "?"
     classes = data.get("classes") or []
     lines = [
@@ -232,9 +255,13 @@ def model_card(
         "",
     ]
     size = size_sentence(pv.get("neighbouring"))
-    if size:
-        lines += [size, ""]
-    lines += ["## Privacy guarantee", "", plain_language(card), ""]
+    return lines + ([size, ""] if size else [])
+
+
+def _guarantee_lines(card: dict) -> list[str]:
+    """The Privacy guarantee section: plain words, then the mechanism, releases and spend."""
+    pv = card.get("privacy") or {}
+    lines = ["## Privacy guarantee", "", plain_language(card), ""]
     public = public_data_sentence(card)
     if public:
         lines += [public, ""]
@@ -270,28 +297,26 @@ def model_card(
             f"{spend}.",
             "",
         ]
-    lines += ["## What is not protected", "", not_covered(card) or "See docs/privacy.md.", ""]
-    lines += _evaluation_lines(evaluation, exported)
-    lines += [
-        "## How to sample",
-        "",
-        "```bash",
-        "pip install privsynth",
-        "privsynth sample . -n 1000 --out synthetic/     # PNG folder per class",
-        "privsynth sample . -n 1000 --out synthetic.npz  # or arrays",
-        "```",
-        "",
-        "```python",
-        "import privsynth",
-        "",
-        'run = privsynth.Run.load(".")  # this folder',
-        "images, labels = run.sample(100)  # uint8 N x C x H x W",
-        "```",
-        "",
-    ]
-    if files:
-        lines += ["## Files", "", *[f"- `{f}`" for f in files], ""]
-    return "\n".join(front + lines)
+    return lines
+
+
+HOW_TO_SAMPLE = [
+    "## How to sample",
+    "",
+    "```bash",
+    "pip install privsynth",
+    "privsynth sample . -n 1000 --out synthetic/     # PNG folder per class",
+    "privsynth sample . -n 1000 --out synthetic.npz  # or arrays",
+    "```",
+    "",
+    "```python",
+    "import privsynth",
+    "",
+    'run = privsynth.Run.load(".")  # this folder',
+    "images, labels = run.sample(100)  # uint8 N x C x H x W",
+    "```",
+    "",
+]
 
 
 EVALUATION_HEADING = "## Evaluation (not covered by the differential-privacy guarantee)"

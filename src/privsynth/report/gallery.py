@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
-
-from ..atomic import write_bytes
 
 
 def gallery_array(
@@ -37,7 +34,3 @@ def gallery_png(pairs: list[dict], synthetic: np.ndarray, train: np.ndarray) -> 
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def save_gallery(path: str | os.PathLike[str], pairs, synthetic, train) -> None:
-    write_bytes(path, gallery_png(pairs, synthetic, train))

@@ -84,23 +84,49 @@ def privacy_card(m: dict) -> str:
 
 
 def render(result: dict, subjects: list, train) -> str:
+    sections = (
+        _header(result),
+        _privacy_cards(result),
+        _samples(result, subjects, train),
+        _pixel_stats(result),
+        _fidelity(result),
+        _detection(result),
+        _utility(result),
+        _membership(result),
+        _gallery(result, subjects, train),
+    )
+    return "\n".join([line for section in sections for line in section] + ["</body></html>"])
+
+
+def _header(result: dict) -> list[str]:
     ds = result["dataset"]
-    k = len(ds["classes"])
-    out = [
+    return [
         f"<!doctype html><html><head><meta charset='utf-8'><title>privsynth evaluation — "
         f"{html.escape(ds['name'])}</title><style>{CSS}</style></head><body>",
         f"<h1>privsynth evaluation: {html.escape(ds['name'])}</h1>",
         f"<p class='note'>{ds['n_train']} training / {ds['n_holdout']} holdout images "
-        f"({'x'.join(map(str, ds['image_shape']))}, {k} classes). "
+        f"({'x'.join(map(str, ds['image_shape']))}, {len(ds['classes'])} classes). "
         f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         f" in {result['seconds']:.1f} s.</p>",
     ]
-    out.append("<h2>Privacy cards</h2>")
-    # the attack summaries below read differently when the holdout is a separate set
-    out += [f"<p class='bad'>⚠ Warning: {html.escape(w)}</p>" for w in result.get("warnings", [])]
-    out += [f"<h3>{html.escape(m['name'])}</h3>{privacy_card(m)}" for m in result["models"]]
 
-    out.append("<h2>Samples (one row per class)</h2><div class='flex'>")
+
+def _warnings(result: dict) -> list[str]:
+    return [f"<p class='bad'>⚠ Warning: {html.escape(w)}</p>" for w in result.get("warnings", [])]
+
+
+def _privacy_cards(result: dict) -> list[str]:
+    # the attack summaries below read differently when the holdout is a separate set
+    return [
+        "<h2>Privacy cards</h2>",
+        *_warnings(result),
+        *(f"<h3>{html.escape(m['name'])}</h3>{privacy_card(m)}" for m in result["models"]),
+    ]
+
+
+def _samples(result: dict, subjects: list, train) -> list[str]:
+    k = len(result["dataset"]["classes"])
+    out = ["<h2>Samples (one row per class)</h2><div class='flex'>"]
     for s, m in zip(subjects, result["models"], strict=True):
         png = grid_png(s.images, s.labels, k)
         out.append(
@@ -111,30 +137,47 @@ def render(result: dict, subjects: list, train) -> str:
         f"<div><b>real (training split)</b><br>"
         f"{img(grid_png(train.images, train.labels, k), 'real')}</div></div>"
     )
+    return out
 
-    out.append("<h2>Pixel statistics (real training split vs synthetic)</h2>")
+
+def _pixel_stats(result: dict) -> list[str]:
+    moments = ("mean", "std", "skewness", "kurtosis")
     rows = [
         [
             html.escape("real (train)" if r["model"] == "real" else r["model"]),
-            *(f"{r[c]:.4f}" for c in ("mean", "std", "skewness", "kurtosis")),
-            *(fmt(r.get(f"d_{c}"), "+.4f") for c in ("mean", "std", "skewness", "kurtosis")),
+            *(f"{r[c]:.4f}" for c in moments),
+            *(fmt(r.get(f"d_{c}"), "+.4f") for c in moments),
         ]
         for r in result["stats_table"]
     ]
-    out.append(
-        table(
-            ["data", "mean", "std", "skewness", "kurtosis", "Δmean", "Δstd", "Δskew", "Δkurt"], rows
-        )
-    )
+    header = ["data", *moments, "Δmean", "Δstd", "Δskew", "Δkurt"]
+    return ["<h2>Pixel statistics (real training split vs synthetic)</h2>", table(header, rows)]
 
+
+FIDELITY_HEADER = [
+    "model",
+    "FD-LeNet",
+    "KID ×1e3",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "within-class spread syn/real",
+    "collapse?",
+    "FID (Inception)",
+]
+PRDC = ("precision", "recall", "density", "coverage")
+
+
+def _fidelity(result: dict) -> list[str]:
     fx = result["feature_extractor"]
-    out.append(
+    out = [
         "<h2>Fidelity in the FD-LeNet feature space</h2>"
         f"<p class='note'>Features: 128-d penultimate layer of a LeNet trained on "
         f"{fx['n_reference']} real reference (holdout) images, validation accuracy "
         f"{fx['val_accuracy']:.1%}. FD-LeNet is a Fréchet distance in <i>this</i> space, "
         f"not FID. The real-holdout row is the floor: two real samples.</p>"
-    )
+    ]
     space = result.get("feature_space") or {}
     if space.get("name", "lenet") != "lenet":  # colour: LeNet features alone miss colour noise
         out.append(
@@ -149,42 +192,14 @@ def render(result: dict, subjects: list, train) -> str:
             "real holdout (floor)",
             f"{fl['fd_lenet']:.2f}",
             f"{1e3 * fl['kid_lenet']['mean']:.2f}",
-            *(f"{fl['prdc'][c]:.3f}" for c in ("precision", "recall", "density", "coverage")),
+            *(f"{fl['prdc'][c]:.3f}" for c in PRDC),
             spread_text(fl.get("diversity")),
             verdict(fl.get("collapse_flags", [])),
             "–",
         ]
     ]
-    for m in result["models"]:
-        f = m["fidelity"]
-        rows.append(
-            [
-                html.escape(m["name"]),
-                f"{f['fd_lenet']:.2f}",
-                f"{1e3 * f['kid_lenet']['mean']:.2f} ± {1e3 * f['kid_lenet']['std']:.2f}",
-                *(f"{f['prdc'][c]:.3f}" for c in ("precision", "recall", "density", "coverage")),
-                spread_text(f.get("diversity")),
-                verdict(m.get("collapse_flags", [])),
-                fmt(f.get("fid_inception"), ".2f"),
-            ]
-        )
-    out.append(
-        table(
-            [
-                "model",
-                "FD-LeNet",
-                "KID ×1e3",
-                "precision",
-                "recall",
-                "density",
-                "coverage",
-                "within-class spread syn/real",
-                "collapse?",
-                "FID (Inception)",
-            ],
-            rows,
-        )
-    )
+    rows += [_fidelity_row(m) for m in result["models"]]
+    out.append(table(FIDELITY_HEADER, rows))
     out.append(
         "<p class='note'>A low Fréchet distance alone does not mean varied images: a "
         "generator that draws one good image per class can score well. Read it with the "
@@ -199,8 +214,23 @@ def render(result: dict, subjects: list, train) -> str:
             + (flag_html(flags) if flags else "<span class='ok'>no sign of mode collapse</span>")
             + "</p>"
         )
+    return out
 
-    out.append("<h2>Detection: real vs synthetic classifier</h2>")
+
+def _fidelity_row(m: dict) -> list:
+    f = m["fidelity"]
+    return [
+        html.escape(m["name"]),
+        f"{f['fd_lenet']:.2f}",
+        f"{1e3 * f['kid_lenet']['mean']:.2f} ± {1e3 * f['kid_lenet']['std']:.2f}",
+        *(f"{f['prdc'][c]:.3f}" for c in PRDC),
+        spread_text(f.get("diversity")),
+        verdict(m.get("collapse_flags", [])),
+        fmt(f.get("fid_inception"), ".2f"),
+    ]
+
+
+def _detection(result: dict) -> list[str]:
     rows = [
         [
             html.escape(m["name"]),
@@ -211,24 +241,22 @@ def render(result: dict, subjects: list, train) -> str:
         ]
         for m in result["models"]
     ]
-    out.append(
-        table(
-            [
-                "model",
-                "accuracy",
-                "AUC (0.5 = indistinguishable)",
-                "95% CI (DeLong)",
-                "test images",
-            ],
-            rows,
-        )
-    )
+    header = [
+        "model",
+        "accuracy",
+        "AUC (0.5 = indistinguishable)",
+        "95% CI (DeLong)",
+        "test images",
+    ]
+    return ["<h2>Detection: real vs synthetic classifier</h2>", table(header, rows)]
 
+
+def _utility(result: dict) -> list[str]:
     classifiers = (
         result["models"][0]["utility"].get("classifiers", ["lenet"]) if result["models"] else []
     )
     names = [CLASSIFIER_NAMES.get(c, c) for c in classifiers]
-    out.append(
+    intro = (
         "<h2>Utility: train on synthetic, test on real (TSTR) vs train on real (TRTR)</h2>"
         "<p class='note'>Each classifier (LeNet; ResNet-8 on standardised images, with "
         "random shifts) follows one fixed schedule set by the training-set size alone "
@@ -237,102 +265,104 @@ def render(result: dict, subjects: list, train) -> str:
         "classifier and rule on the real training split. Synthetic images are sampled "
         "class-balanced. The augmentation columns use the LeNet.</p>"
     )
-    rows = []
-    for m in result["models"]:
-        u = m["utility"]
-        a = u["augmentation"]
-        rows.append(
-            [
-                html.escape(m["name"]),
-                m["n_synthetic"],
-                *(
-                    f"{u['tstr'][c]['accuracy']:.1%}" if c in u["tstr"] else "–"
-                    for c in classifiers
-                ),
-                *(
-                    f"{u['trtr'][c]['accuracy']:.1%}" if c in u["trtr"] else "–"
-                    for c in classifiers
-                ),
-                f"{a['minority_accuracy']['imbalanced_real']:.1%}",
-                f"{a['minority_accuracy']['real_plus_synthetic']:.1%}",
-                f"{a['real_plus_synthetic']['accuracy']:.1%}",
-            ]
-        )
-    out.append(
-        table(
-            [
-                "model",
-                "synthetic images",
-                *(f"TSTR {n}" for n in names),
-                *(f"TRTR {n}" for n in names),
-                "minority acc., imbalanced real",
-                "minority acc., real + synthetic",
-                "overall acc., real + synthetic",
-            ],
-            rows,
-        )
-    )
+    rows = [_utility_row(m, classifiers) for m in result["models"]]
+    header = [
+        "model",
+        "synthetic images",
+        *(f"TSTR {n}" for n in names),
+        *(f"TRTR {n}" for n in names),
+        "minority acc., imbalanced real",
+        "minority acc., real + synthetic",
+        "overall acc., real + synthetic",
+    ]
+    return [intro, table(header, rows)]
 
-    out.append(
+
+def _utility_row(m: dict, classifiers: list[str]) -> list:
+    u = m["utility"]
+    a = u["augmentation"]
+    return [
+        html.escape(m["name"]),
+        m["n_synthetic"],
+        *(f"{u['tstr'][c]['accuracy']:.1%}" if c in u["tstr"] else "–" for c in classifiers),
+        *(f"{u['trtr'][c]['accuracy']:.1%}" if c in u["trtr"] else "–" for c in classifiers),
+        f"{a['minority_accuracy']['imbalanced_real']:.1%}",
+        f"{a['minority_accuracy']['real_plus_synthetic']:.1%}",
+        f"{a['real_plus_synthetic']['accuracy']:.1%}",
+    ]
+
+
+MIA_HEADER = [
+    "attack",
+    "AUC [95% CI]",
+    "TPR@1%",
+    "TPR@0.1%",
+    "DP ceiling @1%",
+    "DP ceiling @0.1%",
+    "significantly above ceiling",
+]
+
+
+def _membership(result: dict) -> list[str]:
+    out = [
         "<h2>Membership inference</h2><p class='note'>Members: training images; "
         "non-members: holdout images (equal numbers). Dashed: the largest TPR any attack "
-        "can reach against the claimed (ε, δ)-DP.</p>"
-    )
-    out += [f"<p class='bad'>⚠ Warning: {html.escape(w)}</p>" for w in result.get("warnings", [])]
+        "can reach against the claimed (ε, δ)-DP.</p>",
+        *_warnings(result),
+    ]
     for m in result["models"]:
-        p = m["privacy"]
-        rows = [
-            [
-                html.escape(n),
-                f"{a['auc']:.3f} [{a['auc_ci95'][0]:.3f}, {a['auc_ci95'][1]:.3f}]",
-                f"{a['tpr_at_0.01_fpr']:.3f}",
-                f"{a['tpr_at_0.001_fpr']:.3f}",
-                f"{a['dp_ceiling_tpr_at_0.01_fpr']:.3f}",
-                f"{a['dp_ceiling_tpr_at_0.001_fpr']:.3f}",
-                "<span class='bad'>yes</span>" if a["exceeds_dp_ceiling"] else "no",
-            ]
-            for n, a in p["mia"].items()
+        out += [_attacks(m), _attribute_inference(m["privacy"]["attribute_inference"])]
+    return out
+
+
+def _attacks(m: dict) -> str:
+    """One model's membership attacks against the DP ceiling, its DCR and its ROC plot."""
+    p = m["privacy"]
+    rows = [
+        [
+            html.escape(n),
+            f"{a['auc']:.3f} [{a['auc_ci95'][0]:.3f}, {a['auc_ci95'][1]:.3f}]",
+            f"{a['tpr_at_0.01_fpr']:.3f}",
+            f"{a['tpr_at_0.001_fpr']:.3f}",
+            f"{a['dp_ceiling_tpr_at_0.01_fpr']:.3f}",
+            f"{a['dp_ceiling_tpr_at_0.001_fpr']:.3f}",
+            "<span class='bad'>yes</span>" if a["exceeds_dp_ceiling"] else "no",
         ]
-        eps = None if m["epsilon"] == "infinity" else m["epsilon"]
-        roc = roc_png(p["mia"], f"{m['name']} (ε = {eps_text(m['epsilon'])})", eps, m["delta"])
-        d = p["dcr"]
-        out.append(
-            f"<h3>{html.escape(m['name'])}</h3><div class='flex'><div>"
-            + table(
-                [
-                    "attack",
-                    "AUC [95% CI]",
-                    "TPR@1%",
-                    "TPR@0.1%",
-                    "DP ceiling @1%",
-                    "DP ceiling @0.1%",
-                    "significantly above ceiling",
-                ],
-                rows,
-            )
-            + table(["DCR", "value"], [[k2, f"{v:.4f}"] for k2, v in d.items()])
-            + f"</div>{img(roc, 'ROC ' + m['name'], 420)}</div>"
-        )
-        ai = p["attribute_inference"]
-        rows = [
-            [
-                src,
-                who,
-                f"{ai[src][who]['mse_hidden_half']:.4f}",
-                f"{ai[src][who]['label_accuracy']:.3f}",
-            ]
-            for src in ("synthetic", "reference")
-            for who in ("members", "nonmembers")
+        for n, a in p["mia"].items()
+    ]
+    eps = None if m["epsilon"] == "infinity" else m["epsilon"]
+    roc = roc_png(p["mia"], f"{m['name']} (ε = {eps_text(m['epsilon'])})", eps, m["delta"])
+    return (
+        f"<h3>{html.escape(m['name'])}</h3><div class='flex'><div>"
+        + table(MIA_HEADER, rows)
+        + table(["DCR", "value"], [[k, f"{v:.4f}"] for k, v in p["dcr"].items()])
+        + f"</div>{img(roc, 'ROC ' + m['name'], 420)}</div>"
+    )
+
+
+def _attribute_inference(ai: dict) -> str:
+    rows = [
+        [
+            src,
+            who,
+            f"{ai[src][who]['mse_hidden_half']:.4f}",
+            f"{ai[src][who]['label_accuracy']:.3f}",
         ]
-        out.append(
-            "<p><b>Attribute inference</b> (attacker knows the top half, reconstructs the "
-            f"bottom half and the label from {ai['n_pool']} images of each source)</p>"
-            + table(["attacker's images", "targets", "MSE hidden half", "label accuracy"], rows)
-        )
-    out.append(
+        for src in ("synthetic", "reference")
+        for who in ("members", "nonmembers")
+    ]
+    return (
+        "<p><b>Attribute inference</b> (attacker knows the top half, reconstructs the "
+        f"bottom half and the label from {ai['n_pool']} images of each source)</p>"
+        + table(["attacker's images", "targets", "MSE hidden half", "label accuracy"], rows)
+    )
+
+
+def _gallery(result: dict, subjects: list, train) -> list[str]:
+    out = [
         "<h2>Nearest-neighbour gallery</h2><p class='note'>The synthetic images closest to "
         "any training image (left of each pair) beside that training image (right).</p>"
-    )
+    ]
     for m, s in zip(result["models"], subjects, strict=True):
         pairs = m["privacy"]["nearest_pairs"]
         dists = ", ".join(f"{p['distance']:.2f}" for p in pairs)
@@ -341,8 +371,7 @@ def render(result: dict, subjects: list, train) -> str:
             f"{img(gallery_png(pairs, s.images, train.images), 'gallery ' + m['name'])}"
             f"<p class='note'>L2 distances (pixels 0..1): {dists}</p>"
         )
-    out.append("</body></html>")
-    return "\n".join(out)
+    return out
 
 
 def write_report(path: str | os.PathLike[str], result: dict, subjects: list, train) -> None:

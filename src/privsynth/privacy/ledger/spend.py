@@ -1,6 +1,6 @@
 """One process's spend on one run, kept in the ledger from before the first private step to the end.
 
-The life of a segment (see privacy/ledger.py for the rows):
+The life of a segment (see the privacy.ledger package for the rows):
   reserve   before any private step, in the same transaction as the budget check: the whole
             remaining plan (DP-SGD steps + a class-count release still to come);
   book      at every checkpoint: the steps run so far *plus one checkpoint interval*, so that a
@@ -28,7 +28,7 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
-from .accounting import epsilon_from_history
+from ..accounting import epsilon_from_history
 from .ledger import Ledger
 
 History = list[tuple[float, float, int]]

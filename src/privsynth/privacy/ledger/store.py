@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import CheckpointError, ConfigError
+from ...errors import CheckpointError, ConfigError
 
 SCHEMA_VERSION = "1"
 _SCHEMA = [
@@ -45,7 +45,7 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS spends_by_dataset ON spends (fingerprint)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # The records of each dataset key, as keyed (HMAC) record digests: a dataset that shares
-    # records with a booked one is charged against its budget too (see privacy/ledger.py).
+    # records with a booked one is charged against its budget too (see privacy/ledger/).
     """CREATE TABLE IF NOT EXISTS dataset_records (
         fingerprint TEXT PRIMARY KEY, records TEXT NOT NULL)""",
 ]
