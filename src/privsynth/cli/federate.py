@@ -70,10 +70,25 @@ def add_parser(sub) -> None:
         action="store_true",
         help="CKKS (TenSEAL): the server adds ciphertexts it cannot decrypt",
     )
-    g.add_argument(
+    run_as = g.add_mutually_exclusive_group()
+    run_as.add_argument(
         "--inprocess",
         action="store_true",
         help="no processes: call the apps directly (fast; for experiments)",
+    )
+    run_as.add_argument(
+        "--simulate",
+        action="store_true",
+        help="Flower's simulation engine (Ray): many virtual owners on this machine, for "
+        "studies; needs the simulation extra",
+    )
+    g.add_argument(
+        "--sim-parallel",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="with --simulate: owners training at once (default: the CPU count); fewer use "
+        "less memory",
     )
     g.add_argument(
         "--tls",
@@ -127,6 +142,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--device {args.device}: federated owners train on the CPU for now; drop --device"
         )
+    if args.sim_parallel is not None and not args.simulate:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            "--sim-parallel sets how many owners a simulation trains at once: add --simulate"
+        )
     aggregation = (
         "secagg" if args.secure_aggregation else "ckks" if args.encrypted_aggregation else "plain"
     )
@@ -153,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         config=method_config(args),
         owner_data=args.owner_data,
-        mode="inprocess" if args.inprocess else "processes",
+        mode="inprocess" if args.inprocess else "simulate" if args.simulate else "processes",
+        sim_parallel=args.sim_parallel,
         tls=tuple(args.tls) if args.tls else None,
         overwrite=args.overwrite,
         timeout=args.timeout,

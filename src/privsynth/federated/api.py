@@ -2,7 +2,9 @@
 
 ``mode="processes"`` (the CLI's default) runs a real local deployment — a SuperLink and N SuperNodes
 as separate processes on 127.0.0.1, driven by ``flwr run``; ``mode="inprocess"`` runs the same
-ServerApp and ClientApp code with messages passed by function call (tests, benchmarks).
+ServerApp and ClientApp code with messages passed by function call (tests, benchmarks);
+``mode="simulate"`` runs them on Flower's simulation engine (Ray), K owners at a time
+(``simulate.py``).
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ def federate(
     config: dict | None = None,
     owner_data: list[str] | None = None,
     mode: str = "processes",
+    sim_parallel: int | None = None,
     tls: tuple[str, str, str] | None = None,
     overwrite: bool = False,
     timeout: float = 1800,
@@ -177,11 +180,17 @@ def federate(
     ``client_epsilon`` (or ``client_noise``): client-level DP by server-side Gaussian noise.
     ``aggregation``: ``plain`` | ``secagg`` (SecAgg+) | ``ckks`` (TenSEAL). ``dirichlet``: alpha of
     a non-IID label split (None = IID). ``owner_data``: one dataset path per owner instead.
+    ``mode="simulate"``: Flower's simulation engine, at most ``sim_parallel`` owners (Ray actors)
+    training at once (default: the CPU count); refused up front when they cannot fit in memory.
     ``budget``: a per-owner epsilon limit on top of each owner's dataset budget in its ledger.
     Every owner reserves its whole plan under that check before it trains, and books what it
     spends (like `train`; ``force`` overrides); the launcher checks first, before any round.
     """
     out = Path(out)
+    if mode == "simulate":  # before --out is touched: a missing Ray is one line, nothing written
+        from .simulate import require_simulation
+
+        require_simulation()
     privacy = None
     if is_private(method) and (epsilon or noise_multiplier):
         # fix the owners' DP-SGD sigma (noise_multiplier) or calibrate it for epsilon
@@ -224,6 +233,11 @@ def federate(
             config=config,
             owner_data=owner_data,
         )
+        if mode == "simulate":  # refused before Ray starts when K owners at once cannot fit
+            from .simulate import check_memory, parallel_owners
+
+            sim_parallel = parallel_owners(sim_parallel, len(nodes))
+            check_memory(cfg, len(nodes), sim_parallel, _batch_size(method, config))
     except BaseException:
         if made:  # a refused configuration (--clients 1, --fraction 0) leaves no empty --out
             with contextlib.suppress(OSError):
@@ -271,8 +285,16 @@ def federate(
             raise ConfigError(
                 f"the federated run failed (flwr run exit {rc}); see the logs in {work}"
             )
+    elif mode == "simulate":
+        from .simulate import run_simulated
+
+        run_simulated(cfg, nodes, int(sim_parallel or 1), work / "simulation.log")
+        if not (out / "card.json").exists():
+            raise ConfigError(
+                f"the simulated federation wrote no run; see {work / 'simulation.log'}"
+            )
     else:
-        raise ConfigError(f"unknown mode '{mode}'; use 'processes' or 'inprocess'")
+        raise ConfigError(f"unknown mode '{mode}'; use 'processes', 'inprocess' or 'simulate'")
     _complete_card(out, data, owner_data, holdout, split_seed, image_size)
     if aggregation == "ckks":  # the secret key must not stay beside the released run
         (work / "keys" / "ckks-secret.bin").unlink(missing_ok=True)
