@@ -378,13 +378,15 @@ def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, r
     if resume is None:  # fail fast: a run refused by a budget draws nothing
         spend.reserve_target(_provisional_target(spec, lead, synth, n, provisional), provisional)
     spend.book_lead()
-    n_hat = size_mech.agree(size_mech.release_size(n, sigma))
+    drawn, release = size_mech.release_size(n, sigma)
+    n_hat = size_mech.agree(drawn)
+    release = release.with_count(n_hat, release.how)  # process 0's, in a process group
     # the share says what fixed sigma_n only where its calibration did (not the MAX_SIGMA cap)
     calibrated = sizing["sigma"] is None and spec.epsilon is not None
     share = sizing["share"] if calibrated and sigma < size_mech.MAX_SIGMA else None
     shown_delta = spec.replace(size=n_hat).resolved_delta(n)  # never the exact N's 1/(10 N)
     card.privacy["size_release"] = size_mech.card_entry(
-        sigma, n_hat, share, shown_delta, spec.accountant
+        release, share, shown_delta, spec.accountant
     )
     # The card keeps N_hat for a resumed segment (a killed run keeps its folder; a refusal
     # before the first step removes it, `discard_if_nothing_kept`). A run replacing a finished
@@ -477,12 +479,12 @@ def _release_class_counts(spend, counts: dict, to_release, train_set, seed: int)
         props, _, _ = release_proportions(train_set.class_counts(), "uniform", 0.0, 0.0, seed)
         counts["values"] = props.tolist()
         return
-    noisy = release_counts(
+    noisy, release = release_counts(
         train_set.class_counts(), counts["mechanism"], counts["epsilon"], counts["delta"]
     )
     counts["values"] = proportions(noisy).tolist()
     # The training-set size as this release has it (the card publishes no exact count).
-    counts["dp_count"] = float(noisy.sum())
+    counts["dp_count"] = release.dp_count
 
 
 class _Session:

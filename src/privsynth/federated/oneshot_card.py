@@ -15,6 +15,7 @@ from ..atomic import write_json
 from ..privacy.accounting import epsilon_from_history
 from ..run import FORMAT, INFINITY, WEIGHTS, save_weights, write_card
 from .card import SAMPLE_UNIT
+from .oneshot_plan import noise_multiplier
 from .runconfig import privacy_spec
 
 SECAGG_ASSUMPTIONS = [
@@ -97,8 +98,6 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "aggregation": info["aggregation"],
             "guarantee": "none: released without differential privacy; epsilon = infinity",
         }
-    from .oneshot import noise_multiplier
-
     sigma, delta, accountant = noise_multiplier(cfg), spec.delta, spec.accountant
     clip = spec.max_grad_norm
     eps = epsilon_from_history([(sigma, 1.0, 1)], delta, accountant)

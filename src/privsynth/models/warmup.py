@@ -261,18 +261,10 @@ class WarmUp:
     def released_count(self) -> dict | None:
         """The training-set size as the warm-up's DP release drew it (for the card's
         ``privacy.neighbouring``), or None without a release."""
-        r = self.release
-        if self.kind == "merf" and r is not None:
-            how = "the count feature of the DP-MERF warm-up release, summed over classes"
-            return {"release": "warmup.merf", "dp_count": r.total_count(), "how": how}
-        if self.kind == "central" and r is not None:
-            return {
-                "release": "warmup.central",
-                "dp_count": float(np.sum(r.counts)) / (r.queries * r.sample_rate),
-                "how": "the central release's noisy class counts, summed and divided by "
-                "queries x sample rate",
-            }
-        return None
+        if self.release is None:
+            return None
+        r = self.release.release
+        return {"release": r.name, "dp_count": r.dp_count, "how": r.how}
 
     def phases_named(self) -> list[str]:
         return [
