@@ -244,8 +244,9 @@ class OneShotMethod(Method):
         if spec is None:
             return exact.float(), None
         plan = engine.plan_release(spec, len(data), ctx)  # the budget check comes before the noise
-        noisy, release = gaussian_noise_release(exact, plan.noise_multiplier, sensitivity(spec))
-        return noisy.float(), dataclasses.replace(release, name=self.name)
+        sigma = plan.noise_multiplier
+        noisy, release = gaussian_noise_release(exact, sigma, sensitivity(spec), self.name)
+        return noisy.float(), release
 
     def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
         resume = ctx.resume
@@ -275,8 +276,10 @@ class OneShotMethod(Method):
         }
 
         def checkpoint(step: int, state: dict, _: Any) -> None:
-            ctx.checkpoint(step, {**state, **kept}, acc)
+            ctx.checkpoint(step, {"step": step, **state, **kept}, acc)
 
+        if ctx.resume is None:
+            checkpoint(0, {}, None)  # book the spend (and keep the release) the moment it exists
         result = self.fit_released(released, dataclasses.replace(ctx, checkpoint=checkpoint))
         return dataclasses.replace(result, dp_plan=plan, accountant=acc)
 

@@ -218,7 +218,7 @@ class MERFSynthesizer(OneShotMethod):
         G = self.generator.to(device)
         opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         best, since, start = math.inf, 0, 0
-        if resume is not None:
+        if resume is not None and "generator" in resume:  # else killed before its first step
             check_generator_weights(resume["generator"], "")
             G.load_state_dict(resume["generator"])
             opt.load_state_dict(resume["opt"])
@@ -235,8 +235,6 @@ class MERFSynthesizer(OneShotMethod):
             }
             ctx.checkpoint(step, state, None)
 
-        if resume is None:
-            snapshot(0)  # book the spend the moment the embedding exists
         C = sensitivity(ctx.privacy)
         features = self.features.to(device)
         target = features.class_means(released.to(device), C)[:, :-1]
