@@ -48,9 +48,8 @@ from .run import (
 )
 from .trainer_card import (
     data_block,
-    neighbouring_block,
-    privacy_block,
-    released_counts,
+    privacy_section,
+    run_releases,
     versions,
 )
 
@@ -595,13 +594,13 @@ class _Session:
         card, spec, spend, counts = self.card, self.spec, self.spend, self.counts
         self.writer.save_weights(synth.state_dict())
         card.status = "complete"
+        releases = run_releases(card.privacy, warm, result, counts)
         card.privacy.update(
-            privacy_block(
+            privacy_section(
+                releases,
                 spec,
                 result,
-                counts,
                 total_delta,
-                n,
                 synth.mechanism,
                 carried=spend.carried if spend is not None else (),
                 outside=spend.outside() if spend is not None else None,
@@ -628,10 +627,6 @@ class _Session:
         if spec is not None and size is not None:  # its epsilon alone at the run's delta
             size["epsilon_alone"] = epsilon_from_history(
                 size["history"], spec.delta, spec.accountant
-            )
-        if spec is not None:
-            card.privacy["neighbouring"] = neighbouring_block(
-                released_counts(counts, result, warm, synth.name, size)
             )
         self.mark_forced()
         self.writer.write()

@@ -193,7 +193,7 @@ def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict
     }
     if "dp_sgd" in privacy:  # the total as the summed release's count feature has it, no exact one
         from ..privacy.accounting import default_delta
-        from ..trainer_card import neighbouring_block, released_counts
+        from ..trainer_card import neighbouring_block
 
         total = max(1, int(cfg.get("total-images", 0)))
         # a federation makes no size release (docs/privacy.md): its default delta still tells
@@ -204,9 +204,7 @@ def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict
             if privacy["dp_sgd"]["delta"] == default_delta(total)
             else None
         )
-        privacy["neighbouring"] = neighbouring_block(
-            released_counts({}, result, None, synth.name), limitation=limitation
-        )
+        privacy["neighbouring"] = neighbouring_block([result.release], limitation=limitation)
     card = {
         "format": FORMAT,
         "run_id": uuid.uuid4().hex[:12],

@@ -281,7 +281,10 @@ class OneShotMethod(Method):
         if ctx.resume is None:
             checkpoint(0, {}, None)  # book the spend (and keep the release) the moment it exists
         result = self.fit_released(released, dataclasses.replace(ctx, checkpoint=checkpoint))
-        return dataclasses.replace(result, dp_plan=plan, accountant=acc)
+        if release is not None and result.dp_count is not None:
+            how = f"the count feature of {self.name}'s one Gaussian release, summed over classes"
+            release = release.with_count(result.dp_count, how)
+        return dataclasses.replace(result, dp_plan=plan, accountant=acc, release=release)
 
 
 def sensitivity(spec: PrivacySpec | None) -> float:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..privacy import AccountantState, DPPlan, PrivacySpec
+from ..privacy.release import Release
 
 
 @dataclass
@@ -38,6 +39,9 @@ class FitResult:
     # The training-set size as a DP release drew it (dpmerf's count feature), for the card; None
     # when the method releases no count. Never the exact size (add/remove-one: see privacy.md).
     dp_count: float | None = None
+    # A one-shot method's noise draw (with ``dp_count``), for the card's privacy section; None
+    # for DP-SGD (its steps are the accountant's history) and without DP.
+    release: Release | None = None
 
 
 def infinite(loader):
