@@ -159,12 +159,13 @@ def owner_release(msg: Message, context: Context) -> Message:
             metrics={"threshold": plan.threshold, "share-scale-units": plan.share_scale_units},
         )
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
-    sigma = noise_multiplier(cfg)
+    release = central_release(cfg, "federated_share_sum")  # the full central noise, no DP: none
     noisy = (
-        gaussian_noise_release(torch.from_numpy(total), sigma, clip, "federated_share_sum")[0]
-        if sigma
+        gaussian_noise_release(torch.from_numpy(total), release.sigma, clip, release.name)[0]
+        if release is not None
         else total
     )
+    sigma = release.sigma if release is not None else 0.0
     content = RecordDict(
         {
             "arrays": ArrayRecord({"release": Array(np.asarray(noisy, np.float64))}),

@@ -15,7 +15,7 @@ from ..atomic import write_json
 from ..privacy.accounting import epsilon_from_history
 from ..run import FORMAT, INFINITY, WEIGHTS, save_weights, write_card
 from .card import SAMPLE_UNIT
-from .oneshot_plan import noise_multiplier
+from .oneshot_plan import central_release
 from .runconfig import privacy_spec
 
 SECAGG_ASSUMPTIONS = [
@@ -98,9 +98,10 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "aggregation": info["aggregation"],
             "guarantee": "none: released without differential privacy; epsilon = infinity",
         }
-    sigma, delta, accountant = noise_multiplier(cfg), spec.delta, spec.accountant
-    clip = spec.max_grad_norm
-    eps = epsilon_from_history([(sigma, 1.0, 1)], delta, accountant)
+    release = central_release(cfg, "federated_share_sum")  # what the summed shares stand for
+    sigma, delta, accountant = release.sigma, spec.delta, spec.accountant
+    clip = release.sensitivity
+    eps = epsilon_from_history(release.history, delta, accountant)
     block: dict = {"aggregation": info["aggregation"], "unit": SAMPLE_UNIT}
     if info["aggregation"] in ("secagg", "ckks"):
         plan = info["plan"]
@@ -166,7 +167,7 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "planned_steps": 1,
             "max_grad_norm": clip,
             "target_epsilon": spec.epsilon,
-            "history": [[sigma, 1.0, 1]],
+            "history": release.card()["history"],
             "includes_warmup_release": False,
             "computed_by": "opacus accountant from the one release (sigma, q = 1, 1 step)",
         },
