@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .accounting import calibrate_noise
 from .mechanisms import gaussian_noise_release
-from .release import Release
+from .release import Release, gaussian
 
 
 @dataclass
@@ -53,8 +53,6 @@ class CentralRelease:
     @property
     def release(self) -> Release:
         """The ``queries`` Gaussian draws as one `Release`, with the count its sums carry."""
-        from .release import gaussian
-
         drawn = gaussian("warmup.central", self.sigma, 1.0, self.sample_rate, self.queries)
         count = float(np.sum(self.counts)) / (self.queries * self.sample_rate)
         return drawn.with_count(count, COUNT_HOW)

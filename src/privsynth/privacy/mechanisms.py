@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
+from .release import Release, gaussian
 
 COUNT_MECHANISMS = ("uniform", "laplace", "gaussian")
 
@@ -78,8 +79,6 @@ def release_counts(counts: np.ndarray, mechanism: str, epsilon: float, delta: fl
     """``(noisy class counts (float64), their Release)``, drawn once by OpenDP's ``mechanism``
     (laplace or gaussian; `count_spend` checks the arguments) at sensitivity 1. The release
     states its own (epsilon, delta): it composes with the run's accountant by basic composition."""
-    from .release import Release
-
     eps, d = count_spend(mechanism, epsilon, delta)
     meas, scale = calibrated(mechanism, epsilon, delta)
     noisy = np.asarray(meas([int(c) for c in counts]), dtype=np.float64)
@@ -104,8 +103,6 @@ def gaussian_noise_release(values, sigma: float, sensitivity: float = 1.0, name:
     `Release` is what the run's accountant composes."""
     import opendp.prelude as dp
     import torch
-
-    from .release import gaussian
 
     dp.enable_features("contrib")
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float)

@@ -9,7 +9,7 @@ over their concatenated ``history`` (`accounting.epsilon_from_history`); a pure-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,6 @@ class Release:
         return [(float(self.sigma), float(self.q), int(self.steps))] if self.accounted else []
 
     def with_count(self, dp_count: float, how: str) -> "Release":
-        from dataclasses import replace
-
         return replace(self, dp_count=float(dp_count), how=how)
 
     def card(self) -> dict:
@@ -70,11 +68,6 @@ class Release:
 def gaussian(name: str, sigma: float, sensitivity: float = 1.0, q: float = 1.0, steps: int = 1):
     """An accounted Gaussian release: ``steps`` draws at noise std ``sigma * sensitivity``."""
     return Release(name, "gaussian", float(sigma), float(q), int(steps), float(sensitivity))
-
-
-def history(releases) -> list[tuple[float, float, int]]:
-    """The concatenated accountant history of ``releases``, in order."""
-    return [h for r in releases for h in r.history]
 
 
 def outside(releases) -> tuple[float, float]:
