@@ -45,7 +45,7 @@ class Release:
         return [(float(self.sigma), float(self.q), int(self.steps))] if self.accounted else []
 
     def with_count(self, dp_count: float, how: str) -> "Release":
-        return replace(self, dp_count=float(dp_count), how=how)
+        return replace(self, dp_count=dp_count, how=how)
 
     def card(self) -> dict:
         """The JSON dict a card stores for this release."""

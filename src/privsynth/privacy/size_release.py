@@ -4,12 +4,12 @@ anything else a private run publishes.
 Under add/remove-one neighbouring datasets an exact N tells two neighbours apart, and every
 published parameter computed from N would carry it: the DP-SGD sample rate and the default
 delta. So a private run first releases ``N_hat = max(1, round(N + N(0, sigma_n^2)))``
-(sensitivity 1; OpenDP's Gaussian noise from the OS CSPRNG, `mechanisms.gaussian_noise_release`)
-and
-computes every published N-dependent value from N_hat: q = min(1, B / N_hat), the steps
-ceil(epochs / q), the default delta 1 / (10 N_hat). The release is the accountant history entry
-``(sigma_n, 1.0, 1)`` at the head of the run's history (before a warm-up release and DP-SGD):
-one Opacus accountant composes it with the rest, within the run's epsilon.
+(sensitivity 1; OpenDP's Gaussian noise from the OS CSPRNG, `mechanisms.gaussian_noise_release`,
+which returns it with its `Release`) and computes every published N-dependent value from N_hat:
+q = min(1, B / N_hat), the steps ceil(epochs / q), the default delta 1 / (10 N_hat). The release
+is the accountant history entry ``(sigma_n, 1.0, 1)`` at the head of the run's history (before a
+warm-up release and DP-SGD): one Opacus accountant composes it with the rest, within the run's
+epsilon.
 
 sigma_n: Opacus' calibration (`accounting.calibrate_noise`, PRV) for ``share * epsilon`` at the
 user's delta, or at `CALIBRATION_DELTA` when delta is the default (the default needs N_hat,
