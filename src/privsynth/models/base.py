@@ -36,12 +36,12 @@ class Method:
     - ``config_class``: the config dataclass (defaults that run; ``--set key=value`` overrides).
     - ``kind``: ``"dp-sgd"`` (a network reads the private data, trained by the one DP-SGD loop in
       ``models/engine.py``), ``"one-shot"`` (one noisy release of a statistic, then
-      post-processing: dpmerf, dpkernel) or ``"none"`` (never private; test doubles).
+      post-processing: a `OneShotMethod`, dpmerf, dpkernel) or ``"none"`` (never private).
     - ``mechanism``: the key of the card's mechanism description (``trainer_card.MECHANISMS``).
     - ``federable``: whether ``privsynth federate`` can train it; a DP-SGD method federates its
       ``federated_modules()`` by weight averaging, a one-shot method by summing owners' releases
       (``federates_by = "release-sum"``: each owner's share of the noisy statistic, summed under
-      secure aggregation; the hook is the method's own ``release``).
+      secure aggregation; the hooks are `OneShotMethod`'s ``statistic`` and ``fit_released``).
 
     Hooks of a DP-SGD method (``models/engine.py`` calls them; nothing else writes a DP loop):
     ``private_module()`` (the one network that reads private images), ``private_optimizer``,
