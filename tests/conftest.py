@@ -237,8 +237,10 @@ def exact_size(monkeypatch):
     step counts must not move with a noisy size; tests/privacy/test_size_release.py tests the
     noise itself."""
     from privsynth.privacy import size_release
+    from privsynth.privacy.release import gaussian
 
-    real = size_release.gaussian_noise_release
     monkeypatch.setattr(
-        size_release, "gaussian_noise_release", lambda v, *a: (v.double(), real(v, *a)[1])
+        size_release,
+        "gaussian_noise_release",
+        lambda v, s, *a: (v.double(), gaussian("size_release", s)),
     )
