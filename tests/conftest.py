@@ -237,5 +237,10 @@ def exact_size(monkeypatch):
     step counts must not move with a noisy size; tests/privacy/test_size_release.py tests the
     noise itself."""
     from privsynth.privacy import size_release
+    from privsynth.privacy.release import gaussian
 
-    monkeypatch.setattr(size_release, "gaussian_vector", lambda values, scale: values.double())
+    monkeypatch.setattr(
+        size_release,
+        "gaussian_noise_release",
+        lambda v, s, *a: (v.double(), gaussian("size_release", s)),
+    )

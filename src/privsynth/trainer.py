@@ -54,9 +54,8 @@ from .run import (
 )
 from .trainer_card import (
     data_block,
-    neighbouring_block,
-    privacy_block,
-    released_counts,
+    privacy_section,
+    run_releases,
     versions,
 )
 
@@ -379,13 +378,15 @@ def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, r
     if resume is None:  # fail fast: a run refused by a budget draws nothing
         spend.reserve_target(_provisional_target(spec, lead, synth, n, provisional), provisional)
     spend.book_lead()
-    n_hat = size_mech.agree(size_mech.release_size(n, sigma))
+    drawn, release = size_mech.release_size(n, sigma)
+    n_hat = size_mech.agree(drawn)
+    release = release.with_count(n_hat, release.how)  # process 0's, in a process group
     # the share says what fixed sigma_n only where its calibration did (not the MAX_SIGMA cap)
     calibrated = sizing["sigma"] is None and spec.epsilon is not None
     share = sizing["share"] if calibrated and sigma < size_mech.MAX_SIGMA else None
     shown_delta = spec.replace(size=n_hat).resolved_delta(n)  # never the exact N's 1/(10 N)
     card.privacy["size_release"] = size_mech.card_entry(
-        sigma, n_hat, share, shown_delta, spec.accountant
+        release, share, shown_delta, spec.accountant
     )
     # The card keeps N_hat for a resumed segment (a killed run keeps its folder; a refusal
     # before the first step removes it, `discard_if_nothing_kept`). A run replacing a finished
@@ -478,12 +479,12 @@ def _release_class_counts(spend, counts: dict, to_release, train_set, seed: int)
         props, _, _ = release_proportions(train_set.class_counts(), "uniform", 0.0, 0.0, seed)
         counts["values"] = props.tolist()
         return
-    noisy = release_counts(
+    noisy, release = release_counts(
         train_set.class_counts(), counts["mechanism"], counts["epsilon"], counts["delta"]
     )
     counts["values"] = proportions(noisy).tolist()
     # The training-set size as this release has it (the card publishes no exact count).
-    counts["dp_count"] = float(noisy.sum())
+    counts["dp_count"] = release.dp_count
 
 
 class _Session:
@@ -594,13 +595,13 @@ class _Session:
         card, spec, spend, counts = self.card, self.spec, self.spend, self.counts
         self.writer.save_weights(synth.state_dict())
         card.status = "complete"
+        releases = run_releases(card.privacy, warm, result, counts)
         card.privacy.update(
-            privacy_block(
+            privacy_section(
+                releases,
                 spec,
                 result,
-                counts,
                 total_delta,
-                n,
                 synth.mechanism,
                 carried=spend.carried if spend is not None else (),
                 outside=spend.outside() if spend is not None else None,
@@ -627,10 +628,6 @@ class _Session:
         if spec is not None and size is not None:  # its epsilon alone at the run's delta
             size["epsilon_alone"] = epsilon_from_history(
                 size["history"], spec.delta, spec.accountant
-            )
-        if spec is not None:
-            card.privacy["neighbouring"] = neighbouring_block(
-                released_counts(counts, result, warm, synth.name, size)
             )
         self.mark_forced()
         self.writer.write()

@@ -4,11 +4,14 @@ and the privacy guarantee computed from what ran (the accountant's history, not 
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 from pathlib import Path
 
 from .data import DataSource, ImageDataset
 from .privacy.accounting import epsilon_from_history
 from .privacy.dpsgd import process_count, run_empty_batch_delta
+from .privacy.release import Release, gaussian
+from .privacy.release import outside as release_outside
 from .run import INFINITY, data_check
 
 PROTECTED = (
@@ -66,14 +69,17 @@ def source(data) -> str | None:
     return "digits" if str(data) == "digits" else str(Path(data).resolve())
 
 
-def privacy_block(
-    spec, result, counts, total_delta, n, mechanism, carried=(), outside=None
+def privacy_section(
+    releases: list[Release], spec, result, total_delta, mechanism, carried=(), outside=None
 ) -> dict:
-    """``carried``: accountant entries an interrupted earlier segment of this run ran past its
-    last checkpoint (its weights were discarded, its spend was not): composed with the lineage's
-    history in one accountant. ``outside``: the releases outside the accountant as booked
-    (default: the class counts once)."""
-    if spec is None:
+    """The card's privacy block of a central run whose noise draws are ``releases``, in order
+    (`run_releases`: the size release, a warm-up's, the method's own, the class counts); the
+    empty list is "no DP". The accounted ones compose in ONE Opacus accountant, the run's
+    (``result.accountant``, which starts from their histories: ``spec.prior``); ``carried``:
+    entries an interrupted earlier segment ran past its last checkpoint (its weights were
+    discarded, its spend was not), composed in the same accountant. The releases outside it
+    (class counts) add by basic composition: ``outside`` as booked (default: as released)."""
+    if not releases:
         return {
             "epsilon": INFINITY,
             "delta": 0.0,
@@ -84,14 +90,16 @@ def privacy_block(
     plan, acc = result.dp_plan, result.accountant
     carried = [list(h) for h in carried]
     sgd_eps = epsilon_from_history([*carried, *acc.history], spec.delta, spec.accountant)
-    outside = outside if outside is not None else (counts["epsilon"], counts["delta"])
+    counted = release_outside(releases)
+    outside = outside if outside is not None else counted
     total = sgd_eps + outside[0]
-    total_delta = spec.delta + outside[1] if outside[1] > counts["delta"] else total_delta
+    total_delta = spec.delta + outside[1] if outside[1] > counted[1] else total_delta
     # --nproc: the chance that a skipped empty local batch occurs at all (dpsgd.py) joins delta
     empty_batch = run_empty_batch_delta(plan)
     total_delta = total_delta + empty_batch
     lead = sum(int(h[2]) for h in spec.prior)  # size + warm-up release entries opening it
-    warm_lead = lead - (1 if spec.size is not None else 0)
+    names = {r.name for r in releases}
+    sized, warmed = "size_release" in names, any(n.startswith("warmup.") for n in names)
     return {
         "epsilon": total,
         "delta": total_delta,
@@ -100,8 +108,8 @@ def privacy_block(
         "unit": "one training image with its label",
         "composition": (
             "dp_sgd epsilon (one Opacus accountant over "
-            + ("the size release, " if spec.size is not None else "")
-            + ("the warm-up release, " if warm_lead else "")
+            + ("the size release, " if sized else "")
+            + ("the warm-up release, " if warmed else "")
             + "and the DP-SGD steps, its history) + class_proportions epsilon (basic "
             "composition)"
             if lead
@@ -118,8 +126,8 @@ def privacy_block(
             # exact number of training images, which no published field carries.
             "batch_size": plan.batch_size if plan.sample_rate < 1 else None,
             "steps": acc.steps - lead,
-            "includes_warmup_release": bool(warm_lead),
-            "includes_size_release": spec.size is not None,
+            "includes_warmup_release": warmed,
+            "includes_size_release": sized,
             "planned_steps": plan.steps,
             "max_grad_norm": spec.max_grad_norm,
             "target_epsilon": plan.target_epsilon,
@@ -143,7 +151,42 @@ def privacy_block(
                 else {}
             ),
         },
+        "neighbouring": neighbouring_block(releases),
     }
+
+
+def run_releases(privacy: dict, warm, result, counts: dict) -> list[Release]:
+    """A central run's noise draws, in the order they were made: the size release (as its card
+    entry keeps it), a warm-up's, the method's own (a one-shot release, or the DP-SGD steps),
+    the class counts. Empty without DP."""
+    if result.accountant is None:
+        return []
+    out = []
+    size = privacy.get("size_release")
+    if size is not None:
+        drawn = gaussian("size_release", size["sigma"])
+        out.append(drawn.with_count(size["dp_count"], size.get("how") or SIZE_HOW))
+    if warm is not None and warm.release is not None:
+        out.append(warm.release.release)
+    if result.release is not None:
+        out.append(result.release)
+    else:
+        plan = result.dp_plan
+        steps = result.accountant.steps - sum(r.steps for r in out)
+        out.append(gaussian("dp_sgd", plan.noise_multiplier, 1.0, plan.sample_rate, steps))
+    if counts.get("dp_count") is not None:
+        how = COUNTS_HOW.format(mechanism=counts["mechanism"])
+        drawn = Release("class_proportions", counts["mechanism"], 0.0)
+        drawn = replace(drawn, epsilon=counts["epsilon"], delta=counts["delta"])
+        out.append(drawn.with_count(counts["dp_count"], how))
+    return out
+
+
+SIZE_HOW = "the training-set size plus Gaussian noise, rounded (at least 1): the N_hat"
+COUNTS_HOW = (
+    "sum of the class counts released with the {mechanism} mechanism (before the floor of "
+    "one image per class)"
+)
 
 
 NEIGHBOURING = (
@@ -152,13 +195,18 @@ NEIGHBOURING = (
 )
 
 
-def neighbouring_block(dp_counts: list[dict], *, limitation: str | None = None) -> dict:
+def neighbouring_block(releases: list[Release], *, limitation: str | None = None) -> dict:
     """The card's ``privacy.neighbouring``: the relation the guarantee is stated for and the counts
     the card publishes. Under add/remove-one an exact training-set size tells two neighbours apart,
     so no published field holds one, nor a value computed from it: the sample rate, the steps
     and the default delta are computed from the size release's N_hat. A count appears only as the
-    noisy value of a DP release the guarantee already covers (``dp_counts``, `released_counts`).
+    noisy value of a DP release the guarantee already covers (a `Release`'s ``dp_count``).
     ``limitation``: what a card made without a size release (a federation's) still discloses."""
+    dp_counts = [
+        {"release": r.name, "dp_count": r.dp_count, "how": r.how}
+        for r in releases
+        if r.dp_count is not None
+    ]
     block = {
         "relation": NEIGHBOURING,
         "exact_counts": "none published: the card, `privsynth info` and the model card's "
@@ -179,44 +227,3 @@ def neighbouring_block(dp_counts: list[dict], *, limitation: str | None = None) 
         )
         block["limitation"] = limitation
     return block
-
-
-def released_counts(
-    counts: dict, result, warm, method: str, size: dict | None = None
-) -> list[dict]:
-    """The noisy training-set counts this run's DP releases drew (post-processing of releases the
-    guarantee covers): the size release (``size``: the card's ``privacy.size_release``), the
-    class-proportion release, the count feature of ``method``'s one release (dpmerf, dpkernel), a
-    warm-up release."""
-    out = []
-    if size is not None:
-        out.append(
-            {
-                "release": "size_release",
-                "dp_count": size["dp_count"],
-                "how": "the training-set size plus Gaussian noise of standard deviation "
-                f"{size['sigma']:.3g}, rounded (at least 1): the N_hat that the sample rate, "
-                "the steps and the default delta are computed from",
-            }
-        )
-    if counts.get("dp_count") is not None:
-        out.append(
-            {
-                "release": "class_proportions",
-                "dp_count": counts["dp_count"],
-                "how": f"sum of the class counts released with the {counts['mechanism']} "
-                "mechanism (before the floor of one image per class)",
-            }
-        )
-    if getattr(result, "dp_count", None) is not None:
-        out.append(
-            {
-                "release": method,
-                "dp_count": result.dp_count,
-                "how": f"the count feature of {method}'s one Gaussian release, summed over classes",
-            }
-        )
-    warm_count = warm.released_count() if warm is not None else None
-    if warm_count is not None:
-        out.append(warm_count)
-    return out

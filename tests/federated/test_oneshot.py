@@ -27,9 +27,9 @@ def captured(monkeypatch):
     seen: list[torch.Tensor] = []
     original = MERFSynthesizer.fit_released
 
-    def spy(self, released, plan, acc, ctx):
+    def spy(self, released, ctx):
         seen.append(released.clone())
-        return original(self, released, plan, acc, ctx)
+        return original(self, released, ctx)
 
     monkeypatch.setattr(MERFSynthesizer, "fit_released", spy)
     return seen
@@ -40,7 +40,7 @@ def _exact_sum() -> torch.Tensor:
     data = load_dataset("digits")
     train = data.subset(split(data, 0.2, 0).train)
     synth = MERFSynthesizer((1, 8, 8), 10, TINY_MERF)
-    return synth.embedding_sum(train, 1.0).float()
+    return synth.statistic(train, 1.0).float()
 
 
 def _fed(tmp_path, name, **kw):
@@ -88,7 +88,7 @@ def test_dropout_to_the_threshold_keeps_the_central_noise_and_the_card_says_so(
     cfg = json.loads((tmp_path / "drop" / "federation.json").read_text())["run_config"]
     synth = MERFSynthesizer((1, 8, 8), 10, TINY_MERF)
     survivors = sum(
-        synth.embedding_sum(load_owner_data({"partition-id": i, "num-partitions": 3}, cfg), 1.0)
+        synth.statistic(load_owner_data({"partition-id": i, "num-partitions": 3}, cfg), 1.0)
         for i in (0, 2)
     )
     pv = run.card["privacy"]

@@ -63,18 +63,19 @@ def test_release_noise_reaches_the_embedding_at_sigma_c(tiny_dataset):
     from privsynth.privacy import PrivacySpec
 
     synth = MERFSynthesizer((1, 8, 8), 10, TINY)
-    exact, _, _ = synth.release(tiny_dataset, TrainContext(privacy=None))
+    exact, none = synth.release(tiny_dataset, TrainContext(privacy=None))
     spec = PrivacySpec(epsilon=None, noise_multiplier=3.0, max_grad_norm=0.5)
-    first, plan, acc = synth.release(tiny_dataset, TrainContext(privacy=spec))
-    second, _, _ = synth.release(tiny_dataset, TrainContext(privacy=spec))
-    exact_c, _, _ = MERFSynthesizer((1, 8, 8), 10, TINY).release(
+    first, release = synth.release(tiny_dataset, TrainContext(privacy=spec))
+    second, _ = synth.release(tiny_dataset, TrainContext(privacy=spec))
+    exact_c, _ = MERFSynthesizer((1, 8, 8), 10, TINY).release(
         tiny_dataset,
         TrainContext(privacy=PrivacySpec(epsilon=None, noise_multiplier=1e-9, max_grad_norm=0.5)),
     )
     noise = (first - exact_c).double()
     assert abs(noise.std().item() / (3.0 * 0.5) - 1) < 0.1
     assert not torch.allclose(first, second)
-    assert acc.history == [(3.0, 1.0, 1)] and plan.noise_multiplier == 3.0
+    assert none is None and release.history == [(3.0, 1.0, 1)] and release.sensitivity == 0.5
+    assert release.card()["history"] == [[3.0, 1.0, 1]] and release.name == "dpmerf"
     assert torch.allclose(exact_c, exact * 0.5, atol=1e-4)  # sums scale with C
 
 
@@ -82,13 +83,15 @@ def test_release_noise_reaches_the_released_generator(tmp_path, tiny_dataset, mo
     """Same seed, same schedule, the noise drawn from a seeded stream instead of OS entropy (so
     the runs are comparable): only the noise's scale differs, and the published generator weights
     move with it: identical at equal scales, far apart at sigma 1000."""
-    import privsynth.models.merf as merf
+    import privsynth.models.base as base
+    from privsynth.privacy.release import gaussian
 
-    def seeded_release(values, scale):
+    def seeded_release(values, sigma, sensitivity=1.0, name="", q=1.0):
         g = torch.Generator().manual_seed(0)
-        return values.double() + scale * torch.randn(values.shape, generator=g, dtype=torch.float64)
+        noise = torch.randn(values.shape, generator=g, dtype=torch.float64)
+        return values.double() + sigma * sensitivity * noise, gaussian(name, sigma, sensitivity)
 
-    monkeypatch.setattr(merf, "gaussian_noise_release", seeded_release)
+    monkeypatch.setattr(base, "gaussian_noise_release", seeded_release)
     cfg = {**TINY, "patience": 1000}
     runs = [
         privsynth.train(
@@ -131,16 +134,16 @@ def test_released_embedding_is_the_noisy_release_not_the_exact_one(
     """The class means shipped in weights.safetensors (read by sampling's witness floor) are the
     Gaussian release itself, noise included: equal to the noisy sums' class means, far from the
     exact ones; without DP they are the exact ones."""
-    import privsynth.models.merf as merf
+    import privsynth.models.base as base
 
     drawn = {}
-    real_release = merf.gaussian_noise_release
+    real_release = base.gaussian_noise_release
 
-    def capture(values, scale):
-        drawn["noisy"] = real_release(values, scale)
-        return drawn["noisy"]
+    def capture(*args):
+        drawn["noisy"], release = real_release(*args)
+        return drawn["noisy"], release
 
-    monkeypatch.setattr(merf, "gaussian_noise_release", capture)
+    monkeypatch.setattr(base, "gaussian_noise_release", capture)
     runs = {
         name: privsynth.train(
             tiny_dataset, "dpmerf", tmp_path / name, config=TINY, progress=False, **kw
@@ -153,7 +156,7 @@ def test_released_embedding_is_the_noisy_release_not_the_exact_one(
     loaded = {k: privsynth.Run.load(r.path).synthesizer for k, r in runs.items()}
     feats = loaded["dp"].features
     train, _ = runs["dp"].load_data(tiny_dataset)  # both runs hold out the same split
-    exact = feats.class_means(loaded["dp"].embedding_sum(train, 1.0), 1.0)[:, :-1]
+    exact = feats.class_means(loaded["dp"].statistic(train, 1.0), 1.0)[:, :-1]
     noisy = feats.class_means(drawn["noisy"], 0.5)[:, :-1] / 0.5
     released = loaded["dp"].embedding.means.double()
     assert torch.allclose(released, noisy, atol=1e-5)

@@ -78,7 +78,7 @@ def test_the_noise_reaches_the_release_and_the_warmup_set(tiny_dataset, monkeypa
         "recommended_config",
         lambda m, n, e=None: {**real(m, n, e), "steps": 200, "n_features": 200, "g_width": 8},
     )
-    exact = warmup_merf.merf_method(tiny_dataset).embedding_sum(tiny_dataset, 1.0).float()
+    exact = warmup_merf.merf_method(tiny_dataset).statistic(tiny_dataset, 1.0).float()
     noise = warmup_merf.release_merf(tiny_dataset, sigma=3.0).released - exact
     assert noise.std().item() == pytest.approx(3.0, rel=0.05)  # per entry, at sensitivity 1
 

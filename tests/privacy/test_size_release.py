@@ -13,6 +13,7 @@ import privsynth
 from privsynth.privacy import Ledger
 from privsynth.privacy import size_release as size_mech
 from privsynth.privacy.accounting import epsilon_from_history
+from privsynth.privacy.release import gaussian
 from tests.models.test_warmup import _dp_accounting_rdp
 from tests.test_published_counts import _walk
 
@@ -25,11 +26,11 @@ def draws(monkeypatch):
     """Every size release drawn: (the exact N it saw, its scale); the noise is +OFFSET."""
     seen = []
 
-    def fixed(values, scale):
-        seen.append((float(values[0]), scale))
-        return values.double() + OFFSET
+    def fixed(values, sigma, sensitivity=1.0, name="", q=1.0):
+        seen.append((float(values[0]), sigma * sensitivity))
+        return values.double() + OFFSET, gaussian(name, sigma, sensitivity)
 
-    monkeypatch.setattr(size_mech, "gaussian_vector", fixed)
+    monkeypatch.setattr(size_mech, "gaussian_noise_release", fixed)
     return seen
 
 
@@ -168,7 +169,9 @@ def test_n_hat_far_below_n_refuses_a_vacuous_default_delta(
 ):
     from privsynth.errors import ConfigError
 
-    monkeypatch.setattr(size_mech, "gaussian_vector", lambda values, scale: values.double() - 90)
+    monkeypatch.setattr(
+        size_mech, "gaussian_noise_release", lambda v, s, *a: (v.double() - 90, gaussian("", s))
+    )
     with pytest.raises(ConfigError, match="pass --force"):  # N_hat 6: delta 1/60 >= 1/96
         _gan(tiny_dataset, tmp_path / "r", fast_gan, size_sigma=size_mech.MAX_SIGMA)
     assert not (tmp_path / "r").exists()  # refused before any step: no run folder

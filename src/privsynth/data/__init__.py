@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .dataset import Content, ImageDataset, Split, split
 from .digits import load_digits_dataset
-from .folder import load_folder
+from .folder import check_resize_fits, load_folder
 from .idx import load_idx
 from .labels import class_list
 from .npz import load_npz
@@ -179,18 +179,6 @@ def _digits(src: DataSource) -> ImageDataset:
     if src.name:
         data.name = src.name
     return data
-
-
-def check_resize_fits(n: int, channels: int, size: int) -> None:
-    """Refuse, before allocating, a resize whose result cannot fit free memory: the float copy
-    the bilinear resize works on plus the uint8 result, about 5 bytes a pixel."""
-    from ..preflight import check_memory
-
-    check_memory(
-        5.0 * n * channels * size * size,
-        f"{n} images resized to {channels}x{size}x{size}",
-        "use a smaller --image-size (or fewer images)",
-    )
 
 
 def resize(data: ImageDataset, size: int) -> ImageDataset:

@@ -60,8 +60,6 @@ def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageD
     # The ledger's key input: the decoded records with their classes, before any resizing.
     content = Content.of_arrays(arrays, [names[k] for _, k in files])
     if image_size is not None:
-        from . import check_resize_fits
-
         check_resize_fits(len(arrays), arrays[0].shape[0] if arrays else 1, image_size)
         arrays = [_resize(a, image_size) for a in arrays]
     stack = np.stack(
@@ -146,3 +144,15 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
     planes = [np.asarray(Image.fromarray(c).resize((size, size), Image.BILINEAR)) for c in image]
     return np.stack(planes)
+
+
+def check_resize_fits(n: int, channels: int, size: int) -> None:
+    """Refuse, before allocating, a resize whose result cannot fit free memory: the float copy
+    the bilinear resize works on plus the uint8 result, about 5 bytes a pixel."""
+    from ..preflight import check_memory
+
+    check_memory(
+        5.0 * n * channels * size * size,
+        f"{n} images resized to {channels}x{size}x{size}",
+        "use a smaller --image-size (or fewer images)",
+    )

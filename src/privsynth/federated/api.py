@@ -128,9 +128,9 @@ def build_run_config(
             require_dp_accounting()
     # Poisson-sampled DP-SGD batches must fit in every owner's data; a one-shot method's
     # batch_size counts generated images, not private ones (it has no private batches).
-    min_n = min(sizes)
-    batch = _batch_size(method, config)
-    if privacy is not None and method_class(method).kind == "dp-sgd" and batch > min_n:
+    min_n, dp_sgd = min(sizes), method_class(method).kind == "dp-sgd"
+    batch = _batch_size(method, config) if dp_sgd else 0
+    if privacy is not None and dp_sgd and batch > min_n:
         raise ConfigError(
             f"batch size {batch} exceeds the smallest owner's {min_n} images; pass "
             f"--batch-size {max(1, min_n // 4)} or fewer --clients"

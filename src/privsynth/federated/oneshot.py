@@ -1,15 +1,16 @@
 """Federated one-shot release (``dpmerf``, ``dpkernel``): one noisy sum, no training rounds.
 
-Centrally, DP-MERF releases ``S + noise`` once (``S`` = the feature-by-class sum of the images'
-random-feature embeddings, models/merf.py) and trains a generator on it for free. Federated,
-``S = sum_i S_i`` over the owners, so:
+Centrally, a one-shot method (models/base.OneShotMethod: dpmerf, dpkernel) releases ``S + noise``
+once (``S``: its ``statistic``, e.g. DP-MERF's feature-by-class sum of random-feature embeddings)
+and post-processes it for free (``fit_released``). Federated, ``S = sum_i S_i`` over the owners,
+so:
 
 * ``secagg`` (the recommended mode): every owner rounds ``S_i`` to SecAgg+'s grid and adds its
   share of distributed discrete Gaussian noise (privacy/distributed_noise.py); Flower's SecAgg+
   (``SecAggPlusWorkflow`` + ``secaggplus_mod``, one round) hands the server only the exact sum,
   which carries noise of std >= the central sigma * C whenever >= t owners are in it (SecAgg+
   refuses to unmask fewer than t). The server trains the generator on that sum with the same
-  code as the central path (``fit_released``).
+  code as the central path (``post_process``).
 * ``ckks``: the same integer shares (sized for all n owners), CKKS-encrypted; the server adds
   ciphertexts and one owner decrypts the exact sum (oneshot_ckks.py; no dropout tolerated).
 * ``plain`` (no secure aggregation): every owner releases ``S_i`` with the *full* central noise
@@ -24,12 +25,11 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import replace
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.client.mod.secure_aggregation.secaggplus_mod import SecAggPlusState
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_STATE
@@ -40,23 +40,24 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
 from ..errors import ConfigError
-from ..models.registry import create, method_class
-from ..privacy.accounting import calibrate_noise, default_delta, epsilon_from_history
-from ..privacy.distributed_noise import (
-    DistributedPlan,
-    decode_sum,
-    noisy_share,
-    opendp_rho,
-    plan_release,
+from ..models.context import TrainContext
+from ..privacy.accounting import default_delta
+from ..privacy.distributed_noise import decode_sum, noisy_share, opendp_rho
+from ..privacy.mechanisms import gaussian_noise_release
+from .oneshot_plan import (  # noqa: F401  (is_oneshot, release_epsilon: read from here too)
+    ask_every_owner,
+    build_synth,
+    central_release,
+    clip_norm,
+    is_oneshot,
+    noise_multiplier,
+    private,
+    release_epsilon,
+    share_plan,
 )
 from .runconfig import privacy_run_config, privacy_spec, resolve
 
 AGGREGATIONS = ("secagg", "ckks", "plain")
-
-
-def is_oneshot(method: str) -> bool:
-    """The method federates by summing one noisy release (its class says so, models/base.py)."""
-    return method_class(method).federates_by == "release-sum"
 
 
 # --- the launcher: public numbers every side computes the same plan from ---------------------
@@ -101,58 +102,6 @@ def prepare_run_config(cfg: dict, nodes: list[dict]) -> None:
         cfg.update(privacy_run_config(spec))
 
 
-def private(cfg: dict) -> bool:
-    return privacy_spec(cfg) is not None
-
-
-def clip_norm(cfg: dict) -> float:
-    """C: the features' norm, so one image moves the sum by at most C (1.0 without DP)."""
-    spec = privacy_spec(cfg)
-    return spec.max_grad_norm if spec is not None else 1.0
-
-
-def noise_multiplier(cfg: dict) -> float:
-    """sigma of the whole release: Opacus, sampling rate 1, one step (0 without DP). Owners and
-    server compute it from the same run config, so nobody has to trust another's number."""
-    spec = privacy_spec(cfg)
-    if spec is None:
-        return 0.0
-    if spec.noise_multiplier:
-        return spec.noise_multiplier
-    if spec.delta is None:
-        raise ConfigError(
-            "a one-shot release needs delta in the run config (privsynth federate "
-            "sets 1/(10 N)); pass --delta"
-        )
-    with warnings.catch_warnings():  # PRV at q = 1 evaluates log(1 - q) = -inf: harmless
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return calibrate_noise(spec.epsilon, spec.delta, 1.0, 1, spec.accountant)
-
-
-def build_synth(cfg: dict):
-    shape = (int(cfg["image-channels"]), int(cfg["image-size"]), int(cfg["image-size"]))
-    torch.manual_seed(int(cfg["seed"]))  # reproducible generator weights, as `train` does
-    return create(
-        str(cfg["method"]),
-        shape,
-        int(cfg["num-classes"]),
-        json.loads(str(cfg["model-config"]) or "{}"),
-        private=private(cfg),
-    )
-
-
-def _plan(cfg: dict, synth, owners: int, threshold: int) -> DistributedPlan:
-    return plan_release(
-        noise_multiplier(cfg),
-        clip_norm(cfg),
-        int(cfg["max-images"]),
-        owners,
-        threshold,
-        synth.features.dim,
-        synth.num_classes,
-    )
-
-
 # --- the owner -------------------------------------------------------------------------------
 def owner_release(msg: Message, context: Context) -> Message:
     """This owner's noisy embedding sum: a SecAgg+ share (inside Flower's ``secaggplus_mod``),
@@ -177,17 +126,17 @@ def owner_release(msg: Message, context: Context) -> Message:
             f"bound max-images={cfg['max-images']}; raise it in the run config"
         )
     clip = clip_norm(cfg)
-    total = synth.embedding_sum(data, clip).numpy()
+    total = synth.statistic(data, clip).numpy()
     secagg = "fitins.parameters" in msg.content.array_records
     ckks = not secagg and str(cfg["aggregation"]) == "ckks"
     if ckks:
         from .oneshot_ckks import all_owners, secret_context
 
         n = all_owners(cfg)
-        plan, key = _plan(cfg, synth, n, n), secret_context(cfg, node)
+        plan, key = share_plan(cfg, synth, n, n), secret_context(cfg, node)
     if secagg:
         sa = SecAggPlusState(**context.state.config_records[RECORD_KEY_STATE])
-        plan = _plan(cfg, synth, int(sa.sample_num), int(sa.threshold))
+        plan = share_plan(cfg, synth, int(sa.sample_num), int(sa.threshold))
         asked = (float(sa.clipping_range), int(sa.target_range), float(sa.max_weight))
         if asked != (plan.clipping_range, plan.quantization_range, 1.0):
             raise ConfigError(
@@ -210,10 +159,13 @@ def owner_release(msg: Message, context: Context) -> Message:
             metrics={"threshold": plan.threshold, "share-scale-units": plan.share_scale_units},
         )
         return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
-    from ..models.merf import gaussian_noise_release
-
-    sigma = noise_multiplier(cfg)
-    noisy = gaussian_noise_release(torch.from_numpy(total), sigma * clip) if sigma else total
+    release = central_release(cfg, "federated_share_sum")  # the full central noise, no DP: none
+    noisy = (
+        gaussian_noise_release(torch.from_numpy(total), release.sigma, clip, release.name)[0]
+        if release is not None
+        else total
+    )
+    sigma = release.sigma if release is not None else 0.0
     content = RecordDict(
         {
             "arrays": ArrayRecord({"release": Array(np.asarray(noisy, np.float64))}),
@@ -229,15 +181,9 @@ def _book_ledger(owner, cfg: dict) -> None:
     if not private(cfg):
         return
     epsilon, delta = release_epsilon(cfg)
-    owner.reserve(epsilon, delta, {"release": [[noise_multiplier(cfg), 1.0, 1]]})
+    history = central_release(cfg, "federated_share_sum").history
+    owner.reserve(epsilon, delta, {"release": [list(h) for h in history]})
     owner.settle(epsilon, delta)
-
-
-def release_epsilon(cfg: dict) -> tuple[float, float]:
-    spec = privacy_spec(cfg)
-    return epsilon_from_history(
-        [(noise_multiplier(cfg), 1.0, 1)], spec.delta, spec.accountant
-    ), spec.delta
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -273,21 +219,19 @@ class _SumOfShares(CompatFedAvg):
 def run_release(grid: Grid, context: Context) -> dict:
     """The server side: collect the sum, train the generator on it, write the run folder."""
     from .oneshot_card import write_oneshot_run
-    from .server_app import wait_for_nodes
 
     cfg = resolve(context.run_config)
     t0 = time.time()
     synth = build_synth(cfg)
-    wait_for_nodes(grid, int(cfg["min-nodes"]), float(cfg["wait-timeout"]))
     owners = len(list(grid.get_node_ids()))
-    shape = (synth.features.dim, synth.num_classes)
+    shape = synth.statistic_shape()
     if str(cfg["aggregation"]) == "secagg":
         released, info = _secagg_sum(grid, context, cfg, synth, owners, shape)
     elif str(cfg["aggregation"]) == "ckks":
         from .oneshot_ckks import all_owners, ckks_sum
 
         n = all_owners(cfg)
-        released, info = ckks_sum(grid, cfg, _plan(cfg, synth, n, n), shape)
+        released, info = ckks_sum(grid, cfg, share_plan(cfg, synth, n, n), shape)
     elif str(cfg["aggregation"]) == "plain":
         released, info = _plain_sum(grid, cfg, shape)
     else:
@@ -295,32 +239,17 @@ def run_release(grid: Grid, context: Context) -> dict:
             f"{cfg['method']} federates with secagg, ckks or plain aggregation, "
             f"not '{cfg['aggregation']}'"
         )
-    spec, plan, acc = _central_equivalent(cfg)
-    from ..models.base import TrainContext
-
-    ctx = TrainContext(privacy=spec, seed=int(cfg["seed"]), progress=False)
-    result = synth.fit_released(torch.from_numpy(released).float(), plan, acc, ctx)
-    return write_oneshot_run(cfg, synth, result, info, time.time() - t0)
-
-
-def _central_equivalent(cfg: dict):
-    """The spec, plan and accountant history of the central release this one stands for."""
-    from ..privacy.accounting import AccountantState
-    from ..privacy.dpsgd import DPPlan
-
-    spec = privacy_spec(cfg)
-    if spec is None:
-        return None, None, None
-    sigma = noise_multiplier(cfg)
+    ctx = TrainContext(privacy=privacy_spec(cfg), seed=int(cfg["seed"]), progress=False)
+    release = central_release(cfg, synth.name)
     n = int(cfg.get("total-images", 0))
-    plan = DPPlan(sigma, n, 1.0, 1, spec.delta, spec.epsilon, n)
-    return spec, plan, AccountantState(spec.accountant, [(sigma, 1.0, 1)])
+    result = synth.post_process(torch.from_numpy(released).float(), release, ctx, n)
+    return write_oneshot_run(cfg, synth, result, info, time.time() - t0)
 
 
 def _secagg_sum(
     grid: Grid, context: Context, cfg: dict, synth, owners: int, shape: tuple[int, int]
 ) -> tuple[np.ndarray, dict]:
-    plan = _plan(cfg, synth, owners, owners)  # c and Q do not depend on t
+    plan = share_plan(cfg, synth, owners, owners)  # c and Q do not depend on t
     strategy = _SumOfShares(
         shape,
         fraction_fit=1.0,
@@ -362,21 +291,6 @@ def _secagg_sum(
         "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None,
     }
     return released, info
-
-
-def ask_every_owner(grid: Grid, cfg: dict, variant: str) -> tuple[list[Message], int]:
-    """Send the one-shot release request (``variant``: plain | ckks) to every connected owner:
-    the replies that came back without an error, and how many owners were asked."""
-    request = [
-        Message(
-            RecordDict({"config": ConfigRecord({"oneshot": variant})}),
-            message_type="train",
-            dst_node_id=nid,
-        )
-        for nid in sorted(grid.get_node_ids())
-    ]
-    replies = grid.send_and_receive(request, timeout=float(cfg["round-timeout"]))
-    return [r for r in replies if not r.has_error()], len(request)
 
 
 def _plain_sum(grid: Grid, cfg: dict, shape: tuple[int, int]) -> tuple[np.ndarray, dict]:

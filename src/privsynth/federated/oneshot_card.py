@@ -15,6 +15,7 @@ from ..atomic import write_json
 from ..privacy.accounting import epsilon_from_history
 from ..run import FORMAT, INFINITY, WEIGHTS, save_weights, write_card
 from .card import SAMPLE_UNIT
+from .oneshot_plan import central_release
 from .runconfig import privacy_spec
 
 SECAGG_ASSUMPTIONS = [
@@ -97,11 +98,10 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "aggregation": info["aggregation"],
             "guarantee": "none: released without differential privacy; epsilon = infinity",
         }
-    from .oneshot import noise_multiplier
-
-    sigma, delta, accountant = noise_multiplier(cfg), spec.delta, spec.accountant
-    clip = spec.max_grad_norm
-    eps = epsilon_from_history([(sigma, 1.0, 1)], delta, accountant)
+    release = central_release(cfg, "federated_share_sum")  # what the summed shares stand for
+    sigma, delta, accountant = release.sigma, spec.delta, spec.accountant
+    clip = release.sensitivity
+    eps = epsilon_from_history(release.history, delta, accountant)
     block: dict = {"aggregation": info["aggregation"], "unit": SAMPLE_UNIT}
     if info["aggregation"] in ("secagg", "ckks"):
         plan = info["plan"]
@@ -167,7 +167,7 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
             "planned_steps": 1,
             "max_grad_norm": clip,
             "target_epsilon": spec.epsilon,
-            "history": [[sigma, 1.0, 1]],
+            "history": release.card()["history"],
             "includes_warmup_release": False,
             "computed_by": "opacus accountant from the one release (sigma, q = 1, 1 step)",
         },
@@ -194,7 +194,7 @@ def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict
     }
     if "dp_sgd" in privacy:  # the total as the summed release's count feature has it, no exact one
         from ..privacy.accounting import default_delta
-        from ..trainer_card import neighbouring_block, released_counts
+        from ..trainer_card import neighbouring_block
 
         total = max(1, int(cfg.get("total-images", 0)))
         # a federation makes no size release (docs/privacy.md): its default delta still tells
@@ -205,9 +205,7 @@ def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict
             if privacy["dp_sgd"]["delta"] == default_delta(total)
             else None
         )
-        privacy["neighbouring"] = neighbouring_block(
-            released_counts({}, result, None, synth.name), limitation=limitation
-        )
+        privacy["neighbouring"] = neighbouring_block([result.release], limitation=limitation)
     card = {
         "format": FORMAT,
         "run_id": uuid.uuid4().hex[:12],

@@ -34,7 +34,7 @@ from flwr.serverapp import Grid
 from ..errors import ConfigError, PrivacyError
 from ..privacy.distributed_noise import DistributedPlan, noisy_share, opendp_rho
 from . import encrypted
-from .oneshot import ask_every_owner
+from .oneshot_plan import ask_every_owner
 
 MAX_ROUNDING_ERROR = 0.25  # grid units; CKKS' own error is ~1e-6 units at these magnitudes
 

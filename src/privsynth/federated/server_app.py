@@ -47,6 +47,7 @@ def run_federation(grid: Grid, context: Context) -> dict:
     from .oneshot import is_oneshot, run_release  # fedmerf: one-shot release (dpmerf/dpkernel)
 
     if is_oneshot(str(cfg["method"])):
+        wait_for_nodes(grid, int(cfg["min-nodes"]), float(cfg["wait-timeout"]))
         return run_release(grid, context)
     t0 = time.time()
     synth = task.build_model(cfg)

@@ -8,9 +8,10 @@ safetensors and the config in ``card.json``, so every method returns the same ch
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, ClassVar
+from dataclasses import asdict, fields
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -18,38 +19,11 @@ from torch import nn
 
 from ..data import ImageDataset, from_unit_range
 from ..errors import ConfigError
-from ..privacy import AccountantState, DPPlan, PrivacySpec
-
-
-@dataclass
-class TrainContext:
-    """What the orchestrator (``privsynth.train``) hands a method's ``fit``.
-
-    ``privacy`` is None for a non-private baseline. ``checkpoint(step, state, accountant)`` saves
-    resumable state and books the spend so far in the ledger; ``resume`` is that state, restored.
-    """
-
-    privacy: PrivacySpec | None
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = True
-    checkpoint_every: int = 500
-    checkpoint: Callable[[int, dict, AccountantState | None], None] = lambda *a: None
-    on_plan: Callable[[DPPlan], None] = lambda plan: None
-    resume: dict | None = None
-
-
-@dataclass
-class FitResult:
-    """What training really did: the DP plan it ran with and the accountant's history."""
-
-    steps: int
-    dp_plan: DPPlan | None = None
-    accountant: AccountantState | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    # The training-set size as a DP release drew it (dpmerf's count feature), for the card; None
-    # when the method releases no count. Never the exact size (add/remove-one: see privacy.md).
-    dp_count: float | None = None
+from ..privacy import AccountantState, PrivacySpec
+from ..privacy.mechanisms import gaussian_noise_release
+from ..privacy.release import Release, gaussian
+from . import engine
+from .context import FitResult, TrainContext, infinite  # noqa: F401  (their home before)
 
 
 class Method:
@@ -62,12 +36,12 @@ class Method:
     - ``config_class``: the config dataclass (defaults that run; ``--set key=value`` overrides).
     - ``kind``: ``"dp-sgd"`` (a network reads the private data, trained by the one DP-SGD loop in
       ``models/engine.py``), ``"one-shot"`` (one noisy release of a statistic, then
-      post-processing: dpmerf, dpkernel) or ``"none"`` (never private; test doubles).
+      post-processing: a `OneShotMethod`, dpmerf, dpkernel) or ``"none"`` (never private).
     - ``mechanism``: the key of the card's mechanism description (``trainer_card.MECHANISMS``).
     - ``federable``: whether ``privsynth federate`` can train it; a DP-SGD method federates its
       ``federated_modules()`` by weight averaging, a one-shot method by summing owners' releases
       (``federates_by = "release-sum"``: each owner's share of the noisy statistic, summed under
-      secure aggregation; the hook is the method's own ``release``).
+      secure aggregation; the hooks are `OneShotMethod`'s ``statistic`` and ``fit_released``).
 
     Hooks of a DP-SGD method (``models/engine.py`` calls them; nothing else writes a DP loop):
     ``private_module()`` (the one network that reads private images), ``private_optimizer``,
@@ -121,9 +95,7 @@ class Method:
     # --- training -----------------------------------------------------------------------------
     def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
         """DP-SGD methods train through the one engine; one-shot methods override this."""
-        from .engine import fit
-
-        return fit(self, data, ctx)
+        return engine.fit(self, data, ctx)
 
     def total_steps(self, n_private: int) -> int:
         """Private steps of a whole run: ``epochs`` expected passes at the Poisson rate q."""
@@ -211,6 +183,112 @@ class Method:
         return None
 
 
+class ModelWithEMA(Method):
+    """The DP-SGD hooks of a method whose one network ``self.model`` reads the private images
+    and whose released copy is its EMA ``self.ema`` (dpvae, dpdiffusion)."""
+
+    def private_module(self) -> nn.Module:
+        return self.model
+
+    def after_step(self, step: int, last: bool, private: nn.Module) -> dict[str, float]:
+        engine.update_ema(self.model, self.ema, self.config.ema, step)
+        return {}
+
+    def train_state(self) -> dict:
+        return {"ema": self.ema.state_dict()}
+
+    def load_train_state(self, state: dict) -> None:
+        self.ema.load_state_dict(state["ema"])
+
+    def federated_modules(self) -> dict[str, nn.Module]:
+        return {"m": self.model}
+
+    def after_federation(self) -> None:
+        self.ema.load_state_dict(self.model.state_dict())
+
+
+class OneShotMethod(Method):
+    """A method that releases one noisy statistic of the private data, then post-processes it.
+
+    What it declares: ``statistic(data, sensitivity)``, the exact statistic (float64), which one
+    image moves by at most ``sensitivity`` in L2 norm and which owners' copies add up to the whole
+    set's (so it federates by summing noisy shares); ``statistic_shape()``, that tensor's shape
+    without the data; and ``fit_released(released, ctx)``, the free post-processing of the noisy
+    statistic. The rest is here, once: the budget check before the draw, the Gaussian draw
+    (`release`), its accountant history after the run's earlier releases, checkpoints that keep
+    the release so a resumed run never draws again (`fit`), and the plan a federation's
+    server-side sum stands for (`post_process`).
+    """
+
+    kind = "one-shot"
+    mechanism = "gaussian"  # the card names it
+    federable = True
+    federates_by = "release-sum"
+
+    def statistic(self, data: ImageDataset, sensitivity: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def statistic_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def fit_released(self, released: torch.Tensor, ctx: TrainContext) -> FitResult:
+        raise NotImplementedError
+
+    def release(self, data: ImageDataset, ctx: TrainContext) -> tuple[torch.Tensor, Release | None]:
+        """The noisy statistic and its `Release` (None, and the exact statistic, without DP)."""
+        spec = ctx.privacy
+        exact = self.statistic(data, sensitivity(spec))
+        if spec is None:
+            return exact.float(), None
+        plan = engine.plan_release(spec, len(data), ctx)  # the budget check comes before the noise
+        sigma = plan.noise_multiplier
+        noisy, release = gaussian_noise_release(exact, sigma, sensitivity(spec), self.name)
+        return noisy.float(), release
+
+    def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
+        resume = ctx.resume
+        if resume is None:
+            released, release = self.release(data, ctx)
+        else:  # the release already happened: reuse it, never draw new noise
+            released, release = resume["released"], None
+            if ctx.privacy is not None:  # a private checkpoint without its release is refused
+                lead = sum(int(h[2]) for h in ctx.privacy.prior)
+                sigma = engine.resumed_history(resume, lead + 1).history[-1][0]
+                release = gaussian(self.name, sigma, sensitivity(ctx.privacy))
+        return self.post_process(released, release, ctx, len(data))
+
+    def post_process(
+        self, released: torch.Tensor, release: Release | None, ctx: TrainContext, n_private: int
+    ) -> FitResult:
+        """`fit_released` on ``released``, with the release's plan and accountant (after the
+        run's earlier releases, ``ctx.privacy.prior``) on the result and in every checkpoint."""
+        spec, plan, acc = ctx.privacy, None, None
+        if release is not None:
+            plan = engine.one_shot_plan(spec, n_private, release.sigma)
+            acc = AccountantState(spec.accountant, [*spec.prior, *release.history])
+        kept = {
+            "released": released,
+            "accountant": acc.to_json() if acc else None,
+            "plan": plan.to_json() if plan else None,
+        }
+
+        def checkpoint(step: int, state: dict, _: Any) -> None:
+            ctx.checkpoint(step, {"step": step, **state, **kept}, acc)
+
+        if ctx.resume is None:
+            checkpoint(0, {}, None)  # book the spend (and keep the release) the moment it exists
+        result = self.fit_released(released, dataclasses.replace(ctx, checkpoint=checkpoint))
+        if release is not None and result.dp_count is not None:
+            how = f"the count feature of {self.name}'s one Gaussian release, summed over classes"
+            release = release.with_count(result.dp_count, how)
+        return dataclasses.replace(result, dp_plan=plan, accountant=acc, release=release)
+
+
+def sensitivity(spec: PrivacySpec | None) -> float:
+    """A one-shot statistic's L2 sensitivity: the clip norm C (1 without DP)."""
+    return spec.max_grad_norm if spec is not None else 1.0
+
+
 def build_config(cls: type, overrides: dict[str, Any] | None) -> Any:
     """Dataclass ``cls`` with known keys overridden; unknown keys are an error naming valid ones."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -255,9 +333,3 @@ def _check_type(key: str, value: Any, default: Any) -> None:
     if (key == "lr" or key.startswith("lr_")) and not value > 0:
         # a learning rate <= 0 fails in the optimizer, after the spend was reserved
         raise ConfigError(f"option {key}={value!r} must be > 0; e.g. --set {key}={default!r}")
-
-
-def infinite(loader):
-    """Cycle a DataLoader forever (Poisson loaders draw fresh batches each pass)."""
-    while True:
-        yield from loader

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .engine import ModelWithEMA, ema_copy
+from .base import ModelWithEMA
+from .engine import ema_copy
 from .generator import halvings
 
 SIGMA_DATA = 0.5

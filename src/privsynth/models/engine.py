@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -32,8 +32,11 @@ from ..errors import CheckpointError, ConfigError
 from ..privacy import dpsgd
 from ..privacy.accounting import AccountantState, PrivacySpec, calibrate_noise
 from ..privacy.dpsgd import DPPlan
-from .base import FitResult, Method, TrainContext, infinite
+from .context import FitResult, TrainContext, infinite
 from .progress import progress_bar
+
+if TYPE_CHECKING:  # the methods import this module, never the other way round
+    from .base import Method
 
 RESEED = 1_000_003  # seeded streams of a resumed segment start at seed + RESEED * step
 
@@ -288,32 +291,14 @@ def plan_release(privacy: PrivacySpec, n_private: int, ctx: TrainContext) -> DPP
             if privacy.noise_multiplier is not None
             else calibrate_noise(privacy.epsilon, delta, 1.0, 1, privacy.accountant, privacy.prior)
         )
-    # the "batch" of a release on the whole set is N: the published N_hat stands for it
-    shown_n = privacy.public_size(n_private)
-    plan = DPPlan(sigma, shown_n, 1.0, 1, delta, privacy.epsilon, n_private)
+    plan = one_shot_plan(privacy, n_private, sigma)
     ctx.on_plan(plan)
     return plan
 
 
-class ModelWithEMA(Method):
-    """The DP-SGD hooks of a method whose one network ``self.model`` reads the private images
-    and whose released copy is its EMA ``self.ema`` (dpvae, dpdiffusion)."""
-
-    def private_module(self) -> nn.Module:
-        return self.model
-
-    def after_step(self, step: int, last: bool, private: nn.Module) -> dict[str, float]:
-        update_ema(self.model, self.ema, self.config.ema, step)
-        return {}
-
-    def train_state(self) -> dict:
-        return {"ema": self.ema.state_dict()}
-
-    def load_train_state(self, state: dict) -> None:
-        self.ema.load_state_dict(state["ema"])
-
-    def federated_modules(self) -> dict[str, nn.Module]:
-        return {"m": self.model}
-
-    def after_federation(self) -> None:
-        self.ema.load_state_dict(self.model.state_dict())
+def one_shot_plan(privacy: PrivacySpec, n_private: int, sigma: float) -> DPPlan:
+    """A one-shot release's plan at noise multiplier ``sigma``: one step at q = 1, whose "batch"
+    (the whole set) the published N_hat stands for."""
+    shown_n = privacy.public_size(n_private)
+    delta = privacy.resolved_delta(n_private)
+    return DPPlan(sigma, shown_n, 1.0, 1, delta, privacy.epsilon, n_private)

@@ -39,10 +39,7 @@ import torch.nn.functional as F
 
 from ..data import ImageDataset, to_unit_range
 from ..errors import ConfigError
-from ..privacy.accounting import AccountantState
-from ..privacy.dpsgd import DPPlan
-from .base import FitResult, Method, TrainContext
-from .engine import plan_release, resumed_history
+from .base import FitResult, OneShotMethod, TrainContext, sensitivity
 from .generator import Generator, check_generator_weights
 from .progress import progress_bar
 
@@ -181,29 +178,13 @@ class ReleasedEmbedding(torch.nn.Module):
         return bool((self.median > 0).all())
 
 
-def gaussian_noise_release(values: torch.Tensor, scale: float) -> torch.Tensor:
-    """``values + N(0, scale^2)`` per entry, the noise drawn by OpenDP's Gaussian mechanism from
-    the OS CSPRNG (never from a seeded generator: a known seed would let anyone subtract it)."""
-    import opendp.prelude as dp
-
-    dp.enable_features("contrib")
-    space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float)
-    meas = dp.m.make_gaussian(*space, scale=float(scale))
-    flat = values.double().flatten().tolist()
-    return torch.tensor(meas(flat), dtype=torch.float64).view(values.shape)
-
-
-class MERFSynthesizer(Method):
+class MERFSynthesizer(OneShotMethod):
     """``dpmerf``: one Gaussian release of per-class mean embeddings + a generator trained for free.
 
     Without privacy (``--no-dp``) the embedding is the exact one: the non-private twin.
     """
 
     name, config_class = "dpmerf", MERFConfig
-    kind = "one-shot"  # one Gaussian release, not DP-SGD
-    mechanism = "gaussian"  # the card names it
-    federable = True
-    federates_by = "release-sum"  # owners' shares of S add up to S (federated/oneshot.py)
 
     def __init__(self, image_shape, num_classes, config=None, private=None, name=None):
         super().__init__(image_shape, num_classes, config, private, name)
@@ -213,65 +194,31 @@ class MERFSynthesizer(Method):
         self.features = KernelFeatures(self.image_shape, cfg)
         self.embedding = ReleasedEmbedding(num_classes, self.features.dim - 1)
 
-    # --- the one private step ----------------------------------------------------------------
-    def release(
-        self, data: ImageDataset, ctx: TrainContext
-    ) -> tuple[torch.Tensor, DPPlan | None, AccountantState | None]:
-        """The noisy feature-by-class sum ``S`` (and the plan/accountant that priced it)."""
-        spec = ctx.privacy
-        C = spec.max_grad_norm if spec is not None else 1.0
-        total = self.embedding_sum(data, C)
-        if spec is None:
-            return total.float(), None, None
-        plan = plan_release(spec, len(data), ctx)  # the budget check comes before the noise
-        sigma = plan.noise_multiplier
-        noisy = gaussian_noise_release(total, sigma * C)
-        # after the releases that came first (the size release): one accountant composes them
-        history = [*spec.prior, (sigma, 1.0, 1)]
-        return noisy.float(), plan, AccountantState(spec.accountant, history)
-
-    def embedding_sum(self, data: ImageDataset, C: float) -> torch.Tensor:
-        """``S = sum_i f(x_i) e_{y_i}^T`` (float64, features x classes), no noise: what the
-        Gaussian release perturbs (a federated owner computes it on its own images)."""
+    # --- the one private step: OneShotMethod releases this statistic ------------------------
+    def statistic(self, data: ImageDataset, sensitivity: float) -> torch.Tensor:
+        """``S = sum_i f(x_i) e_{y_i}^T`` (float64, features x classes) at feature norm
+        ``sensitivity``, no noise: what the Gaussian release perturbs (a federated owner
+        computes it on its own images)."""
         x = torch.from_numpy(to_unit_range(data.images))
         y = torch.from_numpy(data.labels).long()
-        total = torch.zeros(self.features.dim, self.num_classes, dtype=torch.float64)
+        total = torch.zeros(self.statistic_shape(), dtype=torch.float64)
         for xb, yb in zip(x.split(1024), y.split(1024), strict=True):
-            total.index_add_(1, yb, self.features(xb, C).double().T)
+            total.index_add_(1, yb, self.features(xb, sensitivity).double().T)
         return total
 
-    # --- training the generator (post-processing) -------------------------------------------
-    def fit(self, data: ImageDataset, ctx: TrainContext) -> FitResult:
-        if ctx.resume is not None:  # the release already happened: reuse it, never draw new noise
-            resume = ctx.resume
-            released = resume["released"]
-            # a private release is one step at q = 1; a checkpoint without it is refused
-            acc = (
-                resumed_history(resume, 1 + sum(int(h[2]) for h in ctx.privacy.prior))
-                if ctx.privacy is not None
-                else None
-            )
-            plan = DPPlan(**resume["plan"]) if resume.get("plan") else None
-        else:
-            released, plan, acc = self.release(data, ctx)
-        return self.fit_released(released, plan, acc, ctx)
+    def statistic_shape(self) -> tuple[int, int]:
+        return (self.features.dim, self.num_classes)
 
-    def fit_released(
-        self,
-        released: torch.Tensor,
-        plan: DPPlan | None,
-        acc: AccountantState | None,
-        ctx: TrainContext,
-    ) -> FitResult:
-        """Train the generator on a released ``S`` (post-processing: no privacy cost). The
-        federated one-shot path (federated/oneshot.py) calls it with the SecAgg+ sum."""
+    # --- training the generator (post-processing) -------------------------------------------
+    def fit_released(self, released: torch.Tensor, ctx: TrainContext) -> FitResult:
+        """Train the generator on a released ``S`` (post-processing: no privacy cost)."""
         cfg, device = self.config, torch.device(ctx.device)
         torch.manual_seed(ctx.seed)
         resume = ctx.resume
         G = self.generator.to(device)
         opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         best, since, start = math.inf, 0, 0
-        if resume is not None:
+        if resume is not None and "generator" in resume:  # else killed before its first step
             check_generator_weights(resume["generator"], "")
             G.load_state_dict(resume["generator"])
             opt.load_state_dict(resume["opt"])
@@ -280,20 +227,15 @@ class MERFSynthesizer(Method):
 
         def snapshot(step: int) -> None:
             state = {
-                "released": released,
                 "generator": G.state_dict(),
                 "opt": opt.state_dict(),
                 "step": step,
                 "best": best,
                 "since": since,
-                "accountant": acc.to_json() if acc else None,
-                "plan": plan.to_json() if plan else None,
             }
-            ctx.checkpoint(step, state, acc)
+            ctx.checkpoint(step, state, None)
 
-        if resume is None:
-            snapshot(0)  # book the spend the moment the embedding exists
-        C = ctx.privacy.max_grad_norm if ctx.privacy is not None else 1.0
+        C = sensitivity(ctx.privacy)
         features = self.features.to(device)
         target = features.class_means(released.to(device), C)[:, :-1]
         t0 = time.time()
@@ -330,15 +272,15 @@ class MERFSynthesizer(Method):
         snapshot(steps)
         return FitResult(
             steps,
-            plan,
-            acc,
+            None,
+            None,
             {
                 "loss": smooth,
                 "generator_steps": steps,
                 "generator_seconds": round(time.time() - t0, 1),
                 "witness_redrawn": rejected,
             },
-            dp_count=features.total_count(released.to(device), C) if acc is not None else None,
+            dp_count=features.total_count(released.to(device), C) if ctx.privacy else None,
         )
 
     @torch.no_grad()

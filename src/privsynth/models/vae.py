@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .engine import ModelWithEMA, ema_copy
+from .base import ModelWithEMA
+from .engine import ema_copy
 from .generator import halvings
 
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from ..data import ImageDataset
 from ..errors import ConfigError, DataError, TrainingDiverged
 from ..privacy.central import CentralRelease, central_sigma, check_settings, release_central
+from ..privacy.release import Release, gaussian
 from . import warmup_merf
 from .base import TrainContext
 
@@ -193,17 +194,19 @@ class WarmUp:
                 "release's own sigma: --warmup-set sigma=S (or give --epsilon)"
             )
         else:
-            q, queries = self.release_sampling()
+            at = self.planned(sigma=1.0)  # its sampling, for the calibration
             self.sigma = central_sigma(
-                cfg.share * spec.epsilon, spec.delta, q, queries, spec.accountant
+                cfg.share * spec.epsilon, spec.delta, at.q, at.steps, spec.accountant
             )
-        prior = [(float(self.sigma), *self.release_sampling())]
+        prior = self.planned().history
         return prior, (list(prior) if self.release is not None else [])
 
-    def release_sampling(self) -> tuple[float, int]:
-        """(sample rate, queries) of the release: the MERF release is one query on every image."""
-        cfg = self.config
-        return (float(cfg.sample_rate), int(cfg.queries)) if self.kind == "central" else (1.0, 1)
+    def planned(self, sigma: float | None = None) -> Release:
+        """The release at ``sigma`` (default: the fixed one), drawn or not: the MERF release is
+        one query on every image, the central one ``queries`` at the configured sample rate."""
+        cfg, central = self.config, self.kind == "central"
+        q, queries = (float(cfg.sample_rate), int(cfg.queries)) if central else (1.0, 1)
+        return gaussian(f"warmup.{self.kind}", sigma or self.sigma, 1.0, q, queries)
 
     def card(self, delta: float, accountant: str) -> dict:
         from ..privacy.accounting import epsilon_from_history
@@ -225,8 +228,7 @@ class WarmUp:
                 "spending budget; not protected by this run's guarantee",
             }
         if self.kind == "central":
-            cfg, r = self.config, self.release
-            hist = [(self.sigma, cfg.sample_rate, cfg.queries)]
+            cfg, r, hist = self.config, self.release, self.planned().history
             out["central"] = {
                 "mechanism": "Gaussian mechanism (OpenDP noise) on per-class sums of clipped "
                 "low-resolution images, L2 sensitivity 1; DP-FETA's central images",
@@ -243,7 +245,7 @@ class WarmUp:
                 "composed": COMPOSED,
             }
         if self.kind == "merf":
-            hist = [(self.sigma, 1.0, 1)]
+            hist = self.planned().history
             out["merf"] = {
                 "mechanism": "Gaussian mechanism (OpenDP noise) on per-class sums of norm-1 "
                 "random Fourier features (dpmerf's release), L2 sensitivity 1; the warm-up set "
@@ -257,22 +259,6 @@ class WarmUp:
                 "composed": COMPOSED,
             }
         return out
-
-    def released_count(self) -> dict | None:
-        """The training-set size as the warm-up's DP release drew it (for the card's
-        ``privacy.neighbouring``), or None without a release."""
-        r = self.release
-        if self.kind == "merf" and r is not None:
-            how = "the count feature of the DP-MERF warm-up release, summed over classes"
-            return {"release": "warmup.merf", "dp_count": r.total_count(), "how": how}
-        if self.kind == "central" and r is not None:
-            return {
-                "release": "warmup.central",
-                "dp_count": float(np.sum(r.counts)) / (r.queries * r.sample_rate),
-                "how": "the central release's noisy class counts, summed and divided by "
-                "queries x sample rate",
-            }
-        return None
 
     def phases_named(self) -> list[str]:
         return [

@@ -26,9 +26,11 @@ import numpy as np
 import torch
 
 from ..data import ImageDataset
+from ..privacy.mechanisms import gaussian_noise_release
+from ..privacy.release import Release, gaussian
 from .base import TrainContext
 from .defaults import recommended_config
-from .merf import MERFConfig, MERFSynthesizer, gaussian_noise_release
+from .merf import MERFConfig, MERFSynthesizer
 
 
 @dataclass
@@ -39,13 +41,21 @@ class MerfRelease:
     sigma: float
 
     @property
+    def release(self) -> Release:
+        """The draw as a `Release`, with the training-set size its count feature carries."""
+        return gaussian("warmup.merf", self.sigma).with_count(self.total_count(), COUNT_HOW)
+
+    @property
     def history(self) -> list[tuple[float, float, int]]:
-        return [(self.sigma, 1.0, 1)]
+        return self.release.history
 
     def total_count(self) -> float:
         """The training-set size as the release's count feature has it (norm-1 features,
         dpmerf's default count weight, as `merf_method` builds them): post-processing."""
         return float(self.released[-1].double().sum()) / MERFConfig().count_weight ** 0.5
+
+
+COUNT_HOW = "the count feature of the DP-MERF warm-up release, summed over classes"
 
 
 def merf_method(like: ImageDataset) -> MERFSynthesizer:
@@ -56,8 +66,9 @@ def merf_method(like: ImageDataset) -> MERFSynthesizer:
 
 def release_merf(train_set: ImageDataset, sigma: float) -> MerfRelease:
     """The one private step: the private images' feature sums plus Gaussian noise."""
-    exact = merf_method(train_set).embedding_sum(train_set, 1.0)
-    return MerfRelease(gaussian_noise_release(exact, sigma).float(), float(sigma))
+    exact = merf_method(train_set).statistic(train_set, 1.0)
+    noisy, _ = gaussian_noise_release(exact, sigma)  # its Release: MerfRelease.release
+    return MerfRelease(noisy.float(), float(sigma))
 
 
 def merf_warmup_set(release: MerfRelease, like: ImageDataset, images: int | None, ctx) -> tuple:
@@ -67,7 +78,7 @@ def merf_warmup_set(release: MerfRelease, like: ImageDataset, images: int | None
     torch.manual_seed(ctx.seed)  # the generator's initial weights too: the set follows the seed
     synth = merf_method(like)
     quiet = TrainContext(privacy=None, seed=ctx.seed, device=ctx.device, progress=ctx.progress)
-    fit = synth.fit_released(release.released, None, None, quiet)
+    fit = synth.fit_released(release.released, quiet)
     k, n = like.num_classes, images or len(like)
     labels = np.arange(n) % k
     drawn = synth.sample(n, labels, seed=ctx.seed + 7919)

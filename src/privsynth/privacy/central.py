@@ -13,7 +13,7 @@ set before DP-SGD. Ours, exactly:
 - per class k the sum ``S_k = sum of v_i over images i of class k`` (a K x (D + 1) matrix). Adding
   or removing one image (with its label) changes one row by ``v_i``: L2 sensitivity 1;
 - released: ``S + N(0, sigma^2)`` per entry, the noise drawn by OpenDP's Gaussian mechanism from
-  the OS CSPRNG (`mechanisms.gaussian_vector`). With ``sample_rate < 1`` each of ``queries``
+  the OS CSPRNG (`mechanisms.gaussian_noise_release`). With ``sample_rate < 1`` each of ``queries``
   releases sums a fresh Poisson sample (each image in with probability q) as FETA does.
 Accounting: the whole release is the Opacus accountant history entry ``(sigma, q, queries)`` —
 one Gaussian step at sampling rate 1 by default — composed with DP-SGD in the same accountant
@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .accounting import calibrate_noise
-from .mechanisms import gaussian_vector
+from .mechanisms import gaussian_noise_release
+from .release import Release, gaussian
 
 
 @dataclass
@@ -50,8 +51,18 @@ class CentralRelease:
     count_weight: float
 
     @property
+    def release(self) -> Release:
+        """The ``queries`` Gaussian draws as one `Release`, with the count its sums carry."""
+        drawn = gaussian("warmup.central", self.sigma, 1.0, self.sample_rate, self.queries)
+        count = float(np.sum(self.counts)) / (self.queries * self.sample_rate)
+        return drawn.with_count(count, COUNT_HOW)
+
+    @property
     def history(self) -> list[tuple[float, float, int]]:
-        return [(self.sigma, self.sample_rate, self.queries)]
+        return self.release.history
+
+
+COUNT_HOW = "the central release's noisy class counts, summed and divided by queries x sample rate"
 
 
 def max_norm(channels: int, size: int) -> float:
@@ -139,7 +150,7 @@ def release_central(
             else torch.ones(len(v), dtype=torch.bool)
         )
         sums = class_sums(v[rows], np.asarray(labels)[rows.numpy()], num_classes)
-        noisy = gaussian_vector(sums, sigma)  # the private step
+        noisy, _ = gaussian_noise_release(sums, sigma)  # the private step (its Release: .release)
         # Post-processing from here on.
         a = math.sqrt(1.0 - count_weight**2)
         count = noisy[:, -1] / count_weight

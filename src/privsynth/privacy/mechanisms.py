@@ -1,5 +1,5 @@
 """One-shot releases: counts (class proportions) with the Laplace or Gaussian mechanism, and
-OpenDP Gaussian noise on a vector (the warm-up's central images, privacy/central.py).
+OpenDP Gaussian noise on a tensor (`gaussian_noise_release`: every Gaussian release's draw).
 
 The mechanisms and their calibration are OpenDP's (not hand-rolled): integer counts get
 discrete Laplace / discrete Gaussian noise whose scale OpenDP searches for the requested
@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
+from .release import Release, gaussian
 
 COUNT_MECHANISMS = ("uniform", "laplace", "gaussian")
 
@@ -71,15 +72,20 @@ def release_proportions(
     eps_spent, delta_spent = count_spend(mechanism, epsilon, delta)
     if mechanism == "uniform":
         return np.full(k, 1.0 / k), 0.0, 0.0
-    return proportions(release_counts(counts, mechanism, epsilon, delta)), eps_spent, delta_spent
+    return proportions(release_counts(counts, mechanism, epsilon, delta)[0]), eps_spent, delta_spent
 
 
-def release_counts(counts: np.ndarray, mechanism: str, epsilon: float, delta: float) -> np.ndarray:
-    """The noisy class counts (float64), drawn once by OpenDP's ``mechanism`` at sensitivity 1;
-    ``mechanism`` is laplace or gaussian (`count_spend` checks the arguments)."""
-    count_spend(mechanism, epsilon, delta)
-    meas, _ = calibrated(mechanism, epsilon, delta)
-    return np.asarray(meas([int(c) for c in counts]), dtype=np.float64)
+def release_counts(counts: np.ndarray, mechanism: str, epsilon: float, delta: float):
+    """``(noisy class counts (float64), their Release)``, drawn once by OpenDP's ``mechanism``
+    (laplace or gaussian; `count_spend` checks the arguments) at sensitivity 1. The release
+    states its own (epsilon, delta): it composes with the run's accountant by basic composition."""
+    eps, d = count_spend(mechanism, epsilon, delta)
+    meas, scale = calibrated(mechanism, epsilon, delta)
+    noisy = np.asarray(meas([int(c) for c in counts]), dtype=np.float64)
+    how = f"sum of the class counts released with the {mechanism} mechanism (before the floor "
+    how += "of one image per class)"
+    release = Release("class_proportions", mechanism, scale, epsilon=eps, delta=d)
+    return noisy, release.with_count(float(noisy.sum()), how)
 
 
 def proportions(noisy: np.ndarray) -> np.ndarray:
@@ -89,16 +95,18 @@ def proportions(noisy: np.ndarray) -> np.ndarray:
     return noisy / noisy.sum()
 
 
-def gaussian_vector(values, scale: float):
-    """``values + N(0, scale^2)`` per entry (a float64 torch tensor of any shape), the noise drawn
-    by OpenDP's Gaussian mechanism from the OS CSPRNG, never from a seeded generator (a known seed
-    would let anyone subtract the noise). ``scale`` is the noise standard deviation: sigma times
-    the L2 sensitivity; the privacy of the release is accounted by the caller (Opacus history)."""
+def gaussian_noise_release(values, sigma: float, sensitivity: float = 1.0, name: str = "", q=1.0):
+    """``(values + N(0, (sigma * sensitivity)^2) per entry, its Release)``: ``values`` a torch
+    tensor of any shape (the result is float64), the noise drawn by OpenDP's Gaussian mechanism
+    from the OS CSPRNG, never from a seeded generator (a known seed would let anyone subtract it).
+    ``sigma`` is the noise multiplier, ``sensitivity`` the L2 sensitivity of ``values``; the
+    `Release` is what the run's accountant composes."""
     import opendp.prelude as dp
     import torch
 
     dp.enable_features("contrib")
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float)
-    meas = dp.m.make_gaussian(*space, scale=float(scale))
+    meas = dp.m.make_gaussian(*space, scale=float(sigma) * float(sensitivity))
     flat = values.double().flatten().tolist()
-    return torch.tensor(meas(flat), dtype=torch.float64).view(values.shape)
+    noisy = torch.tensor(meas(flat), dtype=torch.float64).view(values.shape)
+    return noisy, gaussian(name, sigma, sensitivity, q)

@@ -4,11 +4,12 @@ anything else a private run publishes.
 Under add/remove-one neighbouring datasets an exact N tells two neighbours apart, and every
 published parameter computed from N would carry it: the DP-SGD sample rate and the default
 delta. So a private run first releases ``N_hat = max(1, round(N + N(0, sigma_n^2)))``
-(sensitivity 1; OpenDP's Gaussian noise from the OS CSPRNG, `mechanisms.gaussian_vector`) and
-computes every published N-dependent value from N_hat: q = min(1, B / N_hat), the steps
-ceil(epochs / q), the default delta 1 / (10 N_hat). The release is the accountant history entry
-``(sigma_n, 1.0, 1)`` at the head of the run's history (before a warm-up release and DP-SGD):
-one Opacus accountant composes it with the rest, within the run's epsilon.
+(sensitivity 1; OpenDP's Gaussian noise from the OS CSPRNG, `mechanisms.gaussian_noise_release`,
+which returns it with its `Release`) and computes every published N-dependent value from N_hat:
+q = min(1, B / N_hat), the steps ceil(epochs / q), the default delta 1 / (10 N_hat). The release
+is the accountant history entry ``(sigma_n, 1.0, 1)`` at the head of the run's history (before a
+warm-up release and DP-SGD): one Opacus accountant composes it with the rest, within the run's
+epsilon.
 
 sigma_n: Opacus' calibration (`accounting.calibrate_noise`, PRV) for ``share * epsilon`` at the
 user's delta, or at `CALIBRATION_DELTA` when delta is the default (the default needs N_hat,
@@ -30,11 +31,16 @@ import torch
 
 from ..errors import ConfigError, PrivacyError
 from .accounting import calibrate_noise
-from .mechanisms import gaussian_vector
+from .mechanisms import gaussian_noise_release
+from .release import Release, gaussian
 
 SHARE = 0.02  # of the target epsilon, spent on the size release alone (at CALIBRATION_DELTA)
 MAX_SIGMA = 20.0  # N_hat within +-40 images 95% of the time (and the sigma without a target)
 CALIBRATION_DELTA = 1e-5
+HOW = (
+    "the training-set size plus Gaussian noise of standard deviation {sigma:.3g}, rounded (at "
+    "least 1): the N_hat that the sample rate, the steps and the default delta are computed from"
+)
 MECHANISM = (
     "the Gaussian mechanism (OpenDP noise) on the training-set size, sensitivity 1 under "
     "add/remove one image; accounted as the first entry (sigma, 1.0, 1) of the run's history"
@@ -79,14 +85,16 @@ def check_fits(spec, sigma: float, delta: float) -> None:
 
 def entry(sigma: float) -> tuple[float, float, int]:
     """The release's accountant history entry: one Gaussian release on the whole set."""
-    return (float(sigma), 1.0, 1)
+    return gaussian("size_release", sigma).history[0]
 
 
-def release_size(n: int, sigma: float) -> int:
-    """N_hat: ``n`` plus OpenDP Gaussian noise of standard deviation ``sigma`` (sensitivity 1),
-    rounded, at least 1 (post-processing). The only place the exact ``n`` meets the noise."""
-    noisy = gaussian_vector(torch.tensor([float(n)]), sigma)
-    return max(1, int(round(float(noisy[0]))))
+def release_size(n: int, sigma: float) -> tuple[int, Release]:
+    """``(N_hat, its Release)``: ``n`` plus OpenDP Gaussian noise of standard deviation ``sigma``
+    (sensitivity 1), rounded, at least 1 (post-processing). The only place the exact ``n`` meets
+    the noise."""
+    noisy, release = gaussian_noise_release(torch.tensor([float(n)]), sigma, 1.0, "size_release")
+    n_hat = max(1, int(round(float(noisy[0]))))
+    return n_hat, release.with_count(n_hat, HOW.format(sigma=sigma))
 
 
 def agree(n_hat: int) -> int:
@@ -102,15 +110,13 @@ def agree(n_hat: int) -> int:
     return int(value.item())
 
 
-def card_entry(sigma: float, n_hat: int, share: float | None, delta: float, accountant: str):
-    """The card's ``privacy.size_release``."""
+def card_entry(release: Release, share: float | None, delta: float, accountant: str) -> dict:
+    """The card's ``privacy.size_release``: the release, its share and its epsilon alone."""
     from .accounting import epsilon_from_history
 
     return {
-        "sigma": float(sigma),
-        "dp_count": int(n_hat),
+        **release.card(),
         "share": share,
-        "epsilon_alone": epsilon_from_history([entry(sigma)], delta, accountant),
-        "history": [list(entry(sigma))],
-        "mechanism": MECHANISM,
+        "epsilon_alone": epsilon_from_history(release.history, delta, accountant),
+        "description": MECHANISM,
     }
