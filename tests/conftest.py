@@ -20,8 +20,14 @@ from privsynth.data import ImageDataset
 # No test may book into the real per-user ledger: before anything is imported or trained, point
 # PRIVSYNTH_LEDGER (inherited by subprocesses such as federated owners) at a throw-away file; each
 # test then gets its own empty ledger (`_own_ledger` below).
-_SESSION_LEDGER_DIR = tempfile.mkdtemp(prefix="privsynth-test-ledger-")
-os.environ["PRIVSYNTH_LEDGER"] = os.path.join(_SESSION_LEDGER_DIR, "session-ledger.sqlite")
+# Once per session: a test module that imports `tests.conftest` by name loads this file a second
+# time, and must not reset the variable a running test's own ledger has set.
+if "_PRIVSYNTH_TEST_SESSION_LEDGER" not in os.environ:
+    _SESSION_LEDGER_DIR = tempfile.mkdtemp(prefix="privsynth-test-ledger-")
+    os.environ["_PRIVSYNTH_TEST_SESSION_LEDGER"] = os.path.join(
+        _SESSION_LEDGER_DIR, "session-ledger.sqlite"
+    )
+    os.environ["PRIVSYNTH_LEDGER"] = os.environ["_PRIVSYNTH_TEST_SESSION_LEDGER"]
 
 
 @pytest.fixture(autouse=True)
