@@ -46,6 +46,7 @@ from .run import (
     same_data,
     save_train_state,
 )
+from .trainer_auto import AUTO, AUTO_NEEDS_EPSILON, auto_start, settle_auto
 from .trainer_card import (
     data_block,
     neighbouring_block,
@@ -60,7 +61,7 @@ def _one_writer(fit):
     folder is refused while this one lives."""
 
     @functools.wraps(fit)
-    def locked(data="digits", method="dpmerf", out="runs/run", **kwargs):
+    def locked(data="digits", method=AUTO, out="runs/run", **kwargs):
         out = check_output_folder(out)
         inputs = {"--data": getattr(data, "path", data), "--holdout": kwargs.get("holdout")}
         check_not_an_input(out, {**inputs, "--public-data": kwargs.get("public_data")})
@@ -73,7 +74,7 @@ def _one_writer(fit):
 @_one_writer
 def train(
     data: str | Path | DataSource | ImageDataset = "digits",
-    method: str = "dpmerf",
+    method: str = AUTO,
     out: str | Path = "runs/run",
     *,
     epsilon: float | None = None,
@@ -102,6 +103,7 @@ def train(
     warmup_config: dict[str, Any] | None = None,
     size_share: float = size_mech.SHARE,
     size_sigma: float | None = None,
+    time_limit: float | None = None,
 ) -> Run:
     """Train ``method`` on ``data`` and write the run folder ``out``; returns the loaded `Run`.
 
@@ -129,6 +131,9 @@ def train(
     A private run first releases its training-set size N_hat (Gaussian, sigma ``size_sigma``,
     default calibrated for ``size_share`` of ``epsilon``; privacy/size_release.py): the sample
     rate, the steps and the default delta (1/(10 N_hat)) are computed from it, never from N.
+    ``method="auto"`` (the default) picks the method and its settings from the image shape,
+    channels, N_hat, epsilon and ``time_limit`` (minutes of training; models/auto.py) and
+    records the choice and why on the card (``method_choice``); a resume keeps it.
     """
     t0 = time.time()
     out = check_output_folder(out)
@@ -154,18 +159,12 @@ def train(
             accountant=accountant,
             grad_sample_mode=grad_sample_mode,
         )
-    # One place decides the defaults (models/defaults.py, by training-set size and the target
-    # epsilon); flags override.
-    target = spec.epsilon if spec else None
-    config = {**recommended_config(method, n, target), **(config or {})}
+    # auto: provisional until N_hat exists (or the choice a resumed run recorded)
+    choice, n_defaults = auto_start(method, out, overwrite, dataset, n, spec, time_limit, device)
     _check_memory(dataset, n)
-    torch.manual_seed(seed)  # reproducible initial weights
-    synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
-    full_config = synth.config_dict()
-    _check_sizes(full_config)
-    if warmup is None:
-        warmup, warmup_config = _default_warmup(method, n, spec, public_data, warmup_config)
-    warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
+    asked = dict(config=config, warmup=warmup, public_data=public_data, warmup_config=warmup_config)
+    synth, full_config, warm = _build(choice or method, n_defaults, spec, dataset, seed, **asked)
+    method = synth.name
     batch = full_config.get("batch_size")
     if private and synth.mechanism == "dp-sgd" and isinstance(batch, int) and batch > n:
         # before the size release (which would be spent for nothing): the owner's message
@@ -209,6 +208,9 @@ def train(
         card.train = {**card.train, "seed": seed, "device": device, "holdout": holdout}
         if spec is not None:  # N_hat first: every published value that needs N reads it
             spec = _size_release(spec, session, n, sigma_n, sizing, resume, synth)
+            if choice is not None:  # the final choice reads N_hat, never N
+                build = functools.partial(_build, spec=spec, dataset=dataset, seed=seed, **asked)
+                synth, full_config, warm = settle_auto(session, choice, spec, time_limit, build)
         total_delta = spec.resolved_delta(n) if spec else 0.0
         notes = (
             check_delta(total_delta, n, given=delta is not None, force=force, shown_n=spec.size)
@@ -265,10 +267,34 @@ def train(
         raise
 
 
+def _build(method, n_defaults, spec, dataset, seed, *, config, warmup, public_data, warmup_config):
+    """The method (a name, or auto's `Choice`), its config and warm-up. One place decides the
+    defaults (models/defaults.py, by training-set size and the target epsilon; auto's settings
+    over them); flags override. ``n_defaults``: the size the defaults read (N_hat for auto)."""
+    overrides = {}
+    if not isinstance(method, str):
+        method, overrides = method.method, method.config_overrides
+    private = spec is not None
+    target = spec.epsilon if spec else None
+    config = {**recommended_config(method, n_defaults, target), **overrides, **(config or {})}
+    torch.manual_seed(seed)  # reproducible initial weights
+    synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
+    full_config = synth.config_dict()
+    _check_sizes(full_config)
+    if warmup is None:
+        warmup, warmup_config = _default_warmup(
+            method, n_defaults, spec, public_data, warmup_config
+        )
+    warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
+    return synth, full_config, warm
+
+
 def _refuse_privacy_flags(
     method, no_dp, epsilon, delta, noise_multiplier, budget, class_proportions
 ) -> None:
     """A non-private run (a twin or --no-dp) refuses privacy flags: they would promise nothing."""
+    if method == AUTO:
+        raise ConfigError(AUTO_NEEDS_EPSILON)
     refuse_flags_without_dp(
         method,
         no_dp,

@@ -29,11 +29,20 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--method",
-        default="dpmerf",
-        choices=method_names(),
-        help="dp* methods train with differential privacy; gan, vae and diffusion "
-        "are their non-private twins (dpmerf/dpkernel: --no-dp); dpmerf is the "
-        "best measured (README, Benchmarks)",
+        default="auto",
+        choices=["auto", *method_names()],
+        help="auto (default) picks the DP method and its settings from public facts: image "
+        "shape, channels, the released size N_hat, --epsilon, --time-limit (docs/zoo.md); "
+        "dp* methods train with differential privacy; gan, vae and diffusion are their "
+        "non-private twins (dpmerf/dpkernel: --no-dp)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="with --method auto: pick a method and steps whose estimated CPU training time "
+        "fits; refused if none does",
     )
     p.add_argument("--out", required=True, help="run folder to write (resumes if unfinished)")
     add_data_options(p)
@@ -178,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
             counts_epsilon=args.counts_epsilon,
             size_share=args.size_share,
             size_sigma=args.size_sigma,
+            time_limit=args.time_limit,
             device=args.device,
             progress=progress_wanted(args),
             checkpoint_every=args.checkpoint_every,
