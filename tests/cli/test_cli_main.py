@@ -54,7 +54,7 @@ def test_train_help_lists_methods_and_defaults(capsys):
 
     assert main(["train", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "--method {" + ",".join(METHODS) + "}" in out
+    assert "--method {" + ",".join(["auto", *METHODS]) + "}" in out
     for flag in (
         "--seed",
         "--split-seed",

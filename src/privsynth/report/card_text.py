@@ -231,6 +231,12 @@ def model_card(
         "Configuration: `config` in card.json.",
         "",
     ]
+    chosen = card.get("method_choice")
+    if chosen:  # --method auto: one sentence on why, from the card's recorded reasons
+        lines += [
+            f"Chosen by `--method auto` from public facts only: {'; '.join(chosen['reasons'])}.",
+            "",
+        ]
     size = size_sentence(pv.get("neighbouring"))
     if size:
         lines += [size, ""]
