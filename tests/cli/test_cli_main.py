@@ -67,7 +67,7 @@ def test_train_help_lists_methods_and_defaults(capsys):
         "--name",
     ):
         assert flag in out
-    assert "(default: dpmerf)" in out and "(default: prv)" in out
+    assert "(default: auto)" in out and "(default: prv)" in out
 
 
 @pytest.mark.parametrize("verb", ["sweep", "federate"])

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
         "--method",
         default="auto",
         choices=["auto", *method_names()],
-        help="auto (default) picks the DP method and its settings from public facts: image "
+        help="auto picks the DP method and its settings from public facts: image "
         "shape, channels, the released size N_hat, --epsilon, --time-limit (docs/zoo.md); "
         "dp* methods train with differential privacy; gan, vae and diffusion are their "
         "non-private twins (dpmerf/dpkernel: --no-dp)",
