@@ -97,8 +97,8 @@ def test_cost_grows_with_the_image_and_with_n_for_dp_sgd():
 
 
 def test_grey_rows_agree_with_the_validation_rows_they_cite():
-    """The first method of each grey branch is the best mean LeNet TSTR on its dataset and
-    epsilon in bench/results/suite/validation/ (read by bench/auto_rule.py)."""
+    """Each grey branch ranks the methods as their mean LeNet TSTR on its dataset and epsilon in
+    bench/results/suite/validation/ does (read by bench/auto_rule.py), best first."""
     import importlib.util
     from pathlib import Path
 
@@ -113,4 +113,4 @@ def test_grey_rows_agree_with_the_validation_rows_they_cite():
             continue
         eps = 1.0 if eps_class == "low-eps" else 10.0
         ranked = [m for m, _ in ranking[(cited[size], eps)]]
-        assert methods[0] == ranked[0], (size, eps_class, ranked)
+        assert list(methods) == ranked, (size, eps_class, ranked)
