@@ -107,3 +107,7 @@ def test_cli_time_limit_nothing_fits_is_one_line(tmp_path, tiny_npz, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "--time-limit 0.0001 min: no method fits" in err and "raise --time-limit" in err
+    assert not out.exists()  # refused before the size release: nothing spent
+    from privsynth.privacy import Ledger
+
+    assert Ledger().datasets() == []

@@ -38,7 +38,7 @@ def test_colour_branch_whatever_the_size_and_epsilon():
 
 
 def test_before_the_size_release_the_choice_is_provisional():
-    choice = choose((8, 8), 1, None, 10, time_limit_min=0.001)  # no size: no cost either
+    choice = choose((8, 8), 1, None, 10, time_limit_min=60)
     assert choice.method == auto.PROVISIONAL[0][0]
     assert "N_hat unknown" in choice.reasons[0] and "provisional" in choice.reasons[0]
 
@@ -83,9 +83,10 @@ def test_time_limit_moves_to_a_cheaper_method(monkeypatch):
     assert any("dpvae needs about" in r for r in choice.reasons)
 
 
-def test_time_limit_nothing_fits_is_one_line():
+@pytest.mark.parametrize("n_hat", [None, 7000])
+def test_time_limit_nothing_fits_is_one_line_even_before_the_size_release(n_hat):
     with pytest.raises(ConfigError) as e:
-        choose((28, 28), 1, 7000, 10, time_limit_min=0.01)
+        choose((28, 28), 1, n_hat, 10, time_limit_min=0.01)
     message = str(e.value)
     assert "\n" not in message and "no method fits" in message and "raise --time-limit" in message
 

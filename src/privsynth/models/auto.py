@@ -143,10 +143,21 @@ def choose(
     reasons = [
         f"{channels}x{shape[0]}x{shape[1]} images, {size}, epsilon {epsilon:g}: {ranked[0]} ({why})"
     ]
-    if time_limit_min is None or n_hat is None:
+    if time_limit_min is None:
         return Choice(ranked[0], {}, reasons)
     values = channels * shape[0] * shape[1]
     budget = 60.0 * time_limit_min
+    # the cheapest method's steps do not grow with N_hat: refused before the size release
+    floor = estimate_seconds(CHEAPEST, values, 1, MIN_WORK["steps"])
+    if floor > budget:
+        raise ConfigError(
+            f"--time-limit {time_limit_min:g} min: no method fits ({CHEAPEST} at "
+            f"{MIN_WORK['steps']} steps needs about {floor / 60:.2g} min for {shape[0]}x"
+            f"{shape[1]}x{channels} images); raise --time-limit to at least "
+            f"{math.ceil(floor / 6) / 10:g}"
+        )
+    if n_hat is None:
+        return Choice(ranked[0], {}, reasons)
     where = "on this CPU" if device == "cpu" else f"on {device} (CPU estimate: an upper bound)"
     for method in [*ranked, *([CHEAPEST] if CHEAPEST not in ranked else [])]:
         knob = "epochs" if COST[method][0] == "image-epoch" else "steps"
@@ -169,9 +180,4 @@ def choose(
         reasons.append(
             f"{method} needs about {need / 60:.1f} min {where} even at {MIN_WORK[knob]:g} {knob}"
         )
-    cheapest = estimate_seconds(CHEAPEST, values, n_hat, MIN_WORK["steps"]) / 60
-    raise ConfigError(
-        f"--time-limit {time_limit_min:g} min: no method fits ({CHEAPEST} at "
-        f"{MIN_WORK['steps']} steps needs about {cheapest:.1f} min for {shape[0]}x{shape[1]}x"
-        f"{channels} images); raise --time-limit to at least {math.ceil(cheapest)}"
-    )
+    raise AssertionError("unreachable: the cheapest method at its fewest steps fits")
