@@ -5,8 +5,9 @@ printed from the suite's validation row files only, so anyone can re-check the r
 
 Per (dataset, method, epsilon): the seeds scored, LeNet / ResNet TSTR on the validation split
 (mean over seeds), Fréchet distance and detection AUC, then the training cost the cost model
-reads: one-shot methods in seconds per generator step (the ceiling `steps`; early stopping makes
-this an upper bound), DP-SGD methods in seconds per image per epoch. Holdout rows are never read.
+reads (CPU seconds of one thread): one-shot methods per generator step (the ceiling `steps`;
+early stopping makes it an upper bound), DP-SGD methods per image per epoch. Holdout rows are
+never read.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ def rows(results: Path) -> list[dict]:
 
 def cost(row: dict) -> tuple[str, float]:
     """(unit, seconds per unit) of the row's training."""
-    config, wall = row["config"], row["train"]["wall_seconds"]
+    # CPU seconds of the cell's own (one-thread) process: its wall time on the shared machine
+    # ran up to 9x longer under other jobs' load (dpgan eps 10: 887 s wall, 96 s CPU)
+    config, seconds = row["config"], row["train"]["cpu_seconds"]
     if row["method"] in ONE_SHOT:
-        return "s/step", wall / config["steps"]
-    return "s/image-epoch", wall / (row["n_train"] * config["epochs"])
+        return "s/step", seconds / config["steps"]
+    return "s/image-epoch", seconds / (row["n_train"] * config["epochs"])
 
 
 def table(found: list[dict]) -> str:
