@@ -111,3 +111,13 @@ def test_cli_time_limit_nothing_fits_is_one_line(tmp_path, tiny_npz, capsys):
     from privsynth.privacy import Ledger
 
     assert Ledger().datasets() == []
+
+
+@pytest.mark.parametrize(
+    "argv", [["sweep", "--methods", "auto", "--epsilons", "10"], ["federate", "--method", "auto"]]
+)
+def test_sweep_and_federate_take_explicit_methods_only(tmp_path, capsys, argv):
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown method 'auto'" in err
+    assert not (tmp_path / "o").exists()
