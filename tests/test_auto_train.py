@@ -98,6 +98,7 @@ def test_cli_train_defaults_to_auto(tmp_path, tiny_npz, capsys):
     assert main([*args, "--set", "steps=20", "--set", "n_features=64"]) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["method_choice"]["requested"] == "auto" and card["method"] == "dpmerf"
+    assert "method      dpmerf  (chosen by --method auto)" in capsys.readouterr().out
 
 
 def test_cli_time_limit_nothing_fits_is_one_line(tmp_path, tiny_npz, capsys):
