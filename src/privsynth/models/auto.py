@@ -14,12 +14,11 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .defaults import SMALL  # the size the per-method defaults switch at: the rule's size bound
 
 AUTO = "auto"
 
-# Rule bounds. SMALL is defaults.SMALL (the size the per-method defaults switch at). LOW_EPS sits
-# between the two epsilons the suite scores (1 and 10), at their geometric mean.
-SMALL = 3000
+# LOW_EPS sits between the two epsilons the suite scores (1 and 10), near their geometric mean.
 LOW_EPS = 3.0
 
 # (image kind, size class, epsilon class) -> (methods best first, why). Grey-scale rows cite the
