@@ -33,7 +33,7 @@ RULE: dict[tuple[str, str, str], tuple[tuple[str, ...], str]] = {
     ),
     ("grey", "small-n", "low-eps"): (
         ("dpmerf", "dpkernel", "dpvae", "dpgan"),
-        "best validation TSTR on digits at eps 1: dpmerf 86.4% (3 seeds), dpkernel 84.8% (2), "
+        "best validation TSTR on digits at eps 1: dpmerf 86.4% (3 seeds), dpkernel 84.6% (3), "
         "dpvae 70.0%, dpgan 21.5%",
     ),
     ("grey", "large-n", "high-eps"): (
