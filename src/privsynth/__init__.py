@@ -36,7 +36,7 @@ _LAZY = {
 __all__ = [*_LAZY, "train", "__version__"]
 
 
-def train(data="digits", method: str = "dpmerf", out="runs/run", **options):
+def train(data="digits", method: str = "auto", out="runs/run", **options):
     """Train ``method`` on ``data`` and write the run folder ``out`` (card.json, weights, the
     README.md model card, samples.png; quick_eval.json with ``quick_eval=True``, as
     ``privsynth train --evaluate``); returns the loaded `Run`. ``options`` are the fields of a

@@ -69,6 +69,7 @@ class TrainingRequest:
 
     config: dict[str, Any] | None = None
     seed: int = 0
+    time_limit: float | None = None  # minutes, read by method "auto" only (models/auto.py)
     device: str = "cpu"
     progress: bool = True
     checkpoint_every: int = 500
@@ -94,14 +95,14 @@ class RunRequest:
     """``method`` (a `models.registry.METHODS` name) and its four parts; `build` takes
     `privsynth.train`'s flat keywords."""
 
-    method: str = "dpmerf"
+    method: str = "auto"
     data: DataRequest = field(default_factory=DataRequest)
     privacy: PrivacyRequest = field(default_factory=PrivacyRequest)
     training: TrainingRequest = field(default_factory=TrainingRequest)
     output: OutputRequest = field(default_factory=OutputRequest)
 
     @classmethod
-    def build(cls, data: Any = "digits", method: str = "dpmerf", out: Any = "runs/run", **kwargs):
+    def build(cls, data: Any = "digits", method: str = "auto", out: Any = "runs/run", **kwargs):
         """From `privsynth.train`'s flat keywords (each a field of one part); an unknown one
         is refused naming the valid ones."""
         return cls(method=method).replace(source=data, out=out, **kwargs)
@@ -153,7 +154,10 @@ class RunRequest:
         nothing."""
         from .models.registry import private_name
         from .privacy.checks import refuse_flags_without_dp
+        from .trainer_auto import AUTO, AUTO_NEEDS_EPSILON
 
+        if self.method == AUTO:
+            raise ConfigError(AUTO_NEEDS_EPSILON)
         p, twin = self.privacy, private_name(self.method)
         given = {
             "--epsilon": p.epsilon is not None,

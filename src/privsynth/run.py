@@ -303,6 +303,7 @@ class Card:
     federated: dict | None = None  # rounds, owners, traffic (federated runs)
     progress: dict | None = None  # while training: steps done, epsilon spent so far
     diverged: dict | None = None
+    method_choice: dict | None = None  # --method auto: what it chose and why (models/auto.py)
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as read
 
     @classmethod
@@ -326,7 +327,15 @@ class Card:
         return {**self.extra, **out}
 
 
-_OPTIONAL = ("request", "versions", "ledger", "federated", "progress", "diverged")
+_OPTIONAL = (
+    "request",
+    "versions",
+    "ledger",
+    "federated",
+    "progress",
+    "diverged",
+    "method_choice",
+)
 
 
 class RunWriter:

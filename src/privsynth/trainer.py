@@ -52,6 +52,7 @@ from .run import (
     save_train_state,
     write_model_card,
 )
+from .trainer_auto import auto_start, settle_auto
 from .trainer_card import (
     data_block,
     privacy_section,
@@ -138,6 +139,7 @@ class _Loaded:
     synth: Any
     warm: WarmUp | None
     counts_mechanism: str  # of the class-proportion release; "uniform" (none) without DP
+    choice: Any = None  # --method auto's provisional `Choice` (settled from N_hat), else None
 
 
 def _load(request: RunRequest) -> _Loaded:
@@ -159,24 +161,42 @@ def _load(request: RunRequest) -> _Loaded:
             accountant=privacy.accountant,
             grad_sample_mode=privacy.grad_sample_mode,
         )
-    # One place decides the defaults (models/defaults.py, by training-set size and the target
-    # epsilon); flags override.
-    target = spec.epsilon if spec else None
-    config = {**recommended_config(method, n, target), **(options.config or {})}
+    # auto: provisional until N_hat exists (or the choice a resumed run recorded)
+    out, overwrite = request.output.out, request.output.overwrite
+    limit, device = options.time_limit, options.device
+    choice, n_defaults = auto_start(method, out, overwrite, dataset, n, spec, limit, device)
     _check_memory(dataset, n)
-    torch.manual_seed(options.seed)  # reproducible initial weights
-    synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
-    _check_sizes(synth.config_dict())
-    warmup, warmup_config = options.warmup, options.warmup_config
-    if warmup is None:
-        warmup, warmup_config = _default_warmup(method, n, spec, data.public_data, warmup_config)
-    warm = WarmUp.build(warmup, data.public_data, warmup_config, dataset, private, synth)
+    synth, warm = _build(request, choice or method, n_defaults, spec, dataset)
     batch = synth.config_dict().get("batch_size")
     if private and synth.mechanism == "dp-sgd" and isinstance(batch, int) and batch > n:
         # before the size release (which would be spent for nothing): the owner's message
         raise ConfigError(f"batch size {batch} exceeds the {n} training images; lower --batch-size")
     mech = privacy.class_proportions if private else "uniform"
-    return _Loaded(dataset, parts, train_set, holdout, spec, synth, warm, mech)
+    return _Loaded(dataset, parts, train_set, holdout, spec, synth, warm, mech, choice)
+
+
+def _build(request: RunRequest, method, n_defaults: int, spec, dataset):
+    """The method (a name, or auto's `Choice`) and its warm-up. One place decides the defaults
+    (models/defaults.py, by training-set size and the target epsilon; auto's settings over
+    them); flags override. ``n_defaults``: the size the defaults read (N_hat for auto)."""
+    options, public_data = request.training, request.data.public_data
+    overrides = {}
+    if not isinstance(method, str):
+        method, overrides = method.method, method.config_overrides
+    target = spec.epsilon if spec else None
+    config = {**recommended_config(method, n_defaults, target), **overrides}
+    config.update(options.config or {})
+    torch.manual_seed(options.seed)  # reproducible initial weights
+    private = spec is not None
+    synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
+    _check_sizes(synth.config_dict())
+    warmup, warmup_config = options.warmup, options.warmup_config
+    if warmup is None:
+        warmup, warmup_config = _default_warmup(
+            method, n_defaults, spec, public_data, warmup_config
+        )
+    warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
+    return synth, warm
 
 
 def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict | None, float]:
@@ -208,7 +228,7 @@ def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict 
         Ledger(privacy.ledger),
         session,
         loaded.dataset,
-        request.method,
+        synth.name,
         spec.accountant,
         resume,
         limit=privacy.budget,
@@ -233,6 +253,15 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
     if spec is not None:
         sizing = {"share": privacy.size_share, "sigma": privacy.size_sigma}
         spec = _size_release(spec, session, n, sigma_n, sizing, resume, loaded.synth)
+        if loaded.choice is not None:  # the final choice reads N_hat, never N
+
+            def build(choice, n_hat):
+                synth, warm = _build(request, choice, n_hat, spec, dataset)
+                return synth, synth.config_dict(), warm
+
+            loaded.synth, _, loaded.warm = settle_auto(
+                session, loaded.choice, spec, options.time_limit, build
+            )
     total_delta = spec.resolved_delta(n) if spec else 0.0
     given, force = privacy.delta is not None, privacy.force
     notes = check_delta(total_delta, n, given=given, force=force, shown_n=spec.size) if spec else []

@@ -54,7 +54,7 @@ def test_train_help_lists_methods_and_defaults(capsys):
 
     assert main(["train", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "--method {" + ",".join(METHODS) + "}" in out
+    assert "--method {" + ",".join(["auto", *METHODS]) + "}" in out
     for flag in (
         "--seed",
         "--split-seed",
@@ -67,7 +67,7 @@ def test_train_help_lists_methods_and_defaults(capsys):
         "--name",
     ):
         assert flag in out
-    assert "(default: dpmerf)" in out and "(default: prv)" in out
+    assert "(default: auto)" in out and "(default: prv)" in out
 
 
 @pytest.mark.parametrize("verb", ["sweep", "federate"])

@@ -29,11 +29,20 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--method",
-        default="dpmerf",
-        choices=method_names(),
-        help="dp* methods train with differential privacy; gan, vae and diffusion "
-        "are their non-private twins (dpmerf/dpkernel: --no-dp); dpmerf is the "
-        "best measured (README, Benchmarks)",
+        default="auto",
+        choices=["auto", *method_names()],
+        help="auto picks the DP method and its settings from public facts: image "
+        "shape, channels, the released size N_hat, --epsilon, --time-limit (docs/zoo.md); "
+        "dp* methods train with differential privacy; gan, vae and diffusion are their "
+        "non-private twins (dpmerf/dpkernel: --no-dp)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="with --method auto: pick a method and steps whose estimated CPU training time "
+        "fits; refused if none does",
     )
     p.add_argument("--out", required=True, help="run folder to write (resumes if unfinished)")
     add_data_options(p)
@@ -186,6 +195,7 @@ def train_request(args: argparse.Namespace):
         training=TrainingRequest(
             config=method_config(args) or None,  # None: nothing set, as in the Python API
             seed=args.seed,
+            time_limit=args.time_limit,
             device=args.device,
             progress=progress_wanted(args),
             checkpoint_every=args.checkpoint_every,

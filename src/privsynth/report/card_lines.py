@@ -19,7 +19,8 @@ def format_card(card: dict, spend: dict | None = None) -> str:
     shape = "x".join(map(str, data.get("image_shape", [])))
     lines = [
         f"privsynth run {card['run_id']}  [{card['status']}]",
-        f"  method      {card['method']}",
+        f"  method      {card['method']}"
+        + ("  (chosen by --method auto)" if card.get("method_choice") else ""),
         f"  data        {data.get('name')}  ({shape}, {len(data.get('classes', []))} classes)",
     ]
     if not card.get("private"):

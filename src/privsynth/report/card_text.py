@@ -254,6 +254,12 @@ def _method_lines(card: dict) -> list[str]:
         "Configuration: `config` in card.json.",
         "",
     ]
+    chosen = card.get("method_choice")
+    if chosen:  # --method auto: one sentence on why, from the card's recorded reasons
+        lines += [
+            f"Chosen by `--method auto` from public facts only: {'; '.join(chosen['reasons'])}.",
+            "",
+        ]
     size = size_sentence(pv.get("neighbouring"))
     return lines + ([size, ""] if size else [])
 

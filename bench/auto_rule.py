@@ -1,0 +1,97 @@
+"""The validation table `--method auto` reads (src/privsynth/models/auto.py: RULE and COST),
+printed from the suite's validation row files only, so anyone can re-check the rule:
+
+    python bench/auto_rule.py [--results bench/results/suite]
+
+Per (dataset, method, epsilon): the seeds scored, LeNet / ResNet TSTR on the validation split
+(mean over seeds), Fréchet distance and detection AUC, then the training cost the cost model
+reads (CPU seconds of one thread): one-shot methods per generator step (the ceiling `steps`;
+early stopping makes it an upper bound), DP-SGD methods per image per epoch. Holdout rows are
+never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "suite"
+ONE_SHOT = ("dpmerf", "dpkernel")
+
+
+def rows(results: Path) -> list[dict]:
+    """Every validation row, clean (not from a dirty tree) ones only."""
+    found = [json.loads(p.read_text()) for p in sorted((results / "validation").rglob("*.json"))]
+    return [r for r in found if r.get("score") == "validation" and not r.get("dirty")]
+
+
+def cost(row: dict) -> tuple[str, float]:
+    """(unit, seconds per unit) of the row's training."""
+    # CPU seconds of the cell's own (one-thread) process: its wall time on the shared machine
+    # ran up to 9x longer under other jobs' load (dpgan eps 10: 887 s wall, 96 s CPU)
+    config, seconds = row["config"], row["train"]["cpu_seconds"]
+    if row["method"] in ONE_SHOT:
+        return "s/step", seconds / config["steps"]
+    return "s/image-epoch", seconds / (row["n_train"] * config["epochs"])
+
+
+def table(found: list[dict]) -> str:
+    cells = defaultdict(list)
+    for r in found:
+        cells[(r["dataset"], r["epsilon"], r["method"])].append(r)
+    lines = [
+        "| dataset | eps | method | seeds | TSTR LeNet | TSTR ResNet | FD | det. AUC | "
+        "config | train cost |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, eps, method), rs in sorted(cells.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+        lenet, resnet, fd, auc = (
+            statistics.mean(values)
+            for values in zip(
+                *(
+                    (r["tstr"]["lenet"], r["tstr"]["resnet"], r["fd"], r["detection_auc"])
+                    for r in rs
+                ),
+                strict=True,
+            )
+        )
+        unit = cost(rs[0])[0]
+        per = statistics.mean(cost(r)[1] for r in rs)
+        lines.append(
+            f"| {dataset} | {eps:g} | {method} | {','.join(str(r['seed']) for r in rs)} | "
+            f"{lenet:.1%} | {resnet:.1%} | {fd:.2f} | {auc:.3f} | "
+            f"{json.dumps(rs[0]['config'], sort_keys=True)} | {per:.3g} {unit} |"
+        )
+    return "\n".join(lines)
+
+
+def ranking(found: list[dict]) -> dict[tuple[str, float], list[tuple[str, float]]]:
+    """(dataset, epsilon) -> [(method, mean LeNet TSTR)], best first: what RULE's rows encode."""
+    scores = defaultdict(list)
+    for r in found:
+        scores[(r["dataset"], r["epsilon"], r["method"])].append(r["tstr"]["lenet"])
+    out = defaultdict(list)
+    for (dataset, eps, method), values in scores.items():
+        out[(dataset, eps)].append((method, statistics.mean(values)))
+    return {key: sorted(ms, key=lambda m: -m[1]) for key, ms in sorted(out.items())}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", default=str(RESULTS))
+    a = p.parse_args(argv)
+    found = rows(Path(a.results))
+    print(table(found))
+    print()
+    for (dataset, eps), ranked in ranking(found).items():
+        order = " > ".join(f"{m} {t:.1%}" for m, t in ranked)
+        print(f"{dataset} eps {eps:g}: {order}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

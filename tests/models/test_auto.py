@@ -1,0 +1,117 @@
+"""models/auto.py: one test per branch of the rule, the time-limit paths (fits, fewer steps, the
+next method, refusal), and the rule agreeing with the validation rows it cites."""
+
+from __future__ import annotations
+
+import pytest
+
+from privsynth.errors import ConfigError
+from privsynth.models import auto
+from privsynth.models.auto import RULE, choose, estimate_seconds
+from privsynth.models.defaults import recommended_config
+
+
+@pytest.mark.parametrize(
+    ("shape", "n_hat", "epsilon", "key"),
+    [
+        ((8, 8), 1200, 10, ("grey", "small-n", "high-eps")),
+        ((8, 8), 1200, 1, ("grey", "small-n", "low-eps")),
+        ((28, 28), 7000, 10, ("grey", "large-n", "high-eps")),
+        ((28, 28), 7000, 1, ("grey", "large-n", "low-eps")),
+        # the branch follows N_hat, not the shape: small 28x28 data reads the small rows
+        ((28, 28), 900, 2.9, ("grey", "small-n", "low-eps")),
+        ((8, 8), 3000, 3.0, ("grey", "large-n", "high-eps")),
+    ],
+)
+def test_each_grey_branch_picks_its_first_method(shape, n_hat, epsilon, key):
+    choice = choose(shape, 1, n_hat, epsilon)
+    methods, why = RULE[key]
+    assert choice.method == methods[0] and choice.config_overrides == {}
+    assert why in choice.reasons[0] and f"N_hat {n_hat:g}" in choice.reasons[0]
+
+
+def test_colour_branch_whatever_the_size_and_epsilon():
+    methods, why = RULE[("colour", "any", "any")]
+    for n_hat, eps in ((500, 1), (50_000, 10)):
+        choice = choose((32, 32), 3, n_hat, eps)
+        assert choice.method == methods[0] and why in choice.reasons[0]
+
+
+def test_before_the_size_release_the_choice_is_provisional():
+    choice = choose((8, 8), 1, None, 10, time_limit_min=60)
+    assert choice.method == auto.PROVISIONAL[0][0]
+    assert "N_hat unknown" in choice.reasons[0] and "provisional" in choice.reasons[0]
+
+
+@pytest.mark.parametrize("epsilon", [0, float("inf"), float("nan")])
+def test_needs_a_finite_positive_epsilon(epsilon):
+    with pytest.raises(ConfigError, match="finite epsilon"):
+        choose((8, 8), 1, 1000, epsilon)
+
+
+def _minutes(method, shape, n_hat, eps, knob):
+    work = recommended_config(method, n_hat, eps)[knob]
+    return estimate_seconds(method, shape[0] * shape[1], n_hat, work) / 60
+
+
+def test_time_limit_that_fits_keeps_the_defaults():
+    first = RULE[("grey", "large-n", "high-eps")][0][0]
+    need = _minutes(first, (28, 28), 7000, 10, "steps")
+    choice = choose((28, 28), 1, 7000, 10, time_limit_min=need * 1.01)
+    assert choice.method == first and choice.config_overrides == {}
+    assert "fits --time-limit" in choice.reasons[-1]
+
+
+def test_time_limit_cuts_the_steps_to_fit():
+    first = RULE[("grey", "large-n", "high-eps")][0][0]
+    need = _minutes(first, (28, 28), 7000, 10, "steps")
+    choice = choose((28, 28), 1, 7000, 10, time_limit_min=need / 2)
+    steps = choice.config_overrides["steps"]
+    assert choice.method == first and auto.MIN_WORK["steps"] <= steps
+    assert estimate_seconds(first, 784, 7000, steps) <= 60 * need / 2
+
+
+def test_time_limit_moves_to_a_cheaper_method(monkeypatch):
+    """A DP-SGD first choice whose epochs cannot fit gives way to the cheapest method."""
+    key = ("grey", "large-n", "high-eps")
+    monkeypatch.setitem(RULE, key, (("dpvae",), "test"))
+    floor = estimate_seconds("dpvae", 784, 7000, auto.MIN_WORK["epochs"]) / 60
+    cheapest = estimate_seconds(auto.CHEAPEST, 784, 7000, auto.MIN_WORK["steps"]) / 60
+    assert cheapest < floor
+    choice = choose((28, 28), 1, 7000, 10, time_limit_min=(cheapest + floor) / 2)
+    assert choice.method == auto.CHEAPEST
+    assert any("dpvae needs about" in r for r in choice.reasons)
+
+
+@pytest.mark.parametrize("n_hat", [None, 7000])
+def test_time_limit_nothing_fits_is_one_line_even_before_the_size_release(n_hat):
+    with pytest.raises(ConfigError) as e:
+        choose((28, 28), 1, n_hat, 10, time_limit_min=0.01)
+    message = str(e.value)
+    assert "\n" not in message and "no method fits" in message and "raise --time-limit" in message
+
+
+def test_cost_grows_with_the_image_and_with_n_for_dp_sgd():
+    assert estimate_seconds("dpmerf", 784, 1000, 100) > estimate_seconds("dpmerf", 64, 1000, 100)
+    assert estimate_seconds("dpmerf", 64, 1000, 100) == estimate_seconds("dpmerf", 64, 9000, 100)
+    assert estimate_seconds("dpvae", 64, 2000, 10) == 2 * estimate_seconds("dpvae", 64, 1000, 10)
+
+
+def test_grey_rows_agree_with_the_validation_rows_they_cite():
+    """Each grey branch ranks the methods as their mean LeNet TSTR on its dataset and epsilon in
+    bench/results/suite/validation/ does (read by bench/auto_rule.py), best first."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "auto_rule.py"
+    spec = importlib.util.spec_from_file_location("bench_auto_rule", path)
+    rule_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rule_script)
+    ranking = rule_script.ranking(rule_script.rows(rule_script.RESULTS))
+    cited = {"small-n": "digits", "large-n": "mnist10k"}
+    for (kind, size, eps_class), (methods, _) in RULE.items():
+        if kind != "grey":
+            continue
+        eps = 1.0 if eps_class == "low-eps" else 10.0
+        ranked = [m for m, _ in ranking[(cited[size], eps)]]
+        assert list(methods) == ranked, (size, eps_class, ranked)
