@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from importlib import metadata
 from pathlib import Path
 
@@ -170,6 +171,8 @@ def cells(args, pool, work: Path) -> list[dict]:
 
 def run_cell(cell: dict, args, work: Path) -> dict:
     """Train one cell in a fresh process; its wall, CPU and peak memory from os.wait4."""
+    work = work / f"cell-{cell['index']}"  # own run folder, ledger and log: cells may overlap
+    work.mkdir(parents=True, exist_ok=True)
     run_dir = work / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     budget = (QUICK_BUDGETS if args.quick else BUDGETS)[cell["method"]]
@@ -185,8 +188,8 @@ def run_cell(cell: dict, args, work: Path) -> dict:
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped above; Popen must not wait
-    row = {k: v for k, v in cell.items() if k != "flags"}
-    row["command"] = " ".join(cmd[1:]).replace(str(work), "$WORK")
+    row = {k: v for k, v in cell.items() if k not in ("flags", "index")}
+    row["command"] = " ".join(cmd[1:]).replace(str(work.parent), "$WORK")
     row.update(
         wall_seconds=round(wall, 2),
         cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
@@ -291,6 +294,8 @@ def parse_args(argv):
     p.add_argument("--out", default=str(RESULTS / "scaling.json"))
     p.add_argument("--plot", default=None, help="default: --out with .png")
     p.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at the same time")
+    p.add_argument("--resume", action="store_true", help="keep --out's finished cells")
     p.add_argument("--allow-dirty", action="store_true", help="write results marked dirty")
     args = p.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]
@@ -316,27 +321,57 @@ def run(argv) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     pool = grey_source(args.quick)
     grid = cells(args, pool, work)
+    for i, cell in enumerate(grid):
+        cell["index"] = i
     result = header(args, git, pool[2], len(grid))
+    if args.resume:
+        result["cells"] = resumed_rows(args, result)
+    measured = {cell_key(r) for r in result["cells"]}
+    todo = [c for c in grid if cell_key(c) not in measured]
     started = time.time()
-    for i, cell in enumerate(grid, 1):
-        r = run_cell(cell, args, work)
-        result["cells"].append(r)
-        print(
-            f"[{i}/{len(grid)}] {r['method']} {r['set']} N={r['n']} {r['size']}px "
-            f"nproc={r['nproc']}: {r['wall_seconds']} s wall, {r['cpu_seconds']} s CPU, "
-            f"{r['peak_rss_mb']} MB, exit {r['exit_code']}",
-            flush=True,
-        )
-        # written after every cell: a run cut short still leaves its measured rows
-        result["complete"] = i == len(grid)
-        result["seconds"] = round(time.time() - started, 1)
-        result["machine"]["load_after"] = os.getloadavg()
-        result["exponents"] = exponents(result["cells"], args.methods)
-        write_json(args.out, result)
+    with ThreadPoolExecutor(max_workers=args.jobs) as executor:
+        futures = [executor.submit(run_cell, c, args, work) for c in todo]
+        for future in as_completed(futures):
+            r = {**future.result(), "commit": git["commit"]}
+            result["cells"].append(r)
+            print(
+                f"[{len(result['cells'])}/{len(grid)}] {r['method']} {r['set']} N={r['n']} "
+                f"{r['size']}px nproc={r['nproc']}: {r['wall_seconds']} s wall, "
+                f"{r['cpu_seconds']} s CPU, {r['peak_rss_mb']} MB, exit {r['exit_code']}",
+                flush=True,
+            )
+            # written after every cell: a run cut short still leaves its measured rows
+            result["complete"] = len(result["cells"]) == len(grid)
+            result["seconds"] = round(time.time() - started, 1)
+            result["machine"]["load_after"] = os.getloadavg()
+            result["exponents"] = exponents(result["cells"], args.methods)
+            write_json(args.out, result)
     plot(result, args.plot)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def cell_key(cell: dict) -> tuple:
+    return (cell["method"], cell["set"], cell["n"], cell["size"], cell["nproc"])
+
+
+def resumed_rows(args, result: dict) -> list[dict]:
+    """The finished rows of an earlier, interrupted run in --out with the same protocol and
+    budgets (each row keeps the commit it was measured at)."""
+    if not args.out.exists():
+        return []
+    old = json.loads(args.out.read_text())
+    same = (
+        old.get("protocol") == PROTOCOL
+        and old.get("config", {}).get("budgets") == result["config"]["budgets"]
+        and old["config"].get("grey_data") == result["config"]["grey_data"]
+    )
+    if not same:
+        raise ScalingError(f"--resume: {args.out} was measured with another protocol or budgets")
+    rows = [{"commit": old["commit"], **r} for r in old["cells"] if r["exit_code"] == 0]
+    result["resumed"] = {"commit": old["commit"], "dirty": old["dirty"], "cells": len(rows)}
+    return rows
 
 
 def header(args, git: dict, grey_data: str, n_cells: int) -> dict:
@@ -357,6 +392,7 @@ def header(args, git: dict, grey_data: str, n_cells: int) -> dict:
                 for k, v in (QUICK if args.quick else FULL).items()
             },
             "cells": n_cells,
+            "jobs": args.jobs,
         },
         "protocol_text": __doc__.split("\n\n", 2)[2].strip(),
         "complete": False,
