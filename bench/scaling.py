@@ -273,6 +273,35 @@ def plot(result: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def markdown(result: dict) -> str:
+    """The exponents and the cells as Markdown tables, from the result file alone."""
+    lines = [
+        "| method | b (wall) | b (CPU) | b (training only) | R^2 (wall) |",
+        "|---|---|---|---|---|",
+    ]
+    for m, fits in result["exponents"].items():
+        wall, cpu, train = (
+            fits.get(k) for k in ("wall_seconds", "cpu_seconds", "train_wall_seconds")
+        )
+        cells = [f"{f['b']:.2f}" if f else "–" for f in (wall, cpu, train)]
+        lines.append(f"| {m} | {' | '.join(cells)} | {wall['r2'] if wall else '–'} |")
+    lines += [
+        "",
+        "| method | cells | N | size | procs | wall s | CPU s | training s | peak MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {"grey": 0, "colour": 1, "size": 2, "nproc": 3}
+    for r in sorted(
+        result["cells"], key=lambda r: (r["method"], order[r["set"]], r["n"], r["size"])
+    ):
+        lines.append(
+            f"| {r['method']} | {r['set']} | {r['n']} | {r['size']} | {r['nproc']} | "
+            f"{r['wall_seconds']} | {r['cpu_seconds']} | {r.get('train_wall_seconds', '–')} | "
+            f"{r['peak_rss_mb']} | {r['load_before']} |"
+        )
+    return "\n".join(lines)
+
+
 def machine() -> dict:
     mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
     return {
@@ -296,6 +325,7 @@ def parse_args(argv):
     p.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--jobs", type=int, default=1, help="cells run at the same time")
     p.add_argument("--resume", action="store_true", help="keep --out's finished cells")
+    p.add_argument("--table", action="store_true", help="print --out as Markdown and stop")
     p.add_argument("--allow-dirty", action="store_true", help="write results marked dirty")
     args = p.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]
@@ -309,8 +339,11 @@ def parse_args(argv):
     return args
 
 
-def run(argv) -> dict:
+def run(argv) -> dict | None:
     args = parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.out.read_text())))
+        return None
     git = git_state(ROOT, (args.out, args.plot))
     if git["dirty"] and not args.allow_dirty:
         raise ScalingError(
@@ -408,6 +441,8 @@ def main(argv=None) -> int:
     except ScalingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if result is None:
+        return 0
     print(json.dumps({m: e["wall_seconds"] for m, e in result["exponents"].items()}))
     return 0
 

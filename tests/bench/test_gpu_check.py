@@ -73,6 +73,10 @@ def test_scaling_exponents_use_only_the_grey_one_process_cells():
     fits = scaling.exponents(rows, ["dpgan"])["dpgan"]
     assert fits["wall_seconds"]["b"] == pytest.approx(1.0, abs=1e-6)
     assert fits["cpu_seconds"]["b"] == pytest.approx(0.0, abs=1e-6)
+    for r in rows:
+        r.update(size=28, nproc=1, peak_rss_mb=1.0, load_before=0.5)
+    table = scaling.markdown({"exponents": {"dpgan": fits}, "cells": rows})
+    assert "| dpgan | 1.00 | 0.00 |" in table and "| dpgan | colour | 5000 |" in table
 
 
 def test_scaling_refuses_a_dirty_tree(tmp_path, monkeypatch):
