@@ -64,7 +64,7 @@ def test_scaling_fits_the_known_exponent():
     assert scaling.fit_exponent(ns, [None, 0.0, 5.0, 9.0])["points"] == 2  # failed cells drop
 
 
-def test_scaling_exponents_use_only_the_grey_one_process_cells():
+def test_scaling_exponents_use_only_the_grey_one_process_cells(tmp_path):
     scaling = load("scaling")
     row = dict(method="dpgan", exit_code=0, cpu_seconds=1.0, train_wall_seconds=1.0)
     rows = [{**row, "set": "grey", "n": n, "wall_seconds": 0.01 * n} for n in (1000, 2000, 4000)]
@@ -77,6 +77,9 @@ def test_scaling_exponents_use_only_the_grey_one_process_cells():
         r.update(size=28, nproc=1, peak_rss_mb=1.0, load_before=0.5)
     table = scaling.markdown({"exponents": {"dpgan": fits}, "cells": rows})
     assert "| dpgan | 1.00 | 0.00 |" in table and "| dpgan | colour | 5000 |" in table
+    result = {"config": {"methods": ["dpgan"]}, "exponents": {"dpgan": fits}, "cells": rows}
+    scaling.plot(result, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_scaling_refuses_a_dirty_tree(tmp_path, monkeypatch):

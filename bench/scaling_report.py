@@ -1,0 +1,71 @@
+"""bench/scaling.py's outputs read back: the log-log plot and the Markdown tables, both from the
+result JSON alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def plot(result: dict, path: Path) -> None:
+    """Log-log wall vs N per method (fitted lines dashed), colour cells as separate markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, m in enumerate(result["config"]["methods"]):
+        colour = f"C{i}"
+        rows = [r for r in result["cells"] if r["method"] == m and not r["exit_code"]]
+        grey = sorted((r["n"], r["wall_seconds"]) for r in rows if r["set"] == "grey")
+        fit = result["exponents"][m]["wall_seconds"]
+        label = f"{m} (b = {fit['b']:.2f})" if fit else m
+        ax.plot(*zip(*grey, strict=True), "o", color=colour, label=label) if grey else None
+        if fit:
+            xs = np.array([grey[0][0], grey[-1][0]], float)
+            ax.plot(xs, fit["a"] * xs ** fit["b"], "--", color=colour, lw=1)
+        colour_rows = [(r["n"], r["wall_seconds"]) for r in rows if r["set"] == "colour"]
+        if colour_rows:
+            ax.plot(*zip(*colour_rows, strict=True), "s", mfc="none", color=colour)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("private images N (28x28 grey; squares: CIFAR-10 32x32 colour)")
+    ax.set_ylabel("wall seconds per run (one thread)")
+    ax.set_title("privsynth train: cost against N (fixed budget per image)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def markdown(result: dict) -> str:
+    """The exponents and the cells as Markdown tables, from the result file alone."""
+    lines = [
+        "| method | b (wall) | b (CPU) | b (training only) | R^2 (wall) |",
+        "|---|---|---|---|---|",
+    ]
+    for m, fits in result["exponents"].items():
+        wall, cpu, train = (
+            fits.get(k) for k in ("wall_seconds", "cpu_seconds", "train_wall_seconds")
+        )
+        cells = [f"{f['b']:.2f}" if f else "–" for f in (wall, cpu, train)]
+        lines.append(f"| {m} | {' | '.join(cells)} | {wall['r2'] if wall else '–'} |")
+    lines += [
+        "",
+        "| method | cells | N | size | procs | wall s | CPU s | training s | peak MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {"grey": 0, "colour": 1, "size": 2, "nproc": 3}
+    for r in sorted(
+        result["cells"], key=lambda r: (r["method"], order[r["set"]], r["n"], r["size"])
+    ):
+        lines.append(
+            f"| {r['method']} | {r['set']} | {r['n']} | {r['size']} | {r['nproc']} | "
+            f"{r['wall_seconds']} | {r['cpu_seconds']} | {r.get('train_wall_seconds', '–')} | "
+            f"{r['peak_rss_mb']} | {r['load_before']} |"
+        )
+    return "\n".join(lines)
