@@ -45,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # this tree's privsynth, as the cells' PYTHONPATH
 sys.path.insert(0, str(ROOT / "bench"))
-from scaling_report import markdown, plot  # noqa: E402
+from scaling_report import affine_cpu, markdown, plot  # noqa: E402,F401  (tests reach them here)
 
 from privsynth.atomic import write_json  # noqa: E402
 

@@ -42,18 +42,37 @@ def plot(result: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def affine_cpu(result: dict, method: str) -> tuple[float, float] | None:
+    """Least-squares CPU seconds = fixed + per_image * N over the method's grey one-process
+    cells: (fixed seconds, seconds per 1 000 images). A power law with b < 1 over 1k-8k is
+    what a fixed start-up cost plus a linear per-image cost looks like; this splits the two."""
+    pts = [
+        (r["n"], r["cpu_seconds"])
+        for r in result["cells"]
+        if r["method"] == method and r["set"] == "grey" and not r["exit_code"]
+    ]
+    if len({n for n, _ in pts}) < 2:
+        return None
+    n, cpu = np.array(pts, float).T
+    per_image, fixed = np.polyfit(n, cpu, 1)
+    return float(fixed), float(per_image * 1000)
+
+
 def markdown(result: dict) -> str:
     """The exponents and the cells as Markdown tables, from the result file alone."""
     lines = [
-        "| method | b (wall) | b (CPU) | b (training only) | R^2 (wall) |",
-        "|---|---|---|---|---|",
+        "| method | b (wall) | b (CPU) | b (training only) | R^2 (wall) "
+        "| CPU = fixed + per 1k images |",
+        "|---|---|---|---|---|---|",
     ]
     for m, fits in result["exponents"].items():
         wall, cpu, train = (
             fits.get(k) for k in ("wall_seconds", "cpu_seconds", "train_wall_seconds")
         )
         cells = [f"{f['b']:.2f}" if f else "–" for f in (wall, cpu, train)]
-        lines.append(f"| {m} | {' | '.join(cells)} | {wall['r2'] if wall else '–'} |")
+        affine = affine_cpu(result, m)
+        split = f"{affine[0]:.1f} s + {affine[1]:.2f} s" if affine else "–"
+        lines.append(f"| {m} | {' | '.join(cells)} | {wall['r2'] if wall else '–'} | {split} |")
     lines += [
         "",
         "| method | cells | N | size | procs | wall s | CPU s | training s | peak MB | load |",
