@@ -9,37 +9,45 @@ import numpy as np
 
 
 def plot(result: dict, path: Path) -> None:
-    """Log-log wall vs N per method (fitted lines dashed), colour cells as separate markers."""
+    """Log-log wall and CPU seconds vs N per method (fitted power laws dashed); the colour cells
+    as open squares."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, m in enumerate(result["config"]["methods"]):
-        colour = f"C{i}"
-        rows = [r for r in result["cells"] if r["method"] == m and not r["exit_code"]]
-        grey = sorted((r["n"], r["wall_seconds"]) for r in rows if r["set"] == "grey")
-        fit = result["exponents"][m]["wall_seconds"]
-        label = f"{m} (b = {fit['b']:.2f})" if fit else m
-        ax.plot(*zip(*grey, strict=True), "o", color=colour, label=label) if grey else None
-        if fit:
-            xs = np.array([grey[0][0], grey[-1][0]], float)
-            ax.plot(xs, fit["a"] * xs ** fit["b"], "--", color=colour, lw=1)
-        colour_rows = [(r["n"], r["wall_seconds"]) for r in rows if r["set"] == "colour"]
-        if colour_rows:
-            ax.plot(*zip(*colour_rows, strict=True), "s", mfc="none", color=colour)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("private images N (28x28 grey; squares: CIFAR-10 32x32 colour)")
-    ax.set_ylabel("wall seconds per run (one thread)")
-    ax.set_title("privsynth train: cost against N (fixed budget per image)")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for ax, key, what in zip(
+        axes, ("wall_seconds", "cpu_seconds"), ("wall seconds", "CPU seconds"), strict=True
+    ):
+        for i, m in enumerate(result["config"]["methods"]):
+            _plot_method(ax, result, m, key, f"C{i}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("private images N (28x28 grey; squares: CIFAR-10 32x32 colour)")
+        ax.set_ylabel(f"{what} per run (one thread)")
+        ax.legend(fontsize=8)
+    fig.suptitle("privsynth train: cost against N (fixed budget per image)")
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _plot_method(ax, result: dict, method: str, key: str, colour: str) -> None:
+    rows = [r for r in result["cells"] if r["method"] == method and not r["exit_code"]]
+    grey = sorted((r["n"], r[key]) for r in rows if r["set"] == "grey")
+    fit = result["exponents"].get(method, {}).get(key)
+    if grey:
+        label = f"{method} (b = {fit['b']:.2f})" if fit else method
+        ax.plot(*zip(*grey, strict=True), "o", color=colour, label=label)
+    if fit:
+        xs = np.array([grey[0][0], grey[-1][0]], float)
+        ax.plot(xs, fit["a"] * xs ** fit["b"], "--", color=colour, lw=1)
+    colour_rows = [(r["n"], r[key]) for r in rows if r["set"] == "colour"]
+    if colour_rows:
+        ax.plot(*zip(*colour_rows, strict=True), "s", mfc="none", color=colour)
 
 
 def affine_cpu(result: dict, method: str) -> tuple[float, float] | None:
