@@ -21,11 +21,10 @@ def test_two_processes_spend_what_one_process_plans(tmp_path, tiny_dataset, fast
     # a batch large enough that an empty local batch stays far below delta/100 whatever the
     # noisy size N_hat comes out (sigma_n reaches 20 on 96 images)
     fast_gan = {**fast_gan, "batch_size": 64}
-    kw = dict(
-        method="dpgan", noise_multiplier=SIGMA, accountant="rdp", config=fast_gan, progress=False
-    )
-    one = privsynth.train(tiny_dataset, out=tmp_path / "one", **kw)
-    two = distributed.train(tiny_dataset, out=tmp_path / "two", nproc=2, **kw)
+    kw = dict(noise_multiplier=SIGMA, accountant="rdp", config=fast_gan, progress=False)
+    one = privsynth.train(tiny_dataset, method="dpgan", out=tmp_path / "one", **kw)
+    # data, method and out by position, as the CLI passes them
+    two = distributed.train(tiny_dataset, "dpgan", tmp_path / "two", nproc=2, **kw)
     sgd_one, sgd_two = one.card["privacy"]["dp_sgd"], two.card["privacy"]["dp_sgd"]
     # the accountant saw what the plan fixed from each run's released size N_hat: the global
     # Poisson rate q = B / N_hat (every process samples at process 0's N_hat), same step count

@@ -63,6 +63,8 @@ def train(*args: Any, nproc: int = 1, backend: str = "gloo", **kwargs: Any):
     from .run import Run
     from .trainer import train as train_one
 
+    if len(args) > 2:  # out by position (as the CLI passes it): the code below reads it by name
+        args, kwargs = args[:2], {**kwargs, "out": args[2]}
     if backend not in BACKENDS:
         raise ConfigError(f"unknown --dist-backend '{backend}'; choose one of {BACKENDS}")
     if (nproc > 1 or launched_by_torchrun()) and not _private(args, kwargs):
