@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -436,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
-    t0 = time.time()
+    t0, load_before = time.time(), os.getloadavg()
     methods = {m: bench_method(m, args, argv) for m in args.methods}
     gan = methods.get("dpgan", {})
     result = {
@@ -455,6 +456,10 @@ def main(argv: list[str] | None = None) -> int:
         "gan_fake_rows": dpsgd.FAKE_ROWS,
         "default_ratio": gan.get("default_ratio"),
         "default_cpu_ratio": gan.get("default_cpu_ratio"),
+        # 1/5/15-minute load averages: on a shared machine the wall ratio is read next to them
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "cpus": os.cpu_count(),
         "methods": methods,
         "seconds": round(time.time() - t0, 1),
         "smoke": args.smoke,
