@@ -65,6 +65,7 @@ def validation_parts(name: str):
 
 
 def fit(name: str, classifier: str, images_seen: int, tag: str, seed: int) -> dict:
+    code = code_commit()  # before training: the tree that trains is the one recorded
     x, y, xv, yv, k = validation_parts(name)
     t0, c0 = time.perf_counter(), time.process_time()
     r = utility.fit_and_test(x, y, xv, yv, k, classifier=classifier, passes=images_seen, seed=seed)
@@ -84,7 +85,7 @@ def fit(name: str, classifier: str, images_seen: int, tag: str, seed: int) -> di
         # CPU seconds of this process: the wall an idle core would take (the machine is shared)
         "cpu_seconds": round(time.process_time() - c0, 1),
         "threads": os.environ.get("OMP_NUM_THREADS"),
-        "code": code_commit(),
+        "code": code,
         "machine": platform.node(),
         "load_before": os.getloadavg()[0],
     }
