@@ -15,10 +15,10 @@ from privsynth.evaluate.features import feature_model
 
 
 def test_schedule_epochs_follow_the_set_size_within_caps():
-    sizes = [100, 1_000, 7_000, 60_000, 500_000]
+    sizes = [100, 3_000, 7_000, 60_000, 500_000]
     epochs = [fixed_epochs(n) for n in sizes]
     assert epochs == sorted(epochs, reverse=True)  # fewer images, more passes over them
-    assert epochs[0] == 150  # capped: a tiny set is not trained for ever
+    assert epochs[0] == 60  # capped: a tiny set is not trained for ever
     assert epochs[-1] == 1  # a huge synthetic set is still seen once, whole
     seen = [e * n for e, n in zip(epochs[1:4], sizes[1:4], strict=True)]
     assert all(IMAGES_SEEN <= s < IMAGES_SEEN + n for s, n in zip(seen, sizes[1:4], strict=True))
