@@ -105,9 +105,27 @@ def summarise() -> dict:
         cell = table.setdefault(f"{r['dataset']}/{r['classifier']}", {})
         keys = ("accuracy", "epochs", "images_seen", "wall_seconds", "cpu_seconds")
         cell[r["tag"]] = {k: r.get(k) for k in keys}
+    from privsynth.evaluate.classifier import IMAGES_SEEN, Schedule
+
     out = {
         "what": "TRTR on the suite's validation splits: train on private-train rows, test on "
         "validation rows (holdout never read); one fit per row, seed 0, one CPU thread",
+        "commit": code_commit(),
+        "config": {
+            "images_seen": IMAGES_SEEN,
+            "epochs": "max(1, ceil(images_seen / n)), at most 60; x3: three times that",
+            "schedule": {k: v for k, v in Schedule(epochs=0).__dict__.items() if k != "epochs"},
+            "augmentation": "random crop, pad 2 px (28x28 grey), 1 px (8x8), 4 px (32x32 "
+            "colour); horizontal flip for colour only",
+        },
+        "tags": {
+            "before": "the previous schedule (Adam one-cycle 3e-3, 12 000 images seen, at most "
+            "20 epochs, shifts for the ResNet only), run from commit "
+            "58a24cd9dc156f8caef2d59418d0664362f032ba extracted with git archive (no git "
+            "metadata, so its rows record no commit)",
+            "fixed": "the schedule of this commit",
+            "x3": "the same network and schedule for 3x the epochs (the well-trained reference)",
+        },
         "table": table,
         "rows": rows,
     }
