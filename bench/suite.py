@@ -196,7 +196,12 @@ def parse_args(argv):
     p.add_argument("--delta", type=float, default=None)
     p.add_argument("--set", action="append", default=[], help="METHOD:KEY=VALUE (validation)")
     p.add_argument("--n-synthetic", type=int, default=None, help="default 10 000")
-    p.add_argument("--passes", type=int, default=None, help="classifier images seen (12 000)")
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=None,
+        help="classifier images seen (default: the fixed schedule's, 150 000)",
+    )
     p.add_argument("--n-fidelity", type=int, default=5000)
     p.add_argument("--out", default=None, help="cells folder (default runs/suite)")
     p.add_argument("--results", default=str(RESULTS))

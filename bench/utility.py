@@ -106,7 +106,12 @@ def parse_args(argv):
     p.add_argument("--result", default=None, help="default bench/results/utility_<name>.json")
     p.add_argument("--ledger", default=None)
     p.add_argument("--n-synthetic", type=int, default=None, help="default 10 000 (protocol's)")
-    p.add_argument("--passes", type=int, default=None, help="classifier images seen (12 000)")
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=None,
+        help="classifier images seen (default: the fixed schedule's, 150 000)",
+    )
     p.add_argument("--n-fidelity", type=int, default=5000, help="real train images for FD/PRDC")
     p.add_argument(
         "--seed",

@@ -29,7 +29,7 @@ def test_both_classifiers_learn_with_the_fixed_schedule(digits_parts, classifier
 
 def test_every_synthetic_image_is_used_at_least_once():
     assert fixed_epochs(60_000, 12_000) == 1 and fixed_epochs(8_000, 12_000) == 2
-    assert fixed_epochs(100, 12_000) == 20  # capped
+    assert fixed_epochs(100, 12_000, hi=20) == 20  # capped
 
 
 def test_unknown_classifier_names_the_choices(digits_parts):

@@ -100,8 +100,9 @@ def add_parser(sub) -> None:
     e.add_argument(
         "--classifier-passes",
         type=positive_int,
-        default=12000,
-        help="training budget of every evaluation CNN, in images seen",
+        default=None,
+        help="training budget of every evaluation CNN, in images seen (default: the validated "
+        "fixed schedule's, 150 000)",
     )
     e.add_argument("--seed", type=seed_value, default=0, help="seed of sampling and of the CNNs")
     add_output_options(p)
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import ConfigError
     from ..evaluate import evaluate
+    from ..evaluate.utility import DEFAULT_PASSES
     from ..preflight import check_output_folder
     from ..report.markdown import summary
 
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         inception_weights=args.inception_weights,
         seed=args.seed,
         progress=not (args.no_progress or args.quiet),
-        classifier_passes=args.classifier_passes,
+        classifier_passes=args.classifier_passes or DEFAULT_PASSES,
         classifiers=tuple(c.strip() for c in args.classifiers.split(",") if c.strip()),
     )
     print(summary(result))

@@ -2,7 +2,8 @@
 (The seeds' "discriminator accuracy".)
 
 Real = held-out images (never trained on by the generator), synthetic = an equal number of
-samples. Half of this balanced set trains a new LeNet, the other half tests it. AUC 0.5 means
+samples. Half of this balanced set trains a new LeNet with the utility classifiers' loop and
+fixed schedule (`classifier.train_fixed`), the other half tests it. AUC 0.5 means
 indistinguishable; the confidence interval is DeLong's (normal approximation, via SciPy).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from .classifier import budget_epochs, predict, train_selected
+from .classifier import IMAGES_SEEN, fixed_schedule, predict, train_fixed
 
 
 def delong_ci(
@@ -36,9 +37,10 @@ def detection(
     seed: int = 0,
     confidence: float = 0.95,
     progress: bool = False,
-    passes: int = 12000,
+    passes: int = IMAGES_SEEN,
 ) -> dict:
-    """Train a real-vs-synthetic LeNet on half of a balanced set; accuracy and AUC on the rest."""
+    """Train a real-vs-synthetic LeNet on half of a balanced set (fixed schedule of about
+    ``passes`` images seen, last epoch); accuracy and AUC on the other half."""
     rng = np.random.default_rng(seed)
     n = min(len(real), len(synthetic))
     r = real[rng.permutation(len(real))[:n]]
@@ -48,15 +50,9 @@ def detection(
     order = rng.permutation(2 * n)
     x, y = x[order], y[order]
     half = n  # first half trains, second half tests (both balanced in expectation)
-    model, epochs, _ = train_selected(
-        x[:half],
-        y[:half],
-        2,
-        budget_epochs(half, passes),
-        0.1,
-        seed=seed,
-        progress=progress,
-        desc="detection classifier",
+    schedule = fixed_schedule(half, x.shape[1:], passes)
+    model = train_fixed(
+        x[:half], y[:half], 2, "lenet", schedule, seed, progress, desc="detection classifier"
     )
     p_real = predict(model, x[half:])[:, 1]
     auc, lo, hi = delong_ci(y[half:], p_real, confidence)
@@ -68,7 +64,7 @@ def detection(
         "confidence": confidence,
         "n_train": int(half),
         "n_test": int(2 * n - half),
-        "epochs": epochs,
-        "classifier": "LeNet (real=1 vs synthetic=0), epochs chosen on a validation split "
-        "of its own training half",
+        "epochs": schedule.epochs,
+        "classifier": "LeNet (real=1 vs synthetic=0) trained on its own half: "
+        + schedule.describe(),
     }

@@ -7,9 +7,9 @@ How the real data is used (and why):
 - MIA members are an equal-size random subset of the training split;
 - fidelity compares synthetic images with the training split (what the generator imitated), next
   to a real-vs-real floor (training split vs non-member holdout half);
-- TSTR/TRTR/detection test on the holdout. TSTR and TRTR (LeNet and ResNet) follow one fixed
-  schedule with no model selection (`utility`); the detection classifier picks its epochs on a
-  validation split of its own training half, never on its test half;
+- TSTR/TRTR/detection test on the holdout. TSTR, TRTR (LeNet and ResNet) and the detection
+  classifier are trained by one loop on one fixed schedule with no model selection
+  (`classifier.train_fixed`); detection tests on the half of its balanced set it did not train on;
 - every Fréchet figure comes with within-class spread and recall, and plain-words collapse flags
   (`diversity`).
 
@@ -90,7 +90,7 @@ def evaluate(
     ``data`` for runs overrides the recorded source (needed for runs trained from memory).
     ``n_synthetic``: images per model, sampled class-balanced from a run, or a class-balanced
     subset of a set made elsewhere (default `utility.DEFAULT_N_SYNTHETIC`).
-    ``classifier_passes``: every CNN's training budget, in images seen (default 12,000; TSTR
+    ``classifier_passes``: every CNN's training budget, in images seen (default 150,000; TSTR
     always makes at least one full pass over the synthetic set).
     ``classifiers``: the TSTR/TRTR networks, side by side (default LeNet and ResNet)."""
     for c in classifiers:
