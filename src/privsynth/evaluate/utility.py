@@ -79,7 +79,7 @@ def fit_and_test(
     ``epochs`` overrides the size rule (`fixed_schedule(len(images), ..., passes)`)."""
     t0 = time.perf_counter()
     k = num_classes or int(max(np.max(labels), np.max(test_labels))) + 1
-    schedule = fixed_schedule(len(images), images.shape[1:], passes, epochs)
+    schedule = fixed_schedule(len(images), images.shape[1:], passes, epochs, classifier)
     ep = schedule.epochs
     model = train_fixed(
         images, labels, k, classifier, schedule, seed=seed, progress=progress, desc=desc
