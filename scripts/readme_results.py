@@ -132,12 +132,30 @@ def suite_table() -> str:
     )
 
 
+SCALING = "bench/results/scaling.json"
+
+
+def scaling_line() -> str:
+    """The fitted exponents b of CPU seconds ~ N^b (bench/scaling.py), one per method."""
+    result = json.loads((ROOT / SCALING).read_text())
+    fits = ", ".join(
+        f"{method} {fit['cpu_seconds']['b']:.2f}" for method, fit in result["exponents"].items()
+    )
+    return (
+        f"Cost growth (`python bench/scaling.py`, `{SCALING}`, plot `bench/results/scaling.png`): "
+        f"CPU seconds of a run at a fixed budget per image grow as N^b from 1 000 to 8 000 "
+        f"28x28 images with b = {fits}: a fixed start-up cost plus a linear cost per image, "
+        "nothing faster than linear (docs/benchmarks.md)."
+    )
+
+
 def render(readme: str) -> str:
     head, sep, rest = readme.partition(BEGIN)
     if not sep or END not in rest:
         raise SystemExit(f"README.md has no '{BEGIN}' ... '{END}' block: add the two markers")
     _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n{table()}\n\n{suite_table()}\n{END}{tail}"
+    blocks = (table(), suite_table(), scaling_line())
+    return f"{head}{BEGIN}\n" + "\n\n".join(blocks) + f"\n{END}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
