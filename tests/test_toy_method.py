@@ -18,8 +18,8 @@ from torch import nn
 
 import privsynth
 from privsynth import trainer
-from privsynth.models.base import Method
-from privsynth.models.engine import ema_copy, update_ema
+from privsynth.models.base import ModelWithEMA
+from privsynth.models.engine import ema_copy
 from privsynth.privacy.accounting import epsilon_from_history
 from privsynth.run import TRAIN_STATE, save_train_state
 
@@ -44,7 +44,7 @@ class Templates(nn.Module):
         return torch.tanh(self.fc(onehot)).view(len(y), *self.shape)
 
 
-class ToyMethod(Method):
+class ToyMethod(ModelWithEMA):  # the DP-SGD and EMA hooks come with the base class
     name, twin, config_class = "dptoy", "toy", ToyConfig
     federable = True
 
@@ -53,27 +53,8 @@ class ToyMethod(Method):
         self.model = Templates(self.image_shape, num_classes)
         self.ema = ema_copy(self.model)
 
-    def private_module(self) -> nn.Module:
-        return self.model
-
     def private_loss(self, module, x, y):
         return (module(y) - x).pow(2).flatten(1).mean(1).mean()
-
-    def after_step(self, step, last, private):
-        update_ema(self.model, self.ema, self.config.ema, step)
-        return {}
-
-    def train_state(self) -> dict:
-        return {"ema": self.ema.state_dict()}
-
-    def load_train_state(self, state: dict) -> None:
-        self.ema.load_state_dict(state["ema"])
-
-    def federated_modules(self) -> dict[str, nn.Module]:
-        return {"m": self.model}
-
-    def after_federation(self) -> None:
-        self.ema.load_state_dict(self.model.state_dict())
 
     def released_modules(self) -> dict[str, nn.Module]:
         return {"ema": self.ema}
