@@ -3,7 +3,8 @@
     PYTHONPATH=src python bench/distributed_bench.py                  # MNIST 2000, dpgan + dpvae
     PYTHONPATH=src python bench/distributed_bench.py --smoke          # seconds; CI keeps it alive
 
-Each run is ``privsynth.distributed.train`` with a fixed noise multiplier (no calibration search),
+Each run is ``privsynth.orchestrate.distributed.train`` with a fixed noise multiplier
+(no calibration search),
 so both runs have the same plan (sigma, q, steps) and the same epsilon, which the JSON checks.
 1 process uses all cores as torch threads; N processes get cores / N threads each (gloo on CPU).
 Wall time includes starting the processes (a few seconds each); ``steps_per_second`` is planned
@@ -23,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from privsynth import distributed
 from privsynth.atomic import write_json
 from privsynth.data import load_dataset
+from privsynth.orchestrate import distributed
 from privsynth.request import RunRequest
 
 ROOT = Path(__file__).resolve().parents[1]

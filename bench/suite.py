@@ -287,8 +287,8 @@ def run(argv) -> list[dict]:
     """Score the requested cells; returns the rows written."""
     from privsynth.atomic import atomic_path, write_json
     from privsynth.evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES
+    from privsynth.orchestrate.sweep import _complete, cell_name, parse_epsilons
     from privsynth.run import Run
-    from privsynth.sweep import _complete, cell_name, parse_epsilons
 
     a = parse_args(argv)
     a.argv = list(argv)

@@ -39,7 +39,7 @@ def collect(out: Path) -> list[dict]:
 def main() -> int:
     from privsynth.atomic import write_json
     from privsynth.cli.sweep import parse_sets
-    from privsynth.sweep import best, parse_epsilons, sweep
+    from privsynth.orchestrate.sweep import best, parse_epsilons, sweep
 
     p = argparse.ArgumentParser()
     p.add_argument("--data", default="digits")

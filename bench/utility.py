@@ -14,7 +14,7 @@ spent, training wall / CPU seconds and peak memory.
 Writes bench/results/utility_<name>.json (after every cell) and utility_<name>.png (TSTR vs
 epsilon per method, both classifiers, with the TRTR line); prints a Markdown table.
 
-Training reuses `privsynth.sweep`'s cells: ``<out>/cells/<method>-eps<e>`` trained with
+Training reuses `privsynth.orchestrate.sweep`'s cells: ``<out>/cells/<method>-eps<e>`` trained with
 `models.defaults.recommended_config`, so a rerun (or `privsynth sweep --out` on the same folder)
 skips finished cells; every evaluation is cached in the cell (``utility_eval.json``).
 Each cell trains in a fresh process so that its peak memory is its own: ``VmHWM`` of that
@@ -183,7 +183,7 @@ def _train_child(spec: dict) -> None:
     from privsynth.atomic import write_json
     from privsynth.data import DataSource
     from privsynth.data.source import parse_classes
-    from privsynth.sweep import _train_cell
+    from privsynth.orchestrate.sweep import _train_cell
 
     torch.set_num_threads(spec["threads"])
     source = DataSource(
@@ -416,8 +416,8 @@ def main(argv=None) -> int:
     from privsynth.models.base import check_known
     from privsynth.models.defaults import recommended_config
     from privsynth.models.registry import method_class
+    from privsynth.orchestrate.sweep import _complete, cell_name, parse_epsilons
     from privsynth.run import Run, read_card
-    from privsynth.sweep import _complete, cell_name, parse_epsilons
 
     t0 = time.time()
     smoke = SMOKE if a.smoke else {}

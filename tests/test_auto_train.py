@@ -8,9 +8,9 @@ import json
 import pytest
 
 import privsynth
-from privsynth import trainer, trainer_auto
 from privsynth.cli import main
 from privsynth.errors import ConfigError
+from privsynth.orchestrate import trainer, trainer_auto
 
 FAST_MERF = {"steps": 20, "n_features": 64}
 

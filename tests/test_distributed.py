@@ -1,5 +1,6 @@
-"""Multi-process DP-SGD (privsynth.distributed): two CPU processes spend exactly what one process
-spends for the same plan, only process 0 writes, and bad process counts name the fix."""
+"""Multi-process DP-SGD (privsynth.orchestrate.distributed): two CPU processes spend exactly
+what one process spends for the same plan, only process 0 writes, and bad process counts
+name the fix."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import math
 import pytest
 
 import privsynth
-from privsynth import distributed
 from privsynth.errors import ConfigError
+from privsynth.orchestrate import distributed
 from privsynth.privacy import Ledger
 from privsynth.privacy.accounting import epsilon_from_history
 from privsynth.request import RunRequest

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import privsynth
-from privsynth import trainer
 from privsynth.cli import main
+from privsynth.orchestrate import trainer
 from privsynth.privacy.checks import PrivacyWarning, check_delta
 
 N_TOTAL, N_TRAIN = 97, 78  # a distinctive size: holdout 0.2 of 97 leaves 78 to train on

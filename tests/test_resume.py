@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import privsynth
-from privsynth import trainer
+from privsynth.orchestrate import trainer
 from privsynth.privacy import Ledger
 from privsynth.privacy.accounting import epsilon_from_history
 from privsynth.run import TRAIN_STATE, load_train_state, save_train_state

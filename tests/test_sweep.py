@@ -3,7 +3,7 @@ import json
 import numpy as np
 
 from privsynth.cli import main
-from privsynth.sweep import sweep
+from privsynth.orchestrate.sweep import sweep
 
 CONFIGS = {
     "dpmerf": {"n_features": 32, "steps": 10, "batch_size": 30, "g_width": 8, "z_dim": 8},

@@ -100,7 +100,7 @@ def test_ray_sweep_matches_a_jobs_sweep(tmp_path, tiny_dataset, local_ray):
 
 
 def test_a_refused_cell_fails_with_its_own_error_after_the_others(tmp_path, local_ray):
-    from privsynth.sweep_ray import train_cells
+    from privsynth.orchestrate.sweep_ray import train_cells
 
     def _cell(cell, fail, threads):  # local: Ray ships it by value (workers lack tests/)
         if fail:

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import privsynth
-from privsynth import trainer
 from privsynth.models.base import ModelWithEMA
 from privsynth.models.engine import ema_copy
+from privsynth.orchestrate import trainer
 from privsynth.privacy.accounting import epsilon_from_history
 from privsynth.run import TRAIN_STATE, save_train_state
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 import privsynth
-from privsynth import trainer
 from privsynth.models.base import FitResult, OneShotMethod
+from privsynth.orchestrate import trainer
 from privsynth.privacy.accounting import epsilon_from_history
 from privsynth.run import TRAIN_STATE, save_train_state
 

@@ -42,8 +42,8 @@ def train(data="digits", method: str = "auto", out="runs/run", **options):
     ``privsynth train --evaluate``); returns the loaded `Run`. ``options`` are the fields of a
     `RunRequest`'s parts (``epsilon=``, ``config=``, ``seed=``, ...: privsynth/request.py); an
     unknown one is refused naming the valid ones."""
+    from .orchestrate.trainer import train as run_request
     from .request import RunRequest
-    from .trainer import train as run_request
 
     return run_request(RunRequest.build(data, method, out, **options))
 

@@ -153,8 +153,8 @@ class RunRequest:
         """A non-private run (a twin or --no-dp) refuses privacy options: they would promise
         nothing."""
         from .models.registry import private_name
+        from .orchestrate.trainer_auto import AUTO, AUTO_NEEDS_EPSILON
         from .privacy.checks import refuse_flags_without_dp
-        from .trainer_auto import AUTO, AUTO_NEEDS_EPSILON
 
         if self.method == AUTO:
             raise ConfigError(AUTO_NEEDS_EPSILON)

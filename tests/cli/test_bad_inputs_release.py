@@ -307,7 +307,7 @@ def test_resume_from_a_checkpoint_with_wrong_shapes_is_one_line(
     """A train_state.pt whose tensors do not fit the model stops before the ledger is touched."""
     import torch
 
-    from privsynth import trainer
+    from privsynth.orchestrate import trainer
     from privsynth.run import load_train_state, save_train_state
 
     real, calls = trainer.save_train_state, []
@@ -368,7 +368,7 @@ def test_sigterm_keeps_the_checkpoint_and_names_the_resume_command(
     import os
     import signal
 
-    from privsynth import trainer
+    from privsynth.orchestrate import trainer
 
     real, calls = trainer.save_train_state, []
 

@@ -99,7 +99,7 @@ def test_info_and_model_card_of_a_killed_dp_run_say_unfinished(
     import pytest
 
     import privsynth
-    from privsynth import trainer
+    from privsynth.orchestrate import trainer
 
     real, calls = trainer.save_train_state, []
 

@@ -86,7 +86,7 @@ def test_help_does_not_import_torch():
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    codes = [main(['--help'])] + [main([v, '--help']) for v in VERBS]\n"
         "heavy = sorted(m for m in ('torch', 'opacus', 'flwr', 'tenseal', 'sklearn', "
-        "'privsynth.trainer', 'privsynth.run') if m in sys.modules)\n"
+        "'privsynth.orchestrate.trainer', 'privsynth.run') if m in sys.modules)\n"
         "print(codes, heavy)\n"
     )
     proc = _python("-c", code)

@@ -65,7 +65,7 @@ def test_non_canary_training_set_does_not_depend_on_which_canaries_are_included(
     """Steinke-Nasr-Jagielski: between the audit's possible worlds only the canaries change, so
     the images the trainer trains on, canaries aside, must be the same for every inclusion draw."""
     import privsynth.evaluate.audit as audit_module
-    import privsynth.trainer
+    import privsynth.orchestrate.trainer
     from privsynth.data import split
 
     data = _numbered_dataset()
@@ -93,7 +93,7 @@ def test_non_canary_training_set_does_not_depend_on_which_canaries_are_included(
             seen.update(dataset=data.source, holdout=data.holdout, split_seed=data.split_seed)
             raise Captured
 
-        monkeypatch.setattr(privsynth.trainer, "train", fake_train)
+        monkeypatch.setattr(privsynth.orchestrate.trainer, "train", fake_train)
         with pytest.raises(Captured):
             audit(data, "dpgan", "unused", canaries=len(idx), progress=False)
         ds = seen["dataset"]

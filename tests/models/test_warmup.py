@@ -212,7 +212,7 @@ def test_public_pretraining_changes_the_starting_weights(tmp_path, tiny_dataset,
 
 
 def test_killed_after_warmup_resumes_with_the_same_release(tmp_path, tiny_dataset, monkeypatch):
-    from privsynth import trainer
+    from privsynth.orchestrate import trainer
 
     draws = []
     real_release = warmup_mod.release_central

@@ -95,7 +95,7 @@ def test_card_and_ledger_epsilon_compose_the_size_release(tmp_path, tiny_dataset
 def test_killed_and_resumed_run_keeps_its_n_hat(tmp_path, tiny_dataset, fast_gan, monkeypatch):
     real, calls = size_mech.release_size, []
     monkeypatch.setattr(size_mech, "release_size", lambda *a: calls.append(1) or real(*a))
-    from privsynth import trainer
+    from privsynth.orchestrate import trainer
 
     real_fit, fits = trainer._fit, []
 

@@ -133,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
+    from ..orchestrate.sweep import markdown, parse_epsilons, sweep
     from ..preflight import check_output_folder
-    from ..sweep import markdown, parse_epsilons, sweep
 
     check_output_folder(args.out)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -214,7 +214,7 @@ def train_request(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..distributed import train
+    from ..orchestrate.distributed import train
     from ..report.card_lines import format_card
     from ..run import GRID, MODEL_CARD, QUICK_EVAL
 

@@ -118,8 +118,8 @@ def audit(
     """Train ``method`` once on ``data`` + canaries (into ``out/run``) and return the audit:
     the empirical epsilon lower bound (overall and per attack) next to the accountant's epsilon.
     Writes ``out/audit.json``. The run's privacy spend goes into the ledger like any run."""
+    from ..orchestrate.trainer import train
     from ..request import RunRequest
-    from ..trainer import train
 
     if not 0 < confidence < 1:
         raise ConfigError(f"--confidence {confidence}: use a probability such as 0.95")

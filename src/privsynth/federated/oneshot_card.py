@@ -193,8 +193,8 @@ def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict
         "values": (np.ones(k) / k).tolist(),
     }
     if "dp_sgd" in privacy:  # the total as the summed release's count feature has it, no exact one
+        from ..orchestrate.trainer_card import neighbouring_block
         from ..privacy.accounting import default_delta
-        from ..trainer_card import neighbouring_block
 
         total = max(1, int(cfg.get("total-images", 0)))
         # a federation makes no size release (docs/privacy.md): its default delta still tells

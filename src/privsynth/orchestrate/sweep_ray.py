@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import ConfigError, MissingExtra
+from ..errors import ConfigError, MissingExtra
 
 LOCAL = "auto"
 EXTRA = "pip install -e \".[ray]\" (or pip install 'privsynth[ray]')"
@@ -40,7 +40,7 @@ def check_request(
 ) -> None:
     """Refuse, before anything trains, what the Ray run could not do: Ray missing, a resource
     request Ray rejects, or (on a cluster) a ledger that only this machine sees."""
-    from .privacy.ledger import resolve_location
+    from ..privacy.ledger import resolve_location
 
     if not cpus_per_cell > 0:
         raise ConfigError(f"--ray-cpus-per-cell must be > 0, got {cpus_per_cell}; e.g. 1 or 0.5")

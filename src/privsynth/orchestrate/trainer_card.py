@@ -7,12 +7,12 @@ import platform
 from dataclasses import replace
 from pathlib import Path
 
-from .data import DataSource, ImageDataset
-from .privacy.accounting import epsilon_from_history
-from .privacy.dpsgd import process_count, run_empty_batch_delta
-from .privacy.release import Release, gaussian
-from .privacy.release import outside as release_outside
-from .run import INFINITY, data_check
+from ..data import DataSource, ImageDataset
+from ..privacy.accounting import epsilon_from_history
+from ..privacy.dpsgd import process_count, run_empty_batch_delta
+from ..privacy.release import Release, gaussian
+from ..privacy.release import outside as release_outside
+from ..run import INFINITY, data_check
 
 PROTECTED = (
     "Sample-level (example-level) differential privacy: adding or removing any one "

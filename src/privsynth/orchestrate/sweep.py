@@ -26,18 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path, write_json
-from .data import ImageDataset, load_split
-from .errors import ConfigError
-from .evaluate.classifier import embed, fixed_epochs, train_classifier
-from .evaluate.diversity import collapse_flags, within_class_diversity
-from .evaluate.fidelity import frechet
-from .evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES, balanced_labels, trtr, tstr
-from .lock import hold_output
-from .models.defaults import recommended_config
-from .models.registry import METHODS, twin_of
-from .report.markdown import collapse_text
-from .run import Run, read_card
+from ..atomic import atomic_path, write_json
+from ..data import ImageDataset, load_split
+from ..errors import ConfigError
+from ..evaluate.classifier import embed, fixed_epochs, train_classifier
+from ..evaluate.diversity import collapse_flags, within_class_diversity
+from ..evaluate.fidelity import frechet
+from ..evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES, balanced_labels, trtr, tstr
+from ..lock import hold_output
+from ..models.defaults import recommended_config
+from ..models.registry import METHODS, twin_of
+from ..report.markdown import collapse_text
+from ..run import Run, read_card
 
 
 def parse_epsilons(text: str) -> list[float]:
@@ -242,7 +242,7 @@ def _table(name, train_set, hold, methods, epsilons, ref: _Reference, eval_epoch
 
 
 def _write_outputs(out: Path, table: dict) -> None:
-    from .report.plots_sweep import plot_frontier
+    from ..report.plots_sweep import plot_frontier
 
     write_json(out / "sweep.json", table)
     with atomic_path(out / "sweep.md") as tmp:
@@ -257,7 +257,7 @@ def _complete(cell: Path) -> bool:
 def _train_cell(
     source, method: str, eps: float, cell: Path, config: dict, common: dict, progress: bool
 ) -> Run:
-    from . import train
+    from .. import train
 
     reg, no_dp = _train_args(method, eps)
     if math.isinf(eps):  # the non-private twin takes no privacy flags (train refuses them)

@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .request import RunRequest
+    from ..request import RunRequest
 
 BACKENDS = ("gloo", "nccl")
 # What a process other than 0 copies from the run folder so it resumes where process 0 does.
@@ -62,7 +62,7 @@ def train(request: RunRequest, nproc: int = 1, backend: str = "gloo"):
     started). Returns the `Run` in process 0 and None in the others (under torchrun); with the
     nccl backend process i trains on ``cuda:<local rank>``.
     """
-    from .run import Run
+    from ..run import Run
     from .trainer import train as train_one
 
     if backend not in BACKENDS:
@@ -109,7 +109,7 @@ def _spawned(rank: int, nproc: int, backend: str, port: int, request: RunRequest
 
 
 def _train_rank(rank: int, local_world: int, local_rank: int, backend: str, request: RunRequest):
-    from .privacy import dpsgd
+    from ..privacy import dpsgd
     from .trainer import train as train_one
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))

@@ -19,25 +19,25 @@ from typing import Any
 
 import torch
 
-from .atomic import replace_dir, write_json
-from .data import ImageDataset, Split, is_holdout_path, load_split
-from .errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
-from .lock import hold_output
-from .models import TrainContext
-from .models.defaults import recommended_config, recommended_warmup
-from .models.registry import create
-from .models.warmup import WARMUP_STATE, WarmUp
-from .preflight import check_device, check_memory, check_not_an_input, check_output_folder
-from .privacy import AccountantState, Ledger, PrivacySpec
-from .privacy import size_release as size_mech
-from .privacy.accounting import epsilon_from_history
-from .privacy.checks import PrivacyWarning, check_delta, default_epsilon
-from .privacy.dpsgd import run_empty_batch_delta
-from .privacy.ledger import COMPOSITION_RULE
-from .privacy.ledger.spend import RunSpend
-from .privacy.mechanisms import count_spend, proportions, release_counts, release_proportions
-from .request import RunRequest
-from .run import (
+from ..atomic import replace_dir, write_json
+from ..data import ImageDataset, Split, is_holdout_path, load_split
+from ..errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
+from ..lock import hold_output
+from ..models import TrainContext
+from ..models.defaults import recommended_config, recommended_warmup
+from ..models.registry import create
+from ..models.warmup import WARMUP_STATE, WarmUp
+from ..preflight import check_device, check_memory, check_not_an_input, check_output_folder
+from ..privacy import AccountantState, Ledger, PrivacySpec
+from ..privacy import size_release as size_mech
+from ..privacy.accounting import epsilon_from_history
+from ..privacy.checks import PrivacyWarning, check_delta, default_epsilon
+from ..privacy.dpsgd import run_empty_batch_delta
+from ..privacy.ledger import COMPOSITION_RULE
+from ..privacy.ledger.spend import RunSpend
+from ..privacy.mechanisms import count_spend, proportions, release_counts, release_proportions
+from ..request import RunRequest
+from ..run import (
     CARD,
     GRID,
     QUICK_EVAL,
@@ -297,13 +297,13 @@ def _write_extras(request: RunRequest, dataset: ImageDataset) -> Run:
     out, seed = request.output.out, request.training.seed
     run = Run.load(out, device="cpu")
     if request.output.samples:
-        from .report import save_grid
+        from ..report import save_grid
 
         k = len(run.class_names)
         images, labels = run.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=seed)
         save_grid(out / GRID, images, labels, k)
     if request.output.quick_eval:
-        from .evaluate.quick import quick_evaluate
+        from ..evaluate.quick import quick_evaluate
 
         nets = request.output.quick_eval_classifiers
         write_json(out / QUICK_EVAL, quick_evaluate(run, dataset, classifiers=nets, seed=seed))
@@ -431,7 +431,7 @@ def _provisional_target(spec, lead, synth, n: int, delta: float) -> float:
     plan from N_hat re-reserves once it exists)."""
     if spec.epsilon is not None:
         return spec.epsilon
-    from .privacy.dpsgd import sample_rate
+    from ..privacy.dpsgd import sample_rate
 
     batch = synth.config_dict().get("batch_size")
     if synth.mechanism == "dp-sgd" and batch:

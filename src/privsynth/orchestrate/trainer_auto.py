@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ConfigError
-from .models.auto import AUTO, Choice, choose
-from .run import CARD, read_card
+from ..errors import ConfigError
+from ..models.auto import AUTO, Choice, choose
+from ..run import CARD, read_card
 
 __all__ = ["AUTO", "AUTO_NEEDS_EPSILON", "auto_start", "settle_auto"]
 
