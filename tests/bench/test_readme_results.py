@@ -26,3 +26,12 @@ def test_suite_table_sets_the_reference_code_next_to_ours_from_row_files():
     table = module["suite_table"]()
     assert "| digits | dpmerf | 10 | 3 |" in table
     assert "| digits | dpmerf-reference | 10 | 3 |" in table
+
+
+def test_readme_table_is_the_holdout_scored_once_with_frozen_defaults():
+    module = runpy.run_path(str(SCRIPT))
+    table = module["holdout_table"]()
+    assert "| digits | dpmerf | 10 | 3 |" in table and "| v1 |" in table
+    readme = (SCRIPT.parents[1] / "README.md").read_text()
+    assert table in readme
+    assert module["suite_table"]() not in readme  # validation rows live in docs/benchmarks.md
