@@ -4,18 +4,16 @@ the server sends every owner."""
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 
-import torch
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from ..errors import ConfigError
-from ..models.registry import create, method_class
+from ..models.registry import method_class
 from ..privacy.accounting import calibrate_noise, epsilon_from_history
-from ..privacy.distributed_noise import DistributedPlan, plan_release
+from ..privacy.distributed_noise import DistributedPlan, opendp_rho, plan_release
 from ..privacy.release import Release, gaussian
 from .runconfig import privacy_spec
 
@@ -53,18 +51,6 @@ def noise_multiplier(cfg: dict) -> float:
         return calibrate_noise(spec.epsilon, spec.delta, 1.0, 1, spec.accountant)
 
 
-def build_synth(cfg: dict):
-    shape = (int(cfg["image-channels"]), int(cfg["image-size"]), int(cfg["image-size"]))
-    torch.manual_seed(int(cfg["seed"]))  # reproducible generator weights, as `train` does
-    return create(
-        str(cfg["method"]),
-        shape,
-        int(cfg["num-classes"]),
-        json.loads(str(cfg["model-config"]) or "{}"),
-        private=private(cfg),
-    )
-
-
 def share_plan(cfg: dict, synth, owners: int, threshold: int) -> DistributedPlan:
     """The grid and noise shares of ``owners`` owners' sum (threshold t): one image moves one
     class column (the statistic's last axis) of the method's statistic by at most C."""
@@ -78,6 +64,17 @@ def share_plan(cfg: dict, synth, owners: int, threshold: int) -> DistributedPlan
         math.prod(entries),
         classes,
     )
+
+
+def shares_info(mode: str, plan: DistributedPlan, survivors: int, failures: int) -> dict:
+    """What the card reports of a sum of distributed-noise shares (oneshot_card.py)."""
+    return {
+        "aggregation": mode,
+        "plan": plan,
+        "survivors": survivors,
+        "failures": failures,
+        "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None,
+    }
 
 
 def central_release(cfg: dict, name: str) -> Release | None:

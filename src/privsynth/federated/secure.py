@@ -1,30 +1,21 @@
-"""Secure aggregation with SecAgg+ (Flower's ``SecAggPlusWorkflow`` + ``secaggplus_mod``).
+"""Secure aggregation with SecAgg+ (Flower's ``SecAggPlusWorkflow`` + ``secaggplus_mod``): the
+server can unmask only the *sum* of the updates of the owners that finished the round (owners
+that drop are recovered from their secret-shared masks while ``reconstruction_threshold``
+neighbours survive).
 
-Each owner masks its (quantized) update with pairwise masks agreed with its neighbours plus a
-private mask, and secret-shares the mask seeds; the server can unmask only the *sum* of the
-updates of the owners that finished the round. Owners that drop mid-round are recovered from
-their shares as long as ``reconstruction_threshold`` neighbours survive.
-
-In flwr 1.41 the SecAgg+ workflow runs on the compat ("legacy") strategy layer: a
-``flwr.server.strategy.FedAvg`` inside ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))``,
-called from the same Message-API ``ServerApp``. Owners send weight *deltas* (small numbers,
-inside SecAgg+'s clipping/quantization range); ``DeltaFedAvg`` adds the averaged delta to the
-global model. With client-level DP, Flower's client-side fixed clipping
-(``DifferentialPrivacyClientSideFixedClipping`` + ``fixedclipping_mod``) clips each update before
-masking and the server adds the Gaussian noise (std sigma*C/m) to the new global model.
-
-Two things make that noise the noise of the *released* model:
+In flwr 1.41 the SecAgg+ workflow runs on the compat ("legacy") strategy layer, called from the
+same Message-API ``ServerApp``. Owners send weight *deltas* (small numbers, inside SecAgg+'s
+clipping/quantization range); ``DeltaFedAvg`` adds the averaged delta to the global model. With
+client-level DP, Flower's client-side fixed clipping clips each update before masking and the
+server adds Gaussian noise (std sigma*C/m) to the new global model. That noise is the noise of
+the *released* model because:
 - the global model is what the DP wrapper returns (noise included): ``DeltaFedAvg`` takes it back
   from the workflow at the start of each round and at the end, never from its own sum;
 - the average has a fixed denominator, the declared number of owners per round m (run config
-  ``client-owners``, a public constant, not the count of connected SuperNodes): surviving owners'
-  deltas are summed and divided by m, so with m' < m survivors the sum of clipped updates still
-  carries noise of std sigma*C (the Gaussian mechanism the accountant books), instead of being
-  divided by m' against noise calibrated for m.
-
-SecAgg+ quantises each clipped update (stochastic rounding to Q levels over [-c, c]), which moves
-it by up to sqrt(d) * 2c/Q in L2 and so raises the sensitivity above C; the owners therefore clip
-to C minus that margin (:func:`quantised_clip`), with the noise kept at sigma*C/m.
+  ``client-owners``, public): with m' < m survivors the sum still carries noise of std sigma*C
+  (the Gaussian mechanism the accountant books) instead of being divided by m'.
+SecAgg+'s quantisation moves each update by up to sqrt(d) * 2c/Q in L2, so owners clip to C
+minus that margin (:func:`quantised_clip`).
 """
 
 from __future__ import annotations
@@ -53,13 +44,9 @@ def quantised_clip(
     clip: float, noise_multiplier: float, entries: int, clipping_range: float, levels: int
 ) -> tuple[float, float, float]:
     """``(clip to send, noise multiplier to add, margin)`` so that a clipped update *after*
-    SecAgg+'s quantisation still has L2 norm <= ``clip`` and the noise std is sigma * ``clip``.
-
-    Quantisation (stochastic rounding to ``levels`` levels over [-c, c]) moves every entry by
-    less than one level, 2c/Q, so an update of ``entries`` values by at most
-    ``sqrt(entries) * 2c / Q`` in L2 (the margin). The owners clip to C - margin; the server's
-    noise multiplier is scaled by C / (C - margin), so that the noise std stays sigma * C / m
-    for sensitivity C."""
+    SecAgg+'s quantisation (stochastic rounding to ``levels`` levels over [-c, c]: less than
+    2c/Q per entry) still has L2 norm <= ``clip``; the noise multiplier is scaled by
+    C / (C - margin), so the noise std stays sigma * C / m for sensitivity C."""
     margin = math.sqrt(entries) * 2.0 * clipping_range / levels
     if margin >= clip / 2:
         raise ConfigError(

@@ -1,27 +1,23 @@
 """Model, data and local training of one data owner (Flower's ``task.py``).
 
-What is federated: every method whose class says ``federable`` (``models/base.Method``). Each
-round, every sampled owner starts from the global weights of the method's
-``federated_modules()`` and runs ``local-steps`` DP-SGD steps on *its own* images through the one
-DP-SGD engine (``models/engine.DPSGD``: Opacus' Poisson sampling, per-sample clipping, Gaussian
-noise), with the method's own post-processing after each step (the GAN's generator step against
-its local discriminator: post-processing of the owner's DP discriminator, no privacy spent).
-The updated weights go back to the server and are averaged (FedAvg).
+Every method whose class says ``federable`` (``models/base.Method``) federates: each round, every
+sampled owner starts from the global weights of the method's ``federated_modules()``, runs
+``local-steps`` DP-SGD steps on *its own* images through the one DP-SGD engine
+(``models/engine.DPSGD``), with the method's own post-processing after each step (the GAN's
+generator step: post-processing of the owner's DP discriminator), and returns the weights for
+FedAvg.
 
 Global momentum (FedAvgM's server momentum, Hsu et al. 2019, applied by the owners; run config
 ``global-momentum``, default the method's ``federated_momentum``): an owner that also trained in
 the previous round adds ``beta * (global_now - global_before)`` to the weights it returns. Every
-such owner adds the same vector, so the average is ``w + mean(delta_i) + beta * (last global
-step)``: heavy-ball momentum on the global model, the same under plain FedAvg, SecAgg+ (a sum of
-deltas) and CKKS (an encrypted sum), computed only from global models the owner already received
-(post-processing: no privacy spent, accounting unchanged). Why: with compute matched, FedAvg makes
-1/N of central training's sequential steps; momentum carries each round's signal forward while the
-owners' independent noise partly cancels (docs/federated.md, "Federated vs central").
+such owner adds the same vector, so the average takes a heavy-ball step on the global model,
+alike under plain FedAvg, SecAgg+ and CKKS, from global models the owner already received
+(post-processing: no privacy spent). Why: FedAvg makes 1/N of central training's sequential
+steps; momentum carries each round's signal forward (docs/federated.md).
 
-Each owner's accountant history lives on its own disk across rounds and restarts (owner.py); the
-owner reserves its whole plan in its ledger before its first step; the noise multiplier is
-calibrated once for the whole federation (``rounds x local-steps`` steps at the owner's q), so the
-owner's epsilon after the last round is at most the target, whatever subset of rounds it joined.
+The noise multiplier is calibrated once for the whole federation (``rounds x local-steps`` steps
+at the owner's q), so an owner's epsilon after the last round is at most the target, whatever
+rounds it joined; its history and ledger reservation live on its own disk (owner.py).
 """
 
 from __future__ import annotations
@@ -69,12 +65,12 @@ def array_keys(synth: Method) -> list[str]:
 
 
 def get_arrays(synth: Method) -> dict[str, np.ndarray]:
-    states = {part: module.state_dict() for part, module in synth.federated_modules().items()}
-    out = {}
-    for key in array_keys(synth):
-        part, name = key.split(".", 1)
-        out[key] = states[part][name].detach().cpu().numpy().astype(np.float32)
-    return out
+    return {
+        f"{part}.{k}": v.detach().cpu().numpy().astype(np.float32)
+        for part, module in synth.federated_modules().items()
+        for k, v in module.state_dict().items()
+        if v.is_floating_point()
+    }
 
 
 def set_arrays(synth: Method, arrays: dict[str, np.ndarray]) -> None:
@@ -166,6 +162,18 @@ def load_owner_data(node_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> ImageD
         int(run_cfg["partition-seed"]),
     )
     return owners[int(node_cfg["partition-id"])]
+
+
+# what an owner reports at the end (client_app.report, server_app.query_reports), with its type
+REPORTED = {
+    "epsilon": float,
+    "delta": float,
+    "num-examples": int,
+    "noise-multiplier": float,
+    "sample-rate": float,
+    "bytes-up": int,
+    "bytes-down": int,
+}
 
 
 # --- local training ------------------------------------------------------------
