@@ -81,11 +81,6 @@ def not_protected(mode: str, client_dp: bool) -> str:
     return " ".join(parts)
 
 
-def client_level_epsilon(noise: float, rounds: int, delta: float) -> float:
-    """Opacus RDP accountant: ``rounds`` Gaussian releases, sensitivity = clip, no subsampling."""
-    return epsilon_from_history([(noise, 1.0, rounds)], delta, "rdp")
-
-
 def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dict:
     mode = str(cfg["aggregation"])
     spec = privacy_spec(cfg)
@@ -146,7 +141,8 @@ def _client_level(cfg: dict, mode: str, flower_accountant) -> dict:
     delta = float(cfg["client-delta"])
     m = int(cfg.get("sampled-per-round", 0))
     block = {
-        "epsilon": client_level_epsilon(noise, rounds, delta),
+        # Opacus RDP: ``rounds`` Gaussian releases, sensitivity = clip, no subsampling
+        "epsilon": epsilon_from_history([(noise, 1.0, rounds)], delta, "rdp"),
         "delta": delta,
         "unit": CLIENT_UNIT,
         "noise_multiplier": noise,

@@ -29,6 +29,7 @@ from . import encrypted, task
 from .oneshot import is_oneshot
 from .owner import OwnerSpend
 from .runconfig import aggregation_weight, client_dp, privacy_spec, resolve
+from .secure import fit_reply
 
 STATE = "privsynth"
 
@@ -166,13 +167,7 @@ def _reply(msg: Message, cfg: dict, node: dict, res, keys, global_arrays, legacy
     weight = aggregation_weight(cfg, res.num_examples)
     metrics = {"num-examples": weight, "epsilon": res.epsilon}
     if legacy:
-        fitres = compat.FitRes(
-            status=compat.Status(code=compat.Code.OK, message=""),
-            parameters=ndarrays_to_parameters([res.arrays[k] for k in keys]),
-            num_examples=weight,
-            metrics=metrics,
-        )
-        return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+        return fit_reply(msg, [res.arrays[k] for k in keys], weight, metrics)
     if str(cfg["aggregation"]) != "ckks":
         arrays = ArrayRecord({k: Array(res.arrays[k]) for k in keys})
         content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})

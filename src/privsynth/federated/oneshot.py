@@ -30,10 +30,8 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.client.mod.secure_aggregation.secaggplus_mod import SecAggPlusState
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_STATE
-from flwr.compat.common import recorddict_compat as compat
-from flwr.server import LegacyContext, ServerConfig
 from flwr.server.strategy import FedAvg as CompatFedAvg
-from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
 from ..errors import ConfigError
@@ -51,6 +49,7 @@ from .oneshot_plan import (  # noqa: F401  (is_oneshot, release_epsilon: read fr
     shares_info,
 )
 from .runconfig import privacy_run_config, privacy_spec, resolve
+from .secure import fit_reply, run_workflow
 from .task import build_model, load_owner_data
 
 AGGREGATIONS = ("secagg", "ckks", "plain")
@@ -145,15 +144,9 @@ def owner_release(msg: Message, context: Context) -> Message:
         from .oneshot_ckks import encrypted_share
 
         return encrypted_share(msg, total, plan, key)
-    if secagg:
-        values = noisy_share(total, plan)
-        fitres = compat.FitRes(
-            status=compat.Status(code=compat.Code.OK, message=""),
-            parameters=ndarrays_to_parameters([values]),
-            num_examples=1,  # every owner's SecAgg+ weight is 1: the server decodes a plain sum
-            metrics={"threshold": plan.threshold, "share-scale-units": plan.share_scale_units},
-        )
-        return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+    if secagg:  # every owner's SecAgg+ weight is 1: the server decodes a plain sum
+        metrics = {"threshold": plan.threshold, "share-scale-units": plan.share_scale_units}
+        return fit_reply(msg, [noisy_share(total, plan)], 1, metrics)
     release = central_release(cfg, "federated_share_sum")  # the full central noise, no DP: none
     noisy = (
         gaussian_noise_release(torch.from_numpy(total), release.sigma, clip, release.name)[0]
@@ -252,16 +245,17 @@ def _secagg_sum(
         min_fit_clients=int(cfg["min-nodes"]),
         min_available_clients=int(cfg["min-nodes"]),
     )
-    legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1), strategy=strategy)
-    workflow = _ThresholdRecorder(
-        num_shares=float(cfg["secagg-shares"]),
-        reconstruction_threshold=float(cfg["secagg-threshold"]),
+    workflow, _ = run_workflow(
+        grid,
+        context,
+        cfg,
+        strategy,
+        1,
+        _ThresholdRecorder,
         max_weight=1.0,
         clipping_range=plan.clipping_range,
         quantization_range=plan.quantization_range,
-        timeout=float(cfg["secagg-timeout"]),
     )
-    DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
     if strategy.mean is None:
         raise ConfigError(
             f"the SecAgg+ release failed: fewer than the threshold of owners "

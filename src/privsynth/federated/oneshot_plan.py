@@ -11,6 +11,7 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from ..errors import ConfigError
+from ..models.base import sensitivity
 from ..models.registry import method_class
 from ..privacy.accounting import calibrate_noise, epsilon_from_history
 from ..privacy.distributed_noise import DistributedPlan, opendp_rho, plan_release
@@ -23,14 +24,9 @@ def is_oneshot(method: str) -> bool:
     return method_class(method).federates_by == "release-sum"
 
 
-def private(cfg: dict) -> bool:
-    return privacy_spec(cfg) is not None
-
-
 def clip_norm(cfg: dict) -> float:
     """C: the features' norm, so one image moves the sum by at most C (1.0 without DP)."""
-    spec = privacy_spec(cfg)
-    return spec.max_grad_norm if spec is not None else 1.0
+    return sensitivity(privacy_spec(cfg))
 
 
 def noise_multiplier(cfg: dict) -> float:
@@ -80,7 +76,7 @@ def shares_info(mode: str, plan: DistributedPlan, survivors: int, failures: int)
 def central_release(cfg: dict, name: str) -> Release | None:
     """The central Gaussian release the owners' summed shares stand for (None without DP): one
     draw at noise multiplier sigma and sensitivity C on the whole set."""
-    if not private(cfg):
+    if privacy_spec(cfg) is None:
         return None
     return gaussian(name, noise_multiplier(cfg), clip_norm(cfg))
 

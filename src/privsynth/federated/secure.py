@@ -24,7 +24,7 @@ import math
 from typing import Any
 
 import numpy as np
-from flwr.app import Context
+from flwr.app import Context, Message
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server import LegacyContext, ServerConfig
@@ -56,6 +56,17 @@ def quantised_clip(
         )
     inner = clip - margin
     return inner, noise_multiplier * clip / inner, margin
+
+
+def fit_reply(msg: Message, arrays: list[np.ndarray], num_examples: int, metrics: dict) -> Message:
+    """An owner's reply in the compat ("legacy") records SecAgg+'s workflow reads."""
+    fitres = compat.FitRes(
+        status=compat.Status(code=compat.Code.OK, message=""),
+        parameters=ndarrays_to_parameters(arrays),
+        num_examples=num_examples,
+        metrics=metrics,
+    )
+    return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
 
 class DeltaFedAvg(CompatFedAvg):
@@ -119,23 +130,38 @@ def run_secagg(grid: Grid, context: Context, initial: list[np.ndarray], cfg: dic
         strategy = DifferentialPrivacyClientSideFixedClipping(
             strategy, noise, clip, num_sampled_clients=int(cfg["sampled-per-round"])
         )
-    legacy = LegacyContext(
-        context=context,
-        config=ServerConfig(num_rounds=int(cfg["num-server-rounds"])),
-        strategy=strategy,
-    )
-    workflow = SecAggPlusWorkflow(
-        num_shares=float(cfg["secagg-shares"]),
-        reconstruction_threshold=float(cfg["secagg-threshold"]),
+    _, legacy = run_workflow(
+        grid,
+        context,
+        cfg,
+        strategy,
+        int(cfg["num-server-rounds"]),
         max_weight=float(cfg["max-weight"]),
         clipping_range=float(cfg["secagg-clip-range"]),
         quantization_range=QUANTIZATION_RANGE,
-        timeout=float(cfg["secagg-timeout"]),
     )
-    DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
     # the workflow keeps the strategy's last return (the noised model) as the global model
     final = compat.arrayrecord_to_parameters(
         legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True
     )
     inner.current = [np.asarray(a, np.float32) for a in parameters_to_ndarrays(final)]
     return inner
+
+
+def run_workflow(
+    grid, context, cfg, strategy, rounds: int, workflow_cls=SecAggPlusWorkflow, **ranges
+):
+    """Run Flower's SecAgg+ workflow around a compat ``strategy`` with the run config's shares,
+    threshold and timeout (``ranges``: max_weight, clipping_range, quantization_range); returns
+    the workflow and its legacy context."""
+    workflow = workflow_cls(
+        num_shares=float(cfg["secagg-shares"]),
+        reconstruction_threshold=float(cfg["secagg-threshold"]),
+        timeout=float(cfg["secagg-timeout"]),
+        **ranges,
+    )
+    legacy = LegacyContext(
+        context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy
+    )
+    DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+    return workflow, legacy

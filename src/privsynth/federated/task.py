@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -186,8 +186,6 @@ class LocalResult:
     delta: float
     noise_multiplier: float
     sample_rate: float
-    # losses on private batches are not DP: for the owner's own eyes, never sent to the server
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def local_train(
@@ -197,14 +195,14 @@ def local_train(
     history: AccountantState | None,
     seed: int,
     sigma: float | None = None,
-    on_plan=lambda plan: None,
+    on_plan=None,
 ) -> LocalResult:
     """``local-steps`` DP-SGD steps (plain SGD if the run is not private) on this owner's data,
     through the one engine, planned over the whole federation (rounds x local-steps).
 
-    ``sigma``: the noise multiplier this owner calibrated in an earlier round (the plan is the
-    same every round; calibrating once saves the accountant's bisection). ``on_plan(plan)``: runs
-    before the first private step (the owner's ledger reservation, owner.py).
+    ``sigma``: the noise multiplier this owner calibrated in an earlier round (calibrating once
+    saves the accountant's bisection). ``on_plan(plan)``: runs before the first private step
+    (the owner's ledger reservation, owner.py).
     """
     steps, rounds = int(cfg["local-steps"]), int(cfg["num-server-rounds"])
     spec = privacy_spec(cfg) if synth.private else None
@@ -218,19 +216,15 @@ def local_train(
         sigma=sigma,
         on_plan=on_plan or (lambda plan: None),
     )
-    metrics = run.run(steps)
-    acc = run.close()
-    n = run.n_private
+    run.run(steps)  # its losses, on private batches (not DP), never leave the owner
+    acc, plan, n = run.close(), run.plan, run.n_private
     delta = spec.resolved_delta(n) if spec is not None else 0.0
-    eps = acc.epsilon(delta) if acc is not None else 0.0
-    plan = run.plan
     return LocalResult(
         get_arrays(synth),
         n,
         acc,
-        eps,
+        acc.epsilon(delta) if acc is not None else 0.0,
         delta,
         plan.noise_multiplier if plan else 0.0,
         plan.sample_rate if plan else 0.0,
-        metrics,
     )
