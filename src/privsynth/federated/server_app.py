@@ -46,17 +46,16 @@ def run_federation(grid: Grid, context: Context) -> dict:
         return run_release(grid, context)
     t0 = time.time()
     synth = task.build_model(cfg)
-    keys = task.array_keys(synth)
     init = task.get_arrays(synth)
+    keys = list(init)
     wait_for_nodes(grid, int(cfg["min-nodes"]), float(cfg["wait-timeout"]))
     mode = str(cfg["aggregation"])
     if client_dp(cfg):  # the declared m (a public constant), not the connected count
         cfg["sampled-per-round"] = declared_owners(cfg)
-    rounds_info: dict[int, dict] = {}
     if mode == "secagg":
         from .secure import run_secagg
 
-        strategy = run_secagg(grid, context, [init[k] for k in keys], cfg)
+        strategy = run_secagg(grid, context, list(init.values()), cfg)
         cfg["secagg-quantisation-margin"] = strategy.quantisation_margin  # (the card's)
         final = dict(zip(keys, strategy.current, strict=False))
         rounds_info = strategy.round_metrics
@@ -65,7 +64,7 @@ def run_federation(grid: Grid, context: Context) -> dict:
         strategy = make_strategy(cfg, mode, keys)
         result = strategy.start(
             grid=grid,
-            initial_arrays=ArrayRecord({k: Array(init[k]) for k in keys}),
+            initial_arrays=ArrayRecord({k: Array(v) for k, v in init.items()}),
             num_rounds=int(cfg["num-server-rounds"]),
             timeout=float(cfg["round-timeout"]),
             train_config=ConfigRecord({}),

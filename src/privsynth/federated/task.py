@@ -55,16 +55,11 @@ def build_model(cfg: dict[str, Any]) -> Method:
 
 
 def array_keys(synth: Method) -> list[str]:
-    """Float tensors of every travelling module in a fixed order (integer counters not averaged)."""
-    return [
-        f"{part}.{k}"
-        for part, module in synth.federated_modules().items()
-        for k, v in module.state_dict().items()
-        if v.is_floating_point()
-    ]
+    return list(get_arrays(synth))
 
 
 def get_arrays(synth: Method) -> dict[str, np.ndarray]:
+    """Float tensors of every travelling module in a fixed order (integer counters not averaged)."""
     return {
         f"{part}.{k}": v.detach().cpu().numpy().astype(np.float32)
         for part, module in synth.federated_modules().items()
