@@ -90,15 +90,14 @@ def stated(
     """The top of every card's privacy section, central or federated: the first level's
     (epsilon, delta, unit), one sentence per level, what is not protected, then ``sections``.
     No levels is "no DP" (``none``: how the card says so)."""
-    top: dict = {"epsilon": INFINITY, "delta": 0.0, "unit": None, "guarantee": f"none: {none}"}
+    top: dict = {"epsilon": INFINITY, "delta": 0.0, "unit": None}
+    top["guarantee"] = f"none: {none}; epsilon = infinity"
     if levels:
         epsilon, delta, unit = levels[0]
         top = {"epsilon": epsilon, "delta": delta, "unit": unit.name}
         top["guarantee"] = "; ".join(
             f"({e:.3g}, {d:.3g})-DP at {u.level} level{u.how}" for e, d, u in levels
         )
-    else:
-        top["guarantee"] += "; epsilon = infinity"
     if not_protected is not None:
         top["not_protected"] = not_protected
     return {**top, **sections}
