@@ -40,10 +40,9 @@ CLIENT_NOISE_PATH = {
     "to C, averages over the m sampled owners (m declared before the run) and adds "
     "N(0, (sigma*C/m)^2) to the new global model; a round that sampled other than m owners, or "
     "in which a sampled owner fails, is not released (Flower's accounted mode)",
-    "secagg": "owners clip (Flower's fixedclipping_mod) to C minus SecAgg+'s quantisation "
-    "error before masking; the server "
-    "divides the unmasked sum of the surviving owners' deltas by the declared m (fixed "
-    "denominator) and Flower's DifferentialPrivacyClientSideFixedClipping adds "
+    "secagg": "owners clip (Flower's fixedclipping_mod) to C minus SecAgg+'s quantisation error "
+    "before masking; the server divides the unmasked sum of the surviving owners' deltas by the "
+    "declared m (fixed denominator) and Flower's DifferentialPrivacyClientSideFixedClipping adds "
     "N(0, (sigma*C/m)^2) to the new global model, which is the one the next round starts from "
     "and the one released",
     "ckks": "owners clip their delta to C and encrypt it; the server adds the ciphertexts to the "
@@ -82,12 +81,13 @@ def not_protected(mode: str, client_dp: bool) -> str:
 
 
 def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dict:
+    """``card["privacy"]`` of a federated DP-SGD run, by the central writer (`stated`): the
+    sample-level guarantee first when both hold."""
     mode = str(cfg["aggregation"])
     spec = privacy_spec(cfg)
     sections, levels = {}, []
     if spec is not None:
-        sections["sample_level"] = _sample_level(spec, reports)
-        level = sections["sample_level"]
+        sections["sample_level"] = level = _sample_level(spec, reports)
         levels.append((level["epsilon"], level["delta"], SAMPLE))
     if client_dp(cfg):
         sections["client_level"] = level = _client_level(cfg, mode, flower_accountant)
