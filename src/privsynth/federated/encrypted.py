@@ -6,11 +6,13 @@ ciphertexts; owners decrypt the sum and divide, which is exactly FedAvg. (With c
 the owners encrypt ``[clipped delta, 0]`` and the server adds them, and its plaintext noise
 (:func:`add_plain`), to the global model it keeps encrypted as ``[m * w, m]``:
 ``server_app.EncryptedFedAvg``.) CKKS is approximate: :func:`precision_loss` measures the error
-against plaintext FedAvg (~1e-6 here, far below DP noise).
+against plaintext FedAvg (~1e-6 here, far below DP noise). A one-shot release (oneshot_ckks.py)
+encrypts integer noisy shares instead, and its owner returns the sum rounded to integers (exact).
 
 It hides individual updates from the server (and its traffic's readers); not from owners, who
 all hold the secret key and so must not collude with the server; the decrypted aggregate is as
-visible as in plain FedAvg; CKKS gives confidentiality, not integrity.
+visible as in plain FedAvg; a malicious server can drop or replay ciphertexts (CKKS gives
+confidentiality, not integrity).
 """
 
 from __future__ import annotations

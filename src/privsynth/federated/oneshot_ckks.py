@@ -8,11 +8,13 @@ That owner refuses unless the encrypted count is ``n`` (every share is in it, so
 full central one) and returns the values rounded to integers: CKKS' error (~1e-6 of a grid unit)
 is far below 0.5, so this is the exact integer sum of the noisy shares, the same release as under
 SecAgg+. Rounding also keeps CKKS' raw decryption error on the owner: published approximate
-decryptions can leak the secret key (Li & Micciancio, Eurocrypt 2021).
+decryptions can leak the secret key (Li & Micciancio, Eurocrypt 2021), and the server holds every
+owner's ciphertext.
 
-Dropouts: a sum of fewer than ``n`` shares would carry less than the central noise, so nothing
-is released (each owner's spend stays booked: it drew its noise); use SecAgg+, which unmasks any
-sum of >= t shares, when owners may drop out. What CKKS does not protect against (a deviating
+Dropouts: a sum of fewer than ``n`` shares would carry less than the central noise, so the server
+asks for no decryption (and an owner would refuse one): nothing is released (each owner's spend
+stays booked: it drew its noise); use SecAgg+, which unmasks any sum of >= t shares, when owners
+may drop out. What CKKS does not protect against (a deviating
 server, an owner colluding with it) the card lists as assumptions (oneshot_card.py).
 """
 

@@ -150,15 +150,10 @@ def make_strategy(cfg: dict, mode: str, keys: list[str]) -> Any:
 
 
 class EncryptedFedAvg(FedAvg):
-    """FedAvg whose aggregate is a CKKS ciphertext: the server adds, never decrypts.
-
-    Round 1 sends the plaintext initial model; later rounds send an encrypted ``[S, n]`` that
-    each owner decrypts and divides (``S / n`` is the global model). Without client-level DP
-    ``S = sum n_i w_i``, ``n = sum n_i`` over the owners who answered (FedAvg by image count).
-    With ``planned_owners`` m (client-level DP) the owners send ``[clipped delta_i, 0]`` and the
-    server adds them to the current global model kept as ``[m * w, m]``: the new model is
-    ``w + sum_i delta_i / m`` with the fixed denominator m, whoever dropped out.
-    """
+    """FedAvg whose aggregate is a CKKS ciphertext ``[S, n]``: the server adds, never decrypts;
+    owners decrypt and divide (round 1 sends the plaintext initial model). With
+    ``planned_owners`` m (client-level DP) the owners' ``[clipped delta_i, 0]`` are added to the
+    global model kept as ``[m * w, m]``: ``w + sum_i delta_i / m``, whoever dropped out."""
 
     def __init__(
         self, public_ctx, keys: list[str], planned_owners: int | None = None, **kwargs: Any

@@ -8,12 +8,10 @@ generator step: post-processing of the owner's DP discriminator), and returns th
 FedAvg.
 
 Global momentum (FedAvgM's server momentum, Hsu et al. 2019, applied by the owners; run config
-``global-momentum``, default the method's ``federated_momentum``): an owner that also trained in
-the previous round adds ``beta * (global_now - global_before)`` to the weights it returns. Every
-such owner adds the same vector, so the average takes a heavy-ball step on the global model,
-alike under plain FedAvg, SecAgg+ and CKKS, from global models the owner already received
-(post-processing: no privacy spent). Why: FedAvg makes 1/N of central training's sequential
-steps; momentum carries each round's signal forward (docs/federated.md).
+``global-momentum``; why: docs/federated.md, "Federated vs central"): an owner that also trained
+in the previous round adds ``beta * (global_now - global_before)`` to its weights. Every such
+owner adds the same vector, so the average takes a heavy-ball step on the global model under
+every aggregation, from global models already received (post-processing: no privacy spent).
 
 The noise multiplier is calibrated once for the whole federation (``rounds x local-steps`` steps
 at the owner's q), so an owner's epsilon after the last round is at most the target, whatever
