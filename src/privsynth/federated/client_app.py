@@ -115,7 +115,7 @@ def train(msg: Message, context: Context) -> Message:
         global_arrays = dict(zip(keys, parameters_to_ndarrays(fitins.parameters), strict=False))
     else:
         server_round = int(msg.content["config"]["server-round"])
-        global_arrays = _global_arrays(msg, cfg, node, keys)
+        global_arrays = _global_arrays(msg, cfg, node, synth)
     task.set_arrays(synth, global_arrays)
     res = _train_locally(synth, cfg, context, server_round)
     momentum, st = task.global_momentum(cfg), _state(context)
@@ -217,9 +217,8 @@ def report(msg: Message, context: Context) -> Message:
         }
     )
     if "enc" in msg.content.array_records:
-        keys = task.array_keys(task.build_model(cfg))
-        arrays = _global_arrays(msg, cfg, node, keys)
-        out["arrays"] = ArrayRecord({k: Array(arrays[k]) for k in keys})
+        arrays = _global_arrays(msg, cfg, node, task.build_model(cfg))
+        out["arrays"] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
     return Message(out, reply_to=msg)
 
 
@@ -231,14 +230,14 @@ def decrypt(msg: Message, context: Context) -> Message:
     return owner_decrypt(msg, context, resolve(context.run_config))
 
 
-def _global_arrays(msg: Message, cfg: dict, node: dict, keys: list[str]) -> dict[str, np.ndarray]:
+def _global_arrays(msg: Message, cfg: dict, node: dict, synth) -> dict[str, np.ndarray]:
+    """The global model the server sent (``synth``: a model of its shapes)."""
+    like = task.get_arrays(synth)
     if "enc" in msg.content.array_records:  # CKKS: decrypt the server's sum, divide by the count
         ctx = encrypted.secret_context(cfg, node)
         total = encrypted.decrypt(ctx, encrypted.from_record(msg.content["enc"]))
-        like = task.get_arrays(task.build_model(cfg))
-        return encrypted.unflatten(encrypted.average_from_sum(total), like, keys)
-    rec = msg.content["arrays"]
-    return {k: rec[k].numpy() for k in keys}
+        return encrypted.unflatten(encrypted.average_from_sum(total), like)
+    return {k: msg.content["arrays"][k].numpy() for k in like}
 
 
 def _clipped_delta_payload(

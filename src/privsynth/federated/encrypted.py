@@ -78,12 +78,11 @@ def flatten(arrays: dict[str, np.ndarray], keys: list[str]) -> np.ndarray:
     return np.concatenate([np.asarray(arrays[k], dtype=np.float64).ravel() for k in keys])
 
 
-def unflatten(
-    vec: np.ndarray, like: dict[str, np.ndarray], keys: list[str]
-) -> dict[str, np.ndarray]:
-    parts = np.split(vec, np.cumsum([like[k].size for k in keys])[:-1])
+def unflatten(vec: np.ndarray, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``vec`` cut into arrays of ``like``'s shapes, in its order (float32)."""
+    parts = np.split(vec, np.cumsum([a.size for a in like.values()])[:-1])
     return {
-        k: v.reshape(like[k].shape).astype(np.float32) for k, v in zip(keys, parts, strict=True)
+        k: v.reshape(like[k].shape).astype(np.float32) for k, v in zip(like, parts, strict=True)
     }
 
 
