@@ -1,15 +1,10 @@
-"""The ClientApp: one data owner. Its images never leave this process; only model updates do.
+"""The ClientApp: one data owner. Its images never leave this process; only model updates do
+(losses on private batches are not DP and never leave it either).
 
-Handlers (Flower's Message API):
-- ``train``: load the global model, train locally (DP-SGD on D, see ``task``), reply with the new
-  weights (plain FedAvg), the weight *delta* (SecAgg+, inside Flower's ``secaggplus_mod``), or the
-  CKKS-encrypted ``[n * w, n]`` (encrypted aggregation; with client-level DP the delta clipped to
-  the norm the server sent, ``[clip(delta), 0]``). The reply's metrics are the FedAvg weight and
-  this owner's epsilon so far; losses on private batches are not DP and never leave the owner.
-- ``query.report``: this owner's privacy accounting (DP-SGD history and epsilon) and the bytes it
-  sent/received; with CKKS, it also decrypts the final aggregate for the server to release.
-- ``query.decrypt``: a one-shot release (dpmerf/dpkernel) under CKKS: decrypt the sum of every
-  owner's encrypted noisy share, once (oneshot_ckks.py).
+Handlers (Flower's Message API): ``train`` (local DP-SGD, then the new weights, the weight delta
+inside SecAgg+'s ``secaggplus_mod``, or the CKKS ciphertext), ``query.report`` (this owner's
+accounting and traffic; with CKKS it also decrypts the final model for the server to release)
+and ``query.decrypt`` (a one-shot release's CKKS sum, oneshot_ckks.py).
 """
 
 from __future__ import annotations

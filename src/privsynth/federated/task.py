@@ -1,11 +1,9 @@
 """Model, data and local training of one data owner (Flower's ``task.py``).
 
-Every method whose class says ``federable`` (``models/base.Method``) federates: each round, every
-sampled owner starts from the global weights of the method's ``federated_modules()``, runs
-``local-steps`` DP-SGD steps on *its own* images through the one DP-SGD engine
-(``models/engine.DPSGD``), with the method's own post-processing after each step (the GAN's
-generator step: post-processing of the owner's DP discriminator), and returns the weights for
-FedAvg.
+Each round every sampled owner starts from the global weights of its ``federable`` method's
+``federated_modules()`` and runs ``local-steps`` DP-SGD steps on *its own* images through the one
+engine (``models/engine.DPSGD``; the GAN's generator step is post-processing of the owner's DP
+discriminator), then returns the weights for FedAvg.
 
 Global momentum (FedAvgM's server momentum, Hsu et al. 2019, applied by the owners; run config
 ``global-momentum``; why: docs/federated.md, "Federated vs central"): an owner that also trained
