@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_json
+from ..orchestrate.trainer_card import Unit, stated
 from ..privacy.accounting import epsilon_from_history
 from ..run import INFINITY, Card, RunWriter
 from .runconfig import client_dp, privacy_spec
@@ -25,6 +26,12 @@ from .task import global_momentum
 
 SAMPLE_UNIT = "one training image with its label (held by one owner)"
 CLIENT_UNIT = "one data owner with all of its images"
+SAMPLE = Unit("sample", SAMPLE_UNIT, f" (unit: {SAMPLE_UNIT}), by DP-SGD inside every owner")
+CLIENT = Unit(
+    "client",
+    CLIENT_UNIT,
+    f" (unit: {CLIENT_UNIT}), by server-side Gaussian noise on clipped updates",
+)
 
 
 # How client-level noise reaches the released model, per aggregation mode (docs/federated.md).
@@ -33,10 +40,9 @@ CLIENT_NOISE_PATH = {
     "to C, averages over the m sampled owners (m declared before the run) and adds "
     "N(0, (sigma*C/m)^2) to the new global model; a round that sampled other than m owners, or "
     "in which a sampled owner fails, is not released (Flower's accounted mode)",
-    "secagg": "owners clip (Flower's fixedclipping_mod) to C minus SecAgg+'s quantisation "
-    "error before masking; the server "
-    "divides the unmasked sum of the surviving owners' deltas by the declared m (fixed "
-    "denominator) and Flower's DifferentialPrivacyClientSideFixedClipping adds "
+    "secagg": "owners clip (Flower's fixedclipping_mod) to C minus SecAgg+'s quantisation error "
+    "before masking; the server divides the unmasked sum of the surviving owners' deltas by the "
+    "declared m (fixed denominator) and Flower's DifferentialPrivacyClientSideFixedClipping adds "
     "N(0, (sigma*C/m)^2) to the new global model, which is the one the next round starts from "
     "and the one released",
     "ckks": "owners clip their delta to C and encrypt it; the server adds the ciphertexts to the "
@@ -74,118 +80,95 @@ def not_protected(mode: str, client_dp: bool) -> str:
     return " ".join(parts)
 
 
-def client_level_epsilon(noise: float, rounds: int, delta: float) -> float:
-    """Opacus RDP accountant: ``rounds`` Gaussian releases, sensitivity = clip, no subsampling."""
-    return epsilon_from_history([(noise, 1.0, rounds)], delta, "rdp")
-
-
 def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dict:
-    rounds = int(cfg["num-server-rounds"])
+    """``card["privacy"]`` of a federated DP-SGD run, by the central writer (`stated`): the
+    sample-level guarantee first when both hold."""
     mode = str(cfg["aggregation"])
     spec = privacy_spec(cfg)
-    sample_dp = spec is not None
-    client_noise = float(cfg["client-noise"])
-    block: dict = {
-        "aggregation": mode,
-        "server_sees": {
+    sections, levels = {}, []
+    if spec is not None:
+        sections["sample_level"] = level = _sample_level(spec, reports)
+        levels.append((level["epsilon"], level["delta"], SAMPLE))
+    if client_dp(cfg):
+        sections["client_level"] = level = _client_level(cfg, mode, flower_accountant)
+        levels.append((level["epsilon"], level["delta"], CLIENT))
+    return stated(
+        levels,
+        not_protected(mode, client_dp(cfg)),
+        aggregation=mode,
+        server_sees={
             "plain": "every owner's model update (each already DP if sample-level DP is on)",
             "secagg": "only the sum of the owners' updates (SecAgg+, Flower)",
             "ckks": "only CKKS ciphertexts of the updates and of their sum (TenSEAL)",
         }[mode],
+        **sections,
+    )
+
+
+def _sample_level(spec, reports: list[dict]) -> dict:
+    """Each owner's DP-SGD guarantee, recomputed from its history (independently of the owner's
+    number); no owner's exact image count (add/remove-one: docs/privacy.md)."""
+    keys = ("partition", "epsilon", "delta", "noise_multiplier", "sample_rate")
+    owners = []
+    for r in reports:
+        history = json.loads(r["history"])["history"] if r["history"] else []
+        owner = {k: r[k] for k in keys} | {"history": history}
+        owner["epsilon_recomputed"] = epsilon_from_history(history, r["delta"], spec.accountant)
+        owners.append(owner)
+    return {
+        "epsilon": max((o["epsilon"] for o in owners), default=spec.epsilon),
+        "delta": max((o["delta"] for o in owners), default=0.0),
+        "unit": SAMPLE_UNIT,
+        "target_epsilon": None if spec.noise_multiplier else spec.epsilon,
+        "noise_multiplier_fixed": spec.noise_multiplier,
+        "accountant": spec.accountant,
+        "clip": spec.max_grad_norm,
+        "per_owner": owners,
+        "owners_reporting": len(owners),
+        "computed_by": "each owner's Opacus accountant from the DP-SGD steps it ran; the "
+        "released model is (max_i eps_i, max_i delta_i)-DP per image because "
+        "owners hold disjoint images",
     }
-    guarantees, eps_top, delta_top, unit = [], INFINITY, 0.0, None
-    if sample_dp:
-        owners = [
-            {
-                k: r[k]
-                for k in (
-                    "partition",
-                    "epsilon",
-                    "delta",
-                    "noise_multiplier",
-                    "sample_rate",
-                )
-            }
-            | {"history": json.loads(r["history"])["history"] if r["history"] else []}
-            for r in reports
-        ]  # no owner's exact image count (add/remove-one: docs/privacy.md)
-        # recompute each owner's epsilon from its history, independently of the owner's number
-        for o in owners:
-            o["epsilon_recomputed"] = epsilon_from_history(
-                o["history"], o["delta"], spec.accountant
-            )
-        eps = max((o["epsilon"] for o in owners), default=spec.epsilon)
-        delta = max((o["delta"] for o in owners), default=0.0)
-        block["sample_level"] = {
-            "epsilon": eps,
-            "delta": delta,
-            "unit": SAMPLE_UNIT,
-            "target_epsilon": None if spec.noise_multiplier else spec.epsilon,
-            "noise_multiplier_fixed": spec.noise_multiplier,
-            "accountant": spec.accountant,
-            "clip": spec.max_grad_norm,
-            "per_owner": owners,
-            "owners_reporting": len(owners),
-            "computed_by": "each owner's Opacus accountant from the DP-SGD steps it ran; the "
-            "released model is (max_i eps_i, max_i delta_i)-DP per image because "
-            "owners hold disjoint images",
-        }
-        guarantees.append(
-            f"({eps:.3g}, {delta:.3g})-DP at sample level (unit: {SAMPLE_UNIT}), "
-            "by DP-SGD inside every owner"
-        )
-        eps_top, delta_top, unit = eps, delta, SAMPLE_UNIT
-    if client_noise > 0:
-        c_delta = float(cfg["client-delta"])
-        m = int(cfg.get("sampled-per-round", 0))
+
+
+def _client_level(cfg: dict, mode: str, flower_accountant) -> dict:
+    """The server's Gaussian noise on the clipped updates, per round, accounted at q = 1."""
+    noise, clip, rounds = (
+        float(cfg["client-noise"]),
+        float(cfg["client-clip"]),
+        int(cfg["num-server-rounds"]),
+    )
+    delta = float(cfg["client-delta"])
+    m = int(cfg.get("sampled-per-round", 0))
+    block = {
+        # Opacus RDP: ``rounds`` Gaussian releases, sensitivity = clip, no subsampling
+        "epsilon": epsilon_from_history([(noise, 1.0, rounds)], delta, "rdp"),
+        "delta": delta,
+        "unit": CLIENT_UNIT,
+        "noise_multiplier": noise,
+        "clip": clip,
+        "rounds": rounds,
+        "sampled_per_round": m,
+        "denominator": f"fixed: the declared m = {m} owners per round (run config "
+        "client-owners), whatever the number of owners that connect or reply",
+        "sampling": "none assumed (q = 1: no amplification by client sampling is claimed)",
+        "noise_std_on_model": noise * clip / max(m, 1),
+        "how": CLIENT_NOISE_PATH[mode],
+        "epsilon_flower_rdp": float(flower_accountant.get_privacy_spent().epsilon)
+        if flower_accountant is not None
+        else None,
+    }
+    if mode == "secagg":
         margin = float(cfg.get("secagg-quantisation-margin", 0.0))
-        c_eps = client_level_epsilon(client_noise, rounds, c_delta)
-        flower_eps = None
-        if flower_accountant is not None:
-            flower_eps = float(flower_accountant.get_privacy_spent().epsilon)
-        block["client_level"] = {
-            "epsilon": c_eps,
-            "delta": c_delta,
-            "unit": CLIENT_UNIT,
-            "noise_multiplier": client_noise,
-            "clip": float(cfg["client-clip"]),
-            "rounds": rounds,
-            "sampled_per_round": m,
-            "denominator": f"fixed: the declared m = {m} owners per round (run config "
-            "client-owners), whatever the number of owners that connect or reply",
-            "sampling": "none assumed (q = 1: no amplification by client sampling is claimed)",
-            "noise_std_on_model": client_noise * float(cfg["client-clip"]) / max(m, 1),
-            "how": CLIENT_NOISE_PATH[mode],
-            "epsilon_flower_rdp": flower_eps,
-            **(
-                {
-                    "clip_before_quantisation": float(cfg["client-clip"]) - margin,
-                    "quantisation_margin": margin,
-                    "sensitivity": "C: owners clip to C minus SecAgg+'s quantisation error "
-                    "sqrt(d)*2c/Q, so each quantised update has L2 norm <= C",
-                }
-                if mode == "secagg"
-                else {}
-            ),
-            "computed_by": "Opacus RDP accountant from (noise multiplier, q=1, rounds); "
-            "Flower's RdpAccountant value alongside when the strategy kept one",
-        }
-        guarantees.append(
-            f"({c_eps:.3g}, {c_delta:.3g})-DP at client level (unit: {CLIENT_UNIT}), "
-            "by server-side Gaussian noise on clipped updates"
+        block["clip_before_quantisation"] = clip - margin
+        block["quantisation_margin"] = margin
+        block["sensitivity"] = (
+            "C: owners clip to C minus SecAgg+'s quantisation error sqrt(d)*2c/Q, so each "
+            "quantised update has L2 norm <= C"
         )
-        if not sample_dp:
-            eps_top, delta_top, unit = c_eps, c_delta, CLIENT_UNIT
-    block.update(
-        epsilon=eps_top,
-        delta=delta_top,
-        unit=unit,
-        guarantee=(
-            "; ".join(guarantees)
-            if guarantees
-            else "none: trained without differential privacy; epsilon = infinity"
-        ),
-        not_protected=not_protected(mode, client_noise > 0),
+    block["computed_by"] = (
+        "Opacus RDP accountant from (noise multiplier, q=1, rounds); Flower's RdpAccountant "
+        "value alongside when the strategy kept one"
     )
     return block
 
@@ -193,20 +176,38 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
 def write_run(
     cfg: dict, synth, reports: list[dict], rounds_info: dict, wall: float, flower_accountant=None
 ) -> dict:
-    """card.json + weights.safetensors in ``out-dir`` (the server's machine)."""
+    rounds = int(cfg["num-server-rounds"])
+    federated = {
+        "owners_reporting": len(reports),
+        "rounds": rounds,
+        "local_steps": int(cfg["local-steps"]),
+        # FedAvgM momentum the owners applied (off under client-level DP; task.py)
+        "global_momentum": 0.0 if client_dp(cfg) else global_momentum(cfg),
+        "fraction_train": float(cfg["fraction-train"]),
+        "partition": str(cfg["partition"]),
+        "alpha": float(cfg["alpha"]),
+        "per_round": {str(r): v for r, v in rounds_info.items()},
+        "bytes_up_per_round": sum(r["bytes_up"] for r in reports) / rounds,
+        "bytes_down_per_round": sum(r["bytes_down"] for r in reports) / rounds,
+        "bytes_note": "payload bytes of Flower records counted by each owner's "
+        "traffic mod (no transport framing)",
+    }
+    train = {"wall_seconds": round(wall, 2), "steps": rounds * int(cfg["local-steps"])}
+    privacy = privacy_block(cfg, reports, flower_accountant)
+    return save_run(cfg, synth, privacy, federated, train, {"reports": reports})
+
+
+def save_run(cfg: dict, synth, privacy: dict, federated: dict, train: dict, extra: dict) -> dict:
+    """card.json, weights.safetensors and federation.json (the run config, ``extra``) in
+    ``out-dir`` (the server's machine); api.federate completes the data fields."""
     out = Path(str(cfg["out-dir"]))
     k = int(cfg["num-classes"])
-    names = str(cfg["class-names"]).split(",") if cfg["class-names"] else [str(i) for i in range(k)]
-    privacy = privacy_block(cfg, reports, flower_accountant)
     privacy["class_proportions"] = {
         "mechanism": "uniform",
         "epsilon": 0.0,
         "delta": 0.0,
         "values": (np.ones(k) / k).tolist(),
     }
-    rounds = int(cfg["num-server-rounds"])
-    up = sum(r["bytes_up"] for r in reports)
-    down = sum(r["bytes_down"] for r in reports)
     card = Card.new(
         synth.name,
         status="complete",
@@ -216,34 +217,19 @@ def write_run(
         data={
             "name": str(cfg["data"]),
             "image_shape": list(synth.image_shape),
-            "classes": names,
+            "classes": str(cfg["class-names"]).split(",")
+            if cfg["class-names"]
+            else [str(i) for i in range(k)],
             "source": None,
             "image_size": int(cfg["image-size"]),
             "split_seed": int(cfg["split-seed"]),
             "fingerprint": None,
         },
-        federated={
-            "owners_reporting": len(reports),
-            "rounds": rounds,
-            "local_steps": int(cfg["local-steps"]),
-            # FedAvgM momentum the owners applied (off under client-level DP; task.py)
-            "global_momentum": 0.0 if client_dp(cfg) else global_momentum(cfg),
-            "fraction_train": float(cfg["fraction-train"]),
-            "partition": str(cfg["partition"]),
-            "alpha": float(cfg["alpha"]),
-            "per_round": {str(r): v for r, v in rounds_info.items()},
-            "bytes_up_per_round": up / rounds,
-            "bytes_down_per_round": down / rounds,
-            "bytes_note": "payload bytes of Flower records counted by each owner's "
-            "traffic mod (no transport framing)",
-        },
-        train={
-            "wall_seconds": round(wall, 2),
-            "steps": rounds * int(cfg["local-steps"]),
-        },
+        federated=federated,
+        train=train,
     )
     writer = RunWriter(out, card)
     writer.save_weights(synth.state_dict())
     writer.write()
-    write_json(out / "federation.json", {"run_config": cfg, "reports": reports})
+    write_json(out / "federation.json", {"run_config": cfg, **extra})
     return card.to_json()

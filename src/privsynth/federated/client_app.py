@@ -1,15 +1,10 @@
-"""The ClientApp: one data owner. Its images never leave this process; only model updates do.
+"""The ClientApp: one data owner. Its images never leave this process; only model updates do
+(losses on private batches are not DP and never leave it either).
 
-Handlers (Flower's Message API):
-- ``train``: load the global model, train locally (DP-SGD on D, see ``task``), reply with the new
-  weights (plain FedAvg), the weight *delta* (SecAgg+, inside Flower's ``secaggplus_mod``), or the
-  CKKS-encrypted ``[n * w, n]`` (encrypted aggregation; with client-level DP the delta clipped to
-  the norm the server sent, ``[clip(delta), 0]``). The reply's metrics are the FedAvg weight and
-  this owner's epsilon so far; losses on private batches are not DP and never leave the owner.
-- ``query.report``: this owner's privacy accounting (DP-SGD history and epsilon) and the bytes it
-  sent/received; with CKKS, it also decrypts the final aggregate for the server to release.
-- ``query.decrypt``: a one-shot release (dpmerf/dpkernel) under CKKS: decrypt the sum of every
-  owner's encrypted noisy share, once (oneshot_ckks.py).
+Handlers (Flower's Message API): ``train`` (local DP-SGD, then the new weights, the weight delta
+inside SecAgg+'s ``secaggplus_mod``, or the CKKS ciphertext), ``query.report`` (this owner's
+accounting and traffic; with CKKS it also decrypts the final model for the server to release)
+and ``query.decrypt`` (a one-shot release's CKKS sum, oneshot_ckks.py).
 """
 
 from __future__ import annotations
@@ -29,6 +24,7 @@ from . import encrypted, task
 from .oneshot import is_oneshot
 from .owner import OwnerSpend
 from .runconfig import aggregation_weight, client_dp, privacy_spec, resolve
+from .secure import fit_reply
 
 STATE = "privsynth"
 
@@ -101,9 +97,9 @@ def _state(ctx: Context) -> ConfigRecord:
 @app.train(mods=[secure_mod])
 def train(msg: Message, context: Context) -> Message:
     cfg, node = resolve(context.run_config), dict(context.node_config)
-    from .oneshot import owner_release  # fedmerf: one-shot release (dpmerf/dpkernel)
-
     if is_oneshot(str(cfg["method"])):
+        from .oneshot import owner_release  # fedmerf: one-shot release (dpmerf/dpkernel)
+
         return owner_release(msg, context)
     synth = task.build_model(cfg)
     keys = task.array_keys(synth)
@@ -114,34 +110,37 @@ def train(msg: Message, context: Context) -> Message:
         global_arrays = dict(zip(keys, parameters_to_ndarrays(fitins.parameters), strict=False))
     else:
         server_round = int(msg.content["config"]["server-round"])
-        global_arrays = _global_arrays(msg, cfg, node, keys)
+        global_arrays = _global_arrays(msg, cfg, node, synth)
     task.set_arrays(synth, global_arrays)
-
-    data = task.load_owner_data(node, cfg)
-    st = _state(context)
-    # the privacy state lives on disk (a restarted SuperNode gets a fresh Context): owner.py
-    spec = privacy_spec(cfg) if synth.private else None
-    owner = OwnerSpend(node, cfg, data, context.run_id) if spec is not None else None
-    history = owner.history() if owner is not None else None
-    pid = int(node.get("partition-id", 0))
-    steps = int(cfg["local-steps"])
-    res = task.local_train(
-        synth,
-        data,
-        cfg,
-        history,
-        seed=int(cfg["seed"]) + 1000 * pid + server_round,
-        sigma=owner.sigma if owner is not None else None,  # calibrated in an earlier round
-        # reserve and book in the ledger before the first private step
-        on_plan=(lambda plan: owner.before_round(plan, steps, spec.accountant)) if owner else None,
-    )
-    momentum = task.global_momentum(cfg)
+    res = _train_locally(synth, cfg, context, server_round)
+    momentum, st = task.global_momentum(cfg), _state(context)
     if momentum and not client_dp(cfg):  # FedAvgM momentum, applied by the owners (task.py)
         seen = int(st.get("global-round", -1)) == server_round - 1
         before = task.unpack_arrays(st["global-model"]) if seen else None
         res.arrays = task.with_momentum(res.arrays, global_arrays, before, momentum)
         st["global-model"] = task.pack_arrays(global_arrays)
         st["global-round"] = server_round
+    return _reply(msg, cfg, node, res, keys, global_arrays, legacy)
+
+
+def _train_locally(synth, cfg: dict, context: Context, server_round: int) -> task.LocalResult:
+    """``local-steps`` DP-SGD steps, booked in this owner's ledger; what ran kept in its state."""
+    node, st = dict(context.node_config), _state(context)
+    data = task.load_owner_data(node, cfg)
+    # the privacy state lives on disk (a restarted SuperNode gets a fresh Context): owner.py
+    spec = privacy_spec(cfg) if synth.private else None
+    owner = OwnerSpend(node, cfg, data, context.run_id) if spec is not None else None
+    steps = int(cfg["local-steps"])
+    res = task.local_train(
+        synth,
+        data,
+        cfg,
+        owner.history() if owner is not None else None,
+        seed=int(cfg["seed"]) + 1000 * int(node.get("partition-id", 0)) + server_round,
+        sigma=owner.sigma if owner is not None else None,  # calibrated in an earlier round
+        # reserve and book in the ledger before the first private step
+        on_plan=(lambda plan: owner.before_round(plan, steps, spec.accountant)) if owner else None,
+    )
     if res.accountant is not None and owner is not None:
         owner.after_round(res.accountant, res.delta)  # history on disk, then book what ran
         st["history"] = json.dumps(res.accountant.to_json())
@@ -154,38 +153,28 @@ def train(msg: Message, context: Context) -> Message:
             "sample-rate": res.sample_rate,
         }
     )
+    return res
+
+
+def _reply(msg: Message, cfg: dict, node: dict, res, keys, global_arrays, legacy: bool) -> Message:
+    """The new weights (FedAvg), full weights for SecAgg+ (``secure_mod`` turns them into deltas
+    after any clipping) or the CKKS ciphertext; metrics: the FedAvg weight and epsilon so far."""
     weight = aggregation_weight(cfg, res.num_examples)
     metrics = {"num-examples": weight, "epsilon": res.epsilon}
-    if legacy:  # full weights; secure_mod turns them into deltas after any clipping
-        fitres = compat.FitRes(
-            status=compat.Status(code=compat.Code.OK, message=""),
-            parameters=ndarrays_to_parameters([res.arrays[k] for k in keys]),
-            num_examples=weight,
-            metrics=metrics,
-        )
-        return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
-    if str(cfg["aggregation"]) == "ckks":
-        ctx = encrypted.load_context(_secret_path(node, cfg), need_secret=True)
-        if client_dp(cfg):  # the clip norm comes from Flower's client-side clipping wrapper
-            clip = float(msg.content["config"].get(KEY_CLIPPING_NORM, cfg["client-clip"]))
-            payload = _clipped_delta_payload(res.arrays, global_arrays, keys, clip)
-        else:
-            payload = encrypted.weighted_payload(res.arrays, keys, weight)
-        blob, lengths = encrypted.pack(encrypted.encrypt(ctx, payload))
-        content = RecordDict(
-            {
-                "enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}),
-                "metrics": MetricRecord(metrics),
-            }
-        )
+    if legacy:
+        return fit_reply(msg, [res.arrays[k] for k in keys], weight, metrics)
+    if str(cfg["aggregation"]) != "ckks":
+        arrays = ArrayRecord({k: Array(res.arrays[k]) for k in keys})
+        content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
         return Message(content, reply_to=msg)
-    content = RecordDict(
-        {
-            "arrays": ArrayRecord({k: Array(res.arrays[k]) for k in keys}),
-            "metrics": MetricRecord(metrics),
-        }
-    )
-    return Message(content, reply_to=msg)
+    if client_dp(cfg):  # the clip norm comes from Flower's client-side clipping wrapper
+        clip = float(msg.content["config"].get(KEY_CLIPPING_NORM, cfg["client-clip"]))
+        payload = _clipped_delta_payload(res.arrays, global_arrays, keys, clip)
+    else:
+        payload = encrypted.weighted_payload(res.arrays, keys, weight)
+    ctx = encrypted.secret_context(cfg, node)
+    enc = encrypted.to_record(encrypted.encrypt(ctx, payload))
+    return Message(RecordDict({"enc": enc, "metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
 @app.query("report")
@@ -213,17 +202,7 @@ def report(msg: Message, context: Context) -> Message:
             )
     out = RecordDict(
         {
-            "metrics": MetricRecord(
-                {
-                    "epsilon": float(st.get("epsilon", 0.0)),
-                    "delta": float(st.get("delta", 0.0)),
-                    "num-examples": int(st.get("num-examples", 0)),
-                    "noise-multiplier": float(st.get("noise-multiplier", 0.0)),
-                    "sample-rate": float(st.get("sample-rate", 0.0)),
-                    "bytes-up": int(st.get("bytes-up", 0)),
-                    "bytes-down": int(st.get("bytes-down", 0)),
-                }
-            ),
+            "metrics": MetricRecord({k: kind(st.get(k, 0)) for k, kind in task.REPORTED.items()}),
             "info": ConfigRecord(
                 {
                     "history": str(st.get("history", "")),
@@ -233,9 +212,8 @@ def report(msg: Message, context: Context) -> Message:
         }
     )
     if "enc" in msg.content.array_records:
-        keys = task.array_keys(task.build_model(cfg))
-        arrays = _global_arrays(msg, cfg, node, keys)
-        out["arrays"] = ArrayRecord({k: Array(arrays[k]) for k in keys})
+        arrays = _global_arrays(msg, cfg, node, task.build_model(cfg))
+        out["arrays"] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
     return Message(out, reply_to=msg)
 
 
@@ -247,17 +225,14 @@ def decrypt(msg: Message, context: Context) -> Message:
     return owner_decrypt(msg, context, resolve(context.run_config))
 
 
-def _global_arrays(msg: Message, cfg: dict, node: dict, keys: list[str]) -> dict[str, np.ndarray]:
+def _global_arrays(msg: Message, cfg: dict, node: dict, synth) -> dict[str, np.ndarray]:
+    """The global model the server sent (``synth``: a model of its shapes)."""
+    like = task.get_arrays(synth)
     if "enc" in msg.content.array_records:  # CKKS: decrypt the server's sum, divide by the count
-        rec = msg.content["enc"]
-        ctx = encrypted.load_context(_secret_path(node, cfg), need_secret=True)
-        total = encrypted.decrypt(
-            ctx, encrypted.unpack(rec["blob"].numpy(), rec["lengths"].numpy())
-        )
-        like = task.get_arrays(task.build_model(cfg))
-        return encrypted.unflatten(encrypted.average_from_sum(total), like, keys)
-    rec = msg.content["arrays"]
-    return {k: rec[k].numpy() for k in keys}
+        ctx = encrypted.secret_context(cfg, node)
+        total = encrypted.decrypt(ctx, encrypted.from_record(msg.content["enc"]))
+        return encrypted.unflatten(encrypted.average_from_sum(total), like)
+    return {k: msg.content["arrays"][k].numpy() for k in like}
 
 
 def _clipped_delta_payload(
@@ -268,7 +243,3 @@ def _clipped_delta_payload(
     delta = [np.asarray(new[k], np.float64) - np.asarray(start[k], np.float64) for k in keys]
     clip_inputs_inplace(delta, clip)
     return np.append(np.concatenate([d.ravel() for d in delta]), 0.0)
-
-
-def _secret_path(node: dict, cfg: dict) -> str:
-    return str(node.get("ckks-secret", cfg["ckks-secret"]))

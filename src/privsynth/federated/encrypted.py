@@ -1,21 +1,18 @@
 """Encrypted aggregation with CKKS (TenSEAL): the server adds ciphertexts it cannot read.
 
-Key handling: one owner (or the launcher, standing in for the owners) makes a CKKS context with
-:func:`make_keys`. The *secret* context (with the secret key) goes to every owner only; the
-*public* context (no secret key) goes to the server. Each round every owner encrypts
-``[n_i * w_i, n_i]`` (its weights scaled by its example count, and the count); the server
-multiplies nothing and decrypts nothing — it only adds the ciphertexts; owners decrypt the sum
-and divide, which is exactly FedAvg. (With client-level DP the owners encrypt ``[clipped delta,
-0]`` and the server adds them, and its plaintext noise via :func:`add_plain`, to the global model
-it keeps encrypted as ``[m * w, m]``; see ``server_app.EncryptedFedAvg``.) CKKS is approximate:
-:func:`precision_loss` measures the error against plaintext FedAvg (it is ~1e-6 here, far below
-DP noise). A one-shot release (dpmerf/dpkernel, oneshot_ckks.py) encrypts integer noisy shares
-instead, and its owner returns the decrypted sum rounded to integers (exact).
+Keys (:func:`make_keys`): the *secret* context goes to every owner only, the *public* one to the
+server. Each round every owner encrypts ``[n_i * w_i, n_i]``; the server only adds the
+ciphertexts; owners decrypt the sum and divide, which is exactly FedAvg. (With client-level DP
+the owners encrypt ``[clipped delta, 0]`` and the server adds them, and its plaintext noise
+(:func:`add_plain`), to the global model it keeps encrypted as ``[m * w, m]``:
+``server_app.EncryptedFedAvg``.) CKKS is approximate: :func:`precision_loss` measures the error
+against plaintext FedAvg (~1e-6 here, far below DP noise). A one-shot release (oneshot_ckks.py)
+encrypts integer noisy shares instead, and its owner returns the sum rounded to integers (exact).
 
-What it protects: individual updates from the server (and from anyone reading its traffic).
-What it does not: the owners all hold the secret key, so they must not collude with the server;
-the decrypted aggregate is as visible as in plain FedAvg; a malicious server can drop or replay
-ciphertexts (CKKS gives confidentiality, not integrity).
+It hides individual updates from the server (and its traffic's readers); not from owners, who
+all hold the secret key and so must not collude with the server; the decrypted aggregate is as
+visible as in plain FedAvg; a malicious server can drop or replay ciphertexts (CKKS gives
+confidentiality, not integrity).
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from flwr.app import Array, ArrayRecord
 
 from ..atomic import write_bytes
 from ..errors import ConfigError
@@ -71,19 +69,21 @@ def load_context(path: str | Path, need_secret: bool):
     return ctx
 
 
+def secret_context(cfg: dict, node: dict):
+    """An owner's secret context: its node config's ``ckks-secret``, else the run config's."""
+    return load_context(str(node.get("ckks-secret", cfg["ckks-secret"])), need_secret=True)
+
+
 def flatten(arrays: dict[str, np.ndarray], keys: list[str]) -> np.ndarray:
     return np.concatenate([np.asarray(arrays[k], dtype=np.float64).ravel() for k in keys])
 
 
-def unflatten(
-    vec: np.ndarray, like: dict[str, np.ndarray], keys: list[str]
-) -> dict[str, np.ndarray]:
-    out, i = {}, 0
-    for k in keys:
-        n = like[k].size
-        out[k] = vec[i : i + n].reshape(like[k].shape).astype(np.float32)
-        i += n
-    return out
+def unflatten(vec: np.ndarray, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``vec`` cut into arrays of ``like``'s shapes, in its order (float32)."""
+    parts = np.split(vec, np.cumsum([a.size for a in like.values()])[:-1])
+    return {
+        k: v.reshape(like[k].shape).astype(np.float32) for k, v in zip(like, parts, strict=True)
+    }
 
 
 def encrypt(ctx, vec: np.ndarray) -> list[bytes]:
@@ -97,19 +97,15 @@ def encrypt(ctx, vec: np.ndarray) -> list[bytes]:
 
 def add(public_ctx, ciphertexts: list[list[bytes]]) -> list[bytes]:
     """Homomorphic sum of several owners' chunk lists (server side, public context only)."""
-    ts = _ts()
-    if not ciphertexts:
-        return []
-    total = [ts.ckks_vector_from(public_ctx, c) for c in ciphertexts[0]]
-    for other in ciphertexts[1:]:
-        if len(other) != len(total):
-            raise ConfigError(
-                "owners sent encrypted updates of different sizes; all owners must "
-                "run the same model"
-            )
-        for j, c in enumerate(other):
-            total[j] = total[j] + ts.ckks_vector_from(public_ctx, c)
-    return [t.serialize() for t in total]
+    if len({len(c) for c in ciphertexts}) > 1:
+        raise ConfigError(
+            "owners sent encrypted updates of different sizes; all owners must run the same model"
+        )
+    ts, total = _ts(), []
+    for parts in zip(*ciphertexts, strict=True):
+        vectors = [ts.ckks_vector_from(public_ctx, c) for c in parts]
+        total.append(sum(vectors[1:], vectors[0]).serialize())
+    return total
 
 
 def decrypt(secret_ctx, chunks: list[bytes]) -> np.ndarray:
@@ -126,11 +122,18 @@ def pack(chunks: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def unpack(blob: np.ndarray, lengths: np.ndarray) -> list[bytes]:
-    raw, out, i = blob.tobytes(), [], 0
-    for n in lengths.tolist():
-        out.append(raw[i : i + n])
-        i += n
-    return out
+    raw, ends = blob.tobytes(), np.cumsum(lengths).tolist()
+    return [raw[end - n : end] for n, end in zip(lengths.tolist(), ends, strict=True)]
+
+
+def to_record(chunks: list[bytes]) -> ArrayRecord:
+    """Ciphertext chunks as the ArrayRecord a message carries."""
+    blob, lengths = pack(chunks)
+    return ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)})
+
+
+def from_record(rec: ArrayRecord) -> list[bytes]:
+    return unpack(rec["blob"].numpy(), rec["lengths"].numpy())
 
 
 def weighted_payload(arrays: dict[str, np.ndarray], keys: list[str], n: int) -> np.ndarray:

@@ -1,24 +1,21 @@
 """Federated one-shot release (``dpmerf``, ``dpkernel``): one noisy sum, no training rounds.
 
-Centrally, a one-shot method (models/base.OneShotMethod: dpmerf, dpkernel) releases ``S + noise``
-once (``S``: its ``statistic``, e.g. DP-MERF's feature-by-class sum of random-feature embeddings)
-and post-processes it for free (``fit_released``). Federated, ``S = sum_i S_i`` over the owners,
-so:
+Centrally, a one-shot method (models/base.OneShotMethod) releases ``S + noise`` once (``S``: its
+``statistic``, e.g. DP-MERF's class-wise sum of random-feature embeddings) and post-processes it
+for free (``fit_released``). Federated, ``S = sum_i S_i`` over the owners, so:
 
-* ``secagg`` (the recommended mode): every owner rounds ``S_i`` to SecAgg+'s grid and adds its
-  share of distributed discrete Gaussian noise (privacy/distributed_noise.py); Flower's SecAgg+
-  (``SecAggPlusWorkflow`` + ``secaggplus_mod``, one round) hands the server only the exact sum,
-  which carries noise of std >= the central sigma * C whenever >= t owners are in it (SecAgg+
-  refuses to unmask fewer than t). The server trains the generator on that sum with the same
-  code as the central path (``post_process``).
+* ``secagg`` (recommended): every owner rounds ``S_i`` to SecAgg+'s grid and adds its share of
+  distributed discrete Gaussian noise (privacy/distributed_noise.py); Flower's SecAgg+ (one round)
+  hands the server only the exact sum, which carries noise of std >= the central sigma * C
+  whenever >= t owners are in it (SecAgg+ refuses to unmask fewer than t). The server trains the
+  generator on it with the central path's code (``post_process``).
 * ``ckks``: the same integer shares (sized for all n owners), CKKS-encrypted; the server adds
   ciphertexts and one owner decrypts the exact sum (oneshot_ckks.py; no dropout tolerated).
-* ``plain`` (no secure aggregation): every owner releases ``S_i`` with the *full* central noise
-  (OpenDP's Gaussian, as the central path draws it), so each reply is already DP against the
-  server; the sum has n times the central noise variance.
+* ``plain``: every owner releases ``S_i`` with the *full* central noise (OpenDP's Gaussian), so
+  each reply is already DP against the server; the sum has n times the central noise variance.
 
-Each owner releases at most once per run (its SuperNode state remembers it), so a repeated round
-cannot average the noise away, and books its spend in its own ledger before it draws the noise.
+Each owner releases at most once per run (remembered on its disk), so a repeated round cannot
+average the noise away, and books its spend in its own ledger before it draws the noise.
 """
 
 from __future__ import annotations
@@ -33,29 +30,27 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.client.mod.secure_aggregation.secaggplus_mod import SecAggPlusState
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_STATE
-from flwr.compat.common import recorddict_compat as compat
-from flwr.server import LegacyContext, ServerConfig
 from flwr.server.strategy import FedAvg as CompatFedAvg
-from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
 from ..errors import ConfigError
 from ..models.context import TrainContext
 from ..privacy.accounting import default_delta
-from ..privacy.distributed_noise import decode_sum, noisy_share, opendp_rho
+from ..privacy.distributed_noise import decode_sum, noisy_share
 from ..privacy.mechanisms import gaussian_noise_release
 from .oneshot_plan import (  # noqa: F401  (is_oneshot, release_epsilon: read from here too)
     ask_every_owner,
-    build_synth,
     central_release,
     clip_norm,
     is_oneshot,
-    noise_multiplier,
-    private,
     release_epsilon,
     share_plan,
+    shares_info,
 )
 from .runconfig import privacy_run_config, privacy_spec, resolve
+from .secure import fit_reply, run_workflow
+from .task import build_model, load_owner_data
 
 AGGREGATIONS = ("secagg", "ckks", "plain")
 
@@ -70,7 +65,6 @@ def prepare_run_config(cfg: dict, nodes: list[dict]) -> None:
     continuous one's).
     """
     from ..models.defaults import recommended_config
-    from .task import load_owner_data
 
     mode = str(cfg["aggregation"])
     if mode not in AGGREGATIONS:
@@ -109,7 +103,6 @@ def owner_release(msg: Message, context: Context) -> Message:
     or, under plain aggregation, a fully noised release."""
     cfg, node = resolve(context.run_config), dict(context.node_config)
     from .owner import OwnerSpend
-    from .task import load_owner_data
 
     data = load_owner_data(node, cfg)
     # the "released" flag lives on the owner's disk: a restarted SuperNode remembers it
@@ -119,7 +112,7 @@ def owner_release(msg: Message, context: Context) -> Message:
             "this owner already released its embedding in this run; a second "
             "release would let the server average the noise away"
         )
-    synth = build_synth(cfg)
+    synth = build_model(cfg)
     if len(data) > int(cfg["max-images"]):
         raise ConfigError(
             f"this owner holds {len(data)} images, more than the run's public "
@@ -130,10 +123,11 @@ def owner_release(msg: Message, context: Context) -> Message:
     secagg = "fitins.parameters" in msg.content.array_records
     ckks = not secagg and str(cfg["aggregation"]) == "ckks"
     if ckks:
-        from .oneshot_ckks import all_owners, secret_context
+        from . import encrypted
+        from .oneshot_ckks import all_owners
 
         n = all_owners(cfg)
-        plan, key = share_plan(cfg, synth, n, n), secret_context(cfg, node)
+        plan, key = share_plan(cfg, synth, n, n), encrypted.secret_context(cfg, node)
     if secagg:
         sa = SecAggPlusState(**context.state.config_records[RECORD_KEY_STATE])
         plan = share_plan(cfg, synth, int(sa.sample_num), int(sa.threshold))
@@ -150,15 +144,9 @@ def owner_release(msg: Message, context: Context) -> Message:
         from .oneshot_ckks import encrypted_share
 
         return encrypted_share(msg, total, plan, key)
-    if secagg:
-        values = noisy_share(total, plan)
-        fitres = compat.FitRes(
-            status=compat.Status(code=compat.Code.OK, message=""),
-            parameters=ndarrays_to_parameters([values]),
-            num_examples=1,  # every owner's SecAgg+ weight is 1: the server decodes a plain sum
-            metrics={"threshold": plan.threshold, "share-scale-units": plan.share_scale_units},
-        )
-        return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+    if secagg:  # every owner's SecAgg+ weight is 1: the server decodes a plain sum
+        metrics = {"threshold": plan.threshold, "share-scale-units": plan.share_scale_units}
+        return fit_reply(msg, [noisy_share(total, plan)], 1, metrics)
     release = central_release(cfg, "federated_share_sum")  # the full central noise, no DP: none
     noisy = (
         gaussian_noise_release(torch.from_numpy(total), release.sigma, clip, release.name)[0]
@@ -178,11 +166,11 @@ def owner_release(msg: Message, context: Context) -> Message:
 def _book_ledger(owner, cfg: dict) -> None:
     """Reserve the release's (epsilon, delta) in this owner's own ledger under its budget check,
     and settle it as spent, before drawing (owner.py)."""
-    if not private(cfg):
+    release = central_release(cfg, "federated_share_sum")
+    if release is None:  # no DP
         return
     epsilon, delta = release_epsilon(cfg)
-    history = central_release(cfg, "federated_share_sum").history
-    owner.reserve(epsilon, delta, {"release": [list(h) for h in history]})
+    owner.reserve(epsilon, delta, {"release": [list(h) for h in release.history]})
     owner.settle(epsilon, delta)
 
 
@@ -222,7 +210,7 @@ def run_release(grid: Grid, context: Context) -> dict:
 
     cfg = resolve(context.run_config)
     t0 = time.time()
-    synth = build_synth(cfg)
+    synth = build_model(cfg)
     owners = len(list(grid.get_node_ids()))
     shape = synth.statistic_shape()
     if str(cfg["aggregation"]) == "secagg":
@@ -233,7 +221,7 @@ def run_release(grid: Grid, context: Context) -> dict:
         n = all_owners(cfg)
         released, info = ckks_sum(grid, cfg, share_plan(cfg, synth, n, n), shape)
     elif str(cfg["aggregation"]) == "plain":
-        released, info = _plain_sum(grid, cfg, shape)
+        released, info = _plain_sum(grid, cfg)
     else:
         raise ConfigError(
             f"{cfg['method']} federates with secagg, ckks or plain aggregation, "
@@ -257,16 +245,17 @@ def _secagg_sum(
         min_fit_clients=int(cfg["min-nodes"]),
         min_available_clients=int(cfg["min-nodes"]),
     )
-    legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1), strategy=strategy)
-    workflow = _ThresholdRecorder(
-        num_shares=float(cfg["secagg-shares"]),
-        reconstruction_threshold=float(cfg["secagg-threshold"]),
+    workflow, _ = run_workflow(
+        grid,
+        context,
+        cfg,
+        strategy,
+        1,
+        _ThresholdRecorder,
         max_weight=1.0,
         clipping_range=plan.clipping_range,
         quantization_range=plan.quantization_range,
-        timeout=float(cfg["secagg-timeout"]),
     )
-    DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
     if strategy.mean is None:
         raise ConfigError(
             f"the SecAgg+ release failed: fewer than the threshold of owners "
@@ -283,24 +272,18 @@ def _secagg_sum(
             f"{plan.threshold}; nothing is released"
         )
     released = decode_sum(strategy.mean, strategy.survivors, plan)
-    info = {
-        "aggregation": "secagg",
-        "plan": plan,
-        "survivors": strategy.survivors,
-        "failures": plan.owners - strategy.survivors,  # sampled, not in the sum
-        "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None,
-    }
-    return released, info
+    # failures: sampled, not in the sum
+    return released, shares_info(
+        "secagg", plan, strategy.survivors, plan.owners - strategy.survivors
+    )
 
 
-def _plain_sum(grid: Grid, cfg: dict, shape: tuple[int, int]) -> tuple[np.ndarray, dict]:
+def _plain_sum(grid: Grid, cfg: dict) -> tuple[np.ndarray, dict]:
     replies, asked = ask_every_owner(grid, cfg, "plain")
     if not replies:
         raise ConfigError("no owner answered the release request; nothing was released")
-    total = np.zeros(shape)
-    for reply in replies:
-        total += reply.content["arrays"]["release"].numpy()
-    std = float(next(iter(replies)).content["metrics"]["noise-std"])
+    total = sum(reply.content["arrays"]["release"].numpy() for reply in replies)
+    std = float(replies[0].content["metrics"]["noise-std"])
     return total, {
         "aggregation": "plain",
         "survivors": len(replies),

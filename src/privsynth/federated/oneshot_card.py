@@ -5,19 +5,32 @@ the Gaussian release, ``privacy.mechanism.name`` is "gaussian"), so `privsynth i
 from __future__ import annotations
 
 import math
-import time
-import uuid
-from pathlib import Path
 
-import numpy as np
-
-from ..atomic import write_json
-from ..privacy.accounting import epsilon_from_history
-from ..run import FORMAT, INFINITY, WEIGHTS, save_weights, write_card
-from .card import SAMPLE_UNIT
+from ..models.context import FitResult
+from ..models.engine import one_shot_plan
+from ..orchestrate.trainer_card import Unit, privacy_section, stated
+from ..privacy.accounting import AccountantState, default_delta, epsilon_from_history
+from ..privacy.release import Release
+from .card import SAMPLE_UNIT, save_run
 from .oneshot_plan import central_release
 from .runconfig import privacy_spec
 
+WHAT = (
+    "one release of the class-wise kernel mean embedding, the generator trained on it "
+    "afterwards (post-processing)"
+)
+NOT_PROTECTED = (
+    "Hyper-parameter tuning and repeated runs on the same owners' data (see each owner's "
+    "ledger); properties shared by many images. Released beside the generator: the number of "
+    "owners and of shares summed. The launcher's exact counts max-images and total-images stay "
+    "in the run folder's federation.json, off the card; a default delta = 1/(10 total-images) "
+    "discloses the total."
+)
+LIMITATION = (
+    "the default delta = 1/(10 N) gives N itself (pass --delta to avoid it): it is computed "
+    "from the exact N, so this card discloses the training-set size through it; the guarantee "
+    "above does not hide it"
+)
 SECAGG_ASSUMPTIONS = [
     "the server is honest-but-curious: it runs Flower's SecAgg+ protocol as written (it does not "
     "forge dropouts or drop messages selectively to unmask a smaller set) and only tries to "
@@ -60,187 +73,119 @@ PLAIN_ASSUMPTIONS = [
 ]
 
 
-def mechanism_text(info: dict) -> str:
-    if info["aggregation"] == "plain":
-        return (
-            "the Gaussian mechanism (OpenDP), once per owner on its own embedding sum with "
-            "the full central noise sigma*C; the server sums the replies (n times the "
-            "central noise variance)"
-        )
-    if info["aggregation"] == "ckks":
-        return (
-            "the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021) under CKKS "
-            "(TenSEAL): each owner rounds its embedding sum to an integer grid, adds OpenDP's "
-            "discrete Gaussian of scale sigma*Delta/sqrt(n-1) grid units and encrypts the "
-            "integers; the server adds the n ciphertexts, one owner decrypts the exact integer "
-            "sum (noise std >= sigma*Delta even to an owner who subtracts its own share, "
-            "Delta = C in grid units plus the rounding term); "
-            "accounted as one Gaussian release (RDP, q = 1)"
-        )
-    return (
-        "the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021) under Flower's "
-        "SecAgg+: each owner rounds its embedding sum to SecAgg+'s grid and adds OpenDP's "
-        "discrete Gaussian of scale sigma*Delta/sqrt(t-1) grid units; the server unmasks only "
-        "the exact sum of >= t shares (noise std >= sigma*Delta, also to an owner who "
-        "subtracts its own share; Delta = C in grid units "
-        "plus the rounding term); accounted as one Gaussian release (RDP, q = 1)"
-    )
+MECHANISM = {
+    "plain": "the Gaussian mechanism (OpenDP), once per owner on its own embedding sum with the "
+    "full central noise sigma*C; the server sums the replies (n times the central noise "
+    "variance)",
+    "ckks": "the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021) under CKKS "
+    "(TenSEAL): each owner rounds its embedding sum to an integer grid, adds OpenDP's discrete "
+    "Gaussian of scale sigma*Delta/sqrt(n-1) grid units and encrypts the integers; the server "
+    "adds the n ciphertexts, one owner decrypts the exact integer sum (noise std >= sigma*Delta "
+    "even to an owner who subtracts its own share, Delta = C in grid units plus the rounding "
+    "term); accounted as one Gaussian release (RDP, q = 1)",
+    "secagg": "the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021) under Flower's "
+    "SecAgg+: each owner rounds its embedding sum to SecAgg+'s grid and adds OpenDP's discrete "
+    "Gaussian of scale sigma*Delta/sqrt(t-1) grid units; the server unmasks only the exact sum "
+    "of >= t shares (noise std >= sigma*Delta, also to an owner who subtracts its own share; "
+    "Delta = C in grid units plus the rounding term); accounted as one Gaussian release (RDP, "
+    "q = 1)",
+}
 
 
-def guarantee_block(cfg: dict, info: dict) -> dict:
-    """``card["privacy"]`` of a one-shot federated release."""
+def guarantee_block(cfg: dict, info: dict, release: Release | None = None) -> dict:
+    """``card["privacy"]`` of a one-shot federated release, by the central writer: ``release``
+    (default: the central release the summed shares stand for) with the federation's noise,
+    assumptions and what the default delta discloses."""
+    mode = info["aggregation"]
     spec = privacy_spec(cfg)
     if spec is None:
-        return {
-            "epsilon": INFINITY,
-            "delta": 0.0,
-            "unit": None,
-            "aggregation": info["aggregation"],
-            "guarantee": "none: released without differential privacy; epsilon = infinity",
-        }
-    release = central_release(cfg, "federated_share_sum")  # what the summed shares stand for
-    sigma, delta, accountant = release.sigma, spec.delta, spec.accountant
-    clip = release.sensitivity
-    eps = epsilon_from_history(release.history, delta, accountant)
-    block: dict = {"aggregation": info["aggregation"], "unit": SAMPLE_UNIT}
-    if info["aggregation"] in ("secagg", "ckks"):
-        plan = info["plan"]
-        # the 40-sigma clipping tail (distributed_noise.py), added to delta: (1 + e^eps) p
-        p = 10.0**plan.log10_clip_probability if plan.log10_clip_probability > -300 else 0.0
-        delta_total = delta + (1 + math.exp(min(eps, 700))) * p
-        secagg = info["aggregation"] == "secagg"
-        assumptions = SECAGG_ASSUMPTIONS if secagg else CKKS_ASSUMPTIONS
-        k = info["survivors"]
-        block["distributed_noise"] = {
-            **plan.to_json(),
-            "shares_in_sum": k,
-            "owners_failed": info["failures"],
-            "noise_std_released": plan.noise_std_with(k),
-            "noise_std_central": sigma * clip,
-            "noise_ratio_to_central": plan.noise_std_with(k) / (sigma * clip),
-            # an owner in the sum knows its own share: the noise it faces is the other k - 1
-            "noise_std_against_an_owner": plan.noise_std_against_an_owner(k),
-            "opendp_rho": info["opendp_rho"],
-            "opacus_rdp_rho": 1 / (2 * sigma**2),
-            "clip_delta": delta_total - delta,
-            "server_sees": "only the sum of the owners' noisy shares (SecAgg+, Flower)"
-            if secagg
-            else "each owner's CKKS ciphertext (TenSEAL) and the decrypted, exact integer sum "
-            "of the noisy shares",
-        }
-        who = (
-            f"against the server, any one owner and anyone who sees the released generator "
-            f"or samples, "
-            f"assuming the {len(assumptions)} conditions under 'assumptions' (t = "
-            f"{plan.threshold} of {plan.owners} owners; {k} shares were summed)"
-        )
-    else:
-        delta_total, assumptions = delta, PLAIN_ASSUMPTIONS
-        block["distributed_noise"] = {
-            "owners_in_sum": info["survivors"],
-            "owners_failed": info["failures"],
-            "noise_std_per_owner": info["owner_noise_std"],
-            "noise_std_released": info["owner_noise_std"] * math.sqrt(info["survivors"]),
-            "noise_std_central": sigma * clip,
-            "server_sees": "every owner's noisy embedding sum (each already DP)",
-        }
+        return stated([], none="released without differential privacy", aggregation=mode)
+    release = release or central_release(cfg, "federated_share_sum")
+    eps = epsilon_from_history(release.history, spec.delta, spec.accountant)
+    if mode == "plain":
+        delta_total, assumptions = spec.delta, PLAIN_ASSUMPTIONS
+        noise = _plain_noise(info, release)
         who = "against the server, the other owners and anyone who sees the release"
-    block.update(
-        epsilon=eps,
-        delta=delta_total,
-        guarantee=f"({eps:.3g}, {delta_total:.3g})-DP at sample level (unit: {SAMPLE_UNIT}) "
-        f"{who}; one release of the class-wise kernel mean embedding, the generator "
-        "trained on it afterwards (post-processing)",
-        assumptions=assumptions,
-        mechanism={
-            "name": "gaussian",
-            "variant": info["aggregation"],
-            "description": mechanism_text(info),
-        },
-        dp_sgd={
-            "epsilon": eps,
-            "delta": delta,
-            "accountant": accountant,
-            "noise_multiplier": sigma,
-            "sample_rate": 1.0,
-            "steps": 1,
-            "planned_steps": 1,
-            "max_grad_norm": clip,
-            "target_epsilon": spec.epsilon,
-            "history": release.card()["history"],
-            "includes_warmup_release": False,
-            "computed_by": "opacus accountant from the one release (sigma, q = 1, 1 step)",
-        },
-        not_protected="Hyper-parameter tuning and repeated runs on the same owners' data (see "
-        "each owner's ledger); properties shared by many images. Released beside "
-        "the generator: the number of owners and of shares summed. The launcher's exact "
-        "counts max-images and total-images stay in the run folder's federation.json, off the "
-        "card; a default delta = 1/(10 total-images) discloses the total."
-        + UNCOVERED[info["aggregation"]],
+    else:
+        noise, delta_total = _distributed_noise(info, release, eps, spec.delta)
+        assumptions = SECAGG_ASSUMPTIONS if mode == "secagg" else CKKS_ASSUMPTIONS
+        plan = info["plan"]
+        who = (
+            "against the server, any one owner and anyone who sees the released generator or "
+            f"samples, assuming the {len(assumptions)} conditions under 'assumptions' (t = "
+            f"{plan.threshold} of {plan.owners} owners; {info['survivors']} shares were summed)"
+        )
+    total = max(1, int(cfg.get("total-images", 0)))
+    acc = AccountantState(spec.accountant, [*spec.prior, *release.history])
+    unit = Unit("sample", SAMPLE_UNIT, f" (unit: {SAMPLE_UNIT}) {who}; {WHAT}")
+    block = privacy_section(
+        [release],
+        spec,
+        FitResult(1, one_shot_plan(spec, total, release.sigma), acc),
+        delta_total,
+        "gaussian",
+        unit=unit,
+        not_protected=NOT_PROTECTED + UNCOVERED[mode],
+        # a federation makes no size release (docs/privacy.md): its default delta still tells
+        limitation=LIMITATION if spec.delta == default_delta(total) else None,
     )
+    block.update(aggregation=mode, distributed_noise=noise, assumptions=assumptions)
+    block["mechanism"].update(variant=mode, description=MECHANISM[mode])
     return block
+
+
+def _distributed_noise(
+    info: dict, release: Release, eps: float, delta: float
+) -> tuple[dict, float]:
+    """The distributed discrete Gaussian's plan and what the summed shares carry; the delta
+    with its clipping tail."""
+    plan, k = info["plan"], info["survivors"]
+    central = release.sigma * release.sensitivity
+    # the 40-sigma clipping tail (distributed_noise.py), added to delta: (1 + e^eps) p
+    p = 10.0**plan.log10_clip_probability if plan.log10_clip_probability > -300 else 0.0
+    delta_total = delta + (1 + math.exp(min(eps, 700))) * p
+    noise = {
+        **plan.to_json(),
+        "shares_in_sum": k,
+        "owners_failed": info["failures"],
+        "noise_std_released": plan.noise_std_with(k),
+        "noise_std_central": central,
+        "noise_ratio_to_central": plan.noise_std_with(k) / central,
+        # an owner in the sum knows its own share: the noise it faces is the other k - 1
+        "noise_std_against_an_owner": plan.noise_std_against_an_owner(k),
+        "opendp_rho": info["opendp_rho"],
+        "opacus_rdp_rho": 1 / (2 * release.sigma**2),
+        "clip_delta": delta_total - delta,
+        "server_sees": "only the sum of the owners' noisy shares (SecAgg+, Flower)"
+        if info["aggregation"] == "secagg"
+        else "each owner's CKKS ciphertext (TenSEAL) and the decrypted, exact integer sum "
+        "of the noisy shares",
+    }
+    return noise, delta_total
+
+
+def _plain_noise(info: dict, release: Release) -> dict:
+    return {
+        "owners_in_sum": info["survivors"],
+        "owners_failed": info["failures"],
+        "noise_std_per_owner": info["owner_noise_std"],
+        "noise_std_released": info["owner_noise_std"] * math.sqrt(info["survivors"]),
+        "noise_std_central": release.sigma * release.sensitivity,
+        "server_sees": "every owner's noisy embedding sum (each already DP)",
+    }
 
 
 def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict:
     """card.json + weights.safetensors in ``out-dir``; api.federate completes the data fields."""
-    out = Path(str(cfg["out-dir"]))
-    k = int(cfg["num-classes"])
-    privacy = guarantee_block(cfg, info)
-    privacy["class_proportions"] = {
-        "mechanism": "uniform",
-        "epsilon": 0.0,
-        "delta": 0.0,
-        "values": (np.ones(k) / k).tolist(),
+    privacy = guarantee_block(cfg, info, result.release)
+    federated = {
+        "one_shot": True,
+        "owners_in_sum": info["survivors"],
+        "owners_failed": info["failures"],
+        "rounds": 1,
+        "partition": str(cfg["partition"]),
+        "alpha": float(cfg["alpha"]),
     }
-    if "dp_sgd" in privacy:  # the total as the summed release's count feature has it, no exact one
-        from ..orchestrate.trainer_card import neighbouring_block
-        from ..privacy.accounting import default_delta
-
-        total = max(1, int(cfg.get("total-images", 0)))
-        # a federation makes no size release (docs/privacy.md): its default delta still tells
-        limitation = (
-            "the default delta = 1/(10 N) gives N itself (pass --delta to avoid it): it is "
-            "computed from the exact N, so this card discloses the training-set size through "
-            "it; the guarantee above does not hide it"
-            if privacy["dp_sgd"]["delta"] == default_delta(total)
-            else None
-        )
-        privacy["neighbouring"] = neighbouring_block([result.release], limitation=limitation)
-    card = {
-        "format": FORMAT,
-        "run_id": uuid.uuid4().hex[:12],
-        "status": "complete",
-        "method": synth.name,
-        "private": privacy["epsilon"] != INFINITY,
-        "config": synth.config_dict(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "privacy": privacy,
-        "data": {
-            "name": str(cfg["data"]),
-            "image_shape": list(synth.image_shape),
-            "classes": str(cfg["class-names"]).split(",")
-            if cfg["class-names"]
-            else [str(i) for i in range(k)],
-            "source": None,
-            "image_size": int(cfg["image-size"]),
-            "split_seed": int(cfg["split-seed"]),
-            "fingerprint": None,
-        },
-        "federated": {
-            "one_shot": True,
-            "owners_in_sum": info["survivors"],
-            "owners_failed": info["failures"],
-            "rounds": 1,
-            "partition": str(cfg["partition"]),
-            "alpha": float(cfg["alpha"]),
-        },
-        "train": {"wall_seconds": round(wall, 2), "steps": result.steps, "metrics": result.metrics},
-    }
-    save_weights(
-        out / WEIGHTS, synth.state_dict(), {"method": synth.name, "run_id": card["run_id"]}
-    )
-    write_card(out, card)
-    write_json(
-        out / "federation.json", {"run_config": cfg, "one_shot": privacy.get("distributed_noise")}
-    )
-    return card
+    train = {"wall_seconds": round(wall, 2), "steps": result.steps, "metrics": result.metrics}
+    federation = {"one_shot": privacy.get("distributed_noise")}
+    return save_run(cfg, synth, privacy, federated, train, federation)

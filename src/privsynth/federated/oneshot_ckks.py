@@ -1,28 +1,21 @@
 """A one-shot release (``dpmerf``, ``dpkernel``) under CKKS: the server adds ciphertexts only.
 
-The noise is the SecAgg+ path's (oneshot.py): every owner rounds its embedding sum ``S_i`` to the
-same integer grid and adds its share of distributed discrete Gaussian noise
-(privacy/distributed_noise.py), here sized for all ``n`` owners (``t = n``: CKKS has no threshold
-of its own). It then CKKS-encrypts those *integers* (as reals, TenSEAL, federated/encrypted.py)
-with a trailing 1, its count. The server, holding the public context only, adds the ``n``
-ciphertexts and asks one owner (who holds the secret key) to decrypt the sum. That owner refuses
-unless the encrypted count is ``n`` (every share is in it, so the noise is the full central one)
-and returns the decrypted values rounded to integers: CKKS' error (~1e-6 of a grid unit here) is
-far below 0.5, so this is the exact integer sum of the noisy shares, the same release as under
+The noise is the SecAgg+ path's (oneshot.py): integer shares of distributed discrete Gaussian
+noise, here sized for all ``n`` owners (``t = n``: CKKS has no threshold of its own), encrypted
+(federated/encrypted.py) with a trailing 1, the count. The server, holding the public context
+only, adds the ``n`` ciphertexts and asks one owner (who holds the secret key) to decrypt the sum.
+That owner refuses unless the encrypted count is ``n`` (every share is in it, so the noise is the
+full central one) and returns the values rounded to integers: CKKS' error (~1e-6 of a grid unit)
+is far below 0.5, so this is the exact integer sum of the noisy shares, the same release as under
 SecAgg+. Rounding also keeps CKKS' raw decryption error on the owner: published approximate
 decryptions can leak the secret key (Li & Micciancio, Eurocrypt 2021), and the server holds every
 owner's ciphertext.
 
-Dropouts: a sum of fewer than ``n`` shares would carry less than the central noise, so the
-server stops without asking for a decryption (and an owner would refuse one); nothing is
-released, and each owner's spend stays booked in its ledger (it drew its noise). Use SecAgg+,
-which unmasks any sum of >= t shares, when owners may drop out.
-
-What CKKS protects, and what not: individual owners' noisy sums from an honest-but-curious server
-(and anyone on the wire); not against a server that deviates (it holds the public key, so it can
-encrypt a count of its own and pass one owner's ciphertext off as the sum: CKKS gives
-confidentiality, not integrity), nor against an owner colluding with the server (every owner
-holds the secret key). The card lists these as assumptions.
+Dropouts: a sum of fewer than ``n`` shares would carry less than the central noise, so the server
+asks for no decryption (and an owner would refuse one): nothing is released (each owner's spend
+stays booked: it drew its noise); use SecAgg+, which unmasks any sum of >= t shares, when owners
+may drop out. What CKKS does not protect against (a deviating
+server, an owner colluding with it) the card lists as assumptions (oneshot_card.py).
 """
 
 from __future__ import annotations
@@ -32,9 +25,9 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.serverapp import Grid
 
 from ..errors import ConfigError, PrivacyError
-from ..privacy.distributed_noise import DistributedPlan, noisy_share, opendp_rho
+from ..privacy.distributed_noise import DistributedPlan, noisy_share
 from . import encrypted
-from .oneshot_plan import ask_every_owner
+from .oneshot_plan import ask_every_owner, shares_info
 
 MAX_ROUNDING_ERROR = 0.25  # grid units; CKKS' own error is ~1e-6 units at these magnitudes
 
@@ -44,20 +37,13 @@ def all_owners(cfg: dict) -> int:
     return int(cfg["min-nodes"])
 
 
-def secret_context(cfg: dict, node: dict):
-    return encrypted.load_context(
-        str(node.get("ckks-secret", cfg["ckks-secret"])), need_secret=True
-    )
-
-
 # --- the owner -------------------------------------------------------------------------------
 def encrypted_share(msg: Message, total: np.ndarray, plan: DistributedPlan, ctx) -> Message:
     """``[a_i + noise_i, 1]`` (integer grid units, then the count), CKKS-encrypted."""
     units = np.rint(noisy_share(total, plan) / plan.grid)
-    blob, lengths = encrypted.pack(encrypted.encrypt(ctx, np.append(units.ravel(), 1.0)))
     content = RecordDict(
         {
-            "enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}),
+            "enc": encrypted.to_record(encrypted.encrypt(ctx, np.append(units.ravel(), 1.0))),
             "metrics": MetricRecord(
                 {"threshold": plan.threshold, "share-scale-units": plan.share_scale_units}
             ),
@@ -76,9 +62,8 @@ def owner_decrypt(msg: Message, context: Context, cfg: dict) -> Message:
         raise ConfigError(
             "this owner already decrypted this run's sum; refusing a second decryption"
         )
-    rec = msg.content["enc"]
-    ctx = secret_context(cfg, dict(context.node_config))
-    total = encrypted.decrypt(ctx, encrypted.unpack(rec["blob"].numpy(), rec["lengths"].numpy()))
+    ctx = encrypted.secret_context(cfg, dict(context.node_config))
+    total = encrypted.decrypt(ctx, encrypted.from_record(msg.content["enc"]))
     owner.save(decrypted=True)
     units = np.rint(total)
     if int(units[-1]) < all_owners(cfg):
@@ -115,32 +100,18 @@ def ckks_sum(
             f"owners noised for {sorted(told)} shares, the server expects {plan.threshold}; "
             "nothing is released"
         )
-    enc_sum = encrypted.add(
-        public,
-        [
-            encrypted.unpack(r.content["enc"]["blob"].numpy(), r.content["enc"]["lengths"].numpy())
-            for r in replies
-        ],
-    )
-    blob, lengths = encrypted.pack(enc_sum)
+    enc_sum = encrypted.add(public, [encrypted.from_record(r.content["enc"]) for r in replies])
     units = _decrypt_by_an_owner(
-        grid, sorted(r.metadata.src_node_id for r in replies), blob, lengths
+        grid, sorted(r.metadata.src_node_id for r in replies), encrypted.to_record(enc_sum)
     )
-    info = {
-        "aggregation": "ckks",
-        "plan": plan,
-        "survivors": len(replies),
-        "failures": asked - len(replies),
-        "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None,
-    }
+    info = shares_info("ckks", plan, len(replies), asked - len(replies))
     return units.reshape(shape) * plan.grid, info
 
 
-def _decrypt_by_an_owner(grid: Grid, nodes: list[int], blob, lengths) -> np.ndarray:
+def _decrypt_by_an_owner(grid: Grid, nodes: list[int], enc: ArrayRecord) -> np.ndarray:
     """Ask the owners in turn until one decrypts the sum (each decrypts at most once)."""
     for nid in nodes:
-        content = RecordDict({"enc": ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)})})
-        msg = Message(content, message_type="query.decrypt", dst_node_id=nid)
+        msg = Message(RecordDict({"enc": enc}), message_type="query.decrypt", dst_node_id=nid)
         for reply in grid.send_and_receive([msg], timeout=120):
             if not reply.has_error():
                 return reply.content["arrays"]["units"].numpy()

@@ -4,18 +4,17 @@ the server sends every owner."""
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 
-import torch
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from ..errors import ConfigError
-from ..models.registry import create, method_class
+from ..models.base import sensitivity
+from ..models.registry import method_class
 from ..privacy.accounting import calibrate_noise, epsilon_from_history
-from ..privacy.distributed_noise import DistributedPlan, plan_release
+from ..privacy.distributed_noise import DistributedPlan, opendp_rho, plan_release
 from ..privacy.release import Release, gaussian
 from .runconfig import privacy_spec
 
@@ -25,14 +24,9 @@ def is_oneshot(method: str) -> bool:
     return method_class(method).federates_by == "release-sum"
 
 
-def private(cfg: dict) -> bool:
-    return privacy_spec(cfg) is not None
-
-
 def clip_norm(cfg: dict) -> float:
     """C: the features' norm, so one image moves the sum by at most C (1.0 without DP)."""
-    spec = privacy_spec(cfg)
-    return spec.max_grad_norm if spec is not None else 1.0
+    return sensitivity(privacy_spec(cfg))
 
 
 def noise_multiplier(cfg: dict) -> float:
@@ -53,18 +47,6 @@ def noise_multiplier(cfg: dict) -> float:
         return calibrate_noise(spec.epsilon, spec.delta, 1.0, 1, spec.accountant)
 
 
-def build_synth(cfg: dict):
-    shape = (int(cfg["image-channels"]), int(cfg["image-size"]), int(cfg["image-size"]))
-    torch.manual_seed(int(cfg["seed"]))  # reproducible generator weights, as `train` does
-    return create(
-        str(cfg["method"]),
-        shape,
-        int(cfg["num-classes"]),
-        json.loads(str(cfg["model-config"]) or "{}"),
-        private=private(cfg),
-    )
-
-
 def share_plan(cfg: dict, synth, owners: int, threshold: int) -> DistributedPlan:
     """The grid and noise shares of ``owners`` owners' sum (threshold t): one image moves one
     class column (the statistic's last axis) of the method's statistic by at most C."""
@@ -80,10 +62,21 @@ def share_plan(cfg: dict, synth, owners: int, threshold: int) -> DistributedPlan
     )
 
 
+def shares_info(mode: str, plan: DistributedPlan, survivors: int, failures: int) -> dict:
+    """What the card reports of a sum of distributed-noise shares (oneshot_card.py)."""
+    return {
+        "aggregation": mode,
+        "plan": plan,
+        "survivors": survivors,
+        "failures": failures,
+        "opendp_rho": opendp_rho(plan) if plan.noise_multiplier else None,
+    }
+
+
 def central_release(cfg: dict, name: str) -> Release | None:
     """The central Gaussian release the owners' summed shares stand for (None without DP): one
     draw at noise multiplier sigma and sensitivity C on the whole set."""
-    if not private(cfg):
+    if privacy_spec(cfg) is None:
         return None
     return gaussian(name, noise_multiplier(cfg), clip_norm(cfg))
 

@@ -1,30 +1,21 @@
-"""Secure aggregation with SecAgg+ (Flower's ``SecAggPlusWorkflow`` + ``secaggplus_mod``).
+"""Secure aggregation with SecAgg+ (Flower's ``SecAggPlusWorkflow`` + ``secaggplus_mod``): the
+server can unmask only the *sum* of the updates of the owners that finished the round (owners
+that drop are recovered from their secret-shared masks while ``reconstruction_threshold``
+neighbours survive).
 
-Each owner masks its (quantized) update with pairwise masks agreed with its neighbours plus a
-private mask, and secret-shares the mask seeds; the server can unmask only the *sum* of the
-updates of the owners that finished the round. Owners that drop mid-round are recovered from
-their shares as long as ``reconstruction_threshold`` neighbours survive.
-
-In flwr 1.41 the SecAgg+ workflow runs on the compat ("legacy") strategy layer: a
-``flwr.server.strategy.FedAvg`` inside ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))``,
-called from the same Message-API ``ServerApp``. Owners send weight *deltas* (small numbers,
-inside SecAgg+'s clipping/quantization range); ``DeltaFedAvg`` adds the averaged delta to the
-global model. With client-level DP, Flower's client-side fixed clipping
-(``DifferentialPrivacyClientSideFixedClipping`` + ``fixedclipping_mod``) clips each update before
-masking and the server adds the Gaussian noise (std sigma*C/m) to the new global model.
-
-Two things make that noise the noise of the *released* model:
+In flwr 1.41 the SecAgg+ workflow runs on the compat ("legacy") strategy layer, called from the
+same Message-API ``ServerApp``. Owners send weight *deltas* (small numbers, inside SecAgg+'s
+clipping/quantization range); ``DeltaFedAvg`` adds the averaged delta to the global model. With
+client-level DP, Flower's client-side fixed clipping clips each update before masking and the
+server adds Gaussian noise (std sigma*C/m) to the new global model. That noise is the noise of
+the *released* model because:
 - the global model is what the DP wrapper returns (noise included): ``DeltaFedAvg`` takes it back
   from the workflow at the start of each round and at the end, never from its own sum;
 - the average has a fixed denominator, the declared number of owners per round m (run config
-  ``client-owners``, a public constant, not the count of connected SuperNodes): surviving owners'
-  deltas are summed and divided by m, so with m' < m survivors the sum of clipped updates still
-  carries noise of std sigma*C (the Gaussian mechanism the accountant books), instead of being
-  divided by m' against noise calibrated for m.
-
-SecAgg+ quantises each clipped update (stochastic rounding to Q levels over [-c, c]), which moves
-it by up to sqrt(d) * 2c/Q in L2 and so raises the sensitivity above C; the owners therefore clip
-to C minus that margin (:func:`quantised_clip`), with the noise kept at sigma*C/m.
+  ``client-owners``, public): with m' < m survivors the sum still carries noise of std sigma*C
+  (the Gaussian mechanism the accountant books) instead of being divided by m'.
+SecAgg+'s quantisation moves each update by up to sqrt(d) * 2c/Q in L2, so owners clip to C
+minus that margin (:func:`quantised_clip`).
 """
 
 from __future__ import annotations
@@ -33,7 +24,7 @@ import math
 from typing import Any
 
 import numpy as np
-from flwr.app import Context
+from flwr.app import Context, Message
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server import LegacyContext, ServerConfig
@@ -53,13 +44,9 @@ def quantised_clip(
     clip: float, noise_multiplier: float, entries: int, clipping_range: float, levels: int
 ) -> tuple[float, float, float]:
     """``(clip to send, noise multiplier to add, margin)`` so that a clipped update *after*
-    SecAgg+'s quantisation still has L2 norm <= ``clip`` and the noise std is sigma * ``clip``.
-
-    Quantisation (stochastic rounding to ``levels`` levels over [-c, c]) moves every entry by
-    less than one level, 2c/Q, so an update of ``entries`` values by at most
-    ``sqrt(entries) * 2c / Q`` in L2 (the margin). The owners clip to C - margin; the server's
-    noise multiplier is scaled by C / (C - margin), so that the noise std stays sigma * C / m
-    for sensitivity C."""
+    SecAgg+'s quantisation (stochastic rounding to ``levels`` levels over [-c, c]: less than
+    2c/Q per entry) still has L2 norm <= ``clip``; the noise multiplier is scaled by
+    C / (C - margin), so the noise std stays sigma * C / m for sensitivity C."""
     margin = math.sqrt(entries) * 2.0 * clipping_range / levels
     if margin >= clip / 2:
         raise ConfigError(
@@ -69,6 +56,17 @@ def quantised_clip(
         )
     inner = clip - margin
     return inner, noise_multiplier * clip / inner, margin
+
+
+def fit_reply(msg: Message, arrays: list[np.ndarray], num_examples: int, metrics: dict) -> Message:
+    """An owner's reply in the compat ("legacy") records SecAgg+'s workflow reads."""
+    fitres = compat.FitRes(
+        status=compat.Status(code=compat.Code.OK, message=""),
+        parameters=ndarrays_to_parameters(arrays),
+        num_examples=num_examples,
+        metrics=metrics,
+    )
+    return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
 
 class DeltaFedAvg(CompatFedAvg):
@@ -132,23 +130,38 @@ def run_secagg(grid: Grid, context: Context, initial: list[np.ndarray], cfg: dic
         strategy = DifferentialPrivacyClientSideFixedClipping(
             strategy, noise, clip, num_sampled_clients=int(cfg["sampled-per-round"])
         )
-    legacy = LegacyContext(
-        context=context,
-        config=ServerConfig(num_rounds=int(cfg["num-server-rounds"])),
-        strategy=strategy,
-    )
-    workflow = SecAggPlusWorkflow(
-        num_shares=float(cfg["secagg-shares"]),
-        reconstruction_threshold=float(cfg["secagg-threshold"]),
+    _, legacy = run_workflow(
+        grid,
+        context,
+        cfg,
+        strategy,
+        int(cfg["num-server-rounds"]),
         max_weight=float(cfg["max-weight"]),
         clipping_range=float(cfg["secagg-clip-range"]),
         quantization_range=QUANTIZATION_RANGE,
-        timeout=float(cfg["secagg-timeout"]),
     )
-    DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
     # the workflow keeps the strategy's last return (the noised model) as the global model
     final = compat.arrayrecord_to_parameters(
         legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True
     )
     inner.current = [np.asarray(a, np.float32) for a in parameters_to_ndarrays(final)]
     return inner
+
+
+def run_workflow(
+    grid, context, cfg, strategy, rounds: int, workflow_cls=SecAggPlusWorkflow, **ranges
+):
+    """Run Flower's SecAgg+ workflow around a compat ``strategy`` with the run config's shares,
+    threshold and timeout (``ranges``: max_weight, clipping_range, quantization_range); returns
+    the workflow and its legacy context."""
+    workflow = workflow_cls(
+        num_shares=float(cfg["secagg-shares"]),
+        reconstruction_threshold=float(cfg["secagg-threshold"]),
+        timeout=float(cfg["secagg-timeout"]),
+        **ranges,
+    )
+    legacy = LegacyContext(
+        context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy
+    )
+    DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+    return workflow, legacy

@@ -1,16 +1,11 @@
-"""The ServerApp: FedAvg over the owners' GAN updates, optionally under SecAgg+ or CKKS, with
-optional client-level DP (Flower's fixed-clipping wrappers); writes a normal run folder.
+"""The ServerApp: FedAvg over the owners' updates, optionally under SecAgg+ (secure.py) or CKKS
+(encrypted.py), with optional client-level DP (Flower's fixed-clipping wrappers); writes a normal
+run folder.
 
 The server never sees an image. What it sees of the updates depends on ``aggregation``:
-``plain`` every owner's update; ``secagg`` only their sum (SecAgg+); ``ckks`` only ciphertexts.
-
-Client-level DP, per mode (the released model is always the global model *after* the noise):
-``plain`` Flower's ``DifferentialPrivacyServerSideFixedClipping`` with its ``RdpAccountant``: the
-server clips, adds noise sigma*C/m to the average; a round in which a sampled owner fails is not
-released (Flower's accounted mode). ``secagg`` see ``secure.py``. ``ckks`` the owners clip their
-delta and encrypt it; the server keeps the global model as the ciphertext ``[m * w, m]``, adds
-the deltas and Flower-sized noise (std sigma*C on the sum, i.e. sigma*C/m on the model) to it;
-dividing by the fixed m (not the survivors' count) keeps a round with dropouts fully noised.
+``plain`` every owner's update; ``secagg`` only their sum; ``ckks`` only ciphertexts. Under
+client-level DP the released model is always the global model *after* the noise; how the noise
+gets there in each mode is ``card.CLIENT_NOISE_PATH`` (the card states it).
 """
 
 from __future__ import annotations
@@ -51,19 +46,16 @@ def run_federation(grid: Grid, context: Context) -> dict:
         return run_release(grid, context)
     t0 = time.time()
     synth = task.build_model(cfg)
-    keys = task.array_keys(synth)
     init = task.get_arrays(synth)
-    n_min = int(cfg["min-nodes"])
-    wait_for_nodes(grid, n_min, float(cfg["wait-timeout"]))
+    keys = list(init)
+    wait_for_nodes(grid, int(cfg["min-nodes"]), float(cfg["wait-timeout"]))
     mode = str(cfg["aggregation"])
-    rounds = int(cfg["num-server-rounds"])
     if client_dp(cfg):  # the declared m (a public constant), not the connected count
         cfg["sampled-per-round"] = declared_owners(cfg)
-    rounds_info: dict[int, dict] = {}
     if mode == "secagg":
         from .secure import run_secagg
 
-        strategy = run_secagg(grid, context, [init[k] for k in keys], cfg)
+        strategy = run_secagg(grid, context, list(init.values()), cfg)
         cfg["secagg-quantisation-margin"] = strategy.quantisation_margin  # (the card's)
         final = dict(zip(keys, strategy.current, strict=False))
         rounds_info = strategy.round_metrics
@@ -72,8 +64,8 @@ def run_federation(grid: Grid, context: Context) -> dict:
         strategy = make_strategy(cfg, mode, keys)
         result = strategy.start(
             grid=grid,
-            initial_arrays=ArrayRecord({k: Array(init[k]) for k in keys}),
-            num_rounds=rounds,
+            initial_arrays=ArrayRecord({k: Array(v) for k, v in init.items()}),
+            num_rounds=int(cfg["num-server-rounds"]),
             timeout=float(cfg["round-timeout"]),
             train_config=ConfigRecord({}),
         )
@@ -89,9 +81,8 @@ def run_federation(grid: Grid, context: Context) -> dict:
         final = decrypted
     task.set_arrays(synth, final)
     task.finalize(synth)
-    wall = time.time() - t0
     accountant = getattr(strategy, "accountant", None)
-    return write_run(cfg, synth, reports, rounds_info, wall, flower_accountant=accountant)
+    return write_run(cfg, synth, reports, rounds_info, time.time() - t0, accountant)
 
 
 def wait_for_nodes(grid: Grid, n: int, timeout: float) -> None:
@@ -159,15 +150,10 @@ def make_strategy(cfg: dict, mode: str, keys: list[str]) -> Any:
 
 
 class EncryptedFedAvg(FedAvg):
-    """FedAvg whose aggregate is a CKKS ciphertext: the server adds, never decrypts.
-
-    Round 1 sends the plaintext initial model; later rounds send an encrypted ``[S, n]`` that
-    each owner decrypts and divides (``S / n`` is the global model). Without client-level DP
-    ``S = sum n_i w_i``, ``n = sum n_i`` over the owners who answered (FedAvg by image count).
-    With ``planned_owners`` m (client-level DP) the owners send ``[clipped delta_i, 0]`` and the
-    server adds them to the current global model kept as ``[m * w, m]``: the new model is
-    ``w + sum_i delta_i / m`` with the fixed denominator m, whoever dropped out.
-    """
+    """FedAvg whose aggregate is a CKKS ciphertext ``[S, n]``: the server adds, never decrypts;
+    owners decrypt and divide (round 1 sends the plaintext initial model). With
+    ``planned_owners`` m (client-level DP) the owners' ``[clipped delta_i, 0]`` are added to the
+    global model kept as ``[m * w, m]``: ``w + sum_i delta_i / m``, whoever dropped out."""
 
     def __init__(
         self, public_ctx, keys: list[str], planned_owners: int | None = None, **kwargs: Any
@@ -195,7 +181,7 @@ class EncryptedFedAvg(FedAvg):
     def _global_sum(self, arrays: ArrayRecord) -> list[bytes]:
         """The global model as the ciphertext ``[m * w, m]`` (m = ``planned_owners``)."""
         if "blob" in arrays:  # already so: the last round's aggregate
-            return encrypted.unpack(arrays["blob"].numpy(), arrays["lengths"].numpy())
+            return encrypted.from_record(arrays)
         # round 1: the plaintext initial model, encrypted with the public key
         vec = encrypted.flatten({k: arrays[k].numpy() for k in self.keys}, self.keys)
         self.n_values = len(vec) + 1
@@ -206,15 +192,11 @@ class EncryptedFedAvg(FedAvg):
         valid = [m for m in replies if not m.has_error()]
         if not valid:
             return None, None
-        chunks = [
-            encrypted.unpack(m.content["enc"]["blob"].numpy(), m.content["enc"]["lengths"].numpy())
-            for m in valid
-        ]
+        chunks = [encrypted.from_record(m.content["enc"]) for m in valid]
         if self.planned_owners:
             chunks.append(self.base)
-        blob, lengths = encrypted.pack(encrypted.add(self.public_ctx, chunks))
         metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
-        return ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)}), metrics
+        return encrypted.to_record(encrypted.add(self.public_ctx, chunks)), metrics
 
 
 class EncryptedClientSideFixedClipping(DifferentialPrivacyClientSideFixedClipping):
@@ -233,13 +215,8 @@ class EncryptedClientSideFixedClipping(DifferentialPrivacyClientSideFixedClippin
             noise, compute_stdv(self.noise_multiplier, self.clipping_norm, m) * m
         )
         noise[0][-1] = 0.0
-        chunks = encrypted.unpack(
-            aggregated_arrays["blob"].numpy(), aggregated_arrays["lengths"].numpy()
-        )
-        blob, lengths = encrypted.pack(
-            encrypted.add_plain(self.strategy.public_ctx, chunks, noise[0])
-        )
-        return ArrayRecord({"blob": Array(blob), "lengths": Array(lengths)})
+        chunks = encrypted.from_record(aggregated_arrays)
+        return encrypted.to_record(encrypted.add_plain(self.strategy.public_ctx, chunks, noise[0]))
 
 
 def query_reports(grid: Grid, enc_final: ArrayRecord | None) -> tuple[list[dict], dict | None]:
@@ -256,18 +233,11 @@ def query_reports(grid: Grid, enc_final: ArrayRecord | None) -> tuple[list[dict]
     for reply in grid.send_and_receive(msgs, timeout=120):
         if reply.has_error():
             continue
-        m = reply.content["metrics"]
-        info = reply.content["info"]
+        m, info = reply.content["metrics"], reply.content["info"]
         reports.append(
             {
                 "partition": int(info["partition-id"]),
-                "epsilon": float(m["epsilon"]),
-                "delta": float(m["delta"]),
-                "num_examples": int(m["num-examples"]),
-                "noise_multiplier": float(m["noise-multiplier"]),
-                "sample_rate": float(m["sample-rate"]),
-                "bytes_up": int(m["bytes-up"]),
-                "bytes_down": int(m["bytes-down"]),
+                **{k.replace("-", "_"): kind(m[k]) for k, kind in task.REPORTED.items()},
                 "history": str(info["history"]),
             }
         )

@@ -1,34 +1,26 @@
 """Model, data and local training of one data owner (Flower's ``task.py``).
 
-What is federated: every method whose class says ``federable`` (``models/base.Method``). Each
-round, every sampled owner starts from the global weights of the method's
+Each round every sampled owner starts from the global weights of its ``federable`` method's
 ``federated_modules()`` and runs ``local-steps`` DP-SGD steps on *its own* images through the one
-DP-SGD engine (``models/engine.DPSGD``: Opacus' Poisson sampling, per-sample clipping, Gaussian
-noise), with the method's own post-processing after each step (the GAN's generator step against
-its local discriminator: post-processing of the owner's DP discriminator, no privacy spent).
-The updated weights go back to the server and are averaged (FedAvg).
+engine (``models/engine.DPSGD``; the GAN's generator step is post-processing of the owner's DP
+discriminator), then returns the weights for FedAvg.
 
 Global momentum (FedAvgM's server momentum, Hsu et al. 2019, applied by the owners; run config
-``global-momentum``, default the method's ``federated_momentum``): an owner that also trained in
-the previous round adds ``beta * (global_now - global_before)`` to the weights it returns. Every
-such owner adds the same vector, so the average is ``w + mean(delta_i) + beta * (last global
-step)``: heavy-ball momentum on the global model, the same under plain FedAvg, SecAgg+ (a sum of
-deltas) and CKKS (an encrypted sum), computed only from global models the owner already received
-(post-processing: no privacy spent, accounting unchanged). Why: with compute matched, FedAvg makes
-1/N of central training's sequential steps; momentum carries each round's signal forward while the
-owners' independent noise partly cancels (docs/federated.md, "Federated vs central").
+``global-momentum``; why: docs/federated.md, "Federated vs central"): an owner that also trained
+in the previous round adds ``beta * (global_now - global_before)`` to its weights. Every such
+owner adds the same vector, so the average takes a heavy-ball step on the global model under
+every aggregation, from global models already received (post-processing: no privacy spent).
 
-Each owner's accountant history lives on its own disk across rounds and restarts (owner.py); the
-owner reserves its whole plan in its ledger before its first step; the noise multiplier is
-calibrated once for the whole federation (``rounds x local-steps`` steps at the owner's q), so the
-owner's epsilon after the last round is at most the target, whatever subset of rounds it joined.
+The noise multiplier is calibrated once for the whole federation (``rounds x local-steps`` steps
+at the owner's q), so an owner's epsilon after the last round is at most the target, whatever
+rounds it joined; its history and ledger reservation live on its own disk (owner.py).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,22 +51,17 @@ def build_model(cfg: dict[str, Any]) -> Method:
 
 
 def array_keys(synth: Method) -> list[str]:
-    """Float tensors of every travelling module in a fixed order (integer counters not averaged)."""
-    return [
-        f"{part}.{k}"
-        for part, module in synth.federated_modules().items()
-        for k, v in module.state_dict().items()
-        if v.is_floating_point()
-    ]
+    return list(get_arrays(synth))
 
 
 def get_arrays(synth: Method) -> dict[str, np.ndarray]:
-    states = {part: module.state_dict() for part, module in synth.federated_modules().items()}
-    out = {}
-    for key in array_keys(synth):
-        part, name = key.split(".", 1)
-        out[key] = states[part][name].detach().cpu().numpy().astype(np.float32)
-    return out
+    """Float tensors of every travelling module in a fixed order (integer counters not averaged)."""
+    return {
+        f"{part}.{k}": v.detach().cpu().numpy().astype(np.float32)
+        for part, module in synth.federated_modules().items()
+        for k, v in module.state_dict().items()
+        if v.is_floating_point()
+    }
 
 
 def set_arrays(synth: Method, arrays: dict[str, np.ndarray]) -> None:
@@ -168,6 +155,18 @@ def load_owner_data(node_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> ImageD
     return owners[int(node_cfg["partition-id"])]
 
 
+# what an owner reports at the end (client_app.report, server_app.query_reports), with its type
+REPORTED = {
+    "epsilon": float,
+    "delta": float,
+    "num-examples": int,
+    "noise-multiplier": float,
+    "sample-rate": float,
+    "bytes-up": int,
+    "bytes-down": int,
+}
+
+
 # --- local training ------------------------------------------------------------
 @dataclass
 class LocalResult:
@@ -178,8 +177,6 @@ class LocalResult:
     delta: float
     noise_multiplier: float
     sample_rate: float
-    # losses on private batches are not DP: for the owner's own eyes, never sent to the server
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def local_train(
@@ -189,14 +186,14 @@ def local_train(
     history: AccountantState | None,
     seed: int,
     sigma: float | None = None,
-    on_plan=lambda plan: None,
+    on_plan=None,
 ) -> LocalResult:
     """``local-steps`` DP-SGD steps (plain SGD if the run is not private) on this owner's data,
     through the one engine, planned over the whole federation (rounds x local-steps).
 
-    ``sigma``: the noise multiplier this owner calibrated in an earlier round (the plan is the
-    same every round; calibrating once saves the accountant's bisection). ``on_plan(plan)``: runs
-    before the first private step (the owner's ledger reservation, owner.py).
+    ``sigma``: the noise multiplier this owner calibrated in an earlier round (calibrating once
+    saves the accountant's bisection). ``on_plan(plan)``: runs before the first private step
+    (the owner's ledger reservation, owner.py).
     """
     steps, rounds = int(cfg["local-steps"]), int(cfg["num-server-rounds"])
     spec = privacy_spec(cfg) if synth.private else None
@@ -210,19 +207,15 @@ def local_train(
         sigma=sigma,
         on_plan=on_plan or (lambda plan: None),
     )
-    metrics = run.run(steps)
-    acc = run.close()
-    n = run.n_private
+    run.run(steps)  # its losses, on private batches (not DP), never leave the owner
+    acc, plan, n = run.close(), run.plan, run.n_private
     delta = spec.resolved_delta(n) if spec is not None else 0.0
-    eps = acc.epsilon(delta) if acc is not None else 0.0
-    plan = run.plan
     return LocalResult(
         get_arrays(synth),
         n,
         acc,
-        eps,
+        acc.epsilon(delta) if acc is not None else 0.0,
         delta,
         plan.noise_multiplier if plan else 0.0,
         plan.sample_rate if plan else 0.0,
-        metrics,
     )

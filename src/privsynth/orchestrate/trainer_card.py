@@ -4,7 +4,7 @@ and the privacy guarantee computed from what ran (the accountant's history, not 
 from __future__ import annotations
 
 import platform
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..data import DataSource, ImageDataset
@@ -69,90 +69,134 @@ def source(data) -> str | None:
     return "digits" if str(data) == "digits" else str(Path(data).resolve())
 
 
-def privacy_section(
-    releases: list[Release], spec, result, total_delta, mechanism, carried=(), outside=None
+@dataclass(frozen=True)
+class Unit:
+    """Whom a guarantee protects and how the card states it: ``level`` and ``name`` (central: one
+    image; federated: one image held by one owner, or one owner with all its images) and ``how``,
+    what follows "(epsilon, delta)-DP at <level> level" in the card's sentence."""
+
+    level: str
+    name: str
+    how: str
+
+
+SAMPLE = Unit("sample", "one training image with its label", f". {PROTECTED}")
+NO_DP = "trained without differential privacy"
+
+
+def stated(
+    levels: list[tuple[float, float, Unit]], not_protected=None, none=NO_DP, **sections
 ) -> dict:
-    """The card's privacy block of a central run whose noise draws are ``releases``, in order
-    (`run_releases`: the size release, a warm-up's, the method's own, the class counts); the
-    empty list is "no DP". The accounted ones compose in ONE Opacus accountant, the run's
+    """The top of every card's privacy section, central or federated: the first level's
+    (epsilon, delta, unit), one sentence per level, what is not protected, then ``sections``.
+    No levels is "no DP" (``none``: how the card says so)."""
+    top: dict = {"epsilon": INFINITY, "delta": 0.0, "unit": None}
+    top["guarantee"] = f"none: {none}; epsilon = infinity"
+    if levels:
+        epsilon, delta, unit = levels[0]
+        top = {"epsilon": epsilon, "delta": delta, "unit": unit.name}
+        top["guarantee"] = "; ".join(
+            f"({e:.3g}, {d:.3g})-DP at {u.level} level{u.how}" for e, d, u in levels
+        )
+    if not_protected is not None:
+        top["not_protected"] = not_protected
+    return {**top, **sections}
+
+
+def privacy_section(
+    releases: list[Release],
+    spec,
+    result,
+    total_delta,
+    mechanism,
+    carried=(),
+    outside=None,
+    *,
+    unit: Unit = SAMPLE,
+    not_protected: str = NOT_PROTECTED,
+    limitation: str | None = None,
+) -> dict:
+    """The card's privacy section of a run whose noise draws are ``releases``, in order (a
+    central run's `run_releases`; a federated one-shot run's summed shares); the empty list is
+    "no DP". The accounted ones compose in ONE Opacus accountant, the run's
     (``result.accountant``, which starts from their histories: ``spec.prior``); ``carried``:
     entries an interrupted earlier segment ran past its last checkpoint (its weights were
     discarded, its spend was not), composed in the same accountant. The releases outside it
     (class counts) add by basic composition: ``outside`` as booked (default: as released)."""
     if not releases:
-        return {
-            "epsilon": INFINITY,
-            "delta": 0.0,
-            "unit": None,
-            "guarantee": "none: trained without differential privacy (a non-private "
-            "baseline); epsilon = infinity",
-        }
-    plan, acc = result.dp_plan, result.accountant
+        return stated([], none=f"{NO_DP} (a non-private baseline)")
     carried = [list(h) for h in carried]
-    sgd_eps = epsilon_from_history([*carried, *acc.history], spec.delta, spec.accountant)
+    sgd_eps = epsilon_from_history(
+        [*carried, *result.accountant.history], spec.delta, spec.accountant
+    )
     counted = release_outside(releases)
     outside = outside if outside is not None else counted
     total = sgd_eps + outside[0]
     total_delta = spec.delta + outside[1] if outside[1] > counted[1] else total_delta
     # --nproc: the chance that a skipped empty local batch occurs at all (dpsgd.py) joins delta
-    empty_batch = run_empty_batch_delta(plan)
+    empty_batch = run_empty_batch_delta(result.dp_plan)
     total_delta = total_delta + empty_batch
-    lead = sum(int(h[2]) for h in spec.prior)  # size + warm-up release entries opening it
     names = {r.name for r in releases}
-    sized, warmed = "size_release" in names, any(n.startswith("warmup.") for n in names)
-    return {
-        "epsilon": total,
-        "delta": total_delta,
-        "guarantee": f"({total:.3g}, {total_delta:.3g})-DP at sample level. {PROTECTED}",
-        "not_protected": NOT_PROTECTED,
-        "unit": "one training image with its label",
-        "composition": (
-            "dp_sgd epsilon (one Opacus accountant over "
-            + ("the size release, " if sized else "")
-            + ("the warm-up release, " if warmed else "")
-            + "and the DP-SGD steps, its history) + class_proportions epsilon (basic "
-            "composition)"
-            if lead
-            else "dp_sgd epsilon + class_proportions epsilon (basic composition)"
-        ),
-        "mechanism": {"name": mechanism, "description": MECHANISMS.get(mechanism, mechanism)},
-        "dp_sgd": {
-            "epsilon": sgd_eps,
-            "delta": spec.delta,
-            "accountant": spec.accountant,
-            "noise_multiplier": plan.noise_multiplier,
-            "sample_rate": plan.sample_rate,
-            # The nominal batch size B (a public setting), not q * N: that product is the
-            # exact number of training images, which no published field carries.
-            "batch_size": plan.batch_size if plan.sample_rate < 1 else None,
-            "steps": acc.steps - lead,
-            "includes_warmup_release": warmed,
-            "includes_size_release": sized,
-            "planned_steps": plan.steps,
-            "max_grad_norm": spec.max_grad_norm,
-            "target_epsilon": plan.target_epsilon,
-            "poisson_sampling": True,
-            "grad_sample_mode": spec.grad_sample_mode,
-            "history": acc.to_json()["history"],
-            **(
-                {
-                    "rerun_history": carried,
-                    "rerun_note": "steps an interrupted segment of this run ran past its last "
-                    "checkpoint (booked ahead; their weights were discarded): composed with "
-                    "the history above in the same accountant",
-                }
-                if carried
-                else {}
-            ),
-            "computed_by": "opacus accountant from the steps that ran",
-            **(
-                {"empty_local_batch_delta": empty_batch, "processes": process_count()}
-                if empty_batch
-                else {}
-            ),
-        },
-        "neighbouring": neighbouring_block(releases),
+    return stated(
+        [(total, total_delta, unit)],
+        not_protected,
+        composition=composition(spec, "size_release" in names, _warmed(names)),
+        mechanism={"name": mechanism, "description": MECHANISMS.get(mechanism, mechanism)},
+        dp_sgd=dp_sgd_block(names, spec, result, sgd_eps, carried, empty_batch),
+        neighbouring=neighbouring_block(releases, limitation=limitation),
+    )
+
+
+def _warmed(names: set[str]) -> bool:
+    return any(n.startswith("warmup.") for n in names)
+
+
+def composition(spec, sized: bool, warmed: bool) -> str:
+    """How the card's epsilon is composed (``spec.prior``: the releases opening the accountant)."""
+    if not spec.prior:
+        return "dp_sgd epsilon + class_proportions epsilon (basic composition)"
+    return (
+        "dp_sgd epsilon (one Opacus accountant over "
+        + ("the size release, " if sized else "")
+        + ("the warm-up release, " if warmed else "")
+        + "and the DP-SGD steps, its history) + class_proportions epsilon (basic composition)"
+    )
+
+
+def dp_sgd_block(names: set[str], spec, result, sgd_eps, carried, empty_batch) -> dict:
+    """The card's ``privacy.dp_sgd``: the accountant's history and the plan it ran."""
+    plan, acc = result.dp_plan, result.accountant
+    lead = sum(int(h[2]) for h in spec.prior)  # size + warm-up release entries opening it
+    block = {
+        "epsilon": sgd_eps,
+        "delta": spec.delta,
+        "accountant": spec.accountant,
+        "noise_multiplier": plan.noise_multiplier,
+        "sample_rate": plan.sample_rate,
+        # The nominal batch size B (a public setting), not q * N: that product is the
+        # exact number of training images, which no published field carries.
+        "batch_size": plan.batch_size if plan.sample_rate < 1 else None,
+        "steps": acc.steps - lead,
+        "includes_warmup_release": _warmed(names),
+        "includes_size_release": "size_release" in names,
+        "planned_steps": plan.steps,
+        "max_grad_norm": spec.max_grad_norm,
+        "target_epsilon": plan.target_epsilon,
+        "poisson_sampling": True,
+        "grad_sample_mode": spec.grad_sample_mode,
+        "history": acc.to_json()["history"],
     }
+    if carried:
+        block["rerun_history"] = carried
+        block["rerun_note"] = (
+            "steps an interrupted segment of this run ran past its last checkpoint (booked "
+            "ahead; their weights were discarded): composed with the history above in the "
+            "same accountant"
+        )
+    block["computed_by"] = "opacus accountant from the steps that ran"
+    if empty_batch:
+        block.update(empty_local_batch_delta=empty_batch, processes=process_count())
+    return block
 
 
 def run_releases(privacy: dict, warm, result, counts: dict) -> list[Release]:
