@@ -1,11 +1,10 @@
-"""privsynth ledger: what each dataset's privacy budget has been spent on; set budgets.
+"""The privacy ledger every verb books into: $PRIVSYNTH_LEDGER or the per-user ledger unless
+--ledger names a SQLite file or a postgresql:// URL."""
 
-privsynth ledger [show] [KEY | --data D]     spends, budgets, composition rule
-privsynth ledger set-budget (KEY | --data D) EPS --reason TEXT
-
-KEY: the leading characters of a dataset's key in this ledger (keyed with the ledger's secret;
-never a plain hash of the data), as `privsynth ledger` prints it.
-"""
+# privsynth ledger [show] [KEY | --data D]     spends, budgets, composition rule
+# privsynth ledger set-budget (KEY | --data D) EPS --reason TEXT
+# KEY: the leading characters of a dataset's key in this ledger (keyed with the ledger's secret;
+# never a plain hash of the data), as `privsynth ledger` prints it.
 
 from __future__ import annotations
 
@@ -14,22 +13,13 @@ import json
 import sys
 
 from ..errors import CheckpointError
+from .options import add_format_options, add_ledger_option, data_source
+
+HELP = "show the privacy ledger; set a dataset's budget"
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "ledger",
-        help="show the privacy ledger; set a dataset's budget",
-        description="The privacy ledger every verb books into: $PRIVSYNTH_LEDGER "
-        "or the per-user ledger unless --ledger names a SQLite file "
-        "or a postgresql:// URL.",
-    )
-    p.add_argument(
-        "--ledger",
-        default=None,
-        metavar="PATH|URL",
-        help="ledger location (default $PRIVSYNTH_LEDGER, else the per-user ledger)",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_ledger_option(p)
     p.add_argument("--json", action="store_true", help="print the ledger as JSON")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
 
@@ -60,13 +50,11 @@ def add_parser(sub) -> None:
     )
     budget.add_argument("--reason", required=True, help="why: recorded in the budget log")
     _data_options(budget)
-    p.set_defaults(func=run, action=None)
+    p.set_defaults(action=None, fingerprint=None, data=None)
 
 
-def _data_options(p: argparse.ArgumentParser, what: str = "pick the dataset by its data") -> None:
-    from .options import add_format_options
-
-    p.add_argument("--data", default=None, help=f"{what} ('digits', a path)")
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="pick the dataset by its data ('digits', a path)")
     add_format_options(p)  # e.g. IDX needs --classes to load (the key does not depend on them)
 
 
@@ -79,20 +67,12 @@ def run(args: argparse.Namespace) -> int:
             f"no ledger at '{args.ledger}'; check the path (without --ledger, "
             "`privsynth ledger` reads $PRIVSYNTH_LEDGER or the per-user ledger)"
         )
-    if args.action == "set-budget":
-        return _set_budget(led, args)
-    return _show(
-        led,
-        getattr(args, "fingerprint", None),
-        args if getattr(args, "data", None) else None,
-        getattr(args, "json", False),
-    )
+    return _set_budget(led, args) if args.action == "set-budget" else _show(led, args)
 
 
 def _dataset(args: argparse.Namespace):
     """(records, name) of ``--data`` with its format flags; the ledger keys the records."""
     from ..data import load_dataset
-    from .options import data_source
 
     ds = load_dataset(data_source(args))
     return ds.content, ds.name
@@ -122,13 +102,12 @@ def _set_budget(led, args) -> int:
             "to remove the budget"
         ) from None
     if args.data:
-        content, name = _dataset(args)
-        fingerprint = led.key(content)
-        old = led.set_budget(content, budget, name=name, reason=args.reason)
+        dataset, name = _dataset(args)
     else:
         found = led.find(args.target[0])
-        fingerprint, name = found["fingerprint"], found["name"]
-        old = led.set_budget(fingerprint, budget, name=name, reason=args.reason)
+        dataset, name = found["fingerprint"], found["name"]
+    old = led.set_budget(dataset, budget, name=name, reason=args.reason)
+    fingerprint = led.key(dataset)
     spent = led.spent(fingerprint).epsilon
     if budget is not None and budget < spent:
         print(
@@ -143,7 +122,7 @@ def _set_budget(led, args) -> int:
     return 0
 
 
-def _show(led, fingerprint: str | None, data: argparse.Namespace | None, as_json: bool) -> int:
+def _show(led, args: argparse.Namespace) -> int:
     from ..privacy.composition import tighter
     from ..privacy.ledger import COMPOSITION_RULE
 
@@ -152,14 +131,14 @@ def _show(led, fingerprint: str | None, data: argparse.Namespace | None, as_json
     except CheckpointError:  # a read-only ledger is still listed as it stands
         pass
     rows = led.datasets()
-    if data:
-        key = led.key(_dataset(data)[0], create=False)  # --data with its format flags
+    if args.data:
+        key = led.key(_dataset(args)[0], create=False)  # --data with its format flags
         rows = [r for r in rows if r["fingerprint"] == key]
-    elif fingerprint:
-        rows = [led.find(fingerprint)]
+    elif args.fingerprint:
+        rows = [led.find(args.fingerprint)]
     for row in rows:
         row["tighter"] = tighter(row)
-    if as_json:
+    if args.json:
         print(
             json.dumps(
                 {"ledger": led.shown, "composition": COMPOSITION_RULE, "datasets": rows},
@@ -171,7 +150,9 @@ def _show(led, fingerprint: str | None, data: argparse.Namespace | None, as_json
     print(f"privacy ledger {led.shown}")
     print(f"composition: {COMPOSITION_RULE}")
     if not rows:
-        print("no spends booked yet" if not (data or fingerprint) else "no spends on this dataset")
+        print(
+            "no spends on this dataset" if args.data or args.fingerprint else "no spends booked yet"
+        )
     for row in rows:
         print(_format_dataset(row))
     return 0
