@@ -15,6 +15,7 @@ from .folder import check_resize_fits, load_folder
 from .idx import load_idx
 from .labels import class_list
 from .npz import load_npz
+from .pixels import to_channels
 from .source import DataSource, as_source
 
 __all__ = [
@@ -34,10 +35,8 @@ def load_dataset(
 ) -> ImageDataset:
     """Load ``digits`` (embedded), an IDX file/folder, an ``.npz`` or a class-per-folder tree.
 
-    ``spec`` is a path or a `DataSource` (path + format inputs: classes, channels, pixel_range,
-    window, name); keyword ``options`` build one, e.g. ``load_dataset("x.npz", classes=10)``.
-    ``image_size`` resizes every image to ``image_size x image_size`` (bilinear).
-    """
+    ``spec`` is a path or a `DataSource`; keyword ``options`` are its format inputs, e.g.
+    ``load_dataset("x.npz", classes=10)``. ``image_size`` resizes to N x N (bilinear)."""
     src = as_source(spec)
     if options:
         src = DataSource.from_options(src.path, {**src.options(), **options})
@@ -54,9 +53,7 @@ def load_dataset(
             )
         if path.is_file() and path.suffix == ".npz":
             data = load_npz(src)
-        elif path.is_file() and ("idx" in path.name or "ubyte" in path.name):
-            data = load_idx(src)
-        elif path.is_dir() and any(("idx" in p.name or "ubyte" in p.name) for p in path.iterdir()):
+        elif _is_idx(path):
             data = load_idx(src)
         elif path.is_dir():
             data = load_folder(src, image_size=image_size)
@@ -139,16 +136,21 @@ def _refuse_overlap(dataset: ImageDataset, test: ImageDataset, holdout) -> None:
         )
 
 
+def _is_idx(path: Path) -> bool:
+    """An IDX file or a folder holding one, by name (as MNIST's files are named)."""
+    names = [p.name for p in path.iterdir()] if path.is_dir() else [path.name]
+    return any("idx" in n or "ubyte" in n for n in names)
+
+
 def is_holdout_path(holdout) -> bool:
-    return isinstance(holdout, (str, os.PathLike)) and not _is_number(holdout)
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
+    """A test split's path, not a fraction or count (which may come as text: '0.2')."""
+    if not isinstance(holdout, (str, os.PathLike)):
         return False
-    return True
+    try:
+        float(holdout)
+    except (TypeError, ValueError):
+        return True
+    return False
 
 
 def check_image_size(image_size: int | None) -> None:
@@ -168,17 +170,10 @@ def _digits(src: DataSource) -> ImageDataset:
         )
     if src.classes is not None and class_list(src.classes, None, "digits") != data.class_names:
         raise ConfigError(f"--classes {src.classes}: 'digits' has the classes 0..9")
-    if src.channels == 3:
-        data = ImageDataset(
-            np.repeat(data.images, 3, axis=1),
-            data.labels,
-            data.class_names,
-            name=data.name,
-            content=data.content,
-        )
-    if src.name:
-        data.name = src.name
-    return data
+    images = to_channels(data.images, src.channels, "digits")
+    return ImageDataset(
+        images, data.labels, data.class_names, name=src.name or data.name, content=data.content
+    )
 
 
 def resize(data: ImageDataset, size: int) -> ImageDataset:
@@ -190,13 +185,7 @@ def resize(data: ImageDataset, size: int) -> ImageDataset:
     x = torch.from_numpy(data.images).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     images = x.round().clamp(0, 255).to(torch.uint8).numpy()
-    return ImageDataset(
-        images,
-        data.labels,
-        data.class_names,
-        name=data.name,
-        content=data.content,
-    )
+    return ImageDataset(images, data.labels, data.class_names, name=data.name, content=data.content)
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:

@@ -143,16 +143,11 @@ class Content:
         ).digest()
 
     @classmethod
-    def of(cls, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> "Content":
-        """The content of decoded images (uint8 ``N x C x H x W``) with label indices."""
+    def of(cls, images, labels: np.ndarray, class_names: list[str]) -> "Content":
+        """The content of decoded uint8 ``C x H x W`` images (an array, or a list of any sizes:
+        a folder before resizing) with their label indices."""
         rows = zip(images, labels, strict=True)
         return cls([record_digest(x, class_names[int(k)]) for x, k in rows])
-
-    @classmethod
-    def of_arrays(cls, images: list[np.ndarray], names: list[str]) -> "Content":
-        """The content of images of possibly different sizes (``C x H x W`` each) with their
-        class names (a folder before resizing)."""
-        return cls([record_digest(x, n) for x, n in zip(images, names, strict=True)])
 
     def __len__(self) -> int:
         return len(self.records)
