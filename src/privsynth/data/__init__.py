@@ -40,7 +40,12 @@ def load_dataset(
     src = as_source(spec)
     if options:
         src = DataSource.from_options(src.path, {**src.options(), **options})
-    check_image_size(image_size)
+    if image_size is not None and (
+        not isinstance(image_size, (int, np.integer)) or not 1 <= image_size <= 4096
+    ):
+        raise ConfigError(
+            f"--image-size must be a whole number of pixels in 1..4096, got {image_size}"
+        )
     if src.path == "digits":
         data = _digits(src)
     else:
@@ -78,9 +83,8 @@ def load_split(
     """The dataset and which rows are trained on / held out.
 
     ``holdout`` is a fraction (< 1) or a count for a seeded random split, or the path of an
-    official test split in the same format (read with the same format inputs). Then the dataset
-    is ``data`` followed by the test images and the split is exactly that; its fingerprint (the
-    ledger's key) stays the one of ``data``, the images that can be trained on."""
+    official test split in the same format: then the dataset is ``data`` followed by the test
+    images, and its fingerprint (the ledger's key) stays the one of ``data``."""
     dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size)
     if not is_holdout_path(holdout):
         return dataset, split(dataset, float(holdout), seed)
@@ -123,10 +127,7 @@ def _refuse_overlap(dataset: ImageDataset, test: ImageDataset, holdout) -> None:
     import hashlib
 
     def digests(images: np.ndarray) -> set[bytes]:
-        return {
-            hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
-            for im in images
-        }
+        return {hashlib.blake2b(im.tobytes(), digest_size=16).digest() for im in images}
 
     shared = digests(dataset.images) & digests(test.images)
     if shared:
@@ -151,15 +152,6 @@ def is_holdout_path(holdout) -> bool:
     except (TypeError, ValueError):
         return True
     return False
-
-
-def check_image_size(image_size: int | None) -> None:
-    if image_size is not None and (
-        not isinstance(image_size, (int, np.integer)) or not 1 <= image_size <= 4096
-    ):
-        raise ConfigError(
-            f"--image-size must be a whole number of pixels in 1..4096, got {image_size}"
-        )
 
 
 def _digits(src: DataSource) -> ImageDataset:

@@ -18,11 +18,9 @@ class ImageDataset:
     ``fingerprint`` is the SHA-256 of the pixels, labels and class names (what was trained on):
     an in-memory identity for comparisons and local caches. It is computable from the private
     images, so it is never written to a card, a report or anything else that is published.
-    ``content`` identifies the *records* (`Content`): per-image digests of the decoded pixels at
-    the resolution the loader read them (before ``--image-size`` and ``--channels``) with the
-    class *name*, taken in any order. Re-encoding (PNG, NPZ, IDX), renaming, re-ordering or
-    re-indexing classes keeps it; the privacy ledger keys every spend on it (through a keyed hash,
-    see privacy/ledger/). In-memory datasets default to the content of their own images.
+    ``content`` identifies the *records* (`Content`) as the loader decoded them (before
+    ``--image-size`` and ``--channels``); the privacy ledger keys every spend on it (through a
+    keyed hash, see privacy/ledger/). In-memory datasets default to their own images' content.
     """
 
     images: np.ndarray

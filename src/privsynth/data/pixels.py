@@ -14,15 +14,11 @@ import numpy as np
 
 from ..errors import DataError
 
-FLOAT_RANGE = (0.0, 1.0)
-
 
 def format_range(dtype: np.dtype) -> tuple[float, float]:
-    """The range a pixel type stands for: floats 0-1, unsigned integers 0..2^bits-1."""
+    """The range a pixel type stands for: floats (and bools) 0-1, unsigned integers 0..2^bits-1."""
     dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return FLOAT_RANGE
-    if dtype.kind == "b":
+    if dtype.kind in "fb":
         return 0.0, 1.0
     if dtype.kind == "u":
         return 0.0, float(np.iinfo(dtype).max)
