@@ -142,7 +142,3 @@ def _quiet_stdout(quiet: bool):
         return
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield
-
-
-if __name__ == "__main__":
-    sys.exit(main())

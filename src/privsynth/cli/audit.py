@@ -6,36 +6,27 @@ from __future__ import annotations
 
 import argparse
 
-from .options import (
-    SPLIT_FLAGS,
-    add_output_options,
-    add_training_options,
-    data_source,
-    method_config,
-    method_names,
-    pick,
-    positive_int,
-    privacy_kwargs,
-    progress_wanted,
-)
+from . import options
 
 HELP = "empirical epsilon lower bound (one run with canaries)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="dpgan", choices=method_names(), help="the method to audit")
+    p.add_argument(
+        "--method", default="dpgan", choices=options.method_names(), help="the method to audit"
+    )
     p.add_argument("--out", required=True, help="folder for the audit run and audit.json")
-    p.add_argument("--canaries", type=positive_int, default=100, help="number of canaries")
+    p.add_argument("--canaries", type=options.positive_int, default=100, help="number of canaries")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence of the lower bound")
     p.add_argument(
         "-n",
         "--n-synthetic",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         help="synthetic images the black-box attacks see (default: training size)",
     )
-    add_training_options(p, holdout_path=False)
-    add_output_options(p)
+    options.add_training_options(p, holdout_path=False)
+    options.add_output_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,13 +36,13 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     check_device(args.device)
     result = audit(
-        data_source(args),
+        options.data_source(args),
         args.method,
         args.out,
-        config=method_config(args),
-        progress=progress_wanted(args),
-        **pick(args, SPLIT_FLAGS, "canaries confidence seed n_synthetic device"),
-        **privacy_kwargs(args),
+        config=options.method_config(args),
+        progress=options.progress_wanted(args),
+        **options.pick(args, options.SPLIT_FLAGS, "canaries confidence seed n_synthetic device"),
+        **options.privacy_kwargs(args),
     )
     print(markdown(result))
     return 0

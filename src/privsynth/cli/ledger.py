@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -86,12 +87,10 @@ def _set_budget(led, args) -> int:
             "--reason is empty; say why the budget changes (it is logged), e.g. "
             "--reason 'DPO sign-off'"
         )
-    want = 1 if args.data else 2
-    if len(args.target) != want:
+    if len(args.target) != (1 if args.data else 2):
         raise ConfigError(
             "set-budget takes KEY EPS (the dataset key `privsynth ledger` shows), or --data D "
-            "EPS; e.g. "
-            "`privsynth ledger set-budget --data digits 8 --reason 'DPO sign-off'`"
+            "EPS; e.g. `privsynth ledger set-budget --data digits 8 --reason 'DPO sign-off'`"
         )
     raw = args.target[-1]
     try:
@@ -126,10 +125,10 @@ def _show(led, args: argparse.Namespace) -> int:
     from ..privacy.composition import tighter
     from ..privacy.ledger import COMPOSITION_RULE
 
-    try:  # a run killed outright (OOM, power loss) is shown as what it booked, not "running"
+    # a run killed outright (OOM, power loss) is shown as what it booked, not "running"; a
+    # read-only ledger is still listed as it stands
+    with contextlib.suppress(CheckpointError):
         led.settle_stale()
-    except CheckpointError:  # a read-only ledger is still listed as it stands
-        pass
     rows = led.datasets()
     if args.data:
         key = led.key(_dataset(args)[0], create=False)  # --data with its format flags
@@ -139,13 +138,8 @@ def _show(led, args: argparse.Namespace) -> int:
     for row in rows:
         row["tighter"] = tighter(row)
     if args.json:
-        print(
-            json.dumps(
-                {"ledger": led.shown, "composition": COMPOSITION_RULE, "datasets": rows},
-                indent=2,
-                default=str,
-            )
-        )
+        listing = {"ledger": led.shown, "composition": COMPOSITION_RULE, "datasets": rows}
+        print(json.dumps(listing, indent=2, default=str))
         return 0
     print(f"privacy ledger {led.shown}")
     print(f"composition: {COMPOSITION_RULE}")

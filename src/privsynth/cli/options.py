@@ -189,18 +189,11 @@ def add_format_options(g) -> None:
     )
 
 
-def data_source(args: argparse.Namespace, data: str | None = None):
-    """--data (or ``data``) with the format flags, as the API's `DataSource`."""
+def data_source(args: argparse.Namespace):
+    """--data with the format flags, as the API's `DataSource`."""
     from ..data import DataSource
 
-    return DataSource(
-        data if data is not None else args.data,
-        classes=args.classes,
-        channels=args.channels,
-        pixel_range=args.pixel_range,
-        window=args.window,
-        name=args.name,
-    )
+    return DataSource(args.data, **pick(args, "classes channels pixel_range window name"))
 
 
 def add_training_options(p: argparse.ArgumentParser, holdout_path: bool = True) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import DataError
 from .dataset import Content, ImageDataset
 from .dicom import is_dicom, read_dicom
+from .labels import class_list
 from .pixels import to_channels, to_uint8, warn_if_narrow
 from .source import SPLIT_NAMES, DataSource, default_name
 
@@ -80,7 +81,7 @@ def _class_names(path: Path, subdirs: list[Path], declared) -> list[str]:
                 "models need >= 2 (put each class's images in its own sub-folder)"
             )
         return found
-    names = [str(i) for i in range(declared)] if isinstance(declared, int) else list(declared)
+    names = class_list(declared, None, str(path))
     extra = sorted(set(found) - set(names))
     if extra:
         raise DataError(
