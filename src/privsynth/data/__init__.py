@@ -10,12 +10,10 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .dataset import Content, ImageDataset, Split, split
-from .digits import load_digits_dataset
+from .digits import load_digits
 from .folder import check_resize_fits, load_folder
 from .idx import load_idx
-from .labels import class_list
 from .npz import load_npz
-from .pixels import to_channels
 from .source import DataSource, as_source
 
 __all__ = [
@@ -47,7 +45,7 @@ def load_dataset(
             f"--image-size must be a whole number of pixels in 1..4096, got {image_size}"
         )
     if src.path == "digits":
-        data = _digits(src)
+        data = load_digits(src)
     else:
         path = Path(src.path).expanduser()
         src = src.with_path(path, src.name)
@@ -152,20 +150,6 @@ def is_holdout_path(holdout) -> bool:
     except (TypeError, ValueError):
         return True
     return False
-
-
-def _digits(src: DataSource) -> ImageDataset:
-    data = load_digits_dataset()
-    if src.pixel_range is not None or src.window is not None:
-        raise ConfigError(
-            "--pixel-range and --window do not apply to 'digits' (embedded, already 0-255)"
-        )
-    if src.classes is not None and class_list(src.classes, None, "digits") != data.class_names:
-        raise ConfigError(f"--classes {src.classes}: 'digits' has the classes 0..9")
-    images = to_channels(data.images, src.channels, "digits")
-    return ImageDataset(
-        images, data.labels, data.class_names, name=src.name or data.name, content=data.content
-    )
 
 
 def resize(data: ImageDataset, size: int) -> ImageDataset:
