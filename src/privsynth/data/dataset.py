@@ -80,8 +80,7 @@ def validate(images: np.ndarray, labels: np.ndarray, class_names: list[str], nam
         raise DataError(f"{name}: no images found; point --data at a non-empty dataset")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(
-            f"{name}: {images.shape[0]} images but "
-            f"{labels.reshape(-1).shape[0]} labels; "
+            f"{name}: {images.shape[0]} images but {labels.size} labels; "
             "images and labels must have the same count"
         )
     if images.dtype.kind == "f" and not np.isfinite(images).all():
@@ -108,8 +107,8 @@ def validate(images: np.ndarray, labels: np.ndarray, class_names: list[str], nam
 def fingerprint(images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> str:
     h = hashlib.sha256()
     h.update(str(images.shape).encode())
-    h.update(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
-    h.update(np.asarray(labels, dtype=np.int64).tobytes())
+    h.update(images.tobytes())  # uint8 and int64: `ImageDataset` converted them
+    h.update(labels.tobytes())
     h.update("\x00".join(class_names).encode())
     return h.hexdigest()
 
@@ -179,11 +178,8 @@ class Split:
 
     @classmethod
     def from_json(cls, d: dict) -> "Split":
-        return cls(
-            np.asarray(d["train"], dtype=np.int64),
-            np.asarray(d["holdout"], dtype=np.int64),
-            int(d["seed"]),
-        )
+        train, holdout = (np.asarray(d[k], dtype=np.int64) for k in ("train", "holdout"))
+        return cls(train, holdout, int(d["seed"]))
 
 
 def split(data: ImageDataset, holdout: float | int = 0.2, seed: int = 0) -> Split:
