@@ -6,17 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import (
-    SPLIT_FLAGS,
-    add_format_options,
-    add_output_options,
-    add_split_options,
-    data_source,
-    pick,
-    positive_int,
-    progress_wanted,
-    seed_value,
-)
+from . import options
 
 HELP = "evaluate runs or a synthetic set; writes an HTML report"
 OUTPUTS = ("metrics.json", "report.html")
@@ -40,13 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the real dataset: needed with --synthetic; for runs it overrides the "
         "recorded source (e.g. the data moved)",
     )
-    add_split_options(g, when="with --synthetic, as in training: ")
-    add_format_options(g)
+    options.add_split_options(g, when="with --synthetic, as in training: ")
+    options.add_format_options(g)
     e = p.add_argument_group("evaluation")
     e.add_argument(
         "-n",
         "--n-synthetic",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         help="synthetic images per model, sampled class-balanced (default 10000; "
         "DPImageBench uses 60000); a set made elsewhere is cut to a "
@@ -59,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     e.add_argument(
         "--max-members",
-        type=positive_int,
+        type=options.positive_int,
         default=1000,
         help="membership-inference members (= non-members) at most",
     )
@@ -77,13 +67,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     e.add_argument(
         "--classifier-passes",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         help="training budget of every evaluation CNN, in images seen (default: the validated "
         "fixed schedule's, 150 000)",
     )
-    e.add_argument("--seed", type=seed_value, default=0, help="seed of sampling and of the CNNs")
-    add_output_options(p)
+    e.add_argument(
+        "--seed", type=options.seed_value, default=0, help="seed of sampling and of the CNNs"
+    )
+    options.add_output_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,12 +95,14 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         args.runs,
         synthetic=args.synthetic,
-        data=data_source(args) if args.data else None,
+        data=options.data_source(args) if args.data else None,
         out=args.out,
-        progress=progress_wanted(args),
+        progress=options.progress_wanted(args),
         classifier_passes=args.classifier_passes or DEFAULT_PASSES,
         classifiers=tuple(c.strip() for c in args.classifiers.split(",") if c.strip()),
-        **pick(args, SPLIT_FLAGS, "n_synthetic max_members cache_dir inception_weights seed"),
+        **options.pick(
+            args, options.SPLIT_FLAGS, "n_synthetic max_members cache_dir inception_weights seed"
+        ),
     )
     print(summary(result))
     print(f"\nwrote {out / OUTPUTS[0]} and {out / OUTPUTS[1]}")

@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from .options import (
-    SPLIT_FLAGS,
-    add_accountant_option,
-    add_data_options,
-    add_ledger_options,
-    add_output_options,
-    data_source,
-    literal,
-    pick,
-    positive_int,
-    privacy_warnings,
-    progress_wanted,
-    seed_value,
-)
+from . import options
 
 HELP = "privacy-utility frontier: methods x epsilons"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_data_options(p)
+    options.add_data_options(p)
     g = p.add_argument_group("sweep")
     g.add_argument(
         "--methods",
@@ -46,23 +33,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--n-synthetic",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         help="class-balanced synthetic images per cell for TSTR (default: 10 000, the protocol's)",
     )
     g.add_argument(
         "--eval-epochs",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         help="LeNet epochs for TSTR/TRTR (default: the protocol's fixed schedule, ~12 000 "
         "images seen; docs/evaluation.md)",
     )
     g.add_argument(
-        "--seed", type=seed_value, default=0, help="seed of weights, sampling and the LeNet"
+        "--seed", type=options.seed_value, default=0, help="seed of weights, sampling and the LeNet"
     )
     g.add_argument(
         "--jobs",
-        type=positive_int,
+        type=options.positive_int,
         default=1,
         help="cells trained at once in worker processes (e.g. 2 on a 2-core CPU); with "
         "--ray auto, the local Ray instance gets jobs x --ray-cpus-per-cell CPUs",
@@ -98,9 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="delta of every private cell (default 1/(10 N_hat), N_hat a DP count)",
     )
-    add_accountant_option(d, "Opacus accountant that computes each cell's epsilon")
-    add_ledger_options(d, delta_check=True)
-    add_output_options(p)
+    options.add_accountant_option(d, "Opacus accountant that computes each cell's epsilon")
+    options.add_ledger_options(d, delta_check=True)
+    options.add_output_options(p)
 
 
 def parse_sets(items: list[str]) -> dict[str, dict]:
@@ -114,7 +101,7 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
             raise ConfigError(
                 f"--set expects METHOD:KEY=VALUE (e.g. dpvae:epochs=20), got '{item}'"
             )
-        out.setdefault(method.strip(), {})[key.strip()] = literal(value)
+        out.setdefault(method.strip(), {})[key.strip()] = options.literal(value)
     return out
 
 
@@ -138,16 +125,17 @@ def run(args: argparse.Namespace) -> int:
             f"--set names {unused}, which --methods {','.join(methods)} does not run; add "
             "them to --methods or drop those --set flags"
         )
-    with privacy_warnings():
+    with options.privacy_warnings():
         table = sweep(
-            data_source(args),
+            options.data_source(args),
             methods,
             parse_epsilons(args.epsilons),
             args.out,
             configs=configs,
-            progress=progress_wanted(args),
-            **pick(args, SPLIT_FLAGS, "delta accountant seed n_synthetic eval_epochs jobs ray"),
-            **pick(args, "ray_cpus_per_cell ray_gpus_per_cell ledger budget force"),
+            progress=options.progress_wanted(args),
+            **options.pick(args, options.SPLIT_FLAGS, "delta accountant seed n_synthetic"),
+            **options.pick(args, "eval_epochs jobs ray ray_cpus_per_cell ray_gpus_per_cell"),
+            **options.pick(args, "ledger budget force"),
         )
     print(markdown(table))
     print(f"table: {Path(args.out) / 'sweep.json'}  plot: {Path(args.out) / 'sweep.png'}")

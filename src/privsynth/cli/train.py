@@ -5,20 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import (
-    SPLIT_FLAGS,
-    add_output_options,
-    add_training_options,
-    data_source,
-    method_config,
-    method_names,
-    pick,
-    positive_int,
-    privacy_kwargs,
-    privacy_warnings,
-    progress_wanted,
-    settings,
-)
+from . import options
 
 HELP = "train a (DP) generative model; writes a run folder"
 
@@ -27,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         default="auto",
-        choices=["auto", *method_names()],
+        choices=["auto", *options.method_names()],
         help="auto picks the DP method and its settings from public facts: image "
         "shape, channels, the released size N_hat, --epsilon, --time-limit (docs/zoo.md); "
         "dp* methods train with differential privacy; gan, vae and diffusion are their "
@@ -42,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "fits; refused if none does",
     )
     p.add_argument("--out", required=True, help="run folder to write (resumes if unfinished)")
-    add_training_options(p)
+    options.add_training_options(p)
     g = add_release_options(p)
     add_warmup_options(p)
     g.add_argument(
@@ -51,7 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="replace a finished run in --out (its spend stays in the ledger)",
     )
     g.add_argument(
-        "--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints"
+        "--checkpoint-every",
+        type=options.positive_int,
+        default=500,
+        help="steps between checkpoints",
     )
     g.add_argument(
         "--evaluate",
@@ -77,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="gloo",
         help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)",
     )
-    add_output_options(p)
+    options.add_output_options(p)
 
 
 def add_release_options(p: argparse.ArgumentParser):
@@ -166,17 +156,19 @@ def train_request(args: argparse.Namespace):
     return RunRequest(
         method=args.method,
         data=DataRequest(
-            source=data_source(args), public_data=args.public_data, **pick(args, SPLIT_FLAGS)
+            source=options.data_source(args),
+            public_data=args.public_data,
+            **options.pick(args, options.SPLIT_FLAGS),
         ),
         privacy=PrivacyRequest(
-            **privacy_kwargs(args),
-            **pick(args, "class_proportions counts_epsilon size_share size_sigma"),
+            **options.privacy_kwargs(args),
+            **options.pick(args, "class_proportions counts_epsilon size_share size_sigma"),
         ),
         training=TrainingRequest(
-            config=method_config(args) or None,  # None: nothing set, as in the Python API
-            progress=progress_wanted(args),
-            **pick(args, "seed time_limit device checkpoint_every warmup"),
-            warmup_config=settings(warmup, args.warmup_set, "--warmup-set") or None,
+            config=options.method_config(args) or None,  # None: nothing set, as in the Python API
+            progress=options.progress_wanted(args),
+            **options.pick(args, "seed time_limit device checkpoint_every warmup"),
+            warmup_config=options.settings(warmup, args.warmup_set, "--warmup-set") or None,
         ),
         output=OutputRequest(
             out=Path(args.out),
@@ -194,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report.card_lines import format_card
     from ..run import GRID, MODEL_CARD, QUICK_EVAL
 
-    with privacy_warnings():
+    with options.privacy_warnings():
         result = train(train_request(args), nproc=args.nproc, backend=args.dist_backend)
     if result is None:  # a torchrun process other than 0: process 0 reports
         return 0
