@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_output_options
+from .options import add_output_options, pick
 
 HELP = "write a folder with only what is safe to publish"
 
@@ -41,13 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import export
 
-    out = export(
-        args.run,
-        args.dir,
-        license_id=args.license,
-        overwrite=args.overwrite,
-        non_private=args.non_private,
-        include_evaluation=args.include_evaluation,
-    )
+    flags = pick(args, "overwrite non_private include_evaluation")
+    out = export(args.run, args.dir, license_id=args.license, **flags)
     print(f"exported {args.run} -> {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0

@@ -23,26 +23,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_ledger_option(p)
     p.add_argument("--json", action="store_true", help="print the ledger as JSON")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-
-    def action(name: str, help_: str) -> argparse.ArgumentParser:
-        a = actions.add_parser(name, help=help_)
-        a.add_argument(
-            "--ledger",
-            default=argparse.SUPPRESS,
-            metavar="PATH|URL",
-            help="ledger location (as above)",
-        )
-        return a
-
-    show = action("show", "spends per dataset (the default action)")
+    both = argparse.ArgumentParser(add_help=False)  # the flags every action takes
+    both.add_argument(
+        "--ledger", default=argparse.SUPPRESS, metavar="PATH|URL", help="ledger location (as above)"
+    )
+    both.add_argument(
+        "--data", default=None, help="pick the dataset by its data ('digits', a path)"
+    )
+    add_format_options(both)  # e.g. IDX needs --classes to load (the key does not depend on them)
+    show = actions.add_parser(
+        "show", parents=[both], help="spends per dataset (the default action)"
+    )
     show.add_argument(
         "fingerprint", nargs="?", metavar="KEY", help="only this dataset (6+ leading characters)"
     )
-    _data_options(show)
     show.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print the ledger as JSON"
     )
-    budget = action("set-budget", "set (or with 'none' remove) a dataset's epsilon budget; logged")
+    budget = actions.add_parser(
+        "set-budget",
+        parents=[both],
+        help="set (or with 'none' remove) a dataset's epsilon budget; logged",
+    )
     budget.add_argument(
         "target",
         nargs="+",
@@ -50,13 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the dataset's key in the ledger (or --data) and the new budget",
     )
     budget.add_argument("--reason", required=True, help="why: recorded in the budget log")
-    _data_options(budget)
     p.set_defaults(action=None, fingerprint=None, data=None)
-
-
-def _data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="pick the dataset by its data ('digits', a path)")
-    add_format_options(p)  # e.g. IDX needs --classes to load (the key does not depend on them)
 
 
 def run(args: argparse.Namespace) -> int:
