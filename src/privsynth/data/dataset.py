@@ -58,7 +58,7 @@ class ImageDataset:
         return len(self.class_names)
 
     def subset(self, indices: np.ndarray, name: str | None = None) -> "ImageDataset":
-        """A view on some rows; the fingerprint is recomputed for the subset."""
+        """Some rows as a new dataset, with its own fingerprint and content."""
         idx = np.asarray(indices, dtype=np.int64)
         return ImageDataset(
             self.images[idx], self.labels[idx], list(self.class_names), name or self.name
