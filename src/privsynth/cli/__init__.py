@@ -1,9 +1,10 @@
 """The command line: a thin shell around the Python API.
 
-Each verb lives in its own module with ``add_parser(subparsers)``; adding a verb = one module +
-one entry in ``VERBS``. Verb modules import the API (and torch) only inside ``run``, so --help is
-fast. Errors a user can fix (project exceptions, unusable paths, bad flags) print one line and exit
-2; ``--debug`` shows the traceback.
+Each verb is one module: its docstring is its --help description, ``HELP`` its line in the verb
+list, ``add_arguments(parser)`` its flags and ``run(args)`` the API call; adding a verb = one
+module + one entry in ``VERBS``. Verb modules import the API (and torch) only inside ``run``, so
+--help is fast. Errors a user can fix (project exceptions, unusable paths, bad flags) print one
+line and exit 2; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -48,19 +49,21 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="privsynth", description="Differentially private synthetic image data.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for verb in VERBS:
-        importlib.import_module(f"privsynth.cli.{verb}").add_parser(sub)
-    return parser
-
-
-def _version() -> str:
     from .. import __version__
 
-    return f"privsynth {__version__}"
+    parser = Parser(prog="privsynth", description="Differentially private synthetic image data.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"privsynth {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb in VERBS:
+        module = importlib.import_module(f"privsynth.cli.{verb}")
+        if hasattr(module, "add_parser"):  # a verb that still builds its own parser
+            module.add_parser(sub)
+            continue
+        p = sub.add_parser(verb, help=module.HELP, description=module.__doc__)
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +142,3 @@ def _quiet_stdout(quiet: bool):
         return
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         yield
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,32 +1,18 @@
-"""privsynth evaluate: fidelity, detection, utility, privacy risk -> metrics.json + report.html."""
+"""Evaluate one or more run folders (one row per model) and/or a synthetic set made elsewhere
+(--synthetic PATH --data D). Writes metrics.json and a self-contained report.html into --out and
+prints a Markdown summary."""
 
 from __future__ import annotations
 
 import argparse
 
-from .options import (
-    HOLDOUT_HELP,
-    add_format_options,
-    add_output_options,
-    data_source,
-    holdout_value,
-    image_size,
-    positive_int,
-    seed_value,
-)
+from . import options
 
+HELP = "evaluate runs or a synthetic set; writes an HTML report"
 OUTPUTS = ("metrics.json", "report.html")
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="evaluate runs or a synthetic set; writes an HTML report",
-        description="Evaluate one or more run folders (one row per model) and/or "
-        "a synthetic set made elsewhere (--synthetic PATH --data D). "
-        "Writes metrics.json and a self-contained report.html into "
-        "--out and prints a Markdown summary.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", help="run folders written by `privsynth train`")
     p.add_argument("--out", required=True, help="folder for metrics.json and report.html")
     p.add_argument(
@@ -44,31 +30,13 @@ def add_parser(sub) -> None:
         help="the real dataset: needed with --synthetic; for runs it overrides the "
         "recorded source (e.g. the data moved)",
     )
-    g.add_argument(
-        "--holdout",
-        type=holdout_value,
-        default=0.2,
-        help=f"with --synthetic: as in training; {HOLDOUT_HELP}",
-    )
-    g.add_argument(
-        "--split-seed",
-        type=seed_value,
-        default=0,
-        help="with --synthetic: the split seed used in training",
-    )
-    g.add_argument(
-        "--image-size",
-        type=image_size,
-        default=None,
-        metavar="N",
-        help="with --synthetic: resize to N x N (default: keep the size)",
-    )
-    add_format_options(g)
+    options.add_split_options(g, when="with --synthetic, as in training: ")
+    options.add_format_options(g)
     e = p.add_argument_group("evaluation")
     e.add_argument(
         "-n",
         "--n-synthetic",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         help="synthetic images per model, sampled class-balanced (default 10000; "
         "DPImageBench uses 60000); a set made elsewhere is cut to a "
@@ -81,7 +49,7 @@ def add_parser(sub) -> None:
     )
     e.add_argument(
         "--max-members",
-        type=positive_int,
+        type=options.positive_int,
         default=1000,
         help="membership-inference members (= non-members) at most",
     )
@@ -99,19 +67,18 @@ def add_parser(sub) -> None:
     )
     e.add_argument(
         "--classifier-passes",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         help="training budget of every evaluation CNN, in images seen (default: the validated "
         "fixed schedule's, 150 000)",
     )
-    e.add_argument("--seed", type=seed_value, default=0, help="seed of sampling and of the CNNs")
-    add_output_options(p)
-    p.set_defaults(func=run)
+    e.add_argument(
+        "--seed", type=options.seed_value, default=0, help="seed of sampling and of the CNNs"
+    )
+    options.add_output_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..errors import ConfigError
     from ..evaluate import evaluate
     from ..evaluate.utility import DEFAULT_PASSES
@@ -125,24 +92,18 @@ def run(args: argparse.Namespace) -> int:
             f"'{out}' already holds {', '.join(existing)}; pass --overwrite to "
             "replace them or choose another --out"
         )
-    data = data_source(args) if args.data else None
     result = evaluate(
         args.runs,
         synthetic=args.synthetic,
-        data=data,
+        data=options.data_source(args) if args.data else None,
         out=args.out,
-        holdout=args.holdout,
-        split_seed=args.split_seed,
-        image_size=args.image_size,
-        n_synthetic=args.n_synthetic,
-        max_members=args.max_members,
-        cache_dir=args.cache_dir,
-        inception_weights=args.inception_weights,
-        seed=args.seed,
-        progress=not (args.no_progress or args.quiet),
+        progress=options.progress_wanted(args),
         classifier_passes=args.classifier_passes or DEFAULT_PASSES,
         classifiers=tuple(c.strip() for c in args.classifiers.split(",") if c.strip()),
+        **options.pick(
+            args, options.SPLIT_FLAGS, "n_synthetic max_members cache_dir inception_weights seed"
+        ),
     )
     print(summary(result))
-    print(f"\nwrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+    print(f"\nwrote {out / OUTPUTS[0]} and {out / OUTPUTS[1]}")
     return 0

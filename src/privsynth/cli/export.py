@@ -1,23 +1,18 @@
-"""privsynth export: copy the publishable part of a run folder (weights, cards, grid)."""
+"""Copy a finished DP run's weights.safetensors and samples.png, and write its card.json (without
+local paths and un-noised training losses) and README.md model card (Hugging Face format) into
+DIR. Never copies split.json or train_state.pt. Evaluation figures (computed on the real data
+without DP) are left out unless --include-evaluation."""
 
 from __future__ import annotations
 
 import argparse
 
-from .options import add_output_options
+from .options import add_output_options, pick
+
+HELP = "write a folder with only what is safe to publish"
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "export",
-        help="write a folder with only what is safe to publish",
-        description="Copy a finished DP run's weights.safetensors and samples.png, "
-        "and write its card.json (without local paths and un-noised "
-        "training losses) and README.md model card (Hugging Face "
-        "format) into DIR. Never copies split.json or train_state.pt. Evaluation "
-        "figures (computed on the real data without DP) are left out unless "
-        "--include-evaluation.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder written by `privsynth train` or `federate`")
     p.add_argument("dir", metavar="DIR", help="folder to write (e.g. a Hugging Face repo clone)")
     p.add_argument(
@@ -41,19 +36,12 @@ def add_parser(sub) -> None:
         "private training split without noise and every figure is measured on real data",
     )
     add_output_options(p, progress=False)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export
 
-    out = export(
-        args.run,
-        args.dir,
-        license_id=args.license,
-        overwrite=args.overwrite,
-        non_private=args.non_private,
-        include_evaluation=args.include_evaluation,
-    )
+    flags = pick(args, "overwrite non_private include_evaluation")
+    out = export(args.run, args.dir, license_id=args.license, **flags)
     print(f"exported {args.run} -> {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0

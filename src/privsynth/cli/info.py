@@ -1,4 +1,5 @@
-"""privsynth info: print a run's privacy card."""
+"""Print a run's privacy card: the guarantee, how it was computed, the data owner's one-sentence
+summary and the dataset's total spend in the ledger (read now)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,12 @@ import json
 
 from ..report.card_lines import format_card
 
+HELP = "print a run's privacy card"
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "info",
-        help="print a run's privacy card",
-        description="Print a run's privacy card: the guarantee, how it was "
-        "computed, the data owner's one-sentence summary and the "
-        "dataset's total spend in the ledger (read now).",
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder")
     p.add_argument("--json", action="store_true", help="print card.json as is")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

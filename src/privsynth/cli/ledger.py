@@ -1,57 +1,50 @@
-"""privsynth ledger: what each dataset's privacy budget has been spent on; set budgets.
+"""The privacy ledger every verb books into: $PRIVSYNTH_LEDGER or the per-user ledger unless
+--ledger names a SQLite file or a postgresql:// URL."""
 
-privsynth ledger [show] [KEY | --data D]     spends, budgets, composition rule
-privsynth ledger set-budget (KEY | --data D) EPS --reason TEXT
-
-KEY: the leading characters of a dataset's key in this ledger (keyed with the ledger's secret;
-never a plain hash of the data), as `privsynth ledger` prints it.
-"""
+# privsynth ledger [show] [KEY | --data D]     spends, budgets, composition rule
+# privsynth ledger set-budget (KEY | --data D) EPS --reason TEXT
+# KEY: the leading characters of a dataset's key in this ledger (keyed with the ledger's secret;
+# never a plain hash of the data), as `privsynth ledger` prints it.
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
 from ..errors import CheckpointError
+from .options import add_format_options, add_ledger_option, data_source
+
+HELP = "show the privacy ledger; set a dataset's budget"
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "ledger",
-        help="show the privacy ledger; set a dataset's budget",
-        description="The privacy ledger every verb books into: $PRIVSYNTH_LEDGER "
-        "or the per-user ledger unless --ledger names a SQLite file "
-        "or a postgresql:// URL.",
-    )
-    p.add_argument(
-        "--ledger",
-        default=None,
-        metavar="PATH|URL",
-        help="ledger location (default $PRIVSYNTH_LEDGER, else the per-user ledger)",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_ledger_option(p)
     p.add_argument("--json", action="store_true", help="print the ledger as JSON")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-
-    def action(name: str, help_: str) -> argparse.ArgumentParser:
-        a = actions.add_parser(name, help=help_)
-        a.add_argument(
-            "--ledger",
-            default=argparse.SUPPRESS,
-            metavar="PATH|URL",
-            help="ledger location (as above)",
-        )
-        return a
-
-    show = action("show", "spends per dataset (the default action)")
+    both = argparse.ArgumentParser(add_help=False)  # the flags every action takes
+    both.add_argument(
+        "--ledger", default=argparse.SUPPRESS, metavar="PATH|URL", help="ledger location (as above)"
+    )
+    both.add_argument(
+        "--data", default=None, help="pick the dataset by its data ('digits', a path)"
+    )
+    add_format_options(both)  # e.g. IDX needs --classes to load (the key does not depend on them)
+    show = actions.add_parser(
+        "show", parents=[both], help="spends per dataset (the default action)"
+    )
     show.add_argument(
         "fingerprint", nargs="?", metavar="KEY", help="only this dataset (6+ leading characters)"
     )
-    _data_options(show)
     show.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print the ledger as JSON"
     )
-    budget = action("set-budget", "set (or with 'none' remove) a dataset's epsilon budget; logged")
+    budget = actions.add_parser(
+        "set-budget",
+        parents=[both],
+        help="set (or with 'none' remove) a dataset's epsilon budget; logged",
+    )
     budget.add_argument(
         "target",
         nargs="+",
@@ -59,15 +52,7 @@ def add_parser(sub) -> None:
         help="the dataset's key in the ledger (or --data) and the new budget",
     )
     budget.add_argument("--reason", required=True, help="why: recorded in the budget log")
-    _data_options(budget)
-    p.set_defaults(func=run, action=None)
-
-
-def _data_options(p: argparse.ArgumentParser, what: str = "pick the dataset by its data") -> None:
-    from .options import add_format_options
-
-    p.add_argument("--data", default=None, help=f"{what} ('digits', a path)")
-    add_format_options(p)  # e.g. IDX needs --classes to load (the key does not depend on them)
+    p.set_defaults(action=None, fingerprint=None, data=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,20 +64,12 @@ def run(args: argparse.Namespace) -> int:
             f"no ledger at '{args.ledger}'; check the path (without --ledger, "
             "`privsynth ledger` reads $PRIVSYNTH_LEDGER or the per-user ledger)"
         )
-    if args.action == "set-budget":
-        return _set_budget(led, args)
-    return _show(
-        led,
-        getattr(args, "fingerprint", None),
-        args if getattr(args, "data", None) else None,
-        getattr(args, "json", False),
-    )
+    return _set_budget(led, args) if args.action == "set-budget" else _show(led, args)
 
 
 def _dataset(args: argparse.Namespace):
     """(records, name) of ``--data`` with its format flags; the ledger keys the records."""
     from ..data import load_dataset
-    from .options import data_source
 
     ds = load_dataset(data_source(args))
     return ds.content, ds.name
@@ -106,12 +83,10 @@ def _set_budget(led, args) -> int:
             "--reason is empty; say why the budget changes (it is logged), e.g. "
             "--reason 'DPO sign-off'"
         )
-    want = 1 if args.data else 2
-    if len(args.target) != want:
+    if len(args.target) != (1 if args.data else 2):
         raise ConfigError(
             "set-budget takes KEY EPS (the dataset key `privsynth ledger` shows), or --data D "
-            "EPS; e.g. "
-            "`privsynth ledger set-budget --data digits 8 --reason 'DPO sign-off'`"
+            "EPS; e.g. `privsynth ledger set-budget --data digits 8 --reason 'DPO sign-off'`"
         )
     raw = args.target[-1]
     try:
@@ -122,13 +97,12 @@ def _set_budget(led, args) -> int:
             "to remove the budget"
         ) from None
     if args.data:
-        content, name = _dataset(args)
-        fingerprint = led.key(content)
-        old = led.set_budget(content, budget, name=name, reason=args.reason)
+        dataset, name = _dataset(args)
     else:
         found = led.find(args.target[0])
-        fingerprint, name = found["fingerprint"], found["name"]
-        old = led.set_budget(fingerprint, budget, name=name, reason=args.reason)
+        dataset, name = found["fingerprint"], found["name"]
+    old = led.set_budget(dataset, budget, name=name, reason=args.reason)
+    fingerprint = led.key(dataset)
     spent = led.spent(fingerprint).epsilon
     if budget is not None and budget < spent:
         print(
@@ -143,35 +117,32 @@ def _set_budget(led, args) -> int:
     return 0
 
 
-def _show(led, fingerprint: str | None, data: argparse.Namespace | None, as_json: bool) -> int:
+def _show(led, args: argparse.Namespace) -> int:
     from ..privacy.composition import tighter
     from ..privacy.ledger import COMPOSITION_RULE
 
-    try:  # a run killed outright (OOM, power loss) is shown as what it booked, not "running"
+    # a run killed outright (OOM, power loss) is shown as what it booked, not "running"; a
+    # read-only ledger is still listed as it stands
+    with contextlib.suppress(CheckpointError):
         led.settle_stale()
-    except CheckpointError:  # a read-only ledger is still listed as it stands
-        pass
     rows = led.datasets()
-    if data:
-        key = led.key(_dataset(data)[0], create=False)  # --data with its format flags
+    if args.data:
+        key = led.key(_dataset(args)[0], create=False)  # --data with its format flags
         rows = [r for r in rows if r["fingerprint"] == key]
-    elif fingerprint:
-        rows = [led.find(fingerprint)]
+    elif args.fingerprint:
+        rows = [led.find(args.fingerprint)]
     for row in rows:
         row["tighter"] = tighter(row)
-    if as_json:
-        print(
-            json.dumps(
-                {"ledger": led.shown, "composition": COMPOSITION_RULE, "datasets": rows},
-                indent=2,
-                default=str,
-            )
-        )
+    if args.json:
+        listing = {"ledger": led.shown, "composition": COMPOSITION_RULE, "datasets": rows}
+        print(json.dumps(listing, indent=2, default=str))
         return 0
     print(f"privacy ledger {led.shown}")
     print(f"composition: {COMPOSITION_RULE}")
     if not rows:
-        print("no spends booked yet" if not (data or fingerprint) else "no spends on this dataset")
+        print(
+            "no spends on this dataset" if args.data or args.fingerprint else "no spends booked yet"
+        )
     for row in rows:
         print(_format_dataset(row))
     return 0

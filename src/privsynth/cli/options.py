@@ -12,6 +12,7 @@ import math
 import sys
 import warnings
 
+MAX_SEED = 2**63 - 1
 HOLDOUT_HELP = (
     "held-out images, never trained on: a fraction (<1), a count, or the path of an "
     "official test split in the same format as --data"
@@ -19,21 +20,22 @@ HOLDOUT_HELP = (
 
 
 # --- argument types: a bad value stops at parse time with one line ------------------------------
-def positive_int(text: str) -> int:
+def _number(text: str, convert, expected: str):
     try:
-        value = int(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number >= 1")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got '{text}'") from None
+    value = _number(text, float, "a number > 0")
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
@@ -50,12 +52,7 @@ def holdout_value(text: str) -> float | str:
 
 def holdout_number(text: str) -> float:
     """A fraction in (0, 1) or a whole count: 10.5 would silently become 10."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a fraction (<1) or a count, got '{text}'"
-        ) from None
+    value = _number(text, float, "a fraction (<1) or a count")
     if not math.isfinite(value) or (value >= 1 and not value.is_integer()):
         raise argparse.ArgumentTypeError(
             f"{text} is neither a fraction below 1 nor a whole count; pass e.g. 0.2 or 10"
@@ -65,16 +62,10 @@ def holdout_number(text: str) -> float:
 
 def seed_value(text: str) -> int:
     """A seed torch and numpy both take (0 .. 2**63-1): a larger one fails deep inside torch."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    value = _number(text, int, "a whole number")
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must lie in 0..{MAX_SEED} (2**63-1), got {value}")
     return value
-
-
-MAX_SEED = 2**63 - 1
 
 
 def image_size(text: str) -> int:
@@ -86,20 +77,22 @@ def image_size(text: str) -> int:
 
 def value_range(text: str) -> tuple[float, float]:
     from ..data.source import parse_range
-    from ..errors import ConfigError
 
-    try:
-        return parse_range(text, "range")
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return _checked(parse_range, text, "range")
 
 
 def class_list(text: str) -> int | tuple[str, ...]:
     from ..data.source import parse_classes
+
+    return _checked(parse_classes, text)
+
+
+def _checked(parse, *args):
+    """``parse(*args)`` with its ConfigError (the message the Python API gives) as a usage error."""
     from ..errors import ConfigError
 
     try:
-        return parse_classes(text)
+        return parse(*args)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -119,26 +112,40 @@ def add_data_options(p: argparse.ArgumentParser, holdout_path: bool = True) -> N
         help="'digits' (embedded), an IDX file/folder, an .npz, or a folder with one "
         "sub-folder per class (PNG/JPEG, 8/16-bit PNG/TIFF, DICOM)",
     )
+    add_split_options(g, holdout_path)
+    add_format_options(g)
+
+
+def add_split_options(g, holdout_path: bool = True, when: str = "") -> None:
+    """--image-size, --holdout, --split-seed; ``when`` starts each help (evaluate's condition)."""
     g.add_argument(
         "--image-size",
         type=image_size,
         default=None,
         metavar="N",
-        help="resize images to N x N (default: keep their size)",
+        help=f"{when}resize images to N x N (default: keep their size)",
     )
+    holdout = HOLDOUT_HELP if holdout_path else "held-out fraction (<1) or count, never trained on"
     g.add_argument(
         "--holdout",
         type=holdout_value if holdout_path else holdout_number,
         default=0.2,
-        help=HOLDOUT_HELP if holdout_path else "held-out fraction (<1) or count, never trained on",
+        help=when + holdout,
     )
     g.add_argument(
         "--split-seed",
         type=seed_value,
         default=0,
-        help="seed of the random train/holdout split",
+        help=f"{when}seed of the random train/holdout split",
     )
-    add_format_options(g)
+
+
+SPLIT_FLAGS = "holdout split_seed image_size"  # what `add_split_options` parses
+
+
+def pick(args: argparse.Namespace, *names: str) -> dict:
+    """The parsed flags ``names`` (space-separated) as keyword arguments of the same names."""
+    return {k: getattr(args, k) for group in names for k in group.split()}
 
 
 def add_format_options(g) -> None:
@@ -182,18 +189,18 @@ def add_format_options(g) -> None:
     )
 
 
-def data_source(args: argparse.Namespace, data: str | None = None):
-    """--data (or ``data``) with the format flags, as the API's `DataSource`."""
+def data_source(args: argparse.Namespace):
+    """--data with the format flags, as the API's `DataSource`."""
     from ..data import DataSource
 
-    return DataSource(
-        data if data is not None else args.data,
-        classes=args.classes,
-        channels=args.channels,
-        pixel_range=args.pixel_range,
-        window=args.window,
-        name=args.name,
-    )
+    return DataSource(args.data, **pick(args, "classes channels pixel_range window name"))
+
+
+def add_training_options(p: argparse.ArgumentParser, holdout_path: bool = True) -> None:
+    """The data, privacy and method groups of the verbs that train one run (train, audit)."""
+    add_data_options(p, holdout_path)
+    add_privacy_options(p)
+    add_method_options(p)
 
 
 def add_privacy_options(p: argparse.ArgumentParser) -> None:
@@ -220,12 +227,7 @@ def add_privacy_options(p: argparse.ArgumentParser) -> None:
         help="fix sigma instead of calibrating from --epsilon (default: calibrate)",
     )
     g.add_argument("--clip", type=float, default=1.0, help="per-sample gradient clip norm C")
-    g.add_argument(
-        "--accountant",
-        choices=["prv", "rdp"],
-        default="prv",
-        help="Opacus accountant that computes epsilon from the steps that ran",
-    )
+    add_accountant_option(g, "Opacus accountant that computes epsilon from the steps that ran")
     g.add_argument(
         "--grad-sample-mode",
         choices=["bk", "hooks", "functorch", "ew"],
@@ -237,20 +239,14 @@ def add_privacy_options(p: argparse.ArgumentParser) -> None:
     add_ledger_options(g, delta_check=True)
 
 
+def add_accountant_option(g, help: str) -> None:
+    g.add_argument("--accountant", choices=["prv", "rdp"], default="prv", help=help)
+
+
 def privacy_kwargs(args: argparse.Namespace) -> dict:
     """The keyword arguments of `train` / `audit` that `add_privacy_options` parsed."""
-    return {
-        "epsilon": args.epsilon,
-        "delta": args.delta,
-        "noise_multiplier": args.noise_multiplier,
-        "max_grad_norm": args.clip,
-        "accountant": args.accountant,
-        "grad_sample_mode": args.grad_sample_mode,
-        "no_dp": args.no_dp,
-        "ledger": args.ledger,
-        "budget": args.budget,
-        "force": args.force,
-    }
+    names = "epsilon delta noise_multiplier accountant grad_sample_mode no_dp ledger budget force"
+    return {"max_grad_norm": args.clip, **pick(args, names)}
 
 
 def add_ledger_option(g) -> None:
@@ -332,8 +328,12 @@ def add_output_options(p: argparse.ArgumentParser, progress: bool = True) -> Non
 
 
 def method_config(args: argparse.Namespace) -> dict:
-    config = {"epochs": args.epochs, "batch_size": args.batch_size}
-    config.update(parse_settings(args.set, "--set"))
+    return settings({"epochs": args.epochs, "batch_size": args.batch_size}, args.set, "--set")
+
+
+def settings(flags: dict, items: list[str], flag: str) -> dict:
+    """``flags`` updated by the ``KEY=VALUE`` strings of ``flag``, without the unset (None) ones."""
+    config = {**flags, **parse_settings(items, flag)}
     return {k: v for k, v in config.items() if v is not None}
 
 
@@ -346,12 +346,16 @@ def parse_settings(items: list[str], flag: str) -> dict:
             from ..errors import ConfigError
 
             raise ConfigError(f"{flag} expects KEY=VALUE, got '{item}'")
-        try:
-            config[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            # not a literal (`{[]:1}` is a TypeError): kept as text, refused by the option's type
-            config[key.strip()] = value
+        config[key.strip()] = literal(value)
     return config
+
+
+def literal(value: str):
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        # not a literal (`{[]:1}` is a TypeError): kept as text, refused by the option's type
+        return value
 
 
 def progress_wanted(args: argparse.Namespace) -> bool:

@@ -1,4 +1,5 @@
-"""privsynth sample: draw synthetic images from a run into a PNG folder or an .npz."""
+"""Write N synthetic images as a PNG folder (one sub-folder per class, loadable as --data) or as
+an .npz (images, labels, class_names)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,10 @@ import argparse
 
 from .options import add_output_options, positive_int, seed_value
 
+HELP = "draw synthetic images from a run"
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "sample",
-        help="draw synthetic images from a run",
-        description="Write N synthetic images as a PNG folder (one sub-folder per "
-        "class, loadable as --data) or as an .npz (images, labels, "
-        "class_names).",
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder written by `privsynth train`")
     p.add_argument("-n", type=positive_int, default=1000, help="number of images")
     p.add_argument("--out", required=True, help="a folder for PNGs, or a file path ending in .npz")
@@ -32,7 +28,6 @@ def add_parser(sub) -> None:
         help="replace an existing .npz or non-empty folder at --out",
     )
     add_output_options(p, progress=False)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,10 +47,8 @@ def run(args: argparse.Namespace) -> int:
     )
     labels = None
     if args.labels:
-        wanted = [
-            int(s) if s.strip().isdigit() and s.strip() not in r.class_names else s.strip()
-            for s in args.labels.split(",")
-        ]
+        wanted = [s.strip() for s in args.labels.split(",")]
+        wanted = [int(s) if s.isdigit() and s not in r.class_names else s for s in wanted]
         labels = [wanted[i % len(wanted)] for i in range(args.n)]
     images, labels = r.sample(args.n, labels=labels, seed=args.seed)
     path = write_synthetic(args.out, images, labels, r.class_names, overwrite=args.overwrite)

@@ -1,31 +1,17 @@
-"""privsynth sweep: train and evaluate methods x epsilons; table + frontier plot."""
+"""Train every method at every epsilon (resumable: finished cells are kept), evaluate TSTR accuracy
+and a Fréchet distance, write sweep.json, sweep.md and sweep.png."""
 
 from __future__ import annotations
 
 import argparse
-import ast
 
-from .options import (
-    add_data_options,
-    add_ledger_options,
-    add_output_options,
-    data_source,
-    positive_int,
-    privacy_warnings,
-    progress_wanted,
-    seed_value,
-)
+from . import options
+
+HELP = "privacy-utility frontier: methods x epsilons"
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "sweep",
-        help="privacy-utility frontier: methods x epsilons",
-        description="Train every method at every epsilon (resumable: finished "
-        "cells are kept), evaluate TSTR accuracy and a Fréchet "
-        "distance, write sweep.json, sweep.md and sweep.png.",
-    )
-    add_data_options(p)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_data_options(p)
     g = p.add_argument_group("sweep")
     g.add_argument(
         "--methods",
@@ -47,23 +33,23 @@ def add_parser(sub) -> None:
     )
     g.add_argument(
         "--n-synthetic",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         help="class-balanced synthetic images per cell for TSTR (default: 10 000, the protocol's)",
     )
     g.add_argument(
         "--eval-epochs",
-        type=positive_int,
+        type=options.positive_int,
         default=None,
         help="LeNet epochs for TSTR/TRTR (default: the protocol's fixed schedule, ~12 000 "
         "images seen; docs/evaluation.md)",
     )
     g.add_argument(
-        "--seed", type=seed_value, default=0, help="seed of weights, sampling and the LeNet"
+        "--seed", type=options.seed_value, default=0, help="seed of weights, sampling and the LeNet"
     )
     g.add_argument(
         "--jobs",
-        type=positive_int,
+        type=options.positive_int,
         default=1,
         help="cells trained at once in worker processes (e.g. 2 on a 2-core CPU); with "
         "--ray auto, the local Ray instance gets jobs x --ray-cpus-per-cell CPUs",
@@ -99,15 +85,9 @@ def add_parser(sub) -> None:
         default=None,
         help="delta of every private cell (default 1/(10 N_hat), N_hat a DP count)",
     )
-    d.add_argument(
-        "--accountant",
-        choices=["prv", "rdp"],
-        default="prv",
-        help="Opacus accountant that computes each cell's epsilon",
-    )
-    add_ledger_options(d, delta_check=True)
-    add_output_options(p)
-    p.set_defaults(func=run)
+    options.add_accountant_option(d, "Opacus accountant that computes each cell's epsilon")
+    options.add_ledger_options(d, delta_check=True)
+    options.add_output_options(p)
 
 
 def parse_sets(items: list[str]) -> dict[str, dict]:
@@ -121,11 +101,7 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
             raise ConfigError(
                 f"--set expects METHOD:KEY=VALUE (e.g. dpvae:epochs=20), got '{item}'"
             )
-        try:
-            val = ast.literal_eval(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            val = value
-        out.setdefault(method.strip(), {})[key.strip()] = val
+        out.setdefault(method.strip(), {})[key.strip()] = options.literal(value)
     return out
 
 
@@ -142,35 +118,24 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--methods '{args.methods}' names no method; pass e.g. --methods dpgan,dpmerf"
         )
-    unused = sorted(set(parse_sets(args.set)) - set(methods))
+    configs = parse_sets(args.set)
+    unused = sorted(set(configs) - set(methods))
     if unused:  # a setting for a method that does not run would be ignored without a word
         raise ConfigError(
             f"--set names {unused}, which --methods {','.join(methods)} does not run; add "
             "them to --methods or drop those --set flags"
         )
-    with privacy_warnings():
+    with options.privacy_warnings():
         table = sweep(
-            data_source(args),
+            options.data_source(args),
             methods,
             parse_epsilons(args.epsilons),
             args.out,
-            delta=args.delta,
-            accountant=args.accountant,
-            configs=parse_sets(args.set),
-            holdout=args.holdout,
-            split_seed=args.split_seed,
-            image_size=args.image_size,
-            seed=args.seed,
-            n_synthetic=args.n_synthetic,
-            eval_epochs=args.eval_epochs,
-            progress=progress_wanted(args),
-            jobs=args.jobs,
-            ray=args.ray,
-            ray_cpus_per_cell=args.ray_cpus_per_cell,
-            ray_gpus_per_cell=args.ray_gpus_per_cell,
-            ledger=args.ledger,
-            budget=args.budget,
-            force=args.force,
+            configs=configs,
+            progress=options.progress_wanted(args),
+            **options.pick(args, options.SPLIT_FLAGS, "delta accountant seed n_synthetic"),
+            **options.pick(args, "eval_epochs jobs ray ray_cpus_per_cell ray_gpus_per_cell"),
+            **options.pick(args, "ledger budget force"),
         )
     print(markdown(table))
     print(f"table: {Path(args.out) / 'sweep.json'}  plot: {Path(args.out) / 'sweep.png'}")

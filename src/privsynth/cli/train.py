@@ -1,36 +1,20 @@
-"""privsynth train: train a method on a dataset and write a run folder."""
+"""Train a generative model with DP-SGD and write a run folder (card.json, README.md model card,
+weights.safetensors, samples.png)."""
 
 from __future__ import annotations
 
 import argparse
 
-from .options import (
-    add_data_options,
-    add_method_options,
-    add_output_options,
-    add_privacy_options,
-    data_source,
-    method_config,
-    method_names,
-    positive_int,
-    privacy_kwargs,
-    privacy_warnings,
-    progress_wanted,
-)
+from . import options
+
+HELP = "train a (DP) generative model; writes a run folder"
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a (DP) generative model; writes a run folder",
-        description="Train a generative model with DP-SGD and write a run folder "
-        "(card.json, README.md model card, weights.safetensors, "
-        "samples.png).",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         default="auto",
-        choices=["auto", *method_names()],
+        choices=["auto", *options.method_names()],
         help="auto picks the DP method and its settings from public facts: image "
         "shape, channels, the released size N_hat, --epsilon, --time-limit (docs/zoo.md); "
         "dp* methods train with differential privacy; gan, vae and diffusion are their "
@@ -45,9 +29,7 @@ def add_parser(sub) -> None:
         "fits; refused if none does",
     )
     p.add_argument("--out", required=True, help="run folder to write (resumes if unfinished)")
-    add_data_options(p)
-    add_privacy_options(p)
-    add_method_options(p)
+    options.add_training_options(p)
     g = add_release_options(p)
     add_warmup_options(p)
     g.add_argument(
@@ -56,7 +38,10 @@ def add_parser(sub) -> None:
         help="replace a finished run in --out (its spend stays in the ledger)",
     )
     g.add_argument(
-        "--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints"
+        "--checkpoint-every",
+        type=options.positive_int,
+        default=500,
+        help="steps between checkpoints",
     )
     g.add_argument(
         "--evaluate",
@@ -82,8 +67,7 @@ def add_parser(sub) -> None:
         default="gloo",
         help="torch.distributed backend with --nproc: gloo (CPU) or nccl (one GPU each)",
     )
-    add_output_options(p)
-    p.set_defaults(func=run)
+    options.add_output_options(p)
 
 
 def add_release_options(p: argparse.ArgumentParser):
@@ -162,45 +146,29 @@ def add_warmup_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def warmup_config(args: argparse.Namespace) -> dict:
-    from .options import parse_settings
-
-    config = {"share": args.warmup_share, "epochs": args.warmup_epochs}
-    config.update(parse_settings(args.warmup_set, "--warmup-set"))
-    return {k: v for k, v in config.items() if v is not None}
-
-
 def train_request(args: argparse.Namespace):
     """The `RunRequest` the parsed flags ask for."""
     from pathlib import Path
 
     from ..request import DataRequest, OutputRequest, PrivacyRequest, RunRequest, TrainingRequest
 
+    warmup = {"share": args.warmup_share, "epochs": args.warmup_epochs}
     return RunRequest(
         method=args.method,
         data=DataRequest(
-            source=data_source(args),
-            holdout=args.holdout,
-            split_seed=args.split_seed,
-            image_size=args.image_size,
+            source=options.data_source(args),
             public_data=args.public_data,
+            **options.pick(args, options.SPLIT_FLAGS),
         ),
         privacy=PrivacyRequest(
-            **privacy_kwargs(args),
-            class_proportions=args.class_proportions,
-            counts_epsilon=args.counts_epsilon,
-            size_share=args.size_share,
-            size_sigma=args.size_sigma,
+            **options.privacy_kwargs(args),
+            **options.pick(args, "class_proportions counts_epsilon size_share size_sigma"),
         ),
         training=TrainingRequest(
-            config=method_config(args) or None,  # None: nothing set, as in the Python API
-            seed=args.seed,
-            time_limit=args.time_limit,
-            device=args.device,
-            progress=progress_wanted(args),
-            checkpoint_every=args.checkpoint_every,
-            warmup=args.warmup,
-            warmup_config=warmup_config(args) or None,
+            config=options.method_config(args) or None,  # None: nothing set, as in the Python API
+            progress=options.progress_wanted(args),
+            **options.pick(args, "seed time_limit device checkpoint_every warmup"),
+            warmup_config=options.settings(warmup, args.warmup_set, "--warmup-set") or None,
         ),
         output=OutputRequest(
             out=Path(args.out),
@@ -218,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report.card_lines import format_card
     from ..run import GRID, MODEL_CARD, QUICK_EVAL
 
-    with privacy_warnings():
+    with options.privacy_warnings():
         result = train(train_request(args), nproc=args.nproc, backend=args.dist_backend)
     if result is None:  # a torchrun process other than 0: process 0 reports
         return 0

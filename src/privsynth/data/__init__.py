@@ -10,10 +10,9 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .dataset import Content, ImageDataset, Split, split
-from .digits import load_digits_dataset
+from .digits import load_digits
 from .folder import check_resize_fits, load_folder
 from .idx import load_idx
-from .labels import class_list
 from .npz import load_npz
 from .source import DataSource, as_source
 
@@ -34,16 +33,19 @@ def load_dataset(
 ) -> ImageDataset:
     """Load ``digits`` (embedded), an IDX file/folder, an ``.npz`` or a class-per-folder tree.
 
-    ``spec`` is a path or a `DataSource` (path + format inputs: classes, channels, pixel_range,
-    window, name); keyword ``options`` build one, e.g. ``load_dataset("x.npz", classes=10)``.
-    ``image_size`` resizes every image to ``image_size x image_size`` (bilinear).
-    """
+    ``spec`` is a path or a `DataSource`; keyword ``options`` are its format inputs, e.g.
+    ``load_dataset("x.npz", classes=10)``. ``image_size`` resizes to N x N (bilinear)."""
     src = as_source(spec)
     if options:
         src = DataSource.from_options(src.path, {**src.options(), **options})
-    check_image_size(image_size)
+    if image_size is not None and (
+        not isinstance(image_size, (int, np.integer)) or not 1 <= image_size <= 4096
+    ):
+        raise ConfigError(
+            f"--image-size must be a whole number of pixels in 1..4096, got {image_size}"
+        )
     if src.path == "digits":
-        data = _digits(src)
+        data = load_digits(src)
     else:
         path = Path(src.path).expanduser()
         src = src.with_path(path, src.name)
@@ -54,9 +56,7 @@ def load_dataset(
             )
         if path.is_file() and path.suffix == ".npz":
             data = load_npz(src)
-        elif path.is_file() and ("idx" in path.name or "ubyte" in path.name):
-            data = load_idx(src)
-        elif path.is_dir() and any(("idx" in p.name or "ubyte" in p.name) for p in path.iterdir()):
+        elif _is_idx(path):
             data = load_idx(src)
         elif path.is_dir():
             data = load_folder(src, image_size=image_size)
@@ -81,9 +81,8 @@ def load_split(
     """The dataset and which rows are trained on / held out.
 
     ``holdout`` is a fraction (< 1) or a count for a seeded random split, or the path of an
-    official test split in the same format (read with the same format inputs). Then the dataset
-    is ``data`` followed by the test images and the split is exactly that; its fingerprint (the
-    ledger's key) stays the one of ``data``, the images that can be trained on."""
+    official test split in the same format: then the dataset is ``data`` followed by the test
+    images, and its fingerprint (the ledger's key) stays the one of ``data``."""
     dataset = data if isinstance(data, ImageDataset) else load_dataset(data, image_size)
     if not is_holdout_path(holdout):
         return dataset, split(dataset, float(holdout), seed)
@@ -126,10 +125,7 @@ def _refuse_overlap(dataset: ImageDataset, test: ImageDataset, holdout) -> None:
     import hashlib
 
     def digests(images: np.ndarray) -> set[bytes]:
-        return {
-            hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
-            for im in images
-        }
+        return {hashlib.blake2b(im.tobytes(), digest_size=16).digest() for im in images}
 
     shared = digests(dataset.images) & digests(test.images)
     if shared:
@@ -139,46 +135,21 @@ def _refuse_overlap(dataset: ImageDataset, test: ImageDataset, holdout) -> None:
         )
 
 
+def _is_idx(path: Path) -> bool:
+    """An IDX file or a folder holding one, by name (as MNIST's files are named)."""
+    names = [p.name for p in path.iterdir()] if path.is_dir() else [path.name]
+    return any("idx" in n or "ubyte" in n for n in names)
+
+
 def is_holdout_path(holdout) -> bool:
-    return isinstance(holdout, (str, os.PathLike)) and not _is_number(holdout)
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
+    """A test split's path, not a fraction or count (which may come as text: '0.2')."""
+    if not isinstance(holdout, (str, os.PathLike)):
         return False
-    return True
-
-
-def check_image_size(image_size: int | None) -> None:
-    if image_size is not None and (
-        not isinstance(image_size, (int, np.integer)) or not 1 <= image_size <= 4096
-    ):
-        raise ConfigError(
-            f"--image-size must be a whole number of pixels in 1..4096, got {image_size}"
-        )
-
-
-def _digits(src: DataSource) -> ImageDataset:
-    data = load_digits_dataset()
-    if src.pixel_range is not None or src.window is not None:
-        raise ConfigError(
-            "--pixel-range and --window do not apply to 'digits' (embedded, already 0-255)"
-        )
-    if src.classes is not None and class_list(src.classes, None, "digits") != data.class_names:
-        raise ConfigError(f"--classes {src.classes}: 'digits' has the classes 0..9")
-    if src.channels == 3:
-        data = ImageDataset(
-            np.repeat(data.images, 3, axis=1),
-            data.labels,
-            data.class_names,
-            name=data.name,
-            content=data.content,
-        )
-    if src.name:
-        data.name = src.name
-    return data
+    try:
+        float(holdout)
+    except (TypeError, ValueError):
+        return True
+    return False
 
 
 def resize(data: ImageDataset, size: int) -> ImageDataset:
@@ -190,13 +161,7 @@ def resize(data: ImageDataset, size: int) -> ImageDataset:
     x = torch.from_numpy(data.images).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     images = x.round().clamp(0, 255).to(torch.uint8).numpy()
-    return ImageDataset(
-        images,
-        data.labels,
-        data.class_names,
-        name=data.name,
-        content=data.content,
-    )
+    return ImageDataset(images, data.labels, data.class_names, name=data.name, content=data.content)
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:

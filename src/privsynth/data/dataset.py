@@ -18,11 +18,9 @@ class ImageDataset:
     ``fingerprint`` is the SHA-256 of the pixels, labels and class names (what was trained on):
     an in-memory identity for comparisons and local caches. It is computable from the private
     images, so it is never written to a card, a report or anything else that is published.
-    ``content`` identifies the *records* (`Content`): per-image digests of the decoded pixels at
-    the resolution the loader read them (before ``--image-size`` and ``--channels``) with the
-    class *name*, taken in any order. Re-encoding (PNG, NPZ, IDX), renaming, re-ordering or
-    re-indexing classes keeps it; the privacy ledger keys every spend on it (through a keyed hash,
-    see privacy/ledger/). In-memory datasets default to the content of their own images.
+    ``content`` identifies the *records* (`Content`) as the loader decoded them (before
+    ``--image-size`` and ``--channels``); the privacy ledger keys every spend on it (through a
+    keyed hash, see privacy/ledger/). In-memory datasets default to their own images' content.
     """
 
     images: np.ndarray
@@ -60,7 +58,7 @@ class ImageDataset:
         return len(self.class_names)
 
     def subset(self, indices: np.ndarray, name: str | None = None) -> "ImageDataset":
-        """A view on some rows; the fingerprint is recomputed for the subset."""
+        """Some rows as a new dataset, with its own fingerprint and content."""
         idx = np.asarray(indices, dtype=np.int64)
         return ImageDataset(
             self.images[idx], self.labels[idx], list(self.class_names), name or self.name
@@ -82,8 +80,7 @@ def validate(images: np.ndarray, labels: np.ndarray, class_names: list[str], nam
         raise DataError(f"{name}: no images found; point --data at a non-empty dataset")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(
-            f"{name}: {images.shape[0]} images but "
-            f"{labels.reshape(-1).shape[0]} labels; "
+            f"{name}: {images.shape[0]} images but {labels.size} labels; "
             "images and labels must have the same count"
         )
     if images.dtype.kind == "f" and not np.isfinite(images).all():
@@ -110,8 +107,8 @@ def validate(images: np.ndarray, labels: np.ndarray, class_names: list[str], nam
 def fingerprint(images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> str:
     h = hashlib.sha256()
     h.update(str(images.shape).encode())
-    h.update(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
-    h.update(np.asarray(labels, dtype=np.int64).tobytes())
+    h.update(images.tobytes())  # uint8 and int64: `ImageDataset` converted them
+    h.update(labels.tobytes())
     h.update("\x00".join(class_names).encode())
     return h.hexdigest()
 
@@ -143,16 +140,11 @@ class Content:
         ).digest()
 
     @classmethod
-    def of(cls, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> "Content":
-        """The content of decoded images (uint8 ``N x C x H x W``) with label indices."""
+    def of(cls, images, labels: np.ndarray, class_names: list[str]) -> "Content":
+        """The content of decoded uint8 ``C x H x W`` images (an array, or a list of any sizes:
+        a folder before resizing) with their label indices."""
         rows = zip(images, labels, strict=True)
         return cls([record_digest(x, class_names[int(k)]) for x, k in rows])
-
-    @classmethod
-    def of_arrays(cls, images: list[np.ndarray], names: list[str]) -> "Content":
-        """The content of images of possibly different sizes (``C x H x W`` each) with their
-        class names (a folder before resizing)."""
-        return cls([record_digest(x, n) for x, n in zip(images, names, strict=True)])
 
     def __len__(self) -> int:
         return len(self.records)
@@ -186,11 +178,8 @@ class Split:
 
     @classmethod
     def from_json(cls, d: dict) -> "Split":
-        return cls(
-            np.asarray(d["train"], dtype=np.int64),
-            np.asarray(d["holdout"], dtype=np.int64),
-            int(d["seed"]),
-        )
+        train, holdout = (np.asarray(d[k], dtype=np.int64) for k in ("train", "holdout"))
+        return cls(train, holdout, int(d["seed"]))
 
 
 def split(data: ImageDataset, holdout: float | int = 0.2, seed: int = 0) -> Split:

@@ -86,15 +86,10 @@ def _file_window(ds) -> tuple[float, float] | None:
     if center is None or width is None:
         return None
     # Multi-valued windows (several presets): the first is the default view.
-    center = float(center[0] if _multi(center) else center)
-    width = float(width[0] if _multi(width) else width)
+    center, width = (float(np.ravel(v)[0]) for v in (center, width))
     if width <= 0:
         return None
     return center - width / 2, center + width / 2
-
-
-def _multi(value) -> bool:
-    return hasattr(value, "__len__") and not isinstance(value, (str, bytes))
 
 
 def _stored_range(ds) -> tuple[float, float]:

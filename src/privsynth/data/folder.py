@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import DataError
 from .dataset import Content, ImageDataset
 from .dicom import is_dicom, read_dicom
+from .labels import class_list
 from .pixels import to_channels, to_uint8, warn_if_narrow
 from .source import SPLIT_NAMES, DataSource, default_name
 
@@ -21,8 +22,7 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 _HIGH_DEPTH = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}  # read as numbers, not as 8-bit
 
 
-def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageDataset:
-    src = src if isinstance(src, DataSource) else DataSource(str(src))
+def load_folder(src: DataSource, image_size: int | None = None) -> ImageDataset:
     path = Path(src.path)
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     names = _class_names(path, subdirs, src.classes)
@@ -37,20 +37,17 @@ def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageD
         raise DataError(
             f"folder '{path}' has no PNG/JPEG/TIFF/DICOM images in its class sub-folders"
         )
+    labels = np.array([k for _, k in files], dtype=np.int64)
     if src.classes is None:
-        empty = [n for k, n in enumerate(names) if not any(kk == k for _, kk in files)]
+        empty = [n for k, n in enumerate(names) if k not in labels]
         if empty:
             raise DataError(
                 f"folder '{path}': class sub-folder(s) {empty} hold no images; "
                 "remove them or add images"
             )
-    arrays, high_max = [], 0.0
-    for f, _ in files:
-        image, peak = _read(f, src)
-        high_max = max(high_max, peak)
-        arrays.append(image)
-    if high_max and src.pixel_range is None and src.window is None:
-        warn_if_narrow(high_max, 65535.0, f"folder '{path}'")
+    arrays, peaks = zip(*(_read(f, src) for f, _ in files), strict=True)
+    if max(peaks) and src.pixel_range is None and src.window is None:
+        warn_if_narrow(max(peaks), 65535.0, f"folder '{path}'")
     sizes = {a.shape[1:] for a in arrays}
     if image_size is None and len(sizes) > 1:
         raise DataError(
@@ -58,24 +55,13 @@ def load_folder(src: DataSource | Path, image_size: int | None = None) -> ImageD
             f"(e.g. {sorted(sizes)[:2]}); pass --image-size N to resize all to N x N"
         )
     # The ledger's key input: the decoded records with their classes, before any resizing.
-    content = Content.of_arrays(arrays, [names[k] for _, k in files])
+    content = Content.of(arrays, labels, names)
     if image_size is not None:
-        check_resize_fits(len(arrays), arrays[0].shape[0] if arrays else 1, image_size)
+        check_resize_fits(len(arrays), arrays[0].shape[0], image_size)
         arrays = [_resize(a, image_size) for a in arrays]
-    stack = np.stack(
-        [
-            to_channels(a[None], src.channels, str(f))[0]
-            for a, (f, _) in zip(arrays, files, strict=True)
-        ]
-    )
-    labels = np.array([k for _, k in files], dtype=np.int64)
-    return ImageDataset(
-        stack,
-        labels,
-        names,
-        name=src.name or default_name(path),
-        content=content,
-    )
+    pairs = zip(arrays, files, strict=True)
+    stack = np.stack([to_channels(a[None], src.channels, str(f))[0] for a, (f, _) in pairs])
+    return ImageDataset(stack, labels, names, name=src.name or default_name(path), content=content)
 
 
 def _class_names(path: Path, subdirs: list[Path], declared) -> list[str]:
@@ -95,7 +81,7 @@ def _class_names(path: Path, subdirs: list[Path], declared) -> list[str]:
                 "models need >= 2 (put each class's images in its own sub-folder)"
             )
         return found
-    names = [str(i) for i in range(declared)] if isinstance(declared, int) else list(declared)
+    names = class_list(declared, None, str(path))
     extra = sorted(set(found) - set(names))
     if extra:
         raise DataError(

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dataset import Content, ImageDataset
-from .labels import class_list, to_indices
-from .pixels import to_channels, to_uint8
+from .dataset import ImageDataset
+from .npz import from_arrays
 from .source import SPLIT_NAMES, DataSource, default_name
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -78,25 +77,14 @@ def load_idx(src: DataSource) -> ImageDataset:
         images = images.transpose(0, 3, 1, 2)
     else:
         raise DataError(f"{img_path}: IDX images must be 3-D (N x H x W), got {images.ndim}-D")
-    labels = labels.reshape(-1)
-    if labels.shape[0] != images.shape[0]:
+    if len(labels) != len(images):
         raise DataError(
-            f"{img_path.name} holds {images.shape[0]} images but {lbl_path.name} holds "
-            f"{labels.shape[0]} labels; use matching files"
+            f"{img_path.name} holds {len(images)} images but {lbl_path.name} holds "
+            f"{len(labels)} labels; use matching files"
         )
-    if images.shape[0] == 0:
-        raise DataError(f"{img_path}: holds no images; point --data at a non-empty dataset")
     # IDX stores no class names: the list is declared (--classes), never the labels present.
-    names = class_list(src.classes, None, str(img_path))
-    decoded = to_uint8(np.ascontiguousarray(images), str(img_path), src.pixel_range)
-    indices = to_indices(labels, names, str(lbl_path))
-    return ImageDataset(
-        to_channels(decoded, src.channels, str(img_path)),
-        indices,
-        names,
-        name=src.name or _idx_name(path, img_path),
-        content=Content.of(decoded, indices, names),  # the records as decoded, before --channels
-    )
+    name = _idx_name(path, img_path)
+    return from_arrays(images, labels, src, str(img_path), None, name, str(lbl_path))
 
 
 def _idx_name(path: Path, img_path: Path) -> str:

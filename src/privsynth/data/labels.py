@@ -11,12 +11,11 @@ def class_list(
     declared: int | tuple[str, ...] | None, stored: list[str] | None, source: str
 ) -> list[str]:
     """The class names: ``--classes`` if given, else the names the file itself stores."""
-    if isinstance(declared, int):
-        return [str(i) for i in range(declared)]
-    if declared is not None:
-        return list(declared)
-    if stored is not None:
-        return list(stored)
+    names = declared if declared is not None else stored
+    if isinstance(names, int):
+        return [str(i) for i in range(names)]
+    if names is not None:
+        return list(names)
     raise DataError(
         f"{source}: the class list is a public input, not read from the private "
         "labels; pass --classes N (labels 0..N-1) or --classes name1,name2,..."

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import DataError
 from .dataset import Content, ImageDataset
 from .labels import class_list, to_indices
-from .pixels import to_channels, to_uint8
+from .pixels import to_channels, to_nchw, to_uint8
 from .source import DataSource, default_name
 
 _KEY_PAIRS = [("x", "y"), ("images", "labels"), ("train_images", "train_labels"), ("X", "y")]
@@ -28,22 +28,43 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
-def to_nchw(images: np.ndarray, source: str) -> np.ndarray:
-    """N x H x W, N x H x W x C or N x C x H x W -> N x C x H x W (C = 1 or 3, by position)."""
-    if images.ndim == 3:
-        return images[:, None]
-    if images.ndim == 4:
-        if images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
-            return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-        return images
-    raise DataError(f"{source}: images must be 3-D or 4-D, got shape {images.shape}")
-
-
 def to_uint8_nchw(
     images: np.ndarray, source: str, pixel_range: tuple[float, float] | None = None
 ) -> np.ndarray:
     """Pixels by the declared or the dtype's range -> uint8 N x C x H x W."""
     return to_nchw(to_uint8(np.asarray(images), source, pixel_range), source)
+
+
+def from_arrays(
+    images,
+    labels,
+    src: DataSource,
+    source: str,
+    stored: list[str] | None,
+    name: str,
+    label_source: str | None = None,
+) -> ImageDataset:
+    """The one path of the array formats (IDX, NPZ): the class list (declared, else ``stored``),
+    pixels by the declared or the format's range, then ``--channels``. ``source`` (and
+    ``label_source``) name the files in errors; ``name`` is the dataset's unless ``src`` has one."""
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) != len(images):
+        raise DataError(
+            f"{source}: {len(images)} images but {len(labels)} labels; "
+            "images and labels must have the same count"
+        )
+    if len(images) == 0:
+        raise DataError(f"{source}: holds no images; point --data at a non-empty dataset")
+    names = class_list(src.classes, stored, source)
+    decoded = to_uint8_nchw(images, source, src.pixel_range)
+    indices = to_indices(labels, names, label_source or source)
+    return ImageDataset(
+        to_channels(decoded, src.channels, source),
+        indices,
+        names,
+        name=src.name or name,
+        content=Content.of(decoded, indices, names),  # the records as decoded, before --channels
+    )
 
 
 def load_npz(src: DataSource) -> ImageDataset:
@@ -88,21 +109,4 @@ def load_npz(src: DataSource) -> ImageDataset:
             f"{path}: '{img_key}'/'{lbl_key}' hold a single value (0-d array), not one entry "
             "per image; save N images and N labels with numpy.savez"
         )
-    labels = np.asarray(labels).reshape(-1)
-    if len(labels) != len(images):
-        raise DataError(
-            f"{path}: {len(images)} images but {len(labels)} labels; "
-            "images and labels must have the same count"
-        )
-    if len(images) == 0:
-        raise DataError(f"{path}: holds no images; point --data at a non-empty dataset")
-    names = class_list(src.classes, stored, str(path))
-    decoded = to_uint8_nchw(images, str(path), src.pixel_range)
-    indices = to_indices(labels, names, str(path))
-    return ImageDataset(
-        to_channels(decoded, src.channels, str(path)),
-        indices,
-        names,
-        name=src.name or default_name(path),
-        content=Content.of(decoded, indices, names),  # the records as decoded, before --channels
-    )
+    return from_arrays(images, labels, src, str(path), stored, default_name(path))

@@ -1,15 +1,12 @@
 """Which images of one dataset are copies of another's: the `--public-data` check.
 
-Two tests, both cheap for tens of thousands of images:
-  exact         a record of one (decoded pixels at the loaded resolution + class name, see
-                `Content`) is a record of the other: any re-encoding (PNG, NPZ, IDX), re-ordering,
-                subset or superset of the private records;
-  near-copy     at the resolution both are trained at, the 8 x 8 grey thumbnails (area average,
-                0-255) of two images lie within an RMS difference of ``THUMB_RMS`` grey levels,
-                whatever their labels: lossy re-encoding, small noise, a resize there and back,
-                a relabelled copy. The distance is computed between every pair (matrix products
-                in blocks): a few seconds for 10,000 x 10,000 images on one core.
-Cropped, shifted, rotated or otherwise edited copies are not recognised.
+Exact: a record of one (decoded pixels + class name, see `Content`) is a record of the other, so
+any re-encoding (PNG, NPZ, IDX), re-ordering, subset or superset of the private records.
+Near-copy: at the resolution both are trained at, the 8 x 8 grey thumbnails (area average, 0-255)
+of two images lie within an RMS difference of ``THUMB_RMS`` grey levels, whatever their labels
+(lossy re-encoding, small noise, a resize there and back, a relabelled copy). Every pair is
+compared, in blocks: a few seconds for 10,000 x 10,000 images on one core. Cropped, shifted,
+rotated or otherwise edited copies are not recognised.
 """
 
 from __future__ import annotations

@@ -14,15 +14,11 @@ import numpy as np
 
 from ..errors import DataError
 
-FLOAT_RANGE = (0.0, 1.0)
-
 
 def format_range(dtype: np.dtype) -> tuple[float, float]:
-    """The range a pixel type stands for: floats 0-1, unsigned integers 0..2^bits-1."""
+    """The range a pixel type stands for: floats (and bools) 0-1, unsigned integers 0..2^bits-1."""
     dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return FLOAT_RANGE
-    if dtype.kind == "b":
+    if dtype.kind in "fb":
         return 0.0, 1.0
     if dtype.kind == "u":
         return 0.0, float(np.iinfo(dtype).max)
@@ -109,3 +105,14 @@ def to_channels(images: np.ndarray, channels: int | None, source: str) -> np.nda
         )
     weights = np.array([299, 587, 114], dtype=np.float64)[None, :, None, None] / 1000
     return np.rint((images * weights).sum(axis=1, keepdims=True)).astype(np.uint8)
+
+
+def to_nchw(images: np.ndarray, source: str) -> np.ndarray:
+    """N x H x W, N x H x W x C or N x C x H x W -> N x C x H x W (C = 1 or 3, by position)."""
+    if images.ndim == 3:
+        return images[:, None]
+    if images.ndim == 4:
+        if images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+            return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+        return images
+    raise DataError(f"{source}: images must be 3-D or 4-D, got shape {images.shape}")

@@ -10,7 +10,7 @@ format alone (a 16-bit PNG holds 0..65535) or the loader stops with an error nam
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -60,27 +60,18 @@ class DataSource:
         return self.path
 
     def with_path(self, path: str | os.PathLike[str], name: str | None = None) -> DataSource:
-        return DataSource(
-            str(path), self.classes, self.channels, self.pixel_range, self.window, name
-        )
+        return replace(self, path=str(path), name=name)
 
     def options(self) -> dict:
         """The format inputs as JSON (recorded on the card so evaluation reloads the same way)."""
-        out = asdict(self)
-        out.pop("path")
-        for key in ("classes", "pixel_range", "window"):
-            if isinstance(out[key], tuple):
-                out[key] = list(out[key])
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        del out["path"]
         return out
 
     @classmethod
     def from_options(cls, path: str, options: dict | None) -> DataSource:
         known = {f.name for f in fields(cls)} - {"path"}
-        opts = {k: v for k, v in (options or {}).items() if k in known}
-        for key in ("pixel_range", "window"):
-            if opts.get(key) is not None:
-                opts[key] = tuple(opts[key])
-        return cls(str(path), **opts)
+        return cls(str(path), **{k: v for k, v in (options or {}).items() if k in known})
 
 
 def as_source(spec: str | os.PathLike[str] | DataSource) -> DataSource:
