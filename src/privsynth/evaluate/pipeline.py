@@ -126,6 +126,11 @@ class _Options:
     classifiers: tuple[str, ...]
     inception_weights: str | None
 
+    @property
+    def fit(self) -> dict:
+        """Every classifier's training keywords."""
+        return {"passes": self.passes, "seed": self.seed, "progress": self.progress}
+
 
 @dataclass
 class _Real:
@@ -179,20 +184,9 @@ def _real_side(train, hold, max_members, n_fidelity, cache_dir, opts: _Options) 
         f_ref=f_ref,
     )
     real.floor = _real_floor(real, space(nonmem.images), seed)
-    real.trtr = {
-        c: utility.trtr(
-            train.images,
-            train.labels,
-            hold.images,
-            hold.labels,
-            train.num_classes,
-            classifier=c,
-            passes=opts.passes,
-            seed=seed,
-            progress=opts.progress,
-        )
-        for c in opts.classifiers
-    }
+    real.trtr = utility.per_classifier(
+        utility.trtr, train.images, train.labels, hold, opts.classifiers, **opts.fit
+    )
     return real
 
 
@@ -289,21 +283,10 @@ def _subject_fidelity(subj: Subject, real: _Real, opts: _Options) -> tuple[dict,
 
 def _subject_utility(subj: Subject, real: _Real, opts: _Options, imbalanced) -> dict:
     """TSTR per classifier, the real-data TRTR beside it, and augmentation of the real data."""
-    train, hold, k = real.train, real.hold, real.train.num_classes
-    tstr = {
-        c: utility.tstr(
-            subj.images,
-            subj.labels,
-            hold.images,
-            hold.labels,
-            k,
-            classifier=c,
-            passes=opts.passes,
-            seed=opts.seed,
-            progress=opts.progress,
-        )
-        for c in opts.classifiers
-    }
+    train, hold = real.train, real.hold
+    tstr = utility.per_classifier(
+        utility.tstr, subj.images, subj.labels, hold, opts.classifiers, **opts.fit
+    )
     aug = utility.augmentation(
         train.images,
         train.labels,
@@ -311,11 +294,9 @@ def _subject_utility(subj: Subject, real: _Real, opts: _Options, imbalanced) -> 
         subj.labels,
         hold.images,
         hold.labels,
-        k,
-        seed=opts.seed,
-        progress=opts.progress,
+        train.num_classes,
         baseline=imbalanced,
-        passes=opts.passes,
+        **opts.fit,
     )
     return {
         "protocol": utility.PROTOCOL,
@@ -357,16 +338,17 @@ def _result(real: _Real, subjects: list, models: list[dict], separate: bool) -> 
 def _privacy(subj: Subject, real: _Real, f_syn: np.ndarray, seed: int) -> dict:
     """Membership attacks (members vs non-members) against the DP ceiling, and DCR."""
     (xm, ym), (xn, yn), ref = real.members, real.nonmembers, real.ref
-    cand, cand_y = np.concatenate([xm, xn]), np.concatenate([ym, yn])
-    m = len(xm)
-    scores = privacy.gan_leaks(cand, cand_y, subj.images, subj.labels, ref.images, ref.labels)
-    scores["monte_carlo"], radius = privacy.monte_carlo(cand, cand_y, subj.images, subj.labels)
+    candidates, m = (np.concatenate([xm, xn]), np.concatenate([ym, yn])), len(xm)
     f_candidates = np.concatenate([real.f_members, real.f_nonmembers])
-    scores["domias"] = privacy.domias(f_candidates, f_syn, real.f_ref, seed=seed)
-    synth = subj.synthesizer  # None for a synthetic set read from files (no model)
-    white = synth.membership_scores(cand, cand_y) if synth is not None else None
-    if white is not None:
-        scores["white_box"] = np.asarray(white, dtype=np.float64)
+    domias = privacy.domias(f_candidates, f_syn, real.f_ref, seed=seed)
+    # subj.synthesizer is None for a synthetic set read from files (no model, no white box)
+    scores, radius = privacy.membership_scores(
+        candidates,
+        (subj.images, subj.labels),
+        (ref.images, ref.labels),
+        subj.synthesizer,
+        {"domias": domias},
+    )
     attacks = {
         name: mia.roc_summary(s[:m], s[m:], subj.epsilon, subj.delta) for name, s in scores.items()
     }

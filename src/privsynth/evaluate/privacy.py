@@ -75,6 +75,19 @@ def monte_carlo(
     return score - 1e-6 * nearest / scale, radius
 
 
+def membership_scores(candidates, synthetic, reference, synthesizer, extra=None) -> tuple:
+    """Every attack's scores per candidate: the black-box ones, then ``extra`` (e.g. DOMIAS),
+    then white-box when ``synthesizer`` exposes ``membership_scores``; and the Monte-Carlo
+    radius. ``candidates``, ``synthetic`` and ``reference`` are (images, labels) pairs."""
+    scores = gan_leaks(*candidates, *synthetic, *reference)
+    scores["monte_carlo"], radius = monte_carlo(*candidates, *synthetic)
+    scores.update(extra or {})
+    white = synthesizer.membership_scores(*candidates) if synthesizer else None
+    if white is not None:
+        scores["white_box"] = np.asarray(white, dtype=np.float64)
+    return scores, radius
+
+
 def domias(
     cand_feats: np.ndarray,
     synth_feats: np.ndarray,
