@@ -96,6 +96,4 @@ def feature_model(
     return model.eval(), {**info, "cached": False}
 
 
-def features(model: LeNet, images: np.ndarray) -> np.ndarray:
-    """N x 128 float64 features of uint8 images."""
-    return embed(model, images)
+features = embed  # N x 128 float64 features of uint8 images

@@ -9,11 +9,11 @@ Fréchet distances and privacy attacks is ``privsynth evaluate``.
 
 from __future__ import annotations
 
+from ..report.markdown import CLASSIFIER_NAMES
 from .diversity import collapse_flags, within_class_diversity
 from .fidelity import stats_table
 from .utility import (
     DEFAULT_PASSES,
-    SHORT_NAMES,
     balanced_labels,
     check_classifier,
     per_classifier,
@@ -88,7 +88,7 @@ def markdown(result: dict, card: dict) -> str:
     ]
     for c in result["classifiers"]:
         lines.append(
-            f"| {SHORT_NAMES.get(c, c)} | **{result['tstr'][c]['accuracy']:.1%}** | "
+            f"| {CLASSIFIER_NAMES.get(c, c)} | **{result['tstr'][c]['accuracy']:.1%}** | "
             f"{result['trtr'][c]['accuracy']:.1%} |"
         )
     return "\n".join(lines)

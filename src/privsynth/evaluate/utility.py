@@ -21,7 +21,6 @@ from .classifier import CLASSIFIERS, IMAGES_SEEN, fixed_schedule, predict, train
 DEFAULT_N_SYNTHETIC = 10_000
 DEFAULT_PASSES = IMAGES_SEEN
 UTILITY_CLASSIFIERS = ("lenet", "resnet")
-SHORT_NAMES = {"lenet": "LeNet", "resnet": "ResNet"}  # the reports' column names
 PROTOCOL = (
     "fixed schedule (epochs from the training-set size), SGD Nesterov, one-cycle LR, "
     "label smoothing, random crops (+ flips for colour), last epoch"

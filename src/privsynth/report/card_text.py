@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+from .markdown import CLASSIFIER_NAMES
+
 LICENSE_UNSET = "other"
 
 
@@ -335,7 +337,7 @@ def _evaluation_lines(evaluation: dict | None, exported: bool) -> list[str]:
     if evaluation and "tstr_accuracy" in evaluation:
         # quick_eval.json lists its classifiers; the headline figures are the first one's
         first = (evaluation.get("classifiers") or [evaluation.get("classifier", "CNN")])[0]
-        classifier = {"lenet": "LeNet", "resnet": "ResNet"}.get(first, first)
+        classifier = CLASSIFIER_NAMES.get(first, first)
         return [
             EVALUATION_HEADING,
             "",

@@ -11,7 +11,15 @@ from ..atomic import atomic_path
 from .card_lines import format_card
 from .gallery import gallery_png
 from .grid import grid_png
-from .markdown import CLASSIFIER_NAMES, collapse_text, eps_text, fmt, spread_text
+from .markdown import (
+    CLASSIFIER_NAMES,
+    accuracy_cells,
+    classifiers_of,
+    collapse_text,
+    eps_text,
+    fmt,
+    spread_text,
+)
 from .plots import roc_png
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1150px;color:#222}
@@ -252,9 +260,7 @@ def _detection(result: dict) -> list[str]:
 
 
 def _utility(result: dict) -> list[str]:
-    classifiers = (
-        result["models"][0]["utility"].get("classifiers", ["lenet"]) if result["models"] else []
-    )
+    classifiers = classifiers_of(result)
     names = [CLASSIFIER_NAMES.get(c, c) for c in classifiers]
     intro = (
         "<h2>Utility: train on synthetic, test on real (TSTR) vs train on real (TRTR)</h2>"
@@ -284,8 +290,8 @@ def _utility_row(m: dict, classifiers: list[str]) -> list:
     return [
         html.escape(m["name"]),
         m["n_synthetic"],
-        *(f"{u['tstr'][c]['accuracy']:.1%}" if c in u["tstr"] else "–" for c in classifiers),
-        *(f"{u['trtr'][c]['accuracy']:.1%}" if c in u["trtr"] else "–" for c in classifiers),
+        *accuracy_cells(u, "tstr", classifiers),
+        *accuracy_cells(u, "trtr", classifiers),
         f"{a['minority_accuracy']['imbalanced_real']:.1%}",
         f"{a['minority_accuracy']['real_plus_synthetic']:.1%}",
         f"{a['real_plus_synthetic']['accuracy']:.1%}",
