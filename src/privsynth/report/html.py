@@ -9,8 +9,7 @@ import time
 
 from ..atomic import atomic_path
 from .card_lines import format_card
-from .gallery import gallery_png
-from .grid import grid_png
+from .grid import gallery_png, grid_png
 from .markdown import (
     CLASSIFIER_NAMES,
     accuracy_cells,
