@@ -193,19 +193,12 @@ def _fidelity(result: dict) -> list[str]:
             "these LeNet features next to a fixed random conv net and colour / edge "
             "statistics, each block standardised on the real images.</p>"
         )
-    fl = result["real_floor"]
-    rows = [
-        [
-            "real holdout (floor)",
-            f"{fl['fd_lenet']:.2f}",
-            f"{1e3 * fl['kid_lenet']['mean']:.2f}",
-            *(f"{fl['prdc'][c]:.3f}" for c in PRDC),
-            spread_text(fl.get("diversity")),
-            verdict(fl.get("collapse_flags", [])),
-            "–",
-        ]
+    floor = result["real_floor"]
+    rows = [_fidelity_row("real holdout (floor)", floor, floor.get("collapse_flags", []), True)]
+    rows += [
+        _fidelity_row(html.escape(m["name"]), m["fidelity"], m.get("collapse_flags", []))
+        for m in result["models"]
     ]
-    rows += [_fidelity_row(m) for m in result["models"]]
     out.append(table(FIDELITY_HEADER, rows))
     out.append(
         "<p class='note'>A low Fréchet distance alone does not mean varied images: a "
@@ -224,15 +217,16 @@ def _fidelity(result: dict) -> list[str]:
     return out
 
 
-def _fidelity_row(m: dict) -> list:
-    f = m["fidelity"]
+def _fidelity_row(name: str, f: dict, flags: list[str], floor: bool = False) -> list:
+    """One row (the real floor's shows no KID spread and has no Inception FID)."""
+    kid_std = "" if floor else f" ± {1e3 * f['kid_lenet']['std']:.2f}"
     return [
-        html.escape(m["name"]),
+        name,
         f"{f['fd_lenet']:.2f}",
-        f"{1e3 * f['kid_lenet']['mean']:.2f} ± {1e3 * f['kid_lenet']['std']:.2f}",
+        f"{1e3 * f['kid_lenet']['mean']:.2f}{kid_std}",
         *(f"{f['prdc'][c]:.3f}" for c in PRDC),
         spread_text(f.get("diversity")),
-        verdict(m.get("collapse_flags", [])),
+        verdict(flags),
         fmt(f.get("fid_inception"), ".2f"),
     ]
 
