@@ -365,14 +365,15 @@ def _privacy(subj: Subject, real: _Real, f_syn: np.ndarray, seed: int) -> dict:
 def _shareable(card: dict | None) -> dict | None:
     if card is None:
         return None
-    card = {**card, "data": dict(card.get("data") or {})}
-    card["data"].pop("check", None)
-    card["data"].pop("dataset_key", None)
+    card = {**card, "data": _without(card.get("data") or {}, "check", "dataset_key")}
     led = (card.get("privacy") or {}).get("ledger")
     if isinstance(led, dict) and "dataset_key" in led:
-        card["privacy"] = {**card["privacy"], "ledger": {**led}}
-        card["privacy"]["ledger"].pop("dataset_key")
+        card["privacy"] = {**card["privacy"], "ledger": _without(led, "dataset_key")}
     return card
+
+
+def _without(d: dict, *keys: str) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
 
 
 def _plain(obj):

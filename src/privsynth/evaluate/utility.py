@@ -46,13 +46,10 @@ def balanced_labels(n: int, num_classes: int, seed: int = 0) -> np.ndarray:
 def balanced_subset(labels: np.ndarray, n: int, num_classes: int, seed: int = 0) -> np.ndarray:
     """Indices of up to ``n`` images, as class-balanced as ``labels`` allows (seeded)."""
     rng = np.random.default_rng(seed)
-    pools = [list(rng.permutation(np.flatnonzero(labels == k))) for k in range(num_classes)]
-    chosen: list[int] = []
-    while len(chosen) < n and any(pools):
-        for pool in pools:
-            if pool and len(chosen) < n:
-                chosen.append(pool.pop())
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+    pools = [rng.permutation(np.flatnonzero(labels == k))[::-1] for k in range(num_classes)]
+    # round robin: every class's r-th image comes before any class's (r+1)-th
+    ranked = sorted((r, k, i) for k, pool in enumerate(pools) for r, i in enumerate(pool))
+    return np.sort(np.asarray([i for _, _, i in ranked[:n]], dtype=np.int64))
 
 
 def fit_and_test(
