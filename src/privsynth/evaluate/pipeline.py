@@ -183,31 +183,32 @@ def _real_side(train, hold, max_members, n_fidelity, cache_dir, opts: _Options) 
         f_nonmembers=l_nonmem[nonmem_idx],
         f_ref=f_ref,
     )
-    real.floor = _real_floor(real, space(nonmem.images), seed)
+    real.floor = _real_floor(real, seed)
     real.trtr = utility.per_classifier(
         utility.trtr, train.images, train.labels, hold, opts.classifiers, **opts.fit
     )
     return real
 
 
-def _real_floor(real: _Real, f_nonmem: np.ndarray, seed: int) -> dict:
-    """Real vs real (training split vs the non-member holdout half): the figures' floor."""
-    train, nonmem, f_train = real.train, real.nonmem, real.f_train
-    floor = {
-        "fd_lenet": fidelity.frechet(f_train, f_nonmem),
-        "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
-        "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed),
+def _versus_train(real: _Real, images: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+    """FD, KID, PRDC (in the fidelity space) and within-class diversity of a set vs the
+    fidelity subset of the training split (what the generator imitated)."""
+    f, train = real.space(images), real.train
+    return {
+        "fd_lenet": fidelity.frechet(real.f_train, f),
+        "kid_lenet": fidelity.kid(real.f_train, f, seed=seed),
+        "prdc": fidelity.prdc_scores(real.f_train, f, seed=seed),
         "diversity": diversity.within_class_diversity(
-            train.images,
-            train.labels,
-            nonmem.images,
-            nonmem.labels,
-            train.num_classes,
-            seed=seed,
+            train.images, train.labels, images, labels, train.num_classes, seed=seed
         ),
     }
+
+
+def _real_floor(real: _Real, seed: int) -> dict:
+    """Real vs real (training split vs the non-member holdout half): the figures' floor."""
+    floor = _versus_train(real, real.nonmem.images, real.nonmem.labels, seed)
     floor["collapse_flags"] = diversity.collapse_flags(
-        floor["diversity"], floor["prdc"], None, train.class_names
+        floor["diversity"], floor["prdc"], None, real.train.class_names
     )
     return floor
 
@@ -256,18 +257,12 @@ def _evaluate_subject(subj: Subject, real: _Real, opts: _Options, imbalanced):
 
 def _subject_fidelity(subj: Subject, real: _Real, opts: _Options) -> tuple[dict, list[str]]:
     """The subject's fidelity figures and its plain-words collapse flags."""
-    train, seed, k = real.train, opts.seed, real.train.num_classes
-    f_syn = real.space(subj.images)
+    train = real.train
     fid = {
         "per_class_diff": fidelity.per_class_diff(
-            train.images, train.labels, subj.images, subj.labels, k
+            train.images, train.labels, subj.images, subj.labels, train.num_classes
         ),
-        "fd_lenet": fidelity.frechet(real.f_train, f_syn),
-        "kid_lenet": fidelity.kid(real.f_train, f_syn, seed=seed),
-        "prdc": fidelity.prdc_scores(real.f_train, f_syn, seed=seed),
-        "diversity": diversity.within_class_diversity(
-            train.images, train.labels, subj.images, subj.labels, k, seed=seed
-        ),
+        **_versus_train(real, subj.images, subj.labels, opts.seed),
     }
     flags = diversity.collapse_flags(
         fid["diversity"], fid["prdc"], real.floor["prdc"], train.class_names
