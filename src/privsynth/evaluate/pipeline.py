@@ -148,8 +148,7 @@ class _Real:
     fx_info: dict
     space: Any
     f_train: np.ndarray  # fidelity-space features of the fidelity subset of train
-    f_members: np.ndarray  # LeNet features (the attacks'): members, non-members, reference
-    f_nonmembers: np.ndarray
+    f_candidates: np.ndarray  # LeNet features (the attacks'): members then non-members
     f_ref: np.ndarray
     floor: dict = field(default_factory=dict)
     trtr: dict = field(default_factory=dict)
@@ -179,8 +178,7 @@ def _real_side(train, hold, max_members, n_fidelity, cache_dir, opts: _Options) 
         fx_info=fx_info,
         space=space,
         f_train=space(train.images[fid_idx]),
-        f_members=features(extractor, xm),
-        f_nonmembers=l_nonmem[nonmem_idx],
+        f_candidates=np.concatenate([features(extractor, xm), l_nonmem[nonmem_idx]]),
         f_ref=f_ref,
     )
     real.floor = _real_floor(real, seed)
@@ -334,8 +332,7 @@ def _privacy(subj: Subject, real: _Real, f_syn: np.ndarray, seed: int) -> dict:
     """Membership attacks (members vs non-members) against the DP ceiling, and DCR."""
     (xm, ym), (xn, yn), ref = real.members, real.nonmembers, real.ref
     candidates, m = (np.concatenate([xm, xn]), np.concatenate([ym, yn])), len(xm)
-    f_candidates = np.concatenate([real.f_members, real.f_nonmembers])
-    domias = privacy.domias(f_candidates, f_syn, real.f_ref, seed=seed)
+    domias = privacy.domias(real.f_candidates, f_syn, real.f_ref, seed=seed)
     # subj.synthesizer is None for a synthetic set read from files (no model, no white box)
     scores, radius = privacy.membership_scores(
         candidates,
