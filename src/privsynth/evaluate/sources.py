@@ -76,9 +76,9 @@ def load_synthetic(
             if labels.min() < 0 or labels.max() >= len(class_names):
                 raise DataError(f"{path}: labels must be 0..{len(class_names) - 1}")
         return images, labels
-    ds = load_folder(DataSource(str(path), channels=channels)) if path.is_dir() else None
-    if ds is None:
+    if not path.is_dir():
         raise DataError(f"'{path}': pass a folder of class sub-folders or an .npz file")
+    ds = load_folder(DataSource(str(path), channels=channels))
     labels = _rename(np.asarray([ds.class_names[i] for i in ds.labels]), class_names, path)
     return ds.images, labels
 
