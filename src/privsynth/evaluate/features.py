@@ -19,15 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..data import ImageDataset
-from .classifier import (
-    IMAGES_SEEN,
-    LeNet,
-    Schedule,
-    accuracy,
-    embed,
-    fixed_schedule,
-    train_fixed,
-)
+from .classifier import IMAGES_SEEN, LeNet, Schedule, accuracy, embed, fixed_schedule, train_fixed
 
 VERSION = "lenet-features/2"
 

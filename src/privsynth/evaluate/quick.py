@@ -12,14 +12,7 @@ from __future__ import annotations
 from ..report.markdown import CLASSIFIER_NAMES
 from .diversity import collapse_flags, within_class_diversity
 from .fidelity import stats_table
-from .utility import (
-    DEFAULT_PASSES,
-    balanced_labels,
-    check_classifier,
-    per_classifier,
-    trtr,
-    tstr,
-)
+from .utility import DEFAULT_PASSES, balanced_labels, check_classifier, per_classifier, trtr, tstr
 
 
 def quick_evaluate(
