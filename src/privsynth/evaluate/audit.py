@@ -112,10 +112,9 @@ def audit(
     run = train(request)
     _, reference = run.load_data(train_set)
     n_syn = n_synthetic or max(len(train_set) - len(reference), 10 * ds.num_classes)
-    synthetic, reference = run.sample(n_syn, seed=seed), (reference.images, reference.labels)
-    scores, _ = privacy.membership_scores(
-        (ds.images[idx], labels), synthetic, reference, run.synthesizer
-    )
+    synthetic = run.sample(n_syn, seed=seed)
+    candidates, ref = (ds.images[idx], labels), (reference.images, reference.labels)
+    scores, _ = privacy.membership_scores(candidates, synthetic, ref, run.synthesizer)
     bound = onerun.audit_scores(
         scores, included, delta=0.0 if math.isinf(run.epsilon) else run.delta, confidence=confidence
     )

@@ -82,7 +82,7 @@ def membership_scores(candidates, synthetic, reference, synthesizer, extra=None)
     scores = gan_leaks(*candidates, *synthetic, *reference)
     scores["monte_carlo"], radius = monte_carlo(*candidates, *synthetic)
     scores.update(extra or {})
-    white = synthesizer.membership_scores(*candidates) if synthesizer else None
+    white = synthesizer.membership_scores(*candidates) if synthesizer is not None else None
     if white is not None:
         scores["white_box"] = np.asarray(white, dtype=np.float64)
     return scores, radius
