@@ -354,21 +354,17 @@ def _evaluation_lines(evaluation: dict | None, exported: bool) -> list[str]:
             "",
         ]
     if exported:
-        return [
-            "## Evaluation",
-            "",
+        why = (
             "No evaluation figures are published with this model: they are computed on the "
             "private data without differential privacy (`privsynth export --include-evaluation` "
-            "adds them, marked as not covered by the guarantee).",
-            "",
-        ]
-    return [
-        "## Evaluation",
-        "",
-        "No evaluation stored with this run (`privsynth evaluate RUN --out eval/` "
-        "measures fidelity, utility and privacy risk).",
-        "",
-    ]
+            "adds them, marked as not covered by the guarantee)."
+        )
+    else:
+        why = (
+            "No evaluation stored with this run (`privsynth evaluate RUN --out eval/` "
+            "measures fidelity, utility and privacy risk)."
+        )
+    return ["## Evaluation", "", why, ""]
 
 
 def _yaml_str(text: str) -> str:
