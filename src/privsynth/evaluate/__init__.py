@@ -5,7 +5,7 @@
 """
 
 from .diversity import collapse_flags, within_class_diversity
-from .fidelity import frechet, kid, per_class_stats, pixel_stats, prdc_scores, stats_table
+from .fidelity import frechet, kid, pixel_stats, prdc_scores, stats_table
 from .pipeline import evaluate
 from .utility import trtr, tstr
 
@@ -13,7 +13,6 @@ __all__ = [
     "evaluate",
     "pixel_stats",
     "stats_table",
-    "per_class_stats",
     "frechet",
     "kid",
     "prdc_scores",

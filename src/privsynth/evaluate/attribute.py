@@ -51,11 +51,7 @@ def attribute_inference(
             "members": _infer(members, m_labels, pool, pool_y),
             "nonmembers": _infer(nonmembers, n_labels, pool, pool_y),
         }
-    s = out["synthetic"]
-    out["member_advantage_mse"] = (
-        s["nonmembers"]["mse_hidden_half"] - s["members"]["mse_hidden_half"]
-    )
-    out["member_advantage_label"] = (
-        s["members"]["label_accuracy"] - s["nonmembers"]["label_accuracy"]
-    )
+    mem, non = out["synthetic"]["members"], out["synthetic"]["nonmembers"]
+    out["member_advantage_mse"] = non["mse_hidden_half"] - mem["mse_hidden_half"]
+    out["member_advantage_label"] = mem["label_accuracy"] - non["label_accuracy"]
     return out

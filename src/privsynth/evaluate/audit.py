@@ -25,14 +25,6 @@ from ..errors import ConfigError
 from . import onerun, privacy
 
 
-class _Sized:
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-
 def make_canaries(
     data: ImageDataset, count: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -61,11 +53,11 @@ def audit_dataset(
     are drawn in — and the included canaries then join the training part. The rows are arranged
     so that the trainer's own ``split(dataset, n_holdout, split_seed)`` reproduces exactly that.
     """
-    base = split(_Sized(len(rest)), holdout, split_seed)  # split only needs len()
+    base = split(range(len(rest)), holdout, split_seed)  # split only needs len()
     rest_train, rest_holdout = rest[base.train], rest[base.holdout]
     inc = idx[included]
     n, n_holdout = len(rest) + len(inc), len(rest_holdout)
-    parts = split(_Sized(n), n_holdout, split_seed)  # what the trainer will compute
+    parts = split(range(n), n_holdout, split_seed)  # what the trainer will compute
     rows = np.empty(n, np.int64)  # source index of each row
     rows[parts.holdout] = rest_holdout
     rows[parts.train] = np.concatenate([rest_train, inc])
@@ -77,36 +69,13 @@ def audit_dataset(
     return dataset, n_holdout
 
 
-def canary_scores(
-    run,
-    canaries: np.ndarray,
-    labels: np.ndarray,
-    reference: ImageDataset,
-    n_synthetic: int,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """One score per canary and attack (higher = "was trained on")."""
-    images, syn_labels = run.sample(n_synthetic, seed=seed)
-    scores = privacy.gan_leaks(
-        canaries, labels, images, syn_labels, reference.images, reference.labels
-    )
-    scores["monte_carlo"], _ = privacy.monte_carlo(canaries, labels, images, syn_labels)
-    white = run.synthesizer.membership_scores(canaries, labels)
-    if white is not None:
-        scores["white_box"] = np.asarray(white, dtype=np.float64)
-    return scores
-
-
 def audit(
     data: str | os.PathLike[str] | ImageDataset = "digits",
     method: str = "dpgan",
     out: str | os.PathLike[str] = "audit",
     *,
-    epsilon: float | None = None,
     canaries: int = 100,
     confidence: float = 0.95,
-    no_dp: bool = False,
-    config: dict | None = None,
     holdout: float = 0.2,
     split_seed: int = 0,
     seed: int = 0,
@@ -117,7 +86,8 @@ def audit(
 ) -> dict:
     """Train ``method`` once on ``data`` + canaries (into ``out/run``) and return the audit:
     the empirical epsilon lower bound (overall and per attack) next to the accountant's epsilon.
-    Writes ``out/audit.json``. The run's privacy spend goes into the ledger like any run."""
+    Writes ``out/audit.json``. The run's privacy spend goes into the ledger like any run.
+    ``train_kwargs``: the run's other `RunRequest.build` keywords (epsilon, no_dp, config...)."""
     from ..orchestrate.trainer import train
     from ..request import RunRequest
 
@@ -133,9 +103,6 @@ def audit(
         train_set,
         method,
         Path(out) / "run",
-        epsilon=epsilon,
-        no_dp=no_dp,
-        config=config,
         holdout=n_holdout,
         split_seed=split_seed,
         seed=seed,
@@ -145,7 +112,9 @@ def audit(
     run = train(request)
     _, reference = run.load_data(train_set)
     n_syn = n_synthetic or max(len(train_set) - len(reference), 10 * ds.num_classes)
-    scores = canary_scores(run, ds.images[idx], labels, reference, n_syn, seed)
+    synthetic = run.sample(n_syn, seed=seed)
+    candidates, ref = (ds.images[idx], labels), (reference.images, reference.labels)
+    scores, _ = privacy.membership_scores(candidates, synthetic, ref, run.synthesizer)
     bound = onerun.audit_scores(
         scores, included, delta=0.0 if math.isinf(run.epsilon) else run.delta, confidence=confidence
     )

@@ -116,7 +116,8 @@ def create_classifier(name: str, channels: int, size: int, num_classes: int) -> 
     return CLASSIFIERS[name][0](channels, size, num_classes)
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 N x C x H x W -> float32 in [-1, 1]."""
     return torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)
 
 
@@ -169,18 +170,6 @@ def fixed_epochs(n: int, image_passes: int = IMAGES_SEEN, hi: int = 60) -> int:
     return int(min(hi, max(1, math.ceil(image_passes / max(1, n)))))
 
 
-def fixed_batch_size(n: int, largest: int = 128) -> int:
-    """``largest``, or smaller for small sets so that an epoch still has ~16 steps (batch norm
-    needs a few dozen steps; a ResNet given 300 images in 128s learns nothing)."""
-    return int(min(largest, max(32, math.ceil(n / 16))))
-
-
-def crop_padding(size: int, channels: int) -> int:
-    """Random-crop padding: 4 px on 32x32 colour images, ~1/14 of the side (2 px on 28x28,
-    1 px on 8x8) on grey ones, where a larger shift pushes strokes off a centred digit."""
-    return max(1, size // 8) if channels == 3 else max(1, size // 14)
-
-
 def fixed_schedule(
     n: int,
     image_shape: tuple[int, int, int],
@@ -196,9 +185,13 @@ def fixed_schedule(
     lr = COLOUR_LENET_LR if classifier == "lenet" and c == 3 else Schedule.lr
     return Schedule(
         epochs=int(epochs or fixed_epochs(n, images_seen)),
-        batch_size=fixed_batch_size(n),
+        # small sets get smaller batches so that an epoch still has ~16 steps (batch norm needs
+        # a few dozen steps; a ResNet given 300 images in 128s learns nothing)
+        batch_size=int(min(128, max(32, math.ceil(n / 16)))),
         lr=lr,
-        pad=crop_padding(h, c),
+        # random-crop padding: 4 px on 32x32 colour images, ~1/14 of the side (2 px on 28x28,
+        # 1 px on 8x8) on grey ones, where a larger shift pushes strokes off a centred digit
+        pad=max(1, h // 8) if c == 3 else max(1, h // 14),
         flip=c == 3,
     )
 
@@ -229,7 +222,7 @@ def train_fixed(
     torch.manual_seed(seed)
     c, h, _ = images.shape[1:]
     model = create_classifier(classifier, c, h, num_classes)
-    x, y = _to_tensor(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    x, y = to_tensor(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))
     steps_per_epoch = math.ceil(len(x) / schedule.batch_size)
     opt = torch.optim.SGD(
         model.parameters(),
@@ -272,20 +265,19 @@ def train_classifier(
 
 
 @torch.no_grad()
+def _batched(fn, images: np.ndarray) -> torch.Tensor:
+    return torch.cat([fn(b) for b in to_tensor(images).split(1024)])
+
+
 def predict(model: nn.Module, images: np.ndarray) -> np.ndarray:
-    model.eval()
-    x = _to_tensor(images)
-    return torch.cat([model(b) for b in x.split(1024)]).softmax(1).numpy()
+    return _batched(model.eval(), images).softmax(1).numpy()
 
 
-@torch.no_grad()
 def embed(model: LeNet, images: np.ndarray) -> np.ndarray:
     """The 128-d penultimate features (the FD-LeNet / PRDC / DOMIAS feature space)."""
-    model.eval()
-    x = _to_tensor(images)
-    if len(x) == 0:
+    if len(images) == 0:
         return np.zeros((0, 128), np.float64)
-    return torch.cat([model.features_of(b) for b in x.split(1024)]).double().numpy()
+    return _batched(model.eval().features_of, images).double().numpy()
 
 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:

@@ -45,25 +45,21 @@ def detection(
     n = min(len(real), len(synthetic))
     r = real[rng.permutation(len(real))[:n]]
     s = synthetic[rng.permutation(len(synthetic))[:n]]
-    x = np.concatenate([r, s])
-    y = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
     order = rng.permutation(2 * n)
-    x, y = x[order], y[order]
-    half = n  # first half trains, second half tests (both balanced in expectation)
-    schedule = fixed_schedule(half, x.shape[1:], passes)
-    model = train_fixed(
-        x[:half], y[:half], 2, "lenet", schedule, seed, progress, desc="detection classifier"
-    )
-    p_real = predict(model, x[half:])[:, 1]
-    auc, lo, hi = delong_ci(y[half:], p_real, confidence)
-    acc = float(((p_real > 0.5) == y[half:].astype(bool)).mean())
+    x = np.concatenate([r, s])[order]
+    y = np.r_[np.ones(n, np.int64), np.zeros(n, np.int64)][order]
+    # the first n train, the other n test (both balanced in expectation)
+    schedule = fixed_schedule(n, x.shape[1:], passes)
+    model = train_fixed(x[:n], y[:n], 2, "lenet", schedule, seed, progress, "detection classifier")
+    p_real = predict(model, x[n:])[:, 1]
+    auc, lo, hi = delong_ci(y[n:], p_real, confidence)
     return {
-        "accuracy": acc,
+        "accuracy": float(((p_real > 0.5) == y[n:].astype(bool)).mean()),
         "auc": auc,
         "auc_ci": [lo, hi],
         "confidence": confidence,
-        "n_train": int(half),
-        "n_test": int(2 * n - half),
+        "n_train": int(n),
+        "n_test": int(n),
         "epochs": schedule.epochs,
         "classifier": "LeNet (real=1 vs synthetic=0) trained on its own half: "
         + schedule.describe(),

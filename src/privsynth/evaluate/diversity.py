@@ -75,28 +75,19 @@ def within_class_diversity(
     synth = within_class_spread(synth_images, synth_labels, k, max_per_class, seed)
     ratio = [s / r if r > 0 else float("nan") for r, s in zip(real, synth, strict=True)]
     valid = [i for i in range(k) if np.isfinite(ratio[i])]
-    space = "pixels, standardised per image"
-    if not valid:
-        return {
-            "per_class": [],
-            "ratio_mean": float("nan"),
-            "ratio_min": float("nan"),
-            "least_varied_class": None,
-            "collapsed_classes": [],
-            "space": space,
-            "max_per_class": max_per_class,
-        }
-    worst = min(valid, key=lambda i: ratio[i])
+    worst = min(valid, key=lambda i: ratio[i], default=None)
     return {
         "per_class": [
             {"class": i, "real": real[i], "synthetic": synth[i], "ratio": ratio[i]}
             for i in range(k)
-        ],
-        "ratio_mean": float(np.mean([ratio[i] for i in valid])),
-        "ratio_min": float(ratio[worst]),
+        ]
+        if valid
+        else [],
+        "ratio_mean": float(np.mean([ratio[i] for i in valid])) if valid else float("nan"),
+        "ratio_min": float("nan") if worst is None else float(ratio[worst]),
         "least_varied_class": worst,
         "collapsed_classes": [i for i in valid if ratio[i] < COLLAPSE_RATIO],
-        "space": space,
+        "space": "pixels, standardised per image",
         "max_per_class": max_per_class,
     }
 

@@ -26,16 +26,11 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from .classifier import LeNet
+from .classifier import LeNet, to_tensor
 from .features import features
 
 VERSION = "fidelity-space/1"
 SPACES = ("lenet", "lenet+colour")
-
-
-def _float(images: np.ndarray) -> torch.Tensor:
-    """uint8 N x C x H x W -> float32 in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).float().div(127.5).sub(1.0)
 
 
 def random_conv_features(images: np.ndarray, seed: int = 0, width: int = 64) -> np.ndarray:
@@ -52,7 +47,7 @@ def random_conv_features(images: np.ndarray, seed: int = 0, width: int = 64) -> 
     b2 = torch.randn(2 * width, generator=g) * 0.1
     out = []
     with torch.no_grad():
-        for x in _float(images).split(512):
+        for x in to_tensor(images).split(512):
             h1 = F.relu(F.conv2d(x, w1, b1, padding=1))
             h2 = F.relu(
                 F.conv2d(F.avg_pool2d(h1, 2) if h1.shape[-1] >= 4 else h1, w2, b2, padding=1)
@@ -75,9 +70,7 @@ def colour_edge_features(images: np.ndarray, bins: int = 8) -> np.ndarray:
     if n == 0:
         return np.zeros((0, 0), np.float64)
     edges = torch.linspace(0, 1, bins + 1)[1:-1]
-    blocks = []
-    for ch in range(c):
-        blocks.append(_hist(x[:, ch], edges, bins))
+    blocks = [_hist(x[:, ch], edges, bins) for ch in range(c)]
     if c == 3:
         mx, mn = x.amax(1), x.amin(1)
         blocks.append(_hist((mx - mn) / (mx + 1e-3), edges, bins))
@@ -154,11 +147,9 @@ class FeatureSpace:
             return blocks["lenet"]
         if not self._stats:
             raise RuntimeError("FeatureSpace.fit(real_images) first")
-        parts = []
-        for k, f in blocks.items():
-            mu, scale = self._stats[k]
-            parts.append((f - mu) / scale)
-        return np.concatenate(parts, 1)
+        return np.concatenate(
+            [(f - self._stats[k][0]) / self._stats[k][1] for k, f in blocks.items()], 1
+        )
 
     def info(self) -> dict:
         blocks = {"lenet": "trained FD-LeNet, 128 features"}

@@ -19,15 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..data import ImageDataset
-from .classifier import (
-    IMAGES_SEEN,
-    LeNet,
-    Schedule,
-    accuracy,
-    embed,
-    fixed_schedule,
-    train_fixed,
-)
+from .classifier import IMAGES_SEEN, LeNet, Schedule, accuracy, embed, fixed_schedule, train_fixed
 
 VERSION = "lenet-features/2"
 
@@ -96,6 +88,4 @@ def feature_model(
     return model.eval(), {**info, "cached": False}
 
 
-def features(model: LeNet, images: np.ndarray) -> np.ndarray:
-    """N x 128 float64 features of uint8 images."""
-    return embed(model, images)
+features = embed  # N x 128 float64 features of uint8 images

@@ -35,14 +35,6 @@ def stats_table(real: np.ndarray, synthetic: dict[str, np.ndarray]) -> list[dict
     return rows
 
 
-def per_class_stats(images: np.ndarray, labels: np.ndarray, num_classes: int) -> list[dict]:
-    return [
-        {"class": k, **pixel_stats(images[labels == k])}
-        for k in range(num_classes)
-        if np.any(labels == k)
-    ]
-
-
 def per_class_diff(
     real: np.ndarray,
     real_labels: np.ndarray,

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ..privacy.ceiling import dp_auc_ceiling, dp_ceiling
+from .detection import delong_ci
 
 FPRS = (0.01, 0.001)
 __all__ = ["FPRS", "dp_auc_ceiling", "dp_ceiling", "exceeds_ceiling", "roc_summary"]
@@ -45,8 +46,6 @@ def roc_summary(
     y = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
     s = np.r_[member_scores, nonmember_scores]
     fpr, tpr, _ = roc_curve(y, s)
-    from .detection import delong_ci
-
     _, lo, hi = delong_ci(y, s)
     out = {
         "auc": float(roc_auc_score(y, s)),

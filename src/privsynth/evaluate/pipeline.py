@@ -126,6 +126,11 @@ class _Options:
     classifiers: tuple[str, ...]
     inception_weights: str | None
 
+    @property
+    def fit(self) -> dict:
+        """Every classifier's training keywords."""
+        return {"passes": self.passes, "seed": self.seed, "progress": self.progress}
+
 
 @dataclass
 class _Real:
@@ -143,8 +148,7 @@ class _Real:
     fx_info: dict
     space: Any
     f_train: np.ndarray  # fidelity-space features of the fidelity subset of train
-    f_members: np.ndarray  # LeNet features (the attacks'): members, non-members, reference
-    f_nonmembers: np.ndarray
+    f_candidates: np.ndarray  # LeNet features (the attacks'): members then non-members
     f_ref: np.ndarray
     floor: dict = field(default_factory=dict)
     trtr: dict = field(default_factory=dict)
@@ -174,46 +178,35 @@ def _real_side(train, hold, max_members, n_fidelity, cache_dir, opts: _Options) 
         fx_info=fx_info,
         space=space,
         f_train=space(train.images[fid_idx]),
-        f_members=features(extractor, xm),
-        f_nonmembers=l_nonmem[nonmem_idx],
+        f_candidates=np.concatenate([features(extractor, xm), l_nonmem[nonmem_idx]]),
         f_ref=f_ref,
     )
-    real.floor = _real_floor(real, space(nonmem.images), seed)
-    real.trtr = {
-        c: utility.trtr(
-            train.images,
-            train.labels,
-            hold.images,
-            hold.labels,
-            train.num_classes,
-            classifier=c,
-            passes=opts.passes,
-            seed=seed,
-            progress=opts.progress,
-        )
-        for c in opts.classifiers
-    }
+    real.floor = _real_floor(real, seed)
+    real.trtr = utility.per_classifier(
+        utility.trtr, train.images, train.labels, hold, opts.classifiers, **opts.fit
+    )
     return real
 
 
-def _real_floor(real: _Real, f_nonmem: np.ndarray, seed: int) -> dict:
-    """Real vs real (training split vs the non-member holdout half): the figures' floor."""
-    train, nonmem, f_train = real.train, real.nonmem, real.f_train
-    floor = {
-        "fd_lenet": fidelity.frechet(f_train, f_nonmem),
-        "kid_lenet": fidelity.kid(f_train, f_nonmem, seed=seed),
-        "prdc": fidelity.prdc_scores(f_train, f_nonmem, seed=seed),
+def _versus_train(real: _Real, images: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+    """FD, KID, PRDC (in the fidelity space) and within-class diversity of a set vs the
+    fidelity subset of the training split (what the generator imitated)."""
+    f, train = real.space(images), real.train
+    return {
+        "fd_lenet": fidelity.frechet(real.f_train, f),
+        "kid_lenet": fidelity.kid(real.f_train, f, seed=seed),
+        "prdc": fidelity.prdc_scores(real.f_train, f, seed=seed),
         "diversity": diversity.within_class_diversity(
-            train.images,
-            train.labels,
-            nonmem.images,
-            nonmem.labels,
-            train.num_classes,
-            seed=seed,
+            train.images, train.labels, images, labels, train.num_classes, seed=seed
         ),
     }
+
+
+def _real_floor(real: _Real, seed: int) -> dict:
+    """Real vs real (training split vs the non-member holdout half): the figures' floor."""
+    floor = _versus_train(real, real.nonmem.images, real.nonmem.labels, seed)
     floor["collapse_flags"] = diversity.collapse_flags(
-        floor["diversity"], floor["prdc"], None, train.class_names
+        floor["diversity"], floor["prdc"], None, real.train.class_names
     )
     return floor
 
@@ -262,18 +255,12 @@ def _evaluate_subject(subj: Subject, real: _Real, opts: _Options, imbalanced):
 
 def _subject_fidelity(subj: Subject, real: _Real, opts: _Options) -> tuple[dict, list[str]]:
     """The subject's fidelity figures and its plain-words collapse flags."""
-    train, seed, k = real.train, opts.seed, real.train.num_classes
-    f_syn = real.space(subj.images)
+    train = real.train
     fid = {
         "per_class_diff": fidelity.per_class_diff(
-            train.images, train.labels, subj.images, subj.labels, k
+            train.images, train.labels, subj.images, subj.labels, train.num_classes
         ),
-        "fd_lenet": fidelity.frechet(real.f_train, f_syn),
-        "kid_lenet": fidelity.kid(real.f_train, f_syn, seed=seed),
-        "prdc": fidelity.prdc_scores(real.f_train, f_syn, seed=seed),
-        "diversity": diversity.within_class_diversity(
-            train.images, train.labels, subj.images, subj.labels, k, seed=seed
-        ),
+        **_versus_train(real, subj.images, subj.labels, opts.seed),
     }
     flags = diversity.collapse_flags(
         fid["diversity"], fid["prdc"], real.floor["prdc"], train.class_names
@@ -289,21 +276,10 @@ def _subject_fidelity(subj: Subject, real: _Real, opts: _Options) -> tuple[dict,
 
 def _subject_utility(subj: Subject, real: _Real, opts: _Options, imbalanced) -> dict:
     """TSTR per classifier, the real-data TRTR beside it, and augmentation of the real data."""
-    train, hold, k = real.train, real.hold, real.train.num_classes
-    tstr = {
-        c: utility.tstr(
-            subj.images,
-            subj.labels,
-            hold.images,
-            hold.labels,
-            k,
-            classifier=c,
-            passes=opts.passes,
-            seed=opts.seed,
-            progress=opts.progress,
-        )
-        for c in opts.classifiers
-    }
+    train, hold = real.train, real.hold
+    tstr = utility.per_classifier(
+        utility.tstr, subj.images, subj.labels, hold, opts.classifiers, **opts.fit
+    )
     aug = utility.augmentation(
         train.images,
         train.labels,
@@ -311,11 +287,9 @@ def _subject_utility(subj: Subject, real: _Real, opts: _Options, imbalanced) -> 
         subj.labels,
         hold.images,
         hold.labels,
-        k,
-        seed=opts.seed,
-        progress=opts.progress,
+        train.num_classes,
         baseline=imbalanced,
-        passes=opts.passes,
+        **opts.fit,
     )
     return {
         "protocol": utility.PROTOCOL,
@@ -357,16 +331,16 @@ def _result(real: _Real, subjects: list, models: list[dict], separate: bool) -> 
 def _privacy(subj: Subject, real: _Real, f_syn: np.ndarray, seed: int) -> dict:
     """Membership attacks (members vs non-members) against the DP ceiling, and DCR."""
     (xm, ym), (xn, yn), ref = real.members, real.nonmembers, real.ref
-    cand, cand_y = np.concatenate([xm, xn]), np.concatenate([ym, yn])
-    m = len(xm)
-    scores = privacy.gan_leaks(cand, cand_y, subj.images, subj.labels, ref.images, ref.labels)
-    scores["monte_carlo"], radius = privacy.monte_carlo(cand, cand_y, subj.images, subj.labels)
-    f_candidates = np.concatenate([real.f_members, real.f_nonmembers])
-    scores["domias"] = privacy.domias(f_candidates, f_syn, real.f_ref, seed=seed)
-    synth = subj.synthesizer  # None for a synthetic set read from files (no model)
-    white = synth.membership_scores(cand, cand_y) if synth is not None else None
-    if white is not None:
-        scores["white_box"] = np.asarray(white, dtype=np.float64)
+    candidates, m = (np.concatenate([xm, xn]), np.concatenate([ym, yn])), len(xm)
+    domias = privacy.domias(real.f_candidates, f_syn, real.f_ref, seed=seed)
+    # subj.synthesizer is None for a synthetic set read from files (no model, no white box)
+    scores, radius = privacy.membership_scores(
+        candidates,
+        (subj.images, subj.labels),
+        (ref.images, ref.labels),
+        subj.synthesizer,
+        {"domias": domias},
+    )
     attacks = {
         name: mia.roc_summary(s[:m], s[m:], subj.epsilon, subj.delta) for name, s in scores.items()
     }
@@ -383,14 +357,15 @@ def _privacy(subj: Subject, real: _Real, f_syn: np.ndarray, seed: int) -> dict:
 def _shareable(card: dict | None) -> dict | None:
     if card is None:
         return None
-    card = {**card, "data": dict(card.get("data") or {})}
-    card["data"].pop("check", None)
-    card["data"].pop("dataset_key", None)
+    card = {**card, "data": _without(card.get("data") or {}, "check", "dataset_key")}
     led = (card.get("privacy") or {}).get("ledger")
     if isinstance(led, dict) and "dataset_key" in led:
-        card["privacy"] = {**card["privacy"], "ledger": {**led}}
-        card["privacy"]["ledger"].pop("dataset_key")
+        card["privacy"] = {**card["privacy"], "ledger": _without(led, "dataset_key")}
     return card
+
+
+def _without(d: dict, *keys: str) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
 
 
 def _plain(obj):

@@ -21,24 +21,24 @@ def _flat(images: np.ndarray) -> torch.Tensor:
 def distance_blocks(
     queries: np.ndarray, q_labels: np.ndarray | None, pool: np.ndarray, p_labels: np.ndarray | None
 ):
-    """Yield (query indices, distance matrix to the same-class pool) per class; one block without
-    labels. A class absent from the pool falls back to the whole pool."""
+    """Yield (query indices, pool indices, distance matrix) per class: the same-class pool, or the
+    whole pool for a class it lacks; one block without labels."""
     q, p = _flat(queries), _flat(pool)
     if q_labels is None or p_labels is None:
-        yield np.arange(len(q)), torch.cdist(q, p).numpy()
+        yield np.arange(len(q)), np.arange(len(p)), torch.cdist(q, p).numpy()
         return
     for k in np.unique(q_labels):
         qi = np.flatnonzero(q_labels == k)
         pi = np.flatnonzero(p_labels == k)
         if len(pi) == 0:
             pi = np.arange(len(p))
-        yield qi, torch.cdist(q[qi], p[pi]).numpy()
+        yield qi, pi, torch.cdist(q[qi], p[pi]).numpy()
 
 
 def nearest_distance(queries, q_labels, pool, p_labels) -> np.ndarray:
     """Distance from each query to its nearest pool image (same class when labels are given)."""
     out = np.empty(len(queries))
-    for qi, d in distance_blocks(queries, q_labels, pool, p_labels):
+    for qi, _, d in distance_blocks(queries, q_labels, pool, p_labels):
         out[qi] = d.min(1)
     return out
 
@@ -64,15 +64,28 @@ def monte_carlo(
     of all candidates (their median heuristic). Ties are broken by the nearest distance."""
     blocks = list(distance_blocks(candidates, c_labels, synthetic, s_labels))
     nearest = np.empty(len(candidates))
-    for qi, d in blocks:
+    for qi, _, d in blocks:
         nearest[qi] = d.min(1)
     if radius is None:
         radius = float(np.median(nearest))
     score = np.empty(len(candidates))
-    for qi, d in blocks:
+    for qi, _, d in blocks:
         score[qi] = (d <= radius).mean(1)
     scale = max(float(nearest.max()), 1e-12)
     return score - 1e-6 * nearest / scale, radius
+
+
+def membership_scores(candidates, synthetic, reference, synthesizer, extra=None) -> tuple:
+    """Every attack's scores per candidate: the black-box ones, then ``extra`` (e.g. DOMIAS),
+    then white-box when ``synthesizer`` exposes ``membership_scores``; and the Monte-Carlo
+    radius. ``candidates``, ``synthetic`` and ``reference`` are (images, labels) pairs."""
+    scores = gan_leaks(*candidates, *synthetic, *reference)
+    scores["monte_carlo"], radius = monte_carlo(*candidates, *synthetic)
+    scores.update(extra or {})
+    white = synthesizer.membership_scores(*candidates) if synthesizer is not None else None
+    if white is not None:
+        scores["white_box"] = np.asarray(white, dtype=np.float64)
+    return scores, radius
 
 
 def domias(
@@ -107,13 +120,8 @@ def dcr(members, m_labels, nonmembers, n_labels, synthetic, s_labels) -> dict:
     is_member = np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
     closer = np.empty(len(synthetic), bool)
     nearest_d = np.empty(len(synthetic))
-    for si, d in distance_blocks(synthetic, s_labels, real, labels):
-        if labels is not None and np.any(labels == s_labels[si[0]]):
-            pool = np.flatnonzero(labels == s_labels[si[0]])
-        else:
-            pool = np.arange(len(real))
-        j = d.argmin(1)
-        closer[si] = is_member[pool[j]]
+    for si, pool, d in distance_blocks(synthetic, s_labels, real, labels):
+        closer[si] = is_member[pool[d.argmin(1)]]
         nearest_d[si] = d.min(1)
     d_m = nearest_distance(members, m_labels, synthetic, s_labels)
     d_n = nearest_distance(nonmembers, n_labels, synthetic, s_labels)

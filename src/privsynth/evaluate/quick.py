@@ -9,11 +9,10 @@ Fréchet distances and privacy attacks is ``privsynth evaluate``.
 
 from __future__ import annotations
 
+from ..report.markdown import CLASSIFIER_NAMES
 from .diversity import collapse_flags, within_class_diversity
 from .fidelity import stats_table
-from .utility import DEFAULT_PASSES, balanced_labels, check_classifier, trtr, tstr
-
-NETWORKS = {"lenet": "LeNet", "resnet": "ResNet"}
+from .utility import DEFAULT_PASSES, balanced_labels, check_classifier, per_classifier, trtr, tstr
 
 
 def quick_evaluate(
@@ -32,32 +31,9 @@ def quick_evaluate(
     n = n_synthetic or len(train)
     images, labels = run.sample(n, labels=balanced_labels(n, k, seed), seed=seed)
     div = within_class_diversity(train.images, train.labels, images, labels, k, seed=seed)
-    t = {
-        c: tstr(
-            images,
-            labels,
-            holdout.images,
-            holdout.labels,
-            k,
-            classifier=c,
-            passes=passes,
-            seed=seed,
-        )
-        for c in classifiers
-    }
-    r = {
-        c: trtr(
-            train.images,
-            train.labels,
-            holdout.images,
-            holdout.labels,
-            k,
-            classifier=c,
-            passes=passes,
-            seed=seed,
-        )
-        for c in classifiers
-    }
+    kw = dict(passes=passes, seed=seed)
+    t = per_classifier(tstr, images, labels, holdout, classifiers, **kw)
+    r = per_classifier(trtr, train.images, train.labels, holdout, classifiers, **kw)
     return {
         "stats": stats_table(holdout.images, {run.method: images}),
         "diversity": div,
@@ -105,7 +81,7 @@ def markdown(result: dict, card: dict) -> str:
     ]
     for c in result["classifiers"]:
         lines.append(
-            f"| {NETWORKS.get(c, c)} | **{result['tstr'][c]['accuracy']:.1%}** | "
+            f"| {CLASSIFIER_NAMES.get(c, c)} | **{result['tstr'][c]['accuracy']:.1%}** | "
             f"{result['trtr'][c]['accuracy']:.1%} |"
         )
     return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ class Subject:
     card: dict | None = None
     synthesizer: Any = None  # a models.base.Method (membership_scores), or None
     source: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def from_run(
@@ -48,11 +47,10 @@ def from_run(
     n = n or len(train)
     images, labels = run.sample(n, labels=balanced_labels(n, len(run.class_names), seed), seed=seed)
     name = Path(path).name or str(path)
-    return (
-        Subject(name, images, labels, run.epsilon, run.delta, run.card, run.synthesizer, str(path)),
-        train,
-        holdout,
+    subj = Subject(
+        name, images, labels, run.epsilon, run.delta, run.card, run.synthesizer, str(path)
     )
+    return subj, train, holdout
 
 
 def load_synthetic(
@@ -78,9 +76,9 @@ def load_synthetic(
             if labels.min() < 0 or labels.max() >= len(class_names):
                 raise DataError(f"{path}: labels must be 0..{len(class_names) - 1}")
         return images, labels
-    ds = load_folder(DataSource(str(path), channels=channels)) if path.is_dir() else None
-    if ds is None:
+    if not path.is_dir():
         raise DataError(f"'{path}': pass a folder of class sub-folders or an .npz file")
+    ds = load_folder(DataSource(str(path), channels=channels))
     labels = _rename(np.asarray([ds.class_names[i] for i in ds.labels]), class_names, path)
     return ds.images, labels
 
@@ -142,12 +140,8 @@ def from_synthetic(
             f"synthetic images are {images.shape[1:]} but the real ones are "
             f"{ds.images.shape[1:]}; pass --image-size or resample"
         )
-    name = Path(path).stem or str(path)
-    return (
-        Subject(name, images, labels, source=str(path)),
-        ds.subset(parts.train),
-        ds.subset(parts.holdout),
-    )
+    subj = Subject(Path(path).stem or str(path), images, labels, source=str(path))
+    return subj, ds.subset(parts.train), ds.subset(parts.holdout)
 
 
 def load_subjects(runs, synthetic, data, holdout, split_seed, image_size, n_synthetic, seed):
@@ -155,24 +149,21 @@ def load_subjects(runs, synthetic, data, holdout, split_seed, image_size, n_synt
     (``--holdout PATH`` here or in training) rather than a random split of one source."""
     if not runs and synthetic is None:
         raise ConfigError("nothing to evaluate: pass run folders and/or --synthetic PATH --data D")
-    subjects, splits, separate = [], [], False
-    for r in runs:
-        subj, train, hold = from_run(r, data, n_synthetic, seed)
-        subjects.append(subj)
-        splits.append((train, hold, str(r)))
-        separate |= is_holdout_path(((subj.card or {}).get("train") or {}).get("holdout"))
+    loaded = [(str(r), *from_run(r, data, n_synthetic, seed)) for r in runs]
+    separate = any(
+        is_holdout_path(((s.card or {}).get("train") or {}).get("holdout")) for _, s, _, _ in loaded
+    )
     if synthetic is not None:
         subj, train, hold = from_synthetic(synthetic, data, holdout, split_seed, image_size)
         keep = balanced_subset(subj.labels, n_synthetic, train.num_classes, seed)
         subj.images, subj.labels = subj.images[keep], subj.labels[keep]
-        subjects.append(subj)
-        splits.append((train, hold, str(synthetic)))
+        loaded.append((str(synthetic), subj, train, hold))
         separate |= is_holdout_path(holdout)
-    train, hold, first = splits[0]
-    for t, h, name in splits[1:]:
+    first, _, train, hold = loaded[0]
+    for name, _, t, h in loaded[1:]:
         if t.fingerprint != train.fingerprint or h.fingerprint != hold.fingerprint:
             raise ConfigError(
                 f"'{name}' uses a different dataset or train/holdout split than "
                 f"'{first}'; evaluate runs of one dataset and split together"
             )
-    return subjects, train, hold, separate
+    return [subj for _, subj, _, _ in loaded], train, hold, separate

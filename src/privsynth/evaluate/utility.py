@@ -1,17 +1,12 @@
 """Utility: train on synthetic, test on the real holdout (TSTR), next to train on real (TRTR).
 
-The protocol (docs/evaluation.md, "Utility protocol"):
-- the synthetic training set is ``n_synthetic`` images sampled class-balanced from the generator
-  (DPImageBench uses 60,000; `evaluate` defaults to `DEFAULT_N_SYNTHETIC`);
-- two classifiers, side by side: a LeNet (the field's usual yardstick) and a small ResNet (a
-  stronger learner that shows what the images hold), trained by the one loop of
-  `classifier.train_fixed`;
-- a fixed schedule, no model selection: whole epochs chosen from the training-set size alone
-  (`classifier.fixed_schedule`: about ``passes`` images seen, at least one full pass; SGD
-  Nesterov, one-cycle learning rate, label smoothing, random crops, flips for colour only), the
-  last epoch is reported. Nothing reads the holdout before the single final test, and a
-  collapsed synthetic set has no validation split of its own to flatter itself on;
-- TRTR uses the same classifier, the same rule and the same holdout, on the real training split.
+The protocol (docs/evaluation.md, "Utility protocol"): ``n_synthetic`` images sampled
+class-balanced from the generator (DPImageBench uses 60,000; `evaluate` defaults to
+`DEFAULT_N_SYNTHETIC`); a LeNet (the field's yardstick) and a small ResNet (a stronger learner)
+side by side, each trained by `classifier.train_fixed` on a fixed schedule with no model
+selection, so the holdout is read once, for the final test and a collapsed synthetic set has no
+validation split of its own to flatter itself on. TRTR: the same classifier, rule and holdout on
+the real training split.
 """
 
 from __future__ import annotations
@@ -51,13 +46,10 @@ def balanced_labels(n: int, num_classes: int, seed: int = 0) -> np.ndarray:
 def balanced_subset(labels: np.ndarray, n: int, num_classes: int, seed: int = 0) -> np.ndarray:
     """Indices of up to ``n`` images, as class-balanced as ``labels`` allows (seeded)."""
     rng = np.random.default_rng(seed)
-    pools = [list(rng.permutation(np.flatnonzero(labels == k))) for k in range(num_classes)]
-    chosen: list[int] = []
-    while len(chosen) < n and any(pools):
-        for pool in pools:
-            if pool and len(chosen) < n:
-                chosen.append(pool.pop())
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+    pools = [rng.permutation(np.flatnonzero(labels == k))[::-1] for k in range(num_classes)]
+    # round robin: every class's r-th image comes before any class's (r+1)-th
+    ranked = sorted((r, k, i) for k, pool in enumerate(pools) for r, i in enumerate(pool))
+    return np.sort(np.asarray([i for _, _, i in ranked[:n]], dtype=np.int64))
 
 
 def fit_and_test(
@@ -111,60 +103,33 @@ def tstr(
     holdout_images: np.ndarray,
     holdout_labels: np.ndarray,
     num_classes: int | None = None,
-    *,
-    classifier: str = "lenet",
-    passes: int = DEFAULT_PASSES,
-    epochs: int | None = None,
-    seed: int = 0,
-    progress: bool = False,
+    **kw,
 ) -> dict:
     """Train on synthetic, test on the real holdout: ``{"accuracy": ..., "epochs": ...,
-    "per_class": [...], "seconds": ..., ...}``. Images uint8 N x C x H x W, labels 0..K-1.
+    "per_class": [...], "seconds": ..., ...}``. Images uint8 N x C x H x W, labels 0..K-1;
+    ``kw``: `fit_and_test`'s classifier, passes, epochs, seed, progress.
 
     Trains on every synthetic image given (sample them class-balanced, e.g. with
     `balanced_labels`); the holdout is read once, for the final test."""
+    kw.setdefault("desc", f"TSTR {kw.get('classifier', 'lenet')}")
     return fit_and_test(
-        synth_images,
-        synth_labels,
-        holdout_images,
-        holdout_labels,
-        num_classes,
-        classifier=classifier,
-        passes=passes,
-        epochs=epochs,
-        seed=seed,
-        progress=progress,
-        desc=f"TSTR {classifier}",
+        synth_images, synth_labels, holdout_images, holdout_labels, num_classes, **kw
     )
 
 
-def trtr(
-    train_images: np.ndarray,
-    train_labels: np.ndarray,
-    holdout_images: np.ndarray,
-    holdout_labels: np.ndarray,
-    num_classes: int | None = None,
-    *,
-    classifier: str = "lenet",
-    passes: int = DEFAULT_PASSES,
-    epochs: int | None = None,
-    seed: int = 0,
-    progress: bool = False,
-) -> dict:
-    """The reference: the same classifier and rule trained on the real (private) training split."""
-    return fit_and_test(
-        train_images,
-        train_labels,
-        holdout_images,
-        holdout_labels,
-        num_classes,
-        classifier=classifier,
-        passes=passes,
-        epochs=epochs,
-        seed=seed,
-        progress=progress,
-        desc=f"TRTR {classifier}",
-    )
+def trtr(train_images: np.ndarray, train_labels: np.ndarray, *holdout, **kw) -> dict:
+    """The reference: the same classifier and rule trained on the real (private) training split
+    (``holdout``: images, labels and num_classes, as for `tstr`)."""
+    kw.setdefault("desc", f"TRTR {kw.get('classifier', 'lenet')}")
+    return tstr(train_images, train_labels, *holdout, **kw)
+
+
+def per_classifier(fit, images, labels, test, classifiers, **kw) -> dict:
+    """``fit`` (`tstr` or `trtr`) once per classifier name, tested on the ``test`` dataset."""
+    return {
+        c: fit(images, labels, test.images, test.labels, test.num_classes, classifier=c, **kw)
+        for c in classifiers
+    }
 
 
 def imbalance_split(
@@ -204,18 +169,12 @@ def augmentation(
     ``baseline`` reuses an earlier imbalanced-real result (it does not depend on the model)."""
     idx, minority = imbalance_split(train_labels, num_classes, keep, seed)
     xr, yr = train_images[idx], train_labels[idx]
-    if baseline is None:
-        baseline = fit_and_test(
-            xr,
-            yr,
-            test_images,
-            test_labels,
-            num_classes,
-            passes=passes,
-            seed=seed,
-            progress=progress,
-            desc="imbalanced real",
-        )
+
+    def fit(x, y, desc):
+        kw = dict(passes=passes, seed=seed, progress=progress, desc=desc)
+        return fit_and_test(x, y, test_images, test_labels, num_classes, **kw)
+
+    baseline = baseline or fit(xr, yr, "imbalanced real")
     target = int(np.bincount(yr, minlength=num_classes)[: num_classes // 2].mean())
     rng = np.random.default_rng(seed)
     add = []
@@ -225,17 +184,7 @@ def augmentation(
         add.append(rng.choice(pool, min(need, len(pool)), replace=False) if len(pool) else pool)
     add = np.concatenate(add).astype(np.int64)
     xa, ya = np.concatenate([xr, synth_images[add]]), np.concatenate([yr, synth_labels[add]])
-    augmented = fit_and_test(
-        xa,
-        ya,
-        test_images,
-        test_labels,
-        num_classes,
-        passes=passes,
-        seed=seed,
-        progress=progress,
-        desc="real + synthetic",
-    )
+    augmented = fit(xa, ya, "real + synthetic")
     mean_minor = lambda r: float(np.nanmean([r["per_class"][k] for k in minority]))
     return {
         "minority_classes": minority,

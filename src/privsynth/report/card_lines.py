@@ -13,83 +13,83 @@ from .card_text import (
 )
 
 
+def _row(label: str, text) -> str:
+    return f"  {label:<11} {text}"
+
+
 def format_card(card: dict, spend: dict | None = None) -> str:
     """The card as text. ``spend``: the dataset's ledger total (default: the card's snapshot)."""
-    pv, data = card["privacy"], card["data"]
+    data = card["data"]
     shape = "x".join(map(str, data.get("image_shape", [])))
+    auto = "  (chosen by --method auto)" if card.get("method_choice") else ""
     lines = [
         f"privsynth run {card['run_id']}  [{card['status']}]",
-        f"  method      {card['method']}"
-        + ("  (chosen by --method auto)" if card.get("method_choice") else ""),
-        f"  data        {data.get('name')}  ({shape}, {len(data.get('classes', []))} classes)",
+        _row("method", card["method"] + auto),
+        _row("data", f"{data.get('name')}  ({shape}, {len(data.get('classes', []))} classes)"),
     ]
     if not card.get("private"):
-        lines.append("  privacy     NONE — epsilon = infinity (non-private baseline)")
+        lines.append(_row("privacy", "NONE — epsilon = infinity (non-private baseline)"))
     else:
-        eps = pv.get("epsilon")
-        lines.append(
-            f"  privacy     ({eps:.4g}, {pv['delta']:.3g})-DP per {pv['unit']}"
-            if isinstance(eps, (int, float))
-            else f"  privacy     {unfinished_dp(card)}"
-            if card.get("status") == "diverged"
-            else f"  privacy     (training not finished) {unfinished_dp(card)}"
-        )
-        sgd = pv.get("dp_sgd")
-        gaussian = pv.get("mechanism", {}).get("name") == "gaussian"
-        if sgd:
-            with_release = (
-                ", with the warm-up release" if sgd.get("includes_warmup_release") else ""
-            )
-            lines.append(
-                f"  {'Gaussian' if gaussian else 'DP-SGD':<11} epsilon "
-                f"{sgd['epsilon']:.4g} at delta {sgd['delta']:.3g} "
-                f"({sgd['accountant']} accountant, computed from what ran"
-                f"{with_release})"
-            )
-            lines.append(
-                f"              sigma {sgd['noise_multiplier']:.4g}, one release on all "
-                f"training images, sensitivity C {sgd['max_grad_norm']}"
-                if gaussian
-                else f"              sigma {sgd['noise_multiplier']:.4g}, "
-                f"q {sgd['sample_rate']:.4g} "
-                f"(Poisson, batch size {sgd.get('batch_size') or '?'}), {sgd['steps']} "
-                f"steps, clip C {sgd['max_grad_norm']}"
-            )
-        lines += _warmup_lines(pv.get("warmup"))
-        counts = pv.get("class_proportions", {})
-        if counts.get("mechanism", "uniform") != "uniform":
-            when = (
-                "released" if counts.get("values") is not None else "to be released after training"
-            )
-            lines.append(
-                f"  classes     proportions {when} with {counts['mechanism']} "
-                f"(epsilon {counts['epsilon']:.3g})"
-            )
-        size = size_sentence(pv.get("neighbouring"))
-        if size:
-            lines.append(f"  size        {size}")
-        if pv.get("ledger"):
-            led = pv["ledger"]
-            lines.append(
-                "  ledger      this dataset's total epsilon "
-                f"{led['dataset_epsilon_spent']:.4g} by "
-                f"{led['composition'].split(':')[0]} when this run finished"
-                + (f" ({led['location']})" if led.get("location") else "")
-            )
-        total = spend_line(spend or pv.get("dataset_spend"))
-        if total:
-            lines.append(f"  dataset     total spend {total}")
-        for note in pv.get("warnings", []):
-            lines.append(f"  warning     {note}")
-        if not_covered(card):
-            lines.append(f"  not covered {not_covered(card)}")
-    lines.append(f"  in words    {plain_language(card)}")
+        lines += _dp_lines(card, spend)
+    lines.append(_row("in words", plain_language(card)))
     public = public_data_sentence(card)
     if public:
-        lines.append(f"              {public}")
+        lines.append(f"{'':14}{public}")
     if "progress" in card:
-        lines.append(f"  progress    {card['progress']}")
+        lines.append(_row("progress", card["progress"]))
     return "\n".join(lines)
+
+
+def _dp_lines(card: dict, spend: dict | None) -> list[str]:
+    """A DP run's guarantee, mechanism, releases, spend and caveats."""
+    pv = card["privacy"]
+    eps = pv.get("epsilon")
+    if isinstance(eps, (int, float)):
+        lines = [_row("privacy", f"({eps:.4g}, {pv['delta']:.3g})-DP per {pv['unit']}")]
+    else:
+        unfinished = "" if card.get("status") == "diverged" else "(training not finished) "
+        lines = [_row("privacy", unfinished + str(unfinished_dp(card)))]
+    sgd = pv.get("dp_sgd")
+    gaussian = pv.get("mechanism", {}).get("name") == "gaussian"
+    if sgd:
+        with_release = ", with the warm-up release" if sgd.get("includes_warmup_release") else ""
+        how = (
+            f"one release on all training images, sensitivity C {sgd['max_grad_norm']}"
+            if gaussian
+            else f"q {sgd['sample_rate']:.4g} (Poisson, batch size "
+            f"{sgd.get('batch_size') or '?'}), {sgd['steps']} steps, clip C {sgd['max_grad_norm']}"
+        )
+        lines += [
+            _row(
+                "Gaussian" if gaussian else "DP-SGD",
+                f"epsilon {sgd['epsilon']:.4g} at delta {sgd['delta']:.3g} ({sgd['accountant']} "
+                f"accountant, computed from what ran{with_release})",
+            ),
+            f"{'':14}sigma {sgd['noise_multiplier']:.4g}, {how}",
+        ]
+    lines += _warmup_lines(pv.get("warmup"))
+    counts = pv.get("class_proportions", {})
+    when = "released" if counts.get("values") is not None else "to be released after training"
+    led, total = pv.get("ledger"), spend_line(spend or pv.get("dataset_spend"))
+    optional = [
+        (
+            "classes",
+            counts.get("mechanism", "uniform") != "uniform"
+            and f"proportions {when} with {counts['mechanism']} (epsilon {counts['epsilon']:.3g})",
+        ),
+        ("size", size_sentence(pv.get("neighbouring"))),
+        (
+            "ledger",
+            led
+            and f"this dataset's total epsilon {led['dataset_epsilon_spent']:.4g} by "
+            f"{led['composition'].split(':')[0]} when this run finished"
+            + (f" ({led['location']})" if led.get("location") else ""),
+        ),
+        ("dataset", total and f"total spend {total}"),
+        *(("warning", note) for note in pv.get("warnings", [])),
+        ("not covered", not_covered(card)),
+    ]
+    return lines + [_row(label, text) for label, text in optional if text]
 
 
 def _warmup_lines(warm: dict | None) -> list[str]:

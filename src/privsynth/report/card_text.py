@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+from .markdown import CLASSIFIER_NAMES
+
 LICENSE_UNSET = "other"
 
 
@@ -267,43 +269,32 @@ def _method_lines(card: dict) -> list[str]:
 def _guarantee_lines(card: dict) -> list[str]:
     """The Privacy guarantee section: plain words, then the mechanism, releases and spend."""
     pv = card.get("privacy") or {}
-    lines = ["## Privacy guarantee", "", plain_language(card), ""]
-    public = public_data_sentence(card)
-    if public:
-        lines += [public, ""]
-    if pv.get("guarantee"):
-        lines += [f"Formally: {pv['guarantee']}", ""]
-    sgd = pv.get("dp_sgd")
-    if sgd:
-        one_release = (pv.get("mechanism") or {}).get("name") == "gaussian"
-        lines += [
-            (
-                f"One Gaussian release: noise multiplier σ = {sgd['noise_multiplier']:.4g}, "
-                f"sensitivity C = {sgd['max_grad_norm']}"
-                if one_release
-                else f"DP-SGD: noise multiplier σ = {sgd['noise_multiplier']:.4g}, Poisson "
-                f"sample rate q = {sgd['sample_rate']:.4g}, {sgd['steps']} steps, clip C = "
-                f"{sgd['max_grad_norm']}"
-            )
-            + f"; ε computed by the Opacus `{sgd['accountant']}` accountant from what ran.",
-            "",
-        ]
-    size = pv.get("size_release")
-    if size:
-        lines += [
-            f"Size release: the number of training images with Gaussian noise σ = "
-            f"{size['sigma']:.4g} (sensitivity 1), released first and composed in the same "
-            "accountant; the sampling rate and the default δ are computed from it.",
-            "",
-        ]
+    sgd, size = pv.get("dp_sgd"), pv.get("size_release")
     spend = spend_line(pv.get("dataset_spend"))
-    if spend:
-        lines += [
-            f"This dataset's total spend in the privacy ledger when this card was written: "
-            f"{spend}.",
-            "",
-        ]
-    return lines
+    one_release = (pv.get("mechanism") or {}).get("name") == "gaussian"
+    paragraphs = [
+        plain_language(card),
+        public_data_sentence(card),
+        pv.get("guarantee") and f"Formally: {pv['guarantee']}",
+        sgd
+        and (
+            f"One Gaussian release: noise multiplier σ = {sgd['noise_multiplier']:.4g}, "
+            f"sensitivity C = {sgd['max_grad_norm']}"
+            if one_release
+            else f"DP-SGD: noise multiplier σ = {sgd['noise_multiplier']:.4g}, Poisson "
+            f"sample rate q = {sgd['sample_rate']:.4g}, {sgd['steps']} steps, clip C = "
+            f"{sgd['max_grad_norm']}"
+        )
+        + f"; ε computed by the Opacus `{sgd['accountant']}` accountant from what ran.",
+        size
+        and f"Size release: the number of training images with Gaussian noise σ = "
+        f"{size['sigma']:.4g} (sensitivity 1), released first and composed in the same "
+        "accountant; the sampling rate and the default δ are computed from it.",
+        spend
+        and f"This dataset's total spend in the privacy ledger when this card was written: "
+        f"{spend}.",
+    ]
+    return ["## Privacy guarantee", "", *(line for p in paragraphs if p for line in (p, ""))]
 
 
 HOW_TO_SAMPLE = [
@@ -335,7 +326,7 @@ def _evaluation_lines(evaluation: dict | None, exported: bool) -> list[str]:
     if evaluation and "tstr_accuracy" in evaluation:
         # quick_eval.json lists its classifiers; the headline figures are the first one's
         first = (evaluation.get("classifiers") or [evaluation.get("classifier", "CNN")])[0]
-        classifier = {"lenet": "LeNet", "resnet": "ResNet"}.get(first, first)
+        classifier = CLASSIFIER_NAMES.get(first, first)
         return [
             EVALUATION_HEADING,
             "",
@@ -352,21 +343,17 @@ def _evaluation_lines(evaluation: dict | None, exported: bool) -> list[str]:
             "",
         ]
     if exported:
-        return [
-            "## Evaluation",
-            "",
+        why = (
             "No evaluation figures are published with this model: they are computed on the "
             "private data without differential privacy (`privsynth export --include-evaluation` "
-            "adds them, marked as not covered by the guarantee).",
-            "",
-        ]
-    return [
-        "## Evaluation",
-        "",
-        "No evaluation stored with this run (`privsynth evaluate RUN --out eval/` "
-        "measures fidelity, utility and privacy risk).",
-        "",
-    ]
+            "adds them, marked as not covered by the guarantee)."
+        )
+    else:
+        why = (
+            "No evaluation stored with this run (`privsynth evaluate RUN --out eval/` "
+            "measures fidelity, utility and privacy risk)."
+        )
+    return ["## Evaluation", "", why, ""]
 
 
 def _yaml_str(text: str) -> str:

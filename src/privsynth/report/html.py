@@ -9,9 +9,16 @@ import time
 
 from ..atomic import atomic_path
 from .card_lines import format_card
-from .gallery import gallery_png
-from .grid import grid_png
-from .markdown import CLASSIFIER_NAMES, collapse_text, eps_text, fmt, spread_text
+from .grid import gallery_png, grid_png
+from .markdown import (
+    CLASSIFIER_NAMES,
+    accuracy_cells,
+    classifiers_of,
+    collapse_text,
+    eps_text,
+    fmt,
+    spread_text,
+)
 from .plots import roc_png
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1150px;color:#222}
@@ -186,19 +193,12 @@ def _fidelity(result: dict) -> list[str]:
             "these LeNet features next to a fixed random conv net and colour / edge "
             "statistics, each block standardised on the real images.</p>"
         )
-    fl = result["real_floor"]
-    rows = [
-        [
-            "real holdout (floor)",
-            f"{fl['fd_lenet']:.2f}",
-            f"{1e3 * fl['kid_lenet']['mean']:.2f}",
-            *(f"{fl['prdc'][c]:.3f}" for c in PRDC),
-            spread_text(fl.get("diversity")),
-            verdict(fl.get("collapse_flags", [])),
-            "–",
-        ]
+    floor = result["real_floor"]
+    rows = [_fidelity_row("real holdout (floor)", floor, floor.get("collapse_flags", []), True)]
+    rows += [
+        _fidelity_row(html.escape(m["name"]), m["fidelity"], m.get("collapse_flags", []))
+        for m in result["models"]
     ]
-    rows += [_fidelity_row(m) for m in result["models"]]
     out.append(table(FIDELITY_HEADER, rows))
     out.append(
         "<p class='note'>A low Fréchet distance alone does not mean varied images: a "
@@ -217,15 +217,16 @@ def _fidelity(result: dict) -> list[str]:
     return out
 
 
-def _fidelity_row(m: dict) -> list:
-    f = m["fidelity"]
+def _fidelity_row(name: str, f: dict, flags: list[str], floor: bool = False) -> list:
+    """One row (the real floor's shows no KID spread and has no Inception FID)."""
+    kid_std = "" if floor else f" ± {1e3 * f['kid_lenet']['std']:.2f}"
     return [
-        html.escape(m["name"]),
+        name,
         f"{f['fd_lenet']:.2f}",
-        f"{1e3 * f['kid_lenet']['mean']:.2f} ± {1e3 * f['kid_lenet']['std']:.2f}",
+        f"{1e3 * f['kid_lenet']['mean']:.2f}{kid_std}",
         *(f"{f['prdc'][c]:.3f}" for c in PRDC),
         spread_text(f.get("diversity")),
-        verdict(m.get("collapse_flags", [])),
+        verdict(flags),
         fmt(f.get("fid_inception"), ".2f"),
     ]
 
@@ -252,9 +253,7 @@ def _detection(result: dict) -> list[str]:
 
 
 def _utility(result: dict) -> list[str]:
-    classifiers = (
-        result["models"][0]["utility"].get("classifiers", ["lenet"]) if result["models"] else []
-    )
+    classifiers = classifiers_of(result)
     names = [CLASSIFIER_NAMES.get(c, c) for c in classifiers]
     intro = (
         "<h2>Utility: train on synthetic, test on real (TSTR) vs train on real (TRTR)</h2>"
@@ -284,8 +283,8 @@ def _utility_row(m: dict, classifiers: list[str]) -> list:
     return [
         html.escape(m["name"]),
         m["n_synthetic"],
-        *(f"{u['tstr'][c]['accuracy']:.1%}" if c in u["tstr"] else "–" for c in classifiers),
-        *(f"{u['trtr'][c]['accuracy']:.1%}" if c in u["trtr"] else "–" for c in classifiers),
+        *accuracy_cells(u, "tstr", classifiers),
+        *accuracy_cells(u, "trtr", classifiers),
         f"{a['minority_accuracy']['imbalanced_real']:.1%}",
         f"{a['minority_accuracy']['real_plus_synthetic']:.1%}",
         f"{a['real_plus_synthetic']['accuracy']:.1%}",

@@ -61,6 +61,11 @@ def accuracy_cells(u: dict, kind: str, classifiers: list[str]) -> list[str]:
     return [f"{u[kind][c]['accuracy']:.1%}" if c in u[kind] else "–" for c in classifiers]
 
 
+def classifiers_of(result: dict) -> list[str]:
+    """The TSTR/TRTR classifiers (the first model's: every model is evaluated with the same)."""
+    return result["models"][0]["utility"].get("classifiers", ["lenet"]) if result["models"] else []
+
+
 def summary(result: dict) -> str:
     ds = result["dataset"]
     lines = [
@@ -69,64 +74,73 @@ def summary(result: dict) -> str:
         "",
         "### Pixel statistics",
         "",
+        *stats_rows(result),
+        *_fidelity_lines(result),
+        *_utility_lines(result),
+        *_membership_lines(result),
+        "",
+        f"evaluation took {result['seconds']:.1f} s",
     ]
-    lines += stats_rows(result)
+    return "\n".join(lines)
+
+
+def _fidelity_row(name: str, eps: str, f: dict, flags: list[str]) -> str:
+    return (
+        f"| {name} | {eps} | {f['fd_lenet']:.2f} | {1e3 * f['kid_lenet']['mean']:.2f} | "
+        + "".join(f"{f['prdc'][c]:.3f} | " for c in ("precision", "recall", "density", "coverage"))
+        + f"{spread_text(f.get('diversity'))} | {collapse_text(flags)} |"
+    )
+
+
+def _fidelity_lines(result: dict) -> list[str]:
     floor = result["real_floor"]
-    lines += [
+    return [
         "",
         "### Fidelity (FD-LeNet feature space) with the collapse check",
         "",
         "| model | ε | FD-LeNet | KID×1e3 | precision | recall | density | coverage | "
         "within-class spread syn/real | collapse? |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        f"| real holdout (floor) | – | {floor['fd_lenet']:.2f} | "
-        f"{1e3 * floor['kid_lenet']['mean']:.2f} | {floor['prdc']['precision']:.3f} | "
-        f"{floor['prdc']['recall']:.3f} | {floor['prdc']['density']:.3f} | "
-        f"{floor['prdc']['coverage']:.3f} | {spread_text(floor.get('diversity'))} | "
-        f"{collapse_text(floor.get('collapse_flags', []))} |",
-    ]
-    for m in result["models"]:
-        f = m["fidelity"]
-        lines.append(
-            f"| {m['name']} | {eps_text(m['epsilon'])} | {f['fd_lenet']:.2f} | "
-            f"{1e3 * f['kid_lenet']['mean']:.2f} | {f['prdc']['precision']:.3f} | "
-            f"{f['prdc']['recall']:.3f} | {f['prdc']['density']:.3f} | "
-            f"{f['prdc']['coverage']:.3f} | {spread_text(f.get('diversity'))} | "
-            f"{collapse_text(m.get('collapse_flags', []))} |"
-        )
-    lines += [
+        _fidelity_row("real holdout (floor)", "–", floor, floor.get("collapse_flags", [])),
+        *(
+            _fidelity_row(
+                m["name"], eps_text(m["epsilon"]), m["fidelity"], m.get("collapse_flags", [])
+            )
+            for m in result["models"]
+        ),
         "",
         "A low Fréchet distance alone does not mean varied images: read it with the "
         "spread (1 = as varied as the real data) and recall.",
         "",
-    ] + flag_lines(result)
-    classifiers = (
-        result["models"][0]["utility"].get("classifiers", ["lenet"]) if result["models"] else []
-    )
+        *flag_lines(result),
+    ]
+
+
+def _utility_lines(result: dict) -> list[str]:
+    classifiers = classifiers_of(result)
     names = [CLASSIFIER_NAMES.get(c, c) for c in classifiers]
-    lines += [
+    lines = [
         "",
         "### Detection and utility (fixed training schedule, last epoch; the holdout "
         "is only the test set)",
         "",
         "| model | n synthetic | detect AUC [95% CI] | "
-        + " | ".join(f"TSTR {n}" for n in names)
-        + " | "
-        + " | ".join(f"TRTR {n}" for n in names)
+        + " | ".join([*(f"TSTR {n}" for n in names), *(f"TRTR {n}" for n in names)])
         + " |",
         "|---|---|---|" + "---|" * (2 * len(names)),
     ]
     for m in result["models"]:
         d, u = m["detection"], m["utility"]
+        cells = accuracy_cells(u, "tstr", classifiers) + accuracy_cells(u, "trtr", classifiers)
         lines.append(
             f"| {m['name']} | {m['n_synthetic']} | {d['auc']:.3f} [{d['auc_ci'][0]:.3f}, "
-            f"{d['auc_ci'][1]:.3f}] | "
-            + " | ".join(accuracy_cells(u, "tstr", classifiers))
-            + " | "
-            + " | ".join(accuracy_cells(u, "trtr", classifiers))
-            + " |"
+            f"{d['auc_ci'][1]:.3f}] | " + " | ".join(cells) + " |"
         )
-    lines += [
+    return lines
+
+
+def _membership_lines(result: dict) -> list[str]:
+    lines = [
         "",
         "### Membership inference (members = training split, non-members = holdout)",
         "",
@@ -144,5 +158,4 @@ def summary(result: dict) -> str:
                 f"{a['tpr_at_0.001_fpr']:.3f} | {a['dp_ceiling_tpr_at_0.01_fpr']:.3f} | "
                 f"{p['dcr']['share_closer_to_train']:.3f} |"
             )
-    lines += ["", f"evaluation took {result['seconds']:.1f} s"]
-    return "\n".join(lines)
+    return lines

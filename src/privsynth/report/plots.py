@@ -48,12 +48,8 @@ def roc_png(
             where="post",
             label=f"{name} (AUC {a['auc']:.3f})",
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(floor, 1)
-    ax.set_ylim(floor, 1.05)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
+    ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05))
+    ax.set(xlabel="false positive rate", ylabel="true positive rate")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, which="both", alpha=0.2)

@@ -40,9 +40,7 @@ def plot_frontier(table: dict, path: str | os.PathLike[str]) -> None:
         [("no DP" if math.isclose(t, inf_x) and t not in finite else f"{t:g}") for t in ticks]
     )
     ax.minorticks_off()
-    ax.set_xlabel("epsilon (delta fixed)")
-    ax.set_ylabel("TSTR accuracy on real holdout")
-    ax.set_ylim(0, 1.0)
+    ax.set(xlabel="epsilon (delta fixed)", ylabel="TSTR accuracy on real holdout", ylim=(0, 1.0))
     ax.set_title(f"Privacy-utility frontier: {table['data']} ({table['n_train']} train)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
