@@ -82,12 +82,7 @@ def unit_norms_sq(
         )
     out = torch.zeros(units, device=g.device, dtype=g.dtype)
     if m.bias is not None and m.bias.requires_grad:
-        bias_rows = (
-            g.reshape(len(g), -1, g.shape[-1]).sum(1)
-            if isinstance(m, nn.Linear)
-            else g.flatten(2).sum(2)
-        )
-        out += _per_unit(bias_rows, k).pow(2).sum(1)
+        out += _per_unit(_bias_rows(m, g), k).pow(2).sum(1)
     if not m.weight.requires_grad or units == 0:
         return out
     if isinstance(m, nn.Linear):
@@ -101,6 +96,15 @@ def unit_norms_sq(
             keep["weight"] = grads
             return out + grads.pow(2).flatten(1).sum(1)
     return out + conv_norms_sq(x, gy, m.kernel_size, m.stride, m.padding, k, chunk_floats, strategy)
+
+
+def _bias_rows(m: nn.Module, g: torch.Tensor) -> torch.Tensor:
+    """Each row's bias gradient: its backprop summed over positions."""
+    return (
+        g.reshape(len(g), -1, g.shape[-1]).sum(1)
+        if isinstance(m, nn.Linear)
+        else g.flatten(2).sum(2)
+    )
 
 
 def _per_unit(rows: torch.Tensor, k: int) -> torch.Tensor:
@@ -346,27 +350,19 @@ def clipped_grads(
         out[m.weight] = torch.zeros_like(m.weight).index_add_(0, a.reshape(-1), gw)
         return out
     if m.bias is not None and m.bias.requires_grad:
-        out[m.bias] = (
-            row_weight @ g.reshape(len(g), -1, g.shape[-1]).sum(1)
-            if isinstance(m, nn.Linear)
-            else row_weight @ g.flatten(2).sum(2)
-        )
+        out[m.bias] = row_weight @ _bias_rows(m, g)
     if not m.weight.requires_grad:
         return out
     if unit_grads is not None:
         out[m.weight] = torch.tensordot(unit_weight, unit_grads, dims=1)
     elif isinstance(m, nn.Linear):
         out[m.weight] = (g * w).reshape(-1, g.shape[-1]).t() @ a.reshape(-1, a.shape[-1])
-    elif isinstance(m, nn.Conv2d):  # scale whichever of input / backprop is smaller
+    else:  # a convolution: scale whichever of input / backprop is smaller
         if a.numel() < g.numel():
-            a, g = a * row_weight.view(-1, 1, 1, 1), g
+            a = a * w
         else:
             g = g * w
-        out[m.weight] = conv2d_weight(a, m.weight.shape, g, m.stride, m.padding)
-    else:  # ConvTranspose2d: the weight gradient of the adjoint convolution (input g, output a)
-        if a.numel() < g.numel():
-            a = a * row_weight.view(-1, 1, 1, 1)
-        else:
-            g = g * w
-        out[m.weight] = conv2d_weight(g, m.weight.shape, a, m.stride, m.padding)
+        # ConvTranspose2d: the weight gradient of the adjoint convolution (input g, output a)
+        x, gy = (a, g) if isinstance(m, nn.Conv2d) else (g, a)
+        out[m.weight] = conv2d_weight(x, m.weight.shape, gy, m.stride, m.padding)
     return out

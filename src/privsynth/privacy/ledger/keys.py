@@ -41,6 +41,11 @@ def record_set(text: str) -> set[str]:
     return {text[i : i + RECORD_HEX] for i in range(0, len(text), RECORD_HEX)}
 
 
+def key_of(tx: Tx, dataset: DatasetRef) -> str:
+    """The dataset's key in this ledger (a string is one already); stores nothing."""
+    return dataset if isinstance(dataset, str) else keyed(secret_of(tx), dataset.digest)
+
+
 def resolve_key(tx: Tx, dataset: DatasetRef, name: str, now: str) -> str:
     """The dataset's key in this ledger; a `Content` gets its dataset row and records stored."""
     if isinstance(dataset, str):
