@@ -53,11 +53,7 @@ def resolve_key(tx: Tx, dataset: DatasetRef, name: str, now: str) -> str:
     secret = secret_of(tx)
     key = keyed(secret, dataset.digest)
     # the row only, not its lock: callers lock their datasets in sorted order (no deadlock)
-    tx.run(
-        "INSERT INTO datasets (fingerprint, name, budget, created) VALUES (?, ?, NULL, ?) "
-        "ON CONFLICT (fingerprint) DO NOTHING",
-        (key, name or key[:12], now),
-    )
+    tx.add_dataset(key, name or key[:12], now)
     if not tx.run("SELECT fingerprint FROM dataset_records WHERE fingerprint = ?", (key,)):
         tx.run(
             "INSERT INTO dataset_records (fingerprint, records) VALUES (?, ?) "

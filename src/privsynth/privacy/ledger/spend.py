@@ -29,6 +29,7 @@ import warnings
 from typing import Sequence
 
 from ..accounting import epsilon_from_history
+from .counting import run_scoped
 from .ledger import Ledger
 
 History = list[tuple[float, float, int]]
@@ -38,15 +39,23 @@ def history_steps(history: Sequence) -> int:
     return sum(int(h[2]) for h in history)
 
 
-def history_take(history: Sequence, steps: int) -> History:
-    """The first ``steps`` steps of ``history``."""
-    out: History = []
+def _cut(history: Sequence, steps: int) -> tuple[History, History]:
+    """``history`` split after its first ``steps`` steps."""
+    head: History = []
+    tail: History = []
     for sigma, q, n in history:
         use = min(int(n), steps)
-        if use > 0:
-            out.append((float(sigma), float(q), use))
         steps -= use
-    return out
+        if use > 0:
+            head.append((float(sigma), float(q), use))
+        if int(n) > use:
+            tail.append((float(sigma), float(q), int(n) - use))
+    return head, tail
+
+
+def history_take(history: Sequence, steps: int) -> History:
+    """The first ``steps`` steps of ``history``."""
+    return _cut(history, steps)[0]
 
 
 def _merged(history: Sequence) -> History:
@@ -63,14 +72,11 @@ def _merged(history: Sequence) -> History:
 def history_minus(full: Sequence, prefix: Sequence) -> History:
     """The steps of ``full`` after its first ``history_steps(prefix)`` steps (a resumed run's
     accountant history minus what earlier segments ran)."""
-    skip, out = history_steps(prefix), []
-    for sigma, q, steps in full:
-        steps = int(steps)
-        used = min(skip, steps)
-        skip -= used
-        if steps - used > 0:
-            out.append((float(sigma), float(q), steps - used))
-    return out
+    return _cut(full, history_steps(prefix))[1]
+
+
+def _plus(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return (a[0] + b[0], a[1] + b[1])
 
 
 class RunSpend:
@@ -114,14 +120,8 @@ class RunSpend:
         self.extra_delta = 0.0
         self.force_warned = False  # the ledger's --force warning, shown once per segment
         # The run's last whole-run booking by an earlier segment (a resumed or restarted run).
-        self.previous = next(
-            (
-                r
-                for r in reversed(ledger.run_segments(fingerprint, run_id))
-                if r["accounting"].get("scope") == "run"
-            ),
-            None,
-        )
+        rows = ledger.run_segments(fingerprint, run_id)
+        self.previous = next((r for r in reversed(rows) if run_scoped(r)), None)
         if self.previous is not None:  # a segment that only finishes still needs the run's delta
             self.sgd_delta = float(self.previous["accounting"].get("sgd_delta", 0.0))
 
@@ -262,8 +262,7 @@ class RunSpend:
     def outside(self) -> tuple[float, float]:
         """The run's releases outside the accountant (class counts), as booked: this segment's
         and the earlier segments'."""
-        mine, carried = self.other if self.other_booked else (0.0, 0.0), self.carried_other
-        return (mine[0] + carried[0], mine[1] + carried[1])
+        return _plus(self._other_booked, self.carried_other)
 
     @property
     def forced(self) -> bool:
@@ -295,9 +294,6 @@ class RunSpend:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return segment
 
-    def _eps(self, history: History) -> float:
-        return epsilon_from_history(history, self.sgd_delta, self.accountant) if history else 0.0
-
     def _planned(self) -> History:
         """What this segment plans to run: the whole run's plan (lead + DP-SGD) minus what
         earlier segments ran."""
@@ -311,10 +307,9 @@ class RunSpend:
         lead_left = max(
             0, history_steps(history_minus(self.lead, self.prefix)) - history_steps(ran)
         )
-        extra = history_take(rest, lead_left + self.chunk)
         out = [tuple(h) for h in ran]
-        for sigma, q, n in extra:  # one entry per (sigma, q) run, as Opacus keeps it
-            if out and (out[-1][0], out[-1][1]) == (sigma, q):
+        for sigma, q, n in history_take(rest, lead_left + self.chunk):
+            if out and (out[-1][0], out[-1][1]) == (sigma, q):  # one entry per run, as Opacus
                 out[-1] = (sigma, q, int(out[-1][2]) + n)
             else:
                 out.append((sigma, q, n))
@@ -323,14 +318,14 @@ class RunSpend:
     def _value(self, history: History, other=None) -> tuple[float, float]:
         """The whole run's (epsilon, delta) when this segment has run ``history``: one
         accountant over the run's history, plus the releases outside it (basic)."""
-        if other is None:
-            other = self.other if self.other_booked else (0.0, 0.0)
         whole = self._run(history)
-        carried = self.carried_other
-        return (
-            self._eps(whole) + other[0] + carried[0],
-            (self.sgd_delta + self.extra_delta if whole else 0.0) + other[1] + carried[1],
-        )
+        eps = epsilon_from_history(whole, self.sgd_delta, self.accountant)
+        sgd = (eps, self.sgd_delta + self.extra_delta if whole else 0.0)
+        return _plus(_plus(sgd, self._other_booked if other is None else other), self.carried_other)
+
+    @property
+    def _other_booked(self) -> tuple[float, float]:
+        return self.other if self.other_booked else (0.0, 0.0)
 
     def _book(self, history: History) -> None:
         self.booked = history
@@ -347,11 +342,9 @@ class RunSpend:
         lineage), the lineage alone (what a resumed segment skips from its checkpoint) and the
         carried part, so that a later segment can supersede this one."""
         booked = booked or []
-        mine = self.other if self.other_booked else (0.0, 0.0)
-        carried = self.carried_other
 
         def plus(a: tuple[float, float]) -> dict:
-            return {"epsilon": a[0] + carried[0], "delta": a[1] + carried[1]}
+            return dict(zip(("epsilon", "delta"), _plus(a, self.carried_other), strict=True))
 
         return {
             "scope": "run",
@@ -362,7 +355,7 @@ class RunSpend:
             "lineage": [list(h) for h in (*self.prefix, *booked)],
             "carried": [list(h) for h in self.carried],
             "other_planned": plus(self.other),
-            "other_booked": plus(mine),
+            "other_booked": plus(self._other_booked),
             "checkpoint_interval": self.chunk,
             "resumed_after_steps": history_steps(self.prefix),
             **({"forced": self.forced_check} if self.forced_check else {}),

@@ -172,37 +172,19 @@ class Store:
             return
         conn = self._connect()
         try:
-            if self.postgres:
-                with conn.cursor() as cur:  # concurrent first uses: one creates, others wait
-                    cur.execute("SELECT pg_advisory_xact_lock(7405528)")
-                    for stmt in _SCHEMA:
-                        cur.execute(stmt)
-                    cur.execute(
-                        "INSERT INTO meta (key, value) VALUES ('schema', %s) "
-                        "ON CONFLICT (key) DO NOTHING",
-                        (SCHEMA_VERSION,),
-                    )
-                    cur.execute(
-                        "INSERT INTO meta (key, value) VALUES ('secret', %s) "
-                        "ON CONFLICT (key) DO NOTHING",
-                        (new_secret(),),
-                    )
-                conn.commit()
+            tx = Tx(conn, self.postgres)
+            if self.postgres:  # concurrent first uses: one creates, others wait
+                tx.run("SELECT pg_advisory_xact_lock(7405528)")
             else:
                 conn.execute("BEGIN IMMEDIATE")
-                for stmt in _SCHEMA:
-                    conn.execute(stmt)
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema', ?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    (SCHEMA_VERSION,),
+            for stmt in _SCHEMA:
+                tx.run(stmt)
+            for key, value in (("schema", SCHEMA_VERSION), ("secret", new_secret())):
+                tx.run(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                    (key, value),
                 )
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('secret', ?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    (new_secret(),),
-                )
-                conn.commit()
+            conn.commit()
         except sqlite3.DatabaseError as e:
             raise self._damaged(e) from None
         finally:
@@ -224,13 +206,17 @@ class Tx:
         cur = self.conn.execute(sql, params)
         return cur.fetchall()
 
-    def lock_dataset(self, fingerprint: str, name: str, now: str) -> float | None:
-        """Create the dataset's row if new, lock it until the transaction ends; its budget."""
+    def add_dataset(self, fingerprint: str, name: str, now: str) -> None:
+        """The dataset's row, created if new (without a budget)."""
         self.run(
             "INSERT INTO datasets (fingerprint, name, budget, created) VALUES (?, ?, NULL, ?) "
             "ON CONFLICT (fingerprint) DO NOTHING",
             (fingerprint, name, now),
         )
+
+    def lock_dataset(self, fingerprint: str, name: str, now: str) -> float | None:
+        """Create the dataset's row if new, lock it until the transaction ends; its budget."""
+        self.add_dataset(fingerprint, name, now)
         suffix = " FOR UPDATE" if self.postgres else ""  # SQLite: BEGIN IMMEDIATE holds it
         (row,) = self.run(
             f"SELECT budget FROM datasets WHERE fingerprint = ?{suffix}", (fingerprint,)
