@@ -50,25 +50,9 @@ _SCHEMA = [
         fingerprint TEXT PRIMARY KEY, records TEXT NOT NULL)""",
 ]
 SPEND_COLUMNS = (
-    "id",
-    "fingerprint",
-    "run_id",
-    "kind",
-    "method",
-    "out",
-    "status",
-    "reserved_epsilon",
-    "reserved_delta",
-    "epsilon",
-    "delta",
-    "accounting",
-    "forced",
-    "host",
-    "pid",
-    "started",
-    "updated",
-    "note",
-)
+    "id fingerprint run_id kind method out status reserved_epsilon reserved_delta epsilon delta "
+    "accounting forced host pid started updated note"
+).split()
 
 
 def is_url(location: str) -> bool:
