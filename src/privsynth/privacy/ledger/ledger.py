@@ -40,9 +40,7 @@ def default_location() -> Path:
 
 
 def resolve_location(location: str | os.PathLike[str] | None = None) -> str:
-    if location:
-        return str(location)
-    return os.environ.get(ENV_VAR) or str(default_location())
+    return str(location) if location else os.environ.get(ENV_VAR) or str(default_location())
 
 
 def _now() -> str:
@@ -62,7 +60,7 @@ class Ledger:
         self.store = Store(self.location)
 
     def __repr__(self) -> str:
-        return f"Ledger({redact(self.location)!r})"
+        return f"Ledger({self.shown!r})"
 
     @property
     def shown(self) -> str:

@@ -1,26 +1,18 @@
-"""One process's spend on one run, kept in the ledger from before the first private step to the end.
+"""One process's spend on one run (`RunSpend`), kept in the ledger from before its first private
+step to its end (the rows and the rules: the `privsynth.privacy.ledger` package docstring).
 
-The life of a segment (see the privacy.ledger package for the rows):
-  reserve   before any private step, in the same transaction as the budget check: the whole
-            remaining plan (DP-SGD steps + a class-count release still to come);
-  book      at every checkpoint: the steps run so far *plus one checkpoint interval*, so that a
-            process killed between checkpoints is never booked below what it ran;
-  settle    at the end: exactly what ran (complete, or diverged at a checkpoint), or what was
-            booked (interrupted, failed, or a process found dead later).
-A segment refused before it planned (budget, unreachable epsilon, bad flag) is cancelled: it never
-touched the data.
+  reserve   before any private step, with the budget check: the whole remaining plan (DP-SGD
+            steps + a class-count release still to come);
+  book      at every checkpoint: what ran *plus one checkpoint interval*, so that a process killed
+            between checkpoints is never booked below what it ran;
+  settle    at the end: exactly what ran, or what was booked (interrupted, failed, found dead).
+A segment refused before it planned is cancelled: it never touched the data.
 
-Every booking is the *whole run's* (``scope: run``): one accountant (the run's own, Opacus)
-composes everything the run ran on the data, in all its segments. A resumed (or restarted)
-segment reads the run's last booking and carries what it does not rerun from the checkpoint
-(``carried``: the steps a killed process ran or may have run past its last checkpoint, which
-were booked ahead, and a class-count release it made); its bookings then supersede the earlier
-segments' in the ledger, so the run counts once, never the sum of its segments.
-
-A *lead* (`set_lead`) is a release that comes before the DP-SGD steps in the same accountant
-history (the size release, then the warm-up's release): it is booked before it is drawn
-(`book_lead`), it is part of every reservation and booking from then on, and its epsilon
-composes with DP-SGD's in one Opacus accountant. The checkpoint interval counts DP-SGD steps only.
+Every booking is the whole run's (``scope: run``): one accountant over everything the run ran, in
+all its segments; a resumed segment carries what it does not rerun from its checkpoint
+(``carried``: steps booked ahead by a killed process, a class-count release it made). A *lead*
+(`set_lead`: the size release, the warm-up's) precedes DP-SGD in the same accountant history and
+is booked before it is drawn (`book_lead`); the checkpoint interval counts DP-SGD steps only.
 """
 
 from __future__ import annotations

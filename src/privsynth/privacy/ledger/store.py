@@ -31,10 +31,7 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS budget_log (
         id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, old_budget DOUBLE PRECISION,
         new_budget DOUBLE PRECISION, at TEXT NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL)""",
-    # One row per *segment*: each process that touched the private data for a run (a resumed or
-    # restarted run adds a segment; none is ever replaced). While ``status = 'running'`` the row
-    # counts its reservation; once settled, what it booked. A segment that books its whole run
-    # (``accounting`` scope "run", keyed by ``run_id``) supersedes the run's earlier ones.
+    # One row per *segment*, never replaced (what it counts: the privacy.ledger docstring).
     """CREATE TABLE IF NOT EXISTS spends (
         id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, run_id TEXT NOT NULL,
         kind TEXT NOT NULL, method TEXT NOT NULL, out TEXT NOT NULL, status TEXT NOT NULL,
@@ -119,10 +116,9 @@ class Store:
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator["Tx"]:
-        """One transaction: committed when the block ends, rolled back if it raises.
-
-        ``write=True`` on SQLite takes the database's write lock at once (BEGIN IMMEDIATE), so a
-        read-check-write sequence inside cannot interleave with another process's."""
+        """One transaction, committed at the end of the block or rolled back. ``write=True`` on
+        SQLite takes the write lock at once (BEGIN IMMEDIATE): a read-check-write inside cannot
+        interleave with another process's."""
         self.ensure_schema()
         conn = self._connect()
         try:
