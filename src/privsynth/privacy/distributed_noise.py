@@ -83,20 +83,9 @@ class DistributedPlan:
         return self.noise_multiplier * self.sensitivity_units
 
     @property
-    def shares_for_full_noise(self) -> int:
-        """How many shares carry the full noise: t - 1, the shares of a t-share sum that an
-        owner in it does not know (it can subtract its own)."""
-        return self.threshold - 1
-
-    @property
     def share_scale_units(self) -> float:
         """The scale of the discrete Gaussian each owner adds."""
         return share_scale(self.total_scale_units, self.threshold)
-
-    @property
-    def noise_std(self) -> float:
-        """Noise std of a release summing exactly t shares, in the data's units (> sigma C)."""
-        return self.noise_std_with(self.threshold)
 
     def noise_std_with(self, shares: int) -> float:
         return self.share_scale_units * math.sqrt(shares) * self.grid
@@ -147,8 +136,9 @@ class DistributedPlan:
             "grid": self.grid,
             "sensitivity_units": self.sensitivity_units,
             "share_scale_units": self.share_scale_units,
-            "shares_for_full_noise": self.shares_for_full_noise,
-            "noise_std": self.noise_std,
+            # t - 1: the shares of a t-share sum that an owner in it does not know
+            "shares_for_full_noise": self.threshold - 1,
+            "noise_std": self.noise_std_with(self.threshold),  # (> sigma C) at exactly t shares
             "tau": self.tau,
             "log10_clip_probability": self.log10_clip_probability,
         }
@@ -224,30 +214,26 @@ def noisy_share(values: np.ndarray, plan: DistributedPlan, shares: int | None = 
     return units.astype(np.float64) * plan.grid
 
 
-def discrete_gaussian(units: np.ndarray, scale: float) -> np.ndarray:
-    """``units + N_Z(0, scale^2)`` per entry: OpenDP's discrete Gaussian mechanism (exact
-    sampler, OS CSPRNG; never a seeded generator, whose noise anyone could subtract)."""
+def _opendp_discrete_gaussian(scale: float):
+    """OpenDP's discrete Gaussian mechanism on integer vectors (exact sampler, OS CSPRNG)."""
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
-    meas = dp.m.make_gaussian(
-        dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64"), scale=float(scale)
-    )
-    return np.asarray(meas(units.ravel().tolist()), np.int64).reshape(units.shape)
+    space = dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64")
+    return dp.m.make_gaussian(*space, scale=float(scale))
+
+
+def discrete_gaussian(units: np.ndarray, scale: float) -> np.ndarray:
+    """``units + N_Z(0, scale^2)`` per entry, from OpenDP (never a seeded generator, whose noise
+    anyone could subtract)."""
+    noisy = _opendp_discrete_gaussian(scale)(units.ravel().tolist())
+    return np.asarray(noisy, np.int64).reshape(units.shape)
 
 
 def opendp_rho(plan: DistributedPlan) -> float:
     """OpenDP's zero-concentrated-DP rho for the full noise (t shares) at the sensitivity:
     a cross-check of Opacus' RDP (they agree: rho = 1 / (2 sigma^2))."""
-    import opendp.prelude as dp
-
-    dp.enable_features("contrib")
-    meas = dp.m.make_gaussian(
-        dp.vector_domain(dp.atom_domain(T="i64")),
-        dp.l2_distance(T="i64"),
-        scale=plan.total_scale_units,
-    )
-    return float(meas.map(plan.sensitivity_units))
+    return float(_opendp_discrete_gaussian(plan.total_scale_units).map(plan.sensitivity_units))
 
 
 def decode_sum(mean: np.ndarray, survivors: int, plan: DistributedPlan) -> np.ndarray:
