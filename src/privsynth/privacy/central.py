@@ -107,12 +107,6 @@ def features(images: np.ndarray, size: int, clip: float, count_weight: float) ->
     return torch.cat([a * low, ones], 1)
 
 
-def class_sums(v: torch.Tensor, labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    out = torch.zeros(num_classes, v.shape[1], dtype=torch.float64)
-    out.index_add_(0, torch.from_numpy(np.asarray(labels, dtype=np.int64)), v)
-    return out
-
-
 def release_central(
     images: np.ndarray,
     labels: np.ndarray,
@@ -125,11 +119,9 @@ def release_central(
     count_weight: float = 0.3,
     clip: float | None = None,
 ) -> CentralRelease:
-    """Release noisy per-class means of ``images`` (uint8 N x C x H x W), see the module doc.
-
-    The only private step: ``queries`` Gaussian releases of the clipped class sums (sensitivity
-    1, noise std ``sigma``). Which images a Poisson sample holds is drawn from the OS entropy.
-    """
+    """Noisy per-class means of ``images`` (uint8 N x C x H x W), see the module doc: the only
+    private step is ``queries`` Gaussian releases of the class sums (sensitivity 1, noise std
+    ``sigma``), each on a Poisson sample drawn from the OS entropy when ``sample_rate < 1``."""
     from .dpsgd import private_generator
 
     channels = images.shape[1]
@@ -141,7 +133,9 @@ def release_central(
     clip = float(clip) if clip is not None else max_norm(channels, size)
     check_settings(size, sample_rate, queries, count_weight, clip)
     v = features(images, size, clip, count_weight)
-    means, labs, counts = [], [], []
+    a = math.sqrt(1.0 - count_weight**2)
+    labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    means, counts = [], []
     picker = private_generator("cpu")
     for _ in range(queries):
         rows = (
@@ -149,18 +143,17 @@ def release_central(
             if sample_rate < 1
             else torch.ones(len(v), dtype=torch.bool)
         )
-        sums = class_sums(v[rows], np.asarray(labels)[rows.numpy()], num_classes)
+        sums = torch.zeros(num_classes, v.shape[1], dtype=torch.float64)
+        sums.index_add_(0, labels[rows], v[rows])
         noisy, _ = gaussian_noise_release(sums, sigma)  # the private step (its Release: .release)
         # Post-processing from here on.
-        a = math.sqrt(1.0 - count_weight**2)
         count = noisy[:, -1] / count_weight
         mean = noisy[:, :-1] / a * clip / count.clamp_min(1.0)[:, None]
         means.append(mean.view(num_classes, channels, size, size) + 0.5)
-        labs.append(np.arange(num_classes))
         counts.append(count.numpy())
     return CentralRelease(
         torch.cat(means).float().numpy(),
-        np.concatenate(labs),
+        np.tile(np.arange(num_classes), queries),
         np.concatenate(counts),
         float(sigma),
         float(sample_rate),

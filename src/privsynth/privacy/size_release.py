@@ -1,15 +1,12 @@
 """The size release: the training-set size N, released once with the Gaussian mechanism before
 anything else a private run publishes.
 
-Under add/remove-one neighbouring datasets an exact N tells two neighbours apart, and every
-published parameter computed from N would carry it: the DP-SGD sample rate and the default
-delta. So a private run first releases ``N_hat = max(1, round(N + N(0, sigma_n^2)))``
-(sensitivity 1; OpenDP's Gaussian noise from the OS CSPRNG, `mechanisms.gaussian_noise_release`,
-which returns it with its `Release`) and computes every published N-dependent value from N_hat:
-q = min(1, B / N_hat), the steps ceil(epochs / q), the default delta 1 / (10 N_hat). The release
-is the accountant history entry ``(sigma_n, 1.0, 1)`` at the head of the run's history (before a
-warm-up release and DP-SGD): one Opacus accountant composes it with the rest, within the run's
-epsilon.
+Under add/remove-one neighbours an exact N tells two neighbours apart, and so would every
+published value computed from it (the DP-SGD sample rate, the default delta). So a private run
+first releases ``N_hat = max(1, round(N + N(0, sigma_n^2)))`` (sensitivity 1, OpenDP noise,
+`mechanisms.gaussian_noise_release`) and computes q = min(1, B / N_hat), the steps and the default
+delta 1 / (10 N_hat) from it. The release is the entry ``(sigma_n, 1.0, 1)`` at the head of the
+run's accountant history: one Opacus accountant composes it with the rest, within the epsilon.
 
 sigma_n: Opacus' calibration (`accounting.calibrate_noise`, PRV) for ``share * epsilon`` at the
 user's delta, or at `CALIBRATION_DELTA` when delta is the default (the default needs N_hat,
@@ -30,7 +27,7 @@ import math
 import torch
 
 from ..errors import ConfigError, PrivacyError
-from .accounting import calibrate_noise
+from .accounting import calibrate_noise, epsilon_from_history
 from .mechanisms import gaussian_noise_release
 from .release import Release, gaussian
 
@@ -70,8 +67,6 @@ def size_sigma(spec, share: float = SHARE, sigma: float | None = None) -> float:
 
 def check_fits(spec, sigma: float, delta: float) -> None:
     """Refuse, before anything is reserved or drawn, a target the size release alone uses up."""
-    from .accounting import epsilon_from_history
-
     if spec.epsilon is None:
         return
     alone = epsilon_from_history([entry(sigma)], delta, spec.accountant)
@@ -112,8 +107,6 @@ def agree(n_hat: int) -> int:
 
 def card_entry(release: Release, share: float | None, delta: float, accountant: str) -> dict:
     """The card's ``privacy.size_release``: the release, its share and its epsilon alone."""
-    from .accounting import epsilon_from_history
-
     return {
         **release.card(),
         "share": share,
