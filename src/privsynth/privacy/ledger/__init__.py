@@ -9,22 +9,19 @@ Where it lives (the first that applies):
      ``%APPDATA%\\privsynth\\ledger.sqlite`` (Windows).
 Every verb (train, sweep, federate, audit, ledger) finds it the same way, wherever it writes.
 
-Key: HMAC-SHA256(the ledger's secret, the dataset's `Content` digest). The content is the
-multiset of per-record digests (decoded pixels at the loaded resolution with the class name), so
-any re-encoding, re-ordering or re-indexing of the same records shares one budget. The secret
-(32 random bytes, created with the ledger, kept in its ``meta`` table) means a key reveals
-nothing to anyone without the ledger. The ledger also keeps each key's records as keyed record
-digests: a dataset that shares at least one record with another is charged against both budgets
-(`related`), so a superset, a subset or any overlapping file cannot start a fresh budget.
+Key: HMAC-SHA256(the ledger's secret, the dataset's `Content` digest), the content being the
+multiset of per-record digests, so any re-encoding, re-ordering or re-indexing of the same records
+shares one budget; the secret (32 random bytes in the ``meta`` table) means a key reveals nothing
+to anyone without the ledger. Each key's records are kept as keyed record digests: a dataset that
+shares a record with another is charged against both budgets, so a superset, a subset or any
+overlapping file cannot start a fresh budget.
 
 Rows are *segments*: each process that touched a dataset for a run reserves its planned spend in
-the same transaction as the budget check, books what ran at every checkpoint (one checkpoint
-interval ahead, so a killed process is never under-booked) and settles when it ends. Segments are
-never deleted once they touched data: a restarted or resumed run adds one, carrying the run's id.
-A segment booked for its whole run (``accounting.scope == "run"``, what `RunSpend` writes) books
-the run's accountant composition of everything the run ran so far, earlier segments included; it
-*supersedes* the run's earlier segments, which stay listed but count nothing (a killed run's last
-booking counts until a resumed segment supersedes it).
+the transaction of the budget check, books what ran at every checkpoint (one interval ahead, so a
+killed process is never under-booked) and settles when it ends. A segment that touched data is
+never deleted: a resumed run adds one with the run's id. A whole-run segment
+(``accounting.scope == "run"``, what `RunSpend` writes) books the run's accountant composition of
+everything it ran so far and *supersedes* the run's earlier segments (listed, counting nothing).
 
 Composition rule (what budgets are checked against): each run counts its own accountant's
 composition of all its segments; across runs, BASIC composition: the runs' epsilons on a dataset
