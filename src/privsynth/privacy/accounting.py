@@ -129,7 +129,7 @@ def calibrate_noise(
     """The smallest noise multiplier sigma whose epsilon after ``steps`` is <= target (Opacus
     bisects to within 0.5% of the target). With ``prior`` (entries spent before these steps in
     the same accountant) the target is the epsilon of ``prior + [(sigma, q, steps)]``."""
-    prior = tuple((float(a), float(b), int(c)) for a, b, c in prior if int(c) > 0)
+    prior = _entries(prior)
     if prior:
         return _calibrate_after(
             prior, float(epsilon), float(delta), float(sample_rate), int(steps), accountant
@@ -176,13 +176,10 @@ def _calibrate_after(
             f"target {epsilon:.3g}, leaving nothing for training; lower "
             "--warmup-share or raise --epsilon"
         )
-    acc = create_accountant(accountant)
     tolerance = max(0.005 * epsilon, 1e-4)
 
     def eps_at(sigma: float) -> float:
-        acc.history = [*prior, (sigma, q, steps)]
-        with _quiet_full_batch():
-            return float(acc.get_epsilon(delta=delta))
+        return _epsilon((*prior, (sigma, q, steps)), delta, accountant)
 
     low, high, eps_high = 0.0, 10.0, eps_at(10.0)
     while eps_high > epsilon:
@@ -219,10 +216,6 @@ class AccountantState:
     def epsilon(self, delta: float) -> float:
         return epsilon_from_history(self.history, delta, self.accountant)
 
-    def with_noise(self, sigma: float) -> "PrivacySpec":
-        """The same target with its noise multiplier already calibrated (or fixed)."""
-        return self.replace(noise_multiplier=float(sigma))
-
     def to_json(self) -> dict:
         return {"accountant": self.accountant, "history": [list(h) for h in self.history]}
 
@@ -235,10 +228,12 @@ def epsilon_from_history(
     history: Iterable[tuple[float, float, int]], delta: float, accountant: str = "prv"
 ) -> float:
     """Epsilon spent by the DP-SGD steps in ``history``, from a fresh Opacus accountant."""
-    history = tuple((float(a), float(b), int(c)) for a, b, c in history if int(c) > 0)
-    if not history:
-        return 0.0
-    return _epsilon(history, float(delta), accountant)
+    history = _entries(history)
+    return _epsilon(history, float(delta), accountant) if history else 0.0
+
+
+def _entries(history: Iterable) -> tuple[tuple[float, float, int], ...]:
+    return tuple((float(a), float(b), int(c)) for a, b, c in history if int(c) > 0)
 
 
 @lru_cache(maxsize=256)
