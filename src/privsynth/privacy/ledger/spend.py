@@ -215,22 +215,13 @@ class RunSpend:
     def finish(self, full_history: Sequence | None, status: str = "complete") -> None:
         """Settle to exactly what ran (``full_history``: the run's accountant history now)."""
         ran = history_minus(full_history or [], self.prefix)
-        eps, delta = self._value(ran)
-        segment = self.segment
-        note = ""
-        if segment is None:  # nothing private ran in this process (a resumed post-step): the
-            if self.previous is None:  # run's last segment is what ran; it now ends the run
-                return
-            segment, note = self.previous["id"], "the run was completed by a resumed process"
-        self.ledger.settle(
-            segment,
-            status,
-            epsilon=eps,
-            delta=delta,
-            accounting=self._accounting(self._planned(), ran),
-            note=note,
-        )
-        self.settled = True
+        if self.segment is not None:
+            self._settle(self.segment, status, ran)
+        elif self.previous is not None:  # nothing private ran here (a resumed post-step):
+            # the run's last segment is what ran, and it now ends the run
+            self._settle(
+                self.previous["id"], status, ran, "the run was completed by a resumed process"
+            )
 
     def abort(self, status: str, note: str = "") -> None:
         """The process is ending early: settle to what was booked (an upper bound on what ran),
@@ -241,15 +232,15 @@ class RunSpend:
         if not self.planned and not self.lead_booked:
             self.ledger.cancel(self.segment)
             return
-        eps, delta = self._value(self.booked)
+        self._settle(self.segment, status, self.booked, note)
+
+    def _settle(self, segment: str, status: str, history: History, note: str = "") -> None:
+        eps, delta = self._value(history)
+        accounting = self._accounting(self._planned(), history)
         self.ledger.settle(
-            self.segment,
-            status,
-            epsilon=eps,
-            delta=delta,
-            note=note,
-            accounting=self._accounting(self._planned(), self.booked),
+            segment, status, epsilon=eps, delta=delta, accounting=accounting, note=note
         )
+        self.settled = True
 
     def outside(self) -> tuple[float, float]:
         """The run's releases outside the accountant (class counts), as booked: this segment's
