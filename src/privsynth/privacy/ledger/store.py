@@ -231,8 +231,7 @@ def new_secret() -> str:
 
 def _read(path: str) -> str:
     try:
-        with open(path) as f:
-            return f.read().strip()
+        return Path(path).read_text().strip()
     except OSError:
         return ""
 
@@ -242,13 +241,8 @@ def this_host() -> str:
     Hostnames alone repeat across containers and CI runners that share one PostgreSQL ledger."""
     import socket
 
-    return "|".join(
-        (
-            socket.gethostname(),
-            _read("/etc/machine-id")[:16],
-            _read("/proc/sys/kernel/random/boot_id")[:16],
-        )
-    )
+    ids = (_read("/etc/machine-id")[:16], _read("/proc/sys/kernel/random/boot_id")[:16])
+    return "|".join((socket.gethostname(), *ids))
 
 
 def process_alive(host: str, pid: int) -> bool | None:
@@ -259,8 +253,6 @@ def process_alive(host: str, pid: int) -> bool | None:
         return None
     if boot != mine_boot:
         return False  # this machine rebooted since: the process is gone
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
