@@ -253,6 +253,8 @@ def process_alive(host: str, pid: int) -> bool | None:
         return None
     if boot != mine_boot:
         return False  # this machine rebooted since: the process is gone
+    if pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
