@@ -124,24 +124,20 @@ def make_private(
     state: AccountantState | None = None,
     generator: torch.Generator | None = None,
 ):
-    """Wrap with Opacus: ``(module, optimizer, data_loader, engine)``, Poisson batches at q.
-
-    The accountant starts from a restored ``state`` (resuming never resets the budget), else from
+    """Wrap with Opacus: ``(module, optimizer, data_loader, engine)``, Poisson batches at q. The
+    accountant starts from a restored ``state`` (resuming never resets the budget), else from
     ``spec.prior`` (releases before DP-SGD). Batches and noise come from generators seeded from
-    the OS entropy, never from ``--seed`` (it is on the card, and the guarantee assumes they are
+    the OS entropy, never from ``--seed`` (it is on the card; the guarantee assumes they are
     unpredictable): ``generator`` (what non-private loaders use) is ignored, and a resumed run
-    replays no batch or noise of its first segment.
-    """
+    replays no batch or noise of its first segment."""
     del generator
     device = next(module.parameters()).device
     if spec.grad_sample_mode not in GRAD_SAMPLE_MODES:
         raise ConfigError(
             f"grad-sample mode '{spec.grad_sample_mode}' unknown; choose one of {GRAD_SAMPLE_MODES}"
         )
-    errors = ModuleValidator.validate(module, strict=False)
-    if errors:
+    if errors := ModuleValidator.validate(module, strict=False):
         raise ConfigError(f"model is not DP-compatible: {errors[0]}; use GroupNorm, not BatchNorm")
-    collate = TensorBatches.collate if isinstance(dataset, TensorBatches) else None
     engine = PrivacyEngine(accountant=spec.accountant, secure_mode=False)
     module, world = _distribute(module, dp_plan)
     q = dp_plan.sample_rate
@@ -150,7 +146,7 @@ def make_private(
     loader = DPDataLoader(
         dataset,
         sample_rate=q,
-        collate_fn=collate,
+        collate_fn=TensorBatches.collate if isinstance(dataset, TensorBatches) else None,
         generator=private_generator("cpu"),
         distributed=world > 1,
     )
