@@ -1,23 +1,16 @@
 """The size release: the training-set size N, released once with the Gaussian mechanism before
-anything else a private run publishes.
+anything else a private run publishes (why and how: docs/privacy.md, "The size release").
 
-Under add/remove-one neighbours an exact N tells two neighbours apart, and so would every
-published value computed from it (the DP-SGD sample rate, the default delta). So a private run
-first releases ``N_hat = max(1, round(N + N(0, sigma_n^2)))`` (sensitivity 1, OpenDP noise,
-`mechanisms.gaussian_noise_release`) and computes q = min(1, B / N_hat), the steps and the default
-delta 1 / (10 N_hat) from it. The release is the entry ``(sigma_n, 1.0, 1)`` at the head of the
-run's accountant history: one Opacus accountant composes it with the rest, within the epsilon.
+An exact N tells add/remove-one neighbours apart, and so would every value computed from it. So a
+private run releases ``N_hat = max(1, round(N + N(0, sigma_n^2)))`` (sensitivity 1, OpenDP noise)
+and computes q, the steps and the default delta 1 / (10 N_hat) from it. The release is the entry
+``(sigma_n, 1.0, 1)`` at the head of the run's accountant history, composed with the rest.
 
-sigma_n: Opacus' calibration (`accounting.calibrate_noise`, PRV) for ``share * epsilon`` at the
-user's delta, or at `CALIBRATION_DELTA` when delta is the default (the default needs N_hat,
-which does not exist yet; the public constant keeps sigma_n data-independent), and at most
-`MAX_SIGMA`: below epsilon ~8.5 a 2% share would need more noise than a small training set can
-carry (at epsilon 1, sigma_n 250: N_hat, and with it q and delta, off by hundreds), while sigma_n
-20 composed with DP-SGD costs it a few percent of its budget (Gaussian releases compose in
-mu^2: 1/400 against ~1/16 for an epsilon-1 run). With a fixed --noise-multiplier (no target
-epsilon) sigma_n is `MAX_SIGMA`. ``--size-sigma`` sets it outright.
-N_hat is drawn once per run and kept on the run's card (``privacy.size_release``): a resumed
-run reuses it, never draws again.
+sigma_n: Opacus' calibration (PRV) for ``share * epsilon`` at the user's delta, or at the public
+`CALIBRATION_DELTA` when delta is the default (which needs N_hat), capped at `MAX_SIGMA`: below
+epsilon ~8.5 a 2% share would leave N_hat off by hundreds, while sigma_n 20 costs DP-SGD a few
+percent of its budget. Without a target epsilon sigma_n is `MAX_SIGMA`; ``--size-sigma`` sets it.
+N_hat is drawn once per run and kept on its card (``privacy.size_release``): a resume reuses it.
 """
 
 from __future__ import annotations

@@ -1,27 +1,15 @@
-"""The privacy ledger: what every run has spent on each dataset, in a database.
+"""The privacy ledger: what every run has spent on each dataset, in a database (SQLite or
+PostgreSQL). Where it lives, how datasets are keyed and how segments are reserved, booked and
+settled: docs/privacy.md, "The privacy ledger".
 
-Where it lives (the first that applies):
-  1. ``--ledger LOCATION`` (a ``ledger=`` argument): a file path (SQLite) or a
-     ``postgresql://user@host/db`` URL, for a team that shares one budget across machines;
-  2. the environment variable ``PRIVSYNTH_LEDGER`` (same forms);
-  3. one default per user: ``$XDG_DATA_HOME/privsynth/ledger.sqlite`` (Linux, default
-     ``~/.local/share``), ``~/Library/Application Support/privsynth/ledger.sqlite`` (macOS),
-     ``%APPDATA%\\privsynth\\ledger.sqlite`` (Windows).
-Every verb (train, sweep, federate, audit, ledger) finds it the same way, wherever it writes.
+Where (the first that applies): ``--ledger LOCATION`` (a ``ledger=`` argument), the environment
+variable ``PRIVSYNTH_LEDGER``, else one default file per user (`default_location`).
 
-Key: HMAC-SHA256(the ledger's secret, the dataset's `Content` digest), the content being the
-multiset of per-record digests, so any re-encoding, re-ordering or re-indexing of the same records
-shares one budget; the secret (32 random bytes in the ``meta`` table) means a key reveals nothing
-to anyone without the ledger. Each key's records are kept as keyed record digests: a dataset that
-shares a record with another is charged against both budgets, so a superset, a subset or any
-overlapping file cannot start a fresh budget.
-
-Rows are *segments*: each process that touched a dataset for a run reserves its planned spend in
-the transaction of the budget check, books what ran at every checkpoint (one interval ahead, so a
-killed process is never under-booked) and settles when it ends. A segment that touched data is
-never deleted: a resumed run adds one with the run's id. A whole-run segment
-(``accounting.scope == "run"``, what `RunSpend` writes) books the run's accountant composition of
-everything it ran so far and *supersedes* the run's earlier segments (listed, counting nothing).
+Key: HMAC-SHA256(the ledger's secret, the dataset's `Content` digest), so the same records in any
+encoding or order share one budget and a key reveals nothing without the ledger; each key's
+records are kept as keyed digests, so a dataset sharing a record with another is charged against
+both budgets. Rows are *segments* (one process's part of a run); a whole-run segment
+(``accounting.scope == "run"``, what `RunSpend` writes) supersedes the run's earlier ones.
 
 Composition rule (what budgets are checked against): each run counts its own accountant's
 composition of all its segments; across runs, BASIC composition: the runs' epsilons on a dataset
