@@ -1,16 +1,11 @@
 """One process's spend on one run (`RunSpend`), kept in the ledger from before its first private
-step to its end (the rows and the rules: the `privsynth.privacy.ledger` package docstring).
+step to its end: reserve (the whole remaining plan, with the budget check), book at every
+checkpoint (what ran plus one interval, so a killed process is never under-booked), settle (what
+ran, or what was booked); cancelled if refused before it planned. The rules: docs/privacy.md,
+"Segments, reserved before they run".
 
-  reserve   before any private step, with the budget check: the whole remaining plan (DP-SGD
-            steps + a class-count release still to come);
-  book      at every checkpoint: what ran *plus one checkpoint interval*, so that a process killed
-            between checkpoints is never booked below what it ran;
-  settle    at the end: exactly what ran, or what was booked (interrupted, failed, found dead).
-A segment refused before it planned is cancelled: it never touched the data.
-
-Every booking is the whole run's (``scope: run``): one accountant over everything the run ran, in
-all its segments; a resumed segment carries what it does not rerun from its checkpoint
-(``carried``: steps booked ahead by a killed process, a class-count release it made). A *lead*
+Every booking is the whole run's (``scope: run``): one accountant over everything the run ran; a
+resumed segment carries what it does not rerun from its checkpoint (``carried``). A *lead*
 (`set_lead`: the size release, the warm-up's) precedes DP-SGD in the same accountant history and
 is booked before it is drawn (`book_lead`); the checkpoint interval counts DP-SGD steps only.
 """

@@ -1,13 +1,9 @@
 """Where the privacy ledger is kept: SQLite (standard library) or PostgreSQL, one schema.
 
-Every change happens inside one database transaction. A budget check and the reservation it
-allows are one transaction that holds the dataset's lock (SQLite: ``BEGIN IMMEDIATE``, the
-database's write lock; PostgreSQL: ``SELECT ... FOR UPDATE`` on the dataset's row), so two runs
-started together on the same data cannot both pass a budget that only one fits.
-
-Locations: a file path (SQLite) or a ``postgresql://user@host/db`` URL (a SQLAlchemy-style
-``postgresql+psycopg://`` is accepted too). PostgreSQL needs ``psycopg``:
-``pip install 'privsynth[postgres]'``.
+A budget check and the reservation it allows are one transaction holding the dataset's lock
+(SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT ... FOR UPDATE`` on its row), so two runs started
+together cannot both pass a budget only one fits. PostgreSQL (``postgresql://`` or SQLAlchemy's
+``postgresql+psycopg://``) needs ``pip install 'privsynth[postgres]'``.
 """
 
 from __future__ import annotations
