@@ -24,15 +24,10 @@ ACCOUNTANTS = ("prv", "rdp")
 
 @dataclass(frozen=True)
 class PrivacySpec:
-    """What the user asked for: a target ``epsilon`` (or a fixed ``noise_multiplier``).
-
-    Frozen: a derived spec is a new one (`replace`). "No DP" has one spelling everywhere: no spec
-    at all (``None`` in Python, ``null`` in JSON, e.g. the federated run config's ``privacy``).
-
-    Units: epsilon in nats (the usual), delta a probability; ``max_grad_norm`` is the per-sample
-    L2 clipping bound C. ``delta=None`` picks ``1 / (10 N)`` once N is known: in a central run
-    N_hat, the training-set size as the size release drew it (``size``).
-    """
+    """What the user asked for: a target ``epsilon`` (or a fixed ``noise_multiplier``). "No DP"
+    is no spec at all (``None``; ``null`` in JSON). Epsilon in nats, delta a probability,
+    ``max_grad_norm`` the per-sample L2 clipping bound C; ``delta=None`` picks ``1 / (10 N)`` once
+    N is known (a central run's N_hat, ``size``)."""
 
     epsilon: float | None = 10.0
     delta: float | None = None
@@ -40,15 +35,12 @@ class PrivacySpec:
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     grad_sample_mode: str = "bk"  # dpsgd.GRAD_SAMPLE_MODES; bk = Book-Keeping, the fastest
-    # Releases this run made from the same private data before DP-SGD (e.g. the warm-up's
-    # central images), as accountant history entries (sigma, q, steps). DP-SGD's noise is
-    # calibrated over prior + its own steps, and its accountant starts from this history, so
-    # the card and the ledger compose them exactly. Derived by the trainer, not asked for:
-    # not part of to_json (the run's request).
+    # Derived by the trainer, not asked for (so not in to_json, the run's request):
+    # releases made from the same data before DP-SGD (the warm-up's central images) as
+    # accountant entries (sigma, q, steps): DP-SGD is calibrated over prior + its own steps and
+    # its accountant starts from them, so card and ledger compose them exactly;
     prior: tuple[tuple[float, float, int], ...] = ()
-    # N_hat, the training-set size as the run's size release drew it (privacy/size_release.py):
-    # every published value that needs N (q, steps, the default delta) reads it, never the exact
-    # N. Derived by the trainer, not asked for: not part of to_json.
+    # N_hat (privacy/size_release.py): every published value that needs N reads it, never N.
     size: int | None = None
 
     def __post_init__(self) -> None:
@@ -87,13 +79,15 @@ class PrivacySpec:
 
     def resolved_delta(self, n_private: int) -> float:
         """The user's delta, else 1/(10 N) with N the released size (``size``) when there is one."""
-        if self.delta is not None:
-            return self.delta
-        return default_delta(self.size if self.size is not None else n_private)
+        return self.delta if self.delta is not None else default_delta(self.public_size(n_private))
 
     def public_size(self, n_private: int) -> int:
         """The N that published values are computed from: N_hat when released, else ``n``."""
         return self.size if self.size is not None else n_private
+
+    def with_noise(self, sigma: float) -> "PrivacySpec":
+        """The same target with its noise multiplier already calibrated (or fixed)."""
+        return self.replace(noise_multiplier=float(sigma))
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -110,10 +104,6 @@ class PrivacySpec:
         if "prior" in changes:
             changes["prior"] = tuple(tuple(h) for h in changes["prior"])
         return dataclasses.replace(self, **changes)
-
-    def with_noise(self, sigma: float) -> "PrivacySpec":
-        """The same target with its noise multiplier already calibrated (or fixed)."""
-        return self.replace(noise_multiplier=float(sigma))
 
 
 # The largest target epsilon accepted. Measured with Opacus' get_noise_multiplier: 200 calibrates
@@ -136,13 +126,10 @@ def calibrate_noise(
     accountant: str = "prv",
     prior: Iterable[tuple[float, float, int]] = (),
 ) -> float:
-    """The smallest noise multiplier sigma whose epsilon after ``steps`` is <= target.
-
-    Opacus bisects; ``epsilon_tolerance`` is 0.5% of the target so the result is within 1%.
-    ``prior``: history entries spent before these steps in the same accountant (a warm-up
-    release); the target is then the epsilon of ``prior + [(sigma, q, steps)]``.
-    """
-    prior = tuple((float(a), float(b), int(c)) for a, b, c in prior if int(c) > 0)
+    """The smallest noise multiplier sigma whose epsilon after ``steps`` is <= target (Opacus
+    bisects to within 0.5% of the target). With ``prior`` (entries spent before these steps in
+    the same accountant) the target is the epsilon of ``prior + [(sigma, q, steps)]``."""
+    prior = _entries(prior)
     if prior:
         return _calibrate_after(
             prior, float(epsilon), float(delta), float(sample_rate), int(steps), accountant
@@ -189,13 +176,10 @@ def _calibrate_after(
             f"target {epsilon:.3g}, leaving nothing for training; lower "
             "--warmup-share or raise --epsilon"
         )
-    acc = create_accountant(accountant)
     tolerance = max(0.005 * epsilon, 1e-4)
 
     def eps_at(sigma: float) -> float:
-        acc.history = [*prior, (sigma, q, steps)]
-        with _quiet_full_batch():
-            return float(acc.get_epsilon(delta=delta))
+        return _epsilon((*prior, (sigma, q, steps)), delta, accountant)
 
     low, high, eps_high = 0.0, 10.0, eps_at(10.0)
     while eps_high > epsilon:
@@ -244,10 +228,12 @@ def epsilon_from_history(
     history: Iterable[tuple[float, float, int]], delta: float, accountant: str = "prv"
 ) -> float:
     """Epsilon spent by the DP-SGD steps in ``history``, from a fresh Opacus accountant."""
-    history = tuple((float(a), float(b), int(c)) for a, b, c in history if int(c) > 0)
-    if not history:
-        return 0.0
-    return _epsilon(history, float(delta), accountant)
+    history = _entries(history)
+    return _epsilon(history, float(delta), accountant) if history else 0.0
+
+
+def _entries(history: Iterable) -> tuple[tuple[float, float, int], ...]:
+    return tuple((float(a), float(b), int(c)) for a, b, c in history if int(c) > 0)
 
 
 @lru_cache(maxsize=256)

@@ -82,12 +82,7 @@ def unit_norms_sq(
         )
     out = torch.zeros(units, device=g.device, dtype=g.dtype)
     if m.bias is not None and m.bias.requires_grad:
-        bias_rows = (
-            g.reshape(len(g), -1, g.shape[-1]).sum(1)
-            if isinstance(m, nn.Linear)
-            else g.flatten(2).sum(2)
-        )
-        out += _per_unit(bias_rows, k).pow(2).sum(1)
+        out += _per_unit(_bias_rows(m, g), k).pow(2).sum(1)
     if not m.weight.requires_grad or units == 0:
         return out
     if isinstance(m, nn.Linear):
@@ -101,6 +96,15 @@ def unit_norms_sq(
             keep["weight"] = grads
             return out + grads.pow(2).flatten(1).sum(1)
     return out + conv_norms_sq(x, gy, m.kernel_size, m.stride, m.padding, k, chunk_floats, strategy)
+
+
+def _bias_rows(m: nn.Module, g: torch.Tensor) -> torch.Tensor:
+    """Each row's bias gradient: its backprop summed over positions."""
+    return (
+        g.reshape(len(g), -1, g.shape[-1]).sum(1)
+        if isinstance(m, nn.Linear)
+        else g.flatten(2).sum(2)
+    )
 
 
 def _per_unit(rows: torch.Tensor, k: int) -> torch.Tensor:
@@ -148,21 +152,13 @@ def conv_norms_sq(
     """Per-unit squared norm of a Conv2d's weight gradient; x: input rows (R, C, H, W),
     g: output gradient rows (R, P, Ho, Wo), k rows per unit. ``strategy``: "auto" (the cheapest),
     or "im2col" / "loop" / "ghost" (k = 1 only) / "mat" (all exact; tests compare them)."""
-    rows, c, h, w = x.shape
-    p, ho, wo = g.shape[1:]
-    units = rows // k
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    hph, wph = ho + math.ceil(kh / sh), wo + math.ceil(kw / sw) - 1
-    n, length = hph * wph, ho * wph
+    units, p = len(x) // k, g.shape[1]
     if strategy == "auto":
         strategy = _conv_strategy(x, g, kernel, stride, k)
     if strategy == "loop":
         out = x.new_empty(units)
         for u in range(units):
-            rows_u = slice(u * k, (u + 1) * k)
-            out[u] = (
-                conv2d_weight(x[rows_u], (p, c, kh, kw), g[rows_u], stride, padding).pow(2).sum()
-            )
+            out[u] = _unit_conv_grad(x, g, u, k, kernel, stride, padding).pow(2).sum()
         return out
     if strategy == "im2col":
         # few input channels: one batched product over im2col columns
@@ -172,6 +168,23 @@ def conv_norms_sq(
             g.flatten(2).transpose(1, 2).reshape(units, -1, p),
             chunk_floats,
         )
+    if strategy == "ghost" and k != 1:
+        raise ValueError("the ghost norm here takes one row per unit")
+    return _phase_norms_sq(x, g, kernel, stride, padding, k, chunk_floats, strategy == "ghost")
+
+
+def _plane(g: torch.Tensor, kernel, stride) -> tuple[int, int]:
+    """(hph, wph): the phase plane holding every output position and the taps' overcompute."""
+    (ho, wo), (kh, kw), (sh, sw) = g.shape[2:], kernel, stride
+    return ho + math.ceil(kh / sh), wo + math.ceil(kw / sw) - 1
+
+
+def _phase_norms_sq(x, g, kernel, stride, padding, k, chunk_floats, ghost: bool) -> torch.Tensor:
+    """ "mat" or "ghost" on stride phase planes, a chunk of units at a time (module docstring)."""
+    c, (p, ho, wo), (kh, kw), (sh, sw) = x.shape[1], g.shape[1:], kernel, stride
+    units = len(x) // k
+    hph, wph = _plane(g, kernel, stride)
+    n, length = hph * wph, ho * wph
     # Phase planes of hph x wph, flattened; output (i, j) -> i * wph + j, tap -> + offset.
     taps = [
         (
@@ -186,29 +199,18 @@ def conv_norms_sq(
         for rb in range(sw)
     ]
     phases, extra = sh * sw, max(o for _, offsets in taps for o in offsets)
-    ghost = strategy == "ghost"
-    if ghost and k != 1:
-        raise ValueError("the ghost norm here takes one row per unit")
     per_unit = k * n * (phases * c + p) + (phases * n * n + 2 * length * length if ghost else p * c)
     step = max(1, chunk_floats // per_unit)
     out = x.new_zeros(units)
     for u0 in range(0, units, step):
         u1 = min(units, u0 + step)
         xs, gs, nu = x[u0 * k : u1 * k], g[u0 * k : u1 * k], u1 - u0
-        planes = _phase_planes(xs, (ph, pw), (sh, sw), (hph, wph), extra)  # (phases, flat, c)
+        planes = _phase_planes(xs, padding, stride, (hph, wph), extra)  # (phases, flat, c)
         # the backprop on the same grid: zero at the overcomputed positions
         gf = gs.new_zeros(len(gs), hph, wph, p)
         gf[:, :ho, :wo] = gs.permute(0, 2, 3, 1)
         if ghost:
-            gf = gf.view(len(gs), n, p)[:, :length]
-            patch_gram = None
-            for phase, offsets in taps:
-                plane = planes[phase, : nu * n].view(nu, n, c)
-                gram = torch.bmm(plane, plane.transpose(1, 2))
-                for o in offsets:
-                    block = gram[:, o : o + length, o : o + length]
-                    patch_gram = block.clone() if patch_gram is None else patch_gram.add_(block)
-            out[u0:u1] = (patch_gram * torch.bmm(gf, gf.transpose(1, 2))).sum((1, 2))
+            out[u0:u1] = _ghost_chunk(planes, gf.view(len(gs), n, p)[:, :length], taps, nu, n)
             continue
         # A unit's k rows are consecutive planes: one product per tap over all k * n positions
         # (the zero backprop rows skip the windows that straddle two planes).
@@ -223,30 +225,44 @@ def conv_norms_sq(
     return out
 
 
+def _ghost_chunk(planes, gf, taps, nu: int, n: int) -> torch.Tensor:
+    """<sum_tap X_tap X_tap^T, G G^T> per unit, the patch Gram summed from each phase's Gram."""
+    c, length = planes.shape[2], gf.shape[1]
+    patch_gram = None
+    for phase, offsets in taps:
+        plane = planes[phase, : nu * n].view(nu, n, c)
+        gram = torch.bmm(plane, plane.transpose(1, 2))
+        for o in offsets:
+            block = gram[:, o : o + length, o : o + length]
+            patch_gram = block.clone() if patch_gram is None else patch_gram.add_(block)
+    return (patch_gram * torch.bmm(gf, gf.transpose(1, 2))).sum((1, 2))
+
+
+def _unit_conv_grad(x, g, u: int, k: int, kernel, stride, padding) -> torch.Tensor:
+    """Unit ``u``'s Conv2d weight gradient (P, C, kh, kw) from its k rows, one kernel call."""
+    rows = slice(u * k, (u + 1) * k)
+    return conv2d_weight(x[rows], (g.shape[1], x.shape[1], *kernel), g[rows], stride, padding)
+
+
 def conv_unit_grads(
     x: torch.Tensor, g: torch.Tensor, kernel, stride, padding, k: int
 ) -> torch.Tensor:
     """Each unit's Conv2d weight gradient (units, P, C, kh, kw), one kernel call per unit."""
-    units, shape = len(x) // k, (g.shape[1], x.shape[1], *kernel)
-    out = x.new_empty(units, *shape)
-    for u in range(units):
-        rows_u = slice(u * k, (u + 1) * k)
-        out[u] = conv2d_weight(x[rows_u], shape, g[rows_u], stride, padding)
-    return out
+    return torch.stack(
+        [_unit_conv_grad(x, g, u, k, kernel, stride, padding) for u in range(len(x) // k)]
+    )
 
 
 def _conv_strategy(x, g, kernel, stride, k: int) -> str:
-    c, (p, ho, wo), (kh, kw), (sh, sw) = x.shape[1], g.shape[1:], kernel, stride
-    hph, wph = ho + math.ceil(kh / sh), wo + math.ceil(kw / sw) - 1
-    return _cheapest(c, p, kh * kw, sh * sw, k, ho * wo, hph * wph, ho * wph)
-
-
-def _cheapest(c, p, taps, phases, k, positions, n, length) -> str:
     """The strategy with the lowest estimated time per unit (see the module docstring)."""
+    c, (p, ho, wo), (kh, kw) = x.shape[1], g.shape[1:], kernel
+    taps, phases = kh * kw, stride[0] * stride[1]
     if c * taps <= 32:
         return "im2col"
+    hph, wph = _plane(g, kernel, stride)
+    n, length = hph * wph, ho * wph
     cost = {
-        "loop": CALL_MS + k * positions * c * taps * p / KERNEL_MACS_PER_MS,
+        "loop": CALL_MS + k * ho * wo * c * taps * p / KERNEL_MACS_PER_MS,
         "mat": taps * k * n * p * c / BMM_MACS_PER_MS,
     }
     if k == 1:
@@ -334,27 +350,19 @@ def clipped_grads(
         out[m.weight] = torch.zeros_like(m.weight).index_add_(0, a.reshape(-1), gw)
         return out
     if m.bias is not None and m.bias.requires_grad:
-        out[m.bias] = (
-            row_weight @ g.reshape(len(g), -1, g.shape[-1]).sum(1)
-            if isinstance(m, nn.Linear)
-            else row_weight @ g.flatten(2).sum(2)
-        )
+        out[m.bias] = row_weight @ _bias_rows(m, g)
     if not m.weight.requires_grad:
         return out
     if unit_grads is not None:
         out[m.weight] = torch.tensordot(unit_weight, unit_grads, dims=1)
     elif isinstance(m, nn.Linear):
         out[m.weight] = (g * w).reshape(-1, g.shape[-1]).t() @ a.reshape(-1, a.shape[-1])
-    elif isinstance(m, nn.Conv2d):  # scale whichever of input / backprop is smaller
+    else:  # a convolution: scale whichever of input / backprop is smaller
         if a.numel() < g.numel():
-            a, g = a * row_weight.view(-1, 1, 1, 1), g
+            a = a * w
         else:
             g = g * w
-        out[m.weight] = conv2d_weight(a, m.weight.shape, g, m.stride, m.padding)
-    else:  # ConvTranspose2d: the weight gradient of the adjoint convolution (input g, output a)
-        if a.numel() < g.numel():
-            a = a * row_weight.view(-1, 1, 1, 1)
-        else:
-            g = g * w
-        out[m.weight] = conv2d_weight(g, m.weight.shape, a, m.stride, m.padding)
+        # ConvTranspose2d: the weight gradient of the adjoint convolution (input g, output a)
+        x, gy = (a, g) if isinstance(m, nn.Conv2d) else (g, a)
+        out[m.weight] = conv2d_weight(x, m.weight.shape, gy, m.stride, m.padding)
     return out

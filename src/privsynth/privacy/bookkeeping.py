@@ -1,10 +1,10 @@
 """Book-Keeping DP-SGD: every example's gradient clipped and summed in one backward pass.
 
 Bu, Wang, Zha, Karypis, "Differentially Private Optimization on Large Model at Small Cost"
-(ICML 2023). Opacus' hooks mode stores every example's gradient of every layer (batch x weights)
-and clips afterwards; its ghost mode runs the backward twice. Here the forward runs with the
-weights frozen, so the backward computes only the gradients flowing *between* layers, and each
-layer's input (activation A) and output gradient (backprop G) are kept. From them:
+(ICML 2023). Opacus' hooks mode stores every example's gradient of every layer and clips
+afterwards; its ghost mode runs the backward twice. Here the forward runs with the weights
+frozen, the backward computes only the gradients *between* layers, and each layer's input
+(activation A) and output gradient (backprop G) are kept. From them:
 
 1. each example's squared gradient norm, layer by layer: from the example's weight gradient
    ``G_i^T A_i`` formed a few examples at a time (cost T d p per example), or without forming it,
@@ -15,12 +15,10 @@ layer's input (activation A) and output gradient (backprop G) are kept. From the
    one a non-private backward computes.
 
 After ``loss.backward()`` every trainable parameter's ``.grad`` holds the clipped sum (no noise,
-not averaged), added to what ``.grad`` held, like autograd: a large batch can run in chunks of
-examples, one forward/backward each, before the optimizer step (`dpsgd.backward`), which bounds
-the memory of activations by the chunk. Opacus' ``DPOptimizerFastGradientClipping`` then adds
-the Gaussian noise ``N(0, sigma^2 C^2)``, divides by the expected batch size, and its accountant
-books the step.
-Nothing in this module draws noise or accounts; ``dpsgd.make_private`` wires the two together.
+not averaged) added to what it held, like autograd, so a batch can run in chunks
+(`dpsgd.backward`). Opacus' ``DPOptimizerFastGradientClipping`` then adds ``N(0, sigma^2 C^2)``,
+divides by the expected batch size, and its accountant books the step: nothing here draws noise
+or accounts (``dpsgd.make_private`` wires the two together).
 
 Unit of privacy: one row of the wrapped module's first argument. A layer that sees K rows per
 unit (noise multiplicity, rows laid out unit-major) gets one gradient per unit, the sum of its
@@ -56,12 +54,9 @@ class _Record:
 
 
 class BookKeeping(nn.Module):
-    """Wraps ``module``; ``loss.backward()`` leaves the clipped per-unit gradient sum in ``.grad``.
-
-    ``loss`` must be the mean over the rows of the forward (Opacus' ``loss_reduction="mean"``).
-    ``disable_hooks()`` / ``enable_hooks()`` switch to a plain forward (a GAN's generator step);
-    ``_close()`` removes the hooks, as on Opacus' wrappers.
-    """
+    """Wraps ``module``; ``loss.backward()`` leaves the clipped per-unit gradient sum in ``.grad``
+    for a ``loss`` that is the mean over the forward's rows (Opacus' ``loss_reduction="mean"``).
+    ``disable_hooks()`` gives a plain forward (a GAN's generator step), as on Opacus' wrappers."""
 
     def __init__(self, module: nn.Module, max_grad_norm: float, chunk_floats: int = CHUNK_FLOATS):
         super().__init__()
@@ -69,25 +64,16 @@ class BookKeeping(nn.Module):
         self.max_grad_norm = float(max_grad_norm)
         self.chunk_floats = int(chunk_floats)
         self.hooks_enabled = True
-        unsupported = sorted(
-            {
-                type(m).__name__
-                for m in module.modules()
-                if any(p.requires_grad for p in m.parameters(recurse=False))
-                and not isinstance(m, SUPPORTED)
-            }
-        )
+        trainable = [
+            m for m in module.modules() if any(p.requires_grad for p in m.parameters(recurse=False))
+        ]
+        unsupported = sorted({type(m).__name__ for m in trainable if not isinstance(m, SUPPORTED)})
         if unsupported:
             raise ConfigError(
                 f"grad-sample mode 'bk' has no rule for {', '.join(unsupported)}; "
                 "use --grad-sample-mode hooks"
             )
-        self._layers = [
-            m
-            for m in module.modules()
-            if isinstance(m, SUPPORTED)
-            and any(p.requires_grad for p in m.parameters(recurse=False))
-        ]
+        self._layers = [m for m in trainable if isinstance(m, SUPPORTED)]
         for m in self._layers:
             why = check(m)
             if why:
@@ -137,12 +123,11 @@ class BookKeeping(nn.Module):
 
     @contextmanager
     def public_rows(self, clip_rows: int, public_clip: str = "total"):
-        """Within this block only the first ``clip_rows`` rows of a forward are units, each
-        clipped to C; the other rows are *public*: functions of values already released (a GAN's
-        fake images), whose gradient needs no per-example norm. Their summed gradient is scaled
-        to norm at most (public rows) x C (``public_clip="total"``, so the public half weighs no
-        more than per-example clipping would let it) or added as it is (``"none"``). Either way
-        the sum's sensitivity to one unit stays C (docs/privacy.md)."""
+        """Within this block only the first ``clip_rows`` rows of a forward are units, clipped to
+        C; the rest are *public* (functions of released values: a GAN's fakes) and get no
+        per-example norm: their summed gradient is scaled to norm <= (public rows) x C
+        (``"total"``: they weigh no more than clipping would let them) or added as it is
+        (``"none"``). Either way the sensitivity to one unit stays C (docs/privacy.md)."""
         if public_clip not in ("total", "none"):
             raise ValueError(f"public_clip must be 'total' or 'none', got {public_clip!r}")
         self._clip_rows, self._public_clip = int(clip_rows), public_clip

@@ -1,24 +1,14 @@
-"""The warm-up's one private release: per-class "central images" (noisy class means).
+"""The warm-up's one private release: per-class "central images" (noisy class means), after
+DP-FETA (Li et al., IEEE S&P 2025); the full description: docs/warmup.md, "--warmup central".
 
-DP-FETA ("From Easy to Hard: Building a Shortcut for Differentially Private Image Synthesis",
-Li et al., IEEE S&P 2025) pretrains a DP generator on a few noisy *central images* of the private
-set before DP-SGD. Ours, exactly:
-
-- each private image is area-averaged down to ``size x size`` (a low-pass: its low-frequency
-  content, as FETA's half-resolution means), shifted to pixels in -0.5..0.5 and clipped to L2 norm
-  ``clip`` (default: the largest norm such an image can have, so clipping never changes one);
-- its feature vector is ``v = [a * x_low / clip, c]`` with ``a^2 + c^2 = 1``: ``||v|| <= 1``. The
-  constant last entry ``c`` (``count_weight``) makes the same release carry noisy class counts,
-  so the means need no separate count release and no public class sizes;
-- per class k the sum ``S_k = sum of v_i over images i of class k`` (a K x (D + 1) matrix). Adding
-  or removing one image (with its label) changes one row by ``v_i``: L2 sensitivity 1;
-- released: ``S + N(0, sigma^2)`` per entry, the noise drawn by OpenDP's Gaussian mechanism from
-  the OS CSPRNG (`mechanisms.gaussian_noise_release`). With ``sample_rate < 1`` each of ``queries``
-  releases sums a fresh Poisson sample (each image in with probability q) as FETA does.
-Accounting: the whole release is the Opacus accountant history entry ``(sigma, q, queries)`` —
-one Gaussian step at sampling rate 1 by default — composed with DP-SGD in the same accountant
-(``PrivacySpec.prior``). Sigma comes from ``calibrate_noise`` (Opacus) for the release's share of
-the target epsilon. Everything computed from the noisy sums afterwards is post-processing.
+Each private image is area-averaged to ``size x size``, shifted to -0.5..0.5 and clipped to L2
+norm ``clip``; its feature ``v = [a * x_low / clip, c]`` (``a^2 + c^2 = 1``, ``c`` =
+``count_weight``) has ``||v|| <= 1`` and makes the release carry noisy class counts too. Per class
+the sum of the ``v_i`` is taken: adding or removing one image changes one row by ``v_i``, so the
+L2 sensitivity is 1. Released: sums + N(0, sigma^2) per entry (OpenDP, OS CSPRNG), ``queries``
+times on Poisson samples at ``sample_rate`` (once on the whole set by default). Accounting: the
+Opacus history entry ``(sigma, q, queries)`` that opens DP-SGD's accountant (``PrivacySpec.prior``);
+everything computed from the noisy sums afterwards is post-processing.
 """
 
 from __future__ import annotations
@@ -107,12 +97,6 @@ def features(images: np.ndarray, size: int, clip: float, count_weight: float) ->
     return torch.cat([a * low, ones], 1)
 
 
-def class_sums(v: torch.Tensor, labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    out = torch.zeros(num_classes, v.shape[1], dtype=torch.float64)
-    out.index_add_(0, torch.from_numpy(np.asarray(labels, dtype=np.int64)), v)
-    return out
-
-
 def release_central(
     images: np.ndarray,
     labels: np.ndarray,
@@ -125,11 +109,9 @@ def release_central(
     count_weight: float = 0.3,
     clip: float | None = None,
 ) -> CentralRelease:
-    """Release noisy per-class means of ``images`` (uint8 N x C x H x W), see the module doc.
-
-    The only private step: ``queries`` Gaussian releases of the clipped class sums (sensitivity
-    1, noise std ``sigma``). Which images a Poisson sample holds is drawn from the OS entropy.
-    """
+    """Noisy per-class means of ``images`` (uint8 N x C x H x W), see the module doc: the only
+    private step is ``queries`` Gaussian releases of the class sums (sensitivity 1, noise std
+    ``sigma``), each on a Poisson sample drawn from the OS entropy when ``sample_rate < 1``."""
     from .dpsgd import private_generator
 
     channels = images.shape[1]
@@ -141,7 +123,9 @@ def release_central(
     clip = float(clip) if clip is not None else max_norm(channels, size)
     check_settings(size, sample_rate, queries, count_weight, clip)
     v = features(images, size, clip, count_weight)
-    means, labs, counts = [], [], []
+    a = math.sqrt(1.0 - count_weight**2)
+    labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    means, counts = [], []
     picker = private_generator("cpu")
     for _ in range(queries):
         rows = (
@@ -149,18 +133,17 @@ def release_central(
             if sample_rate < 1
             else torch.ones(len(v), dtype=torch.bool)
         )
-        sums = class_sums(v[rows], np.asarray(labels)[rows.numpy()], num_classes)
+        sums = torch.zeros(num_classes, v.shape[1], dtype=torch.float64)
+        sums.index_add_(0, labels[rows], v[rows])
         noisy, _ = gaussian_noise_release(sums, sigma)  # the private step (its Release: .release)
         # Post-processing from here on.
-        a = math.sqrt(1.0 - count_weight**2)
         count = noisy[:, -1] / count_weight
         mean = noisy[:, :-1] / a * clip / count.clamp_min(1.0)[:, None]
         means.append(mean.view(num_classes, channels, size, size) + 0.5)
-        labs.append(np.arange(num_classes))
         counts.append(count.numpy())
     return CentralRelease(
         torch.cat(means).float().numpy(),
-        np.concatenate(labs),
+        np.tile(np.arange(num_classes), queries),
         np.concatenate(counts),
         float(sigma),
         float(sample_rate),

@@ -51,10 +51,9 @@ def refuse_flags_without_dp(
 def check_delta(
     delta: float, n: int, *, given: bool, force: bool, shown_n: int | None = None
 ) -> list[str]:
-    """Refuse ``delta >= 1/n`` unless forced; return the warnings the card should carry. The
-    warnings shown to the owner name ``n``; the card's copies do not (no published field holds
-    the exact training-set size: docs/privacy.md, "Neighbouring relation and published counts"),
-    and whether the card has the small-n note follows ``shown_n`` (the released N_hat)."""
+    """Refuse ``delta >= 1/n`` unless forced; return the warnings the card should carry. Only
+    the owner's copies name ``n`` (no published field holds the exact size: docs/privacy.md);
+    whether the card has the small-n note follows ``shown_n`` (the released N_hat)."""
     shown = n if shown_n is None else shown_n
     notes = []  # (the owner's warning, the card's note)
     if delta * n >= 1:

@@ -1,43 +1,23 @@
 """Distributed Gaussian noise for a one-shot sum released through SecAgg+ (federated DP-MERF).
 
-The central release is ``S + N(0, (sigma C)^2)`` per entry, ``S`` a sum of per-image vectors of
-L2 norm <= C. Federated, each owner i holds ``S_i`` (``S = sum_i S_i``) and the server must see
-only ``sum_i (S_i + noise_i)``, through Flower's SecAgg+, with the full noise in the sum.
+The central release ``S + N(0, (sigma C)^2)`` per entry, with ``S = sum_i S_i`` held by owners
+and only ``sum_i (S_i + noise_i)`` seen by the server: the *distributed discrete Gaussian* of
+Kairouz, Liu & Steinke (ICML 2021) on the integer grid SecAgg+ sums exactly (the full argument:
+docs/federated.md, "SecAgg+"). In short:
 
-This module is the *distributed discrete Gaussian* of Kairouz, Liu & Steinke ("The Distributed
-Discrete Gaussian Mechanism for Federated Learning with Secure Aggregation", ICML 2021), on the
-integer grid SecAgg+ sums exactly:
+* **Grid.** ``c`` and ``Q`` powers of two, so each owner's rounded, noised sum is a grid point
+  that Flower's quantisation maps to its integer exactly; ``n Q < 2^32``: no wrap-around.
+* **Sensitivity.** One image moves one class column by <= C, after rounding by
+  ``C / gamma + sqrt(D)`` grid units.
+* **Noise.** Each owner adds OpenDP's discrete Gaussian (exact sampler, OS CSPRNG) of scale
+  ``sigma * Delta / sqrt(t - 1)``, t = SecAgg+'s threshold: an owner can subtract its own share,
+  so the other >= t - 1 shares alone carry the full noise. `DistributedPlan.check` refuses a
+  plan whose Kairouz tau (sum of discrete Gaussians vs one) is not negligible.
+* **Range.** ``c`` sits 40 share standard deviations above ``max_images * C``, so Flower's
+  clipping acts only on a tail `DistributedPlan.log10_clip_probability` bounds (added to delta).
 
-* **Grid.** SecAgg+ maps ``[-c, c]`` onto ``Q`` integer levels (Flower's ``quantize``: clip, then
-  stochastic rounding). We pick ``c`` and ``Q`` as powers of two, so the step ``gamma = 2c / Q``
-  is one too; each owner rounds its sum to the grid itself (``a_i = rint(S_i / gamma)``) and adds
-  integer noise, so the value it hands SecAgg+ is a grid point, which Flower's quantisation maps
-  to its integer *exactly* (no stochastic rounding happens, no float error: dyadic numbers). The
-  server then recovers the exact integer sum. ``n Q < 2^32`` (Flower's modulus): no wrap-around.
-* **Sensitivity in grid units.** Adding one image changes one class column of ``S_i`` by at most
-  C in L2; after rounding, by at most ``C / gamma + sqrt(D)`` (D = entries per class column:
-  each entry's rounding moves by < 1 unit more).
-* **Noise.** sigma (the noise multiplier) is Opacus' ``get_noise_multiplier`` at sampling rate 1,
-  one step, with the RDP accountant; the whole release needs discrete Gaussian noise of scale
-  ``sigma * Delta`` units. Each owner adds OpenDP's discrete Gaussian (an exact sampler on the OS
-  CSPRNG) of scale ``sigma * Delta / sqrt(t - 1)``, t = SecAgg+'s reconstruction threshold: the
-  server unmasks only sums of >= t owners (fewer and the round aborts), so any sum it sees holds
-  >= t shares. Why t - 1 and not t: an owner knows its own share and can subtract it from the
-  release, so against another owner the noise is that of the other >= t - 1 shares; sized for
-  t - 1, those alone carry variance >= (sigma Delta)^2 (sized for t, an owner of two would face
-  half the noise variance). t >= 2 is required. The discrete Gaussian meets the continuous
-  Gaussian's RDP curve (Canonne, Kamath & Steinke 2020), and a sum of k discrete Gaussians of
-  scale s is ``tau``-close to one of scale sqrt(k) s (Kairouz et al., Thm. 1:
-  ``tau = 10 sum_{j<k} exp(-2 pi^2 s^2 j / (j+1))``); :meth:`DistributedPlan.check` refuses a plan
-  whose tau is not negligible (it is exactly 0.0 in float64 at the scales used: s >> 1 unit).
-* **Range.** ``c`` exceeds the largest possible entry (``max_images * C``) by 40 noise standard
-  deviations of one share, so Flower's clipping can only act on a 40-sigma tail:
-  :attr:`DistributedPlan.log10_clip_probability` bounds that probability (a union bound over
-  owners and entries of the discrete Gaussian's sub-Gaussian tail); it is added to delta and is
-  below 1e-300. An owner with more than ``max_images`` images refuses to release.
-
-What this module does not do: cryptography (SecAgg+ is Flower's), accounting (Opacus' RDP
-accountant prices sigma; OpenDP's privacy map is recorded as a cross-check).
+Not here: cryptography (SecAgg+ is Flower's), accounting (Opacus' RDP accountant prices sigma;
+OpenDP's privacy map is recorded as a cross-check).
 """
 
 from __future__ import annotations
@@ -83,20 +63,9 @@ class DistributedPlan:
         return self.noise_multiplier * self.sensitivity_units
 
     @property
-    def shares_for_full_noise(self) -> int:
-        """How many shares carry the full noise: t - 1, the shares of a t-share sum that an
-        owner in it does not know (it can subtract its own)."""
-        return self.threshold - 1
-
-    @property
     def share_scale_units(self) -> float:
         """The scale of the discrete Gaussian each owner adds."""
         return share_scale(self.total_scale_units, self.threshold)
-
-    @property
-    def noise_std(self) -> float:
-        """Noise std of a release summing exactly t shares, in the data's units (> sigma C)."""
-        return self.noise_std_with(self.threshold)
 
     def noise_std_with(self, shares: int) -> float:
         return self.share_scale_units * math.sqrt(shares) * self.grid
@@ -147,8 +116,9 @@ class DistributedPlan:
             "grid": self.grid,
             "sensitivity_units": self.sensitivity_units,
             "share_scale_units": self.share_scale_units,
-            "shares_for_full_noise": self.shares_for_full_noise,
-            "noise_std": self.noise_std,
+            # t - 1: the shares of a t-share sum that an owner in it does not know
+            "shares_for_full_noise": self.threshold - 1,
+            "noise_std": self.noise_std_with(self.threshold),  # (> sigma C) at exactly t shares
             "tau": self.tau,
             "log10_clip_probability": self.log10_clip_probability,
         }
@@ -224,30 +194,26 @@ def noisy_share(values: np.ndarray, plan: DistributedPlan, shares: int | None = 
     return units.astype(np.float64) * plan.grid
 
 
-def discrete_gaussian(units: np.ndarray, scale: float) -> np.ndarray:
-    """``units + N_Z(0, scale^2)`` per entry: OpenDP's discrete Gaussian mechanism (exact
-    sampler, OS CSPRNG; never a seeded generator, whose noise anyone could subtract)."""
+def _opendp_discrete_gaussian(scale: float):
+    """OpenDP's discrete Gaussian mechanism on integer vectors (exact sampler, OS CSPRNG)."""
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
-    meas = dp.m.make_gaussian(
-        dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64"), scale=float(scale)
-    )
-    return np.asarray(meas(units.ravel().tolist()), np.int64).reshape(units.shape)
+    space = dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64")
+    return dp.m.make_gaussian(*space, scale=float(scale))
+
+
+def discrete_gaussian(units: np.ndarray, scale: float) -> np.ndarray:
+    """``units + N_Z(0, scale^2)`` per entry, from OpenDP (never a seeded generator, whose noise
+    anyone could subtract)."""
+    noisy = _opendp_discrete_gaussian(scale)(units.ravel().tolist())
+    return np.asarray(noisy, np.int64).reshape(units.shape)
 
 
 def opendp_rho(plan: DistributedPlan) -> float:
     """OpenDP's zero-concentrated-DP rho for the full noise (t shares) at the sensitivity:
     a cross-check of Opacus' RDP (they agree: rho = 1 / (2 sigma^2))."""
-    import opendp.prelude as dp
-
-    dp.enable_features("contrib")
-    meas = dp.m.make_gaussian(
-        dp.vector_domain(dp.atom_domain(T="i64")),
-        dp.l2_distance(T="i64"),
-        scale=plan.total_scale_units,
-    )
-    return float(meas.map(plan.sensitivity_units))
+    return float(_opendp_discrete_gaussian(plan.total_scale_units).map(plan.sensitivity_units))
 
 
 def decode_sum(mean: np.ndarray, survivors: int, plan: DistributedPlan) -> np.ndarray:

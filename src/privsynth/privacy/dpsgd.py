@@ -1,13 +1,10 @@
 """DP-SGD on Opacus: Poisson sampling, per-sample clipping to C, Gaussian noise sigma * C.
 
-``make_private`` returns Opacus' own (module, optimizer, data_loader) triple so a training loop
-reads like any Opacus example; the `PrivacyEngine` is kept so its accountant can be saved.
-
-Grad-sample modes: ``bk`` (the default; Book-Keeping, privacy/bookkeeping.py: per-sample norms and
-the clipped sum from one backward, no per-sample gradient tensors) and Opacus' own ``hooks``,
-``functorch``, ``ew``. All give the same clipped sum (bench/speed_dp.py checks each against a
-one-backward-per-example reference); in every mode Opacus draws the Poisson batches, adds the
-Gaussian noise and keeps the accountant.
+``make_private`` returns Opacus' own (module, optimizer, data_loader) triple plus its
+`PrivacyEngine`, whose accountant is saved. Grad-sample modes: ``bk`` (the default; Book-Keeping,
+privacy/bookkeeping.py, no per-sample gradient tensors) and Opacus' ``hooks``, ``functorch``,
+``ew``: all give the same clipped sum (bench/speed_dp.py checks each against a per-example
+reference); in every mode Opacus draws the Poisson batches, adds the noise and accounts.
 """
 
 from __future__ import annotations
@@ -39,13 +36,9 @@ GRAD_SAMPLE_MODES = ("bk", "hooks", "functorch", "ew")
 def _store_grad_sample(
     *, param: torch.Tensor, grad_sample: torch.Tensor, max_batch_len: int
 ) -> None:
-    """Opacus' ``create_or_accumulate_grad_sample`` without a needless zero-fill + copy.
-
-    Opacus allocates ``zeros(max_batch_len, ...)`` and copies every layer's per-sample gradients
-    into it on every step (a quarter of a 28x28 DP discriminator step on CPU, bench/speed_dp.py).
-    When the batch fills the buffer, the fresh per-sample tensor *is* that buffer: identical values.
-    Every other case (tied parameters, shorter batches) goes to Opacus' own function.
-    """
+    """Opacus' ``create_or_accumulate_grad_sample`` without its zero-fill + copy (a quarter of
+    a 28x28 DP discriminator step on CPU) when the batch fills the buffer: the fresh per-sample
+    tensor *is* that buffer. Tied parameters and shorter batches go to Opacus' own function."""
     if (
         param.requires_grad
         and not hasattr(param, "_current_grad_sample")
@@ -60,20 +53,14 @@ _opacus_store = _gsm.create_or_accumulate_grad_sample
 
 
 def use_fast_grad_store() -> None:
-    """Route Opacus' per-sample gradient store through `_store_grad_sample` (same values, no
-    zero-fill + copy). Called by `make_private` for Opacus' own grad-sample modes, not on import:
-    importing privsynth leaves Opacus as it is. Idempotent."""
+    """Route Opacus' per-sample gradient store through `_store_grad_sample`; called by
+    `make_private`, not on import (importing privsynth leaves Opacus as it is)."""
     _gsm.create_or_accumulate_grad_sample = _store_grad_sample
 
 
 class TensorBatches(TensorDataset):
-    """A TensorDataset that the DataLoader indexes one whole batch at a time.
-
-    The default path calls ``__getitem__`` per row and stacks the rows: ~5 ms per 256-image batch
-    on CPU, a sizeable share of a small DP step. ``__getitems__`` takes the (Poisson-sampled)
-    index list at once; pass ``collate_fn=TensorBatches.collate``. Which rows are drawn is
-    unchanged.
-    """
+    """A TensorDataset indexed one whole (Poisson-sampled) batch at a time, with
+    ``collate_fn=TensorBatches.collate``: per-row indexing costs ~5 ms per 256-image batch."""
 
     def __getitems__(self, indices):
         idx = torch.as_tensor(indices, dtype=torch.long)
@@ -137,29 +124,20 @@ def make_private(
     state: AccountantState | None = None,
     generator: torch.Generator | None = None,
 ):
-    """Wrap with Opacus. Returns ``(module, optimizer, data_loader, engine)``.
-
-    The loader draws Poisson-sampled batches (each image independently with probability q),
-    which is what the accountant's subsampling analysis assumes. A restored ``state`` puts the
-    previous run's history back into the accountant, so resuming never resets the budget; a
-    fresh one starts from ``spec.prior`` (releases made before DP-SGD, e.g. the warm-up).
-
-    Which images a batch holds and the Gaussian noise both come from generators seeded from the
-    operating system's entropy, never from ``--seed``: the guarantee assumes an adversary cannot
-    predict them, and the seed is written on the card. ``generator`` is accepted for the
-    signature's sake (non-private loaders use it) and ignored here. A resumed run draws fresh
-    streams, so no batch or noise of the first segment is replayed.
-    """
+    """Wrap with Opacus: ``(module, optimizer, data_loader, engine)``, Poisson batches at q. The
+    accountant starts from a restored ``state`` (resuming never resets the budget), else from
+    ``spec.prior`` (releases before DP-SGD). Batches and noise come from generators seeded from
+    the OS entropy, never from ``--seed`` (it is on the card; the guarantee assumes they are
+    unpredictable): ``generator`` (what non-private loaders use) is ignored, and a resumed run
+    replays no batch or noise of its first segment."""
     del generator
     device = next(module.parameters()).device
     if spec.grad_sample_mode not in GRAD_SAMPLE_MODES:
         raise ConfigError(
             f"grad-sample mode '{spec.grad_sample_mode}' unknown; choose one of {GRAD_SAMPLE_MODES}"
         )
-    errors = ModuleValidator.validate(module, strict=False)
-    if errors:
+    if errors := ModuleValidator.validate(module, strict=False):
         raise ConfigError(f"model is not DP-compatible: {errors[0]}; use GroupNorm, not BatchNorm")
-    collate = TensorBatches.collate if isinstance(dataset, TensorBatches) else None
     engine = PrivacyEngine(accountant=spec.accountant, secure_mode=False)
     module, world = _distribute(module, dp_plan)
     q = dp_plan.sample_rate
@@ -168,7 +146,7 @@ def make_private(
     loader = DPDataLoader(
         dataset,
         sample_rate=q,
-        collate_fn=collate,
+        collate_fn=TensorBatches.collate if isinstance(dataset, TensorBatches) else None,
         generator=private_generator("cpu"),
         distributed=world > 1,
     )
@@ -176,9 +154,22 @@ def make_private(
     # where Opacus' default q * N would scale the released model by the exact N.
     expected_batch_size = q * spec.public_size(len(dataset)) / world
     if spec.grad_sample_mode == "bk":
-        module, optimizer = _make_private_bk(
-            engine, module, optimizer, dp_plan, spec, device, expected_batch_size, world > 1
+        # Opacus' optimizer for a .grad that holds the clipped sum already (it pairs it with its
+        # ghost clipping); each process sums its own shard, the distributed one averages them
+        optimizer_class = (
+            DistributedDPOptimizerFastGradientClipping
+            if world > 1
+            else DPOptimizerFastGradientClipping
         )
+        optimizer = optimizer_class(
+            optimizer,
+            noise_multiplier=dp_plan.noise_multiplier,
+            max_grad_norm=spec.max_grad_norm,
+            expected_batch_size=expected_batch_size,
+            loss_reduction="mean",
+            generator=private_generator(device),
+        )
+        module = BookKeeping(module, spec.max_grad_norm)
     else:
         use_fast_grad_store()
         module, optimizer, loader = engine.make_private(
@@ -194,7 +185,7 @@ def make_private(
         module.forbid_grad_accumulation()  # as make_private does with poisson_sampling=True
         # make_private takes q = 1 / len(loader): put the plan's q and batch constant back
         optimizer.expected_batch_size = expected_batch_size
-        optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=q))
+    optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=q))
     # The accountant must see exactly the q the noise was calibrated for, and the loader draw at it.
     assert loader.sample_rate == dp_plan.sample_rate == q
     if state is not None:
@@ -257,9 +248,7 @@ def _distribute(module: torch.nn.Module, dp_plan: DPPlan) -> tuple[torch.nn.Modu
     """In a process group of N > 1: Opacus' DPDDP around ``module`` (weights broadcast from
     process 0; with it Opacus picks its distributed Poisson sampler and optimizer), and this
     process' non-private random streams (latents, diffusion noise) made its own."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return module, 1
-    world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+    rank, world = _rank_world()
     if world == 1:
         return module, 1
     # an empty local batch is skipped (not in the Poisson analysis): bounded over the run
@@ -305,42 +294,6 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _make_private_bk(
-    engine: PrivacyEngine,
-    module: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    dp_plan: DPPlan,
-    spec: PrivacySpec,
-    device: torch.device,
-    expected_batch_size: float,
-    distributed: bool,
-):
-    """``engine.make_private`` with our Book-Keeping module in place of Opacus' per-sample
-    gradients; the rest is Opacus' own, built as ``make_private`` builds it (its Poisson
-    ``DPDataLoader`` is built by `make_private`): the optimizer that adds N(0, sigma^2 C^2) to
-    the clipped sum and divides by the expected batch size (``DPOptimizerFastGradientClipping``,
-    the one Opacus pairs with its ghost clipping: it takes ``.grad`` as the clipped sum), and
-    the accountant's step hook."""
-    # each process sums its own shard; the optimizer averages over processes
-    optimizer_class = (
-        DistributedDPOptimizerFastGradientClipping
-        if distributed
-        else DPOptimizerFastGradientClipping
-    )
-    dp_optimizer = optimizer_class(
-        optimizer,
-        noise_multiplier=dp_plan.noise_multiplier,
-        max_grad_norm=spec.max_grad_norm,
-        expected_batch_size=expected_batch_size,
-        loss_reduction="mean",
-        generator=private_generator(device),
-    )
-    dp_optimizer.attach_step_hook(
-        engine.accountant.get_optimizer_hook_fn(sample_rate=dp_plan.sample_rate)
-    )
-    return BookKeeping(module, spec.max_grad_norm), dp_optimizer
-
-
 # Examples per forward/backward chunk in grad-sample mode bk (dpsgd.backward): bounds the memory
 # of activations (a 28x28 diffusion U-Net holds ~3 MB per image and noise level).
 CHUNK_EXAMPLES = 64
@@ -349,14 +302,11 @@ CHUNK_EXAMPLES = 64
 def backward(
     module: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None
 ) -> torch.Tensor:
-    """``loss_fn(module, x, y).backward()`` for a loss that is a mean over rows; returns the loss
-    (detached).
-
-    The batch runs in chunks of ``chunk`` examples (default `CHUNK_EXAMPLES`), so only one
-    chunk's activations are in memory. With Book-Keeping each chunk adds its clipped sum to
-    ``.grad``: the same clipped sum, as each example sits in one chunk and its gradient does not
-    depend on the others. A non-private module accumulates the chunks' gradients weighted to the
-    batch mean. Opacus' modes take the batch whole (they forbid accumulating between steps)."""
+    """``loss_fn(module, x, y).backward()`` (a mean over rows) in chunks of ``chunk`` examples, so
+    one chunk's activations are in memory; returns the loss (detached). Book-Keeping adds each
+    chunk's clipped sum to ``.grad`` (the same sum: an example's gradient does not depend on the
+    others); a non-private module weights the chunks to the batch mean. Opacus' modes take the
+    batch whole (they forbid accumulating between steps)."""
     chunk = CHUNK_EXAMPLES if chunk is None else chunk
     if isinstance(module, AbstractGradSampleModule) or len(x) <= chunk:
         loss = loss_fn(module, x, y)
@@ -382,11 +332,10 @@ FAKE_ROWS = "none"
 
 
 def public_rows(module: torch.nn.Module, n_private: int, policy: str | None = None):
-    """Context for one forward whose rows from ``n_private`` on are *public*: computed only from
-    values already released (a GAN's fakes: the generator is post-processing of earlier DP
-    steps). With grad-sample mode ``bk`` and ``policy`` (default `FAKE_ROWS`) "total" or "none",
-    only the private rows get per-example norms; the sum's sensitivity stays C (docs/privacy.md).
-    Elsewhere (Opacus' modes, "clip") every row is clipped, the reference semantics."""
+    """Context for one forward whose rows from ``n_private`` on are *public* (a GAN's fakes, post-
+    processing of earlier DP steps): with mode ``bk`` and ``policy`` (default `FAKE_ROWS`) "total"
+    or "none" they get no per-example norm, the sensitivity stays C (docs/privacy.md); elsewhere
+    (Opacus' modes, "clip") every row is clipped, the reference semantics."""
     policy = FAKE_ROWS if policy is None else policy
     if policy == "clip" or not isinstance(module, BookKeeping):
         return contextlib.nullcontext(module)
@@ -394,11 +343,8 @@ def public_rows(module: torch.nn.Module, n_private: int, policy: str | None = No
 
 
 def private_generator(device: torch.device | str) -> torch.Generator:
-    """A torch generator seeded with 64 bits from the OS (``secrets``), unknown to anyone.
-
-    Not a CSPRNG (Opacus' ``secure_mode`` needs torchcsprng, which no longer builds for current
-    PyTorch); the seed is never stored on the card or in the run folder.
-    """
+    """A torch generator seeded with 64 bits from the OS (``secrets``), stored nowhere. Not a
+    CSPRNG (Opacus' ``secure_mode`` needs torchcsprng, which no longer builds for PyTorch)."""
     return torch.Generator(device=device).manual_seed(secrets.randbits(64))
 
 

@@ -24,22 +24,22 @@ def calibrated(mechanism: str, epsilon: float, delta: float):
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
+    counts = dp.vector_domain(dp.atom_domain(T=int))
     if mechanism == "laplace":
-        space = dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int)
 
         def make(scale: float):
-            return dp.m.make_laplace(*space, scale=scale)
+            return dp.m.make_laplace(counts, dp.l1_distance(T=int), scale=scale)
 
-        scale = dp.binary_search_param(make, d_in=1, d_out=epsilon)
-        return make(scale), float(scale)
-    space = dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=float)
+        d_in, d_out = 1, epsilon
+    else:
 
-    def gaussian(scale: float):
-        rho = dp.m.make_gaussian(*space, scale=scale)  # zCDP, converted to (epsilon, delta)
-        return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(rho), delta)
+        def make(scale: float):
+            rho = dp.m.make_gaussian(counts, dp.l2_distance(T=float), scale=scale)  # zCDP
+            return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(rho), delta)
 
-    scale = dp.binary_search_param(gaussian, d_in=1.0, d_out=(epsilon, delta))
-    return gaussian(scale), float(scale)
+        d_in, d_out = 1.0, (epsilon, delta)
+    scale = dp.binary_search_param(make, d_in=d_in, d_out=d_out)
+    return make(scale), float(scale)
 
 
 def count_spend(mechanism: str, epsilon: float, delta: float) -> tuple[float, float]:
@@ -63,11 +63,8 @@ def count_spend(mechanism: str, epsilon: float, delta: float) -> tuple[float, fl
 def release_proportions(
     counts: np.ndarray, mechanism: str, epsilon: float, delta: float, seed: int | None = None
 ) -> tuple[np.ndarray, float, float]:
-    """Return ``(proportions, epsilon_spent, delta_spent)``.
-
-    ``uniform`` spends nothing and returns 1/K for every class. OpenDP draws its noise from the
-    operating system's CSPRNG, so ``seed`` does not make a release repeatable (by design).
-    """
+    """``(proportions, epsilon_spent, delta_spent)``; ``uniform`` spends nothing (1/K each).
+    OpenDP draws from the OS CSPRNG: ``seed`` does not make a release repeatable (by design)."""
     k = len(counts)
     eps_spent, delta_spent = count_spend(mechanism, epsilon, delta)
     if mechanism == "uniform":
@@ -83,9 +80,8 @@ def release_counts(counts: np.ndarray, mechanism: str, epsilon: float, delta: fl
     meas, scale = calibrated(mechanism, epsilon, delta)
     noisy = np.asarray(meas([int(c) for c in counts]), dtype=np.float64)
     how = f"sum of the class counts released with the {mechanism} mechanism (before the floor "
-    how += "of one image per class)"
     release = Release("class_proportions", mechanism, scale, epsilon=eps, delta=d)
-    return noisy, release.with_count(float(noisy.sum()), how)
+    return noisy, release.with_count(float(noisy.sum()), how + "of one image per class)")
 
 
 def proportions(noisy: np.ndarray) -> np.ndarray:

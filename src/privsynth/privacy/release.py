@@ -1,10 +1,9 @@
 """`Release`: one noise draw on the private data, the one value every producer returns.
 
-A run's privacy is the list of its releases (the size release, a warm-up's, a one-shot
-method's embedding, DP-SGD's segment...): the accounted ones compose in ONE Opacus accountant
-over their concatenated ``history`` (`accounting.epsilon_from_history`); a pure-DP count release
-(OpenDP's Laplace) states its own ``(epsilon, delta)`` and adds to that by basic composition.
-"No DP" is the empty list.
+A run's privacy is the list of its releases (size release, warm-up, one-shot embedding, DP-SGD):
+the accounted ones compose in ONE Opacus accountant over their concatenated ``history``; a
+pure-DP count release (OpenDP's Laplace) states its own ``(epsilon, delta)``, added by basic
+composition. "No DP" is the empty list.
 """
 
 from __future__ import annotations
@@ -14,14 +13,10 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class Release:
-    """One noisy release: what was drawn and how it is accounted.
-
-    ``sigma`` is the noise multiplier (noise std / ``sensitivity``), ``q`` the sampling rate (1.0
-    on the whole set), ``steps`` the number of draws. ``sensitivity`` is the L2 sensitivity the
-    mechanism is stated for (1 for a count; C for a clipped sum). ``epsilon``/``delta`` are set
-    only for a release outside the accountant (a calibrated count release). ``dp_count`` is the
-    training-set size as the release has it (post-processing), when the card publishes one.
-    """
+    """One noisy release. ``sigma``: the noise multiplier (noise std / ``sensitivity``, the L2
+    sensitivity: 1 for a count, C for a clipped sum); ``q`` the sampling rate; ``steps`` the
+    draws. ``epsilon``/``delta`` only outside the accountant (a calibrated count release).
+    ``dp_count``: the training-set size as the release has it (post-processing), if published."""
 
     name: str
     mechanism: str

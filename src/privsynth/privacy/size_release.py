@@ -1,26 +1,16 @@
 """The size release: the training-set size N, released once with the Gaussian mechanism before
-anything else a private run publishes.
+anything else a private run publishes (why and how: docs/privacy.md, "The size release").
 
-Under add/remove-one neighbouring datasets an exact N tells two neighbours apart, and every
-published parameter computed from N would carry it: the DP-SGD sample rate and the default
-delta. So a private run first releases ``N_hat = max(1, round(N + N(0, sigma_n^2)))``
-(sensitivity 1; OpenDP's Gaussian noise from the OS CSPRNG, `mechanisms.gaussian_noise_release`,
-which returns it with its `Release`) and computes every published N-dependent value from N_hat:
-q = min(1, B / N_hat), the steps ceil(epochs / q), the default delta 1 / (10 N_hat). The release
-is the accountant history entry ``(sigma_n, 1.0, 1)`` at the head of the run's history (before a
-warm-up release and DP-SGD): one Opacus accountant composes it with the rest, within the run's
-epsilon.
+An exact N tells add/remove-one neighbours apart, and so would every value computed from it. So a
+private run releases ``N_hat = max(1, round(N + N(0, sigma_n^2)))`` (sensitivity 1, OpenDP noise)
+and computes q, the steps and the default delta 1 / (10 N_hat) from it. The release is the entry
+``(sigma_n, 1.0, 1)`` at the head of the run's accountant history, composed with the rest.
 
-sigma_n: Opacus' calibration (`accounting.calibrate_noise`, PRV) for ``share * epsilon`` at the
-user's delta, or at `CALIBRATION_DELTA` when delta is the default (the default needs N_hat,
-which does not exist yet; the public constant keeps sigma_n data-independent), and at most
-`MAX_SIGMA`: below epsilon ~8.5 a 2% share would need more noise than a small training set can
-carry (at epsilon 1, sigma_n 250: N_hat, and with it q and delta, off by hundreds), while sigma_n
-20 composed with DP-SGD costs it a few percent of its budget (Gaussian releases compose in
-mu^2: 1/400 against ~1/16 for an epsilon-1 run). With a fixed --noise-multiplier (no target
-epsilon) sigma_n is `MAX_SIGMA`. ``--size-sigma`` sets it outright.
-N_hat is drawn once per run and kept on the run's card (``privacy.size_release``): a resumed
-run reuses it, never draws again.
+sigma_n: Opacus' calibration (PRV) for ``share * epsilon`` at the user's delta, or at the public
+`CALIBRATION_DELTA` when delta is the default (which needs N_hat), capped at `MAX_SIGMA`: below
+epsilon ~8.5 a 2% share would leave N_hat off by hundreds, while sigma_n 20 costs DP-SGD a few
+percent of its budget. Without a target epsilon sigma_n is `MAX_SIGMA`; ``--size-sigma`` sets it.
+N_hat is drawn once per run and kept on its card (``privacy.size_release``): a resume reuses it.
 """
 
 from __future__ import annotations
@@ -30,7 +20,7 @@ import math
 import torch
 
 from ..errors import ConfigError, PrivacyError
-from .accounting import calibrate_noise
+from .accounting import calibrate_noise, epsilon_from_history
 from .mechanisms import gaussian_noise_release
 from .release import Release, gaussian
 
@@ -70,8 +60,6 @@ def size_sigma(spec, share: float = SHARE, sigma: float | None = None) -> float:
 
 def check_fits(spec, sigma: float, delta: float) -> None:
     """Refuse, before anything is reserved or drawn, a target the size release alone uses up."""
-    from .accounting import epsilon_from_history
-
     if spec.epsilon is None:
         return
     alone = epsilon_from_history([entry(sigma)], delta, spec.accountant)
@@ -112,8 +100,6 @@ def agree(n_hat: int) -> int:
 
 def card_entry(release: Release, share: float | None, delta: float, accountant: str) -> dict:
     """The card's ``privacy.size_release``: the release, its share and its epsilon alone."""
-    from .accounting import epsilon_from_history
-
     return {
         **release.card(),
         "share": share,

@@ -1,30 +1,15 @@
-"""The privacy ledger: what every run has spent on each dataset, in a database.
+"""The privacy ledger: what every run has spent on each dataset, in a database (SQLite or
+PostgreSQL). Where it lives, how datasets are keyed and how segments are reserved, booked and
+settled: docs/privacy.md, "The privacy ledger".
 
-Where it lives (the first that applies):
-  1. ``--ledger LOCATION`` (a ``ledger=`` argument): a file path (SQLite) or a
-     ``postgresql://user@host/db`` URL, for a team that shares one budget across machines;
-  2. the environment variable ``PRIVSYNTH_LEDGER`` (same forms);
-  3. one default per user: ``$XDG_DATA_HOME/privsynth/ledger.sqlite`` (Linux, default
-     ``~/.local/share``), ``~/Library/Application Support/privsynth/ledger.sqlite`` (macOS),
-     ``%APPDATA%\\privsynth\\ledger.sqlite`` (Windows).
-Every verb (train, sweep, federate, audit, ledger) finds it the same way, wherever it writes.
+Where (the first that applies): ``--ledger LOCATION`` (a ``ledger=`` argument), the environment
+variable ``PRIVSYNTH_LEDGER``, else one default file per user (`default_location`).
 
-Key: HMAC-SHA256(the ledger's secret, the dataset's `Content` digest). The content is the
-multiset of per-record digests (decoded pixels at the loaded resolution with the class name), so
-any re-encoding, re-ordering or re-indexing of the same records shares one budget. The secret
-(32 random bytes, created with the ledger, kept in its ``meta`` table) means a key reveals
-nothing to anyone without the ledger. The ledger also keeps each key's records as keyed record
-digests: a dataset that shares at least one record with another is charged against both budgets
-(`related`), so a superset, a subset or any overlapping file cannot start a fresh budget.
-
-Rows are *segments*: each process that touched a dataset for a run reserves its planned spend in
-the same transaction as the budget check, books what ran at every checkpoint (one checkpoint
-interval ahead, so a killed process is never under-booked) and settles when it ends. Segments are
-never deleted once they touched data: a restarted or resumed run adds one, carrying the run's id.
-A segment booked for its whole run (``accounting.scope == "run"``, what `RunSpend` writes) books
-the run's accountant composition of everything the run ran so far, earlier segments included; it
-*supersedes* the run's earlier segments, which stay listed but count nothing (a killed run's last
-booking counts until a resumed segment supersedes it).
+Key: HMAC-SHA256(the ledger's secret, the dataset's `Content` digest), so the same records in any
+encoding or order share one budget and a key reveals nothing without the ledger; each key's
+records are kept as keyed digests, so a dataset sharing a record with another is charged against
+both budgets. Rows are *segments* (one process's part of a run); a whole-run segment
+(``accounting.scope == "run"``, what `RunSpend` writes) supersedes the run's earlier ones.
 
 Composition rule (what budgets are checked against): each run counts its own accountant's
 composition of all its segments; across runs, BASIC composition: the runs' epsilons on a dataset

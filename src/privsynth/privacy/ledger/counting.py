@@ -40,12 +40,9 @@ def run_scoped(row: dict[str, Any]) -> bool:
 
 
 def counts(rows: list[dict[str, Any]]) -> dict[str, Spend]:
-    """What each segment counts for, by id (``rows`` in ledger order: started, id).
-
-    A run's whole-run segments count once, on its latest one: each books the run's accountant
-    composition of everything the run ran before it plus its own steps, so the latest covers
-    the earlier ones. The largest of them is counted (a guard: a later segment never books less
-    than an earlier one); the earlier ones count nothing. Other segments add up."""
+    """What each segment counts for, by id (``rows`` in ledger order: started, id). A run's
+    whole-run segments count once, on its latest one (which covers the earlier ones), at the
+    largest of their values (a guard: a later one never books less); other segments add up."""
     out: dict[str, Spend] = {}
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:

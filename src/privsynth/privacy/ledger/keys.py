@@ -41,6 +41,11 @@ def record_set(text: str) -> set[str]:
     return {text[i : i + RECORD_HEX] for i in range(0, len(text), RECORD_HEX)}
 
 
+def key_of(tx: Tx, dataset: DatasetRef) -> str:
+    """The dataset's key in this ledger (a string is one already); stores nothing."""
+    return dataset if isinstance(dataset, str) else keyed(secret_of(tx), dataset.digest)
+
+
 def resolve_key(tx: Tx, dataset: DatasetRef, name: str, now: str) -> str:
     """The dataset's key in this ledger; a `Content` gets its dataset row and records stored."""
     if isinstance(dataset, str):
@@ -48,11 +53,7 @@ def resolve_key(tx: Tx, dataset: DatasetRef, name: str, now: str) -> str:
     secret = secret_of(tx)
     key = keyed(secret, dataset.digest)
     # the row only, not its lock: callers lock their datasets in sorted order (no deadlock)
-    tx.run(
-        "INSERT INTO datasets (fingerprint, name, budget, created) VALUES (?, ?, NULL, ?) "
-        "ON CONFLICT (fingerprint) DO NOTHING",
-        (key, name or key[:12], now),
-    )
+    tx.add_dataset(key, name or key[:12], now)
     if not tx.run("SELECT fingerprint FROM dataset_records WHERE fingerprint = ?", (key,)):
         tx.run(
             "INSERT INTO dataset_records (fingerprint, records) VALUES (?, ?) "

@@ -19,7 +19,7 @@ from typing import Any
 from ...errors import BudgetError, ConfigError
 from ..checks import PrivacyWarning
 from .counting import RUNNING, Spend, counts, run_scoped
-from .keys import DatasetRef, keyed, overlaps, resolve_key, secret_of
+from .keys import DatasetRef, key_of, overlaps, resolve_key
 from .queries import dataset_listing
 from .store import Store, Tx, process_alive, redact, this_host
 
@@ -40,9 +40,7 @@ def default_location() -> Path:
 
 
 def resolve_location(location: str | os.PathLike[str] | None = None) -> str:
-    if location:
-        return str(location)
-    return os.environ.get(ENV_VAR) or str(default_location())
+    return str(location) if location else os.environ.get(ENV_VAR) or str(default_location())
 
 
 def _now() -> str:
@@ -62,7 +60,7 @@ class Ledger:
         self.store = Store(self.location)
 
     def __repr__(self) -> str:
-        return f"Ledger({redact(self.location)!r})"
+        return f"Ledger({self.shown!r})"
 
     @property
     def shown(self) -> str:
@@ -78,7 +76,7 @@ class Ledger:
         if not create and not self.store.exists():
             return None
         with self.store.transaction() as tx:
-            return keyed(secret_of(tx), dataset.digest)
+            return key_of(tx, dataset)
 
     # --- segments: reserve, book, settle ----------------------------------------------------
     def reserve(
@@ -97,18 +95,14 @@ class Ledger:
         accounting: dict | None = None,
         segment: str | None = None,
     ) -> str:
-        """Check the budget and reserve ``(epsilon, delta)`` in one locked transaction.
+        """Check the budget and reserve ``(epsilon, delta)`` in one locked transaction; the
+        segment id, or `BudgetError` with nothing written.
 
-        The budget is the dataset's (set by `set_budget`) and, if given, ``limit`` (a run's
-        ``--budget``): a run may only be stricter, never raise or rewrite the dataset's budget.
-        ``segment`` re-reserves an existing segment (e.g. the exact plan replacing a target).
-        Returns the segment id; raises `BudgetError` (nothing written) if it does not fit.
-        Book (`book`) before the first private step: a process found dead later settles to
-        what it booked, and until it books that is nothing.
-
-        ``fingerprint`` is the dataset's `Content` (or its key): the budget of every booked
-        dataset that shares a record with it is checked too, each against the spends of all
-        datasets sharing a record with *it* (the `privsynth.privacy.ledger` package docstring)."""
+        The budgets: the dataset's (`set_budget`), a run's ``limit`` (``--budget``: a run may
+        only be stricter) and those of every dataset sharing a record with it, each against the
+        spends of all datasets sharing a record with *it*. ``segment`` re-reserves an existing
+        segment (the exact plan replacing a target). Book before the first private step: a
+        process found dead later settles to what it booked, and until it books that is nothing."""
         _check_budget(limit, "--budget")
         with self.store.transaction() as tx:
             now = _now()
@@ -162,8 +156,7 @@ class Ledger:
         # Locked in sorted order: two runs locking overlapping datasets cannot deadlock.
         budgets = {k: tx.lock_dataset(k, ask.name, now) for k in sorted(mine)}
         names = dict(tx.run("SELECT fingerprint, name FROM datasets"))
-        for k in mine:
-            self._settle_dead(tx, k)
+        self._settle_dead(tx, mine)
         bounds = []
         for k in sorted(mine, key=lambda k: k != ask.key):
             rows = [r for r in self._charged(tx, graph.get(k, {k})) if r["id"] != ask.segment]
@@ -228,11 +221,7 @@ class Ledger:
     ) -> None:
         """A running segment's spend so far (never more than its reservation is counted while
         it runs; this is what it settles to if its process dies)."""
-        values: dict[str, Any] = dict(epsilon=float(epsilon), delta=float(delta), updated=_now())
-        if accounting is not None:
-            values["accounting"] = json.dumps(accounting)
-        with self.store.transaction() as tx:
-            tx.update_spend(segment, **values)
+        self._update(segment, accounting, epsilon=float(epsilon), delta=float(delta))
 
     def settle(
         self,
@@ -245,13 +234,20 @@ class Ledger:
         note: str = "",
     ) -> None:
         """End a segment: from now on it counts ``(epsilon, delta)``, what really ran."""
-        values: dict[str, Any] = dict(
-            status=status, epsilon=float(epsilon), delta=float(delta), updated=_now(), note=note
+        self._update(
+            segment,
+            accounting,
+            status=status,
+            epsilon=float(epsilon),
+            delta=float(delta),
+            note=note,
         )
+
+    def _update(self, segment: str, accounting: dict | None, **values: Any) -> None:
         if accounting is not None:
             values["accounting"] = json.dumps(accounting)
         with self.store.transaction() as tx:
-            tx.update_spend(segment, **values)
+            tx.update_spend(segment, **values, updated=_now())
 
     def cancel(self, segment: str) -> None:
         """Drop a reservation whose process never touched the data (refused before any step)."""
@@ -264,11 +260,15 @@ class Ledger:
         marks = ", ".join("?" for _ in keys)
         return tx.spends(f"WHERE fingerprint IN ({marks})", tuple(sorted(keys)))
 
-    def _settle_dead(self, tx: Tx, fingerprint: str) -> None:
-        """Segments whose process on this machine is gone settle to what they booked (their
-        last checkpoint plus one checkpoint interval: an upper bound on what ran)."""
-        for r in tx.spends("WHERE fingerprint = ? AND status = ?", (fingerprint, RUNNING)):
-            if process_alive(r["host"], r["pid"]) is False:
+    @staticmethod
+    def _settle_dead(tx: Tx, keys: set[str] | None = None) -> None:
+        """Running segments (on ``keys``, default all) whose process on this machine is gone
+        settle to what they booked (their last checkpoint plus one checkpoint interval: an upper
+        bound on what ran)."""
+        for r in tx.spends("WHERE status = ?", (RUNNING,)):
+            if (keys is None or r["fingerprint"] in keys) and process_alive(
+                r["host"], r["pid"]
+            ) is False:
                 tx.update_spend(
                     r["id"],
                     status="abandoned",
@@ -309,9 +309,8 @@ class Ledger:
         if not self.store.exists():
             return Spend(0.0, 0.0)
         with self.store.transaction(write=False) as tx:
-            if not isinstance(fingerprint, str):
-                fingerprint = keyed(secret_of(tx), fingerprint.digest)
-            rows = self._charged(tx, overlaps(tx).get(fingerprint, {fingerprint}))
+            key = key_of(tx, fingerprint)
+            rows = self._charged(tx, overlaps(tx).get(key, {key}))
         each = counts(rows).values()
         return Spend(sum(c.epsilon for c in each), sum(c.delta for c in each))
 
@@ -320,9 +319,9 @@ class Ledger:
         if not self.store.exists():
             return []
         with self.store.transaction(write=False) as tx:
-            if not isinstance(fingerprint, str):
-                fingerprint = keyed(secret_of(tx), fingerprint.digest)
-            rows = tx.spends("WHERE fingerprint = ? AND run_id = ?", (fingerprint, run_id))
+            rows = tx.spends(
+                "WHERE fingerprint = ? AND run_id = ?", (key_of(tx, fingerprint), run_id)
+            )
         for r in rows:
             r["accounting"] = json.loads(r["accounting"] or "{}")
         return rows
@@ -333,9 +332,7 @@ class Ledger:
         if not self.store.exists():
             return
         with self.store.transaction() as tx:
-            running = tx.run("SELECT DISTINCT fingerprint FROM spends WHERE status = ?", (RUNNING,))
-            for (key,) in running:
-                self._settle_dead(tx, key)
+            self._settle_dead(tx)
 
     def datasets(self) -> list[dict[str, Any]]:
         """Every dataset with its budget, basic-composition spend, runs (segments grouped by run)

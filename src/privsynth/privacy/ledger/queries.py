@@ -60,10 +60,9 @@ def _runs(rows: list[dict[str, Any]]) -> dict[str, dict]:
         run["segments"].append(r)
         run["status"] = r["status"]
         run["forced"] = bool(run.get("forced") or r["forced"] or r["accounting"].get("forced"))
+    for run in runs.values():
         run["epsilon"] = sum(s["counted_epsilon"] for s in run["segments"])
         run["delta"] = sum(s["counted_delta"] for s in run["segments"])
-    for run in runs.values():  # earlier whole-run segments: listed, counted in the last
-        scoped = [s for s in run["segments"] if run_scoped(s)]
-        for s in scoped[:-1]:
-            s["superseded"] = True
+        for s in [s for s in run["segments"] if run_scoped(s)][:-1]:
+            s["superseded"] = True  # an earlier whole-run segment: listed, counted in the last
     return runs

@@ -1,26 +1,13 @@
-"""One process's spend on one run, kept in the ledger from before the first private step to the end.
+"""One process's spend on one run (`RunSpend`), kept in the ledger from before its first private
+step to its end: reserve (the whole remaining plan, with the budget check), book at every
+checkpoint (what ran plus one interval, so a killed process is never under-booked), settle (what
+ran, or what was booked); cancelled if refused before it planned. The rules: docs/privacy.md,
+"Segments, reserved before they run".
 
-The life of a segment (see the privacy.ledger package for the rows):
-  reserve   before any private step, in the same transaction as the budget check: the whole
-            remaining plan (DP-SGD steps + a class-count release still to come);
-  book      at every checkpoint: the steps run so far *plus one checkpoint interval*, so that a
-            process killed between checkpoints is never booked below what it ran;
-  settle    at the end: exactly what ran (complete, or diverged at a checkpoint), or what was
-            booked (interrupted, failed, or a process found dead later).
-A segment refused before it planned (budget, unreachable epsilon, bad flag) is cancelled: it never
-touched the data.
-
-Every booking is the *whole run's* (``scope: run``): one accountant (the run's own, Opacus)
-composes everything the run ran on the data, in all its segments. A resumed (or restarted)
-segment reads the run's last booking and carries what it does not rerun from the checkpoint
-(``carried``: the steps a killed process ran or may have run past its last checkpoint, which
-were booked ahead, and a class-count release it made); its bookings then supersede the earlier
-segments' in the ledger, so the run counts once, never the sum of its segments.
-
-A *lead* (`set_lead`) is a release that comes before the DP-SGD steps in the same accountant
-history (the size release, then the warm-up's release): it is booked before it is drawn
-(`book_lead`), it is part of every reservation and booking from then on, and its epsilon
-composes with DP-SGD's in one Opacus accountant. The checkpoint interval counts DP-SGD steps only.
+Every booking is the whole run's (``scope: run``): one accountant over everything the run ran; a
+resumed segment carries what it does not rerun from its checkpoint (``carried``). A *lead*
+(`set_lead`: the size release, the warm-up's) precedes DP-SGD in the same accountant history and
+is booked before it is drawn (`book_lead`); the checkpoint interval counts DP-SGD steps only.
 """
 
 from __future__ import annotations
@@ -29,6 +16,7 @@ import warnings
 from typing import Sequence
 
 from ..accounting import epsilon_from_history
+from .counting import run_scoped
 from .ledger import Ledger
 
 History = list[tuple[float, float, int]]
@@ -38,15 +26,23 @@ def history_steps(history: Sequence) -> int:
     return sum(int(h[2]) for h in history)
 
 
-def history_take(history: Sequence, steps: int) -> History:
-    """The first ``steps`` steps of ``history``."""
-    out: History = []
+def _cut(history: Sequence, steps: int) -> tuple[History, History]:
+    """``history`` split after its first ``steps`` steps."""
+    head: History = []
+    tail: History = []
     for sigma, q, n in history:
         use = min(int(n), steps)
-        if use > 0:
-            out.append((float(sigma), float(q), use))
         steps -= use
-    return out
+        if use > 0:
+            head.append((float(sigma), float(q), use))
+        if int(n) > use:
+            tail.append((float(sigma), float(q), int(n) - use))
+    return head, tail
+
+
+def history_take(history: Sequence, steps: int) -> History:
+    """The first ``steps`` steps of ``history``."""
+    return _cut(history, steps)[0]
 
 
 def _merged(history: Sequence) -> History:
@@ -63,14 +59,11 @@ def _merged(history: Sequence) -> History:
 def history_minus(full: Sequence, prefix: Sequence) -> History:
     """The steps of ``full`` after its first ``history_steps(prefix)`` steps (a resumed run's
     accountant history minus what earlier segments ran)."""
-    skip, out = history_steps(prefix), []
-    for sigma, q, steps in full:
-        steps = int(steps)
-        used = min(skip, steps)
-        skip -= used
-        if steps - used > 0:
-            out.append((float(sigma), float(q), steps - used))
-    return out
+    return _cut(full, history_steps(prefix))[1]
+
+
+def _plus(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return (a[0] + b[0], a[1] + b[1])
 
 
 class RunSpend:
@@ -114,14 +107,8 @@ class RunSpend:
         self.extra_delta = 0.0
         self.force_warned = False  # the ledger's --force warning, shown once per segment
         # The run's last whole-run booking by an earlier segment (a resumed or restarted run).
-        self.previous = next(
-            (
-                r
-                for r in reversed(ledger.run_segments(fingerprint, run_id))
-                if r["accounting"].get("scope") == "run"
-            ),
-            None,
-        )
+        rows = ledger.run_segments(fingerprint, run_id)
+        self.previous = next((r for r in reversed(rows) if run_scoped(r)), None)
         if self.previous is not None:  # a segment that only finishes still needs the run's delta
             self.sgd_delta = float(self.previous["accounting"].get("sgd_delta", 0.0))
 
@@ -223,22 +210,13 @@ class RunSpend:
     def finish(self, full_history: Sequence | None, status: str = "complete") -> None:
         """Settle to exactly what ran (``full_history``: the run's accountant history now)."""
         ran = history_minus(full_history or [], self.prefix)
-        eps, delta = self._value(ran)
-        segment = self.segment
-        note = ""
-        if segment is None:  # nothing private ran in this process (a resumed post-step): the
-            if self.previous is None:  # run's last segment is what ran; it now ends the run
-                return
-            segment, note = self.previous["id"], "the run was completed by a resumed process"
-        self.ledger.settle(
-            segment,
-            status,
-            epsilon=eps,
-            delta=delta,
-            accounting=self._accounting(self._planned(), ran),
-            note=note,
-        )
-        self.settled = True
+        if self.segment is not None:
+            self._settle(self.segment, status, ran)
+        elif self.previous is not None:  # nothing private ran here (a resumed post-step):
+            # the run's last segment is what ran, and it now ends the run
+            self._settle(
+                self.previous["id"], status, ran, "the run was completed by a resumed process"
+            )
 
     def abort(self, status: str, note: str = "") -> None:
         """The process is ending early: settle to what was booked (an upper bound on what ran),
@@ -249,21 +227,20 @@ class RunSpend:
         if not self.planned and not self.lead_booked:
             self.ledger.cancel(self.segment)
             return
-        eps, delta = self._value(self.booked)
+        self._settle(self.segment, status, self.booked, note)
+
+    def _settle(self, segment: str, status: str, history: History, note: str = "") -> None:
+        eps, delta = self._value(history)
+        accounting = self._accounting(self._planned(), history)
         self.ledger.settle(
-            self.segment,
-            status,
-            epsilon=eps,
-            delta=delta,
-            note=note,
-            accounting=self._accounting(self._planned(), self.booked),
+            segment, status, epsilon=eps, delta=delta, accounting=accounting, note=note
         )
+        self.settled = True
 
     def outside(self) -> tuple[float, float]:
         """The run's releases outside the accountant (class counts), as booked: this segment's
         and the earlier segments'."""
-        mine, carried = self.other if self.other_booked else (0.0, 0.0), self.carried_other
-        return (mine[0] + carried[0], mine[1] + carried[1])
+        return _plus(self._other_booked, self.carried_other)
 
     @property
     def forced(self) -> bool:
@@ -295,9 +272,6 @@ class RunSpend:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return segment
 
-    def _eps(self, history: History) -> float:
-        return epsilon_from_history(history, self.sgd_delta, self.accountant) if history else 0.0
-
     def _planned(self) -> History:
         """What this segment plans to run: the whole run's plan (lead + DP-SGD) minus what
         earlier segments ran."""
@@ -311,10 +285,9 @@ class RunSpend:
         lead_left = max(
             0, history_steps(history_minus(self.lead, self.prefix)) - history_steps(ran)
         )
-        extra = history_take(rest, lead_left + self.chunk)
         out = [tuple(h) for h in ran]
-        for sigma, q, n in extra:  # one entry per (sigma, q) run, as Opacus keeps it
-            if out and (out[-1][0], out[-1][1]) == (sigma, q):
+        for sigma, q, n in history_take(rest, lead_left + self.chunk):
+            if out and (out[-1][0], out[-1][1]) == (sigma, q):  # one entry per run, as Opacus
                 out[-1] = (sigma, q, int(out[-1][2]) + n)
             else:
                 out.append((sigma, q, n))
@@ -323,14 +296,14 @@ class RunSpend:
     def _value(self, history: History, other=None) -> tuple[float, float]:
         """The whole run's (epsilon, delta) when this segment has run ``history``: one
         accountant over the run's history, plus the releases outside it (basic)."""
-        if other is None:
-            other = self.other if self.other_booked else (0.0, 0.0)
         whole = self._run(history)
-        carried = self.carried_other
-        return (
-            self._eps(whole) + other[0] + carried[0],
-            (self.sgd_delta + self.extra_delta if whole else 0.0) + other[1] + carried[1],
-        )
+        eps = epsilon_from_history(whole, self.sgd_delta, self.accountant)
+        sgd = (eps, self.sgd_delta + self.extra_delta if whole else 0.0)
+        return _plus(_plus(sgd, self._other_booked if other is None else other), self.carried_other)
+
+    @property
+    def _other_booked(self) -> tuple[float, float]:
+        return self.other if self.other_booked else (0.0, 0.0)
 
     def _book(self, history: History) -> None:
         self.booked = history
@@ -347,11 +320,9 @@ class RunSpend:
         lineage), the lineage alone (what a resumed segment skips from its checkpoint) and the
         carried part, so that a later segment can supersede this one."""
         booked = booked or []
-        mine = self.other if self.other_booked else (0.0, 0.0)
-        carried = self.carried_other
 
         def plus(a: tuple[float, float]) -> dict:
-            return {"epsilon": a[0] + carried[0], "delta": a[1] + carried[1]}
+            return dict(zip(("epsilon", "delta"), _plus(a, self.carried_other), strict=True))
 
         return {
             "scope": "run",
@@ -362,7 +333,7 @@ class RunSpend:
             "lineage": [list(h) for h in (*self.prefix, *booked)],
             "carried": [list(h) for h in self.carried],
             "other_planned": plus(self.other),
-            "other_booked": plus(mine),
+            "other_booked": plus(self._other_booked),
             "checkpoint_interval": self.chunk,
             "resumed_after_steps": history_steps(self.prefix),
             **({"forced": self.forced_check} if self.forced_check else {}),

@@ -1,13 +1,9 @@
 """Where the privacy ledger is kept: SQLite (standard library) or PostgreSQL, one schema.
 
-Every change happens inside one database transaction. A budget check and the reservation it
-allows are one transaction that holds the dataset's lock (SQLite: ``BEGIN IMMEDIATE``, the
-database's write lock; PostgreSQL: ``SELECT ... FOR UPDATE`` on the dataset's row), so two runs
-started together on the same data cannot both pass a budget that only one fits.
-
-Locations: a file path (SQLite) or a ``postgresql://user@host/db`` URL (a SQLAlchemy-style
-``postgresql+psycopg://`` is accepted too). PostgreSQL needs ``psycopg``:
-``pip install 'privsynth[postgres]'``.
+A budget check and the reservation it allows are one transaction holding the dataset's lock
+(SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SELECT ... FOR UPDATE`` on its row), so two runs started
+together cannot both pass a budget only one fits. PostgreSQL (``postgresql://`` or SQLAlchemy's
+``postgresql+psycopg://``) needs ``pip install 'privsynth[postgres]'``.
 """
 
 from __future__ import annotations
@@ -31,10 +27,7 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS budget_log (
         id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, old_budget DOUBLE PRECISION,
         new_budget DOUBLE PRECISION, at TEXT NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL)""",
-    # One row per *segment*: each process that touched the private data for a run (a resumed or
-    # restarted run adds a segment; none is ever replaced). While ``status = 'running'`` the row
-    # counts its reservation; once settled, what it booked. A segment that books its whole run
-    # (``accounting`` scope "run", keyed by ``run_id``) supersedes the run's earlier ones.
+    # One row per *segment*, never replaced (what it counts: the privacy.ledger docstring).
     """CREATE TABLE IF NOT EXISTS spends (
         id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, run_id TEXT NOT NULL,
         kind TEXT NOT NULL, method TEXT NOT NULL, out TEXT NOT NULL, status TEXT NOT NULL,
@@ -50,25 +43,9 @@ _SCHEMA = [
         fingerprint TEXT PRIMARY KEY, records TEXT NOT NULL)""",
 ]
 SPEND_COLUMNS = (
-    "id",
-    "fingerprint",
-    "run_id",
-    "kind",
-    "method",
-    "out",
-    "status",
-    "reserved_epsilon",
-    "reserved_delta",
-    "epsilon",
-    "delta",
-    "accounting",
-    "forced",
-    "host",
-    "pid",
-    "started",
-    "updated",
-    "note",
-)
+    "id fingerprint run_id kind method out status reserved_epsilon reserved_delta epsilon delta "
+    "accounting forced host pid started updated note"
+).split()
 
 
 def is_url(location: str) -> bool:
@@ -135,10 +112,9 @@ class Store:
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator["Tx"]:
-        """One transaction: committed when the block ends, rolled back if it raises.
-
-        ``write=True`` on SQLite takes the database's write lock at once (BEGIN IMMEDIATE), so a
-        read-check-write sequence inside cannot interleave with another process's."""
+        """One transaction, committed at the end of the block or rolled back. ``write=True`` on
+        SQLite takes the write lock at once (BEGIN IMMEDIATE): a read-check-write inside cannot
+        interleave with another process's."""
         self.ensure_schema()
         conn = self._connect()
         try:
@@ -172,37 +148,19 @@ class Store:
             return
         conn = self._connect()
         try:
-            if self.postgres:
-                with conn.cursor() as cur:  # concurrent first uses: one creates, others wait
-                    cur.execute("SELECT pg_advisory_xact_lock(7405528)")
-                    for stmt in _SCHEMA:
-                        cur.execute(stmt)
-                    cur.execute(
-                        "INSERT INTO meta (key, value) VALUES ('schema', %s) "
-                        "ON CONFLICT (key) DO NOTHING",
-                        (SCHEMA_VERSION,),
-                    )
-                    cur.execute(
-                        "INSERT INTO meta (key, value) VALUES ('secret', %s) "
-                        "ON CONFLICT (key) DO NOTHING",
-                        (new_secret(),),
-                    )
-                conn.commit()
+            tx = Tx(conn, self.postgres)
+            if self.postgres:  # concurrent first uses: one creates, others wait
+                tx.run("SELECT pg_advisory_xact_lock(7405528)")
             else:
                 conn.execute("BEGIN IMMEDIATE")
-                for stmt in _SCHEMA:
-                    conn.execute(stmt)
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema', ?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    (SCHEMA_VERSION,),
+            for stmt in _SCHEMA:
+                tx.run(stmt)
+            for key, value in (("schema", SCHEMA_VERSION), ("secret", new_secret())):
+                tx.run(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                    (key, value),
                 )
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('secret', ?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    (new_secret(),),
-                )
-                conn.commit()
+            conn.commit()
         except sqlite3.DatabaseError as e:
             raise self._damaged(e) from None
         finally:
@@ -224,13 +182,17 @@ class Tx:
         cur = self.conn.execute(sql, params)
         return cur.fetchall()
 
-    def lock_dataset(self, fingerprint: str, name: str, now: str) -> float | None:
-        """Create the dataset's row if new, lock it until the transaction ends; its budget."""
+    def add_dataset(self, fingerprint: str, name: str, now: str) -> None:
+        """The dataset's row, created if new (without a budget)."""
         self.run(
             "INSERT INTO datasets (fingerprint, name, budget, created) VALUES (?, ?, NULL, ?) "
             "ON CONFLICT (fingerprint) DO NOTHING",
             (fingerprint, name, now),
         )
+
+    def lock_dataset(self, fingerprint: str, name: str, now: str) -> float | None:
+        """Create the dataset's row if new, lock it until the transaction ends; its budget."""
+        self.add_dataset(fingerprint, name, now)
         suffix = " FOR UPDATE" if self.postgres else ""  # SQLite: BEGIN IMMEDIATE holds it
         (row,) = self.run(
             f"SELECT budget FROM datasets WHERE fingerprint = ?{suffix}", (fingerprint,)
@@ -265,8 +227,7 @@ def new_secret() -> str:
 
 def _read(path: str) -> str:
     try:
-        with open(path) as f:
-            return f.read().strip()
+        return Path(path).read_text().strip()
     except OSError:
         return ""
 
@@ -276,13 +237,8 @@ def this_host() -> str:
     Hostnames alone repeat across containers and CI runners that share one PostgreSQL ledger."""
     import socket
 
-    return "|".join(
-        (
-            socket.gethostname(),
-            _read("/etc/machine-id")[:16],
-            _read("/proc/sys/kernel/random/boot_id")[:16],
-        )
-    )
+    ids = (_read("/etc/machine-id")[:16], _read("/proc/sys/kernel/random/boot_id")[:16])
+    return "|".join((socket.gethostname(), *ids))
 
 
 def process_alive(host: str, pid: int) -> bool | None:
