@@ -41,7 +41,15 @@ CARD, WEIGHTS, MODEL_CARD = "card.json", "weights.safetensors", "README.md"
 GRID, QUICK_EVAL = "samples.png", "quick_eval.json"
 SPLIT, TRAIN_STATE = "split.json", "train_state.pt"
 FORMAT = "privsynth-run/1"
-INFINITY = "infinity"
+
+
+def is_private(record: dict) -> bool:
+    """Whether a card, an evaluation row or a sweep row is of a run with DP. Its ``private`` field
+    is the one way every file privsynth writes says "no DP" (``false``; such a run has no epsilon,
+    ``null``). Rows written before it existed said no DP with an epsilon string ("infinity")."""
+    if "private" in record:
+        return bool(record["private"])
+    return isinstance(record.get("epsilon"), (int, float))
 
 
 def data_check(dataset, train_set, salt: str | None = None) -> dict:
@@ -102,6 +110,8 @@ def read_card(path: str | os.PathLike[str]) -> dict:
             f"{card_path}: {', '.join(wrong)}, expected a JSON object; the card was edited, "
             "restore it or retrain"
         )
+    if card["privacy"].get("epsilon") == "infinity":  # cards written before "private" alone
+        card["privacy"]["epsilon"] = None
     return card
 
 
@@ -193,9 +203,13 @@ class Run:
         return self.card["method"]
 
     @property
+    def private(self) -> bool:
+        return is_private(self.card)
+
+    @property
     def epsilon(self) -> float:
-        eps = self.card["privacy"]["epsilon"]
-        return math.inf if eps == INFINITY else float(eps)
+        """The run's epsilon; ``math.inf`` without DP (no guarantee at all: every epsilon fails)."""
+        return float(self.card["privacy"]["epsilon"]) if self.private else math.inf
 
     @property
     def delta(self) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..atomic import write_json
 from ..privacy.accounting import epsilon_from_history
-from ..run import INFINITY, Card, RunWriter
+from ..run import Card, RunWriter
 from .runconfig import client_dp, privacy_spec
 from .task import global_momentum
 
@@ -93,7 +93,7 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
             "ckks": "only CKKS ciphertexts of the updates and of their sum (TenSEAL)",
         }[mode],
     }
-    guarantees, eps_top, delta_top, unit = [], INFINITY, 0.0, None
+    guarantees, eps_top, delta_top, unit = [], None, 0.0, None
     if sample_dp:
         owners = [
             {
@@ -181,9 +181,7 @@ def privacy_block(cfg: dict, reports: list[dict], flower_accountant=None) -> dic
         delta=delta_top,
         unit=unit,
         guarantee=(
-            "; ".join(guarantees)
-            if guarantees
-            else "none: trained without differential privacy; epsilon = infinity"
+            "; ".join(guarantees) if guarantees else "none: trained without differential privacy"
         ),
         not_protected=not_protected(mode, client_noise > 0),
     )
@@ -210,7 +208,7 @@ def write_run(
     card = Card.new(
         synth.name,
         status="complete",
-        private=privacy["epsilon"] != INFINITY,
+        private=privacy["epsilon"] is not None,
         config=synth.config_dict(),
         privacy=privacy,
         data={

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..atomic import write_json
 from ..privacy.accounting import epsilon_from_history
-from ..run import FORMAT, INFINITY, WEIGHTS, save_weights, write_card
+from ..run import FORMAT, WEIGHTS, save_weights, write_card
 from .card import SAMPLE_UNIT
 from .oneshot_plan import central_release
 from .runconfig import privacy_spec
@@ -92,11 +92,11 @@ def guarantee_block(cfg: dict, info: dict) -> dict:
     spec = privacy_spec(cfg)
     if spec is None:
         return {
-            "epsilon": INFINITY,
+            "epsilon": None,
             "delta": 0.0,
             "unit": None,
             "aggregation": info["aggregation"],
-            "guarantee": "none: released without differential privacy; epsilon = infinity",
+            "guarantee": "none: released without differential privacy",
         }
     release = central_release(cfg, "federated_share_sum")  # what the summed shares stand for
     sigma, delta, accountant = release.sigma, spec.delta, spec.accountant
@@ -211,7 +211,7 @@ def write_oneshot_run(cfg: dict, synth, result, info: dict, wall: float) -> dict
         "run_id": uuid.uuid4().hex[:12],
         "status": "complete",
         "method": synth.name,
-        "private": privacy["epsilon"] != INFINITY,
+        "private": privacy["epsilon"] is not None,
         "config": synth.config_dict(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "privacy": privacy,

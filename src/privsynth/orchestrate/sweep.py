@@ -3,7 +3,8 @@
 Every cell is an ordinary run folder written by `privsynth.train` in ``out/cells/<method>-eps<e>``
 so a sweep is resumable for free: a cell whose card says ``complete`` is kept (not retrained), an
 unfinished one resumes from its checkpoint, and its evaluation is cached in ``eval.json``.
-``inf`` trains the method's non-private twin (dpvae -> vae, ...; dpmerf with no DP).
+``inf`` trains the method's non-private twin (dpvae -> vae, ...; dpmerf with no DP); its rows say
+``"private": false`` and carry no epsilon, and the table's ``epsilons`` lists the private targets.
 
 Several machines: ``--ray HOST:PORT`` runs each cell as a task on a Ray cluster (`sweep_ray`),
 with ``--out`` on a folder every node mounts and ``--ledger`` a PostgreSQL URL every node reaches
@@ -37,10 +38,11 @@ from ..lock import hold_output
 from ..models.defaults import recommended_config
 from ..models.registry import METHODS, twin_of
 from ..report.markdown import collapse_text
-from ..run import Run, read_card
+from ..run import Run, is_private, read_card
 
 
 def parse_epsilons(text: str) -> list[float]:
+    """``--epsilons``: numbers, or inf/infinity/nodp for a cell without DP (math.inf)."""
     out = []
     for part in text.split(","):
         part = part.strip().lower()
@@ -228,7 +230,7 @@ def _table(name, train_set, hold, methods, epsilons, ref: _Reference, eval_epoch
         "n_train": len(train_set),
         "n_holdout": len(hold),
         "methods": methods,
-        "epsilons": ["inf" if math.isinf(e) else e for e in epsilons],
+        "epsilons": [e for e in epsilons if math.isfinite(e)],
         "train_on_real_accuracy": ref.ceiling,
         "frechet_real_train_vs_holdout": ref.frechet_floor,
         "classifier": (
@@ -360,8 +362,9 @@ def _evaluate_cell(
     row = {
         "method": method,
         "run_method": run.method,
-        "epsilon": "inf" if math.isinf(eps) else eps,
-        "epsilon_spent": "inf" if math.isinf(run.epsilon) else run.epsilon,
+        "private": run.private,
+        "epsilon": eps if run.private else None,
+        "epsilon_spent": run.epsilon if run.private else None,
         "tstr_accuracy": acc,
         "frechet_lenet": fd,
         "n_synthetic": n,
@@ -390,12 +393,13 @@ def markdown(table: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in table["rows"]:
-        spent = r["epsilon_spent"]
-        spent = spent if isinstance(spent, str) else f"{spent:.3g}"
+        eps, spent = (
+            (r["epsilon"], f"{r['epsilon_spent']:.3g}") if is_private(r) else ("no DP", "∞")
+        )
         spread = r.get("within_class_spread")
         flags = r.get("collapse_flags")
         lines.append(
-            f"| {r['method']} | {r['epsilon']} | {spent} | {r['tstr_accuracy']:.1%} | "
+            f"| {r['method']} | {eps} | {spent} | {r['tstr_accuracy']:.1%} | "
             f"{r['frechet_lenet']:.3g} | "
             f"{'–' if spread is None else f'{spread:.2f}'} | "
             f"{'–' if flags is None else collapse_text(flags)} | "
@@ -406,9 +410,5 @@ def markdown(table: dict) -> str:
 
 def best(table: dict, epsilon: float) -> dict | None:
     """The row with the highest TSTR accuracy at target ``epsilon``."""
-    rows = [
-        r
-        for r in table["rows"]
-        if not isinstance(r["epsilon"], str) and np.isclose(r["epsilon"], epsilon)
-    ]
+    rows = [r for r in table["rows"] if is_private(r) and np.isclose(r["epsilon"], epsilon)]
     return max(rows, key=lambda r: r["tstr_accuracy"]) if rows else None

@@ -12,7 +12,7 @@ from ..privacy.accounting import epsilon_from_history
 from ..privacy.dpsgd import process_count, run_empty_batch_delta
 from ..privacy.release import Release, gaussian
 from ..privacy.release import outside as release_outside
-from ..run import INFINITY, data_check
+from ..run import data_check
 
 PROTECTED = (
     "Sample-level (example-level) differential privacy: adding or removing any one "
@@ -81,11 +81,10 @@ def privacy_section(
     (class counts) add by basic composition: ``outside`` as booked (default: as released)."""
     if not releases:
         return {
-            "epsilon": INFINITY,
+            "epsilon": None,
             "delta": 0.0,
             "unit": None,
-            "guarantee": "none: trained without differential privacy (a non-private "
-            "baseline); epsilon = infinity",
+            "guarantee": "none: trained without differential privacy (a non-private baseline)",
         }
     plan, acc = result.dp_plan, result.accountant
     carried = [list(h) for h in carried]

@@ -3,6 +3,7 @@ report shows. A plain function of the card dict (and the ledger's total, when gi
 
 from __future__ import annotations
 
+from ..run import is_private
 from .card_text import (
     not_covered,
     plain_language,
@@ -23,8 +24,8 @@ def format_card(card: dict, spend: dict | None = None) -> str:
         + ("  (chosen by --method auto)" if card.get("method_choice") else ""),
         f"  data        {data.get('name')}  ({shape}, {len(data.get('classes', []))} classes)",
     ]
-    if not card.get("private"):
-        lines.append("  privacy     NONE — epsilon = infinity (non-private baseline)")
+    if not is_private(card):
+        lines.append("  privacy     NONE — ∞ (no DP): a non-private baseline")
     else:
         eps = pv.get("epsilon")
         lines.append(

@@ -8,6 +8,7 @@ import os
 import time
 
 from ..atomic import atomic_path
+from ..run import is_private
 from .card_lines import format_card
 from .gallery import gallery_png
 from .grid import grid_png
@@ -330,8 +331,8 @@ def _attacks(m: dict) -> str:
         ]
         for n, a in p["mia"].items()
     ]
-    eps = None if m["epsilon"] == "infinity" else m["epsilon"]
-    roc = roc_png(p["mia"], f"{m['name']} (ε = {eps_text(m['epsilon'])})", eps, m["delta"])
+    eps = m["epsilon"] if is_private(m) else None
+    roc = roc_png(p["mia"], f"{m['name']} (ε = {eps_text(m)})", eps, m["delta"])
     return (
         f"<h3>{html.escape(m['name'])}</h3><div class='flex'><div>"
         + table(MIA_HEADER, rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..run import is_private
+
 
 def fmt(x, spec: str = ".3f") -> str:
     if x is None:
@@ -11,8 +13,9 @@ def fmt(x, spec: str = ".3f") -> str:
     return format(x, spec)
 
 
-def eps_text(eps) -> str:
-    return "∞ (no DP)" if eps in ("infinity", None) or eps == float("inf") else f"{eps:.3g}"
+def eps_text(row: dict) -> str:
+    """An evaluation or sweep row's epsilon for display."""
+    return f"{row['epsilon']:.3g}" if is_private(row) else "∞ (no DP)"
 
 
 def stats_rows(result: dict) -> list[str]:
@@ -88,7 +91,7 @@ def summary(result: dict) -> str:
     for m in result["models"]:
         f = m["fidelity"]
         lines.append(
-            f"| {m['name']} | {eps_text(m['epsilon'])} | {f['fd_lenet']:.2f} | "
+            f"| {m['name']} | {eps_text(m)} | {f['fd_lenet']:.2f} | "
             f"{1e3 * f['kid_lenet']['mean']:.2f} | {f['prdc']['precision']:.3f} | "
             f"{f['prdc']['recall']:.3f} | {f['prdc']['density']:.3f} | "
             f"{f['prdc']['coverage']:.3f} | {spread_text(f.get('diversity'))} | "
