@@ -369,7 +369,8 @@ def evaluate_cell(
 
 
 def cell_row(cell: Path, method: str, eps: float, ev: dict) -> dict:
-    from privsynth.run import is_private, read_card
+    from privsynth.nodp import is_private
+    from privsynth.run import read_card
 
     card = read_card(cell)
     spent = float(card["privacy"]["epsilon"]) if is_private(card) else "inf"

@@ -10,8 +10,9 @@ import pytest
 import privsynth
 from privsynth.cli import main
 from privsynth.evaluate.pipeline import evaluate
+from privsynth.nodp import is_private
 from privsynth.orchestrate.sweep import sweep
-from privsynth.run import Run, is_private, read_card
+from privsynth.run import Run, read_card
 
 FAKE = re.compile(r'"inf(inity)?"|\bInfinity\b', re.IGNORECASE)
 

@@ -36,20 +36,12 @@ from .atomic import atomic_path, write_json
 from .data import ImageDataset, Split
 from .errors import CheckpointError, ConfigError
 from .models.registry import create
+from .nodp import is_private
 
 CARD, WEIGHTS, MODEL_CARD = "card.json", "weights.safetensors", "README.md"
 GRID, QUICK_EVAL = "samples.png", "quick_eval.json"
 SPLIT, TRAIN_STATE = "split.json", "train_state.pt"
 FORMAT = "privsynth-run/1"
-
-
-def is_private(record: dict) -> bool:
-    """Whether a card, an evaluation row or a sweep row is of a run with DP. Its ``private`` field
-    is the one way every file privsynth writes says "no DP" (``false``; such a run has no epsilon,
-    ``null``). Rows written before it existed said no DP with an epsilon string ("infinity")."""
-    if "private" in record:
-        return bool(record["private"])
-    return isinstance(record.get("epsilon"), (int, float))
 
 
 def data_check(dataset, train_set, salt: str | None = None) -> dict:

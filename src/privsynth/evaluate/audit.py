@@ -21,7 +21,7 @@ import numpy as np
 from ..atomic import write_json
 from ..data import ImageDataset, load_dataset, split
 from ..errors import ConfigError
-from ..run import is_private
+from ..nodp import is_private
 from . import onerun, privacy
 
 

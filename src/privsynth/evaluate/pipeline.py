@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_json
 from ..data import ImageDataset
-from ..run import is_private
+from ..nodp import is_private
 from . import attribute, detection, diversity, fidelity, mia, privacy, utility
 from .feature_space import fitted_space
 from .features import feature_model, features

@@ -9,7 +9,7 @@ Fréchet distances and privacy attacks is ``privsynth evaluate``.
 
 from __future__ import annotations
 
-from ..run import is_private
+from ..nodp import is_private
 from .diversity import collapse_flags, within_class_diversity
 from .fidelity import stats_table
 from .utility import DEFAULT_PASSES, balanced_labels, check_classifier, trtr, tstr

@@ -37,8 +37,9 @@ from ..evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES, balanced_lab
 from ..lock import hold_output
 from ..models.defaults import recommended_config
 from ..models.registry import METHODS, twin_of
+from ..nodp import is_private
 from ..report.markdown import collapse_text
-from ..run import Run, is_private, read_card
+from ..run import Run, read_card
 
 
 def parse_epsilons(text: str) -> list[float]:

@@ -3,7 +3,7 @@ report shows. A plain function of the card dict (and the ledger's total, when gi
 
 from __future__ import annotations
 
-from ..run import is_private
+from ..nodp import is_private
 from .card_text import (
     not_covered,
     plain_language,

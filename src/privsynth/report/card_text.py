@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..run import is_private
+from ..nodp import is_private
 
 LICENSE_UNSET = "other"
 

@@ -8,7 +8,7 @@ import os
 import time
 
 from ..atomic import atomic_path
-from ..run import is_private
+from ..nodp import is_private
 from .card_lines import format_card
 from .gallery import gallery_png
 from .grid import grid_png

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..run import is_private
+from ..nodp import is_private
 
 
 def fmt(x, spec: str = ".3f") -> str:

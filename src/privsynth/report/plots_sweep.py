@@ -6,7 +6,7 @@ import math
 import os
 
 from ..atomic import atomic_path
-from ..run import is_private
+from ..nodp import is_private
 
 
 def plot_frontier(table: dict, path: str | os.PathLike[str]) -> None:
