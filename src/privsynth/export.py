@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .atomic import replace_dir, write_bytes, write_json
 from .errors import CheckpointError, ConfigError
+from .nodp import is_private
 from .preflight import check_not_an_input, check_output_folder
 from .run import CARD, GRID, MODEL_CARD, QUICK_EVAL, WEIGHTS, read_card
 
@@ -100,7 +101,7 @@ def export(
             f"run '{run}' is not finished (status {card.get('status')!r}); "
             "finish it (rerun the same `privsynth train`) before exporting"
         )
-    if not card.get("private") and not non_private:
+    if not is_private(card) and not non_private:
         raise ConfigError(
             f"run '{run}' was trained without differential privacy: its weights "
             "can reveal training images. Export a DP run, or pass --non-private "

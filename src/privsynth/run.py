@@ -425,7 +425,7 @@ def dataset_spend(card: dict) -> dict | None:
     key = data.get("dataset_key") or ((card.get("privacy") or {}).get("ledger") or {}).get(
         "dataset_key"
     )
-    if not card.get("private") or not ref or not key:
+    if not is_private(card) or not ref or not key:
         return None
     from .privacy import Ledger
 

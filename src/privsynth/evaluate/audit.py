@@ -152,7 +152,7 @@ def audit(
     result = {
         "format": "privsynth-audit/1",
         "method": method,
-        "private": bool(run.card["private"]),
+        "private": run.private,
         "accountant_epsilon": run.epsilon if run.private else None,
         "delta": run.delta,
         **bound,

@@ -7,7 +7,6 @@ checkpointing and resume behaviour.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import shutil
@@ -61,22 +60,6 @@ from .trainer_card import (
 )
 
 
-def _one_writer(fit):
-    """Hold ``out``'s lock for the whole call (`lock.hold_output`): a second run into the same
-    folder is refused while this one lives."""
-
-    @functools.wraps(fit)
-    def locked(request: RunRequest) -> Run:
-        out, data = check_output_folder(request.output.out), request.data
-        inputs = {"--data": getattr(data.source, "path", data.source), "--holdout": data.holdout}
-        check_not_an_input(out, {**inputs, "--public-data": data.public_data})
-        with hold_output(out):
-            return fit(request.replace(out=out))
-
-    return locked
-
-
-@_one_writer
 def train(request: RunRequest) -> Run:
     """Run ``request`` (its fields: `privsynth.request`) into its run folder; returns the
     loaded `Run`. `privsynth.train(data, method, out, **options)` builds the request.
@@ -85,8 +68,17 @@ def train(request: RunRequest) -> Run:
     sample rate, the steps and the default delta are computed from it, never from N. The noise
     multiplier is calibrated with Opacus for the planned steps; the spend is reserved in the
     ledger before the first private step and settled at the end. A run folder holding an
-    unfinished run of the same request resumes from its checkpoint.
+    unfinished run of the same request resumes from its checkpoint. ``out`` stays locked for
+    the whole call (`lock.hold_output`): a second run into it is refused while this one lives.
     """
+    out, data = check_output_folder(request.output.out), request.data
+    inputs = {"--data": getattr(data.source, "path", data.source), "--holdout": data.holdout}
+    check_not_an_input(out, {**inputs, "--public-data": data.public_data})
+    with hold_output(out):
+        return _train(request.replace(out=out))
+
+
+def _train(request: RunRequest) -> Run:
     t0 = time.time()
     check_device(request.training.device)
     request.check()
@@ -224,16 +216,21 @@ def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict 
     _class_counts(
         card, loaded.counts_mechanism, privacy.counts_epsilon, spec.resolved_delta(n), spec
     )
-    session.spend = _open_spend(
+    # a resumed run's accountant history is already booked
+    booked = (resume or {}).get("accountant")
+    session.spend = RunSpend(
         Ledger(privacy.ledger),
-        session,
-        loaded.dataset,
-        synth.name,
-        spec.accountant,
-        resume,
+        loaded.dataset.content,
+        loaded.dataset.name,
+        run_id=card.run_id,
+        method=synth.name,
+        out=str(out.resolve()),
+        kind="train",
         limit=privacy.budget,
         force=privacy.force,
+        accountant=spec.accountant,
         chunk=request.training.checkpoint_every,
+        prefix=AccountantState.from_json(booked).history if booked else [],
     )
     return session, resume, sigma_n
 
@@ -269,12 +266,18 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
     session.forced = bool(spec) and force and total_delta * n >= 1
     if session.forced:  # shown as forced in the ledger too, not only on the card
         session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
-    mech, c_eps = loaded.counts_mechanism, privacy.counts_epsilon
-    counts, count_spend_now = _class_counts(card, mech, c_eps, total_delta, spec)
+    mech = loaded.counts_mechanism
+    counts, (c_eps, c_delta) = _class_counts(card, mech, privacy.counts_epsilon, total_delta, spec)
     session.counts = counts
-    spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
-    if session.spend is not None:  # the run's one DP delta, also for a segment that only
-        session.spend.sgd_delta = spec.delta  # finishes (its history was booked before)
+    if spec is not None:  # DP-SGD's share of the target: the class counts' taken out
+        if spec.epsilon is not None:
+            spec = spec.replace(epsilon=spec.epsilon - c_eps)
+            if resume is None:  # a fresh calibrated run reserves its whole target: fail fast
+                session.spend.reserve_target(spec.epsilon + c_eps, total_delta)
+        spec = spec.replace(delta=total_delta - c_delta)
+        # the run's one DP delta, also for a segment that only finishes (its history was
+        # booked before)
+        session.spend.sgd_delta = spec.delta
     if loaded.warm is not None:  # the release's sigma joins the accountant before DP-SGD's
         spec = _warmup_prior(spec, loaded.warm, session)
     session.spec = spec
@@ -346,45 +349,6 @@ def _class_counts(card: Card, mech, counts_epsilon, total_delta, spec) -> tuple[
         )
     fresh = {"mechanism": mech, "epsilon": c_eps, "delta": c_delta, "values": None}
     return card.privacy.get("class_proportions") or fresh, (c_eps, c_delta)
-
-
-def _open_spend(
-    ledger_obj, session: _Session, dataset, method, accountant, resume, *, limit, force, chunk
-) -> RunSpend:
-    """This run's spend in the ledger; a resumed run's accountant history is already booked."""
-    out = session.final
-    prefix = (
-        AccountantState.from_json(resume["accountant"]).history
-        if resume is not None and resume.get("accountant")
-        else []
-    )
-    return RunSpend(
-        ledger_obj,
-        dataset.content,
-        dataset.name,
-        run_id=session.card.run_id,
-        method=method,
-        out=str(out.resolve()),
-        kind="train",
-        limit=limit,
-        force=force,
-        accountant=accountant,
-        chunk=chunk,
-        prefix=prefix,
-    )
-
-
-def _training_spec(spec, count_spend_now, total_delta, spend, resume):
-    """DP-SGD's share of the target: the class counts' (epsilon, delta) taken out. A fresh
-    calibrated run reserves its whole target first (it spends at most that): fail fast."""
-    if spec is None:
-        return None
-    c_eps, c_delta = count_spend_now
-    if spec.epsilon is not None:
-        spec = spec.replace(epsilon=spec.epsilon - c_eps)
-        if resume is None:
-            spend.reserve_target(spec.epsilon + c_eps, total_delta)
-    return spec.replace(delta=total_delta - c_delta)
 
 
 def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, resume, synth):
@@ -525,7 +489,7 @@ class _Session:
         # --overwrite trains into a staging folder beside ``out`` and swaps it in only once the
         # new run is complete: a refused or failed replacement leaves the old run intact.
         self.replacing = overwrite and (out / CARD).exists()
-        self.out = _staging(out) if self.replacing else out
+        self.out = out.parent / f".{out.name}.overwrite" if self.replacing else out
         if self.replacing and self.out.exists():  # left by a replacement that was killed
             shutil.rmtree(self.out)
         self.created_out = not self.out.exists()
@@ -719,10 +683,6 @@ def _check_checkpoint_fits(resume: dict | None, synth, out: Path) -> None:
         )
 
 
-def _staging(out: Path) -> Path:
-    return out.parent / f".{out.name}.overwrite"
-
-
 def _check_sizes(config: dict) -> None:
     """Sizes that would train on nothing (``--batch-size 0``) fail here, not as NaN weights."""
     flags = {"batch_size": "--batch-size", "epochs": "--epochs", "steps": "--set steps"}
@@ -736,52 +696,51 @@ def _check_sizes(config: dict) -> None:
 
 
 def _start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[Card, dict | None]:
-    if (out / CARD).exists() and not overwrite:  # with --overwrite: a new run below, the old
-        card = read_card(out)  # one is removed when the new one first writes
-        if card.get("status") == "diverged":
-            raise CheckpointError(
-                f"'{out}' holds a run that diverged (NaN/inf at step "
-                f"{card.get('diverged', {}).get('step')}); change what caused "
-                "it (e.g. a lower --set lr=...) and pass --overwrite (its "
-                "spend stays in the ledger)"
-            )
-        if card.get("status") == "complete":
-            raise CheckpointError(
-                f"'{out}' already holds a finished run; choose another --out or "
-                "pass --overwrite (its privacy spend stays in the ledger)"
-            )
-        else:
-            if card.get("request") != request:
-                changed = sorted(
-                    k for k in request if (card.get("request") or {}).get(k) != request[k]
-                )
-                raise CheckpointError(
-                    f"'{out}' holds an unfinished run started with other "
-                    f"settings ({', '.join(changed)}); rerun it with the same "
-                    "flags to resume, or pass --overwrite"
-                )
-            if (out / SPLIT).exists() and json.loads((out / SPLIT).read_text()) != parts.to_json():
-                raise CheckpointError(
-                    f"'{out}/{SPLIT}' does not match the data's split; rerun "
-                    "with the original --data, or pass --overwrite"
-                )
-            state = out / TRAIN_STATE
-            resume = load_train_state(state) if state.exists() else None
-            if resume is not None and resume.get("run_id", card["run_id"]) != card["run_id"]:
-                raise CheckpointError(
-                    f"'{state}' belongs to run {resume['run_id']}, not to this folder's run "
-                    f"{card['run_id']}: resuming would book its steps on the wrong run; put "
-                    "the run's own train_state.pt back, or pass --overwrite"
-                )
-            if resume is None and card.get("progress"):
-                warnings.warn(
-                    f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
-                    "step 0; the spend of its earlier segment(s) stays booked in the "
-                    "ledger: the run's accountant composes it with the restart's steps",
-                    PrivacyWarning,
-                    stacklevel=3,
-                )
-            return Card.from_json(card), resume
-    elif not (out / CARD).exists() and out.exists() and any(out.iterdir()):
-        raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")
-    return Card.new(request["method"]), None
+    """A new card, or the card and checkpoint of the unfinished run of the same ``request`` in
+    ``out`` (with --overwrite always a new run: the old one is removed at its first write)."""
+    if not (out / CARD).exists() or overwrite:
+        if not (out / CARD).exists() and out.exists() and any(out.iterdir()):
+            raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")
+        return Card.new(request["method"]), None
+    card = read_card(out)
+    if card.get("status") == "diverged":
+        raise CheckpointError(
+            f"'{out}' holds a run that diverged (NaN/inf at step "
+            f"{card.get('diverged', {}).get('step')}); change what caused "
+            "it (e.g. a lower --set lr=...) and pass --overwrite (its "
+            "spend stays in the ledger)"
+        )
+    if card.get("status") == "complete":
+        raise CheckpointError(
+            f"'{out}' already holds a finished run; choose another --out or "
+            "pass --overwrite (its privacy spend stays in the ledger)"
+        )
+    if card.get("request") != request:
+        changed = sorted(k for k in request if (card.get("request") or {}).get(k) != request[k])
+        raise CheckpointError(
+            f"'{out}' holds an unfinished run started with other "
+            f"settings ({', '.join(changed)}); rerun it with the same "
+            "flags to resume, or pass --overwrite"
+        )
+    if (out / SPLIT).exists() and json.loads((out / SPLIT).read_text()) != parts.to_json():
+        raise CheckpointError(
+            f"'{out}/{SPLIT}' does not match the data's split; rerun "
+            "with the original --data, or pass --overwrite"
+        )
+    state = out / TRAIN_STATE
+    resume = load_train_state(state) if state.exists() else None
+    if resume is not None and resume.get("run_id", card["run_id"]) != card["run_id"]:
+        raise CheckpointError(
+            f"'{state}' belongs to run {resume['run_id']}, not to this folder's run "
+            f"{card['run_id']}: resuming would book its steps on the wrong run; put "
+            "the run's own train_state.pt back, or pass --overwrite"
+        )
+    if resume is None and card.get("progress"):
+        warnings.warn(
+            f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
+            "step 0; the spend of its earlier segment(s) stays booked in the "
+            "ledger: the run's accountant composes it with the restart's steps",
+            PrivacyWarning,
+            stacklevel=3,
+        )
+    return Card.from_json(card), resume
