@@ -39,6 +39,7 @@ from ..models.defaults import recommended_config
 from ..models.registry import METHODS, twin_of
 from ..nodp import is_private
 from ..report.markdown import collapse_text
+from ..report.plots_sweep import plot_frontier
 from ..run import Run, read_card
 
 
@@ -59,16 +60,6 @@ def parse_epsilons(text: str) -> list[float]:
 
 def cell_name(method: str, eps: float) -> str:
     return f"{method}-eps{'inf' if math.isinf(eps) else f'{eps:g}'}"
-
-
-def _train_args(method: str, eps: float) -> tuple[str, bool]:
-    """(registered method, no_dp) for a cell: the non-private twin when eps is infinite."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method '{method}' in --methods; choose from {sorted(METHODS)}")
-    if not math.isinf(eps):
-        return method, False
-    twin = twin_of(method)
-    return (twin, False) if twin else (method, True)
 
 
 def sweep(
@@ -118,13 +109,19 @@ def sweep(
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}; use 1 to train cells one by one")
-    ray_request = _ray_request(ray, ray_cpus_per_cell, ray_gpus_per_cell, ledger)
+    if ray is not None:
+        from .sweep_ray import check_request
+
+        check_request(ray, ray_cpus_per_cell, ray_gpus_per_cell, ledger)
     out = Path(out)
     with hold_output(out, "privsynth sweep"):
         dataset, parts = load_split(data, holdout, split_seed, image_size)
         train_set, hold = dataset.subset(parts.train), dataset.subset(parts.holdout)
         for m in methods:
-            _train_args(m, 1.0)
+            if m not in METHODS:
+                raise ConfigError(
+                    f"unknown method '{m}' in --methods; choose from {sorted(METHODS)}"
+                )
         ref = _reference(train_set, hold, dataset.num_classes, eval_epochs, seed)
         # Pass the data spec (not the arrays) so each card records where to reload it.
         source = dataset if isinstance(data, ImageDataset) else data
@@ -140,11 +137,30 @@ def sweep(
             force=force,
         )
         todo = _plan(methods, epsilons, out, len(train_set), configs or {})
+        ray_request = (ray, ray_cpus_per_cell, ray_gpus_per_cell) if ray is not None else None
         train_seconds = _train_unfinished(source, todo, common, jobs, ray_request)
         evaluation = dict(ref=ref, n=n_synthetic or DEFAULT_N_SYNTHETIC, eval_epochs=eval_epochs)
         rows = _train_and_evaluate(source, todo, common, train_seconds, evaluation, progress)
-        table = _table(dataset.name, train_set, hold, methods, epsilons, ref, eval_epochs, rows)
-        _write_outputs(out, table)
+        table = {
+            "data": dataset.name,
+            "n_train": len(train_set),
+            "n_holdout": len(hold),
+            "methods": methods,
+            "epsilons": [e for e in epsilons if math.isfinite(e)],
+            "train_on_real_accuracy": ref.ceiling,
+            "frechet_real_train_vs_holdout": ref.frechet_floor,
+            "classifier": (
+                f"LeNet, {eval_epochs} epochs"
+                if eval_epochs
+                else f"LeNet, fixed schedule (~{DEFAULT_PASSES} images seen), last epoch"
+            ),
+            "rows": rows,
+            "reference_eval_seconds": round(ref.seconds, 2),
+        }
+        write_json(out / "sweep.json", table)
+        with atomic_path(out / "sweep.md") as tmp:
+            tmp.write_text(markdown(table))
+        plot_frontier(table, out / "sweep.png")
     return table
 
 
@@ -225,34 +241,6 @@ def _train_and_evaluate(
     return rows
 
 
-def _table(name, train_set, hold, methods, epsilons, ref: _Reference, eval_epochs, rows) -> dict:
-    return {
-        "data": name,
-        "n_train": len(train_set),
-        "n_holdout": len(hold),
-        "methods": methods,
-        "epsilons": [e for e in epsilons if math.isfinite(e)],
-        "train_on_real_accuracy": ref.ceiling,
-        "frechet_real_train_vs_holdout": ref.frechet_floor,
-        "classifier": (
-            f"LeNet, {eval_epochs} epochs"
-            if eval_epochs
-            else f"LeNet, fixed schedule (~{DEFAULT_PASSES} images seen), last epoch"
-        ),
-        "rows": rows,
-        "reference_eval_seconds": round(ref.seconds, 2),
-    }
-
-
-def _write_outputs(out: Path, table: dict) -> None:
-    from ..report.plots_sweep import plot_frontier
-
-    write_json(out / "sweep.json", table)
-    with atomic_path(out / "sweep.md") as tmp:
-        tmp.write_text(markdown(table))
-    plot_frontier(table, out / "sweep.png")
-
-
 def _complete(cell: Path) -> bool:
     return (cell / "card.json").exists() and read_card(cell).get("status") == "complete"
 
@@ -260,20 +248,16 @@ def _complete(cell: Path) -> bool:
 def _train_cell(
     source, method: str, eps: float, cell: Path, config: dict, common: dict, progress: bool
 ) -> Run:
+    """The cell's run; at eps = inf the method's non-private twin (or the method with no DP)."""
     from .. import train
 
-    reg, no_dp = _train_args(method, eps)
-    if math.isinf(eps):  # the non-private twin takes no privacy flags (train refuses them)
-        common = {**common, "delta": None, "budget": None}
+    if math.isfinite(eps):
+        return train(source, method, cell, epsilon=eps, config=config, progress=progress, **common)
+    twin = twin_of(method)  # it takes no privacy flags (train refuses them)
+    common = {**common, "delta": None, "budget": None}
+    no_dp = twin is None
     return train(
-        source,
-        reg,
-        cell,
-        epsilon=None if math.isinf(eps) else eps,
-        no_dp=no_dp,
-        config=config,
-        progress=progress,
-        **common,
+        source, twin or method, cell, no_dp=no_dp, config=config, progress=progress, **common
     )
 
 
@@ -311,15 +295,6 @@ def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
             cell, sec = f.result()
             seconds[cell] = sec
     return seconds
-
-
-def _ray_request(address: str | None, cpus: float, gpus: float, ledger) -> tuple | None:
-    if address is None:
-        return None
-    from .sweep_ray import check_request
-
-    check_request(address, cpus, gpus, ledger)
-    return address, cpus, gpus
 
 
 def _train_unfinished(source, todo, common: dict, jobs: int, ray_request) -> dict[Path, float]:
