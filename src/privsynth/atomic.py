@@ -45,8 +45,6 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    if isinstance(obj, float):
-        return obj
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 

@@ -27,7 +27,7 @@ from .atomic import replace_dir, write_bytes, write_json
 from .errors import CheckpointError, ConfigError
 from .nodp import is_private
 from .preflight import check_not_an_input, check_output_folder
-from .run import CARD, GRID, MODEL_CARD, QUICK_EVAL, WEIGHTS, read_card
+from .run import CARD, GRID, MODEL_CARD, WEIGHTS, quick_eval, read_card
 
 PUBLISHED = (WEIGHTS, CARD, MODEL_CARD, GRID)
 # Card fields that are private or local: (path of keys, why) — the why is written into the card.
@@ -133,7 +133,7 @@ def export(
             ),
         ],
     }
-    evaluation = _read_json(run / QUICK_EVAL) if include_evaluation else None
+    evaluation = quick_eval(run) if include_evaluation else None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -192,12 +192,3 @@ def check_weights(path: Path) -> None:
             f"{path} is not valid safetensors ({type(e).__name__}); restore it or retrain "
             "before exporting"
         ) from None
-
-
-def _read_json(path: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None

@@ -404,14 +404,16 @@ def write_model_card(path: str | os.PathLike[str], card: dict | None = None) -> 
 
     path = Path(path)
     card = read_card(path) if card is None else card
-    evaluation = None
-    if (path / QUICK_EVAL).exists():
-        try:
-            evaluation = json.loads((path / QUICK_EVAL).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            evaluation = None
     files = [f for f in (WEIGHTS, CARD, GRID) if (path / f).exists() or f == CARD]
-    write_bytes(path / MODEL_CARD, model_card(card, evaluation, files).encode())
+    write_bytes(path / MODEL_CARD, model_card(card, quick_eval(path), files).encode())
+
+
+def quick_eval(path: Path) -> dict | None:
+    """The run folder's quick_eval.json, or None when it is missing or unreadable."""
+    try:
+        return json.loads((path / QUICK_EVAL).read_text()) if (path / QUICK_EVAL).exists() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def dataset_spend(card: dict) -> dict | None:
