@@ -103,8 +103,8 @@ def _train(request: RunRequest) -> Run:
         _release_class_counts(
             session.spend, session.counts, session.to_release, train_set, options.seed
         )
-        n, wall = len(train_set), time.time() - t0
-        session.complete(synth, result, total_delta, n, loaded.dataset, warm, accountant, wall)
+        wall = time.time() - t0
+        session.complete(synth, result, total_delta, loaded.dataset, warm, accountant, wall)
         session.swap_in()
     except BaseException as e:
         if isinstance(e, PrivsynthError):  # refused before any step: no run folder is left
@@ -183,10 +183,17 @@ def _build(request: RunRequest, method, n_defaults: int, spec, dataset):
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     _check_sizes(synth.config_dict())
     warmup, warmup_config = options.warmup, options.warmup_config
+    # No kind named: the method's recommended warm-up, the user's warm-up options laid over it.
+    # Only for a private run calibrated from epsilon (the central release takes its share of
+    # epsilon; a fixed --noise-multiplier has none to share) and without public data (the
+    # user's own choice of warm-up). Where the method recommends none, options alone stay an
+    # error (WarmUp.build names the fix).
     if warmup is None:
-        warmup, warmup_config = _default_warmup(
-            method, n_defaults, spec, public_data, warmup_config
-        )
+        warmup = "none"
+        if public_data is None and spec is not None and spec.noise_multiplier is None:
+            warmup, recommended = recommended_warmup(method, n_defaults, spec.epsilon)
+            if warmup != "none":
+                warmup_config = {**recommended, **(warmup_config or {})}
     warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
     return synth, warm
 
@@ -248,8 +255,7 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
     options = request.training
     card.train = {**card.train, "seed": options.seed, "device": options.device, "holdout": holdout}
     if spec is not None:
-        sizing = {"share": privacy.size_share, "sigma": privacy.size_sigma}
-        spec = _size_release(spec, session, n, sigma_n, sizing, resume, loaded.synth)
+        spec = _size_release(spec, session, n, sigma_n, privacy, resume, loaded.synth)
         if loaded.choice is not None:  # the final choice reads N_hat, never N
 
             def build(choice, n_hat):
@@ -351,7 +357,7 @@ def _class_counts(card: Card, mech, counts_epsilon, total_delta, spec) -> tuple[
     return card.privacy.get("class_proportions") or fresh, (c_eps, c_delta)
 
 
-def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, resume, synth):
+def _size_release(spec, session: _Session, n: int, sigma: float, privacy, resume, synth):
     """Release N_hat (privacy/size_release.py) before anything else, or reuse the one an earlier
     segment of this run drew (kept on the card): never drawn twice. Ledger: the run's target is
     reserved first (at a provisional delta from the exact N when the user gave none: the
@@ -375,8 +381,8 @@ def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, r
     n_hat = size_mech.agree(drawn)
     release = release.with_count(n_hat, release.how)  # process 0's, in a process group
     # the share says what fixed sigma_n only where its calibration did (not the MAX_SIGMA cap)
-    calibrated = sizing["sigma"] is None and spec.epsilon is not None
-    share = sizing["share"] if calibrated and sigma < size_mech.MAX_SIGMA else None
+    calibrated = privacy.size_sigma is None and spec.epsilon is not None
+    share = privacy.size_share if calibrated and sigma < size_mech.MAX_SIGMA else None
     shown_delta = spec.replace(size=n_hat).resolved_delta(n)  # never the exact N's 1/(10 N)
     card.privacy["size_release"] = size_mech.card_entry(
         release, share, shown_delta, spec.accountant
@@ -403,20 +409,6 @@ def _provisional_target(spec, lead, synth, n: int, delta: float) -> float:
     else:  # one release on the whole set
         steps = [(spec.noise_multiplier, 1.0, 1)]
     return epsilon_from_history([*lead, *steps], delta, spec.accountant)
-
-
-def _default_warmup(method, n, spec, public_data, warmup_config) -> tuple[str, dict | None]:
-    """The warm-up when the user named no kind: the method's recommended one, with any warm-up
-    options the user set laid over it. Only for a private run calibrated from epsilon: the
-    central release takes its share of epsilon (a fixed --noise-multiplier has none to share).
-    Public data is the user's own choice of warm-up. Where the method recommends none, options
-    alone stay an error (WarmUp.build names the fix)."""
-    if public_data is not None or spec is None or spec.noise_multiplier is not None:
-        return "none", warmup_config
-    kind, options = recommended_warmup(method, n, spec.epsilon)
-    if kind == "none":
-        return kind, warmup_config
-    return kind, {**options, **(warmup_config or {})}
 
 
 def _warmup_prior(spec, warm: WarmUp, session: _Session):
@@ -549,10 +541,8 @@ class _Session:
             self.spend.checkpoint(acc.history if acc else [])
         sgd_eps = 0.0
         if acc and self.spec:  # with what earlier segments of the run ran past their checkpoint
-            carried = self.spend.carried if self.spend is not None else []
-            sgd_eps = epsilon_from_history(
-                [*carried, *acc.history], self.spec.delta, self.spec.accountant
-            )
+            whole = [*self.spend.carried, *acc.history]  # a private run always has a spend
+            sgd_eps = epsilon_from_history(whole, self.spec.delta, self.spec.accountant)
         self.card.progress = {"steps_done": step, "epsilon_spent": sgd_eps}
         self.writer.write()
 
@@ -583,7 +573,7 @@ class _Session:
         if bad:
             self.diverged(result.steps, bad, result.accountant)
 
-    def complete(self, synth, result, total_delta, n, dataset, warm, accountant, wall) -> None:
+    def complete(self, synth, result, total_delta, dataset, warm, accountant, wall) -> None:
         """Weights, the final card (guarantee, ledger totals) and no checkpoint left."""
         card, spec, spend, counts = self.card, self.spec, self.spend, self.counts
         self.writer.save_weights(synth.state_dict())
