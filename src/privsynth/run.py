@@ -422,11 +422,9 @@ def dataset_spend(card: dict) -> dict | None:
     ledger (non-private or federated runs) or it cannot be read."""
     from .errors import PrivsynthError
 
-    data = card.get("data") or {}
-    ref = card.get("ledger") or ((card.get("privacy") or {}).get("ledger") or {}).get("location")
-    key = data.get("dataset_key") or ((card.get("privacy") or {}).get("ledger") or {}).get(
-        "dataset_key"
-    )
+    booked = (card.get("privacy") or {}).get("ledger") or {}  # a finished run's ledger block
+    ref = card.get("ledger") or booked.get("location")
+    key = (card.get("data") or {}).get("dataset_key") or booked.get("dataset_key")
     if not is_private(card) or not ref or not key:
         return None
     from .privacy import Ledger

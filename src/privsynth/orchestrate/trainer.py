@@ -7,6 +7,7 @@ checkpointing and resume behaviour.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
@@ -257,12 +258,8 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
     if spec is not None:
         spec = _size_release(spec, session, n, sigma_n, privacy, resume, loaded.synth)
         if loaded.choice is not None:  # the final choice reads N_hat, never N
-
-            def build(choice, n_hat):
-                synth, warm = _build(request, choice, n_hat, spec, dataset)
-                return synth, synth.config_dict(), warm
-
-            loaded.synth, _, loaded.warm = settle_auto(
+            build = functools.partial(_build, request, spec=spec, dataset=dataset)
+            loaded.synth, loaded.warm = settle_auto(
                 session, loaded.choice, spec, options.time_limit, build
             )
     total_delta = spec.resolved_delta(n) if spec else 0.0
