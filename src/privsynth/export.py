@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from .atomic import replace_dir, write_bytes, write_json
+from .atomic import atomic_dir, write_bytes, write_json
 from .errors import CheckpointError, ConfigError
 from .nodp import is_private
 from .preflight import check_not_an_input, check_output_folder
@@ -134,9 +133,7 @@ def export(
         ],
     }
     evaluation = quick_eval(run) if include_evaluation else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         shutil.copy2(run / WEIGHTS, tmp / WEIGHTS)
         if (run / GRID).exists():
             shutil.copy2(run / GRID, tmp / GRID)
@@ -146,10 +143,6 @@ def export(
             tmp / MODEL_CARD,
             model_card(published, evaluation, files, license_id=license_id, exported=True).encode(),
         )
-        replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 
