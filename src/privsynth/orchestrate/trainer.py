@@ -421,15 +421,10 @@ def _warmup_prior(spec, warm: WarmUp, session: _Session):
 
 
 def _fit(session: _Session, synth, train_set, ctx: TrainContext, warm, accountant: str):
-    """The warm-up (if any), then the method's fit. A refusal before anything was kept (e.g.
-    epsilon unreachable, budget) leaves nothing behind."""
-    try:
-        if warm is not None:
-            _warm_up(session, synth, train_set, ctx, warm, accountant)
-        return synth.fit(train_set, ctx)
-    except PrivsynthError:
-        session.discard_if_nothing_kept()
-        raise
+    """The warm-up (if any), then the method's fit."""
+    if warm is not None:
+        _warm_up(session, synth, train_set, ctx, warm, accountant)
+    return synth.fit(train_set, ctx)
 
 
 def _warm_up(session: _Session, synth, train_set, ctx, warm: WarmUp, accountant: str) -> None:
