@@ -22,7 +22,6 @@ import json
 import math
 import os
 import secrets
-import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -346,31 +345,16 @@ _OPTIONAL = (
 
 class RunWriter:
     """The one writer of a run folder's card.json (+ README.md), split.json and weights, for
-    central (``privsynth.train``) and federated (the ServerApp, ``privsynth.federate``) runs.
+    central (``privsynth.train``) and federated (the ServerApp, ``privsynth.federate``) runs."""
 
-    ``replace``: ``out`` holds a finished run being overwritten; it is removed at the first write,
-    so a run refused before that (budget, unreachable epsilon) leaves the old one intact.
-    """
-
-    def __init__(
-        self,
-        out: str | os.PathLike[str],
-        card: Card,
-        split: Split | None = None,
-        replace: bool = False,
-    ):
-        self.out, self.card, self.split, self.replace = Path(out), card, split, replace
-        self.written = False
+    def __init__(self, out: str | os.PathLike[str], card: Card, split: Split | None = None):
+        self.out, self.card, self.split = Path(out), card, split
 
     def write(self) -> None:
         """The card now (and split.json, the first time): each file atomic."""
-        if self.replace:
-            shutil.rmtree(self.out)  # the ledger keeps the old run's spend
-            self.replace = False
         if self.split is not None and not (self.out / SPLIT).exists():
             write_json(self.out / SPLIT, self.split.to_json())
         write_card(self.out, self.card.to_json())
-        self.written = True
 
     def save_weights(self, state: dict[str, torch.Tensor]) -> None:
         save_weights(

@@ -53,12 +53,7 @@ from ..run import (
     write_model_card,
 )
 from .trainer_auto import auto_start, settle_auto
-from .trainer_card import (
-    data_block,
-    privacy_section,
-    run_releases,
-    versions,
-)
+from .trainer_card import data_block, privacy_section, run_releases, versions
 
 
 def train(request: RunRequest) -> Run:
@@ -386,9 +381,8 @@ def _size_release(spec, session: _Session, n: int, sigma: float, privacy, resume
     )
     # The card keeps N_hat for a resumed segment (a killed run keeps its folder; a refusal
     # before the first step removes it, `discard_if_nothing_kept`). A run replacing a finished
-    # one (--overwrite) writes later: until its first step, the old run stays as it was.
-    if not session.writer.replace:
-        session.writer.write()
+    # one (--overwrite) writes into its staging folder: the old run stays as it was.
+    session.writer.write()
     return spec.replace(size=n_hat, prior=lead)
 
 
@@ -498,7 +492,7 @@ class _Session:
             shutil.rmtree(self.out, ignore_errors=True)
 
     def discard_if_nothing_kept(self) -> None:
-        if self.fresh and not self.checkpointed and not self.writer.replace:
+        if self.fresh and not self.checkpointed:
             for name in (CARD, SPLIT, WARMUP_STATE):
                 (self.out / name).unlink(missing_ok=True)
             if self.created_out or self.replacing:
@@ -571,16 +565,9 @@ class _Session:
         self.writer.save_weights(synth.state_dict())
         card.status = "complete"
         releases = run_releases(card.privacy, warm, result, counts)
+        carried, outside = (spend.carried, spend.outside()) if spend is not None else ((), None)
         card.privacy.update(
-            privacy_section(
-                releases,
-                spec,
-                result,
-                total_delta,
-                synth.mechanism,
-                carried=spend.carried if spend is not None else (),
-                outside=spend.outside() if spend is not None else None,
-            )
+            privacy_section(releases, spec, result, total_delta, synth.mechanism, carried, outside)
         )
         card.train.update(
             steps=result.steps,
