@@ -117,11 +117,7 @@ def sweep(
     with hold_output(out, "privsynth sweep"):
         dataset, parts = load_split(data, holdout, split_seed, image_size)
         train_set, hold = dataset.subset(parts.train), dataset.subset(parts.holdout)
-        for m in methods:
-            if m not in METHODS:
-                raise ConfigError(
-                    f"unknown method '{m}' in --methods; choose from {sorted(METHODS)}"
-                )
+        todo = _plan(methods, epsilons, out, len(train_set), configs or {})
         ref = _reference(train_set, hold, dataset.num_classes, eval_epochs, seed)
         # Pass the data spec (not the arrays) so each card records where to reload it.
         source = dataset if isinstance(data, ImageDataset) else data
@@ -136,32 +132,35 @@ def sweep(
             budget=budget,
             force=force,
         )
-        todo = _plan(methods, epsilons, out, len(train_set), configs or {})
         ray_request = (ray, ray_cpus_per_cell, ray_gpus_per_cell) if ray is not None else None
         train_seconds = _train_unfinished(source, todo, common, jobs, ray_request)
         evaluation = dict(ref=ref, n=n_synthetic or DEFAULT_N_SYNTHETIC, eval_epochs=eval_epochs)
         rows = _train_and_evaluate(source, todo, common, train_seconds, evaluation, progress)
-        table = {
-            "data": dataset.name,
-            "n_train": len(train_set),
-            "n_holdout": len(hold),
-            "methods": methods,
-            "epsilons": [e for e in epsilons if math.isfinite(e)],
-            "train_on_real_accuracy": ref.ceiling,
-            "frechet_real_train_vs_holdout": ref.frechet_floor,
-            "classifier": (
-                f"LeNet, {eval_epochs} epochs"
-                if eval_epochs
-                else f"LeNet, fixed schedule (~{DEFAULT_PASSES} images seen), last epoch"
-            ),
-            "rows": rows,
-            "reference_eval_seconds": round(ref.seconds, 2),
-        }
+        table = _table(dataset.name, train_set, hold, methods, epsilons, ref, eval_epochs, rows)
         write_json(out / "sweep.json", table)
         with atomic_path(out / "sweep.md") as tmp:
             tmp.write_text(markdown(table))
         plot_frontier(table, out / "sweep.png")
     return table
+
+
+def _table(name, train_set, hold, methods, epsilons, ref: _Reference, eval_epochs, rows) -> dict:
+    return {
+        "data": name,
+        "n_train": len(train_set),
+        "n_holdout": len(hold),
+        "methods": methods,
+        "epsilons": [e for e in epsilons if math.isfinite(e)],
+        "train_on_real_accuracy": ref.ceiling,
+        "frechet_real_train_vs_holdout": ref.frechet_floor,
+        "classifier": (
+            f"LeNet, {eval_epochs} epochs"
+            if eval_epochs
+            else f"LeNet, fixed schedule (~{DEFAULT_PASSES} images seen), last epoch"
+        ),
+        "rows": rows,
+        "reference_eval_seconds": round(ref.seconds, 2),
+    }
 
 
 @dataclass
@@ -208,6 +207,9 @@ def _plan(
     methods: list[str], epsilons: list[float], out: Path, n_train: int, configs: dict
 ) -> list[tuple[str, float, Path, dict]]:
     """(method, epsilon, cell folder, config) of every cell, methods-major."""
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"unknown method '{m}' in --methods; choose from {sorted(METHODS)}")
     return [
         (
             m,
@@ -283,7 +285,6 @@ def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
     from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    seconds: dict[Path, float] = {}
     # spawn, not fork: forking a process that already ran torch threads can deadlock
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = [
@@ -291,10 +292,7 @@ def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
             for m, e, cell, cfg in todo
             if not _complete(cell)
         ]
-        for f in futures:
-            cell, sec = f.result()
-            seconds[cell] = sec
-    return seconds
+        return dict(f.result() for f in futures)
 
 
 def _train_unfinished(source, todo, common: dict, jobs: int, ray_request) -> dict[Path, float]:

@@ -245,9 +245,7 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
     privacy, card, spec, n = request.privacy, session.card, loaded.spec, len(loaded.train_set)
     data, dataset, holdout = request.data, loaded.dataset, loaded.holdout
     card.versions = versions()
-    card.data = data_block(
-        data.source, dataset, loaded.train_set, loaded.parts, data.split_seed, data.image_size
-    )
+    card.data = data_block(data.source, dataset, loaded.train_set, data.split_seed, data.image_size)
     options = request.training
     card.train = {**card.train, "seed": options.seed, "device": options.device, "holdout": holdout}
     if spec is not None:

@@ -49,7 +49,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def data_block(data, dataset, train_set, parts, split_seed, image_size) -> dict:
+def data_block(data, dataset, train_set, split_seed, image_size) -> dict:
     return {
         "name": dataset.name,
         "check": data_check(dataset, train_set),
