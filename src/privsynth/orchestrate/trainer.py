@@ -179,11 +179,10 @@ def _build(request: RunRequest, method, n_defaults: int, spec, dataset):
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     _check_sizes(synth.config_dict())
     warmup, warmup_config = options.warmup, options.warmup_config
-    # No kind named: the method's recommended warm-up, the user's warm-up options laid over it.
-    # Only for a private run calibrated from epsilon (the central release takes its share of
-    # epsilon; a fixed --noise-multiplier has none to share) and without public data (the
-    # user's own choice of warm-up). Where the method recommends none, options alone stay an
-    # error (WarmUp.build names the fix).
+    # No kind named: the method's recommended warm-up (the user's options over it), only for a
+    # private run calibrated from epsilon (the release takes a share of it; a fixed
+    # --noise-multiplier has none to share) without public data (the user's own warm-up).
+    # Where the method recommends none, options alone stay an error (WarmUp.build says so).
     if warmup is None:
         warmup = "none"
         if public_data is None and spec is not None and spec.noise_multiplier is None:
@@ -271,8 +270,7 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
             if resume is None:  # a fresh calibrated run reserves its whole target: fail fast
                 session.spend.reserve_target(spec.epsilon + c_eps, total_delta)
         spec = spec.replace(delta=total_delta - c_delta)
-        # the run's one DP delta, also for a segment that only finishes (its history was
-        # booked before)
+        # the run's one DP delta, also for a segment that only finishes (history booked before)
         session.spend.sgd_delta = spec.delta
     if loaded.warm is not None:  # the release's sigma joins the accountant before DP-SGD's
         spec = _warmup_prior(spec, loaded.warm, session)
