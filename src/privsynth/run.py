@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, write_bytes, write_json
 from .data import ImageDataset, Split
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, PrivsynthError
 from .models.registry import create
 from .nodp import is_private
 
@@ -383,7 +383,6 @@ def write_card(path: Path, card: dict) -> None:
 
 def write_model_card(path: str | os.PathLike[str], card: dict | None = None) -> None:
     """(Re)write README.md from card.json and quick_eval.json (after `train --evaluate`)."""
-    from .atomic import write_bytes
     from .report.card_text import model_card
 
     path = Path(path)
@@ -404,8 +403,6 @@ def dataset_spend(card: dict) -> dict | None:
     """The total (epsilon, delta) the ledger holds now for this run's dataset (basic composition,
     keyed by the ledger's dataset key in the run folder's card), or None when the card names no
     ledger (non-private or federated runs) or it cannot be read."""
-    from .errors import PrivsynthError
-
     booked = (card.get("privacy") or {}).get("ledger") or {}  # a finished run's ledger block
     ref = card.get("ledger") or booked.get("location")
     key = (card.get("data") or {}).get("dataset_key") or booked.get("dataset_key")
