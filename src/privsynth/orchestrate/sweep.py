@@ -19,8 +19,12 @@ method, then train once on the private set.
 
 from __future__ import annotations
 
+import json
 import math
+import multiprocessing as mp
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,8 +268,6 @@ def _train_cell(
 
 
 def _worker(source, method, eps, cell, config, common, threads) -> tuple[Path, float]:
-    import os
-
     # for whatever this process starts later (MKL, a subprocess): the count torch gets below
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
@@ -280,10 +282,6 @@ def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
     """Train the unfinished cells ``jobs`` at a time; returns each one's training seconds.
 
     The ledger books each cell in its own transaction, so concurrent cells book safely."""
-    import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn, not fork: forking a process that already ran torch threads can deadlock
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
@@ -298,8 +296,6 @@ def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
 def _train_unfinished(source, todo, common: dict, jobs: int, ray_request) -> dict[Path, float]:
     """Train the unfinished cells in workers (Ray tasks, or ``jobs`` > 1 processes); returns
     each one's training seconds. With neither, nothing here: they train one by one later."""
-    import os
-
     if ray_request is None:
         return _train_parallel(source, todo, common, jobs) if jobs > 1 else {}
     from . import sweep_ray
@@ -319,8 +315,6 @@ def _evaluate_cell(
 ) -> dict:
     cached = cell / "eval.json"
     if cached.exists():
-        import json
-
         row = json.loads(cached.read_text())
         row["skipped_training"] = skipped
         return row

@@ -32,7 +32,7 @@ from ..privacy import AccountantState, Ledger, PrivacySpec
 from ..privacy import size_release as size_mech
 from ..privacy.accounting import epsilon_from_history
 from ..privacy.checks import PrivacyWarning, check_delta, default_epsilon
-from ..privacy.dpsgd import run_empty_batch_delta
+from ..privacy.dpsgd import run_empty_batch_delta, sample_rate
 from ..privacy.ledger import COMPOSITION_RULE
 from ..privacy.ledger.spend import RunSpend
 from ..privacy.mechanisms import count_spend, proportions, release_counts, release_proportions
@@ -388,8 +388,6 @@ def _provisional_target(spec, lead, synth, n: int, delta: float) -> float:
     plan from N_hat re-reserves once it exists)."""
     if spec.epsilon is not None:
         return spec.epsilon
-    from ..privacy.dpsgd import sample_rate
-
     batch = synth.config_dict().get("batch_size")
     if synth.mechanism == "dp-sgd" and batch:
         steps = [(spec.noise_multiplier, sample_rate(n, batch), synth.total_steps(n))]
