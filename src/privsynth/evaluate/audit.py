@@ -169,11 +169,8 @@ def audit(
 
 
 def markdown(result: dict) -> str:
-    claim = (
-        f"{result['accountant_epsilon']:.3g} (δ = {result['delta']:.3g})"
-        if is_private(result)
-        else "∞ (no DP)"
-    )
+    claim = result["accountant_epsilon"]
+    claim = f"{claim:.3g} (δ = {result['delta']:.3g})" if is_private(result) else "∞ (no DP)"
     lines = [
         f"### privsynth audit — {result['method']} on {result['dataset']['name']}",
         "",
