@@ -369,10 +369,11 @@ def evaluate_cell(
 
 
 def cell_row(cell: Path, method: str, eps: float, ev: dict) -> dict:
+    from privsynth.nodp import is_private
     from privsynth.run import read_card
 
     card = read_card(cell)
-    spent = card["privacy"]["epsilon"]
+    spent = float(card["privacy"]["epsilon"]) if is_private(card) else "inf"
     trained = (
         json.loads((cell / TRAIN_FILE).read_text())
         if (cell / TRAIN_FILE).exists()
@@ -388,7 +389,7 @@ def cell_row(cell: Path, method: str, eps: float, ev: dict) -> dict:
         "method": method,
         "epsilon": "inf" if math.isinf(eps) else eps,
         "run_method": card["method"],
-        "epsilon_spent": spent if isinstance(spent, str) else float(spent),
+        "epsilon_spent": spent,
         "delta": card["privacy"].get("delta"),
         "cell": cell.name,
         "trained_by_this_bench": (cell / TRAIN_FILE).exists(),

@@ -30,7 +30,7 @@ def test_sweep_writes_table_and_plot_and_resumes(tmp_path, tiny_dataset):
     }
     for r in table["rows"]:
         assert 0.0 <= r["tstr_accuracy"] <= 1.0 and np.isfinite(r["frechet_lenet"])
-        assert r["epsilon_spent"] == "inf" if r["epsilon"] == "inf" else r["epsilon_spent"] <= 5.05
+        assert r["epsilon_spent"] is None if not r["private"] else r["epsilon_spent"] <= 5.05
         assert not r["skipped_training"]
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "train-on-real" in (out / "sweep.md").read_text().lower().replace(" ", "-")
@@ -88,7 +88,7 @@ def test_sweep_cli_end_to_end_and_bad_epsilon(tmp_path, tiny_dataset, capsys):
     assert code == 0 and (tmp_path / "cli" / "sweep.png").exists()
     # both cells were trained by the two worker processes, then evaluated here
     rows = json.loads((tmp_path / "cli" / "sweep.json").read_text())["rows"]
-    assert [r["epsilon"] for r in rows] == [3.0, "inf"]
+    assert [(r["private"], r["epsilon"]) for r in rows] == [(True, 3.0), (False, None)]
     assert not any(r["skipped_training"] for r in rows) and rows[0]["epsilon_spent"] <= 3.03
     assert main(["sweep", "--data", str(data), "--out", str(tmp_path / "bad"), "--jobs", "0"]) == 2
     assert (

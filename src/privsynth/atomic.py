@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path`` (`replace_dir`),
+    so ``path`` is never half-written."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
@@ -45,8 +61,6 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    if isinstance(obj, float):
-        return obj
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
@@ -54,8 +68,6 @@ def replace_dir(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> 
     """Rename the finished folder ``new`` onto ``target`` (same parent). An existing ``target`` is
     moved aside first and deleted only once ``new`` is in place; if the rename fails it is put
     back, so ``target`` is always either the old folder or the new one, never a mix."""
-    import shutil
-
     new, target = Path(new), Path(target)
     old = None
     if target.exists():

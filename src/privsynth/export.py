@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from .atomic import replace_dir, write_bytes, write_json
+from .atomic import atomic_dir, write_bytes, write_json
 from .errors import CheckpointError, ConfigError
+from .nodp import is_private
 from .preflight import check_not_an_input, check_output_folder
-from .run import CARD, GRID, MODEL_CARD, QUICK_EVAL, WEIGHTS, read_card
+from .run import CARD, GRID, MODEL_CARD, WEIGHTS, quick_eval, read_card
 
 PUBLISHED = (WEIGHTS, CARD, MODEL_CARD, GRID)
 # Card fields that are private or local: (path of keys, why) — the why is written into the card.
@@ -100,7 +100,7 @@ def export(
             f"run '{run}' is not finished (status {card.get('status')!r}); "
             "finish it (rerun the same `privsynth train`) before exporting"
         )
-    if not card.get("private") and not non_private:
+    if not is_private(card) and not non_private:
         raise ConfigError(
             f"run '{run}' was trained without differential privacy: its weights "
             "can reveal training images. Export a DP run, or pass --non-private "
@@ -132,10 +132,8 @@ def export(
             ),
         ],
     }
-    evaluation = _read_json(run / QUICK_EVAL) if include_evaluation else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    evaluation = quick_eval(run) if include_evaluation else None
+    with atomic_dir(out) as tmp:
         shutil.copy2(run / WEIGHTS, tmp / WEIGHTS)
         if (run / GRID).exists():
             shutil.copy2(run / GRID, tmp / GRID)
@@ -145,10 +143,6 @@ def export(
             tmp / MODEL_CARD,
             model_card(published, evaluation, files, license_id=license_id, exported=True).encode(),
         )
-        replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 
@@ -191,12 +185,3 @@ def check_weights(path: Path) -> None:
             f"{path} is not valid safetensors ({type(e).__name__}); restore it or retrain "
             "before exporting"
         ) from None
-
-
-def _read_json(path: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None

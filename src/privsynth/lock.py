@@ -26,18 +26,14 @@ except ImportError:  # Windows: no flock; the folder is then not locked
     fcntl = None  # type: ignore[assignment]
 
 
-def lock_path(out: str | os.PathLike[str]) -> Path:
-    out = Path(out).absolute()
-    return out.parent / f".{out.name}.lock"
-
-
 @contextlib.contextmanager
 def hold_output(out: str | os.PathLike[str], what: str = "privsynth train") -> Iterator[None]:
     """Hold ``out``'s lock for the body; `ConfigError` naming the holder if another has it."""
     if fcntl is None:
         yield
         return
-    path = lock_path(out)
+    absolute = Path(out).absolute()
+    path = absolute.parent / f".{absolute.name}.lock"
     created = _make_parents(path.parent)
     try:
         fd = _acquire(path, Path(out), what)
@@ -90,13 +86,11 @@ def _read_holder(fd: int) -> str:
 
 
 def _make_parents(folder: Path) -> list[Path]:
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for f in reversed(missing):
+    """The folders made to hold ``folder``, outermost first."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()][::-1]
+    for f in missing:
         f.mkdir(exist_ok=True)
-    return list(reversed(missing))
+    return missing
 
 
 def _now() -> str:

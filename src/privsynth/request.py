@@ -146,12 +146,9 @@ class RunRequest:
 
             for name in self.output.quick_eval_classifiers:
                 check_classifier(name)
-        if not self.private:
-            self._refuse_privacy_options()
-
-    def _refuse_privacy_options(self) -> None:
-        """A non-private run (a twin or --no-dp) refuses privacy options: they would promise
-        nothing."""
+        if self.private:
+            return
+        # A non-private run (a twin or --no-dp) refuses privacy options: they would promise nothing
         from .models.registry import private_name
         from .orchestrate.trainer_auto import AUTO, AUTO_NEEDS_EPSILON
         from .privacy.checks import refuse_flags_without_dp

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import secrets
-import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,16 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, write_bytes, write_json
 from .data import ImageDataset, Split
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, PrivsynthError
 from .models.registry import create
+from .nodp import is_private
 
 CARD, WEIGHTS, MODEL_CARD = "card.json", "weights.safetensors", "README.md"
 GRID, QUICK_EVAL = "samples.png", "quick_eval.json"
 SPLIT, TRAIN_STATE = "split.json", "train_state.pt"
 FORMAT = "privsynth-run/1"
-INFINITY = "infinity"
 
 
 def data_check(dataset, train_set, salt: str | None = None) -> dict:
@@ -102,6 +101,8 @@ def read_card(path: str | os.PathLike[str]) -> dict:
             f"{card_path}: {', '.join(wrong)}, expected a JSON object; the card was edited, "
             "restore it or retrain"
         )
+    if card["privacy"].get("epsilon") == "infinity":  # cards written before "private" alone
+        card["privacy"]["epsilon"] = None
     return card
 
 
@@ -193,9 +194,13 @@ class Run:
         return self.card["method"]
 
     @property
+    def private(self) -> bool:
+        return is_private(self.card)
+
+    @property
     def epsilon(self) -> float:
-        eps = self.card["privacy"]["epsilon"]
-        return math.inf if eps == INFINITY else float(eps)
+        """The run's epsilon; ``math.inf`` without DP (no guarantee at all: every epsilon fails)."""
+        return float(self.card["privacy"]["epsilon"]) if self.private else math.inf
 
     @property
     def delta(self) -> float:
@@ -340,31 +345,16 @@ _OPTIONAL = (
 
 class RunWriter:
     """The one writer of a run folder's card.json (+ README.md), split.json and weights, for
-    central (``privsynth.train``) and federated (the ServerApp, ``privsynth.federate``) runs.
+    central (``privsynth.train``) and federated (the ServerApp, ``privsynth.federate``) runs."""
 
-    ``replace``: ``out`` holds a finished run being overwritten; it is removed at the first write,
-    so a run refused before that (budget, unreachable epsilon) leaves the old one intact.
-    """
-
-    def __init__(
-        self,
-        out: str | os.PathLike[str],
-        card: Card,
-        split: Split | None = None,
-        replace: bool = False,
-    ):
-        self.out, self.card, self.split, self.replace = Path(out), card, split, replace
-        self.written = False
+    def __init__(self, out: str | os.PathLike[str], card: Card, split: Split | None = None):
+        self.out, self.card, self.split = Path(out), card, split
 
     def write(self) -> None:
         """The card now (and split.json, the first time): each file atomic."""
-        if self.replace:
-            shutil.rmtree(self.out)  # the ledger keeps the old run's spend
-            self.replace = False
         if self.split is not None and not (self.out / SPLIT).exists():
             write_json(self.out / SPLIT, self.split.to_json())
         write_card(self.out, self.card.to_json())
-        self.written = True
 
     def save_weights(self, state: dict[str, torch.Tensor]) -> None:
         save_weights(
@@ -393,33 +383,30 @@ def write_card(path: Path, card: dict) -> None:
 
 def write_model_card(path: str | os.PathLike[str], card: dict | None = None) -> None:
     """(Re)write README.md from card.json and quick_eval.json (after `train --evaluate`)."""
-    from .atomic import write_bytes
     from .report.card_text import model_card
 
     path = Path(path)
     card = read_card(path) if card is None else card
-    evaluation = None
-    if (path / QUICK_EVAL).exists():
-        try:
-            evaluation = json.loads((path / QUICK_EVAL).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            evaluation = None
     files = [f for f in (WEIGHTS, CARD, GRID) if (path / f).exists() or f == CARD]
-    write_bytes(path / MODEL_CARD, model_card(card, evaluation, files).encode())
+    write_bytes(path / MODEL_CARD, model_card(card, quick_eval(path), files).encode())
+
+
+def quick_eval(path: Path) -> dict | None:
+    """The run folder's quick_eval.json, or None when it is missing or unreadable."""
+    try:
+        return json.loads((path / QUICK_EVAL).read_text()) if (path / QUICK_EVAL).exists() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def dataset_spend(card: dict) -> dict | None:
     """The total (epsilon, delta) the ledger holds now for this run's dataset (basic composition,
     keyed by the ledger's dataset key in the run folder's card), or None when the card names no
     ledger (non-private or federated runs) or it cannot be read."""
-    from .errors import PrivsynthError
-
-    data = card.get("data") or {}
-    ref = card.get("ledger") or ((card.get("privacy") or {}).get("ledger") or {}).get("location")
-    key = data.get("dataset_key") or ((card.get("privacy") or {}).get("ledger") or {}).get(
-        "dataset_key"
-    )
-    if not card.get("private") or not ref or not key:
+    booked = (card.get("privacy") or {}).get("ledger") or {}  # a finished run's ledger block
+    ref = card.get("ledger") or booked.get("location")
+    key = (card.get("data") or {}).get("dataset_key") or booked.get("dataset_key")
+    if not is_private(card) or not ref or not key:
         return None
     from .privacy import Ledger
 

@@ -4,13 +4,11 @@ outputs: refuse unless ``overwrite``."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, replace_dir
+from .atomic import atomic_dir, atomic_path
 from .errors import ConfigError
 from .preflight import check_output_file, check_output_folder
 
@@ -60,9 +58,7 @@ def write_synthetic(
         return out
     from PIL import Image
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # an existing (empty, or --overwrite) folder is swapped out
         # Only classes that were drawn get a sub-folder: the folder loader (rightly) refuses an
         # empty class folder, and the output must load back as --data.
         for k in np.unique(labels):
@@ -70,8 +66,4 @@ def write_synthetic(
         for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
             arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
             Image.fromarray(arr).save(tmp / class_names[lab] / f"{i:06d}.png")
-        replace_dir(tmp, out)  # an existing (empty, or --overwrite) folder is swapped out
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out

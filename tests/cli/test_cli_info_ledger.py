@@ -54,7 +54,7 @@ def test_info_non_private(tmp_path, tiny_dataset, fast_gan, capsys):
 
     privsynth.train(tiny_dataset, "gan", tmp_path / "g", config=fast_gan, progress=False)
     assert main(["info", str(tmp_path / "g")]) == 0
-    assert "epsilon = infinity" in capsys.readouterr().out
+    assert "∞ (no DP)" in capsys.readouterr().out
 
 
 def test_ledger_prints_the_spend_and_the_rule(trained_run, capsys):

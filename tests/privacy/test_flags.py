@@ -102,7 +102,7 @@ def test_no_dp_with_epsilon_is_refused_and_defaults_do_not_count(
         )
         == 0
     )
-    assert "epsilon = infinity" in capsys.readouterr().out
+    assert "∞ (no DP)" in capsys.readouterr().out
     assert Ledger().datasets() == []
 
 

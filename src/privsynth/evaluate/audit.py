@@ -12,7 +12,6 @@ printed next to it; a bound above it would mean a broken implementation (or bad 
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from ..atomic import write_json
 from ..data import ImageDataset, load_dataset, split
 from ..errors import ConfigError
+from ..nodp import is_private
 from . import onerun, privacy
 
 
@@ -116,13 +116,13 @@ def audit(
     candidates, ref = (ds.images[idx], labels), (reference.images, reference.labels)
     scores, _ = privacy.membership_scores(candidates, synthetic, ref, run.synthesizer)
     bound = onerun.audit_scores(
-        scores, included, delta=0.0 if math.isinf(run.epsilon) else run.delta, confidence=confidence
+        scores, included, delta=run.delta if run.private else 0.0, confidence=confidence
     )
     result = {
         "format": "privsynth-audit/1",
         "method": method,
-        "private": bool(run.card["private"]),
-        "accountant_epsilon": "infinity" if math.isinf(run.epsilon) else run.epsilon,
+        "private": run.private,
+        "accountant_epsilon": run.epsilon if run.private else None,
         "delta": run.delta,
         **bound,
         "canary_kind": "mislabeled real images",
@@ -131,7 +131,7 @@ def audit(
         "dataset": {"name": ds.name},
         "seconds": round(time.time() - t0, 2),
     }
-    if not math.isinf(run.epsilon):
+    if run.private:
         result["bound_within_claim"] = bool(result["epsilon_lower_bound"] <= run.epsilon)
     write_json(Path(out) / "audit.json", result)
     return result
@@ -139,7 +139,7 @@ def audit(
 
 def markdown(result: dict) -> str:
     claim = result["accountant_epsilon"]
-    claim = "∞ (no DP)" if claim == "infinity" else f"{claim:.3g} (δ = {result['delta']:.3g})"
+    claim = f"{claim:.3g} (δ = {result['delta']:.3g})" if is_private(result) else "∞ (no DP)"
     lines = [
         f"### privsynth audit — {result['method']} on {result['dataset']['name']}",
         "",

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_json
 from ..data import ImageDataset
+from ..nodp import is_private
 from . import attribute, detection, diversity, fidelity, mia, privacy, utility
 from .feature_space import fitted_space
 from .features import feature_model, features
@@ -219,7 +220,8 @@ def _evaluate_subject(subj: Subject, real: _Real, opts: _Options, imbalanced):
         "name": subj.name,
         "source": subj.source,
         "n_synthetic": int(len(subj.images)),
-        "epsilon": "infinity" if math.isinf(subj.epsilon) else subj.epsilon,
+        "private": is_private(subj.card or {}),
+        "epsilon": subj.epsilon if is_private(subj.card or {}) else None,
         "delta": subj.delta,
         # the card without its keyed data check and ledger key: reports get shared
         "card": _shareable(subj.card),

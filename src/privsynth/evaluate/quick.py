@@ -9,6 +9,7 @@ Fréchet distances and privacy attacks is ``privsynth evaluate``.
 
 from __future__ import annotations
 
+from ..nodp import is_private
 from ..report.markdown import CLASSIFIER_NAMES
 from .diversity import collapse_flags, within_class_diversity
 from .fidelity import stats_table
@@ -51,8 +52,7 @@ def quick_evaluate(
 
 
 def markdown(result: dict, card: dict) -> str:
-    eps = card["privacy"]["epsilon"]
-    eps = eps if isinstance(eps, str) else f"{eps:.3g}"
+    eps = f"{card['privacy']['epsilon']:.3g}" if is_private(card) else "∞ (no DP)"
     lines = [
         f"### {card['method']} on {card['data']['name']} (epsilon = {eps})",
         "",

@@ -20,7 +20,7 @@ import numpy as np
 from ..atomic import write_json
 from ..orchestrate.trainer_card import Unit, stated
 from ..privacy.accounting import epsilon_from_history
-from ..run import INFINITY, Card, RunWriter
+from ..run import Card, RunWriter
 from .runconfig import client_dp, privacy_spec
 from .task import global_momentum
 
@@ -211,7 +211,7 @@ def save_run(cfg: dict, synth, privacy: dict, federated: dict, train: dict, extr
     card = Card.new(
         synth.name,
         status="complete",
-        private=privacy["epsilon"] != INFINITY,
+        private=privacy["epsilon"] is not None,
         config=synth.config_dict(),
         privacy=privacy,
         data={

@@ -78,14 +78,9 @@ def train(request: RunRequest, nproc: int = 1, backend: str = "gloo"):
                 "under torchrun the process count comes from --nproc-per-node; drop --nproc"
             )
         dist.init_process_group(backend)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
         try:
-            return _train_rank(
-                dist.get_rank(),
-                int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
-                int(os.environ.get("LOCAL_RANK", "0")),
-                backend,
-                request,
-            )
+            return _train_rank(dist.get_rank(), *local, backend, request)
         finally:
             dist.destroy_process_group()
     if nproc < 1:

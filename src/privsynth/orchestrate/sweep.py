@@ -3,7 +3,8 @@
 Every cell is an ordinary run folder written by `privsynth.train` in ``out/cells/<method>-eps<e>``
 so a sweep is resumable for free: a cell whose card says ``complete`` is kept (not retrained), an
 unfinished one resumes from its checkpoint, and its evaluation is cached in ``eval.json``.
-``inf`` trains the method's non-private twin (dpvae -> vae, ...; dpmerf with no DP).
+``inf`` trains the method's non-private twin (dpvae -> vae, ...; dpmerf with no DP); its rows say
+``"private": false`` and carry no epsilon, and the table's ``epsilons`` lists the private targets.
 
 Several machines: ``--ray HOST:PORT`` runs each cell as a task on a Ray cluster (`sweep_ray`),
 with ``--out`` on a folder every node mounts and ``--ledger`` a PostgreSQL URL every node reaches
@@ -18,8 +19,12 @@ method, then train once on the private set.
 
 from __future__ import annotations
 
+import json
 import math
+import multiprocessing as mp
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +41,14 @@ from ..evaluate.utility import DEFAULT_N_SYNTHETIC, DEFAULT_PASSES, balanced_lab
 from ..lock import hold_output
 from ..models.defaults import recommended_config
 from ..models.registry import METHODS, twin_of
+from ..nodp import is_private
 from ..report.markdown import collapse_text
+from ..report.plots_sweep import plot_frontier
 from ..run import Run, read_card
 
 
 def parse_epsilons(text: str) -> list[float]:
+    """``--epsilons``: numbers, or inf/infinity/nodp for a cell without DP (math.inf)."""
     out = []
     for part in text.split(","):
         part = part.strip().lower()
@@ -56,16 +64,6 @@ def parse_epsilons(text: str) -> list[float]:
 
 def cell_name(method: str, eps: float) -> str:
     return f"{method}-eps{'inf' if math.isinf(eps) else f'{eps:g}'}"
-
-
-def _train_args(method: str, eps: float) -> tuple[str, bool]:
-    """(registered method, no_dp) for a cell: the non-private twin when eps is infinite."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method '{method}' in --methods; choose from {sorted(METHODS)}")
-    if not math.isinf(eps):
-        return method, False
-    twin = twin_of(method)
-    return (twin, False) if twin else (method, True)
 
 
 def sweep(
@@ -115,13 +113,15 @@ def sweep(
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}; use 1 to train cells one by one")
-    ray_request = _ray_request(ray, ray_cpus_per_cell, ray_gpus_per_cell, ledger)
+    if ray is not None:
+        from .sweep_ray import check_request
+
+        check_request(ray, ray_cpus_per_cell, ray_gpus_per_cell, ledger)
     out = Path(out)
     with hold_output(out, "privsynth sweep"):
         dataset, parts = load_split(data, holdout, split_seed, image_size)
         train_set, hold = dataset.subset(parts.train), dataset.subset(parts.holdout)
-        for m in methods:
-            _train_args(m, 1.0)
+        todo = _plan(methods, epsilons, out, len(train_set), configs or {})
         ref = _reference(train_set, hold, dataset.num_classes, eval_epochs, seed)
         # Pass the data spec (not the arrays) so each card records where to reload it.
         source = dataset if isinstance(data, ImageDataset) else data
@@ -136,13 +136,35 @@ def sweep(
             budget=budget,
             force=force,
         )
-        todo = _plan(methods, epsilons, out, len(train_set), configs or {})
+        ray_request = (ray, ray_cpus_per_cell, ray_gpus_per_cell) if ray is not None else None
         train_seconds = _train_unfinished(source, todo, common, jobs, ray_request)
         evaluation = dict(ref=ref, n=n_synthetic or DEFAULT_N_SYNTHETIC, eval_epochs=eval_epochs)
         rows = _train_and_evaluate(source, todo, common, train_seconds, evaluation, progress)
         table = _table(dataset.name, train_set, hold, methods, epsilons, ref, eval_epochs, rows)
-        _write_outputs(out, table)
+        write_json(out / "sweep.json", table)
+        with atomic_path(out / "sweep.md") as tmp:
+            tmp.write_text(markdown(table))
+        plot_frontier(table, out / "sweep.png")
     return table
+
+
+def _table(name, train_set, hold, methods, epsilons, ref: _Reference, eval_epochs, rows) -> dict:
+    return {
+        "data": name,
+        "n_train": len(train_set),
+        "n_holdout": len(hold),
+        "methods": methods,
+        "epsilons": [e for e in epsilons if math.isfinite(e)],
+        "train_on_real_accuracy": ref.ceiling,
+        "frechet_real_train_vs_holdout": ref.frechet_floor,
+        "classifier": (
+            f"LeNet, {eval_epochs} epochs"
+            if eval_epochs
+            else f"LeNet, fixed schedule (~{DEFAULT_PASSES} images seen), last epoch"
+        ),
+        "rows": rows,
+        "reference_eval_seconds": round(ref.seconds, 2),
+    }
 
 
 @dataclass
@@ -189,6 +211,9 @@ def _plan(
     methods: list[str], epsilons: list[float], out: Path, n_train: int, configs: dict
 ) -> list[tuple[str, float, Path, dict]]:
     """(method, epsilon, cell folder, config) of every cell, methods-major."""
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"unknown method '{m}' in --methods; choose from {sorted(METHODS)}")
     return [
         (
             m,
@@ -222,34 +247,6 @@ def _train_and_evaluate(
     return rows
 
 
-def _table(name, train_set, hold, methods, epsilons, ref: _Reference, eval_epochs, rows) -> dict:
-    return {
-        "data": name,
-        "n_train": len(train_set),
-        "n_holdout": len(hold),
-        "methods": methods,
-        "epsilons": ["inf" if math.isinf(e) else e for e in epsilons],
-        "train_on_real_accuracy": ref.ceiling,
-        "frechet_real_train_vs_holdout": ref.frechet_floor,
-        "classifier": (
-            f"LeNet, {eval_epochs} epochs"
-            if eval_epochs
-            else f"LeNet, fixed schedule (~{DEFAULT_PASSES} images seen), last epoch"
-        ),
-        "rows": rows,
-        "reference_eval_seconds": round(ref.seconds, 2),
-    }
-
-
-def _write_outputs(out: Path, table: dict) -> None:
-    from ..report.plots_sweep import plot_frontier
-
-    write_json(out / "sweep.json", table)
-    with atomic_path(out / "sweep.md") as tmp:
-        tmp.write_text(markdown(table))
-    plot_frontier(table, out / "sweep.png")
-
-
 def _complete(cell: Path) -> bool:
     return (cell / "card.json").exists() and read_card(cell).get("status") == "complete"
 
@@ -257,26 +254,20 @@ def _complete(cell: Path) -> bool:
 def _train_cell(
     source, method: str, eps: float, cell: Path, config: dict, common: dict, progress: bool
 ) -> Run:
+    """The cell's run; at eps = inf the method's non-private twin (or the method with no DP)."""
     from .. import train
 
-    reg, no_dp = _train_args(method, eps)
-    if math.isinf(eps):  # the non-private twin takes no privacy flags (train refuses them)
-        common = {**common, "delta": None, "budget": None}
+    if math.isfinite(eps):
+        return train(source, method, cell, epsilon=eps, config=config, progress=progress, **common)
+    twin = twin_of(method)  # it takes no privacy flags (train refuses them)
+    common = {**common, "delta": None, "budget": None}
+    no_dp = twin is None
     return train(
-        source,
-        reg,
-        cell,
-        epsilon=None if math.isinf(eps) else eps,
-        no_dp=no_dp,
-        config=config,
-        progress=progress,
-        **common,
+        source, twin or method, cell, no_dp=no_dp, config=config, progress=progress, **common
     )
 
 
 def _worker(source, method, eps, cell, config, common, threads) -> tuple[Path, float]:
-    import os
-
     # for whatever this process starts later (MKL, a subprocess): the count torch gets below
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
@@ -291,12 +282,7 @@ def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
     """Train the unfinished cells ``jobs`` at a time; returns each one's training seconds.
 
     The ledger books each cell in its own transaction, so concurrent cells book safely."""
-    import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    seconds: dict[Path, float] = {}
     # spawn, not fork: forking a process that already ran torch threads can deadlock
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = [
@@ -304,26 +290,12 @@ def _train_parallel(source, todo, common: dict, jobs: int) -> dict[Path, float]:
             for m, e, cell, cfg in todo
             if not _complete(cell)
         ]
-        for f in futures:
-            cell, sec = f.result()
-            seconds[cell] = sec
-    return seconds
-
-
-def _ray_request(address: str | None, cpus: float, gpus: float, ledger) -> tuple | None:
-    if address is None:
-        return None
-    from .sweep_ray import check_request
-
-    check_request(address, cpus, gpus, ledger)
-    return address, cpus, gpus
+        return dict(f.result() for f in futures)
 
 
 def _train_unfinished(source, todo, common: dict, jobs: int, ray_request) -> dict[Path, float]:
     """Train the unfinished cells in workers (Ray tasks, or ``jobs`` > 1 processes); returns
     each one's training seconds. With neither, nothing here: they train one by one later."""
-    import os
-
     if ray_request is None:
         return _train_parallel(source, todo, common, jobs) if jobs > 1 else {}
     from . import sweep_ray
@@ -343,8 +315,6 @@ def _evaluate_cell(
 ) -> dict:
     cached = cell / "eval.json"
     if cached.exists():
-        import json
-
         row = json.loads(cached.read_text())
         row["skipped_training"] = skipped
         return row
@@ -360,8 +330,9 @@ def _evaluate_cell(
     row = {
         "method": method,
         "run_method": run.method,
-        "epsilon": "inf" if math.isinf(eps) else eps,
-        "epsilon_spent": "inf" if math.isinf(run.epsilon) else run.epsilon,
+        "private": run.private,
+        "epsilon": eps if run.private else None,
+        "epsilon_spent": run.epsilon if run.private else None,
         "tstr_accuracy": acc,
         "frechet_lenet": fd,
         "n_synthetic": n,
@@ -390,12 +361,13 @@ def markdown(table: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in table["rows"]:
-        spent = r["epsilon_spent"]
-        spent = spent if isinstance(spent, str) else f"{spent:.3g}"
+        eps, spent = (
+            (r["epsilon"], f"{r['epsilon_spent']:.3g}") if is_private(r) else ("no DP", "∞")
+        )
         spread = r.get("within_class_spread")
         flags = r.get("collapse_flags")
         lines.append(
-            f"| {r['method']} | {r['epsilon']} | {spent} | {r['tstr_accuracy']:.1%} | "
+            f"| {r['method']} | {eps} | {spent} | {r['tstr_accuracy']:.1%} | "
             f"{r['frechet_lenet']:.3g} | "
             f"{'–' if spread is None else f'{spread:.2f}'} | "
             f"{'–' if flags is None else collapse_text(flags)} | "
@@ -406,9 +378,5 @@ def markdown(table: dict) -> str:
 
 def best(table: dict, epsilon: float) -> dict | None:
     """The row with the highest TSTR accuracy at target ``epsilon``."""
-    rows = [
-        r
-        for r in table["rows"]
-        if not isinstance(r["epsilon"], str) and np.isclose(r["epsilon"], epsilon)
-    ]
+    rows = [r for r in table["rows"] if is_private(r) and np.isclose(r["epsilon"], epsilon)]
     return max(rows, key=lambda r: r["tstr_accuracy"]) if rows else None

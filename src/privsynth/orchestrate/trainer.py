@@ -32,7 +32,7 @@ from ..privacy import AccountantState, Ledger, PrivacySpec
 from ..privacy import size_release as size_mech
 from ..privacy.accounting import epsilon_from_history
 from ..privacy.checks import PrivacyWarning, check_delta, default_epsilon
-from ..privacy.dpsgd import run_empty_batch_delta
+from ..privacy.dpsgd import run_empty_batch_delta, sample_rate
 from ..privacy.ledger import COMPOSITION_RULE
 from ..privacy.ledger.spend import RunSpend
 from ..privacy.mechanisms import count_spend, proportions, release_counts, release_proportions
@@ -53,30 +53,9 @@ from ..run import (
     write_model_card,
 )
 from .trainer_auto import auto_start, settle_auto
-from .trainer_card import (
-    data_block,
-    privacy_section,
-    run_releases,
-    versions,
-)
+from .trainer_card import data_block, privacy_section, run_releases, versions
 
 
-def _one_writer(fit):
-    """Hold ``out``'s lock for the whole call (`lock.hold_output`): a second run into the same
-    folder is refused while this one lives."""
-
-    @functools.wraps(fit)
-    def locked(request: RunRequest) -> Run:
-        out, data = check_output_folder(request.output.out), request.data
-        inputs = {"--data": getattr(data.source, "path", data.source), "--holdout": data.holdout}
-        check_not_an_input(out, {**inputs, "--public-data": data.public_data})
-        with hold_output(out):
-            return fit(request.replace(out=out))
-
-    return locked
-
-
-@_one_writer
 def train(request: RunRequest) -> Run:
     """Run ``request`` (its fields: `privsynth.request`) into its run folder; returns the
     loaded `Run`. `privsynth.train(data, method, out, **options)` builds the request.
@@ -85,8 +64,17 @@ def train(request: RunRequest) -> Run:
     sample rate, the steps and the default delta are computed from it, never from N. The noise
     multiplier is calibrated with Opacus for the planned steps; the spend is reserved in the
     ledger before the first private step and settled at the end. A run folder holding an
-    unfinished run of the same request resumes from its checkpoint.
+    unfinished run of the same request resumes from its checkpoint. ``out`` stays locked for
+    the whole call (`lock.hold_output`): a second run into it is refused while this one lives.
     """
+    out, data = check_output_folder(request.output.out), request.data
+    inputs = {"--data": getattr(data.source, "path", data.source), "--holdout": data.holdout}
+    check_not_an_input(out, {**inputs, "--public-data": data.public_data})
+    with hold_output(out):
+        return _train(request.replace(out=out))
+
+
+def _train(request: RunRequest) -> Run:
     t0 = time.time()
     check_device(request.training.device)
     request.check()
@@ -111,8 +99,8 @@ def train(request: RunRequest) -> Run:
         _release_class_counts(
             session.spend, session.counts, session.to_release, train_set, options.seed
         )
-        n, wall = len(train_set), time.time() - t0
-        session.complete(synth, result, total_delta, n, loaded.dataset, warm, accountant, wall)
+        wall = time.time() - t0
+        session.complete(synth, result, total_delta, loaded.dataset, warm, accountant, wall)
         session.swap_in()
     except BaseException as e:
         if isinstance(e, PrivsynthError):  # refused before any step: no run folder is left
@@ -191,10 +179,16 @@ def _build(request: RunRequest, method, n_defaults: int, spec, dataset):
     synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
     _check_sizes(synth.config_dict())
     warmup, warmup_config = options.warmup, options.warmup_config
+    # No kind named: the method's recommended warm-up (the user's options over it), only for a
+    # private run calibrated from epsilon (the release takes a share of it; a fixed
+    # --noise-multiplier has none to share) without public data (the user's own warm-up).
+    # Where the method recommends none, options alone stay an error (WarmUp.build says so).
     if warmup is None:
-        warmup, warmup_config = _default_warmup(
-            method, n_defaults, spec, public_data, warmup_config
-        )
+        warmup = "none"
+        if public_data is None and spec is not None and spec.noise_multiplier is None:
+            warmup, recommended = recommended_warmup(method, n_defaults, spec.epsilon)
+            if warmup != "none":
+                warmup_config = {**recommended, **(warmup_config or {})}
     warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
     return synth, warm
 
@@ -224,16 +218,21 @@ def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict 
     _class_counts(
         card, loaded.counts_mechanism, privacy.counts_epsilon, spec.resolved_delta(n), spec
     )
-    session.spend = _open_spend(
+    # a resumed run's accountant history is already booked
+    booked = (resume or {}).get("accountant")
+    session.spend = RunSpend(
         Ledger(privacy.ledger),
-        session,
-        loaded.dataset,
-        synth.name,
-        spec.accountant,
-        resume,
+        loaded.dataset.content,
+        loaded.dataset.name,
+        run_id=card.run_id,
+        method=synth.name,
+        out=str(out.resolve()),
+        kind="train",
         limit=privacy.budget,
         force=privacy.force,
+        accountant=spec.accountant,
         chunk=request.training.checkpoint_every,
+        prefix=AccountantState.from_json(booked).history if booked else [],
     )
     return session, resume, sigma_n
 
@@ -245,21 +244,14 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
     privacy, card, spec, n = request.privacy, session.card, loaded.spec, len(loaded.train_set)
     data, dataset, holdout = request.data, loaded.dataset, loaded.holdout
     card.versions = versions()
-    card.data = data_block(
-        data.source, dataset, loaded.train_set, loaded.parts, data.split_seed, data.image_size
-    )
+    card.data = data_block(data.source, dataset, loaded.train_set, data.split_seed, data.image_size)
     options = request.training
     card.train = {**card.train, "seed": options.seed, "device": options.device, "holdout": holdout}
     if spec is not None:
-        sizing = {"share": privacy.size_share, "sigma": privacy.size_sigma}
-        spec = _size_release(spec, session, n, sigma_n, sizing, resume, loaded.synth)
+        spec = _size_release(spec, session, n, sigma_n, privacy, resume, loaded.synth)
         if loaded.choice is not None:  # the final choice reads N_hat, never N
-
-            def build(choice, n_hat):
-                synth, warm = _build(request, choice, n_hat, spec, dataset)
-                return synth, synth.config_dict(), warm
-
-            loaded.synth, _, loaded.warm = settle_auto(
+            build = functools.partial(_build, request, spec=spec, dataset=dataset)
+            loaded.synth, loaded.warm = settle_auto(
                 session, loaded.choice, spec, options.time_limit, build
             )
     total_delta = spec.resolved_delta(n) if spec else 0.0
@@ -269,12 +261,17 @@ def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resum
     session.forced = bool(spec) and force and total_delta * n >= 1
     if session.forced:  # shown as forced in the ledger too, not only on the card
         session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
-    mech, c_eps = loaded.counts_mechanism, privacy.counts_epsilon
-    counts, count_spend_now = _class_counts(card, mech, c_eps, total_delta, spec)
+    mech = loaded.counts_mechanism
+    counts, (c_eps, c_delta) = _class_counts(card, mech, privacy.counts_epsilon, total_delta, spec)
     session.counts = counts
-    spec = _training_spec(spec, count_spend_now, total_delta, session.spend, resume)
-    if session.spend is not None:  # the run's one DP delta, also for a segment that only
-        session.spend.sgd_delta = spec.delta  # finishes (its history was booked before)
+    if spec is not None:  # DP-SGD's share of the target: the class counts' taken out
+        if spec.epsilon is not None:
+            spec = spec.replace(epsilon=spec.epsilon - c_eps)
+            if resume is None:  # a fresh calibrated run reserves its whole target: fail fast
+                session.spend.reserve_target(spec.epsilon + c_eps, total_delta)
+        spec = spec.replace(delta=total_delta - c_delta)
+        # the run's one DP delta, also for a segment that only finishes (history booked before)
+        session.spend.sgd_delta = spec.delta
     if loaded.warm is not None:  # the release's sigma joins the accountant before DP-SGD's
         spec = _warmup_prior(spec, loaded.warm, session)
     session.spec = spec
@@ -348,46 +345,7 @@ def _class_counts(card: Card, mech, counts_epsilon, total_delta, spec) -> tuple[
     return card.privacy.get("class_proportions") or fresh, (c_eps, c_delta)
 
 
-def _open_spend(
-    ledger_obj, session: _Session, dataset, method, accountant, resume, *, limit, force, chunk
-) -> RunSpend:
-    """This run's spend in the ledger; a resumed run's accountant history is already booked."""
-    out = session.final
-    prefix = (
-        AccountantState.from_json(resume["accountant"]).history
-        if resume is not None and resume.get("accountant")
-        else []
-    )
-    return RunSpend(
-        ledger_obj,
-        dataset.content,
-        dataset.name,
-        run_id=session.card.run_id,
-        method=method,
-        out=str(out.resolve()),
-        kind="train",
-        limit=limit,
-        force=force,
-        accountant=accountant,
-        chunk=chunk,
-        prefix=prefix,
-    )
-
-
-def _training_spec(spec, count_spend_now, total_delta, spend, resume):
-    """DP-SGD's share of the target: the class counts' (epsilon, delta) taken out. A fresh
-    calibrated run reserves its whole target first (it spends at most that): fail fast."""
-    if spec is None:
-        return None
-    c_eps, c_delta = count_spend_now
-    if spec.epsilon is not None:
-        spec = spec.replace(epsilon=spec.epsilon - c_eps)
-        if resume is None:
-            spend.reserve_target(spec.epsilon + c_eps, total_delta)
-    return spec.replace(delta=total_delta - c_delta)
-
-
-def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, resume, synth):
+def _size_release(spec, session: _Session, n: int, sigma: float, privacy, resume, synth):
     """Release N_hat (privacy/size_release.py) before anything else, or reuse the one an earlier
     segment of this run drew (kept on the card): never drawn twice. Ledger: the run's target is
     reserved first (at a provisional delta from the exact N when the user gave none: the
@@ -411,17 +369,16 @@ def _size_release(spec, session: _Session, n: int, sigma: float, sizing: dict, r
     n_hat = size_mech.agree(drawn)
     release = release.with_count(n_hat, release.how)  # process 0's, in a process group
     # the share says what fixed sigma_n only where its calibration did (not the MAX_SIGMA cap)
-    calibrated = sizing["sigma"] is None and spec.epsilon is not None
-    share = sizing["share"] if calibrated and sigma < size_mech.MAX_SIGMA else None
+    calibrated = privacy.size_sigma is None and spec.epsilon is not None
+    share = privacy.size_share if calibrated and sigma < size_mech.MAX_SIGMA else None
     shown_delta = spec.replace(size=n_hat).resolved_delta(n)  # never the exact N's 1/(10 N)
     card.privacy["size_release"] = size_mech.card_entry(
         release, share, shown_delta, spec.accountant
     )
     # The card keeps N_hat for a resumed segment (a killed run keeps its folder; a refusal
     # before the first step removes it, `discard_if_nothing_kept`). A run replacing a finished
-    # one (--overwrite) writes later: until its first step, the old run stays as it was.
-    if not session.writer.replace:
-        session.writer.write()
+    # one (--overwrite) writes into its staging folder: the old run stays as it was.
+    session.writer.write()
     return spec.replace(size=n_hat, prior=lead)
 
 
@@ -431,28 +388,12 @@ def _provisional_target(spec, lead, synth, n: int, delta: float) -> float:
     plan from N_hat re-reserves once it exists)."""
     if spec.epsilon is not None:
         return spec.epsilon
-    from ..privacy.dpsgd import sample_rate
-
     batch = synth.config_dict().get("batch_size")
     if synth.mechanism == "dp-sgd" and batch:
         steps = [(spec.noise_multiplier, sample_rate(n, batch), synth.total_steps(n))]
     else:  # one release on the whole set
         steps = [(spec.noise_multiplier, 1.0, 1)]
     return epsilon_from_history([*lead, *steps], delta, spec.accountant)
-
-
-def _default_warmup(method, n, spec, public_data, warmup_config) -> tuple[str, dict | None]:
-    """The warm-up when the user named no kind: the method's recommended one, with any warm-up
-    options the user set laid over it. Only for a private run calibrated from epsilon: the
-    central release takes its share of epsilon (a fixed --noise-multiplier has none to share).
-    Public data is the user's own choice of warm-up. Where the method recommends none, options
-    alone stay an error (WarmUp.build names the fix)."""
-    if public_data is not None or spec is None or spec.noise_multiplier is not None:
-        return "none", warmup_config
-    kind, options = recommended_warmup(method, n, spec.epsilon)
-    if kind == "none":
-        return kind, warmup_config
-    return kind, {**options, **(warmup_config or {})}
 
 
 def _warmup_prior(spec, warm: WarmUp, session: _Session):
@@ -468,15 +409,10 @@ def _warmup_prior(spec, warm: WarmUp, session: _Session):
 
 
 def _fit(session: _Session, synth, train_set, ctx: TrainContext, warm, accountant: str):
-    """The warm-up (if any), then the method's fit. A refusal before anything was kept (e.g.
-    epsilon unreachable, budget) leaves nothing behind."""
-    try:
-        if warm is not None:
-            _warm_up(session, synth, train_set, ctx, warm, accountant)
-        return synth.fit(train_set, ctx)
-    except PrivsynthError:
-        session.discard_if_nothing_kept()
-        raise
+    """The warm-up (if any), then the method's fit."""
+    if warm is not None:
+        _warm_up(session, synth, train_set, ctx, warm, accountant)
+    return synth.fit(train_set, ctx)
 
 
 def _warm_up(session: _Session, synth, train_set, ctx, warm: WarmUp, accountant: str) -> None:
@@ -525,7 +461,7 @@ class _Session:
         # --overwrite trains into a staging folder beside ``out`` and swaps it in only once the
         # new run is complete: a refused or failed replacement leaves the old run intact.
         self.replacing = overwrite and (out / CARD).exists()
-        self.out = _staging(out) if self.replacing else out
+        self.out = out.parent / f".{out.name}.overwrite" if self.replacing else out
         if self.replacing and self.out.exists():  # left by a replacement that was killed
             shutil.rmtree(self.out)
         self.created_out = not self.out.exists()
@@ -550,7 +486,7 @@ class _Session:
             shutil.rmtree(self.out, ignore_errors=True)
 
     def discard_if_nothing_kept(self) -> None:
-        if self.fresh and not self.checkpointed and not self.writer.replace:
+        if self.fresh and not self.checkpointed:
             for name in (CARD, SPLIT, WARMUP_STATE):
                 (self.out / name).unlink(missing_ok=True)
             if self.created_out or self.replacing:
@@ -585,10 +521,8 @@ class _Session:
             self.spend.checkpoint(acc.history if acc else [])
         sgd_eps = 0.0
         if acc and self.spec:  # with what earlier segments of the run ran past their checkpoint
-            carried = self.spend.carried if self.spend is not None else []
-            sgd_eps = epsilon_from_history(
-                [*carried, *acc.history], self.spec.delta, self.spec.accountant
-            )
+            whole = [*self.spend.carried, *acc.history]  # a private run always has a spend
+            sgd_eps = epsilon_from_history(whole, self.spec.delta, self.spec.accountant)
         self.card.progress = {"steps_done": step, "epsilon_spent": sgd_eps}
         self.writer.write()
 
@@ -619,22 +553,15 @@ class _Session:
         if bad:
             self.diverged(result.steps, bad, result.accountant)
 
-    def complete(self, synth, result, total_delta, n, dataset, warm, accountant, wall) -> None:
+    def complete(self, synth, result, total_delta, dataset, warm, accountant, wall) -> None:
         """Weights, the final card (guarantee, ledger totals) and no checkpoint left."""
         card, spec, spend, counts = self.card, self.spec, self.spend, self.counts
         self.writer.save_weights(synth.state_dict())
         card.status = "complete"
         releases = run_releases(card.privacy, warm, result, counts)
+        carried, outside = (spend.carried, spend.outside()) if spend is not None else ((), None)
         card.privacy.update(
-            privacy_section(
-                releases,
-                spec,
-                result,
-                total_delta,
-                synth.mechanism,
-                carried=spend.carried if spend is not None else (),
-                outside=spend.outside() if spend is not None else None,
-            )
+            privacy_section(releases, spec, result, total_delta, synth.mechanism, carried, outside)
         )
         card.train.update(
             steps=result.steps,
@@ -719,10 +646,6 @@ def _check_checkpoint_fits(resume: dict | None, synth, out: Path) -> None:
         )
 
 
-def _staging(out: Path) -> Path:
-    return out.parent / f".{out.name}.overwrite"
-
-
 def _check_sizes(config: dict) -> None:
     """Sizes that would train on nothing (``--batch-size 0``) fail here, not as NaN weights."""
     flags = {"batch_size": "--batch-size", "epochs": "--epochs", "steps": "--set steps"}
@@ -736,52 +659,51 @@ def _check_sizes(config: dict) -> None:
 
 
 def _start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[Card, dict | None]:
-    if (out / CARD).exists() and not overwrite:  # with --overwrite: a new run below, the old
-        card = read_card(out)  # one is removed when the new one first writes
-        if card.get("status") == "diverged":
-            raise CheckpointError(
-                f"'{out}' holds a run that diverged (NaN/inf at step "
-                f"{card.get('diverged', {}).get('step')}); change what caused "
-                "it (e.g. a lower --set lr=...) and pass --overwrite (its "
-                "spend stays in the ledger)"
-            )
-        if card.get("status") == "complete":
-            raise CheckpointError(
-                f"'{out}' already holds a finished run; choose another --out or "
-                "pass --overwrite (its privacy spend stays in the ledger)"
-            )
-        else:
-            if card.get("request") != request:
-                changed = sorted(
-                    k for k in request if (card.get("request") or {}).get(k) != request[k]
-                )
-                raise CheckpointError(
-                    f"'{out}' holds an unfinished run started with other "
-                    f"settings ({', '.join(changed)}); rerun it with the same "
-                    "flags to resume, or pass --overwrite"
-                )
-            if (out / SPLIT).exists() and json.loads((out / SPLIT).read_text()) != parts.to_json():
-                raise CheckpointError(
-                    f"'{out}/{SPLIT}' does not match the data's split; rerun "
-                    "with the original --data, or pass --overwrite"
-                )
-            state = out / TRAIN_STATE
-            resume = load_train_state(state) if state.exists() else None
-            if resume is not None and resume.get("run_id", card["run_id"]) != card["run_id"]:
-                raise CheckpointError(
-                    f"'{state}' belongs to run {resume['run_id']}, not to this folder's run "
-                    f"{card['run_id']}: resuming would book its steps on the wrong run; put "
-                    "the run's own train_state.pt back, or pass --overwrite"
-                )
-            if resume is None and card.get("progress"):
-                warnings.warn(
-                    f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
-                    "step 0; the spend of its earlier segment(s) stays booked in the "
-                    "ledger: the run's accountant composes it with the restart's steps",
-                    PrivacyWarning,
-                    stacklevel=3,
-                )
-            return Card.from_json(card), resume
-    elif not (out / CARD).exists() and out.exists() and any(out.iterdir()):
-        raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")
-    return Card.new(request["method"]), None
+    """A new card, or the card and checkpoint of the unfinished run of the same ``request`` in
+    ``out`` (with --overwrite always a new run: the old one is removed at its first write)."""
+    if not (out / CARD).exists() or overwrite:
+        if not (out / CARD).exists() and out.exists() and any(out.iterdir()):
+            raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")
+        return Card.new(request["method"]), None
+    card = read_card(out)
+    if card.get("status") == "diverged":
+        raise CheckpointError(
+            f"'{out}' holds a run that diverged (NaN/inf at step "
+            f"{card.get('diverged', {}).get('step')}); change what caused "
+            "it (e.g. a lower --set lr=...) and pass --overwrite (its "
+            "spend stays in the ledger)"
+        )
+    if card.get("status") == "complete":
+        raise CheckpointError(
+            f"'{out}' already holds a finished run; choose another --out or "
+            "pass --overwrite (its privacy spend stays in the ledger)"
+        )
+    if card.get("request") != request:
+        changed = sorted(k for k in request if (card.get("request") or {}).get(k) != request[k])
+        raise CheckpointError(
+            f"'{out}' holds an unfinished run started with other "
+            f"settings ({', '.join(changed)}); rerun it with the same "
+            "flags to resume, or pass --overwrite"
+        )
+    if (out / SPLIT).exists() and json.loads((out / SPLIT).read_text()) != parts.to_json():
+        raise CheckpointError(
+            f"'{out}/{SPLIT}' does not match the data's split; rerun "
+            "with the original --data, or pass --overwrite"
+        )
+    state = out / TRAIN_STATE
+    resume = load_train_state(state) if state.exists() else None
+    if resume is not None and resume.get("run_id", card["run_id"]) != card["run_id"]:
+        raise CheckpointError(
+            f"'{state}' belongs to run {resume['run_id']}, not to this folder's run "
+            f"{card['run_id']}: resuming would book its steps on the wrong run; put "
+            "the run's own train_state.pt back, or pass --overwrite"
+        )
+    if resume is None and card.get("progress"):
+        warnings.warn(
+            f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
+            "step 0; the spend of its earlier segment(s) stays booked in the "
+            "ledger: the run's accountant composes it with the restart's steps",
+            PrivacyWarning,
+            stacklevel=3,
+        )
+    return Card.from_json(card), resume

@@ -59,7 +59,7 @@ def _recorded(out: Path, overwrite: bool) -> tuple[dict, int] | None:
 
 def settle_auto(session, provisional: Choice, spec, time_limit, build):
     """The final choice from N_hat (``spec.size``), written on the card with its reasons, and the
-    method built for it: ``build(choice, n_defaults)`` -> (synth, config, warm-up). A choice the
+    method built for it: ``build(choice, n_defaults)`` -> (synth, warm-up). A choice the
     card already holds (a resumed run) is kept as it is."""
     card = session.card
     if card.method_choice is not None:
@@ -67,7 +67,8 @@ def settle_auto(session, provisional: Choice, spec, time_limit, build):
     else:
         c, h, w = card.data["image_shape"]
         choice = choose((h, w), c, spec.size, spec.epsilon, time_limit, card.train["device"])
-    synth, full_config, warm = build(choice, spec.size)
+    synth, warm = build(choice, spec.size)
+    full_config = synth.config_dict()
     card.method, card.config = synth.name, full_config
     card.request = {**card.request, "method": synth.name, "config": full_config}
     card.request.pop("warmup", None)
@@ -76,4 +77,4 @@ def settle_auto(session, provisional: Choice, spec, time_limit, build):
     card.method_choice = choice.to_json()
     if session.spend is not None:  # later ledger reservations carry the method that runs
         session.spend.meta["method"] = synth.name
-    return synth, full_config, warm
+    return synth, warm

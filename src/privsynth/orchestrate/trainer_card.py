@@ -12,7 +12,7 @@ from ..privacy.accounting import epsilon_from_history
 from ..privacy.dpsgd import process_count, run_empty_batch_delta
 from ..privacy.release import Release, gaussian
 from ..privacy.release import outside as release_outside
-from ..run import INFINITY, data_check
+from ..run import data_check
 
 PROTECTED = (
     "Sample-level (example-level) differential privacy: adding or removing any one "
@@ -49,7 +49,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def data_block(data, dataset, train_set, parts, split_seed, image_size) -> dict:
+def data_block(data, dataset, train_set, split_seed, image_size) -> dict:
     return {
         "name": dataset.name,
         "check": data_check(dataset, train_set),
@@ -90,8 +90,8 @@ def stated(
     """The top of every card's privacy section, central or federated: the first level's
     (epsilon, delta, unit), one sentence per level, what is not protected, then ``sections``.
     No levels is "no DP" (``none``: how the card says so)."""
-    top: dict = {"epsilon": INFINITY, "delta": 0.0, "unit": None}
-    top["guarantee"] = f"none: {none}; epsilon = infinity"
+    top: dict = {"epsilon": None, "delta": 0.0, "unit": None}
+    top["guarantee"] = f"none: {none}"
     if levels:
         epsilon, delta, unit = levels[0]
         top = {"epsilon": epsilon, "delta": delta, "unit": unit.name}

@@ -3,6 +3,7 @@ report shows. A plain function of the card dict (and the ledger's total, when gi
 
 from __future__ import annotations
 
+from ..nodp import is_private
 from .card_text import (
     not_covered,
     plain_language,
@@ -27,8 +28,8 @@ def format_card(card: dict, spend: dict | None = None) -> str:
         _row("method", card["method"] + auto),
         _row("data", f"{data.get('name')}  ({shape}, {len(data.get('classes', []))} classes)"),
     ]
-    if not card.get("private"):
-        lines.append(_row("privacy", "NONE — epsilon = infinity (non-private baseline)"))
+    if not is_private(card):
+        lines.append(_row("privacy", "NONE — ∞ (no DP): a non-private baseline"))
     else:
         lines += _dp_lines(card, spend)
     lines.append(_row("in words", plain_language(card)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from ..nodp import is_private
 from .markdown import CLASSIFIER_NAMES
 
 LICENSE_UNSET = "other"
@@ -43,7 +44,7 @@ def unfinished_dp(card: dict) -> str | None:
     so far ...' (killed or still training) or 'diverged DP run: stopped at step ...'; None for a
     finished run and for a run without DP."""
     pv = card.get("privacy") or {}
-    if not card.get("private") or isinstance(pv.get("epsilon"), (int, float)):
+    if not is_private(card) or isinstance(pv.get("epsilon"), (int, float)):
         return None
     delta = (pv.get("dp_sgd_plan") or {}).get("delta")
     at = f" at delta {delta:.3g}" if isinstance(delta, (int, float)) else ""
@@ -86,7 +87,7 @@ def plain_language(card: dict) -> str:
             if card.get("status") != "diverged"
             else f"This is a {unfinished}."
         )
-    if not card.get("private") or eps in (None, "infinity"):
+    if not is_private(card):
         return (
             "This run has no differential privacy: its weights and samples may reveal "
             "individual training images, so do not publish them if the data is private."
@@ -204,7 +205,7 @@ def model_card(
 def _front_matter(card: dict, license_id: str | None) -> list[str]:
     """The YAML header Hugging Face reads: license, library, tags, dataset."""
     pv = card.get("privacy") or {}
-    private = bool(card.get("private")) and isinstance(pv.get("epsilon"), (int, float))
+    private = is_private(card) and isinstance(pv.get("epsilon"), (int, float))
     license_id = license_id or card.get("license") or LICENSE_UNSET
     tags = [
         "privsynth",
@@ -235,7 +236,7 @@ def _method_lines(card: dict) -> list[str]:
     unfinished = unfinished_dp(card)
     title_eps = (
         f"(ε = {eps:.3g}, δ = {float(pv.get('delta', 0)):.2g})-DP"
-        if bool(card.get("private")) and isinstance(eps, (int, float))
+        if is_private(card) and isinstance(eps, (int, float))
         else unfinished.split(":")[0]
         if unfinished
         else "no differential privacy"

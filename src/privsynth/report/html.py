@@ -8,6 +8,7 @@ import os
 import time
 
 from ..atomic import atomic_path
+from ..nodp import is_private
 from .card_lines import format_card
 from .grid import gallery_png, grid_png
 from .markdown import (
@@ -329,8 +330,8 @@ def _attacks(m: dict) -> str:
         ]
         for n, a in p["mia"].items()
     ]
-    eps = None if m["epsilon"] == "infinity" else m["epsilon"]
-    roc = roc_png(p["mia"], f"{m['name']} (ε = {eps_text(m['epsilon'])})", eps, m["delta"])
+    eps = m["epsilon"] if is_private(m) else None
+    roc = roc_png(p["mia"], f"{m['name']} (ε = {eps_text(m)})", eps, m["delta"])
     return (
         f"<h3>{html.escape(m['name'])}</h3><div class='flex'><div>"
         + table(MIA_HEADER, rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..nodp import is_private
+
 
 def fmt(x, spec: str = ".3f") -> str:
     if x is None:
@@ -11,8 +13,9 @@ def fmt(x, spec: str = ".3f") -> str:
     return format(x, spec)
 
 
-def eps_text(eps) -> str:
-    return "∞ (no DP)" if eps in ("infinity", None) or eps == float("inf") else f"{eps:.3g}"
+def eps_text(row: dict) -> str:
+    """An evaluation or sweep row's epsilon for display."""
+    return f"{row['epsilon']:.3g}" if is_private(row) else "∞ (no DP)"
 
 
 def stats_rows(result: dict) -> list[str]:
@@ -103,9 +106,7 @@ def _fidelity_lines(result: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
         _fidelity_row("real holdout (floor)", "–", floor, floor.get("collapse_flags", [])),
         *(
-            _fidelity_row(
-                m["name"], eps_text(m["epsilon"]), m["fidelity"], m.get("collapse_flags", [])
-            )
+            _fidelity_row(m["name"], eps_text(m), m["fidelity"], m.get("collapse_flags", []))
             for m in result["models"]
         ),
         "",
