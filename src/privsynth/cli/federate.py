@@ -124,21 +124,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from ..federated import FederateRequest, FederationRequest, federate
     from ..preflight import check_output_folder
     from ..report.card_lines import format_card
     from ..request import DataRequest, OutputRequest, PrivacyRequest, TrainingRequest
 
     check_output_folder(args.out)
-    if args.device != "cpu":
-        raise ConfigError(
-            f"--device {args.device}: federated owners train on the CPU for now; drop --device"
-        )
-    if args.sim_parallel is not None and not args.simulate:
-        raise ConfigError(
-            "--sim-parallel sets how many owners a simulation trains at once: add --simulate"
-        )
     federation = FederationRequest(
         clients=args.clients,
         rounds=args.rounds,
@@ -173,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             args.method,
             data,
             privacy,
-            TrainingRequest(config=method_config(args), seed=args.seed),
+            TrainingRequest(config=method_config(args), seed=args.seed, device=args.device),
             OutputRequest(Path(args.out), overwrite=args.overwrite),
             federation,
         )

@@ -46,9 +46,8 @@ def federate(request: FederateRequest | None = None, /, **options: Any) -> Run:
     elif options or not isinstance(request, FederateRequest):
         raise ConfigError("federate takes one FederateRequest, or keywords (data=..., out=...)")
     out, fed = request.output.out, request.federation
-    if (
-        fed.mode == "simulate"
-    ):  # before --out is touched: a missing Ray is one line, nothing written
+    _check(request)  # before --out is touched: a refusal writes nothing
+    if fed.mode == "simulate":
         from .simulate import require_simulation
 
         require_simulation()
@@ -70,7 +69,7 @@ def federate(request: FederateRequest | None = None, /, **options: Any) -> Run:
 
 def _prepare(request: FederateRequest) -> tuple[dict, list[dict]]:
     """An empty ``out``, the run config and the node configs, every owner's budget checked; a
-    refusal (--clients 1, --fraction 0, a budget) leaves no empty ``out`` behind."""
+    refusal (memory, a budget) leaves no empty ``out`` behind."""
     out, fed = request.output.out, request.federation
     if out.exists() and any(out.iterdir()):
         if not request.output.overwrite:
@@ -105,7 +104,6 @@ def _prepare(request: FederateRequest) -> tuple[dict, list[dict]]:
 def build_run_config(request: FederateRequest) -> tuple[dict, list[dict]]:
     """The Flower run config (``[tool.flwr.app.config]``) and one node config per owner."""
     fed, data, seed = request.federation, request.data, request.training.seed
-    _check(fed)
     dataset, sizes, nodes = _owners(request)
     c, h, _ = dataset.image_shape
     spec = request.privacy_spec()
@@ -159,7 +157,16 @@ def build_run_config(request: FederateRequest) -> tuple[dict, list[dict]]:
     return cfg, nodes
 
 
-def _check(fed: FederationRequest) -> None:
+def _check(request: FederateRequest) -> None:
+    fed, device = request.federation, request.training.device
+    if device != "cpu":
+        raise ConfigError(
+            f"--device {device}: federated owners train on the CPU for now; drop --device"
+        )
+    if fed.sim_parallel is not None and fed.mode != "simulate":
+        raise ConfigError(
+            "--sim-parallel sets how many owners a simulation trains at once: add --simulate"
+        )
     if fed.aggregation not in AGGREGATIONS:
         raise ConfigError(f"unknown aggregation '{fed.aggregation}'; choose one of {AGGREGATIONS}")
     if fed.mode not in MODES:

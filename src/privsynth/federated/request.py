@@ -44,18 +44,10 @@ class FederationRequest:
 # the fields of RunRequest's parts a federation reads (the others would be silently ignored)
 _SHARED = {
     "data": ("source", "holdout", "split_seed", "image_size"),
-    "privacy": (
-        "epsilon",
-        "delta",
-        "noise_multiplier",
-        "max_grad_norm",
-        "accountant",
-        "no_dp",
-        "ledger",
-        "budget",
-        "force",
-    ),
-    "training": ("config", "seed"),
+    # the DP-SGD inside each owner, then the ledger each owner books into
+    "privacy": ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "accountant", "no_dp")
+    + ("ledger", "budget", "force"),
+    "training": ("config", "seed", "device"),
     "output": ("out", "overwrite"),
     "federation": tuple(f.name for f in dataclasses.fields(FederationRequest)),
 }
