@@ -62,8 +62,12 @@ def federate(request: FederateRequest | None = None, /, **options: Any) -> Run:
     _complete_card(request)
     if fed.aggregation == "ckks":  # the secret key must not stay beside the released run
         (work / "keys" / "ckks-secret.bin").unlink(missing_ok=True)
+    from ..report import save_grid
+
     run = Run.load(out)
-    _write_samples(run, out, request.training.seed)
+    k = len(run.class_names)
+    images, labels = run.sample(10 * k, [i // 10 for i in range(10 * k)], request.training.seed)
+    save_grid(out / "samples.png", images, labels, k)
     return run
 
 
@@ -268,11 +272,10 @@ def _owner_epsilon(cfg: dict, spec: PrivacySpec, n_owned: int) -> float:
 
 
 def _owner_ledgers(cfg: dict, nodes: list[dict], privacy: PrivacyRequest) -> None:
-    """With sample-level DP, point every owner at the ledger every verb finds (keyed by its
-    data) and check its images, exactly as its ClientApp will load them, against the dataset's
-    budget and ``privacy.budget`` (in the ledger's locked transaction) for the per-owner epsilon.
-    Check only, so a refusal comes before any process starts: each owner reserves and books its
-    own spend under the same check before it trains (owner.py)."""
+    """With sample-level DP, point every owner at the ledger every verb finds and check its
+    images, as its ClientApp will load them, against their dataset's budget and ``budget``. Check
+    only, so a refusal comes before any process starts: each owner reserves and books its own
+    spend under the same check before it trains (owner.py)."""
     from ..privacy import Ledger
     from .task import load_owner_data
 
@@ -325,11 +328,3 @@ def _complete_card(request: FederateRequest) -> None:
             format=_format(data.source),
         )
     RunWriter(out, card, parts).write()
-
-
-def _write_samples(run: Run, out: Path, seed: int) -> None:
-    from ..report import save_grid
-
-    k = len(run.class_names)
-    images, labels = run.sample(10 * k, labels=[i // 10 for i in range(10 * k)], seed=seed)
-    save_grid(out / "samples.png", images, labels, k)

@@ -1,21 +1,10 @@
 """One data owner's spend on one federation, kept in its own ledger and on its own disk.
 
-An owner is a data holder like any `privsynth train` user, so its spend goes through the same
-ledger calls (privacy/ledger/):
-
-  reserve   before its first private step, in the ledger's locked budget check: the whole plan
-            it may run in this federation (rounds x local-steps DP-SGD steps, or the one-shot
-            release). The dataset's budget always applies; the run's ``budget`` may only be
-            stricter. Every later round re-reserves the same segment (the check then sees every
-            *other* spend on the owner's data, e.g. a second federation).
-  book      before each round's steps: what ran so far plus this round (an upper bound if the
-            owner dies mid-round), and after them exactly what ran;
-  settle    when the server asks for the final report.
-
-One federation = one segment, so two federations on the same data add up (basic composition).
-The owner's accountant history, segment id and one-shot "released" flag live in a JSON file in
-its state directory, keyed by the federation: a SuperNode that restarts (a fresh Flower
-Context) continues the same history instead of starting from zero.
+An owner spends through the same ledger calls as any `privsynth train` user (privacy/ledger/):
+it reserves its whole plan for the federation before its first private step, books before and
+after each round, and settles on the final report; one federation is one segment, so two on the
+same data add up. Its accountant history lives in a state file keyed by the federation, so a
+restarted SuperNode continues it instead of starting from zero (docs/federated.md, "Privacy").
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Flower's simulation engine: N virtual owners on one machine, at most K training at a time.
 
-``federate(mode="simulate")`` runs the same ServerApp and ClientApp code as the real deployment
-under ``flwr.simulation.run_simulation`` (Ray): each owner is a virtual SuperNode whose ClientApp
-runs in one of K Ray actors (``--sim-parallel K``). An owner holds no memory between calls (its
-partition is loaded in each call, its privacy state lives on disk: ``owner.py``), so 100 owners
-need the memory of K owners plus the server's. It releases and books what the real deployment
-does, but every owner's data sits on this machine: for studies, not for deployments.
+The same ServerApp and ClientApp as the real deployment, under ``flwr.simulation.run_simulation``
+(Ray, K actors): for studies of many-owner federations, not for deployments, since every owner's
+data sits on this machine (docs/federated.md, "Many owners on one machine").
 """
 
 from __future__ import annotations
