@@ -21,7 +21,6 @@ from typing import Iterator
 from ..errors import ConfigError
 
 CONNECTION = "privsynth-local"
-APP_NAME = "privsynth-federated"
 
 
 def free_port() -> int:
@@ -42,7 +41,7 @@ requires = ["setuptools>=64"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "{}"
+name = "privsynth-federated"
 version = "0.1.0"
 dependencies = []
 
@@ -65,7 +64,7 @@ def write_app(folder: Path, run_config: dict) -> Path:
     """
     folder.mkdir(parents=True, exist_ok=True)
     config = "".join(f"{k} = {_toml_value(v)}\n" for k, v in run_config.items())
-    (folder / "pyproject.toml").write_text(_PYPROJECT.format(APP_NAME, CLIENT_APP) + config)
+    (folder / "pyproject.toml").write_text(_PYPROJECT.format(CLIENT_APP) + config)
     return folder
 
 
