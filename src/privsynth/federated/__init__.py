@@ -11,21 +11,7 @@ Flower and TenSEAL are an extra (``pip install 'privsynth[federated]'``): centra
 not need them, so importing this package without Flower stops at once with one line naming it.
 """
 
-import importlib.util as _util
-
-from ..errors import MissingExtra
-
-EXTRA = "pip install 'privsynth[federated]'"
-
-
-def require(module: str, feature: str = "federated training") -> None:
-    """Raise `MissingExtra` (one line naming the extra) if ``module`` is not installed."""
-    if _util.find_spec(module) is None:
-        raise MissingExtra(
-            f"{feature} needs the package '{module}', which is not installed; "
-            f"install the federated extra: {EXTRA}"
-        )
-
+from .extra import EXTRA, require
 
 require("flwr")
 

@@ -34,7 +34,7 @@ CHUNK = 65536  # values per serialized ciphertext vector (keeps messages bounded
 
 
 def _ts():
-    from . import require
+    from .extra import require
 
     require("tenseal", "CKKS encrypted aggregation")
     import tenseal as ts
