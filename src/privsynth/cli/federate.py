@@ -130,14 +130,15 @@ def run(args: argparse.Namespace) -> int:
     from ..request import DataRequest, OutputRequest, PrivacyRequest, TrainingRequest
 
     check_output_folder(args.out)
+    aggregation = (
+        "secagg" if args.secure_aggregation else "ckks" if args.encrypted_aggregation else "plain"
+    )
     federation = FederationRequest(
         clients=args.clients,
         rounds=args.rounds,
         local_steps=args.local_steps,
         fraction=args.fraction,
-        aggregation="secagg"
-        if args.secure_aggregation
-        else ("ckks" if args.encrypted_aggregation else "plain"),
+        aggregation=aggregation,
         client_epsilon=args.client_epsilon,
         client_clip=args.client_clip,
         client_delta=args.client_delta,
@@ -158,14 +159,19 @@ def run(args: argparse.Namespace) -> int:
         budget=args.budget,
         force=args.force,
     )
-    data = DataRequest(data_source(args), args.holdout, args.split_seed, args.image_size)
+    data = DataRequest(
+        source=data_source(args),
+        holdout=args.holdout,
+        split_seed=args.split_seed,
+        image_size=args.image_size,
+    )
     result = federate(
         FederateRequest(
             args.method,
             data,
             privacy,
             TrainingRequest(config=method_config(args), seed=args.seed, device=args.device),
-            OutputRequest(Path(args.out), overwrite=args.overwrite),
+            OutputRequest(out=Path(args.out), overwrite=args.overwrite),
             federation,
         )
     )

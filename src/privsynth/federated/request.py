@@ -65,7 +65,7 @@ class FederateRequest:
     # epsilon 10 unless given; None (with no noise_multiplier) = no sample-level DP
     privacy: PrivacyRequest = field(default_factory=lambda: PrivacyRequest(epsilon=10.0))
     training: TrainingRequest = field(default_factory=TrainingRequest)
-    output: OutputRequest = field(default_factory=lambda: OutputRequest(Path("runs/federated")))
+    output: OutputRequest = field(default_factory=lambda: OutputRequest(out=Path("runs/federated")))
     federation: FederationRequest = field(default_factory=FederationRequest)
 
     @classmethod
