@@ -220,8 +220,8 @@ def _launch(fed: FederationRequest, cfg: dict, nodes: list[dict], work: Path) ->
         from .launch import flwr_run, local_deployment, write_app
 
         app_dir = write_app(work / "app", cfg)
-        with local_deployment(nodes, work, fed.tls) as dep:
-            rc = flwr_run(app_dir, dep["env"], work / "flwr-run.log", fed.timeout)
+        with local_deployment(nodes, work, fed.tls) as env:
+            rc = flwr_run(app_dir, env, work / "flwr-run.log", fed.timeout)
         failed = f"the federated run failed (flwr run exit {rc}); see the logs in {work}"
     else:
         from .simulate import parallel_owners, run_simulated

@@ -106,10 +106,10 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def local_deployment(
     node_configs: list[dict], workdir: Path, tls: tuple[str, str, str] | None = None
 ) -> Iterator[dict]:
-    """Start a SuperLink and one SuperNode per node config; yield connection info; stop them all."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Start a SuperLink and one SuperNode per node config; yield the environment ``flwr`` reaches
+    them with; stop them all."""
     home = workdir / "flwr-home"
-    home.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
     env = _env(home)
     port = free_port()
     link = ["flower-superlink", "--port", str(port), "--disable-runtime-dependency-installation"]
@@ -137,7 +137,7 @@ def local_deployment(
             node_cfg = " ".join(f"{k}={_toml_value(v)}" for k, v in nc.items())
             cmd = [*node, str(free_port()), "--node-config", node_cfg]
             procs.append(_start(cmd, workdir / f"supernode-{i}.log", env))
-        yield {"env": env, "procs": procs, "port": port, "home": home}
+        yield env
     finally:
         _stop(procs)
 
