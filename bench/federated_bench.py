@@ -216,11 +216,11 @@ def main() -> None:
         for agg, repeat in [(a, r) for a in aggregations for r in range(args.repeats)]:
             t = time.time()
             run = federate(
-                data,
-                trained,
-                work / f"{agg}-{part}-{repeat}",
-                args.clients,
-                args.rounds,
+                data=data,
+                method=trained,
+                out=work / f"{agg}-{part}-{repeat}",
+                clients=args.clients,
+                rounds=args.rounds,
                 local_steps=args.local_steps,
                 aggregation=agg,
                 epsilon=epsilon,

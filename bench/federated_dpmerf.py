@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             run = federate(
-                args.data,
-                args.method,
-                work / name,
+                data=args.data,
+                method=args.method,
+                out=work / name,
                 clients=args.clients,
                 mode="inprocess",
                 epsilon=args.epsilon,

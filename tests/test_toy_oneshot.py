@@ -128,9 +128,9 @@ def test_means_federates_under_secagg_and_evaluates(tmp_path, tiny_dataset, mean
     from privsynth.federated import federate
 
     run = federate(
-        "digits",
-        means,
-        tmp_path / "fed",
+        data="digits",
+        method=means,
+        out=tmp_path / "fed",
         clients=3,
         mode="inprocess",
         aggregation="secagg",

@@ -68,9 +68,9 @@ def test_secagg_round_survives_one_of_five_owners_crashing(tmp_path, monkeypatch
     # owner 3 crashes in round 1 (tests/federated/faulty_client.py)
     monkeypatch.setattr(launch, "CLIENT_APP", "faulty_client:app")
     run = federate(
-        "digits",
-        "dpgan",
-        tmp_path / "fed",
+        data="digits",
+        method="dpgan",
+        out=tmp_path / "fed",
         clients=5,
         rounds=2,
         local_steps=3,

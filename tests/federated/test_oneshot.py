@@ -12,7 +12,7 @@ import torch
 from privsynth import Run
 from privsynth.data import load_dataset, split
 from privsynth.errors import ConfigError
-from privsynth.federated import federate
+from privsynth.federated import FederateRequest, federate
 from privsynth.models.base import TrainContext
 from privsynth.models.merf import MERFSynthesizer
 from privsynth.privacy.accounting import PrivacySpec
@@ -47,7 +47,7 @@ def _fed(tmp_path, name, **kw):
     args = dict(
         clients=3, mode="inprocess", aggregation="secagg", epsilon=EPS, config=dict(TINY_MERF)
     )
-    return federate("digits", "dpmerf", tmp_path / name, **{**args, **kw})
+    return federate(data="digits", method="dpmerf", out=tmp_path / name, **{**args, **kw})
 
 
 def test_secagg_release_noise_matches_the_central_release(tmp_path, captured):
@@ -161,32 +161,20 @@ def test_an_owner_releases_only_once_per_run(tmp_path):
     from privsynth.federated.inprocess import InProcessGrid, server_context
     from privsynth.federated.oneshot import prepare_run_config
     from privsynth.federated.server_app import run_federation
-    from privsynth.privacy import PrivacySpec
 
     out = tmp_path / "twice"
     out.mkdir()
-    cfg, nodes = build_run_config(
-        "digits",
-        "dpmerf",
-        out,
-        2,
-        1,
+    request = FederateRequest.build(
+        method="dpmerf",
+        out=out,
+        clients=2,
+        rounds=1,
         local_steps=1,
-        fraction=1.0,
-        aggregation="plain",
-        privacy=PrivacySpec(epsilon=EPS, max_grad_norm=1.0, accountant="rdp"),
-        client_epsilon=None,
-        client_noise=None,
-        client_clip=1.0,
-        client_delta=1e-5,
-        dirichlet=None,
-        holdout=0.2,
-        split_seed=0,
-        seed=0,
-        image_size=None,
+        epsilon=EPS,
+        accountant="rdp",
         config=dict(TINY_MERF),
-        owner_data=None,
     )
+    cfg, nodes = build_run_config(request)
     prepare_run_config(cfg, nodes)
     grid = InProcessGrid(nodes, cfg)
     run_federation(grid, server_context(cfg))
@@ -250,28 +238,17 @@ def _ckks_config(tmp_path):
 
     out = tmp_path / "drop"
     out.mkdir()
-    cfg, nodes = build_run_config(
-        "digits",
-        "dpmerf",
-        out,
-        3,
-        1,
+    request = FederateRequest.build(
+        method="dpmerf",
+        out=out,
+        clients=3,
+        rounds=1,
         local_steps=1,
-        fraction=1.0,
         aggregation="ckks",
-        privacy=PrivacySpec(epsilon=EPS, max_grad_norm=1.0),
-        client_epsilon=None,
-        client_noise=None,
-        client_clip=1.0,
-        client_delta=1e-5,
-        dirichlet=None,
-        holdout=0.2,
-        split_seed=0,
-        seed=0,
-        image_size=None,
+        epsilon=EPS,
         config=dict(TINY_MERF),
-        owner_data=None,
     )
+    cfg, nodes = build_run_config(request)
     prepare_run_config(cfg, nodes)
     secret, public = make_keys(tmp_path / "keys")
     cfg["ckks-public"], cfg["ckks-secret"] = str(public), str(secret)
@@ -304,41 +281,29 @@ def test_ckks_dropout_releases_nothing_and_owners_refuse_a_partial_sum(tmp_path)
         grid.send_and_receive([msg])
 
 
-def _config(method, clients, privacy, config):
+def _config(method, clients, config):
     from privsynth.federated.api import build_run_config
 
-    return build_run_config(
-        "digits",
-        method,
-        __import__("pathlib").Path("unused"),
-        clients,
-        1,
+    request = FederateRequest.build(
+        method=method,
+        out="unused",
+        clients=clients,
+        rounds=1,
         local_steps=1,
-        fraction=1.0,
         aggregation="secagg",
-        privacy=privacy,
-        client_epsilon=None,
-        client_noise=None,
-        client_clip=1.0,
-        client_delta=1e-5,
-        dirichlet=None,
-        holdout=0.2,
-        split_seed=0,
-        seed=0,
-        image_size=None,
+        epsilon=EPS,
         config=config,
-        owner_data=None,
     )
+    return build_run_config(request)
 
 
 def test_owners_smaller_than_the_generator_batch_may_release():
     """dpmerf's batch_size counts generated images (no private batches): 10 owners of ~143
     digits each are fine; a DP-SGD batch of 200 still does not fit them."""
-    spec = PrivacySpec(epsilon=EPS)
-    cfg, nodes = _config("dpmerf", 10, spec, {"batch_size": 200})
+    cfg, nodes = _config("dpmerf", 10, {"batch_size": 200})
     assert len(nodes) == 10
     with pytest.raises(ConfigError, match="batch size 200 exceeds the smallest owner's 14"):
-        _config("dpgan", 10, spec, {"batch_size": 200})
+        _config("dpgan", 10, {"batch_size": 200})
 
 
 def test_budget_check_prices_one_release_not_rounds_of_dp_sgd(tmp_path):

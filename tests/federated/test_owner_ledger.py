@@ -8,13 +8,13 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from privsynth.errors import BudgetError, ConfigError
-from privsynth.federated import federate
+from privsynth.federated import FederateRequest, federate
 from privsynth.federated.api import build_run_config
 from privsynth.federated.inprocess import InProcessGrid, server_context
 from privsynth.federated.server_app import run_federation
 from privsynth.federated.task import array_keys, build_model, get_arrays, load_owner_data
 from privsynth.models.engine import DPSGD
-from privsynth.privacy import Ledger, PrivacySpec
+from privsynth.privacy import Ledger
 from privsynth.privacy.accounting import epsilon_from_history
 
 from .conftest import TINY_GAN
@@ -23,28 +23,16 @@ from .conftest import TINY_GAN
 def _config(tmp_path, rounds=1, clients=2):
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    cfg, nodes = build_run_config(
-        "digits",
-        "dpgan",
-        out,
-        clients,
-        rounds,
+    request = FederateRequest.build(
+        out=out,
+        clients=clients,
+        rounds=rounds,
         local_steps=2,
-        fraction=1.0,
-        aggregation="plain",
-        privacy=PrivacySpec(noise_multiplier=1.0, max_grad_norm=1.0, accountant="rdp"),
-        client_epsilon=None,
-        client_noise=None,
-        client_clip=1.0,
-        client_delta=1e-5,
-        dirichlet=None,
-        holdout=0.2,
-        split_seed=0,
-        seed=0,
-        image_size=None,
+        noise_multiplier=1.0,
+        accountant="rdp",
         config=dict(TINY_GAN),
-        owner_data=None,
     )
+    cfg, nodes = build_run_config(request)
     cfg["federation-id"] = "fed-test"
     return cfg, nodes
 
@@ -139,28 +127,17 @@ def test_one_shot_released_flag_survives_a_supernode_restart(tmp_path):
 
     out = tmp_path / "once"
     out.mkdir()
-    cfg, nodes = build_run_config(
-        "digits",
-        "dpmerf",
-        out,
-        2,
-        1,
+    request = FederateRequest.build(
+        method="dpmerf",
+        out=out,
+        clients=2,
+        rounds=1,
         local_steps=1,
-        fraction=1.0,
-        aggregation="plain",
-        privacy=PrivacySpec(epsilon=5.0, max_grad_norm=1.0, accountant="rdp"),
-        client_epsilon=None,
-        client_noise=None,
-        client_clip=1.0,
-        client_delta=1e-5,
-        dirichlet=None,
-        holdout=0.2,
-        split_seed=0,
-        seed=0,
-        image_size=None,
+        epsilon=5.0,
+        accountant="rdp",
         config={"n_features": 50, "steps": 3, "patience": 3, "g_width": 8, "z_dim": 8},
-        owner_data=None,
     )
+    cfg, nodes = build_run_config(request)
     prepare_run_config(cfg, nodes)
     cfg["federation-id"] = "fed-once"
     run_federation(InProcessGrid(nodes, cfg), server_context(cfg))

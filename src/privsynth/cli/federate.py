@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .options import (
     add_data_options,
@@ -59,29 +60,21 @@ def add_parser(sub) -> None:
         metavar="PATH",
         help="one dataset per owner instead of splitting --data",
     )
-    agg = g.add_mutually_exclusive_group()
-    agg.add_argument(
-        "--secure-aggregation",
-        action="store_true",
-        help="SecAgg+: the server sees only the sum of the updates",
-    )
-    agg.add_argument(
-        "--encrypted-aggregation",
-        action="store_true",
-        help="CKKS (TenSEAL): the server adds ciphertexts it cannot decrypt",
-    )
-    run_as = g.add_mutually_exclusive_group()
-    run_as.add_argument(
-        "--inprocess",
-        action="store_true",
-        help="no processes: call the apps directly (fast; for experiments)",
-    )
-    run_as.add_argument(
-        "--simulate",
-        action="store_true",
-        help="Flower's simulation engine (Ray): many virtual owners on this machine, for "
-        "studies; needs the simulation extra",
-    )
+    for switches in (
+        {
+            "--secure-aggregation": "SecAgg+: the server sees only the sum of the updates",
+            "--encrypted-aggregation": "CKKS (TenSEAL): the server adds ciphertexts it cannot "
+            "decrypt",
+        },
+        {
+            "--inprocess": "no processes: call the apps directly (fast; for experiments)",
+            "--simulate": "Flower's simulation engine (Ray): many virtual owners on this machine, "
+            "for studies; needs the simulation extra",
+        },
+    ):
+        one_of = g.add_mutually_exclusive_group()
+        for flag, text in switches.items():
+            one_of.add_argument(flag, action="store_true", help=text)
     g.add_argument(
         "--sim-parallel",
         type=positive_int,
@@ -131,57 +124,56 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..federated import federate
+    from ..federated import FederateRequest, FederationRequest, federate
     from ..preflight import check_output_folder
     from ..report.card_lines import format_card
+    from ..request import DataRequest, OutputRequest, PrivacyRequest, TrainingRequest
 
     check_output_folder(args.out)
-    if args.device != "cpu":
-        from ..errors import ConfigError
-
-        raise ConfigError(
-            f"--device {args.device}: federated owners train on the CPU for now; drop --device"
-        )
-    if args.sim_parallel is not None and not args.simulate:
-        from ..errors import ConfigError
-
-        raise ConfigError(
-            "--sim-parallel sets how many owners a simulation trains at once: add --simulate"
-        )
     aggregation = (
         "secagg" if args.secure_aggregation else "ckks" if args.encrypted_aggregation else "plain"
     )
-    result = federate(
-        data_source(args),
-        args.method,
-        args.out,
-        args.clients,
-        args.rounds,
+    federation = FederationRequest(
+        clients=args.clients,
+        rounds=args.rounds,
         local_steps=args.local_steps,
         fraction=args.fraction,
         aggregation=aggregation,
-        epsilon=None if args.no_dp else args.epsilon,
-        delta=args.delta,
-        clip=args.clip,
-        accountant=args.accountant,
         client_epsilon=args.client_epsilon,
         client_clip=args.client_clip,
         client_delta=args.client_delta,
         dirichlet=args.dirichlet,
-        holdout=args.holdout,
-        split_seed=args.split_seed,
-        seed=args.seed,
-        image_size=args.image_size,
-        config=method_config(args),
         owner_data=args.owner_data,
         mode="inprocess" if args.inprocess else "simulate" if args.simulate else "processes",
         sim_parallel=args.sim_parallel,
         tls=tuple(args.tls) if args.tls else None,
-        overwrite=args.overwrite,
         timeout=args.timeout,
+    )
+    privacy = PrivacyRequest(
+        epsilon=args.epsilon,
+        delta=args.delta,
+        max_grad_norm=args.clip,
+        accountant=args.accountant,
+        no_dp=args.no_dp,
         ledger=args.ledger,
         budget=args.budget,
         force=args.force,
+    )
+    data = DataRequest(
+        source=data_source(args),
+        holdout=args.holdout,
+        split_seed=args.split_seed,
+        image_size=args.image_size,
+    )
+    result = federate(
+        FederateRequest(
+            args.method,
+            data,
+            privacy,
+            TrainingRequest(config=method_config(args), seed=args.seed, device=args.device),
+            OutputRequest(out=Path(args.out), overwrite=args.overwrite),
+            federation,
+        )
     )
     print(format_card(result.card))
     print(result.card["privacy"]["guarantee"])

@@ -16,5 +16,6 @@ from .extra import EXTRA, require
 require("flwr")
 
 from .api import federate  # noqa: E402  (after the check: api's callees import Flower)
+from .request import FederateRequest, FederationRequest  # noqa: E402
 
-__all__ = ["EXTRA", "federate", "require"]
+__all__ = ["EXTRA", "FederateRequest", "FederationRequest", "federate", "require"]

@@ -1,9 +1,7 @@
 """A fast in-process federation for tests and benchmarks: the same ServerApp and ClientApp code,
-with messages handed over by function call instead of a SuperLink (no networking, no processes).
-
-``InProcessGrid`` implements Flower's ``Grid`` interface; each owner keeps its own ``Context``
-(its state persists across rounds, as on a SuperNode). SecAgg+ runs here too: the protocol is
-in Flower's workflow and mod, whatever carries the messages.
+with messages handed over by function call (no networking, no processes) through a Flower
+``Grid``. Each owner keeps its own ``Context`` across rounds, as on a SuperNode; SecAgg+ runs
+here too (the protocol is in Flower's workflow and mod, whatever carries the messages).
 """
 
 from __future__ import annotations

@@ -14,14 +14,13 @@ import signal
 import socket
 import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import ConfigError
 
 CONNECTION = "privsynth-local"
-APP_NAME = "privsynth-federated"
 
 
 def free_port() -> int:
@@ -33,12 +32,28 @@ def free_port() -> int:
 def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return json.dumps(str(v))
+    return repr(v) if isinstance(v, (int, float)) else json.dumps(str(v))
 
 
 CLIENT_APP = "privsynth.federated.client_app:app"
+_PYPROJECT = """[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "privsynth-federated"
+version = "0.1.0"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "privsynth"
+
+[tool.flwr.app.components]
+serverapp = "privsynth.federated.server_app:app"
+clientapp = "{}"
+
+[tool.flwr.app.config]
+"""
 
 
 def write_app(folder: Path, run_config: dict) -> Path:
@@ -48,27 +63,8 @@ def write_app(folder: Path, run_config: dict) -> Path:
     installed ``privsynth`` package (see docs/federated.md for a real deployment).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "[build-system]",
-        'requires = ["setuptools>=64"]',
-        'build-backend = "setuptools.build_meta"',
-        "",
-        "[project]",
-        f'name = "{APP_NAME}"',
-        'version = "0.1.0"',
-        "dependencies = []",
-        "",
-        "[tool.flwr.app]",
-        'publisher = "privsynth"',
-        "",
-        "[tool.flwr.app.components]",
-        'serverapp = "privsynth.federated.server_app:app"',
-        f'clientapp = "{CLIENT_APP}"',
-        "",
-        "[tool.flwr.app.config]",
-    ]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in run_config.items()]
-    (folder / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    config = "".join(f"{k} = {_toml_value(v)}\n" for k, v in run_config.items())
+    (folder / "pyproject.toml").write_text(_PYPROJECT.format(CLIENT_APP) + config)
     return folder
 
 
@@ -84,31 +80,25 @@ def _env(flwr_home: Path) -> dict:
 
 
 def _start(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
-    fh = open(log, "ab")
-    return subprocess.Popen(
-        cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
+    with open(log, "ab") as fh:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
     """SIGTERM each process group we started (Flower spawns helpers inside it), then SIGKILL."""
     for p in procs:
         if p.poll() is None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.time() + 5
     for p in procs:
-        try:
+        with suppress(subprocess.TimeoutExpired):
             p.wait(max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            pass
     for p in procs:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         p.wait()
 
 
@@ -116,10 +106,10 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def local_deployment(
     node_configs: list[dict], workdir: Path, tls: tuple[str, str, str] | None = None
 ) -> Iterator[dict]:
-    """Start a SuperLink and one SuperNode per node config; yield connection info; stop them all."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Start a SuperLink and one SuperNode per node config; yield the environment ``flwr`` reaches
+    them with; stop them all."""
     home = workdir / "flwr-home"
-    home.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
     env = _env(home)
     port = free_port()
     link = ["flower-superlink", "--port", str(port), "--disable-runtime-dependency-installation"]
@@ -142,44 +132,24 @@ def local_deployment(
     procs: list[subprocess.Popen] = []
     try:
         procs.append(_start(link, workdir / "superlink.log", env))
+        node = ["flower-supernode", *node_sec, "--superlink", f"127.0.0.1:{port}", "--port"]
         for i, nc in enumerate(node_configs):
             node_cfg = " ".join(f"{k}={_toml_value(v)}" for k, v in nc.items())
-            procs.append(
-                _start(
-                    [
-                        "flower-supernode",
-                        *node_sec,
-                        "--superlink",
-                        f"127.0.0.1:{port}",
-                        "--port",
-                        str(free_port()),
-                        "--node-config",
-                        node_cfg,
-                    ],
-                    workdir / f"supernode-{i}.log",
-                    env,
-                )
-            )
-        yield {"env": env, "procs": procs, "port": port, "home": home}
+            cmd = [*node, str(free_port()), "--node-config", node_cfg]
+            procs.append(_start(cmd, workdir / f"supernode-{i}.log", env))
+        yield env
     finally:
         _stop(procs)
 
 
 def flwr_run(app_dir: Path, env: dict, log: Path, timeout: float) -> int:
     """``flwr run APP privsynth-local --stream``: submit the run and follow it to the end."""
-    with open(log, "ab") as fh:
-        p = subprocess.Popen(
-            ["flwr", "run", str(app_dir), CONNECTION, "--stream"],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _stop([p])
-            raise ConfigError(
-                f"the federated run did not finish within {timeout:.0f}s; see "
-                f"{log.parent} for the SuperLink/SuperNode logs"
-            ) from None
+    p = _start(["flwr", "run", str(app_dir), CONNECTION, "--stream"], log, env)
+    try:
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _stop([p])
+        raise ConfigError(
+            f"the federated run did not finish within {timeout:.0f}s; see "
+            f"{log.parent} for the SuperLink/SuperNode logs"
+        ) from None

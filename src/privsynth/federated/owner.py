@@ -1,24 +1,10 @@
 """One data owner's spend on one federation, kept in its own ledger and on its own disk.
 
-An owner is a data holder like any `privsynth train` user, so its spend goes through the same
-ledger calls (privacy/ledger/):
-
-  reserve   before its first private step, in the ledger's locked budget check: the whole plan
-            it may run in this federation (rounds x local-steps DP-SGD steps, or the one-shot
-            release). The dataset's budget always applies; the run's ``budget`` (``--budget``)
-            may only be stricter. Every later round re-reserves the same segment (the check
-            then sees every *other* spend on the owner's data, e.g. a second federation).
-  book      before each round's steps: what ran so far plus this round (an upper bound if the
-            owner dies mid-round), and after them exactly what ran;
-  settle    when the server asks for the final report.
-
-One federation = one segment, so two federations on the same data add up (basic composition).
-
-The owner's accountant history, its segment id, and the one-shot "released" flag live in a JSON
-file under its state directory (node config ``state-dir``; default a folder beside its ledger
-file), written atomically, keyed by the federation: a SuperNode that restarts (a fresh Flower
-Context) continues the same history and books on top of what it already spent, instead of
-starting from zero.
+An owner spends through the same ledger calls as any `privsynth train` user (privacy/ledger/):
+it reserves its whole plan for the federation before its first private step, books before and
+after each round, and settles on the final report; one federation is one segment, so two on the
+same data add up. Its accountant history lives in a state file keyed by the federation, so a
+restarted SuperNode continues it instead of starting from zero (docs/federated.md, "Privacy").
 """
 
 from __future__ import annotations
@@ -34,12 +20,6 @@ from ..privacy.accounting import AccountantState, epsilon_from_history
 from ..privacy.ledger import Ledger, default_location, resolve_location
 from ..privacy.ledger.spend import history_steps
 from ..privacy.ledger.store import is_url
-
-
-def federation_key(cfg: dict, run_id: int) -> str:
-    """The federation this owner's state and ledger segment belong to: the launcher's
-    ``federation-id``, else Flower's run id (unique on its SuperLink)."""
-    return str(cfg.get("federation-id") or f"flwr-run-{run_id}")
 
 
 def state_dir(node: dict) -> Path:
@@ -63,7 +43,8 @@ class OwnerSpend:
     owner's images, whose key the ledger books under; None to read and write the state only)."""
 
     def __init__(self, node: dict, cfg: dict, data, run_id: int):
-        self.key = federation_key(cfg, run_id)
+        # the launcher's federation-id, else Flower's run id (unique on its SuperLink)
+        self.key = str(cfg.get("federation-id") or f"flwr-run-{run_id}")
         self.path = state_dir(node) / f"{self.key}-{_owner_tag(node)}.json"
         self.ledger = Ledger(str(node["ledger"]) if node.get("ledger") else None)
         self.data, self.cfg = data, cfg
@@ -152,8 +133,7 @@ class OwnerSpend:
 
     def after_round(self, acc: AccountantState, delta: float) -> float:
         """Save the history (this round's steps included) and book exactly what ran."""
-        history = acc.to_json()
-        self.save(history=history)
+        self.save(history=acc.to_json())
         epsilon = acc.epsilon(delta)
         self.book(epsilon, delta)
         return epsilon

@@ -30,11 +30,9 @@ def dirichlet(
     min_size: int = 10,
     max_tries: int = 100,
 ) -> list[np.ndarray]:
-    """Label skew: for each class, owner shares ~ Dirichlet(alpha, ..., alpha).
-
-    Small ``alpha`` (0.1-0.5) gives each owner a few dominant classes; large alpha tends to IID.
-    Redraws (seeded) until every owner has ``min_size`` images.
-    """
+    """Label skew: for each class, owner shares ~ Dirichlet(alpha, ..., alpha); small ``alpha``
+    (0.1-0.5) gives each owner a few dominant classes, a large one tends to IID. Redraws (seeded)
+    until every owner has ``min_size`` images."""
     _check(len(labels), n_owners)
     if not alpha > 0:
         raise ConfigError(

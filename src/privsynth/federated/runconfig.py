@@ -2,15 +2,12 @@
 
 ``flwr run .`` reads ``[tool.flwr.app.config]`` in pyproject.toml (a test keeps it equal to
 :data:`DEFAULTS`; Flower only lets ``--run-config`` override keys listed there); the launcher
-(``privsynth federate``) starts from :data:`DEFAULTS` and writes its own copy; the ServerApp and the
-ClientApp read every key through :func:`resolve`, so no module keeps a default of its own.
+starts from :data:`DEFAULTS`; the apps read every key through :func:`resolve`, so no module keeps a
+default of its own. The owners' sample-level privacy is one key, ``privacy``: a `PrivacySpec` as
+JSON, or ``null`` for no DP (``flwr run --run-config "privacy='{\"epsilon\": 5.0}'"``).
 
-The owners' sample-level privacy is one key, ``privacy``: a `PrivacySpec` as JSON (keys it omits
-take the spec's defaults) or ``null`` for no DP, read only by :func:`privacy_spec` (with
-``flwr run``: ``--run-config "privacy='{\"epsilon\": 5.0}'"``).
-
-Some values are derived, not configured, because a privacy claim depends on them:
-with client-level DP every owner's FedAvg weight is 1 (:func:`aggregation_weight`), so SecAgg+'s
+Some values are derived, not configured, because a privacy claim depends on them: with
+client-level DP every owner's FedAvg weight is 1 (:func:`aggregation_weight`), so SecAgg+'s
 ``max-weight`` is forced to 1 — any larger value scales each update down before quantisation and
 the quantisation error, scaled back up, breaks the clip bound the accountant relies on.
 """
@@ -77,8 +74,7 @@ def privacy_run_config(spec: PrivacySpec | None) -> dict[str, str]:
 
 
 def privacy_spec(cfg: Mapping[str, Any]) -> PrivacySpec | None:
-    """The owners' sample-level spec from a run config's one ``privacy`` key (a `PrivacySpec`
-    as JSON; keys it omits take PrivacySpec's defaults); None = no DP (JSON ``null``)."""
+    """The owners' sample-level spec (keys the JSON omits take PrivacySpec's defaults)."""
     text = str(cfg.get("privacy", DEFAULTS["privacy"]))
     try:
         data = json.loads(text)

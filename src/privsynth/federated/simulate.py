@@ -1,16 +1,8 @@
 """Flower's simulation engine: N virtual owners on one machine, at most K training at a time.
 
-``federate(mode="simulate")`` runs the same ServerApp and ClientApp code as the real deployment
-(``server_app.run_federation``, ``client_app.app``) under ``flwr.simulation.run_simulation``,
-which runs on Ray: each owner is a virtual SuperNode whose ClientApp runs, one message at a time,
-in one of K Ray actors (``--sim-parallel K``, default the CPU count). An owner holds no memory
-between calls: its partition is loaded inside each ClientApp call (``task.load_owner_data``) and
-its privacy state lives on disk (``owner.py``), as on a real SuperNode, so a federation of 100
-owners needs the memory of K owners plus the server's.
-
-What it protects is what the real deployment protects (the same code releases the same noisy
-model and books the same ledger entries); what differs is that every owner's data sits on this
-machine, so it is for studies of many-owner federations, not for deployments.
+The same ServerApp and ClientApp as the real deployment, under ``flwr.simulation.run_simulation``
+(Ray, K actors): for studies of many-owner federations, not for deployments, since every owner's
+data sits on this machine (docs/federated.md, "Many owners on one machine").
 """
 
 from __future__ import annotations
@@ -28,6 +20,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from ..errors import ConfigError, MissingExtra
+from ..preflight import available_memory
 
 EXTRA = "pip install 'privsynth[simulation]'"
 
@@ -57,40 +50,15 @@ def require_simulation() -> None:
         )
 
 
-def available_memory() -> int | None:
-    """Bytes a new allocation can use now: psutil's figure if installed, else /proc/meminfo."""
-    try:
-        import psutil
-    except ImportError:
-        from ..preflight import available_memory as from_meminfo
-
-        return from_meminfo()
-    return int(psutil.virtual_memory().available)
-
-
-def default_parallel() -> int:
-    """Owners training at once when ``--sim-parallel`` is not given: one per CPU this process
-    may use (its affinity, which containers and ``taskset`` narrow, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _model_bytes(cfg: dict[str, Any]) -> int:
     """Bytes of every network the method holds (discriminator, generator, EMA...)."""
     import torch
 
     from . import task
 
-    synth = task.build_model(cfg)
-    params = {
-        id(p): p
-        for module in vars(synth).values()
-        if isinstance(module, torch.nn.Module)
-        for p in module.parameters()
-    }
-    return sum(p.numel() * p.element_size() for p in params.values())
+    modules = [m for m in vars(task.build_model(cfg)).values() if isinstance(m, torch.nn.Module)]
+    params = {p for m in modules for p in m.parameters()}  # a shared module counts once
+    return sum(p.numel() * p.element_size() for p in params)
 
 
 def owner_peak_bytes(cfg: dict[str, Any], model_bytes: int, batch_size: int) -> int:
@@ -137,11 +105,16 @@ def _gib(n: float) -> str:
 
 
 def parallel_owners(sim_parallel: int | None, owners: int) -> int:
-    """K: owners training at once (never more than there are owners)."""
-    k = default_parallel() if sim_parallel is None else int(sim_parallel)
-    if k < 1:
-        raise ConfigError(f"--sim-parallel must be >= 1, got {k}")
-    return min(k, owners)
+    """K: owners training at once, never more than there are owners; by default one per CPU
+    this process may use (its affinity, which containers and ``taskset`` narrow)."""
+    if sim_parallel is None:
+        try:
+            sim_parallel = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            sim_parallel = os.cpu_count() or 1
+    if sim_parallel < 1:
+        raise ConfigError(f"--sim-parallel must be >= 1, got {sim_parallel}")
+    return min(int(sim_parallel), owners)
 
 
 class SimulatedOwners(ClientApp):
@@ -174,7 +147,6 @@ def run_simulated(
 ) -> None:
     """Run the federation on Flower's simulation engine; the ServerApp writes ``out-dir``.
     Flower's log goes to ``log`` (as the real deployment's go to its SuperNodes' log files)."""
-    require_simulation()
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
 
