@@ -27,6 +27,19 @@ class TrainContext:
     on_plan: Callable[[DPPlan], None] = lambda plan: None
     resume: dict | None = None
 
+    @classmethod
+    def of(cls, options, privacy: PrivacySpec | None, **hooks) -> TrainContext:
+        """``privacy`` with the seed, device, progress and checkpoint interval of ``options`` (a
+        request's training options or another context) and the given hooks (``checkpoint``...)."""
+        return cls(
+            privacy,
+            options.seed,
+            options.device,
+            options.progress,
+            options.checkpoint_every,
+            **hooks,
+        )
+
 
 @dataclass
 class FitResult:

@@ -84,10 +84,3 @@ def merf_warmup_set(release: MerfRelease, like: ImageDataset, images: int | None
     drawn = synth.sample(n, labels, seed=ctx.seed + 7919)
     return ImageDataset(drawn, labels, list(like.class_names), name="warmup-merf"), fit.metrics
 
-
-def release_to_state(r: MerfRelease) -> dict:
-    return {"kind": "merf", "released": r.released, "sigma": r.sigma}
-
-
-def release_from_state(d: dict) -> MerfRelease:
-    return MerfRelease(d["released"], float(d["sigma"]))
