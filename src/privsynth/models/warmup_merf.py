@@ -83,4 +83,3 @@ def merf_warmup_set(release: MerfRelease, like: ImageDataset, images: int | None
     labels = np.arange(n) % k
     drawn = synth.sample(n, labels, seed=ctx.seed + 7919)
     return ImageDataset(drawn, labels, list(like.class_names), name="warmup-merf"), fit.metrics
-
