@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..privacy import dpsgd
 from .base import Method, module_state, strip_prefix
 from .engine import ema_copy, update_ema
-from .generator import Generator, check_generator_weights, halvings
+from .generator import Generator, check_generator_weights, group_norm, halvings
 
 
 class Discriminator(nn.Module):
@@ -40,13 +40,9 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = width
         for _ in range(k - 1):
-            layers += [
-                nn.Conv2d(c, 2 * c, 4, 2, 1),
-                nn.GroupNorm(min(8, 2 * c), 2 * c),
-                nn.LeakyReLU(0.2),
-            ]
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), group_norm(2 * c), nn.LeakyReLU(0.2)]
             c *= 2
-        layers += [nn.Conv2d(c, c, 3, 1, 1), nn.GroupNorm(min(8, c), c), nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(c, c, 3, 1, 1), group_norm(c), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
         self.out = nn.Linear(c * (size >> k) ** 2, 1)
         self.embed = nn.Embedding(num_classes, c)

@@ -36,6 +36,11 @@ def halvings(size: int) -> int:
     return k
 
 
+def group_norm(c: int) -> nn.GroupNorm:
+    """GroupNorm for DP-SGD networks (BatchNorm mixes samples and breaks per-sample clipping)."""
+    return nn.GroupNorm(min(8, c), c)
+
+
 def check_generator_weights(state: dict, prefix: str) -> None:
     """Weights of the generator before this one (``blocks.*`` / ``embed.*`` keys) get a one-line
     error instead of a key mismatch: that generator sampled one image per class; retrain."""
