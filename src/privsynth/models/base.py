@@ -319,21 +319,14 @@ def check_known(cls: type, overrides: dict[str, Any]) -> None:
 def _check_type(key: str, value: Any, default: Any) -> None:
     """A value of the default's kind (numbers for numeric options), so `--set steps=abc` stops
     here with one line instead of deep inside training."""
-    if default is None or isinstance(default, (list, tuple, dict)):
-        return
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "True or False"
-    elif isinstance(default, int):  # sizes and counts: 2.5 channels would fail deep in torch
-        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
-    elif isinstance(default, float):
-        ok = (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        )
-        kind = "a finite number"
-    elif isinstance(default, str):
-        ok, kind = isinstance(value, str), "a string"
-    else:
-        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok, kind = {
+        bool: (isinstance(value, bool), "True or False"),
+        # sizes and counts: 2.5 channels would fail deep in torch
+        int: (number and isinstance(value, int), "a whole number"),
+        float: (number and math.isfinite(value), "a finite number"),
+        str: (isinstance(value, str), "a string"),
+    }.get(type(default), (True, ""))  # None, lists...: not checked
     if not ok:
         raise ConfigError(
             f"option {key}={value!r} must be {kind} (default {default!r}); "

@@ -123,11 +123,7 @@ class KernelFeatures:
             xp = F.avg_pool2d(x, pool) if pool > 1 else x
             proj = xp.flatten(1) @ w
             parts += [proj.cos() * scale, proj.sin() * scale]
-        parts.append(
-            torch.full(
-                (len(x), 1), norm * math.sqrt(self.count_weight), dtype=x.dtype, device=x.device
-            )
-        )
+        parts.append(x.new_full((len(x), 1), norm * math.sqrt(self.count_weight)))
         return torch.cat(parts, 1)
 
     def class_means(self, released: torch.Tensor, norm: float) -> torch.Tensor:

@@ -26,14 +26,12 @@ from ..data import ImageDataset
 from ..errors import ConfigError, DataError
 from ..privacy.central import CentralRelease, check_settings
 
-DEFAULT_SHARE = 0.3
-
 
 @dataclass
 class WarmupConfig:
     """``--warmup-share``, ``--warmup-epochs`` and ``--warmup-set KEY=VALUE``."""
 
-    share: float = DEFAULT_SHARE  # the release alone spends share * epsilon (see docs/warmup.md)
+    share: float = 0.3  # the release alone spends share * epsilon (see docs/warmup.md)
     sigma: float | None = None  # fix the release's noise multiplier instead (needed with a
     #                                fixed --noise-multiplier and no --epsilon)
     size: int | None = None  # release resolution (low-pass); default half the image size
