@@ -103,8 +103,6 @@ class VAESynthesizer(ModelWithEMA):
         self.model = CVAE(c, h, num_classes, cfg.width, cfg.z_dim, cfg.beta)
         self.ema = ema_copy(self.model)
 
-    # DP-SGD hooks: the whole model reads private images (engine.ModelWithEMA)
-
     # --- what is released: the EMA decoder (the encoder is not needed to sample) -------------
     def released_modules(self) -> dict[str, nn.Module]:
         return {"decoder": self.ema.decoder}

@@ -25,6 +25,7 @@ import torch
 
 from ..data import ImageDataset
 from ..errors import ConfigError, TrainingDiverged
+from ..privacy.accounting import epsilon_from_history
 from ..privacy.central import CentralRelease, central_sigma, release_central
 from ..privacy.release import Release, gaussian
 from . import warmup_merf
@@ -129,9 +130,6 @@ class WarmUp:
             "public": self.public.fingerprint if self.public is not None else None,
         }
 
-    def release_size(self, image_shape: tuple[int, int, int]) -> int:
-        return self.config.size or max(1, image_shape[1] // 2)
-
     def prepare(
         self, spec, out: Path, resuming: bool
     ) -> tuple[list[tuple[float, float, int]], list[tuple[float, float, int]]]:
@@ -171,8 +169,6 @@ class WarmUp:
         return gaussian(f"warmup.{self.kind}", sigma or self.sigma, 1.0, q, queries)
 
     def card(self, delta: float, accountant: str) -> dict:
-        from ..privacy.accounting import epsilon_from_history
-
         out: dict[str, Any] = {
             "phases": self.phases_named(),
             "epochs": self.config.epochs or "the method's epochs",
@@ -241,7 +237,7 @@ class WarmUp:
                     train_set.labels,
                     train_set.num_classes,
                     sigma=self.sigma,
-                    size=self.release_size(train_set.image_shape),
+                    size=cfg.size or max(1, train_set.image_shape[1] // 2),
                     sample_rate=cfg.sample_rate,
                     queries=cfg.queries,
                     count_weight=cfg.count_weight,

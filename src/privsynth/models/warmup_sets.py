@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import ImageDataset
+from ..data import ImageDataset, load_dataset, resize
+from ..data.overlap import THUMB_RMS, copies
 from ..errors import ConfigError, DataError
 from ..privacy.central import CentralRelease, check_settings
 
@@ -66,8 +67,6 @@ def warmup_config(overrides: dict[str, Any] | None) -> WarmupConfig:
 
 def load_public(public_data, dataset: ImageDataset) -> tuple[ImageDataset, str | None]:
     """The user's public images in the private data's shape and label set, and their source."""
-    from ..data import load_dataset
-
     c, h, _ = dataset.image_shape
     source = None
     if isinstance(public_data, ImageDataset):
@@ -82,8 +81,6 @@ def load_public(public_data, dataset: ImageDataset) -> tuple[ImageDataset, str |
             # IDX/NPZ without a class list: the private data's (public) list, same label set.
             public = load_dataset(public_data, image_size=h, classes=list(dataset.class_names))
     if public.image_shape[1:] != (h, h):
-        from ..data import resize
-
         public = resize(public, h)
     if public.image_shape[0] != c:
         raise DataError(
@@ -96,8 +93,6 @@ def load_public(public_data, dataset: ImageDataset) -> tuple[ImageDataset, str |
             f"{dataset.num_classes}; conditional pretraining needs the same label "
             "set (relabel the public images or leave out --public-data)"
         )
-    from ..data.overlap import THUMB_RMS, copies
-
     exact, near = copies(public, dataset)
     if exact or near:
         raise DataError(
