@@ -22,6 +22,7 @@ from ..data import ImageDataset, from_unit_range
 from ..errors import ConfigError
 from ..privacy import AccountantState, DPPlan, PrivacySpec
 from ..privacy.accounting import calibrate_noise
+from ..privacy.dpsgd import sample_rate
 from ..privacy.mechanisms import gaussian_noise_release
 from ..privacy.release import Release, gaussian
 from . import engine
@@ -90,8 +91,6 @@ class Method:
 
     def total_steps(self, n_private: int) -> int:
         """Private steps of a whole run: ``epochs`` expected passes at the Poisson rate q."""
-        from ..privacy.dpsgd import sample_rate
-
         return max(
             1, int(round(self.config.epochs / sample_rate(n_private, self.config.batch_size)))
         )
