@@ -16,7 +16,6 @@ spent).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -126,7 +125,7 @@ class WarmUp:
     def request(self) -> dict:
         return {
             "kind": self.kind,
-            "config": asdict(self.config),
+            "config": dataclasses.asdict(self.config),
             "public": self.public.fingerprint if self.public is not None else None,
         }
 
