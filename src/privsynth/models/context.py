@@ -31,14 +31,8 @@ class TrainContext:
     def of(cls, options, privacy: PrivacySpec | None, **hooks) -> TrainContext:
         """``privacy`` with the seed, device, progress and checkpoint interval of ``options`` (a
         request's training options or another context) and the given hooks (``checkpoint``...)."""
-        return cls(
-            privacy,
-            options.seed,
-            options.device,
-            options.progress,
-            options.checkpoint_every,
-            **hooks,
-        )
+        kept = ("seed", "device", "progress", "checkpoint_every")
+        return cls(privacy, **{k: getattr(options, k) for k in kept}, **hooks)
 
 
 @dataclass
