@@ -117,8 +117,7 @@ def estimate_seconds(method: str, values: int, n_hat: float, work: float) -> flo
     """CPU seconds for ``work`` steps (one-shot) or epochs (DP-SGD) of ``method`` on ``n_hat``
     images of ``values`` numbers each (C x H x W)."""
     unit, at64, at784 = COST[method]
-    per_unit = at64 + (at784 - at64) * (values - 64) / (784 - 64)
-    per_unit = max(per_unit, at64)
+    per_unit = max(at64, at64 + (at784 - at64) * (values - 64) / (784 - 64))
     return per_unit * work * (n_hat if unit == "image-epoch" else 1.0)
 
 

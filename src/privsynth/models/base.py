@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import asdict, fields
 from typing import Any, ClassVar
 
@@ -19,38 +20,29 @@ from torch import nn
 
 from ..data import ImageDataset, from_unit_range
 from ..errors import ConfigError
-from ..privacy import AccountantState, PrivacySpec
+from ..privacy import AccountantState, DPPlan, PrivacySpec
+from ..privacy.accounting import calibrate_noise
+from ..privacy.dpsgd import sample_rate
 from ..privacy.mechanisms import gaussian_noise_release
 from ..privacy.release import Release, gaussian
 from . import engine
-from .context import FitResult, TrainContext, infinite  # noqa: F401  (their home before)
+from .context import FitResult, TrainContext  # noqa: F401  (their home before)
 
 
 class Method:
     """A generative method: its facts on the class, its work in a few declared hooks.
 
-    Facts (class attributes, read by the registry, the trainer, the sweep and federation):
+    Facts, read by the registry, the trainer, the sweep and federation: ``name`` (the private
+    method's registry name) and ``twin`` (the same model without DP, or None); ``config_class``
+    (defaults that run; ``--set key=value`` overrides); ``kind``: ``"dp-sgd"`` (a network reads
+    the private data, trained by the one DP-SGD loop in ``models/engine.py``), ``"one-shot"`` (one
+    noisy release of a statistic, then post-processing: `OneShotMethod`) or ``"none"`` (never
+    private); ``mechanism`` (the card's mechanism key, ``trainer_card.MECHANISMS``); ``federable``
+    and ``federates_by`` (``"weights"``: ``federated_modules()`` averaged; ``"release-sum"``: the
+    owners' noisy statistics summed under secure aggregation).
 
-    - ``name``: the registry name of the private method; ``twin``: its non-private twin (the same
-      model trained without DP), or None.
-    - ``config_class``: the config dataclass (defaults that run; ``--set key=value`` overrides).
-    - ``kind``: ``"dp-sgd"`` (a network reads the private data, trained by the one DP-SGD loop in
-      ``models/engine.py``), ``"one-shot"`` (one noisy release of a statistic, then
-      post-processing: a `OneShotMethod`, dpmerf, dpkernel) or ``"none"`` (never private).
-    - ``mechanism``: the key of the card's mechanism description (``trainer_card.MECHANISMS``).
-    - ``federable``: whether ``privsynth federate`` can train it; a DP-SGD method federates its
-      ``federated_modules()`` by weight averaging, a one-shot method by summing owners' releases
-      (``federates_by = "release-sum"``: each owner's share of the noisy statistic, summed under
-      secure aggregation; the hooks are `OneShotMethod`'s ``statistic`` and ``fit_released``).
-
-    Hooks of a DP-SGD method (``models/engine.py`` calls them; nothing else writes a DP loop):
-    ``private_module()`` (the one network that reads private images), ``private_optimizer``,
-    ``private_loss(module, x, y)`` (mean over rows of per-example losses), ``after_step``
-    (post-processing after each private step: a generator step, the EMA), ``train_state`` /
-    ``load_train_state`` (what a checkpoint keeps besides the private module and optimizer).
-    Every method: ``released_modules()`` (what the run folder saves and sampling reads),
-    ``draw(y, generator)`` (images in -1..1 for labels ``y``; the shared ``sample`` batches it),
-    and optionally ``membership_scores`` (white-box scores for the privacy evaluation).
+    DP-SGD hooks (``models/engine.py`` calls them; nothing else writes a DP loop) and what every
+    method provides (``released_modules``, ``draw``) are documented where they are defined.
     """
 
     name: ClassVar[str] = ""
@@ -99,8 +91,6 @@ class Method:
 
     def total_steps(self, n_private: int) -> int:
         """Private steps of a whole run: ``epochs`` expected passes at the Poisson rate q."""
-        from ..privacy.dpsgd import sample_rate
-
         return max(
             1, int(round(self.config.epochs / sample_rate(n_private, self.config.batch_size)))
         )
@@ -145,17 +135,11 @@ class Method:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {
-            f"{prefix}.{k}": v.detach().cpu()
-            for prefix, module in self.released_modules().items()
-            for k, v in module.state_dict().items()
-        }
+        return module_state(self.released_modules())
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for prefix, module in self.released_modules().items():
-            module.load_state_dict(
-                {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
-            )
+            module.load_state_dict(strip_prefix(state, prefix))
 
     def draw(self, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Images in -1..1 (N x C x H x W) for the labels ``y`` (on the sampling device)."""
@@ -210,14 +194,12 @@ class ModelWithEMA(Method):
 class OneShotMethod(Method):
     """A method that releases one noisy statistic of the private data, then post-processes it.
 
-    What it declares: ``statistic(data, sensitivity)``, the exact statistic (float64), which one
-    image moves by at most ``sensitivity`` in L2 norm and which owners' copies add up to the whole
-    set's (so it federates by summing noisy shares); ``statistic_shape()``, that tensor's shape
-    without the data; and ``fit_released(released, ctx)``, the free post-processing of the noisy
-    statistic. The rest is here, once: the budget check before the draw, the Gaussian draw
-    (`release`), its accountant history after the run's earlier releases, checkpoints that keep
-    the release so a resumed run never draws again (`fit`), and the plan a federation's
-    server-side sum stands for (`post_process`).
+    It declares ``statistic(data, sensitivity)`` (the exact statistic, float64: one image moves it
+    by at most ``sensitivity`` in L2 norm, and owners' copies add up to the whole set's, so it
+    federates by summing noisy shares), ``statistic_shape()`` and ``fit_released(released, ctx)``
+    (free post-processing). Here, once: the budget check before the Gaussian draw, its history
+    after the run's earlier releases, and checkpoints that keep the release so a resumed run never
+    draws again.
     """
 
     kind = "one-shot"
@@ -240,8 +222,13 @@ class OneShotMethod(Method):
         exact = self.statistic(data, sensitivity(spec))
         if spec is None:
             return exact.float(), None
-        plan = engine.plan_release(spec, len(data), ctx)  # the budget check comes before the noise
-        sigma = plan.noise_multiplier
+        sigma = spec.noise_multiplier
+        if sigma is None:
+            with warnings.catch_warnings():  # PRV at q = 1 evaluates log(1 - q) = -inf: harmless
+                warnings.simplefilter("ignore", RuntimeWarning)
+                delta = spec.resolved_delta(len(data))
+                sigma = calibrate_noise(spec.epsilon, delta, 1.0, 1, spec.accountant, spec.prior)
+        ctx.on_plan(one_shot_plan(spec, len(data), sigma))  # the budget check, before the noise
         noisy, release = gaussian_noise_release(exact, sigma, sensitivity(spec), self.name)
         return noisy.float(), release
 
@@ -264,7 +251,7 @@ class OneShotMethod(Method):
         run's earlier releases, ``ctx.privacy.prior``) on the result and in every checkpoint."""
         spec, plan, acc = ctx.privacy, None, None
         if release is not None:
-            plan = engine.one_shot_plan(spec, n_private, release.sigma)
+            plan = one_shot_plan(spec, n_private, release.sigma)
             acc = AccountantState(spec.accountant, [*spec.prior, *release.history])
         kept = {
             "released": released,
@@ -282,6 +269,27 @@ class OneShotMethod(Method):
             how = f"the count feature of {self.name}'s one Gaussian release, summed over classes"
             release = release.with_count(result.dp_count, how)
         return dataclasses.replace(result, dp_plan=plan, accountant=acc, release=release)
+
+
+def module_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """The modules' weights on the CPU, each key prefixed with its module's name."""
+    return {
+        f"{prefix}.{k}": v.detach().cpu()
+        for prefix, module in modules.items()
+        for k, v in module.state_dict().items()
+    }
+
+
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``state`` under ``prefix.``, without it."""
+    return {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+
+
+def one_shot_plan(privacy: PrivacySpec, n_private: int, sigma: float) -> DPPlan:
+    """A one-shot release's plan at noise multiplier ``sigma``: one step at q = 1, whose "batch"
+    (the whole set) the published N_hat stands for."""
+    shown_n, delta = privacy.public_size(n_private), privacy.resolved_delta(n_private)
+    return DPPlan(sigma, shown_n, 1.0, 1, delta, privacy.epsilon, n_private)
 
 
 def sensitivity(spec: PrivacySpec | None) -> float:
@@ -310,21 +318,14 @@ def check_known(cls: type, overrides: dict[str, Any]) -> None:
 def _check_type(key: str, value: Any, default: Any) -> None:
     """A value of the default's kind (numbers for numeric options), so `--set steps=abc` stops
     here with one line instead of deep inside training."""
-    if default is None or isinstance(default, (list, tuple, dict)):
-        return
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "True or False"
-    elif isinstance(default, int):  # sizes and counts: 2.5 channels would fail deep in torch
-        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
-    elif isinstance(default, float):
-        ok = (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        )
-        kind = "a finite number"
-    elif isinstance(default, str):
-        ok, kind = isinstance(value, str), "a string"
-    else:
-        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok, kind = {
+        bool: (isinstance(value, bool), "True or False"),
+        # sizes and counts: 2.5 channels would fail deep in torch
+        int: (number and isinstance(value, int), "a whole number"),
+        float: (number and math.isfinite(value), "a finite number"),
+        str: (isinstance(value, str), "a string"),
+    }.get(type(default), (True, ""))  # None, lists...: not checked
     if not ok:
         raise ConfigError(
             f"option {key}={value!r} must be {kind} (default {default!r}); "

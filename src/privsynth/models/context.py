@@ -27,6 +27,13 @@ class TrainContext:
     on_plan: Callable[[DPPlan], None] = lambda plan: None
     resume: dict | None = None
 
+    @classmethod
+    def of(cls, options, privacy: PrivacySpec | None, **hooks) -> TrainContext:
+        """``privacy`` with the seed, device, progress and checkpoint interval of ``options`` (a
+        request's training options or another context) and the given hooks (``checkpoint``...)."""
+        kept = ("seed", "device", "progress", "checkpoint_every")
+        return cls(privacy, **{k: getattr(options, k) for k in kept}, **hooks)
+
 
 @dataclass
 class FitResult:

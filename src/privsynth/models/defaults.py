@@ -79,12 +79,17 @@ def recommended_warmup(method: str, n_train: int, epsilon: float) -> tuple[str, 
     target ``epsilon``."""
     from .registry import private_name
 
+    row = dict(_first_below(_WARMUPS, private_name(method), n_train, epsilon) or {"kind": "none"})
+    return row.pop("kind"), row
+
+
+def _first_below(table: dict, method: str, n_train: int, epsilon: float) -> dict | None:
+    """The row of ``table`` for ``method`` and ``n_train``'s size whose bound ``epsilon`` is
+    below first (None: no row)."""
     size = "small" if n_train < SMALL else "large"
-    for bound, row in _WARMUPS.get(private_name(method), {}).get(size, []):
-        if epsilon < bound:
-            row = dict(row)
-            return row.pop("kind"), row
-    return "none", {}
+    return next(
+        (row for bound, row in table.get(method, {}).get(size, []) if epsilon < bound), None
+    )
 
 
 # Overrides by the requested epsilon (public: the user states it), first row whose bound the
@@ -132,8 +137,5 @@ def recommended_config(method: str, n_train: int, epsilon: float | None = None) 
     size = "small" if n_train < SMALL else "large"
     config = dict(_DEFAULTS.get(private_name(method), {}).get(size, {}))
     if epsilon is not None and method == private_name(method):
-        for bound, override in _BY_EPSILON.get(method, {}).get(size, []):
-            if epsilon < bound:
-                config.update(override)
-                break
+        config.update(_first_below(_BY_EPSILON, method, n_train, epsilon) or {})
     return config

@@ -3,17 +3,13 @@
 
 - Denoiser: EDM preconditioning (Karras et al. 2022) around a small U-Net (GroupNorm, no attention)
   sized for 8x8 to 32x32 images: one resolution level per halving, at most three.
-- DP-SGD on the whole network (it reads private images) via Opacus, with *noise multiplicity*:
-  each private image is noised at K independent noise levels inside one forward pass and its
-  per-sample loss is the mean over its K copies; Opacus' per-row gradients are averaged per image
-  (``engine.merge_grad_samples``) before clipping, so one image still moves the update by at most
-  C. More noise draws per image lower the variance of the gradient at no privacy cost.
-- Noise levels ln(sigma) ~ N(p_mean, p_std^2), the EDM/DPDM MNIST setting (p_mean -1.2, p_std 1.2
-  in nv-tlabs/DPDM configs/mnist_28/train_eps_*.yaml); large expected batches; EMA weights.
-- Classifier-free guidance: labels are dropped (replaced by a null class) with probability
-  ``p_uncond`` in training; sampling mixes conditional and unconditional predictions.
-- Sampling: deterministic DDIM, i.e. Euler steps of the probability-flow ODE on the EDM sigma
-  schedule (EDM's formulation of DDIM), with few steps so it runs on CPU.
+- DP-SGD on the whole network with *noise multiplicity*: each private image is noised at K
+  levels in one forward pass, its K per-row gradients averaged before clipping
+  (``engine.merge_grad_samples``): a lower-variance gradient at no privacy cost.
+- Noise levels ln(sigma) ~ N(p_mean, p_std^2), the EDM/DPDM MNIST setting (nv-tlabs/DPDM
+  configs/mnist_28/train_eps_*.yaml); classifier-free guidance (labels dropped with probability
+  ``p_uncond`` in training); sampling by deterministic DDIM (Euler steps of the probability-flow
+  ODE on the EDM sigma schedule), with few steps so it runs on CPU.
 Released weights: the EMA denoiser. Unit of privacy: one training image with its label.
 """
 
@@ -29,21 +25,17 @@ from torch import nn
 from ..errors import ConfigError
 from .base import ModelWithEMA
 from .engine import ema_copy
-from .generator import halvings
+from .generator import group_norm, halvings
 
 SIGMA_DATA = 0.5
-
-
-def _norm(c: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, c), c)
 
 
 class ResBlock(nn.Module):
     def __init__(self, cin: int, cout: int, emb: int):
         super().__init__()
-        self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, 1, 1)
+        self.norm1, self.conv1 = group_norm(cin), nn.Conv2d(cin, cout, 3, 1, 1)
         self.emb = nn.Linear(emb, cout)
-        self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, 1, 1)
+        self.norm2, self.conv2 = group_norm(cout), nn.Conv2d(cout, cout, 3, 1, 1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
@@ -72,7 +64,9 @@ class UNet(nn.Module):
             ResBlock(2 * c, c_out, e)
             for c, c_out in zip(chans[::-1], chans[::-1][1:] + [chans[0]], strict=True)
         )
-        self.out = nn.Sequential(_norm(chans[0]), nn.SiLU(), nn.Conv2d(chans[0], channels, 3, 1, 1))
+        self.out = nn.Sequential(
+            group_norm(chans[0]), nn.SiLU(), nn.Conv2d(chans[0], channels, 3, 1, 1)
+        )
 
     def embed_noise(self, c_noise: torch.Tensor) -> torch.Tensor:
         half = self.width // 2

@@ -1,26 +1,15 @@
 """The one DP-SGD loop. Every DP-SGD method trains through it, centrally and in federation.
 
-A method says *what* it trains (``Method`` hooks: its private module, its per-sample loss, what
-runs after a step); `DPSGD` says *how*: Poisson-sampled batches, per-sample clipping and Gaussian
-noise from Opacus (``privacy.dpsgd.make_private``), the plan (sigma calibrated for the steps), the
-budget check before the first private step (``on_plan``), the live accountant and its epsilon,
-checkpoints that carry the accountant's history so a resumed run keeps its spend.
-
-``privsynth.train`` calls `fit` for the whole run; a federated owner (``federated/task.py``)
-builds a `DPSGD` each round for its local steps, planned over all rounds, its accountant history
-carried from round to round.
-
-Noise multiplicity (Dockhorn et al., "Differentially Private Diffusion Models", TMLR 2023): a loss
-may expand each private image into ``multiplicity`` rows (e.g. K noise levels). Opacus' hooks then
-compute one gradient per *row*; `merge_grad_samples` averages each image's K rows into one
-per-sample gradient *before* the optimizer clips, so the clip bound C (the sensitivity) is per
-image, exactly as the accountant assumes.
+A method says *what* it trains (``Method`` hooks); `DPSGD` says *how*: Poisson-sampled batches,
+per-sample clipping and Gaussian noise from Opacus (``privacy.dpsgd.make_private``), the plan, the
+budget check before the first private step (``on_plan``), the live accountant, and checkpoints that
+carry its history so a resumed run keeps its spend. ``privsynth.train`` calls `fit` for the whole
+run; a federated owner (``federated/task.py``) builds a `DPSGD` each round, planned over all rounds.
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -30,7 +19,7 @@ from torch.utils.data import DataLoader
 from ..data import ImageDataset, to_unit_range
 from ..errors import CheckpointError, ConfigError
 from ..privacy import dpsgd
-from ..privacy.accounting import AccountantState, PrivacySpec, calibrate_noise
+from ..privacy.accounting import AccountantState, PrivacySpec
 from ..privacy.dpsgd import DPPlan
 from .context import FitResult, TrainContext, infinite
 from .progress import progress_bar
@@ -42,11 +31,11 @@ RESEED = 1_000_003  # seeded streams of a resumed segment start at seed + RESEED
 
 
 def merge_grad_samples(module: nn.Module, batch: int, multiplicity: int) -> None:
-    """Average Opacus' per-row gradients over each image's ``multiplicity`` consecutive rows.
-
-    Rows must be laid out image-major (``x.repeat_interleave(K, 0)``). With Opacus' "mean" loss
-    reduction every row's grad_sample is the gradient of that row's own loss, so the mean over K is
-    the gradient of the image's loss (the mean over its K noised copies): one grad_sample per image.
+    """Noise multiplicity (Dockhorn et al., TMLR 2023): average Opacus' per-row gradients over
+    each image's ``multiplicity`` consecutive rows (image-major: ``x.repeat_interleave(K, 0)``)
+    *before* the optimizer clips, so the clip bound C (the sensitivity) is per image, as the
+    accountant assumes. With Opacus' "mean" reduction a row's grad_sample is its own loss'
+    gradient, so their mean is the gradient of the image's loss (the mean over its K copies).
     """
     if multiplicity == 1:
         return
@@ -207,10 +196,6 @@ class DPSGD:
             return None
         return dpsgd.accountant_state(self.engine, self.privacy.accountant)
 
-    def epsilon(self, delta: float) -> float:
-        acc = self.accountant()
-        return acc.epsilon(delta) if acc is not None else 0.0
-
     def state(self) -> dict:
         """A checkpoint (tensors, numbers, strings: loads with ``weights_only=True``)."""
         acc = self.accountant()
@@ -279,26 +264,3 @@ def resumed_history(resume: dict, steps: int) -> AccountantState:
             "the run again (what it spent stays booked in the ledger)"
         )
     return acc
-
-
-def plan_release(privacy: PrivacySpec, n_private: int, ctx: TrainContext) -> DPPlan:
-    """The plan of a one-shot method's single release (q = 1, one step), budget-checked."""
-    delta = privacy.resolved_delta(n_private)
-    with warnings.catch_warnings():  # PRV at q = 1 evaluates log(1 - q) = -inf: harmless
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sigma = (
-            privacy.noise_multiplier
-            if privacy.noise_multiplier is not None
-            else calibrate_noise(privacy.epsilon, delta, 1.0, 1, privacy.accountant, privacy.prior)
-        )
-    plan = one_shot_plan(privacy, n_private, sigma)
-    ctx.on_plan(plan)
-    return plan
-
-
-def one_shot_plan(privacy: PrivacySpec, n_private: int, sigma: float) -> DPPlan:
-    """A one-shot release's plan at noise multiplier ``sigma``: one step at q = 1, whose "batch"
-    (the whole set) the published N_hat stands for."""
-    shown_n = privacy.public_size(n_private)
-    delta = privacy.resolved_delta(n_private)
-    return DPPlan(sigma, shown_n, 1.0, 1, delta, privacy.epsilon, n_private)

@@ -19,9 +19,9 @@ from torch import nn
 from ..data import to_unit_range
 from ..errors import ConfigError
 from ..privacy import dpsgd
-from .base import Method
+from .base import Method, module_state, strip_prefix
 from .engine import ema_copy, update_ema
-from .generator import Generator, check_generator_weights, halvings
+from .generator import Generator, check_generator_weights, group_norm, halvings
 
 
 class Discriminator(nn.Module):
@@ -40,13 +40,9 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = width
         for _ in range(k - 1):
-            layers += [
-                nn.Conv2d(c, 2 * c, 4, 2, 1),
-                nn.GroupNorm(min(8, 2 * c), 2 * c),
-                nn.LeakyReLU(0.2),
-            ]
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), group_norm(2 * c), nn.LeakyReLU(0.2)]
             c *= 2
-        layers += [nn.Conv2d(c, c, 3, 1, 1), nn.GroupNorm(min(8, c), c), nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(c, c, 3, 1, 1), group_norm(c), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
         self.out = nn.Linear(c * (size >> k) ** 2, 1)
         self.embed = nn.Embedding(num_classes, c)
@@ -119,16 +115,8 @@ class GANConfig:
                 f"got {self.sample_snapshots}"
             )
 
-    def snapshot_steps(self, total: int) -> list[int]:
-        """D-step counts after which the earlier snapshots are taken, oldest first."""
-        return [
-            max(1, round(total * (1 - self.snapshot_gap * back)))
-            for back in range(self.snapshots - 1, 0, -1)
-        ]
-
     def d_steps(self, n_private: int) -> int:
-        q = dpsgd.sample_rate(n_private, self.batch_size)
-        return max(1, math.ceil(self.epochs / q))
+        return max(1, math.ceil(self.epochs / dpsgd.sample_rate(n_private, self.batch_size)))
 
 
 LOSSES = ("bce", "hinge")
@@ -173,8 +161,11 @@ class GANSynthesizer(Method):
 
     # --- DP-SGD hooks (models/engine.py runs the loop) --------------------------------------
     def total_steps(self, n_private: int) -> int:
-        total = self.config.d_steps(n_private)
-        self.snap_at = self.config.snapshot_steps(total)
+        cfg = self.config
+        total = cfg.d_steps(n_private)
+        # the D-step counts after which the earlier snapshots are taken, oldest first
+        back = range(cfg.snapshots - 1, 0, -1)
+        self.snap_at = [max(1, round(total * (1 - cfg.snapshot_gap * b))) for b in back]
         return total
 
     def check_privacy(self, spec) -> None:
@@ -300,22 +291,13 @@ class GANSynthesizer(Method):
         DP-SGD guarantee; kept so evaluation can run white-box membership scores)."""
         out = super().state_dict()
         if self.has_discriminator:
-            out.update(
-                {
-                    f"discriminator.{k}": v.detach().cpu()
-                    for k, v in self.discriminator.state_dict().items()
-                }
-            )
+            out.update(module_state({"discriminator": self.discriminator}))
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         check_generator_weights(state, "g_ema.")
         super().load_state_dict(state)
-        d = {
-            k[len("discriminator.") :]: v
-            for k, v in state.items()
-            if k.startswith("discriminator.")
-        }
+        d = strip_prefix(state, "discriminator")
         if d:
             self.discriminator.load_state_dict(d)
             self.has_discriminator = True

@@ -19,6 +19,8 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 
+HIDDEN = 256  # units of the two fully connected layers
+
 
 def halvings(size: int) -> int:
     """How many stride-2 stages take ``size`` down to a 3..7 pixel base (8->4, 28->7, 32->4)."""
@@ -32,6 +34,11 @@ def halvings(size: int) -> int:
             "(e.g. 8, 28, 32, 64); pass --image-size to resize"
         )
     return k
+
+
+def group_norm(c: int) -> nn.GroupNorm:
+    """GroupNorm for DP-SGD networks (BatchNorm mixes samples and breaks per-sample clipping)."""
+    return nn.GroupNorm(min(8, c), c)
 
 
 def check_generator_weights(state: dict, prefix: str) -> None:
@@ -49,16 +56,10 @@ class Generator(nn.Module):
     upsampling (at least 8). Shared by dpgan, dpmerf and dpkernel."""
 
     def __init__(
-        self,
-        channels: int,
-        size: int,
-        num_classes: int,
-        width: int = 32,
-        z_dim: int = 32,
-        hidden: int = 256,
+        self, channels: int, size: int, num_classes: int, width: int = 32, z_dim: int = 32
     ):
         super().__init__()
-        k = halvings(size)
+        k, hidden = halvings(size), HIDDEN
         self.base = size >> k
         self.num_classes, self.z_dim, self.width = num_classes, z_dim, width
         self.fc = nn.Sequential(

@@ -1,31 +1,25 @@
-"""DP-MERF (Harder, Adamczewski, Park, "DP-MERF: Differentially private mean embeddings with random
-features", AISTATS 2021) with a multi-scale kernel: release each class's random-feature mean
-embedding once with the Gaussian mechanism, then train a generator to match it. The generator never
-sees private data, so its training is post-processing and costs no privacy.
+"""DP-MERF (Harder, Adamczewski, Park, AISTATS 2021) with a multi-scale kernel: release each
+class's random-feature mean embedding once with the Gaussian mechanism, then train a generator to
+match it. The generator never sees private data: its training is post-processing, free.
 
-The kernel is a sum of Gaussian (RBF) kernels, as in DP-Kernel ("Functional Renyi Differential
-Privacy for Generative Modeling", NeurIPS 2023, which sums bandwidths 1..16 on -1..1 pixels): sharp
-kernels on the full image for strokes, wide ones and kernels on 2x / 4x average-pooled copies for
-the overall shape. Each kernel gets ``n_features`` random Fourier frequencies (Rahimi & Recht).
+The kernel sums Gaussian (RBF) kernels, as DP-Kernel does (Functional Renyi DP, NeurIPS 2023):
+sharp ones on the full image for strokes, wide ones and ones on 2x / 4x average-pooled copies for
+the shape, each with ``n_features`` random Fourier frequencies (Rahimi & Recht).
 
-What is released, exactly: the matrix ``S = sum_i f(x_i) e_{y_i}^T`` (features x classes), with
+What is released, exactly: ``S = sum_i f(x_i) e_{y_i}^T`` (features x classes), with
 ``f(x) = C [sqrt(w_k / D) (cos(W_k x_k), sin(W_k x_k)) for each kernel k, sqrt(w_0)]`` and
-``sum_k w_k + w_0 = 1``, so ``||f(x)|| = C`` for every image. Adding or removing one image (with its
-label) moves ``S`` by at most C in L2 norm: sensitivity C. The constant last feature carries the
-(noisy) class counts in the same release, so each class's mean embedding is a ratio (no separate
-count release, no public N needed).
-Noise: ``N(0, (sigma C)^2)`` per entry, drawn by OpenDP's Gaussian mechanism (CSPRNG), with sigma
-from Opacus' ``get_noise_multiplier`` at sampling rate 1 and 1 step (one full-batch Gaussian
-release); the card's epsilon is recomputed by the same Opacus accountant from ``[(sigma, 1.0, 1)]``.
-The released weights hold the generator and each class's noisy mean embedding (the release itself,
-post-processed), which sampling reads to redraw blown-out images (`ReleasedEmbedding`).
+``sum_k w_k + w_0 = 1``, so ``||f(x)|| = C``: adding or removing one image (with its label) moves
+``S`` by at most C in L2 norm. The constant last feature carries the (noisy) class counts in the
+same release, so each class's mean embedding is a ratio (no count release, no public N). Noise:
+``N(0, (sigma C)^2)`` per entry from OpenDP's Gaussian mechanism (CSPRNG), sigma from Opacus at
+q = 1 and one step; the card's epsilon is recomputed from ``[(sigma, 1.0, 1)]``. The released
+weights hold the generator and each class's noisy mean embedding (`ReleasedEmbedding`).
 
-Why one release and not fresh noise every step (DP-Kernel's recipe): at the same epsilon the
-accountant gives T subsampled releases about the same total noise as one (we measured sigma 5.2 at
-q = 1/40, T = 3000 vs 3.8 once, on 8 000 images), but the per-step noise then swamps each gradient;
-on MNIST-10k at epsilon 1 the per-step variant reached 21% TSTR where one release reaches far more.
-(DPImageBench's DP-Kernel adds its noise as a constant, so no noise reaches the generator's
-gradient; we do not reproduce that.)
+Why one release and not fresh noise every step (DP-Kernel's recipe): at the same epsilon T
+subsampled releases get about the same total noise as one (sigma 5.2 at q = 1/40, T = 3000 vs 3.8
+once, on 8 000 images), but the per-step noise then swamps each gradient: 21% TSTR on MNIST-10k
+at epsilon 1, far below one release. (DPImageBench's DP-Kernel adds its noise as a constant, so
+none reaches the generator's gradient; we do not reproduce that.)
 """
 
 from __future__ import annotations
@@ -129,31 +123,20 @@ class KernelFeatures:
             xp = F.avg_pool2d(x, pool) if pool > 1 else x
             proj = xp.flatten(1) @ w
             parts += [proj.cos() * scale, proj.sin() * scale]
-        parts.append(
-            torch.full(
-                (len(x), 1), norm * math.sqrt(self.count_weight), dtype=x.dtype, device=x.device
-            )
-        )
+        parts.append(x.new_full((len(x), 1), norm * math.sqrt(self.count_weight)))
         return torch.cat(parts, 1)
 
     def class_means(self, released: torch.Tensor, norm: float) -> torch.Tensor:
         """K x F per-class mean embeddings from the (noisy) feature-by-class sums ``S``.
 
-        The last row of ``S`` is each class's count times the constant feature: dividing by that
-        constant, not by the row itself, gives the count. (Dividing by the row alone inflated the
-        old target by sqrt(D + 1) / C, 44.7x at D = 2000, and rewarded a generator collapsing each
-        class to one image.) The noisy count is floored at one image so a class stays finite.
+        The count is the last row divided by the constant feature, not the row itself (that
+        inflated the target by sqrt(D + 1) / C and rewarded collapsing each class to one image).
         """
-        return (released / self.counts(released, norm)).T
+        return (released / self.counts(released, norm).clamp_min(1.0)).T  # a class stays finite
 
     def counts(self, released: torch.Tensor, norm: float) -> torch.Tensor:
-        """Each class's (noisy) image count, from the constant feature's row; at least 1."""
-        return (released[-1] / (norm * math.sqrt(self.count_weight))).clamp_min(1.0)
-
-    def total_count(self, released: torch.Tensor, norm: float) -> float:
-        """The training-set size as the release's count feature has it: the noisy class counts
-        summed (not floored), post-processing of the release."""
-        return float((released[-1] / (norm * math.sqrt(self.count_weight))).sum())
+        """Each class's noisy image count, from the constant feature's row (post-processing)."""
+        return released[-1] / (norm * math.sqrt(self.count_weight))
 
 
 class ReleasedEmbedding(torch.nn.Module):
@@ -226,14 +209,10 @@ class MERFSynthesizer(OneShotMethod):
             best, since = float(resume.get("best", math.inf)), int(resume.get("since", 0))
 
         def snapshot(step: int) -> None:
-            state = {
-                "generator": G.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step,
-                "best": best,
-                "since": since,
-            }
-            ctx.checkpoint(step, state, None)
+            kept = {"step": step, "best": best, "since": since}
+            ctx.checkpoint(
+                step, {"generator": G.state_dict(), "opt": opt.state_dict(), **kept}, None
+            )
 
         C = sensitivity(ctx.privacy)
         features = self.features.to(device)
@@ -280,7 +259,8 @@ class MERFSynthesizer(OneShotMethod):
                 "generator_seconds": round(time.time() - t0, 1),
                 "witness_redrawn": rejected,
             },
-            dp_count=features.total_count(released.to(device), C) if ctx.privacy else None,
+            # the training-set size as the count feature has it: the noisy counts, not floored
+            dp_count=float(features.counts(released.to(device), C).sum()) if ctx.privacy else None,
         )
 
     @torch.no_grad()

@@ -17,11 +17,7 @@ from torch import nn
 
 from .base import ModelWithEMA
 from .engine import ema_copy
-from .generator import halvings
-
-
-def _norm(c: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, c), c)
+from .generator import group_norm, halvings
 
 
 class Encoder(nn.Module):
@@ -31,7 +27,7 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.SiLU()]
         c = width
         for _ in range(k):
-            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), _norm(2 * c), nn.SiLU()]
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), group_norm(2 * c), nn.SiLU()]
             c *= 2
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.embed = nn.Embedding(num_classes, 32)
@@ -54,7 +50,7 @@ class Decoder(nn.Module):
         blocks: list[nn.Module] = []
         c = self.c0
         for _ in range(self.k):
-            blocks += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), _norm(c // 2), nn.SiLU()]
+            blocks += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), group_norm(c // 2), nn.SiLU()]
             c //= 2
         self.blocks = nn.Sequential(*blocks, nn.Conv2d(c, channels, 3, 1, 1))
 
@@ -106,8 +102,6 @@ class VAESynthesizer(ModelWithEMA):
         cfg = self.config
         self.model = CVAE(c, h, num_classes, cfg.width, cfg.z_dim, cfg.beta)
         self.ema = ema_copy(self.model)
-
-    # DP-SGD hooks: the whole model reads private images (engine.ModelWithEMA)
 
     # --- what is released: the EMA decoder (the encoder is not needed to sample) -------------
     def released_modules(self) -> dict[str, nn.Module]:

@@ -1,21 +1,14 @@
 """``--warmup merf``: pretrain a DP-SGD method on images drawn from a DP-MERF generator.
 
 DP-FETA pretrains on a cheap DP release before DP-SGD (its "easy stage", our ``--warmup
-central``); FETA-Pro adds frequency features. This warm-up's release is DP-MERF's (`models.merf`,
-the ``dpmerf`` method's own): per-class sums of random Fourier features of the private images,
-each image's feature vector of norm 1 (L2 sensitivity 1 under add/remove of one image with its
-label), plus one Gaussian draw per entry at noise multiplier ``sigma`` (OpenDP, OS CSPRNG). A
-``dpmerf`` generator is then trained against the noisy class means, and ``images`` of its draws
-(class-balanced, witness floor on) are the warm-up set: all of it post-processing.
-
-Accounting: the release is the accountant history entry ``(sigma, 1.0, 1)``, the first entry of
-DP-SGD's history (``PrivacySpec.prior``) as for the central release: one Opacus accountant
-composes both exactly. Sigma is Opacus' calibration for ``share * epsilon``.
-
-The generator's settings are ``dpmerf``'s recommended ones for the private set's size
-(`models.defaults`), so the warm-up images are what ``--method dpmerf`` would draw from that
-release. Its training (10 CPU-minutes on 8 000 28x28 images) is the warm-up's main cost; the
-drawn set is kept in ``warmup_state.pt`` so a resumed run does not train it again.
+central``). This release is the ``dpmerf`` method's own (`models.merf`): per-class sums of norm-1
+random Fourier features of the private images (L2 sensitivity 1 under add/remove of one image with
+its label) plus one Gaussian draw per entry at noise multiplier ``sigma`` (OpenDP, OS CSPRNG).
+A ``dpmerf`` generator with the recommended settings for the private set's size is trained
+against it, and ``images`` of its draws are the warm-up set: all of it post-processing. Its
+training (10 CPU-minutes on 8 000 28x28 images) is the warm-up's main cost, so the drawn set is
+kept in ``warmup_state.pt``. Accounting: the history entry ``(sigma, 1.0, 1)``, first in
+DP-SGD's history (``PrivacySpec.prior``): one Opacus accountant composes both exactly.
 """
 
 from __future__ import annotations
@@ -83,11 +76,3 @@ def merf_warmup_set(release: MerfRelease, like: ImageDataset, images: int | None
     labels = np.arange(n) % k
     drawn = synth.sample(n, labels, seed=ctx.seed + 7919)
     return ImageDataset(drawn, labels, list(like.class_names), name="warmup-merf"), fit.metrics
-
-
-def release_to_state(r: MerfRelease) -> dict:
-    return {"kind": "merf", "released": r.released, "sigma": r.sigma}
-
-
-def release_from_state(d: dict) -> MerfRelease:
-    return MerfRelease(d["released"], float(d["sigma"]))
