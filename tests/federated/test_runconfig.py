@@ -84,3 +84,18 @@ def test_privacy_is_one_json_key_and_bad_values_are_one_line_errors():
     ]:
         with pytest.raises(ConfigError, match=match):
             privacy_spec({"privacy": bad})
+
+
+def test_missing_tls_file_names_the_flag_that_takes_it(tmp_path):
+    """The refusal names `--tls CA CERT KEY`, the flag `privsynth federate` has, before any
+    Flower process starts."""
+    import pytest
+
+    from privsynth.errors import ConfigError
+    from privsynth.federated.launch import local_deployment
+
+    tls = tuple(str(tmp_path / name) for name in ("ca.pem", "cert.pem", "key.pem"))
+    with pytest.raises(ConfigError, match=r"--tls CA CERT KEY"):
+        with local_deployment([], tmp_path, tls=tls):
+            pass
+    assert not list(tmp_path.rglob("*.log"))  # no SuperLink or SuperNode was started

@@ -122,7 +122,9 @@ def local_deployment(
         ca, cert, key = (str(Path(p).resolve()) for p in tls)
         for p in (ca, cert, key):
             if not Path(p).exists():
-                raise ConfigError(f"TLS file '{p}' not found; pass --tls-ca/--tls-cert/--tls-key")
+                raise ConfigError(
+                    f"TLS file '{p}' not found; pass existing files as --tls CA CERT KEY"
+                )
         link += ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key]
         conn.append(f'root-certificates = "{ca}"')
         node_sec = ["--root-certificates", ca]

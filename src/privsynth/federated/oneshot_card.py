@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 
+from ..models.base import one_shot_plan
 from ..models.context import FitResult
-from ..models.engine import one_shot_plan
 from ..orchestrate.trainer_card import Unit, privacy_section, stated
 from ..privacy.accounting import AccountantState, default_delta, epsilon_from_history
 from ..privacy.release import Release
