@@ -13,7 +13,7 @@ import pytest
 
 import privsynth
 from privsynth.cli import main
-from privsynth.orchestrate import trainer
+from privsynth.orchestrate import trainer_plan
 from privsynth.privacy.checks import PrivacyWarning, check_delta
 
 N_TOTAL, N_TRAIN = 97, 78  # a distinctive size: holdout 0.2 of 97 leaves 78 to train on
@@ -60,14 +60,14 @@ def counted_run(tmp_path, make_tiny, fast_gan, monkeypatch):
     """A finished dpgan run on 97 images with a Laplace class-proportion release, the noisy
     counts it drew recorded."""
     drawn = []
-    real = getattr(trainer, "release_counts", None)  # absent before DP counts were published
+    real = getattr(trainer_plan, "release_counts", None)  # absent before DP counts were published
 
     def spy(*args, **kw):
         noisy, release = real(*args, **kw)
         drawn.append(noisy)
         return noisy, release
 
-    monkeypatch.setattr(trainer, "release_counts", spy, raising=False)
+    monkeypatch.setattr(trainer_plan, "release_counts", spy, raising=False)
     with pytest.warns(PrivacyWarning):  # few images: weak
         run = privsynth.train(
             make_tiny(N_TOTAL),

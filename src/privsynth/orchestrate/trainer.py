@@ -7,35 +7,28 @@ checkpointing and resume behaviour.
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import shutil
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..atomic import replace_dir, write_json
-from ..data import ImageDataset, Split, is_holdout_path, load_split
-from ..errors import CheckpointError, ConfigError, PrivsynthError, TrainingDiverged
+from ..data import ImageDataset
+from ..errors import CheckpointError, PrivsynthError, TrainingDiverged
 from ..lock import hold_output
 from ..models import TrainContext
-from ..models.defaults import recommended_config, recommended_warmup
-from ..models.registry import create
 from ..models.warmup import WARMUP_STATE, WarmUp
-from ..preflight import check_device, check_memory, check_not_an_input, check_output_folder
+from ..preflight import check_device, check_not_an_input, check_output_folder
 from ..privacy import AccountantState, Ledger, PrivacySpec
 from ..privacy import size_release as size_mech
 from ..privacy.accounting import epsilon_from_history
-from ..privacy.checks import PrivacyWarning, check_delta, default_epsilon
-from ..privacy.dpsgd import run_empty_batch_delta, sample_rate
+from ..privacy.checks import check_delta
+from ..privacy.dpsgd import run_empty_batch_delta
 from ..privacy.ledger import COMPOSITION_RULE
 from ..privacy.ledger.spend import RunSpend
-from ..privacy.mechanisms import count_spend, proportions, release_counts, release_proportions
 from ..request import RunRequest
 from ..run import (
     CARD,
@@ -46,14 +39,14 @@ from ..run import (
     Card,
     Run,
     RunWriter,
-    load_train_state,
-    read_card,
     same_data,
     save_train_state,
     write_model_card,
 )
-from .trainer_auto import auto_start, settle_auto
-from .trainer_card import data_block, privacy_section, run_releases, versions
+from .trainer_card import privacy_section, run_releases
+from .trainer_load import Loaded, load_inputs
+from .trainer_plan import class_counts, publish_plan, release_class_counts
+from .trainer_resume import check_checkpoint_fits, request_to_repeat, start_or_resume
 
 
 def train(request: RunRequest) -> Run:
@@ -78,10 +71,10 @@ def _train(request: RunRequest) -> Run:
     t0 = time.time()
     check_device(request.training.device)
     request.check()
-    loaded = _load(request)
+    loaded = load_inputs(request)
     session, resume, sigma_n = _open_session(request, loaded)
     try:
-        spec, total_delta = _publish_plan(request, loaded, session, resume, sigma_n)
+        spec, total_delta = publish_plan(request, loaded, session, resume, sigma_n)
         options, accountant = request.training, request.privacy.accountant
         ctx = TrainContext(
             privacy=spec,
@@ -96,7 +89,7 @@ def _train(request: RunRequest) -> Run:
         synth, warm, train_set = loaded.synth, loaded.warm, loaded.train_set
         result = _fit(session, synth, train_set, ctx, warm, accountant)
         session.stop_if_diverged(synth, result)
-        _release_class_counts(
+        release_class_counts(
             session.spend, session.counts, session.to_release, train_set, options.seed
         )
         wall = time.time() - t0
@@ -115,98 +108,20 @@ def _train(request: RunRequest) -> Run:
     return _write_extras(request, loaded.dataset)
 
 
-@dataclass
-class _Loaded:
-    """What `train` reads and builds before it opens the run folder or the ledger."""
-
-    dataset: ImageDataset
-    parts: Split
-    train_set: ImageDataset
-    holdout: float | str  # as recorded: a test split's path made absolute
-    spec: PrivacySpec | None  # None: no DP
-    synth: Any
-    warm: WarmUp | None
-    counts_mechanism: str  # of the class-proportion release; "uniform" (none) without DP
-    choice: Any = None  # --method auto's provisional `Choice` (settled from N_hat), else None
-
-
-def _load(request: RunRequest) -> _Loaded:
-    """Data, split, privacy spec, model and warm-up; a refusal here costs nothing."""
-    data, privacy, options, method = request.data, request.privacy, request.training, request.method
-    private, holdout = request.private, data.holdout
-    if is_holdout_path(holdout):  # an official test split: recorded absolute, like --data
-        holdout = str(Path(holdout).expanduser().resolve())
-    dataset, parts = load_split(data.source, holdout, data.split_seed, data.image_size)
-    train_set = dataset.subset(parts.train, name=dataset.name)
-    n = len(train_set)
-    spec = None
-    if private:
-        spec = PrivacySpec(
-            epsilon=default_epsilon(privacy.epsilon, privacy.noise_multiplier),
-            delta=privacy.delta,
-            noise_multiplier=privacy.noise_multiplier,
-            max_grad_norm=privacy.max_grad_norm,
-            accountant=privacy.accountant,
-            grad_sample_mode=privacy.grad_sample_mode,
-        )
-    # auto: provisional until N_hat exists (or the choice a resumed run recorded)
-    out, overwrite = request.output.out, request.output.overwrite
-    limit, device = options.time_limit, options.device
-    choice, n_defaults = auto_start(method, out, overwrite, dataset, n, spec, limit, device)
-    _check_memory(dataset, n)
-    synth, warm = _build(request, choice or method, n_defaults, spec, dataset)
-    batch = synth.config_dict().get("batch_size")
-    if private and synth.mechanism == "dp-sgd" and isinstance(batch, int) and batch > n:
-        # before the size release (which would be spent for nothing): the owner's message
-        raise ConfigError(f"batch size {batch} exceeds the {n} training images; lower --batch-size")
-    mech = privacy.class_proportions if private else "uniform"
-    return _Loaded(dataset, parts, train_set, holdout, spec, synth, warm, mech, choice)
-
-
-def _build(request: RunRequest, method, n_defaults: int, spec, dataset):
-    """The method (a name, or auto's `Choice`) and its warm-up. One place decides the defaults
-    (models/defaults.py, by training-set size and the target epsilon; auto's settings over
-    them); flags override. ``n_defaults``: the size the defaults read (N_hat for auto)."""
-    options, public_data = request.training, request.data.public_data
-    overrides = {}
-    if not isinstance(method, str):
-        method, overrides = method.method, method.config_overrides
-    target = spec.epsilon if spec else None
-    config = {**recommended_config(method, n_defaults, target), **overrides}
-    config.update(options.config or {})
-    torch.manual_seed(options.seed)  # reproducible initial weights
-    private = spec is not None
-    synth = create(method, dataset.image_shape, dataset.num_classes, config, private=private)
-    _check_sizes(synth.config_dict())
-    warmup, warmup_config = options.warmup, options.warmup_config
-    # No kind named: the method's recommended warm-up (the user's options over it), only for a
-    # private run calibrated from epsilon (the release takes a share of it; a fixed
-    # --noise-multiplier has none to share) without public data (the user's own warm-up).
-    # Where the method recommends none, options alone stay an error (WarmUp.build says so).
-    if warmup is None:
-        warmup = "none"
-        if public_data is None and spec is not None and spec.noise_multiplier is None:
-            warmup, recommended = recommended_warmup(method, n_defaults, spec.epsilon)
-            if warmup != "none":
-                warmup_config = {**recommended, **(warmup_config or {})}
-    warm = WarmUp.build(warmup, public_data, warmup_config, dataset, private, synth)
-    return synth, warm
-
-
-def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict | None, float]:
+def _open_session(request: RunRequest, loaded: Loaded) -> tuple[Session, dict | None, float]:
     """The run folder (resumed if it holds an unfinished run of the same request), the checks
     that need no N_hat, then the ledger spend. Returns the session, the checkpoint to resume
     from (or None) and the size release's sigma (0 without DP)."""
     privacy, spec, synth, out = request.privacy, loaded.spec, loaded.synth, request.output.out
-    repeat = _request(request, loaded)
-    card, resume = _start_or_resume(out, repeat, loaded.parts, request.output.overwrite)
+    repeat = request_to_repeat(request, loaded)
+    card, resume = start_or_resume(out, repeat, loaded.parts, request.output.overwrite)
     if card.data and not same_data(card.data.get("check"), loaded.dataset, loaded.train_set):
         raise CheckpointError(
             f"'{out}' holds an unfinished run on other data (its pixels differ from the "
             "card's data check); rerun it with the original --data, or pass --overwrite"
         )
-    _check_checkpoint_fits(resume, synth, out)
-    session = _Session(out, card, loaded.parts, request.output.overwrite, resume)
+    check_checkpoint_fits(resume, synth, out)
+    session = Session(out, card, loaded.parts, request.output.overwrite, resume)
     card.request, card.private, card.config = repeat, spec is not None, synth.config_dict()
     if spec is None:
         return session, resume, 0.0
@@ -215,7 +130,7 @@ def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict 
     size_mech.check_fits(spec, sigma_n, spec.resolved_delta(n))
     if privacy.delta is not None and privacy.delta * n >= 1 and not privacy.force:
         check_delta(privacy.delta, n, given=True, force=False)  # raises
-    _class_counts(
+    class_counts(
         card, loaded.counts_mechanism, privacy.counts_epsilon, spec.resolved_delta(n), spec
     )
     # a resumed run's accountant history is already booked
@@ -237,55 +152,29 @@ def _open_session(request: RunRequest, loaded: _Loaded) -> tuple[_Session, dict 
     return session, resume, sigma_n
 
 
-def _publish_plan(request: RunRequest, loaded: _Loaded, session: _Session, resume, sigma_n):
-    """The card's data and privacy blocks before the first step: N_hat first (every published
-    value that needs N reads it), then the class-count share, the DP-SGD spec and the warm-up
-    prior. Returns DP-SGD's spec (None without DP) and the run's total delta."""
-    privacy, card, spec, n = request.privacy, session.card, loaded.spec, len(loaded.train_set)
-    data, dataset, holdout = request.data, loaded.dataset, loaded.holdout
-    card.versions = versions()
-    card.data = data_block(data.source, dataset, loaded.train_set, data.split_seed, data.image_size)
-    options = request.training
-    card.train = {**card.train, "seed": options.seed, "device": options.device, "holdout": holdout}
-    if spec is not None:
-        spec = _size_release(spec, session, n, sigma_n, privacy, resume, loaded.synth)
-        if loaded.choice is not None:  # the final choice reads N_hat, never N
-            build = functools.partial(_build, request, spec=spec, dataset=dataset)
-            loaded.synth, loaded.warm = settle_auto(
-                session, loaded.choice, spec, options.time_limit, build
-            )
-    total_delta = spec.resolved_delta(n) if spec else 0.0
-    given, force = privacy.delta is not None, privacy.force
-    notes = check_delta(total_delta, n, given=given, force=force, shown_n=spec.size) if spec else []
-    # --force is never silent: what it let through is on the card (and warned on stderr).
-    session.forced = bool(spec) and force and total_delta * n >= 1
-    if session.forced:  # shown as forced in the ledger too, not only on the card
-        session.spend.forced_check = f"delta {total_delta:g} >= 1/n = 1/{n}"
-    mech = loaded.counts_mechanism
-    counts, (c_eps, c_delta) = _class_counts(card, mech, privacy.counts_epsilon, total_delta, spec)
-    session.counts = counts
-    if spec is not None:  # DP-SGD's share of the target: the class counts' taken out
-        if spec.epsilon is not None:
-            spec = spec.replace(epsilon=spec.epsilon - c_eps)
-            if resume is None:  # a fresh calibrated run reserves its whole target: fail fast
-                session.spend.reserve_target(spec.epsilon + c_eps, total_delta)
-        spec = spec.replace(delta=total_delta - c_delta)
-        # the run's one DP delta, also for a segment that only finishes (history booked before)
-        session.spend.sgd_delta = spec.delta
-    if loaded.warm is not None:  # the release's sigma joins the accountant before DP-SGD's
-        spec = _warmup_prior(spec, loaded.warm, session)
-    session.spec = spec
-    if session.spend is not None:  # where this dataset's total is read back (cards, `info`)
-        card.ledger = session.spend.ledger.shown
-        # keyed by the ledger's secret: a plain hash would let anyone test a candidate set
-        card.data["dataset_key"] = session.spend.ledger.key(dataset.content)
-    card.privacy["class_proportions"] = counts
-    if notes:
-        card.privacy["warnings"] = notes
-    session.to_release = (
-        (counts["epsilon"], counts["delta"]) if counts["values"] is None else (0.0, 0.0)
+def _fit(session: Session, synth, train_set, ctx: TrainContext, warm, accountant: str):
+    """The warm-up (if any), then the method's fit."""
+    if warm is not None:
+        _warm_up(session, synth, train_set, ctx, warm, accountant)
+    return synth.fit(train_set, ctx)
+
+
+def _warm_up(session: Session, synth, train_set, ctx, warm: WarmUp, accountant: str) -> None:
+    spec, card = session.spec, session.card
+    card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
+    if ctx.resume is not None:  # a DP checkpoint already holds the pretrained weights
+        return
+    session.writer.write()
+
+    def released() -> None:
+        session.checkpointed = True  # spend booked: the card stays whatever happens
+        card.privacy["warmup"] = warm.card(spec.delta, accountant)
+        session.writer.write()
+
+    spend = session.spend
+    warm.run(
+        synth, train_set, ctx, session.out, spend.book_lead if spend else (lambda: None), released
     )
-    return spec, total_delta
 
 
 def _write_extras(request: RunRequest, dataset: ImageDataset) -> Run:
@@ -308,151 +197,7 @@ def _write_extras(request: RunRequest, dataset: ImageDataset) -> Run:
     return run
 
 
-def _request(request: RunRequest, loaded: _Loaded) -> dict:
-    """What a resume must repeat: a changed split would train on former holdout images, a
-    changed privacy flag would silently mix two plans in one card. (JSON round trip: the card's
-    stored request compares equal.)"""
-    synth, spec, warm, privacy = loaded.synth, loaded.spec, loaded.warm, request.privacy
-    mech = loaded.counts_mechanism
-    repeat = {
-        "method": synth.name,
-        "private": synth.private,
-        "config": synth.config_dict(),
-        "privacy": spec.to_json() if spec else None,
-        "class_proportions": mech,
-        "counts_epsilon": privacy.counts_epsilon if mech != "uniform" else None,
-        "holdout": loaded.holdout,
-        "split_seed": request.data.split_seed,
-        "seed": request.training.seed,
-        **({"warmup": warm.request()} if warm else {}),
-    }
-    if spec is not None:  # a resume must repeat the size release too
-        repeat["size_release"] = {"share": privacy.size_share, "sigma": privacy.size_sigma}
-    return json.loads(json.dumps(repeat))
-
-
-def _class_counts(card: Card, mech, counts_epsilon, total_delta, spec) -> tuple[dict, tuple]:
-    """The class-proportion release: done once, after training (sampling is its only use); its
-    (epsilon, delta) is fixed now and taken out of the DP-SGD share of the target. Returns the
-    card's entry (a resumed run keeps what its card already holds) and that (epsilon, delta)."""
-    c_eps, c_delta = count_spend(mech, counts_epsilon, total_delta / 2)
-    if spec is not None and spec.epsilon is not None and c_eps >= spec.epsilon:
-        raise ConfigError(
-            f"--counts-epsilon {counts_epsilon} leaves nothing of --epsilon "
-            f"{spec.epsilon} for training; use a smaller --counts-epsilon"
-        )
-    fresh = {"mechanism": mech, "epsilon": c_eps, "delta": c_delta, "values": None}
-    return card.privacy.get("class_proportions") or fresh, (c_eps, c_delta)
-
-
-def _size_release(spec, session: _Session, n: int, sigma: float, privacy, resume, synth):
-    """Release N_hat (privacy/size_release.py) before anything else, or reuse the one an earlier
-    segment of this run drew (kept on the card): never drawn twice. Ledger: the run's target is
-    reserved first (at a provisional delta from the exact N when the user gave none: the
-    ledger is the owner's), then the release is booked as the lead of the run's accountant
-    history before it is drawn; the exact plan re-reserves later. Returns ``spec`` with the
-    size and the release's history entry (the head of ``prior``)."""
-    card, spend = session.card, session.spend
-    kept = card.privacy.get("size_release")
-    if kept is not None:
-        sigma = float(kept["sigma"])
-    lead = [size_mech.entry(sigma)]
-    provisional = spec.resolved_delta(n)
-    session.size_released = list(lead) if kept is not None else []
-    spend.set_lead(lead, provisional, session.size_released)
-    if kept is not None:
-        return spec.replace(size=size_mech.agree(int(kept["dp_count"])), prior=lead)
-    if resume is None:  # fail fast: a run refused by a budget draws nothing
-        spend.reserve_target(_provisional_target(spec, lead, synth, n, provisional), provisional)
-    spend.book_lead()
-    drawn, release = size_mech.release_size(n, sigma)
-    n_hat = size_mech.agree(drawn)
-    release = release.with_count(n_hat, release.how)  # process 0's, in a process group
-    # the share says what fixed sigma_n only where its calibration did (not the MAX_SIGMA cap)
-    calibrated = privacy.size_sigma is None and spec.epsilon is not None
-    share = privacy.size_share if calibrated and sigma < size_mech.MAX_SIGMA else None
-    shown_delta = spec.replace(size=n_hat).resolved_delta(n)  # never the exact N's 1/(10 N)
-    card.privacy["size_release"] = size_mech.card_entry(
-        release, share, shown_delta, spec.accountant
-    )
-    # The card keeps N_hat for a resumed segment (a killed run keeps its folder; a refusal
-    # before the first step removes it, `discard_if_nothing_kept`). A run replacing a finished
-    # one (--overwrite) writes into its staging folder: the old run stays as it was.
-    session.writer.write()
-    return spec.replace(size=n_hat, prior=lead)
-
-
-def _provisional_target(spec, lead, synth, n: int, delta: float) -> float:
-    """What a run reserves before its size release: its target epsilon, or with a fixed noise
-    multiplier its plan's epsilon at the exact N (the ledger is the owner's own record; the
-    plan from N_hat re-reserves once it exists)."""
-    if spec.epsilon is not None:
-        return spec.epsilon
-    batch = synth.config_dict().get("batch_size")
-    if synth.mechanism == "dp-sgd" and batch:
-        steps = [(spec.noise_multiplier, sample_rate(n, batch), synth.total_steps(n))]
-    else:  # one release on the whole set
-        steps = [(spec.noise_multiplier, 1.0, 1)]
-    return epsilon_from_history([*lead, *steps], delta, spec.accountant)
-
-
-def _warmup_prior(spec, warm: WarmUp, session: _Session):
-    """Fix the warm-up release's sigma; it opens the accountant's history (the spec's prior)."""
-    prior, released = warm.prepare(spec, session.out, resuming=not session.fresh)
-    if prior:  # after the size release, which opens the history
-        spec = spec.replace(prior=[*spec.prior, *prior])
-    if session.spend is not None and spec.prior:
-        # what earlier segments released: the size release, then (if any) the warm-up's
-        done = [*session.size_released, *released] if released else session.size_released
-        session.spend.set_lead(spec.prior, spec.delta, done)
-    return spec
-
-
-def _fit(session: _Session, synth, train_set, ctx: TrainContext, warm, accountant: str):
-    """The warm-up (if any), then the method's fit."""
-    if warm is not None:
-        _warm_up(session, synth, train_set, ctx, warm, accountant)
-    return synth.fit(train_set, ctx)
-
-
-def _warm_up(session: _Session, synth, train_set, ctx, warm: WarmUp, accountant: str) -> None:
-    spec, card = session.spec, session.card
-    card.privacy["warmup"] = warm.card(spec.delta if spec else 0.0, accountant)
-    if ctx.resume is not None:  # a DP checkpoint already holds the pretrained weights
-        return
-    session.writer.write()
-
-    def released() -> None:
-        session.checkpointed = True  # spend booked: the card stays whatever happens
-        card.privacy["warmup"] = warm.card(spec.delta, accountant)
-        session.writer.write()
-
-    spend = session.spend
-    warm.run(
-        synth, train_set, ctx, session.out, spend.book_lead if spend else (lambda: None), released
-    )
-
-
-def _release_class_counts(spend, counts: dict, to_release, train_set, seed: int) -> None:
-    """The class proportions sampling uses, released once (booked before they are drawn)."""
-    if counts["values"] is not None:
-        return
-    if spend is not None and counts["mechanism"] != "uniform":
-        spend.ensure_planned(to_release)
-        spend.releasing_other()
-    if counts["mechanism"] == "uniform":
-        props, _, _ = release_proportions(train_set.class_counts(), "uniform", 0.0, 0.0, seed)
-        counts["values"] = props.tolist()
-        return
-    noisy, release = release_counts(
-        train_set.class_counts(), counts["mechanism"], counts["epsilon"], counts["delta"]
-    )
-    counts["values"] = proportions(noisy).tolist()
-    # The training-set size as this release has it (the card publishes no exact count).
-    counts["dp_count"] = release.dp_count
-
-
-class _Session:
+class Session:
     """One `train` call's run folder, card and ledger spend, and the hooks the method's fit
     calls (``checkpoint``, ``on_plan``): what the steps of `train` share."""
 
@@ -606,104 +351,3 @@ def non_finite(tree: Any, prefix: str = "") -> list[str]:
     if isinstance(tree, (list, tuple)):
         return [b for i, v in enumerate(tree) for b in non_finite(v, f"{prefix}[{i}]")]
     return []
-
-
-def _check_memory(dataset: ImageDataset, n_train: int) -> None:
-    """Refuse, before any model is built, requests that cannot fit: the images held as uint8
-    and as the float copy training reads (``--image-size 4096``), and more classes than training
-    images (``--classes 100000`` once grew until the kernel killed it: every class-conditional
-    layer scales with the class count)."""
-    c, h, w = dataset.image_shape
-    k = dataset.num_classes
-    if k > n_train:
-        raise ConfigError(
-            f"{k} classes for {n_train} training images: at least {k - n_train} classes "
-            "would have no image, and class-conditional layers grow with the class count; "
-            "pass the real class list with --classes"
-        )
-    check_memory(
-        5 * dataset.images.nbytes,
-        f"training on {len(dataset)} images of {c}x{h}x{w}",
-        "use a smaller --image-size (or fewer images)",
-    )
-
-
-def _check_checkpoint_fits(resume: dict | None, synth, out: Path) -> None:
-    """A checkpoint whose tensors do not fit the model (edited, or copied from another run)
-    stops here, before the ledger is touched, not inside the first resumed step."""
-    saved = (resume or {}).get("private")
-    if not isinstance(saved, dict):
-        return
-    expected = {k: tuple(v.shape) for k, v in synth.private_module().state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in saved.items() if isinstance(v, torch.Tensor)}
-    wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
-    if wrong:
-        k = wrong[0]
-        raise CheckpointError(
-            f"{out / TRAIN_STATE} does not fit this run's model ({len(wrong)} tensor(s) differ, "
-            f"e.g. {k}: {found.get(k)} saved, {expected.get(k)} expected); delete it to restart "
-            "from step 0 (the ledger keeps the spend of the steps that ran), or pass --overwrite"
-        )
-
-
-def _check_sizes(config: dict) -> None:
-    """Sizes that would train on nothing (``--batch-size 0``) fail here, not as NaN weights."""
-    flags = {"batch_size": "--batch-size", "epochs": "--epochs", "steps": "--set steps"}
-    for key, flag in flags.items():
-        value = config.get(key)
-        if isinstance(value, (int, float)) and not value > 0:
-            raise ConfigError(
-                f"{flag} must be > 0, got {value}; pass a positive value or omit "
-                "it for the method's default"
-            )
-
-
-def _start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[Card, dict | None]:
-    """A new card, or the card and checkpoint of the unfinished run of the same ``request`` in
-    ``out`` (with --overwrite always a new run: the old one is removed at its first write)."""
-    if not (out / CARD).exists() or overwrite:
-        if not (out / CARD).exists() and out.exists() and any(out.iterdir()):
-            raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")
-        return Card.new(request["method"]), None
-    card = read_card(out)
-    if card.get("status") == "diverged":
-        raise CheckpointError(
-            f"'{out}' holds a run that diverged (NaN/inf at step "
-            f"{card.get('diverged', {}).get('step')}); change what caused "
-            "it (e.g. a lower --set lr=...) and pass --overwrite (its "
-            "spend stays in the ledger)"
-        )
-    if card.get("status") == "complete":
-        raise CheckpointError(
-            f"'{out}' already holds a finished run; choose another --out or "
-            "pass --overwrite (its privacy spend stays in the ledger)"
-        )
-    if card.get("request") != request:
-        changed = sorted(k for k in request if (card.get("request") or {}).get(k) != request[k])
-        raise CheckpointError(
-            f"'{out}' holds an unfinished run started with other "
-            f"settings ({', '.join(changed)}); rerun it with the same "
-            "flags to resume, or pass --overwrite"
-        )
-    if (out / SPLIT).exists() and json.loads((out / SPLIT).read_text()) != parts.to_json():
-        raise CheckpointError(
-            f"'{out}/{SPLIT}' does not match the data's split; rerun "
-            "with the original --data, or pass --overwrite"
-        )
-    state = out / TRAIN_STATE
-    resume = load_train_state(state) if state.exists() else None
-    if resume is not None and resume.get("run_id", card["run_id"]) != card["run_id"]:
-        raise CheckpointError(
-            f"'{state}' belongs to run {resume['run_id']}, not to this folder's run "
-            f"{card['run_id']}: resuming would book its steps on the wrong run; put "
-            "the run's own train_state.pt back, or pass --overwrite"
-        )
-    if resume is None and card.get("progress"):
-        warnings.warn(
-            f"'{out}' has no {TRAIN_STATE}: run {card['run_id']} restarts from "
-            "step 0; the spend of its earlier segment(s) stays booked in the "
-            "ledger: the run's accountant composes it with the restart's steps",
-            PrivacyWarning,
-            stacklevel=3,
-        )
-    return Card.from_json(card), resume
