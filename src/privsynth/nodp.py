@@ -1,6 +1,6 @@
 """One spelling of "no DP" in every file privsynth writes (card.json, evaluation JSON, sweep rows):
 ``"private": false``, and then no epsilon (``null``). Readers decide it through `is_private` only.
-A leaf module: run.py, evaluate/ and report/ all read it, and run.py imports report/."""
+A leaf module: run.py, evaluate/ and report/ all read it, and run_folder.py imports report/."""
 
 
 def is_private(record: dict) -> bool:

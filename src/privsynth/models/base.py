@@ -2,8 +2,9 @@
 
 A method is a class registered in ``registry.METHODS``. It is built from the data's shape and a
 config dict, trains with ``fit(data, ctx)`` (DP-SGD methods through ``models/engine.py``) and draws
-images with ``sample(n, labels)``. The run folder (``privsynth.run``) saves ``state_dict()`` as
-safetensors and the config in ``card.json``, so every method returns the same checkpoint.
+images with ``sample(n, labels)``. The run folder (``privsynth.run_folder``) saves
+``state_dict()`` as safetensors and the config in ``card.json``, so every method returns the same
+checkpoint.
 """
 
 from __future__ import annotations
