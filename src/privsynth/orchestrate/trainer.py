@@ -76,15 +76,8 @@ def _train(request: RunRequest) -> Run:
     try:
         spec, total_delta = publish_plan(request, loaded, session, resume, sigma_n)
         options, accountant = request.training, request.privacy.accountant
-        ctx = TrainContext(
-            privacy=spec,
-            seed=options.seed,
-            device=options.device,
-            progress=options.progress,
-            checkpoint_every=options.checkpoint_every,
-            checkpoint=session.checkpoint,
-            on_plan=session.on_plan,
-            resume=resume,
+        ctx = TrainContext.of(
+            options, spec, checkpoint=session.checkpoint, on_plan=session.on_plan, resume=resume
         )
         synth, warm, train_set = loaded.synth, loaded.warm, loaded.train_set
         result = _fit(session, synth, train_set, ctx, warm, accountant)
