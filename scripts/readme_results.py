@@ -168,8 +168,8 @@ def holdout_table() -> str:
     return (
         "The default method on the benchmark suite's holdout splits: settings frozen from the "
         "validation splits (`bench/results/suite/defaults/`), then each cell scored once per seed, "
-        "mean ± sd (`python bench/suite.py --score holdout --defaults v1 --dataset digits "
-        "--methods dpmerf --epsilons 10,1 --seeds 0,1,2`; rows in "
+        "mean ± sd over the seeds the row counts (`python bench/suite.py --score holdout "
+        "--defaults v1 --dataset DATA --methods dpmerf --epsilons 10,1 --seeds 0,1,2`; rows in "
         f"`{HOLDOUT_ROWS}/`, each with its commit, seed and config). TSTR / TRTR is the LeNet's; "
         "detection AUC is a classifier telling real from synthetic (0.5: indistinguishable); "
         "recall is the share of real images near a synthetic one (docs/evaluation.md). "
