@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--eval-epochs",
         type=options.positive_int,
         default=None,
-        help="LeNet epochs for TSTR/TRTR (default: the protocol's fixed schedule, ~12 000 "
+        help="LeNet epochs for TSTR/TRTR (default: the protocol's fixed schedule, ~150 000 "
         "images seen; docs/evaluation.md)",
     )
     g.add_argument(

@@ -96,7 +96,7 @@ def sweep(
     ``configs[method]`` overrides the size-based defaults (`models.defaults.recommended_config`).
     Utility: TSTR accuracy of the LeNet on the real holdout, under the protocol of
     docs/evaluation.md: ``n_synthetic`` (default 10 000) class-balanced synthetic images, a fixed
-    schedule of about 12 000 images seen, the last epoch tested once (``eval_epochs`` fixes the
+    schedule of about 150 000 images seen, the last epoch tested once (``eval_epochs`` fixes the
     epochs instead, e.g. 1 in tests); the train-on-real ceiling under the same rule. Fidelity:
     Fréchet distance between LeNet features of synthetic and real holdout images, in the feature
     space of a LeNet trained on the real training split.
