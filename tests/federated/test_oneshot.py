@@ -65,10 +65,12 @@ def test_secagg_release_noise_matches_the_central_release(tmp_path, captured):
     central.fit(train, TrainContext(privacy=spec, progress=False))
     central_std = float((captured[-1] - exact).std())
     sigma = run.card["privacy"]["dp_sgd"]["noise_multiplier"]
-    assert central_std == pytest.approx(sigma, rel=0.08)  # C = 1: std = sigma
+    # 1010 entries pin each std down to ~2%; a 10% band is 4.5 of those (a ratio of the two
+    # measured stds would be 3 and miss now and then)
+    assert central_std == pytest.approx(sigma, rel=0.1)  # C = 1: std = sigma
     # shares are sized for t - 1 = 2: the 3-share sum carries sqrt(3/2) x the central std, and
     # an owner who subtracts its own share still faces the central std (the card's epsilon)
-    assert fed_std == pytest.approx(central_std * np.sqrt(3 / 2), rel=0.1)
+    assert fed_std == pytest.approx(sigma * np.sqrt(3 / 2), rel=0.1)
     assert noise["noise_std_released"] == pytest.approx(sigma * np.sqrt(3 / 2), rel=1e-3)
     assert noise["noise_std_against_an_owner"] == pytest.approx(sigma, rel=1e-3)
     assert noise["opendp_rho"] == pytest.approx(noise["opacus_rdp_rho"], rel=1e-3)
