@@ -3,11 +3,13 @@ printed from the suite's validation row files only, so anyone can re-check the r
 
     python bench/auto_rule.py [--results bench/results/suite]
 
-Per (dataset, method, epsilon): the seeds scored, LeNet / ResNet TSTR on the validation split
-(mean over seeds), Fréchet distance and detection AUC, then the training cost the cost model
+Per (protocol, dataset, method, epsilon): the seeds scored, LeNet / ResNet TSTR on the
+validation split (mean over seeds), Fréchet distance and detection AUC, then the training cost the cost model
 reads (CPU seconds of one thread): one-shot methods per generator step (the ceiling `steps`;
 early stopping makes it an upper bound), DP-SGD methods per image per epoch. Holdout rows are
-never read.
+never read. Rows of different protocols (e.g. evaluation classifiers trained on another
+schedule) are never averaged together, and methods are ranked only against rows of their own
+protocol; `--protocol` keeps one.
 """
 
 from __future__ import annotations
@@ -23,10 +25,16 @@ RESULTS = ROOT / "bench" / "results" / "suite"
 ONE_SHOT = ("dpmerf", "dpkernel")
 
 
-def rows(results: Path) -> list[dict]:
-    """Every validation row, clean (not from a dirty tree) ones only."""
+def rows(results: Path, protocol: str | None = None) -> list[dict]:
+    """Every validation row, clean (not from a dirty tree) ones only, of ``protocol`` if given."""
     found = [json.loads(p.read_text()) for p in sorted((results / "validation").rglob("*.json"))]
-    return [r for r in found if r.get("score") == "validation" and not r.get("dirty")]
+    return [
+        r
+        for r in found
+        if r.get("score") == "validation"
+        and not r.get("dirty")
+        and protocol in (None, r.get("protocol"))
+    ]
 
 
 def cost(row: dict) -> tuple[str, float]:
@@ -42,13 +50,14 @@ def cost(row: dict) -> tuple[str, float]:
 def table(found: list[dict]) -> str:
     cells = defaultdict(list)
     for r in found:
-        cells[(r["dataset"], r["epsilon"], r["method"])].append(r)
+        cells[(r["protocol"], r["dataset"], r["epsilon"], r["method"])].append(r)
     lines = [
-        "| dataset | eps | method | seeds | TSTR LeNet | TSTR ResNet | FD | det. AUC | "
+        "| protocol | dataset | eps | method | seeds | TSTR LeNet | TSTR ResNet | FD | det. AUC | "
         "config | train cost |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (dataset, eps, method), rs in sorted(cells.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+    order = sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0], -kv[0][2], kv[0][3]))
+    for (protocol, dataset, eps, method), rs in order:
         lenet, resnet, fd, auc = (
             statistics.mean(values)
             for values in zip(
@@ -61,35 +70,38 @@ def table(found: list[dict]) -> str:
         )
         unit = cost(rs[0])[0]
         per = statistics.mean(cost(r)[1] for r in rs)
+        seeds = ",".join(str(r["seed"]) for r in rs)
         lines.append(
-            f"| {dataset} | {eps:g} | {method} | {','.join(str(r['seed']) for r in rs)} | "
+            f"| {protocol} | {dataset} | {eps:g} | {method} | {seeds} | "
             f"{lenet:.1%} | {resnet:.1%} | {fd:.2f} | {auc:.3f} | "
             f"{json.dumps(rs[0]['config'], sort_keys=True)} | {per:.3g} {unit} |"
         )
     return "\n".join(lines)
 
 
-def ranking(found: list[dict]) -> dict[tuple[str, float], list[tuple[str, float]]]:
-    """(dataset, epsilon) -> [(method, mean LeNet TSTR)], best first: what RULE's rows encode."""
+def ranking(found: list[dict]) -> dict[tuple[str, str, float], list[tuple[str, float]]]:
+    """(protocol, dataset, epsilon) -> [(method, mean LeNet TSTR)], best first: what RULE's rows
+    encode. Only rows of one protocol are compared with each other."""
     scores = defaultdict(list)
     for r in found:
-        scores[(r["dataset"], r["epsilon"], r["method"])].append(r["tstr"]["lenet"])
+        scores[(r["protocol"], r["dataset"], r["epsilon"], r["method"])].append(r["tstr"]["lenet"])
     out = defaultdict(list)
-    for (dataset, eps, method), values in scores.items():
-        out[(dataset, eps)].append((method, statistics.mean(values)))
+    for (protocol, dataset, eps, method), values in scores.items():
+        out[(protocol, dataset, eps)].append((method, statistics.mean(values)))
     return {key: sorted(ms, key=lambda m: -m[1]) for key, ms in sorted(out.items())}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--protocol", help="keep only rows of this protocol, e.g. privsynth-suite/2")
     a = p.parse_args(argv)
-    found = rows(Path(a.results))
+    found = rows(Path(a.results), a.protocol)
     print(table(found))
     print()
-    for (dataset, eps), ranked in ranking(found).items():
+    for (protocol, dataset, eps), ranked in ranking(found).items():
         order = " > ".join(f"{m} {t:.1%}" for m, t in ranked)
-        print(f"{dataset} eps {eps:g}: {order}")
+        print(f"{protocol} {dataset} eps {eps:g}: {order}")
     return 0
 
 

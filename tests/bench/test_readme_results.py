@@ -35,3 +35,13 @@ def test_readme_table_is_the_holdout_scored_once_with_frozen_defaults():
     readme = (SCRIPT.parents[1] / "README.md").read_text()
     assert table in readme
     assert module["suite_table"]() not in readme  # validation rows live in docs/benchmarks.md
+
+
+def test_zoo_rule_table_is_printed_from_the_rule_itself():
+    from privsynth.models.auto import RULE
+
+    module = runpy.run_path(str(SCRIPT))
+    table = module["rule_table"]()
+    for methods, why in RULE.values():
+        assert f"| {' > '.join(methods)} | {why} |" in table
+    assert table in (SCRIPT.parents[1] / "docs" / "zoo.md").read_text()
