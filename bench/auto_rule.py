@@ -3,13 +3,13 @@ printed from the suite's validation row files only, so anyone can re-check the r
 
     python bench/auto_rule.py [--results bench/results/suite]
 
-Per (protocol, dataset, method, epsilon): the seeds scored, LeNet / ResNet TSTR on the
-validation split (mean over seeds), Fréchet distance and detection AUC, then the training cost
-the cost model reads (CPU seconds of one thread): one-shot methods per generator step (the
-ceiling `steps`; early stopping makes it an upper bound), DP-SGD methods per image per epoch. Holdout rows are
-never read. Rows of different protocols (e.g. evaluation classifiers trained on another
-schedule) are never averaged together, and methods are ranked only against rows of their own
-protocol; `--protocol` keeps one.
+Per (protocol, dataset, method, epsilon): the seeds scored, LeNet / ResNet TSTR on the validation
+split (mean over seeds), Fréchet distance and detection AUC, then the training cost the cost model
+reads (CPU seconds of one thread): one-shot methods per generator step (the ceiling `steps`; early
+stopping makes it an upper bound), DP-SGD methods per image per epoch. Holdout rows are never read.
+Rows of different protocols (e.g. evaluation classifiers trained on another schedule) are never
+averaged together, and methods are ranked only against rows of their own protocol; `--protocol`
+keeps one.
 """
 
 from __future__ import annotations

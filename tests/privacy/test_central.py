@@ -49,7 +49,9 @@ def test_noise_reaches_the_released_central_images_at_the_expected_scale():
         release_central(images, labels, 3, sigma=sigma, size=size, count_weight=cw).images
         for _ in range(40)
     ]
-    diff = np.concatenate([(a - b).ravel() for a, b in zip(releases[::2], releases[1::2], strict=True)])
+    diff = np.concatenate(
+        [(a - b).ravel() for a, b in zip(releases[::2], releases[1::2], strict=True)]
+    )
     assert np.abs(releases[0] - releases[1]).max() > 0  # fresh noise in each release
     # Each pixel of a mean is (sum + N(0, sigma^2)) * clip / (a * count): the difference of two
     # releases has std sqrt(2) * sigma * clip / (a * count) (counts are ~300, noise on them ~2%).
