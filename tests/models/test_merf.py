@@ -21,6 +21,7 @@ def test_dpmerf_one_release_accounted(tmp_path, tiny_dataset):
     size = run.card["privacy"]["size_release"]["history"][0]
     sigma = sgd["noise_multiplier"]
     assert sgd["history"] == [size, [sigma, 1.0, 1]]  # the size release, then the one release
+    assert sgd["poisson_sampling"] is False  # q = 1: every image is in the release, none sampled
     # sigma: the smallest whose composition with the size release meets the target (Opacus)
     composed = epsilon_from_history([size, (sigma, 1.0, 1)], sgd["delta"], "prv")
     assert composed <= 2 + 1e-9

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from contextlib import contextmanager, suppress
@@ -19,14 +18,9 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import ConfigError
+from ..orchestrate.distributed import free_port
 
 CONNECTION = "privsynth-local"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _toml_value(v) -> str:

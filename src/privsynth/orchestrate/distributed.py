@@ -89,7 +89,7 @@ def train(request: RunRequest, nproc: int = 1, backend: str = "gloo"):
         return train_one(request)
     import torch.multiprocessing as mp
 
-    port = _free_port()
+    port = free_port()
     mp.spawn(_spawned, args=(nproc, backend, port, request), nprocs=nproc, join=True)
     return Run.load(request.output.out, device="cpu")
 
@@ -134,7 +134,8 @@ def _train_rank(rank: int, local_world: int, local_rank: int, backend: str, requ
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

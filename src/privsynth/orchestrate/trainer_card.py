@@ -182,7 +182,8 @@ def dp_sgd_block(names: set[str], spec, result, sgd_eps, carried, empty_batch) -
         "planned_steps": plan.steps,
         "max_grad_norm": spec.max_grad_norm,
         "target_epsilon": plan.target_epsilon,
-        "poisson_sampling": True,
+        # q = 1 (a one-shot release, full-batch steps) samples nothing: every image is in it
+        "poisson_sampling": plan.sample_rate < 1,
         "grad_sample_mode": spec.grad_sample_mode,
         "history": acc.to_json()["history"],
     }

@@ -25,3 +25,13 @@ def dp_auc_ceiling(epsilon: float, delta: float) -> float:
         return 1.0
     f = np.linspace(0, 1, 20001)
     return float(np.trapezoid(dp_ceiling(epsilon, delta, f), f))
+
+
+def guess_accuracy(epsilon: float, delta: float) -> float:
+    """Best accuracy of any yes/no guess 'was this image used?' at a 50/50 prior under
+    (epsilon, delta)-DP: maximise (TPR + 1 - FPR)/2 subject to TPR <= e^eps FPR + delta and
+    1 - FPR <= e^eps (1 - TPR) + delta (the ceiling above, at its best point)."""
+    if math.isinf(epsilon):
+        return 1.0
+    e = math.exp(min(epsilon, 700.0))
+    return min(1.0, ((1 - delta) * (e - 1) / (e + 1) + 1 + delta) / 2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from ..nodp import is_private
+from ..privacy.ceiling import guess_accuracy
 from .markdown import CLASSIFIER_NAMES
 
 LICENSE_UNSET = "other"
@@ -18,16 +19,6 @@ def _number(x: float) -> str:
     if x < 1e6:
         return f"{x:,.0f}"
     return f"{x:.2e}"
-
-
-def guess_accuracy(epsilon: float, delta: float) -> float:
-    """Best accuracy of any yes/no guess 'was this image used?' at a 50/50 prior under
-    (epsilon, delta)-DP: maximise (TPR + 1 - FPR)/2 subject to TPR <= e^eps FPR + delta and
-    1 - FPR <= e^eps (1 - TPR) + delta (the hypothesis-testing form of DP, Kairouz et al. 2015)."""
-    if math.isinf(epsilon):
-        return 1.0
-    e = math.exp(min(epsilon, 700.0))
-    return min(1.0, ((1 - delta) * (e - 1) / (e + 1) + 1 + delta) / 2)
 
 
 def _percent(p: float) -> str | None:
