@@ -142,7 +142,7 @@ class RunRequest:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
                 raise ConfigError(f"{flag} must be a whole number in 0..2**63-1, got {value!r}")
         if self.output.quick_eval:  # refused before the spend, not after training
-            from .evaluate.utility import check_classifier
+            from .evaluate.classifier import check_classifier
 
             for name in self.output.quick_eval_classifiers:
                 check_classifier(name)

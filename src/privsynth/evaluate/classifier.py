@@ -110,10 +110,17 @@ CLASSIFIERS: dict[str, tuple[type[nn.Module], str]] = {
 }
 
 
-def create_classifier(name: str, channels: int, size: int, num_classes: int) -> nn.Module:
+def check_classifier(name: str) -> str:
+    """``name`` if it is a utility classifier, else a ConfigError naming the choices."""
     if name not in CLASSIFIERS:
-        raise ConfigError(f"unknown classifier '{name}'; choose from {sorted(CLASSIFIERS)}")
-    return CLASSIFIERS[name][0](channels, size, num_classes)
+        raise ConfigError(
+            f"unknown classifier '{name}'; choose from {sorted(CLASSIFIERS)} (comma-separated)"
+        )
+    return name
+
+
+def create_classifier(name: str, channels: int, size: int, num_classes: int) -> nn.Module:
+    return CLASSIFIERS[check_classifier(name)][0](channels, size, num_classes)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -34,6 +34,7 @@ from ..atomic import write_json
 from ..data import ImageDataset
 from ..nodp import is_private
 from . import attribute, detection, diversity, fidelity, mia, privacy, utility
+from .classifier import check_classifier
 from .feature_space import fitted_space
 from .features import feature_model, features
 from .sources import Subject, load_subjects
@@ -95,7 +96,7 @@ def evaluate(
     always makes at least one full pass over the synthetic set).
     ``classifiers``: the TSTR/TRTR networks, side by side (default LeNet and ResNet)."""
     for c in classifiers:
-        utility.check_classifier(c)
+        check_classifier(c)
     opts = _Options(seed, progress, classifier_passes, tuple(classifiers), inception_weights)
     n_synthetic = n_synthetic or utility.DEFAULT_N_SYNTHETIC
     t0 = time.time()

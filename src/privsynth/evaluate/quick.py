@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from ..nodp import is_private
 from ..report.markdown import CLASSIFIER_NAMES
+from .classifier import check_classifier
 from .diversity import collapse_flags, within_class_diversity
 from .fidelity import stats_table
-from .utility import DEFAULT_PASSES, balanced_labels, check_classifier, per_classifier, trtr, tstr
+from .utility import DEFAULT_PASSES, balanced_labels, per_classifier, trtr, tstr
 
 
 def quick_evaluate(

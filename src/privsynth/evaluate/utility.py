@@ -15,8 +15,13 @@ import time
 
 import numpy as np
 
-from ..errors import ConfigError
-from .classifier import CLASSIFIERS, IMAGES_SEEN, fixed_schedule, predict, train_fixed
+from .classifier import (
+    CLASSIFIERS,
+    IMAGES_SEEN,
+    fixed_schedule,
+    predict,
+    train_fixed,
+)
 
 DEFAULT_N_SYNTHETIC = 10_000
 DEFAULT_PASSES = IMAGES_SEEN
@@ -25,15 +30,6 @@ PROTOCOL = (
     "fixed schedule (epochs from the training-set size), SGD Nesterov, one-cycle LR, "
     "label smoothing, random crops (+ flips for colour), last epoch"
 )
-
-
-def check_classifier(name: str) -> str:
-    """``name`` if it is a utility classifier, else a ConfigError naming the choices."""
-    if name not in CLASSIFIERS:
-        raise ConfigError(
-            f"unknown classifier '{name}'; choose from {sorted(CLASSIFIERS)} (comma-separated)"
-        )
-    return name
 
 
 def balanced_labels(n: int, num_classes: int, seed: int = 0) -> np.ndarray:
