@@ -157,6 +157,21 @@ def test_listing_settles_a_process_killed_outright(ledger_location, capsys):
     assert killed["status"] == "abandoned" and counted(killed).epsilon == pytest.approx(2.0)
 
 
+def test_liveness_check_never_signals_a_process_on_windows(monkeypatch):
+    """On Windows os.kill(pid, 0) terminates the process: the check asks the kernel instead."""
+    from privsynth.privacy.ledger import store
+
+    def kill(*_):
+        raise AssertionError("os.kill on Windows would terminate the process")
+
+    asked = []
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(store.os, "kill", kill)
+    monkeypatch.setattr(store, "_windows_pid_alive", lambda pid: asked.append(pid) or False)
+    assert store.process_alive(store.this_host(), os.getpid() + 1) is False
+    assert asked == [os.getpid() + 1]
+
+
 def test_a_json_path_asks_for_a_database(tmp_path):
     with pytest.raises(ConfigError, match=r"pass a \.sqlite path"):
         Ledger(tmp_path / "privacy-ledger.json")
