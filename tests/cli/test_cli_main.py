@@ -166,3 +166,19 @@ def test_python_m_bad_data_exits_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "DataError" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_every_verb_has_a_description_under_python_oo():
+    """python -OO strips docstrings; each verb's --help still describes it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import argparse; from privsynth.cli import build_parser; p = build_parser(); "
+        "sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)); "
+        "print(*[v for v, s in sub.choices.items() if not s.description], sep=',')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-OO", "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "", f"verbs without a description under -OO: {out.stdout}"

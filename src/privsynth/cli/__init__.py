@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         if hasattr(module, "add_parser"):  # a verb that still builds its own parser
             module.add_parser(sub)
             continue
-        p = sub.add_parser(verb, help=module.HELP, description=module.__doc__)
+        # under python -OO docstrings are gone: the one-line help stands in
+        p = sub.add_parser(verb, help=module.HELP, description=module.__doc__ or module.HELP)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser
