@@ -40,6 +40,7 @@ DROPPED = [
     (("data", "owner_data"), "the owners' local data paths"),
     (("train", "metrics"), "training losses, computed on private batches without noise"),
     (("privacy", "warmup", "public_data", "source"), "the local path of the public data"),
+    (("config", "features"), "the local path of the public feature network (dpmepf)"),
     (("train", "holdout"), "the holdout setting (a local path when a test split was given)"),
     (("federated", "per_round"), "per-round owner reports (not covered by the guarantee)"),
     (("privacy", "dataset_spend", "ledger"), "the local ledger's location"),

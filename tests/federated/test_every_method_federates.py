@@ -54,6 +54,18 @@ def test_dp_sgd_method_federates(tmp_path, method, aggregation):
     assert run.epsilon == max(o["epsilon"] for o in pv["per_owner"]) > 0
     images, _ = run.sample(4, labels=[1] * 4)
     assert images.shape == (4, 1, 8, 8) and images.dtype == np.uint8
+    if method == "dpmepf":
+        assert "--features network" in pv["not_protected"]
+
+
+def public_features(path, shape, classes):
+    """An untrained LeNet saved as a dpmepf feature network (its quality does not matter here)."""
+    from privsynth.evaluate.classifier import create_classifier
+    from privsynth.models.mepf import save_feature_network
+
+    net = create_classifier("lenet", shape[0], shape[1], classes)
+    save_feature_network(net, "lenet", shape, classes, path)
+    return path
 
 
 TINY_ONE_SHOT = {"n_features": 50, "steps": 2, "patience": 2, "g_width": 8, "z_dim": 8}
@@ -67,19 +79,23 @@ def _one_shot() -> list[str]:
     )
 
 
-def test_the_one_shot_methods_are_dpmerf_and_dpkernel():
-    assert _one_shot() == ["dpkernel", "dpmerf"]
+def test_the_one_shot_methods_are_dpmerf_dpkernel_and_dpmepf():
+    assert _one_shot() == ["dpkernel", "dpmepf", "dpmerf"]
 
 
 @pytest.mark.parametrize("aggregation", ["plain", "secagg", "ckks"])
 @pytest.mark.parametrize("method", _one_shot())
 def test_one_shot_method_federates(tmp_path, method, aggregation):
+    config = dict(TINY_ONE_SHOT)
+    if method == "dpmepf":  # every owner reads the same public feature network
+        config = {"steps": 2, "patience": 2, "g_width": 8, "z_dim": 8}
+        config["features"] = str(public_features(tmp_path / "f.safetensors", (1, 8, 8), 10))
     run = federate(
         data="digits",
         method=method,
         out=tmp_path / "run",
         clients=2,
-        config=dict(TINY_ONE_SHOT),
+        config=config,
         epsilon=None,
         noise_multiplier=2.0,
         aggregation=aggregation,
@@ -91,3 +107,5 @@ def test_one_shot_method_federates(tmp_path, method, aggregation):
     assert run.card["federated"]["owners_in_sum"] == 2 and run.epsilon > 0
     images, _ = run.sample(4, labels=[1] * 4)
     assert images.shape == (4, 1, 8, 8) and images.dtype == np.uint8
+    if method == "dpmepf":
+        assert "--features network" in pv["not_protected"]

@@ -17,7 +17,18 @@ import shlex
 import signal
 import sys
 
-VERBS = ["train", "sample", "info", "ledger", "evaluate", "audit", "sweep", "federate", "export"]
+VERBS = [
+    "train",
+    "sample",
+    "info",
+    "ledger",
+    "evaluate",
+    "audit",
+    "sweep",
+    "federate",
+    "export",
+    "features",
+]
 
 
 class HelpFormatter(argparse.HelpFormatter):

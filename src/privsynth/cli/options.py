@@ -302,6 +302,13 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
         help="any method option, e.g. --set n_d=50 --set width=64 (repeatable)",
     )
     g.add_argument(
+        "--features",
+        default=None,
+        metavar="FILE",
+        help="dpmepf: a feature network trained on PUBLIC images ('privsynth features'); "
+        "its weights are released with the run",
+    )
+    g.add_argument(
         "--seed",
         type=seed_value,
         default=0,
@@ -328,7 +335,9 @@ def add_output_options(p: argparse.ArgumentParser, progress: bool = True) -> Non
 
 
 def method_config(args: argparse.Namespace) -> dict:
-    return settings({"epochs": args.epochs, "batch_size": args.batch_size}, args.set, "--set")
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size}
+    features = getattr(args, "features", None)
+    return settings({**flags, "features": features}, args.set, "--set")
 
 
 def settings(flags: dict, items: list[str], flag: str) -> dict:

@@ -8,6 +8,7 @@ import math
 
 from ..models.base import one_shot_plan
 from ..models.context import FitResult
+from ..models.registry import method_class
 from ..orchestrate.trainer_card import Unit, privacy_section, stated
 from ..privacy.accounting import AccountantState, default_delta, epsilon_from_history
 from ..privacy.release import Release
@@ -125,7 +126,7 @@ def guarantee_block(cfg: dict, info: dict, release: Release | None = None) -> di
         delta_total,
         "gaussian",
         unit=unit,
-        not_protected=NOT_PROTECTED + UNCOVERED[mode],
+        not_protected=NOT_PROTECTED + UNCOVERED[mode] + method_class(cfg["method"]).not_protected,
         # a federation makes no size release (docs/privacy.md): its default delta still tells
         limitation=LIMITATION if spec.delta == default_delta(total) else None,
     )

@@ -56,6 +56,8 @@ class Method:
     # FedAvgM momentum on the global model, applied by the owners (federated/task.with_momentum)
     federated_momentum: ClassVar[float] = 0.9
     square: ClassVar[bool] = True  # the networks need square images
+    # what else the run reads that its epsilon does not cover (public inputs), for the card
+    not_protected: ClassVar[str] = ""
     sample_batch: ClassVar[int] = 1024
     # dpsgd.backward's chunk (examples per forward/backward); None = its default. A loss that
     # adds rows of its own per batch (a GAN's fakes) takes the batch whole.

@@ -174,8 +174,12 @@ class MERFSynthesizer(OneShotMethod):
         c, h, _ = self.image_shape
         cfg = self.config
         self.generator = Generator(c, h, num_classes, cfg.g_width, cfg.z_dim)
-        self.features = KernelFeatures(self.image_shape, cfg)
+        self.features = self.make_features(cfg)
         self.embedding = ReleasedEmbedding(num_classes, self.features.dim - 1)
+
+    def make_features(self, cfg: MERFConfig):
+        """``f``: the feature map whose class sums are released (DP-MEPF swaps it)."""
+        return KernelFeatures(self.image_shape, cfg)
 
     # --- the one private step: OneShotMethod releases this statistic ------------------------
     def statistic(self, data: ImageDataset, sensitivity: float) -> torch.Tensor:

@@ -24,6 +24,7 @@ METHODS: dict[str, str] = {
     "diffusion": "privsynth.models.diffusion:DiffusionSynthesizer",
     "dpmerf": "privsynth.models.merf:MERFSynthesizer",
     "dpkernel": "privsynth.models.merf:KernelSynthesizer",
+    "dpmepf": "privsynth.models.mepf:MEPFSynthesizer",
 }
 
 

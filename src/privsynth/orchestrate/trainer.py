@@ -43,7 +43,7 @@ from ..run import (
     save_train_state,
     write_model_card,
 )
-from .trainer_card import privacy_section, run_releases
+from .trainer_card import NOT_PROTECTED, privacy_section, run_releases
 from .trainer_load import Loaded, load_inputs
 from .trainer_plan import class_counts, publish_plan, release_class_counts
 from .trainer_resume import check_checkpoint_fits, request_to_repeat, start_or_resume
@@ -299,7 +299,16 @@ class Session:
         releases = run_releases(card.privacy, warm, result, counts)
         carried, outside = (spend.carried, spend.outside()) if spend is not None else ((), None)
         card.privacy.update(
-            privacy_section(releases, spec, result, total_delta, synth.mechanism, carried, outside)
+            privacy_section(
+                releases,
+                spec,
+                result,
+                total_delta,
+                synth.mechanism,
+                carried,
+                outside,
+                not_protected=NOT_PROTECTED + synth.not_protected,
+            )
         )
         card.train.update(
             steps=result.steps,

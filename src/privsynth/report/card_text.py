@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 from ..nodp import is_private
-from ..privacy.ceiling import guess_accuracy
 from .markdown import CLASSIFIER_NAMES
 
 LICENSE_UNSET = "other"
@@ -91,6 +90,8 @@ def plain_language(card: dict) -> str:
         if delta > 0
         else ""
     )
+    from ..privacy.ceiling import guess_accuracy  # (privacy/ imports torch: not at --help)
+
     acc = _percent(guess_accuracy(eps, delta))
     guess = (
         f"is right at most {acc} of the time (a coin flip is 50%)"
