@@ -55,6 +55,9 @@ _DEFAULTS: dict[str, dict[str, dict]] = {
     # ~95% minibatch variance, so a 0.5% relative gain is hard to see even while FD still drops.
     "dpmerf": {"small": {"steps": 2000}, "large": {"steps": 4000, "patience": 4000}},
     "dpkernel": {"small": {"steps": 2000}, "large": {"steps": 4000, "patience": 4000}},
+    # dpmepf trains the same generator against the same kind of release: dpmerf's ceiling
+    # (carried over, not tuned for dpmepf)
+    "dpmepf": {"small": {"steps": 2000}, "large": {"steps": 4000, "patience": 4000}},
 }
 
 
@@ -125,6 +128,7 @@ _BY_EPSILON: dict[str, dict[str, list[tuple[float, dict]]]] = {
     },
     "dpvae": {"large": [(3.5, {"epochs": 10})]},
     "dpmerf": {size: [(3.0, {"witness_floor": 0.4})] for size in ("small", "large")},
+    "dpmepf": {size: [(3.0, {"witness_floor": 0.4})] for size in ("small", "large")},
 }
 
 
