@@ -7,7 +7,7 @@ import pytest
 
 from privsynth.errors import ConfigError
 from privsynth.models import auto
-from privsynth.models.auto import RULE, choose, estimate_seconds
+from privsynth.models.auto import NEEDS_INPUT, RULE, choose, estimate_seconds
 from privsynth.models.defaults import recommended_config
 
 
@@ -118,5 +118,7 @@ def test_grey_rows_agree_with_the_validation_rows_they_cite():
         protocols = [key for key in ranking if key[1:] == (cited[size], eps)]
         assert protocols, (size, eps_class)
         for key in protocols:
-            ranked = [m for m, _ in ranking[key]]
+            # methods that need an input auto cannot supply (dpmepf: a public feature network)
+            # are scored but never chosen
+            ranked = [m for m, _ in ranking[key] if m not in NEEDS_INPUT]
             assert list(methods) == ranked, (key, ranked)

@@ -52,6 +52,10 @@ RULE: dict[tuple[str, str, str], tuple[tuple[str, ...], str]] = {
         "no validation rows for colour images yet; dpmerf, the best on every grey-scale row",
     ),
 }
+# Scored in the suite but never chosen: they need an input only the user can give (dpmepf: a
+# feature network trained on public data, --features).
+NEEDS_INPUT = ("dpmepf",)
+
 # Before N_hat is released only a provisional method exists (it builds the run's request and is
 # replaced once N_hat is out).
 PROVISIONAL = (("dpmerf",), "provisional until N_hat is released")
