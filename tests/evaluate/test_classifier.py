@@ -24,6 +24,9 @@ def test_schedule_epochs_follow_the_set_size_within_caps():
     seen = [e * n for e, n in zip(epochs[1:4], sizes[1:4], strict=True)]
     assert all(IMAGES_SEEN <= s < IMAGES_SEEN + n for s, n in zip(seen, sizes[1:4], strict=True))
     assert fixed_schedule(7_000, (1, 28, 28), epochs=4).epochs == 4  # explicit override
+    # colour sets train 3x as long (CIFAR-10-5k's 3 585 training images: 42 -> 126 epochs)
+    assert fixed_schedule(3_585, (1, 32, 32)).epochs == 42
+    assert fixed_schedule(3_585, (3, 32, 32)).epochs == 126
 
 
 def test_schedule_flips_colour_images_only_and_crops_a_few_pixels():

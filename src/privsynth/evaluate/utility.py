@@ -27,8 +27,8 @@ DEFAULT_N_SYNTHETIC = 10_000
 DEFAULT_PASSES = IMAGES_SEEN
 UTILITY_CLASSIFIERS = ("lenet", "resnet")
 PROTOCOL = (
-    "fixed schedule (epochs from the training-set size), SGD Nesterov, one-cycle LR, "
-    "label smoothing, random crops (+ flips for colour), last epoch"
+    "fixed schedule (epochs from the training-set size; 3x as long on colour), SGD Nesterov, "
+    "one-cycle LR, label smoothing, random crops (+ flips for colour), last epoch"
 )
 
 
