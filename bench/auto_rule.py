@@ -20,9 +20,10 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from privsynth.models.registry import method_class
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "suite"
-ONE_SHOT = ("dpmerf", "dpkernel")
 
 
 def rows(results: Path, protocol: str | None = None) -> list[dict]:
@@ -42,7 +43,7 @@ def cost(row: dict) -> tuple[str, float]:
     # CPU seconds of the cell's own (one-thread) process: its wall time on the shared machine
     # ran up to 9x longer under other jobs' load (dpgan eps 10: 887 s wall, 96 s CPU)
     config, seconds = row["config"], row["train"]["cpu_seconds"]
-    if row["method"] in ONE_SHOT:
+    if method_class(row["method"]).kind == "one-shot":
         return "s/step", seconds / config["steps"]
     return "s/image-epoch", seconds / (row["n_train"] * config["epochs"])
 
