@@ -108,7 +108,10 @@ class PerceptualFeatures(nn.Module):
         super().__init__()
         self.net = net.eval().requires_grad_(False)
         self.count_weight = count_weight
-        self.layers = [m for m in net.modules() if isinstance(m, nn.ReLU) or _is_block(m)]
+        self._seen: list[torch.Tensor] = []  # the hooked layers' outputs of the last forward
+        for m in net.modules():
+            if isinstance(m, nn.ReLU) or _is_block(m):
+                m.register_forward_hook(lambda _m, _i, out: self._seen.append(out))
         with torch.no_grad():
             self.dim = sum(p.shape[1] for p in self._parts(torch.zeros(1, *image_shape))) + 1
 
@@ -118,14 +121,9 @@ class PerceptualFeatures(nn.Module):
         return self
 
     def _parts(self, x: torch.Tensor) -> list[torch.Tensor]:
-        seen: list[torch.Tensor] = []
-        hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(out)) for m in self.layers]
-        try:
-            self.net(x)
-        finally:
-            for h in hooks:
-                h.remove()
-        return [a.mean((2, 3)) if a.dim() == 4 else a.flatten(1) for a in seen]
+        self._seen = []  # the hooks append to whichever list is here when they run
+        self.net(x)
+        return [a.mean((2, 3)) if a.dim() == 4 else a.flatten(1) for a in self._seen]
 
     def forward(self, x: torch.Tensor, norm: float = 1.0) -> torch.Tensor:
         parts = self._parts(x)
