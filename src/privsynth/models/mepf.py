@@ -159,7 +159,8 @@ class MEPFSynthesizer(MERFSynthesizer):
         from ..evaluate.classifier import create_classifier
 
         path = cfg.features
-        if path and Path(path).is_file():
+        self._net_from_file = bool(path) and Path(path).is_file()
+        if self._net_from_file:
             meta = read_metadata(path)
             shape = tuple(int(v) for v in meta["image_shape"].split(","))
             if shape != self.image_shape:
@@ -178,9 +179,8 @@ class MEPFSynthesizer(MERFSynthesizer):
         classifier, classes = cfg.feature_net.split(":")
         c, h, _ = self.image_shape
         net = create_classifier(classifier, c, h, int(classes))
-        if path and Path(path).is_file():
+        if self._net_from_file:
             net.load_state_dict(load_file(path))
-        self._net_from_file = bool(path and Path(path).is_file())
         return PerceptualFeatures(net, self.image_shape, cfg.count_weight)
 
     def statistic(self, data: ImageDataset, sensitivity: float) -> torch.Tensor:
