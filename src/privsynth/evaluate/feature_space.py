@@ -29,8 +29,7 @@ from ..errors import ConfigError
 from .classifier import LeNet, to_tensor
 from .features import features
 
-# 2: on colour images the LeNet block trains 3x as long (evaluate/classifier.COLOUR_LENGTH)
-VERSION = "fidelity-space/2"
+VERSION = "fidelity-space/1"
 SPACES = ("lenet", "lenet+colour")
 
 
