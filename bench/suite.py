@@ -8,6 +8,9 @@ reads the validation split only, the holdout is scored once per frozen default s
     python bench/suite.py --freeze v1 --dataset mnist10k --methods dpmerf --epsilons 1,10
     python bench/suite.py --score holdout --defaults v1 --dataset mnist10k --methods dpmerf \
         --epsilons 1,10 --seeds 0,1,2
+    # a DP-SGD method pretrained on images declared public (validation only; the row says so)
+    python bench/suite.py --dataset mnist10k --methods dpgan --epsilons 10 --seeds 0 \
+        --public-data dpgan=digits
     # the tables (Markdown, mean +/- sd over seeds), generated from the result files only
     python bench/suite.py --table --score holdout
 
@@ -197,6 +200,13 @@ def parse_args(argv):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--delta", type=float, default=None)
     p.add_argument("--set", action="append", default=[], help="METHOD:KEY=VALUE (validation)")
+    p.add_argument(
+        "--public-data",
+        action="append",
+        default=[],
+        help="METHOD=PATH: pretrain that method's cells on images declared public (train's "
+        "--public-data; 'digits' is the embedded set), validation only",
+    )
     p.add_argument("--n-synthetic", type=int, default=None, help="default 10 000")
     p.add_argument(
         "--passes",
@@ -281,6 +291,29 @@ def freeze(a, n_train: int, methods, epsilons, results: Path, git: dict) -> Path
     return path
 
 
+def public_sources(a) -> dict:
+    """--public-data METHOD=PATH -> {method: path}; validation only (a frozen default set
+    names no public data, so the holdout never reads it)."""
+    if any("=" not in item for item in a.public_data):
+        raise SuiteError("--public-data takes METHOD=PATH, e.g. --public-data dpgan=digits")
+    if a.public_data and a.score == "holdout":
+        raise SuiteError("--public-data applies to validation runs; the holdout reads --defaults")
+    return dict(item.split("=", 1) for item in a.public_data)
+
+
+def trained_with(row: dict) -> dict:
+    """A row's config plus its public pretraining set, if any: what tells two cells apart."""
+    public = row.get("public_data")
+    return {**row["config"], **({"public_data": public} if public else {})}
+
+
+def method_label(row: dict) -> str:
+    """'dpgan', or 'dpgan + public digits' for a cell pretrained on public images."""
+    if "public_data" not in row:
+        return row["method"]
+    return f"{row['method']} + public {Path(row['public_data']).name}"
+
+
 def _command(argv) -> str:
     return "python bench/suite.py " + " ".join(argv)
 
@@ -312,6 +345,7 @@ def run(argv) -> list[dict]:
         raise SuiteError("--score holdout needs --defaults NAME (a set frozen with --freeze)")
     if a.score == "validation" and a.defaults:
         raise SuiteError("--defaults is for --score holdout; validation runs resolve --set")
+    public = public_sources(a)
     methods = [m.strip() for m in a.methods.split(",")]
     epsilons = parse_epsilons(a.epsilons)
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -363,7 +397,9 @@ def run(argv) -> list[dict]:
         for m in methods:
             for e in epsilons:
                 config = configs[(m, e)]
-                cell = cells_dir / f"{cell_name(m, e)}-seed{s}-{_hash(config)[:8]}"
+                # the public set is part of what the cell trained on: it names the cell apart
+                trained = {**config, **({"public_data": public[m]} if m in public else {})}
+                cell = cells_dir / f"{cell_name(m, e)}-seed{s}-{_hash(trained)[:8]}"
                 if not _complete(cell):
                     fit = utility._train_child if a.in_process else utility.train_cell
                     fit(
@@ -385,6 +421,7 @@ def run(argv) -> list[dict]:
                                 ledger=ledger,
                                 budget=None,
                                 force=False,
+                                **({"public_data": public[m]} if m in public else {}),
                             ),
                             "threads": threads,
                         }
@@ -410,6 +447,7 @@ def run(argv) -> list[dict]:
                     "commit": git["commit"],
                     "dirty": git["dirty"],
                     "config": config,
+                    **({"public_data": public[m]} if m in public else {}),
                     "epsilon_spent": base["epsilon_spent"],
                     "delta": base["delta"],
                     "tstr": {c: r["accuracy"] for c, r in ev["tstr"].items()},
@@ -452,7 +490,7 @@ def _row_path(row_dir: Path, dataset, m, e, s, row) -> Path:
     one per commit and config too, so tuning keeps its history."""
     stem = f"{dataset}-{m}-eps{_eps(e)}-seed{s}"
     if row is not None:
-        stem += f"-{row['commit'][:12]}-{_hash(row['config'])[:8]}" + (
+        stem += f"-{row['commit'][:12]}-{_hash(trained_with(row))[:8]}" + (
             "-dirty" if row["dirty"] else ""
         )
     return row_dir / dataset / f"{stem}.json"
@@ -490,9 +528,9 @@ def markdown(results: list[dict], allow_dirty: bool = False) -> str:
             r["score"],
             r["defaults"] or "",
             r["dataset"],
-            r["method"],
+            method_label(r),
             str(r["epsilon"]),
-            "" if r["score"] == "holdout" else r["commit"][:12] + " " + _hash(r["config"])[:8],
+            "" if r["score"] == "holdout" else r["commit"][:12] + " " + _hash(trained_with(r))[:8],
             r["dirty"],
         )
         groups.setdefault(key, []).append(r)

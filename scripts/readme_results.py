@@ -83,7 +83,7 @@ def _latest_config_rows(rows: list[dict]) -> list[dict]:
     keeps its history on validation; the table shows where it stands)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        key = (r["dataset"], r["method"], float(r["epsilon"]), r["protocol"])
+        key = (r["dataset"], _method_label(r), float(r["epsilon"]), r["protocol"])
         groups.setdefault(key, []).append(r)
     out = []
     for key in sorted(groups, key=lambda k: (k[0], k[1], -k[2], k[3])):
@@ -91,6 +91,12 @@ def _latest_config_rows(rows: list[dict]) -> list[dict]:
         last = max(group, key=lambda r: r["created"])
         out.append([r for r in group if r["config"] == last["config"]])
     return out
+
+
+def _method_label(row: dict) -> str:
+    """'dpgan', or 'dpgan + public digits' for a cell pretrained on public images."""
+    public = row.get("public_data")
+    return row["method"] + (f" + public {Path(public).name}" if public else "")
 
 
 def _ms(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
@@ -119,7 +125,7 @@ def suite_table() -> str:
     for group in _latest_config_rows(rows):
         r0 = group[0]
         lines.append(
-            f"| {SUITE_LABELS.get(r0['dataset'], r0['dataset'])} | {r0['method']} | "
+            f"| {SUITE_LABELS.get(r0['dataset'], r0['dataset'])} | {_method_label(r0)} | "
             f"{float(r0['epsilon']):g} | {len(group)} | "
             f"{_ms([r['tstr']['lenet'] for r in group], 100)} | "
             f"{_ms([r['tstr_over_trtr']['lenet'] for r in group], 1, 2)} | "
@@ -161,7 +167,7 @@ def holdout_table() -> str:
             for part in ("tstr", "trtr")
         ]
         lines.append(
-            f"| {SUITE_LABELS.get(r0['dataset'], r0['dataset'])} | {r0['method']} | "
+            f"| {SUITE_LABELS.get(r0['dataset'], r0['dataset'])} | {_method_label(r0)} | "
             f"{float(r0['epsilon']):g} | {len(group)} | {pair[0]} | {pair[1]} | "
             f"{_ms([r['tstr_over_trtr']['lenet'] for r in group], 1, 2)} | "
             f"{_ms([r['detection_auc'] for r in group], 1, 2)} | "

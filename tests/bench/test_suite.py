@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +124,44 @@ def test_suite_protocol_split_validation_holdout_once_and_table(
     with pytest.raises(suite.SuiteError, match="dirty work tree"):
         suite.markdown(rows)
     assert "(dirty)" in suite.markdown(rows, allow_dirty=True)
+
+
+def test_suite_public_data_names_its_cell_and_row_and_stays_off_the_holdout(tmp_path, repo, capsys):
+    """--public-data METHOD=PATH pretrains that method's cells (train's --public-data): the row
+    records the set, the cell and row names differ from the plain cell's, the table labels it,
+    and the holdout refuses it (a frozen default set names no public data)."""
+    suite = load("suite")
+    rng = np.random.default_rng(5)
+    public = tmp_path / "public.npz"
+    np.savez(
+        public,
+        images=rng.integers(0, 17, (160, 1, 8, 8), dtype=np.uint8),
+        labels=np.arange(160) % 10,
+    )
+    res, out = repo / "results", tmp_path / "runs"
+    common = ["--dataset", "digits", "--results", str(res), "--out", str(out), "--repo", str(repo)]
+    common += ["--methods", "dpvae", "--epsilons", "10", "--seeds", "0", "--n-synthetic", "60"]
+    common += ["--passes", "240", "--n-fidelity", "60", "--in-process"]
+    common += ["--set", "dpvae:epochs=1", "--set", "dpvae:width=8", "--set", "dpvae:z_dim=4"]
+    assert suite.main(common) == 0
+    assert suite.main([*common, "--public-data", f"dpvae={public}"]) == 0
+    rows = suite.read_rows(res, "validation")
+    plain, warmed = sorted(rows, key=lambda r: "public_data" in r)
+    assert warmed["public_data"] == str(public) and "public_data" not in plain
+    assert warmed["config"] == plain["config"] and warmed["cell"] != plain["cell"]
+    assert len(list((res / "validation" / "digits").glob("*.json"))) == 2
+    card = json.loads((Path(warmed["cell"]) / "card.json").read_text())
+    assert card["privacy"]["warmup"]["public_data"]["spent_epsilon"] == 0.0
+    assert "public_data" not in json.loads((Path(plain["cell"]) / "card.json").read_text())[
+        "privacy"
+    ].get("warmup", {})
+    table = suite.markdown(rows)
+    assert "| digits | dpvae + public public.npz |" in table and "| digits | dpvae |" in table
+
+    capsys.readouterr()
+    assert suite.main([*common, "--public-data", "dpvae"]) == 2
+    assert "METHOD=PATH" in capsys.readouterr().err
+    hold = [c for c in common if not c.startswith("dpvae:") and c != "--set"]
+    hold += ["--score", "holdout", "--defaults", "v1", "--public-data", f"dpvae={public}"]
+    assert suite.main(hold) == 2
+    assert "--public-data applies to validation runs" in capsys.readouterr().err
