@@ -139,7 +139,8 @@ def suite_table() -> str:
         f"same splits. Sources: `{SUITE_ROWS}/`, `{PEER_ROWS}/` (each row records its command, "
         "commit, seed and config). Protocol 1 scored with the earlier evaluation classifiers "
         "(Adam, about 12 000 images seen); protocol 2 with the fixed SGD schedule of "
-        "docs/evaluation.md.\n\n" + "\n".join(lines)
+        "docs/evaluation.md; protocol 3 trains colour sets' classifiers 3x as long (grey sets: "
+        "as protocol 2). A method named `+ public NAME` was pretrained on that public set.\n\n" + "\n".join(lines)
     )
 
 
