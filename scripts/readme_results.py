@@ -93,10 +93,23 @@ def _latest_config_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+INPUTS = ("features",)  # config keys naming a user's input file, not a setting
+
+
 def _method_label(row: dict) -> str:
-    """'dpgan', or 'dpgan + public digits' for a cell pretrained on public images."""
+    """'dpgan'; 'dpgan + public digits' for a cell pretrained on public images; and the
+    settings that differ from the method's current default, '(n_features=500)', so a tuning
+    trial is never read as the default."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from privsynth.models.defaults import recommended_config
+
     public = row.get("public_data")
-    return row["method"] + (f" + public {Path(public).name}" if public else "")
+    label = row["method"] + (f" + public {Path(public).name}" if public else "")
+    if "n_train" not in row:  # a peer's row (bench/peers/): its own settings, no defaults here
+        return label
+    default = recommended_config(row["method"], row["n_train"], float(row["epsilon"]))
+    changed = {k: v for k, v in row["config"].items() if k not in INPUTS and default.get(k) != v}
+    return label + (f" ({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
 
 
 def _ms(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
@@ -140,7 +153,8 @@ def suite_table() -> str:
         "commit, seed and config). Protocol 1 scored with the earlier evaluation classifiers "
         "(Adam, about 12 000 images seen); protocol 2 with the fixed SGD schedule of "
         "docs/evaluation.md; protocol 3 trains colour sets' classifiers 3x as long (grey sets: "
-        "as protocol 2). A method named `+ public NAME` was pretrained on that public set.\n\n" + "\n".join(lines)
+        "as protocol 2). A method named `+ public NAME` was pretrained on that public set.\n\n"
+        + "\n".join(lines)
     )
 
 

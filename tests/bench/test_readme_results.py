@@ -45,3 +45,22 @@ def test_zoo_rule_table_is_printed_from_the_rule_itself():
     for methods, why in RULE.values():
         assert f"| {' > '.join(methods)} | {why} |" in table
     assert table in (SCRIPT.parents[1] / "docs" / "zoo.md").read_text()
+
+
+def test_suite_rows_off_the_default_are_labelled_with_their_settings():
+    """A tuning trial (a config the method's default does not use) or a cell pretrained on
+    public images never reads as the default method in the generated table."""
+    label = runpy.run_path(str(SCRIPT))["_method_label"]
+    row = {"method": "dpmerf", "n_train": 7000, "epsilon": 1.0, "config": {}}
+    from privsynth.models.defaults import recommended_config
+
+    assert label({**row, "config": recommended_config("dpmerf", 7000, 1.0)}) == "dpmerf"
+    trial = {**recommended_config("dpmerf", 7000, 1.0), "n_features": 500}
+    assert label({**row, "config": trial}) == "dpmerf (n_features=500)"
+    gan = {"method": "dpgan", "n_train": 7000, "epsilon": 10.0, "public_data": "/x/digits"}
+    assert label({**gan, "config": recommended_config("dpgan", 7000, 10.0)}) == (
+        "dpgan + public digits"
+    )
+    assert label({"method": "dpmerf-reference", "epsilon": 1.0, "config": {"n": 1}}) == (
+        "dpmerf-reference"
+    )
