@@ -20,7 +20,10 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from privsynth.models.defaults import recommended_config
 from privsynth.models.registry import method_class
+
+INPUTS = ("features",)  # config keys naming a user's input file, not a setting
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "suite"
@@ -50,15 +53,17 @@ def cost(row: dict) -> tuple[str, float]:
 
 def table(found: list[dict]) -> str:
     cells = defaultdict(list)
-    for r in found:
-        cells[(r["protocol"], r["dataset"], r["epsilon"], r["method"])].append(r)
+    for r in found:  # a tuning trial (another config, public pretraining) is a line of its own
+        label = r["method"] + ("" if at_default(r) else " (trial)")
+        setting = json.dumps([r["config"], r.get("public_data")], sort_keys=True)
+        cells[(r["protocol"], r["dataset"], r["epsilon"], label, setting)].append(r)
     lines = [
         "| protocol | dataset | eps | method | seeds | TSTR LeNet | TSTR ResNet | FD | det. AUC | "
         "config | train cost |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0], -kv[0][2], kv[0][3]))
-    for (protocol, dataset, eps, method), rs in order:
+    for (protocol, dataset, eps, method, _), rs in order:
         lenet, resnet, fd, auc = (
             statistics.mean(values)
             for values in zip(
@@ -75,16 +80,29 @@ def table(found: list[dict]) -> str:
         lines.append(
             f"| {protocol} | {dataset} | {eps:g} | {method} | {seeds} | "
             f"{lenet:.1%} | {resnet:.1%} | {fd:.2f} | {auc:.3f} | "
-            f"{json.dumps(rs[0]['config'], sort_keys=True)} | {per:.3g} {unit} |"
+            f"{json.dumps(rs[0]['config'], sort_keys=True)}"
+            f"{' + public ' + rs[0]['public_data'] if rs[0].get('public_data') else ''} | "
+            f"{per:.3g} {unit} |"
         )
     return "\n".join(lines)
 
 
+def at_default(row: dict) -> bool:
+    """The row ran the method as `auto` would: its current default config (a user's input
+    file aside) and no public pretraining. Tuning trials are history, not the method's score."""
+    if row.get("public_data"):
+        return False
+    default = recommended_config(row["method"], row["n_train"], float(row["epsilon"]))
+    config = {k: v for k, v in row["config"].items() if k not in INPUTS}
+    return all(default.get(k) == v for k, v in config.items())
+
+
 def ranking(found: list[dict]) -> dict[tuple[str, str, float], list[tuple[str, float]]]:
     """(protocol, dataset, epsilon) -> [(method, mean LeNet TSTR)], best first: what RULE's rows
-    encode. Only rows of one protocol are compared with each other."""
+    encode. Only rows of one protocol are compared with each other, and only rows at the
+    method's default (`at_default`)."""
     scores = defaultdict(list)
-    for r in found:
+    for r in filter(at_default, found):
         scores[(r["protocol"], r["dataset"], r["epsilon"], r["method"])].append(r["tstr"]["lenet"])
     out = defaultdict(list)
     for (protocol, dataset, eps, method), values in scores.items():

@@ -99,8 +99,9 @@ def test_cost_grows_with_the_image_and_with_n_for_dp_sgd():
 
 def test_grey_rows_agree_with_the_validation_rows_they_cite():
     """Each grey branch ranks the methods as their mean LeNet TSTR on its dataset and epsilon in
-    bench/results/suite/validation/ does (read by bench/auto_rule.py), best first, under every
-    protocol that scored them."""
+    bench/results/suite/validation/ does (read by bench/auto_rule.py, default configs only),
+    best first: every protocol that scored some of them ranks those in the branch's order, and
+    one protocol scored them all."""
     import importlib.util
     from pathlib import Path
 
@@ -117,8 +118,11 @@ def test_grey_rows_agree_with_the_validation_rows_they_cite():
         # methods are ranked within one protocol; every protocol that scored the set agrees
         protocols = [key for key in ranking if key[1:] == (cited[size], eps)]
         assert protocols, (size, eps_class)
+        complete = False
         for key in protocols:
             # methods that need an input auto cannot supply (dpmepf: a public feature network)
             # are scored but never chosen
             ranked = [m for m, _ in ranking[key] if m not in NEEDS_INPUT]
-            assert list(methods) == ranked, (key, ranked)
+            assert [m for m in methods if m in ranked] == ranked, (key, ranked)
+            complete |= ranked == list(methods)
+        assert complete, (size, eps_class, "no protocol scored every method of the branch")
