@@ -38,7 +38,8 @@ RULE: dict[tuple[str, str, str], tuple[tuple[str, ...], str]] = {
     ),
     ("grey", "large-n", "high-eps"): (
         ("dpmerf", "dpgan"),
-        "validation TSTR on MNIST-10k at eps 10: dpmerf 97.3%, dpgan 95.6% (protocol 3); dpmepf "
+        "validation TSTR on MNIST-10k at eps 10: dpmerf 97.3%, dpgan 95.6% (2 seeds; protocol 3); "
+        "dpmepf "
         "90.5% needs a public feature network, so auto never picks it",
     ),
     ("grey", "large-n", "low-eps"): (
