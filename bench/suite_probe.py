@@ -87,7 +87,14 @@ def main(argv=None) -> int:
         images, labels = run.sample(a.n, labels=labels_wanted, seed=a.seed)
         images = post(np.asarray(images))
         tstr = evaluate_utility.tstr(
-            images, labels, val.images, val.labels, k, "lenet", passes=a.passes, seed=a.seed
+            images,
+            labels,
+            val.images,
+            val.labels,
+            k,
+            classifier="lenet",
+            passes=a.passes,
+            seed=a.seed,
         )
         f_syn = ref.space(images)
         prdc = fidelity.prdc_scores(ref.f_train, f_syn, seed=a.seed)
