@@ -100,7 +100,8 @@ def _method_label(row: dict) -> str:
     """'dpgan'; 'dpgan + public digits' for a cell pretrained on public images; and the
     settings that differ from the method's current default, '(n_features=500)', so a tuning
     trial is never read as the default."""
-    sys.path.insert(0, str(ROOT / "src"))
+    if str(ROOT / "src") not in sys.path:  # called per row: add the source tree once
+        sys.path.insert(0, str(ROOT / "src"))
     from privsynth.models.defaults import recommended_config
 
     public = row.get("public_data")
