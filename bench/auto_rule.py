@@ -20,10 +20,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from privsynth.models.defaults import recommended_config
+from privsynth.models.defaults import changed_settings
 from privsynth.models.registry import method_class
-
-INPUTS = ("features",)  # config keys naming a user's input file, not a setting
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "suite"
@@ -92,9 +90,7 @@ def at_default(row: dict) -> bool:
     file aside) and no public pretraining. Tuning trials are history, not the method's score."""
     if row.get("public_data"):
         return False
-    default = recommended_config(row["method"], row["n_train"], float(row["epsilon"]))
-    config = {k: v for k, v in row["config"].items() if k not in INPUTS}
-    return all(default.get(k) == v for k, v in config.items())
+    return not changed_settings(row["method"], row["n_train"], float(row["epsilon"]), row["config"])
 
 
 def ranking(found: list[dict]) -> dict[tuple[str, str, float], list[tuple[str, float]]]:

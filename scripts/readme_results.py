@@ -93,23 +93,19 @@ def _latest_config_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-INPUTS = ("features",)  # config keys naming a user's input file, not a setting
-
-
 def _method_label(row: dict) -> str:
     """'dpgan'; 'dpgan + public digits' for a cell pretrained on public images; and the
     settings that differ from the method's current default, '(n_features=500)', so a tuning
     trial is never read as the default."""
     if str(ROOT / "src") not in sys.path:  # called per row: add the source tree once
         sys.path.insert(0, str(ROOT / "src"))
-    from privsynth.models.defaults import recommended_config
+    from privsynth.models.defaults import changed_settings
 
     public = row.get("public_data")
     label = row["method"] + (f" + public {Path(public).name}" if public else "")
     if "n_train" not in row:  # a peer's row (bench/peers/): its own settings, no defaults here
         return label
-    default = recommended_config(row["method"], row["n_train"], float(row["epsilon"]))
-    changed = {k: v for k, v in row["config"].items() if k not in INPUTS and default.get(k) != v}
+    changed = changed_settings(row["method"], row["n_train"], float(row["epsilon"]), row["config"])
     return label + (f" ({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
 
 

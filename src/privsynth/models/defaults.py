@@ -143,3 +143,14 @@ def recommended_config(method: str, n_train: int, epsilon: float | None = None) 
     if epsilon is not None and method == private_name(method):
         config.update(_first_below(_BY_EPSILON, method, n_train, epsilon) or {})
     return config
+
+
+# Config fields that name a user's input file (dpmepf's feature network), not a tuned setting.
+INPUT_FIELDS = ("features",)
+
+
+def changed_settings(method: str, n_train: int, epsilon: float, config: dict) -> dict:
+    """The fields of ``config`` that differ from ``recommended_config`` (input files aside):
+    what tells a tuning trial from the method's default in a benchmark table."""
+    default = recommended_config(method, n_train, epsilon)
+    return {k: v for k, v in config.items() if k not in INPUT_FIELDS and default.get(k) != v}
