@@ -230,6 +230,7 @@ class Reference:
     def __init__(self, train, hold, out: Path, n_fidelity: int, passes: int, seed: int = 0):
         from privsynth.atomic import write_json
         from privsynth.evaluate import diversity, fidelity, utility
+        from privsynth.evaluate.classifier import fixed_schedule
         from privsynth.evaluate.feature_space import fitted_space
         from privsynth.evaluate.features import feature_model
         from privsynth.evaluate.pipeline import seeded_draws
@@ -255,6 +256,12 @@ class Reference:
             "n_train": len(train),
             "n_holdout": len(hold),
             "passes": passes,
+            # the TRTR classifiers' schedules: a protocol that trains them longer (colour sets
+            # from protocol 3) must not read a TRTR cached under the shorter one
+            "schedules": {
+                c: fixed_schedule(len(train), train.images.shape[1:], passes, None, c).describe()
+                for c in utility.UTILITY_CLASSIFIERS
+            },
             "n_fidelity": len(self.fid_idx),
             "seed": seed,
         }

@@ -165,3 +165,35 @@ def test_suite_public_data_names_its_cell_and_row_and_stays_off_the_holdout(tmp_
     hold += ["--score", "holdout", "--defaults", "v1", "--public-data", f"dpvae={public}"]
     assert suite.main(hold) == 2
     assert "--public-data applies to validation runs" in capsys.readouterr().err
+
+
+def test_reference_cache_is_retrained_when_the_classifier_schedule_changes(tmp_path, monkeypatch):
+    """The cached TRTR belongs to the schedule it was trained with: when a protocol trains the
+    evaluation classifiers longer (colour sets from protocol 3), a reference cached under the
+    shorter schedule is not read back."""
+    from privsynth.data import load_dataset
+    from privsynth.evaluate import classifier
+    from privsynth.evaluate import utility as evaluate_utility
+
+    utility = load("utility")
+    digits = load_dataset("digits")
+    train, hold = digits.subset(np.arange(0, 300)), digits.subset(np.arange(300, 400))
+    fits = []
+    real_trtr = evaluate_utility.trtr
+
+    def counting_trtr(*a, **kw):
+        fits.append(kw["classifier"])
+        return real_trtr(*a, **kw)
+
+    monkeypatch.setattr(evaluate_utility, "trtr", counting_trtr)
+    first = utility.Reference(train, hold, tmp_path, 60, 240).info
+    assert len(fits) == 2  # LeNet and ResNet
+    assert utility.Reference(train, hold, tmp_path, 60, 240).info == first and len(fits) == 2
+
+    # the same data, passes and seed, but a schedule that runs twice the epochs
+    real_epochs = classifier.fixed_epochs
+    monkeypatch.setattr(classifier, "fixed_epochs", lambda *a, **kw: 2 * real_epochs(*a, **kw))
+    second = utility.Reference(train, hold, tmp_path, 60, 240).info
+    assert len(fits) == 4
+    assert second["key"]["schedules"] != first["key"]["schedules"]
+    assert second["trtr"]["lenet"]["epochs"] == 2 * first["trtr"]["lenet"]["epochs"]
