@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..privacy import dpsgd
 from .base import Method, module_state, strip_prefix
 from .engine import ema_copy, update_ema
-from .generator import Generator, check_generator_weights, group_norm, halvings
+from .generator import Generator, check_generator_weights, check_padding, group_norm, halvings
 
 
 class Discriminator(nn.Module):
@@ -67,6 +67,7 @@ class GANConfig:
     z_dim: int = 32
     width: int = 32  # discriminator channels after the first (stride-2) layer
     g_width: int = 32  # generator channels at full resolution
+    g_padding: str = "reflect"  # "reflect" or "zeros" (models/generator.py says why)
     batch_size: int = 64  # expected (Poisson) number of private images per D step
     epochs: float = 250.0  # expected passes over the private data; D steps = epochs / q
     n_d: int = 5  # discriminator steps per generator step
@@ -96,6 +97,7 @@ class GANConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.epochs > 0:
             raise ConfigError(f"epochs must be > 0, got {self.epochs}")
+        check_padding(self.g_padding)
         if not self.aux >= 0:
             raise ConfigError(f"aux must be >= 0, got {self.aux}")
         if not 0 <= self.ema < 1:
@@ -149,7 +151,9 @@ class GANSynthesizer(Method):
         c, h, _ = self.image_shape
         cfg = self.config
         # g_width counts channels at full resolution; they double at each lower one.
-        self.generator = Generator(c, h, num_classes, cfg.g_width << halvings(h), cfg.z_dim)
+        self.generator = Generator(
+            c, h, num_classes, cfg.g_width << halvings(h), cfg.z_dim, cfg.g_padding
+        )
         self.discriminator = Discriminator(c, h, num_classes, cfg.width, aux=cfg.aux > 0)
         self.g_ema = ema_copy(self.generator)
         # earlier EMA snapshots, oldest first (filled during training; see GANConfig.snapshots)

@@ -4,6 +4,11 @@ z and the one-hot label enter together through two fully connected layers; the m
 by bilinear upsampling + 3x3 convolutions (no transposed convolutions: no checkerboard artefacts,
 and about a third of the cost of a DCGAN generator of the same width at 28x28).
 
+The 3x3 convolutions pad by reflection (``padding="reflect"``), not with zeros: a zero border
+gives the edge pixels fewer real inputs than the rest, and on colour data a DP-trained generator
+turned that into a bright frame around every image (CIFAR-10-5k, bench/results/suite). Weights
+trained with zero padding (cards without ``g_padding``) load with ``padding="zeros"``.
+
 Sampling runs in eval mode, so BatchNorm uses running statistics there. At initialisation those
 are (mean 0, var 1) while the real pre-activations are tiny, which makes an untrained generator
 map every z to nearly the same image. `Generator.calibrate` (called on construction and after
@@ -20,6 +25,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 
 HIDDEN = 256  # units of the two fully connected layers
+PADDINGS = ("reflect", "zeros")  # how the 3x3 convolutions pad the map (module docstring)
 
 
 def halvings(size: int) -> int:
@@ -34,6 +40,11 @@ def halvings(size: int) -> int:
             "(e.g. 8, 28, 32, 64); pass --image-size to resize"
         )
     return k
+
+
+def check_padding(padding: str) -> None:
+    if padding not in PADDINGS:
+        raise ConfigError(f"unknown generator padding '{padding}'; choose one of {PADDINGS}")
 
 
 def group_norm(c: int) -> nn.GroupNorm:
@@ -56,9 +67,16 @@ class Generator(nn.Module):
     upsampling (at least 8). Shared by dpgan, dpmerf and dpkernel."""
 
     def __init__(
-        self, channels: int, size: int, num_classes: int, width: int = 32, z_dim: int = 32
+        self,
+        channels: int,
+        size: int,
+        num_classes: int,
+        width: int = 32,
+        z_dim: int = 32,
+        padding: str = "reflect",
     ):
         super().__init__()
+        check_padding(padding)
         k, hidden = halvings(size), HIDDEN
         self.base = size >> k
         self.num_classes, self.z_dim, self.width = num_classes, z_dim, width
@@ -76,12 +94,12 @@ class Generator(nn.Module):
             out = max(8, c // 2)
             layers += [
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                nn.Conv2d(c, out, 3, padding=1),
+                nn.Conv2d(c, out, 3, padding=1, padding_mode=padding),
                 nn.BatchNorm2d(out),
                 nn.ReLU(),
             ]
             c = out
-        layers += [nn.Conv2d(c, channels, 3, padding=1), nn.Tanh()]
+        layers += [nn.Conv2d(c, channels, 3, padding=1, padding_mode=padding), nn.Tanh()]
         self.conv = nn.Sequential(*layers)
         self.calibrate()
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..data import ImageDataset, to_unit_range
 from ..errors import ConfigError
 from .base import FitResult, OneShotMethod, TrainContext, sensitivity
-from .generator import Generator, check_generator_weights
+from .generator import Generator, check_generator_weights, check_padding
 from .progress import progress_bar
 
 IMPROVEMENT = 0.005  # relative drop of the running loss that resets the patience count
@@ -52,6 +52,7 @@ class MERFConfig:
     count_weight: float = 0.1  # share of ||f||^2 on the constant feature (the noisy class counts)
     z_dim: int = 32
     g_width: int = 32
+    g_padding: str = "reflect"  # "reflect" or "zeros" (models/generator.py says why)
     steps: int = 4000  # most generator steps (free: post-processing)
     patience: int = 600  # stop once the running loss has not improved 0.5% for this long
     batch_size: int = 200  # generated images per generator step
@@ -72,6 +73,7 @@ class MERFConfig:
                 f"witness_floor must lie in [0, 1) (0 keeps every draw), got {self.witness_floor}"
             )
         parse_kernels(self.kernels)
+        check_padding(self.g_padding)
 
 
 @dataclass
@@ -173,7 +175,7 @@ class MERFSynthesizer(OneShotMethod):
         super().__init__(image_shape, num_classes, config, private, name)
         c, h, _ = self.image_shape
         cfg = self.config
-        self.generator = Generator(c, h, num_classes, cfg.g_width, cfg.z_dim)
+        self.generator = Generator(c, h, num_classes, cfg.g_width, cfg.z_dim, cfg.g_padding)
         self.features = self.make_features(cfg)
         self.embedding = ReleasedEmbedding(num_classes, self.features.dim - 1)
 
