@@ -90,7 +90,11 @@ def at_default(row: dict) -> bool:
     file aside) and no public pretraining. Tuning trials are history, not the method's score."""
     if row.get("public_data"):
         return False
-    return not changed_settings(row["method"], row["n_train"], float(row["epsilon"]), row["config"])
+    # rows written before they recorded "channels": cifar5k is the suite's one colour set
+    channels = row.get("channels", 3 if row["dataset"] == "cifar5k" else 1)
+    return not changed_settings(
+        row["method"], row["n_train"], float(row["epsilon"]), row["config"], channels
+    )
 
 
 def ranking(found: list[dict]) -> dict[tuple[str, str, float], list[tuple[str, float]]]:

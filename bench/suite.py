@@ -257,8 +257,9 @@ def resolved_configs(a, n_train: int, methods, epsilons, results: Path) -> dict:
                 out[(m, e)] = cfg
         return out
     sets = parse_sets(a.set)
+    channels = DATASETS[a.dataset]["channels"] or 1
     return {
-        (m, e): {**recommended_config(m, n_train, e), **sets.get(m, {})}
+        (m, e): {**recommended_config(m, n_train, e, channels), **sets.get(m, {})}
         for m in methods
         for e in epsilons
     }
@@ -444,6 +445,7 @@ def run(argv) -> list[dict]:
                         "indices_sha256": _indices_sha(split[a.score]),
                     },
                     "n_train": len(train),
+                    "channels": train.image_shape[0],
                     "commit": git["commit"],
                     "dirty": git["dirty"],
                     "config": config,

@@ -514,7 +514,10 @@ def main(argv=None) -> int:
     for method in methods:
         for eps in epsilons:
             cell = out / "cells" / cell_name(method, eps)
-            config = {**recommended_config(method, len(train), eps), **overrides.get(method, {})}
+            config = {
+                **recommended_config(method, len(train), eps, train.image_shape[0]),
+                **overrides.get(method, {}),
+            }
             if not _complete(cell):
                 reason = (
                     "not trained within this benchmark's time on the shared machine"

@@ -105,7 +105,11 @@ def _method_label(row: dict) -> str:
     label = row["method"] + (f" + public {Path(public).name}" if public else "")
     if "n_train" not in row:  # a peer's row (bench/peers/): its own settings, no defaults here
         return label
-    changed = changed_settings(row["method"], row["n_train"], float(row["epsilon"]), row["config"])
+    # rows written before they recorded "channels": cifar5k is the suite's one colour set
+    channels = row.get("channels", 3 if row["dataset"] == "cifar5k" else 1)
+    changed = changed_settings(
+        row["method"], row["n_train"], float(row["epsilon"]), row["config"], channels
+    )
     return label + (f" ({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
 
 

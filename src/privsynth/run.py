@@ -14,8 +14,7 @@ import torch
 
 from .data import ImageDataset, Split
 from .errors import CheckpointError, ConfigError
-from .models.base import saved_config
-from .models.registry import create, method_class
+from .models.registry import create
 from .nodp import is_private
 from .run_folder import CARD, SPLIT, WEIGHTS, read_card, same_data
 from .run_folder import GRID as GRID
@@ -60,7 +59,6 @@ class Run:
             data = card["data"]
             shape, classes = tuple(data["image_shape"]), len(data["classes"])
             config, private = card["config"], card["private"]
-            config = saved_config(method_class(card["method"]).config_class, config)
         except (KeyError, TypeError) as e:
             raise CheckpointError(
                 f"{path / CARD} lacks {e}; the card was edited or cut short, restore it or retrain"

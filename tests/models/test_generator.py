@@ -13,7 +13,7 @@ from scipy.spatial.distance import pdist
 
 import privsynth
 from privsynth.data import load_split
-from privsynth.errors import CheckpointError
+from privsynth.errors import CheckpointError, ConfigError
 from privsynth.models.generator import Generator, check_generator_weights
 from privsynth.models.registry import create
 
@@ -67,3 +67,29 @@ def test_eval_mode_matches_train_mode_spread_at_init():
 def test_weights_of_the_old_generator_are_refused_in_one_line():
     with pytest.raises(CheckpointError, match="retrain"):
         check_generator_weights({"g_ema.blocks.0.weight": torch.zeros(1)}, "g_ema.")
+
+
+def uniform_output(padding: str) -> torch.Tensor:
+    """The generator's image when its base map is the same at every pixel (per channel)."""
+    torch.manual_seed(0)
+    G = Generator(3, 32, 10, width=16, z_dim=8, padding=padding).eval()
+    last, norm = G.fc[3], G.fc[4]  # the Linear that writes the base map and its BatchNorm
+    with torch.no_grad():
+        norm.reset_running_stats()  # identity (its statistics differ per pixel)
+        last.weight.zero_()  # a bias per channel only
+        last.bias.copy_(torch.randn(16, 1).expand(16, G.base**2).reshape(-1))
+        return G(torch.randn(4, 8), torch.arange(4))
+
+
+def test_reflect_padding_keeps_a_uniform_map_uniform_to_the_border():
+    """Zero padding makes the edge pixels differ from the interior even when nothing in the
+    input does: the seed of the frame DP-trained generators drew round CIFAR images."""
+    reflect, zeros = uniform_output("reflect"), uniform_output("zeros")
+    assert (reflect - reflect[..., 16:17, 16:17]).abs().max() < 1e-5
+    assert (zeros[..., 0, :] - zeros[..., 16:17, 16]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("method", ["dpgan", "dpmerf"])
+def test_unknown_generator_padding_is_refused_in_one_line(method):
+    with pytest.raises(ConfigError, match="padding 'circle'.*reflect"):
+        create(method, (1, 8, 8), 10, {"g_padding": "circle"}, private=True)

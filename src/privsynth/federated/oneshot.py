@@ -74,7 +74,9 @@ def prepare_run_config(cfg: dict, nodes: list[dict]) -> None:
         )
     sizes = [len(load_owner_data(node, cfg)) for node in nodes]
     model_config = {
-        **recommended_config(str(cfg["method"]), sum(sizes)),
+        **recommended_config(
+            str(cfg["method"]), sum(sizes), channels=int(cfg.get("image-channels", 1))
+        ),
         **json.loads(str(cfg["model-config"]) or "{}"),
     }
     cfg.update(

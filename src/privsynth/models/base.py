@@ -310,17 +310,6 @@ def build_config(cls: type, overrides: dict[str, Any] | None) -> Any:
     return cls(**overrides)
 
 
-# Options added after runs were published, with the value those runs trained with: a card that
-# lacks one rebuilds the model it trained, not today's default.
-TRAINED_BEFORE_OPTION = {"g_padding": "zeros"}
-
-
-def saved_config(cls: type, saved: dict[str, Any]) -> dict[str, Any]:
-    """A card's config for dataclass ``cls``, with the options it predates at their old value."""
-    names = {f.name for f in fields(cls)}
-    return {**{k: v for k, v in TRAINED_BEFORE_OPTION.items() if k in names}, **saved}
-
-
 def check_known(cls: type, overrides: dict[str, Any]) -> None:
     """ConfigError naming the valid options when ``overrides`` has a key ``cls`` lacks."""
     names = {f.name for f in fields(cls)}

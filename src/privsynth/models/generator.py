@@ -4,10 +4,9 @@ z and the one-hot label enter together through two fully connected layers; the m
 by bilinear upsampling + 3x3 convolutions (no transposed convolutions: no checkerboard artefacts,
 and about a third of the cost of a DCGAN generator of the same width at 28x28).
 
-The 3x3 convolutions pad by reflection (``padding="reflect"``), not with zeros: a zero border
-gives the edge pixels fewer real inputs than the rest, and on colour data a DP-trained generator
-turned that into a bright frame around every image (CIFAR-10-5k, bench/results/suite). Weights
-trained with zero padding (cards without ``g_padding``) load with ``padding="zeros"``.
+The 3x3 convolutions pad with zeros or by reflection (``padding``). A zero border gives the edge
+pixels fewer real inputs than the rest; on colour data DP-trained generators turned that into a
+bright frame round every image, so colour data gets reflection (models/defaults.py).
 
 Sampling runs in eval mode, so BatchNorm uses running statistics there. At initialisation those
 are (mean 0, var 1) while the real pre-activations are tiny, which makes an untrained generator
@@ -73,7 +72,7 @@ class Generator(nn.Module):
         num_classes: int,
         width: int = 32,
         z_dim: int = 32,
-        padding: str = "reflect",
+        padding: str = "zeros",
     ):
         super().__init__()
         check_padding(padding)

@@ -53,7 +53,7 @@ COUNT_HOW = "the count feature of the DP-MERF warm-up release, summed over class
 
 def merf_method(like: ImageDataset) -> MERFSynthesizer:
     """A ``dpmerf`` model with its recommended settings for ``like``'s size (public: the size)."""
-    config = recommended_config("dpmerf", len(like))
+    config = recommended_config("dpmerf", len(like), channels=like.image_shape[0])
     return MERFSynthesizer(like.image_shape, like.num_classes, config)
 
 

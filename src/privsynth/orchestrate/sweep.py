@@ -121,7 +121,7 @@ def sweep(
     with hold_output(out, "privsynth sweep"):
         dataset, parts = load_split(data, holdout, split_seed, image_size)
         train_set, hold = dataset.subset(parts.train), dataset.subset(parts.holdout)
-        todo = _plan(methods, epsilons, out, len(train_set), configs or {})
+        todo = _plan(methods, epsilons, out, train_set, configs or {})
         ref = _reference(train_set, hold, dataset.num_classes, eval_epochs, seed)
         # Pass the data spec (not the arrays) so each card records where to reload it.
         source = dataset if isinstance(data, ImageDataset) else data
@@ -208,7 +208,7 @@ def _reference(
 
 
 def _plan(
-    methods: list[str], epsilons: list[float], out: Path, n_train: int, configs: dict
+    methods: list[str], epsilons: list[float], out: Path, train_set, configs: dict
 ) -> list[tuple[str, float, Path, dict]]:
     """(method, epsilon, cell folder, config) of every cell, methods-major."""
     for m in methods:
@@ -219,7 +219,10 @@ def _plan(
             m,
             e,
             out / "cells" / cell_name(m, e),
-            {**recommended_config(m, n_train, e), **configs.get(m, {})},
+            {
+                **recommended_config(m, len(train_set), e, train_set.image_shape[0]),
+                **configs.get(m, {}),
+            },
         )
         for m in methods
         for e in epsilons

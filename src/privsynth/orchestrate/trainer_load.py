@@ -75,7 +75,8 @@ def build_method(request: RunRequest, method, n_defaults: int, spec, dataset):
     if not isinstance(method, str):
         method, overrides = method.method, method.config_overrides
     target = spec.epsilon if spec else None
-    config = {**recommended_config(method, n_defaults, target), **overrides}
+    channels = dataset.image_shape[0]
+    config = {**recommended_config(method, n_defaults, target, channels), **overrides}
     config.update(options.config or {})
     torch.manual_seed(options.seed)  # reproducible initial weights
     private = spec is not None
