@@ -51,13 +51,25 @@ def test_suite_rows_off_the_default_are_labelled_with_their_settings():
     """A tuning trial (a config the method's default does not use) or a cell pretrained on
     public images never reads as the default method in the generated table."""
     label = runpy.run_path(str(SCRIPT))["_method_label"]
-    row = {"method": "dpmerf", "n_train": 7000, "epsilon": 1.0, "config": {}}
+    row = {"method": "dpmerf", "dataset": "mnist10k", "n_train": 7000, "epsilon": 1.0}
     from privsynth.models.defaults import recommended_config
 
     assert label({**row, "config": recommended_config("dpmerf", 7000, 1.0)}) == "dpmerf"
     trial = {**recommended_config("dpmerf", 7000, 1.0), "n_features": 500}
     assert label({**row, "config": trial}) == "dpmerf (n_features=500)"
-    gan = {"method": "dpgan", "n_train": 7000, "epsilon": 10.0, "public_data": "/x/digits"}
+    # a colour row written before the colour default (reflect padding) is that default's trial
+    colour = {**row, "dataset": "cifar5k", "n_train": 3585}
+    old = recommended_config("dpmerf", 3585, 1.0)
+    assert label({**colour, "config": old}) == "dpmerf (g_padding=zeros)"
+    new = recommended_config("dpmerf", 3585, 1.0, channels=3)
+    assert label({**colour, "channels": 3, "config": new}) == "dpmerf"
+    gan = {
+        "method": "dpgan",
+        "dataset": "mnist10k",
+        "n_train": 7000,
+        "epsilon": 10.0,
+        "public_data": "/x/digits",
+    }
     assert label({**gan, "config": recommended_config("dpgan", 7000, 10.0)}) == (
         "dpgan + public digits"
     )

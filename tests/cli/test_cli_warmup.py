@@ -138,7 +138,12 @@ def test_train_warmup_merf_through_the_cli_then_sample(tmp_path, tiny_npz, capsy
     monkeypatch.setattr(  # a short MERF generator: its recommended 2 000 steps are not the point
         warmup_merf,
         "recommended_config",
-        lambda m, n, e=None: {**real(m, n, e), "steps": 60, "n_features": 200, "g_width": 8},
+        lambda m, n, e=None, channels=1: {
+            **real(m, n, e, channels),
+            "steps": 60,
+            "n_features": 200,
+            "g_width": 8,
+        },
     )
     out = tmp_path / "r"
     args = ["--data", str(tiny_npz), "--out", str(out), "--epsilon", "3", "--accountant", "rdp"]

@@ -383,7 +383,12 @@ def test_recommended_warmup_applies_only_when_the_user_chose_none(tmp_path, monk
     monkeypatch.setattr(
         warmup_merf,
         "recommended_config",
-        lambda m, n, e=None: {**real(m, n, e), "steps": 30, "n_features": 100, "g_width": 8},
+        lambda m, n, e=None, channels=1: {
+            **real(m, n, e, channels),
+            "steps": 30,
+            "n_features": 100,
+            "g_width": 8,
+        },
     )
     data = make_tiny_dataset()
 

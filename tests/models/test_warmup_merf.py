@@ -24,8 +24,8 @@ def small_merf(monkeypatch):
     """dpmerf's recommended settings train 2 000 generator steps: a few dozen suffice here."""
     real = warmup_merf.recommended_config
 
-    def small(method, n, epsilon=None):
-        return {**real(method, n, epsilon), "steps": 60, "n_features": 200, "g_width": 8}
+    def small(method, n, epsilon=None, channels=1):
+        return {**real(method, n, epsilon, channels), "steps": 60, "n_features": 200, "g_width": 8}
 
     monkeypatch.setattr(warmup_merf, "recommended_config", small)
 
@@ -76,7 +76,12 @@ def test_the_noise_reaches_the_release_and_the_warmup_set(tiny_dataset, monkeypa
     monkeypatch.setattr(  # 200 steps: a generator that has settled on each class (60 may not)
         warmup_merf,
         "recommended_config",
-        lambda m, n, e=None: {**real(m, n, e), "steps": 200, "n_features": 200, "g_width": 8},
+        lambda m, n, e=None, channels=1: {
+            **real(m, n, e, channels),
+            "steps": 200,
+            "n_features": 200,
+            "g_width": 8,
+        },
     )
     exact = warmup_merf.merf_method(tiny_dataset).statistic(tiny_dataset, 1.0).float()
     noise = warmup_merf.release_merf(tiny_dataset, sigma=3.0).released - exact
