@@ -58,11 +58,11 @@ def test_suite_rows_off_the_default_are_labelled_with_their_settings():
     trial = {**recommended_config("dpmerf", 7000, 1.0), "n_features": 500}
     assert label({**row, "config": trial}) == "dpmerf (n_features=500)"
     # a colour row written before the colour default (reflect padding) is that default's trial
-    colour = {**row, "dataset": "cifar5k", "n_train": 3585}
-    old = recommended_config("dpmerf", 3585, 1.0)
-    assert label({**colour, "config": old}) == "dpmerf (g_padding=zeros)"
-    new = recommended_config("dpmerf", 3585, 1.0, channels=3)
-    assert label({**colour, "channels": 3, "config": new}) == "dpmerf"
+    colour = {**row, "method": "dpgan", "dataset": "cifar5k", "n_train": 3585}
+    old = recommended_config("dpgan", 3585, 1.0)
+    assert label({**colour, "config": old}) == "dpgan (g_padding=zeros)"
+    new = recommended_config("dpgan", 3585, 1.0, channels=3)
+    assert label({**colour, "channels": 3, "config": new}) == "dpgan"
     gan = {
         "method": "dpgan",
         "dataset": "mnist10k",

@@ -249,7 +249,8 @@ class WarmUp:
         if self.kind == "central":
             sets["central"] = central_warmup_set(self.release, train_set, cfg, ctx.seed)
         if self.kind == "merf":
-            sets["merf"] = self._merf_set(train_set, ctx, out)
+            padding = getattr(getattr(synth, "config", None), "g_padding", None)
+            sets["merf"] = self._merf_set(train_set, ctx, out, padding)
         if self.kind in RELEASES and not (out / "warmup.png").exists():
             central = self.release if self.kind == "central" else None
             save_warmup_grid(out, sets[self.kind], central)
@@ -267,13 +268,15 @@ class WarmUp:
             state["done"] = done
             save_state(out, state)
 
-    def _merf_set(self, train_set: ImageDataset, ctx: TrainContext, out: Path) -> ImageDataset:
+    def _merf_set(
+        self, train_set: ImageDataset, ctx: TrainContext, out: Path, padding: str | None
+    ) -> ImageDataset:
         """The MERF warm-up set: drawn once (its generator trains for minutes), kept in the
         state so a resumed run reuses it."""
         state = self.state
         if "merf_images" not in state:
             drawn, metrics = warmup_merf.merf_warmup_set(
-                self.release, train_set, self.config.images, ctx
+                self.release, train_set, self.config.images, ctx, padding
             )
             state.update(
                 merf_images=torch.from_numpy(drawn.images),

@@ -51,9 +51,12 @@ class MerfRelease:
 COUNT_HOW = "the count feature of the DP-MERF warm-up release, summed over classes"
 
 
-def merf_method(like: ImageDataset) -> MERFSynthesizer:
-    """A ``dpmerf`` model with its recommended settings for ``like``'s size (public: the size)."""
+def merf_method(like: ImageDataset, padding: str | None = None) -> MERFSynthesizer:
+    """A ``dpmerf`` model with its recommended settings for ``like``'s size (public: the size);
+    ``padding``: its generator's (the warmed method's own, where it has one)."""
     config = recommended_config("dpmerf", len(like), channels=like.image_shape[0])
+    if padding is not None:
+        config["g_padding"] = padding
     return MERFSynthesizer(like.image_shape, like.num_classes, config)
 
 
@@ -64,12 +67,15 @@ def release_merf(train_set: ImageDataset, sigma: float) -> MerfRelease:
     return MerfRelease(noisy.float(), float(sigma))
 
 
-def merf_warmup_set(release: MerfRelease, like: ImageDataset, images: int | None, ctx) -> tuple:
+def merf_warmup_set(
+    release: MerfRelease, like: ImageDataset, images: int | None, ctx, padding: str | None = None
+) -> tuple:
     """Post-processing of the release: train the generator against it (seeded by ``ctx.seed``),
     then draw ``images`` (default: as many as the private set), classes balanced. Returns the
-    set and the generator's metrics."""
+    set and the generator's metrics. ``padding``: see `merf_method` (a zero-padded warm-up set
+    of colour images carries a bright frame into the warmed GAN)."""
     torch.manual_seed(ctx.seed)  # the generator's initial weights too: the set follows the seed
-    synth = merf_method(like)
+    synth = merf_method(like, padding)
     quiet = TrainContext(privacy=None, seed=ctx.seed, device=ctx.device, progress=ctx.progress)
     fit = synth.fit_released(release.released, quiet)
     k, n = like.num_classes, images or len(like)
