@@ -6,7 +6,7 @@ and about a third of the cost of a DCGAN generator of the same width at 28x28).
 
 The 3x3 convolutions pad with zeros or by reflection (``padding``). A zero border gives the edge
 pixels fewer real inputs than the rest; on colour data DP-trained generators turned that into a
-bright frame round every image, so colour data gets reflection (models/defaults.py).
+bright frame round every image, so dpgan pads by reflection on colour data (models/defaults.py).
 
 Sampling runs in eval mode, so BatchNorm uses running statistics there. At initialisation those
 are (mean 0, var 1) while the real pre-activations are tiny, which makes an untrained generator
