@@ -135,9 +135,11 @@ _BY_EPSILON: dict[str, dict[str, list[tuple[float, dict]]]] = {
 # Colour images (3 channels): dpgan's generator pads its convolutions by reflection. With zero
 # padding its CIFAR-10-5k images (eps 10 and 1) sat in a bright frame; with reflection (and the
 # MERF warm-up's generator padded alike) the frame is gone and, at eps 10, seed 0: FD 1.44 ->
-# 1.19, precision 0.80 -> 0.92, coverage 0.34 -> 0.51, TSTR LeNet 26.6 -> 28.6%. dpmerf drew no
-# frame and lost with reflection (TSTR 36.8 -> 32.2%, FD 3.26 -> 3.78, precision 0.42 -> 0.23),
-# so it keeps zero padding, as grey sets do (bench/results/suite/README.md).
+# 1.19, precision 0.80 -> 0.92, coverage 0.34 -> 0.51, TSTR LeNet 26.6 -> 28.6%. dpmerf lost
+# with reflection at eps 10 (no frame there; TSTR 36.8 -> 32.2%, FD 3.26 -> 3.78, precision
+# 0.42 -> 0.23) and at eps 1, where it drew a frame, changed little (TSTR 27.6 -> 28.0%, FD
+# 4.89 -> 4.40, precision 0.43 -> 0.28; one seed), so it keeps zero padding, as grey sets do
+# (bench/results/suite/README.md).
 _COLOUR = {"dpgan": {"g_padding": "reflect"}}
 
 
