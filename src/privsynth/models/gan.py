@@ -67,7 +67,7 @@ class GANConfig:
     z_dim: int = 32
     width: int = 32  # discriminator channels after the first (stride-2) layer
     g_width: int = 32  # generator channels at full resolution
-    g_padding: str = "zeros"  # or "reflect", the colour default (models/defaults.py)
+    g_padding: str = "zeros"  # or "reflect" (dpgan's colour default; models/defaults.py)
     batch_size: int = 64  # expected (Poisson) number of private images per D step
     epochs: float = 250.0  # expected passes over the private data; D steps = epochs / q
     n_d: int = 5  # discriminator steps per generator step

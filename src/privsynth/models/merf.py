@@ -52,7 +52,7 @@ class MERFConfig:
     count_weight: float = 0.1  # share of ||f||^2 on the constant feature (the noisy class counts)
     z_dim: int = 32
     g_width: int = 32
-    g_padding: str = "zeros"  # or "reflect", the colour default (models/defaults.py)
+    g_padding: str = "zeros"  # or "reflect" (dpgan's colour default; models/defaults.py)
     steps: int = 4000  # most generator steps (free: post-processing)
     patience: int = 600  # stop once the running loss has not improved 0.5% for this long
     batch_size: int = 200  # generated images per generator step
