@@ -258,6 +258,29 @@ def test_resume_refuses_changed_privacy_flags(tmp_path, tiny_dataset, fast_gan, 
     assert run.card["privacy"]["dp_sgd"]["steps"] == 6
 
 
+def test_a_run_killed_before_an_upgrade_resumes_when_its_card_lacks_a_new_option(
+    tmp_path, tiny_dataset, fast_gan, monkeypatch
+):
+    """A card written before an option existed (here ``g_padding``) names no value for it: the
+    option's built-in value is what that run ran, so the same command resumes it."""
+    kw = dict(noise_multiplier=1.2, accountant="rdp", progress=False, checkpoint_every=2)
+    out = tmp_path / "r"
+    _kill_after_first_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        privsynth.train(tiny_dataset, "dpgan", out, config=fast_gan, **kw)
+    monkeypatch.undo()
+    card = json.loads((out / "card.json").read_text())
+    assert card["request"]["config"].pop("g_padding") == "zeros"
+    (out / "card.json").write_text(json.dumps(card))
+    # the missing option reads as its built-in value, not as any value: reflect is refused
+    reflect = {**fast_gan, "g_padding": "reflect"}
+    with pytest.raises(privsynth.errors.CheckpointError, match="config.*same flags"):
+        privsynth.train(tiny_dataset, "dpgan", out, config=reflect, **kw)
+    run = privsynth.train(tiny_dataset, "dpgan", out, config=fast_gan, **kw)
+    assert run.card["status"] == "complete" and run.card["privacy"]["dp_sgd"]["steps"] == 6
+    assert run.card["request"]["config"]["g_padding"] == "zeros"
+
+
 def test_overwrite_keeps_the_old_spend(tmp_path, tiny_dataset, fast_gan):
     kw = dict(noise_multiplier=1.2, accountant="rdp", config=fast_gan, progress=False)
     first = privsynth.train(tiny_dataset, "dpgan", tmp_path / "r", **kw)

@@ -46,7 +46,12 @@ from ..run import (
 from .trainer_card import NOT_PROTECTED, privacy_section, run_releases
 from .trainer_load import Loaded, load_inputs
 from .trainer_plan import class_counts, publish_plan, release_class_counts
-from .trainer_resume import check_checkpoint_fits, request_to_repeat, start_or_resume
+from .trainer_resume import (
+    built_in_defaults,
+    check_checkpoint_fits,
+    request_to_repeat,
+    start_or_resume,
+)
 
 
 def train(request: RunRequest) -> Run:
@@ -107,7 +112,9 @@ def _open_session(request: RunRequest, loaded: Loaded) -> tuple[Session, dict | 
     from (or None) and the size release's sigma (0 without DP)."""
     privacy, spec, synth, out = request.privacy, loaded.spec, loaded.synth, request.output.out
     repeat = request_to_repeat(request, loaded)
-    card, resume = start_or_resume(out, repeat, loaded.parts, request.output.overwrite)
+    card, resume = start_or_resume(
+        out, repeat, loaded.parts, request.output.overwrite, built_in_defaults(loaded)
+    )
     if card.data and not same_data(card.data.get("check"), loaded.dataset, loaded.train_set):
         raise CheckpointError(
             f"'{out}' holds an unfinished run on other data (its pixels differ from the "

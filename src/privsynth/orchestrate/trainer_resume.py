@@ -3,6 +3,7 @@ repeat, the card and checkpoint it resumes from, and a checkpoint that fits the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -39,9 +40,32 @@ def request_to_repeat(request: RunRequest, loaded: Loaded) -> dict:
     return json.loads(json.dumps(repeat))
 
 
-def start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[Card, dict | None]:
+def built_in_defaults(loaded: Loaded) -> dict:
+    """The config classes' built-in values, shaped like the request (``config``, the warm-up's
+    ``config``), for `start_or_resume` to fill into an older card's request."""
+    defaults = {"config": dataclasses.asdict(loaded.synth.config_class())}
+    if loaded.warm is not None:
+        defaults["warmup"] = {"config": dataclasses.asdict(type(loaded.warm.config)())}
+    return json.loads(json.dumps(defaults))
+
+
+def _with_defaults(stored: dict, defaults: dict) -> dict:
+    """``stored`` with every option it lacks set to its built-in value. An option added in a
+    later release defaults to what earlier releases ran (e.g. ``g_padding="zeros"``), so a run
+    started before the upgrade resumes instead of reading as started with other settings."""
+    out = dict(stored)
+    for key, value in defaults.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**value, **out[key]} if key == "config" else _with_defaults(out[key], value)
+    return out
+
+
+def start_or_resume(
+    out: Path, request: dict, parts, overwrite: bool, defaults: dict | None = None
+) -> tuple[Card, dict | None]:
     """A new card, or the card and checkpoint of the unfinished run of the same ``request`` in
-    ``out`` (with --overwrite always a new run: the old one is removed at its first write)."""
+    ``out`` (with --overwrite always a new run: the old one is removed at its first write).
+    ``defaults`` (`built_in_defaults`) fills options an older card's request does not name."""
     if not (out / CARD).exists() or overwrite:
         if not (out / CARD).exists() and out.exists() and any(out.iterdir()):
             raise CheckpointError(f"'{out}' exists and is not a run folder; choose an empty --out")
@@ -59,8 +83,9 @@ def start_or_resume(out: Path, request: dict, parts, overwrite: bool) -> tuple[C
             f"'{out}' already holds a finished run; choose another --out or "
             "pass --overwrite (its privacy spend stays in the ledger)"
         )
-    if card.get("request") != request:
-        changed = sorted(k for k in request if (card.get("request") or {}).get(k) != request[k])
+    stored = _with_defaults(card.get("request") or {}, defaults or {})
+    if stored != request:
+        changed = sorted(k for k in request if stored.get(k) != request[k])
         raise CheckpointError(
             f"'{out}' holds an unfinished run started with other "
             f"settings ({', '.join(changed)}); rerun it with the same "
