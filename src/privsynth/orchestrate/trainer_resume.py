@@ -42,10 +42,15 @@ def request_to_repeat(request: RunRequest, loaded: Loaded) -> dict:
 
 def built_in_defaults(loaded: Loaded) -> dict:
     """The config classes' built-in values, shaped like the request (``config``, the warm-up's
-    ``config``), for `start_or_resume` to fill into an older card's request."""
-    defaults = {"config": dataclasses.asdict(loaded.synth.config_class())}
+    ``config``), for `start_or_resume` to fill into an older card's request. A method
+    registered without a config dataclass (a user's own) has none to fill."""
+
+    def built_in(cls) -> dict | None:
+        return dataclasses.asdict(cls()) if dataclasses.is_dataclass(cls) else None
+
+    defaults = {"config": built_in(getattr(loaded.synth, "config_class", None))}
     if loaded.warm is not None:
-        defaults["warmup"] = {"config": dataclasses.asdict(type(loaded.warm.config)())}
+        defaults["warmup"] = {"config": built_in(type(loaded.warm.config))}
     return json.loads(json.dumps(defaults))
 
 
