@@ -88,11 +88,14 @@ def table(found: list[dict]) -> str:
 def at_default(row: dict) -> bool:
     """The row ran the method as `auto` would: its current default config (a user's input
     file aside) and no public pretraining. Tuning trials are history, not the method's score."""
-    if row.get("public_data"):
-        return False
+    return not row.get("public_data") and not changed_in_row(row)
+
+
+def changed_in_row(row: dict) -> dict:
+    """The settings suite row ``row`` ran that differ from its method's current default."""
     # rows written before they recorded "channels": cifar5k is the suite's one colour set
     channels = row.get("channels", 3 if row["dataset"] == "cifar5k" else 1)
-    return not changed_settings(
+    return changed_settings(
         row["method"], row["n_train"], float(row["epsilon"]), row["config"], channels
     )
 

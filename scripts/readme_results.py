@@ -75,7 +75,12 @@ def table() -> str:
 
 SUITE_ROWS = "bench/results/suite/validation"
 PEER_ROWS = "bench/results/peers/dpmerf_reference/validation"
+# in the order the tables list them: the grey sets from small to large, then colour
 SUITE_LABELS = {"digits": "digits", "mnist10k": "MNIST-10k", "cifar5k": "CIFAR-10-5k"}
+
+
+def _dataset_order(dataset: str) -> int:
+    return list(SUITE_LABELS).index(dataset) if dataset in SUITE_LABELS else len(SUITE_LABELS)
 
 
 def _latest_config_rows(rows: list[dict]) -> list[dict]:
@@ -86,7 +91,7 @@ def _latest_config_rows(rows: list[dict]) -> list[dict]:
         key = (r["dataset"], _method_label(r), float(r["epsilon"]), r["protocol"])
         groups.setdefault(key, []).append(r)
     out = []
-    for key in sorted(groups, key=lambda k: (k[0], k[1], -k[2], k[3])):
+    for key in sorted(groups, key=lambda k: (_dataset_order(k[0]), k[0], k[1], -k[2], k[3])):
         group = groups[key]
         last = max(group, key=lambda r: r["created"])
         out.append([r for r in group if r["config"] == last["config"]])
@@ -97,19 +102,16 @@ def _method_label(row: dict) -> str:
     """'dpgan'; 'dpgan + public digits' for a cell pretrained on public images; and the
     settings that differ from the method's current default, '(n_features=500)', so a tuning
     trial is never read as the default."""
-    if str(ROOT / "src") not in sys.path:  # called per row: add the source tree once
-        sys.path.insert(0, str(ROOT / "src"))
-    from privsynth.models.defaults import changed_settings
+    for folder in ("src", "bench"):  # called per row: add each folder once
+        if str(ROOT / folder) not in sys.path:
+            sys.path.insert(0, str(ROOT / folder))
+    from auto_rule import changed_in_row
 
     public = row.get("public_data")
     label = row["method"] + (f" + public {Path(public).name}" if public else "")
     if "n_train" not in row:  # a peer's row (bench/peers/): its own settings, no defaults here
         return label
-    # rows written before they recorded "channels": cifar5k is the suite's one colour set
-    channels = row.get("channels", 3 if row["dataset"] == "cifar5k" else 1)
-    changed = changed_settings(
-        row["method"], row["n_train"], float(row["epsilon"]), row["config"], channels
-    )
+    changed = changed_in_row(row)
     return label + (f" ({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
 
 
@@ -176,7 +178,7 @@ def holdout_table() -> str:
         "| TSTR / TRTR | detection AUC | recall | defaults |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], -k[3])):
+    for key in sorted(groups, key=lambda k: (k[0], _dataset_order(k[1]), k[1], k[2], -k[3])):
         group, r0 = groups[key], groups[key][0]
         pair = [
             " / ".join(_ms([r[part][net] for r in group], 100) for net in ("lenet", "resnet"))
