@@ -212,3 +212,54 @@ def test_weights_without_the_embedding_still_load_and_sample(tiny_dataset):
 def test_witness_floor_outside_0_1_is_a_config_error(floor):
     with pytest.raises(ConfigError, match="witness_floor"):
         MERFSynthesizer((1, 8, 8), 3, {"witness_floor": floor})
+
+
+def test_noise_floor_is_the_loss_the_private_data_scores_against_the_release(tiny_dataset):
+    """`noise_floor` against its definition: the expected squared distance (units of C^2) between
+    the release's class means and a batch of the private images' own mean embedding, measured by
+    drawing the Gaussian noise and the batches many times."""
+    from privsynth.data import to_unit_range
+
+    synth = MERFSynthesizer((1, 8, 8), 3, {**TINY, "n_features": 200})
+    C, sigma, batch = 0.5, 2.0, 30
+    exact = synth.statistic(tiny_dataset, C).float()
+    feats = synth.features(torch.from_numpy(to_unit_range(tiny_dataset.images)), C)[:, :-1]
+    y = torch.from_numpy(tiny_dataset.labels).long()
+    gen = torch.Generator().manual_seed(0)
+    losses, floors = [], []
+    for _ in range(300):
+        noisy = exact + sigma * C * torch.randn(exact.shape, generator=gen)  # the release's law
+        target = synth.features.class_means(noisy.float(), C)[:, :-1]
+        picks = torch.cat(
+            [
+                torch.nonzero(y == c).squeeze(1)[torch.randint(40, (10,), generator=gen)]
+                for c in range(3)
+            ]
+        )  # 10 per class: batch 30 over 3 classes
+        batch_mean = torch.stack([feats[picks[10 * c : 10 * c + 10]].mean(0) for c in range(3)])
+        losses.append(float((batch_mean - target).pow(2).sum() / C**2))
+        floors.append(synth.noise_floor(noisy.float(), sigma, C, batch))
+    assert np.mean(losses) == pytest.approx(np.mean(floors), rel=0.1)
+    # the noise's share dominates here; without noise only the batches' spread is left
+    no_noise = synth.noise_floor(exact, 0.0, C, batch)
+    assert 0 < no_noise < 0.2 * np.mean(floors)
+
+
+def test_stop_at_noise_ends_a_private_run_at_the_floor_and_says_so(tmp_path, tiny_dataset):
+    config = {**TINY, "steps": 3000, "patience": 3000, "stop_at_noise": True}
+    run = privsynth.train(
+        tiny_dataset, "dpmerf", tmp_path / "dp", epsilon=1, config=config, progress=False
+    )
+    metrics = run.card["train"]["metrics"]
+    assert metrics["generator_steps"] < 3000  # the floor, not the step ceiling, ended it
+    assert metrics["loss"] <= metrics["noise_floor"]
+    twin = privsynth.train(
+        tiny_dataset,
+        "dpmerf",
+        tmp_path / "twin",
+        no_dp=True,
+        config={**config, "steps": 50},
+        progress=False,
+    )  # no release noise: nothing to stop at
+    assert "noise_floor" not in twin.card["train"]["metrics"]
+    assert twin.card["train"]["metrics"]["generator_steps"] == 50

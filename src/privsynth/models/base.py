@@ -267,7 +267,10 @@ class OneShotMethod(Method):
 
         if ctx.resume is None:
             checkpoint(0, {}, None)  # book the spend (and keep the release) the moment it exists
-        result = self.fit_released(released, dataclasses.replace(ctx, checkpoint=checkpoint))
+        sigma = release.sigma if release is not None else None
+        result = self.fit_released(
+            released, dataclasses.replace(ctx, checkpoint=checkpoint, release_sigma=sigma)
+        )
         if release is not None and result.dp_count is not None:
             how = f"the count feature of {self.name}'s one Gaussian release, summed over classes"
             release = release.with_count(result.dp_count, how)

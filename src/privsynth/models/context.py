@@ -26,6 +26,9 @@ class TrainContext:
     checkpoint: Callable[[int, dict, AccountantState | None], None] = lambda *a: None
     on_plan: Callable[[DPPlan], None] = lambda plan: None
     resume: dict | None = None
+    # A one-shot release's noise multiplier (`OneShotMethod.post_process` sets it; None without
+    # DP): post-processing may read the noise's public scale (dpmerf's `stop_at_noise`).
+    release_sigma: float | None = None
 
     @classmethod
     def of(cls, options, privacy: PrivacySpec | None, **hooks) -> TrainContext:

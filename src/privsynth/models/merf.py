@@ -61,6 +61,10 @@ class MERFConfig:
     # Sampling redraws an image whose witness (its kernel similarity to its class's released mean
     # embedding) is below this fraction of the class's median; 0 keeps every draw (`witness`).
     witness_floor: float = 0.2
+    # Stop the generator once its loss reaches the loss the private data itself would score, in
+    # expectation, against the noisy release (`noise_floor`): below it, it fits the noise
+    # (Morozov's discrepancy principle). Reads only the release and its public noise scale.
+    stop_at_noise: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_features", "steps", "z_dim", "g_width", "patience"):  # batch: trainer
@@ -223,6 +227,9 @@ class MERFSynthesizer(OneShotMethod):
         C = sensitivity(ctx.privacy)
         features = self.features.to(device)
         target = features.class_means(released.to(device), C)[:, :-1]
+        floor = None
+        if cfg.stop_at_noise and ctx.release_sigma:
+            floor = self.noise_floor(released.to(device), ctx.release_sigma, C, cfg.batch_size)
         t0 = time.time()
         bar = progress_bar(cfg.steps, start, ctx, None, desc=f"{self.name} generator")
         smooth, step = math.nan, start
@@ -247,7 +254,7 @@ class MERFSynthesizer(OneShotMethod):
             better = smooth < best * (1 - IMPROVEMENT)  # best starts at inf: the first step counts
             best, since = (smooth, 0) if better else (best, since + 1)
             bar.update(step + 1, loss=smooth)
-            if since >= cfg.patience:
+            if since >= cfg.patience or (floor is not None and smooth <= floor):
                 break
             if (step + 1) % ctx.checkpoint_every == 0 and step + 1 < cfg.steps:
                 snapshot(step + 1)
@@ -264,10 +271,27 @@ class MERFSynthesizer(OneShotMethod):
                 "generator_steps": steps,
                 "generator_seconds": round(time.time() - t0, 1),
                 "witness_redrawn": rejected,
+                **({"noise_floor": round(floor, 4)} if floor is not None else {}),
             },
             # the training-set size as the count feature has it: the noisy counts, not floored
             dp_count=float(features.counts(released.to(device), C).sum()) if ctx.privacy else None,
         )
+
+    def noise_floor(self, released: torch.Tensor, sigma: float, C: float, batch: int) -> float:
+        """The generator loss (units of C^2) that a generator drawing exactly the private data
+        scores in expectation against the release: the noise in each class mean, sigma^2 per
+        feature over its squared count, plus the sampling spread of a batch's class means. Only
+        the release and its public noise scale enter (post-processing)."""
+        counts = self.features.counts(released, C).clamp_min(1.0).double()
+        target = (released[:-1].double() / counts).T / C  # K x D class means at norm 1
+        dim = target.shape[1]
+        noise = sigma**2 * dim / counts**2
+        # a class's features have squared norm 1 - w0, so their total variance is that minus the
+        # squared mean (estimated from the release, its noise part removed)
+        mean_sq = (target.pow(2).sum(1) - noise).clamp(0.0, 1 - self.features.count_weight)
+        per_batch = torch.bincount(torch.arange(batch) % self.num_classes, minlength=len(counts))
+        spread = (1 - self.features.count_weight - mean_sq) / per_batch.clamp_min(1)
+        return float((noise + spread).sum())
 
     @torch.no_grad()
     def keep_embedding(self, means: torch.Tensor, seed: int, per_class: int = 500) -> float:
