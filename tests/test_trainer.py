@@ -270,6 +270,10 @@ def test_defaults_can_follow_the_target_epsilon(tmp_path, tiny_dataset, monkeypa
         assert defaults.recommended_config("dpmerf", n, 1.0)["witness_floor"] == 0.4
         assert "witness_floor" not in defaults.recommended_config("dpmerf", n, 5.0)
     assert "witness_floor" not in defaults.recommended_config("dpmerf", 8000, float("inf"))
+    # ...and on small data it stops at the release's noise floor (measured there only)
+    assert defaults.recommended_config("dpmerf", 1000, 1.0)["stop_at_noise"] is True
+    for n, eps in ((1000, 5.0), (8000, 1.0), (1000, float("inf"))):
+        assert "stop_at_noise" not in defaults.recommended_config("dpmerf", n, eps)
     monkeypatch.setitem(defaults._DEFAULTS, "dpmerf", {"small": {"steps": 7, "n_features": 16}})
     monkeypatch.setitem(defaults._BY_EPSILON, "dpmerf", {"small": [(2.0, {"steps": 5})]})
     kw = dict(progress=False, config={"batch_size": 20, "g_width": 8})
