@@ -119,7 +119,7 @@ def _first_below(table: dict, method: str, n_train: int, epsilon: float) -> dict
 # the floor stays 0.2. On digits at eps 1 no draw falls under it (bench/results/dpmerf_rerun/).
 # dpmerf on small data below eps 3 also stops at the noise floor (`stop_at_noise`: the loss the
 # private data itself scores against the noisy release; post-processing). Digits at eps 1 (1 257
-# images) reached the floor after 220-274 of its 2 000 steps, then fitted the noise: speckle.
+# images) reached the floor after 178-274 of its 2 000 steps, then fitted the noise: speckle.
 # Stopped there, validation split, 3 seeds against 3: LeNet TSTR 89.9 -> 90.7%, recall 0.15 ->
 # 0.54, precision 0.57 -> 0.77, FD 3.3 -> 1.9, detection AUC 0.99 -> 0.97, under half the CPU
 # (bench/results/suite/README.md, "Stopping at the noise floor").
