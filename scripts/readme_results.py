@@ -178,7 +178,8 @@ def holdout_table() -> str:
         "| TSTR / TRTR | detection AUC | recall | defaults |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key in sorted(groups, key=lambda k: (k[0], _dataset_order(k[1]), k[1], k[2], -k[3])):
+    # a data set's rows together, a later default set under the one it replaced
+    for key in sorted(groups, key=lambda k: (_dataset_order(k[1]), k[1], k[2], -k[3], k[0])):
         group, r0 = groups[key], groups[key][0]
         pair = [
             " / ".join(_ms([r[part][net] for r in group], 100) for net in ("lenet", "resnet"))
@@ -193,9 +194,10 @@ def holdout_table() -> str:
         )
     return (
         "The default method on the benchmark suite's holdout splits: settings frozen from the "
-        "validation splits (`bench/results/suite/defaults/`), then each cell scored once per seed, "
+        "validation splits (`bench/results/suite/defaults/`; a later set re-freezes what the "
+        "validation splits changed), then each cell scored once per seed, "
         "mean ± sd over the seeds the row counts (`python bench/suite.py --score holdout "
-        "--defaults v1 --dataset DATA --methods dpmerf --epsilons 10,1 --seeds 0,1,2`; rows in "
+        "--defaults SET --dataset DATA --methods dpmerf --epsilons 10,1 --seeds 0,1,2`; rows in "
         f"`{HOLDOUT_ROWS}/`, each with its commit, seed and config). TSTR / TRTR is the LeNet's; "
         "detection AUC is a classifier telling real from synthetic (0.5: indistinguishable); "
         "recall is the share of real images near a synthetic one (docs/evaluation.md). "
