@@ -61,6 +61,9 @@ from privsynth.errors import ConfigError  # noqa: E402
 PROTOCOL = "privsynth-suite/3"
 SPLIT_SEED = 20261206
 RESULTS = ROOT / "bench" / "results" / "suite"
+# Sampling-time options: the weights do not depend on them, so a cell trains without them and is
+# sampled with them, and trials of their values share one trained cell.
+SAMPLE_ONLY = ("contrast",)
 # name -> where it lives, its format inputs and (private-train, validation, holdout) sizes:
 # counts, or fractions of the whole for the embedded digits
 DATASETS = {
@@ -398,8 +401,10 @@ def run(argv) -> list[dict]:
         for m in methods:
             for e in epsilons:
                 config = configs[(m, e)]
+                sample_set = {k: config[k] for k in SAMPLE_ONLY if k in config}
+                fitted = {k: v for k, v in config.items() if k not in sample_set}
                 # the public set is part of what the cell trained on: it names the cell apart
-                trained = {**config, **({"public_data": public[m]} if m in public else {})}
+                trained = {**fitted, **({"public_data": public[m]} if m in public else {})}
                 cell = cells_dir / f"{cell_name(m, e)}-seed{s}-{_hash(trained)[:8]}"
                 if not _complete(cell):
                     fit = utility._train_child if a.in_process else utility.train_cell
@@ -411,7 +416,7 @@ def run(argv) -> list[dict]:
                             "method": m,
                             "epsilon": str(e),
                             "cell": str(cell),
-                            "config": config,
+                            "config": fitted,
                             "common": dict(
                                 delta=a.delta,
                                 accountant="prv",
@@ -427,7 +432,9 @@ def run(argv) -> list[dict]:
                             "threads": threads,
                         }
                     )
-                ev = utility.evaluate_cell(Run.load(cell), ref, n_syn, cell, {}, detect=True)
+                ev = utility.evaluate_cell(
+                    Run.load(cell), ref, n_syn, cell, sample_set, detect=True
+                )
                 base = utility.cell_row(cell, m, e, ev)
                 trtr = ref.info["trtr"]
                 row = {

@@ -167,6 +167,27 @@ def test_suite_public_data_names_its_cell_and_row_and_stays_off_the_holdout(tmp_
     assert "--public-data applies to validation runs" in capsys.readouterr().err
 
 
+def test_a_sampling_time_option_reuses_the_trained_cell_and_its_row_records_it(tmp_path, repo):
+    """``contrast`` acts only at sampling: a trial of it samples the cell the plain config trained
+    (no second training), its grid and row say which value ran, and the figures differ."""
+    suite = load("suite")
+    res, out = repo / "results", tmp_path / "runs"
+    common = ["--dataset", "digits", "--results", str(res), "--out", str(out), "--repo", str(repo)]
+    common += [*TINY, "--seeds", "0", *SET]
+    assert suite.main(common) == 0
+    cells = sorted((out / "cells").glob("*/*"))
+    weights = (cells[0] / "weights.safetensors").stat().st_mtime_ns
+    assert suite.main([*common, "--set", "dpmerf:contrast=2.0"]) == 0
+    assert sorted((out / "cells").glob("*/*")) == cells  # the same one cell, not retrained
+    assert (cells[0] / "weights.safetensors").stat().st_mtime_ns == weights
+    assert (cells[0] / "utility_grid-contrast=2.0.png").exists()
+    plain, sharp = sorted(
+        suite.read_rows(res, "validation"), key=lambda r: "contrast" in r["config"]
+    )
+    assert sharp["config"]["contrast"] == 2.0 and "contrast" not in plain["config"]
+    assert sharp["cell"] == plain["cell"] and sharp["fd"] != plain["fd"]
+
+
 def test_reference_cache_is_retrained_when_the_classifier_schedule_changes(tmp_path, monkeypatch):
     """The cached TRTR belongs to the schedule it was trained with: when a protocol trains the
     evaluation classifiers longer (colour sets from protocol 3), a reference cached under the

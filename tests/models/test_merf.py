@@ -214,6 +214,29 @@ def test_witness_floor_outside_0_1_is_a_config_error(floor):
         MERFSynthesizer((1, 8, 8), 3, {"witness_floor": floor})
 
 
+def test_contrast_pushes_sampled_pixels_toward_ink_or_paper_and_keeps_their_order():
+    """``contrast`` maps each pixel through tanh(c x) / tanh(c) on -1..1 after the draw: black and
+    white stay put, mid-greys move outward, the ranking of pixels is unchanged, 0 keeps pixels."""
+    synth = MERFSynthesizer((1, 8, 8), 3, {**TINY, "witness_floor": 0.0})
+    labels = np.arange(30) % 3
+    plain = synth.sample(30, labels, seed=0).astype(float)
+    synth.config.contrast = 1.5
+    sharp = synth.sample(30, labels, seed=0).astype(float)
+    x = plain / 127.5 - 1
+    expected = (np.tanh(1.5 * x) / np.tanh(1.5) + 1) * 127.5
+    assert np.abs(sharp - expected).max() <= 1.5  # uint8 rounding of both, slope <= 1.7
+    assert (np.abs(sharp - 127.5) >= np.abs(plain - 127.5) - 1).all()
+    assert (np.abs(sharp - 127.5) > np.abs(plain - 127.5) + 1).mean() > 0.3  # greys moved out
+    synth.config.contrast = 0.0
+    assert np.array_equal(synth.sample(30, labels, seed=0), plain.astype(np.uint8))
+
+
+@pytest.mark.parametrize("contrast", [-1.0, 25.0])
+def test_contrast_outside_0_20_is_a_config_error(contrast):
+    with pytest.raises(ConfigError, match="contrast"):
+        MERFSynthesizer((1, 8, 8), 3, {"contrast": contrast})
+
+
 def test_noise_floor_is_the_loss_the_private_data_scores_against_the_release(tiny_dataset):
     """`noise_floor` against its definition: the expected squared distance (units of C^2) between
     the release's class means and a batch of the private images' own mean embedding, measured by

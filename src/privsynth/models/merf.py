@@ -65,6 +65,9 @@ class MERFConfig:
     # expectation, against the noisy release (`noise_floor`): below it, it fits the noise
     # (Morozov's discrepancy principle). Reads only the release and its public noise scale.
     stop_at_noise: bool = False
+    # Sampling's contrast curve, tanh(c x) / tanh(c) on -1..1 pixels (0: off): pushes the
+    # generator's soft mid-grey strokes toward ink or paper. Post-processing, like the floor.
+    contrast: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("n_features", "steps", "z_dim", "g_width", "patience"):  # batch: trainer
@@ -76,6 +79,8 @@ class MERFConfig:
             raise ConfigError(
                 f"witness_floor must lie in [0, 1) (0 keeps every draw), got {self.witness_floor}"
             )
+        if not 0 <= self.contrast <= 20:
+            raise ConfigError(f"contrast must lie in [0, 20] (0 keeps pixels), got {self.contrast}")
         parse_kernels(self.kernels)
         check_padding(self.g_padding)
 
@@ -335,7 +340,8 @@ class MERFSynthesizer(OneShotMethod):
                 out[low] = G(z, y[low])
                 low = low[self.witness(out[low], y[low]) < bar[low]]
         G.train()
-        return out
+        c = self.config.contrast
+        return torch.tanh(c * out) / math.tanh(c) if c > 0 else out
 
     def released_modules(self) -> dict[str, torch.nn.Module]:
         """The released weights: the generator and the released class-mean embedding (DP
