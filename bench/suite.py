@@ -55,15 +55,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import utility  # noqa: E402  (the cells' training and evaluation machinery)
 
 from privsynth.errors import ConfigError  # noqa: E402
+from privsynth.models.defaults import SAMPLING_FIELDS  # noqa: E402
 
 # 2: the evaluation classifiers train on the fixed SGD schedule; 3: 3x as long on colour sets
 # (grey sets: the same schedule as 2)
 PROTOCOL = "privsynth-suite/3"
 SPLIT_SEED = 20261206
 RESULTS = ROOT / "bench" / "results" / "suite"
-# Sampling-time options: the weights do not depend on them, so a cell trains without them and is
-# sampled with them, and trials of their values share one trained cell.
-SAMPLE_ONLY = ("contrast",)
+# Sampling-time options (the weights do not depend on them): a cell trains without them and is
+# sampled with them, so trials of their values share one trained cell.
+SAMPLE_ONLY = SAMPLING_FIELDS
 # name -> where it lives, its format inputs and (private-train, validation, holdout) sizes:
 # counts, or fractions of the whole for the embedded digits
 DATASETS = {

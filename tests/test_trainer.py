@@ -274,6 +274,11 @@ def test_defaults_can_follow_the_target_epsilon(tmp_path, tiny_dataset, monkeypa
     assert defaults.recommended_config("dpmerf", 1000, 1.0)["stop_at_noise"] is True
     for n, eps in ((1000, 5.0), (8000, 1.0), (1000, float("inf"))):
         assert "stop_at_noise" not in defaults.recommended_config("dpmerf", n, eps)
+    # ...and samples small grey sets through a contrast curve there (neutral at eps 10; colour
+    # and large data not measured to gain: off)
+    assert defaults.recommended_config("dpmerf", 1000, 1.0)["contrast"] == 1.0
+    for n, eps, channels in ((1000, 10.0, 1), (8000, 1.0, 1), (1000, 1.0, 3), (1000, None, 1)):
+        assert "contrast" not in defaults.recommended_config("dpmerf", n, eps, channels)
     monkeypatch.setitem(defaults._DEFAULTS, "dpmerf", {"small": {"steps": 7, "n_features": 16}})
     monkeypatch.setitem(defaults._BY_EPSILON, "dpmerf", {"small": [(2.0, {"steps": 5})]})
     kw = dict(progress=False, config={"batch_size": 20, "g_width": 8})
