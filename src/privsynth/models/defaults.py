@@ -155,7 +155,7 @@ _COLOUR = {"dpgan": {"g_padding": "reflect"}}
 # contrast curve (`contrast`, tanh(c x) / tanh(c); post-processing). Below eps 3 its generator
 # draws soft mid-grey strokes where the data has ink or paper, which a real-vs-synthetic
 # classifier picks up. Digits validation split, the same weights sampled both ways, c = 1: at
-# eps 1 (3 seeds) detection AUC 0.97 -> 0.89, recall 0.54 -> 0.72, FD 1.93 -> 1.33, LeNet TSTR
+# eps 1 (3 seeds) detection AUC 0.97 -> 0.89, recall 0.55 -> 0.72, FD 1.92 -> 1.33, LeNet TSTR
 # 90.7 -> 91.6%; at eps 10 (2 seeds) neutral (AUC 0.68 -> 0.68, TSTR 98.9 -> 98.7%), so off
 # there (bench/results/suite/README.md, "A contrast curve at sampling"). Not on colour, whose
 # pixels are not ink on paper, and not yet measured by the suite on large grey sets.
