@@ -86,11 +86,14 @@ def table(found: list[dict]) -> str:
 
 
 def at_default(row: dict) -> bool:
-    """The row trained the method as `auto` would: its current default config (a user's input
-    file aside) and no public pretraining. Tuning trials are history, not the method's score.
-    Sampling-time fields aside: the rule picks what to train, and such a field changes only
-    how the same weights are sampled (a row sampled without today's curve scores the method
-    as trained today)."""
+    """The row ran the method as `auto` would: its current default config (a user's input
+    file aside) and no public pretraining. Tuning trials are history, not the method's score."""
+    return not row.get("public_data") and not changed_in_row(row)
+
+
+def trained_at_default(row: dict) -> bool:
+    """As `at_default`, sampling-time fields aside: the row trained what `auto` trains today and
+    sampled those weights another way (e.g. before a sampling default changed)."""
     changed = set(changed_in_row(row)) - set(SAMPLING_FIELDS)
     return not row.get("public_data") and not changed
 
@@ -107,13 +110,15 @@ def changed_in_row(row: dict) -> dict:
 def ranking(found: list[dict]) -> dict[tuple[str, str, float], list[tuple[str, float]]]:
     """(protocol, dataset, epsilon) -> [(method, mean LeNet TSTR)], best first: what RULE's rows
     encode. Only rows of one protocol are compared with each other, and only rows at the
-    method's default (`at_default`)."""
-    scores = defaultdict(list)
-    for r in filter(at_default, found):
-        scores[(r["protocol"], r["dataset"], r["epsilon"], r["method"])].append(r["tstr"]["lenet"])
+    method's default (`at_default`); where a method has none there, its rows that trained at
+    the default and sampled another way (`trained_at_default`): the rule picks what to train."""
+    scores = defaultdict(lambda: ([], []))
+    for r in filter(trained_at_default, found):
+        key = (r["protocol"], r["dataset"], r["epsilon"], r["method"])
+        scores[key][0 if at_default(r) else 1].append(r["tstr"]["lenet"])
     out = defaultdict(list)
-    for (protocol, dataset, eps, method), values in scores.items():
-        out[(protocol, dataset, eps)].append((method, statistics.mean(values)))
+    for (protocol, dataset, eps, method), (exact, resampled) in scores.items():
+        out[(protocol, dataset, eps)].append((method, statistics.mean(exact or resampled)))
     return {key: sorted(ms, key=lambda m: -m[1]) for key, ms in sorted(out.items())}
 
 
