@@ -126,3 +126,33 @@ def test_rule_rows_agree_with_the_validation_rows_they_cite():
                 assert [m for m in methods if m in ranked] == ranked, (key, ranked)
                 complete |= ranked == list(methods)
             assert complete, (size, eps, "no protocol scored every method of the branch")
+
+
+def test_rule_ranking_prefers_rows_at_the_full_default_then_rows_resampled_from_it():
+    """A method's rows at its full default rank it; a row that trained at the default and only
+    sampled another way (an older sampling default) stands in where the method has none; a row
+    that trained another way never counts."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "auto_rule.py"
+    spec = importlib.util.spec_from_file_location("bench_auto_rule", path)
+    rule_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rule_script)
+    default = {"steps": 2000, "witness_floor": 0.4, "stop_at_noise": True, "contrast": 1.0}
+
+    def row(method, config, tstr):
+        place = {"protocol": "p", "dataset": "digits", "epsilon": 1.0, "n_train": 1257}
+        return {**place, "channels": 1, "method": method, "config": config, "tstr": {"lenet": tstr}}
+
+    resampled = {k: v for k, v in default.items() if k != "contrast"}
+    found = [
+        row("dpmerf", default, 0.9),
+        row("dpmerf", resampled, 0.5),  # not averaged in: the method has full-default rows
+        row("dpmerf", {**default, "stop_at_noise": False}, 0.1),  # trained another way
+        row("dpkernel", {"steps": 2000, "contrast": 3.0}, 0.8),  # resampled only: stands in
+        row("dpkernel", {"steps": 600}, 0.99),  # trained another way: never counts
+    ]
+    assert rule_script.ranking(found) == {
+        ("p", "digits", 1.0): [("dpmerf", 0.9), ("dpkernel", 0.8)]
+    }
