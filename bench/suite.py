@@ -62,9 +62,6 @@ from privsynth.models.defaults import SAMPLING_FIELDS  # noqa: E402
 PROTOCOL = "privsynth-suite/3"
 SPLIT_SEED = 20261206
 RESULTS = ROOT / "bench" / "results" / "suite"
-# Sampling-time options (the weights do not depend on them): a cell trains without them and is
-# sampled with them, so trials of their values share one trained cell.
-SAMPLE_ONLY = SAMPLING_FIELDS
 # name -> where it lives, its format inputs and (private-train, validation, holdout) sizes:
 # counts, or fractions of the whole for the embedded digits
 DATASETS = {
@@ -402,7 +399,9 @@ def run(argv) -> list[dict]:
         for m in methods:
             for e in epsilons:
                 config = configs[(m, e)]
-                sample_set = {k: config[k] for k in SAMPLE_ONLY if k in config}
+                # sampling-time options: the cell trains without them and is sampled with them,
+                # so trials of their values share one trained cell
+                sample_set = {k: config[k] for k in SAMPLING_FIELDS if k in config}
                 fitted = {k: v for k, v in config.items() if k not in sample_set}
                 # the public set is part of what the cell trained on: it names the cell apart
                 trained = {**fitted, **({"public_data": public[m]} if m in public else {})}
