@@ -28,13 +28,16 @@ RESULTS = ROOT / "bench" / "results" / "suite"
 
 
 def rows(results: Path, protocol: str | None = None) -> list[dict]:
-    """Every validation row, clean (not from a dirty tree) ones only, of ``protocol`` if given."""
+    """Every validation row of a DP run, clean (not from a dirty tree) ones only, of
+    ``protocol`` if given. `auto` chooses by a finite epsilon: a non-private twin's row
+    (epsilon "inf") is a ceiling to read beside the rule, never one of its choices."""
     found = [json.loads(p.read_text()) for p in sorted((results / "validation").rglob("*.json"))]
     return [
         r
         for r in found
         if r.get("score") == "validation"
         and not r.get("dirty")
+        and r.get("epsilon") != "inf"
         and protocol in (None, r.get("protocol"))
     ]
 

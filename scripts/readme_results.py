@@ -40,6 +40,11 @@ def _eps_label(e) -> str:
     return "no DP" if math.isinf(_eps_value(e)) else f"eps {_eps_value(e):g}"
 
 
+def _eps_cell(e) -> str:
+    """A table's eps column: '10', or 'no DP' for a method's non-private twin."""
+    return "no DP" if math.isinf(_eps_value(e)) else f"{_eps_value(e):g}"
+
+
 def _pair(tstr: dict | None) -> str:
     if not tstr:
         return "–"
@@ -142,7 +147,7 @@ def suite_table() -> str:
         r0 = group[0]
         lines.append(
             f"| {SUITE_LABELS.get(r0['dataset'], r0['dataset'])} | {_method_label(r0)} | "
-            f"{float(r0['epsilon']):g} | {len(group)} | "
+            f"{_eps_cell(r0['epsilon'])} | {len(group)} | "
             f"{_ms([r['tstr']['lenet'] for r in group], 100)} | "
             f"{_ms([r['tstr_over_trtr']['lenet'] for r in group], 1, 2)} | "
             f"{_ms([r['detection_auc'] for r in group], 1, 2)} | "
@@ -187,7 +192,7 @@ def holdout_table() -> str:
         ]
         lines.append(
             f"| {SUITE_LABELS.get(r0['dataset'], r0['dataset'])} | {_method_label(r0)} | "
-            f"{float(r0['epsilon']):g} | {len(group)} | {pair[0]} | {pair[1]} | "
+            f"{_eps_cell(r0['epsilon'])} | {len(group)} | {pair[0]} | {pair[1]} | "
             f"{_ms([r['tstr_over_trtr']['lenet'] for r in group], 1, 2)} | "
             f"{_ms([r['detection_auc'] for r in group], 1, 2)} | "
             f"{_ms([r['prdc']['recall'] for r in group], 1, 2)} | {r0['defaults']} |"

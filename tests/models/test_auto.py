@@ -139,7 +139,10 @@ def test_rule_ranking_prefers_rows_at_the_full_default_then_rows_resampled_from_
     spec = importlib.util.spec_from_file_location("bench_auto_rule", path)
     rule_script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rule_script)
-    default = {"steps": 2000, "witness_floor": 0.4, "stop_at_noise": True, "contrast": 1.0}
+    from privsynth.models.defaults import recommended_config
+
+    default = recommended_config("dpmerf", 1257, 1.0)
+    assert default["contrast"] > 0  # a sampling-time field at the default, to resample without
 
     def row(method, config, tstr):
         place = {"protocol": "p", "dataset": "digits", "epsilon": 1.0, "n_train": 1257}
@@ -156,3 +159,22 @@ def test_rule_ranking_prefers_rows_at_the_full_default_then_rows_resampled_from_
     assert rule_script.ranking(found) == {
         ("p", "digits", 1.0): [("dpmerf", 0.9), ("dpkernel", 0.8)]
     }
+
+
+def test_rule_reads_no_row_of_a_non_private_twin(tmp_path):
+    """A no-DP row (epsilon "inf") is a ceiling beside the rule, never one of its choices:
+    `auto` takes a finite epsilon, so bench/auto_rule.py's rows leave it out."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "auto_rule.py"
+    spec = importlib.util.spec_from_file_location("bench_auto_rule", path)
+    rule_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rule_script)
+    folder = tmp_path / "validation" / "digits"
+    folder.mkdir(parents=True)
+    for eps in (1.0, "inf"):
+        row = {"score": "validation", "dirty": False, "protocol": "p", "epsilon": eps}
+        (folder / f"row-{eps}.json").write_text(json.dumps(row))
+    assert [r["epsilon"] for r in rule_script.rows(tmp_path)] == [1.0]
