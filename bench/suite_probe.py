@@ -10,8 +10,11 @@ LeNet, fidelity space, detection). Validation only; writes one JSON of all varia
 ``--ref`` is the suite's cached reference folder for (dataset, validation, seed) (``<out>/ref/``;
 computed there if absent). Variants: ``none`` (the cell as it samples), ``despeckle`` (zero a
 bright pixel, > 64, whose eight neighbours average under 32), ``median3`` (3x3 median filter),
-``KEY=VALUE`` (sample with that config field overridden, e.g. ``witness_floor=0``).
-Post-processing a release is free under DP; none of these variants is a default.
+``KEY=VALUE`` (sample with that config field overridden, e.g. ``witness_floor=0``),
+``confident=SHARE`` (draw n / SHARE images and keep the SHARE of each class that a classifier
+fitted on the draws themselves finds surest: `keep_confident`); parts join with ``+``, e.g.
+``contrast=1.0+witness_floor=0.8``. Post-processing a release is free under DP; none of these
+variants is a default.
 """
 
 from __future__ import annotations
@@ -46,6 +49,45 @@ def median3(images: np.ndarray) -> np.ndarray:
 POST = {"none": lambda x: x, "despeckle": despeckle, "median3": median3}
 
 
+def keep_confident(images: np.ndarray, labels: np.ndarray, share: float, seed: int):
+    """The ``share`` of each class's draws that a logistic regression on pixels finds surest of
+    their class. Cross-fitted: each half of the draws is scored by a fit on the other half, so
+    no draw scores itself. Uses the draws only (post-processing)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    # a stream of its own: balanced_labels shuffles with default_rng(seed), whose permutation's
+    # parity would split the draws by class
+    half = np.random.default_rng([seed, 1]).permutation(len(x)) % 2 == 0
+    sure = np.zeros(len(x))
+    for fit, scored in ((half, ~half), (~half, half)):
+        clf = LogisticRegression(max_iter=300, C=0.1).fit(x[fit], labels[fit])
+        p = clf.predict_proba(x[scored])
+        sure[scored] = p[np.arange(len(p)), np.searchsorted(clf.classes_, labels[scored])]
+    kept = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        kept.extend(members[np.argsort(-sure[members])[: round(len(members) * share)]])
+    kept = np.sort(np.array(kept))
+    return images[kept], labels[kept]
+
+
+def parse_variant(name: str) -> tuple:
+    """``despeckle+contrast=1.0+confident=0.7`` -> (post-processing, config overrides, share
+    kept)."""
+    post, settings, share = POST["none"], {}, 1.0
+    for part in name.split("+"):
+        if "=" not in part:
+            post = POST[part]
+            continue
+        key, value = part.split("=", 1)
+        if key == "confident":
+            share = float(value)
+        else:
+            settings[key] = float(value)
+    return post, settings, share
+
+
 def main(argv=None) -> int:
     from privsynth.atomic import write_json
     from privsynth.evaluate import detection, fidelity
@@ -74,17 +116,17 @@ def main(argv=None) -> int:
            "git": suite.git_state(suite.ROOT), "variants": {}}  # fmt: skip
     for name in a.variants.split(","):
         run = Run.load(a.cell)
-        if "=" in name:  # a sampling-time setting, rebuilt like any config (type/range checks)
-            key, value = name.split("=", 1)
+        post, settings, share = parse_variant(name)
+        if settings:  # sampling-time settings, rebuilt like any config (type/range checks)
             synth = run.synthesizer
-            synth.config = build_config(
-                type(synth.config), {**synth.config_dict(), key: float(value)}
-            )
-            post = POST["none"]
-        else:
-            post = POST[name]
+            synth.config = build_config(type(synth.config), {**synth.config_dict(), **settings})
         t = time.time()
-        images, labels = run.sample(a.n, labels=labels_wanted, seed=a.seed)
+        if share < 1:
+            wanted = evaluate_utility.balanced_labels(round(a.n / share), k, a.seed)
+            images, labels = run.sample(len(wanted), labels=wanted, seed=a.seed)
+            images, labels = keep_confident(np.asarray(images), np.asarray(labels), share, a.seed)
+        else:
+            images, labels = run.sample(a.n, labels=labels_wanted, seed=a.seed)
         images = post(np.asarray(images))
         tstr = evaluate_utility.tstr(
             images,
@@ -104,6 +146,7 @@ def main(argv=None) -> int:
             "fd": fidelity.frechet(ref.f_train, f_syn),
             "prdc": prdc,
             "detection_auc": auc,
+            "n": len(images),
             "seconds": time.time() - t,
         }
         print(name, {k: v for k, v in out["variants"][name].items() if k != "prdc"},
