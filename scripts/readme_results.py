@@ -36,13 +36,13 @@ def _eps_value(e) -> float:
     return math.inf if isinstance(e, str) else float(e)
 
 
-def _eps_label(e) -> str:
-    return "no DP" if math.isinf(_eps_value(e)) else f"eps {_eps_value(e):g}"
-
-
 def _eps_cell(e) -> str:
     """A table's eps column: '10', or 'no DP' for a method's non-private twin."""
     return "no DP" if math.isinf(_eps_value(e)) else f"{_eps_value(e):g}"
+
+
+def _eps_label(e) -> str:
+    return "no DP" if math.isinf(_eps_value(e)) else f"eps {_eps_cell(e)}"
 
 
 def _pair(tstr: dict | None) -> str:
