@@ -11,6 +11,18 @@ from privsynth.models.auto import NEEDS_INPUT, RULE, choose, estimate_seconds
 from privsynth.models.defaults import recommended_config
 
 
+def _auto_rule_script():
+    """bench/auto_rule.py, the script that prints the validation table RULE cites."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "auto_rule.py"
+    spec = importlib.util.spec_from_file_location("bench_auto_rule", path)
+    rule_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rule_script)
+    return rule_script
+
+
 @pytest.mark.parametrize(
     ("shape", "n_hat", "epsilon", "key"),
     [
@@ -103,13 +115,7 @@ def test_rule_rows_agree_with_the_validation_rows_they_cite():
     best first: every protocol that scored some of them ranks those in the branch's order, and
     one protocol scored them all. Grey small / large sets cite digits / MNIST-10k at eps 1 and
     10; the one colour branch, whatever the epsilon, cites CIFAR-10-5k at both."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "bench" / "auto_rule.py"
-    spec = importlib.util.spec_from_file_location("bench_auto_rule", path)
-    rule_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rule_script)
+    rule_script = _auto_rule_script()
     ranking = rule_script.ranking(rule_script.rows(rule_script.RESULTS))
     cited = {"small-n": "digits", "large-n": "mnist10k", "any": "cifar5k"}
     epsilons = {"low-eps": (1.0,), "high-eps": (10.0,), "any": (1.0, 10.0)}
@@ -132,15 +138,7 @@ def test_rule_ranking_prefers_rows_at_the_full_default_then_rows_resampled_from_
     """A method's rows at its full default rank it; a row that trained at the default and only
     sampled another way (an older sampling default) stands in where the method has none; a row
     that trained another way never counts."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "bench" / "auto_rule.py"
-    spec = importlib.util.spec_from_file_location("bench_auto_rule", path)
-    rule_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rule_script)
-    from privsynth.models.defaults import recommended_config
-
+    rule_script = _auto_rule_script()
     default = recommended_config("dpmerf", 1257, 1.0)
     assert default["contrast"] > 0  # a sampling-time field at the default, to resample without
 
@@ -164,14 +162,9 @@ def test_rule_ranking_prefers_rows_at_the_full_default_then_rows_resampled_from_
 def test_rule_reads_no_row_of_a_non_private_twin(tmp_path):
     """A no-DP row (epsilon "inf") is a ceiling beside the rule, never one of its choices:
     `auto` takes a finite epsilon, so bench/auto_rule.py's rows leave it out."""
-    import importlib.util
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "bench" / "auto_rule.py"
-    spec = importlib.util.spec_from_file_location("bench_auto_rule", path)
-    rule_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rule_script)
+    rule_script = _auto_rule_script()
     folder = tmp_path / "validation" / "digits"
     folder.mkdir(parents=True)
     for eps in (1.0, "inf"):
