@@ -78,6 +78,11 @@ def parse_variant(name: str) -> tuple:
     post, settings, share = POST["none"], {}, 1.0
     for part in name.split("+"):
         if "=" not in part:
+            if part not in POST:
+                raise SystemExit(
+                    f"suite_probe: unknown variant part {part!r}; use {', '.join(POST)}, "
+                    "confident=SHARE or KEY=VALUE, joined by '+'"
+                )
             post = POST[part]
             continue
         key, value = part.split("=", 1)
@@ -114,9 +119,9 @@ def main(argv=None) -> int:
     labels_wanted = evaluate_utility.balanced_labels(a.n, k, a.seed)
     out = {"cell": a.cell, "dataset": a.dataset, "split": "validation", "seed": a.seed,
            "git": suite.git_state(suite.ROOT), "variants": {}}  # fmt: skip
-    for name in a.variants.split(","):
+    variants = {name: parse_variant(name) for name in a.variants.split(",")}  # all checked first
+    for name, (post, settings, share) in variants.items():
         run = Run.load(a.cell)
-        post, settings, share = parse_variant(name)
         if settings:  # sampling-time settings, rebuilt like any config (type/range checks)
             synth = run.synthesizer
             synth.config = build_config(type(synth.config), {**synth.config_dict(), **settings})

@@ -4,6 +4,7 @@ surest share of each class, dropping ambiguous draws first."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from .test_bench_smoke import load
 
@@ -14,6 +15,8 @@ def test_a_variant_joins_post_processing_settings_and_a_kept_share():
     assert post is probe.despeckle and settings == {"contrast": 1.0, "witness_floor": 0.8}
     assert share == 1.0
     assert probe.parse_variant("confident=0.7")[1:] == ({}, 0.7)
+    with pytest.raises(SystemExit, match="unknown variant part 'blur'"):
+        probe.parse_variant("blur+contrast=1.0")
 
 
 def test_confident_keeps_each_class_share_and_drops_the_ambiguous_draws_first():
